@@ -1,0 +1,175 @@
+"""The `batchrun` command line: parse, call the core, print, return an exit code.
+
+All printing and every exit code live here; the core raises `BatchrunError`s
+and reports progress through callbacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from batchrun import __version__
+from batchrun.errors import BatchrunError, RunfileError
+
+__all__ = ["main"]
+
+_GRIDSPEC_SUFFIXES = (".yml", ".yaml")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="batchrun",
+        description="Launch, track and resume batches of shell commands and parameter sweeps.",
+    )
+    parser.add_argument("--version", action="version", version=f"batchrun {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    launch = sub.add_parser(
+        "launch",
+        help="run every line of a runfile as a job, resuming where the last launch stopped",
+        description=(
+            "Run every non-blank, non-# line of RUNFILE as a shell job, N at a time. "
+            "Logs go to runs/<runfile name>/logs/<job id>/, records to runs/<runfile name>/metadata.json. "
+            "A job that already finished is never run again unless asked. "
+            "Example: batchrun launch exp.runfile -j 4"
+        ),
+    )
+    launch.add_argument("runfile", type=Path, help="file with one shell command per line")
+    launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=1, metavar="N", help="jobs to run at once (default 1)")
+    mode = launch.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--mode",
+        choices=["resume", "retry_failed", "overwrite"],
+        default=None,
+        help="resume (default): run only unfinished jobs; retry_failed: also failed ones; overwrite: everything",
+    )
+    mode.add_argument("--retry-failed", action="store_const", dest="mode", const="retry_failed", help="also rerun jobs that failed or were interrupted")
+    mode.add_argument("--rerun-all", action="store_const", dest="mode", const="overwrite", help="rerun every job (same as --mode overwrite)")
+    launch.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="keep this runfile's logs/ and metadata.json in DIR instead of runs/<runfile name>/")
+    launch.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default="metadata.json", metavar="NAME", help="name of the metadata file (default metadata.json)")
+    launch.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS", help="on Ctrl-C or SIGTERM, how long jobs get to exit after SIGTERM before SIGKILL (default 10)")
+    launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the batchrun CLI and return its exit code.
+
+    Exit codes:
+        0: every job of the runfile has succeeded (now or earlier), or there
+           was nothing to do.
+        1: one or more jobs failed.
+        2: batchrun could not start or go on: bad usage, bad input, a busy or
+           unwritable runs directory.
+        130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if args.command == "launch":
+            return _cmd_launch(args)
+        raise AssertionError(args.command)
+    except BatchrunError as err:
+        sys.stderr.write(f"batchrun: error: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("batchrun: interrupted\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - the one place bugs are reported
+        if args.debug:
+            raise
+        sys.stderr.write(f"batchrun: internal error: {type(err).__name__}: {err} (rerun with --debug for a traceback)\n")
+        return 3
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from batchrun.display import Progress, plan_lines, summary_lines
+    from batchrun.launch import Launch, LaunchOptions
+    from batchrun.runfile import load_runfile
+
+    path: Path = args.runfile
+    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        raise RunfileError(f"this looks like a gridspec; turn it into a runfile first with: batchrun sweep {path}", path)
+    runfile = load_runfile(path)
+    for command, first, again in runfile.duplicates:
+        sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
+    if not runfile.jobs:
+        print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
+        return 0
+
+    options = LaunchOptions(
+        n_jobs=args.n_jobs,
+        mode=args.mode or "resume",
+        accounting_dir=args.accounting_dir,
+        metadata_name=args.state_db_filename,
+        grace=args.grace,
+    )
+    launch = Launch(runfile, options)
+    plan = launch.prepare()
+    out = sys.stdout
+    if not args.quiet:
+        for line in plan_lines(plan, len(runfile.jobs), options.mode):
+            print(f"batchrun: {path}: {line}", file=out, flush=True)
+    failed_before = plan.failed
+    done_before = plan.succeeded + plan.failed + plan.recovered if options.mode == "resume" else plan.succeeded
+    progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    launch.on_event = progress
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        launch.request_stop()
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
+    try:
+        progress.start()
+        try:
+            launch.run()
+        finally:
+            progress.close()
+    finally:
+        result = launch.finish()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if result.error is not None:
+        sys.stderr.write(f"batchrun: error: {result.error}\n")
+    skipped_failed = plan.failed_skipped
+    for line in summary_lines(result, str(path), skipped_failed):
+        print(line, file=out)
+    return result.exit_code

@@ -1,0 +1,225 @@
+"""Run jobs as local processes, each in its own session, and find them again.
+
+Each job runs under a tiny `/bin/sh` wrapper that runs the command exactly
+as `/bin/sh -c COMMAND` would (in a subshell, with no positional parameters)
+and then writes the command's exit status to `<log dir>/exit`. The wrapper,
+not batchrun, writes that record, so a job that ends in the instant batchrun
+dies still leaves its result behind.
+
+Before it forks, batchrun takes an exclusive `flock` on `<log dir>/run.lock`
+and hands the descriptor to the job. The kernel keeps that lock as long as
+any process of the job holds the descriptor, so a later launch can tell
+"still running" (lock held) from "ended or never started" (lock free) with no
+pid bookkeeping and no pid-reuse hazard, and can wait for an adopted job by
+waiting for the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "EXIT_NAME",
+    "LocalProcess",
+    "job_lock_held",
+    "kill_group",
+    "process_start_ticks",
+    "read_exit_record",
+    "find_job_processes",
+    "group_alive",
+    "spawn_job",
+    "wait_for_job_lock",
+]
+
+EXIT_NAME = "exit"
+LOCK_NAME = "run.lock"
+
+# The wrapper: `(eval ...)` runs the line in a subshell so that `exit` or
+# `set -e` in the command cannot skip the record; `shift` leaves the command
+# with no positional parameters and `$0` is `sh`, as under `sh -c`. The record
+# is one short write; readers accept it only when it is a whole line.
+_WRAPPER = (
+    "__batchrun_cmd=$1; shift\n"
+    '(eval "unset __batchrun_cmd; $__batchrun_cmd")\n'
+    "__batchrun_status=$?\n"
+    'echo "$__batchrun_status" >"$BATCHRUN_LOG_DIR/exit"\n'
+    'exit "$__batchrun_status"\n'
+)
+
+
+@dataclass
+class LocalProcess:
+    """A job's wrapper process, started by this launch."""
+
+    popen: subprocess.Popen[bytes]
+    pid: int
+    pstart: int
+
+
+def process_start_ticks(pid: int) -> int:
+    """The start time of a process in clock ticks since boot (0 if unknown).
+
+    With the pid it identifies a process across pid reuse.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def spawn_job(command: str, log_dir: Path, env: dict[str, str], append_logs: bool = False) -> LocalProcess:
+    """Start a job's wrapper in a new session with output to its log files.
+
+    Raises:
+        OSError: the log directory or files cannot be created, or fork failed.
+    """
+    try:
+        os.unlink(log_dir / EXIT_NAME)
+    except FileNotFoundError:
+        pass
+    lock_fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mode = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append_logs else os.O_TRUNC)
+        out_fd = os.open(log_dir / "out.log", mode, 0o644)
+        try:
+            err_fd = os.open(log_dir / "err.log", mode, 0o644)
+            try:
+                popen = subprocess.Popen(
+                    ["/bin/sh", "-c", _WRAPPER, "sh", command],
+                    # No terminal input: many jobs share one terminal.
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_fd,
+                    stderr=err_fd,
+                    env=env,
+                    # Its own session: signals to batchrun's terminal do not
+                    # reach the job, a kill -9 of batchrun leaves it running
+                    # (to be adopted), and killpg stops its whole tree.
+                    start_new_session=True,
+                    pass_fds=(lock_fd,),
+                )
+            finally:
+                os.close(err_fd)
+        finally:
+            os.close(out_fd)
+    finally:
+        # The job holds its own copy of the locked descriptor now.
+        os.close(lock_fd)
+    return LocalProcess(popen, popen.pid, process_start_ticks(popen.pid))
+
+
+def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
+    """The exit status and end time a job's wrapper recorded, if complete."""
+    path = log_dir / EXIT_NAME
+    try:
+        with open(path, "rb") as f:
+            data = f.read(64)
+            end = os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return None
+    if not data.endswith(b"\n"):
+        return None
+    try:
+        return int(data), end
+    except ValueError:
+        return None
+
+
+def job_lock_held(log_dir: Path) -> bool:
+    """True while some process of a job started with `spawn_job` is alive."""
+    try:
+        fd = os.open(log_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def wait_for_job_lock(log_dir: Path, should_stop: Callable[[], bool], poll: float = 0.2) -> None:
+    """Block until no process of an adopted job holds its lock.
+
+    `should_stop` (a callable) is checked between polls so a stopping launch
+    does not hang on a job it could not kill.
+    """
+    while job_lock_held(log_dir):
+        if should_stop():
+            return
+        time.sleep(poll)
+
+
+def kill_group(pid: int, pstart: int, sig: int) -> bool:
+    """Send `sig` to the process group led by `pid`; False if it is gone.
+
+    The group is only signalled while its leader is the process we started
+    (same start tick) or the leader has exited but members remain.
+    """
+    if pstart and os.path.exists(f"/proc/{pid}"):
+        now = process_start_ticks(pid)
+        if now and now != pstart:
+            return False  # the pid was reused by an unrelated process
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def group_alive(pid: int) -> bool:
+    """True while any live (non-zombie) process is in the process group `pid`."""
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # killpg succeeds for zombies too; look for a member that is not one.
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def find_job_processes(job_id: str) -> list[int]:
+    """Pids of live processes whose environment names this job id.
+
+    Used only when a launch died between starting a job and recording its
+    pid, to stop an adopted job whose process group is otherwise unknown.
+    """
+    needle = f"BATCHRUN_JOB_ID={job_id}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(entry))
+    return found

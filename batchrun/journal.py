@@ -1,0 +1,315 @@
+"""The durable record of every job of a runs directory: an append-only journal.
+
+doit's own dependency backends keep every change in memory and write it when
+the whole run ends, so a kill -9 half-way through a launch would forget every
+finished job. batchrun therefore records each step of each job the moment it
+happens, as one line appended with a single `os.write` on an `O_APPEND`
+descriptor: once `write` returns the line is in the kernel and survives the
+death of batchrun (a background thread `fdatasync`s about once a second, which
+bounds what a power loss can take). doit's up-to-date check of each job task
+reads these records (see `doit_tasks`).
+
+Line format (space separated; a torn last line from a kill is ignored):
+
+    S <job_id> <attempt> <start> <slot> <host>        about to start
+    P <job_id> <attempt> <pid> <pstart>               started: process id and start tick
+    E <job_id> <attempt> <status> <start> <end>       ended with exit status (finished)
+    I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
+    R <job_id>                                        forgotten: run again
+
+This module knows nothing of doit, processes or metadata.json.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from batchrun.errors import MetadataError
+
+__all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State"]
+
+JOURNAL_NAME = "jobs.journal"
+
+# How often the group-commit thread flushes the journal to stable storage.
+_SYNC_INTERVAL = 1.0
+
+
+class State:
+    """The states a job can be in; stored lower-case in JSON."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+
+    FINISHED = frozenset({SUCCEEDED, FAILED, TIMEOUT})
+    ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED, TIMEOUT)
+
+
+class JobRecord:
+    """What the journal knows of one job; mutable, one per job id."""
+
+    __slots__ = ("attempts", "end", "host", "job_id", "pid", "pstart", "slot", "start", "state", "status")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.state = State.PENDING
+        self.status: int | None = None
+        self.start: float | None = None
+        self.end: float | None = None
+        self.attempts = 0
+        self.slot: int | None = None
+        self.host: str | None = None
+        self.pid: int | None = None
+        self.pstart: int | None = None
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds the last attempt ran, once it has ended."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+    @property
+    def finished(self) -> bool:
+        """True when the job ran to its end, whatever its exit status."""
+        return self.state in State.FINISHED
+
+    def __repr__(self) -> str:
+        return f"JobRecord({self.job_id}, {self.state}, status={self.status}, attempts={self.attempts})"
+
+
+class Journal:
+    """The append-only journal of one runs directory, replayed into records."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.path = runs_dir / JOURNAL_NAME
+        self.records: dict[str, JobRecord] = {}
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._lines = 0
+        self._closed = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # -- reading -----------------------------------------------------------
+
+    def load(self) -> None:
+        """Replay the journal file into `records`.
+
+        Raises:
+            MetadataError: a line in the middle of the file is not a journal
+                line (a torn last line is expected after a kill and skipped).
+        """
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot read the job journal: {err.strerror}") from err
+        lines = data.split(b"\n")
+        # The last element is b"" after a final newline, else a torn line.
+        lines.pop()
+        self._lines = len(lines)
+        self._replay(lines)
+
+    def _replay(self, lines: Iterable[bytes]) -> None:
+        records = self.records
+        for lineno, raw in enumerate(lines, start=1):
+            try:
+                parts = raw.decode("ascii").split(" ")
+                kind = parts[0]
+                job_id = parts[1]
+                rec = records.get(job_id)
+                if rec is None:
+                    rec = records[job_id] = JobRecord(job_id)
+                if kind == "E":
+                    rec.attempts = int(parts[2])
+                    rec.status = int(parts[3])
+                    rec.start = float(parts[4])
+                    rec.end = float(parts[5])
+                    rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
+                    if len(parts) > 6:
+                        rec.state = parts[6]
+                elif kind == "S":
+                    rec.attempts = int(parts[2])
+                    rec.start = float(parts[3])
+                    rec.slot = int(parts[4])
+                    rec.host = parts[5]
+                    rec.state = State.RUNNING
+                    rec.status = rec.end = rec.pid = rec.pstart = None
+                elif kind == "P":
+                    rec.pid = int(parts[3])
+                    rec.pstart = int(parts[4])
+                elif kind == "I":
+                    rec.attempts = int(parts[2])
+                    rec.start = float(parts[3])
+                    rec.end = float(parts[4])
+                    rec.state = parts[5]
+                    rec.status = None
+                elif kind == "R":
+                    records[job_id] = JobRecord(job_id)
+                else:
+                    raise ValueError(kind)
+            except (ValueError, IndexError, UnicodeDecodeError) as err:
+                raise MetadataError(
+                    f"{self.path}:{lineno}: corrupt job journal line {raw[:60]!r}; "
+                    "remove that line (jobs it recorded will run again)"
+                ) from err
+
+    # -- writing -----------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the journal for appending and start the group-commit thread."""
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot write the job journal: {err.strerror}") from err
+        self._syncer = threading.Thread(target=self._sync_loop, name="batchrun-journal-sync", daemon=True)
+        self._syncer.start()
+
+    def _append(self, line: str, count: int = 1) -> None:
+        fd = self._fd
+        if fd is None:
+            raise MetadataError(f"{self.path}: journal is not open")
+        data = line.encode("ascii")
+        try:
+            # One write of one line on O_APPEND: atomic with respect to other
+            # writers and durable against the death of this process.
+            written = os.write(fd, data)
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot append to the job journal: {err.strerror}") from err
+        if written != len(data):
+            raise MetadataError(f"{self.path}: short write to the job journal (disk full?)")
+        self._dirty = True
+        self._lines += count
+
+    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
+        """Record that a job is about to start (before its process exists)."""
+        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
+        rec = self._get(job_id)
+        rec.state = State.RUNNING
+        rec.attempts = attempt
+        rec.start = start
+        rec.slot = slot
+        rec.host = host
+        rec.status = rec.end = rec.pid = rec.pstart = None
+        return rec
+
+    def record_pid(self, job_id: str, attempt: int, pid: int, pstart: int) -> None:
+        """Record the process that runs a started job."""
+        self._append(f"P {job_id} {attempt} {pid} {pstart}\n")
+        rec = self._get(job_id)
+        rec.pid = pid
+        rec.pstart = pstart
+
+    def record_end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None) -> JobRecord:
+        """Record that a job ran to its end with an exit status: it is finished."""
+        extra = f" {state}" if state is not None else ""
+        self._append(f"E {job_id} {attempt} {status} {start:.6f} {end:.6f}{extra}\n")
+        rec = self._get(job_id)
+        rec.attempts = attempt
+        rec.status = status
+        rec.start = start
+        rec.end = end
+        rec.state = state or (State.SUCCEEDED if status == 0 else State.FAILED)
+        return rec
+
+    def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
+        """Record that a job stopped before its end: it will run again."""
+        self._append(f"I {job_id} {attempt} {start:.6f} {end:.6f} {state}\n")
+        rec = self._get(job_id)
+        rec.attempts = attempt
+        rec.start = start
+        rec.end = end
+        rec.state = state
+        rec.status = None
+        return rec
+
+    def record_reset(self, job_ids: Iterable[str]) -> None:
+        """Forget jobs (--rerun-all): the next launch runs them again."""
+        job_ids = list(job_ids)
+        for start in range(0, len(job_ids), 4096):
+            chunk = job_ids[start : start + 4096]
+            self._append("".join(f"R {job_id}\n" for job_id in chunk), count=len(chunk))
+        for job_id in job_ids:
+            old = self.records.get(job_id)
+            fresh = JobRecord(job_id)
+            if old is not None:
+                fresh.attempts = old.attempts
+            self.records[job_id] = fresh
+
+    def _get(self, job_id: str) -> JobRecord:
+        rec = self.records.get(job_id)
+        if rec is None:
+            rec = self.records[job_id] = JobRecord(job_id)
+        return rec
+
+    def _sync_loop(self) -> None:
+        while not self._closed.wait(_SYNC_INTERVAL):
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush what was appended to stable storage (group commit)."""
+        fd = self._fd
+        if fd is not None and self._dirty:
+            self._dirty = False
+            try:
+                os.fdatasync(fd)
+            except OSError:
+                # The appends already reached the kernel; a failed flush only
+                # widens what a power loss could take. The next write reports
+                # a real storage fault.
+                self._dirty = True
+
+    def compact(self) -> None:
+        """Rewrite the journal as one line per job when it has grown much longer.
+
+        Called after `close`, under the runs directory's lock: the rename must
+        not leave an open descriptor appending to the replaced file.
+        """
+        if self._fd is not None:
+            raise MetadataError(f"{self.path}: compact() needs a closed journal")
+        if self._lines <= 2 * max(len(self.records), 1) + 1000:
+            return
+        lines = []
+        for rec in self.records.values():
+            if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
+                extra = f" {rec.state}" if rec.state == State.TIMEOUT else ""
+                lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
+            elif rec.state == State.RUNNING and rec.start is not None:
+                # Left running on purpose (detached): keep what adoption needs.
+                lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
+                if rec.pid is not None:
+                    lines.append(f"P {rec.job_id} {rec.attempts} {rec.pid} {rec.pstart}\n")
+            elif rec.start is not None and rec.end is not None:
+                lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                f.writelines(lines)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            # Compaction is an optimisation: the long journal stays valid.
+            tmp.unlink(missing_ok=True)
+            return
+        self._lines = len(lines)
+
+    def close(self) -> None:
+        """Flush and close; safe to call twice."""
+        self._closed.set()
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        self.sync()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

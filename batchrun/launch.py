@@ -1,0 +1,508 @@
+"""`batchrun launch` as a chain of small steps: load, lock, recover, plan, run, finish.
+
+The launch owns the state of one runs directory for its whole run: the lock,
+the journal, the metadata view and the running processes. doit (through
+`doit_tasks`) decides which jobs to run and calls back `run_job` from its
+worker threads. The launch never prints: it reports `JobEvent`s to a callback
+the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchrun.errors import BatchrunError, MetadataError, UsageError
+from batchrun.executors import local
+from batchrun.journal import Journal, JobRecord, State
+from batchrun.metadata import MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, load_metadata, write_atomic
+from batchrun.runfile import Job, Runfile
+
+__all__ = ["JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Plan", "MODES"]
+
+MODES = ("resume", "retry_failed", "overwrite")
+
+# How often metadata.json is brought up to date while jobs finish.
+_METADATA_INTERVAL = 1.0
+# Name of the file recording which journal size and runfile metadata.json reflects.
+_STAMP_NAME = ".metadata.stamp"
+# Placeholder pid in `_running` for a job between its start record and its fork.
+_STARTING = -1
+
+
+@dataclass
+class LaunchOptions:
+    """What the user asked of one launch."""
+
+    n_jobs: int = 1
+    mode: str = "resume"
+    accounting_dir: Path | None = None
+    metadata_name: str = "metadata.json"
+    grace: float = 10.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Something that happened to a job, for the CLI to show."""
+
+    kind: str  # "start" | "adopt" | "end" | "recovered"
+    job: Job
+    record: JobRecord
+    slot: int | None = None
+
+
+@dataclass
+class Plan:
+    """What a launch will do, decided before anything runs."""
+
+    to_run: list[Job]
+    adopt: list[Job]
+    new: int
+    succeeded: int
+    failed: int  # finished with a non-zero status
+    failed_skipped: int
+    rerun_unfinished: int  # interrupted or crashed, to run again
+    recovered: int  # ended while no launch was watching, collected now
+    removed: int  # records of jobs no longer in the runfile
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.to_run and not self.adopt
+
+
+@dataclass
+class LaunchResult:
+    """The outcome of a launch for the jobs of its runfile."""
+
+    counts: dict[str, int]
+    failed: list[tuple[Job, JobRecord]]
+    interrupted: bool
+    ran: int
+    metadata_path: Path
+    runs_dir: Path
+    error: BatchrunError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on."""
+        if self.error is not None:
+            return self.error.exit_code
+        if self.interrupted:
+            return 130
+        if self.failed:
+            return 1
+        return 0
+
+
+class Launch:
+    """One launch of one runfile."""
+
+    def __init__(self, runfile: Runfile, options: LaunchOptions, on_event: Callable[[JobEvent], None] | None = None) -> None:
+        if options.mode not in MODES:
+            raise UsageError(f"unknown mode {options.mode!r}; choose one of {', '.join(MODES)}")
+        if options.n_jobs < 1:
+            raise UsageError(f"-j must be at least 1, not {options.n_jobs}")
+        self.runfile = runfile
+        self.options = options
+        self.on_event = on_event or (lambda event: None)
+        self.runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+        self.journal = Journal(self.runs_dir.path)
+        self.metadata = MetadataView(self.runs_dir.metadata)
+        self.host = socket.gethostname().split(".")[0] or "localhost"
+        self.plan: Plan | None = None
+        self._jobs_by_id = {job.job_id: job for job in runfile.jobs}
+        self._old_entries: dict[str, dict[str, Any]] = {}
+        self._lock = None
+        self._state_lock = threading.RLock()
+        self._adopt_ids: set[str] = set()
+        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(options.n_jobs):
+            self._slots.put(slot)
+        self._running: dict[str, tuple[int | None, int]] = {}
+        self._stopping = threading.Event()
+        self._stop_now = threading.Event()
+        self._stopper: threading.Thread | None = None
+        self.fatal: BatchrunError | None = None
+        self._ran = 0
+        self._flusher_done = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._base_env = dict(os.environ)
+        self._base_env.update(options.env)
+        self._redo_failed = options.mode == "retry_failed"
+
+    # -- step 1: lock, load and recover -------------------------------------
+
+    def prepare(self) -> Plan:
+        """Lock the runs directory, load the records, collect what ended, plan."""
+        self.runs_dir.create()
+        self._lock = acquire_lock(self.runs_dir)
+        try:
+            self.journal.load()
+            # metadata.json is only read and rebuilt when something changed
+            # since the last launch wrote it: a no-op resume stays cheap.
+            stamp_ok = self._stamp_matches()
+            if not stamp_ok:
+                self._old_entries = load_metadata(self.runs_dir.metadata)
+            self.journal.open()
+            self._import_legacy()
+            recovered = self._recover_in_flight()
+            if self.options.mode == "overwrite":
+                self._reset_for_rerun()
+            self.plan = self._make_plan(recovered)
+            if not stamp_ok or recovered or not self.plan.nothing_to_do or self.options.mode == "overwrite":
+                if stamp_ok:
+                    self._old_entries = load_metadata(self.runs_dir.metadata)
+                self._build_view()
+        except BaseException:
+            self.journal.close()
+            self._lock.release()
+            raise
+        return self.plan
+
+    def _stamp(self) -> str:
+        size = self.journal.path.stat().st_size if self.journal.path.exists() else 0
+        return f"1 {size} {self.runs_dir.metadata_name} {_runfile_digest(self.runfile)}\n"
+
+    def _stamp_matches(self) -> bool:
+        try:
+            text = (self.runs_dir.path / _STAMP_NAME).read_text()
+        except OSError:
+            return False
+        return text == self._stamp() and self.runs_dir.metadata.exists()
+
+    def _write_stamp(self) -> None:
+        try:
+            (self.runs_dir.path / _STAMP_NAME).write_text(self._stamp())
+        except OSError:
+            pass  # only an optimisation for the next no-op launch
+
+    def _import_legacy(self) -> None:
+        """Entries the original batchrun wrote count as finished: journal them."""
+        records = self.journal.records
+        for job_id, entry in self._old_entries.items():
+            if job_id in records or "state" in entry:
+                continue
+            rec = legacy_record(job_id, entry)
+            if rec is not None and rec.status is not None and rec.start is not None and rec.end is not None:
+                self.journal.record_end(job_id, rec.attempts, rec.status, rec.start, rec.end)
+
+    def _recover_in_flight(self) -> int:
+        """Settle jobs a previous launch left running: collect, adopt or rerun."""
+        recovered = 0
+        now = time.time()
+        for rec in list(self.journal.records.values()):
+            if rec.state != State.RUNNING:
+                continue
+            log_dir = self.runs_dir.log_dir(rec.job_id)
+            exit_record = local.read_exit_record(log_dir)
+            if exit_record is not None:
+                status, end = exit_record
+                self.journal.record_end(rec.job_id, rec.attempts, status, rec.start or end, end)
+                recovered += 1
+            elif local.job_lock_held(log_dir):
+                self._adopt_ids.add(rec.job_id)
+            else:
+                self.journal.record_unfinished(rec.job_id, rec.attempts, rec.start or now, now)
+        return recovered
+
+    def _reset_for_rerun(self) -> None:
+        ids = [job.job_id for job in self.runfile.jobs if job.job_id not in self._adopt_ids]
+        self.journal.record_reset(ids)
+
+    def _make_plan(self, recovered: int) -> Plan:
+        records = self.journal.records
+        to_run: list[Job] = []
+        adopt: list[Job] = []
+        new = succeeded = failed = failed_skipped = unfinished = 0
+        for job in self.runfile.jobs:
+            rec = records.get(job.job_id)
+            if job.job_id in self._adopt_ids:
+                adopt.append(job)
+            elif rec is None or rec.state == State.PENDING:
+                new += 1
+                to_run.append(job)
+            elif rec.state == State.SUCCEEDED:
+                succeeded += 1
+            elif rec.finished:
+                failed += 1
+                if self._redo_failed:
+                    to_run.append(job)
+                else:
+                    failed_skipped += 1
+            else:
+                unfinished += 1
+                to_run.append(job)
+        # Adopted jobs whose line was removed from the runfile still finish.
+        for job_id in self._adopt_ids:
+            if job_id not in self._jobs_by_id:
+                old = self._old_entries.get(job_id, {})
+                adopt.append(Job(str(old.get("command", "")), job_id, 0))
+        removed = sum(1 for job_id in records if job_id not in self._jobs_by_id)
+        return Plan(to_run, adopt, new, succeeded, failed, failed_skipped, unfinished, recovered, removed)
+
+    def _build_view(self) -> None:
+        records = self.journal.records
+        old = self._old_entries
+        for job in self.runfile.jobs:
+            self.metadata.set(job.job_id, build_entry(job, records.get(job.job_id), self.runs_dir.log_dir(job.job_id), old.get(job.job_id)))
+        for job_id, entry in old.items():
+            if job_id not in self._jobs_by_id:
+                rec = records.get(job_id)
+                if rec is not None and "command" in entry:
+                    job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
+                    entry = build_entry(job, rec, self.runs_dir.log_dir(job_id), entry)
+                self.metadata.set(job_id, entry)
+
+    # -- step 2: run --------------------------------------------------------
+
+    def run(self) -> None:
+        """Run the plan's jobs through doit; returns when all ended or stopped."""
+        assert self.plan is not None
+        jobs = self.plan.adopt + self.plan.to_run
+        if not jobs:
+            return
+        from batchrun.doit_tasks import run_job_tasks
+
+        self._flusher = threading.Thread(target=self._flush_loop, name="batchrun-metadata", daemon=True)
+        self._flusher.start()
+        try:
+            run_job_tasks(self, jobs, self.options.n_jobs)
+        finally:
+            self._flusher_done.set()
+            self._flusher.join()
+        if self._stopper is not None:
+            self._stopper.join()
+
+    def is_done(self, job_id: str) -> bool:
+        """Whether a job is finished for this launch's mode (doit's uptodate)."""
+        rec = self.journal.records.get(job_id)
+        if rec is None or job_id in self._adopt_ids:
+            return False
+        if self._redo_failed:
+            return rec.state == State.SUCCEEDED
+        return rec.finished
+
+    def should_stop_dispatch(self) -> bool:
+        return self._stopping.is_set()
+
+    def run_job(self, job: Job) -> JobRecord | None:
+        """Run (or adopt) one job in a free slot; called from doit's workers."""
+        if self._stopping.is_set():
+            return None
+        slot = self._slots.get()
+        try:
+            if job.job_id in self._adopt_ids:
+                rec = self._adopt(job, slot)
+                if rec is not None:
+                    return rec
+            if self._stopping.is_set():
+                return None
+            return self._start_and_wait(job, slot)
+        except BatchrunError as error:
+            self._fail(error)
+            return None
+        except OSError as error:
+            self._fail(MetadataError(f"{self.runs_dir.log_dir(job.job_id)}: cannot start job: {error.strerror}"))
+            return None
+        finally:
+            self._slots.put(slot)
+
+    def _fail(self, error: BatchrunError) -> None:
+        """A storage or environment fault: start nothing more, let jobs end."""
+        with self._state_lock:
+            if self.fatal is None:
+                self.fatal = error
+        self._stopping.set()
+
+    def _job_env(self, job: Job, slot: int, log_dir: Path) -> dict[str, str]:
+        env = dict(self._base_env)
+        env["BATCHRUN_JOB_ID"] = job.job_id
+        env["BATCHRUN_SLOT"] = str(slot)
+        env["BATCHRUN_LOG_DIR"] = str(log_dir)
+        env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        return env
+
+    def _start_and_wait(self, job: Job, slot: int) -> JobRecord | None:
+        log_dir = self.runs_dir.log_dir(job.job_id)
+        log_dir.mkdir(exist_ok=True)
+        prev = self.journal.records.get(job.job_id)
+        attempt = (prev.attempts if prev is not None else 0) + 1
+        start = time.time()
+        with self._state_lock:
+            # Checked under the lock the stopper reads `_running` with: a job
+            # either sees the stop and never starts, or is visible to it.
+            if self._stopping.is_set():
+                return None
+            rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
+            self._running[job.job_id] = (_STARTING, 0)
+            self._update_entry(job, rec)
+        try:
+            proc = local.spawn_job(job.command, log_dir, self._job_env(job, slot, log_dir))
+        except OSError:
+            with self._state_lock:
+                self._running.pop(job.job_id, None)
+                self.journal.record_unfinished(job.job_id, attempt, start, time.time())
+            raise
+        with self._state_lock:
+            self.journal.record_pid(job.job_id, attempt, proc.pid, proc.pstart)
+            self._running[job.job_id] = (proc.pid, proc.pstart)
+            rec.pid = proc.pid
+            self._update_entry(job, rec)
+        self.on_event(JobEvent("start", job, rec, slot))
+        returncode = proc.popen.wait()
+        end = time.time()
+        with self._state_lock:
+            self._running.pop(job.job_id, None)
+            if returncode != 0 and self._stopper is not None:
+                # Stopped by us (or it chose to fail as we stopped it).
+                rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
+            else:
+                # A wrapper killed by a signal we did not send: the shell's
+                # convention, 128 + signal number.
+                status = returncode if returncode >= 0 else 128 - returncode
+                rec = self.journal.record_end(job.job_id, attempt, status, start, end)
+            self._ran += 1
+            self._update_entry(job, rec)
+        self.on_event(JobEvent("end", job, rec, slot))
+        return rec
+
+    def _adopt(self, job: Job, slot: int) -> JobRecord | None:
+        """Wait for a job a killed launch left running; None if it must run again."""
+        rec = self.journal.records[job.job_id]
+        log_dir = self.runs_dir.log_dir(job.job_id)
+        with self._state_lock:
+            self._running[job.job_id] = (rec.pid, rec.pstart or 0)  # pid None: find it by environment
+        self.on_event(JobEvent("adopt", job, rec, slot))
+        local.wait_for_job_lock(log_dir, should_stop=self._stop_now.is_set)
+        exit_record = local.read_exit_record(log_dir)
+        now = time.time()
+        with self._state_lock:
+            self._running.pop(job.job_id, None)
+            self._adopt_ids.discard(job.job_id)
+            if exit_record is not None:
+                status, end = exit_record
+                rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
+            else:
+                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
+            self._update_entry(job, rec)
+        self.on_event(JobEvent("end", job, rec, slot))
+        return rec if exit_record is not None or self._stopping.is_set() else None
+
+    def _update_entry(self, job: Job, rec: JobRecord) -> None:
+        self.metadata.set(job.job_id, build_entry(job, rec, self.runs_dir.log_dir(job.job_id), self.metadata.entries.get(job.job_id)))
+
+    def _flush_loop(self) -> None:
+        while not self._flusher_done.wait(_METADATA_INTERVAL):
+            self._flush_metadata()
+
+    def _flush_metadata(self) -> None:
+        with self._state_lock:
+            if not self.metadata.dirty:
+                return
+            text = self.metadata.render()
+            self.metadata.dirty = False
+        try:
+            write_atomic(self.metadata.path, text)
+        except OSError as err:
+            self._fail(MetadataError(f"{self.metadata.path}: cannot write metadata: {err.strerror}"))
+
+    # -- stopping -----------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ctrl-C / SIGTERM: start no new job, stop the running ones.
+
+        A second call skips what is left of the grace period.
+        """
+        with self._state_lock:
+            if self._stopper is not None:
+                self._stop_now.set()
+                return
+            self._stopping.set()
+            self._stopper = threading.Thread(target=self._stop_jobs, name="batchrun-stopper", daemon=True)
+            self._stopper.start()
+
+    def _stop_jobs(self) -> None:
+        """SIGTERM every running job's process group, SIGKILL after the grace.
+
+        Loops until no job is running: jobs still starting are signalled as
+        soon as their process exists, and groups whose wrapper already died
+        but whose children ignored SIGTERM still get the SIGKILL.
+        """
+        deadline = time.monotonic() + self.options.grace
+        sig = signal.SIGTERM
+        signalled: dict[int, int] = {}
+        kill_deadline = None
+        while True:
+            with self._state_lock:
+                running = list(self._running.items())
+            for job_id, (pid, pstart) in running:
+                if pid == _STARTING:
+                    continue
+                targets = [(pid, pstart)] if pid is not None else [(p, 0) for p in local.find_job_processes(job_id)]
+                for gpid, gstart in targets:
+                    if gpid not in signalled and local.kill_group(gpid, gstart, sig):
+                        signalled[gpid] = gstart
+            signalled = {g: s for g, s in signalled.items() if local.group_alive(g)}
+            if not running and not signalled:
+                return
+            if sig == signal.SIGTERM and (time.monotonic() >= deadline or self._stop_now.is_set()):
+                sig = signal.SIGKILL
+                kill_deadline = time.monotonic() + 10.0
+                for gpid, gstart in signalled.items():
+                    local.kill_group(gpid, gstart, signal.SIGKILL)
+            elif sig == signal.SIGKILL:
+                for gpid, gstart in signalled.items():
+                    local.kill_group(gpid, gstart, signal.SIGKILL)
+                if kill_deadline is not None and time.monotonic() > kill_deadline:
+                    # Nothing more can be done; release adopters waiting on locks.
+                    self._stop_now.set()
+                    return
+            time.sleep(0.05)
+
+    # -- step 3: finish -----------------------------------------------------
+
+    def finish(self) -> LaunchResult:
+        """Write the final metadata, release the lock, and sum up."""
+        interrupted = self._stopper is not None
+        error = self.fatal
+        try:
+            if self.metadata.entries or self.metadata.dirty:
+                try:
+                    self.metadata.write()
+                except MetadataError as err:
+                    error = error or err
+            self.journal.close()
+            if error is None and not self._running:
+                self.journal.compact()
+            if error is None:
+                self._write_stamp()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        counts = {state: 0 for state in State.ALL}
+        failed = []
+        records = self.journal.records
+        for job in self.runfile.jobs:
+            rec = records.get(job.job_id)
+            state = rec.state if rec is not None else State.PENDING
+            counts[state] += 1
+            if rec is not None and rec.finished and rec.state != State.SUCCEEDED:
+                failed.append((job, rec))
+        return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error)
+
+
+def _runfile_digest(runfile: Runfile) -> str:
+    h = hashlib.sha256()
+    for job in runfile.jobs:
+        h.update(f"{job.job_id}{job.lineno}".encode())
+    return h.hexdigest()[:32]

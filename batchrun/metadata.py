@@ -1,0 +1,249 @@
+"""metadata.json and the runs directory: layout, lock, and the JSON view.
+
+The journal (`journal.py`) is the durable truth about jobs; metadata.json is
+a view of it for people and scripts, in the original batchrun's layout: one
+JSON object keyed by job id. It is always valid JSON (written to a temporary
+file and renamed over the old one) and is rewritten at most about once a
+second during a launch. Each entry is rendered once and cached, so a rewrite
+costs a join of cached strings, not a re-encoding of every job.
+
+Entries are written one per line (`"<job_id>": {...}`): still indented JSON
+that any JSON reader loads, greppable by job id, and fast to produce (the C
+JSON encoder is only used without `indent`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchrun.errors import LockedError, MetadataError
+from batchrun.journal import JobRecord, State
+from batchrun.runfile import Job, parse_parameters
+
+__all__ = [
+    "DEFAULT_RUNS_ROOT",
+    "LaunchLock",
+    "MetadataView",
+    "RunsDir",
+    "acquire_lock",
+    "build_entry",
+    "legacy_record",
+    "load_metadata",
+    "read_lock_owner",
+    "write_atomic",
+]
+
+DEFAULT_RUNS_ROOT = Path("runs")
+DEFAULT_METADATA_NAME = "metadata.json"
+_LOCK_NAME = ".lock"
+
+
+@dataclass(frozen=True)
+class RunsDir:
+    """Where one runfile's logs and records live."""
+
+    path: Path
+    metadata_name: str = DEFAULT_METADATA_NAME
+
+    @classmethod
+    def for_runfile(cls, runfile: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> RunsDir:
+        """`runs/<runfile stem>/` under the current directory, or `accounting_dir`."""
+        path = accounting_dir if accounting_dir is not None else DEFAULT_RUNS_ROOT / runfile.stem
+        return cls(Path(os.path.abspath(path)), metadata_name)
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def metadata(self) -> Path:
+        return self.path / self.metadata_name
+
+    def log_dir(self, job_id: str) -> Path:
+        return self.path / "logs" / job_id
+
+    def create(self) -> None:
+        """Create the runs directory and check that it is writable."""
+        try:
+            self.logs.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot create the runs directory: {err.strerror}") from err
+        if not os.access(self.path, os.W_OK | os.X_OK) or not os.access(self.logs, os.W_OK | os.X_OK):
+            raise MetadataError(f"{self.path}: the runs directory is not writable")
+
+
+class LaunchLock:
+    """An exclusive `flock` on the runs directory, held for a whole launch.
+
+    The kernel drops a flock when its holder dies, so a lock left by a
+    killed launch never blocks the next one. The descriptor is close-on-exec:
+    jobs, which may outlive a killed launch, never inherit it.
+    """
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def read_lock_owner(runs_dir: RunsDir) -> int | None:
+    """The pid written by the launch that holds (or last held) the lock."""
+    try:
+        text = (runs_dir.path / _LOCK_NAME).read_text().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
+    """Take the runs directory's lock or raise `LockedError` naming the holder."""
+    path = runs_dir.path / _LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot create the launch lock: {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        owner = read_lock_owner(runs_dir)
+        who = f"pid {owner}" if owner else "another process"
+        raise LockedError(
+            f"{runs_dir.path}: another batchrun launch ({who}) is running this runfile; "
+            "wait for it to finish or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return LaunchLock(fd, path)
+
+
+def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """Read metadata.json (ours or the original batchrun's); {} when absent.
+
+    Raises:
+        MetadataError: the file is unreadable, not JSON, or not an object of
+            job entries; the message says how to rebuild it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8"
+        raise MetadataError(f"{path}: cannot read: {reason}") from err
+    fix = "move it aside and launch again to rebuild it from the job journal"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MetadataError(f"{path}:{err.lineno}: corrupt metadata ({err.msg}); {fix}") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise MetadataError(f"{path}: not a JSON object of job entries; {fix}")
+    return data
+
+
+def legacy_record(job_id: str, entry: dict[str, Any]) -> JobRecord | None:
+    """A finished record from an entry the original batchrun wrote, if finished.
+
+    The original kept `status` (exit code, null while running), `start` and
+    `runtime`; a non-null int status means the job ran to its end.
+    """
+    status = entry.get("status")
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    rec = JobRecord(job_id)
+    rec.status = status
+    rec.state = State.SUCCEEDED if status == 0 else State.FAILED
+    start = entry.get("start")
+    runtime = entry.get("runtime")
+    rec.start = float(start) if isinstance(start, (int, float)) else 0.0
+    rec.end = rec.start + (float(runtime) if isinstance(runtime, (int, float)) else 0.0)
+    attempts = entry.get("attempts")
+    rec.attempts = attempts if isinstance(attempts, int) else 1
+    return rec
+
+
+def build_entry(job: Job, rec: JobRecord | None, log_dir: Path, old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata.json entry of a job of the runfile."""
+    params = old.get("parameters") if old is not None and old.get("command") == job.command else None
+    if not isinstance(params, dict):
+        params = parse_parameters(job.command)
+    if rec is None:
+        rec = JobRecord(job.job_id)
+    running = rec.state == State.RUNNING
+    return {
+        "command": job.command,
+        "status": rec.status,
+        "start": rec.start,
+        "runtime": rec.runtime,
+        "parameters": params,
+        "state": rec.state,
+        "end": rec.end,
+        "line": job.lineno,
+        "attempts": rec.attempts,
+        "host": rec.host,
+        "pid": rec.pid if running else None,
+        "slot": rec.slot if running else None,
+        "log_dir": str(log_dir),
+    }
+
+
+class MetadataView:
+    """metadata.json in memory: entries plus their cached rendering."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._rendered: dict[str, str] = {}
+        self.dirty = False
+
+    def set(self, job_id: str, entry: dict[str, Any]) -> None:
+        """Add or replace one job's entry; re-renders only that entry."""
+        self.entries[job_id] = entry
+        self._rendered[job_id] = f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}"
+        self.dirty = True
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Change some fields of one entry."""
+        entry = self.entries[job_id]
+        entry.update(fields)
+        self.set(job_id, entry)
+
+    def render(self) -> str:
+        if not self._rendered:
+            return "{}\n"
+        return "{\n" + ",\n".join(self._rendered.values()) + "\n}\n"
+
+    def write(self) -> None:
+        """Write metadata.json atomically."""
+        try:
+            write_atomic(self.path, self.render())
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
+        self.dirty = False
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so readers see the old or the new text, never a mix.
+
+    A temporary file in the same directory is renamed over the old one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

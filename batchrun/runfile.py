@@ -1,0 +1,125 @@
+"""Runfile text -> jobs.
+
+A runfile is a text file with one shell command per line. Blank lines and
+lines whose first non-blank character is `#` are skipped. A job's identity is
+its exact command text with the whitespace at both ends stripped; its
+`job_id` is the first 16 hex digits of the SHA-256 of that text, the id the
+original batchrun used, so old runs directories stay readable.
+
+This module is pure: it reads files and returns values; it never runs
+anything and never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchrun.errors import RunfileError
+
+__all__ = ["Job", "Runfile", "job_id_of", "load_runfile", "parse_parameters"]
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One line of a runfile: what to run and where it came from."""
+
+    command: str
+    job_id: str
+    lineno: int
+
+
+@dataclass(slots=True)
+class Runfile:
+    """The jobs of a runfile, in file order, each command once."""
+
+    path: Path
+    jobs: list[Job]
+    # Commands that appeared more than once: (command, first line, repeated line).
+    duplicates: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The runfile's name without extension: its runs directory's name."""
+        return self.path.stem
+
+
+def job_id_of(command: str) -> str:
+    """Return the job id of a command: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(command.encode()).hexdigest()[:16]
+
+
+def parse_runfile_text(text: str, path: Path) -> Runfile:
+    """Parse runfile text into jobs; a repeated command is one job."""
+    jobs: list[Job] = []
+    first_line: dict[str, int] = {}
+    duplicates: list[tuple[str, int, int]] = []
+    sha256 = hashlib.sha256
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        command = raw.strip()
+        if not command or command[0] == "#":
+            continue
+        seen = first_line.get(command)
+        if seen is not None:
+            duplicates.append((command, seen, lineno))
+            continue
+        first_line[command] = lineno
+        jobs.append(Job(command, sha256(command.encode()).hexdigest()[:16], lineno))
+    return Runfile(path=path, jobs=jobs, duplicates=duplicates)
+
+
+def load_runfile(path: Path) -> Runfile:
+    """Read a runfile from disk.
+
+    Raises:
+        RunfileError: the file is missing, a directory, unreadable, binary or
+            not UTF-8; the message names the path (and the line, for bad text).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise RunfileError("no such runfile", path) from err
+    except IsADirectoryError as err:
+        raise RunfileError("is a directory, not a runfile", path) from err
+    except PermissionError as err:
+        raise RunfileError("permission denied reading the runfile", path) from err
+    except OSError as err:
+        raise RunfileError(f"cannot read the runfile: {err.strerror}", path) from err
+    if b"\0" in data:
+        lineno = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise RunfileError("binary file (NUL byte), not a runfile of commands", path, lineno)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = data.count(b"\n", 0, err.start) + 1
+        raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
+    return parse_runfile_text(text, path)
+
+
+def parse_parameters(command: str) -> dict[str, str | bool]:
+    """Return the `--key=value` pairs of a command, as the original batchrun did.
+
+    A bare `--flag` maps to True. Commands that shlex cannot split (an
+    unbalanced quote) have no parameters rather than an error: the shell, not
+    batchrun, is the judge of a command.
+    """
+    params: dict[str, str | bool] = {}
+    if "--" not in command:
+        return params
+    if any(c in command for c in "'\"\\"):
+        lexer = shlex.shlex(command, posix=True)
+        lexer.whitespace_split = True
+        try:
+            tokens = list(lexer)
+        except ValueError:
+            return params
+    else:
+        # Without quotes or backslashes shlex splits on whitespace: skip its
+        # per-character Python loop, which dominates a 100,000-line launch.
+        tokens = command.split()
+    for token in tokens:
+        if token.startswith("--") and len(token) > 2:
+            key, sep, value = token[2:].partition("=")
+            params[key] = value if sep else True
+    return params
