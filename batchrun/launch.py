@@ -170,15 +170,22 @@ class Launch:
         return self.plan
 
     def _stamp(self) -> str:
+        """What metadata.json reflects: the journal's size, its own size and
+        mtime (an edited or damaged file is read again), and the runfile."""
         size = self.journal.path.stat().st_size if self.journal.path.exists() else 0
-        return f"1 {size} {self.runs_dir.metadata_name} {_runfile_digest(self.runfile)}\n"
+        try:
+            meta = self.runs_dir.metadata.stat()
+            meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
+        except OSError:
+            meta_id = "none"
+        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {_runfile_digest(self.runfile)}\n"
 
     def _stamp_matches(self) -> bool:
         try:
             text = (self.runs_dir.path / _STAMP_NAME).read_text()
         except OSError:
             return False
-        return text == self._stamp() and self.runs_dir.metadata.exists()
+        return text == self._stamp()
 
     def _write_stamp(self) -> None:
         try:

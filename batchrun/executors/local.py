@@ -42,7 +42,7 @@ LOCK_NAME = "run.lock"
 
 # The wrapper: `(eval ...)` runs the line in a subshell so that `exit` or
 # `set -e` in the command cannot skip the record; `shift` leaves the command
-# with no positional parameters and `$0` is `sh`, as under `sh -c`. The record
+# with no positional parameters and `$0` is `/bin/sh`, as under `/bin/sh -c`. The record
 # is one short write; readers accept it only when it is a whole line.
 _WRAPPER = (
     "__batchrun_cmd=$1; shift\n"
@@ -94,7 +94,7 @@ def spawn_job(command: str, log_dir: Path, env: dict[str, str], append_logs: boo
             err_fd = os.open(log_dir / "err.log", mode, 0o644)
             try:
                 popen = subprocess.Popen(
-                    ["/bin/sh", "-c", _WRAPPER, "sh", command],
+                    ["/bin/sh", "-c", _WRAPPER, "/bin/sh", command],
                     # No terminal input: many jobs share one terminal.
                     stdin=subprocess.DEVNULL,
                     stdout=out_fd,

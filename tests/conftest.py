@@ -1,0 +1,100 @@
+"""Shared fixtures: a runfile factory, in-process and subprocess CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batchrun import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh current directory: runs/ is created under it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture()
+def make_runfile(workdir: Path) -> Callable[..., Path]:
+    def make(lines: list[str] | str, name: str = "exp.runfile") -> Path:
+        path = workdir / name
+        text = lines if isinstance(lines, str) else "".join(line + "\n" for line in lines)
+        path.write_text(text)
+        return path
+
+    return make
+
+
+@pytest.fixture()
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Call cli.main in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def batchrun_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "batchrun", *args]
+
+
+def run_batchrun(*args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start_batchrun(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(batchrun_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_metadata(runs_dir: Path) -> dict[str, dict[str, object]]:
+    return json.loads((runs_dir / "metadata.json").read_text())
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def live_pids_with_env(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment contains `marker`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in env and stat[stat.rindex(b")") + 2 :][:1] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,61 @@
+"""Unit tests of the append-only journal: replay, torn lines, corruption, compaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchrun.errors import MetadataError
+from batchrun.journal import Journal, State
+
+
+def test_records_survive_a_reopen(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    j.record_start("a" * 16, 1, 10.0, 0, "host")
+    j.record_pid("a" * 16, 1, 123, 456)
+    j.record_end("a" * 16, 1, 0, 10.0, 12.5)
+    j.record_start("b" * 16, 1, 11.0, 1, "host")
+    j.record_end("b" * 16, 1, 3, 11.0, 11.5)
+    j.record_start("c" * 16, 1, 11.0, 1, "host")
+    j.close()
+    again = Journal(tmp_path)
+    again.load()
+    assert again.records["a" * 16].state == State.SUCCEEDED
+    assert again.records["a" * 16].runtime == pytest.approx(2.5)
+    assert again.records["b" * 16].state == State.FAILED
+    assert again.records["b" * 16].status == 3
+    assert again.records["c" * 16].state == State.RUNNING
+
+
+def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "jobs.journal").write_text("E aaaaaaaaaaaaaaaa 1 0 1.0 2.0\nE bbbbbbbbbbbbbbbb 1 0 1.")
+    j = Journal(tmp_path)
+    j.load()
+    assert set(j.records) == {"a" * 16}
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / "jobs.journal").write_text("E aaaaaaaaaaaaaaaa 1 0 1.0 2.0\ngarbage here\nE bbbbbbbbbbbbbbbb 1 0 1.0 2.0\n")
+    with pytest.raises(MetadataError, match=r"jobs.journal:2: corrupt job journal line"):
+        Journal(tmp_path).load()
+
+
+def test_reset_forgets_and_compaction_keeps_the_latest_state(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    for _ in range(3):
+        j.record_start("a" * 16, 1, 1.0, 0, "h")
+        j.record_end("a" * 16, 1, 0, 1.0, 2.0)
+    j.record_reset(["a" * 16])
+    j.record_start("b" * 16, 1, 1.0, 0, "h")
+    j.record_unfinished("b" * 16, 1, 1.0, 2.0)
+    j.close()
+    j._lines = 10_000  # pretend it grew long
+    j.compact()
+    again = Journal(tmp_path)
+    again.load()
+    assert again.records["b" * 16].state == State.INTERRUPTED
+    assert "a" * 16 not in again.records or again.records["a" * 16].state == State.PENDING
+    assert len((tmp_path / "jobs.journal").read_text().splitlines()) == 1
