@@ -128,7 +128,8 @@ class Launch:
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(options.n_jobs):
             self._slots.put(slot)
-        self._running: dict[str, tuple[int | None, int]] = {}
+        # job id -> pid of its wrapper (its process group), None if unknown.
+        self._running: dict[str, int | None] = {}
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
         self._stopper: threading.Thread | None = None
@@ -138,6 +139,8 @@ class Launch:
         self._flusher: threading.Thread | None = None
         self._base_env = dict(os.environ)
         self._base_env.update(options.env)
+        self._base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        self._logs = str(self.runs_dir.logs)
         self._redo_failed = options.mode == "retry_failed"
 
     # -- step 1: lock, load and recover -------------------------------------
@@ -261,13 +264,13 @@ class Launch:
         records = self.journal.records
         old = self._old_entries
         for job in self.runfile.jobs:
-            self.metadata.set(job.job_id, build_entry(job, records.get(job.job_id), self.runs_dir.log_dir(job.job_id), old.get(job.job_id)))
+            self.metadata.set(job.job_id, build_entry(job, records.get(job.job_id), f"{self._logs}/{job.job_id}", old.get(job.job_id)))
         for job_id, entry in old.items():
             if job_id not in self._jobs_by_id:
                 rec = records.get(job_id)
                 if rec is not None and "command" in entry:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
-                    entry = build_entry(job, rec, self.runs_dir.log_dir(job_id), entry)
+                    entry = build_entry(job, rec, f"{self._logs}/{job_id}", entry)
                 self.metadata.set(job_id, entry)
 
     # -- step 2: run --------------------------------------------------------
@@ -331,17 +334,15 @@ class Launch:
                 self.fatal = error
         self._stopping.set()
 
-    def _job_env(self, job: Job, slot: int, log_dir: Path) -> dict[str, str]:
-        env = dict(self._base_env)
+    def _job_env(self, job: Job, slot: int, log_dir: str) -> dict[str, str]:
+        env = self._base_env.copy()
         env["BATCHRUN_JOB_ID"] = job.job_id
         env["BATCHRUN_SLOT"] = str(slot)
-        env["BATCHRUN_LOG_DIR"] = str(log_dir)
-        env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        env["BATCHRUN_LOG_DIR"] = log_dir
         return env
 
     def _start_and_wait(self, job: Job, slot: int) -> JobRecord | None:
-        log_dir = self.runs_dir.log_dir(job.job_id)
-        log_dir.mkdir(exist_ok=True)
+        log_dir = f"{self._logs}/{job.job_id}"
         prev = self.journal.records.get(job.job_id)
         attempt = (prev.attempts if prev is not None else 0) + 1
         start = time.time()
@@ -351,7 +352,7 @@ class Launch:
             if self._stopping.is_set():
                 return None
             rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
-            self._running[job.job_id] = (_STARTING, 0)
+            self._running[job.job_id] = _STARTING
             self._update_entry(job, rec)
         try:
             proc = local.spawn_job(job.command, log_dir, self._job_env(job, slot, log_dir))
@@ -361,8 +362,8 @@ class Launch:
                 self.journal.record_unfinished(job.job_id, attempt, start, time.time())
             raise
         with self._state_lock:
-            self.journal.record_pid(job.job_id, attempt, proc.pid, proc.pstart)
-            self._running[job.job_id] = (proc.pid, proc.pstart)
+            self.journal.record_pid(job.job_id, attempt, proc.pid, 0)
+            self._running[job.job_id] = proc.pid
             rec.pid = proc.pid
             self._update_entry(job, rec)
         self.on_event(JobEvent("start", job, rec, slot))
@@ -388,7 +389,7 @@ class Launch:
         rec = self.journal.records[job.job_id]
         log_dir = self.runs_dir.log_dir(job.job_id)
         with self._state_lock:
-            self._running[job.job_id] = (rec.pid, rec.pstart or 0)  # pid None: find it by environment
+            self._running[job.job_id] = rec.pid  # None: find it by its environment
         self.on_event(JobEvent("adopt", job, rec, slot))
         local.wait_for_job_lock(log_dir, should_stop=self._stop_now.is_set)
         exit_record = local.read_exit_record(log_dir)
@@ -406,7 +407,7 @@ class Launch:
         return rec if exit_record is not None or self._stopping.is_set() else None
 
     def _update_entry(self, job: Job, rec: JobRecord) -> None:
-        self.metadata.set(job.job_id, build_entry(job, rec, self.runs_dir.log_dir(job.job_id), self.metadata.entries.get(job.job_id)))
+        self.metadata.set(job.job_id, build_entry(job, rec, f"{self._logs}/{job.job_id}", self.metadata.entries.get(job.job_id)))
 
     def _flush_loop(self) -> None:
         while not self._flusher_done.wait(_METADATA_INTERVAL):
@@ -447,29 +448,28 @@ class Launch:
         """
         deadline = time.monotonic() + self.options.grace
         sig = signal.SIGTERM
-        signalled: dict[int, int] = {}
+        signalled: dict[int, str] = {}
         kill_deadline = None
         while True:
             with self._state_lock:
                 running = list(self._running.items())
-            for job_id, (pid, pstart) in running:
+            for job_id, pid in running:
                 if pid == _STARTING:
                     continue
-                targets = [(pid, pstart)] if pid is not None else [(p, 0) for p in local.find_job_processes(job_id)]
-                for gpid, gstart in targets:
-                    if gpid not in signalled and local.kill_group(gpid, gstart, sig):
-                        signalled[gpid] = gstart
-            signalled = {g: s for g, s in signalled.items() if local.group_alive(g)}
+                for gpid in [pid] if pid is not None else local.find_job_processes(job_id):
+                    if gpid not in signalled and local.kill_group(gpid, job_id, sig):
+                        signalled[gpid] = job_id
+            signalled = {g: j for g, j in signalled.items() if local.group_alive(g)}
             if not running and not signalled:
                 return
             if sig == signal.SIGTERM and (time.monotonic() >= deadline or self._stop_now.is_set()):
                 sig = signal.SIGKILL
                 kill_deadline = time.monotonic() + 10.0
-                for gpid, gstart in signalled.items():
-                    local.kill_group(gpid, gstart, signal.SIGKILL)
+                for gpid, job_id in signalled.items():
+                    local.kill_group(gpid, job_id, signal.SIGKILL)
             elif sig == signal.SIGKILL:
-                for gpid, gstart in signalled.items():
-                    local.kill_group(gpid, gstart, signal.SIGKILL)
+                for gpid, job_id in signalled.items():
+                    local.kill_group(gpid, job_id, signal.SIGKILL)
                 if kill_deadline is not None and time.monotonic() > kill_deadline:
                     # Nothing more can be done; release adopters waiting on locks.
                     self._stop_now.set()

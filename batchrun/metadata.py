@@ -171,7 +171,7 @@ def legacy_record(job_id: str, entry: dict[str, Any]) -> JobRecord | None:
     return rec
 
 
-def build_entry(job: Job, rec: JobRecord | None, log_dir: Path, old: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata.json entry of a job of the runfile."""
     params = old.get("parameters") if old is not None and old.get("command") == job.command else None
     if not isinstance(params, dict):
@@ -192,7 +192,7 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: Path, old: dict[str, A
         "host": rec.host,
         "pid": rec.pid if running else None,
         "slot": rec.slot if running else None,
-        "log_dir": str(log_dir),
+        "log_dir": log_dir,
     }
 
 

@@ -29,7 +29,6 @@ __all__ = [
     "LocalProcess",
     "job_lock_held",
     "kill_group",
-    "process_start_ticks",
     "read_exit_record",
     "find_job_processes",
     "group_alive",
@@ -59,39 +58,31 @@ class LocalProcess:
 
     popen: subprocess.Popen[bytes]
     pid: int
-    pstart: int
 
 
-def process_start_ticks(pid: int) -> int:
-    """The start time of a process in clock ticks since boot (0 if unknown).
-
-    With the pid it identifies a process across pid reuse.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def spawn_job(command: str, log_dir: Path, env: dict[str, str], append_logs: bool = False) -> LocalProcess:
+def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], append_logs: bool = False) -> LocalProcess:
     """Start a job's wrapper in a new session with output to its log files.
+
+    `log_dir` is a string, not a Path: this runs once per job on the hot path.
 
     Raises:
         OSError: the log directory or files cannot be created, or fork failed.
     """
     try:
-        os.unlink(log_dir / EXIT_NAME)
+        os.mkdir(log_dir)
+    except FileExistsError:
+        pass
+    try:
+        os.unlink(f"{log_dir}/{EXIT_NAME}")
     except FileNotFoundError:
         pass
-    lock_fd = os.open(log_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    lock_fd = os.open(f"{log_dir}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         mode = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append_logs else os.O_TRUNC)
-        out_fd = os.open(log_dir / "out.log", mode, 0o644)
+        out_fd = os.open(f"{log_dir}/out.log", mode, 0o644)
         try:
-            err_fd = os.open(log_dir / "err.log", mode, 0o644)
+            err_fd = os.open(f"{log_dir}/err.log", mode, 0o644)
             try:
                 popen = subprocess.Popen(
                     ["/bin/sh", "-c", _WRAPPER, "/bin/sh", command],
@@ -99,7 +90,7 @@ def spawn_job(command: str, log_dir: Path, env: dict[str, str], append_logs: boo
                     stdin=subprocess.DEVNULL,
                     stdout=out_fd,
                     stderr=err_fd,
-                    env=env,
+                    env=env,  # type: ignore[arg-type]
                     # Its own session: signals to batchrun's terminal do not
                     # reach the job, a kill -9 of batchrun leaves it running
                     # (to be adopted), and killpg stops its whole tree.
@@ -113,7 +104,7 @@ def spawn_job(command: str, log_dir: Path, env: dict[str, str], append_logs: boo
     finally:
         # The job holds its own copy of the locked descriptor now.
         os.close(lock_fd)
-    return LocalProcess(popen, popen.pid, process_start_ticks(popen.pid))
+    return LocalProcess(popen, popen.pid)
 
 
 def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
@@ -160,21 +151,25 @@ def wait_for_job_lock(log_dir: Path, should_stop: Callable[[], bool], poll: floa
         time.sleep(poll)
 
 
-def kill_group(pid: int, pstart: int, sig: int) -> bool:
+def kill_group(pid: int, job_id: str, sig: int) -> bool:
     """Send `sig` to the process group led by `pid`; False if it is gone.
 
-    The group is only signalled while its leader is the process we started
-    (same start tick) or the leader has exited but members remain.
+    A group is only signalled while its leader still belongs to the job
+    (its environment names the job id), or has exited leaving members: a
+    recorded pid may have been reused by an unrelated process since.
     """
-    if pstart and os.path.exists(f"/proc/{pid}"):
-        now = process_start_ticks(pid)
-        if now and now != pstart:
-            return False  # the pid was reused by an unrelated process
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except FileNotFoundError:
+        env = None
+    except OSError:
+        env = b""
+    if env is not None and env and f"BATCHRUN_JOB_ID={job_id}".encode() not in env.split(b"\0"):
+        return False
     try:
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return False
     return True
 
