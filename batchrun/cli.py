@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from batchrun import __version__
-from batchrun.errors import BatchrunError, RunfileError
+from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 __all__ = ["main"]
 
@@ -49,6 +49,47 @@ def _seconds(text: str) -> float:
     return value
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """`90` (seconds), `45s`, `30m`, `2h`, `1h30m`, `1.5h`."""
+    rest = text.strip().lower()
+    total = 0.0
+    if rest and rest[-1].isdigit():
+        rest += "s"
+    number = ""
+    for char in rest:
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in _DURATION_UNITS and number:
+            try:
+                total += float(number) * _DURATION_UNITS[char]
+            except ValueError:
+                break
+            number = ""
+        else:
+            break
+    else:
+        if not number and total > 0:
+            return total
+    raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not all(c.isalnum() or c == "_" for c in key):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a shell variable name as KEY, not {text!r}")
+    return key, value
+
+
+def _gpu_list(text: str) -> list[str]:
+    gpus = [part.strip() for part in text.split(",")]
+    if not all(gpus):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of GPU ids like 0,1,2,3, not {text!r}")
+    return gpus
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batchrun",
@@ -69,7 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     launch.add_argument("runfile", type=Path, help="file with one shell command per line")
-    launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=1, metavar="N", help="jobs to run at once (default 1)")
+    launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=None, metavar="N", help="jobs to run at once (default 1, or one per GPU slot with --gpus)")
     mode = launch.add_mutually_exclusive_group()
     mode.add_argument(
         "--mode",
@@ -82,6 +123,16 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="keep this runfile's logs/ and metadata.json in DIR instead of runs/<runfile name>/")
     launch.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default="metadata.json", metavar="NAME", help="name of the metadata file (default metadata.json)")
     launch.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS", help="on Ctrl-C or SIGTERM, how long jobs get to exit after SIGTERM before SIGKILL (default 10)")
+    launch.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed job up to N more times in this launch (earlier attempts' logs are kept as out.<n>.log)")
+    launch.add_argument("--timeout", type=_duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
+    halt = launch.add_mutually_exclusive_group()
+    halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
+    halt.add_argument("--halt-now", action="store_true", help="after the first failure, also stop the running jobs; exit 1")
+    launch.add_argument("--gpus", type=_gpu_list, default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3: each job gets CUDA_VISIBLE_DEVICES of its slot's GPU")
+    launch.add_argument("--jobs-per-gpu", type=_positive_int, default=1, metavar="K", help="jobs sharing one GPU (default 1); -j defaults to GPUs x K")
+    launch.add_argument("--order", choices=["file", "shuffle"], default="file", help="run pending jobs in file order (default) or a random, reproducible order")
+    launch.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --order shuffle (default 0)")
+    launch.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="extra environment variable for every job (repeatable)")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     return parser
 
@@ -134,12 +185,25 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
 
+    if args.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, not {args.retries}")
+    gpus = args.gpus or []
+    n_jobs = args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1)
     options = LaunchOptions(
-        n_jobs=args.n_jobs,
+        n_jobs=n_jobs,
         mode=args.mode or "resume",
         accounting_dir=args.accounting_dir,
         metadata_name=args.state_db_filename,
         grace=args.grace,
+        env=dict(args.env),
+        retries=args.retries,
+        timeout=args.timeout,
+        fail_fast=args.fail_fast,
+        halt_now=args.halt_now,
+        gpus=gpus,
+        jobs_per_gpu=args.jobs_per_gpu,
+        order=args.order,
+        seed=args.seed,
     )
     launch = Launch(runfile, options)
     plan = launch.prepare()

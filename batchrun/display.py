@@ -75,6 +75,12 @@ class Progress:
                 self.running[event.job.job_id] = time.monotonic()
                 if event.kind == "adopt" and not self.tty and not self.quiet:
                     self.out.write(f"adopted   {event.job.job_id}  still running from an earlier launch: {event.job.command}\n")
+            elif event.kind == "retry":
+                self.running.pop(event.job.job_id, None)
+                if not self.tty and not self.quiet:
+                    rec = event.record
+                    self.out.write(f"{'retrying':<12}{event.job.job_id}  attempt {rec.attempts} {rec.state} (exit {rec.status})  {event.job.command}\n")
+                    self.out.flush()
             elif event.kind == "end":
                 self.running.pop(event.job.job_id, None)
                 rec = event.record
@@ -185,7 +191,10 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
         if failed_before:
             lines.append(f"  {failed_before} of them failed in an earlier launch and were skipped")
         lines.append(f"  rerun the failed jobs with: batchrun launch {runfile} --retry-failed")
-    if result.interrupted:
+    if result.halted:
+        not_run = counts[State.PENDING] + counts[State.INTERRUPTED]
+        lines.append(f"  stopped after the first failure (--{result.halted}); {not_run} jobs did not run")
+    if result.interrupted and not result.halted:
         lines.append(f"  interrupted: unfinished jobs run again with: batchrun launch {runfile}")
     lines.append(f"  metadata: {result.metadata_path}")
     return lines

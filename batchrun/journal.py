@@ -54,7 +54,7 @@ class State:
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "host", "job_id", "pid", "pstart", "slot", "start", "state", "status")
+    __slots__ = ("attempts", "end", "exit_codes", "host", "job_id", "pid", "pstart", "slot", "start", "state", "status")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -67,6 +67,8 @@ class JobRecord:
         self.host: str | None = None
         self.pid: int | None = None
         self.pstart: int | None = None
+        # Exit status of each attempt, in order (None: stopped unfinished).
+        self.exit_codes: list[int | None] = []
 
     @property
     def runtime(self) -> float | None:
@@ -137,6 +139,7 @@ class Journal:
                     rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
                     if len(parts) > 6:
                         rec.state = parts[6]
+                    rec.exit_codes.append(rec.status)
                 elif kind == "S":
                     rec.attempts = int(parts[2])
                     rec.start = float(parts[3])
@@ -153,8 +156,10 @@ class Journal:
                     rec.end = float(parts[4])
                     rec.state = parts[5]
                     rec.status = None
+                    rec.exit_codes.append(None)
                 elif kind == "R":
-                    records[job_id] = JobRecord(job_id)
+                    fresh = records[job_id] = JobRecord(job_id)
+                    fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
                 else:
                     raise ValueError(kind)
             except (ValueError, IndexError, UnicodeDecodeError) as err:
@@ -219,6 +224,7 @@ class Journal:
         rec.start = start
         rec.end = end
         rec.state = state or (State.SUCCEEDED if status == 0 else State.FAILED)
+        rec.exit_codes.append(status)
         return rec
 
     def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
@@ -230,6 +236,7 @@ class Journal:
         rec.end = end
         rec.state = state
         rec.status = None
+        rec.exit_codes.append(None)
         return rec
 
     def record_reset(self, job_ids: Iterable[str]) -> None:
@@ -242,7 +249,7 @@ class Journal:
             old = self.records.get(job_id)
             fresh = JobRecord(job_id)
             if old is not None:
-                fresh.attempts = old.attempts
+                fresh.attempts, fresh.exit_codes = old.attempts, old.exit_codes
             self.records[job_id] = fresh
 
     def _get(self, job_id: str) -> JobRecord:
@@ -280,6 +287,13 @@ class Journal:
             return
         lines = []
         for rec in self.records.values():
+            # Earlier attempts keep their exit codes (their times are not kept).
+            if rec.start is not None and rec.end is not None:
+                for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
+                    if code is None:
+                        lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {State.INTERRUPTED}\n")
+                    else:
+                        lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
             if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
                 extra = f" {rec.state}" if rec.state == State.TIMEOUT else ""
                 lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")

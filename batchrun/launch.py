@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import random
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -49,13 +51,21 @@ class LaunchOptions:
     metadata_name: str = "metadata.json"
     grace: float = 10.0
     env: dict[str, str] = field(default_factory=dict)
+    retries: int = 0
+    timeout: float | None = None
+    fail_fast: bool = False
+    halt_now: bool = False
+    gpus: list[str] = field(default_factory=list)
+    jobs_per_gpu: int = 1
+    order: str = "file"
+    seed: int = 0
 
 
 @dataclass(frozen=True)
 class JobEvent:
     """Something that happened to a job, for the CLI to show."""
 
-    kind: str  # "start" | "adopt" | "end" | "recovered"
+    kind: str  # "start" | "adopt" | "retry" (ended, will run again) | "end"
     job: Job
     record: JobRecord
     slot: int | None = None
@@ -91,12 +101,15 @@ class LaunchResult:
     metadata_path: Path
     runs_dir: Path
     error: BatchrunError | None = None
+    halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
 
     @property
     def exit_code(self) -> int:
         """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on."""
         if self.error is not None:
             return self.error.exit_code
+        if self.halted:
+            return 1
         if self.interrupted:
             return 130
         if self.failed:
@@ -112,6 +125,11 @@ class Launch:
             raise UsageError(f"unknown mode {options.mode!r}; choose one of {', '.join(MODES)}")
         if options.n_jobs < 1:
             raise UsageError(f"-j must be at least 1, not {options.n_jobs}")
+        if options.gpus and options.n_jobs > len(options.gpus) * options.jobs_per_gpu:
+            raise UsageError(
+                f"-j {options.n_jobs} would put more than {options.jobs_per_gpu} job(s) on a GPU "
+                f"({len(options.gpus)} GPUs); lower -j or raise --jobs-per-gpu"
+            )
         self.runfile = runfile
         self.options = options
         self.on_event = on_event or (lambda event: None)
@@ -134,6 +152,7 @@ class Launch:
         self._stop_now = threading.Event()
         self._stopper: threading.Thread | None = None
         self.fatal: BatchrunError | None = None
+        self.halted: str | None = None
         self._ran = 0
         self._flusher_done = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -258,6 +277,8 @@ class Launch:
                 old = self._old_entries.get(job_id, {})
                 adopt.append(Job(str(old.get("command", "")), job_id, 0))
         removed = sum(1 for job_id in records if job_id not in self._jobs_by_id)
+        if self.options.order == "shuffle":
+            random.Random(self.options.seed).shuffle(to_run)
         return Plan(to_run, adopt, new, succeeded, failed, failed_skipped, unfinished, recovered, removed)
 
     def _build_view(self) -> None:
@@ -306,7 +327,10 @@ class Launch:
         return self._stopping.is_set()
 
     def run_job(self, job: Job) -> JobRecord | None:
-        """Run (or adopt) one job in a free slot; called from doit's workers."""
+        """Run (or adopt) one job in a free slot, retrying failures as asked.
+
+        Called from doit's worker threads.
+        """
         if self._stopping.is_set():
             return None
         slot = self._slots.get()
@@ -315,9 +339,15 @@ class Launch:
                 rec = self._adopt(job, slot)
                 if rec is not None:
                     return rec
-            if self._stopping.is_set():
-                return None
-            return self._start_and_wait(job, slot)
+            retries_left = self.options.retries
+            while True:
+                rec = self._start_and_wait(job, slot, retries_left)
+                if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
+                    return rec
+                if retries_left == 0 or self._stopping.is_set():
+                    self._on_failure()
+                    return rec
+                retries_left -= 1
         except BatchrunError as error:
             self._fail(error)
             return None
@@ -326,6 +356,17 @@ class Launch:
             return None
         finally:
             self._slots.put(slot)
+
+    def _on_failure(self) -> None:
+        """A job failed for good: --fail-fast and --halt-now stop the launch."""
+        if self.options.halt_now:
+            with self._state_lock:
+                self.halted = self.halted or "halt-now"
+            self.request_stop()
+        elif self.options.fail_fast:
+            with self._state_lock:
+                self.halted = self.halted or "fail-fast"
+            self._stopping.set()
 
     def _fail(self, error: BatchrunError) -> None:
         """A storage or environment fault: start nothing more, let jobs end."""
@@ -339,12 +380,19 @@ class Launch:
         env["BATCHRUN_JOB_ID"] = job.job_id
         env["BATCHRUN_SLOT"] = str(slot)
         env["BATCHRUN_LOG_DIR"] = log_dir
+        gpus = self.options.gpus
+        if gpus:
+            # Slots 0..N-1 map round-robin onto the GPUs, so with
+            # N = len(gpus) * K each GPU serves exactly K slots.
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         return env
 
-    def _start_and_wait(self, job: Job, slot: int) -> JobRecord | None:
+    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0) -> JobRecord | None:
         log_dir = f"{self._logs}/{job.job_id}"
         prev = self.journal.records.get(job.job_id)
         attempt = (prev.attempts if prev is not None else 0) + 1
+        if attempt > 1:
+            _keep_old_logs(log_dir, attempt - 1)
         start = time.time()
         with self._state_lock:
             # Checked under the lock the stopper reads `_running` with: a job
@@ -367,11 +415,22 @@ class Launch:
             rec.pid = proc.pid
             self._update_entry(job, rec)
         self.on_event(JobEvent("start", job, rec, slot))
-        returncode = proc.popen.wait()
+        timed_out = False
+        if self.options.timeout is None:
+            returncode = proc.popen.wait()
+        else:
+            try:
+                returncode = proc.popen.wait(max(0.0, start + self.options.timeout - time.time()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                returncode = self._stop_one(job.job_id, proc)
         end = time.time()
         with self._state_lock:
             self._running.pop(job.job_id, None)
-            if returncode != 0 and self._stopper is not None:
+            if timed_out and self._stopper is None:
+                status = returncode if returncode >= 0 else 128 - returncode
+                rec = self.journal.record_end(job.job_id, attempt, status, start, end, State.TIMEOUT)
+            elif returncode != 0 and self._stopper is not None:
                 # Stopped by us (or it chose to fail as we stopped it).
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
             else:
@@ -381,8 +440,22 @@ class Launch:
                 rec = self.journal.record_end(job.job_id, attempt, status, start, end)
             self._ran += 1
             self._update_entry(job, rec)
-        self.on_event(JobEvent("end", job, rec, slot))
+        retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self._stopping.is_set()
+        self.on_event(JobEvent("retry" if retry else "end", job, rec, slot))
         return rec
+
+    def _stop_one(self, job_id: str, proc: local.LocalProcess) -> int:
+        """Stop a job that ran past --timeout: SIGTERM, then SIGKILL after the grace.
+
+        Waits for the whole process group, not just the wrapper: children
+        that ignore SIGTERM still get the SIGKILL.
+        """
+        local.kill_group(proc.pid, job_id, signal.SIGTERM)
+        deadline = time.monotonic() + self.options.grace
+        while local.group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        local.kill_group(proc.pid, job_id, signal.SIGKILL)
+        return proc.popen.wait()
 
     def _adopt(self, job: Job, slot: int) -> JobRecord | None:
         """Wait for a job a killed launch left running; None if it must run again."""
@@ -505,7 +578,7 @@ class Launch:
             counts[state] += 1
             if rec is not None and rec.finished and rec.state != State.SUCCEEDED:
                 failed.append((job, rec))
-        return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error)
+        return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error, self.halted)
 
 
 def _runfile_digest(runfile: Runfile) -> str:
@@ -513,3 +586,12 @@ def _runfile_digest(runfile: Runfile) -> str:
     for job in runfile.jobs:
         h.update(f"{job.job_id}{job.lineno}".encode())
     return h.hexdigest()[:32]
+
+
+def _keep_old_logs(log_dir: str, attempt: int) -> None:
+    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log."""
+    for name in ("out", "err"):
+        try:
+            os.replace(f"{log_dir}/{name}.log", f"{log_dir}/{name}.{attempt}.log")
+        except FileNotFoundError:
+            pass

@@ -189,6 +189,7 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "end": rec.end,
         "line": job.lineno,
         "attempts": rec.attempts,
+        "exit_codes": rec.exit_codes,
         "host": rec.host,
         "pid": rec.pid if running else None,
         "slot": rec.slot if running else None,
