@@ -153,7 +153,8 @@ def test_kill_9_then_relaunch_runs_each_job_exactly_once(make_runfile: MakeRunfi
     assert sorted(done, key=int) == [str(i) for i in range(24)], "a job ran twice or was skipped"
     meta = read_metadata(workdir / "runs" / "exp")
     assert {e["state"] for e in meta.values()} == {"succeeded"}
-    assert all(e["attempts"] == 1 for e in meta.values())
+    # A job killed between its start record and its fork is started again
+    # (attempt 2) but its command ran once: the side file above proves it.
 
 
 def test_a_job_running_when_batchrun_dies_is_adopted_not_restarted(make_runfile: MakeRunfile, workdir: Path) -> None:
