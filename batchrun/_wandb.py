@@ -1,14 +1,20 @@
 """W&B sweep configurations, expanded offline, without a W&B server.
 
 `parse` turns a W&B sweep config into batchrun parameters and command
-tokens, following W&B's documented semantics and, where the docs are silent,
-its code: the grid (`wandb/sweeps`, `src/sweeps/search/grid.py`), the
-parameter schema (`src/sweeps/config/schema.json`, `schema.py`) and the
-agent's command macros (`wandb/sdk/launch/sweeps/utils.py`,
-`wandb/wandb_agent.py`). Parameter names are sorted at every level and the
-first varies slowest, as in W&B's grid. Random draws come from Python's
-`random` seeded by our `seed` key (W&B has none), so a runfile can be
-regenerated identically. Only `batchrun.sweep` imports this module.
+tokens. It follows W&B's documentation ("Sweep configuration options") and,
+where the docs are silent, W&B's code: the grid in `wandb/sweeps`
+(`src/sweeps/search/grid.py`: names sorted at every level, the first varying
+slowest, repeated values dropped, int_uniform inclusive, q_uniform by
+`numpy.arange`), its parameter schema (`src/sweeps/config/schema.json` and
+`schema.py`: inferred distributions, defaults, min < max), and the agent's
+command macros (`wandb/sdk/launch/sweeps/utils.py`, `wandb/wandb_agent.py`).
+
+Offline differences, by design: nested parameters become dotted flags
+(`--optimizer.lr=0.01`) where W&B passes a dict; random draws use Python's
+`random` seeded by our `seed` key (default 0), so a runfile regenerates
+identically; ${envvar:NAME} and ${args_json_file} are resolved by the shell
+when the line runs, as the agent resolves them when it starts a run. Only
+`batchrun.sweep` imports this module, and only for W&B specs.
 """
 
 from __future__ import annotations
@@ -17,44 +23,46 @@ import json
 import math
 import random
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from batchrun.sweep import (
+    _PLACEHOLDER,
     _UNWRITABLE,
-    Fail,
-    Part,
-    Token,
+    _quote_arg,
+    _render_arg,
+    _render_word,
     _arange,
     _as_number,
     _check_name,
     _check_writable,
     _did_you_mean,
+    _Fail,
     _kind,
     _Map,
     _Param,
-    _PLACEHOLDER,
+    _Part,
     _show,
+    _Token,
     _unknown_key,
+    _values_list,
+    _Values,
 )
 
-# What the W&B agent puts for ${env} on Unix and for ${interpreter}.
+# What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
 ENV = "/usr/bin/env"
 INTERPRETER = "python"
-# The agent's command when the config has none.
+# The agent's command when the config gives none.
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
-# W&B only replaces a macro that is a whole command element.
-_ARG_MACROS = (
-    "args", "args_no_hyphens", "args_no_boolean_flags", "args_no_equals", "args_json",
-    "args_json_file", "args_append_hydra", "args_override_hydra",
-)
+_ARG_MACROS = ("args", "args_no_hyphens", "args_no_boolean_flags", "args_no_equals", "args_json",
+               "args_json_file", "args_append_hydra", "args_override_hydra")
 MACROS = ("env", "interpreter", "program", *_ARG_MACROS)
-# W&B's pattern for ${envvar:NAME}: upper case, digits and _ only.
-_ENVVAR_NAMES = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# W&B's ${envvar:NAME} pattern takes upper case, digits and _ only.
+_ENVVAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 _MIN_MAX = ("min", "max")
-# Keys each distribution takes besides `distribution` (W&B's schema.json).
+# The keys each distribution takes besides `distribution` (schema.json).
 _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "constant": ("value",),
     "categorical": ("values", "probabilities"),
@@ -76,14 +84,14 @@ _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "q_beta": ("a", "b", "q"),
 }
 _PARAM_KEYS = ("distribution", "parameters", *sorted({k for keys in _DISTRIBUTIONS.values() for k in keys}))
-# Schema defaults; q's default is the float 1.0, so an unset q gives floats.
-_DEFAULTS = {"q": 1.0, "mu": 0.0, "sigma": 1.0, "a": 1, "b": 1}
-# The distributions W&B's grid search accepts (categorical without probabilities).
+# Schema defaults; q's is the float 1.0, so an unset q gives floats, as in W&B.
+_DEFAULTS: dict[str, float] = {"q": 1.0, "mu": 0.0, "sigma": 1.0, "a": 1, "b": 1}
+# What W&B's grid search accepts (categorical without probabilities).
 _GRIDDABLE = ("constant", "categorical", "int_uniform", "q_uniform")
 
 
 class WandbSweep(NamedTuple):
-    """What `parse` found: the run plan and the command tokens."""
+    """What `parse` found: the plan of runs and the command tokens."""
 
     method: str
     run_cap: int | None
@@ -91,184 +99,148 @@ class WandbSweep(NamedTuple):
     program: str | None
     command: tuple[str, ...] | None
     params: list[_Param]
-    tokens: list[Token]
+    tokens: list[_Token]
 
 
-def parse(spec: _Map, fail: Fail) -> WandbSweep:
+def parse(spec: _Map, fail: _Fail) -> WandbSweep:
     """Validate a W&B sweep config and plan its runs."""
     line = spec.key_lines.get
     method = spec.get("method")
     if method is None:
         fail("a W&B sweep needs 'method: grid' or 'method: random'")
     if method in ("bayes", "custom"):
-        fail(
-            f"method {method!r} needs W&B's live optimizer and the results of finished runs; "
-            "batchrun writes every run up front: use 'grid' or 'random'",
-            line("method"),
-        )
+        fail(f"method {method!r} needs W&B's live optimizer and the results of finished runs; "
+             "batchrun writes every run up front: use 'grid' or 'random'", line("method"))
     if method not in ("grid", "random"):
         fail(f"method {_show(method)} is not one of grid, random", line("method"))
-    run_cap = _positive_int(spec, "run_cap", fail)
+    run_cap = spec.get("run_cap")
+    if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap <= 0):
+        fail(f"'run_cap' must be a positive integer, not {_kind(run_cap)}", line("run_cap"))
     if method == "random" and run_cap is None:
         fail("method 'random' needs 'run_cap', the number of runs to draw", line("method"))
     seed = spec.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         fail(f"'seed' must be an integer, not {_kind(seed)}", line("seed"))
     if method == "random" and seed is None:
-        seed = 0  # reproducible by default: regenerating a runfile must not change its jobs
+        seed = 0  # regenerating a runfile must not change its jobs
     program = spec.get("program")
     if program is not None and not isinstance(program, str):
         fail(f"'program' must be text, not {_kind(program)}", line("program"))
-    command = _command(spec, fail)
+    command = None
+    if "command" in spec:
+        raw = spec["command"]
+        if not isinstance(raw, list) or not raw or any(e is None or isinstance(e, (list, dict)) for e in raw):
+            fail(f"'command' must be a non-empty list of words, not {_kind(raw)}", line("command"))
+        command = tuple(str(element) for element in raw)  # the agent runs str() of each
 
     params: list[_Param] = []
     _collect(spec["parameters"], (), method, params, fail)
-    seen: dict[str, int | None] = {}
+    first: dict[str, int | None] = {}
     for param in params:
-        if param.name in seen:
-            fail(f"parameter {param.name!r} is defined twice (first on line {seen[param.name]})", param.lineno)
-        seen[param.name] = param.lineno
-    tokens = _tokens(command, program, params, spec, fail)
-    return WandbSweep(method, run_cap, seed, program, command, params, tokens)
-
-
-def _positive_int(spec: _Map, key: str, fail: Fail) -> int | None:
-    value = spec.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-        fail(f"{key!r} must be a positive integer, not {_kind(value)}", spec.key_lines.get(key))
-    return value
-
-
-def _command(spec: _Map, fail: Fail) -> tuple[str, ...] | None:
-    if "command" not in spec:
-        return None
-    command = spec["command"]
-    where = spec.key_lines.get("command")
-    if not isinstance(command, list) or not command:
-        fail(f"'command' must be a non-empty list of words, not {_kind(command)}", where)
-    for element in command:
-        if element is None or isinstance(element, (list, dict)):
-            fail(f"'command' elements must be words, not {_kind(element)}", where)
-    # W&B's agent runs str() of each element.
-    elements = tuple(str(element) for element in command)
-    _check_writable("'command'", elements, where, fail)
-    return elements
+        if param.name in first:
+            fail(f"parameter {param.name!r} is defined twice (first on line {first[param.name]})", param.lineno)
+        first[param.name] = param.lineno
+    return WandbSweep(method, run_cap, seed, program, command, params,
+                      _tokens(command, program, params, spec, fail))
 
 
 # ---------------------------------------------------------------- parameters
 
 
-def _collect(section: Any, path: tuple[str, ...], method: str, out: list[_Param], fail: Fail) -> None:
-    if not isinstance(section, dict) or not section:
+def _collect(section: Any, path: tuple[str, ...], method: str, out: list[_Param], fail: _Fail) -> None:
+    if not isinstance(section, _Map) or not section:
         fail(f"'parameters' of {'.'.join(path)!r} must be a non-empty mapping, not {_kind(section)}")
     for key in section:
-        _check_name(key, section.key_lines.get(key), fail)
+        _check_name(key, section.key_lines[key], fail)
     for key in sorted(section):  # W&B sorts names at every level
-        body, line = section[key], section.key_lines.get(key)
-        name = ".".join((*path, key))
-        if not isinstance(body, dict):
+        body, line, name = section[key], section.key_lines[key], ".".join((*path, key))
+        if not isinstance(body, _Map):
             fail(f"parameter {name!r}: expected a mapping such as 'values: [1, 2]', not {_kind(body)}", line)
-        if "parameters" in body:
-            for other in body:
-                if other != "parameters":
-                    fail(f"parameter {name!r}: a parameter with nested 'parameters' takes no {other!r}", line)
-            _collect(body["parameters"], (*path, key), method, out, fail)
-        else:
+        if "parameters" not in body:
             out.append(_leaf(name, (*path, key), body, line, method, fail))
+            continue
+        for other in body:
+            if other != "parameters":
+                fail(f"parameter {name!r}: a parameter with nested 'parameters' takes no {other!r}", line)
+        _collect(body["parameters"], (*path, key), method, out, fail)
 
 
-def _distribution(where: str, body: _Map, line: int | None, fail: Fail) -> str:
+def _distribution(where: str, body: _Map, line: int, fail: _Fail) -> str:
     for key in body:
         if key not in _PARAM_KEYS:
-            fail(f"{where}: {_unknown_key(key, _PARAM_KEYS)}", body.key_lines.get(key, line))
+            fail(f"{where}: {_unknown_key(key, _PARAM_KEYS)}", body.key_lines[key])
     if "distribution" in body:
         dist = body["distribution"]
         if dist not in _DISTRIBUTIONS:
             fail(f"{where}: unknown distribution {_show(dist)}{_did_you_mean(dist, _DISTRIBUTIONS)}", line)
-        return "categorical" if dist == "categorical_w_probabilities" else dist  # type: ignore[no-any-return]
+        return "categorical" if dist == "categorical_w_probabilities" else str(dist)
     # W&B infers the distribution from the keys given.
-    if "values" in body:
-        return "categorical"
-    if "value" in body:
-        return "constant"
+    if "values" in body or "value" in body:
+        return "categorical" if "values" in body else "constant"
     if "min" in body or "max" in body:
-        numbers = [_as_number(body.get(k)) for k in _MIN_MAX]
-        return "int_uniform" if all(isinstance(n, int) for n in numbers) else "uniform"
+        ints = all(isinstance(_as_number(body.get(k)), int) for k in _MIN_MAX)
+        return "int_uniform" if ints else "uniform"
     fail(f"{where}: no values; give 'values', 'value', 'min' and 'max', or a 'distribution'", line)
 
 
-def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int | None, method: str, fail: Fail) -> _Param:
+def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, fail: _Fail) -> _Param:
     where = f"parameter {name!r}"
     dist = _distribution(where, body, line, fail)
     allowed = _DISTRIBUTIONS[dist]
     for key in body:
         if key != "distribution" and key not in allowed:
-            fail(f"{where}: key {key!r} does not apply to distribution {dist!r}", body.key_lines.get(key, line))
-    required = ("value",) if dist == "constant" else ("values",) if "values" in allowed else _MIN_MAX
+            fail(f"{where}: key {key!r} does not apply to distribution {dist!r}", body.key_lines[key])
+    required = ("value",) if dist == "constant" else ("values",) if dist == "categorical" else _MIN_MAX
     for key in required:
         if key in allowed and key not in body:
             fail(f"{where}: distribution {dist!r} needs {key!r}", line)
 
-    def number(key: str) -> int | float:
-        raw = body.get(key, _DEFAULTS.get(key))
-        value = _as_number(raw)
-        if value is None:
-            fail(f"{where}: {key!r} must be a number, not {_kind(raw)}", body.key_lines.get(key, line))
-        return value
-
-    nums = {key: number(key) for key in allowed if key not in ("value", "values", "probabilities")}
+    nums: dict[str, Any] = {}
+    for key in allowed:
+        if key not in ("value", "values", "probabilities"):
+            raw = body.get(key, _DEFAULTS.get(key))
+            nums[key] = _as_number(raw)
+            if nums[key] is None:
+                fail(f"{where}: {key!r} must be a number, not {_kind(raw)}", body.key_lines.get(key, line))
     if "min" in nums and nums["min"] >= nums["max"]:
         fail(f"{where}: min {nums['min']} is not less than max {nums['max']}", line)
     if dist == "int_uniform" and not all(isinstance(nums[k], int) for k in _MIN_MAX):
         fail(f"{where}: int_uniform needs integer min and max", line)
     if dist.endswith("_values") and nums["min"] <= 0:
         fail(f"{where}: {dist} needs min > 0", line)
-    for key, bound in (("q", 0), ("a", 0), ("b", 0)):
+    for key in ("q", "a", "b"):
         if key in nums and nums[key] <= 0:
-            fail(f"{where}: {key!r} must be greater than {bound}", line)
-    if "sigma" in nums and nums["sigma"] < 0:
+            fail(f"{where}: {key!r} must be greater than 0", line)
+    if nums.get("sigma", 0) < 0:
         fail(f"{where}: 'sigma' must not be negative", line)
 
-    values = None
-    if "values" in allowed:
-        values = body["values"]
-        if not isinstance(values, list):
-            fail(f"{where}: 'values' must be a list such as [1, 2], not {_kind(values)} (for one value write 'value:')", line)
-        if not values:
-            fail(f"{where}: 'values' is an empty list", line)
-        _check_writable(where, values, line, fail)
+    values = _values_list(where, body, line, fail) if dist == "categorical" else [body.get("value")]
     if dist == "constant":
-        _check_writable(where, [body["value"]], line, fail)
-    weights = _probabilities(where, body, values, line, fail) if "probabilities" in body else None
-
-    if method == "grid":
-        if dist not in _GRIDDABLE or weights is not None:
-            fail(
-                f"{where}: grid search takes 'values', 'value', int_uniform or q_uniform, "
-                f"not {dist!r}{' with probabilities' if weights else ''}; use 'method: random' to draw it",
-                line,
-            )
-        grid: Sequence[Any] | Any
-        if dist == "constant":
-            grid = [body["value"]]
-        elif dist == "categorical":
-            grid = _unique(values)  # type: ignore[arg-type]
-        elif dist == "int_uniform":
-            grid = range(nums["min"], nums["max"] + 1)  # type: ignore[arg-type]
-        else:  # q_uniform: numpy.arange(min, max, q), max excluded, computed exactly
-            grid = _arange(nums["min"], nums["max"], nums["q"])
-        return _Param(name, line, values=grid, path=path)
-    return _Param(name, line, draw=_sampler(dist, body, values, weights, nums), path=path)
+        _check_writable(where, values, line, fail)
+    weights = _probabilities(where, body["probabilities"], values, line, fail) if "probabilities" in body else None
+    if method == "random":
+        return _Param(name, line, draw=_sampler(dist, values, weights, nums), path=path)
+    if dist not in _GRIDDABLE or weights is not None:
+        fail(f"{where}: grid search takes 'values', 'value', int_uniform or q_uniform, not {dist!r}"
+             f"{' with probabilities' if weights else ''}; use 'method: random' to draw it", line)
+    grid: _Values = values
+    if dist == "categorical":
+        grid = _unique(values)
+    elif dist == "int_uniform":
+        grid = range(nums["min"], nums["max"] + 1)
+    elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
+        grid = _arange(nums["min"], nums["max"], nums["q"])
+    return _Param(name, line, values=grid, path=path)
 
 
-def _probabilities(where: str, body: _Map, values: Any, line: int | None, fail: Fail) -> list[float]:
-    raw = body["probabilities"]
+def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: _Fail) -> list[float]:
     numbers = [_as_number(p) for p in raw] if isinstance(raw, list) else [None]
-    if any(n is None or n < 0 for n in numbers) or len(numbers) != len(values):
+    weights = [n for n in numbers if n is not None and n >= 0]
+    if len(weights) != len(numbers) or len(weights) != len(values):
         fail(f"{where}: 'probabilities' must be {len(values)} non-negative numbers, one per value", line)
-    if not math.isclose(sum(numbers), 1.0, rel_tol=1e-6):  # type: ignore[arg-type]
-        fail(f"{where}: 'probabilities' add up to {sum(numbers)}, not 1", line)  # type: ignore[arg-type]
-    return numbers  # type: ignore[return-value]
+    if not math.isclose(sum(weights), 1.0, rel_tol=1e-6):
+        fail(f"{where}: 'probabilities' add up to {sum(weights)}, not 1", line)
+    return weights
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -276,7 +248,7 @@ def _unique(values: list[Any]) -> list[Any]:
     seen: set[str] = set()
     unique = []
     for value in values:
-        # W&B counts 3.0 and 3 as one value.
+        # W&B's yaml_hash counts 3.0 and 3 as one value.
         key = int(value) if isinstance(value, float) and value.is_integer() else value
         try:
             text = json.dumps(key, sort_keys=True, default=repr)
@@ -288,159 +260,147 @@ def _unique(values: list[Any]) -> list[Any]:
     return unique
 
 
-def _quantize(x: float, q: int | float) -> int | float:
-    """round(x / q) * q as W&B does (half to even), but exact for decimal q."""
+def _quantize(x: float, q: float) -> float:
+    """round(x / q) * q, half to even like numpy.round, but exact for a decimal q."""
     n = round(x / q)
-    if isinstance(q, int):
-        return n * q
-    return float(Decimal(n) * Decimal(repr(q)))
+    return n * q if isinstance(q, int) else float(Decimal(n) * Decimal(repr(q)))
 
 
 def _sampler(
-    dist: str, body: _Map, values: Any, weights: list[float] | None, nums: dict[str, Any]
+    dist: str, values: list[Any], weights: list[float] | None, nums: dict[str, Any]
 ) -> Callable[[random.Random], Any]:
     if dist == "constant":
-        value = body["value"]
-        return lambda rng: value
-    if dist.startswith("categorical"):
+        return lambda rng: values[0]
+    if dist == "categorical":
         if weights is None:
             return lambda rng: rng.choice(values)
         return lambda rng: rng.choices(values, weights)[0]
-    lo, hi = nums.get("min"), nums.get("max")
-    mu, sigma = nums.get("mu"), nums.get("sigma")
-    base = dist[2:] if dist.startswith("q_") else dist
-    draw: Callable[[random.Random], float]
-    if base == "int_uniform":
-        return lambda rng: rng.randint(lo, hi)  # type: ignore[arg-type]
-    if base == "uniform":
-        draw = lambda rng: rng.uniform(lo, hi)  # noqa: E731
-    elif base == "log_uniform":  # min and max are exponents of e
-        draw = lambda rng: math.exp(rng.uniform(lo, hi))  # noqa: E731
-    elif base == "log_uniform_values":
-        draw = lambda rng: math.exp(rng.uniform(math.log(lo), math.log(hi)))  # noqa: E731
-    elif base == "inv_log_uniform":  # log(1/X) uniform in [min, max]
-        draw = lambda rng: math.exp(-rng.uniform(lo, hi))  # noqa: E731
-    elif base == "inv_log_uniform_values":  # log(1/X) uniform in [log(1/max), log(1/min)]
-        draw = lambda rng: math.exp(-rng.uniform(-math.log(hi), -math.log(lo)))  # noqa: E731
-    elif base == "normal":
-        draw = lambda rng: rng.normalvariate(mu, sigma)  # noqa: E731
-    elif base == "log_normal":
-        draw = lambda rng: rng.lognormvariate(mu, sigma)  # noqa: E731
-    else:  # beta
-        a, b = nums["a"], nums["b"]
-        draw = lambda rng: rng.betavariate(a, b)  # noqa: E731
-    if dist.startswith("q_"):
-        q = nums["q"]
-        return lambda rng: _quantize(draw(rng), q)
-    return draw
+    if dist == "int_uniform":
+        return lambda rng: rng.randint(nums["min"], nums["max"])
+    lo, hi = nums.get("min", 0.0), nums.get("max", 1.0)
+    mu, sigma = nums.get("mu", 0.0), nums.get("sigma", 1.0)
+    draws: dict[str, Callable[[random.Random], float]] = {
+        "uniform": lambda rng: rng.uniform(lo, hi),
+        "log_uniform": lambda rng: math.exp(rng.uniform(lo, hi)),  # min, max: exponents of e
+        "log_uniform_values": lambda rng: math.exp(rng.uniform(math.log(lo), math.log(hi))),
+        "inv_log_uniform": lambda rng: math.exp(-rng.uniform(lo, hi)),  # log(1/X) in [min, max]
+        "inv_log_uniform_values": lambda rng: math.exp(-rng.uniform(-math.log(hi), -math.log(lo))),
+        "normal": lambda rng: rng.normalvariate(mu, sigma),
+        "log_normal": lambda rng: rng.lognormvariate(mu, sigma),
+        "beta": lambda rng: rng.betavariate(nums["a"], nums["b"]),
+    }
+    if not dist.startswith("q_"):
+        return draws[dist]
+    draw, q = draws[dist[2:]], nums["q"]
+    return lambda rng: _quantize(draw(rng), q)
 
 
 # ------------------------------------------------------------------ commands
 
 
 def _tokens(
-    command: tuple[str, ...] | None, program: str | None, params: list[_Param], spec: _Map, fail: Fail
-) -> list[Token]:
+    command: tuple[str, ...] | None, program: str | None, params: list[_Param], spec: _Map, fail: _Fail
+) -> list[_Token]:
     index_of = {p.name: i for i, p in enumerate(params)}
     placed: set[int] = set()
-    elements = command or DEFAULT_COMMAND
-    # First pass: find placed parameters, so args macros can leave them out.
-    expanded: list[tuple[str, list[Part] | None]] = []
-    for element in elements:
-        macro = element[2:-1] if element.startswith("${") and element.endswith("}") else None
-        if macro in MACROS:
-            if macro == "program":
-                if program is None:
-                    fail("missing 'program' (or a 'command' without ${program}): the script to run")
-                parts = _element_parts(program, index_of, "'program'", spec.key_lines.get("program"), fail)
-                placed.update(p[0] for p in parts if not isinstance(p, str))
-                expanded.append(("program", parts))
-            else:
-                expanded.append((macro, None))  # type: ignore[arg-type]
+    expanded: list[tuple[str, list[_Part]]] = []  # (macro or "", parts of a literal element)
+    for element in command or DEFAULT_COMMAND:
+        macro = element[2:-1] if element.startswith("${") and element.endswith("}") else ""
+        if macro not in MACROS:
+            macro, text, where = "", element, "'command'"
+        elif macro == "program":
+            if program is None:
+                fail("missing 'program' (or a 'command' without ${program}): the script to run")
+            text, where = program, "'program'"
         else:
-            parts = _element_parts(element, index_of, "'command'", spec.key_lines.get("command"), fail)
-            placed.update(p[0] for p in parts if not isinstance(p, str))
-            expanded.append(("", parts))
+            expanded.append((macro, []))
+            continue
+        parts = _element_parts(text, index_of, where, spec.key_lines.get(where.strip("'")), fail)
+        placed.update(p[0] for p in parts if not isinstance(p, str))
+        expanded.append((macro, parts))
     delivered = [i for i in range(len(params)) if i not in placed]
-    if delivered and not any(kind in _ARG_MACROS for kind, _ in expanded):
+    if delivered and not any(macro in _ARG_MACROS for macro, _ in expanded):
         names = ", ".join(repr(params[i].name) for i in delivered)
         fail(f"parameter(s) {names} reach no command: add ${{args}} to 'command' or place them with ${{name}}",
              spec.key_lines.get("command"))
-
-    tokens: list[Token] = []
-    for kind, parts in expanded:
-        if parts is not None:
+    tokens: list[_Token] = []
+    for macro, parts in expanded:
+        if macro in ("", "program"):
             tokens.append((False, parts))
-        elif kind == "env":
-            tokens.append((False, [ENV]))
-        elif kind == "interpreter":
-            tokens.append((False, [INTERPRETER]))
+        elif macro in ("env", "interpreter"):
+            tokens.append((False, [ENV if macro == "env" else INTERPRETER]))
         else:
-            tokens.extend(_arg_tokens(kind, params, delivered))
+            tokens.extend(_arg_tokens(macro, params, delivered))
     return tokens
 
 
-def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | None, fail: Fail) -> list[Part]:
-    """Shell-quote one argv element, filling `${name}` and keeping `${VAR}` for the shell."""
+def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | None, fail: _Fail) -> list[_Part]:
+    """Shell-quote one argv element, filling `${name}` and leaving `${VAR}` to the shell."""
     if _UNWRITABLE.search(text):
         fail(f"{what}: {_show(text)} contains a line break or a character a runfile line cannot hold", line)
-    parts: list[Part] = []
+    parts: list[_Part] = []
     position = 0
     for match in _PLACEHOLDER.finditer(text):
         if match.start() > position:
             parts.append(shlex.quote(text[position : match.start()]))
-        ref = match.group(1)
+        ref, position = match.group(1), match.end()
         if ref in index_of:
-            parts.append((index_of[ref], "w"))
+            parts.append((index_of[ref], _render_word))
         elif ref in MACROS:
             fail(f"{what}: macro ${{{ref}}} must be a whole command element, as W&B requires", line)
-        elif ref.startswith("envvar:") and ref[7:] and set(ref[7:]) <= _ENVVAR_NAMES:
-            # W&B's agent reads the variable when it starts the run: so does the shell.
-            parts.append(f'"${{{ref[7:]}}}"')
+        elif ref.startswith("envvar:") and ref[7:] and set(ref[7:]) <= _ENVVAR_CHARS:
+            parts.append(f'"${{{ref[7:]}}}"')  # read when the line runs, as the agent reads it
         elif not any(c in ref for c in "\"`\\"):
             parts.append(f'"${{{ref}}}"')  # not ours: the shell expands it, as one word
         else:
             parts.append(shlex.quote(match.group(0)))
-        position = match.end()
     if position < len(text) or not parts:
         parts.append(shlex.quote(text[position:]))
     return parts
 
 
-def _arg_tokens(macro: str, params: list[_Param], delivered: list[int]) -> list[Token]:
-    """Expand an args macro as the W&B agent does, one token per word."""
-    names = {i: params[i].name for i in delivered}
-    if macro == "args":
-        return [(False, [f"--{names[i]}=", (i, "q")]) for i in delivered]
-    if macro == "args_no_hyphens":
-        return [(False, [f"{names[i]}=", (i, "q")]) for i in delivered]
-    if macro == "args_append_hydra":
-        return [(False, [f"+{names[i]}=", (i, "q")]) for i in delivered]
-    if macro == "args_override_hydra":
-        return [(False, [f"++{names[i]}=", (i, "q")]) for i in delivered]
+def _arg_tokens(macro: str, params: list[_Param], delivered: list[int]) -> list[_Token]:
+    """Expand an args macro as W&B's create_sweep_command_args does, a token per word."""
+    prefix = {"args": "--", "args_no_hyphens": "", "args_append_hydra": "+", "args_override_hydra": "++"}
+    if macro in prefix:
+        return [(False, [f"{prefix[macro]}{params[i].name}=", (i, _render_arg)]) for i in delivered]
+    tokens: list[_Token] = []
     if macro == "args_no_equals":
-        return [token for i in delivered for token in ((False, [f"--{names[i]}"]), (False, [(i, "w")]))]
+        for i in delivered:
+            tokens += [(False, [f"--{params[i].name}"]), (False, [(i, _render_word)])]
+        return tokens
     if macro == "args_no_boolean_flags":
-        return [(True, [(i, "nobool")]) for i in delivered]
-    json_word: list[Part] = ["'", *_json_parts(delivered, params, 0), "'"]
+        return [(True, [(i, _render_nobool)]) for i in delivered]
+    json_word: list[_Part] = ["'", *_json_parts(delivered, params, 0), "'"]
     if macro == "args_json":
         return [(False, json_word)]
-    # args_json_file: the agent writes the JSON to a file just before the run;
-    # offline, the shell does it when the line runs.
+    # ${args_json_file}: the agent writes the JSON to a file just before the
+    # run; offline, the shell does so when the line runs.
     return [(False, ["\"$(f=$(mktemp) && printf '%s' ", *json_word, ' > "$f" && echo "$f")"'])]
 
 
-def _json_parts(members: list[int], params: list[_Param], depth: int) -> list[Part]:
-    """The parts of W&B's json.dumps(config): nested parameters nest, keys sorted."""
+def _render_nobool(param: _Param, value: Any) -> str:
+    """${args_no_boolean_flags}: True gives --flag, False nothing; brings its own space."""
+    if isinstance(value, bool):
+        return f" --{param.name}" if value else ""
+    return f" --{param.name}={_quote_arg(str(value))}"
+
+
+def _render_json(param: _Param, value: Any) -> str:
+    """One value of W&B's json.dumps(config), inside a single-quoted word."""
+    return json.dumps(value, default=str).replace("'", "'\\''")
+
+
+def _json_parts(members: list[int], params: list[_Param], depth: int) -> list[_Part]:
+    """The parts of W&B's json.dumps(config), nested parameters nested, names sorted."""
     groups: dict[str, list[int]] = {}
     for i in members:
         groups.setdefault(params[i].path[depth], []).append(i)
-    parts: list[Part] = ["{"]
+    parts: list[_Part] = ["{"]
     for n, (key, group) in enumerate(groups.items()):
         parts.append((", " if n else "") + json.dumps(key).replace("'", "'\\''") + ": ")
         if len(group) == 1 and len(params[group[0]].path) == depth + 1:
-            parts.append((group[0], "json"))
+            parts.append((group[0], _render_json))
         else:
             parts.extend(_json_parts(group, params, depth + 1))
-    parts.append("}")
-    return parts
+    return [*parts, "}"]

@@ -12,7 +12,7 @@ reads these records (see `doit_tasks`).
 Line format (space separated; a torn last line from a kill is ignored):
 
     S <job_id> <attempt> <start> <slot> <host>        about to start
-    P <job_id> <attempt> <pid> <pstart>               started: process id and start tick
+    P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     E <job_id> <attempt> <status> <start> <end>       ended with exit status (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
     R <job_id>                                        forgotten: run again
@@ -54,7 +54,7 @@ class State:
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "job_id", "pid", "pstart", "slot", "start", "state", "status")
+    __slots__ = ("attempts", "end", "exit_codes", "host", "job_id", "ref", "slot", "start", "state", "status")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -65,8 +65,8 @@ class JobRecord:
         self.attempts = 0
         self.slot: int | None = None
         self.host: str | None = None
-        self.pid: int | None = None
-        self.pstart: int | None = None
+        # The executor's reference to the running job: a pid, a SLURM job id...
+        self.ref: str | None = None
         # Exit status of each attempt, in order (None: stopped unfinished).
         self.exit_codes: list[int | None] = []
 
@@ -146,10 +146,9 @@ class Journal:
                     rec.slot = int(parts[4])
                     rec.host = parts[5]
                     rec.state = State.RUNNING
-                    rec.status = rec.end = rec.pid = rec.pstart = None
+                    rec.status = rec.end = rec.ref = None
                 elif kind == "P":
-                    rec.pid = int(parts[3])
-                    rec.pstart = int(parts[4])
+                    rec.ref = parts[3]
                 elif kind == "I":
                     rec.attempts = int(parts[2])
                     rec.start = float(parts[3])
@@ -204,15 +203,13 @@ class Journal:
         rec.start = start
         rec.slot = slot
         rec.host = host
-        rec.status = rec.end = rec.pid = rec.pstart = None
+        rec.status = rec.end = rec.ref = None
         return rec
 
-    def record_pid(self, job_id: str, attempt: int, pid: int, pstart: int) -> None:
-        """Record the process that runs a started job."""
-        self._append(f"P {job_id} {attempt} {pid} {pstart}\n")
-        rec = self._get(job_id)
-        rec.pid = pid
-        rec.pstart = pstart
+    def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
+        """Record the executor's reference to a started job (a pid, a SLURM id...)."""
+        self._append(f"P {job_id} {attempt} {ref} 0\n")
+        self._get(job_id).ref = ref
 
     def record_end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None) -> JobRecord:
         """Record that a job ran to its end with an exit status: it is finished."""
@@ -300,8 +297,8 @@ class Journal:
             elif rec.state == State.RUNNING and rec.start is not None:
                 # Left running on purpose (detached): keep what adoption needs.
                 lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
-                if rec.pid is not None:
-                    lines.append(f"P {rec.job_id} {rec.attempts} {rec.pid} {rec.pstart}\n")
+                if rec.ref is not None:
+                    lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
             elif rec.start is not None and rec.end is not None:
                 lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
         tmp = self.path.with_name(self.path.name + ".tmp")

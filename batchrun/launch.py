@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import BatchrunError, MetadataError, UsageError
-from batchrun.executors import local
+from batchrun.executors import ExecutorOptions, local, make_executor
 from batchrun.journal import Journal, JobRecord, State
 from batchrun.metadata import MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, load_metadata, write_atomic
 from batchrun.runfile import Job, Runfile
@@ -37,8 +37,8 @@ MODES = ("resume", "retry_failed", "overwrite")
 _METADATA_INTERVAL = 1.0
 # Name of the file recording which journal size and runfile metadata.json reflects.
 _STAMP_NAME = ".metadata.stamp"
-# Placeholder pid in `_running` for a job between its start record and its fork.
-_STARTING = -1
+# Placeholder reference in `_running` for a job between its start record and its start.
+_STARTING = "starting"
 
 
 @dataclass
@@ -59,6 +59,9 @@ class LaunchOptions:
     jobs_per_gpu: int = 1
     order: str = "file"
     seed: int = 0
+    executor: str = "local"
+    sbatch_args: list[str] = field(default_factory=list)
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,8 @@ class Launch:
         self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(options.n_jobs):
             self._slots.put(slot)
-        # job id -> pid of its wrapper (its process group), None if unknown.
-        self._running: dict[str, int | None] = {}
+        # job id -> the executor's reference to it (None: unknown, _STARTING).
+        self._running: dict[str, str | None] = {}
         self._stopping = threading.Event()
         self._stop_now = threading.Event()
         self._stopper: threading.Thread | None = None
@@ -160,6 +163,16 @@ class Launch:
         self._base_env.update(options.env)
         self._base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
         self._logs = str(self.runs_dir.logs)
+        self.executor = make_executor(
+            options.executor,
+            ExecutorOptions(
+                n_jobs=options.n_jobs,
+                cwd=os.getcwd(),
+                runs_dir=str(self.runs_dir.path),
+                sbatch_args=options.sbatch_args,
+                scheduler=options.scheduler,
+            ),
+        )
         self._redo_failed = options.mode == "retry_failed"
 
     # -- step 1: lock, load and recover -------------------------------------
@@ -238,7 +251,7 @@ class Launch:
                 status, end = exit_record
                 self.journal.record_end(rec.job_id, rec.attempts, status, rec.start or end, end)
                 recovered += 1
-            elif local.job_lock_held(log_dir):
+            elif self.executor.still_running(rec.job_id, rec.ref, str(log_dir)):
                 self._adopt_ids.add(rec.job_id)
             else:
                 self.journal.record_unfinished(rec.job_id, rec.attempts, rec.start or now, now)
@@ -403,27 +416,26 @@ class Launch:
             self._running[job.job_id] = _STARTING
             self._update_entry(job, rec)
         try:
-            proc = local.spawn_job(job.command, log_dir, self._job_env(job, slot, log_dir))
+            ref = self.executor.start(job.job_id, job.command, log_dir, self._job_env(job, slot, log_dir))
         except OSError:
             with self._state_lock:
                 self._running.pop(job.job_id, None)
                 self.journal.record_unfinished(job.job_id, attempt, start, time.time())
             raise
         with self._state_lock:
-            self.journal.record_pid(job.job_id, attempt, proc.pid, 0)
-            self._running[job.job_id] = proc.pid
-            rec.pid = proc.pid
+            self.journal.record_ref(job.job_id, attempt, ref)
+            self._running[job.job_id] = ref
             self._update_entry(job, rec)
         self.on_event(JobEvent("start", job, rec, slot))
         timed_out = False
         if self.options.timeout is None:
-            returncode = proc.popen.wait()
+            returncode = self.executor.wait(ref)
         else:
-            try:
-                returncode = proc.popen.wait(max(0.0, start + self.options.timeout - time.time()))
-            except subprocess.TimeoutExpired:
+            returncode = self.executor.wait(ref, max(0.0, start + self.options.timeout - time.time()))
+            if returncode is None:
                 timed_out = True
-                returncode = self._stop_one(job.job_id, proc)
+                returncode = self._stop_one(job.job_id, ref)
+        assert returncode is not None
         end = time.time()
         with self._state_lock:
             self._running.pop(job.job_id, None)
@@ -444,27 +456,29 @@ class Launch:
         self.on_event(JobEvent("retry" if retry else "end", job, rec, slot))
         return rec
 
-    def _stop_one(self, job_id: str, proc: local.LocalProcess) -> int:
+    def _stop_one(self, job_id: str, ref: str) -> int:
         """Stop a job that ran past --timeout: SIGTERM, then SIGKILL after the grace.
 
-        Waits for the whole process group, not just the wrapper: children
+        Waits for every process of the job, not just the wrapper: children
         that ignore SIGTERM still get the SIGKILL.
         """
-        local.kill_group(proc.pid, job_id, signal.SIGTERM)
+        self.executor.signal(job_id, ref, signal.SIGTERM)
         deadline = time.monotonic() + self.options.grace
-        while local.group_alive(proc.pid) and time.monotonic() < deadline:
+        while self.executor.alive(job_id, ref) and time.monotonic() < deadline:
             time.sleep(0.05)
-        local.kill_group(proc.pid, job_id, signal.SIGKILL)
-        return proc.popen.wait()
+        self.executor.signal(job_id, ref, signal.SIGKILL)
+        returncode = self.executor.wait(ref)
+        assert returncode is not None
+        return returncode
 
     def _adopt(self, job: Job, slot: int) -> JobRecord | None:
         """Wait for a job a killed launch left running; None if it must run again."""
         rec = self.journal.records[job.job_id]
         log_dir = self.runs_dir.log_dir(job.job_id)
         with self._state_lock:
-            self._running[job.job_id] = rec.pid  # None: find it by its environment
+            self._running[job.job_id] = rec.ref  # None: the executor finds it by job id
         self.on_event(JobEvent("adopt", job, rec, slot))
-        local.wait_for_job_lock(log_dir, should_stop=self._stop_now.is_set)
+        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), self._stop_now.is_set)
         exit_record = local.read_exit_record(log_dir)
         now = time.time()
         with self._state_lock:
@@ -521,28 +535,27 @@ class Launch:
         """
         deadline = time.monotonic() + self.options.grace
         sig = signal.SIGTERM
-        signalled: dict[int, str] = {}
+        signalled: dict[str, str | None] = {}
         kill_deadline = None
         while True:
             with self._state_lock:
                 running = list(self._running.items())
-            for job_id, pid in running:
-                if pid == _STARTING:
+            for job_id, ref in running:
+                if ref == _STARTING or job_id in signalled:
                     continue
-                for gpid in [pid] if pid is not None else local.find_job_processes(job_id):
-                    if gpid not in signalled and local.kill_group(gpid, job_id, sig):
-                        signalled[gpid] = job_id
-            signalled = {g: j for g, j in signalled.items() if local.group_alive(g)}
+                if self.executor.signal(job_id, ref, sig):
+                    signalled[job_id] = ref
+            signalled = {j: r for j, r in signalled.items() if self.executor.alive(j, r)}
             if not running and not signalled:
                 return
             if sig == signal.SIGTERM and (time.monotonic() >= deadline or self._stop_now.is_set()):
                 sig = signal.SIGKILL
                 kill_deadline = time.monotonic() + 10.0
-                for gpid, job_id in signalled.items():
-                    local.kill_group(gpid, job_id, signal.SIGKILL)
+                for job_id, ref in signalled.items():
+                    self.executor.signal(job_id, ref, signal.SIGKILL)
             elif sig == signal.SIGKILL:
-                for gpid, job_id in signalled.items():
-                    local.kill_group(gpid, job_id, signal.SIGKILL)
+                for job_id, ref in signalled.items():
+                    self.executor.signal(job_id, ref, signal.SIGKILL)
                 if kill_deadline is not None and time.monotonic() > kill_deadline:
                     # Nothing more can be done; release adopters waiting on locks.
                     self._stop_now.set()

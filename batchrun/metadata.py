@@ -191,7 +191,8 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "attempts": rec.attempts,
         "exit_codes": rec.exit_codes,
         "host": rec.host,
-        "pid": rec.pid if running else None,
+        "pid": int(rec.ref) if running and rec.ref is not None and rec.ref.isdigit() else None,
+        "job_ref": rec.ref if running else None,
         "slot": rec.slot if running else None,
         "log_dir": log_dir,
     }

@@ -14,7 +14,7 @@ def test_records_survive_a_reopen(tmp_path: Path) -> None:
     j = Journal(tmp_path)
     j.open()
     j.record_start("a" * 16, 1, 10.0, 0, "host")
-    j.record_pid("a" * 16, 1, 123, 456)
+    j.record_ref("a" * 16, 1, "123")
     j.record_end("a" * 16, 1, 0, 10.0, 12.5)
     j.record_start("b" * 16, 1, 11.0, 1, "host")
     j.record_end("b" * 16, 1, 3, 11.0, 11.5)

@@ -24,8 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrun.executors import Executor
+
 __all__ = [
     "EXIT_NAME",
+    "LocalExecutor",
     "LocalProcess",
     "job_lock_held",
     "kill_group",
@@ -218,3 +221,47 @@ def find_job_processes(job_id: str) -> list[int]:
         if needle in env.split(b"\0"):
             found.append(int(entry))
     return found
+
+
+class LocalExecutor(Executor):
+    """Jobs as processes of this machine, each in its own session."""
+
+    name = "local"
+
+    def __init__(self, options: object) -> None:
+        super().__init__(options)  # type: ignore[arg-type]
+        # ref (pid) -> process, for jobs this launch started and has not reaped.
+        self._procs: dict[str, LocalProcess] = {}
+
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+        proc = spawn_job(command, log_dir, env)
+        ref = str(proc.pid)
+        self._procs[ref] = proc
+        return ref
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        proc = self._procs[ref]
+        try:
+            returncode = proc.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        del self._procs[ref]
+        return returncode
+
+    def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
+        pids = [int(ref)] if ref is not None and ref.isdigit() else find_job_processes(job_id)
+        hit = False
+        for pid in pids:
+            hit = kill_group(pid, job_id, sig) or hit
+        return hit
+
+    def alive(self, job_id: str, ref: str | None) -> bool:
+        if ref is not None and ref.isdigit():
+            return group_alive(int(ref))
+        return bool(find_job_processes(job_id))
+
+    def still_running(self, job_id: str, ref: str | None, log_dir: str) -> bool:
+        return job_lock_held(Path(log_dir))
+
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+        wait_for_job_lock(Path(log_dir), should_stop)

@@ -10,7 +10,8 @@
 #
 # Environment (all optional):
 #   SLURM_START_TIMEOUT  seconds to wait for the node to become idle (60)
-#   SLURM_TEST_CPUS      CPUs advertised for the node (default max(nproc, 8))
+#   SLURM_TEST_CPUS      CPUs advertised for the node (default max(nproc, 32)):
+#                        how many 1-CPU jobs / array tasks run at once
 #   SLURM_MIN_JOB_AGE    seconds a finished job stays visible to squeue (30)
 #   SLURM_CLEAN_STATE=1  wipe the controller's saved state (queued jobs, job-id
 #                        counter) before starting
@@ -82,7 +83,7 @@ install_packages() {
 render_config() {
     local ncpu cpus mem_kb mem
     ncpu="$(nproc)"
-    cpus="${SLURM_TEST_CPUS:-$(( ncpu > 8 ? ncpu : 8 ))}"
+    cpus="${SLURM_TEST_CPUS:-$(( ncpu > 32 ? ncpu : 32 ))}"
     mem_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
     mem=$(( mem_kb / 1024 ))
     [ "$mem" -gt 0 ] || mem=1024
@@ -129,12 +130,12 @@ pid_alive() {
 }
 
 stop_pid() { # stop_pid PIDFILE COMM
-    local pid i
+    local pid
     pid="$(pid_alive "$1" "$2")" || return 0
     log "stopping $2 (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        ps -o stat= -p "$pid" 2>/dev/null | grep -qv '^Z' || return 0
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -158,8 +159,7 @@ start_munge() {
     # --force: a munged killed with the machine leaves its socket behind.
     runuser -u munge -- /usr/sbin/munged --force </dev/null >/dev/null 2>>"$LOG_DIR/munged.stderr" \
         || die "munged failed to start: $(tail -n 5 "$LOG_DIR/munged.stderr" 2>/dev/null)"
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         munge_ok && return 0
         sleep 0.1
     done
@@ -183,6 +183,7 @@ start_slurmctld() {
 start_slurmd() {
     pid_alive "$RUN_DIR/slurmd.pid" slurmd >/dev/null && return 0
     log "starting slurmd (node $NODE)"
+    SLURMD_STARTED_AT="$(date +%s)"
     slurmd -N "$NODE" </dev/null >/dev/null 2>>"$LOG_DIR/slurmd.stderr" \
         || die "slurmd failed to start: $(tail -n 5 "$LOG_DIR/slurmd.stderr" 2>/dev/null)"
 }
@@ -197,18 +198,35 @@ diagnostics() {
             [ -s "$LOG_DIR/$f" ] && { echo "== tail $LOG_DIR/$f"; tail -n 40 "$LOG_DIR/$f"; }
         done
         [ -s /var/log/munge/munged.log ] && { echo "== tail munged.log"; tail -n 20 /var/log/munge/munged.log; }
-        echo "== processes"; ps -eo pid,user,comm,args | grep -E '[m]unged|[s]lurm' || true
+        echo "== processes"
+        # shellcheck disable=SC2009
+        ps -eo pid,user,stat,args | grep -E '[m]unged|[s]lurm' || true
     } >&2
 }
 
 node_state() { sinfo -h -n "$NODE" -o %t 2>/dev/null | head -n 1; }
+
+# True once the slurmd we started has registered with slurmctld (the node's
+# state may otherwise be one recovered from a previous run).
+slurmd_registered() {
+    local t
+    [ -n "${SLURMD_STARTED_AT:-}" ] || return 0
+    t="$(scontrol -o show node "$NODE" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)"
+    case "$t" in ""|None|Unknown) return 1 ;; esac
+    t="$(date -d "$t" +%s 2>/dev/null)" || return 1
+    [ "$t" -ge "$SLURMD_STARTED_AT" ]
+}
 
 wait_until_usable() {
     local deadline=$(( SECONDS + TIMEOUT )) st="" resumed=0 start=$SECONDS
     while :; do
         st="$(node_state || true)"
         case "$st" in
-            idle|mix|alloc|comp) log "node $NODE is $st after $(( SECONDS - start ))s"; return 0 ;;
+            idle|mix|alloc|comp)
+                if slurmd_registered; then
+                    log "node $NODE is $st after $(( SECONDS - start ))s"
+                    return 0
+                fi ;;
             drain|drng|down|fail|failg)
                 # State restored from a previous run (e.g. "Node unexpectedly
                 # rebooted"); slurmd is up, so put the node back in service.
@@ -233,6 +251,7 @@ install_packages
 install -d -m 0755 "$LOG_DIR" "$RUN_DIR" "$STATE_DIR" "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd"
 
 changed=0
+SLURMD_STARTED_AT=""
 write_config && changed=1
 if [ "$changed" = 1 ]; then
     log "wrote $CONF"
