@@ -23,7 +23,7 @@ import json
 import math
 import random
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -37,7 +37,6 @@ from batchrun.sweep import (
     _as_number,
     _check_name,
     _check_writable,
-    _did_you_mean,
     _Fail,
     _kind,
     _Map,
@@ -45,7 +44,7 @@ from batchrun.sweep import (
     _Part,
     _show,
     _Token,
-    _unknown_key,
+    _unknown,
     _values_list,
     _Values,
 )
@@ -168,11 +167,11 @@ def _collect(section: Any, path: tuple[str, ...], method: str, out: list[_Param]
 def _distribution(where: str, body: _Map, line: int, fail: _Fail) -> str:
     for key in body:
         if key not in _PARAM_KEYS:
-            fail(f"{where}: {_unknown_key(key, _PARAM_KEYS)}", body.key_lines[key])
+            fail(f"{where}: {_unknown(key, _PARAM_KEYS)}", body.key_lines[key])
     if "distribution" in body:
         dist = body["distribution"]
         if dist not in _DISTRIBUTIONS:
-            fail(f"{where}: unknown distribution {_show(dist)}{_did_you_mean(dist, _DISTRIBUTIONS)}", line)
+            fail(f"{where}: {_unknown(dist, _DISTRIBUTIONS, 'distribution')}", line)
         return "categorical" if dist == "categorical_w_probabilities" else str(dist)
     # W&B infers the distribution from the keys given.
     if "values" in body or "value" in body:
@@ -231,6 +230,16 @@ def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, 
     elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
         grid = _arange(nums["min"], nums["max"], nums["q"])
     return _Param(name, line, values=grid, path=path)
+
+
+def random_points(
+    params: Sequence[_Param], renderers: Sequence[Callable[[Any], Any]], seed: int | None
+) -> Iterator[tuple[Any, ...]]:
+    """Draw points without end, reproducibly from `seed`, each value rendered."""
+    rng = random.Random(seed)
+    draws = [(p.draw, render) for p, render in zip(params, renderers) if p.draw is not None]
+    while True:
+        yield tuple(render(draw(rng)) for draw, render in draws)
 
 
 def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: _Fail) -> list[float]:

@@ -7,6 +7,7 @@ and reports progress through callbacks.
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -133,6 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--order", choices=["file", "shuffle"], default="file", help="run pending jobs in file order (default) or a random, reproducible order")
     launch.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --order shuffle (default 0)")
     launch.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="extra environment variable for every job (repeatable)")
+    launch.add_argument("--executor", choices=["local", "slurm", "dask"], default="local", help="where jobs run: this machine (default), a SLURM cluster, or a Dask cluster")
+    launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
+    launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch or status collects them")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     return parser
 
@@ -204,6 +209,10 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         jobs_per_gpu=args.jobs_per_gpu,
         order=args.order,
         seed=args.seed,
+        executor=args.executor,
+        sbatch_args=shlex.split(args.sbatch_args),
+        scheduler=args.scheduler,
+        detach=args.detach,
     )
     launch = Launch(runfile, options)
     plan = launch.prepare()

@@ -1,29 +1,44 @@
-"""What a launch shows while it runs and when it ends. Only `cli.py` uses it.
+"""What a launch shows while it runs and when it ends. Only the CLI uses it.
 
-On a terminal: one progress line rewritten in place (done, failed, running,
-left, elapsed, ETA from the runtimes seen so far). Elsewhere (CI logs, nohup,
-pipes): one plain line per finished job, so logs stay readable and greppable.
+On a terminal: a live area redrawn in place by rich's `Live`: a progress bar
+with done, failed, running and left, the elapsed time and an ETA from the
+runtimes seen so far, then each running job with its slot and how long it has
+run. Failed and interrupted jobs are printed above that area as they end.
+Elsewhere (CI logs, nohup, pipes): one plain line per finished job, so logs
+stay readable and greppable, and rich is never imported.
+
+rich does what would otherwise be hand-written terminal code: redrawing a
+multi-line area in place, fitting it to the terminal's width and height,
+and keeping lines printed meanwhile above it.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from batchrun.journal import State
 from batchrun.launch import JobEvent, LaunchResult, Plan
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.live import Live
+
 __all__ = ["Progress", "format_duration", "plan_lines", "summary_lines"]
 
-# Redraws of the terminal line per second at most: drawing costs more than a
-# trivial job.
-_REDRAW_INTERVAL = 0.1
+# Redraws per second of the live area: enough to see time pass, cheap next to the jobs.
+_REFRESH_PER_SECOND = 4
+# Width of the progress bar in characters.
+_BAR_WIDTH = 24
+# Running jobs listed under the bar at most (then "... and N more"); also bounded by the terminal's height.
+_MAX_RUNNING_SHOWN = 20
+# Failed jobs the summary names; `batchrun status --state failed` lists them all.
+_SUMMARY_FAILED = 5
 
 
 def format_duration(seconds: float | None) -> str:
-    """`0.31s`, `12.0s`, `4m05s`, `2h03m`."""
+    """`0.31s`, `12.0s`, `4m05s`, `2h03m`; `-` for unknown."""
     if seconds is None:
         return "-"
     if seconds < 10:
@@ -38,7 +53,16 @@ def format_duration(seconds: float | None) -> str:
 
 
 class Progress:
-    """Renders a launch's job events to a stream; safe to call from any thread."""
+    """Renders a launch's job events; the launch calls it from its worker threads.
+
+    Args:
+        out: where to write; a terminal gets the live area.
+        total: jobs of the runfile.
+        done_before: of those, finished before this launch (they count as done).
+        failed_before: of those, failed before this launch.
+        n_jobs: slots, for the ETA.
+        quiet: show nothing while running.
+    """
 
     def __init__(self, out: TextIO, total: int, done_before: int, failed_before: int, n_jobs: int, quiet: bool = False) -> None:
         self.out = out
@@ -47,42 +71,39 @@ class Progress:
         self.total = total
         self.done = done_before
         self.failed = failed_before
-        self.to_do = total - done_before
         self.finished_now = 0
         self.runtime_sum = 0.0
-        self.running: dict[str, float] = {}
+        # job id -> (monotonic start, slot, command, adopted)
+        self.running: dict[str, tuple[float, int | None, str, bool]] = {}
         self.n_jobs = n_jobs
         self.started = time.monotonic()
+        # Guards the counters; never held while calling into rich (whose
+        # refresh thread calls `_renderable`, which takes it).
         self._lock = threading.Lock()
-        self._last_draw = 0.0
-        self._line_len = 0
-        self._ticker: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._live: Live | None = None
 
     def start(self) -> None:
-        if self.tty and not self.quiet:
-            self._ticker = threading.Thread(target=self._tick, name="batchrun-progress", daemon=True)
-            self._ticker.start()
+        """Show the live area, on a terminal."""
+        if not self.tty or self.quiet:
+            return
+        from rich.console import Console
+        from rich.live import Live
 
-    def _tick(self) -> None:
-        while not self._stop.wait(1.0):
-            with self._lock:
-                self._draw(force=True)
+        console = Console(file=self.out, highlight=False)
+        self._live = Live(console=console, get_renderable=self._renderable, refresh_per_second=_REFRESH_PER_SECOND)
+        self._live.start()
 
     def __call__(self, event: JobEvent) -> None:
+        line = None
         with self._lock:
+            job = event.job
             if event.kind in ("start", "adopt"):
-                self.running[event.job.job_id] = time.monotonic()
+                self.running[job.job_id] = (time.monotonic(), event.slot, job.command, event.kind == "adopt")
                 if event.kind == "adopt" and not self.tty and not self.quiet:
-                    self.out.write(f"adopted   {event.job.job_id}  still running from an earlier launch: {event.job.command}\n")
-            elif event.kind == "retry":
-                self.running.pop(event.job.job_id, None)
-                if not self.tty and not self.quiet:
-                    rec = event.record
-                    self.out.write(f"{'retrying':<12}{event.job.job_id}  attempt {rec.attempts} {rec.state} (exit {rec.status})  {event.job.command}\n")
+                    self.out.write(f"adopted   {job.job_id}  still running from an earlier launch: {job.command}\n")
                     self.out.flush()
             elif event.kind == "end":
-                self.running.pop(event.job.job_id, None)
+                self.running.pop(job.job_id, None)
                 rec = event.record
                 if rec.state in State.FINISHED:
                     self.done += 1
@@ -90,11 +111,19 @@ class Progress:
                     self.runtime_sum += rec.runtime or 0.0
                     if rec.state != State.SUCCEEDED:
                         self.failed += 1
-                if self.tty:
-                    self._draw()
-                elif not self.quiet:
-                    self.out.write(self._job_line(event) + "\n")
+                if self.quiet:
+                    return
+                line = self._job_line(event)
+                if not self.tty:
+                    self.out.write(line + "\n")
                     self.out.flush()
+                    return
+        live = self._live
+        if line is not None and live is not None and event.record.state != State.SUCCEEDED:
+            # Above the live area: the failures stay on screen as it moves on.
+            from rich.text import Text
+
+            live.console.print(Text(line, style="red" if event.record.state in State.FINISHED else "yellow"), overflow="ellipsis", no_wrap=True)
 
     def _job_line(self, event: JobEvent) -> str:
         rec = event.record
@@ -106,51 +135,61 @@ class Progress:
             label = rec.state.upper()
         return f"{label:<12}{event.job.job_id}  {format_duration(rec.runtime):>7}  [{self.done}/{self.total}]  {event.job.command}"
 
-    def _status_text(self) -> str:
+    def eta(self) -> float | None:
+        """Seconds left, from the mean runtime of the jobs this launch finished."""
+        remaining = self.total - self.done
+        if remaining <= 0:
+            return 0.0
+        if not self.finished_now:
+            return None
+        per_job = self.runtime_sum / self.finished_now
+        return per_job * remaining / max(1, min(self.n_jobs, remaining))
+
+    def status_text(self) -> str:
+        """`120/500 done, 3 failed, 4 running, 376 left | 2m03s elapsed, ETA 5m10s`."""
         elapsed = time.monotonic() - self.started
-        left = self.total - self.done - len(self.running)
-        eta = "-"
-        if self.finished_now:
-            # Average runtime per job over the slots actually in use.
-            per_job = self.runtime_sum / self.finished_now
-            remaining = self.total - self.done
-            eta = format_duration(per_job * remaining / max(1, min(self.n_jobs, remaining)))
-        width = 20
-        filled = int(width * self.done / self.total) if self.total else width
-        bar = "#" * filled + "." * (width - filled)
+        left = max(0, self.total - self.done - len(self.running))
+        eta = self.eta()
         return (
-            f"[{bar}] {self.done}/{self.total} done, {self.failed} failed, "
-            f"{len(self.running)} running, {max(left, 0)} left | {format_duration(elapsed)} elapsed, ETA {eta}"
+            f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {left} left"
+            f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}"
         )
 
-    def _draw(self, force: bool = False) -> None:
-        if not self.tty or self.quiet:
-            return
+    def _renderable(self) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        with self._lock:
+            text = self.status_text()
+            done, total, failed = self.done, self.total, self.failed
+            running = sorted(self.running.items(), key=lambda item: (item[1][1] is None, item[1][1] or 0, item[1][0]))
         now = time.monotonic()
-        if not force and now - self._last_draw < _REDRAW_INTERVAL:
-            return
-        self._last_draw = now
-        text = self._status_text()
-        columns = shutil.get_terminal_size((100, 20)).columns
-        text = text[: max(10, columns - 1)]
-        pad = max(0, self._line_len - len(text))
-        self.out.write("\r" + text + " " * pad)
-        self.out.flush()
-        self._line_len = len(text)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(ProgressBar(total=max(total, 1), completed=done, width=_BAR_WIDTH), Text(text, style="red" if failed else ""))
+        rows: list[Any] = [head]
+        height = self._live.console.height if self._live is not None else 24
+        room = max(1, min(_MAX_RUNNING_SHOWN, height - 3))
+        shown = running if len(running) <= room else running[: room - 1]
+        for job_id, (start, slot, command, adopted) in shown:
+            where = f"slot {slot}" if slot is not None else "slot -"
+            note = " (adopted)" if adopted else ""
+            rows.append(Text(f"  {where:<7} {format_duration(now - start):>7}  {job_id[:8]}  {command}{note}", no_wrap=True, overflow="ellipsis", style="dim"))
+        if len(shown) < len(running):
+            rows.append(Text(f"  ... and {len(running) - len(shown)} more running", style="dim"))
+        return Group(*rows)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-        with self._lock:
-            if self.tty and not self.quiet:
-                self._draw(force=True)
-                self.out.write("\n")
-                self.out.flush()
+        """Draw the final state and stop redrawing."""
+        live = self._live
+        if live is not None:
+            self._live = None
+            live.stop()
 
 
 def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
-    """What the launch is about to do, in one or two lines."""
+    """What the launch is about to do, in one line."""
     parts = [f"{total} jobs"]
     if plan.succeeded:
         parts.append(f"{plan.succeeded} already succeeded")
@@ -162,15 +201,14 @@ def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
         parts.append(f"{len(plan.adopt)} still running from an earlier launch (adopting)")
     if plan.rerun_unfinished:
         parts.append(f"{plan.rerun_unfinished} unfinished (running again)")
-    to_run = len(plan.to_run)
-    parts.append(f"{to_run} to run")
+    parts.append(f"{len(plan.to_run)} to run")
     if mode != "resume":
         parts.append(f"mode {mode}")
     return [", ".join(parts)]
 
 
 def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> list[str]:
-    """The end-of-launch summary: counts, failures, where the records are."""
+    """The end-of-launch summary: counts, the failed jobs, how to see their logs and rerun them."""
     counts = result.counts
     total = sum(counts.values())
     parts = [f"{counts[State.SUCCEEDED]} succeeded"]
@@ -182,19 +220,18 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
             parts.append(f"{counts[state]} {state if state != State.PENDING else 'not run'}")
     lines = [f"batchrun: {total} jobs: " + ", ".join(parts) + f" ({result.ran} ran now)"]
     if result.failed:
-        shown = result.failed[:5]
-        for job, rec in shown:
-            lines.append(f"  failed (exit {rec.status}): {job.job_id}  {job.command}")
-            lines.append(f"    see {result.runs_dir / 'logs' / job.job_id / 'err.log'}")
-        if len(result.failed) > len(shown):
-            lines.append(f"  ... and {len(result.failed) - len(shown)} more failed")
+        for job, rec in result.failed[:_SUMMARY_FAILED]:
+            exit_text = f"exit {rec.status}" if rec.state == State.FAILED else rec.state
+            lines.append(f"  failed ({exit_text}): {job.job_id}  line {job.lineno}  {job.command}")
+        more = len(result.failed) - _SUMMARY_FAILED
+        if more > 0:
+            lines.append(f"  ... and {more} more: batchrun status {runfile} --state failed")
         if failed_before:
             lines.append(f"  {failed_before} of them failed in an earlier launch and were skipped")
+        first = result.failed[0][0]
+        lines.append(f"  see a failed job's output: batchrun logs {runfile} {first.job_id[:8]} --err  (or its line number)")
         lines.append(f"  rerun the failed jobs with: batchrun launch {runfile} --retry-failed")
-    if result.halted:
-        not_run = counts[State.PENDING] + counts[State.INTERRUPTED]
-        lines.append(f"  stopped after the first failure (--{result.halted}); {not_run} jobs did not run")
-    if result.interrupted and not result.halted:
+    if result.interrupted:
         lines.append(f"  interrupted: unfinished jobs run again with: batchrun launch {runfile}")
     lines.append(f"  metadata: {result.metadata_path}")
     return lines

@@ -62,6 +62,7 @@ class LaunchOptions:
     executor: str = "local"
     sbatch_args: list[str] = field(default_factory=list)
     scheduler: str | None = None
+    detach: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class LaunchResult:
     runs_dir: Path
     error: BatchrunError | None = None
     halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
+    detached: int = 0  # jobs submitted and left running (--detach)
 
     @property
     def exit_code(self) -> int:
@@ -156,6 +158,7 @@ class Launch:
         self._stopper: threading.Thread | None = None
         self.fatal: BatchrunError | None = None
         self.halted: str | None = None
+        self._detached = 0
         self._ran = 0
         self._flusher_done = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -315,6 +318,10 @@ class Launch:
         jobs = self.plan.adopt + self.plan.to_run
         if not jobs:
             return
+        self.executor.open()
+        if self.options.detach:
+            self._submit_detached(self.plan.to_run)
+            return
         from batchrun.doit_tasks import run_job_tasks
 
         self._flusher = threading.Thread(target=self._flush_loop, name="batchrun-metadata", daemon=True)
@@ -326,6 +333,32 @@ class Launch:
             self._flusher.join()
         if self._stopper is not None:
             self._stopper.join()
+
+    def _submit_detached(self, jobs: list[Job]) -> None:
+        """--detach: start every pending job and return; a later launch collects them."""
+        for slot, job in enumerate(jobs):
+            if self._stopping.is_set():
+                break
+            log_dir = f"{self._logs}/{job.job_id}"
+            prev = self.journal.records.get(job.job_id)
+            attempt = (prev.attempts if prev is not None else 0) + 1
+            if attempt > 1:
+                _keep_old_logs(log_dir, attempt - 1)
+            start = time.time()
+            slot_id = slot % self.options.n_jobs
+            with self._state_lock:
+                rec = self.journal.record_start(job.job_id, attempt, start, slot_id, self.host)
+            try:
+                ref = self.executor.start(job.job_id, job.command, log_dir, self._job_env(job, slot_id, log_dir))
+            except OSError as error:
+                self.journal.record_unfinished(job.job_id, attempt, start, time.time())
+                self._fail(MetadataError(f"{log_dir}: cannot start job: {error.strerror}"))
+                break
+            with self._state_lock:
+                self.journal.record_ref(job.job_id, attempt, ref)
+                self._update_entry(job, rec)
+                self._detached += 1
+            self.on_event(JobEvent("submit", job, rec, slot_id))
 
     def is_done(self, job_id: str) -> bool:
         """Whether a job is finished for this launch's mode (doit's uptodate)."""
@@ -575,7 +608,7 @@ class Launch:
                 except MetadataError as err:
                     error = error or err
             self.journal.close()
-            if error is None and not self._running:
+            if error is None and not self._running and not self._detached:
                 self.journal.compact()
             if error is None:
                 self._write_stamp()
@@ -591,7 +624,8 @@ class Launch:
             counts[state] += 1
             if rec is not None and rec.finished and rec.state != State.SUCCEEDED:
                 failed.append((job, rec))
-        return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error, self.halted)
+        self.executor.close()
+        return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error, self.halted, self._detached)
 
 
 def _runfile_digest(runfile: Runfile) -> str:

@@ -28,12 +28,12 @@ import random
 import re
 import secrets
 import shlex
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import yaml
 
@@ -76,13 +76,6 @@ _Token = tuple[bool, list[_Part]]  # (optional: carries its own leading space, p
 _Fail = Callable[..., NoReturn]
 
 
-class _Values(Protocol):
-    def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-# ---------------------------------------------------------------- YAML loading
-
 
 class _Map(dict):  # type: ignore[type-arg]
     """A YAML mapping that remembers the line of each of its keys."""
@@ -107,9 +100,9 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
         node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent):
-            mark: Any = event.start_mark
             size = self._sizes.get(id(node))
             if size is None:  # its anchor is still open: the alias is inside itself
                 raise _SpecError(None, None, "recursive alias", mark)
@@ -120,7 +113,7 @@ class _Loader(yaml.SafeLoader):
             self._sizes[id(node)] = size
         if size > _MAX_YAML_NODES:
             message = f"aliases expand to more than {_MAX_YAML_NODES:,} nodes (an alias bomb?)"
-            raise _SpecError(None, None, message, event.start_mark)
+            raise _SpecError(None, None, message, mark)
         return node
 
 
@@ -134,10 +127,8 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Map]:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=False)
         line = key_node.start_mark.line + 1
-        try:
-            hash(key)
-        except TypeError:
-            raise _SpecError(None, None, "a mapping key must be a scalar", key_node.start_mark) from None
+        if not isinstance(key, Hashable):
+            raise _SpecError(None, None, "a mapping key must be a scalar", key_node.start_mark)
         if id(key_node) in explicit:
             if key in first_line:
                 message = f"duplicate key {_show(key)} (first on line {first_line[key]})"
@@ -148,8 +139,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Map]:
 
 
 def _reject_tag(loader: _Loader, node: yaml.Node) -> NoReturn:
-    message = f"tag {node.tag!r} is not allowed: a gridspec holds plain data only"
-    raise _SpecError(None, None, message, node.start_mark)
+    raise _SpecError(None, None, f"tag {node.tag!r} is not allowed: a gridspec holds plain data only", node.start_mark)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
@@ -188,8 +178,6 @@ def _read_yaml(path: Path) -> Any:
         raise GridspecError("invalid YAML: nested too deeply", path) from err
 
 
-# ------------------------------------------------------------ shared helpers
-
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
@@ -203,22 +191,16 @@ def _show(value: Any, limit: int = 60) -> str:
 
 def _kind(value: Any) -> str:
     """Name what a YAML value is, for 'must be X, not Y' messages."""
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
     if isinstance(value, str):
         return f"the text {_show(value)}"
-    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else type(value).__name__
+    kinds = ((type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (dict, "a mapping"), (list, "a list"))
+    return next((name for types, name in kinds if isinstance(value, types)), type(value).__name__)
 
 
-def _did_you_mean(word: Any, known: Iterable[str]) -> str:
+def _unknown(word: Any, known: Iterable[str], what: str = "key") -> str:
+    """Say a word is unknown and suggest the nearest known one."""
     close = difflib.get_close_matches(word, list(known), n=1) if isinstance(word, str) else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _unknown_key(key: Any, known: Iterable[str]) -> str:
-    return f"unknown key {_show(key)}{_did_you_mean(key, known)}"
+    return f"unknown {what} {_show(word)}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _check_name(name: Any, line: int | None, fail: _Fail) -> str:
@@ -274,6 +256,9 @@ class _DecimalRange:
         return (float(f"{n}e-{self._places}") for n in self._range)
 
 
+_Values = range | list[Any] | _DecimalRange  # a parameter's grid values
+
+
 def _arange(start: float, stop: float, step: float) -> _Values:
     """Return start, start + step, ... before stop, like range() but floats too."""
     if isinstance(start, int) and isinstance(stop, int) and isinstance(step, int):
@@ -291,8 +276,6 @@ class _Param:
     draw: Callable[[random.Random], Any] | None = None
     path: tuple[str, ...] = ()  # W&B nesting, for ${args_json}
 
-
-# ------------------------------------------------------------------ rendering
 
 
 def _quote_arg(text: str) -> str:
@@ -395,8 +378,6 @@ def _renderer(param: _Param, fns: list[_Render]) -> Callable[[Any], Any]:
     return lambda value: tuple(fn(param, value) for fn in fns)
 
 
-# ------------------------------------------------------------ the original format
-
 
 def _original_params(section: _Map, fail: _Fail) -> list[_Param]:
     params: list[_Param] = []
@@ -411,7 +392,7 @@ def _original_params(section: _Map, fail: _Fail) -> list[_Param]:
                 fail(f"{where}: {key!r} is a W&B sweep key; add 'method: grid' (or random) to use W&B rules",
                      body.key_lines[key])
             if key not in _ORIGINAL_PARAM_KEYS:
-                fail(f"{where}: {_unknown_key(key, _ORIGINAL_PARAM_KEYS)}", body.key_lines[key])
+                fail(f"{where}: {_unknown(key, _ORIGINAL_PARAM_KEYS)}", body.key_lines[key])
         given = [k for k in ("values", "value") if k in body] + [k for k in ("min", "max", "step") if k in body][:1]
         if not given:
             fail(f"{where}: no values; give 'values', 'value' or 'max' (with optional 'min' and 'step')", line)
@@ -449,8 +430,6 @@ def _original_range(where: str, body: _Map, line: int | None, fail: _Fail) -> _V
     return values
 
 
-# ------------------------------------------------------------------ the API
-
 
 @dataclass(frozen=True, eq=False)
 class Gridspec:
@@ -487,23 +466,20 @@ class Gridspec:
 
     def iter_commands(self) -> Iterator[str]:
         """Yield each command without a newline, streaming; the last parameter varies fastest."""
-        fmt = self._template.format
+        points: Iterator[tuple[Any, ...]]
         if self.method == "random":
-            rng = random.Random(self.seed)
-            draws = [(p.draw, render) for p, render in zip(self._params, self._renderers)]
-            lines: Iterator[str] = (
-                fmt(*[render(draw(rng)) for draw, render in draws])  # type: ignore[misc]
-                for _ in range(self.run_cap or 0)
-            )
+            from batchrun._wandb import random_points
+
+            points = random_points(self._params, self._renderers, self.seed)
         else:
             columns = [  # long ones are rendered as they are walked, to keep memory flat
                 [r(v) for v in p.values] if len(p.values) <= _MATERIALIZE_LIMIT else _LazyColumn(p.values, r)
                 for p, r in zip(self._params, self._renderers) if p.values is not None
             ]
             points = itertools.product(*columns) if all(isinstance(c, list) for c in columns) else _lazy_product(columns)
-            lines = itertools.starmap(fmt, itertools.islice(points, self.run_cap))
+        lines: Iterator[str] = itertools.starmap(self._template.format, itertools.islice(points, self.run_cap))
         if self._lstrip:
-            lines = (line.lstrip(" ") for line in lines)
+            lines = map(str.lstrip, lines)
         yield from lines
 
 
@@ -547,7 +523,7 @@ def load_gridspec(path: Path) -> Gridspec:
     line = spec.key_lines.get
     for key in spec:
         if key not in _TOP_KEYS:
-            fail(_unknown_key(key, _TOP_KEYS), line(key))
+            fail(_unknown(key, _TOP_KEYS), line(key))
     if "parameters" not in spec:
         fail("missing 'parameters': the mapping of parameter names to their values")
     if not isinstance(spec["parameters"], _Map):
@@ -606,8 +582,7 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             lines = gridspec.iter_commands()
             while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
-                handle.write("\n".join(chunk))
-                handle.write("\n")
+                handle.write("\n".join(chunk) + "\n")
                 count += len(chunk)
             handle.flush()
             os.fsync(handle.fileno())
