@@ -21,8 +21,10 @@ Three doit extension points keep one-task-per-line fast and small:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.action import BaseAction
@@ -30,7 +32,7 @@ from doit.cmd_base import TaskLoader2
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.doit_cmd import DoitMain
-from doit.exceptions import TaskError
+from doit.exceptions import TaskError, TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.runner import Runner
 from doit.task import Stream, Task
@@ -38,10 +40,10 @@ from doit.task import Stream, Task
 from batchrun.errors import BatchrunError
 
 if TYPE_CHECKING:
-    from batchrun.launch import Launch
-    from batchrun.runfile import Job
+    from batchrun.launch import Launch, LaunchOptions, LaunchResult
+    from batchrun.runfile import Job, Runfile
 
-__all__ = ["JobAction", "MemoryDB", "job_task", "run_job_tasks"]
+__all__ = ["JobAction", "MemoryDB", "job_task", "run_job_tasks", "runfile_tasks", "sweep_task", "sweep_tasks"]
 
 # Pending jobs turned into doit Tasks at a time. A Task with its node costs
 # about 5 KB; 2,000 keeps a window near 10 MB while the cost of building the
@@ -93,7 +95,7 @@ class _JobUptodate:
 
 def _title(task: Task) -> str:
     action = task._actions[0] if task._actions else None
-    if isinstance(action, JobAction):
+    if isinstance(action, (JobAction, _DodoJobAction)):
         return f"{task.name}: {action.job.command}"
     return str(task.name)
 
@@ -318,3 +320,306 @@ def run_job_tasks(launch: Launch, jobs: Sequence[Job], n_jobs: int) -> int:
         },
     )
     return int(main.run([_LaunchCmd.name, "-n", str(n_jobs)]))
+
+
+# -- the dodo.py API: batchrun tasks inside a user's own doit project --------
+
+
+class _Session:
+    """One runs directory driven by plain `doit`: a Launch prepared on first use.
+
+    Task creation (which also happens for `doit list`) only reads the
+    journal; the runs directory is locked and recovered when the first job
+    task actually runs, and metadata.json is finished when the group task
+    runs or, failing that, when the process exits.
+    """
+
+    def __init__(self, runfile: Runfile, options: LaunchOptions) -> None:
+        from batchrun.journal import Journal
+        from batchrun.metadata import RunsDir
+
+        self.runfile = runfile
+        self.options = options
+        self.launch: Launch | None = None
+        self.result: LaunchResult | None = None
+        self._lock = threading.Lock()
+        runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+        self._snapshot = Journal(runs_dir.path)
+        self._snapshot.load()
+        self._redo_failed = options.mode == "retry_failed"
+        self._pid = os.getpid()
+
+    def is_done(self, job_id: str) -> bool:
+        if self.launch is not None:
+            return self.launch.is_done(job_id)
+        if self.options.mode == "overwrite":
+            return False
+        rec = self._snapshot.records.get(job_id)
+        if rec is None:
+            return False
+        return rec.state == "succeeded" if self._redo_failed else rec.finished
+
+    def get(self) -> Launch:
+        if os.getpid() != self._pid:
+            # doit's process mode forks workers; one launch cannot span them.
+            raise BatchrunError(
+                "batchrun tasks need doit's thread mode: put DOIT_CONFIG = {'par_type': 'thread'} "
+                "in dodo.py (or run doit -P thread)"
+            )
+        with self._lock:
+            if self.result is not None:
+                raise BatchrunError(f"{self.runfile.path}: its jobs already finished in this doit run")
+            if self.launch is None:
+                from batchrun.launch import Launch
+
+                launch = Launch(self.runfile, self.options)
+                launch.prepare()
+                launch.executor.open()
+                launch.start_background()
+                self.launch = launch
+                _SESSIONS.append(self)
+            return self.launch
+
+    def run_job(self, job: Job) -> Any:
+        return self.get().run_job(job)
+
+    def finish(self) -> LaunchResult | None:
+        """Write metadata.json and release the runs directory (idempotent)."""
+        with self._lock:
+            if self.launch is None or self.result is not None:
+                return self.result
+            launch = self.launch
+            if launch.running_jobs():
+                launch.request_stop()
+            launch.stop_background()
+            self.result = launch.finish()
+            return self.result
+
+
+_SESSIONS: list[_Session] = []
+_HANDLERS_INSTALLED = False
+
+
+def _finish_all() -> None:
+    for session in list(_SESSIONS):
+        session.finish()
+
+
+def _install_handlers() -> None:
+    """Ctrl-C or SIGTERM under plain doit stops the jobs as `batchrun launch` does.
+
+    Installed from task creation, which runs in doit's main thread. With no
+    job running the previous handler runs (doit's usual KeyboardInterrupt).
+    """
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED or threading.current_thread() is not threading.main_thread():
+        return
+    import atexit
+    import signal
+
+    atexit.register(_finish_all)
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        active = [s.launch for s in _SESSIONS if s.launch is not None and s.result is None]
+        if any(launch.running_jobs() for launch in active):
+            for launch in active:
+                launch.request_stop()
+            return
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, handler)
+    _HANDLERS_INSTALLED = True
+
+
+class _DodoJobAction(BaseAction):
+    """A job action under plain doit: the job's result is data, as in launch."""
+
+    def __init__(self, session: _Session, job: Job) -> None:
+        self.session = session
+        self.job = job
+        self.task: Task | None = None
+        self.out: str | None = None
+        self.err: str | None = None
+        self.result: Any = None
+        self.values: dict[str, Any] = {}
+
+    def execute(self, out: Any = None, err: Any = None) -> TaskError | None:
+        try:
+            record = self.session.run_job(self.job)
+        except BatchrunError as error:
+            return TaskError(f"batchrun: {error}")
+        launch = self.session.launch
+        if launch is not None and launch.fatal is not None:
+            return TaskError(f"batchrun: {launch.fatal}")
+        if record is not None:
+            self.values = {"state": record.state, "status": record.status}
+        return None
+
+    def __str__(self) -> str:
+        return f"Job: {self.job.command}"
+
+
+def _finish_action(session: _Session) -> TaskFailed | None:
+    """The group task: write metadata.json and fail if any job failed."""
+    result = session.finish()
+    if result is None:
+        return None
+    if result.error is not None:
+        return TaskFailed(f"batchrun: {result.error}")
+    if result.interrupted:
+        return TaskFailed(f"batchrun: {session.runfile.path}: interrupted; run again to finish")
+    if result.failed:
+        names = ", ".join(f"{job.job_id} (exit {rec.status})" for job, rec in result.failed[:5])
+        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
+        return TaskFailed(
+            f"batchrun: {len(result.failed)} job(s) of {session.runfile.path} failed: {names}{more}; "
+            f"logs in {result.runs_dir / 'logs'}"
+        )
+    return None
+
+
+def _options(
+    runs_dir: str | Path | None, retry_failed: bool, env: dict[str, str] | None, grace: float
+) -> LaunchOptions:
+    from batchrun.launch import LaunchOptions
+
+    return LaunchOptions(
+        # Enough slots for any doit -n; a job takes the lowest free slot.
+        n_jobs=256,
+        mode="retry_failed" if retry_failed else "resume",
+        accounting_dir=Path(runs_dir) if runs_dir is not None else None,
+        env=dict(env or {}),
+        grace=grace,
+    )
+
+
+def runfile_tasks(
+    runfile: str | Path,
+    *,
+    basename: str | None = None,
+    runs_dir: str | Path | None = None,
+    retry_failed: bool = False,
+    env: dict[str, str] | None = None,
+    grace: float = 10.0,
+) -> Iterator[dict[str, Any]]:
+    """Yield the doit tasks of a runfile, for a `task_*` function of a dodo.py.
+
+    One task per line, named `<basename>:<job id>`, whose up-to-date check
+    and records are the same as `batchrun launch` (the same runs directory,
+    journal, metadata.json and job ids: start with doit, finish with
+    batchrun launch, or the other way round). A last subtask,
+    `<basename>:summary`, runs after all of them, writes metadata.json and
+    fails if a job failed, so a task with `task_dep: ["<basename>"]` runs
+    only once every job has succeeded.
+
+    Args:
+        runfile: the runfile; its stem names `runs/<stem>/`.
+        basename: the group's name (default: the runfile's stem).
+        runs_dir: keep logs and metadata.json here instead of `runs/<stem>/`.
+        retry_failed: rerun failed and interrupted jobs too.
+        env: extra environment for every job.
+        grace: seconds jobs get after SIGTERM on Ctrl-C before SIGKILL.
+    """
+    from batchrun.runfile import load_runfile
+
+    path = Path(runfile)
+    loaded = load_runfile(path)
+    session = _Session(loaded, _options(runs_dir, retry_failed, env, grace))
+    _install_handlers()
+    group = basename or path.stem
+    yield {"basename": group, "name": None, "doc": f"all {len(loaded.jobs)} jobs of {path} (batchrun)"}
+    for job in loaded.jobs:
+        yield {
+            "basename": group,
+            "name": job.job_id,
+            "actions": [_DodoJobAction(session, job)],
+            "uptodate": [_DodoUptodate(session, job.job_id)],
+            "doc": job.command,
+            "title": _title,
+            "io": {"capture": False},
+        }
+    # doit drops a group task's own actions, so the summary is a subtask that
+    # runs after every job: the group (and `task_dep` on it) fails with it.
+    yield {
+        "basename": group,
+        "name": "summary",
+        "actions": [(_finish_action, [session])],
+        "task_dep": [f"{group}:{job.job_id}" for job in loaded.jobs],
+        "doc": f"write metadata.json; fail if a job of {path} failed",
+        "verbosity": 2,
+    }
+
+
+class _DodoUptodate:
+    __slots__ = ("job_id", "session")
+
+    def __init__(self, session: _Session, job_id: str) -> None:
+        self.session = session
+        self.job_id = job_id
+
+    def __call__(self) -> bool:
+        return self.session.is_done(self.job_id)
+
+
+def sweep_task(gridspec: str | Path, runfile: str | Path | None = None) -> dict[str, Any]:
+    """The doit task that writes a gridspec's runfile, regenerated when the spec changes."""
+    from batchrun.sweep import default_runfile_path
+
+    spec = Path(gridspec)
+    out = Path(runfile) if runfile is not None else default_runfile_path(spec)
+
+    def write() -> None:
+        from batchrun.sweep import load_gridspec, write_runfile
+
+        write_runfile(load_gridspec(spec), out)
+
+    return {
+        "actions": [write],
+        "file_dep": [str(spec)],
+        "targets": [str(out)],
+        "clean": True,
+        "doc": f"write {out} from the grid in {spec} (batchrun sweep)",
+    }
+
+
+def sweep_tasks(
+    gridspec: str | Path,
+    *,
+    basename: str | None = None,
+    runs_dir: str | Path | None = None,
+    retry_failed: bool = False,
+    env: dict[str, str] | None = None,
+) -> tuple[Callable[[], dict[str, Any]], Callable[[], Iterator[dict[str, Any]]]]:
+    """Two task creators for a dodo.py: the sweep, and its runs created after it.
+
+        task_grid_sweep, task_grid = sweep_tasks("grid.yml")
+
+    defines `grid_sweep` (gridspec -> runfile) and `grid` (one task per
+    point, created by doit once `grid_sweep` has run: delayed creation).
+    """
+    from doit import create_after
+
+    from batchrun.sweep import default_runfile_path
+
+    spec = Path(gridspec)
+    runfile = default_runfile_path(spec)
+    group = basename or spec.stem
+
+    def task_sweep() -> dict[str, Any]:
+        return sweep_task(spec, runfile)
+
+    @create_after(executed=f"{group}_sweep")
+    def task_runs() -> Iterator[dict[str, Any]]:
+        yield from runfile_tasks(runfile, basename=group, runs_dir=runs_dir, retry_failed=retry_failed, env=env)
+
+    task_sweep.__doc__ = f"write {runfile} from {spec}"
+    task_runs.__doc__ = f"run every point of {spec}"
+    return task_sweep, task_runs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
+import heapq
 import random
 import signal
 import socket
@@ -148,9 +148,7 @@ class Launch:
         self._lock = None
         self._state_lock = threading.RLock()
         self._adopt_ids: set[str] = set()
-        self._slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(options.n_jobs):
-            self._slots.put(slot)
+        self._slots = _SlotPool(options.n_jobs)
         # job id -> the executor's reference to it (None: unknown, _STARTING).
         self._running: dict[str, str | None] = {}
         self._stopping = threading.Event()
@@ -324,15 +322,31 @@ class Launch:
             return
         from batchrun.doit_tasks import run_job_tasks
 
-        self._flusher = threading.Thread(target=self._flush_loop, name="batchrun-metadata", daemon=True)
-        self._flusher.start()
+        self.start_background()
         try:
             run_job_tasks(self, jobs, self.options.n_jobs)
         finally:
+            self.stop_background()
+
+    def start_background(self) -> None:
+        """Start keeping metadata.json up to date while jobs run."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="batchrun-metadata", daemon=True)
+            self._flusher.start()
+
+    def stop_background(self) -> None:
+        """Stop the metadata thread and wait for a stop in progress to end."""
+        if self._flusher is not None:
             self._flusher_done.set()
             self._flusher.join()
+            self._flusher = None
         if self._stopper is not None:
             self._stopper.join()
+
+    def running_jobs(self) -> int:
+        """How many jobs this launch is running or adopting now."""
+        with self._state_lock:
+            return len(self._running)
 
     def _submit_detached(self, jobs: list[Job]) -> None:
         """--detach: start every pending job and return; a later launch collects them."""
@@ -379,7 +393,7 @@ class Launch:
         """
         if self._stopping.is_set():
             return None
-        slot = self._slots.get()
+        slot = self._slots.take()
         try:
             if job.job_id in self._adopt_ids:
                 rec = self._adopt(job, slot)
@@ -401,7 +415,7 @@ class Launch:
             self._fail(MetadataError(f"{self.runs_dir.log_dir(job.job_id)}: cannot start job: {error.strerror}"))
             return None
         finally:
-            self._slots.put(slot)
+            self._slots.give(slot)
 
     def _on_failure(self) -> None:
         """A job failed for good: --fail-fast and --halt-now stop the launch."""
@@ -642,3 +656,27 @@ def _keep_old_logs(log_dir: str, attempt: int) -> None:
             os.replace(f"{log_dir}/{name}.log", f"{log_dir}/{name}.{attempt}.log")
         except FileNotFoundError:
             pass
+
+
+class _SlotPool:
+    """Worker slots 0..N-1; a job takes the lowest free one.
+
+    Lowest-first keeps BATCHRUN_SLOT within 0..(jobs running at once - 1)
+    even when the pool is larger than the number of threads using it (under
+    plain doit, batchrun does not know doit's -n).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = list(range(size))
+        self._cond = threading.Condition()
+
+    def take(self) -> int:
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            return heapq.heappop(self._free)
+
+    def give(self, slot: int) -> None:
+        with self._cond:
+            heapq.heappush(self._free, slot)
+            self._cond.notify()

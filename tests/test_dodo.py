@@ -1,0 +1,101 @@
+"""batchrun tasks in a user's own dodo.py, run with plain doit: same records as launch."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from batchrun.runfile import job_id_of
+from conftest import read_metadata, run_batchrun, wait_for
+
+DODO = textwrap.dedent(
+    """
+    from batchrun.dodo import DOIT_CONFIG, runfile_tasks
+
+    def task_exp():
+        yield from runfile_tasks("exp.runfile")
+
+    def task_after():
+        return {"actions": ["echo after > after.txt"], "task_dep": ["exp"]}
+    """
+)
+
+
+def doit(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _states(runs: Path) -> dict[str, str]:
+    return {job_id: str(entry["state"]) for job_id, entry in read_metadata(runs).items()}
+
+
+def test_plain_doit_leaves_the_same_records_as_launch(tmp_path: Path) -> None:
+    lines = ["echo a", "sleep 0.2; echo b", "exit 3", "echo d"]
+    for name in ("with_doit", "with_launch"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "exp.runfile").write_text("\n".join(lines) + "\n")
+    (tmp_path / "with_doit" / "dodo.py").write_text(DODO)
+    done = doit("-n", "2", cwd=tmp_path / "with_doit")
+    assert done.returncode == 1, done.stderr  # a job failed: the summary task fails
+    assert "1 job(s) of exp.runfile failed" in done.stdout  # doit reports failures on stdout
+    assert not (tmp_path / "with_doit" / "after.txt").exists()  # task_dep on the group waits for success
+    launched = run_batchrun("launch", "exp.runfile", "-j", "2", cwd=tmp_path / "with_launch")
+    assert launched.returncode == 1
+    assert _states(tmp_path / "with_doit" / "runs" / "exp") == _states(tmp_path / "with_launch" / "runs" / "exp")
+    out = tmp_path / "with_doit" / "runs" / "exp" / "logs" / job_id_of("echo a") / "out.log"
+    assert out.read_text() == "a\n"
+    # Both resume the same way: nothing more runs.
+    again = run_batchrun("launch", "exp.runfile", cwd=tmp_path / "with_doit")
+    assert "0 to run" in again.stdout
+
+
+def test_doit_runs_dependents_once_every_job_succeeded(tmp_path: Path) -> None:
+    (tmp_path / "exp.runfile").write_text("echo a\necho b\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    done = doit("-n", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "after.txt").read_text() == "after\n"
+    # Up to date the second time: no job runs again.
+    again = doit("-n", "2", cwd=tmp_path)
+    assert again.returncode == 0
+    assert "-- exp:" in again.stdout and ".  exp:" + job_id_of("echo a") not in again.stdout
+
+
+def test_kill_9_of_doit_then_batchrun_launch_finishes_exactly_once(tmp_path: Path) -> None:
+    side = tmp_path / "side.txt"
+    lines = [f"sleep 0.{(i * 3) % 10}; echo {i} >> {side}" for i in range(16)]
+    (tmp_path / "exp.runfile").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-n", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: side.exists() and len(side.read_text().split()) >= 4, what="doit to finish some jobs")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    finished = run_batchrun("launch", "exp.runfile", "-j", "2", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert sorted(side.read_text().split(), key=int) == [str(i) for i in range(16)]
+    # And the other way round: doit now finds everything done.
+    assert doit("-n", "2", cwd=tmp_path).returncode == 0
+    assert sorted(side.read_text().split(), key=int) == [str(i) for i in range(16)]
+
+
+def test_doit_list_and_info_show_commands(tmp_path: Path) -> None:
+    (tmp_path / "exp.runfile").write_text("python3 train.py --lr=0.1\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    listed = doit("list", "--all", cwd=tmp_path)
+    job = job_id_of("python3 train.py --lr=0.1")
+    assert f"exp:{job}   python3 train.py --lr=0.1" in listed.stdout
+    assert "exp:summary" in listed.stdout
+    info = doit("info", f"exp:{job}", cwd=tmp_path)
+    assert "python3 train.py --lr=0.1" in info.stdout
+    assert not (tmp_path / "runs" / "exp" / "metadata.json").exists()  # listing runs nothing
+
+
+def test_doit_process_mode_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "exp.runfile").write_text("echo a\necho b\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    done = doit("-n", "2", "-P", "process", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "batchrun tasks need doit's thread mode" in done.stdout + done.stderr
