@@ -26,7 +26,7 @@ from typing import Any
 from batchrun.errors import BatchrunError, MetadataError, UsageError
 from batchrun.executors import ExecutorOptions, local, make_executor
 from batchrun.journal import Journal, JobRecord, State
-from batchrun.metadata import MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, load_metadata, write_atomic
+from batchrun.metadata import MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, iter_metadata
 from batchrun.runfile import Job, Runfile
 
 __all__ = ["JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Plan", "MODES"]
@@ -188,7 +188,7 @@ class Launch:
             # since the last launch wrote it: a no-op resume stays cheap.
             stamp_ok = self._stamp_matches()
             if not stamp_ok:
-                self._old_entries = load_metadata(self.runs_dir.metadata)
+                self._read_old_metadata()
             self.journal.open()
             self._import_legacy()
             recovered = self._recover_in_flight()
@@ -197,7 +197,7 @@ class Launch:
             self.plan = self._make_plan(recovered)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.options.mode == "overwrite":
                 if stamp_ok:
-                    self._old_entries = load_metadata(self.runs_dir.metadata)
+                    self._read_old_metadata()
                 self._build_view()
         except BaseException:
             self.journal.close()
@@ -228,6 +228,18 @@ class Launch:
             (self.runs_dir.path / _STAMP_NAME).write_text(self._stamp())
         except OSError:
             pass  # only an optimisation for the next no-op launch
+
+    def _read_old_metadata(self) -> None:
+        """Keep what the old metadata.json has that the journal may not.
+
+        That is the entries of jobs no longer in the runfile (kept, never
+        deleted) and entries the original batchrun wrote (no `state`), which
+        are imported; entries of current jobs are rebuilt from the journal.
+        """
+        self._old_entries = {}
+        for job_id, entry in iter_metadata(self.runs_dir.metadata):
+            if job_id not in self._jobs_by_id or "state" not in entry:
+                self._old_entries[job_id] = entry
 
     def _import_legacy(self) -> None:
         """Entries the original batchrun wrote count as finished: journal them."""
@@ -307,6 +319,8 @@ class Launch:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
                     entry = build_entry(job, rec, f"{self._logs}/{job_id}", entry)
                 self.metadata.set(job_id, entry)
+        # Rendered now; the parsed file would only hold memory from here on.
+        self._old_entries = {}
 
     # -- step 2: run --------------------------------------------------------
 
@@ -541,7 +555,7 @@ class Launch:
         return rec if exit_record is not None or self._stopping.is_set() else None
 
     def _update_entry(self, job: Job, rec: JobRecord) -> None:
-        self.metadata.set(job.job_id, build_entry(job, rec, f"{self._logs}/{job.job_id}", self.metadata.entries.get(job.job_id)))
+        self.metadata.set(job.job_id, build_entry(job, rec, f"{self._logs}/{job.job_id}"))
 
     def _flush_loop(self) -> None:
         while not self._flusher_done.wait(_METADATA_INTERVAL):
@@ -551,12 +565,12 @@ class Launch:
         with self._state_lock:
             if not self.metadata.dirty:
                 return
-            text = self.metadata.render()
+            parts = self.metadata.snapshot()
             self.metadata.dirty = False
         try:
-            write_atomic(self.metadata.path, text)
-        except OSError as err:
-            self._fail(MetadataError(f"{self.metadata.path}: cannot write metadata: {err.strerror}"))
+            self.metadata.write(parts)
+        except MetadataError as err:
+            self._fail(err)
 
     # -- stopping -----------------------------------------------------------
 
@@ -616,7 +630,7 @@ class Launch:
         interrupted = self._stopper is not None
         error = self.fatal
         try:
-            if self.metadata.entries or self.metadata.dirty:
+            if len(self.metadata) or self.metadata.dirty:
                 try:
                     self.metadata.write()
                 except MetadataError as err:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "acquire_lock",
     "build_entry",
     "legacy_record",
+    "iter_metadata",
     "load_metadata",
     "read_lock_owner",
     "write_atomic",
@@ -150,6 +152,49 @@ def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
+def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The entries of metadata.json one at a time; nothing when absent.
+
+    batchrun writes one entry per line, so its files are read line by line
+    and never held whole in memory; other layouts (the original batchrun's
+    indented JSON) are parsed at once.
+
+    Raises:
+        MetadataError: as `load_metadata`.
+    """
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read: {err.strerror}") from err
+    fix = "move it aside and launch again to rebuild it from the job journal"
+    lineno = 1
+    yielded = False
+    with f:
+        try:
+            if f.readline() == "{\n":
+                for lineno, line in enumerate(f, start=2):
+                    if line in ("}\n", "}"):
+                        if not f.read().strip():
+                            return
+                        break
+                    key, sep, value = line.rstrip("\n").rstrip(",").partition(": ")
+                    if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
+                        break
+                    entry = json.loads(value)
+                    if not isinstance(entry, dict):
+                        break
+                    yielded = True
+                    yield key[3:-1], entry
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+    if yielded:
+        raise MetadataError(f"{path}:{lineno}: corrupt metadata; {fix}")
+    # Not batchrun's line layout: parse it whole (and report a real error).
+    yield from load_metadata(path).items()
+
+
 def legacy_record(job_id: str, entry: dict[str, Any]) -> JobRecord | None:
     """A finished record from an entry the original batchrun wrote, if finished.
 
@@ -199,41 +244,55 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
 
 
 class MetadataView:
-    """metadata.json in memory: entries plus their cached rendering."""
+    """metadata.json in memory, as one rendered line per job.
+
+    Only the rendering is kept, not the entry dicts: for 100,000 jobs the
+    dicts would cost several times the 30 MB of text.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[str, dict[str, Any]] = {}
         self._rendered: dict[str, str] = {}
         self.dirty = False
 
+    def __len__(self) -> int:
+        return len(self._rendered)
+
     def set(self, job_id: str, entry: dict[str, Any]) -> None:
-        """Add or replace one job's entry; re-renders only that entry."""
-        self.entries[job_id] = entry
+        """Add or replace one job's entry; renders only that entry."""
         self._rendered[job_id] = f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}"
         self.dirty = True
 
-    def update(self, job_id: str, **fields: Any) -> None:
-        """Change some fields of one entry."""
-        entry = self.entries[job_id]
-        entry.update(fields)
-        self.set(job_id, entry)
+    def snapshot(self) -> list[str]:
+        """The rendered entries now, in order (cheap: references, not copies)."""
+        return list(self._rendered.values())
 
-    def render(self) -> str:
-        if not self._rendered:
-            return "{}\n"
-        return "{\n" + ",\n".join(self._rendered.values()) + "\n}\n"
-
-    def write(self) -> None:
-        """Write metadata.json atomically."""
+    def write(self, parts: list[str] | None = None) -> None:
+        """Write metadata.json atomically, from `parts` or the current entries."""
         try:
-            write_atomic(self.path, self.render())
+            write_atomic(self.path, _json_object_lines(self.snapshot() if parts is None else parts))
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
-        self.dirty = False
+        if parts is None:
+            self.dirty = False
 
 
-def write_atomic(path: Path, text: str) -> None:
+def _json_object_lines(parts: list[str]) -> Iterator[str]:
+    """`{`, the entries separated by commas, `}`, as pieces to write in turn.
+
+    Streaming the pieces keeps a 30 MB file from being built in memory twice.
+    """
+    if not parts:
+        yield "{}\n"
+        return
+    yield "{\n"
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        yield part
+        yield ",\n" if i < last else "\n}\n"
+
+
+def write_atomic(path: Path, text: str | Iterable[str]) -> None:
     """Write a file so readers see the old or the new text, never a mix.
 
     A temporary file in the same directory is renamed over the old one.
@@ -241,7 +300,10 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                f.writelines(text)
         os.replace(tmp, path)
     except OSError:
         try:
