@@ -110,7 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Example: batchrun launch exp.runfile -j 4"
         ),
     )
-    launch.add_argument("runfile", type=Path, help="file with one shell command per line")
+    launch.add_argument("runfile", type=Path, help="file with one shell command per line, or a gridspec (.yml) to sweep first")
     launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=None, metavar="N", help="jobs to run at once (default 1, or one per GPU slot with --gpus)")
     mode = launch.add_mutually_exclusive_group()
     mode.add_argument(
@@ -139,6 +139,18 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch or status collects them")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
+    sweep = sub.add_parser(
+        "sweep",
+        help="turn a YAML gridspec into a runfile: one command per point of the grid",
+        description=(
+            "Write one command per point of the parameter grid in GRIDSPEC to <gridspec name>.runfile "
+            "in the current directory (as the original batchrun did). "
+            "Example: batchrun sweep gridspec.yml && batchrun launch gridspec.runfile -j 4"
+        ),
+    )
+    sweep.add_argument("gridspec", type=Path, help="YAML file: program and parameters (original batchrun or W&B sweep format)")
+    sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile)")
+    sweep.add_argument("--count", action="store_true", help="print how many commands the grid has, write nothing")
     return parser
 
 
@@ -161,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "launch":
             return _cmd_launch(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -182,7 +196,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     path: Path = args.runfile
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        raise RunfileError(f"this looks like a gridspec; turn it into a runfile first with: batchrun sweep {path}", path)
+        path = _sweep_for_launch(path, args)
     runfile = load_runfile(path)
     for command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
@@ -246,3 +260,36 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
     return result.exit_code
+
+
+def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
+    """`batchrun launch grid.yml`: bring grid.runfile up to date, then launch it.
+
+    The runfile and runs directory are those `batchrun sweep grid.yml` and
+    `batchrun launch grid.runfile` use, so the two spellings are one.
+    """
+    from batchrun.doit_tasks import run_sweep_task
+    from batchrun.metadata import RunsDir
+    from batchrun.sweep import default_runfile_path
+
+    if not gridspec.is_file():
+        raise RunfileError("no such gridspec" if not gridspec.exists() else "not a file", gridspec)
+    runfile = default_runfile_path(gridspec)
+    runs_dir = RunsDir.for_runfile(runfile, args.accounting_dir, args.state_db_filename)
+    runs_dir.create()
+    if run_sweep_task(gridspec, runfile, runs_dir.path / ".sweep.doit.json") and not args.quiet:
+        print(f"batchrun: {gridspec}: wrote {runfile}")
+    return runfile
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from batchrun.sweep import default_runfile_path, load_gridspec, write_runfile
+
+    gridspec = load_gridspec(args.gridspec)
+    if args.count:
+        print(gridspec.count())
+        return 0
+    out = args.out or default_runfile_path(args.gridspec)
+    count = write_runfile(gridspec, out)
+    print(f"Runfile generated: {out} ({count} commands)")
+    return 0

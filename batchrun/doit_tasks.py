@@ -623,3 +623,42 @@ def sweep_tasks(
     task_sweep.__doc__ = f"write {runfile} from {spec}"
     task_runs.__doc__ = f"run every point of {spec}"
     return task_sweep, task_runs
+
+
+def run_sweep_task(gridspec: Path, runfile: Path, dep_file: Path) -> bool:
+    """Bring `runfile` up to date with `gridspec` through doit; True if it was rewritten.
+
+    doit's file_dep check (an MD5 of the gridspec, kept in `dep_file`) and
+    target check decide: the runfile is regenerated only when the spec
+    changed or the runfile is missing.
+
+    Raises:
+        GridspecError, RunfileError: as `sweep.load_gridspec` / `write_runfile`.
+    """
+    from doit.cmd_base import ModuleTaskLoader
+
+    ran: list[bool] = []
+    errors: list[BaseException] = []
+    task = sweep_task(gridspec, runfile)
+    write = task["actions"][0]
+
+    def action() -> bool:
+        try:
+            write()
+        except BaseException as error:  # re-raised below, outside doit
+            errors.append(error)
+            return False
+        ran.append(True)
+        return True
+
+    task["actions"] = [action]
+    task["verbosity"] = 0
+    main = DoitMain(
+        ModuleTaskLoader({"task_sweep": lambda: task, "DOIT_CONFIG": {"reporter": _SilentReporter}}),
+        config_filenames=(),
+        extra_config={"GLOBAL": {"backend": "json", "dep_file": str(dep_file)}},
+    )
+    main.run(["sweep"])
+    if errors:
+        raise errors[0]
+    return bool(ran)
