@@ -21,6 +21,7 @@ from batchrun.errors import BatchrunError, RunfileError, UsageError
 __all__ = ["main"]
 
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
+_TEMPLATES = ("runfile", "sweep", "pipeline")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,6 +152,17 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("gridspec", type=Path, help="YAML file: program and parameters (original batchrun or W&B sweep format)")
     sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile)")
     sweep.add_argument("--count", action="store_true", help="print how many commands the grid has, write nothing")
+    init = sub.add_parser(
+        "init",
+        help="write a dodo.py template (and its example inputs) into the current directory",
+        description=(
+            "Write a working dodo.py that runs batchrun tasks with plain doit, with the runfile or "
+            "gridspec it uses. Templates: runfile, sweep, pipeline (prepare -> sweep -> aggregate). "
+            "Example: batchrun init sweep && doit -n 4"
+        ),
+    )
+    init.add_argument("template", nargs="?", default="runfile", choices=_TEMPLATES, help="which template (default runfile)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     return parser
 
 
@@ -175,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_launch(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
+        if args.command == "init":
+            return _cmd_init(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -292,4 +306,26 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     out = args.out or default_runfile_path(args.gridspec)
     count = write_runfile(gridspec, out)
     print(f"Runfile generated: {out} ({count} commands)")
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    source = files("batchrun.templates").joinpath(args.template)
+    names = sorted(item.name for item in source.iterdir() if item.is_file() and not item.name.startswith((".", "__")))
+    target = Path.cwd()
+    if (target / "dodo.py").exists() and not args.force:
+        raise UsageError(f"{target / 'dodo.py'} exists; use --force to overwrite it")
+    for name in names:
+        path = target / name
+        if path.exists() and name != "dodo.py":
+            print(f"batchrun: kept {name} (exists)")
+            continue
+        try:
+            path.write_text(source.joinpath(name).read_text())
+        except OSError as err:
+            raise UsageError(f"{path}: cannot write: {err.strerror}") from err
+        print(f"batchrun: wrote {name}")
+    print(f"batchrun: run it with: doit -n 4   (template {args.template}; see the docstring of dodo.py)")
     return 0

@@ -509,6 +509,7 @@ def runfile_tasks(
     retry_failed: bool = False,
     env: dict[str, str] | None = None,
     grace: float = 10.0,
+    task_dep: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """Yield the doit tasks of a runfile, for a `task_*` function of a dodo.py.
 
@@ -527,6 +528,7 @@ def runfile_tasks(
         retry_failed: rerun failed and interrupted jobs too.
         env: extra environment for every job.
         grace: seconds jobs get after SIGTERM on Ctrl-C before SIGKILL.
+        task_dep: tasks every job waits for (data preparation, a build).
     """
     from batchrun.runfile import load_runfile
 
@@ -545,6 +547,7 @@ def runfile_tasks(
             "doc": job.command,
             "title": _title,
             "io": {"capture": False},
+            "task_dep": list(task_dep),
         }
     # doit drops a group task's own actions, so the summary is a subtask that
     # runs after every job: the group (and `task_dep` on it) fails with it.
@@ -597,6 +600,7 @@ def sweep_tasks(
     runs_dir: str | Path | None = None,
     retry_failed: bool = False,
     env: dict[str, str] | None = None,
+    task_dep: Sequence[str] = (),
 ) -> tuple[Callable[[], dict[str, Any]], Callable[[], Iterator[dict[str, Any]]]]:
     """Two task creators for a dodo.py: the sweep, and its runs created after it.
 
@@ -604,6 +608,7 @@ def sweep_tasks(
 
     defines `grid_sweep` (gridspec -> runfile) and `grid` (one task per
     point, created by doit once `grid_sweep` has run: delayed creation).
+    `task_dep` names tasks every point waits for (say, data preparation).
     """
     from doit import create_after
 
@@ -614,11 +619,13 @@ def sweep_tasks(
     group = basename or spec.stem
 
     def task_sweep() -> dict[str, Any]:
-        return sweep_task(spec, runfile)
+        task = sweep_task(spec, runfile)
+        task["task_dep"] = list(task_dep)
+        return task
 
     @create_after(executed=f"{group}_sweep")
     def task_runs() -> Iterator[dict[str, Any]]:
-        yield from runfile_tasks(runfile, basename=group, runs_dir=runs_dir, retry_failed=retry_failed, env=env)
+        yield from runfile_tasks(runfile, basename=group, runs_dir=runs_dir, retry_failed=retry_failed, env=env, task_dep=task_dep)
 
     task_sweep.__doc__ = f"write {runfile} from {spec}"
     task_runs.__doc__ = f"run every point of {spec}"

@@ -1,0 +1,1 @@
+"""dodo.py templates for `batchrun init`; installed as batchrun.templates."""

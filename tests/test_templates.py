@@ -1,0 +1,76 @@
+"""dodo_templates/ and examples/: each runs under plain doit and under batchrun launch alike."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, read_metadata, run_batchrun
+
+RunCli = Callable[..., tuple[int, str, str]]
+
+# template -> (what batchrun launch is given, the runs directory's name)
+TEMPLATES = {"runfile": ("experiments.runfile", "experiments"), "sweep": ("grid.yml", "grid"), "pipeline": ("grid.yml", "grid")}
+
+
+def _states(runs: Path) -> dict[str, str]:
+    return {job_id: str(entry["state"]) for job_id, entry in read_metadata(runs).items()}
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_each_template_runs_under_doit_and_launch_alike(tmp_path: Path, template: str) -> None:
+    target, runs_name = TEMPLATES[template]
+    with_doit, with_launch = tmp_path / "doit", tmp_path / "launch"
+    for where in (with_doit, with_launch):
+        where.mkdir()
+        init = run_batchrun("init", template, cwd=where)
+        assert init.returncode == 0, init.stderr
+        assert (where / "dodo.py").exists()
+    done = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=with_doit, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    launched = run_batchrun("launch", target, "-j", "2", cwd=with_launch)
+    assert launched.returncode == 0, launched.stderr
+    doit_states = _states(with_doit / "runs" / runs_name)
+    assert doit_states and set(doit_states.values()) == {"succeeded"}
+    assert doit_states == _states(with_launch / "runs" / runs_name)
+    # And each resumes the other's work: nothing left to run.
+    again = run_batchrun("launch", target, cwd=with_doit)
+    assert again.returncode == 0 and "0 to run" in again.stdout
+
+
+def test_init_refuses_to_clobber_a_dodo_py(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text("# mine\n")
+    refused = run_batchrun("init", "sweep", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == f"batchrun: error: {tmp_path / 'dodo.py'} exists; use --force to overwrite it\n"
+    assert (tmp_path / "dodo.py").read_text() == "# mine\n"
+    forced = run_batchrun("init", "sweep", "--force", cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "sweep_tasks" in (tmp_path / "dodo.py").read_text()
+
+
+def test_templates_in_the_repo_are_the_ones_init_writes(tmp_path: Path) -> None:
+    for template in TEMPLATES:
+        where = tmp_path / template
+        where.mkdir()
+        assert run_batchrun("init", template, cwd=where).returncode == 0
+        for source in (REPO / "dodo_templates" / template).iterdir():
+            assert (where / source.name).read_text() == source.read_text()
+
+
+def test_the_montecarlo_example_sweeps_and_aggregates(tmp_path: Path) -> None:
+    example = tmp_path / "montecarlo"
+    shutil.copytree(REPO / "examples" / "montecarlo", example)
+    done = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=example, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = (example / "results.md").read_text().splitlines()
+    assert table[0].startswith("| method | samples | seed |")
+    assert len(table) == 2 + 18
+    assert len((example / "results.csv").read_text().splitlines()) == 1 + 18
+    launched = run_batchrun("launch", "pi.runfile", "-j", "2", cwd=example)
+    assert launched.returncode == 0, launched.stderr
