@@ -30,9 +30,6 @@ from typing import Any, NamedTuple
 from batchrun.sweep import (
     _PLACEHOLDER,
     _UNWRITABLE,
-    _quote_arg,
-    _render_arg,
-    _render_word,
     _arange,
     _as_number,
     _check_name,
@@ -42,11 +39,14 @@ from batchrun.sweep import (
     _Map,
     _Param,
     _Part,
+    _quote_arg,
+    _render_arg,
+    _render_word,
     _show,
     _Token,
     _unknown,
-    _values_list,
     _Values,
+    _values_list,
 )
 
 # What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
@@ -128,8 +128,11 @@ def parse(spec: _Map, fail: _Fail) -> WandbSweep:
     command = None
     if "command" in spec:
         raw = spec["command"]
-        if not isinstance(raw, list) or not raw or any(e is None or isinstance(e, (list, dict)) for e in raw):
+        if not isinstance(raw, list) or not raw:
             fail(f"'command' must be a non-empty list of words, not {_kind(raw)}", line("command"))
+        for element in raw:
+            if element is None or isinstance(element, (list, dict)):
+                fail(f"'command' elements must be words, not {_kind(element)}", line("command"))
         command = tuple(str(element) for element in raw)  # the agent runs str() of each
 
     params: list[_Param] = []
@@ -234,12 +237,12 @@ def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, 
 
 def random_points(
     params: Sequence[_Param], renderers: Sequence[Callable[[Any], Any]], seed: int | None
-) -> Iterator[tuple[Any, ...]]:
+) -> Iterator[list[Any]]:
     """Draw points without end, reproducibly from `seed`, each value rendered."""
     rng = random.Random(seed)
-    draws = [(p.draw, render) for p, render in zip(params, renderers) if p.draw is not None]
+    draws = [(p.draw, render) for p, render in zip(params, renderers, strict=True) if p.draw is not None]
     while True:
-        yield tuple(render(draw(rng)) for draw, render in draws)
+        yield [render(draw(rng)) for draw, render in draws]
 
 
 def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: _Fail) -> list[float]:
@@ -359,7 +362,7 @@ def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | N
             fail(f"{what}: macro ${{{ref}}} must be a whole command element, as W&B requires", line)
         elif ref.startswith("envvar:") and ref[7:] and set(ref[7:]) <= _ENVVAR_CHARS:
             parts.append(f'"${{{ref[7:]}}}"')  # read when the line runs, as the agent reads it
-        elif not any(c in ref for c in "\"`\\"):
+        elif not any(c in ref for c in '"`\\'):
             parts.append(f'"${{{ref}}}"')  # not ours: the shell expands it, as one word
         else:
             parts.append(shlex.quote(match.group(0)))
@@ -401,7 +404,7 @@ def _render_json(param: _Param, value: Any) -> str:
 
 
 def _json_parts(members: list[int], params: list[_Param], depth: int) -> list[_Part]:
-    """The parts of W&B's json.dumps(config), nested parameters nested, names sorted."""
+    """Build the parts of W&B's json.dumps(config): nested parameters nested, names sorted."""
     groups: dict[str, list[int]] = {}
     for i in members:
         groups.setdefault(params[i].path[depth], []).append(i)

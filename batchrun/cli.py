@@ -7,6 +7,7 @@ and reports progress through callbacks.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -196,6 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("batchrun: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` or `grep -q`, which stopped reading: not
+        # an error. Point stdout at /dev/null so the final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as err:  # noqa: BLE001 - the one place bugs are reported
         if args.debug:
             raise

@@ -386,7 +386,7 @@ class Launch:
                 self.journal.record_ref(job.job_id, attempt, ref)
                 self._update_entry(job, rec)
                 self._detached += 1
-            self.on_event(JobEvent("submit", job, rec, slot_id))
+            self._emit(JobEvent("submit", job, rec, slot_id))
 
     def is_done(self, job_id: str) -> bool:
         """Whether a job is finished for this launch's mode (doit's uptodate)."""
@@ -442,6 +442,13 @@ class Launch:
                 self.halted = self.halted or "fail-fast"
             self._stopping.set()
 
+    def _emit(self, event: JobEvent) -> None:
+        """Report an event; a display that fails (a closed pipe) never stops jobs."""
+        try:
+            self.on_event(event)
+        except Exception:  # noqa: BLE001 - the records, not the display, matter
+            self.on_event = _ignore_event
+
     def _fail(self, error: BatchrunError) -> None:
         """A storage or environment fault: start nothing more, let jobs end."""
         with self._state_lock:
@@ -487,7 +494,7 @@ class Launch:
             self.journal.record_ref(job.job_id, attempt, ref)
             self._running[job.job_id] = ref
             self._update_entry(job, rec)
-        self.on_event(JobEvent("start", job, rec, slot))
+        self._emit(JobEvent("start", job, rec, slot))
         timed_out = False
         if self.options.timeout is None:
             returncode = self.executor.wait(ref)
@@ -514,7 +521,7 @@ class Launch:
             self._ran += 1
             self._update_entry(job, rec)
         retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self._stopping.is_set()
-        self.on_event(JobEvent("retry" if retry else "end", job, rec, slot))
+        self._emit(JobEvent("retry" if retry else "end", job, rec, slot))
         return rec
 
     def _stop_one(self, job_id: str, ref: str) -> int:
@@ -538,7 +545,7 @@ class Launch:
         log_dir = self.runs_dir.log_dir(job.job_id)
         with self._state_lock:
             self._running[job.job_id] = rec.ref  # None: the executor finds it by job id
-        self.on_event(JobEvent("adopt", job, rec, slot))
+        self._emit(JobEvent("adopt", job, rec, slot))
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), self._stop_now.is_set)
         exit_record = local.read_exit_record(log_dir)
         now = time.time()
@@ -551,7 +558,7 @@ class Launch:
             else:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
             self._update_entry(job, rec)
-        self.on_event(JobEvent("end", job, rec, slot))
+        self._emit(JobEvent("end", job, rec, slot))
         return rec if exit_record is not None or self._stopping.is_set() else None
 
     def _update_entry(self, job: Job, rec: JobRecord) -> None:
@@ -694,3 +701,7 @@ class _SlotPool:
         with self._cond:
             heapq.heappush(self._free, slot)
             self._cond.notify()
+
+
+def _ignore_event(event: JobEvent) -> None:
+    pass

@@ -28,7 +28,7 @@ import random
 import re
 import secrets
 import shlex
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -67,6 +67,8 @@ _UNWRITABLE = re.compile(f"[\x00{_LINE_BREAKS}\ud800-\udfff]")
 _ARG_UNSAFE = re.compile(r"[\s'\"`\\$;&|<>()*?\[\]{}!^]")
 _NAME = re.compile(r"[\w.:/@%+,-]+")
 _PLACEHOLDER = re.compile(r"\$\{([^{}]*)\}")
+_BACKSLASH_BLANK = re.compile(r"\\(?=\s)")
+_LINE_END = re.compile(r"\\[ \t]*\r?\n")
 # A backslash ending a line; `\Z` also drops one that ends the program.
 _CONTINUATION = re.compile(f"\\\\[ \t]*(?:\r\n|[{_LINE_BREAKS}]|\\Z)")
 
@@ -74,7 +76,6 @@ _Render = Callable[["_Param", Any], str]  # renders a parameter's value for one 
 _Part = str | tuple[int, _Render]  # literal shell text, or (parameter index, how to render it)
 _Token = tuple[bool, list[_Part]]  # (optional: carries its own leading space, parts)
 _Fail = Callable[..., NoReturn]
-
 
 
 class _Map(dict):  # type: ignore[type-arg]
@@ -136,6 +137,31 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Map]:
             first_line[key] = line
         data[key] = loader.construct_object(value_node, deep=False)
         data.key_lines[key] = line
+        if key == "program" and isinstance(value_node, yaml.ScalarNode) and isinstance(data[key], str):
+            data[key] = _restore_continuations(value_node, data[key])
+
+
+def _restore_continuations(node: yaml.ScalarNode, value: str) -> str:
+    r"""Turn each backslash that ended a source line back into backslash + newline.
+
+    YAML folds the line breaks of plain, `'` and `>` scalars into spaces, so
+    `a\` ending a line reads as `a\ `, an escaped space to the shell. The
+    source says which backslashes ended lines: the n-th backslash before
+    whitespace in the value is the n-th in the source.
+    """
+    start, end = node.start_mark, node.end_mark
+    if node.style not in (None, ">", "'") or start.line == end.line or start.buffer is None:
+        return value
+    source = start.buffer[start.index : end.index]
+    ended = [_LINE_END.match(source, m.start()) is not None for m in _BACKSLASH_BLANK.finditer(source)]
+    found = [m.start() for m in _BACKSLASH_BLANK.finditer(value)]
+    if len(ended) != len(found):  # not the correspondence we rely on: leave YAML's text
+        return value
+    chars = list(value)
+    for position, was_line_end in zip(found, ended, strict=True):
+        if was_line_end:
+            chars[position + 1] = "\n"
+    return "".join(chars)
 
 
 def _reject_tag(loader: _Loader, node: yaml.Node) -> NoReturn:
@@ -172,11 +198,8 @@ def _read_yaml(path: Path) -> Any:
     except yaml.reader.ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
         raise GridspecError(f"invalid YAML: character #x{err.character:04x} is not allowed", path, line) from err
-    except yaml.YAMLError as err:
-        raise GridspecError(f"invalid YAML: {_one_line(str(err))}", path) from err
     except RecursionError as err:
         raise GridspecError("invalid YAML: nested too deeply", path) from err
-
 
 
 def _one_line(text: str) -> str:
@@ -193,7 +216,9 @@ def _kind(value: Any) -> str:
     """Name what a YAML value is, for 'must be X, not Y' messages."""
     if isinstance(value, str):
         return f"the text {_show(value)}"
-    kinds = ((type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (dict, "a mapping"), (list, "a list"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    kinds = ((type(None), "null"), (bool, "a boolean"), (dict, "a mapping"), (list, "a list"))
     return next((name for types, name in kinds if isinstance(value, types)), type(value).__name__)
 
 
@@ -221,7 +246,8 @@ def _values_list(where: str, body: _Map, line: int | None, fail: _Fail) -> list[
     """Return a parameter's non-empty `values` list, every value writable."""
     values = body["values"]
     if not isinstance(values, list):
-        fail(f"{where}: 'values' must be a list such as [1, 2], not {_kind(values)} (for one value write 'value:')", line)
+        fail(f"{where}: 'values' must be a list such as [1, 2], not {_kind(values)} "
+             "(for one value write 'value:')", line)
     if not values:
         fail(f"{where}: 'values' is an empty list", line)
     _check_writable(where, values, line, fail)
@@ -277,18 +303,17 @@ class _Param:
     path: tuple[str, ...] = ()  # W&B nesting, for ${args_json}
 
 
-
 def _quote_arg(text: str) -> str:
     return shlex.quote(text) if _ARG_UNSAFE.search(text) else text
 
 
 def _render_arg(param: _Param, value: Any) -> str:
-    """After `--name=`: the original's text, quoted only if sh would change it."""
+    """Render a value after `--name=`: the original's text, quoted only if sh would change it."""
     return _quote_arg(str(value))
 
 
 def _render_word(param: _Param, value: Any) -> str:
-    """A whole shell word, or part of one."""
+    """Render a value as a whole shell word, or as part of one."""
     return shlex.quote(str(value))
 
 
@@ -304,8 +329,7 @@ def _scan_program(text: str, index_of: dict[str, int], line: int | None, fail: _
     """Split shell text into literal parts and `${name}` slots, normalising whitespace.
 
     Outside quotes, runs of whitespace become one space and a backslash that
-    ends a line (or, once YAML has folded the line, stands between spaces)
-    joins the lines. Quoted text and other backslashes stay as written.
+    ends a line joins the lines. Quoted text and other backslashes stay.
     """
     parts: list[_Part] = []
     buf: list[str] = []
@@ -323,9 +347,8 @@ def _scan_program(text: str, index_of: dict[str, int], line: int | None, fail: _
             continue
         if c == "\\" and quote != "'":
             m = _CONTINUATION.match(text, i)
-            if m or (space and not quote and text[i + 1 : i + 2] in (" ", "\t")):
-                space = space or not quote
-                i = m.end() if m else i + 1
+            if m:
+                space, i = space or not quote, m.end()
                 continue
             chunk = text[i : i + 2]  # an escaped character stays escaped
         elif quote:
@@ -368,7 +391,7 @@ def _compile(tokens: list[_Token], params: list[_Param]) -> tuple[str, list[Call
             else:
                 ctxs = contexts[part[0]]
                 pieces.append(f"{{{part[0]}}}" if len(ctxs) == 1 else f"{{{part[0]}[{ctxs.index(part[1])}]}}")
-    renderers = [_renderer(p, ctxs) for p, ctxs in zip(params, contexts)]
+    renderers = [_renderer(p, ctxs) for p, ctxs in zip(params, contexts, strict=True)]
     return "".join(pieces), renderers, bool(tokens) and tokens[0][0]
 
 
@@ -376,7 +399,6 @@ def _renderer(param: _Param, fns: list[_Render]) -> Callable[[Any], Any]:
     if len(fns) == 1:
         return lambda value: fns[0](param, value)
     return lambda value: tuple(fn(param, value) for fn in fns)
-
 
 
 def _original_params(section: _Map, fail: _Fail) -> list[_Param]:
@@ -430,7 +452,6 @@ def _original_range(where: str, body: _Map, line: int | None, fail: _Fail) -> _V
     return values
 
 
-
 @dataclass(frozen=True, eq=False)
 class Gridspec:
     """A validated gridspec: where it came from, what it runs, and its points.
@@ -466,39 +487,32 @@ class Gridspec:
 
     def iter_commands(self) -> Iterator[str]:
         """Yield each command without a newline, streaming; the last parameter varies fastest."""
-        points: Iterator[tuple[Any, ...]]
+        points: Iterator[Sequence[Any]]
         if self.method == "random":
             from batchrun._wandb import random_points
 
             points = random_points(self._params, self._renderers, self.seed)
         else:
-            columns = [  # long ones are rendered as they are walked, to keep memory flat
-                [r(v) for v in p.values] if len(p.values) <= _MATERIALIZE_LIMIT else _LazyColumn(p.values, r)
-                for p, r in zip(self._params, self._renderers) if p.values is not None
+            columns = [  # long ones stay (values, render), rendered as walked, to keep memory flat
+                [r(v) for v in p.values] if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, r)
+                for p, r in zip(self._params, self._renderers, strict=True) if p.values is not None
             ]
-            points = itertools.product(*columns) if all(isinstance(c, list) for c in columns) else _lazy_product(columns)
+            lazy = not all(isinstance(c, list) for c in columns)
+            points = _lazy_product(columns) if lazy else itertools.product(*columns)
         lines: Iterator[str] = itertools.starmap(self._template.format, itertools.islice(points, self.run_cap))
         if self._lstrip:
             lines = map(str.lstrip, lines)
         yield from lines
 
 
-class _LazyColumn:
-    """A long column rendered each time it is walked instead of kept."""
-
-    def __init__(self, values: _Values, render: Callable[[Any], Any]) -> None:
-        self.values, self.render = values, render
-
-    def __iter__(self) -> Iterator[Any]:
-        return map(self.render, self.values)
-
-
 def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """itertools.product, but a (values, render) column is rendered anew at each pass."""
     if not columns:
         yield ()
         return
+    last = columns[-1]
     for prefix in _lazy_product(columns[:-1]):
-        for item in columns[-1]:
+        for item in last if isinstance(last, list) else map(last[1], last[0]):
             yield (*prefix, item)
 
 
@@ -571,7 +585,7 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     if out.is_dir():
         raise RunfileError("is a directory; give a file name for the runfile", out)
     with suppress(OSError):
-        if os.path.samefile(out, gridspec.path):
+        if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
     temp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     count = 0
@@ -586,7 +600,7 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
                 count += len(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, out)
+        temp.replace(out)
     except BaseException as err:
         with suppress(OSError):
             temp.unlink()
