@@ -6,12 +6,13 @@ and then writes the command's exit status to `<log dir>/exit`. The wrapper,
 not batchrun, writes that record, so a job that ends in the instant batchrun
 dies still leaves its result behind.
 
-Before it forks, batchrun takes an exclusive `flock` on `<log dir>/run.lock`
-and hands the descriptor to the job. The kernel keeps that lock as long as
-any process of the job holds the descriptor, so a later launch can tell
-"still running" (lock held) from "ended or never started" (lock free) with no
-pid bookkeeping and no pid-reuse hazard, and can wait for an adopted job by
-waiting for the lock.
+Before it forks, batchrun opens `<log dir>/out.log`, takes an exclusive
+`flock` on it and hands it to the job as stdout. The kernel keeps that lock
+as long as any process of the job holds the descriptor, so a later launch
+can tell "still running" (lock held) from "ended or never started" (lock
+free) with no pid bookkeeping and no pid-reuse hazard, and can wait for an
+adopted job by waiting for the lock. (The lock rides on out.log rather than
+a file of its own: one file fewer to create per job.)
 """
 
 from __future__ import annotations
@@ -40,7 +41,19 @@ __all__ = [
 ]
 
 EXIT_NAME = "exit"
-LOCK_NAME = "run.lock"
+OUT_NAME = "out.log"
+# The file whose flock says a job's processes are alive.
+LOCK_NAME = OUT_NAME
+
+_DEVNULL_FD: int | None = None
+
+
+def _devnull() -> int:
+    """One read-only /dev/null descriptor, shared as every job's stdin."""
+    global _DEVNULL_FD
+    if _DEVNULL_FD is None:
+        _DEVNULL_FD = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _DEVNULL_FD
 
 # The wrapper: `(eval ...)` runs the line in a subshell so that `exit` or
 # `set -e` in the command cannot skip the record; `shift` leaves the command
@@ -79,34 +92,36 @@ def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], app
         os.unlink(f"{log_dir}/{EXIT_NAME}")
     except FileNotFoundError:
         pass
-    lock_fd = os.open(f"{log_dir}/{LOCK_NAME}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    mode = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append_logs else os.O_TRUNC)
+    # out.log doubles as the job's liveness lock: every process of the job
+    # inherits it as stdout, and the flock lasts while any of them holds it.
+    out_fd = os.open(f"{log_dir}/{OUT_NAME}", mode, 0o644)
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        mode = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append_logs else os.O_TRUNC)
-        out_fd = os.open(f"{log_dir}/out.log", mode, 0o644)
         try:
-            err_fd = os.open(f"{log_dir}/err.log", mode, 0o644)
-            try:
-                popen = subprocess.Popen(
-                    ["/bin/sh", "-c", _WRAPPER, "/bin/sh", command],
-                    # No terminal input: many jobs share one terminal.
-                    stdin=subprocess.DEVNULL,
-                    stdout=out_fd,
-                    stderr=err_fd,
-                    env=env,  # type: ignore[arg-type]
-                    # Its own session: signals to batchrun's terminal do not
-                    # reach the job, a kill -9 of batchrun leaves it running
-                    # (to be adopted), and killpg stops its whole tree.
-                    start_new_session=True,
-                    pass_fds=(lock_fd,),
-                )
-            finally:
-                os.close(err_fd)
+            fcntl.flock(out_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A stray background process of an earlier attempt still holds
+            # it; this attempt runs regardless (adoption already declined it).
+            pass
+        err_fd = os.open(f"{log_dir}/err.log", mode, 0o644)
+        try:
+            popen = subprocess.Popen(
+                ["/bin/sh", "-c", _WRAPPER, "/bin/sh", command],
+                # No terminal input: many jobs share one terminal. One
+                # descriptor for every job saves an open per job.
+                stdin=_devnull(),
+                stdout=out_fd,
+                stderr=err_fd,
+                env=env,  # type: ignore[arg-type]
+                # Its own session: signals to batchrun's terminal do not
+                # reach the job, a kill -9 of batchrun leaves it running
+                # (to be adopted), and killpg stops its whole tree.
+                start_new_session=True,
+            )
         finally:
-            os.close(out_fd)
+            os.close(err_fd)
     finally:
-        # The job holds its own copy of the locked descriptor now.
-        os.close(lock_fd)
+        os.close(out_fd)
     return LocalProcess(popen, popen.pid)
 
 
@@ -130,7 +145,7 @@ def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
 def job_lock_held(log_dir: Path) -> bool:
     """True while some process of a job started with `spawn_job` is alive."""
     try:
-        fd = os.open(log_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(log_dir / OUT_NAME, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
