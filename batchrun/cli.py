@@ -219,7 +219,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
         path = _sweep_for_launch(path, args)
     runfile = load_runfile(path)
-    for command, first, again in runfile.duplicates:
+    for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
     if not runfile.jobs:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")

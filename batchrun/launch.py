@@ -15,7 +15,6 @@ import heapq
 import random
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 from batchrun.errors import BatchrunError, MetadataError, UsageError
 from batchrun.executors import ExecutorOptions, local, make_executor
 from batchrun.journal import Journal, JobRecord, State
-from batchrun.metadata import MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, iter_metadata
+from batchrun.metadata import LaunchLock, MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, iter_metadata
 from batchrun.runfile import Job, Runfile
 
 __all__ = ["JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Plan", "MODES"]
@@ -145,7 +144,7 @@ class Launch:
         self.plan: Plan | None = None
         self._jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self._old_entries: dict[str, dict[str, Any]] = {}
-        self._lock = None
+        self._lock: LaunchLock | None = None
         self._state_lock = threading.RLock()
         self._adopt_ids: set[str] = set()
         self._slots = _SlotPool(options.n_jobs)
@@ -202,6 +201,7 @@ class Launch:
         except BaseException:
             self.journal.close()
             self._lock.release()
+            self._lock = None
             raise
         return self.plan
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +103,7 @@ def test_a_repeated_line_is_one_job_with_a_warning(make_runfile: MakeRunfile, wo
     make_runfile([f"echo a >> {side}", f"echo a >> {side}"])
     code, _, err = run_cli("launch", "exp.runfile")
     assert code == 0
-    assert err == f"batchrun: warning: exp.runfile:2: same command as line 1; it runs once\n"
+    assert err == "batchrun: warning: exp.runfile:2: same command as line 1; it runs once\n"
     assert side.read_text() == "a\n"
 
 

@@ -41,7 +41,7 @@ class Executor(abc.ABC):
     def __init__(self, options: ExecutorOptions) -> None:
         self.options = options
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - an optional hook; most executors need none
         """Connect or check the environment before the first job (may raise ExecutorError)."""
 
     @abc.abstractmethod
@@ -68,7 +68,7 @@ class Executor(abc.ABC):
     def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
         """Block until an adopted job is gone (or `should_stop` says to give up)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook
         """Release connections; called once at the end of the launch."""
 
 
