@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -57,8 +58,8 @@ def _devnull() -> int:
 
 # The wrapper: `(eval ...)` runs the line in a subshell so that `exit` or
 # `set -e` in the command cannot skip the record; `shift` leaves the command
-# with no positional parameters and `$0` is `/bin/sh`, as under `/bin/sh -c`. The record
-# is one short write; readers accept it only when it is a whole line.
+# with no positional parameters and `$0` is `/bin/sh`, as under `/bin/sh -c`.
+# The record is one short write; readers accept it only when it is a whole line.
 _WRAPPER = (
     "__batchrun_cmd=$1; shift\n"
     '(eval "unset __batchrun_cmd; $__batchrun_cmd")\n'
@@ -67,6 +68,24 @@ _WRAPPER = (
     'exit "$__batchrun_status"\n'
 )
 
+# The same without the subshell, for lines that cannot reach the wrapper's
+# own state. A subshell costs a fork only when the line is all builtins
+# (`true 1`): for an external command the subshell execs it directly, as the
+# wrapper itself would fork and exec it. So this saves a fork on trivial lines
+# and changes nothing a command can observe.
+_WRAPPER_DIRECT = _WRAPPER.replace('(eval "unset __batchrun_cmd; $__batchrun_cmd")', 'eval "unset __batchrun_cmd; $__batchrun_cmd"')
+
+# Words with which a line could end or steer the shell that runs it (and so
+# skip or redirect the exit record): such lines get the subshell.
+_NEEDS_SUBSHELL = re.compile(
+    r"(?<![\w$/.-])(exit|exec|return|set|trap|shift|unset|readonly|eval|source|break|continue|"
+    r"alias|ulimit|umask|wait|BATCHRUN_LOG_DIR|__batchrun\w*)(?![\w/-])|(?:^|[\s;&|(`])\.(?:\s|$)"
+)
+
+
+def wrapper_for(command: str) -> str:
+    """The wrapper script for a command: direct when nothing in it can skip the record."""
+    return _WRAPPER if _NEEDS_SUBSHELL.search(command) else _WRAPPER_DIRECT
 
 @dataclass
 class LocalProcess:
@@ -106,7 +125,7 @@ def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], app
         err_fd = os.open(f"{log_dir}/err.log", mode, 0o644)
         try:
             popen = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, "/bin/sh", command],
+                ["/bin/sh", "-c", wrapper_for(command), "/bin/sh", command],
                 # No terminal input: many jobs share one terminal. One
                 # descriptor for every job saves an open per job.
                 stdin=_devnull(),
