@@ -251,7 +251,11 @@ class PoolRunner(Runner):
         for worker in workers:
             worker.start()
         for worker in workers:
-            worker.join()
+            # Join in short waits: Python runs signal handlers in the main
+            # thread only, and a signal the kernel hands to a worker thread
+            # (blocked in waitpid) would not wake a plain join.
+            while worker.is_alive():
+                worker.join(0.1)
         if self._errors:
             raise self._errors[0]
 

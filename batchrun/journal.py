@@ -93,6 +93,7 @@ class Journal:
         self.path = runs_dir / JOURNAL_NAME
         self.records: dict[str, JobRecord] = {}
         self._fd: int | None = None
+        self._valid_size: int | None = None  # bytes up to the last whole line, once loaded
         self._lock = threading.Lock()
         self._dirty = False
         self._lines = 0
@@ -116,8 +117,11 @@ class Journal:
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot read the job journal: {err.strerror}") from err
         lines = data.split(b"\n")
-        # The last element is b"" after a final newline, else a torn line.
-        lines.pop()
+        # The last element is b"" after a final newline, else a torn line
+        # (a kill in mid-write): ignored now, and cut off by `open` so the
+        # next record does not glue onto it.
+        torn = lines.pop()
+        self._valid_size = len(data) - len(torn)
         self._lines = len(lines)
         self._replay(lines)
 
@@ -173,6 +177,8 @@ class Journal:
         """Open the journal for appending and start the group-commit thread."""
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if self._valid_size is not None and os.fstat(self._fd).st_size > self._valid_size:
+                os.ftruncate(self._fd, self._valid_size)
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write the job journal: {err.strerror}") from err
         self._syncer = threading.Thread(target=self._sync_loop, name="batchrun-journal-sync", daemon=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,32 @@ def read_lock_owner(runs_dir: RunsDir) -> int | None:
         return None
 
 
+def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
+    """The holder's pid, waiting briefly for a live one.
+
+    The holder writes its pid just after taking the lock, so for an instant
+    the file may still name the previous launch (or nothing).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        owner = read_lock_owner(runs_dir)
+        if owner is not None and owner != os.getpid() and _alive(owner):
+            return owner
+        if time.monotonic() >= deadline:
+            return None  # the file still names a finished launch: do not repeat it
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
     """Take the runs directory's lock or raise `LockedError` naming the holder."""
     path = runs_dir.path / _LOCK_NAME
@@ -117,7 +144,7 @@ def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        owner = read_lock_owner(runs_dir)
+        owner = _live_lock_owner(runs_dir)
         who = f"pid {owner}" if owner else "another process"
         raise LockedError(
             f"{runs_dir.path}: another batchrun launch ({who}) is running this runfile; "
@@ -147,6 +174,9 @@ def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise MetadataError(f"{path}:{err.lineno}: corrupt metadata ({err.msg}); {fix}") from err
+    except (RecursionError, ValueError) as err:
+        # Nesting too deep for the parser, or a number too long to convert.
+        raise MetadataError(f"{path}: corrupt metadata ({type(err).__name__}); {fix}") from err
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise MetadataError(f"{path}: not a JSON object of job entries; {fix}")
     return data
@@ -182,12 +212,15 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                     key, sep, value = line.rstrip("\n").rstrip(",").partition(": ")
                     if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
                         break
-                    entry = json.loads(value)
+                    try:
+                        entry = json.loads(value)
+                    except (RecursionError, ValueError):
+                        break
                     if not isinstance(entry, dict):
                         break
                     yielded = True
                     yield key[3:-1], entry
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except UnicodeDecodeError:
             pass
     if yielded:
         raise MetadataError(f"{path}:{lineno}: corrupt metadata; {fix}")

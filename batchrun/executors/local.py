@@ -83,9 +83,26 @@ _NEEDS_SUBSHELL = re.compile(
 )
 
 
+# Linux refuses a single argument longer than 128 KiB (E2BIG). Longer lines
+# are read by the wrapper from a file in the job's log directory instead.
+_ARG_MAX = 100_000
+COMMAND_FILE = "command.sh"
+_FROM_FILE = '__batchrun_cmd=$(cat "$BATCHRUN_LOG_DIR/command.sh"); shift\n'
+
+
 def wrapper_for(command: str) -> str:
     """The wrapper script for a command: direct when nothing in it can skip the record."""
     return _WRAPPER if _NEEDS_SUBSHELL.search(command) else _WRAPPER_DIRECT
+
+
+def _argv(command: str, log_dir: str) -> list[str]:
+    """The wrapper's argv; a line too long for one argument goes through a file."""
+    script = wrapper_for(command)
+    if len(command) <= _ARG_MAX // 4 or len(command.encode()) <= _ARG_MAX:
+        return ["/bin/sh", "-c", script, "/bin/sh", command]
+    with open(f"{log_dir}/{COMMAND_FILE}", "w", encoding="utf-8") as f:
+        f.write(command)
+    return ["/bin/sh", "-c", script.replace("__batchrun_cmd=$1; shift\n", _FROM_FILE, 1), "/bin/sh", "-"]
 
 @dataclass
 class LocalProcess:
@@ -125,7 +142,7 @@ def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], app
         err_fd = os.open(f"{log_dir}/err.log", mode, 0o644)
         try:
             popen = subprocess.Popen(
-                ["/bin/sh", "-c", wrapper_for(command), "/bin/sh", command],
+                _argv(command, log_dir),
                 # No terminal input: many jobs share one terminal. One
                 # descriptor for every job saves an open per job.
                 stdin=_devnull(),
