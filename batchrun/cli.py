@@ -93,6 +93,24 @@ def _gpu_list(text: str) -> list[str]:
     return gpus
 
 
+# Options whose value usually starts with "-" (argparse would take it for an option).
+_DASHED_VALUE_OPTIONS = ("--sbatch-args",)
+
+
+def _join_option_values(argv: list[str]) -> list[str]:
+    """`--sbatch-args "--time=2:00:00"` -> `--sbatch-args=--time=2:00:00`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _DASHED_VALUE_OPTIONS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batchrun",
@@ -179,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
     """
     parser = _build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -256,7 +274,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
     failed_before = plan.failed
-    done_before = plan.succeeded + plan.failed + plan.recovered if options.mode == "resume" else plan.succeeded
+    # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
+    done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
     progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
 

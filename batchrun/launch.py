@@ -260,6 +260,13 @@ class Launch:
         for rec in list(self.journal.records.values()):
             if rec.state != State.RUNNING:
                 continue
+            if self.executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
+                # Started on a cluster by an earlier launch: local checks would
+                # wrongly call it dead and run it a second time.
+                raise UsageError(
+                    f"{self.runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
+                    "and may still run there; launch again with the same --executor"
+                )
             log_dir = self.runs_dir.log_dir(rec.job_id)
             exit_record = local.read_exit_record(log_dir)
             if exit_record is not None:
@@ -365,25 +372,35 @@ class Launch:
             return len(self._running)
 
     def _submit_detached(self, jobs: list[Job]) -> None:
-        """--detach: start every pending job and return; a later launch collects them."""
+        """--detach: start every pending job and return; a later launch collects them.
+
+        The jobs go to the executor in one `start_many` call: SLURM gets one
+        job array throttled to -j, not one submission per job.
+        """
+        started = []
         for slot, job in enumerate(jobs):
-            if self._stopping.is_set():
-                break
             log_dir = f"{self._logs}/{job.job_id}"
             prev = self.journal.records.get(job.job_id)
             attempt = (prev.attempts if prev is not None else 0) + 1
             if attempt > 1:
                 _keep_old_logs(log_dir, attempt - 1)
-            start = time.time()
             slot_id = slot % self.options.n_jobs
             with self._state_lock:
-                rec = self.journal.record_start(job.job_id, attempt, start, slot_id, self.host)
-            try:
-                ref = self.executor.start(job.job_id, job.command, log_dir, self._job_env(job, slot_id, log_dir))
-            except OSError as error:
-                self.journal.record_unfinished(job.job_id, attempt, start, time.time())
-                self._fail(MetadataError(f"{log_dir}: cannot start job: {error.strerror}"))
-                break
+                rec = self.journal.record_start(job.job_id, attempt, time.time(), slot_id, self.host)
+            started.append((job, rec, attempt, slot_id, log_dir))
+        try:
+            refs = self.executor.start_many(
+                [(job.job_id, job.command, log_dir, self._job_env(job, slot_id, log_dir)) for job, _, _, slot_id, log_dir in started]
+            )
+        except BatchrunError as error:
+            # Some jobs may have been submitted: their start records stay,
+            # and the next launch asks the executor which ones exist.
+            self._fail(error)
+            return
+        except OSError as error:
+            self._fail(MetadataError(f"{self._logs}: cannot start jobs: {error.strerror}"))
+            return
+        for (job, rec, attempt, slot_id, _), ref in zip(started, refs):
             with self._state_lock:
                 self.journal.record_ref(job.job_id, attempt, ref)
                 self._update_entry(job, rec)
@@ -487,7 +504,7 @@ class Launch:
             self._update_entry(job, rec)
         try:
             ref = self.executor.start(job.job_id, job.command, log_dir, self._job_env(job, slot, log_dir))
-        except OSError:
+        except (OSError, BatchrunError):
             with self._state_lock:
                 self._running.pop(job.job_id, None)
                 self.journal.record_unfinished(job.job_id, attempt, start, time.time())

@@ -13,7 +13,7 @@ executor's own bookkeeping.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -47,6 +47,13 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
         """Start a job; return a reference for the journal (no spaces)."""
+
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
+        """Start many jobs at once (--detach), each (job_id, command, log_dir, env); their references, in order.
+
+        Executors that can submit in bulk (SLURM job arrays) override this.
+        """
+        return [self.start(*job) for job in jobs]
 
     @abc.abstractmethod
     def wait(self, ref: str, timeout: float | None = None) -> int | None:

@@ -1,0 +1,257 @@
+"""The SLURM executor, end to end through the real CLI against a real SLURM.
+
+The end-to-end tests need `sbatch` and a controller that answers; without
+them they are skipped with the reason (CI starts a one-node cluster with
+tests/slurm/start-slurm.sh). The unit tests at the top run everywhere.
+
+Other tests may share the cluster: every check on `squeue` is limited to
+this test's job name (batchrun names a job array `batchrun-<runs dir name>`),
+and every runfile name carries the test process's pid. SLURM starts about
+one array task per second per free CPU, so runfiles are short and -j small.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from batchrun.executors.slurm import manifest_line, parse_squeue
+from batchrun.runfile import job_id_of
+from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
+
+MakeRunfile = Callable[..., Path]
+
+
+def _slurm_skip_reason() -> str | None:
+    for command in ("sbatch", "sinfo", "squeue", "scancel"):
+        if shutil.which(command) is None:
+            return f"SLURM not installed ({command} not on PATH); start a test cluster with tests/slurm/start-slurm.sh"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-o", "%P"], check=False, capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "the SLURM controller does not answer (sinfo timed out); start it with tests/slurm/start-slurm.sh"
+    if answer.returncode != 0:
+        return f"the SLURM controller does not answer ({answer.stderr.strip()}); start it with tests/slurm/start-slurm.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    reason = _slurm_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture()
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A runfile name unique to this test and process; no task of its array outlives the test."""
+    stem = f"sl{os.getpid()}{request.node.name[5:20].replace('_', '')}"
+    yield stem
+    if shutil.which("scancel"):
+        subprocess.run(["scancel", "-n", f"batchrun-{stem}"], check=False, capture_output=True)
+
+
+def _active_tasks(stem: str) -> dict[str, tuple[str, str]]:
+    """This test's array tasks that are queued or running."""
+    answer = subprocess.run(["squeue", "-h", "-r", "-n", f"batchrun-{stem}", "-o", "%i %T %o"], capture_output=True, text=True, check=True)
+    return parse_squeue(answer.stdout)
+
+
+def _slurm(*args: str) -> list[str]:
+    return ["launch", *args, "--executor", "slurm"]
+
+
+def _states(runs_dir: Path) -> dict[str, tuple[str, object]]:
+    """job id -> (state, exit status) from metadata.json."""
+    return {job_id: (str(entry["state"]), entry["status"]) for job_id, entry in read_metadata(runs_dir).items()}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+# -- without SLURM ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["plain", "it's", 'say "hi" $HOME `id` \\n \\', "two\nlines\n", "\n", "", "ünïcødé ✓", "  spaced  ", "a;b&&c|d"],
+)
+def test_manifest_line_round_trips_through_sh(value: str) -> None:
+    base = {"PATH": os.environ["PATH"], "KEEP": "same", "GONE": "x"}
+    env = {"PATH": os.environ["PATH"], "KEEP": "same", "VALUE": value, "BATCHRUN_JOB_ID": "0123abcd"}
+    line = manifest_line("0123abcd", f"printf '%s|' \"$VALUE\" {value!r}", env, base)
+    assert line.count("\n") == 1 and line.startswith(": 0123abcd; ")
+    script = f"__batchrun_nl='\n'\n{line}" + 'printf "%s|%s|%s|%s" "$VALUE" "${GONE-unset}" "$KEEP" "$__batchrun_cmd"'
+    out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=base, check=True).stdout
+    assert out == f"{value}|unset|same|printf '%s|' \"$VALUE\" {value!r}"
+    assert "KEEP" not in line and "PATH" not in line, "only what differs from the submitting environment"
+
+
+def test_parse_squeue_keeps_array_tasks_only() -> None:
+    text = "12_0 RUNNING /r/slurm/batchrun-task.sh /r/slurm/a b.manifest\n12_1 PENDING x\n13 CANCELLED y\n14_[2-5%2] PENDING z\n"
+    assert parse_squeue(text) == {
+        "12_0": ("RUNNING", "/r/slurm/batchrun-task.sh /r/slurm/a b.manifest"),
+        "12_1": ("PENDING", "x"),
+    }
+
+
+def test_missing_sbatch_or_controller_is_a_one_line_error(make_runfile: MakeRunfile, workdir: Path) -> None:
+    make_runfile(["echo never"])
+    env = {**os.environ, "PATH": str(workdir / "nothing")}
+    proc = run_batchrun(*_slurm("exp.runfile"), cwd=workdir, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("batchrun: error: sbatch not found on PATH: --executor slurm needs") and proc.stderr.count("\n") == 1
+    # A controller that does not answer: stand-ins for the SLURM commands.
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    for command in ("sbatch", "sinfo", "squeue", "scancel", "scontrol"):
+        (bin_dir / command).write_text("#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n")
+        (bin_dir / command).chmod(0o755)
+    proc = run_batchrun(*_slurm("exp.runfile"), cwd=workdir, env={**env, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "batchrun: error: the SLURM controller does not answer (sinfo: slurm_load_partitions: "
+        "Unable to contact slurm controller (connect failure)); is slurmctld running?\n"
+    )
+    assert not (workdir / "runs" / "exp" / "logs" / job_id_of("echo never") / "exit").exists()
+
+
+# -- against a real SLURM -----------------------------------------------------
+
+
+def test_same_job_ids_states_exit_codes_and_output_as_local(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    commands = [
+        "echo hello; echo oops >&2",
+        "exit 3",
+        'echo "$BATCHRUN_JOB_ID" $0 $# "$FOO"; pwd',
+        "printf '%s\\n' 'it'\"'\"'s' \"two words\" ünïcødé",
+        "sh -c 'kill -TERM $$'",
+    ]
+    make_runfile(commands, f"{name}.runfile")
+    results = {}
+    for executor in ("local", "slurm"):
+        args = ["launch", f"{name}.runfile", "-j", "8", "--executor", executor, "--accounting_dir", f"runs/{executor}", "--env", "FOO=a\nb"]
+        proc = run_batchrun(*args, cwd=workdir)
+        assert proc.returncode == 1, proc.stderr
+        results[executor] = _states(workdir / "runs" / executor)
+    assert results["slurm"] == results["local"]
+    assert results["slurm"][job_id_of("exit 3")] == ("failed", 3)
+    assert results["slurm"][job_id_of("sh -c 'kill -TERM $$'")] == ("failed", 143)
+    assert {state for state, _ in results["slurm"].values()} == {"succeeded", "failed"}
+    for command in commands:
+        local = workdir / "runs" / "local" / "logs" / job_id_of(command)
+        remote = workdir / "runs" / "slurm" / "logs" / job_id_of(command)
+        for log in ("out.log", "err.log", "exit"):
+            assert (remote / log).read_text() == (local / log).read_text(), (command, log)
+    # Manifests are removed once their tasks ended; the task script stays.
+    assert sorted(path.name for path in (workdir / "runs" / "slurm" / "slurm").iterdir()) == ["batchrun-task.sh", "submitted"]
+
+
+def test_sbatch_args_reach_sbatch(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    make_runfile(['echo "$SLURM_JOB_NAME" "$SLURM_JOB_PARTITION"'], f"{name}.runfile")
+    proc = run_batchrun(*_slurm(f"{name}.runfile", "--sbatch-args", f"--job-name=xyz{name} --partition=debug"), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    out = workdir / "runs" / name / "logs" / job_id_of('echo "$SLURM_JOB_NAME" "$SLURM_JOB_PARTITION"') / "out.log"
+    assert out.read_text() == f"xyz{name} debug\n"
+    proc = run_batchrun(*_slurm(f"{name}.runfile", "--rerun-all", "--sbatch-args=--partition=nosuchpartition"), cwd=workdir)
+    assert proc.returncode == 2
+    assert re.fullmatch(r"batchrun: error: sbatch failed: sbatch: error: .*[Pp]artition.*\n", proc.stderr.splitlines(keepends=True)[-1])
+
+
+def test_kill_9_then_relaunch_submits_nothing_twice(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo {i} >> {side}; sleep 1" for i in range(24)], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    wait_for(lambda: len(_lines(side)) >= 10, timeout=60, what="some jobs to run")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = run_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert sorted(_lines(side), key=int) == [str(i) for i in range(24)], "a job ran twice or was skipped"
+    assert {state for state, _ in _states(workdir / "runs" / name).values()} == {"succeeded"}
+    assert _active_tasks(name) == {}
+
+
+def test_jobs_submitted_just_before_a_kill_are_found_without_their_journal_line(
+    slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str
+) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo {i} >> {side}; sleep 3" for i in range(8)], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    wait_for(lambda: len(_lines(side)) >= 1, timeout=60, what="a job to run")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    # As if batchrun died between sbatch and writing the references.
+    journal = workdir / "runs" / name / "jobs.journal"
+    journal.write_text("".join(line for line in journal.read_text().splitlines(keepends=True) if not line.startswith("P ")))
+    again = run_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "still running from an earlier launch (adopting)" in again.stdout
+    assert sorted(_lines(side), key=int) == [str(i) for i in range(8)], "a job ran twice or was skipped"
+
+
+def test_ctrl_c_cancels_every_job_and_records_them_interrupted(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    started = workdir / "started.txt"
+    make_runfile([f"echo {i} >> {started}; sleep 120" for i in range(10)], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "6", "--grace", "2"), cwd=workdir)
+    wait_for(lambda: len(_lines(started)) >= 2, timeout=60, what="jobs to start")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert _active_tasks(name) == {}
+    states = [state for state, _ in _states(workdir / "runs" / name).values()]
+    assert states.count("interrupted") == 6 and states.count("pending") == 4
+
+
+def test_sigterm_cancels_queued_tasks(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    make_runfile(["echo never 1", "echo never 2", "echo never 3", "echo never 4"], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "3", "--sbatch-args=--begin=now+3600"), cwd=workdir)
+    wait_for(lambda: len(_active_tasks(name)) == 3, timeout=30, what="three queued tasks")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert _active_tasks(name) == {}
+    assert sorted(state for state, _ in _states(workdir / "runs" / name).values()) == ["interrupted"] * 3 + ["pending"]
+
+
+def test_detach_submits_and_a_later_launch_collects(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo {i} >> {side}; sleep 1" for i in range(12)], f"{name}.runfile")
+    proc = run_batchrun(*_slurm(f"{name}.runfile", "-j", "4", "--detach"), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    meta = read_metadata(workdir / "runs" / name)
+    assert all(re.fullmatch(r"\d+_\d+", str(entry["job_ref"])) for entry in meta.values())
+    assert len({entry["job_ref"] for entry in meta.values()}) == 12
+    # -j holds in the cluster although no launch is watching.
+    most = 0
+    deadline = time.monotonic() + 60
+    while len(_lines(side)) < 12 and time.monotonic() < deadline:
+        running = [state for state, _ in _active_tasks(name).values() if state == "RUNNING"]
+        assert len(running) <= 4
+        most = max(most, len(running))
+    assert most > 0
+    again = run_batchrun(*_slurm(f"{name}.runfile", "-j", "4"), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert sorted(_lines(side), key=int) == [str(i) for i in range(12)]
+    assert {state for state, _ in _states(workdir / "runs" / name).values()} == {"succeeded"}
+
+
+def test_a_job_that_leaves_no_exit_record_is_lost_not_succeeded(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    # $$ is the wrapper: killed, it cannot record an exit status, and SLURM
+    # ends the task. batchrun notices it is gone, as after a node failure.
+    command = "kill -KILL $$; sleep 60"
+    make_runfile([command, "true"], f"{name}.runfile")
+    proc = run_batchrun(*_slurm(f"{name}.runfile", "-j", "2"), cwd=workdir)
+    assert proc.returncode == 1, proc.stderr
+    assert _states(workdir / "runs" / name)[job_id_of(command)] == ("failed", 137)
+    err = (workdir / "runs" / name / "logs" / job_id_of(command) / "err.log").read_text()
+    assert re.fullmatch(r"batchrun: SLURM job \d+_\d+ ended \w+ without an exit record; SLURM's output: .*\.out\n", err)
