@@ -635,6 +635,7 @@ class Launch:
         soon as their process exists, and groups whose wrapper already died
         but whose children ignored SIGTERM still get the SIGKILL.
         """
+        self.executor.cancel_queued()
         deadline = time.monotonic() + self.options.grace
         sig = signal.SIGTERM
         signalled: dict[str, str | None] = {}

@@ -75,6 +75,9 @@ class Executor(abc.ABC):
     def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
         """Block until an adopted job is gone (or `should_stop` says to give up)."""
 
+    def cancel_queued(self) -> None:  # noqa: B027 - an optional hook
+        """The launch is stopping: keep jobs started but not yet running from ever running."""
+
     def close(self) -> None:  # noqa: B027 - an optional hook
         """Release connections; called once at the end of the launch."""
 
