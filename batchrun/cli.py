@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from batchrun import __version__
+from batchrun import __version__, cli_status
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 __all__ = ["main"]
@@ -157,7 +157,8 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--executor", choices=["local", "slurm", "dask"], default="local", help="where jobs run: this machine (default), a SLURM cluster, or a Dask cluster")
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
-    launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch or status collects them")
+    launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
+    launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     sweep = sub.add_parser(
         "sweep",
@@ -182,6 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("template", nargs="?", default="runfile", choices=_TEMPLATES, help="which template (default runfile)")
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
+    cli_status.add_parsers(sub)
     return parser
 
 
@@ -208,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sweep(args)
         if args.command == "init":
             return _cmd_init(args)
+        if args.command in cli_status.COMMANDS:
+            return cli_status.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -243,6 +247,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
 
+    if args.detach and args.executor == "dask" and not args.scheduler:
+        raise UsageError("--detach with --executor dask needs --scheduler: a local cluster stops when batchrun exits")
     if args.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {args.retries}")
     gpus = args.gpus or []
@@ -267,6 +273,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         detach=args.detach,
     )
+    if args.dry_run:
+        return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
     plan = launch.prepare()
     out = sys.stdout

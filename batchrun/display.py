@@ -14,6 +14,7 @@ and keeping lines printed meanwhile above it.
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
@@ -73,7 +74,7 @@ class Progress:
         self.failed = failed_before
         self.finished_now = 0
         self.runtime_sum = 0.0
-        # job id -> (monotonic start, slot, command, adopted)
+        # job id -> (start time, slot, command, adopted)
         self.running: dict[str, tuple[float, int | None, str, bool]] = {}
         self.n_jobs = n_jobs
         self.started = time.monotonic()
@@ -98,10 +99,28 @@ class Progress:
         with self._lock:
             job = event.job
             if event.kind in ("start", "adopt"):
-                self.running[job.job_id] = (time.monotonic(), event.slot, job.command, event.kind == "adopt")
+                # Wall-clock start from the record: an adopted job started before this launch.
+                self.running[job.job_id] = (event.record.start or time.time(), event.slot, job.command, event.kind == "adopt")
                 if event.kind == "adopt" and not self.tty and not self.quiet:
                     self.out.write(f"adopted   {job.job_id}  still running from an earlier launch: {job.command}\n")
                     self.out.flush()
+            elif event.kind == "retry":
+                # Ended, failed, and will run again in the same slot.
+                self.running.pop(job.job_id, None)
+                if self.quiet:
+                    return
+                rec = event.record
+                line = f"{'retrying':<12}{job.job_id}  attempt {rec.attempts} {rec.state} (exit {rec.status})  {job.command}"
+                if not self.tty:
+                    self.out.write(line + "\n")
+                    self.out.flush()
+                    return
+            elif event.kind == "submit":
+                # --detach: started and left running; a later launch collects it.
+                if not self.quiet and not self.tty:
+                    self.out.write(f"{'started':<12}{job.job_id}  slot {event.slot}  {job.command}\n")
+                    self.out.flush()
+                return
             elif event.kind == "end":
                 self.running.pop(job.job_id, None)
                 rec = event.record
@@ -124,6 +143,7 @@ class Progress:
             from rich.text import Text
 
             live.console.print(Text(line, style="red" if event.record.state in State.FINISHED else "yellow"), overflow="ellipsis", no_wrap=True)
+            live.refresh()  # else the area redrawn under the line shows the counts from before it
 
     def _job_line(self, event: JobEvent) -> str:
         rec = event.record
@@ -165,7 +185,7 @@ class Progress:
             text = self.status_text()
             done, total, failed = self.done, self.total, self.failed
             running = sorted(self.running.items(), key=lambda item: (item[1][1] is None, item[1][1] or 0, item[1][0]))
-        now = time.monotonic()
+        now = time.time()
         head = Table.grid(padding=(0, 1))
         head.add_row(ProgressBar(total=max(total, 1), completed=done, width=_BAR_WIDTH), Text(text, style="red" if failed else ""))
         rows: list[Any] = [head]
@@ -211,6 +231,7 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
     """The end-of-launch summary: counts, the failed jobs, how to see their logs and rerun them."""
     counts = result.counts
     total = sum(counts.values())
+    runfile = shlex.quote(runfile)
     parts = [f"{counts[State.SUCCEEDED]} succeeded"]
     failed = counts[State.FAILED] + counts[State.TIMEOUT]
     if failed:
@@ -231,7 +252,13 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
         first = result.failed[0][0]
         lines.append(f"  see a failed job's output: batchrun logs {runfile} {first.job_id[:8]} --err  (or its line number)")
         lines.append(f"  rerun the failed jobs with: batchrun launch {runfile} --retry-failed")
-    if result.interrupted:
+    halted = result.halted
+    if halted:
+        not_run = counts[State.PENDING] + counts[State.INTERRUPTED]
+        lines.append(f"  stopped after the first failure (--{halted}); {not_run} jobs did not run")
+    elif result.interrupted:
         lines.append(f"  interrupted: unfinished jobs run again with: batchrun launch {runfile}")
+    if result.detached:
+        lines.append(f"  {result.detached} jobs started and left running; follow them with: batchrun status {runfile}")
     lines.append(f"  metadata: {result.metadata_path}")
     return lines

@@ -3,12 +3,11 @@
 `batchrun status`, `logs`, `failed` and `plan` (and `launch --dry-run`) read
 what launches leave behind without taking the launch's lock and without
 writing anything, so they answer while a launch runs. The journal is the
-truth about jobs; the runfile (or a gridspec's runfile) gives their order,
-line numbers and which jobs were removed; metadata.json gives the commands of
-removed jobs and the records of the original batchrun. A job the journal
-shows running while no launch holds the runs directory is settled the way the
-next launch would settle it (its exit record, then its job lock), but only in
-memory.
+truth about jobs; the runfile (or a gridspec's) gives their order, lines and
+which were removed; metadata.json gives the commands of removed jobs and the
+original batchrun's records. A job the journal shows running while no launch
+holds the runs directory is settled as the next launch would settle it (exit
+record, then job lock), but only in memory.
 
 Whether a lock is held is read from /proc/locks instead of by trying it:
 even a shared probe of `run.lock` could make a launch that starts that job at
@@ -20,13 +19,14 @@ This module never prints; `cli_status` renders what it returns.
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchrun.errors import GridspecError, InputError, UsageError
+from batchrun.errors import InputError, UsageError
 from batchrun.executors import local
 from batchrun.journal import JOURNAL_NAME, Journal, JobRecord, State
 from batchrun.launch import MODES, Plan
@@ -37,6 +37,7 @@ __all__ = [
     "GROUPS",
     "REMOVED",
     "STATES",
+    "JobProbe",
     "JobStatus",
     "Preview",
     "RunsStatus",
@@ -44,13 +45,13 @@ __all__ = [
     "find_job",
     "job_entry",
     "job_parameters",
-    "job_running",
     "load_status",
+    "preview",
     "preview_launch",
+    "probe_job",
     "read_status",
     "resolve_target",
     "short_id_length",
-    "tail_bytes",
 ]
 
 # The pseudo-state of a job whose line is no longer in the runfile.
@@ -63,10 +64,10 @@ GROUPS = ("new", "interrupted", "running", "failed", "succeeded", "recovered", "
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 # The file `metadata.acquire_lock` flocks for a whole launch.
 _LAUNCH_LOCK_NAME = ".lock"
+# What `Launch.finish` writes to say which metadata.json it left.
+_STAMP_NAME = ".metadata.stamp"
 # Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
 _SHORT_ID = 8
-# How much of a log is read per step when looking for its last lines.
-_TAIL_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,11 @@ class Target:
     @property
     def launch_command(self) -> str:
         """The command that launches this target."""
-        return f"batchrun launch {self.runfile if self.runfile is not None else self.given}"
+        runfile = self.runfile if self.runfile is not None else self.given
+        launch = f"batchrun launch {shlex.quote(str(runfile))}"
+        if self.gridspec is not None and not runfile.exists():
+            return f"batchrun sweep {shlex.quote(str(self.gridspec))} && {launch}"
+        return launch
 
 
 class JobStatus:
@@ -129,8 +134,13 @@ class RunsStatus:
     def counts(self) -> dict[str, int]:
         """How many jobs are in each of `STATES`."""
         counts = dict.fromkeys(STATES, 0)
+        pending = State.PENDING
         for job in self.jobs:
-            counts[job.category] += 1
+            if job.removed:
+                counts[REMOVED] += 1
+            else:
+                rec = job.record
+                counts[rec.state if rec is not None else pending] += 1
         return counts
 
     def select(self, states: Iterable[str] | None) -> list[JobStatus]:
@@ -160,7 +170,7 @@ def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name
     return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
 
 
-def load_status(target: Target, need_launched: bool = True) -> RunsStatus:
+def load_status(target: Target, need_launched: bool = True, need_entries: bool = False) -> RunsStatus:
     """Read the state of every job of a target.
 
     Raises:
@@ -189,76 +199,95 @@ def load_status(target: Target, need_launched: bool = True) -> RunsStatus:
             runfile = parse_runfile_text("\n".join(gridspec.iter_commands()), target.runfile or target.gridspec)
     elif target.runfile is not None:
         runfile = load_runfile(target.runfile)
-    status = read_status(runs_dir, runfile)
+    status = read_status(runs_dir, runfile, need_entries)
     status.parameter_names = names
     return status
 
 
 def _load_gridspec(path: Path) -> Any:
-    # Imported only for gridspecs: it pulls in YAML and the sweep rules.
-    try:
-        from batchrun import sweep
-    except ImportError as err:
-        raise GridspecError("this batchrun cannot read gridspecs (batchrun.sweep is missing)", path) from err
+    from batchrun import sweep  # only for gridspecs: it pulls in YAML and the sweep rules
+
     return sweep.load_gridspec(path)
 
 
-def read_status(runs_dir: RunsDir, runfile: Runfile | None) -> RunsStatus:
-    """Read the journal and metadata.json of a runs directory, without locking it.
+def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool = False) -> RunsStatus:
+    """Read the journal (and, when needed, metadata.json) of a runs directory, without locking it.
 
-    Jobs come in runfile order, then jobs no longer in the runfile. Without
-    a runfile, every job metadata.json or the journal knows, in line order.
+    Jobs come in runfile order, then those the journal knows that are no
+    longer in the runfile; without a runfile, every job known, in line order.
+    metadata.json is parsed only when needed (no runfile, no journal, removed
+    jobs, `need_entries`) or when it may not be what a launch wrote: on a
+    big run, parsing it costs more than all the rest.
 
     Raises:
         MetadataError: the journal or metadata.json is corrupt.
     """
-    journal = Journal(runs_dir.path)
-    journal.load()
-    records = journal.records
-    entries = load_metadata(runs_dir.metadata)
-    _import_legacy(records, entries)
+    # The launch is looked for before the journal is read: a launch that
+    # ends in between leaves its jobs' ends in the journal or in their exit
+    # records, and both are read after.
     locks = _LockTable()
     now = time.time()
     launch_running = locks.launch_running(runs_dir)
     launch_pid = read_lock_owner(runs_dir) if launch_running else None
-    settled = {} if launch_running else _settle_in_flight(records, runs_dir, locks)
-
-    jobs: list[JobStatus] = []
-    if runfile is not None:
-        known = set()
-        for job in runfile.jobs:
-            known.add(job.job_id)
-            jobs.append(JobStatus(job.job_id, job.command, job.lineno, records.get(job.job_id), entries.get(job.job_id), False))
-        removed = True
+    journal = Journal(runs_dir.path)
+    journal.load()
+    records = journal.records
+    in_runfile = {job.job_id for job in runfile.jobs} if runfile is not None else set()
+    removed_ids = [job_id for job_id in records if job_id not in in_runfile] if runfile is not None else []
+    if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
+        entries = load_metadata(runs_dir.metadata)
+        _import_legacy(records, entries)
+        if runfile is not None:
+            removed_ids = [job_id for job_id in records if job_id not in in_runfile]
     else:
-        known = set()
-        removed = False
-    others: list[JobStatus] = []
-    for job_id in _ordered_union(entries, records):
-        if job_id in known:
-            continue
-        entry = entries.get(job_id)
-        command = entry.get("command") if entry is not None else None
-        line = entry.get("line") if entry is not None else None
-        others.append(JobStatus(
-            job_id,
-            command if isinstance(command, str) else "",
-            line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else None,
-            records.get(job_id),
-            entry,
-            removed,
-        ))
-    if runfile is None:
-        others.sort(key=lambda job: (job.line is None, job.line or 0))
-    jobs.extend(others)
-    for job in jobs:
-        if job.job_id in settled:
-            job.unwatched = True
+        entries = {}
+    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks)
+
+    if runfile is not None:
+        get_record, get_entry = records.get, entries.get
+        jobs = [JobStatus(job.job_id, job.command, job.lineno, get_record(job.job_id), get_entry(job.job_id), False) for job in runfile.jobs]
+        # Only jobs that ran count as removed: a line deleted before it ever
+        # ran leaves nothing behind but a stale metadata.json entry.
+        jobs.extend(_job_from_records(job_id, records, entries, removed=True) for job_id in removed_ids)
+    else:
+        jobs = [_job_from_records(job_id, records, entries, removed=False) for job_id in dict.fromkeys([*entries, *records])]
+        jobs.sort(key=lambda job: (job.line is None, job.line or 0))
+    if settled:
+        for job in jobs:
+            if job.job_id in settled:
+                job.unwatched = True
     return RunsStatus(runs_dir, runfile, jobs, launch_running, launch_pid, now)
 
 
-def _ordered_union(first: Iterable[str], second: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys([*first, *second]))
+def _job_from_records(job_id: str, records: dict[str, JobRecord], entries: dict[str, dict[str, Any]], removed: bool) -> JobStatus:
+    entry = entries.get(job_id)
+    command = entry.get("command") if entry is not None else None
+    line = entry.get("line") if entry is not None else None
+    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        line = None
+    return JobStatus(job_id, command if isinstance(command, str) else "", line, records.get(job_id), entry, removed)
+
+
+def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
+    """Whether metadata.json is known to be a launch's own atomic write, so it need not be parsed.
+
+    A running launch rewrites it; after a launch, `.metadata.stamp` (written
+    by `Launch.finish`, format "1 <journal size> <name> <size>:<mtime_ns> <digest>")
+    records its size and mtime. Anything unexpected means "parse it".
+    """
+    try:
+        meta = os.stat(runs_dir.metadata)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if launch_running:
+        return True
+    try:
+        parts = (runs_dir.path / _STAMP_NAME).read_text().split(" ")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(parts) == 5 and parts[0] == "1" and parts[2] == runs_dir.metadata_name and parts[3] == f"{meta.st_size}:{meta.st_mtime_ns}"
 
 
 def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
@@ -287,11 +316,15 @@ def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _
             if rec.start is None:
                 rec.start = rec.end
             rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
+            rec.exit_codes = [*rec.exit_codes, rec.status]
             ended.add(rec.job_id)
-        elif not locks.job_running(log_dir):
-            # Its processes are gone with no exit record: it runs again next time.
+        elif (rec.ref is None or rec.ref.isdigit()) and not locks.job_running(log_dir):
+            # A local job (its ref a pid) whose processes are gone with no
+            # exit record runs again next time; when it died is unknown. A
+            # SLURM or Dask job stays running: only its executor can tell.
             rec.state = State.INTERRUPTED
             rec.status = rec.end = None
+            rec.exit_codes = [*rec.exit_codes, None]
     return ended
 
 
@@ -315,17 +348,27 @@ class _LockTable:
         held = self._held(runs_dir.path / _LAUNCH_LOCK_NAME)
         if held is not None:
             return held
-        # No /proc/locks: the pid the lock file names is the best guess.
+        # No /proc/locks: whether the pid the lock file names lives is the best guess.
         pid = read_lock_owner(runs_dir)
-        return pid is not None and _pid_alive(pid)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            return True
+        except OSError:
+            return False
+        return True
 
-    def job_running(self, log_dir: Path) -> bool:
+    def job_running(self, log_dir: Path, launch_running: bool = False) -> bool:
         """True while some process of a job holds its `run.lock`."""
         held = self._held(log_dir / local.LOCK_NAME)
         if held is not None:
             return held
-        # Only reached with no launch running, so no launch can be taking
-        # this lock at the same instant.
+        if launch_running:
+            # Probing the lock could make the launch fail to start the job:
+            # until its exit record appears, take it as running.
+            return not (log_dir / local.EXIT_NAME).exists()
         return local.job_lock_held(log_dir)
 
 
@@ -341,31 +384,35 @@ def _flocked_inodes() -> set[int] | None:
     except OSError:
         return None
     inodes = set()
-    # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; waiters read "1: -> FLOCK ...".
     for line in data.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
         parts = line.split()
-        if len(parts) < 6 or parts[1] != b"FLOCK":
-            continue
-        try:
-            inodes.add(int(parts[5].rsplit(b":", 1)[1]))
-        except (IndexError, ValueError):
-            continue
+        if len(parts) >= 6 and parts[1] == b"FLOCK" and (inode := parts[5].rsplit(b":", 1)[-1]).isdigit():
+            inodes.add(int(inode))
     return inodes
 
 
-def _pid_alive(pid: int) -> bool:
+@dataclass(frozen=True)
+class JobProbe:
+    """A fresh look at one job's processes, for following its log."""
+
+    running: bool
+    launch_running: bool
+    # When its wrapper last wrote its exit record, if it did.
+    exit_time: float | None
+
+
+def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
+    """Whether a job's processes and a launch are alive now, and when the job last ended."""
+    locks = _LockTable()
+    log_dir = runs_dir.log_dir(job_id)
+    launch_running = locks.launch_running(runs_dir)
+    running = locks.job_running(log_dir, launch_running)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def job_running(runs_dir: RunsDir, job_id: str) -> bool:
-    """Whether a job's processes are alive now (fresh look, for following logs)."""
-    return _LockTable().job_running(runs_dir.log_dir(job_id))
+        exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
+    except OSError:
+        exit_time = None
+    return JobProbe(running, launch_running, exit_time)
 
 
 # -- single jobs -------------------------------------------------------------
@@ -398,7 +445,7 @@ def job_entry(status: RunsStatus, job: JobStatus) -> dict[str, Any]:
         and entry.get("status") == rec.status
         and entry.get("command") == job.command
         and (job.line is None or entry.get("line") == job.line)
-        and (rec.state != State.RUNNING or (entry.get("pid") == rec.pid and entry.get("slot") == rec.slot))
+        and (rec.state != State.RUNNING or (entry.get("job_ref") == rec.ref and entry.get("slot") == rec.slot))
     ):
         return dict(entry)
     log_dir = str(status.runs_dir.log_dir(job.job_id))
@@ -463,35 +510,7 @@ def _only(matches: list[JobStatus], what: str, fix: str) -> JobStatus:
 
 def _describe(job: JobStatus) -> str:
     where = f"line {job.line}" if job.line is not None and not job.removed else "removed"
-    command = job.command if len(job.command) <= 50 else job.command[:47] + "..."
-    return f"{job.job_id} ({where}) {command}"
-
-
-def tail_bytes(path: Path, lines: int) -> bytes:
-    """The last `lines` lines of a file, read from its end.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        if lines <= 0:
-            return b""
-        pos = end
-        data = b""
-        # One more newline than lines wanted, unless the file ends without one.
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(_TAIL_BLOCK, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    body = data[:-1] if data.endswith(b"\n") else data
-    cut = len(body)
-    for _ in range(lines):
-        cut = body.rfind(b"\n", 0, cut)
-        if cut < 0:
-            return data
-    return data[cut + 1 :]
+    return f"{job.job_id} ({where}) {job.command if len(job.command) <= 50 else job.command[:47] + '...'}"
 
 
 # -- what a launch would do ---------------------------------------------------
@@ -506,33 +525,34 @@ class Preview:
     total: int
     launch_running: bool
     launch_pid: int | None
-    # GROUPS -> jobs, in runfile order (removed ones after).
-    groups: dict[str, list[JobStatus]] = field(default_factory=dict)
+    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS -> jobs, in listing order
 
 
 def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
-    """Plan a launch of `runfile` exactly as `Launch.prepare` would, touching nothing.
+    """Plan a launch of `runfile` as `Launch.prepare` would, touching nothing (`launch --dry-run`).
 
-    This is `batchrun plan` and `batchrun launch --dry-run`: the `Plan`
-    equals the one the launch would make now (while a launch runs, the one
-    the next launch would make if that launch stopped now).
+    While a launch runs, this is the plan of the next one if it stopped now.
 
     Raises:
         UsageError: unknown mode.
         MetadataError: the journal or metadata.json is corrupt.
     """
+    return preview(read_status(runs_dir, runfile), mode)
+
+
+def preview(status: RunsStatus, mode: str = "resume") -> Preview:
+    """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
+
+    Raises:
+        UsageError: unknown mode.
+    """
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return _preview(read_status(runs_dir, runfile), mode)
-
-
-def _preview(status: RunsStatus, mode: str) -> Preview:
     groups: dict[str, list[JobStatus]] = {name: [] for name in GROUPS}
     to_run: list[Job] = []
-    adopt: list[Job] = []
+    adopt: list[Job] = []  # status.jobs lists the runfile's first, as a launch adopts them
     overwrite = mode == "overwrite"
     retry = mode == "retry_failed"
-    succeeded = failed = failed_skipped = unfinished = 0
     for job in status.jobs:
         rec = job.record
         if job.unwatched:
@@ -548,31 +568,24 @@ def _preview(status: RunsStatus, mode: str) -> Preview:
             adopt.append(as_job)
             continue
         if rec is None or rec.state == State.PENDING:
-            groups["new"].append(job)
-            runs = True
+            group, runs = "new", True
         elif rec.state == State.SUCCEEDED:
-            groups["succeeded"].append(job)
-            succeeded += 1
-            runs = overwrite
+            group, runs = "succeeded", overwrite
         elif rec.finished:
-            groups["failed"].append(job)
-            failed += 1
-            runs = retry or overwrite
-            if not retry:
-                failed_skipped += 1
+            group, runs = "failed", retry or overwrite
         else:
-            groups["interrupted"].append(job)
-            unfinished += 1
-            runs = True
+            group, runs = "interrupted", True
+        groups[group].append(job)
         if runs:
             to_run.append(as_job)
-    # A launch puts adopted jobs of the runfile first, then removed ones.
-    adopt.sort(key=lambda job: job.lineno == 0)
-    new = len(groups["new"])
+    new, succeeded, failed, unfinished = (len(groups[name]) for name in ("new", "succeeded", "failed", "interrupted"))
     if overwrite:
         # --rerun-all forgets every record first: the launch counts all as new.
-        new, succeeded, failed, failed_skipped, unfinished = len(to_run), 0, 0, 0, 0
-    removed = sum(1 for job in groups["removed"] if job.record is not None)
-    plan = Plan(to_run, adopt, new, succeeded, failed, failed_skipped, unfinished, len(groups["recovered"]), removed)
+        new, succeeded, failed, unfinished = len(to_run), 0, 0, 0
+    plan = Plan(
+        to_run=to_run, adopt=adopt, new=new, succeeded=succeeded, failed=failed, failed_skipped=0 if retry else failed,
+        rerun_unfinished=unfinished, recovered=len(groups["recovered"]),
+        removed=sum(1 for job in groups["removed"] if job.record is not None),
+    )
     total = len(status.runfile.jobs) if status.runfile is not None else 0
     return Preview(plan, mode, total, status.launch_running, status.launch_pid, groups)
