@@ -21,6 +21,7 @@ Three doit extension points keep one-task-per-line fast and small:
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -121,7 +122,7 @@ class MemoryDB:
     not outlive the run, so `dump` has nothing to do.
     """
 
-    desc = "in-memory (batchrun keeps job state in its journal)"
+    desc = "nothing kept (batchrun keeps job state in its journal)"
 
     def __init__(self, name: str, codec: Any = None, *, module_name: str | None = None) -> None:
         self.name = name
@@ -131,7 +132,10 @@ class MemoryDB:
         pass
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
-        self._db.setdefault(task_id, {})[dependency] = value
+        # Nothing reads a finished job task's values back within the run
+        # (job tasks have no getargs and their uptodate reads the journal);
+        # keeping them would cost ~0.5 KB per job on a 100,000-job launch.
+        pass
 
     def get(self, task_id: str, dependency: str) -> Any:
         return self._db.get(task_id, {}).get(dependency)
@@ -276,6 +280,9 @@ class JobTaskLoader(TaskLoader2):
         return self.next_window() or []
 
     def next_window(self) -> list[Task] | None:
+        # The last window's Tasks sit in reference cycles (task <-> action):
+        # free them before building the next, or memory grows with the run.
+        gc.collect()
         with self._lock:
             tasks = []
             for job in self._jobs:

@@ -144,6 +144,7 @@ class Launch:
         self.plan: Plan | None = None
         self._jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self._old_entries: dict[str, dict[str, Any]] = {}
+        self._digest: str | None = None  # of the runfile, for the metadata stamp
         # Jobs whose metadata entry changed since the last flush.
         self._changed: dict[str, Job] = {}
         self._lock: LaunchLock | None = None
@@ -216,7 +217,9 @@ class Launch:
             meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
         except OSError:
             meta_id = "none"
-        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {_runfile_digest(self.runfile)}\n"
+        if self._digest is None:
+            self._digest = _runfile_digest(self.runfile)
+        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self._digest}\n"
 
     def _stamp_matches(self) -> bool:
         try:
@@ -701,6 +704,7 @@ class Launch:
 
 
 def _runfile_digest(runfile: Runfile) -> str:
+    """A digest of the runfile's jobs and their line numbers."""
     h = hashlib.sha256()
     for job in runfile.jobs:
         h.update(f"{job.job_id}{job.lineno}".encode())
