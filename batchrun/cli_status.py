@@ -25,7 +25,7 @@ from typing import IO, Any
 from batchrun.display import format_duration, plan_lines
 from batchrun.errors import MetadataError, UsageError
 from batchrun.journal import JobRecord, State
-from batchrun.launch import LaunchOptions, MODES
+from batchrun.launch import MODES, LaunchOptions
 from batchrun.metadata import DEFAULT_METADATA_NAME, RunsDir
 from batchrun.runfile import Runfile
 from batchrun.status import (
@@ -38,12 +38,12 @@ from batchrun.status import (
     Target,
     find_job,
     job_entry,
+    job_parameters,
     load_status,
     preview,
     preview_launch,
     probe_job,
     resolve_target,
-    job_parameters,
     short_id_length,
 )
 

@@ -299,7 +299,7 @@ class _LaunchCmd(Run):
     name = "batchrun-launch"
     doc_purpose = "run batchrun job tasks"
 
-    def _execute(self, num_process: int = 1) -> int:  # type: ignore[override]
+    def _execute(self, num_process: int = 1) -> int:
         loader = self.loader
         assert isinstance(loader, JobTaskLoader)
         control = TaskControl(self.task_list)

@@ -10,8 +10,8 @@ the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 from __future__ import annotations
 
 import hashlib
-import os
 import heapq
+import os
 import random
 import signal
 import socket
@@ -24,8 +24,16 @@ from typing import Any
 
 from batchrun.errors import BatchrunError, MetadataError, UsageError
 from batchrun.executors import ExecutorOptions, local, make_executor
-from batchrun.journal import Journal, JobRecord, State
-from batchrun.metadata import LaunchLock, MetadataView, RunsDir, acquire_lock, build_entry, legacy_record, iter_metadata
+from batchrun.journal import JobRecord, Journal, State
+from batchrun.metadata import (
+    LaunchLock,
+    MetadataView,
+    RunsDir,
+    acquire_lock,
+    build_entry,
+    iter_metadata,
+    legacy_record,
+)
 from batchrun.runfile import Job, Runfile
 
 __all__ = ["JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Plan", "MODES"]
@@ -403,7 +411,7 @@ class Launch:
         except OSError as error:
             self._fail(MetadataError(f"{self._logs}: cannot start jobs: {error.strerror}"))
             return
-        for (job, rec, attempt, slot_id, _), ref in zip(started, refs):
+        for (job, rec, attempt, slot_id, _), ref in zip(started, refs, strict=True):
             with self._state_lock:
                 self.journal.record_ref(job.job_id, attempt, ref)
                 self._update_entry(job, rec)

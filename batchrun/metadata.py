@@ -204,7 +204,7 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with f:
         try:
             if f.readline() == "{\n":
-                for lineno, line in enumerate(f, start=2):
+                for lineno, line in enumerate(f, start=2):  # noqa: B007 - named in the error below
                     if line in ("}\n", "}"):
                         if not f.read().strip():
                             return

@@ -28,10 +28,23 @@ from typing import Any
 
 from batchrun.errors import InputError, UsageError
 from batchrun.executors import local
-from batchrun.journal import JOURNAL_NAME, Journal, JobRecord, State
+from batchrun.journal import JOURNAL_NAME, JobRecord, Journal, State
 from batchrun.launch import MODES, Plan
-from batchrun.metadata import DEFAULT_METADATA_NAME, RunsDir, build_entry, legacy_record, load_metadata, read_lock_owner
-from batchrun.runfile import Job, Runfile, load_runfile, parse_parameters, parse_runfile_text
+from batchrun.metadata import (
+    DEFAULT_METADATA_NAME,
+    RunsDir,
+    build_entry,
+    legacy_record,
+    load_metadata,
+    read_lock_owner,
+)
+from batchrun.runfile import (
+    Job,
+    Runfile,
+    load_runfile,
+    parse_parameters,
+    parse_runfile_text,
+)
 
 __all__ = [
     "GROUPS",
@@ -205,7 +218,9 @@ def load_status(target: Target, need_launched: bool = True, need_entries: bool =
 
 
 def _load_gridspec(path: Path) -> Any:
-    from batchrun import sweep  # only for gridspecs: it pulls in YAML and the sweep rules
+    from batchrun import (
+        sweep,  # only for gridspecs: it pulls in YAML and the sweep rules
+    )
 
     return sweep.load_gridspec(path)
 

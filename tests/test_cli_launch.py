@@ -11,9 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import (
+    kill_all,
+    live_pids_with_env,
+    read_metadata,
+    run_batchrun,
+    start_batchrun,
+    wait_for,
+)
 
 from batchrun.runfile import job_id_of
-from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, start_batchrun, wait_for
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import kill_all, live_pids_with_env, read_metadata
 
 from batchrun.runfile import job_id_of
-from conftest import kill_all, live_pids_with_env, read_metadata
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

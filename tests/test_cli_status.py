@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import batchrun_cmd, read_metadata, run_batchrun, start_batchrun, wait_for
 
 from batchrun import cli
 from batchrun.runfile import job_id_of
-from conftest import batchrun_cmd, read_metadata, run_batchrun, start_batchrun, wait_for
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.runfile import job_id_of
 from conftest import read_metadata
+
+from batchrun.runfile import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 

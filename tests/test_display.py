@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from conftest import batchrun_cmd
+
 from batchrun.display import Progress, format_duration, plan_lines, summary_lines
 from batchrun.journal import JobRecord, State
 from batchrun.launch import JobEvent, LaunchResult, Plan
 from batchrun.runfile import Job, job_id_of
-from conftest import batchrun_cmd
 
 MakeRunfile = Callable[..., Path]
 

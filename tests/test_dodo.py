@@ -8,8 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from batchrun.runfile import job_id_of
 from conftest import read_metadata, run_batchrun, wait_for
+
+from batchrun.runfile import job_id_of
 
 DODO = textwrap.dedent(
     """

@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import (
+    kill_all,
+    live_pids_with_env,
+    read_metadata,
+    run_batchrun,
+    start_batchrun,
+    wait_for,
+)
 
 from batchrun.executors import Executor
 from batchrun.executors import dask as dask_executor
 from batchrun.runfile import job_id_of
-from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, start_batchrun, wait_for
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

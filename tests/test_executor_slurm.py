@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
 
 from batchrun.executors.slurm import manifest_line, parse_squeue
 from batchrun.runfile import job_id_of
-from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
 
 MakeRunfile = Callable[..., Path]
 

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.executors.local import _WRAPPER, _WRAPPER_DIRECT, read_exit_record, wrapper_for
+from batchrun.executors.local import (
+    _WRAPPER,
+    _WRAPPER_DIRECT,
+    read_exit_record,
+    wrapper_for,
+)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import RunfileError
-from batchrun.runfile import job_id_of, load_runfile, parse_parameters, parse_runfile_text
+from batchrun.runfile import (
+    job_id_of,
+    load_runfile,
+    parse_parameters,
+    parse_runfile_text,
+)
 
 
 def test_job_id_is_sha256_prefix_of_the_stripped_command() -> None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, read_metadata, run_batchrun
 
 RunCli = Callable[..., tuple[int, str, str]]

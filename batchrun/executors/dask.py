@@ -66,7 +66,12 @@ from typing import Any
 
 from batchrun.errors import ExecutorError
 from batchrun.executors import Executor, ExecutorOptions
-from batchrun.executors.local import _WRAPPER, EXIT_NAME, job_lock_held, read_exit_record
+from batchrun.executors.local import (
+    _WRAPPER,
+    EXIT_NAME,
+    job_lock_held,
+    read_exit_record,
+)
 
 __all__ = ["INSTALL_HINT", "KEY_NAME", "LOCK_NAME", "DaskExecutor"]
 

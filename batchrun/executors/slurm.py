@@ -42,7 +42,15 @@ from pathlib import Path
 
 from batchrun.errors import ExecutorError
 from batchrun.executors import Executor, ExecutorOptions
-from batchrun.executors.local import _WRAPPER, EXIT_NAME, group_alive, job_lock_held, kill_group, read_exit_record, wait_for_job_lock
+from batchrun.executors.local import (
+    _WRAPPER,
+    EXIT_NAME,
+    group_alive,
+    job_lock_held,
+    kill_group,
+    read_exit_record,
+    wait_for_job_lock,
+)
 
 __all__ = ["SUBMITTED_NAME", "TASK_SCRIPT_NAME", "SlurmExecutor", "is_slurm_ref", "manifest_line", "parse_squeue", "shell_quote"]
 
