@@ -22,6 +22,7 @@ This module knows nothing of doit, processes or metadata.json.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterable
@@ -32,6 +33,11 @@ from batchrun.errors import MetadataError
 __all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State"]
 
 JOURNAL_NAME = "jobs.journal"
+
+# Space kept free next to the journal (about 1,000 records) for the ends of
+# jobs that are running when the disk fills, so that no finished job is lost.
+_RESERVE_NAME = ".journal.reserve"
+_RESERVE_BYTES = 64 * 1024
 
 # How often the group-commit thread flushes the journal to stable storage.
 _SYNC_INTERVAL = 1.0
@@ -94,6 +100,8 @@ class Journal:
         self.records: dict[str, JobRecord] = {}
         self._fd: int | None = None
         self._valid_size: int | None = None  # bytes up to the last whole line, once loaded
+        # Set once the disk filled and the reserve was given up to the journal.
+        self.disk_full = False
         self._lock = threading.Lock()
         self._dirty = False
         self._lines = 0
@@ -181,6 +189,7 @@ class Journal:
                 os.ftruncate(self._fd, self._valid_size)
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write the job journal: {err.strerror}") from err
+        self._make_reserve()
         self._syncer = threading.Thread(target=self._sync_loop, name="batchrun-journal-sync", daemon=True)
         self._syncer.start()
 
@@ -190,15 +199,55 @@ class Journal:
             raise MetadataError(f"{self.path}: journal is not open")
         data = line.encode("ascii")
         try:
-            # One write of one line on O_APPEND: atomic with respect to other
-            # writers and durable against the death of this process.
-            written = os.write(fd, data)
+            self._write(fd, data)
         except OSError as err:
-            raise MetadataError(f"{self.path}: cannot append to the job journal: {err.strerror}") from err
-        if written != len(data):
-            raise MetadataError(f"{self.path}: short write to the job journal (disk full?)")
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._release_reserve():
+                raise MetadataError(f"{self.path}: cannot append to the job journal: {err.strerror}") from err
+            # The disk is full: the reserve's space now holds the records of
+            # the jobs still running. The launch sees `disk_full` and stops.
+            try:
+                self._write(fd, data)
+            except OSError as again:
+                raise MetadataError(f"{self.path}: cannot append to the job journal: {again.strerror}") from again
         self._dirty = True
         self._lines += count
+
+    @staticmethod
+    def _write(fd: int, data: bytes) -> None:
+        """One write of one line on O_APPEND: atomic with respect to other
+        writers and durable against the death of this process. A short write
+        (the disk filled mid-line) is cut off again, so no torn line stays."""
+        written = os.write(fd, data)
+        if written != len(data):
+            os.ftruncate(fd, os.fstat(fd).st_size - written)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _reserve_path(self) -> Path:
+        return self.path.with_name(_RESERVE_NAME)
+
+    def _make_reserve(self) -> None:
+        """Set aside space for the records of running jobs, should the disk fill."""
+        path = self._reserve_path()
+        try:
+            if path.stat().st_size >= _RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        try:
+            with open(path, "wb") as f:
+                f.write(b"\0" * _RESERVE_BYTES)
+        except OSError:
+            path.unlink(missing_ok=True)  # no room even for the reserve: go on without
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve_path().unlink()
+        except OSError:
+            return False
+        self.disk_full = True
+        return True
 
     def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
         """Record that a job is about to start (before its process exists)."""

@@ -550,6 +550,8 @@ class Launch:
                 rec = self.journal.record_end(job.job_id, attempt, status, start, end)
             self._ran += 1
             self._update_entry(job, rec)
+        if self.journal.disk_full:
+            self._fail(MetadataError(f"{self.runs_dir.path}: the disk is full; running jobs are recorded, no new job starts"))
         retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self._stopping.is_set()
         self._emit(JobEvent("retry" if retry else "end", job, rec, slot))
         return rec

@@ -56,7 +56,12 @@ def parse_runfile_text(text: str, path: Path) -> Runfile:
     first_line: dict[str, int] = {}
     duplicates: list[tuple[str, int, int]] = []
     sha256 = hashlib.sha256
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 byte order mark is not part of the first command
+    # Lines end at \n, \r\n or \r only, as the original batchrun read them
+    # (Python's universal newlines); str.splitlines would also split at form
+    # feeds, vertical tabs and Unicode separators inside a command.
+    for lineno, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         command = raw.strip()
         if not command or command[0] == "#":
             continue

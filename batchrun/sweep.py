@@ -480,13 +480,29 @@ class Gridspec:
 
     def count(self) -> int:
         """Return the number of commands, without generating them."""
+        try:
+            return self._count()
+        except _HOSTILE as err:
+            raise GridspecError(_one_line(f"cannot count this gridspec's points: {type(err).__name__}: {err}"), self.path) from err
+
+    def _count(self) -> int:
         if self.method == "random":
             return self.run_cap or 0
         total = math.prod(len(p.values) for p in self._params if p.values is not None)
         return total if self.run_cap is None else min(total, self.run_cap)
 
     def iter_commands(self) -> Iterator[str]:
-        """Yield each command without a newline, streaming; the last parameter varies fastest."""
+        """Yield each command without a newline, streaming; the last parameter varies fastest.
+
+        Raises:
+            GridspecError: a value cannot be rendered (a range or draw out of bounds).
+        """
+        try:
+            yield from self._iter_commands()
+        except _HOSTILE as err:
+            raise GridspecError(_one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
+
+    def _iter_commands(self) -> Iterator[str]:
         points: Iterator[Sequence[Any]]
         if self.method == "random":
             from batchrun._wandb import random_points
@@ -516,6 +532,12 @@ def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
             yield (*prefix, item)
 
 
+# What PyYAML's constructors and numeric conversions raise on hostile input
+# (`!!int ''`, `!!timestamp abc`, 5,000-digit integers, ranges longer than
+# sys.maxsize): reported as the gridspec's fault, never as a traceback.
+_HOSTILE = (ValueError, IndexError, AttributeError, KeyError, TypeError, OverflowError, RecursionError)
+
+
 def load_gridspec(path: Path) -> Gridspec:
     """Read and validate a gridspec.
 
@@ -524,7 +546,15 @@ def load_gridspec(path: Path) -> Gridspec:
             or is not a valid sweep; one line naming the file, the parameter
             and, where known, the line.
     """
-    path = Path(path)
+    try:
+        return _load_gridspec(Path(path))
+    except GridspecError:
+        raise
+    except _HOSTILE as err:
+        raise GridspecError(_one_line(f"cannot use this gridspec: {type(err).__name__}: {err}"), Path(path)) from err
+
+
+def _load_gridspec(path: Path) -> Gridspec:
     spec = _read_yaml(path)
 
     def fail(message: str, line: int | None = None) -> NoReturn:

@@ -80,6 +80,8 @@ _WRAPPER_DIRECT = _WRAPPER.replace('(eval "unset __batchrun_cmd; $__batchrun_cmd
 _NEEDS_SUBSHELL = re.compile(
     r"(?<![\w$/.-])(exit|exec|return|set|trap|shift|unset|readonly|eval|source|break|continue|"
     r"alias|ulimit|umask|wait|BATCHRUN_LOG_DIR|__batchrun\w*)(?![\w/-])|(?:^|[\s;&|(`])\.(?:\s|$)"
+    # A function definition (`echo() { ...; }`) could shadow the wrapper's own echo.
+    r"|\(\s*\)"
 )
 
 
