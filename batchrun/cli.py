@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from batchrun import __version__, cli_status
+from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 __all__ = ["main"]
@@ -32,14 +33,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
-    return value
+_positive_int = int_at_least(1)
 
 
 def _seconds(text: str) -> float:

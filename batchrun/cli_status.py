@@ -17,7 +17,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
@@ -47,7 +47,7 @@ from batchrun.status import (
     short_id_length,
 )
 
-__all__ = ["COMMANDS", "add_parsers", "dry_run", "run"]
+__all__ = ["COMMANDS", "add_parsers", "dry_run", "int_at_least", "run"]
 
 COMMANDS = ("status", "logs", "failed", "plan")
 
@@ -63,22 +63,30 @@ _TAIL_BLOCK = 65536
 _COUNT_NAMES = {REMOVED: "removed from the runfile"}
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, not {text!r}")
+        return value
+
+    return parse
+
+
+_count_type = int_at_least(0)
+
+
 def _states(text: str) -> list[str]:
     states = [part.strip().lower() for part in text.split(",") if part.strip()]
     for state in states:
         if state not in STATES:
             raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
     return states
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {text!r}")
-    return value
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -118,7 +126,7 @@ def add_parsers(subparsers: Any) -> None:
     logs.add_argument("job", metavar="JOB", help="line number, job id prefix, or unique part of the command")
     logs.add_argument("--err", action="store_true", help="print stderr (err.log) instead of stdout")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the job ends (waits for a pending job while a launch runs)")
-    logs.add_argument("-n", "--tail", type=_count, default=None, metavar="N", help="print only the last N lines")
+    logs.add_argument("-n", "--tail", type=_count_type, default=None, metavar="N", help="print only the last N lines")
 
     failed = subparsers.add_parser(
         "failed",
@@ -147,7 +155,7 @@ def add_parsers(subparsers: Any) -> None:
     mode.add_argument("--mode", choices=list(MODES), default=None, help="the launch mode to plan for (default resume)")
     mode.add_argument("--retry-failed", action="store_const", dest="mode", const="retry_failed", help="plan a launch with --retry-failed")
     mode.add_argument("--rerun-all", action="store_const", dest="mode", const="overwrite", help="plan a launch with --rerun-all")
-    plan.add_argument("--show", type=_count, default=_PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {_PLAN_SHOWN})")
+    plan.add_argument("--show", type=_count_type, default=_PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {_PLAN_SHOWN})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from doit.action import BaseAction
 from doit.cmd_base import TaskLoader2
@@ -41,6 +41,7 @@ from doit.task import Stream, Task
 from batchrun.errors import BatchrunError
 
 if TYPE_CHECKING:
+    from batchrun.journal import JobRecord
     from batchrun.launch import Launch, LaunchOptions, LaunchResult
     from batchrun.runfile import Job, Runfile
 
@@ -54,11 +55,22 @@ WINDOW = 2000
 _BACKEND_NAME = "batchrun-memory"
 
 
-class JobAction(BaseAction):
-    """A doit action that runs one job through the launch."""
+class _Runner(Protocol):
+    """What runs jobs for doit tasks: a Launch, or a plain-doit _Session."""
 
-    def __init__(self, launch: Launch, job: Job) -> None:
-        self.launch = launch
+    @property
+    def fatal(self) -> BatchrunError | None: ...
+
+    def run_job(self, job: Job) -> JobRecord | None: ...
+
+    def is_done(self, job_id: str) -> bool: ...
+
+
+class JobAction(BaseAction):
+    """A doit action that runs one job (under batchrun launch or plain doit)."""
+
+    def __init__(self, runner: _Runner, job: Job) -> None:
+        self.runner = runner
         self.job = job
         self.task: Task | None = None
         self.out: str | None = None
@@ -70,9 +82,11 @@ class JobAction(BaseAction):
         # A job's non-zero exit is data (recorded in the journal), not a doit
         # failure: doit's part is only to run unfinished jobs once.
         try:
-            record = self.launch.run_job(self.job)
+            record = self.runner.run_job(self.job)
         except BatchrunError as error:
-            return TaskError(str(error))
+            return TaskError(f"batchrun: {error}")
+        if self.runner.fatal is not None:
+            return TaskError(f"batchrun: {self.runner.fatal}")
         if record is not None:
             self.values = {"state": record.state, "status": record.status}
         return None
@@ -84,19 +98,19 @@ class JobAction(BaseAction):
 class _JobUptodate:
     """doit's up-to-date check of a job task: is the job already finished?"""
 
-    __slots__ = ("job_id", "launch")
+    __slots__ = ("job_id", "runner")
 
-    def __init__(self, launch: Launch, job_id: str) -> None:
-        self.launch = launch
+    def __init__(self, runner: _Runner, job_id: str) -> None:
+        self.runner = runner
         self.job_id = job_id
 
     def __call__(self) -> bool:
-        return self.launch.is_done(self.job_id)
+        return self.runner.is_done(self.job_id)
 
 
 def _title(task: Task) -> str:
     action = task._actions[0] if task._actions else None
-    if isinstance(action, (JobAction, _DodoJobAction)):
+    if isinstance(action, JobAction):
         return f"{task.name}: {action.job.command}"
     return str(task.name)
 
@@ -391,8 +405,12 @@ class _Session:
                 _SESSIONS.append(self)
             return self.launch
 
-    def run_job(self, job: Job) -> Any:
+    def run_job(self, job: Job) -> JobRecord | None:
         return self.get().run_job(job)
+
+    @property
+    def fatal(self) -> BatchrunError | None:
+        return self.launch.fatal if self.launch is not None else None
 
     def finish(self) -> LaunchResult | None:
         """Write metadata.json and release the runs directory (idempotent)."""
@@ -448,34 +466,6 @@ def _install_handlers() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, handler)
     _HANDLERS_INSTALLED = True
-
-
-class _DodoJobAction(BaseAction):
-    """A job action under plain doit: the job's result is data, as in launch."""
-
-    def __init__(self, session: _Session, job: Job) -> None:
-        self.session = session
-        self.job = job
-        self.task: Task | None = None
-        self.out: str | None = None
-        self.err: str | None = None
-        self.result: Any = None
-        self.values: dict[str, Any] = {}
-
-    def execute(self, out: Any = None, err: Any = None) -> TaskError | None:
-        try:
-            record = self.session.run_job(self.job)
-        except BatchrunError as error:
-            return TaskError(f"batchrun: {error}")
-        launch = self.session.launch
-        if launch is not None and launch.fatal is not None:
-            return TaskError(f"batchrun: {launch.fatal}")
-        if record is not None:
-            self.values = {"state": record.state, "status": record.status}
-        return None
-
-    def __str__(self) -> str:
-        return f"Job: {self.job.command}"
 
 
 def _finish_action(session: _Session) -> TaskFailed | None:
@@ -553,8 +543,8 @@ def runfile_tasks(
         yield {
             "basename": group,
             "name": job.job_id,
-            "actions": [_DodoJobAction(session, job)],
-            "uptodate": [_DodoUptodate(session, job.job_id)],
+            "actions": [JobAction(session, job)],
+            "uptodate": [_JobUptodate(session, job.job_id)],
             "doc": job.command,
             "title": _title,
             "io": {"capture": False},
@@ -570,17 +560,6 @@ def runfile_tasks(
         "doc": f"write metadata.json; fail if a job of {path} failed",
         "verbosity": 2,
     }
-
-
-class _DodoUptodate:
-    __slots__ = ("job_id", "session")
-
-    def __init__(self, session: _Session, job_id: str) -> None:
-        self.session = session
-        self.job_id = job_id
-
-    def __call__(self) -> bool:
-        return self.session.is_done(self.job_id)
 
 
 def sweep_task(gridspec: str | Path, runfile: str | Path | None = None) -> dict[str, Any]:

@@ -264,7 +264,7 @@ def test_logs_ambiguous_prefix_lists_the_candidates(make_runfile: MakeRunfile, w
         (["logs", "exp.runfile", "zzz"], "batchrun: error: no job matches 'zzz'"),
         (["logs", "exp.runfile", "echo"], "'echo' matches 4 jobs"),
         (["logs", "exp.runfile", "5"], "has no out.log yet: it is pending"),
-        (["logs", "exp.runfile", "2", "--tail", "-1"], "expected a whole number >= 0, not '-1'"),
+        (["logs", "exp.runfile", "2", "--tail", "-1"], "expected a whole number of at least 0, not '-1'"),
     ],
 )
 def test_logs_bad_job(mixed: Mixed, run_cli: RunCli, args: list[str], expected: str) -> None:

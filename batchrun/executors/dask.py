@@ -606,21 +606,6 @@ def _mark_stopped(log_dir: str, key: str) -> bool:
         os.close(fd)
 
 
-def _lock_held(log_dir: str) -> bool:
-    """True while a supervisor or any process of the job holds its LOCK_NAME."""
-    try:
-        fd = os.open(f"{log_dir}/{LOCK_NAME}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _job_alive(log_dir: str) -> bool:
     """True while a supervisor or any process of the job is alive.
 
@@ -628,7 +613,7 @@ def _job_alive(log_dir: str) -> bool:
     processes hold the flock on out.log (dask jobs hold it too), so switching
     executors between launches never runs a job twice.
     """
-    return _lock_held(log_dir) or job_lock_held(Path(log_dir))
+    return job_lock_held(log_dir, LOCK_NAME) or job_lock_held(log_dir)
 
 
 def _read_key(log_dir: str) -> str | None:

@@ -180,10 +180,14 @@ def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
         return None
 
 
-def job_lock_held(log_dir: Path) -> bool:
-    """True while some process of a job started with `spawn_job` is alive."""
+def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
+    """True while some process of a job holds the flock on `<log_dir>/<name>`.
+
+    For jobs started with `spawn_job` that is out.log; other executors'
+    supervisors lock files of their own.
+    """
     try:
-        fd = os.open(log_dir / OUT_NAME, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"{log_dir}/{name}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
