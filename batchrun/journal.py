@@ -124,20 +124,26 @@ class Journal:
             return
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot read the job journal: {err.strerror}") from err
-        lines = data.split(b"\n")
-        # The last element is b"" after a final newline, else a torn line
-        # (a kill in mid-write): ignored now, and cut off by `open` so the
-        # next record does not glue onto it.
-        torn = lines.pop()
+        # The last line is empty after a final newline, else a torn line (a
+        # kill in mid-write): ignored now, and cut off by `open` so the next
+        # record does not glue onto it.
+        torn = data[data.rfind(b"\n") + 1 :]
         self._valid_size = len(data) - len(torn)
+        try:
+            # One decode for the whole file, not one per line: replaying is
+            # most of a no-op relaunch.
+            lines: list[str] | list[bytes] = data[: self._valid_size].decode("ascii").split("\n")
+        except UnicodeDecodeError:
+            lines = data[: self._valid_size].split(b"\n")  # replayed line by line, to name the bad one
+        lines.pop()
         self._lines = len(lines)
         self._replay(lines)
 
-    def _replay(self, lines: Iterable[bytes]) -> None:
+    def _replay(self, lines: Iterable[str | bytes]) -> None:
         records = self.records
         for lineno, raw in enumerate(lines, start=1):
             try:
-                parts = raw.decode("ascii").split(" ")
+                parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
                 kind = parts[0]
                 job_id = parts[1]
                 rec = records.get(job_id)

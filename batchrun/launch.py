@@ -9,7 +9,6 @@ the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
 import random
@@ -152,7 +151,6 @@ class Launch:
         self.plan: Plan | None = None
         self._jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self._old_entries: dict[str, dict[str, Any]] = {}
-        self._digest: str | None = None  # of the runfile, for the metadata stamp
         # Jobs whose metadata entry changed since the last flush.
         self._changed: dict[str, Job] = {}
         self._lock: LaunchLock | None = None
@@ -225,9 +223,7 @@ class Launch:
             meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
         except OSError:
             meta_id = "none"
-        if self._digest is None:
-            self._digest = _runfile_digest(self.runfile)
-        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self._digest}\n"
+        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self.runfile.digest}\n"
 
     def _stamp_matches(self) -> bool:
         try:
@@ -711,14 +707,6 @@ class Launch:
                 failed.append((job, rec))
         self.executor.close()
         return LaunchResult(counts, failed, interrupted, self._ran, self.runs_dir.metadata, self.runs_dir.path, error, self.halted, self._detached)
-
-
-def _runfile_digest(runfile: Runfile) -> str:
-    """A digest of the runfile's jobs and their line numbers."""
-    h = hashlib.sha256()
-    for job in runfile.jobs:
-        h.update(f"{job.job_id}{job.lineno}".encode())
-    return h.hexdigest()[:32]
 
 
 def _keep_old_logs(log_dir: str, attempt: int) -> None:

@@ -38,6 +38,8 @@ class Runfile:
     jobs: list[Job]
     # Commands that appeared more than once: (command, first line, repeated line).
     duplicates: list[tuple[str, int, int]] = field(default_factory=list)
+    # SHA-256 of the text: the jobs and their line numbers follow from it.
+    digest: str = ""
 
     @property
     def name(self) -> str:
@@ -71,7 +73,7 @@ def parse_runfile_text(text: str, path: Path) -> Runfile:
             continue
         first_line[command] = lineno
         jobs.append(Job(command, sha256(command.encode()).hexdigest()[:16], lineno))
-    return Runfile(path=path, jobs=jobs, duplicates=duplicates)
+    return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=sha256(text.encode()).hexdigest()[:32])
 
 
 def load_runfile(path: Path) -> Runfile:
