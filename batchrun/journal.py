@@ -13,7 +13,7 @@ Line format (space separated; a torn last line from a kill is ignored):
 
     S <job_id> <attempt> <start> <slot> <host>        about to start
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
-    E <job_id> <attempt> <status> <start> <end>       ended with exit status (finished)
+    E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
     R <job_id>                                        forgotten: run again
 
@@ -157,6 +157,8 @@ class Journal:
                     rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
                     if len(parts) > 6:
                         rec.state = parts[6]
+                    if len(parts) > 7:
+                        rec.host = parts[7]  # written by compaction, which drops the S line
                     rec.exit_codes.append(rec.status)
                 elif kind == "S":
                     rec.attempts = int(parts[2])
@@ -257,6 +259,7 @@ class Journal:
 
     def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
         """Record that a job is about to start (before its process exists)."""
+        start = _canonical(start)
         self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
         rec = self._get(job_id)
         rec.state = State.RUNNING
@@ -274,6 +277,7 @@ class Journal:
 
     def record_end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None) -> JobRecord:
         """Record that a job ran to its end with an exit status: it is finished."""
+        start, end = _canonical(start), _canonical(end)
         extra = f" {state}" if state is not None else ""
         self._append(f"E {job_id} {attempt} {status} {start:.6f} {end:.6f}{extra}\n")
         rec = self._get(job_id)
@@ -287,6 +291,7 @@ class Journal:
 
     def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
         """Record that a job stopped before its end: it will run again."""
+        start, end = _canonical(start), _canonical(end)
         self._append(f"I {job_id} {attempt} {start:.6f} {end:.6f} {state}\n")
         rec = self._get(job_id)
         rec.attempts = attempt
@@ -353,7 +358,8 @@ class Journal:
                     else:
                         lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
             if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
-                extra = f" {rec.state}" if rec.state == State.TIMEOUT else ""
+                # The state and host ride along: the S line that held the host goes.
+                extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
                 lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
             elif rec.state == State.RUNNING and rec.start is not None:
                 # Left running on purpose (detached): keep what adoption needs.
@@ -385,3 +391,10 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _canonical(seconds: float) -> float:
+    """A time as the journal's text gives it back (microseconds), so a record
+    in memory equals the same record replayed, and metadata built from either
+    is the same."""
+    return float(f"{seconds:.6f}")

@@ -59,3 +59,18 @@ def test_reset_forgets_and_compaction_keeps_the_latest_state(tmp_path: Path) -> 
     assert again.records["b" * 16].state == State.INTERRUPTED
     assert "a" * 16 not in again.records or again.records["a" * 16].state == State.PENDING
     assert len((tmp_path / "jobs.journal").read_text().splitlines()) == 1
+
+
+def test_compaction_keeps_the_host_and_times_round_trip(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    rec = j.record_start("a" * 16, 1, 10.123456789, 0, "node7")
+    assert rec.start == 10.123457  # as the journal's text gives it back
+    j.record_end("a" * 16, 1, 0, 10.123456789, 12.5)
+    j.close()
+    j._lines = 10_000
+    j.compact()
+    again = Journal(tmp_path)
+    again.load()
+    assert again.records["a" * 16].host == "node7"
+    assert again.records["a" * 16].start == rec.start
