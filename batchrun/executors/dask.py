@@ -70,6 +70,7 @@ from batchrun.executors.local import (
     _WRAPPER,
     EXIT_NAME,
     job_lock_held,
+    job_processes,
     read_exit_record,
 )
 
@@ -739,31 +740,9 @@ def _host_identity() -> str:
     return f"{boot}:{namespace}"
 
 
-def _job_pids(job_id: str, log_dir: str) -> list[tuple[int, int]]:
-    """(pid, process group) of the live processes of this host whose environment names the job."""
-    wanted = {f"BATCHRUN_JOB_ID={job_id}".encode(), f"BATCHRUN_LOG_DIR={log_dir}".encode()}
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
-            if not wanted.issubset(env.split(b"\0")):
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if fields[0] != b"Z":
-            found.append((int(entry), int(fields[2])))
-    return found
-
-
 def _find_job_processes(job_id: str, log_dir: str) -> tuple[str, int]:
     """On a worker: (host identity, number of the job's processes on this host)."""
-    return _host_identity(), len(_job_pids(job_id, log_dir))
+    return _host_identity(), len(job_processes(job_id, log_dir))
 
 
 def _signal_job_processes(job_id: str, log_dir: str, sig: int) -> int:
@@ -774,7 +753,7 @@ def _signal_job_processes(job_id: str, log_dir: str, sig: int) -> int:
     descendant of the worker but still belongs to the job. Processes that
     changed their environment at exec are out of reach, as for local jobs.
     """
-    found = _job_pids(job_id, log_dir)
+    found = job_processes(job_id, log_dir)
     for pgid in {pgid for _, pgid in found}:
         try:
             os.killpg(pgid, sig)

@@ -37,6 +37,7 @@ __all__ = [
     "read_exit_record",
     "find_job_processes",
     "group_alive",
+    "job_processes",
     "spawn_job",
     "wait_for_job_lock",
 ]
@@ -242,21 +243,57 @@ def group_alive(pid: int) -> bool:
         return False
     # killpg succeeds for zombies too; look for a member that is not one.
     try:
-        entries = os.listdir("/proc")
+        pids = _proc_pids()
     except OSError:
         return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pid and fields[0] != b"Z":
+    for other in pids:
+        fields = _stat_fields(other)
+        if fields is not None and len(fields) > 2 and int(fields[2]) == pid and fields[0] != b"Z":
             return True
     return False
+
+
+def _proc_pids() -> list[int]:
+    """Every pid in /proc (raises OSError where /proc cannot be listed)."""
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def job_processes(job_id: str, log_dir: str | None = None) -> list[tuple[int, int]]:
+    """(pid, process group) of the live processes of this host whose environment names the job.
+
+    With `log_dir`, the environment must name that log directory too (a
+    Dask worker may see two runs directories with the same job id).
+    """
+    wanted = {f"BATCHRUN_JOB_ID={job_id}".encode()}
+    if log_dir is not None:
+        wanted.add(f"BATCHRUN_LOG_DIR={log_dir}".encode())
+    try:
+        pids = _proc_pids()
+    except OSError:
+        return []
+    found = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if not wanted.issubset(env.split(b"\0")):
+            continue
+        fields = _stat_fields(pid)
+        if fields is not None and fields[0] != b"Z":
+            found.append((pid, int(fields[2])))
+    return found
 
 
 def find_job_processes(job_id: str) -> list[int]:
@@ -265,19 +302,7 @@ def find_job_processes(job_id: str) -> list[int]:
     Used only when a launch died between starting a job and recording its
     pid, to stop an adopted job whose process group is otherwise unknown.
     """
-    needle = f"BATCHRUN_JOB_ID={job_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.append(int(entry))
-    return found
+    return [pid for pid, _ in job_processes(job_id)]
 
 
 class LocalExecutor(Executor):
