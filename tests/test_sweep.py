@@ -23,12 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchrun._sweep_common import Param, render_arg, render_word
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweep import (
     Gridspec,
-    _Param,
-    _render_arg,
-    _render_word,
     default_runfile_path,
     load_gridspec,
     write_runfile,
@@ -344,9 +342,9 @@ def test_placeholders_are_quoted_for_their_context(tmp_path: Path) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20))
 def test_no_value_can_escape_its_argument(value: str) -> None:
-    param = _Param("x", None)
-    word = _render_word(param, value)
-    arg = "--x=" + _render_arg(param, value)
+    param = Param("x", None)
+    word = render_word(param, value)
+    arg = "--x=" + render_arg(param, value)
     assert shlex.split(f"cmd {arg} {word} end") == ["cmd", f"--x={value}", value, "end"]
 
 
