@@ -23,9 +23,11 @@ import json
 import math
 import random
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
+
+import yaml
 
 from batchrun._sweep_common import (
     PLACEHOLDER,
@@ -227,7 +229,7 @@ def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, f
              f"{' with probabilities' if weights else ''}; use 'method: random' to draw it", line)
     grid: Values = values
     if dist == "categorical":
-        grid = _unique(values)
+        grid = unique_grid_values(values)
     elif dist == "int_uniform":
         grid = range(nums["min"], nums["max"] + 1)
     elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
@@ -255,19 +257,52 @@ def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: Fai
     return weights
 
 
-def _unique(values: list[Any]) -> list[Any]:
-    """Drop repeated values, as W&B's grid does by hashing each value's YAML."""
-    seen: set[str] = set()
-    unique = []
+def grid_key(value: Any) -> Hashable:
+    """What W&B's grid counts as one value: its YAML dump, an integer float taken as its int.
+
+    sweeps' `yaml_hash` (grid_search.py, sweeps 0.3.0) is the md5 of
+    `yaml.dump(value, default_flow_style=True, sort_keys=True)`, after turning
+    a float such as 3.0 into 3. For scalars that dump is told apart by kind
+    and value alone (a text that reads as another kind is dumped quoted), so
+    only lists and mappings are dumped here.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ("nan",)
+        return ("num", int(value) if value.is_integer() else value)
+    if isinstance(value, int):
+        return ("num", value)
+    try:
+        return ("yaml", yaml.dump(_plain(value), default_flow_style=True, sort_keys=True))
+    except (TypeError, yaml.YAMLError):  # keys of mixed types cannot be sorted
+        return ("repr", repr(value))
+
+
+def _plain(value: Any) -> Any:
+    """The value with our line-keeping mappings turned into plain dicts, as W&B's engine sees it."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def unique_grid_values(values: list[Any]) -> list[Any]:
+    """Drop repeated values as W&B's grid does: first place, last value (3 then 3.0 runs 3.0).
+
+    The engine maps each value's hash to the value, so a later equal value
+    replaces an earlier one, and walks the hashes in their first order.
+    """
+    place: dict[Hashable, int] = {}
+    unique: list[Any] = []
     for value in values:
-        # W&B's yaml_hash counts 3.0 and 3 as one value.
-        key = int(value) if isinstance(value, float) and value.is_integer() else value
-        try:
-            text = json.dumps(key, sort_keys=True, default=repr)
-        except (TypeError, ValueError):
-            text = repr(key)
-        if text not in seen:
-            seen.add(text)
+        key = grid_key(value)
+        if key in place:
+            unique[place[key]] = value
+        else:
+            place[key] = len(unique)
             unique.append(value)
     return unique
 

@@ -7,13 +7,11 @@ Tests that need it are skipped when dask.distributed is not installed.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +27,6 @@ from conftest import (
 )
 
 from batchrun.executors import Executor
-from batchrun.executors import dask as dask_executor
 from batchrun.runfile import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]

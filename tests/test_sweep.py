@@ -553,7 +553,7 @@ def test_wandb_args_json_file(tmp_path: Path) -> None:
 
 
 def test_wandb_grid_drops_repeated_values(tmp_path: Path) -> None:
-    # docs categorical example lists relu three times; W&B's grid hashes values.
+    # docs categorical example lists relu three times; W&B's grid hashes values' YAML.
     lines = commands(tmp_path, """
         method: grid
         program: train.py
@@ -566,6 +566,8 @@ def test_wandb_grid_drops_repeated_values(tmp_path: Path) -> None:
     assert [line.split("--parameter_name=")[1].split()[0] for line in lines] == [
         "elu", "relu", "gelu", "selu", "prelu", "lrelu", "rrelu", "relu6",
     ]
+    # 3 and 3.0 are one value to W&B's engine, which keeps the last one (tests/test_wandb.py).
+    assert all(" --n=3.0 " in line for line in lines)
 
 
 def test_wandb_q_uniform_grid(tmp_path: Path) -> None:
