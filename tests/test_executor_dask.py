@@ -130,6 +130,23 @@ def test_kill_9_of_batchrun_then_relaunch_runs_each_job_once(cluster: Cluster, m
     assert all(state == ("succeeded", 0) for state in states(workdir / "runs" / "exp").values())
 
 
+def test_damaged_key_files_neither_break_a_stop_nor_start_a_job(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo start {i} >> {side}; sleep 30" for i in range(3)])
+    # -j 3 on two workers: one attempt waits in Dask's queue.
+    proc = start_batchrun(*dask_args(cluster, "exp.runfile", "-j", "3"), cwd=workdir)
+    wait_for(lambda: len(lines(side)) >= 2, what="two jobs to start")
+    for key in (workdir / "runs" / "exp" / "logs").glob("*/dask-key"):
+        key.write_bytes(b"\xff\xfe\x00garbage \xc3")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    # The queued attempt's key names no attempt now: it must never start.
+    time.sleep(1.5)
+    assert len(lines(side)) == 2
+
+
 def test_ctrl_c_leaves_no_command_running_on_the_workers(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
     side = workdir / "side.txt"
     make_runfile(
