@@ -162,7 +162,7 @@ class Submitter:
         else:
             # --parsable prints "ID", or "ID;CLUSTER" on a multi-cluster set-up.
             array_id = last_line(answer.stdout).split(";")[0]
-            if answer.returncode == 0 and array_id.isdigit():
+            if answer.returncode == 0 and array_id.isascii() and array_id.isdigit():
                 return array_id
             failure = ExecutorError(f"sbatch failed: {last_line(answer.stderr or answer.stdout)}")
         # A timed-out or garbled sbatch may still have submitted: never twice.
