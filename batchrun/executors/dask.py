@@ -13,9 +13,9 @@ Jobs get the launch's environment, as under `sbatch --export=ALL`.
 
 How a job runs. The Dask task (`_dask_worker.run_job`, keyed `batchrun-<job id>-<random>`
 per attempt, `pure=False`, fire-and-forget) hands the job to its worker's
-fork server, a small single-threaded Python process (one per worker, started
-with the worker's first job, in a session of its own), which forks a
-supervisor for it. The supervisor runs local.py's shell wrapper (same command
+fork server (`_dask_forkserver`, a small single-threaded Python process: one
+per worker, started with the worker's first job, in a session of its own),
+which forks a supervisor for it. The supervisor runs local.py's shell wrapper (same command
 semantics, same `exit` record) in a session of its own, with out.log/err.log
 as stdout/stderr and `run.lock` held, and reports the wrapper's status back
 through a pipe. Fork server and supervisor both arm PR_SET_PDEATHSIG: when
@@ -25,9 +25,11 @@ PDEATHSIG on the wrapper alone would leave the user's command (the wrapper's
 child) running.
 
 At most one run of a job at a time, and never a superseded attempt: `start`
-writes the attempt's key to `<log dir>/dask-key` (`_dask_keys`); a supervisor runs the
-command only if that file still names its key once it holds `run.lock`, and
-reports the `exit` record instead if the attempt already ran. Hence:
+writes the attempt's key to `<log dir>/dask-key` (`_dask_keys`); a supervisor
+runs the command only if that file still names its key once it holds
+`run.lock`, and reports the `exit` record instead if the attempt already ran.
+A damaged key file names no attempt: nothing runs until a launch claims the
+job again. Hence:
 - A worker killed mid-job: Dask reschedules the task (up to its
   `allowed-failures`); the new supervisor waits until the killed run's
   processes are gone, then runs the job again from the start. The killed run
