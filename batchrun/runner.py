@@ -109,10 +109,9 @@ class JobRunner:
         with self.control.lock:
             left = list(self.adopted.values())
             self.adopted.clear()
-        for job, _ in left:
-            rec = self.journal.records[job.job_id]
-            decision = settle_one(rec, Path(self.logs) / job.job_id, self._still_running, time.time())
-            with self.control.lock:
+            for job, _ in left:
+                rec = self.journal.records[job.job_id]
+                decision = settle_one(rec, Path(self.logs) / job.job_id, self._still_running, time.time())
                 if decision.outcome == Outcome.ADOPTED:
                     continue  # survived SIGKILL: the next launch adopts it again
                 self.adopt_ids.discard(job.job_id)
@@ -248,12 +247,14 @@ class JobRunner:
         control = self.control
         rec = self.journal.records[job.job_id]
         with control.lock:
-            watched = self.adopted.pop(job.job_id, None)
-            if watched is None:
+            announced = self.adopted.pop(job.job_id, None) is not None
+            if job.job_id not in self.adopt_ids:
                 # Settled meanwhile (a stop came first): nothing to wait for.
-                self.adopt_ids.discard(job.job_id)
                 return rec if rec.finished or control.stopping.is_set() else None
             self.running[job.job_id] = rec.ref  # None: the executor finds it by job id
+        if not announced:
+            # Under plain doit no launch announced it (`adopt_all`) up front.
+            self.emit(EventKind.ADOPT, job, rec, slot)
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
