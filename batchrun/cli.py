@@ -14,11 +14,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from batchrun import __version__, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
+
+if TYPE_CHECKING:
+    from batchrun.launch import Launch
+    from batchrun.runfile import Job
 
 __all__ = ["main"]
 
@@ -287,7 +291,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     try:
         progress.start()
         try:
-            launch.run(plan)
+            launch.run(plan, _run_job_tasks)
         finally:
             progress.close()
     finally:
@@ -300,6 +304,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
     return result.exit_code
+
+
+def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
+    """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
+    from batchrun.doit_tasks import run_job_tasks
+
+    return run_job_tasks(launch, jobs, n_jobs)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

@@ -29,9 +29,12 @@ from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.planner import Plan, done_for_mode, make_plan
 from batchrun.runfile import Job, Runfile
-from batchrun.runner import JobRunner, LaunchControl
+from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
+
+# How a launch hands its jobs to doit: `doit_tasks.run_job_tasks(launch, jobs, n_jobs)`.
+RunTasks = Callable[["Launch", list[Job], int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
@@ -161,21 +164,23 @@ class Launch:
 
     # -- step 2: run --------------------------------------------------------
 
-    def run(self, plan: Plan) -> None:
-        """Run `prepare`'s plan through doit; returns when all ended or stopped."""
+    def run(self, plan: Plan, run_tasks: RunTasks) -> None:
+        """Run `prepare`'s plan; returns when all ended or stopped.
+
+        `run_tasks` is `doit_tasks.run_job_tasks`, passed in by the caller so
+        that this module and doit's never import each other.
+        """
         jobs = plan.adopt + plan.to_run
         if not jobs:
             return
         self.executor.open()
         if self.options.detach:
-            self.runner.submit_detached(plan.to_run)
+            submit_detached(self.runner, plan.to_run)
             return
-        from batchrun.doit_tasks import run_job_tasks
-
         self.runner.adopt_all(plan.adopt)
         self.start_background()
         try:
-            run_job_tasks(self, jobs, self.options.n_jobs)
+            run_tasks(self, jobs, self.options.n_jobs)
         finally:
             self.stop_background()
 

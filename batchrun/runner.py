@@ -26,7 +26,7 @@ from batchrun.runfile import Job
 from batchrun.settle import Outcome, journal_decisions, settle_one
 from batchrun.stopper import STARTING, Target, stop_job
 
-__all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs"]
+__all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
 
 # The file, in a job's log directory, its metrics go to (the job's BATCHRUN_METRICS).
 METRICS_NAME = "metrics.jsonl"
@@ -180,7 +180,7 @@ class JobRunner:
             env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
         return env
 
-    def _next_attempt(self, job: Job, log_dir: str) -> int:
+    def next_attempt(self, job: Job, log_dir: str) -> int:
         prev = self.journal.records.get(job.job_id)
         attempt = (prev.attempts if prev is not None else 0) + 1
         if attempt > 1:
@@ -190,7 +190,7 @@ class JobRunner:
     def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
-        attempt = self._next_attempt(job, log_dir)
+        attempt = self.next_attempt(job, log_dir)
         start = time.time()
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
@@ -272,41 +272,40 @@ class JobRunner:
         self._emit_end(job, rec, slot, self.options.retries)
         return rec if exit_record is not None or control.stopping.is_set() else None
 
-    # -- --detach ---------------------------------------------------------
 
-    def submit_detached(self, jobs: list[Job]) -> None:
-        """--detach: start every pending job and return; a later launch collects them.
+def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
+    """--detach: start every pending job and return; a later launch collects them.
 
-        The jobs go to the executor in one `start_many` call: SLURM gets one
-        job array throttled to -j, not one submission per job.
-        """
-        control = self.control
-        started = []
-        for slot, job in enumerate(jobs):
-            log_dir = f"{self.logs}/{job.job_id}"
-            attempt = self._next_attempt(job, log_dir)
-            slot_id = slot % self.options.n_jobs
-            with control.lock:
-                rec = self.journal.record_start(job.job_id, attempt, time.time(), slot_id, self.host)
-            started.append((job, rec, attempt, slot_id, log_dir))
-        try:
-            refs = self.executor.start_many(
-                [(job.job_id, job.command, log_dir, self.job_env(job, slot_id, log_dir, attempt)) for job, _, attempt, slot_id, log_dir in started]
-            )
-        except BatchrunError as error:
-            # Some jobs may have been submitted: their start records stay,
-            # and the next launch asks the executor which ones exist.
-            control.fail(error)
-            return
-        except OSError as error:
-            control.fail(MetadataError(f"{self.logs}: cannot start jobs: {error.strerror}"))
-            return
-        for (job, rec, attempt, slot_id, _), ref in zip(started, refs, strict=True):
-            with control.lock:
-                self.journal.record_ref(job.job_id, attempt, ref)
-                self.on_change(job, rec)
-                self.detached += 1
-            self.emit(EventKind.SUBMIT, job, rec, slot_id)
+    The jobs go to the executor in one `start_many` call: SLURM gets one
+    job array throttled to -j, not one submission per job.
+    """
+    control = runner.control
+    started = []
+    for slot, job in enumerate(jobs):
+        log_dir = f"{runner.logs}/{job.job_id}"
+        attempt = runner.next_attempt(job, log_dir)
+        slot_id = slot % runner.options.n_jobs
+        with control.lock:
+            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host)
+        started.append((job, rec, attempt, slot_id, log_dir))
+    try:
+        refs = runner.executor.start_many(
+            [(job.job_id, job.command, log_dir, runner.job_env(job, slot_id, log_dir, attempt)) for job, _, attempt, slot_id, log_dir in started]
+        )
+    except BatchrunError as error:
+        # Some jobs may have been submitted: their start records stay,
+        # and the next launch asks the executor which ones exist.
+        control.fail(error)
+        return
+    except OSError as error:
+        control.fail(MetadataError(f"{runner.logs}: cannot start jobs: {error.strerror}"))
+        return
+    for (job, rec, attempt, slot_id, _), ref in zip(started, refs, strict=True):
+        with control.lock:
+            runner.journal.record_ref(job.job_id, attempt, ref)
+            runner.on_change(job, rec)
+            runner.detached += 1
+        runner.emit(EventKind.SUBMIT, job, rec, slot_id)
 
 
 def _shell_status(returncode: int) -> int:
