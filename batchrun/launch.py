@@ -189,11 +189,11 @@ class Launch:
         self.metadata.start()
 
     def stop_background(self) -> None:
-        """Stop the metadata thread, wait for a stop in progress to end, settle what it left."""
-        self.metadata.stop()
+        """Wait for adopted jobs dispatch never reached and for a stop in progress, then stop the metadata thread."""
+        self.runner.settle_unwatched()
         if self._stopper is not None:
             self._stopper.join()
-            self.runner.settle_unwatched()
+        self.metadata.stop()
 
     def running_jobs(self) -> int:
         """How many jobs this launch is running or adopting now."""

@@ -105,18 +105,33 @@ class JobRunner:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
 
     def settle_unwatched(self) -> None:
-        """After a stop, settle adopted jobs no thread came to wait for (their processes are gone)."""
-        with self.control.lock:
-            left = list(self.adopted.values())
-            self.adopted.clear()
-            for job, _ in left:
-                rec = self.journal.records[job.job_id]
-                decision = settle_one(rec, Path(self.logs) / job.job_id, self._still_running, time.time())
+        """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
+
+        Dispatch ends early on a stop (their processes are then being
+        stopped), --fail-fast or a fatal error (running jobs may end): either
+        way they are this launch's running jobs, so it waits for them. Each
+        stays a stop target while it is waited for.
+        """
+        control = self.control
+        while True:
+            with control.lock:
+                if not self.adopted:
+                    return
+                job_id, (job, ref) = next(iter(self.adopted.items()))
+            log_dir = Path(self.logs) / job_id
+            self.executor.wait_adopted(job_id, ref, str(log_dir), control.stop_now.is_set)
+            with control.lock:
+                self.adopted.pop(job_id, None)
+                if job_id not in self.adopt_ids:
+                    continue
+                decision = settle_one(self.journal.records[job_id], log_dir, self._still_running, time.time())
                 if decision.outcome == Outcome.ADOPTED:
-                    continue  # survived SIGKILL: the next launch adopts it again
-                self.adopt_ids.discard(job.job_id)
+                    continue  # outlived the stop: the next launch adopts it again
+                self.adopt_ids.discard(job_id)
                 journal_decisions(self.journal, [decision])
-                self.on_change(job, self.journal.records[job.job_id])
+                rec = self.journal.records[job_id]
+                self.on_change(job, rec)
+            self.emit(EventKind.END, job, rec, None)
 
     def _still_running(self, rec: JobRecord, log_dir: Path) -> bool:
         return self.executor.still_running(rec.job_id, rec.ref, str(log_dir))

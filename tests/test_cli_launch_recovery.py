@@ -186,3 +186,26 @@ def test_the_fault_hooks_are_off_by_default(workdir: Path) -> None:
     """A guard on the guard: without BRFAULT_ variables nothing is patched."""
     code = "import batchrun.executors.local as l, sys; sys.exit(l.read_exit_record.__module__ != 'batchrun.executors.local')"
     assert subprocess.run([sys.executable, "-c", code], env=_env(), cwd=workdir).returncode == 0
+
+
+def test_a_fail_fast_launch_still_waits_for_every_adopted_job(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:
+    """Adopted beyond -j: after --fail-fast stops dispatch, they are still waited for and recorded."""
+    side, gate = workdir / "side", workdir / "gate"
+    lines = [f"export {marker}=1; {_gate(gate)}; exit 1"] + [f"export {marker}=1; {_gate(gate)}; echo {i} >> {side}" for i in range(3)]
+    make_runfile(lines)
+    first = _start("launch", "exp.runfile", "-j", "4", cwd=workdir)
+    wait_for(lambda: _running_jobs(workdir) == 4, what="4 jobs to start")
+    _kill_9(first)
+    make_runfile([*lines, f"echo late >> {side}"])
+    again = _start("launch", "exp.runfile", "-j", "1", "--fail-fast", cwd=workdir)
+    try:
+        _read_until(again, "adopted", 4)
+        gate.touch()
+        out, err = again.communicate(timeout=120)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert again.returncode == 1, out + err
+    assert sorted(side.read_text().split()) == ["0", "1", "2"], "a new job started after the failure, or an adopted one was lost"
+    states = {str(e["state"]) for job_id, e in read_metadata(workdir / "runs" / "exp").items() if job_id != job_id_of(f"echo late >> {side}")}
+    assert states == {"succeeded", "failed"}

@@ -67,12 +67,14 @@ def test_adopted_jobs_count_as_running_from_the_start(tmp_path: Path) -> None:
         runner.journal.record_start(job.job_id, 1, 1.0, 0, "host")
     events: list[str] = []
     runner.on_event = lambda event: events.append(f"{event.kind} {event.job.command}")
+    runner.adopt_ids = {job.job_id for job in jobs}
     runner.adopt_all(jobs)
     assert runner.running_jobs() == 3, "-j 1 but three adopted jobs are running"
-    assert events == ["adopt sleep 0", "adopt sleep 1", "adopt sleep 2"]
+    assert events[:3] == ["adopt sleep 0", "adopt sleep 1", "adopt sleep 2"]
     assert [(j, watched) for j, _, watched in runner.stop_targets()] == [(job.job_id, False) for job in jobs]
     # Their processes are gone (never existed here): settling them leaves none running.
     runner.settle_unwatched()
     runner.journal.close()
     assert runner.running_jobs() == 0
     assert {rec.state for rec in runner.journal.records.values()} == {State.INTERRUPTED}
+    assert events[3:] == ["end sleep 0", "end sleep 1", "end sleep 2"]
