@@ -6,8 +6,8 @@ writing anything, so they answer while a launch runs. The journal is the
 truth about jobs; the runfile (or a gridspec's) gives their order, lines and
 which were removed; metadata.json gives the commands of removed jobs and the
 original batchrun's records. A job the journal shows running while no launch
-holds the runs directory is settled as the next launch would settle it (exit
-record, then job lock), but only in memory.
+holds the runs directory is settled by the launch's own `settle` (job lock,
+then exit record), but only in memory; plans come from the launch's planner.
 
 Whether a lock is held is read from /proc/locks instead of by trying it:
 even a shared probe of `run.lock` could make a launch that starts that job at
