@@ -195,9 +195,10 @@ def test_kill_9_soak_every_job_runs_exactly_once(make_runfile: MakeRunfile, work
 
 
 # Jobs and kills of the soak at exact instants (issue 13): fewer jobs, each kill placed.
-INSTANT_JOBS = 40
+INSTANT_JOBS = 120
 INSTANT_KILLS = 30
-INSTANT_BUDGET = 120.0
+INSTANT_MIN_KILLS = 20
+INSTANT_BUDGET = 150.0
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 
 
@@ -215,6 +216,7 @@ def test_kill_9_soak_at_the_exact_instants(make_runfile: MakeRunfile, workdir: P
     its start record, before its process); a retry's spawn; settlement's
     first exit-record read (after the liveness probe); or a random moment
     while settlement's first empty read stalls (a job may end meanwhile).
+    Any of them not reached by the N-th spawn (N from 4 to 10) dies there.
     A quarter of the jobs fail their first run and succeed their second
     (`--retries 1 --retry-failed`), so retries and their records are in
     play. Counted: duplicates (runs beyond the one or two expected), lost
@@ -245,9 +247,11 @@ def test_kill_9_soak_at_the_exact_instants(make_runfile: MakeRunfile, workdir: P
         launches += 1
         fault = rng.choice(faults) if kills < INSTANT_KILLS else "none"
         env = {k: v for k, v in env_base.items() if not k.startswith("BRFAULT_")}
-        if fault == "spawn":
-            env["BRFAULT_KILL_SPAWN"] = str(rng.randint(1, 6))
-        elif fault == "retry-spawn":
+        if fault != "none":
+            # Every fault launch also dies at its N-th spawn at the latest,
+            # so a kill lands even when its own instant never comes.
+            env["BRFAULT_KILL_SPAWN"] = str(rng.randint(1, 6) if fault == "spawn" else rng.randint(4, 10))
+        if fault == "retry-spawn":
             env["BRFAULT_KILL_RETRY_SPAWN"] = "1"
         elif fault == "settle-read":
             env["BRFAULT_KILL_EXIT_READ"] = "1"
@@ -280,7 +284,7 @@ def test_kill_9_soak_at_the_exact_instants(make_runfile: MakeRunfile, workdir: P
         f"({dict(sorted(by_fault.items()))}); jobs: {INSTANT_JOBS} ({len(flaky)} fail once); "
         f"duplicates: {duplicates}; lost: {lost}; phantom attempts: {len(phantoms)}"
     )
-    assert kills >= INSTANT_KILLS // 2, "too few kills landed for the soak to mean much"
+    assert kills >= INSTANT_MIN_KILLS, "too few kills landed for the soak to mean much"
     assert (duplicates, lost, sorted(phantoms)) == (0, 0, [])
     assert set(counts) == set(names)
     assert live_pids_with_env(marker) == [], "a job process outlived the launches"
