@@ -14,11 +14,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from batchrun import __version__, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
+
+if TYPE_CHECKING:
+    from batchrun.launch import Launch
+    from batchrun.runfile import Job
 
 __all__ = ["main"]
 
@@ -228,23 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_launch(args: argparse.Namespace) -> int:
     from batchrun.display import Progress, plan_lines, summary_lines
-    from batchrun.launch import Launch, LaunchOptions
+    from batchrun.launch import Launch
+    from batchrun.options import LaunchOptions, check_options
     from batchrun.runfile import load_runfile
 
-    path: Path = args.runfile
-    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        path = _sweep_for_launch(path, args)
-    runfile = load_runfile(path)
-    for _command, first, again in runfile.duplicates:
-        sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs:
-        print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
-        return 0
-
-    if args.detach and args.executor == "dask" and not args.scheduler:
-        raise UsageError("--detach with --executor dask needs --scheduler: a local cluster stops when batchrun exits")
-    if args.retries < 0:
-        raise UsageError(f"--retries must be 0 or more, not {args.retries}")
     gpus = args.gpus or []
     n_jobs = args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1)
     options = LaunchOptions(
@@ -267,6 +258,17 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         detach=args.detach,
     )
+    # Before anything else, --dry-run included: both refuse the same options.
+    check_options(options)
+    path: Path = args.runfile
+    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        path = _sweep_for_launch(path, args)
+    runfile = load_runfile(path)
+    for _command, first, again in runfile.duplicates:
+        sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
+    if not runfile.jobs:
+        print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
+        return 0
     if args.dry_run:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
@@ -289,7 +291,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     try:
         progress.start()
         try:
-            launch.run()
+            launch.run(plan, _run_job_tasks)
         finally:
             progress.close()
     finally:
@@ -302,6 +304,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
     return result.exit_code
+
+
+def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
+    """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
+    from batchrun.doit_tasks import run_job_tasks
+
+    return run_job_tasks(launch, jobs, n_jobs)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

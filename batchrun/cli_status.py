@@ -25,8 +25,8 @@ from typing import IO, Any
 from batchrun.display import format_duration, plan_lines
 from batchrun.errors import MetadataError, UsageError
 from batchrun.journal import JobRecord, State
-from batchrun.launch import MODES, LaunchOptions
 from batchrun.metadata import DEFAULT_METADATA_NAME, RunsDir
+from batchrun.options import MODES, LaunchOptions
 from batchrun.runfile import Runfile
 from batchrun.status import (
     GROUPS,

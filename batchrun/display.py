@@ -19,8 +19,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from batchrun.events import EventKind, JobEvent
 from batchrun.journal import State
-from batchrun.launch import JobEvent, LaunchResult, Plan
+from batchrun.planner import Plan
+
+if TYPE_CHECKING:
+    from batchrun.launch import LaunchResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -98,13 +102,13 @@ class Progress:
         line = None
         with self._lock:
             job = event.job
-            if event.kind in ("start", "adopt"):
+            if event.kind in (EventKind.START, EventKind.ADOPT):
                 # Wall-clock start from the record: an adopted job started before this launch.
-                self.running[job.job_id] = (event.record.start or time.time(), event.slot, job.command, event.kind == "adopt")
-                if event.kind == "adopt" and not self.tty and not self.quiet:
+                self.running[job.job_id] = (event.record.start or time.time(), event.slot, job.command, event.kind == EventKind.ADOPT)
+                if event.kind == EventKind.ADOPT and not self.tty and not self.quiet:
                     self.out.write(f"adopted   {job.job_id}  still running from an earlier launch: {job.command}\n")
                     self.out.flush()
-            elif event.kind == "retry":
+            elif event.kind == EventKind.RETRY:
                 # Ended, failed, and will run again in the same slot.
                 self.running.pop(job.job_id, None)
                 if self.quiet:
@@ -115,13 +119,13 @@ class Progress:
                     self.out.write(line + "\n")
                     self.out.flush()
                     return
-            elif event.kind == "submit":
+            elif event.kind == EventKind.SUBMIT:
                 # --detach: started and left running; a later launch collects it.
                 if not self.quiet and not self.tty:
                     self.out.write(f"{'started':<12}{job.job_id}  slot {event.slot}  {job.command}\n")
                     self.out.flush()
                 return
-            elif event.kind == "end":
+            elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
                 if rec.state in State.FINISHED:

@@ -22,11 +22,13 @@ This module knows nothing of doit, processes or metadata.json.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
@@ -43,8 +45,12 @@ _RESERVE_BYTES = 64 * 1024
 _SYNC_INTERVAL = 1.0
 
 
-class State:
-    """The states a job can be in; stored lower-case in JSON."""
+class State(str, enum.Enum):
+    """The states a job can be in; stored lower-case in JSON and the journal.
+
+    A `str` enum: members compare, hash and serialise as their values, so
+    records replayed from text and metadata.json stay byte-identical.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -53,8 +59,20 @@ class State:
     INTERRUPTED = "interrupted"
     TIMEOUT = "timeout"
 
-    FINISHED = frozenset({SUCCEEDED, FAILED, TIMEOUT})
-    ALL = (PENDING, RUNNING, SUCCEEDED, FAILED, INTERRUPTED, TIMEOUT)
+    # Not members: set below, once the members exist.
+    FINISHED: ClassVar[frozenset[State]]
+    ALL: ClassVar[tuple[State, ...]]
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        # Python 3.11 formats mixed-in enums as `State.X`; the journal's f-strings need the value.
+        return str.__format__(str.__str__(self), spec)
+
+
+State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
+State.ALL = tuple(State)
 
 
 class JobRecord:
@@ -64,7 +82,7 @@ class JobRecord:
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.state = State.PENDING
+        self.state: str = State.PENDING
         self.status: int | None = None
         self.start: float | None = None
         self.end: float | None = None

@@ -6,8 +6,8 @@ writing anything, so they answer while a launch runs. The journal is the
 truth about jobs; the runfile (or a gridspec's) gives their order, lines and
 which were removed; metadata.json gives the commands of removed jobs and the
 original batchrun's records. A job the journal shows running while no launch
-holds the runs directory is settled as the next launch would settle it (exit
-record, then job lock), but only in memory.
+holds the runs directory is settled by the launch's own `settle` (job lock,
+then exit record), but only in memory; plans come from the launch's planner.
 
 Whether a lock is held is read from /proc/locks instead of by trying it:
 even a shared probe of `run.lock` could make a launch that starts that job at
@@ -29,7 +29,6 @@ from typing import Any
 from batchrun.errors import InputError, UsageError
 from batchrun.executors import local
 from batchrun.journal import JOURNAL_NAME, JobRecord, Journal, State
-from batchrun.launch import MODES, Plan
 from batchrun.metadata import (
     DEFAULT_METADATA_NAME,
     RunsDir,
@@ -38,6 +37,8 @@ from batchrun.metadata import (
     load_metadata,
     read_lock_owner,
 )
+from batchrun.options import parse_mode
+from batchrun.planner import Group, Plan, classify, make_plan
 from batchrun.runfile import (
     Job,
     Runfile,
@@ -45,6 +46,7 @@ from batchrun.runfile import (
     parse_parameters,
     parse_runfile_text,
 )
+from batchrun.settle import Outcome, apply_decisions, settle_in_flight
 
 __all__ = [
     "GROUPS",
@@ -72,7 +74,7 @@ REMOVED = "removed"
 # Every state `status` counts and filters on, in the order it lists them.
 STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.RUNNING, State.PENDING, REMOVED)
 # What a launch would do with each job, in the order `plan` lists them.
-GROUPS = ("new", "interrupted", "running", "failed", "succeeded", "recovered", "removed")
+GROUPS = tuple(Group)
 
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 # The file `metadata.acquire_lock` flocks for a whole launch.
@@ -256,7 +258,7 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
             removed_ids = [job_id for job_id in records if job_id not in in_runfile]
     else:
         entries = {}
-    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks)
+    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now)
 
     if runfile is not None:
         get_record, get_entry = records.get, entries.get
@@ -315,32 +317,20 @@ def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, A
             records[job_id] = rec
 
 
-def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable) -> set[str]:
+def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable, now: float) -> set[str]:
     """Settle in memory the jobs a dead launch left `running`, as the next launch will.
 
     Returns the ids of those that ended meanwhile (the launch "recovers" them).
     """
-    ended = set()
-    for rec in records.values():
-        if rec.state != State.RUNNING:
-            continue
-        log_dir = runs_dir.log_dir(rec.job_id)
-        exit_record = local.read_exit_record(log_dir)
-        if exit_record is not None:
-            rec.status, rec.end = exit_record
-            if rec.start is None:
-                rec.start = rec.end
-            rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
-            rec.exit_codes = [*rec.exit_codes, rec.status]
-            ended.add(rec.job_id)
-        elif (rec.ref is None or rec.ref.isdigit()) and not locks.job_running(log_dir):
-            # A local job (its ref a pid) whose processes are gone with no
-            # exit record runs again next time; when it died is unknown. A
-            # SLURM or Dask job stays running: only its executor can tell.
-            rec.state = State.INTERRUPTED
-            rec.status = rec.end = None
-            rec.exit_codes = [*rec.exit_codes, None]
-    return ended
+
+    def still_running(rec: JobRecord, log_dir: Path) -> bool:
+        # A SLURM or Dask job (its ref not a pid) stays running: only its
+        # executor can tell.
+        return not (rec.ref is None or rec.ref.isdigit()) or locks.job_running(log_dir)
+
+    decisions = settle_in_flight(records, runs_dir.log_dir, still_running, now)
+    apply_decisions(records, decisions)
+    return {d.job_id for d in decisions if d.outcome == Outcome.COLLECTED}
 
 
 class _LockTable:
@@ -544,7 +534,7 @@ class Preview:
 
 
 def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
-    """Plan a launch of `runfile` as `Launch.prepare` would, touching nothing (`launch --dry-run`).
+    """Plan a launch of `runfile` with the launch's planner, touching nothing (`launch --dry-run`).
 
     While a launch runs, this is the plan of the next one if it stopped now.
 
@@ -558,49 +548,33 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
 def preview(status: RunsStatus, mode: str = "resume") -> Preview:
     """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
 
+    The plan is `planner.make_plan`'s, the launch's own; the groups list
+    the jobs it concerns.
+
     Raises:
         UsageError: unknown mode.
     """
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    parsed = parse_mode(mode)
     groups: dict[str, list[JobStatus]] = {name: [] for name in GROUPS}
-    to_run: list[Job] = []
-    adopt: list[Job] = []  # status.jobs lists the runfile's first, as a launch adopts them
-    overwrite = mode == "overwrite"
-    retry = mode == "retry_failed"
+    runfile_jobs: list[Job] = []
+    removed_jobs: list[Job] = []
+    records: dict[str, JobRecord] = {}
+    adopt_ids = set()
     for job in status.jobs:
         rec = job.record
+        if rec is not None:
+            records[job.job_id] = rec
+        running = job.state == State.RUNNING
+        if running:
+            adopt_ids.add(job.job_id)
         if job.unwatched:
-            groups["recovered"].append(job)
+            groups[Group.RECOVERED].append(job)
         if job.removed:
-            groups["removed"].append(job)
-            if job.state == State.RUNNING:
-                adopt.append(Job(job.command, job.job_id, 0))
+            groups[Group.REMOVED].append(job)
+            removed_jobs.append(Job(job.command, job.job_id, 0))
             continue
-        as_job = Job(job.command, job.job_id, job.line or 0)
-        if job.state == State.RUNNING:
-            groups["running"].append(job)
-            adopt.append(as_job)
-            continue
-        if rec is None or rec.state == State.PENDING:
-            group, runs = "new", True
-        elif rec.state == State.SUCCEEDED:
-            group, runs = "succeeded", overwrite
-        elif rec.finished:
-            group, runs = "failed", retry or overwrite
-        else:
-            group, runs = "interrupted", True
-        groups[group].append(job)
-        if runs:
-            to_run.append(as_job)
-    new, succeeded, failed, unfinished = (len(groups[name]) for name in ("new", "succeeded", "failed", "interrupted"))
-    if overwrite:
-        # --rerun-all forgets every record first: the launch counts all as new.
-        new, succeeded, failed, unfinished = len(to_run), 0, 0, 0
-    plan = Plan(
-        to_run=to_run, adopt=adopt, new=new, succeeded=succeeded, failed=failed, failed_skipped=0 if retry else failed,
-        rerun_unfinished=unfinished, recovered=len(groups["recovered"]),
-        removed=sum(1 for job in groups["removed"] if job.record is not None),
-    )
+        runfile_jobs.append(Job(job.command, job.job_id, job.line or 0))
+        groups[classify(rec, running)].append(job)
+    plan = make_plan(runfile_jobs, records, parsed, recovered=len(groups[Group.RECOVERED]), adopt_ids=adopt_ids, removed_jobs=removed_jobs)
     total = len(status.runfile.jobs) if status.runfile is not None else 0
-    return Preview(plan, mode, total, status.launch_running, status.launch_pid, groups)
+    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups)

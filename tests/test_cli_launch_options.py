@@ -154,3 +154,16 @@ def test_bad_option_values(make_runfile: MakeRunfile, run_cli: RunCli, args: lis
     make_runfile(["true"])
     code, _, err = run_cli("launch", "exp.runfile", *args)
     assert code == 2 and expected in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-j", "8", "--gpus", "0"], ["--retries", "-1"], ["--gpus", "0,1", "--jobs-per-gpu", "1", "-j", "3"], ["--detach", "--executor", "dask"]],
+)
+def test_dry_run_refuses_the_options_the_launch_refuses(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli, args: list[str]) -> None:
+    make_runfile(["true"])
+    real = run_cli("launch", "exp.runfile", *args)
+    dry = run_cli("launch", "exp.runfile", "--dry-run", *args)
+    assert real[0] == dry[0] == 2
+    assert real[2] == dry[2] and real[2].startswith("batchrun: error: ") and real[2].count("\n") == 1, (real, dry)
+    assert not (workdir / "runs").exists(), "refused options still touched the runs directory"

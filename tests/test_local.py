@@ -45,3 +45,27 @@ def test_both_wrappers_behave_like_sh_c_and_record_the_status(tmp_path: Path, co
     record = read_exit_record(tmp_path)
     if direct.returncode >= 0 and "kill" not in command:
         assert record is not None and record[0] == direct.returncode
+
+
+def test_exit_records_name_their_attempt_and_old_ones_still_load(tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit"
+    exit_file.write_text("3 2\n")
+    assert read_exit_record(tmp_path, 2) is not None and read_exit_record(tmp_path, 2)[0] == 3  # type: ignore[index]
+    assert read_exit_record(tmp_path) is not None
+    assert read_exit_record(tmp_path, 3) is None, "attempt 2's record was read as attempt 3's"
+    exit_file.write_text("5\n")  # written before records named their attempt
+    assert read_exit_record(tmp_path, 7) is not None and read_exit_record(tmp_path, 7)[0] == 5  # type: ignore[index]
+    exit_file.write_text("0 \n")  # a wrapper run without BATCHRUN_ATTEMPT
+    assert read_exit_record(tmp_path, 1) is not None
+    for bad in ("1 2", "x 1\n", "1 y\n", "1 2 3\n", "\n"):
+        exit_file.write_text(bad)
+        assert read_exit_record(tmp_path, 2) is None, bad
+
+
+@pytest.mark.parametrize("command", ["exit 4", "true", "BATCHRUN_ATTEMPT=9; exit 4", "__batchrun_attempt=9; false"])
+def test_the_wrapper_records_the_attempt_it_was_started_as(tmp_path: Path, command: str) -> None:
+    env = dict(os.environ, BATCHRUN_LOG_DIR=str(tmp_path), BATCHRUN_ATTEMPT="2")
+    subprocess.run(["/bin/sh", "-c", wrapper_for(command), "/bin/sh", command], env=env, check=False)
+    status = int((tmp_path / "exit").read_text().split()[0])
+    assert (tmp_path / "exit").read_text() == f"{status} 2\n"
+    assert read_exit_record(tmp_path, 2) is not None and read_exit_record(tmp_path, 1) is None

@@ -194,6 +194,102 @@ def test_kill_9_soak_every_job_runs_exactly_once(make_runfile: MakeRunfile, work
     assert _tally(side, names) == (0, 0, [])
 
 
+# Jobs and kills of the soak at exact instants (issue 13): fewer jobs, each kill placed.
+INSTANT_JOBS = 120
+INSTANT_KILLS = 30
+INSTANT_MIN_KILLS = 20
+INSTANT_BUDGET = 150.0
+FAULTS = Path(__file__).resolve().parent / "data" / "faults"
+
+
+def _finished_attempts(runs: Path) -> dict[str, int]:
+    """Per job id, how many attempts the journal holds as ended with an exit status."""
+    journal = Journal(runs)
+    journal.load()
+    return {job_id: sum(code is not None for code in rec.exit_codes) for job_id, rec in journal.records.items()}
+
+
+def test_kill_9_soak_at_the_exact_instants(make_runfile: MakeRunfile, workdir: Path, reap_marker: Callable[[str], str]) -> None:
+    """SIGKILL launches at the instants of issue 13, again and again, until one completes.
+
+    Each launch is killed at one of: a random moment; the N-th spawn (after
+    its start record, before its process); a retry's spawn; settlement's
+    first exit-record read (after the liveness probe); or a random moment
+    while settlement's first empty read stalls (a job may end meanwhile).
+    Any of them not reached by the N-th spawn (N from 4 to 10) dies there.
+    A quarter of the jobs fail their first run and succeed their second
+    (`--retries 1 --retry-failed`), so retries and their records are in
+    play. Counted: duplicates (runs beyond the one or two expected), lost
+    (a job short of its runs or not succeeded) and phantom attempts (an
+    attempt journaled as ended that never ran).
+    """
+    rng = random.Random(f"{SOAK_SEED}-instants")
+    marker = reap_marker("instants")
+    side = workdir / "side.txt"
+    names = [f"k{i}" for i in range(INSTANT_JOBS)]
+    flaky = set(rng.sample(names, INSTANT_JOBS // 4))
+    lines = []
+    for name in names:
+        check = f"; [ $(grep -c '^{name}$' {side}) -ge 2 ]" if name in flaky else ""
+        lines.append(f"export {marker}=1; echo {name} >> {side}; sleep {rng.uniform(0.05, 0.3):.3f}{check}")
+    make_runfile(lines)
+    runs = workdir / "runs" / "exp"
+    ids = {job_id_of(line): name for line, name in zip(lines, names, strict=True)}
+    env_base = dict(os.environ, PYTHONPATH=os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]))
+    faults = ["random", "spawn", "retry-spawn", "settle-read", "slow-read"]
+    deadline = time.monotonic() + INSTANT_BUDGET
+    kills = launches = 0
+    phantoms: set[str] = set()  # jobs with an attempt journaled as ended that never ran
+    by_fault: collections.Counter[str] = collections.Counter()
+    args = ["launch", "exp.runfile", "-j", "4", "--retries", "1", "--retry-failed", "-q"]
+    while True:
+        assert time.monotonic() < deadline, f"soak over budget after {launches} launches and {kills} kills"
+        launches += 1
+        fault = rng.choice(faults) if kills < INSTANT_KILLS else "none"
+        env = {k: v for k, v in env_base.items() if not k.startswith("BRFAULT_")}
+        if fault != "none":
+            # Every fault launch also dies at its N-th spawn at the latest,
+            # so a kill lands even when its own instant never comes.
+            env["BRFAULT_KILL_SPAWN"] = str(rng.randint(1, 6) if fault == "spawn" else rng.randint(4, 10))
+        if fault == "retry-spawn":
+            env["BRFAULT_KILL_RETRY_SPAWN"] = "1"
+        elif fault == "settle-read":
+            env["BRFAULT_KILL_EXIT_READ"] = "1"
+        elif fault == "slow-read":
+            env["BRFAULT_SLOW_EXIT_READ"] = "0.3"
+        proc = subprocess.Popen(batchrun_cmd(*args), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        if fault in ("random", "slow-read"):
+            try:
+                proc.wait(rng.uniform(0.0, 1.0))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+        _, err = _wait_or_dump(proc, max(10.0, deadline - time.monotonic()))
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            by_fault[fault] += 1
+            runs_now = collections.Counter(side.read_text().split()) if side.exists() else collections.Counter()
+            phantoms.update(job_id for job_id, ended in _finished_attempts(runs).items() if ended > runs_now[ids[job_id]])
+            continue
+        assert (proc.returncode, err) == (0, ""), f"launch {launches} ({fault}) after {kills} kills"
+        if kills >= INSTANT_KILLS or fault != "none":
+            break
+
+    counts = collections.Counter(side.read_text().split())
+    expected = {name: 2 if name in flaky else 1 for name in names}
+    duplicates = sum(max(0, counts[name] - n) for name, n in expected.items())
+    meta = read_metadata(runs)
+    lost = sum(1 for line, name in zip(lines, names, strict=True) if counts[name] < expected[name] or meta[job_id_of(line)]["state"] != "succeeded")
+    print(
+        f"\nkill -9 soak at exact instants (seed {SOAK_SEED}): {kills} kills over {launches} launches "
+        f"({dict(sorted(by_fault.items()))}); jobs: {INSTANT_JOBS} ({len(flaky)} fail once); "
+        f"duplicates: {duplicates}; lost: {lost}; phantom attempts: {len(phantoms)}"
+    )
+    assert kills >= INSTANT_MIN_KILLS, "too few kills landed for the soak to mean much"
+    assert (duplicates, lost, sorted(phantoms)) == (0, 0, [])
+    assert set(counts) == set(names)
+    assert live_pids_with_env(marker) == [], "a job process outlived the launches"
+
+
 # -- signals: stop on purpose, leave nothing behind ---------------------------
 
 _SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]

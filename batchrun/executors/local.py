@@ -61,11 +61,15 @@ def _devnull() -> int:
 # `set -e` in the command cannot skip the record; `shift` leaves the command
 # with no positional parameters and `$0` is `/bin/sh`, as under `/bin/sh -c`.
 # The record is one short write; readers accept it only when it is a whole line.
+# The record names the attempt it ends (`BATCHRUN_ATTEMPT`, read before the
+# line runs so the line cannot change it): a record an earlier attempt left
+# is never taken for a later one's.
 _WRAPPER = (
     "__batchrun_cmd=$1; shift\n"
+    "__batchrun_attempt=$BATCHRUN_ATTEMPT\n"
     '(eval "unset __batchrun_cmd; $__batchrun_cmd")\n'
     "__batchrun_status=$?\n"
-    'echo "$__batchrun_status" >"$BATCHRUN_LOG_DIR/exit"\n'
+    'echo "$__batchrun_status $__batchrun_attempt" >"$BATCHRUN_LOG_DIR/exit"\n'
     'exit "$__batchrun_status"\n'
 )
 
@@ -164,8 +168,13 @@ def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], app
     return LocalProcess(popen, popen.pid)
 
 
-def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
-    """The exit status and end time a job's wrapper recorded, if complete."""
+def read_exit_record(log_dir: Path, attempt: int | None = None) -> tuple[int, float] | None:
+    """The exit status and end time a job's wrapper recorded, if complete.
+
+    With `attempt`, only a record of that attempt counts. A record that
+    names no attempt (written before records named them, or by a wrapper
+    run without BATCHRUN_ATTEMPT) counts for any attempt.
+    """
     path = log_dir / EXIT_NAME
     try:
         with open(path, "rb") as f:
@@ -175,10 +184,15 @@ def read_exit_record(log_dir: Path) -> tuple[int, float] | None:
         return None
     if not data.endswith(b"\n"):
         return None
+    fields = data.split()
     try:
-        return int(data), end
-    except ValueError:
+        status = int(fields[0])
+        recorded = int(fields[1]) if len(fields) > 1 else None
+    except (ValueError, IndexError):
         return None
+    if len(fields) > 2 or (attempt is not None and recorded is not None and recorded != attempt):
+        return None
+    return status, end
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:

@@ -1,0 +1,173 @@
+"""Keeping metadata.json, the view of the journal the original tool's users read, up to date.
+
+The journal is the truth; metadata.json is rebuilt from it when a launch
+starts (only when something changed since the last launch wrote it, which a
+stamp file tells, so a no-op resume stays cheap) and rewritten about once a
+second while jobs end, by a thread of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from batchrun.errors import MetadataError
+from batchrun.journal import JobRecord, Journal
+from batchrun.metadata import MetadataView, RunsDir, build_entry, iter_metadata, legacy_record
+from batchrun.runfile import Job, Runfile
+
+__all__ = ["MetadataSync"]
+
+# How often metadata.json is brought up to date while jobs finish.
+_METADATA_INTERVAL = 1.0
+# Name of the file recording which journal size and runfile metadata.json reflects.
+STAMP_NAME = ".metadata.stamp"
+
+
+class MetadataSync:
+    """The metadata.json of one launch: its first build, its changes, its flushes."""
+
+    def __init__(self, runs_dir: RunsDir, runfile: Runfile, journal: Journal, lock: threading.RLock, on_error: Callable[[MetadataError], None]) -> None:
+        self.runs_dir = runs_dir
+        self.runfile = runfile
+        self.journal = journal
+        self.view = MetadataView(runs_dir.metadata)
+        self.lock = lock  # the launch's lock over the journal and the records
+        self.on_error = on_error
+        self.logs = str(runs_dir.logs)
+        self.jobs_by_id = {job.job_id: job for job in runfile.jobs}
+        self.old_entries: dict[str, dict[str, Any]] = {}
+        # Jobs whose entry changed since the last flush.
+        self._changed: dict[str, Job] = {}
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the stamp ----------------------------------------------------------
+
+    def _stamp(self) -> str:
+        """What metadata.json reflects: the journal's size, its own size and
+        mtime (an edited or damaged file is read again), and the runfile."""
+        size = self.journal.path.stat().st_size if self.journal.path.exists() else 0
+        try:
+            meta = self.runs_dir.metadata.stat()
+            meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
+        except OSError:
+            meta_id = "none"
+        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self.runfile.digest}\n"
+
+    def stamp_matches(self) -> bool:
+        try:
+            text = (self.runs_dir.path / STAMP_NAME).read_text()
+        except OSError:
+            return False
+        return text == self._stamp()
+
+    def write_stamp(self) -> None:
+        try:
+            (self.runs_dir.path / STAMP_NAME).write_text(self._stamp())
+        except OSError:
+            pass  # only an optimisation for the next no-op launch
+
+    # -- the first build -----------------------------------------------------
+
+    def read_old(self) -> None:
+        """Keep what the old metadata.json has that the journal may not.
+
+        That is the entries of jobs no longer in the runfile (kept, never
+        deleted) and entries the original batchrun wrote (no `state`), which
+        are imported; entries of current jobs are rebuilt from the journal.
+        """
+        self.old_entries = {}
+        for job_id, entry in iter_metadata(self.runs_dir.metadata):
+            if job_id not in self.jobs_by_id or "state" not in entry:
+                self.old_entries[job_id] = entry
+
+    def import_legacy(self) -> None:
+        """Entries the original batchrun wrote count as finished: journal them."""
+        records = self.journal.records
+        for job_id, entry in self.old_entries.items():
+            if job_id in records or "state" in entry:
+                continue
+            rec = legacy_record(job_id, entry)
+            if rec is not None and rec.status is not None and rec.start is not None and rec.end is not None:
+                self.journal.record_end(job_id, rec.attempts, rec.status, rec.start, rec.end)
+
+    def removed_jobs(self) -> list[Job]:
+        """Jobs no longer in the runfile, with the commands the old metadata.json gives them."""
+        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if job_id not in self.jobs_by_id]
+
+    def build(self) -> None:
+        """Render every entry from the journal (and what only the old file knew)."""
+        records = self.journal.records
+        old = self.old_entries
+        logs = self.logs
+        for job in self.runfile.jobs:
+            self.view.set(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}", old.get(job.job_id)))
+        for job_id, entry in old.items():
+            if job_id not in self.jobs_by_id:
+                rec = records.get(job_id)
+                if rec is not None and "command" in entry:
+                    job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
+                    entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
+                self.view.set(job_id, entry)
+        # Rendered now; the parsed file would only hold memory from here on.
+        self.old_entries = {}
+
+    # -- while jobs run ------------------------------------------------------
+
+    def update(self, job: Job, rec: JobRecord) -> None:
+        """Note that a job's entry changed; it is rendered at the next flush.
+
+        Rendering lazily, once per flush, turns a job's start, pid and end
+        (often within one second) into one JSON encoding instead of three,
+        off the worker threads' path. Called under the launch's lock.
+        """
+        self._changed[job.job_id] = job
+        self.view.dirty = True
+
+    def _render_changed(self) -> None:
+        records = self.journal.records
+        for job_id, job in self._changed.items():
+            self.view.set(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}"))
+        self._changed.clear()
+
+    def start(self) -> None:
+        """Start keeping metadata.json up to date while jobs run."""
+        if self._thread is None:
+            self._done.clear()
+            self._thread = threading.Thread(target=self._loop, name="batchrun-metadata", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._done.set()
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._done.wait(_METADATA_INTERVAL):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.view.dirty:
+                return
+            self._render_changed()
+            parts = self.view.snapshot()
+            self.view.dirty = False
+        try:
+            self.view.write(parts)
+        except MetadataError as err:
+            self.on_error(err)
+
+    def write_final(self) -> MetadataError | None:
+        """The last write, as the launch ends; the error, if it failed."""
+        with self.lock:
+            self._render_changed()
+        if len(self.view) or self.view.dirty:
+            try:
+                self.view.write()
+            except MetadataError as err:
+                return err
+        return None

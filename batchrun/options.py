@@ -1,0 +1,107 @@
+"""What one launch was asked to do, and the one place those options are checked.
+
+`check_options` runs before anything else touches the runs directory, for
+`launch --dry-run` as for a real launch, so the two refuse the same options
+with the same message. The planner, runner and stopper only read options.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchrun.errors import UsageError
+
+__all__ = ["MODES", "ORDERS", "LaunchOptions", "Mode", "Order", "ValueEnum", "check_options", "parse_mode"]
+
+
+class ValueEnum(str, enum.Enum):
+    """A `str` enum that prints (and formats) as its value, as JSON stores it."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+
+class Mode(ValueEnum):
+    """Which finished jobs a launch runs again."""
+
+    RESUME = "resume"  # none: only new and unfinished jobs run
+    RETRY_FAILED = "retry_failed"  # failed and timed-out jobs run again too
+    OVERWRITE = "overwrite"  # every job runs again (--rerun-all)
+
+
+class Order(ValueEnum):
+    """In which order pending jobs start."""
+
+    FILE = "file"
+    SHUFFLE = "shuffle"
+
+
+MODES = tuple(mode.value for mode in Mode)
+ORDERS = tuple(order.value for order in Order)
+
+
+@dataclass
+class LaunchOptions:
+    """What the user asked of one launch."""
+
+    n_jobs: int = 1
+    mode: str = Mode.RESUME
+    accounting_dir: Path | None = None
+    metadata_name: str = "metadata.json"
+    grace: float = 10.0
+    env: dict[str, str] = field(default_factory=dict)
+    retries: int = 0
+    timeout: float | None = None
+    fail_fast: bool = False
+    halt_now: bool = False
+    gpus: list[str] = field(default_factory=list)
+    jobs_per_gpu: int = 1
+    order: str = Order.FILE
+    seed: int = 0
+    executor: str = "local"
+    sbatch_args: list[str] = field(default_factory=list)
+    scheduler: str | None = None
+    detach: bool = False
+
+
+def parse_mode(mode: str) -> Mode:
+    """The `Mode` named `mode`.
+
+    Raises:
+        UsageError: no such mode.
+    """
+    try:
+        return Mode(mode)
+    except ValueError:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}") from None
+
+
+def check_options(options: LaunchOptions) -> None:
+    """Refuse options no launch could run with; the first problem found wins.
+
+    Raises:
+        UsageError: naming the option and why.
+    """
+    if options.detach and options.executor == "dask" and not options.scheduler:
+        raise UsageError("--detach with --executor dask needs --scheduler: a local cluster stops when batchrun exits")
+    if options.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, not {options.retries}")
+    parse_mode(options.mode)
+    try:
+        Order(options.order)
+    except ValueError:
+        raise UsageError(f"unknown order {options.order!r}; choose one of {', '.join(ORDERS)}") from None
+    if options.n_jobs < 1:
+        raise UsageError(f"-j must be at least 1, not {options.n_jobs}")
+    if options.jobs_per_gpu < 1:
+        raise UsageError(f"--jobs-per-gpu must be at least 1, not {options.jobs_per_gpu}")
+    if options.gpus and options.n_jobs > len(options.gpus) * options.jobs_per_gpu:
+        raise UsageError(
+            f"-j {options.n_jobs} would put more than {options.jobs_per_gpu} job(s) on a GPU "
+            f"({len(options.gpus)} GPUs); lower -j or raise --jobs-per-gpu"
+        )

@@ -1,0 +1,99 @@
+"""Fault injection for tests: put this directory on PYTHONPATH and name a fault.
+
+Python imports `sitecustomize` at start-up, so a `python -m batchrun` started
+with `PYTHONPATH=tests/data/faults` and one of the variables below stops (or
+stalls) itself at one exact instant, standing for a kill -9 or a preemption
+there. Nothing here is imported unless a test asks for it.
+
+    BRFAULT_KILL_SPAWN=N         SIGKILL itself on the N-th `local.spawn_job` (after the
+                                 start record, before the process exists)
+    BRFAULT_KILL_RETRY_SPAWN=1   SIGKILL itself on spawning a job's retry (`out.1.log` exists)
+    BRFAULT_KILL_EXIT_READ=N     SIGKILL itself on the N-th `local.read_exit_record`
+                                 (settlement: after the liveness probe, before the read)
+    BRFAULT_SLOW_EXIT_READ=S     the first `read_exit_record` that finds nothing sleeps S s first
+    BRFAULT_SLOW_PROBE=S         the first liveness probe that finds a job running sleeps S s
+                                 before it answers
+    BRFAULT_DROP_KILL=1          the first SIGKILL to a job's group is not sent (a
+                                 delivery that has not happened yet)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+
+def _install() -> None:
+    env = os.environ
+    if not any(name.startswith("BRFAULT_") for name in env):
+        return
+    from pathlib import Path
+
+    from batchrun.executors import local
+
+    lock = threading.Lock()
+    calls = {"spawn": 0, "read": 0}
+    once = {"slow_read": False, "slow_probe": False, "drop": False}
+
+    if "BRFAULT_KILL_SPAWN" in env or "BRFAULT_KILL_RETRY_SPAWN" in env:
+        nth = int(env.get("BRFAULT_KILL_SPAWN", "0"))
+        retry = env.get("BRFAULT_KILL_RETRY_SPAWN") == "1"
+        spawn = local.spawn_job
+
+        def spawn_job(command: str, log_dir: str, *args: object, **kwargs: object) -> local.LocalProcess:
+            with lock:
+                calls["spawn"] += 1
+                n = calls["spawn"]
+            if n == nth or (retry and os.path.exists(f"{log_dir}/out.1.log")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return spawn(command, log_dir, *args, **kwargs)  # type: ignore[arg-type]
+
+        local.spawn_job = spawn_job  # type: ignore[assignment]
+
+    if "BRFAULT_KILL_EXIT_READ" in env or "BRFAULT_SLOW_EXIT_READ" in env:
+        nth = int(env.get("BRFAULT_KILL_EXIT_READ", "0"))
+        pause = float(env.get("BRFAULT_SLOW_EXIT_READ", "0"))
+        read = local.read_exit_record
+
+        def read_exit_record(log_dir: Path, *args: object) -> tuple[int, float] | None:
+            with lock:
+                calls["read"] += 1
+                n = calls["read"]
+            if n == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+            found = read(log_dir, *args)  # type: ignore[arg-type]
+            if found is None and pause and not once["slow_read"]:
+                once["slow_read"] = True
+                time.sleep(pause)
+            return found
+
+        local.read_exit_record = read_exit_record  # type: ignore[assignment]
+
+    if "BRFAULT_SLOW_PROBE" in env:
+        pause = float(env["BRFAULT_SLOW_PROBE"])
+        held = local.job_lock_held
+
+        def job_lock_held(log_dir: Path | str, *args: object) -> bool:
+            answer = held(log_dir, *args)  # type: ignore[arg-type]
+            if answer and not once["slow_probe"]:
+                once["slow_probe"] = True
+                time.sleep(pause)
+            return answer
+
+        local.job_lock_held = job_lock_held  # type: ignore[assignment]
+
+    if env.get("BRFAULT_DROP_KILL") == "1":
+        send = local.LocalExecutor.signal
+
+        def signal_job(self: local.LocalExecutor, job_id: str, ref: str | None, sig: int) -> bool:
+            if sig == signal.SIGKILL and not once["drop"]:
+                once["drop"] = True
+                return True
+            return send(self, job_id, ref, sig)
+
+        local.LocalExecutor.signal = signal_job  # type: ignore[method-assign]
+
+
+_install()

@@ -1,0 +1,72 @@
+"""Unit tests of the stopper: nothing of a job's process group is left when it returns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import kill_all, live_pids_with_env, wait_for
+
+from batchrun.executors import ExecutorOptions
+from batchrun.executors.local import LocalExecutor
+from batchrun.stopper import GroupStopper, stop_job
+
+JOB_ID = "0123456789abcdef"
+
+
+class _LateKill(LocalExecutor):
+    """A SIGKILL that has not reached the group yet the first time it is sent."""
+
+    dropped = False
+
+    def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
+        if sig == signal.SIGKILL and not self.dropped:
+            self.dropped = True
+            return True
+        return super().signal(job_id, ref, sig)
+
+
+@pytest.fixture()
+def marker() -> Iterator[str]:
+    name = f"BRSTOP{os.getpid()}"
+    yield name
+    kill_all(live_pids_with_env(name))
+
+
+def _start(executor: LocalExecutor, tmp_path: Path, marker: str, command: str) -> str:
+    log_dir = tmp_path / "log"
+    env = dict(os.environ, BATCHRUN_JOB_ID=JOB_ID, BATCHRUN_LOG_DIR=str(log_dir), BATCHRUN_ATTEMPT="1", **{marker: "1"})
+    return executor.start(JOB_ID, command, str(log_dir), env)
+
+
+@pytest.mark.parametrize("executor_class", [LocalExecutor, _LateKill])
+def test_stop_job_returns_only_when_the_group_is_gone(tmp_path: Path, marker: str, executor_class: type[LocalExecutor]) -> None:
+    """The wrapper dies on SIGTERM; its child ignores SIGTERM and outlives it."""
+    executor = executor_class(ExecutorOptions())
+    ready = tmp_path / "ready"
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (touch {ready}; sleep 100) & wait")
+    wait_for(ready.exists, what="the child to start")
+    stop_job(executor, JOB_ID, ref, grace=0.3)
+    assert live_pids_with_env(marker) == []
+
+
+def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_path: Path, marker: str) -> None:
+    executor = LocalExecutor(ExecutorOptions())
+    ready = tmp_path / "ready"
+    ref = _start(executor, tmp_path, marker, f"touch {ready}; sleep 100")
+    wait_for(ready.exists, what="the job to start")
+    watched: list[tuple[str, str | None, bool]] = [("f" * 16, "starting", True)]
+    targets = [(JOB_ID, ref, False), *watched]
+    stopper = GroupStopper(executor, 5.0, lambda: list(targets), threading.Event())
+    stopper.start()
+    wait_for(lambda: live_pids_with_env(marker) == [], what="the unwatched job to be stopped")
+    time.sleep(0.2)
+    assert stopper._thread.is_alive(), "returned while a watched job was still starting"
+    targets.remove(watched[0])
+    stopper.join()
+    assert executor.wait(ref) == -signal.SIGTERM
