@@ -34,6 +34,7 @@ from batchrun.metadata import (
     legacy_record,
 )
 from batchrun.runfile import Job, Runfile
+from batchrun.stamp import Stamp, read_stamp, write_stamp
 
 __all__ = ["JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Plan", "MODES"]
 
@@ -41,8 +42,6 @@ MODES = ("resume", "retry_failed", "overwrite")
 
 # How often metadata.json is brought up to date while jobs finish.
 _METADATA_INTERVAL = 1.0
-# Name of the file recording which journal size and runfile metadata.json reflects.
-_STAMP_NAME = ".metadata.stamp"
 # Placeholder reference in `_running` for a job between its start record and its start.
 _STARTING = "starting"
 
@@ -214,29 +213,14 @@ class Launch:
             raise
         return self.plan
 
-    def _stamp(self) -> str:
-        """What metadata.json reflects: the journal's size, its own size and
-        mtime (an edited or damaged file is read again), and the runfile."""
-        size = self.journal.path.stat().st_size if self.journal.path.exists() else 0
-        try:
-            meta = self.runs_dir.metadata.stat()
-            meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
-        except OSError:
-            meta_id = "none"
-        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self.runfile.digest}\n"
+    def _stamp(self) -> Stamp:
+        return Stamp.now(self.runs_dir.path, self.journal.path, self.runs_dir.metadata_name, self.runfile.digest)
 
     def _stamp_matches(self) -> bool:
-        try:
-            text = (self.runs_dir.path / _STAMP_NAME).read_text()
-        except OSError:
-            return False
-        return text == self._stamp()
+        return read_stamp(self.runs_dir.path) == self._stamp()
 
     def _write_stamp(self) -> None:
-        try:
-            (self.runs_dir.path / _STAMP_NAME).write_text(self._stamp())
-        except OSError:
-            pass  # only an optimisation for the next no-op launch
+        write_stamp(self.runs_dir.path, self._stamp())
 
     def _read_old_metadata(self) -> None:
         """Keep what the old metadata.json has that the journal may not.

@@ -45,6 +45,7 @@ from batchrun.runfile import (
     parse_parameters,
     parse_runfile_text,
 )
+from batchrun.stamp import metadata_unchanged
 
 __all__ = [
     "GROUPS",
@@ -77,8 +78,6 @@ GROUPS = ("new", "interrupted", "running", "failed", "succeeded", "recovered", "
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 # The file `metadata.acquire_lock` flocks for a whole launch.
 _LAUNCH_LOCK_NAME = ".lock"
-# What `Launch.finish` writes to say which metadata.json it left.
-_STAMP_NAME = ".metadata.stamp"
 # Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
 _SHORT_ID = 8
 
@@ -287,22 +286,18 @@ def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
     """Whether metadata.json is known to be a launch's own atomic write, so it need not be parsed.
 
     A running launch rewrites it; after a launch, `.metadata.stamp` (written
-    by `Launch.finish`, format "1 <journal size> <name> <size>:<mtime_ns> <digest>")
-    records its size and mtime. Anything unexpected means "parse it".
+    by `Launch.finish`, see `batchrun.stamp`) records its size and mtime.
+    Anything unexpected means "parse it".
     """
     try:
-        meta = os.stat(runs_dir.metadata)
+        os.stat(runs_dir.metadata)
     except FileNotFoundError:
         return True
     except OSError:
         return False
     if launch_running:
         return True
-    try:
-        parts = (runs_dir.path / _STAMP_NAME).read_text().split(" ")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(parts) == 5 and parts[0] == "1" and parts[2] == runs_dir.metadata_name and parts[3] == f"{meta.st_size}:{meta.st_mtime_ns}"
+    return metadata_unchanged(runs_dir.path, runs_dir.metadata_name)
 
 
 def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
