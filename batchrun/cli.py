@@ -271,6 +271,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
     plan = launch.prepare()
+    for notice in launch.notices:
+        sys.stderr.write(f"batchrun: {notice}\n")
     out = sys.stdout
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):

@@ -30,9 +30,9 @@ from batchrun.metadata import (
     RunsDir,
     acquire_lock,
     build_entry,
-    iter_metadata,
     legacy_record,
 )
+from batchrun.repair import iter_metadata_repairing, repair_runs_dir
 from batchrun.runfile import Job, Runfile
 from batchrun.stamp import Stamp, read_stamp, write_stamp
 
@@ -148,6 +148,8 @@ class Launch:
         self.metadata = MetadataView(self.runs_dir.metadata)
         self.host = socket.gethostname().split(".")[0] or "localhost"
         self.plan: Plan | None = None
+        # One line per repair of a damaged runs directory, for the CLI to print.
+        self.notices: list[str] = []
         self._jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self._old_entries: dict[str, dict[str, Any]] = {}
         # Jobs whose metadata entry changed since the last flush.
@@ -190,6 +192,7 @@ class Launch:
         self.runs_dir.create()
         self._lock = acquire_lock(self.runs_dir)
         try:
+            self.notices = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
             # since the last launch wrote it: a no-op resume stays cheap.
@@ -230,7 +233,7 @@ class Launch:
         are imported; entries of current jobs are rebuilt from the journal.
         """
         self._old_entries = {}
-        for job_id, entry in iter_metadata(self.runs_dir.metadata):
+        for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
             if job_id not in self._jobs_by_id or "state" not in entry:
                 self._old_entries[job_id] = entry
 

@@ -38,6 +38,7 @@ from batchrun.metadata import (
     load_metadata,
     read_lock_owner,
 )
+from batchrun.repair import surviving_records
 from batchrun.runfile import (
     Job,
     Runfile,
@@ -246,6 +247,9 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     journal = Journal(runs_dir.path)
     journal.load()
     records = journal.records
+    if not records:
+        # A lost journal: count what survives, as the next launch will.
+        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
     in_runfile = {job.job_id for job in runfile.jobs} if runfile is not None else set()
     removed_ids = [job_id for job_id in records if job_id not in in_runfile] if runfile is not None else []
     if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
