@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from batchrun import __version__, cli_status
+from batchrun import __version__, _signals, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
@@ -192,12 +192,28 @@ def main(argv: Sequence[str] | None = None) -> int:
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
     """
+    # Usually installed already by `__main__`, before this module's imports.
+    if _signals.install():
+        _signals.take_pending()  # left from an earlier in-process call
+    try:
+        return _main(argv)
+    finally:
+        _signals.restore()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
+    if args.command != "launch":
+        # Only a launch has records to save before it stops; the other
+        # commands stop on a signal as they always did.
+        _signals.restore()
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command != "launch" and _signals.take_pending():
+            raise KeyboardInterrupt
         if args.command == "launch":
             return _cmd_launch(args)
         if args.command == "sweep":
@@ -267,6 +283,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         detach=args.detach,
     )
+    if _signals.take_pending():
+        raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
@@ -288,10 +306,14 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
+    # Signals noted while preparing: stop now, as if they came just after.
+    for _ in _signals.take_pending()[:2]:
+        launch.request_stop()
     try:
         progress.start()
         try:
-            launch.run()
+            if not launch.should_stop_dispatch():
+                launch.run()
         finally:
             progress.close()
     finally:
