@@ -159,7 +159,11 @@ def surviving_records(runs_dir: RunsDir) -> Iterator[JobRecord]:
             continue
         seen.add(job_id)
         rec = _record_from_entry(job_id, entry)
-        if rec is None:
+        state = entry.get("state")
+        if rec is None and (state in State.FINISHED or not isinstance(state, str) or not _STATE_WORD.fullmatch(state)):
+            # The entry says it finished but not how, or nothing readable:
+            # the job's own exit record decides. A pending or interrupted
+            # entry is believed over an exit record older than it.
             rec = _record_from_exit(runs_dir, job_id, _int(entry.get("attempts"), 0))
         if rec is not None:
             yield rec
