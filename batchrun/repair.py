@@ -40,8 +40,11 @@ __all__ = [
     "surviving_records",
 ]
 
-# `metadata.write_atomic`'s temporary files: `.<name>.<pid>.tmp`.
-_TEMP_FILE = re.compile(r"\.(.+)\.([0-9]+)\.tmp")
+# `metadata.write_atomic`'s temporary files: `.<name>.<pid>.tmp`. A pid has
+# no leading zero and is at most pid_max's ceiling, so other tools' temporary
+# files (such as the sweep's 8 hex digits) are never taken for ours.
+_TEMP_FILE = re.compile(r"\.(.+)\.([1-9][0-9]{0,6})\.tmp")
+_MAX_PID = 4_194_304
 # What `Journal.compact` writes before renaming it over the journal.
 _COMPACT_TEMP = JOURNAL_NAME + ".tmp"
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
@@ -74,7 +77,7 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
         match = _TEMP_FILE.fullmatch(name)
         if match is not None:
             pid = int(match.group(2))
-            if pid == os.getpid() or _alive(pid):
+            if pid > _MAX_PID or pid == os.getpid() or _alive(pid):
                 continue
         elif name != _COMPACT_TEMP:
             continue
@@ -87,14 +90,12 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return True  # not a pid a writer can have: leave it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
-        return True
+    except PermissionError:
+        return True  # someone else's live process
     return True
 
 
@@ -118,10 +119,13 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[t
         damage = err
     try:
         entries = salvage_metadata(path)
-        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    except OSError:
+        raise damage from None  # not damaged bytes but an unreadable file: nothing to repair
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
         os.replace(path, aside)
     except OSError as err:
-        raise MetadataError(f"{path}: cannot repair damaged metadata: {err.strerror}") from damage
+        raise MetadataError(f"{path}: damaged, and cannot be moved aside to rebuild it: {err.strerror}") from damage
     reason = str(damage).removeprefix(f"{path}").lstrip(":0123456789 ").split(";")[0]
     notices.append(
         f"{path}: damaged ({reason}); rebuilt from the job journal, "

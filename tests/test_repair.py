@@ -69,7 +69,7 @@ def test_only_dead_writers_temp_files_are_removed(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
     try:
-        names = [f".metadata.json.{live.pid}.tmp", f".metadata.json.{dead.pid}.tmp", f".meta data.json.{dead.pid}.tmp", f".metadata.json.{os.getpid()}.tmp", "jobs.journal.tmp", ".metadata.json.0.tmp", "metadata.json", "x.tmp"]
+        names = [f".metadata.json.{live.pid}.tmp", f".metadata.json.{dead.pid}.tmp", f".meta data.json.{dead.pid}.tmp", f".metadata.json.{os.getpid()}.tmp", "jobs.journal.tmp", ".metadata.json.0.tmp", ".metadata.json.0012.tmp", ".exp.runfile.99999999.tmp", "metadata.json", "x.tmp"]
         for name in names:
             (tmp_path / name).write_text("x")
         removed = remove_dead_temp_files(tmp_path)
