@@ -336,6 +336,7 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     """
     from batchrun.doit_tasks import run_sweep_task
     from batchrun.metadata import RunsDir
+    from batchrun.repair import repair_doit_db
     from batchrun.sweep import default_runfile_path
 
     if not gridspec.is_file():
@@ -343,7 +344,11 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     runfile = default_runfile_path(gridspec)
     runs_dir = RunsDir.for_runfile(runfile, args.accounting_dir, args.state_db_filename)
     runs_dir.create()
-    if run_sweep_task(gridspec, runfile, runs_dir.path / ".sweep.doit.json") and not args.quiet:
+    dep_file = runs_dir.path / ".sweep.doit.json"
+    notice = repair_doit_db(dep_file)
+    if notice is not None:
+        sys.stderr.write(f"batchrun: {notice}\n")
+    if run_sweep_task(gridspec, runfile, dep_file) and not args.quiet:
         print(f"batchrun: {gridspec}: wrote {runfile}")
     return runfile
 

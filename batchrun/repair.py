@@ -19,6 +19,7 @@ directory's lock; `surviving_records` alone is read-only, for `status`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -36,6 +37,7 @@ __all__ = [
     "iter_metadata_repairing",
     "rebuild_lost_journal",
     "remove_dead_temp_files",
+    "repair_doit_db",
     "repair_runs_dir",
     "surviving_records",
 ]
@@ -60,6 +62,30 @@ def repair_runs_dir(runs_dir: RunsDir) -> list[str]:
     remove_dead_temp_files(runs_dir.path)
     notice = rebuild_lost_journal(runs_dir)
     return [notice] if notice is not None else []
+
+
+def repair_doit_db(path: Path) -> str | None:
+    """Remove a damaged doit database (JSON backend); returns the notice.
+
+    doit would print its own traceback and stop; the file only caches which
+    inputs a task last saw, so without it the task runs once more and the
+    file is written anew.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None  # absent (the usual case), or doit reports it
+    try:
+        if isinstance(json.loads(data.decode("utf-8")), dict):
+            return None
+    except (RecursionError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        pass
+    try:
+        os.unlink(path)
+    except OSError as err:
+        raise MetadataError(f"{path}: damaged, and cannot be removed: {err.strerror}") from None
+    return f"{path}: damaged; removed (a cache of the sweep's inputs: the sweep runs again)"
 
 
 def remove_dead_temp_files(path: Path) -> list[Path]:
@@ -121,7 +147,7 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[t
         entries = salvage_metadata(path)
     except OSError:
         raise damage from None  # not damaged bytes but an unreadable file: nothing to repair
-    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    aside = _aside_path(path)
     try:
         os.replace(path, aside)
     except OSError as err:
@@ -132,6 +158,16 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[t
         f"{len(entries)} whole entries kept, the damaged file moved to {aside.name}"
     )
     yield from entries.items()
+
+
+def _aside_path(path: Path) -> Path:
+    """`<name>.damaged-<time>`, never the name of an earlier damaged copy."""
+    base = f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+    aside, n = path.with_name(base), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{base}.{n}")
+    return aside
 
 
 def _read_entries(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
