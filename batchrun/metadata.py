@@ -30,6 +30,7 @@ from batchrun.runfile import Job, parse_parameters
 
 __all__ = [
     "DEFAULT_RUNS_ROOT",
+    "MAX_PID",
     "LaunchLock",
     "MetadataView",
     "RunsDir",
@@ -38,6 +39,7 @@ __all__ = [
     "legacy_record",
     "iter_metadata",
     "load_metadata",
+    "pid_alive",
     "read_lock_owner",
     "salvage_metadata",
     "write_atomic",
@@ -51,7 +53,7 @@ _ENTRY_START = re.compile(r'"([0-9a-f]{16})"\s*:\s*\{')
 DEFAULT_METADATA_NAME = "metadata.json"
 _LOCK_NAME = ".lock"
 # Largest pid Linux hands out (pid_max's ceiling, 2**22).
-_MAX_PID = 4_194_304
+MAX_PID = 4_194_304
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def read_lock_owner(runs_dir: RunsDir) -> int | None:
         return None
     # Damaged bytes may spell 0 (our process group to os.kill), or a number
     # os.kill refuses: neither is a launch's pid.
-    return pid if 0 < pid <= _MAX_PID else None
+    return pid if 0 < pid <= MAX_PID else None
 
 
 def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
@@ -128,14 +130,15 @@ def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
     deadline = time.monotonic() + wait
     while True:
         owner = read_lock_owner(runs_dir)
-        if owner is not None and owner != os.getpid() and _alive(owner):
+        if owner is not None and owner != os.getpid() and pid_alive(owner):
             return owner
         if time.monotonic() >= deadline:
             return None  # the file still names a finished launch: do not repeat it
         time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours to signal or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -31,7 +31,7 @@ from typing import Any
 from batchrun.errors import MetadataError
 from batchrun.executors import local
 from batchrun.journal import JOURNAL_NAME, JobRecord, Journal, State
-from batchrun.metadata import RunsDir, iter_metadata, salvage_metadata
+from batchrun.metadata import MAX_PID, RunsDir, iter_metadata, pid_alive, salvage_metadata
 
 __all__ = [
     "iter_metadata_repairing",
@@ -46,7 +46,6 @@ __all__ = [
 # no leading zero and is at most pid_max's ceiling, so other tools' temporary
 # files (such as the sweep's 8 hex digits) are never taken for ours.
 _TEMP_FILE = re.compile(r"\.(.+)\.([1-9][0-9]{0,6})\.tmp")
-_MAX_PID = 4_194_304
 # What `Journal.compact` writes before renaming it over the journal.
 _COMPACT_TEMP = JOURNAL_NAME + ".tmp"
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
@@ -103,7 +102,7 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
         match = _TEMP_FILE.fullmatch(name)
         if match is not None:
             pid = int(match.group(2))
-            if pid > _MAX_PID or pid == os.getpid() or _alive(pid):
+            if pid > MAX_PID or pid == os.getpid() or pid_alive(pid):
                 continue
         elif name != _COMPACT_TEMP:
             continue
@@ -113,16 +112,6 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
             continue  # gone already, or a directory: not ours to touch
         removed.append(path / name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
