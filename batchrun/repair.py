@@ -141,11 +141,9 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[t
         os.replace(path, aside)
     except OSError as err:
         raise MetadataError(f"{path}: damaged, and cannot be moved aside to rebuild it: {err.strerror}") from damage
-    reason = str(damage).removeprefix(f"{path}").lstrip(":0123456789 ").split(";")[0]
-    notices.append(
-        f"{path}: damaged ({reason}); rebuilt from the job journal, "
-        f"{len(entries)} whole entries kept, the damaged file moved to {aside.name}"
-    )
+    # The error's own "<path>:<line>: what" part, without its advice.
+    what = str(damage).split("; ")[0]
+    notices.append(f"{what}; rebuilt from the job journal, {len(entries)} whole entries kept, the damaged file moved to {aside.name}")
     yield from entries.items()
 
 

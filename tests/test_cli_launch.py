@@ -339,7 +339,7 @@ def test_corrupt_metadata_is_set_aside_and_rebuilt(make_runfile: MakeRunfile, wo
     (runs / "metadata.json").write_text('{"abc": {"status": 0,')
     code, _, err = run_cli("launch", "exp.runfile", "-q")
     assert code == 0
-    assert err == f"batchrun: {runs / 'metadata.json'}: damaged (corrupt metadata (Expecting property name enclosed in double quotes)); rebuilt from the job journal, 0 whole entries kept, the damaged file moved to {next(runs.glob('metadata.json.damaged-*')).name}\n"
+    assert err == f"batchrun: {runs / 'metadata.json'}:1: corrupt metadata (Expecting property name enclosed in double quotes); rebuilt from the job journal, 0 whole entries kept, the damaged file moved to {next(runs.glob('metadata.json.damaged-*')).name}\n"
     assert next(runs.glob("metadata.json.damaged-*")).read_text() == '{"abc": {"status": 0,'
     assert [e["state"] for e in read_metadata(runs).values()] == ["succeeded"]
 
