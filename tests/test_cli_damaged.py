@@ -305,3 +305,25 @@ def test_a_damaged_sweep_database_is_removed_and_the_sweep_runs_again(workdir: P
     assert proc.stderr == f"batchrun: {db}: damaged; removed (a cache of the sweep's inputs: the sweep runs again)\n"
     assert json.loads(db.read_text())  # written anew
     assert "(0 ran now)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("metadata.json", "metadata.json: cannot read: Is a directory"),
+        ("jobs.journal", "jobs.journal: cannot read the job journal: Is a directory"),
+        (".lock", ".lock: cannot create the launch lock: Is a directory"),
+    ],
+)
+def test_a_record_that_is_a_directory_is_one_error_line(make_runfile: MakeRunfile, workdir: Path, name: str, expected: str) -> None:
+    side, runs = _first_launch(make_runfile, workdir)
+    path = runs / name
+    path.unlink()
+    path.mkdir()
+    commands = [["launch", "exp.runfile"]] + ([["status", "exp.runfile"], ["plan", "exp.runfile"], ["failed", "exp.runfile"]] if name != ".lock" else [])
+    for command in commands:
+        proc = run_batchrun(*command, cwd=workdir)
+        _no_crash(proc)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr == f"batchrun: error: {runs}/{expected}\n", (command, proc.stderr)
+    assert side.read_text().count("\n") == 3
