@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun import __version__, cli_status
+from batchrun import __version__, _signals, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
@@ -196,12 +196,28 @@ def main(argv: Sequence[str] | None = None) -> int:
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
     """
+    # Usually installed already by `__main__`, before this module's imports.
+    if _signals.install():
+        _signals.take_pending()  # left from an earlier in-process call
+    try:
+        return _main(argv)
+    finally:
+        _signals.restore()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
+    if args.command != "launch":
+        # Only a launch has records to save before it stops; the other
+        # commands stop on a signal as they always did.
+        _signals.restore()
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command != "launch" and _signals.take_pending():
+            raise KeyboardInterrupt
         if args.command == "launch":
             return _cmd_launch(args)
         if args.command == "sweep":
@@ -269,10 +285,14 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if not runfile.jobs:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
+    if _signals.take_pending():
+        raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
     plan = launch.prepare()
+    for notice in launch.notices:
+        sys.stderr.write(f"batchrun: {notice}\n")
     out = sys.stdout
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
@@ -288,10 +308,14 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
+    # Signals noted while preparing: stop now, as if they came just after.
+    for _ in _signals.take_pending()[:2]:
+        launch.request_stop()
     try:
         progress.start()
         try:
-            launch.run(plan, _run_job_tasks)
+            if not launch.should_stop_dispatch():
+                launch.run(plan, _run_job_tasks)
         finally:
             progress.close()
     finally:
@@ -321,6 +345,7 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     """
     from batchrun.doit_tasks import run_sweep_task
     from batchrun.metadata import RunsDir
+    from batchrun.repair import repair_doit_db
     from batchrun.sweep import default_runfile_path
 
     if not gridspec.is_file():
@@ -328,7 +353,11 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     runfile = default_runfile_path(gridspec)
     runs_dir = RunsDir.for_runfile(runfile, args.accounting_dir, args.state_db_filename)
     runs_dir.create()
-    if run_sweep_task(gridspec, runfile, runs_dir.path / ".sweep.doit.json") and not args.quiet:
+    dep_file = runs_dir.path / ".sweep.doit.json"
+    notice = repair_doit_db(dep_file)
+    if notice is not None:
+        sys.stderr.write(f"batchrun: {notice}\n")
+    if run_sweep_task(gridspec, runfile, dep_file) and not args.quiet:
         print(f"batchrun: {gridspec}: wrote {runfile}")
     return runfile
 

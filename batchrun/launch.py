@@ -28,6 +28,7 @@ from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.planner import Plan, done_for_mode, make_plan
+from batchrun.repair import repair_runs_dir
 from batchrun.runfile import Job, Runfile
 from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
@@ -112,6 +113,11 @@ class Launch:
     def halted(self) -> str | None:
         return self.control.halted
 
+    @property
+    def notices(self) -> list[str]:
+        """One line per repair of a damaged runs directory, for the CLI to print."""
+        return self.metadata.notices
+
     # -- step 1: lock, load, settle, plan ----------------------------------
 
     def prepare(self) -> Plan:
@@ -123,6 +129,7 @@ class Launch:
         self._lock = acquire_lock(self.runs_dir)
         metadata = self.metadata
         try:
+            metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
             # since the last launch wrote it: a no-op resume stays cheap.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from batchrun.runfile import Job, parse_parameters
 
 __all__ = [
     "DEFAULT_RUNS_ROOT",
+    "MAX_PID",
     "LaunchLock",
     "MetadataView",
     "RunsDir",
@@ -37,13 +39,21 @@ __all__ = [
     "legacy_record",
     "iter_metadata",
     "load_metadata",
+    "pid_alive",
     "read_lock_owner",
+    "salvage_metadata",
     "write_atomic",
 ]
 
 DEFAULT_RUNS_ROOT = Path("runs")
+# What a reader of a damaged metadata.json is told: a launch repairs it.
+_REBUILD_FIX = "batchrun launch rebuilds it from the job journal"
+# The start of one job's entry anywhere in a damaged file, in either layout.
+_ENTRY_START = re.compile(r'"([0-9a-f]{16})"\s*:\s*\{')
 DEFAULT_METADATA_NAME = "metadata.json"
 _LOCK_NAME = ".lock"
+# Largest pid Linux hands out (pid_max's ceiling, 2**22).
+MAX_PID = 4_194_304
 
 
 @dataclass(frozen=True)
@@ -101,10 +111,14 @@ class LaunchLock:
 def read_lock_owner(runs_dir: RunsDir) -> int | None:
     """The pid written by the launch that holds (or last held) the lock."""
     try:
-        text = (runs_dir.path / _LOCK_NAME).read_text().strip()
-        return int(text) if text else None
+        with open(runs_dir.path / _LOCK_NAME, "rb") as f:
+            text = f.read(32).strip()
+        pid = int(text) if text.isdigit() else 0
     except (OSError, ValueError):
         return None
+    # Damaged bytes may spell 0 (our process group to os.kill), or a number
+    # os.kill refuses: neither is a launch's pid.
+    return pid if 0 < pid <= MAX_PID else None
 
 
 def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
@@ -116,14 +130,15 @@ def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
     deadline = time.monotonic() + wait
     while True:
         owner = read_lock_owner(runs_dir)
-        if owner is not None and owner != os.getpid() and _alive(owner):
+        if owner is not None and owner != os.getpid() and pid_alive(owner):
             return owner
         if time.monotonic() >= deadline:
             return None  # the file still names a finished launch: do not repeat it
         time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours to signal or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -166,10 +181,11 @@ def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "not UTF-8"
-        raise MetadataError(f"{path}: cannot read: {reason}") from err
-    fix = "move it aside and launch again to rebuild it from the job journal"
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise MetadataError(f"{path}: corrupt metadata (not UTF-8 at byte {err.start}); {_REBUILD_FIX}") from err
+    fix = _REBUILD_FIX
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -198,7 +214,7 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         return
     except OSError as err:
         raise MetadataError(f"{path}: cannot read: {err.strerror}") from err
-    fix = "move it aside and launch again to rebuild it from the job journal"
+    fix = _REBUILD_FIX
     lineno = 1
     yielded = False
     with f:
@@ -226,6 +242,38 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise MetadataError(f"{path}:{lineno}: corrupt metadata; {fix}")
     # Not batchrun's line layout: parse it whole (and report a real error).
     yield from load_metadata(path).items()
+
+
+def salvage_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of a damaged metadata.json that are still whole.
+
+    Works on both layouts (one entry per line, or the original batchrun's
+    indented JSON): each `"<job id>": {` starts a candidate, kept when it
+    parses as a JSON object of valid UTF-8. A truncated file keeps all but
+    its torn end; garbage keeps nothing.
+
+    Raises:
+        OSError: the file cannot be read at all.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    # Undecodable bytes become lone surrogates: they never match a key, and
+    # an entry holding one is dropped below, so no guess is written back.
+    text = data.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    entries: dict[str, dict[str, Any]] = {}
+    pos = 0
+    while (match := _ENTRY_START.search(text, pos)) is not None:
+        try:
+            entry, end = decoder.raw_decode(text, match.end() - 1)
+            json.dumps(entry, ensure_ascii=False).encode("utf-8")
+        except (RecursionError, ValueError):  # UnicodeEncodeError is a ValueError
+            pos = match.end()
+            continue
+        if isinstance(entry, dict):
+            entries[match.group(1)] = entry
+        pos = end
+    return entries
 
 
 def legacy_record(job_id: str, entry: dict[str, Any]) -> JobRecord | None:

@@ -14,15 +14,15 @@ from typing import Any
 
 from batchrun.errors import MetadataError
 from batchrun.journal import JobRecord, Journal
-from batchrun.metadata import MetadataView, RunsDir, build_entry, iter_metadata, legacy_record
+from batchrun.metadata import MetadataView, RunsDir, build_entry, legacy_record
+from batchrun.repair import iter_metadata_repairing
 from batchrun.runfile import Job, Runfile
+from batchrun.stamp import Stamp, read_stamp, write_stamp
 
 __all__ = ["MetadataSync"]
 
 # How often metadata.json is brought up to date while jobs finish.
 _METADATA_INTERVAL = 1.0
-# Name of the file recording which journal size and runfile metadata.json reflects.
-STAMP_NAME = ".metadata.stamp"
 
 
 class MetadataSync:
@@ -38,6 +38,8 @@ class MetadataSync:
         self.logs = str(runs_dir.logs)
         self.jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self.old_entries: dict[str, dict[str, Any]] = {}
+        # One line per repair of a damaged runs directory, for the CLI to print.
+        self.notices: list[str] = []
         # Jobs whose entry changed since the last flush.
         self._changed: dict[str, Job] = {}
         self._done = threading.Event()
@@ -45,29 +47,14 @@ class MetadataSync:
 
     # -- the stamp ----------------------------------------------------------
 
-    def _stamp(self) -> str:
-        """What metadata.json reflects: the journal's size, its own size and
-        mtime (an edited or damaged file is read again), and the runfile."""
-        size = self.journal.path.stat().st_size if self.journal.path.exists() else 0
-        try:
-            meta = self.runs_dir.metadata.stat()
-            meta_id = f"{meta.st_size}:{meta.st_mtime_ns}"
-        except OSError:
-            meta_id = "none"
-        return f"1 {size} {self.runs_dir.metadata_name} {meta_id} {self.runfile.digest}\n"
+    def _stamp(self) -> Stamp:
+        return Stamp.now(self.runs_dir.path, self.journal.path, self.runs_dir.metadata_name, self.runfile.digest)
 
     def stamp_matches(self) -> bool:
-        try:
-            text = (self.runs_dir.path / STAMP_NAME).read_text()
-        except OSError:
-            return False
-        return text == self._stamp()
+        return read_stamp(self.runs_dir.path) == self._stamp()
 
     def write_stamp(self) -> None:
-        try:
-            (self.runs_dir.path / STAMP_NAME).write_text(self._stamp())
-        except OSError:
-            pass  # only an optimisation for the next no-op launch
+        write_stamp(self.runs_dir.path, self._stamp())
 
     # -- the first build -----------------------------------------------------
 
@@ -79,7 +66,7 @@ class MetadataSync:
         are imported; entries of current jobs are rebuilt from the journal.
         """
         self.old_entries = {}
-        for job_id, entry in iter_metadata(self.runs_dir.metadata):
+        for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
             if job_id not in self.jobs_by_id or "state" not in entry:
                 self.old_entries[job_id] = entry
 

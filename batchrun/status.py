@@ -39,6 +39,7 @@ from batchrun.metadata import (
 )
 from batchrun.options import parse_mode
 from batchrun.planner import Group, Plan, classify, make_plan
+from batchrun.repair import surviving_records
 from batchrun.runfile import (
     Job,
     Runfile,
@@ -47,6 +48,7 @@ from batchrun.runfile import (
     parse_runfile_text,
 )
 from batchrun.settle import Outcome, apply_decisions, settle_in_flight
+from batchrun.stamp import metadata_unchanged
 
 __all__ = [
     "GROUPS",
@@ -79,8 +81,6 @@ GROUPS = tuple(Group)
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 # The file `metadata.acquire_lock` flocks for a whole launch.
 _LAUNCH_LOCK_NAME = ".lock"
-# What `Launch.finish` writes to say which metadata.json it left.
-_STAMP_NAME = ".metadata.stamp"
 # Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
 _SHORT_ID = 8
 
@@ -249,6 +249,9 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     journal = Journal(runs_dir.path)
     journal.load()
     records = journal.records
+    if not records:
+        # A lost journal: count what survives, as the next launch will.
+        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
     in_runfile = {job.job_id for job in runfile.jobs} if runfile is not None else set()
     removed_ids = [job_id for job_id in records if job_id not in in_runfile] if runfile is not None else []
     if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
@@ -289,22 +292,18 @@ def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
     """Whether metadata.json is known to be a launch's own atomic write, so it need not be parsed.
 
     A running launch rewrites it; after a launch, `.metadata.stamp` (written
-    by `Launch.finish`, format "1 <journal size> <name> <size>:<mtime_ns> <digest>")
-    records its size and mtime. Anything unexpected means "parse it".
+    by `Launch.finish`, see `batchrun.stamp`) records its size and mtime.
+    Anything unexpected means "parse it".
     """
     try:
-        meta = os.stat(runs_dir.metadata)
+        os.stat(runs_dir.metadata)
     except FileNotFoundError:
         return True
     except OSError:
         return False
     if launch_running:
         return True
-    try:
-        parts = (runs_dir.path / _STAMP_NAME).read_text().split(" ")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(parts) == 5 and parts[0] == "1" and parts[2] == runs_dir.metadata_name and parts[3] == f"{meta.st_size}:{meta.st_mtime_ns}"
+    return metadata_unchanged(runs_dir.path, runs_dir.metadata_name)
 
 
 def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:

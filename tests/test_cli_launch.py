@@ -332,25 +332,26 @@ def test_an_unwritable_runs_directory(make_runfile: MakeRunfile, workdir: Path, 
     _one_error_line(code, err, "cannot create the runs directory")
 
 
-def test_corrupt_metadata_is_refused_and_left_untouched(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
+def test_corrupt_metadata_is_set_aside_and_rebuilt(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
     make_runfile(["true"])
     runs = workdir / "runs" / "exp"
     runs.mkdir(parents=True)
     (runs / "metadata.json").write_text('{"abc": {"status": 0,')
-    code, _, err = run_cli("launch", "exp.runfile")
-    _one_error_line(code, err, "metadata.json:1: corrupt metadata")
-    assert (runs / "metadata.json").read_text() == '{"abc": {"status": 0,'
+    code, _, err = run_cli("launch", "exp.runfile", "-q")
+    assert code == 0
+    assert err == f"batchrun: {runs / 'metadata.json'}:1: corrupt metadata (Expecting property name enclosed in double quotes); rebuilt from the job journal, 0 whole entries kept, the damaged file moved to {next(runs.glob('metadata.json.damaged-*')).name}\n"
+    assert next(runs.glob("metadata.json.damaged-*")).read_text() == '{"abc": {"status": 0,'
+    assert [e["state"] for e in read_metadata(runs).values()] == ["succeeded"]
 
 
-def test_corrupt_metadata_is_rebuilt_from_the_journal_once_moved_aside(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
+def test_corrupt_metadata_is_rebuilt_from_the_journal(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
     side = workdir / "side.txt"
     make_runfile([f"echo a >> {side}", f"echo b >> {side}"])
     assert run_cli("launch", "exp.runfile")[0] == 0
     runs = workdir / "runs" / "exp"
     (runs / "metadata.json").write_text("garbage")
-    assert run_cli("launch", "exp.runfile")[0] == 2
-    (runs / "metadata.json").rename(runs / "metadata.json.bad")
-    assert run_cli("launch", "exp.runfile")[0] == 0
+    code, _, err = run_cli("launch", "exp.runfile")
+    assert code == 0 and "damaged" in err and err.count("\n") == 1
     assert side.read_text() == "a\nb\n"  # nothing ran twice
     assert {e["state"] for e in read_metadata(runs).values()} == {"succeeded"}
 

@@ -554,39 +554,6 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], expected: str) -> No
     assert expected in proc.stderr, proc.stderr
 
 
-_DAMAGES: list[object] = [
-    pytest.param(lambda text: text[: len(text) // 2], id="truncated"),
-    pytest.param(lambda text: text[:1], id="truncated-to-one-byte"),
-    pytest.param(lambda text: b"", id="empty"),
-    pytest.param(lambda text: bytes(random.Random(7).randrange(256) for _ in range(300)), id="random-bytes"),
-    pytest.param(lambda text: b"\0" * 4096, id="nul-filled"),
-    pytest.param(lambda text: text.replace(b'"state"', b'"st\xffte"', 1), id="invalid-utf8"),
-    pytest.param(lambda text: b"null\n", id="json-null"),
-    pytest.param(lambda text: b"[1, 2]\n", id="json-list"),
-    pytest.param(lambda text: b'{"abc": 1}\n', id="json-wrong-entries"),
-    pytest.param(lambda text: text + b"{}", id="trailing-garbage"),
-    # These two once escaped as RecursionError and ValueError (exit 3).
-    pytest.param(lambda text: b"[" * 100_000, id="deep-nesting"),
-    pytest.param(lambda text: b'{"abc": {"status": 1' + b"0" * 5000 + b"}}", id="huge-integer"),
-]
-
-
-@pytest.mark.parametrize("damage", _DAMAGES)
-def test_a_damaged_metadata_json_is_refused_and_left_untouched(make_runfile: MakeRunfile, workdir: Path, damage: Callable[[bytes], bytes]) -> None:
-    side = workdir / "side.txt"
-    make_runfile([f"echo a >> {side}", f"echo b >> {side}"])
-    assert run_batchrun("launch", "exp.runfile", cwd=workdir).returncode == 0
-    meta = workdir / "runs" / "exp" / "metadata.json"
-    damaged = damage(meta.read_bytes())
-    meta.write_bytes(damaged)
-    # A new line too: the refusal must come before any job runs.
-    make_runfile([f"echo a >> {side}", f"echo b >> {side}", f"echo c >> {side}"])
-    proc = run_batchrun("launch", "exp.runfile", cwd=workdir)
-    _one_error_line(proc, f"{meta}")
-    assert meta.read_bytes() == damaged
-    assert side.read_text() == "a\nb\n"
-
-
 @pytest.mark.parametrize("tear", ["last-end-record", "partial-start-record"])
 def test_a_torn_last_journal_line_is_recovered_for_good(make_runfile: MakeRunfile, workdir: Path, tear: str) -> None:
     """A crash (or a short write on a full disk) mid-append leaves a torn last
