@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import batchrun_cmd
 
 DATA = Path(__file__).resolve().parent / "data"
