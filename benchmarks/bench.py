@@ -4,12 +4,15 @@
 Measures, each several times in one run, and prints medians and ratios to the
 best peer measured in the same run:
 
-1. throughput: trivial jobs (`true N`) at -j 2 from a fresh runs directory;
+1. throughput: trivial jobs (`true N`) at -j 2 and at -j 8 from a fresh directory, and at
+   -j 2 right after a runs directory was deleted (section `deleted`, run last);
 2. no-op resume of a finished runfile;
 3. partial resume: the same, all but 100 lines finished;
 4. batchrun's peak RSS for the big launch and its resumes;
 5. sweep generation of a 1,000,000-point grid, its time and peak RSS;
-6. overhead per job beyond the job itself, derived from 1 and 3.
+6. overhead per job beyond the job itself, derived from 1 and 3;
+7. the 1,000,000-line runfile of that sweep (section `million`): its launch's peak RSS, a
+   no-op relaunch and `batchrun status`.
 
 Every tool runs through `subprocess` in a fresh directory per repetition, all
 under one temporary directory removed only at the very end: deleting tens of
@@ -47,7 +50,10 @@ RESULTS_PATH = REPO / "benchmarks" / "RESULTS.md"
 
 # Every runner gets the same number of workers; the targets were set at 2 on a 2-core machine.
 WORKERS = 2
-SECTIONS = ("throughput", "resume", "memory", "sweep")
+# `deleted` runs last: deleting a big runs directory slows file creation for about a minute.
+SECTIONS = ("throughput", "resume", "memory", "sweep", "million", "deleted")
+# The wider throughput row: more workers than cores, as users do to hide I/O waits.
+WIDE_WORKERS = 8
 # "Flat" sweep memory: the big grid may peak at most this much above a grid 100x smaller.
 FLAT_MEMORY_MB = 20.0
 # The job alone is timed over at most this many serial `sh -c` runs: enough for a stable mean.
@@ -79,10 +85,11 @@ class Sizes:
     sweep_grid: tuple[int, ...]  # points per parameter of the big sweep
     sweep_small_grid: tuple[int, ...]  # a grid 100x smaller, to show memory stays flat
     repeat: int
+    million_grid: tuple[int, ...]  # the sweep whose runfile is launched, resumed and queried
 
 
-FULL = Sizes(10_000, 100_000, 100, (10, 10, 100, 100), (10, 10, 10, 10), 3)
-SMOKE = Sizes(200, 2_000, 100, (10, 10, 10, 10), (10, 10, 10, 1), 1)
+FULL = Sizes(10_000, 100_000, 100, (10, 10, 100, 100), (10, 10, 10, 10), 3, (10, 10, 100, 100))
+SMOKE = Sizes(200, 2_000, 100, (10, 10, 10, 10), (10, 10, 10, 1), 1, (10, 10, 10, 1))
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,8 @@ class Bench:
     peers: dict[str, str]  # available peer name -> version
     notes: list[str] = field(default_factory=list)
     results: dict[str, dict[str, Samples]] = field(default_factory=dict)
+    # Finished runs directories that `deleted` may remove (each of `sizes.jobs` jobs).
+    deletable: list[Path] = field(default_factory=list)
     _dirs: int = 0
 
     def fresh_dir(self, label: str) -> Path:
@@ -203,8 +212,14 @@ def run_measured(argv: Sequence[str], cwd: Path, stdin: Path | None = None,
         raise BenchError(f"{shlex.join(argv)} (in {cwd}) exited {code}:\n{tail}")
     # ru_maxrss is in KiB on Linux, in bytes on macOS.
     rss_bytes = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return Run(seconds, rss_bytes / 2**20, usage.ru_utime + usage.ru_stime,
-               out_path.read_text(errors="replace"))
+    return Run(seconds, rss_bytes / 2**20, usage.ru_utime + usage.ru_stime, _tail(out_path))
+
+
+def _tail(path: Path, size: int = 1 << 16) -> str:
+    """The end of a file: enough for batchrun's summary, never a million-row status table."""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - size))
+        return f.read().decode(errors="replace")
 
 
 def _reap_strays() -> None:
@@ -307,27 +322,52 @@ def bench_throughput(bench: Bench) -> None:
         run = run_measured(["sh", "-c", loop], work)
         bench.record("job_alone", "sh", Run(run.seconds / alone, run.rss_mb, run.cpu_seconds / alone, ""))
         progress(f"throughput {rep}/{bench.sizes.repeat}: job alone {run.seconds / alone * 1e3:.2f} ms")
+        for measure, workers in (("throughput", WORKERS), ("throughput_wide", WIDE_WORKERS)):
+            for tool in ("batchrun", "parallel", "xargs"):
+                if tool == "batchrun" or tool in bench.peers:
+                    work = run_trivial(bench, tool, text, workers, measure, rep)
+                    if tool == "batchrun":
+                        bench.deletable.append(work / "runs")
 
-        work = bench.fresh_dir("throughput-batchrun")
-        (work / "jobs.runfile").write_text(text)
-        run = run_measured([*bench.batchrun, "launch", "jobs.runfile", "-j", str(WORKERS), "-q"], work)
-        check_ran(bench, run, n, "throughput")
-        _record_rate(bench, "throughput", "batchrun", run, n, rep)
 
-        if "parallel" in bench.peers:
-            work = bench.fresh_dir("throughput-parallel")
-            (work / "jobs.runfile").write_text(text)
-            run = run_measured(["parallel", "-j", str(WORKERS), "--joblog", "joblog"], work,
-                               stdin=work / "jobs.runfile", env=parallel_env())
-            check_joblog(work / "joblog", n, "throughput")
-            _record_rate(bench, "throughput", "parallel", run, n, rep)
+def run_trivial(bench: Bench, tool: str, text: str, workers: int, measure: str, rep: int,
+                label: str = "") -> Path:
+    """One throughput measurement of `tool` on the trivial jobs in `text`; returns its directory."""
+    n = text.count("\n")
+    work = bench.fresh_dir(f"{label or measure}-{tool}")
+    runfile = work / "jobs.runfile"
+    runfile.write_text(text)
+    if tool == "batchrun":
+        run = run_measured([*bench.batchrun, "launch", runfile.name, "-j", str(workers), "-q"], work)
+        check_ran(bench, run, n, measure)
+    elif tool == "parallel":
+        run = run_measured(["parallel", "-j", str(workers), "--joblog", "joblog"], work, stdin=runfile,
+                           env=parallel_env())
+        check_joblog(work / "joblog", n, measure)
+    else:
+        run = run_measured(["xargs", "-P", str(workers), "-I{}", "sh", "-c", "{}"], work, stdin=runfile)
+    _record_rate(bench, measure, tool, run, n, rep)
+    return work
 
-        if "xargs" in bench.peers:
-            work = bench.fresh_dir("throughput-xargs")
-            (work / "jobs.runfile").write_text(text)
-            run = run_measured(["xargs", "-P", str(WORKERS), "-I{}", "sh", "-c", "{}"], work,
-                               stdin=work / "jobs.runfile")
-            _record_rate(bench, "throughput", "xargs", run, n, rep)
+
+def bench_deleted(bench: Bench) -> None:
+    """Throughput right after a runs directory of as many jobs was deleted (`rm -rf`)."""
+    n = bench.sizes.jobs
+    text = runfile_text(trivial_jobs(1, n))
+    bench.notes.append(f"`deleted`: each runner starts right after `rm -rf` of a runs directory of {n:,} jobs "
+                       "(from an earlier batchrun run of the same jobs); it ran after every other section.")
+    for rep in range(1, bench.sizes.repeat + 1):
+        for tool in ("batchrun", "xargs"):
+            if tool != "batchrun" and tool not in bench.peers:
+                continue
+            if not bench.deletable:
+                victim = run_trivial(bench, "batchrun", text, WORKERS, "victim", rep, label="victim")
+                bench.results["victim"].clear()
+                bench.deletable.append(victim / "runs")
+            shutil.rmtree(bench.deletable.pop())
+            work = run_trivial(bench, tool, text, WORKERS, "deleted", rep)
+            if tool == "batchrun":
+                bench.deletable.append(work / "runs")
 
 
 def _record_rate(bench: Bench, measure: str, tool: str, run: Run, n: int, rep: int) -> None:
@@ -404,9 +444,9 @@ def _record_seconds(bench: Bench, measure: str, tool: str, run: Run, rep: int) -
 
 # --- 5. sweep ----------------------------------------------------------------------------------
 
-def gridspec_text(grid: Sequence[int]) -> str:
+def gridspec_text(grid: Sequence[int], program: str = "python3 train.py") -> str:
     """A gridspec with len(grid) parameters: the first two as value lists, the rest as ranges."""
-    out = ["program: python3 train.py", "parameters:"]
+    out = [f"program: {program}", "parameters:"]
     for index, points in enumerate(grid):
         name = "abcdefgh"[index]
         if index < 2:
@@ -431,6 +471,32 @@ def bench_sweep(bench: Bench) -> None:
                      f"{run.rss_mb:.0f} MB")
 
 
+# --- 7. a million-line runfile --------------------------------------------------------------
+
+def bench_million(bench: Bench) -> None:
+    """Launch the runfile of a big sweep once, then time no-op relaunches and `status` of it."""
+    grid = bench.sizes.million_grid
+    points = _product(grid)
+    work = bench.fresh_dir("million")
+    # `true` ignores its flags: every point is a trivial job, so the launch measures batchrun.
+    (work / "points.yml").write_text(gridspec_text(grid, program='"true"'))
+    run_measured([*bench.batchrun, "sweep", "points.yml", "-o", "points.runfile"], work)
+    if count_lines(work / "points.runfile") != points:
+        raise BenchError(f"the sweep of {points:,} points wrote the wrong number of lines")
+    progress(f"launching {points:,} jobs once with batchrun (~{points / 1000 / 60:.0f} min at 1,000 jobs/s)")
+    launch = [*bench.batchrun, "launch", "points.runfile", "-j", str(WORKERS), "-q"]
+    run = run_measured(launch, work)
+    check_ran(bench, run, points, "million launch")
+    bench.record("million_launch", "batchrun", run)
+    progress(f"million launch: {points / run.seconds:,.0f} jobs/s, {run.rss_mb:.0f} MB")
+    for rep in range(1, bench.sizes.repeat + 1):
+        run = run_measured(launch, work)
+        check_ran(bench, run, 0, "million no-op relaunch")
+        _record_seconds(bench, "million_noop", "batchrun", run, rep)
+        run = run_measured([*bench.batchrun, "status", "points.runfile"], work)
+        _record_seconds(bench, "million_status", "batchrun", run, rep)
+
+
 def _product(grid: Sequence[int]) -> int:
     total = 1
     for points in grid:
@@ -441,7 +507,7 @@ def _product(grid: Sequence[int]) -> int:
 # --- the table ---------------------------------------------------------------------------------
 
 TOOLS = ("batchrun", "parallel", "xargs")
-TOOL_HEADERS = ("batchrun", "GNU parallel", "xargs -P 2")
+TOOL_HEADERS = ("batchrun", "GNU parallel", "xargs -P")
 
 
 @dataclass
@@ -517,19 +583,29 @@ def build_rows(bench: Bench, full_size: bool) -> list[Row]:
     def rate(run: Run) -> float:
         return s.jobs / run.seconds
 
-    def at_least_xargs(mine: float) -> bool:
-        return mine >= results["throughput"]["xargs"].median(rate)
+    def vs_xargs(measure: str, share: float) -> Callable[[float], bool] | None:
+        xargs = results.get(measure, {}).get("xargs")
+        return None if xargs is None else (lambda mine: mine >= share * xargs.median(rate))
+
+    def vs_parallel(measure: str, times: float) -> Callable[[float], bool]:
+        parallel = results.get(measure, {}).get("parallel")
+        peer = parallel.median(_seconds) if parallel else float("inf")
+        return lambda mine: mine < 0.5 and (parallel is None or peer / mine >= times)
 
     has_xargs = "xargs" in results.get("throughput", {})
-    add("throughput", f"1. throughput, {s.jobs:,} trivial jobs at -j {WORKERS} (jobs/s)", rate, ",.0f",
-        _higher_faster, "≥ xargs -P 2", at_least_xargs if has_xargs else None)
+    add("throughput", f"1. throughput, {s.jobs:,} trivial jobs at -j {WORKERS}, fresh directory (jobs/s)", rate,
+        ",.0f", _higher_faster, "≥ 1.0x xargs", vs_xargs("throughput", 1.0))
     add("throughput", "   peak RSS of that run (MB)", _rss, ".0f")
+    add("deleted", f"1. throughput, {s.jobs:,} trivial jobs at -j {WORKERS}, right after a runs directory "
+        "was deleted (jobs/s)", rate, ",.0f", _higher_faster, "≥ 0.8x xargs", vs_xargs("deleted", 0.8))
+    add("throughput_wide", f"1. throughput, {s.jobs:,} trivial jobs at -j {WIDE_WORKERS} (jobs/s)", rate,
+        ",.0f", _higher_faster)
     add("noop", f"2. no-op resume, {s.resume_lines:,} finished lines (s)", _seconds, ".2f", _lower_faster,
-        "< 1 s", lambda t: t < 1.0)
-    add("partial", f"3. partial resume, {s.resume_lines:,} lines, {s.pending} unfinished (s)", _seconds,
-        ".2f", _lower_faster)
-    add("big_launch", f"4. peak RSS, {s.resume_lines:,}-line launch (MB)", _rss, ".0f", None, "< 200 MB",
-        _under_200)
+        "< 0.5 s", lambda t: t < 0.5)
+    add("partial", f"3. partial resume, {s.resume_lines:,} lines, {s.pending} new (s)", _seconds,
+        ".2f", _lower_faster, "< 0.5 s and ≥ 4x parallel --resume", vs_parallel("partial", 4.0))
+    add("big_launch", f"4. peak RSS, {s.resume_lines:,}-line launch (MB)", _rss, ".0f", None, "< 100 MB",
+        lambda mb: mb < 100)
     add("big_launch", "   that launch's throughput, one run (jobs/s)",
         lambda run: s.resume_lines / run.seconds, ",.0f")
     add("noop", "4. peak RSS, no-op resume (MB)", _rss, ".0f", None, "< 200 MB", _under_200)
@@ -544,6 +620,17 @@ def build_rows(bench: Bench, full_size: bool) -> list[Row]:
             f"flat: ≤ {small_points:,} points' + {FLAT_MEMORY_MB:.0f} MB",
             lambda mb: mb - small_rss <= FLAT_MEMORY_MB)
         add("sweep_small", f"   sweep peak RSS, {small_points:,} points (MB)", _rss, ".0f")
+    million = f"{_product(s.million_grid):,}"
+    add("million_launch", f"7. launch of the {million}-line runfile of a sweep: peak RSS (MB)", _rss, ".0f",
+        None, "< 200 MB (flat)", _under_200)
+    add("million_launch", "   that launch's throughput, one run (jobs/s)",
+        lambda run: _product(s.million_grid) / run.seconds, ",.0f")
+    add("million_noop", f"7. no-op relaunch of the {million} lines (s)", _seconds, ".2f", None, "< 5 s",
+        lambda t: t < 5.0)
+    add("million_noop", "   its peak RSS (MB)", _rss, ".0f")
+    add("million_status", f"7. `batchrun status` of the {million} lines (s)", _seconds, ".2f", None, "< 5 s",
+        lambda t: t < 5.0)
+    add("million_status", "   its peak RSS (MB)", _rss, ".0f")
     if not has_xargs and rows and rows[0].measure.startswith("1."):
         rows[0].met = "n/a (no xargs)"
     return rows + overhead_rows(bench)
@@ -726,6 +813,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_resume(bench)
         if "sweep" in args.only:
             bench_sweep(bench)
+        if "million" in args.only:
+            bench_million(bench)
+        if "deleted" in args.only:
+            bench_deleted(bench)
     except BenchError as err:
         progress(f"error: {err}")
         return 1
