@@ -129,7 +129,8 @@ def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     job_id = _job_id(line)
     log_dir = launched.work / "runs" / "corpus" / "logs" / job_id
     env = {**launched.env, "BATCHRUN_RUNS_DIR": str(log_dir.parent.parent), "BATCHRUN_JOB_ID": job_id,
-           "BATCHRUN_SLOT": "0", "BATCHRUN_LOG_DIR": str(log_dir)}
+           "BATCHRUN_SLOT": "0", "BATCHRUN_LOG_DIR": str(log_dir), "BATCHRUN_ATTEMPT": "1",
+           "BATCHRUN_METRICS": str(log_dir / "metrics.jsonl")}
     if len(line.encode()) < MAX_ARG_STRLEN:
         argv = ["/bin/sh", "-c", line]
     else:
