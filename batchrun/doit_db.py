@@ -375,9 +375,8 @@ class _TaskValues:
                 elif line:
                     raise ValueError(line[:1])
             except ValueError as err:  # UnicodeDecodeError and JSONDecodeError too
-                shown = raw[:60].decode("utf-8", "backslashreplace")
                 raise InvalidDodoFile(
-                    f"batchrun: {self.path}:{lineno}: corrupt line {shown!r} in doit's task values; "
+                    f"batchrun: {self.path}:{lineno}: corrupt line {ascii(raw[:60].decode('latin-1'))} in doit's task values; "
                     "remove that line (those tasks run again)"
                 ) from err
             self._lines += 1

@@ -193,9 +193,10 @@ class Journal:
                 else:
                     raise ValueError(kind)
             except (ValueError, IndexError, UnicodeDecodeError) as err:
-                shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("ascii", "backslashreplace")
+                # ascii(): any byte shows as an escape, and the message stays one line.
+                shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
                 raise MetadataError(
-                    f"{self.path}:{lineno}: corrupt job journal line {shown!r}; "
+                    f"{self.path}:{lineno}: corrupt job journal line {ascii(shown)}; "
                     "remove that line (jobs it recorded will run again)"
                 ) from err
 
