@@ -88,7 +88,14 @@ class _Session:
             return self.launch
 
     def run_job(self, job: Job) -> JobRecord | None:
-        return self.get().run_job(job)
+        launch = self.get()
+        # doit decided from its database. Under another backend than
+        # batchrun's (a dodo.py with a DOIT_CONFIG of its own), that database
+        # is written only when a run ends, so after a kill it forgets jobs the
+        # journal holds: the journal keeps the last word, nothing runs twice.
+        if launch.is_done(job.job_id):
+            return self.jobs.record(job.job_id)
+        return launch.run_job(job)
 
     @property
     def fatal(self) -> BatchrunError | None:

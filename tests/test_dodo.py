@@ -198,3 +198,15 @@ def test_doit_list_info_and_dumpdb_show_what_the_journal_says(tmp_path: Path) ->
     (tmp_path / "dodo.py").write_text(retry)
     info = doit("info", f"exp:{ids[3]}", cwd=tmp_path)
     assert "batchrun journal: failed, exit 3 (not done for mode retry_failed)" in info.stdout
+
+
+def test_under_another_backend_a_job_the_journal_holds_never_runs_twice(tmp_path: Path) -> None:
+    # A dodo.py with a DOIT_CONFIG of its own: doit's json file, written only
+    # at the end of a run, is lost (as a kill -9 would lose it).
+    _, side = _side_project(tmp_path)
+    (tmp_path / "dodo.py").write_text(SIDE_DODO.replace("from batchrun.dodo import DOIT_CONFIG, runfile_tasks", "from batchrun.dodo import runfile_tasks\nDOIT_CONFIG = {'par_type': 'thread', 'backend': 'json', 'dep_file': 'own.json'}"))
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
+    (tmp_path / "own.json").unlink()
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
