@@ -210,3 +210,19 @@ def test_under_another_backend_a_job_the_journal_holds_never_runs_twice(tmp_path
     (tmp_path / "own.json").unlink()
     doit("-n", "2", cwd=tmp_path)
     assert sorted(side.read_text().split()) == ["0", "1", "2"]
+
+
+def test_kill_9_of_doit_then_doit_again_runs_each_job_exactly_once(tmp_path: Path) -> None:
+    # doit's database is the journal: what the killed doit finished, the next doit knows.
+    side = tmp_path / "side.txt"
+    lines = [f"sleep 0.{(i * 3) % 10}; echo {i} >> {side}" for i in range(12)]
+    (tmp_path / "exp.runfile").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dodo.py").write_text(SIDE_DODO)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-n", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: side.exists() and len(side.read_text().split()) >= 3, what="doit to finish some jobs")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = doit("-n", "2", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(side.read_text().split(), key=int) == [str(i) for i in range(12)]
+    assert not list(tmp_path.glob(".doit.db*"))
