@@ -226,3 +226,15 @@ def test_kill_9_of_doit_then_doit_again_runs_each_job_exactly_once(tmp_path: Pat
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(side.read_text().split(), key=int) == [str(i) for i in range(12)]
     assert not list(tmp_path.glob(".doit.db*"))
+
+
+def test_doit_dumpdb_of_another_backend_or_no_dodo_is_doits_own(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text("DOIT_CONFIG = {'backend': 'dbm', 'dep_file': 'deps.db'}\ndef task_a():\n    return {'actions': ['true'], 'file_dep': ['dodo.py']}\n")
+    assert doit(cwd=tmp_path).returncode == 0
+    dumped = doit("dumpdb", cwd=tmp_path)  # the dodo.py's dep_file, which doit's own dumpdb ignores
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout.startswith("DBM type is 'dbm.") and "b'a' -> " in dumped.stdout
+    (tmp_path / "dodo.py").unlink()
+    no_dodo = doit("dumpdb", "--db-file", "deps.db", cwd=tmp_path)
+    assert no_dodo.returncode == 0, no_dodo.stderr
+    assert "b'a' -> " in no_dodo.stdout
