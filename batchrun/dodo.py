@@ -63,7 +63,8 @@ class _Session:
         self.result: LaunchResult | None = None
         self._lock = threading.Lock()
         runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
-        self.jobs = RunsDirJobs(runs_dir, {job.job_id for job in runfile.jobs}, options.mode)
+        # A dict: membership as fast as a set, and `doit dumpdb` in runfile order.
+        self.jobs = RunsDirJobs(runs_dir, dict.fromkeys(job.job_id for job in runfile.jobs), options.mode)
         register_jobs(f"{group}:", self.jobs)
         self._pid = os.getpid()
 
