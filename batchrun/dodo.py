@@ -89,6 +89,7 @@ class _Session:
             return self.launch
 
     def run_job(self, job: Job) -> JobRecord | None:
+        self.jobs.in_run = True
         launch = self.get()
         # doit decided from its database. Under another backend than
         # batchrun's (a dodo.py with a DOIT_CONFIG of its own), that database

@@ -106,6 +106,11 @@ class RunsDirJobs:
         self._live = journal
         self._snapshot: Journal | None = None
         self._writer: tuple[Journal, LaunchLock] | None = None
+        # Set while a doit run executes these jobs (`batchrun launch`, or a
+        # job task's action under plain doit). doit's only `remove` then is
+        # its `remove_success` after a failed task, and a failed doit task
+        # must never unrecord a job: the journal already says what happened.
+        self.in_run = journal is not None
         if journal is None:
             self._snapshot = Journal(runs_dir.path)
             self._snapshot.load()
@@ -136,6 +141,8 @@ class RunsDirJobs:
         return self._ids
 
     def forget(self, job_ids: Collection[str]) -> None:
+        if self.in_run:
+            return
         records = self.records
         todo = []
         for job_id in job_ids:

@@ -203,3 +203,23 @@ def test_the_journal_codec_is_doits(tmp_path: Path) -> None:
     db = JournalDB(str(tmp_path / "x.journal"), codec=JSONCodec())
     assert db.values_path == tmp_path / "x.journal"
     assert JournalDB(str(tmp_path / ".doit.db")).values_path == tmp_path / ".doit.db.journal"
+
+
+def test_a_failed_job_task_in_a_run_never_unrecords_its_job(tmp_path: Path) -> None:
+    # doit calls remove_success after a task failure: under a launch (a live
+    # journal) that must write nothing, even for a job still recorded running.
+    runs = _journal(tmp_path, f"E {A} 1 0 1.0 2.0\nS {B} 1 1.0 0 host\n")
+    journal = Journal(runs.path)
+    journal.load()
+    journal.open()
+    source = RunsDirJobs(runs, {A, B}, "resume", journal)
+    register_jobs("", source)
+    try:
+        dep = _dep(tmp_path)
+        dep.remove_success(_task(A))
+        dep.remove_success(_task(B))
+        dep.close()
+    finally:
+        unregister_jobs("")
+        journal.close()
+    assert (runs.path / "jobs.journal").read_text() == f"E {A} 1 0 1.0 2.0\nS {B} 1 1.0 0 host\n"
