@@ -99,7 +99,7 @@ class RunsDirJobs:
     does, so it never races a running launch, and keeps it until `close`.
     """
 
-    def __init__(self, runs_dir: RunsDir, job_ids: Collection[str], mode: str, journal: Journal | None = None) -> None:
+    def __init__(self, runs_dir: RunsDir, job_ids: Collection[str] | None, mode: str, journal: Journal | None = None) -> None:
         self.runs_dir = runs_dir
         self.mode = mode
         self._ids = job_ids
@@ -128,7 +128,9 @@ class RunsDirJobs:
         return journal.records if journal is not None else {}
 
     def has_job(self, job_id: str) -> bool:
-        return job_id in self._ids
+        # None: every task name under this prefix is a job (a launch's doit
+        # run has no other tasks), without a 100,000-entry copy of the ids.
+        return self._ids is None or job_id in self._ids
 
     def record(self, job_id: str) -> JobRecord | None:
         return self.records.get(job_id)
@@ -138,7 +140,7 @@ class RunsDirJobs:
         return _done_for_mode(self.records.get(job_id), self.mode)
 
     def job_ids(self) -> Iterable[str]:
-        return self._ids
+        return self._ids if self._ids is not None else list(self.records)
 
     def forget(self, job_ids: Collection[str]) -> None:
         if self.in_run:

@@ -317,7 +317,7 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job], n_jobs: int) -> int:
     The backend is the same `batchrun` backend a dodo.py gets: the task names
     here are bare job ids, read from and written to the launch's open journal.
     """
-    source = RunsDirJobs(launch.runs_dir, dict.fromkeys(job.job_id for job in jobs), str(launch.options.mode), launch.journal)
+    source = RunsDirJobs(launch.runs_dir, None, str(launch.options.mode), launch.journal)
     loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch)
     main = _BatchrunDoit(
         loader,
