@@ -13,7 +13,7 @@ from typing import Any
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from batchrun.doit_runner import SilentReporter
+from batchrun.doit_runner import BACKEND_NAME, SilentReporter
 
 __all__ = ["run_sweep_task", "sweep_task"]
 
@@ -42,7 +42,7 @@ def sweep_task(gridspec: str | Path, runfile: str | Path | None = None) -> dict[
 def run_sweep_task(gridspec: Path, runfile: Path, dep_file: Path) -> bool:
     """Bring `runfile` up to date with `gridspec` through doit; True if it was rewritten.
 
-    doit's file_dep check (an MD5 of the gridspec, kept in `dep_file`) and
+    doit's file_dep check (an MD5 of the gridspec, kept in `<dep_file>.journal`) and
     target check decide: the runfile is regenerated only when the spec
     changed or the runfile is missing.
 
@@ -68,7 +68,9 @@ def run_sweep_task(gridspec: Path, runfile: Path, dep_file: Path) -> bool:
     main = DoitMain(
         ModuleTaskLoader({"task_sweep": lambda: task, "DOIT_CONFIG": {"reporter": SilentReporter}}),
         config_filenames=(),
-        extra_config={"GLOBAL": {"backend": "json", "dep_file": str(dep_file)}},
+        # The same backend as every batchrun doit run: the spec's state is
+        # durable the moment the runfile is written (in `<dep_file>.journal`).
+        extra_config={"GLOBAL": {"backend": BACKEND_NAME, "dep_file": str(dep_file)}, "BACKEND": {BACKEND_NAME: "batchrun.doit_db:JournalDB"}},
     )
     main.run(["sweep"])
     if errors:
