@@ -6,8 +6,9 @@ finished job. batchrun therefore records each step of each job the moment it
 happens, as one line appended with a single `os.write` on an `O_APPEND`
 descriptor: once `write` returns the line is in the kernel and survives the
 death of batchrun (a background thread `fdatasync`s about once a second, which
-bounds what a power loss can take). doit's up-to-date check of each job task
-reads these records (see `doit_tasks`).
+bounds what a power loss can take). The journal is also doit's dependency
+database for job tasks: `doit_db` hands doit each job's record as the task's
+saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
@@ -15,7 +16,11 @@ Line format (space separated; a torn last line from a kill is ignored):
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
-    R <job_id>                                        forgotten: run again
+    R <job_id>                                        forgotten (doit forget, --rerun-all): run again
+    X <job_id>                                        ignored (doit ignore): skipped until forgotten
+
+Blank lines are skipped. Journals written before a line kind existed load as
+they always did: a reader only ever learns new kinds.
 
 This module knows nothing of doit, processes or metadata.json.
 """
@@ -78,7 +83,7 @@ State.ALL = tuple(State)
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "job_id", "ref", "slot", "start", "state", "status")
+    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -93,6 +98,8 @@ class JobRecord:
         self.ref: str | None = None
         # Exit status of each attempt, in order (None: stopped unfinished).
         self.exit_codes: list[int | None] = []
+        # Set by `doit ignore` (an X line): skipped until forgotten (R).
+        self.ignored = False
 
     @property
     def runtime(self) -> float | None:
@@ -160,6 +167,8 @@ class Journal:
     def _replay(self, lines: Iterable[str | bytes]) -> None:
         records = self.records
         for lineno, raw in enumerate(lines, start=1):
+            if not raw:
+                continue
             try:
                 parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
                 kind = parts[0]
@@ -174,7 +183,7 @@ class Journal:
                     rec.end = float(parts[5])
                     rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
                     if len(parts) > 6:
-                        rec.state = parts[6]
+                        rec.state = _known_state(parts[6])
                     if len(parts) > 7:
                         rec.host = parts[7]  # written by compaction, which drops the S line
                     rec.exit_codes.append(rec.status)
@@ -191,17 +200,21 @@ class Journal:
                     rec.attempts = int(parts[2])
                     rec.start = float(parts[3])
                     rec.end = float(parts[4])
-                    rec.state = parts[5]
+                    rec.state = _known_state(parts[5])
                     rec.status = None
                     rec.exit_codes.append(None)
                 elif kind == "R":
                     fresh = records[job_id] = JobRecord(job_id)
                     fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
+                elif kind == "X":
+                    rec.ignored = True
                 else:
                     raise ValueError(kind)
             except (ValueError, IndexError, UnicodeDecodeError) as err:
+                # ascii(): any byte shows as an escape, and the message stays one line.
+                shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
                 raise MetadataError(
-                    f"{self.path}:{lineno}: corrupt job journal line {raw[:60]!r}; "
+                    f"{self.path}:{lineno}: corrupt job journal line {ascii(shown)}; "
                     "remove that line (jobs it recorded will run again)"
                 ) from err
 
@@ -333,6 +346,15 @@ class Journal:
                 fresh.attempts, fresh.exit_codes = old.attempts, old.exit_codes
             self.records[job_id] = fresh
 
+    def record_ignore(self, job_ids: Iterable[str]) -> None:
+        """Mark jobs ignored (doit ignore): skipped until forgotten."""
+        job_ids = list(job_ids)
+        for start in range(0, len(job_ids), 4096):
+            chunk = job_ids[start : start + 4096]
+            self._append("".join(f"X {job_id}\n" for job_id in chunk), count=len(chunk))
+        for job_id in job_ids:
+            self._get(job_id).ignored = True
+
     def _get(self, job_id: str) -> JobRecord:
         rec = self.records.get(job_id)
         if rec is None:
@@ -386,6 +408,8 @@ class Journal:
                     lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
             elif rec.start is not None and rec.end is not None:
                 lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
+            if rec.ignored:
+                lines.append(f"X {rec.job_id}\n")
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "w", encoding="ascii") as f:
@@ -409,6 +433,18 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _known_state(text: str) -> str:
+    """A state read back from a line; anything else is a corrupt line, not a
+    new state that later code would fail on."""
+    if text not in _KNOWN_STATES:
+        raise ValueError(text)
+    return text
+
+
+# A set: checked once per replayed end line (100,000 on a big no-op relaunch).
+_KNOWN_STATES = frozenset(str(state) for state in State.ALL)
 
 
 def _canonical(seconds: float) -> float:

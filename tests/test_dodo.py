@@ -100,3 +100,141 @@ def test_doit_process_mode_is_refused_with_a_clear_message(tmp_path: Path) -> No
     done = doit("-n", "2", "-P", "process", cwd=tmp_path)
     assert done.returncode != 0
     assert "batchrun tasks need doit's thread mode" in done.stdout + done.stderr
+
+
+SIDE_DODO = textwrap.dedent(
+    """
+    from batchrun.dodo import DOIT_CONFIG, runfile_tasks
+
+    def task_exp():
+        yield from runfile_tasks("exp.runfile")
+    """
+)
+
+
+def _side_project(tmp_path: Path, n: int = 3) -> tuple[list[str], Path]:
+    side = tmp_path / "side.txt"
+    lines = [f"echo {i} >> {side}" for i in range(n)] + ["exit 3"]
+    (tmp_path / "exp.runfile").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dodo.py").write_text(SIDE_DODO)
+    return [job_id_of(line) for line in lines], side
+
+
+def _journal_lines(tmp_path: Path) -> list[str]:
+    return (tmp_path / "runs" / "exp" / "jobs.journal").read_text().splitlines()
+
+
+def test_doit_forget_of_one_job_runs_exactly_it_again_under_doit_and_launch(tmp_path: Path) -> None:
+    ids, side = _side_project(tmp_path)
+    assert doit("-n", "2", cwd=tmp_path).returncode == 1  # `exit 3` fails the summary
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
+    forgot = doit("forget", f"exp:{ids[1]}", cwd=tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    assert _journal_lines(tmp_path)[-1] == f"R {ids[1]}"  # the journal records it
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "1", "2"]
+    # The failed job was not forgotten: it did not run again.
+    assert sum(line.startswith(f"S {ids[3]} ") for line in _journal_lines(tmp_path)) == 1
+    doit("forget", f"exp:{ids[2]}", cwd=tmp_path)
+    launched = run_batchrun("launch", "exp.runfile", cwd=tmp_path)
+    assert "1 to run" in launched.stdout
+    assert sorted(side.read_text().split()) == ["0", "1", "1", "2", "2"]
+    assert not list(tmp_path.glob(".doit.db*"))
+
+
+def test_doit_forget_of_the_group_and_bare_forget_run_every_job_again(tmp_path: Path) -> None:
+    ids, side = _side_project(tmp_path)
+    doit("-n", "2", cwd=tmp_path)
+    group = doit("forget", "exp", cwd=tmp_path)
+    assert f"forgetting exp:{ids[0]}" in group.stdout
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "0", "1", "1", "2", "2"]
+    bare = doit("forget", cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    assert set(_journal_lines(tmp_path)[-4:]) == {f"R {job_id}" for job_id in ids}
+    assert run_batchrun("launch", "exp.runfile", "-j", "2", cwd=tmp_path).returncode == 1  # `exit 3` ran again
+    assert sorted(side.read_text().split()) == ["0", "0", "0", "1", "1", "1", "2", "2", "2"]
+
+
+def test_doit_ignore_skips_a_job_until_it_is_forgotten(tmp_path: Path) -> None:
+    from batchrun.journal import Journal
+
+    ids, side = _side_project(tmp_path)
+    ignored = doit("ignore", f"exp:{ids[0]}", cwd=tmp_path)
+    assert ignored.returncode == 0, ignored.stderr
+    assert _journal_lines(tmp_path) == [f"X {ids[0]}"]
+    listed = doit("list", "--all", "--status", cwd=tmp_path)
+    assert f"I exp:{ids[0]}" in listed.stdout and f"R exp:{ids[1]}" in listed.stdout
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["1", "2"]
+    # batchrun launch goes through the same backend: doit skips the job there too.
+    launched = run_batchrun("launch", "exp.runfile", cwd=tmp_path)
+    assert launched.returncode == 1, launched.stderr  # `exit 3` failed in the doit run
+    assert sorted(side.read_text().split()) == ["1", "2"]
+    journal = Journal(tmp_path / "runs" / "exp")
+    journal.load()
+    assert journal.records[ids[0]].ignored
+    doit("forget", f"exp:{ids[0]}", cwd=tmp_path)
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
+
+
+def test_doit_list_info_and_dumpdb_show_what_the_journal_says(tmp_path: Path) -> None:
+    ids, _ = _side_project(tmp_path)
+    doit("-n", "2", cwd=tmp_path)
+    doit("forget", f"exp:{ids[1]}", cwd=tmp_path)
+    listed = doit("list", "--all", "--status", cwd=tmp_path)
+    assert f"U exp:{ids[0]}" in listed.stdout
+    assert f"R exp:{ids[1]}" in listed.stdout
+    assert f"U exp:{ids[3]}" in listed.stdout  # failed: done for a resume
+    info = doit("info", f"exp:{ids[1]}", cwd=tmp_path)
+    assert "status     : run" in info.stdout
+    assert "batchrun journal: no record" in info.stdout
+    dumped = doit("dumpdb", cwd=tmp_path)
+    assert dumped.returncode == 0, dumped.stderr
+    assert f"exp:{ids[3]} -> " in dumped.stdout and "'status': 3" in dumped.stdout
+    assert f"exp:{ids[1]} -> " not in dumped.stdout
+    retry = (tmp_path / "dodo.py").read_text().replace('runfile_tasks("exp.runfile")', 'runfile_tasks("exp.runfile", retry_failed=True)')
+    (tmp_path / "dodo.py").write_text(retry)
+    info = doit("info", f"exp:{ids[3]}", cwd=tmp_path)
+    assert "batchrun journal: failed, exit 3 (not done for mode retry_failed)" in info.stdout
+
+
+def test_under_another_backend_a_job_the_journal_holds_never_runs_twice(tmp_path: Path) -> None:
+    # A dodo.py with a DOIT_CONFIG of its own: doit's json file, written only
+    # at the end of a run, is lost (as a kill -9 would lose it).
+    _, side = _side_project(tmp_path)
+    (tmp_path / "dodo.py").write_text(SIDE_DODO.replace("from batchrun.dodo import DOIT_CONFIG, runfile_tasks", "from batchrun.dodo import runfile_tasks\nDOIT_CONFIG = {'par_type': 'thread', 'backend': 'json', 'dep_file': 'own.json'}"))
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
+    (tmp_path / "own.json").unlink()
+    doit("-n", "2", cwd=tmp_path)
+    assert sorted(side.read_text().split()) == ["0", "1", "2"]
+
+
+def test_kill_9_of_doit_then_doit_again_runs_each_job_exactly_once(tmp_path: Path) -> None:
+    # doit's database is the journal: what the killed doit finished, the next doit knows.
+    side = tmp_path / "side.txt"
+    lines = [f"sleep 0.{(i * 3) % 10}; echo {i} >> {side}" for i in range(12)]
+    (tmp_path / "exp.runfile").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dodo.py").write_text(SIDE_DODO)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-n", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: side.exists() and len(side.read_text().split()) >= 3, what="doit to finish some jobs")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    again = doit("-n", "2", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(side.read_text().split(), key=int) == [str(i) for i in range(12)]
+    assert not list(tmp_path.glob(".doit.db*"))
+
+
+def test_doit_dumpdb_of_another_backend_or_no_dodo_is_doits_own(tmp_path: Path) -> None:
+    (tmp_path / "dodo.py").write_text("DOIT_CONFIG = {'backend': 'dbm', 'dep_file': 'deps.db'}\ndef task_a():\n    return {'actions': ['true'], 'file_dep': ['dodo.py']}\n")
+    assert doit(cwd=tmp_path).returncode == 0
+    dumped = doit("dumpdb", cwd=tmp_path)  # the dodo.py's dep_file, which doit's own dumpdb ignores
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout.startswith("DBM type is 'dbm.") and "b'a' -> " in dumped.stdout
+    (tmp_path / "dodo.py").unlink()
+    no_dodo = doit("dumpdb", "--db-file", "deps.db", cwd=tmp_path)
+    assert no_dodo.returncode == 0, no_dodo.stderr
+    assert "b'a' -> " in no_dodo.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,63 @@ def test_compaction_keeps_the_host_and_times_round_trip(tmp_path: Path) -> None:
     again.load()
     assert again.records["a" * 16].host == "node7"
     assert again.records["a" * 16].start == rec.start
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\xff\xfe\x00garbage\n", b"E aaaaaaaaaaaaaaaa 1 0 1.0 2.0 bogus-state\n", b"S bbbbbbbbbbbbbbbb\n", b"\xc3\x28 not utf-8\n"],
+)
+def test_garbage_in_the_middle_is_one_error_line_naming_file_and_line(tmp_path: Path, garbage: bytes) -> None:
+    (tmp_path / "jobs.journal").write_bytes(b"E aaaaaaaaaaaaaaaa 1 0 1.0 2.0\n" + garbage + b"E cccccccccccccccc 1 0 1.0 2.0\n")
+    j = Journal(tmp_path)
+    with pytest.raises(MetadataError) as err:
+        j.load()
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'jobs.journal'}:2: corrupt job journal line ")
+    assert "\n" not in message and message.isascii()
+
+
+def test_a_garbage_tail_after_a_crash_is_recovered_and_cut_off(tmp_path: Path) -> None:
+    # A power loss can leave zeros or half a line of any bytes after the last newline.
+    (tmp_path / "jobs.journal").write_bytes(b"E aaaaaaaaaaaaaaaa 1 0 1.0 2.0\n\n" + b"\x00" * 64 + b"\xc3\x28 torn")
+    j = Journal(tmp_path)
+    j.load()
+    assert set(j.records) == {"a" * 16}
+    j.open()
+    j.record_ignore(["b" * 16])
+    j.close()
+    assert (tmp_path / "jobs.journal").read_bytes() == b"E aaaaaaaaaaaaaaaa 1 0 1.0 2.0\n\nX bbbbbbbbbbbbbbbb\n"
+
+
+def test_ignored_jobs_replay_compact_and_are_cleared_by_a_reset(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    j.record_end("a" * 16, 1, 0, 1.0, 2.0)
+    j.record_ignore(["a" * 16, "b" * 16])
+    for _ in range(1200):
+        j.record_ref("c" * 16, 1, "1")  # grow the journal past compaction's threshold
+    j.close()
+    j.compact()
+    assert (tmp_path / "jobs.journal").read_text().count("X ") == 2
+    again = Journal(tmp_path)
+    again.load()
+    assert again.records["a" * 16].ignored and again.records["a" * 16].state == State.SUCCEEDED
+    assert again.records["b" * 16].ignored and again.records["b" * 16].state == State.PENDING
+    again.open()
+    again.record_reset(["a" * 16])
+    again.close()
+    last = Journal(tmp_path)
+    last.load()
+    assert not last.records["a" * 16].ignored and last.records["b" * 16].ignored
+
+
+@pytest.mark.parametrize("command", ["launch", "status", "plan"])
+def test_the_cli_reports_a_corrupt_journal_in_one_line_with_exit_2(command: str, workdir: Path, run_cli: Callable[..., tuple[int, str, str]]) -> None:
+    (workdir / "exp.runfile").write_text("echo a\n")
+    assert run_cli("launch", "exp.runfile", "-q")[0] == 0
+    with open(workdir / "runs" / "exp" / "jobs.journal", "ab") as f:
+        f.write(b"\xff\xfe\x00 garbage\nE aaaaaaaaaaaaaaaa 1 0 1.0 2.0\n")
+    code, _, err = run_cli(command, "exp.runfile")
+    assert code == 2
+    journal = workdir / "runs" / "exp" / "jobs.journal"
+    assert err == f"batchrun: error: {journal}:4: corrupt job journal line '\\xff\\xfe\\x00 garbage'; remove that line (jobs it recorded will run again)\n"

@@ -1,0 +1,103 @@
+"""The doit names batchrun uses that doit does not document (listed in doit_runner's docstring).
+
+Each test fails with a message naming what the installed doit no longer has,
+so an upgrade of doit says at once what to port.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from doit.cmd_base import DoitCmdBase
+from doit.cmd_forget import Forget
+from doit.cmd_run import Run
+from doit.control import TaskControl, TaskDispatcher
+from doit.dependency import Dependency
+from doit.doit_cmd import DoitMain
+from doit.reporter import ConsoleReporter
+from doit.runner import Runner
+from doit.task import Task
+
+import batchrun.doit_runner
+
+
+def _require(owner: Any, name: str, where: str) -> None:
+    assert hasattr(owner, name), f"the installed doit has no {where}.{name}, which batchrun uses (see batchrun/doit_runner.py)"
+
+
+@pytest.mark.parametrize("name", ["select_task", "execute_task", "process_task_result", "run_all"])
+def test_runner_steps(name: str) -> None:
+    _require(Runner, name, "Runner")
+
+
+def test_task_dispatcher_generator_tasks_and_hold_on() -> None:
+    control = TaskControl([Task("a", ["true"])])
+    _require(control, "process", "TaskControl")
+    _require(control, "task_dispatcher", "TaskControl")
+    control.process(None)
+    dispatcher = control.task_dispatcher()
+    _require(dispatcher, "generator", "TaskDispatcher")
+    _require(dispatcher, "tasks", "TaskDispatcher")
+    assert '"hold on"' in inspect.getsource(TaskDispatcher), 'the installed doit\'s TaskDispatcher no longer yields the "hold on" sentinel'
+
+
+def test_commands_and_their_attributes() -> None:
+    _require(Run, "_execute", "cmd_run.Run")
+    _require(DoitMain, "DOIT_CMDS", "DoitMain")
+    _require(Forget, "_execute", "cmd_forget.Forget")
+    source = inspect.getsource(DoitCmdBase.execute)
+    for name in ("self.task_list", "self.dep_manager", "self.sel_tasks"):
+        assert name in source, f"the installed doit's DoitCmdBase.execute no longer sets {name}"
+    assert source.index("load_doit_config") < source.index("Dependency("), (
+        "the installed doit's DoitCmdBase.execute creates the dep_manager before loading dodo.py (batchrun's dumpdb relies on the order)"
+    )
+    assert "self.loader" in inspect.getsource(DoitCmdBase.__init__), "the installed doit's DoitCmdBase no longer keeps its task loader in self.loader"
+
+
+def test_reporter_failures() -> None:
+    _require(ConsoleReporter(None, {}), "failures", "ConsoleReporter")
+
+
+def test_save_success_sets_deps_last_and_dependency_backend() -> None:
+    keys: list[str] = []
+
+    class Recorder:
+        def __init__(self, name: str, codec: Any = None, *, module_name: str | None = None) -> None:
+            self.name = name
+
+        def set(self, task_id: str, dependency: str, value: Any) -> None:
+            keys.append(dependency)
+
+        def get(self, task_id: str, dependency: str) -> Any:
+            return None
+
+        def in_(self, task_id: str) -> bool:
+            return False
+
+        def remove(self, task_id: str) -> None:
+            pass
+
+        def remove_all(self) -> None:
+            pass
+
+        def dump(self) -> None:
+            pass
+
+    dep = Dependency(Recorder, "x")
+    _require(dep, "backend", "Dependency")
+    task = Task("t", ["true"])
+    task.values = {"v": 1}
+    dep.save_success(task)
+    assert keys and keys[-1] == "deps:", f"the installed doit's Dependency.save_success no longer sets 'deps:' last (set {keys}); batchrun commits a task's values there"
+
+
+def test_task_value_savers() -> None:
+    _require(Task("t", ["true"]), "value_savers", "Task")
+
+
+def test_the_list_in_doit_runner_names_each_of_these() -> None:
+    doc = batchrun.doit_runner.__doc__ or ""
+    for name in ('"hold on"', "TaskDispatcher.generator", "Runner.select_task", "Run._execute", "DoitMain.DOIT_CMDS", "ConsoleReporter.failures", "save_success"):
+        assert name in doc, f"doit_runner's docstring no longer lists {name}"
