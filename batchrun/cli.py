@@ -332,7 +332,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
     """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
-    from batchrun.doit_tasks import run_job_tasks
+    from batchrun.doit_runner import run_job_tasks
 
     return run_job_tasks(launch, jobs, n_jobs)
 
@@ -343,7 +343,7 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     The runfile and runs directory are those `batchrun sweep grid.yml` and
     `batchrun launch grid.runfile` use, so the two spellings are one.
     """
-    from batchrun.doit_tasks import run_sweep_task
+    from batchrun.doit_sweep import run_sweep_task
     from batchrun.metadata import RunsDir
     from batchrun.repair import repair_doit_db
     from batchrun.sweep import default_runfile_path
@@ -354,7 +354,8 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     runs_dir = RunsDir.for_runfile(runfile, args.accounting_dir, args.state_db_filename)
     runs_dir.create()
     dep_file = runs_dir.path / ".sweep.doit.json"
-    notice = repair_doit_db(dep_file)
+    # run_sweep_task keeps doit's values for the sweep in `<dep_file>.journal`.
+    notice = repair_doit_db(dep_file.with_name(dep_file.name + ".journal"))
     if notice is not None:
         sys.stderr.write(f"batchrun: {notice}\n")
     if run_sweep_task(gridspec, runfile, dep_file) and not args.quiet:

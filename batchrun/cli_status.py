@@ -30,6 +30,7 @@ from batchrun.options import MODES, LaunchOptions
 from batchrun.runfile import Runfile
 from batchrun.status import (
     GROUPS,
+    IGNORED,
     REMOVED,
     STATES,
     JobStatus,
@@ -255,7 +256,8 @@ def _jobs(count: int) -> str:
 def _counts_text(status: RunsStatus) -> str:
     counts = status.counts()
     total = sum(count for state, count in counts.items() if state != REMOVED)
-    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state != State.TIMEOUT)]
+    # timeout and ignored appear only when some job is in them: most runs have none.
+    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state not in (State.TIMEOUT, IGNORED))]
     text = f"{_jobs(total)}: " + ", ".join(parts)
     if counts[REMOVED]:
         text += f"; {counts[REMOVED]} {_COUNT_NAMES[REMOVED]}"

@@ -38,23 +38,12 @@ from batchrun.doit_values import TaskValues
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.journal import JobRecord, Journal, State
 from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
+from batchrun.planner import done_for_mode
 
 __all__ = ["JobDone", "JobSource", "JournalDB", "RunsDirJobs", "job_values", "register_jobs", "unregister_jobs"]
 
 _VALUES = "_values_:"
 _IGNORE = "ignore:"
-
-
-def _done_for_mode(rec: JobRecord | None, mode: str) -> bool:
-    """Private copy of `planner.done_for_mode` (contracts point 2) until the
-    lead merges the planner: replace every call with that function."""
-    if rec is None:
-        return False
-    if mode == "resume":
-        return rec.finished
-    if mode == "retry_failed":
-        return rec.state == State.SUCCEEDED
-    return False
 
 
 def job_values(rec: JobRecord) -> dict[str, Any]:
@@ -137,7 +126,7 @@ class RunsDirJobs:
 
     def done(self, job_id: str) -> bool:
         """The up-to-date decision for a job, as `JobDone` makes it from its values."""
-        return _done_for_mode(self.records.get(job_id), self.mode)
+        return done_for_mode(self.records.get(job_id), self.mode)
 
     def job_ids(self) -> Iterable[str]:
         return self._ids if self._ids is not None else list(self.records)
@@ -239,7 +228,7 @@ class JobDone:
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         task.value_savers.append(self._saved_values)
         self.last = _record_from_values(self.job_id, values)
-        return _done_for_mode(self.last, self.source.mode)
+        return done_for_mode(self.last, self.source.mode)
 
     def _saved_values(self) -> dict[str, Any]:
         rec = self.source.record(self.job_id)

@@ -6,7 +6,7 @@ orchestrates; each step is a part of its own: `options.check_options`,
 `settle` (jobs a killed launch left running), `planner.make_plan`,
 `runner.JobRunner` (attempts, retries, slots, adoption), `metasync`
 (metadata.json) and `stopper` (SIGTERM, grace, SIGKILL). doit (through
-`doit_tasks`) decides which jobs to run and calls back `run_job` from its
+`doit_runner`) decides which jobs to run and calls back `run_job` from its
 worker threads. The launch never prints: it reports `JobEvent`s to a callback
 the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 """
@@ -34,7 +34,7 @@ from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
 
-# How a launch hands its jobs to doit: `doit_tasks.run_job_tasks(launch, jobs, n_jobs)`.
+# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`.
 RunTasks = Callable[["Launch", list[Job], int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
@@ -174,7 +174,7 @@ class Launch:
     def run(self, plan: Plan, run_tasks: RunTasks) -> None:
         """Run `prepare`'s plan; returns when all ended or stopped.
 
-        `run_tasks` is `doit_tasks.run_job_tasks`, passed in by the caller so
+        `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
         that this module and doit's never import each other.
         """
         jobs = plan.adopt + plan.to_run

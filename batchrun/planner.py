@@ -52,8 +52,8 @@ class Plan:
 
 
 def is_ignored(rec: JobRecord | None) -> bool:
-    """Whether `doit ignore` set this job aside (records learn `ignored` from the journal)."""
-    return bool(getattr(rec, "ignored", False))
+    """Whether `doit ignore` set this job aside (the journal's `X` line)."""
+    return rec is not None and rec.ignored
 
 
 def done_for_mode(rec: JobRecord | None, mode: str) -> bool:

@@ -19,7 +19,6 @@ directory's lock; `surviving_records` alone is read-only, for `status`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -64,21 +63,23 @@ def repair_runs_dir(runs_dir: RunsDir) -> list[str]:
 
 
 def repair_doit_db(path: Path) -> str | None:
-    """Remove a damaged doit database (JSON backend); returns the notice.
+    """Remove a damaged sweep database (doit's values, `doit_values` format); returns the notice.
 
-    doit would print its own traceback and stop; the file only caches which
-    inputs a task last saw, so without it the task runs once more and the
-    file is written anew.
+    doit would stop with an error naming the bad line; the file only caches
+    which inputs the sweep task last saw, so without it the sweep runs once
+    more and the file is written anew.
     """
+    from doit.dependency import JSONCodec
+    from doit.exceptions import InvalidCommand, InvalidDodoFile
+
+    from batchrun.doit_values import TaskValues
+
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None  # absent (the usual case), or doit reports it
-    try:
-        if isinstance(json.loads(data.decode("utf-8")), dict):
-            return None
-    except (RecursionError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        TaskValues(path, JSONCodec())
+        return None
+    except InvalidCommand:
+        return None  # unreadable (not damaged): doit reports it in one line
+    except InvalidDodoFile:
         pass
     try:
         os.unlink(path)

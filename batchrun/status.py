@@ -52,6 +52,7 @@ from batchrun.stamp import metadata_unchanged
 
 __all__ = [
     "GROUPS",
+    "IGNORED",
     "REMOVED",
     "STATES",
     "JobProbe",
@@ -73,8 +74,10 @@ __all__ = [
 
 # The pseudo-state of a job whose line is no longer in the runfile.
 REMOVED = "removed"
+# The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
+IGNORED = "ignored"
 # Every state `status` counts and filters on, in the order it lists them.
-STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.RUNNING, State.PENDING, REMOVED)
+STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
 # What a launch would do with each job, in the order `plan` lists them.
 GROUPS = tuple(Group)
 
@@ -126,8 +129,12 @@ class JobStatus:
 
     @property
     def category(self) -> str:
-        """The state `status` counts it under: `removed` wins over the rest."""
-        return REMOVED if self.removed else self.state
+        """The state `status` counts it under: `removed` wins, then `ignored`, then the job's own."""
+        if self.removed:
+            return REMOVED
+        if self.record is not None and self.record.ignored and self.record.state != State.RUNNING:
+            return IGNORED
+        return self.state
 
     def __repr__(self) -> str:
         return f"JobStatus({self.job_id}, {self.category}, line={self.line})"
@@ -151,10 +158,10 @@ class RunsStatus:
         counts = dict.fromkeys(STATES, 0)
         pending = State.PENDING
         for job in self.jobs:
-            if job.removed:
-                counts[REMOVED] += 1
+            rec = job.record
+            if job.removed or (rec is not None and rec.ignored):
+                counts[job.category] += 1
             else:
-                rec = job.record
                 counts[rec.state if rec is not None else pending] += 1
         return counts
 

@@ -294,16 +294,17 @@ def test_damaged_job_logs_and_exit_records_are_read_without_error(make_runfile: 
     assert side.read_text().count("\n") == 3
 
 
-@pytest.mark.parametrize("data", [b"\xff\xfe", b"", b'{"a": 1', b"[]"])
+@pytest.mark.parametrize("data", [b"\xff\xfe\n", b"garbage\n", b'V "sweep" {"a": 1\n', b"\x00\x00\x00\n"])
 def test_a_damaged_sweep_database_is_removed_and_the_sweep_runs_again(workdir: Path, data: bytes) -> None:
     (workdir / "grid.yml").write_text("program: echo\nparameters:\n  x:\n    values: [1, 2]\n")
     assert run_batchrun("launch", "grid.yml", "-q", cwd=workdir).returncode == 0
-    db = workdir / "runs" / "grid" / ".sweep.doit.json"
+    db = workdir / "runs" / "grid" / ".sweep.doit.json.journal"
+    assert db.read_text()  # the sweep's state, kept by the batchrun backend
     db.write_bytes(data)
     proc = run_batchrun("launch", "grid.yml", "-q", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == f"batchrun: {db}: damaged; removed (a cache of the sweep's inputs: the sweep runs again)\n"
-    assert json.loads(db.read_text())  # written anew
+    assert db.read_text().startswith("V ")  # written anew
     assert "(0 ran now)" in proc.stdout
 
 

@@ -174,7 +174,14 @@ def test_doit_ignore_skips_a_job_until_it_is_forgotten(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "runs" / "exp")
     journal.load()
     assert journal.records[ids[0]].ignored
+    status = run_batchrun("status", "exp.runfile", "--state", "ignored", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "1 ignored" in status.stdout.splitlines()[0]
+    lines = status.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("LINE "))
+    assert [line.split()[1] for line in lines[header + 1 :]] == [ids[0][:8]]
     doit("forget", f"exp:{ids[0]}", cwd=tmp_path)
+    assert "ignored" not in run_batchrun("status", "exp.runfile", cwd=tmp_path).stdout
     doit("-n", "2", cwd=tmp_path)
     assert sorted(side.read_text().split()) == ["0", "1", "2"]
 
