@@ -37,7 +37,7 @@ from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State"]
+__all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State", "replay"]
 
 JOURNAL_NAME = "jobs.journal"
 
@@ -120,13 +120,17 @@ class JobRecord:
 class Journal:
     """The append-only journal of one runs directory, replayed into records."""
 
+    @property
+    def disk_full(self) -> bool:
+        """True once the disk filled and the reserve was given up to the journal."""
+        return self._reserve.released
+
     def __init__(self, runs_dir: Path) -> None:
         self.path = runs_dir / JOURNAL_NAME
         self.records: dict[str, JobRecord] = {}
         self._fd: int | None = None
         self._valid_size: int | None = None  # bytes up to the last whole line, once loaded
-        # Set once the disk filled and the reserve was given up to the journal.
-        self.disk_full = False
+        self._reserve = _Reserve(self.path.with_name(_RESERVE_NAME))
         self._lock = threading.Lock()
         self._dirty = False
         self._lines = 0
@@ -162,61 +166,7 @@ class Journal:
             lines = data[: self._valid_size].split(b"\n")  # replayed line by line, to name the bad one
         lines.pop()
         self._lines = len(lines)
-        self._replay(lines)
-
-    def _replay(self, lines: Iterable[str | bytes]) -> None:
-        records = self.records
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw:
-                continue
-            try:
-                parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
-                kind = parts[0]
-                job_id = parts[1]
-                rec = records.get(job_id)
-                if rec is None:
-                    rec = records[job_id] = JobRecord(job_id)
-                if kind == "E":
-                    rec.attempts = int(parts[2])
-                    rec.status = int(parts[3])
-                    rec.start = float(parts[4])
-                    rec.end = float(parts[5])
-                    rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
-                    if len(parts) > 6:
-                        rec.state = _known_state(parts[6])
-                    if len(parts) > 7:
-                        rec.host = parts[7]  # written by compaction, which drops the S line
-                    rec.exit_codes.append(rec.status)
-                elif kind == "S":
-                    rec.attempts = int(parts[2])
-                    rec.start = float(parts[3])
-                    rec.slot = int(parts[4])
-                    rec.host = parts[5]
-                    rec.state = State.RUNNING
-                    rec.status = rec.end = rec.ref = None
-                elif kind == "P":
-                    rec.ref = parts[3]
-                elif kind == "I":
-                    rec.attempts = int(parts[2])
-                    rec.start = float(parts[3])
-                    rec.end = float(parts[4])
-                    rec.state = _known_state(parts[5])
-                    rec.status = None
-                    rec.exit_codes.append(None)
-                elif kind == "R":
-                    fresh = records[job_id] = JobRecord(job_id)
-                    fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
-                elif kind == "X":
-                    rec.ignored = True
-                else:
-                    raise ValueError(kind)
-            except (ValueError, IndexError, UnicodeDecodeError) as err:
-                # ascii(): any byte shows as an escape, and the message stays one line.
-                shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
-                raise MetadataError(
-                    f"{self.path}:{lineno}: corrupt job journal line {ascii(shown)}; "
-                    "remove that line (jobs it recorded will run again)"
-                ) from err
+        replay(self.records, lines, self.path)
 
     # -- writing -----------------------------------------------------------
 
@@ -228,7 +178,7 @@ class Journal:
                 os.ftruncate(self._fd, self._valid_size)
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write the job journal: {err.strerror}") from err
-        self._make_reserve()
+        self._reserve.make()
         self._syncer = threading.Thread(target=self._sync_loop, name="batchrun-journal-sync", daemon=True)
         self._syncer.start()
 
@@ -240,7 +190,7 @@ class Journal:
         try:
             self._write(fd, data)
         except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._release_reserve():
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._reserve.release():
                 raise MetadataError(f"{self.path}: cannot append to the job journal: {err.strerror}") from err
             # The disk is full: the reserve's space now holds the records of
             # the jobs still running. The launch sees `disk_full` and stops.
@@ -260,33 +210,6 @@ class Journal:
         if written != len(data):
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def _reserve_path(self) -> Path:
-        return self.path.with_name(_RESERVE_NAME)
-
-    def _make_reserve(self) -> None:
-        """Set aside space for the records of running jobs, should the disk fill."""
-        path = self._reserve_path()
-        try:
-            if path.stat().st_size >= _RESERVE_BYTES:
-                return
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return
-        try:
-            with open(path, "wb") as f:
-                f.write(b"\0" * _RESERVE_BYTES)
-        except OSError:
-            path.unlink(missing_ok=True)  # no room even for the reserve: go on without
-
-    def _release_reserve(self) -> bool:
-        try:
-            self._reserve_path().unlink()
-        except OSError:
-            return False
-        self.disk_full = True
-        return True
 
     def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
         """Record that a job is about to start (before its process exists)."""
@@ -433,6 +356,96 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Path) -> None:
+    """Apply journal lines, in order, to `records` (the format is in the module docstring).
+
+    Raises:
+        MetadataError: a line that is not a journal line, named by its number in `path`.
+    """
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw:
+            continue
+        try:
+            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
+            kind = parts[0]
+            job_id = parts[1]
+            rec = records.get(job_id)
+            if rec is None:
+                rec = records[job_id] = JobRecord(job_id)
+            if kind == "E":
+                rec.attempts = int(parts[2])
+                rec.status = int(parts[3])
+                rec.start = float(parts[4])
+                rec.end = float(parts[5])
+                rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
+                if len(parts) > 6:
+                    rec.state = _known_state(parts[6])
+                if len(parts) > 7:
+                    rec.host = parts[7]  # written by compaction, which drops the S line
+                rec.exit_codes.append(rec.status)
+            elif kind == "S":
+                rec.attempts = int(parts[2])
+                rec.start = float(parts[3])
+                rec.slot = int(parts[4])
+                rec.host = parts[5]
+                rec.state = State.RUNNING
+                rec.status = rec.end = rec.ref = None
+            elif kind == "P":
+                rec.ref = parts[3]
+            elif kind == "I":
+                rec.attempts = int(parts[2])
+                rec.start = float(parts[3])
+                rec.end = float(parts[4])
+                rec.state = _known_state(parts[5])
+                rec.status = None
+                rec.exit_codes.append(None)
+            elif kind == "R":
+                fresh = records[job_id] = JobRecord(job_id)
+                fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
+            elif kind == "X":
+                rec.ignored = True
+            else:
+                raise ValueError(kind)
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            # ascii(): any byte shows as an escape, and the message stays one line.
+            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
+            raise MetadataError(
+                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
+                "remove that line (jobs it recorded will run again)"
+            ) from err
+
+
+class _Reserve:
+    """Space set aside next to the journal for the records of running jobs, should the disk fill."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.released = False
+
+    def make(self) -> None:
+        try:
+            if self.path.stat().st_size >= _RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        try:
+            with open(self.path, "wb") as f:
+                f.write(b"\0" * _RESERVE_BYTES)
+        except OSError:
+            self.path.unlink(missing_ok=True)  # no room even for the reserve: go on without
+
+    def release(self) -> bool:
+        """Give the reserve's space back to the filesystem; False if there was none."""
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        self.released = True
+        return True
 
 
 def _known_state(text: str) -> str:
