@@ -487,6 +487,7 @@ class Launch:
         env["BATCHRUN_JOB_ID"] = job.job_id
         env["BATCHRUN_SLOT"] = str(slot)
         env["BATCHRUN_LOG_DIR"] = log_dir
+        env["BATCHRUN_METRICS"] = f"{log_dir}/metrics.jsonl"
         gpus = self.options.gpus
         if gpus:
             # Slots 0..N-1 map round-robin onto the GPUs, so with
@@ -710,10 +711,10 @@ class Launch:
 
 
 def _keep_old_logs(log_dir: str, attempt: int) -> None:
-    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log."""
-    for name in ("out", "err"):
+    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log / metrics.<attempt>.jsonl."""
+    for name, ext in (("out", "log"), ("err", "log"), ("metrics", "jsonl")):
         try:
-            os.replace(f"{log_dir}/{name}.log", f"{log_dir}/{name}.{attempt}.log")
+            os.replace(f"{log_dir}/{name}.{ext}", f"{log_dir}/{name}.{attempt}.{ext}")
         except FileNotFoundError:
             pass
 

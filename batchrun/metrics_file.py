@@ -1,0 +1,234 @@
+"""Read one job's metrics: its `metrics.jsonl` (the protocol `batchrun.log` writes) into aggregates and a history.
+
+A metrics file is JSON lines. A history line maps metric names to numbers and
+may carry `_step` (a whole number; without it a line's step is one more than
+the previous line's, starting at 0). A `{"_summary": {...}}` line records
+final values, which override the history's last value. Nested objects are
+flattened with dots (`{"train": {"loss": 1}}` is `train.loss`); other keys
+starting with `_` are batchrun's and ignored.
+
+Whatever a file holds, reading it never fails: lines that are not JSON
+objects, values that are not numbers, NaN and infinities are skipped and
+counted in a `Skipped` tally (the CLI prints the counts), and a file over
+`MAX_BYTES` is read from its last `MAX_BYTES` only, so one runaway job cannot
+stall a table of thousands. An unterminated last line that does not parse is
+a write in progress (or cut by a kill), not an error, and is left out
+silently. Histories are thinned to at most `2 * HISTORY_POINTS` evenly spaced
+points per metric: the aggregates still see every value.
+
+Pure: no printing, no CLI; `results` builds rows from what this returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "RunMetrics", "Series", "Skipped", "read_metrics_file"]
+
+# How a metric's history becomes one number.
+AGGREGATES = ("last", "min", "max", "mean")
+# Beyond this a file is read from its end: 16 MiB of JSON lines is ~400,000 history points.
+MAX_BYTES = 16 * 1024 * 1024
+# History points kept per metric and run (between this and twice this): enough for a curve, small in a report.
+HISTORY_POINTS = 500
+
+
+class Skipped:
+    """What reading left out, by reason: a count and the first place it happened."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first: dict[str, str] = {}
+
+    def add(self, reason: str, where: str, count: int = 1) -> None:
+        """Count `count` skipped items for `reason`, remembering the first `where`."""
+        if reason not in self.counts:
+            self.counts[reason] = 0
+            self.first[reason] = where
+        self.counts[reason] += count
+
+    def lines(self) -> list[str]:
+        """One sentence per reason, e.g. `3 lines that are not JSON objects (first: path:4)`."""
+        return [f"{count} {reason} (first: {self.first[reason]})" for reason, count in self.counts.items()]
+
+
+@dataclass
+class Series:
+    """One metric of one run: streaming aggregates over every value, and a thinned history."""
+
+    last: float = math.nan
+    min: float = math.inf
+    max: float = -math.inf
+    total: float = 0.0
+    count: int = 0
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    _stride: int = 1
+
+    def add(self, step: int, value: float, keep: bool) -> None:
+        """Take one value at `step`; keep it in the history when `keep` and the thinning allows."""
+        self.last = value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.total += value
+        self.count += 1
+        if keep and (self.count - 1) % self._stride == 0:
+            self.steps.append(step)
+            self.values.append(value)
+            if len(self.values) >= 2 * HISTORY_POINTS:
+                # Halve, doubling the stride: points stay evenly spaced whatever the length.
+                del self.steps[1::2], self.values[1::2]
+                self._stride *= 2
+
+    def aggregate(self, agg: str) -> float:
+        """The history as one number (`last`, `min`, `max` or `mean`)."""
+        if agg == "last":
+            return self.last
+        if agg == "min":
+            return self.min
+        if agg == "max":
+            return self.max
+        return self.total / self.count
+
+
+@dataclass
+class RunMetrics:
+    """Every metric one run reported: history series and summary values."""
+
+    series: dict[str, Series] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+
+    def names(self) -> Iterable[str]:
+        """Metric names, history first, in the order they first appeared."""
+        yield from self.series
+        yield from (name for name in self.summary if name not in self.series)
+
+    def value(self, name: str, agg: str = "last") -> float | None:
+        """One number for a metric: the summary's for `last` (it overrides), else the history's aggregate."""
+        if agg == "last" and name in self.summary:
+            return self.summary[name]
+        series = self.series.get(name)
+        if series is not None and series.count:
+            return series.aggregate(agg)
+        return self.summary.get(name)
+
+    def drop(self, name: str) -> None:
+        """Forget a metric (its name is taken by a parameter or column)."""
+        self.series.pop(name, None)
+        self.summary.pop(name, None)
+
+
+def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, into: RunMetrics | None = None) -> RunMetrics | None:
+    """Read a metrics file, or None when there is none (or it cannot be read: counted)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BYTES:
+                f.seek(size - MAX_BYTES)
+                skipped.add(f"metrics files over {MAX_BYTES >> 20} MiB read from their last {MAX_BYTES >> 20} MiB only", f"{path} ({size >> 20} MiB)")
+                data = f.read()
+                data = data[data.find(b"\n") + 1 :]
+            else:
+                data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        skipped.add("metrics files that cannot be read", f"{path}: {err.strerror}")
+        return None
+    metrics = into if into is not None else RunMetrics()
+    if data:
+        _parse(data, path, metrics, skipped, keep_history)
+    return metrics
+
+
+def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: bool) -> None:
+    lines = data.split(b"\n")
+    unterminated = lines.pop()  # b"" when the file ends with a newline
+    objects: list[Any]
+    try:
+        # One parse for the whole file is several times faster than one per line; any bad line falls back.
+        objects = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
+        numbered = None
+    except ValueError:
+        objects, numbered = [], []
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                objects.append(json.loads(line))
+            except ValueError:
+                objects.append(None)
+            numbered.append(lineno)
+    if unterminated.strip():
+        try:
+            objects.append(json.loads(unterminated))
+            if numbered is not None:
+                numbered.append(len(lines) + 1)
+        except ValueError:
+            pass  # a line being written, or cut short by a kill
+    step = -1
+    series = metrics.series
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, dict):
+            lineno = numbered[index] if numbered is not None else _nth_line(lines, index)
+            skipped.add("metrics lines that are not JSON objects", f"{path}:{lineno}")
+            continue
+        if "_summary" in obj:
+            values = obj["_summary"]
+            if isinstance(values, dict):
+                for name, value in _flat(values, ""):
+                    number = _number(value, name, path, skipped)
+                    if number is not None:
+                        metrics.summary[name] = number
+            continue
+        given = obj.get("_step")
+        step = given if isinstance(given, int) and not isinstance(given, bool) else step + 1
+        for name, value in _flat(obj, ""):
+            number = _number(value, name, path, skipped)
+            if number is not None:
+                s = series.get(name)
+                if s is None:
+                    s = series[name] = Series()
+                s.add(step, number, keep)
+
+
+def _nth_line(lines: list[bytes], index: int) -> int:
+    """The line number of the index-th non-blank line (only computed for a line being reported)."""
+    seen = -1
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
+            seen += 1
+            if seen == index:
+                return lineno
+    return len(lines) + 1
+
+
+def _flat(obj: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
+    for key, value in obj.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _number(value: Any, name: str, path: str, skipped: Skipped) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        skipped.add("metric values that are not numbers", f"{path}: {name}={json.dumps(value, default=repr)[:40]}")
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a whole number beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        skipped.add("NaN or infinite metric values", f"{path}: {name}")
+        return None
+    return value if isinstance(value, int) else number
