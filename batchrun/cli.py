@@ -88,7 +88,7 @@ def _gpu_list(text: str) -> list[str]:
 
 
 # Options whose value usually starts with "-" (argparse would take it for an option).
-_DASHED_VALUE_OPTIONS = ("--sbatch-args",)
+_DASHED_VALUE_OPTIONS = ("--sbatch-args", "--sort")
 
 
 def _join_option_values(argv: list[str]) -> list[str]:

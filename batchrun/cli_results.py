@@ -127,7 +127,7 @@ def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
 def warn_skipped(lines: list[str]) -> None:
     """What reading skipped, one warning line per reason, on stderr."""
     for line in lines:
-        sys.stderr.write(f"batchrun: warning: skipped {line}\n")
+        sys.stderr.write(f"batchrun: warning: {line}\n")
 
 
 def _cmd_results(args: argparse.Namespace) -> int:

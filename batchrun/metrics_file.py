@@ -36,10 +36,12 @@ AGGREGATES = ("last", "min", "max", "mean")
 MAX_BYTES = 16 * 1024 * 1024
 # History points kept per metric and run (between this and twice this): enough for a curve, small in a report.
 HISTORY_POINTS = 500
+# The Skipped reason for a file read from its end ({n}: how many files).
+_TAIL_READ = f"read only the last {MAX_BYTES >> 20} MiB of {{n}} metrics files over {MAX_BYTES >> 20} MiB"
 
 
 class Skipped:
-    """What reading left out, by reason: a count and the first place it happened."""
+    """What reading left out, by reason (a sentence with `{n}` for the count): a count and the first place it happened."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -53,8 +55,8 @@ class Skipped:
         self.counts[reason] += count
 
     def lines(self) -> list[str]:
-        """One sentence per reason, e.g. `3 lines that are not JSON objects (first: path:4)`."""
-        return [f"{count} {reason} (first: {self.first[reason]})" for reason, count in self.counts.items()]
+        """One sentence per reason, e.g. `skipped 3 metrics lines that are not JSON objects (first: path:4)`."""
+        return [f"{reason.format(n=count)} (first: {self.first[reason]})" for reason, count in self.counts.items()]
 
 
 @dataclass
@@ -132,7 +134,7 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
             size = os.fstat(f.fileno()).st_size
             if size > MAX_BYTES:
                 f.seek(size - MAX_BYTES)
-                skipped.add(f"metrics files over {MAX_BYTES >> 20} MiB read from their last {MAX_BYTES >> 20} MiB only", f"{path} ({size >> 20} MiB)")
+                skipped.add(_TAIL_READ, f"{path} ({size >> 20} MiB)")
                 data = f.read()
                 data = data[data.find(b"\n") + 1 :]
             else:
@@ -140,7 +142,7 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
     except FileNotFoundError:
         return None
     except OSError as err:
-        skipped.add("metrics files that cannot be read", f"{path}: {err.strerror}")
+        skipped.add("skipped {n} metrics files that cannot be read", f"{path}: {err.strerror}")
         return None
     metrics = into if into is not None else RunMetrics()
     if data:
@@ -178,7 +180,7 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
     for index, obj in enumerate(objects):
         if not isinstance(obj, dict):
             lineno = numbered[index] if numbered is not None else _nth_line(lines, index)
-            skipped.add("metrics lines that are not JSON objects", f"{path}:{lineno}")
+            skipped.add("skipped {n} metrics lines that are not JSON objects", f"{path}:{lineno}")
             continue
         if "_summary" in obj:
             values = obj["_summary"]
@@ -222,13 +224,13 @@ def _flat(obj: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
 
 def _number(value: Any, name: str, path: str, skipped: Skipped) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        skipped.add("metric values that are not numbers", f"{path}: {name}={json.dumps(value, default=repr)[:40]}")
+        skipped.add("skipped {n} metric values that are not numbers", f"{path}: {name}={json.dumps(value, default=repr)[:40]}")
         return None
     try:
         number = float(value)
     except OverflowError:  # a whole number beyond any float
         number = math.inf
     if not math.isfinite(number):
-        skipped.add("NaN or infinite metric values", f"{path}: {name}")
+        skipped.add("skipped {n} NaN or infinite metric values", f"{path}: {name}")
         return None
     return value if isinstance(value, int) else number

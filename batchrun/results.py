@@ -149,14 +149,14 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
         if name in COLUMNS:
-            skipped.add("parameters named like a column (line, job_id, state, runtime, command, log_dir)", name)
+            skipped.add("skipped {n} parameters named like a column (line, job_id, state, runtime, command, log_dir)", name)
             for run in runs:
                 run.parameters.pop(name, None)
     taken = set(COLUMNS) | set(param_names)
     metric_names = []
     for name in seen_metrics:
         if name in taken:
-            skipped.add("metrics named like a parameter or a column (rename them)", name, sum(1 for run in runs if name in run.metrics.series or name in run.metrics.summary))
+            skipped.add("skipped {n} values of metrics named like a parameter or a column (rename them)", name, sum(1 for run in runs if name in run.metrics.series or name in run.metrics.summary))
             for run in runs:
                 run.metrics.drop(name)
         else:

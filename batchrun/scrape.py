@@ -19,6 +19,9 @@ from batchrun.metrics_file import MAX_BYTES, RunMetrics, Series, Skipped
 
 __all__ = ["ScrapeRule", "parse_scrape", "scrape_log"]
 
+# The Skipped reason for a log scraped from its end ({n}: how many logs).
+_TAIL_SCRAPED = f"scraped only the last {MAX_BYTES >> 20} MiB of {{n}} logs over {MAX_BYTES >> 20} MiB"
+
 
 @dataclass(frozen=True)
 class ScrapeRule:
@@ -54,12 +57,12 @@ def scrape_log(path: str, rules: list[ScrapeRule], metrics: RunMetrics, skipped:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_BYTES:
                 f.seek(size - MAX_BYTES)
-                skipped.add(f"logs over {MAX_BYTES >> 20} MiB scraped in their last {MAX_BYTES >> 20} MiB only", f"{path} ({size >> 20} MiB)")
+                skipped.add(_TAIL_SCRAPED, f"{path} ({size >> 20} MiB)")
             text = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return
     except OSError as err:
-        skipped.add("logs that cannot be read", f"{path}: {err.strerror}")
+        skipped.add("skipped {n} logs that cannot be read", f"{path}: {err.strerror}")
         return
     for rule in rules:
         series = Series()
@@ -69,10 +72,10 @@ def scrape_log(path: str, rules: list[ScrapeRule], metrics: RunMetrics, skipped:
             try:
                 value = float(found)
             except (TypeError, ValueError):
-                skipped.add("scraped matches that are not numbers", f"{path}: {rule.name}={found!r}"[:120])
+                skipped.add("skipped {n} scraped matches that are not numbers", f"{path}: {rule.name}={found!r}"[:120])
                 continue
             if not math.isfinite(value):
-                skipped.add("NaN or infinite metric values", f"{path}: {rule.name}")
+                skipped.add("skipped {n} NaN or infinite metric values", f"{path}: {rule.name}")
                 continue
             series.add(step, value, keep_history)
         if series.count:
