@@ -6,8 +6,8 @@ data travels as one JSON document inside the page. Everything a user wrote
 (commands, parameter values, metric names, err.log lines) reaches the page
 only as escaped text: in HTML through `html.escape`, in the JSON document
 with `<`, `>` and `&` as JSON escapes (so `</script>` cannot close it), and
-in plot labels with `<` and `&` as entities (plotly reads a few HTML tags in
-labels). Size stays small: history curves are drawn for the best
+in plot titles and axis labels with `<` and `&` as entities (plotly reads a
+few HTML tags there; parallel coordinates ticks are plain text already). Size stays small: history curves are drawn for the best
 `_HISTORY_RUNS` runs only, each thinned to `_CURVE_POINTS` points.
 
 Content: counts by state, the best run, a parallel coordinates plot of the
@@ -123,7 +123,7 @@ def _parcoords(rows: list[dict[str, Any]], params: list[str], metric: str | None
         else:
             ticks = sorted({_fmt(v) for v in values})
             index = {t: i for i, t in enumerate(ticks)}
-            dimensions.append({"label": _label(name), "values": [index[_fmt(v)] for v in values], "tickvals": list(range(len(ticks))), "ticktext": [_label(t) for t in ticks]})
+            dimensions.append({"label": _label(name), "values": [index[_fmt(v)] for v in values], "tickvals": list(range(len(ticks))), "ticktext": ticks})
     dimensions.append({"label": _label(metric), "values": [row[metric] for row in plotted]})
     return {"dimensions": dimensions, "color": [row[metric] for row in plotted], "count": len(plotted)}
 
