@@ -20,7 +20,7 @@ from batchrun.metadata import DEFAULT_METADATA_NAME
 from batchrun.metrics_file import AGGREGATES
 from batchrun.status import STATES
 
-__all__ = ["COMMANDS", "add_parsers", "format_value", "run", "warn_skipped"]
+__all__ = ["COMMANDS", "add_parsers", "format_value", "run", "warn_skipped", "write_csv", "write_table"]
 
 COMMANDS = ("results", "report")
 # Columns of the table besides parameters and metrics (command and log_dir are in --json and --csv).
@@ -170,9 +170,9 @@ def _cmd_results(args: argparse.Namespace) -> int:
     if args.json:
         out.write(json.dumps([_json_row(row) for row in rows], indent=1) + "\n")
     elif args.csv:
-        _write_csv(out, rows, params, metrics, bool(args.over))
+        write_csv(out, rows, params, metrics, bool(args.over))
     else:
-        _write_table(out, rows, params, metrics, bool(args.over))
+        write_table(out, rows, params, metrics, bool(args.over))
     return 0
 
 
@@ -194,14 +194,15 @@ def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, para
     value = format_value(best[metric])
     setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
     if grouped:
-        out.write(f"best {metric} {value} ± {format_value(best[f'{metric}_std'])} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
+        out.write(f"best {metric} {_mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
         return
     out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
     out.write(f"  command: {best['command']}\n")
     out.write(f"  log dir: {best['log_dir']}\n")
 
 
-def _write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as CSV: every column, floats to the last digit (`repr`), None as empty."""
     writer = csv.writer(out, lineterminator="\n")
     if grouped:
         header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
@@ -212,7 +213,8 @@ def _write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metr
         writer.writerow(["" if row.get(name) is None else (repr(row[name]) if isinstance(row[name], float) else row[name]) for name in header])
 
 
-def _write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as aligned columns (grouped rows: mean ± std (count) per metric)."""
     if grouped:
         header = [*params, "runs", *metrics]
         cells = [
@@ -235,7 +237,9 @@ def _write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], me
 def _mean_text(row: dict[str, Any], metric: str) -> str:
     if row.get(metric) is None:
         return ""
-    return f"{format_value(row[metric])} ± {format_value(row[f'{metric}_std'])} ({row[f'{metric}_n']})"
+    # Two significant digits of spread say how far to trust the mean's digits.
+    std = row[f"{metric}_std"]
+    return f"{format_value(row[metric])} ± {'' if std is None else f'{std:.2g}'} ({row[f'{metric}_n']})"
 
 
 def _runtime(seconds: float | None) -> str:

@@ -17,9 +17,10 @@ it into yours).
 
 from typing import Any
 
+from batchrun.dodo_results import results_task
 from batchrun.doit_tasks import runfile_tasks, sweep_task, sweep_tasks
 
-__all__ = ["DOIT_CONFIG", "runfile_tasks", "sweep_task", "sweep_tasks"]
+__all__ = ["DOIT_CONFIG", "results_task", "runfile_tasks", "sweep_task", "sweep_tasks"]
 
 # What doit needs to run batchrun tasks: thread mode, and doit's default
 # verbosity, which leaves job output in the job's log files.
