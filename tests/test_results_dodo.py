@@ -29,6 +29,7 @@ def _doit(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def _project(tmp_path: Path) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "dodo.py").write_text(DODO)
     (tmp_path / "g.yml").write_text(GRID)
     (tmp_path / "job.sh").write_text(JOB)
