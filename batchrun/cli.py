@@ -283,6 +283,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
     progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
+    progress.best = _best_so_far(args.runfile, launch.runs_dir)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()
@@ -305,6 +306,15 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
     return result.exit_code
+
+
+def _best_so_far(given: Path, runs_dir: Any) -> Any:
+    """The live display's `best loss 0.123, line 17`: the gridspec's metric, else the first reported."""
+    from batchrun.best_so_far import BestSoFar
+    from batchrun.results import gridspec_metric
+
+    metric, goal = gridspec_metric(given) if given.suffix.lower() in _GRIDSPEC_SUFFIXES else (None, "min")
+    return BestSoFar(runs_dir.logs, metric, goal)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

@@ -35,6 +35,7 @@ __all__ = [
     "Results",
     "Run",
     "best_row",
+    "gridspec_metric",
     "group_over",
     "load",
     "read_results",
@@ -168,7 +169,7 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
                 run.parameters = {name: run.parameters.get(name) for name in param_names}
     results = Results(target, status, runs, param_names, metric_names, skipped)
     if target.gridspec is not None:
-        results.goal_metric, results.goal = _gridspec_metric(target.gridspec)
+        results.goal_metric, results.goal = gridspec_metric(target.gridspec)
     return results
 
 
@@ -192,8 +193,8 @@ def _typed(value: str | bool) -> Any:
     return value
 
 
-def _gridspec_metric(path: Path) -> tuple[str | None, str]:
-    """The W&B `metric: {name: loss, goal: minimize}` of a gridspec (already validated by status)."""
+def gridspec_metric(path: Path) -> tuple[str | None, str]:
+    """The W&B `metric: {name: loss, goal: minimize}` of a gridspec: (name or None, "min" or "max")."""
     import yaml  # only for a gridspec, which status has already parsed with it
 
     try:
