@@ -230,3 +230,22 @@ def test_bad_usage_is_one_line(sweep: Path) -> None:
     _one_error(run_batchrun("results", "nothing.runfile", cwd=sweep), "nothing.runfile")
     (sweep / "new.runfile").write_text("echo hi\n")
     _one_error(run_batchrun("results", "new.runfile", cwd=sweep), "nothing launched yet for new.runfile")
+
+
+def test_a_runs_directory_gives_the_same_rows(sweep: Path) -> None:
+    by_gridspec = _json("grid.yml", cwd=sweep)
+    by_dir = _json("runs/grid", cwd=sweep)
+    assert [{k: v for k, v in row.items() if k != "runtime"} for row in by_dir] == [{k: v for k, v in row.items() if k != "runtime"} for row in by_gridspec]
+
+
+def test_subcommands_have_help_and_an_example() -> None:
+    import argparse
+
+    from batchrun import cli
+
+    parser = cli._build_parser()
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    for name in ("results", "report"):
+        assert helps[name]
+        assert "Example: batchrun " in (sub.choices[name].description or "")
