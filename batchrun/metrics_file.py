@@ -36,6 +36,8 @@ AGGREGATES = ("last", "min", "max", "mean")
 MAX_BYTES = 16 * 1024 * 1024
 # History points kept per metric and run (between this and twice this): enough for a curve, small in a report.
 HISTORY_POINTS = 500
+# Whole numbers below this are exact as floats; larger ones go the slow, careful way.
+_EXACT = 2**53
 # The Skipped reason for a file read from its end ({n}: how many files).
 _TAIL_READ = f"read only the last {MAX_BYTES >> 20} MiB of {{n}} metrics files over {MAX_BYTES >> 20} MiB"
 
@@ -89,6 +91,25 @@ class Series:
                 del self.steps[1::2], self.values[1::2]
                 self._stride *= 2
 
+    def extend(self, steps: list[int], values: list[float], keep: bool) -> None:
+        """Take many values at once (a whole file's): the aggregates by builtins, the history thinned evenly."""
+        if not values:
+            return
+        self.last = values[-1]
+        self.min = min(self.min, min(values))
+        self.max = max(self.max, max(values))
+        self.total += sum(values)
+        first = self.count
+        self.count += len(values)
+        if keep:
+            # Keep the points the stride picks, as `add` would have, then halve while too many.
+            offset = (-first) % self._stride
+            self.steps.extend(steps[offset :: self._stride])
+            self.values.extend(values[offset :: self._stride])
+            while len(self.values) >= 2 * HISTORY_POINTS:
+                del self.steps[1::2], self.values[1::2]
+                self._stride *= 2
+
     def aggregate(self, agg: str) -> float:
         """The history as one number (`last`, `min`, `max` or `mean`)."""
         if agg == "last":
@@ -130,20 +151,25 @@ class RunMetrics:
 def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, into: RunMetrics | None = None) -> RunMetrics | None:
     """Read a metrics file, or None when there is none (or it cannot be read: counted)."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > MAX_BYTES:
-                f.seek(size - MAX_BYTES)
-                skipped.add(_TAIL_READ, f"{path} ({size >> 20} MiB)")
-                data = f.read()
-                data = data[data.find(b"\n") + 1 :]
-            else:
-                data = f.read()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as err:
         skipped.add("skipped {n} metrics files that cannot be read", f"{path}: {err.strerror}")
         return None
+    try:
+        # Unbuffered, no stat for the common small file: one read says whether it is over the limit.
+        data = os.read(fd, MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            size = os.fstat(fd).st_size
+            data = os.pread(fd, MAX_BYTES, size - MAX_BYTES)
+            data = data[data.find(b"\n") + 1 :]
+            skipped.add(_TAIL_READ, f"{path} ({size >> 20} MiB)")
+    except OSError as err:
+        skipped.add("skipped {n} metrics files that cannot be read", f"{path}: {err.strerror}")
+        return None
+    finally:
+        os.close(fd)
     metrics = into if into is not None else RunMetrics()
     if data:
         _parse(data, path, metrics, skipped, keep_history)
@@ -151,14 +177,17 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
 
 
 def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: bool) -> None:
-    lines = data.split(b"\n")
-    unterminated = lines.pop()  # b"" when the file ends with a newline
+    lines: list[bytes] = []
+    end = data.rfind(b"\n") + 1
+    unterminated = data[end:]  # b"" when the file ends with a newline
     objects: list[Any]
+    numbered: list[int] | None = None
     try:
-        # One parse for the whole file is several times faster than one per line; any bad line falls back.
-        objects = json.loads(b"[" + b",".join(line for line in lines if line.strip()) + b"]")
-        numbered = None
+        # One parse for the whole file is several times faster than one per line; any bad
+        # line (a blank one too: it makes ",,") falls back to line by line.
+        objects = json.loads(b"[" + data[: end - 1].replace(b"\n", b",") + b"]") if end else []
     except ValueError:
+        lines = data[:end].split(b"\n")[:-1]
         objects, numbered = [], []
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
@@ -176,9 +205,13 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
         except ValueError:
             pass  # a line being written, or cut short by a kill
     step = -1
-    series = metrics.series
+    # Values are gathered per metric and handed over in one piece: per value, only a type test and an append.
+    gathered: dict[str, tuple[list[int], list[float]]] = {}
+    summary = metrics.summary
     for index, obj in enumerate(objects):
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
+            if numbered is None and not lines:
+                lines = data[:end].split(b"\n")[:-1]
             lineno = numbered[index] if numbered is not None else _nth_line(lines, index)
             skipped.add("skipped {n} metrics lines that are not JSON objects", f"{path}:{lineno}")
             continue
@@ -188,17 +221,46 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
                 for name, value in _flat(values, ""):
                     number = _number(value, name, path, skipped)
                     if number is not None:
-                        metrics.summary[name] = number
+                        summary[name] = number
             continue
         given = obj.get("_step")
-        step = given if isinstance(given, int) and not isinstance(given, bool) else step + 1
-        for name, value in _flat(obj, ""):
-            number = _number(value, name, path, skipped)
-            if number is not None:
-                s = series.get(name)
-                if s is None:
-                    s = series[name] = Series()
-                s.add(step, number, keep)
+        step = given if type(given) is int else step + 1
+        for name, value in obj.items():
+            kind = type(value)
+            if name[:1] == "_":
+                continue
+            if (kind is float and value - value == 0.0) or (kind is int and -_EXACT < value < _EXACT):
+                number = value
+            elif kind is dict:
+                for flat_name, flat_value in _flat(value, f"{name}."):
+                    flat_number = _number(flat_value, flat_name, path, skipped)
+                    if flat_number is not None:
+                        _gather(gathered, flat_name, step, flat_number)
+                continue
+            else:
+                number = _number(value, name, path, skipped)
+                if number is None:
+                    continue
+            pair = gathered.get(name)
+            if pair is None:
+                pair = gathered[name] = ([], [])
+            if keep:
+                pair[0].append(step)
+            pair[1].append(number)
+    series = metrics.series
+    for name, (steps, values) in gathered.items():
+        s = series.get(name)
+        if s is None:
+            s = series[name] = Series()
+        s.extend(steps, values, keep)
+
+
+def _gather(gathered: dict[str, tuple[list[int], list[float]]], name: str, step: int, number: float) -> None:
+    pair = gathered.get(name)
+    if pair is None:
+        pair = gathered[name] = ([], [])
+    pair[0].append(step)  # steps unused without history: harmless on this rare (nested) path
+    pair[1].append(number)
 
 
 def _nth_line(lines: list[bytes], index: int) -> int:

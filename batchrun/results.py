@@ -28,7 +28,7 @@ from batchrun.journal import State
 from batchrun.metrics_file import AGGREGATES, RunMetrics, Skipped, read_metrics_file
 from batchrun.runfile import parse_parameters
 from batchrun.scrape import ScrapeRule, scrape_log
-from batchrun.status import JobStatus, RunsStatus, Target, load_status, resolve_target
+from batchrun.status import JobStatus, RunsStatus, Target, job_parameters, load_status, resolve_target
 
 __all__ = [
     "COLUMNS",
@@ -113,7 +113,7 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         UsageError: nothing was launched for a runfile or gridspec.
         InputError, MetadataError: as `status.load_status`.
     """
-    status = load_status(target)
+    status = load_status(target, need_entries=_quoted_flags(target))
     gridspec_names = status.parameter_names
     skipped = Skipped()
     logs = str(status.runs_dir.logs)
@@ -125,7 +125,7 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
     for job in status.jobs:
         log_dir = f"{logs}/{job.job_id}"
         rec = job.record
-        params = _parameters(job.command, gridspec_names)
+        params = _parameters(job, gridspec_names)
         if gridspec_names is None:
             for name in params:
                 if name not in seen_params:
@@ -173,8 +173,25 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
     return results
 
 
-def _parameters(command: str, names: list[str] | None) -> dict[str, Any]:
-    flags = parse_parameters(command)
+def _quoted_flags(target: Target) -> bool:
+    """Whether some command has flags and quotes: shlex would then parse each (seconds for 100,000).
+
+    metadata.json holds every launched job's parameters, parsed once at
+    launch by the same rules; reading it costs less.
+    """
+    path = target.runfile if target.runfile is not None and target.runfile.exists() else None
+    if path is None:
+        return False
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "--" in text and ("'" in text or '"' in text or "\\" in text)
+
+
+def _parameters(job: JobStatus, names: list[str] | None) -> dict[str, Any]:
+    # metadata.json's own parameters when it has the job (as `status` shows them), else the command's flags.
+    flags = job_parameters(job) if job.entry is not None else parse_parameters(job.command)
     if names is None:
         return {key: _typed(value) for key, value in flags.items()}
     return {name: _typed(flags[name]) if name in flags else None for name in names}
