@@ -18,7 +18,6 @@ Pure: no printing; `cli_results` and `report` render what this returns.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +44,8 @@ __all__ = [
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
 _METRICS_NAME = "metrics.jsonl"
-_INT = re.compile(r"[+-]?\d+\Z")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+_NUMBER_CHARS = "0123456789+-.eE"
+_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
 
 @dataclass
@@ -201,12 +200,16 @@ def _typed(value: str | bool) -> Any:
     """A flag's text as the number or boolean it spells (as YAML wrote it into the gridspec), else the text."""
     if isinstance(value, bool):
         return value
-    if _INT.match(value):
-        return int(value)
-    if _FLOAT.match(value):
-        return float(value)
-    if value in ("True", "False", "true", "false"):
-        return value in ("True", "true")
+    # Only digits, signs, points and exponents can be numbers: no regex, and float() never sees "nan" or "1_000".
+    if value and not value.strip(_NUMBER_CHARS):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+    if value in _BOOLEANS:
+        return _BOOLEANS[value]
     return value
 
 
