@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.journal import State
-from batchrun.metrics_file import AGGREGATES, RunMetrics, Skipped, read_metrics_file
+from batchrun.metrics_file import RunMetrics, Skipped, read_metrics_file
 from batchrun.runfile import parse_parameters
 from batchrun.scrape import ScrapeRule, scrape_log
 from batchrun.status import JobStatus, RunsStatus, Target, job_parameters, load_status, resolve_target
@@ -293,12 +293,3 @@ def _hashable(value: Any) -> Any:
     except TypeError:
         return repr(value)
     return value
-
-
-def check_agg(agg: str) -> str:
-    """`agg` if it is one of `AGGREGATES` (for callers outside argparse)."""
-    if agg not in AGGREGATES:
-        raise ValueError(f"agg must be one of {', '.join(AGGREGATES)}, not {agg!r}")
-    return agg
-
-
