@@ -249,3 +249,13 @@ def test_subcommands_have_help_and_an_example() -> None:
     for name in ("results", "report"):
         assert helps[name]
         assert "Example: batchrun " in (sub.choices[name].description or "")
+
+
+def test_a_retried_job_reports_its_last_attempt_only(make_runfile, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    flag = workdir / "second"
+    make_runfile([f'if [ -e {flag} ]; then echo "{{\\"loss\\": 2}}" >> "$BATCHRUN_METRICS"; else touch {flag}; echo "{{\\"loss\\": 1}}" >> "$BATCHRUN_METRICS"; exit 1; fi'])
+    proc = run_batchrun("launch", "exp.runfile", "--retries", "1", "-q", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    [row] = _json("exp.runfile", "--agg", "min", cwd=workdir)
+    assert (row["state"], row["loss"]) == ("succeeded", 2)
+    assert (Path(str(row["log_dir"])) / "metrics.1.jsonl").read_text() == '{"loss": 1}\n'
