@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.live import Live
 
+    from batchrun.best_so_far import BestSoFar
+
 __all__ = ["Progress", "format_duration", "plan_lines", "summary_lines"]
 
 # Redraws per second of the live area: enough to see time pass, cheap next to the jobs.
@@ -86,6 +88,8 @@ class Progress:
         # refresh thread calls `_renderable`, which takes it).
         self._lock = threading.Lock()
         self._live: Live | None = None
+        # The best metric value so far (`best loss 0.123, line 17`), set by the CLI; see batchrun.best_so_far.
+        self.best: BestSoFar | None = None
 
     def start(self) -> None:
         """Show the live area, on a terminal."""
@@ -128,6 +132,8 @@ class Progress:
             elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
+                if self.best is not None:
+                    self.best.update(job.job_id, job.lineno)
                 if rec.state in State.FINISHED:
                     self.done += 1
                     self.finished_now += 1
@@ -177,7 +183,7 @@ class Progress:
         return (
             f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {left} left"
             f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}"
-        )
+        ) + (f" | {best}" if self.best is not None and (best := self.best.text()) else "")
 
     def _renderable(self) -> RenderableType:
         from rich.console import Group

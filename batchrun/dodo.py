@@ -29,13 +29,14 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from batchrun.doit_db import JobDone, RunsDirJobs, register_jobs
 from batchrun.doit_runner import BACKEND_NAME, JobAction, job_title
 from batchrun.doit_sweep import sweep_task
+from batchrun.dodo_results import results_task
 from batchrun.errors import BatchrunError
 from batchrun.journal import JobRecord
 from batchrun.launch import Launch, LaunchOptions, LaunchResult
 from batchrun.metadata import RunsDir
 from batchrun.runfile import Job, Runfile, load_runfile
 
-__all__ = ["DOIT_CONFIG", "runfile_tasks", "sweep_task", "sweep_tasks"]
+__all__ = ["DOIT_CONFIG", "results_task", "runfile_tasks", "sweep_task", "sweep_tasks"]
 
 # What doit needs to run batchrun tasks: thread mode; the journal backend
 # (job tasks live in runs/<name>/jobs.journal, other tasks' values in
