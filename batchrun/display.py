@@ -231,6 +231,8 @@ def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
         parts.append(f"{len(plan.adopt)} still running from an earlier launch (adopting)")
     if plan.rerun_unfinished:
         parts.append(f"{plan.rerun_unfinished} unfinished (running again)")
+    if plan.ignored:
+        parts.append(f"{plan.ignored} ignored (doit forget runs them again)")
     parts.append(f"{len(plan.to_run)} to run")
     if mode != "resume":
         parts.append(f"mode {mode}")

@@ -26,10 +26,10 @@ from typing import Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from batchrun.dodo_results import results_task
 from batchrun.doit_db import JobDone, RunsDirJobs, register_jobs
 from batchrun.doit_runner import BACKEND_NAME, JobAction, job_title
 from batchrun.doit_sweep import sweep_task
-from batchrun.dodo_results import results_task
 from batchrun.errors import BatchrunError
 from batchrun.journal import JobRecord
 from batchrun.launch import Launch, LaunchOptions, LaunchResult
