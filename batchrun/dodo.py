@@ -52,9 +52,8 @@ class _Session:
     journal; the runs directory is locked and recovered when the first job
     task actually runs, and metadata.json is finished when the group task
     runs or, failing that, when the process exits. The launch's steps are
-    those `batchrun launch` takes (prepare, open the executor, start the
-    background, run jobs, stop, finish); only doit, not `Launch.run`, picks
-    the jobs.
+    those `batchrun launch` takes (`prepare`, `start`, `run_job` for each
+    job, `finish`); only doit, not `Launch.run`, picks the jobs.
     """
 
     def __init__(self, runfile: Runfile, options: LaunchOptions, group: str) -> None:
@@ -81,9 +80,7 @@ class _Session:
                 raise BatchrunError(f"{self.runfile.path}: its jobs already finished in this doit run")
             if self.launch is None:
                 launch = Launch(self.runfile, self.options)
-                launch.prepare()
-                launch.executor.open()
-                launch.start_background()
+                launch.start(launch.prepare())
                 self.jobs.use_journal(launch.journal)
                 self.launch = launch
                 _SESSIONS.append(self)

@@ -180,16 +180,25 @@ class Launch:
         jobs = plan.adopt + plan.to_run
         if not jobs:
             return
-        self.executor.open()
         if self.options.detach:
+            self.executor.open()
             submit_detached(self.runner, plan.to_run)
             return
-        self.runner.adopt_all(plan.adopt)
-        self.start_background()
+        self.start(plan)
         try:
             run_tasks(self, jobs, self.options.n_jobs)
         finally:
             self.stop_background()
+
+    def start(self, plan: Plan) -> None:
+        """Get ready to run jobs: the executor, the adopted jobs, the metadata thread.
+
+        `run` calls it; so does a plain `doit` run of batchrun tasks
+        (`batchrun.dodo`), where doit rather than `run` then picks the jobs.
+        """
+        self.executor.open()
+        self.runner.adopt_all(plan.adopt)
+        self.start_background()
 
     def start_background(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""
