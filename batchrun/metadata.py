@@ -344,6 +344,11 @@ class MetadataView:
         self._rendered[job_id] = f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}"
         self.dirty = True
 
+    def set_rendered(self, job_id: str, line: str) -> None:
+        """Add an entry already rendered: an unchanged line of the old file, kept as is."""
+        self._rendered[job_id] = line
+        self.dirty = True
+
     def snapshot(self) -> list[str]:
         """The rendered entries now, in order (cheap: references, not copies)."""
         return list(self._rendered.values())
