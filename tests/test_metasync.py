@@ -13,7 +13,7 @@ from batchrun.metadata import RunsDir
 from batchrun.metasync import MetadataSync
 from batchrun.runfile import load_runfile
 from batchrun.stamp import Stamp, read_stamp, write_stamp
-from batchrun.viewcache import MARK_NAME
+from batchrun.viewcache import MARK_NAME, write_mark
 
 
 def _sync(tmp_path: Path) -> MetadataSync:
@@ -118,3 +118,21 @@ def test_keeping_unchanged_lines_writes_what_a_full_rebuild_writes(tmp_path: Pat
     assert incremental[5:] == full[5:]
     if change == "legacy entry":
         assert b'"00000000000000aa"' in full and b'"old tool"' in full
+
+
+def test_a_mark_the_stamp_does_not_vouch_for_keeps_nothing(tmp_path: Path) -> None:
+    # A launch killed between writing the mark and the stamp leaves a mark of
+    # another journal size: the old lines are not trusted, the view is rebuilt.
+    sync = _sync(tmp_path)
+    sync.build()
+    assert sync.write_final() is None
+    sync.write_stamp()
+    sync.journal.open()
+    sync.journal.record_start(sync.runfile.jobs[0].job_id, 1, 1.0, 0, "h")
+    sync.journal.close()
+    write_mark(sync.runs_dir.path, sync.journal.path)
+    sync.read_old()
+    assert sync._kept is None
+    sync.write_stamp()
+    sync.read_old()
+    assert sync._kept is not None, "stamp and mark agree again"
