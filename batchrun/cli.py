@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from batchrun import __version__, cli_status
+from batchrun import __version__, cli_queue, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
@@ -178,6 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("template", nargs="?", default="runfile", choices=_TEMPLATES, help="which template (default runfile)")
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     cli_status.add_parsers(sub)
+    cli_queue.add_parsers(sub)
     return parser
 
 
@@ -191,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         2: batchrun could not start or go on: bad usage, bad input, a busy or
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
+        124: `batchrun wait --timeout` expired while the launch still ran.
     """
     parser = _build_parser()
     args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
@@ -206,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_init(args)
         if args.command in cli_status.COMMANDS:
             return cli_status.run(args)
+        if args.command in cli_queue.COMMANDS:
+            return cli_queue.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
