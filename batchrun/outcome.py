@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.control import launch_holder
+from batchrun.errors import UsageError
 from batchrun.journal import State
 from batchrun.metadata import RunsDir
-from batchrun.status import RunsStatus, Target, load_status
+from batchrun.status import STATES, RunsStatus, Target, load_status
 
 __all__ = [
     "KILLED",
@@ -52,6 +53,8 @@ KILLED = "killed"
 STOPPED = "stopped"
 # How often `wait` looks again.
 WAIT_POLL = 0.5
+# How long `wait` gives a launch started just before it to take its lock.
+START_GRACE = 1.0
 # How long a cluster job squeue no longer shows may take to show its exit
 # record (a shared filesystem can show a new file late) before it counts as lost.
 LOST_GRACE = 5.0
@@ -106,14 +109,12 @@ def slurm_active(refs: Iterable[str], run: Callable[..., subprocess.CompletedPro
 
 def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> Outcome:
     """The exit code the records of the runfile's jobs give (see the module docstring)."""
-    counts = status.counts()
+    # Counted here rather than by `RunsStatus.counts`, which knows only the states of its time.
+    counts = dict.fromkeys((*STATES, KILLED, STOPPED), 0)
+    for job in status.jobs:
+        category = job.category
+        counts[category] = counts.get(category, 0) + 1
     lost = list(lost)
-    missing = [state for state in (KILLED, STOPPED) if state not in counts]  # until status counts them itself
-    if missing:
-        counts.update(dict.fromkeys(missing, 0))
-        for job in status.jobs:
-            if not job.removed and job.state in missing:
-                counts[job.state] += 1
     if lost:
         counts[State.RUNNING] -= len(lost)
         counts[State.INTERRUPTED] += len(lost)
@@ -181,13 +182,22 @@ def wait_for(
     `on_wait` hears, once each, what is being waited for.
 
     Raises:
-        UsageError: no launch runs and nothing was ever launched there.
+        UsageError: no launch runs and nothing was ever launched there
+            (after `START_GRACE`, for a launch started just before).
         InputError, MetadataError: as `status.load_status`.
     """
     waiter = _Waiter(target, on_wait)
-    deadline = None if timeout is None else clock() + timeout
+    started = clock()
+    deadline = None if timeout is None else started + timeout
     while True:
-        outcome = waiter.look(clock())
+        try:
+            outcome = waiter.look(clock())
+        except UsageError:
+            # Nothing launched yet: `launch x & batchrun wait x` may ask
+            # before the launch took its lock; give it a moment.
+            if clock() - started >= START_GRACE:
+                raise
+            outcome = None
         if outcome is not None:
             return outcome
         if deadline is not None and clock() >= deadline:
