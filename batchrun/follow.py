@@ -196,6 +196,7 @@ class RunfileFollower:
             self._sig = None
             self._report(RunfileError(f"cannot read the runfile: {err.strerror}", self.path))
         except RunfileError as err:
+            self._verify_at = None  # nothing to verify until it changes again
             self._report(err)
 
     def _verify(self) -> bool:

@@ -262,14 +262,19 @@ def test_removed_then_added_again_is_added_again(tmp_path: Path) -> None:
     assert change is not None and change.removed == [] and lines_of(change.added) == [("echo b", 2)]
 
 
-def test_bad_bytes_and_a_deleted_runfile_are_reported_once_and_the_view_kept(tmp_path: Path) -> None:
+def test_bad_bytes_and_a_deleted_runfile_are_reported_once_and_the_view_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
     path = tmp_path / "q.runfile"
-    fol = follower_of(path, "echo a\n")
+    fol = follower_of(path, "echo a\n", clock)
     append(path, b"echo \0bad\n")
     change = fol.take()
     assert change is not None and change.added == [] and change.removed == []
     assert str(change.error) == f"{path}:2: binary file (NUL byte), not a runfile of commands"
-    assert fol.take() is None
+    with monkeypatch.context() as patch:
+        patch.setattr(follow, "open", lambda *args: pytest.fail("read a broken file that did not change"), raising=False)
+        clock.now += 3 * follow.VERIFY_AFTER
+        assert fol.take() is None
+        assert fol.take() is None
     path.write_text("echo a\necho \xe9\n")
     change = fol.take()
     assert change is not None and change.error is None and lines_of(change.added) == [("echo \xe9", 2)]
