@@ -93,6 +93,23 @@ def test_wait_waits_for_a_running_launch_and_times_out_with_124(make_runfile: Ma
         end(launch)
 
 
+def test_wait_waits_for_jobs_a_detached_local_launch_left(make_runfile: MakeRunfile, workdir: Path) -> None:
+    gate = workdir / "gate"
+    make_runfile([f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 7"])
+    try:
+        launched = run_batchrun("launch", "exp.runfile", "--detach", cwd=workdir)
+        assert launched.returncode == 0, launched.stderr
+        waiter = start_batchrun("wait", "exp.runfile", cwd=workdir)
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline() == "batchrun: exp.runfile: waiting for 1 detached job(s)\n"
+        gate.touch()
+        out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 1, err
+        assert out == "batchrun: exp.runfile: finished: 1 failed (exit 1)\n"
+    finally:
+        gate.touch()
+
+
 def test_stop_now_is_ctrl_c_and_wait_then_says_130(make_runfile: MakeRunfile, workdir: Path) -> None:
     make_runfile([f"touch {workdir}/s1; sleep 60", f"touch {workdir}/s2; sleep 60"])
     launch = start_batchrun("launch", "exp.runfile", "-j", "2", "--grace", "1", cwd=workdir)
