@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchrun.cluster import is_slurm_ref, slurm_active
 from batchrun.control import launch_holder
 from batchrun.errors import UsageError
 from batchrun.journal import State
@@ -44,7 +45,6 @@ __all__ = [
     "Outcome",
     "outcome_of",
     "run_on_finish",
-    "slurm_active",
     "wait_for",
 ]
 
@@ -58,11 +58,6 @@ START_GRACE = 1.0
 # How long a cluster job squeue no longer shows may take to show its exit
 # record (a shared filesystem can show a new file late) before it counts as lost.
 LOST_GRACE = 5.0
-# squeue states after which a task runs nothing any more (as executors/slurm.py).
-_SLURM_ENDED = frozenset(
-    {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"}
-)
-_SQUEUE_TIMEOUT = 60.0
 # Where --on-finish's output goes: the launch's summary stays readable.
 ON_FINISH_LOG = "on-finish.log"
 ON_FINISH_TIMEOUT = 60.0
@@ -75,36 +70,6 @@ class Outcome:
     counts: dict[str, int]
     exit_code: int
     lost: list[str] = field(default_factory=list)  # cluster jobs gone without an exit record
-
-
-def _is_slurm(ref: str | None) -> bool:
-    head, sep, tail = (ref or "").partition("_")
-    return bool(sep) and head.isdigit() and tail.isdigit()
-
-
-def slurm_active(refs: Iterable[str], run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> set[str] | None:
-    """Which of these SLURM array tasks (`ARRAYID_TASK`) squeue shows queued or running; None if it did not answer.
-
-    One squeue call for all their arrays. A cluster other than the default
-    is named the way squeue reads it, with SLURM_CLUSTERS in the environment.
-    """
-    refs = [ref for ref in refs if _is_slurm(ref)]
-    if not refs:
-        return set()
-    arrays = sorted({ref.split("_")[0] for ref in refs}, key=int)
-    try:
-        answer = run(["squeue", "-h", "-r", "-t", "all", "-o", "%i %T", "-j", ",".join(arrays)], capture_output=True, text=True, timeout=_SQUEUE_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if answer.returncode != 0:
-        # Every array purged (they ended a while ago): "Invalid job id specified".
-        return set() if "invalid job id" in answer.stderr.lower() else None
-    active = set()
-    for line in answer.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] not in _SLURM_ENDED:
-            active.add(parts[0])
-    return active & set(refs)
 
 
 def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> Outcome:
@@ -149,7 +114,7 @@ class _Waiter:
             return None
         status = load_status(self.target)
         running = [job for job in status.jobs if job.state == State.RUNNING and job.record is not None]
-        cluster = {job.record.ref: job for job in running if job.record is not None and job.record.ref is not None and _is_slurm(job.record.ref)}
+        cluster = {job.record.ref: job for job in running if job.record is not None and job.record.ref is not None and is_slurm_ref(job.record.ref)}
         if len(cluster) < len(running):
             self.tell(f"waiting for {len(running) - len(cluster)} detached job(s)")
             return None

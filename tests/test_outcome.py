@@ -1,10 +1,8 @@
-"""Unit tests of batchrun.outcome: exit codes from records, squeue, wait's loop."""
+"""Unit tests of batchrun.outcome: exit codes from records, wait's loop."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -12,7 +10,7 @@ from batchrun import outcome
 from batchrun.errors import UsageError
 from batchrun.journal import JobRecord, State
 from batchrun.metadata import RunsDir
-from batchrun.outcome import outcome_of, slurm_active, wait_for
+from batchrun.outcome import outcome_of, wait_for
 from batchrun.status import JobStatus, RunsStatus, resolve_target
 
 
@@ -51,25 +49,6 @@ def test_lost_cluster_jobs_count_as_interrupted() -> None:
     result = outcome_of(status_of(State.SUCCEEDED, State.RUNNING), lost=["0000000000000001"])
     assert result.exit_code == 130
     assert result.counts[State.RUNNING] == 0 and result.counts[State.INTERRUPTED] == 1
-
-
-class FakeSqueue:
-    def __init__(self, code: int, out: str = "", err: str = "") -> None:
-        self.answer = subprocess.CompletedProcess([], code, out, err)
-        self.calls: list[list[str]] = []
-
-    def __call__(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        self.calls.append(args)
-        return self.answer
-
-
-def test_slurm_active_asks_once_for_every_array() -> None:
-    fake = FakeSqueue(0, "12_0 RUNNING\n12_1 COMPLETED\n9_3 PENDING\n12_2 CANCELLED\n")
-    assert slurm_active(["12_0", "12_1", "9_3", "12_2", "4242"], run=fake) == {"12_0", "9_3"}
-    assert fake.calls == [["squeue", "-h", "-r", "-t", "all", "-o", "%i %T", "-j", "9,12"]]
-    assert slurm_active(["12_0"], run=FakeSqueue(1, err="slurm_load_jobs error: Invalid job id specified")) == set()
-    assert slurm_active(["12_0"], run=FakeSqueue(1, err="Unable to contact slurm controller")) is None
-    assert slurm_active([], run=FakeSqueue(1)) == set()
 
 
 def test_wait_times_out_while_a_launch_holds_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
