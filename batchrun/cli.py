@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun import __version__, _signals, cli_status
+from batchrun import __version__, _signals, cli_queue, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
@@ -182,6 +182,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("template", nargs="?", default="runfile", choices=_TEMPLATES, help="which template (default runfile)")
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     cli_status.add_parsers(sub)
+    cli_queue.add_parsers(sub)
     return parser
 
 
@@ -195,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         2: batchrun could not start or go on: bad usage, bad input, a busy or
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
+        124: `batchrun wait --timeout` expired while the launch still ran.
     """
     # Usually installed already by `__main__`, before this module's imports.
     if _signals.install():
@@ -226,6 +228,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_init(args)
         if args.command in cli_status.COMMANDS:
             return cli_status.run(args)
+        if args.command in cli_queue.COMMANDS:
+            return cli_queue.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
