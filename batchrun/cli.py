@@ -21,8 +21,10 @@ from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:
+    from batchrun.feed import JobQueue
     from batchrun.launch import Launch
-    from batchrun.runfile import Job
+    from batchrun.livequeue import Follower
+    from batchrun.runfile import Job, Runfile
 
 __all__ = ["main"]
 
@@ -156,6 +158,10 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
+    launch.add_argument(
+        "--follow", action="store_true",
+        help="after the pending jobs, keep starting the lines appended to (or changed in) the runfile or gridspec, until Ctrl-C or batchrun stop",
+    )
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     sweep = sub.add_parser(
@@ -277,16 +283,19 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         sbatch_args=shlex.split(args.sbatch_args),
         scheduler=args.scheduler,
         detach=args.detach,
+        follow=args.follow,
     )
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
     path: Path = args.runfile
+    gridspec = None
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        gridspec = path
         path = _sweep_for_launch(path, args)
     runfile = load_runfile(path)
     for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs:
+    if not runfile.jobs and not args.follow:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
@@ -294,6 +303,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
+    if gridspec is not None and args.follow:
+        launch.follower = _gridspec_follower(gridspec, runfile, args)
     plan = launch.prepare()
     for notice in launch.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
@@ -301,11 +312,21 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
+        if args.follow:
+            followed = shlex.quote(str(gridspec or path))
+            print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
     progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
+    if args.follow:
+        progress.following = launch.queued
+
+        def warn(text: str) -> None:
+            sys.stderr.write(f"batchrun: warning: {text}\n")
+
+        launch.on_warning = warn
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()
@@ -334,7 +355,17 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
+def _gridspec_follower(gridspec: Path, runfile: Runfile, args: argparse.Namespace) -> Follower:
+    """--follow of a gridspec: each change is swept into its runfile as `launch grid.yml` sweeps it."""
+    from batchrun.doit_sweep import run_sweep_task
+    from batchrun.livequeue import Follow
+    from batchrun.metadata import RunsDir
+
+    dep_file = RunsDir.for_runfile(runfile.path, args.accounting_dir, args.state_db_filename).path / ".sweep.doit.json"
+    return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
+
+
+def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> int:
     """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
     from batchrun.doit_runner import run_job_tasks
 

@@ -16,7 +16,7 @@ from typing import Any
 from batchrun.control import request_kill, request_stop
 from batchrun.errors import UsageError
 from batchrun.metadata import DEFAULT_METADATA_NAME
-from batchrun.outcome import KILLED, STOPPED, wait_for
+from batchrun.outcome import wait_for
 from batchrun.status import REMOVED, STATES, Target, find_job, load_status, resolve_target
 
 __all__ = ["COMMANDS", "WAIT_TIMED_OUT", "add_parsers", "run"]
@@ -146,8 +146,7 @@ def _cmd_wait(args: argparse.Namespace, target: Target) -> int:
         sys.stderr.write(f"batchrun: {_name(target)}: still running after --timeout {args.timeout:g} s\n")
         return WAIT_TIMED_OUT
     if not args.quiet:
-        order = [*STATES[:4], KILLED, STOPPED, *STATES[4:]]
-        shown = ", ".join(f"{outcome.counts[state]} {state}" for state in order if outcome.counts.get(state) and state != REMOVED)
+        shown = ", ".join(f"{outcome.counts[state]} {state}" for state in STATES if outcome.counts.get(state) and state != REMOVED)
         lost = f"; {len(outcome.lost)} detached job(s) ended without an exit record (cancelled outside batchrun?)" if outcome.lost else ""
         print(f"batchrun: {_name(target)}: finished: {shown or 'no jobs'}{lost} (exit {outcome.exit_code})")
     return outcome.exit_code

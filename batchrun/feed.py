@@ -1,4 +1,12 @@
-"""The jobs a following launch runs: its pending jobs, then each job that enters the file, until stopped.
+"""A launch's job source (`JobQueue`), and the one of a following launch (`JobFeed`).
+
+The windowed task loader of `doit_runner` takes its jobs from a `JobQueue`:
+each `next_jobs` call answers with the next jobs to run, with [] for
+"nothing yet, ask again in `QUEUE_POLL` seconds" (the run goes on, its
+workers wait), or with None for "no more" (the run ends once its running
+jobs end). A fixed list of jobs (`FixedJobs`) never says "nothing yet"; a
+following launch's `JobFeed` does, and an adaptive sweep may hand in a
+source of its own that proposes jobs as results come in.
 
 `launch --follow` hands its windowed task loader a `JobFeed` instead of a
 fixed list. The loader asks `next_jobs` for its next window: the plan's
@@ -19,11 +27,45 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from batchrun.follow import FollowChange, GridspecFollower, RunfileFollower
+from batchrun.follow import POLL_INTERVAL, FollowChange, GridspecFollower, RunfileFollower
 from batchrun.runfile import Job
 
-__all__ = ["JobFeed"]
+__all__ = ["QUEUE_POLL", "FixedJobs", "JobFeed", "JobQueue"]
+
+# How long the loader waits after "nothing yet" before it asks again.
+QUEUE_POLL = POLL_INTERVAL
+
+
+class JobQueue(Protocol):
+    """Where a launch's doit run takes its jobs from; called from several threads."""
+
+    def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None:
+        """Up to `limit` jobs to queue now, none of which `is_done` (done for the mode, or running now).
+
+        [] means nothing yet (asked again after `QUEUE_POLL` seconds);
+        None means no more: the run ends once its running jobs have.
+        """
+        ...
+
+
+class FixedJobs:
+    """The jobs of a launch that does not follow: its plan's, in order, each once."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs = iter(jobs)
+        self._lock = threading.Lock()
+
+    def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None:
+        with self._lock:
+            jobs = []
+            for job in self._jobs:
+                if not is_done(job.job_id):
+                    jobs.append(job)
+                    if len(jobs) >= limit:
+                        break
+            return jobs or None
 
 
 class JobFeed:

@@ -48,9 +48,9 @@ __all__ = [
     "wait_for",
 ]
 
-# The states `batchrun kill` and early termination record (journal.State gains them; contracts point 4).
-KILLED = "killed"
-STOPPED = "stopped"
+# The states `batchrun kill` and early termination record.
+KILLED = State.KILLED
+STOPPED = State.STOPPED
 # How often `wait` looks again.
 WAIT_POLL = 0.5
 # How long `wait` gives a launch started just before it to take its lock.
@@ -74,8 +74,7 @@ class Outcome:
 
 def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> Outcome:
     """The exit code the records of the runfile's jobs give (see the module docstring)."""
-    # Counted here rather than by `RunsStatus.counts`, which knows only the states of its time.
-    counts = dict.fromkeys((*STATES, KILLED, STOPPED), 0)
+    counts = dict.fromkeys(STATES, 0)
     for job in status.jobs:
         category = job.category
         counts[category] = counts.get(category, 0) + 1

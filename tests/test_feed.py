@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from batchrun.feed import JobFeed
+from batchrun.feed import FixedJobs, JobFeed
 from batchrun.follow import FollowChange, RunfileFollower
 from batchrun.runfile import Job, load_runfile
 
@@ -69,3 +69,13 @@ def test_stop_ends_the_feed_and_keeps_queued_jobs_from_starting(tmp_path: Path) 
     stop.set()
     assert not feed.should_start(jobs[1].job_id)
     assert feed.next_jobs(10, lambda job_id: False) is None
+
+
+def test_fixed_jobs_hand_out_each_job_once_skipping_done_ones_then_say_no_more() -> None:
+    jobs = [Job(f"echo {i}", f"{i:016x}", i + 1) for i in range(5)]
+    fixed = FixedJobs(jobs)
+    done = {jobs[1].job_id}
+    assert commands(fixed.next_jobs(2, done.__contains__)) == ["echo 0", "echo 2"]
+    assert commands(fixed.next_jobs(5, done.__contains__)) == ["echo 3", "echo 4"]
+    # A fixed list never says "nothing yet": once empty, it is over.
+    assert fixed.next_jobs(5, done.__contains__) is None
