@@ -22,7 +22,7 @@ from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:
     from batchrun.feed import JobQueue
-    from batchrun.launch import Launch
+    from batchrun.launch import Launch, LaunchResult
     from batchrun.livequeue import Follower
     from batchrun.runfile import Job, Runfile
 
@@ -161,6 +161,10 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument(
         "--follow", action="store_true",
         help="after the pending jobs, keep starting the lines appended to (or changed in) the runfile or gridspec, until Ctrl-C or batchrun stop",
+    )
+    launch.add_argument(
+        "--on-finish", default=None, metavar="CMD",
+        help="run CMD through the shell once when the launch ends, with BATCHRUN_SUCCEEDED, BATCHRUN_FAILED, ... and BATCHRUN_EXIT_CODE set (e.g. a notification)",
     )
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
@@ -352,7 +356,20 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     skipped_failed = plan.failed_skipped
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
+    if args.on_finish:
+        _on_finish(args.on_finish, result, path)
     return result.exit_code
+
+
+def _on_finish(command: str, result: LaunchResult, runfile: Path) -> None:
+    """--on-finish: once, after the summary; its failure is one warning line, the exit code stays the launch's."""
+    from batchrun.metadata import RunsDir
+    from batchrun.outcome import run_on_finish
+
+    done = run_on_finish(command, result.counts, RunsDir(result.runs_dir), result.exit_code, runfile)
+    if done.error is not None or done.status != 0:
+        why = done.error or f"exit {done.status}"
+        sys.stderr.write(f"batchrun: warning: --on-finish command {command!r} failed ({why}); its output is in {done.log_path}\n")
 
 
 def _gridspec_follower(gridspec: Path, runfile: Runfile, args: argparse.Namespace) -> Follower:
