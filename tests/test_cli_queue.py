@@ -229,9 +229,10 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
         waited = run_batchrun("wait", f"{name}.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 1, waited.stdout + waited.stderr
         assert waited.stdout.splitlines()[-1] == f"batchrun: {name}.runfile: finished: 1 succeeded, 1 failed (exit 1)"
-        # Cancelled outside batchrun: no exit record; wait does not hang and says interrupted.
+        # Cancelled outside batchrun before it started (held, so that it cannot start first and
+        # leave an exit record): wait does not hang and says interrupted.
         make_runfile(["sleep 300"], f"{name}c.runfile")
-        launched = run_batchrun("launch", f"{name}c.runfile", "--executor", "slurm", "--detach", cwd=workdir)
+        launched = run_batchrun("launch", f"{name}c.runfile", "--executor", "slurm", "--detach", "--sbatch-args=--hold", cwd=workdir)
         assert launched.returncode == 0, launched.stderr
         assert "1 running" in run_batchrun("status", f"{name}c.runfile", cwd=workdir).stdout
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=True)
