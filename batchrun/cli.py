@@ -16,11 +16,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun import __version__, _signals, cli_results, cli_status
+from batchrun import __version__, _signals, cli_queue, cli_results, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:
+    from batchrun.feed import JobQueue
     from batchrun.launch import Launch
     from batchrun.runfile import Job
 
@@ -156,6 +157,7 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
+    cli_queue.add_launch_options(launch)
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     sweep = sub.add_parser(
@@ -183,6 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     cli_status.add_parsers(sub)
     cli_results.add_parsers(sub)
+    cli_queue.add_parsers(sub)
     return parser
 
 
@@ -196,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         2: batchrun could not start or go on: bad usage, bad input, a busy or
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
+        124: `batchrun wait --timeout` expired while the launch still ran.
     """
     # Usually installed already by `__main__`, before this module's imports.
     if _signals.install():
@@ -229,6 +233,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_status.run(args)
         if args.command in cli_results.COMMANDS:
             return cli_results.run(args)
+        if args.command in cli_queue.COMMANDS:
+            return cli_queue.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -276,16 +282,19 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         sbatch_args=shlex.split(args.sbatch_args),
         scheduler=args.scheduler,
         detach=args.detach,
+        follow=args.follow,
     )
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
     path: Path = args.runfile
+    gridspec = None
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        gridspec = path
         path = _sweep_for_launch(path, args)
     runfile = load_runfile(path)
     for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs:
+    if not runfile.jobs and not args.follow:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
@@ -293,6 +302,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cli_status.dry_run(runfile, options)
     launch = Launch(runfile, options)
+    if gridspec is not None and args.follow:
+        launch.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
     plan = launch.prepare()
     for notice in launch.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
@@ -300,12 +311,18 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
+        if args.follow:
+            followed = shlex.quote(str(gridspec or path))
+            print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
     progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
     progress.best = _best_so_far(args.runfile, launch.runs_dir)
+    if args.follow:
+        progress.following = launch.queued
+        launch.on_warning = cli_queue.warn
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()
@@ -331,10 +348,12 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     skipped_failed = plan.failed_skipped
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
+    if args.on_finish:
+        cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, path)
     return result.exit_code
 
 
-def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
+def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> int:
     """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
     from batchrun.doit_runner import run_job_tasks
 

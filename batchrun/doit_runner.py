@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from doit.action import BaseAction
@@ -56,6 +56,7 @@ from doit.task import Stream, Task
 
 from batchrun.doit_db import JobDone, JobSource, RunsDirJobs, register_jobs, unregister_jobs
 from batchrun.errors import BatchrunError
+from batchrun.feed import QUEUE_POLL, FixedJobs, JobQueue
 
 if TYPE_CHECKING:
     from batchrun.journal import JobRecord, Journal
@@ -92,6 +93,8 @@ class _LaunchLike(JobRunner, Protocol):
     def options(self) -> Any: ...
 
     def should_stop_dispatch(self) -> bool: ...
+
+    def is_running(self, job_id: str) -> bool: ...
 
 
 class JobAction(BaseAction):
@@ -166,6 +169,9 @@ class PoolRunner(Runner):
     The dispatcher generator of doit's TaskControl is shared under one lock;
     when a window's generator is exhausted, the worker that notices asks the
     loader for the next window while the others keep running their jobs.
+    An empty window (the job source has nothing yet: --follow) makes the
+    worker wait `QUEUE_POLL` seconds, lock released, and ask again; None
+    ends the run.
     """
 
     def __init__(
@@ -204,8 +210,11 @@ class PoolRunner(Runner):
                 nxt = self._gen.send(node)
             except StopIteration:
                 tasks = self._next_window()
-                if not tasks:
+                if tasks is None:
                     return None
+                if not tasks:
+                    self._cond.wait(QUEUE_POLL)
+                    continue
                 control = TaskControl(tasks)
                 control.process(None)
                 self._use(control.task_dispatcher())
@@ -254,15 +263,28 @@ class PoolRunner(Runner):
 
 
 class JobTaskLoader(TaskLoader2):
-    """Hands doit the launch's pending jobs, a window at a time."""
+    """Hands doit the launch's pending jobs, a window at a time.
 
-    def __init__(self, runner: JobRunner, source: RunsDirJobs, jobs: Sequence[Job], should_stop: Callable[[], bool]) -> None:
+    `jobs` is a list, or a `JobQueue` that may say "nothing yet" (an empty
+    window) before it says "no more" (None). `skip` says which jobs need no
+    task: by default those done for the mode (the decision `JobDone` makes).
+    """
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        source: RunsDirJobs,
+        jobs: Sequence[Job] | JobQueue,
+        should_stop: Callable[[], bool],
+        skip: Callable[[str], bool] | None = None,
+    ) -> None:
         super().__init__()
         self.runner = runner
         self.source = source
         self.should_stop = should_stop
-        self._jobs: Iterator[Job] = iter(jobs)
-        self._lock = threading.Lock()
+        self.queue: JobQueue = FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
+        self.skip = skip or source.done
+        self._collect = True
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"verbosity": 0}
@@ -271,19 +293,17 @@ class JobTaskLoader(TaskLoader2):
         return self.next_window() or []
 
     def next_window(self) -> list[Task] | None:
-        # The last window's Tasks sit in reference cycles (task <-> action):
-        # free them before building the next, or memory grows with the run.
-        gc.collect()
-        with self._lock:
-            tasks = []
-            done = self.source.done
-            for job in self._jobs:
-                # The decision JobDone would make from the job's values.
-                if not done(job.job_id):
-                    tasks.append(job_task(self.runner, self.source, job))
-                    if len(tasks) >= WINDOW:
-                        break
-            return tasks or None
+        """The next window's tasks; [] when the job source has nothing yet, None when it has no more."""
+        if self._collect:
+            # The last window's Tasks sit in reference cycles (task <-> action):
+            # free them before building the next, or memory grows with the run.
+            gc.collect()
+        jobs = self.queue.next_jobs(WINDOW, self.skip)
+        # Not again while a following launch polls an unchanged file.
+        self._collect = bool(jobs)
+        if jobs is None:
+            return None
+        return [job_task(self.runner, self.source, job) for job in jobs]
 
 
 class _LaunchCmd(Run):
@@ -311,14 +331,20 @@ class _BatchrunDoit(DoitMain):
     DOIT_CMDS = (*DoitMain.DOIT_CMDS, _LaunchCmd)
 
 
-def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job], n_jobs: int) -> int:
-    """Run the jobs as doit tasks with `n_jobs` workers; doit's return code.
+def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: int) -> int:
+    """Run the jobs (a list, or a `JobQueue` that may grow) as doit tasks with `n_jobs` workers; doit's return code.
 
     The backend is the same `batchrun` backend a dodo.py gets: the task names
     here are bare job ids, read from and written to the launch's open journal.
     """
     source = RunsDirJobs(launch.runs_dir, None, str(launch.options.mode), launch.journal)
-    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch)
+    done = source.done
+
+    def skip(job_id: str) -> bool:
+        # A job source may hand in a job again (a line removed and put back while it runs).
+        return done(job_id) or launch.is_running(job_id)
+
+    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, skip)
     main = _BatchrunDoit(
         loader,
         config_filenames=(),

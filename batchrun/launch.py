@@ -13,6 +13,7 @@ the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -20,10 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrun.control import ControlPoller
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.events import EventKind, JobEvent
-from batchrun.executors import ExecutorOptions, make_executor
+from batchrun.executors import Executor, ExecutorOptions, make_executor
+from batchrun.feed import JobQueue
 from batchrun.journal import JobRecord, Journal, State
+from batchrun.livequeue import Follow, Follower
 from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
@@ -34,8 +38,9 @@ from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
 
-# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`.
-RunTasks = Callable[["Launch", list[Job], int], int]
+# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
+# the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow).
+RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
@@ -52,6 +57,7 @@ class LaunchResult:
     runs_dir: Path
     error: BatchrunError | None = None
     halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
+    drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
     detached: int = 0  # jobs submitted and left running (--detach)
 
     @property
@@ -81,6 +87,12 @@ class Launch:
         self.control = LaunchControl()
         self.metadata = MetadataSync(self.runs_dir, runfile, self.journal, self.control.lock, self.control.fail)
         self.plan: Plan | None = None
+        # --follow: what watches the runfile (the caller may set a gridspec's
+        # follower before `run`; by default the runfile's own), and the feed.
+        self.follower: Follower | None = None
+        self.follow: Follow | None = None
+        # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
+        self.on_warning: Callable[[str], None] = _ignore_warning
         self._lock: LaunchLock | None = None
         self._stopper: GroupStopper | None = None
         base_env = dict(os.environ)
@@ -94,6 +106,8 @@ class Launch:
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
         )
+        # `batchrun stop` and `batchrun kill` reach the launch through it, from `prepare` to `finish`.
+        self._poller = ControlPoller(self.runs_dir, self._on_control_stop, functools.partial(self.stop_jobs, state=State.KILLED))
         if on_event is not None:
             self.on_event = on_event
 
@@ -129,6 +143,8 @@ class Launch:
         self._lock = acquire_lock(self.runs_dir)
         metadata = self.metadata
         try:
+            # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
+            self._poller.start()
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
@@ -138,7 +154,7 @@ class Launch:
                 metadata.read_old()
             self.journal.open()
             metadata.import_legacy()
-            decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, self._still_running, time.time())
+            decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
             adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
@@ -153,21 +169,12 @@ class Launch:
                     metadata.read_old()
                 metadata.build()
         except BaseException:
+            self._poller.stop()
             self.journal.close()
             self._lock.release()
             self._lock = None
             raise
         return self.plan
-
-    def _still_running(self, rec: JobRecord, log_dir: Path) -> bool:
-        if self.executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
-            # Started on a cluster by an earlier launch: local checks would
-            # wrongly call it dead and run it a second time.
-            raise UsageError(
-                f"{self.runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
-                "and may still run there; launch again with the same --executor"
-            )
-        return self.executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
     # -- step 2: run --------------------------------------------------------
 
@@ -178,15 +185,21 @@ class Launch:
         that this module and doit's never import each other.
         """
         jobs = plan.adopt + plan.to_run
-        if not jobs:
+        if not jobs and not self.options.follow:
             return
         if self.options.detach:
             self.executor.open()
             submit_detached(self.runner, plan.to_run)
             return
         self.start(plan)
+        source: list[Job] | JobQueue = jobs
+        if self.options.follow:
+            follower = self.follower or Follow.of_runfile(self.runfile, None, None)
+            self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+            self.follow.on_warning = self.on_warning
+            source = self.follow.feed
         try:
-            run_tasks(self, jobs, self.options.n_jobs)
+            run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()
 
@@ -224,11 +237,46 @@ class Launch:
     def should_stop_dispatch(self) -> bool:
         return self.control.stopping.is_set()
 
+    def queued(self) -> int:
+        """--follow: jobs handed out or waiting for a slot, not started yet (for the display)."""
+        return self.follow.queued() if self.follow is not None else 0
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether a thread of this launch runs (or waits for) the job now."""
+        with self.control.lock:
+            return job_id in self.runner.running
+
     def run_job(self, job: Job) -> JobRecord | None:
-        """Run (or adopt) one job in a free slot; called from doit's worker threads."""
-        return self.runner.run_job(job)
+        """Run (or adopt) one job in a free slot; called from doit's worker threads.
+
+        A following launch's job whose line left the runfile while it waited
+        does not start; an adopted one always runs (it runs already).
+        """
+        follow = self.follow
+        if follow is None or job.job_id in self.runner.adopt_ids:
+            return self.runner.run_job(job)
+        if not follow.may_start(job):
+            return None
+        return self.runner.run_job(job, once=True)
 
     # -- stopping -----------------------------------------------------------
+
+    def stop_jobs(self, job_ids: list[str], state: str = State.KILLED) -> list[str]:
+        """Stop these running jobs while the launch goes on; the ids it is stopping.
+
+        The per-job stop `batchrun kill` uses (state `killed`) and adaptive
+        sweeps may use (state `stopped`): SIGTERM to the job's whole process
+        group, SIGKILL after --grace, then the job is recorded as `state`
+        (not retried, no --fail-fast) and its slot takes the next job.
+        Returns at once; jobs not running now are left out.
+        """
+        return self.runner.stop_jobs(job_ids, state)
+
+    def _on_control_stop(self, now: bool) -> None:
+        if now:
+            self.request_stop()
+        else:
+            self.control.drain()
 
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: start no new job, stop the running ones.
@@ -261,16 +309,41 @@ class Launch:
             if error is None:
                 self.metadata.write_stamp()
         finally:
+            self._poller.stop()
             if self._lock is not None:
                 self._lock.release()
-        counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
-        failed = []
-        records = self.journal.records
-        for job in self.runfile.jobs:
-            rec = records.get(job.job_id)
-            state = rec.state if rec is not None else State.PENDING
-            counts[state] += 1
-            if rec is not None and rec.finished and rec.state != State.SUCCEEDED:
-                failed.append((job, rec))
+        counts, failed = _tally(self.runfile.jobs, self.journal.records)
         self.executor.close()
-        return LaunchResult(counts, failed, self.control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, self.control.halted, runner.detached)
+        control = self.control
+        return LaunchResult(
+            counts, failed, control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, control.halted,
+            detached=runner.detached, drained=control.drained and not control.interrupted,
+        )
+
+
+def _ignore_warning(text: str) -> None:
+    pass
+
+
+def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_dir: Path) -> bool:
+    """Settlement's liveness question for a job a killed launch left running."""
+    if executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
+        # Started on a cluster by an earlier launch: local checks would
+        # wrongly call it dead and run it a second time.
+        raise UsageError(
+            f"{runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
+            "and may still run there; launch again with the same --executor"
+        )
+    return executor.still_running(rec.job_id, rec.ref, str(log_dir))
+
+
+def _tally(jobs: list[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
+    """Counts by state of the runfile's jobs, and those that ended without succeeding (stopped is no failure)."""
+    counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
+    failed = []
+    for job in jobs:
+        rec = records.get(job.job_id)
+        counts[rec.state if rec is not None else State.PENDING] += 1
+        if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
+            failed.append((job, rec))
+    return counts, failed

@@ -349,6 +349,11 @@ class MetadataView:
         self._rendered[job_id] = line
         self.dirty = True
 
+    def remove(self, job_id: str) -> None:
+        """Drop one job's entry (a pending job whose line left a followed runfile)."""
+        if self._rendered.pop(job_id, None) is not None:
+            self.dirty = True
+
     def snapshot(self) -> list[str]:
         """The rendered entries now, in order (cheap: references, not copies)."""
         return list(self._rendered.values())

@@ -22,9 +22,10 @@ from batchrun.events import EventKind, JobEvent
 from batchrun.executors import Executor, local
 from batchrun.journal import JobRecord, Journal, State
 from batchrun.options import LaunchOptions
+from batchrun.planner import done_for_mode
 from batchrun.runfile import Job
 from batchrun.settle import Outcome, journal_decisions, settle_one
-from batchrun.stopper import STARTING, Target, stop_job
+from batchrun.stopper import STARTING, JobEnds, Target, stop_job
 
 __all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
 
@@ -43,6 +44,13 @@ class LaunchControl:
         self.fatal: BatchrunError | None = None
         self.halted: str | None = None  # "fail-fast" or "halt-now"
         self.interrupted = False
+        self.drained = False  # `batchrun stop`: no new job, running ones finish
+
+    def drain(self) -> None:
+        """`batchrun stop`: start nothing new; running jobs end as they would (not an interruption)."""
+        with self.lock:
+            self.drained = True
+        self.stopping.set()
 
     def fail(self, error: BatchrunError) -> None:
         """A storage or environment fault: start nothing more, let jobs end."""
@@ -80,6 +88,8 @@ class JobRunner:
         # Adopted jobs no thread waits on yet: job -> its reference.
         self.adopted: dict[str, tuple[Job, str | None]] = {}
         self.adopt_ids: set[str] = set()
+        # Jobs being stopped while the launch goes on (`stop_jobs`).
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
         self.ran = 0
         self.detached = 0
 
@@ -103,6 +113,10 @@ class JobRunner:
                 self.adopted[job.job_id] = (job, records[job.job_id].ref)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
+
+    def stop_jobs(self, job_ids: list[str], state: str) -> list[str]:
+        """Stop these running jobs while the launch goes on (`stopper.JobEnds.start`); the ids it stops."""
+        return self.ends.start(job_ids, state)
 
     def settle_unwatched(self) -> None:
         """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
@@ -145,8 +159,14 @@ class JobRunner:
 
     # -- one job ----------------------------------------------------------
 
-    def run_job(self, job: Job) -> JobRecord | None:
-        """Run (or adopt) one job in a free slot, retrying failures as asked."""
+    def run_job(self, job: Job, once: bool = False) -> JobRecord | None:
+        """Run (or adopt) one job in a free slot, retrying failures as asked.
+
+        `once`: the job may have been handed in twice (a job source that
+        grows while the launch runs): it does not start if it runs now or
+        is done for the mode, checked under the lock its start is recorded
+        under.
+        """
         control = self.control
         if control.stopping.is_set():
             return None
@@ -154,9 +174,11 @@ class JobRunner:
         try:
             retries_left = self.options.retries
             rec = self._adopt(job, slot) if job.job_id in self.adopt_ids else None
+            fresh = once and rec is None
             while True:
                 if rec is None:
-                    rec = self._start_and_wait(job, slot, retries_left)
+                    rec = self._start_and_wait(job, slot, retries_left, fresh)
+                    fresh = False
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
@@ -182,18 +204,7 @@ class JobRunner:
             self.control.halt("fail-fast")
 
     def job_env(self, job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-        env = self.base_env.copy()
-        env["BATCHRUN_JOB_ID"] = job.job_id
-        env["BATCHRUN_SLOT"] = str(slot)
-        env["BATCHRUN_LOG_DIR"] = log_dir
-        env["BATCHRUN_ATTEMPT"] = str(attempt)
-        env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
-        gpus = self.options.gpus
-        if gpus:
-            # Slots 0..N-1 map round-robin onto the GPUs, so with
-            # N = len(gpus) * K each GPU serves exactly K slots.
-            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-        return env
+        return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt)
 
     def next_attempt(self, job: Job, log_dir: str) -> int:
         prev = self.journal.records.get(job.job_id)
@@ -202,15 +213,20 @@ class JobRunner:
             keep_old_logs(log_dir, attempt - 1)
         return attempt
 
-    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0) -> JobRecord | None:
+    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
+        with control.lock:
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
+                return None
         attempt = self.next_attempt(job, log_dir)
         start = time.time()
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
             # either sees the stop and never starts, or is visible to it.
             if control.stopping.is_set():
+                return None
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
             rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
             self.running[job.job_id] = STARTING
@@ -236,10 +252,14 @@ class JobRunner:
                 timed_out = True
                 returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
+        ending = self.ends.wait(job.job_id)
         end = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
-            if timed_out and not control.interrupted:
+            self.ends.forget(job.job_id)
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
+            elif timed_out and not control.interrupted:
                 rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end, State.TIMEOUT)
             elif returncode != 0 and control.interrupted:
                 # Stopped by us (or it chose to fail as we stopped it).
@@ -273,19 +293,23 @@ class JobRunner:
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
+        ending = self.ends.wait(job.job_id)
         exit_record = local.read_exit_record(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
+            self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
-            if exit_record is not None:
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
+            elif exit_record is not None:
                 status, end = exit_record
                 rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
             else:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
-        return rec if exit_record is not None or control.stopping.is_set() else None
+        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
 
 
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
@@ -338,6 +362,21 @@ def keep_old_logs(log_dir: str, attempt: int) -> None:
             os.replace(f"{log_dir}/{name}.{ext}", f"{log_dir}/{name}.{attempt}.{ext}")
         except FileNotFoundError:
             pass
+
+
+def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
+    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU."""
+    env = base_env.copy()
+    env["BATCHRUN_JOB_ID"] = job.job_id
+    env["BATCHRUN_SLOT"] = str(slot)
+    env["BATCHRUN_LOG_DIR"] = log_dir
+    env["BATCHRUN_ATTEMPT"] = str(attempt)
+    env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
+    if gpus:
+        # Slots 0..N-1 map round-robin onto the GPUs, so with
+        # N = len(gpus) * K each GPU serves exactly K slots.
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
 
 
 class SlotPool:
