@@ -6,11 +6,17 @@ launch runs; then each started job's `metrics.jsonl` (see `metrics_file`) and,
 with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
 a notebook (`pandas.DataFrame(batchrun.results.load("grid.yml"))`).
 
-Parameters come from the commands' `--key=value` flags (for a gridspec, only
-the swept ones, in the gridspec's order); a value that reads as a number or
-a boolean is one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is True),
-as the gridspec wrote it. Metrics are numbers; a metric whose name is taken
-by a parameter or a column is left out and counted in `skipped`.
+Parameters of a gridspec's jobs are the gridspec's own values, with their
+types (`Gridspec.iter_points`): `"007"` stays text, `0.1` is a float, a
+value placed with `${name}` is there too. The one change: a text YAML 1.1
+keeps only for want of a point, such as `1e-3`, is the float it spells (as
+YAML 1.2 and the program read it). A line that is not one of the gridspec's
+(edited by hand, or the gridspec changed since) and every job of a plain
+runfile take their parameters from the command's `--key=value` flags (for a
+gridspec, only its parameters, in its order), a value that reads as a number
+or a boolean being one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is
+True). Metrics are numbers; a metric whose name is taken by a parameter or a
+column is left out and counted in `skipped`.
 
 Pure: no printing; `cli_results` and `report` render what this returns.
 """
@@ -18,7 +24,7 @@ Pure: no printing; `cli_results` and `report` render what this returns.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +118,10 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         UsageError: nothing was launched for a runfile or gridspec.
         InputError, MetadataError: as `status.load_status`.
     """
-    status = load_status(target, need_entries=_quoted_flags(target))
+    # A gridspec's jobs take their values from it: metadata.json's parsed flags are not needed.
+    status = load_status(target, need_entries=target.gridspec is None and _quoted_flags(target))
     gridspec_names = status.parameter_names
+    points = _PointValues(target.gridspec) if target.gridspec is not None and gridspec_names is not None else None
     skipped = Skipped()
     logs = str(status.runs_dir.logs)
     now = status.now
@@ -124,7 +132,8 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
     for job in status.jobs:
         log_dir = f"{logs}/{job.job_id}"
         rec = job.record
-        params = _parameters(job, gridspec_names)
+        values = points.values(job.command) if points is not None else None
+        params = _parameters(job, gridspec_names) if values is None else values
         if gridspec_names is None:
             for name in params:
                 if name not in seen_params:
@@ -186,6 +195,43 @@ def _quoted_flags(target: Target) -> bool:
     except OSError:
         return False
     return "--" in text and ("'" in text or '"' in text or "\\" in text)
+
+
+class _PointValues:
+    """Each gridspec command's values, found by walking the points in step with the runfile's lines.
+
+    The runfile a gridspec wrote holds its points in order, so in the common
+    case each line is the next point and nothing is kept. Points passed over
+    (a line edited, a repeated command) wait in `passed` for a later line.
+    """
+
+    def __init__(self, gridspec: Path) -> None:
+        from batchrun.sweep import load_gridspec  # only for gridspecs, which status has already read
+
+        self._points: Iterator[tuple[str, dict[str, Any]]] | None = load_gridspec(gridspec).iter_points()
+        self._passed: dict[str, dict[str, Any]] = {}
+
+    def values(self, command: str) -> dict[str, Any] | None:
+        """The exact values of the point whose command this is, or None when no point has it."""
+        found = self._passed.pop(command, None)
+        if found is not None or self._points is None:
+            return _exact_values(found) if found is not None else None
+        for point_command, values in self._points:
+            if point_command == command:
+                return _exact_values(values)
+            self._passed.setdefault(point_command, values)
+        self._points = None
+        return None
+
+
+def _exact_values(values: dict[str, Any]) -> dict[str, Any]:
+    for name, value in values.items():
+        if type(value) is str and value and not value.strip(_NUMBER_CHARS) and ("e" in value or "E" in value):
+            try:
+                values[name] = float(value)  # 1e-3: text in YAML 1.1, a float in YAML 1.2 and to the program
+            except ValueError:
+                pass
+    return values
 
 
 def _parameters(job: JobStatus, names: list[str] | None) -> dict[str, Any]:
