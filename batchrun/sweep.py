@@ -297,35 +297,35 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        # Each value travels with its rendering, (value, text), made once per
-        # value of a short column as in `_iter_commands`; `_lazy_product`
-        # re-renders long ones at each pass, keeping memory flat.
-        pairs: Iterator[Sequence[tuple[Any, Any]]]
         if self.method == "random":
             from batchrun._wandb import random_points
 
             used = [(p, r) for p, r in zip(self._params, self._renderers, strict=True) if p.draw is not None]
-            # The same draws, in the same order, as `iter_commands`: only the rendering differs.
-            pairs = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
-        else:
-            used = [(p, r) for p, r in zip(self._params, self._renderers, strict=True) if p.values is not None]
-            columns = [
-                [(v, r(v)) for v in p.values] if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _paired(r))
-                for p, r in used if p.values is not None
-            ]
-            lazy = not all(isinstance(c, list) for c in columns)
-            pairs = _lazy_product(columns) if lazy else itertools.product(*columns)
-        names = [p.name for p, _ in used]
-        template = self._template.format
-        lstrip = self._lstrip
-        for point in itertools.islice(pairs, self.run_cap):
-            line = template(*[text for _, text in point])
-            yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in point], strict=True))
+            names = [p.name for p, _ in used]
+            template, lstrip = self._template.format, self._lstrip
+            # The same draws, in the same order, as `iter_commands`; each value travels with its text.
+            for pair_point in itertools.islice(random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed), self.run_cap):
+                line = template(*[text for _, text in pair_point])
+                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
+            return
+        # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
+        swept = [p for p in self._params if p.values is not None]
+        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _same) for p in swept if p.values is not None]
+        lazy = not all(isinstance(c, list) for c in columns)
+        points: Iterator[Sequence[Any]] = _lazy_product(columns) if lazy else itertools.product(*columns)
+        names = [p.name for p in swept]
+        # strict=False: the commands stop at run_cap, the values run on.
+        for command, point in zip(self._iter_commands(), points, strict=False):
+            yield command, dict(zip(names, point, strict=True))
 
 
 def _paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
     """A renderer that keeps the value beside its text."""
     return lambda value: (value, render(value))
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:

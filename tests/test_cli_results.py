@@ -304,3 +304,28 @@ def test_a_sweeps_parameters_are_the_gridspecs_exact_values(workdir: Path) -> No
     # metadata.json keeps the original tool's parameters: the command's flags, as text.
     meta = json.loads((workdir / "runs" / "grid" / "metadata.json").read_text())
     assert meta[rows[0]["job_id"]]["parameters"] == {"out": "out_007", "lr": "1e-3", "flag": "True"}
+
+
+def test_the_launch_caches_each_jobs_metrics_and_results_never_take_a_stale_entry(sweep: Path) -> None:
+    runs = sweep / "runs" / "grid"
+    cache = runs / ".metrics-cache.v1.jsonl"
+    entries = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert sorted(entry[0] for entry in entries) == sorted(row["job_id"] for row in _json("grid.yml", cwd=sweep))  # type: ignore[type-var]
+    with_cache = run_batchrun("results", "grid.yml", "--json", cwd=sweep).stdout
+    assert cache.read_text().count("\n") == 6  # every job a hit: nothing appended
+    # A job's file changed after the launch: its new last value, whatever the cache says.
+    job_id = json.loads(with_cache)[0]["job_id"]
+    with open(runs / "logs" / job_id / "metrics.jsonl", "a") as handle:
+        handle.write('{"loss": 0.001}\n')
+    changed = _json("grid.yml", cwd=sweep)
+    assert changed[0]["loss"] == 0.001 and changed[1:] == json.loads(with_cache)[1:]
+    # No cache, or a damaged one: the same rows, read from the files.
+    cache.write_text('{"torn": \n["' + job_id + '", 1, 2, 3, [], [], {}]\n')
+    assert _json("grid.yml", cwd=sweep) == changed
+    cache.unlink()
+    assert _json("grid.yml", cwd=sweep) == changed
+    assert cache.read_text().count("\n") == 6  # jobs that ran before the cache existed: cached by the first reading
+    for agg in ("mean", "min", "max"):
+        from_cache = _json("grid.yml", "--agg", agg, cwd=sweep)
+        cache.unlink()
+        assert _json("grid.yml", "--agg", agg, cwd=sweep) == from_cache
