@@ -181,10 +181,10 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
                 runtime = max(0.0, now - rec.start)
         if metrics is None:
             metrics = RunMetrics()
-        elif metrics.series or metrics.summary:
-            for name in metrics.names():
-                if name not in seen_metrics:
-                    seen_metrics[name] = None
+        else:
+            # In `names()` order (history, then summary), without a generator per job.
+            seen_metrics.update(dict.fromkeys(metrics.series))
+            seen_metrics.update(dict.fromkeys(metrics.summary))
         runs.append(Run(job, log_dir, params, metrics, runtime))
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
