@@ -2,8 +2,9 @@
 
 `read_results` reads a target (runfile, gridspec or runs directory) the way
 `batchrun status` does, without the launch's lock, so it answers while a
-launch runs; then each started job's `metrics.jsonl` (see `metrics_file`) and,
-with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
+launch runs; then each started job's `metrics.jsonl` (see `metrics_file`;
+for a table, through `metrics_cache`, which the launch fills as jobs end)
+and, with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
 a notebook (`pandas.DataFrame(batchrun.results.load("grid.yml"))`).
 
 Parameters of a gridspec's jobs are the gridspec's own values, with their
