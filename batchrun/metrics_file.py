@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "RunMetrics", "Series", "Skipped", "read_metrics_file"]
+__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "RunMetrics", "Series", "Skipped", "read_metrics_file", "read_metrics_snapshot"]
 
 # How a metric's history becomes one number.
 AGGREGATES = ("last", "min", "max", "mean")
@@ -39,6 +39,7 @@ HISTORY_POINTS = 500
 # Whole numbers below this are exact as floats; larger ones go the slow, careful way.
 _EXACT = 2**53
 # The Skipped reason for a file read from its end ({n}: how many files).
+_UNREADABLE = "skipped {n} metrics files that cannot be read"
 _TAIL_READ = f"read only the last {MAX_BYTES >> 20} MiB of {{n}} metrics files over {MAX_BYTES >> 20} MiB"
 
 
@@ -155,18 +156,15 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
     except FileNotFoundError:
         return None
     except OSError as err:
-        skipped.add("skipped {n} metrics files that cannot be read", f"{path}: {err.strerror}")
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
         return None
     try:
         # Unbuffered, no stat for the common small file: one read says whether it is over the limit.
         data = os.read(fd, MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, MAX_BYTES, size - MAX_BYTES)
-            data = data[data.find(b"\n") + 1 :]
-            skipped.add(_TAIL_READ, f"{path} ({size >> 20} MiB)")
+            data = _tail(fd, os.fstat(fd).st_size, path, skipped)
     except OSError as err:
-        skipped.add("skipped {n} metrics files that cannot be read", f"{path}: {err.strerror}")
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
         return None
     finally:
         os.close(fd)
@@ -174,6 +172,49 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
     if data:
         _parse(data, path, metrics, skipped, keep_history)
     return metrics
+
+
+def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.stat_result] | None:
+    """Read a metrics file as of one instant: its stat, and the metrics of exactly the bytes that stat counts.
+
+    What `metrics_cache` records: were the file stat()ed after reading, a
+    line appended in between would be counted in its size but not in its
+    metrics, and the cache would take the stale answer for the current one.
+    None (as `read_metrics_file`) when there is no file or it cannot be read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+        return None
+    try:
+        stat = os.fstat(fd)
+        size = stat.st_size
+        if size > MAX_BYTES:
+            data = _tail(fd, size, path, skipped)
+        else:
+            data = os.read(fd, size)
+            while len(data) < size and (more := os.read(fd, size - len(data))):
+                data += more
+            data = data[:size]
+    except OSError as err:
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+        return None
+    finally:
+        os.close(fd)
+    metrics = RunMetrics()
+    if data:
+        _parse(data, path, metrics, skipped, False)
+    return metrics, stat
+
+
+def _tail(fd: int, size: int, path: str, skipped: Skipped) -> bytes:
+    """The last `MAX_BYTES` of a file of `size` bytes, from its first whole line."""
+    data = os.pread(fd, MAX_BYTES, size - MAX_BYTES)
+    skipped.add(_TAIL_READ, f"{path} ({size >> 20} MiB)")
+    return data[data.find(b"\n") + 1 :]
 
 
 def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: bool) -> None:

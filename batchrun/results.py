@@ -2,28 +2,38 @@
 
 `read_results` reads a target (runfile, gridspec or runs directory) the way
 `batchrun status` does, without the launch's lock, so it answers while a
-launch runs; then each started job's `metrics.jsonl` (see `metrics_file`) and,
-with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
+launch runs; then each started job's `metrics.jsonl` (see `metrics_file`;
+for a table, through `metrics_cache`, which the launch fills as jobs end)
+and, with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
 a notebook (`pandas.DataFrame(batchrun.results.load("grid.yml"))`).
 
-Parameters come from the commands' `--key=value` flags (for a gridspec, only
-the swept ones, in the gridspec's order); a value that reads as a number or
-a boolean is one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is True),
-as the gridspec wrote it. Metrics are numbers; a metric whose name is taken
-by a parameter or a column is left out and counted in `skipped`.
+Parameters of a gridspec's jobs are the gridspec's own values, with their
+types (`Gridspec.iter_points`): `"007"` stays text, `0.1` is a float, a
+value placed with `${name}` is there too. The one change: a text YAML 1.1
+keeps only for want of a point, such as `1e-3`, is the float it spells (as
+YAML 1.2 and the program read it). A line that is not one of the gridspec's
+(edited by hand, or the gridspec changed since) and every job of a plain
+runfile take their parameters from the command's `--key=value` flags (for a
+gridspec, only its parameters, in its order), a value that reads as a number
+or a boolean being one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is
+True). Metrics are numbers; a metric whose name is taken by a parameter or a
+column is left out and counted in `skipped`.
 
 Pure: no printing; `cli_results` and `report` render what this returns.
 """
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchrun.journal import State
+from batchrun.metrics_cache import MetricsCache
 from batchrun.metrics_file import RunMetrics, Skipped, read_metrics_file
 from batchrun.runfile import parse_parameters
 from batchrun.scrape import ScrapeRule, scrape_log
@@ -39,6 +49,7 @@ __all__ = [
     "load",
     "read_results",
     "sort_rows",
+    "without_gc",
 ]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
@@ -105,6 +116,22 @@ def load(path: str | Path, scrape: Sequence[str] = (), agg: str = "last") -> lis
     return read_results(resolve_target(Path(path)), [parse_scrape(text) for text in scrape]).rows(agg)
 
 
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restoring it after), for reading thousands of jobs.
+
+    Reading 100,000 jobs makes millions of small objects and no cycles;
+    the collector would walk them again and again, a third of the time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history: bool = False) -> Results:
     """Read every job's state, parameters and metrics.
 
@@ -112,19 +139,29 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         UsageError: nothing was launched for a runfile or gridspec.
         InputError, MetadataError: as `status.load_status`.
     """
-    status = load_status(target, need_entries=_quoted_flags(target))
+    with without_gc():
+        return _read_results(target, scrape, keep_history)
+
+
+def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bool) -> Results:
+    # A gridspec's jobs take their values from it: metadata.json's parsed flags are not needed.
+    status = load_status(target, need_entries=target.gridspec is None and _quoted_flags(target))
     gridspec_names = status.parameter_names
+    points = _PointValues(target.gridspec) if target.gridspec is not None and gridspec_names is not None else None
     skipped = Skipped()
     logs = str(status.runs_dir.logs)
     now = status.now
     rules = list(scrape)
     runs: list[Run] = []
+    # Histories are not cached: a report reads every file.
+    cache = None if keep_history else MetricsCache(str(status.runs_dir.path))
     seen_params: dict[str, None] = dict.fromkeys(gridspec_names or ())
     seen_metrics: dict[str, None] = {}
     for job in status.jobs:
         log_dir = f"{logs}/{job.job_id}"
         rec = job.record
-        params = _parameters(job, gridspec_names)
+        values = points.values(job.command) if points is not None else None
+        params = _parameters(job, gridspec_names) if values is None else values
         if gridspec_names is None:
             for name in params:
                 if name not in seen_params:
@@ -132,7 +169,11 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         metrics: RunMetrics | None = None
         runtime = None
         if rec is not None:
-            metrics = read_metrics_file(f"{log_dir}/{_METRICS_NAME}", skipped, keep_history)
+            path = f"{log_dir}/{_METRICS_NAME}"
+            if cache is not None:
+                metrics = cache.read(job.job_id, path, skipped, finished=rec.state != State.RUNNING)
+            else:
+                metrics = read_metrics_file(path, skipped, keep_history)
             if rules:
                 metrics = metrics or RunMetrics()
                 scrape_log(f"{log_dir}/out.log", rules, metrics, skipped, keep_history)
@@ -141,10 +182,10 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
                 runtime = max(0.0, now - rec.start)
         if metrics is None:
             metrics = RunMetrics()
-        elif metrics.series or metrics.summary:
-            for name in metrics.names():
-                if name not in seen_metrics:
-                    seen_metrics[name] = None
+        else:
+            # In `names()` order (history, then summary), without a generator per job.
+            seen_metrics.update(dict.fromkeys(metrics.series))
+            seen_metrics.update(dict.fromkeys(metrics.summary))
         runs.append(Run(job, log_dir, params, metrics, runtime))
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
@@ -166,6 +207,8 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         for run in runs:
             if len(run.parameters) != len(param_names):
                 run.parameters = {name: run.parameters.get(name) for name in param_names}
+    if cache is not None:
+        cache.save()
     results = Results(target, status, runs, param_names, metric_names, skipped)
     if target.gridspec is not None:
         results.goal_metric, results.goal = gridspec_metric(target.gridspec)
@@ -186,6 +229,43 @@ def _quoted_flags(target: Target) -> bool:
     except OSError:
         return False
     return "--" in text and ("'" in text or '"' in text or "\\" in text)
+
+
+class _PointValues:
+    """Each gridspec command's values, found by walking the points in step with the runfile's lines.
+
+    The runfile a gridspec wrote holds its points in order, so in the common
+    case each line is the next point and nothing is kept. Points passed over
+    (a line edited, a repeated command) wait in `passed` for a later line.
+    """
+
+    def __init__(self, gridspec: Path) -> None:
+        from batchrun.sweep import load_gridspec  # only for gridspecs, which status has already read
+
+        self._points: Iterator[tuple[str, dict[str, Any]]] | None = load_gridspec(gridspec).iter_points()
+        self._passed: dict[str, dict[str, Any]] = {}
+
+    def values(self, command: str) -> dict[str, Any] | None:
+        """The exact values of the point whose command this is, or None when no point has it."""
+        found = self._passed.pop(command, None)
+        if found is not None or self._points is None:
+            return _exact_values(found) if found is not None else None
+        for point_command, values in self._points:
+            if point_command == command:
+                return _exact_values(values)
+            self._passed.setdefault(point_command, values)
+        self._points = None
+        return None
+
+
+def _exact_values(values: dict[str, Any]) -> dict[str, Any]:
+    for name, value in values.items():
+        if type(value) is str and value and not value.strip(_NUMBER_CHARS) and ("e" in value or "E" in value):
+            try:
+                values[name] = float(value)  # 1e-3: text in YAML 1.1, a float in YAML 1.2 and to the program
+            except ValueError:
+                pass
+    return values
 
 
 def _parameters(job: JobStatus, names: list[str] | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from batchrun.errors import BatchrunError, MetadataError
 from batchrun.events import EventKind, JobEvent
 from batchrun.executors import Executor, local
 from batchrun.journal import JobRecord, Journal, State
+from batchrun.metrics_cache import record_job_metrics
 from batchrun.options import LaunchOptions
 from batchrun.planner import done_for_mode
 from batchrun.runfile import Job
@@ -274,6 +275,8 @@ class JobRunner:
         return rec
 
     def _emit_end(self, job: Job, rec: JobRecord, slot: int, retries_left: int) -> None:
+        # The job's metrics, summarised once now, spare `batchrun results` parsing them (one failed open without).
+        record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
         retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
         self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
 

@@ -279,6 +279,54 @@ class Gridspec:
             lines = map(str.lstrip, lines)
         yield from lines
 
+    def iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (command, {name: value}) per point, in `iter_commands` order, streaming.
+
+        The commands are `iter_commands`'s, byte for byte; the values are the
+        gridspec's own, with their YAML types (`0.1`, `1e-3`, `"007"`, `true`),
+        even where the command shows them only as text or inside `${name}`.
+        Results read parameters from here: a command's flags cannot tell
+        `"007"` from 7, and a placed value has no flag at all.
+
+        Raises:
+            GridspecError: a value cannot be rendered (a range or draw out of bounds).
+        """
+        try:
+            yield from self._iter_points()
+        except _HOSTILE as err:
+            raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
+
+    def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.method == "random":
+            from batchrun._wandb import random_points
+
+            used = [(p, r) for p, r in zip(self._params, self._renderers, strict=True) if p.draw is not None]
+            names = [p.name for p, _ in used]
+            template, lstrip = self._template.format, self._lstrip
+            # The same draws, in the same order, as `iter_commands`; each value travels with its text.
+            for pair_point in itertools.islice(random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed), self.run_cap):
+                line = template(*[text for _, text in pair_point])
+                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
+            return
+        # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
+        swept = [p for p in self._params if p.values is not None]
+        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _same) for p in swept if p.values is not None]
+        lazy = not all(isinstance(c, list) for c in columns)
+        points: Iterator[Sequence[Any]] = _lazy_product(columns) if lazy else itertools.product(*columns)
+        names = [p.name for p in swept]
+        # strict=False: the commands stop at run_cap, the values run on.
+        for command, point in zip(self._iter_commands(), points, strict=False):
+            yield command, dict(zip(names, point, strict=True))
+
+
+def _paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
+    """A renderer that keeps the value beside its text."""
+    return lambda value: (value, render(value))
+
+
+def _same(value: Any) -> Any:
+    return value
+
 
 def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
     """itertools.product, but a (values, render) column is rendered anew at each pass."""

@@ -12,7 +12,9 @@ best peer measured in the same run:
 5. sweep generation of a 1,000,000-point grid, its time and peak RSS;
 6. overhead per job beyond the job itself, derived from 1 and 3;
 7. the 1,000,000-line runfile of that sweep (section `million`): its launch's peak RSS, a
-   no-op relaunch and `batchrun status`.
+   no-op relaunch and `batchrun status`;
+8. `batchrun results` on a 100,000-job sweep with metrics, with and without the metrics cache
+   (section `results`, see results_bench.py; `--results-baseline SRC` adds another source tree's).
 
 Every tool runs through `subprocess` in a fresh directory per repetition, all
 under one temporary directory removed only at the very end: deleting tens of
@@ -63,6 +65,7 @@ from harness import (
     trivial_jobs,
 )
 from report import RESULTS_PATH, append_results, build_rows, machine_description, report
+from results_bench import bench_results
 
 # --- 1. throughput -----------------------------------------------------------------------------
 
@@ -267,6 +270,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--batchrun", metavar="CMD", help="how to run batchrun (default: this Python -m batchrun)")
     parser.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     parser.add_argument("--note", default="", help="remark for the RESULTS.md heading, e.g. 'noisy: shared machine'")
+    parser.add_argument("--results-baseline", type=Path, metavar="SRC", default=None,
+                        help="section results: also time the batchrun package under SRC (put on PYTHONPATH), "
+                             "e.g. from `git archive main batchrun | tar -x -C SRC`")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (its path is printed)")
     args = parser.parse_args(argv)
     only = {part.strip() for part in args.only.split(",") if part.strip()}
@@ -309,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_sweep(bench)
         if "million" in args.only:
             bench_million(bench)
+        if "results" in args.only:
+            bench_results(bench, args.results_baseline)
         if "deleted" in args.only:
             bench_deleted(bench)
     except BenchError as err:

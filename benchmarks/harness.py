@@ -21,7 +21,7 @@ from pathlib import Path
 # Every runner gets the same number of workers; the targets were set at 2 on a 2-core machine.
 WORKERS = 2
 # `deleted` runs last: deleting a big runs directory slows file creation for about a minute.
-SECTIONS = ("throughput", "resume", "memory", "sweep", "million", "deleted")
+SECTIONS = ("throughput", "resume", "memory", "sweep", "million", "results", "deleted")
 # The wider throughput row: more workers than cores, as users do to hide I/O waits.
 WIDE_WORKERS = 8
 # "Flat" sweep memory: the big grid may peak at most this much above a grid 100x smaller.
@@ -48,10 +48,11 @@ class Sizes:
     sweep_small_grid: tuple[int, ...]  # a grid 100x smaller, to show memory stays flat
     repeat: int
     million_grid: tuple[int, ...]  # the sweep whose runfile is launched, resumed and queried
+    results_jobs: int = 100_000  # jobs of the sweep whose metrics `batchrun results` reads
 
 
 FULL = Sizes(10_000, 100_000, 100, (10, 10, 100, 100), (10, 10, 10, 10), 3, (10, 10, 100, 100))
-SMOKE = Sizes(200, 2_000, 100, (10, 10, 10, 10), (10, 10, 10, 1), 1, (10, 10, 10, 1))
+SMOKE = Sizes(200, 2_000, 100, (10, 10, 10, 10), (10, 10, 10, 1), 1, (10, 10, 10, 1), 500)
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,16 @@ def build_rows(bench: Bench, full_size: bool) -> list[Row]:
     add("million_status", f"7. `batchrun status` of the {million} lines (s)", _seconds, ".2f", None, "< 5 s",
         lambda t: t < 5.0)
     add("million_status", "   its peak RSS (MB)", _rss, ".0f")
+    jobs = f"{(s.results_jobs // 10) * 10:,}"
+    add("results_cached", f"8. `batchrun results` of {jobs} jobs with metrics, the launch's cache (s)", _seconds, ".2f",
+        None, "about 2 s", lambda t: t < 2.5)
+    add("results_cached", "   its CPU time (s)", lambda run: run.cpu_seconds, ".2f")
+    add("results_uncached", "8. the same without the cache: every metrics file read (s)", _seconds, ".2f")
+    add("results_baseline", "8. the same by --results-baseline's batchrun (s)", _seconds, ".2f")
+    add("results_baseline", "   its CPU time (s)", lambda run: run.cpu_seconds, ".2f")
+    add("results_status", f"8. `batchrun status` of the {jobs} jobs (s)", _seconds, ".2f")
+    add("hook_none", "8. the runner's metrics hook per job end, no metrics file (µs)", lambda run: run.seconds * 1e6, ".0f")
+    add("hook_metrics", "   the same, an 11-line metrics file (µs)", lambda run: run.seconds * 1e6, ".0f")
     if not has_xargs and rows and rows[0].measure.startswith("1."):
         rows[0].met = "n/a (no xargs)"
     return rows + overhead_rows(bench)

@@ -259,3 +259,73 @@ def test_a_retried_job_reports_its_last_attempt_only(make_runfile, workdir: Path
     [row] = _json("exp.runfile", "--agg", "min", cwd=workdir)
     assert (row["state"], row["loss"]) == ("succeeded", 2)
     assert (Path(str(row["log_dir"])) / "metrics.1.jsonl").read_text() == '{"loss": 1}\n'
+
+
+PLACED = f"""\
+program: {sys.executable} t.py --out=out_${{tag}}
+parameters:
+  lr:
+    values: [1e-3, 0.1]
+  tag:
+    values: ["007", "8"]
+  flag:
+    values: [true, false]
+"""
+
+
+def test_a_sweeps_parameters_are_the_gridspecs_exact_values(workdir: Path) -> None:
+    (workdir / "t.py").write_text("import batchrun\nbatchrun.log({'loss': 1.5})\n")
+    (workdir / "grid.yml").write_text(PLACED)
+    proc = run_batchrun("sweep", "grid.yml", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    runfile = workdir / "grid.runfile"
+    lines = runfile.read_text().splitlines()
+    assert lines[0] == f"{sys.executable} t.py --out=out_007 --lr=1e-3 --flag=True"
+    # A line edited by hand is no point of the gridspec: its parameters come from its flags.
+    lines[1] = f"{sys.executable} t.py --out=out_9 --lr=0.5 --flag=no --other=1"
+    runfile.write_text("\n".join(lines) + "\n")
+    proc = run_batchrun("launch", "grid.runfile", "-q", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    rows = _json("grid.yml", cwd=workdir)
+    got = [(row["lr"], row["tag"], row["flag"]) for row in rows]
+    assert got == [(0.001, "007", True), (0.5, None, "no"), (0.001, "8", True), (0.001, "8", False),
+                   (0.1, "007", True), (0.1, "007", False), (0.1, "8", True), (0.1, "8", False)]
+    assert [type(value).__name__ for value in rows[0].values()][3:7] == ["float", "str", "bool", "float"]
+    assert list(rows[0])[:7] == ["line", "job_id", "state", "lr", "tag", "flag", "loss"]
+    # A runfile alone has only its flags: the placed value is not a parameter, `--lr=1e-3` reads as a number.
+    plain = _json("grid.runfile", cwd=workdir)
+    assert (plain[0]["lr"], plain[0]["flag"], "tag" in plain[0]) == (0.001, True, False)
+    # --over and --best see the same exact values.
+    over = _json("grid.yml", "--over", "flag", cwd=workdir)
+    assert [(row["lr"], row["tag"], row["runs"]) for row in over] == [
+        (0.001, "007", 1), (0.5, None, 1), (0.001, "8", 2), (0.1, "007", 2), (0.1, "8", 2)]
+    table = run_batchrun("results", "grid.yml", cwd=workdir).stdout.splitlines()
+    assert table[1].split()[3:6] == ["0.001", "007", "True"]
+    # metadata.json keeps the original tool's parameters: the command's flags, as text.
+    meta = json.loads((workdir / "runs" / "grid" / "metadata.json").read_text())
+    assert meta[rows[0]["job_id"]]["parameters"] == {"out": "out_007", "lr": "1e-3", "flag": "True"}
+
+
+def test_the_launch_caches_each_jobs_metrics_and_results_never_take_a_stale_entry(sweep: Path) -> None:
+    runs = sweep / "runs" / "grid"
+    cache = runs / ".metrics-cache.v1.jsonl"
+    entries = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert sorted(entry[0] for entry in entries) == sorted(row["job_id"] for row in _json("grid.yml", cwd=sweep))  # type: ignore[type-var]
+    with_cache = run_batchrun("results", "grid.yml", "--json", cwd=sweep).stdout
+    assert cache.read_text().count("\n") == 6  # every job a hit: nothing appended
+    # A job's file changed after the launch: its new last value, whatever the cache says.
+    job_id = json.loads(with_cache)[0]["job_id"]
+    with open(runs / "logs" / job_id / "metrics.jsonl", "a") as handle:
+        handle.write('{"loss": 0.001}\n')
+    changed = _json("grid.yml", cwd=sweep)
+    assert changed[0]["loss"] == 0.001 and changed[1:] == json.loads(with_cache)[1:]
+    # No cache, or a damaged one: the same rows, read from the files.
+    cache.write_text('{"torn": \n["' + job_id + '", 1, 2, 3, [], [], {}]\n')
+    assert _json("grid.yml", cwd=sweep) == changed
+    cache.unlink()
+    assert _json("grid.yml", cwd=sweep) == changed
+    assert cache.read_text().count("\n") == 6  # jobs that ran before the cache existed: cached by the first reading
+    for agg in ("mean", "min", "max"):
+        from_cache = _json("grid.yml", "--agg", agg, cwd=sweep)
+        cache.unlink()
+        assert _json("grid.yml", "--agg", agg, cwd=sweep) == from_cache

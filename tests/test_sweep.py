@@ -655,6 +655,94 @@ def test_wandb_random_without_seed_is_still_reproducible(tmp_path: Path) -> None
     assert list(gridspec.iter_commands()) == commands(tmp_path, text)
 
 
+# ------------------------------------------------------------- points with their values
+
+
+def _points_match_commands(gridspec: Gridspec) -> list[dict[str, object]]:
+    points = list(gridspec.iter_points())
+    assert [command for command, _ in points] == list(gridspec.iter_commands())
+    return [values for _, values in points]
+
+
+def test_iter_points_gives_the_gridspecs_own_values_and_types(tmp_path: Path) -> None:
+    gridspec = load_gridspec(spec_file(tmp_path, """
+        program: python3 train.py --out runs/${tag}_${lr}
+        parameters:
+          lr: {values: [1e-3, 0.1]}
+          tag: {values: ["007", "x y"]}
+          flag: {values: [true, false]}
+          n: {min: 0.0, max: 0.2, step: 0.1}
+    """))
+    values = _points_match_commands(gridspec)
+    # YAML 1.1 (PyYAML) reads 1e-3 as text (a float needs a point there): the value is that text.
+    assert values[0] == {"lr": "1e-3", "tag": "007", "flag": True, "n": 0.0}
+    assert values[-1] == {"lr": 0.1, "tag": "x y", "flag": False, "n": 0.1}
+    assert [type(v) for v in values[-1].values()] == [float, str, bool, float]
+    assert len(values) == 16
+    assert list(gridspec.iter_points())[-1][0] == "python3 train.py --out runs/'x y'_0.1 --flag=False --n=0.1"
+
+
+def test_iter_points_of_original_fixtures_match_their_commands() -> None:
+    for spec in sorted(DATA.glob("*.yml")):
+        try:
+            gridspec = load_gridspec(spec)
+        except GridspecError:
+            continue
+        if gridspec.count() <= 200_000:
+            values = _points_match_commands(gridspec)
+            assert all(list(point) == gridspec.parameter_names() for point in values), spec
+
+
+def test_iter_points_of_wandb_grid_and_random(tmp_path: Path) -> None:
+    grid = load_gridspec(spec_file(tmp_path, """
+        method: grid
+        command: [python3, t.py, "${args_json}", "${args_no_boolean_flags}"]
+        parameters:
+          opt: {parameters: {lr: {values: [0.1, 1]}, beta: {value: "0.9"}}}
+          b: {values: [true, false]}
+    """))
+    assert _points_match_commands(grid) == [
+        {"b": b, "opt.beta": "0.9", "opt.lr": lr} for b in (True, False) for lr in (0.1, 1)
+    ]
+    random = load_gridspec(spec_file(tmp_path, """
+        method: random
+        run_cap: 20
+        seed: 3
+        program: t.py
+        parameters:
+          u: {distribution: uniform, min: -1, max: 1}
+          c: {values: ["01", 2.5]}
+          i: {distribution: int_uniform, min: 1, max: 3}
+    """))
+    values = _points_match_commands(random)
+    assert len(values) == 20 and all(-1 <= v["u"] <= 1 and v["c"] in ("01", 2.5) and type(v["i"]) is int for v in values)  # type: ignore[operator]
+
+
+def test_iter_points_streams_a_million_points_in_flat_memory(tmp_path: Path) -> None:
+    spec = spec_file(tmp_path, """
+        program: echo
+        parameters:
+          a: {values: [1, 2]}
+          x: {max: 500000}
+          s: {values: ["007", "x"]}
+    """)
+    # A fresh interpreter, so its peak memory is this walk's alone.
+    script = textwrap.dedent(f"""
+        import collections, resource, sys
+        from pathlib import Path
+        from batchrun.sweep import load_gridspec
+        gridspec = load_gridspec(Path({str(spec)!r}))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        last = collections.deque(gridspec.iter_points(), maxlen=1).pop()
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(repr(last), grown)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    last, grown = proc.stdout.rsplit(" ", 1)
+    assert last == repr(("echo --a=2 --x=499999 --s=x", {"a": 2, "x": 499999, "s": "x"}))
+    assert int(grown) < 20_000  # KiB; a list of the million commands alone would take over 60 MB
+
+
 # ------------------------------------------------------------- YAML safety
 
 
