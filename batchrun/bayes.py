@@ -31,7 +31,7 @@ import random
 import re
 import string
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, cast
@@ -43,7 +43,8 @@ from batchrun.objective import Goal, Metric, MetricsFile, all_values
 if TYPE_CHECKING:
     from batchrun.sweep import Gridspec
 
-__all__ = ["INSTALL_HINT", "BayesSpec", "FinishedRun", "finished_run", "observed_values", "propose"]
+__all__ = ["INSTALL_HINT", "BayesSpec", "FinishedRun", "SweepState", "finished_run", "next_commands", "observed_values",
+           "propose", "sweep_state"]
 
 INSTALL_HINT = "method 'bayes' needs Optuna: pip install 'batchrun[bayes]'"
 # Random points before TPE models the results: Optuna's default of 10, fewer
@@ -337,6 +338,51 @@ def propose(spec: BayesSpec, finished: Sequence[FinishedRun], running: Sequence[
             known.add(spec.command(point))
             proposals.append(point)
     return proposals
+
+
+# Job states (journal's lower-case names) whose runs ended, and how they count.
+_SUCCEEDED = frozenset({"succeeded", "stopped"})
+_FAILED = frozenset({"failed", "timeout", "killed"})
+
+
+@dataclass(frozen=True)
+class SweepState:
+    """A bayes sweep's runfile seen as the optimizer sees it."""
+
+    finished: list[FinishedRun]
+    in_flight: list[dict[str, Any]]  # points running, waiting or interrupted: they will run
+    foreign: int  # lines that are no point of the spec (written by hand): not counted
+
+    def to_propose(self, spec: BayesSpec, free_slots: int) -> int:
+        """How many points to propose now: free slots, up to run_cap runs in all."""
+        return max(0, min(free_slots, spec.run_cap - len(self.finished) - len(self.in_flight)))
+
+
+def sweep_state(spec: BayesSpec, jobs: Iterable[tuple[str, str | None, MetricsFile]]) -> SweepState:
+    """Read (command, state or None if never run, metrics) of every runfile line.
+
+    succeeded and stopped runs are finished with their values; failed,
+    timed-out and killed ones are finished and imputed; the rest (pending,
+    running, interrupted) are in flight.
+    """
+    finished: list[FinishedRun] = []
+    in_flight: list[dict[str, Any]] = []
+    foreign = 0
+    for command, state, metrics in jobs:
+        params = spec.params_of(command)
+        if params is None:
+            foreign += 1
+        elif state in _SUCCEEDED or state in _FAILED:
+            finished.append(finished_run(params, metrics, spec.metric, state in _SUCCEEDED))
+        else:
+            in_flight.append(params)
+    return SweepState(finished, in_flight, foreign)
+
+
+def next_commands(spec: BayesSpec, state: SweepState, free_slots: int) -> list[str]:
+    """The runfile lines to append now: one proposal per free slot, up to run_cap in all."""
+    n = state.to_propose(spec, free_slots)
+    return [spec.command(p) for p in propose(spec, state.finished, state.in_flight, n)] if n else []
 
 
 def _new_point(spec: BayesSpec, study: Any, dists: dict[str, Any], known: set[str], rng: random.Random) -> dict[str, Any] | None:

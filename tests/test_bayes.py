@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -12,8 +15,9 @@ from typing import Any
 import pytest
 
 from batchrun._wandb import search_space
-from batchrun.bayes import INSTALL_HINT, BayesSpec, FinishedRun, observed_values, propose
+from batchrun.bayes import INSTALL_HINT, BayesSpec, FinishedRun, next_commands, observed_values, propose, sweep_state
 from batchrun.errors import BatchrunError
+from batchrun.objective import MetricsFile, read_metrics
 from batchrun.sweep import load_gridspec
 
 EVERY_DISTRIBUTION = """
@@ -37,6 +41,10 @@ EVERY_DISTRIBUTION = """
       beta: {distribution: beta, a: 2, b: 5}
       nested: {parameters: {lr: {min: 0.0, max: 1.0}}}
 """
+def job_id_of(command: str) -> str:
+    return hashlib.sha256(command.encode()).hexdigest()[:16]
+
+
 HEAD = "method: bayes\nmetric: {name: loss, goal: minimize}\nrun_cap: 20\n"
 
 
@@ -181,3 +189,73 @@ def test_search_space_refuses_grids(tmp_path: Path) -> None:
     path.write_text("method: grid\nprogram: t.py\nparameters: {a: {values: [1]}}\n")
     with pytest.raises(ValueError, match="random or bayes"):
         search_space(load_gridspec(path))
+
+
+# ------------------------------------------------------- the launch's view
+
+
+def test_sweep_state_reads_runfile_lines_as_the_optimizer_sees_them(tmp_path: Path) -> None:
+    spec = bayes_spec(tmp_path, "parameters: {x: {min: 0.0, max: 1.0}}", program="t.py")
+    line = "/usr/bin/env python t.py --x={}".format
+    logged = MetricsFile(({"loss": 2.0}, {"loss": 1.0}), {"loss": 1.5})
+    jobs = [(line(0.1), "succeeded", logged), (line(0.2), "stopped", logged), (line(0.3), "failed", logged),
+            (line(0.4), "timeout", MetricsFile()), (line(0.5), None, MetricsFile()), (line(0.6), "running", MetricsFile()),
+            (line(0.7), "interrupted", MetricsFile()), ("echo by hand", "succeeded", logged)]
+    state = sweep_state(spec, jobs)
+    assert [(r.params["x"], list(r.values), r.succeeded) for r in state.finished] == [
+        (0.1, [2.0, 1.0, 1.5], True), (0.2, [2.0, 1.0, 1.5], True), (0.3, [2.0, 1.0, 1.5], False), (0.4, [], False)]
+    assert state.in_flight == [{"x": 0.5}, {"x": 0.6}, {"x": 0.7}] and state.foreign == 1
+    # run_cap 20: 4 finished + 3 in flight leave 13 to propose, however many slots are free.
+    assert state.to_propose(spec, 4) == 4 and state.to_propose(spec, 50) == 13
+    assert len(next_commands(spec, state, 2)) == 2
+
+
+def test_a_killed_search_resumes_from_its_files_alone(tmp_path: Path) -> None:
+    """The runfile and the metrics files are the whole state: a search rebuilt
+    from them after a 'crash' at any step proposes what the uninterrupted one did."""
+
+    def search(workdir: Path, crash_at: set[int]) -> list[str]:
+        workdir.mkdir()
+        runfile, logs = workdir / "spec.runfile", workdir / "logs"
+        runfile.touch()
+        spec = None
+        for step in range(12):
+            if spec is None or step in crash_at:  # a new process: nothing in memory
+                spec = bayes_spec(workdir, "parameters: {x: {min: 0.0, max: 1.0}, k: {values: [1, 2]}}",
+                                  head="method: bayes\nmetric: {name: loss, goal: minimize}\nrun_cap: 10\n", program="t.py")
+            lines = runfile.read_text().splitlines()
+            jobs = [(c, "succeeded" if (logs / job_id_of(c)).exists() else None, read_metrics(logs / job_id_of(c)))
+                    for c in lines]
+            state = sweep_state(spec, jobs)
+            new = next_commands(spec, state, 2 - len(state.in_flight))
+            with runfile.open("a") as handle:  # appended before any runs, as the launch will
+                handle.writelines(c + "\n" for c in new)
+            for command in [*new, *(spec.command(p) for p in state.in_flight)][:1]:  # one job finishes per step
+                params = spec.params_of(command)
+                assert params is not None
+                (logs / job_id_of(command)).parent.mkdir(exist_ok=True)
+                (logs / job_id_of(command)).write_text(json.dumps({"loss": (params["x"] - 0.3) ** 2 + params["k"]}) + "\n")
+        return runfile.read_text().splitlines()
+
+    plain = search(tmp_path / "plain", set())
+    assert len(plain) == len(set(plain)) == 10  # run_cap lines, none twice
+    assert search(tmp_path / "crashed", {3, 4, 7}) == plain
+
+
+def test_the_example_spec_and_train_py(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "bayes"
+    gridspec = load_gridspec(example / "spec.yml")
+    spec = BayesSpec(gridspec)
+    assert (spec.run_cap, spec.metric.name, spec.names) == (60, "val_loss", ("dropout", "layers", "lr"))
+    assert gridspec.early_terminate is not None and gridspec.early_terminate.bands[:3] == (3, 9, 27)
+    (point,) = propose(spec, [], [], 1)
+    args = spec.command(point).split()[3:]  # /usr/bin/env python train.py --dropout=... --layers=... --lr=...
+    metrics = tmp_path / "metrics.jsonl"
+    env = {"BATCHRUN_METRICS": str(metrics), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, str(example / "train.py"), *args, "--sleep=0"], env=env, check=True, capture_output=True)
+    values = [row["val_loss"] for row in read_metrics(metrics).history]
+    assert len(values) == 27 and values[-1] < values[0]
+    # Without a metrics file it still trains (and logs nowhere).
+    run = subprocess.run([sys.executable, str(example / "train.py"), *args, "--sleep=0", "--epochs=2"],
+                         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)
+    assert run.stdout.count("val_loss") == 2
