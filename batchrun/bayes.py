@@ -37,7 +37,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, cast
 
 from batchrun._wandb import Distribution, SearchSpace, search_space
-from batchrun.errors import BatchrunError
+from batchrun.errors import BatchrunError, GridspecError
 from batchrun.objective import Goal, Metric, MetricsFile, all_values
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class BayesSpec:
             else:
                 self.dims.append(_Dim(index, call[0], call[1], call[2], dist))
         if not self.dims:
-            raise BatchrunError(f"{gridspec.path}: method 'bayes' needs at least one parameter that varies")
+            raise GridspecError("method 'bayes' needs at least one parameter that varies", gridspec.path)
         self._pattern, self._slots = self._compile_parser()
 
     def command(self, params: Mapping[str, Any]) -> str:

@@ -462,8 +462,9 @@ class Gridspec:
 
     `program` is the program text (whitespace and line continuations
     normalised in the original format); `command` is a W&B command list, or
-    None. `method` is "grid" or "random"; `run_cap` caps a grid and sizes a
-    random sweep, whose draws are reproducible from `seed`.
+    None. `method` is "grid", "random" or "bayes"; `run_cap` caps a grid and
+    sizes a random sweep, whose draws are reproducible from `seed`, or a bayes
+    one, which has no commands up front (`batchrun.bayes` proposes them).
     """
 
     path: Path
