@@ -23,33 +23,35 @@ import json
 import math
 import random
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import yaml
+
 from batchrun.hyperband import HyperbandConfig, parse_early_terminate
 from batchrun.objective import Metric, parse_metric
-from batchrun.sweep import (
-    _PLACEHOLDER,
-    _UNWRITABLE,
-    _arange,
-    _as_number,
-    _check_name,
-    _check_writable,
-    _Fail,
-    _kind,
-    _Map,
-    _Param,
-    _Part,
-    _quote_arg,
-    _render_arg,
-    _render_word,
-    _show,
-    _Token,
-    _unknown,
-    _Values,
-    _values_list,
+from batchrun._sweep_common import (
+    PLACEHOLDER,
+    UNWRITABLE,
+    Fail,
+    Map,
+    Param,
+    Part,
+    Token,
+    Values,
+    arange,
+    as_number,
+    check_name,
+    check_writable,
+    kind,
+    quote_arg,
+    render_arg,
+    render_word,
+    show,
+    unknown,
+    values_list,
 )
 
 if TYPE_CHECKING:
@@ -103,13 +105,13 @@ class WandbSweep(NamedTuple):
     seed: int | None
     program: str | None
     command: tuple[str, ...] | None
-    params: list[_Param]
-    tokens: list[_Token]
+    params: list[Param]
+    tokens: list[Token]
     metric: Metric | None = None
     early_terminate: HyperbandConfig | None = None
 
 
-def parse(spec: _Map, fail: _Fail) -> WandbSweep:
+def parse(spec: Map, fail: Fail) -> WandbSweep:
     """Validate a W&B sweep config and plan its runs."""
     line = spec.key_lines.get
     method = spec.get("method")
@@ -118,10 +120,10 @@ def parse(spec: _Map, fail: _Fail) -> WandbSweep:
     if method == "custom":
         fail("method 'custom' needs W&B's server to propose runs: use grid, random or bayes", line("method"))
     if method not in ("grid", "random", "bayes"):
-        fail(f"method {_show(method)} is not one of grid, random, bayes", line("method"))
+        fail(f"method {show(method)} is not one of grid, random, bayes", line("method"))
     run_cap = spec.get("run_cap")
     if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap <= 0):
-        fail(f"'run_cap' must be a positive integer, not {_kind(run_cap)}", line("run_cap"))
+        fail(f"'run_cap' must be a positive integer, not {kind(run_cap)}", line("run_cap"))
     if method == "random" and run_cap is None:
         fail("method 'random' needs 'run_cap', the number of runs to draw", line("method"))
     metric = early_terminate = None
@@ -134,23 +136,23 @@ def parse(spec: _Map, fail: _Fail) -> WandbSweep:
         metric = parse_metric(spec.get("metric"), line("metric") or line("early_terminate"), "'early_terminate'", fail)
     seed = spec.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        fail(f"'seed' must be an integer, not {_kind(seed)}", line("seed"))
+        fail(f"'seed' must be an integer, not {kind(seed)}", line("seed"))
     if method != "grid" and seed is None:
         seed = 0  # regenerating a runfile must not change its jobs
     program = spec.get("program")
     if program is not None and not isinstance(program, str):
-        fail(f"'program' must be text, not {_kind(program)}", line("program"))
+        fail(f"'program' must be text, not {kind(program)}", line("program"))
     command = None
     if "command" in spec:
         raw = spec["command"]
         if not isinstance(raw, list) or not raw:
-            fail(f"'command' must be a non-empty list of words, not {_kind(raw)}", line("command"))
+            fail(f"'command' must be a non-empty list of words, not {kind(raw)}", line("command"))
         for element in raw:
             if element is None or isinstance(element, (list, dict)):
-                fail(f"'command' elements must be words, not {_kind(element)}", line("command"))
+                fail(f"'command' elements must be words, not {kind(element)}", line("command"))
         command = tuple(str(element) for element in raw)  # the agent runs str() of each
 
-    params: list[_Param] = []
+    params: list[Param] = []
     _collect(spec["parameters"], (), method, params, fail)
     first: dict[str, int | None] = {}
     for param in params:
@@ -164,15 +166,15 @@ def parse(spec: _Map, fail: _Fail) -> WandbSweep:
 # ---------------------------------------------------------------- parameters
 
 
-def _collect(section: Any, path: tuple[str, ...], method: str, out: list[_Param], fail: _Fail) -> None:
-    if not isinstance(section, _Map) or not section:
-        fail(f"'parameters' of {'.'.join(path)!r} must be a non-empty mapping, not {_kind(section)}")
+def _collect(section: Any, path: tuple[str, ...], method: str, out: list[Param], fail: Fail) -> None:
+    if not isinstance(section, Map) or not section:
+        fail(f"'parameters' of {'.'.join(path)!r} must be a non-empty mapping, not {kind(section)}")
     for key in section:
-        _check_name(key, section.key_lines[key], fail)
+        check_name(key, section.key_lines[key], fail)
     for key in sorted(section):  # W&B sorts names at every level
         body, line, name = section[key], section.key_lines[key], ".".join((*path, key))
-        if not isinstance(body, _Map):
-            fail(f"parameter {name!r}: expected a mapping such as 'values: [1, 2]', not {_kind(body)}", line)
+        if not isinstance(body, Map):
+            fail(f"parameter {name!r}: expected a mapping such as 'values: [1, 2]', not {kind(body)}", line)
         if "parameters" not in body:
             out.append(_leaf(name, (*path, key), body, line, method, fail))
             continue
@@ -182,25 +184,25 @@ def _collect(section: Any, path: tuple[str, ...], method: str, out: list[_Param]
         _collect(body["parameters"], (*path, key), method, out, fail)
 
 
-def _distribution(where: str, body: _Map, line: int, fail: _Fail) -> str:
+def _distribution(where: str, body: Map, line: int, fail: Fail) -> str:
     for key in body:
         if key not in _PARAM_KEYS:
-            fail(f"{where}: {_unknown(key, _PARAM_KEYS)}", body.key_lines[key])
+            fail(f"{where}: {unknown(key, _PARAM_KEYS)}", body.key_lines[key])
     if "distribution" in body:
         dist = body["distribution"]
         if dist not in _DISTRIBUTIONS:
-            fail(f"{where}: {_unknown(dist, _DISTRIBUTIONS, 'distribution')}", line)
+            fail(f"{where}: {unknown(dist, _DISTRIBUTIONS, 'distribution')}", line)
         return "categorical" if dist == "categorical_w_probabilities" else str(dist)
     # W&B infers the distribution from the keys given.
     if "values" in body or "value" in body:
         return "categorical" if "values" in body else "constant"
     if "min" in body or "max" in body:
-        ints = all(isinstance(_as_number(body.get(k)), int) for k in _MIN_MAX)
+        ints = all(isinstance(as_number(body.get(k)), int) for k in _MIN_MAX)
         return "int_uniform" if ints else "uniform"
     fail(f"{where}: no values; give 'values', 'value', 'min' and 'max', or a 'distribution'", line)
 
 
-def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, fail: _Fail) -> _Param:
+def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, fail: Fail) -> Param:
     where = f"parameter {name!r}"
     dist = _distribution(where, body, line, fail)
     allowed = _DISTRIBUTIONS[dist]
@@ -216,9 +218,9 @@ def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, 
     for key in allowed:
         if key not in ("value", "values", "probabilities"):
             raw = body.get(key, _DEFAULTS.get(key))
-            nums[key] = _as_number(raw)
+            nums[key] = as_number(raw)
             if nums[key] is None:
-                fail(f"{where}: {key!r} must be a number, not {_kind(raw)}", body.key_lines.get(key, line))
+                fail(f"{where}: {key!r} must be a number, not {kind(raw)}", body.key_lines.get(key, line))
     if "min" in nums and nums["min"] >= nums["max"]:
         fail(f"{where}: min {nums['min']} is not less than max {nums['max']}", line)
     if dist == "int_uniform" and not all(isinstance(nums[k], int) for k in _MIN_MAX):
@@ -231,24 +233,24 @@ def _leaf(name: str, path: tuple[str, ...], body: _Map, line: int, method: str, 
     if nums.get("sigma", 0) < 0:
         fail(f"{where}: 'sigma' must not be negative", line)
 
-    values = _values_list(where, body, line, fail) if dist == "categorical" else [body.get("value")]
+    values = values_list(where, body, line, fail) if dist == "categorical" else [body.get("value")]
     if dist == "constant":
-        _check_writable(where, values, line, fail)
+        check_writable(where, values, line, fail)
     weights = _probabilities(where, body["probabilities"], values, line, fail) if "probabilities" in body else None
     if method != "grid":
         draw = Distribution(dist, tuple(values), None if weights is None else tuple(weights), nums, _sampler(dist, values, weights, nums))
-        return _Param(name, line, draw=draw, path=path)
+        return Param(name, line, draw=draw, path=path)
     if dist not in _GRIDDABLE or weights is not None:
         fail(f"{where}: grid search takes 'values', 'value', int_uniform or q_uniform, not {dist!r}"
              f"{' with probabilities' if weights else ''}; use 'method: random' to draw it", line)
-    grid: _Values = values
+    grid: Values = values
     if dist == "categorical":
-        grid = _unique(values)
+        grid = unique_grid_values(values)
     elif dist == "int_uniform":
         grid = range(nums["min"], nums["max"] + 1)
     elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
-        grid = _arange(nums["min"], nums["max"], nums["q"])
-    return _Param(name, line, values=grid, path=path)
+        grid = arange(nums["min"], nums["max"], nums["q"])
+    return Param(name, line, values=grid, path=path)
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,7 +292,7 @@ def search_space(gridspec: Gridspec) -> SearchSpace:
 
 
 def random_points(
-    params: Sequence[_Param], renderers: Sequence[Callable[[Any], Any]], seed: int | None
+    params: Sequence[Param], renderers: Sequence[Callable[[Any], Any]], seed: int | None
 ) -> Iterator[list[Any]]:
     """Draw points without end, reproducibly from `seed`, each value rendered."""
     rng = random.Random(seed)
@@ -299,8 +301,8 @@ def random_points(
         yield [render(draw(rng)) for draw, render in draws]
 
 
-def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: _Fail) -> list[float]:
-    numbers = [_as_number(p) for p in raw] if isinstance(raw, list) else [None]
+def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: Fail) -> list[float]:
+    numbers = [as_number(p) for p in raw] if isinstance(raw, list) else [None]
     weights = [n for n in numbers if n is not None and n >= 0]
     if len(weights) != len(numbers) or len(weights) != len(values):
         fail(f"{where}: 'probabilities' must be {len(values)} non-negative numbers, one per value", line)
@@ -309,19 +311,52 @@ def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: _Fa
     return weights
 
 
-def _unique(values: list[Any]) -> list[Any]:
-    """Drop repeated values, as W&B's grid does by hashing each value's YAML."""
-    seen: set[str] = set()
-    unique = []
+def grid_key(value: Any) -> Hashable:
+    """What W&B's grid counts as one value: its YAML dump, an integer float taken as its int.
+
+    sweeps' `yaml_hash` (grid_search.py, sweeps 0.3.0) is the md5 of
+    `yaml.dump(value, default_flow_style=True, sort_keys=True)`, after turning
+    a float such as 3.0 into 3. For scalars that dump is told apart by kind
+    and value alone (a text that reads as another kind is dumped quoted), so
+    only lists and mappings are dumped here.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ("nan",)
+        return ("num", int(value) if value.is_integer() else value)
+    if isinstance(value, int):
+        return ("num", value)
+    try:
+        return ("yaml", yaml.dump(_plain(value), default_flow_style=True, sort_keys=True))
+    except (TypeError, yaml.YAMLError):  # keys of mixed types cannot be sorted
+        return ("repr", repr(value))
+
+
+def _plain(value: Any) -> Any:
+    """The value with our line-keeping mappings turned into plain dicts, as W&B's engine sees it."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def unique_grid_values(values: list[Any]) -> list[Any]:
+    """Drop repeated values as W&B's grid does: first place, last value (3 then 3.0 runs 3.0).
+
+    The engine maps each value's hash to the value, so a later equal value
+    replaces an earlier one, and walks the hashes in their first order.
+    """
+    place: dict[Hashable, int] = {}
+    unique: list[Any] = []
     for value in values:
-        # W&B's yaml_hash counts 3.0 and 3 as one value.
-        key = int(value) if isinstance(value, float) and value.is_integer() else value
-        try:
-            text = json.dumps(key, sort_keys=True, default=repr)
-        except (TypeError, ValueError):
-            text = repr(key)
-        if text not in seen:
-            seen.add(text)
+        key = grid_key(value)
+        if key in place:
+            unique[place[key]] = value
+        else:
+            place[key] = len(unique)
             unique.append(value)
     return unique
 
@@ -365,11 +400,11 @@ def _sampler(
 
 
 def _tokens(
-    command: tuple[str, ...] | None, program: str | None, params: list[_Param], spec: _Map, fail: _Fail
-) -> list[_Token]:
+    command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map, fail: Fail
+) -> list[Token]:
     index_of = {p.name: i for i, p in enumerate(params)}
     placed: set[int] = set()
-    expanded: list[tuple[str, list[_Part]]] = []  # (macro or "", parts of a literal element)
+    expanded: list[tuple[str, list[Part]]] = []  # (macro or "", parts of a literal element)
     for element in command or DEFAULT_COMMAND:
         macro = element[2:-1] if element.startswith("${") and element.endswith("}") else ""
         if macro not in MACROS:
@@ -389,7 +424,7 @@ def _tokens(
         names = ", ".join(repr(params[i].name) for i in delivered)
         fail(f"parameter(s) {names} reach no command: add ${{args}} to 'command' or place them with ${{name}}",
              spec.key_lines.get("command"))
-    tokens: list[_Token] = []
+    tokens: list[Token] = []
     for macro, parts in expanded:
         if macro in ("", "program"):
             tokens.append((False, parts))
@@ -400,18 +435,18 @@ def _tokens(
     return tokens
 
 
-def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | None, fail: _Fail) -> list[_Part]:
+def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | None, fail: Fail) -> list[Part]:
     """Shell-quote one argv element, filling `${name}` and leaving `${VAR}` to the shell."""
-    if _UNWRITABLE.search(text):
-        fail(f"{what}: {_show(text)} contains a line break or a character a runfile line cannot hold", line)
-    parts: list[_Part] = []
+    if UNWRITABLE.search(text):
+        fail(f"{what}: {show(text)} contains a line break or a character a runfile line cannot hold", line)
+    parts: list[Part] = []
     position = 0
-    for match in _PLACEHOLDER.finditer(text):
+    for match in PLACEHOLDER.finditer(text):
         if match.start() > position:
             parts.append(shlex.quote(text[position : match.start()]))
         ref, position = match.group(1), match.end()
         if ref in index_of:
-            parts.append((index_of[ref], _render_word))
+            parts.append((index_of[ref], render_word))
         elif ref in MACROS:
             fail(f"{what}: macro ${{{ref}}} must be a whole command element, as W&B requires", line)
         elif ref.startswith("envvar:") and ref[7:] and set(ref[7:]) <= _ENVVAR_CHARS:
@@ -425,19 +460,19 @@ def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | N
     return parts
 
 
-def _arg_tokens(macro: str, params: list[_Param], delivered: list[int]) -> list[_Token]:
+def _arg_tokens(macro: str, params: list[Param], delivered: list[int]) -> list[Token]:
     """Expand an args macro as W&B's create_sweep_command_args does, a token per word."""
     prefix = {"args": "--", "args_no_hyphens": "", "args_append_hydra": "+", "args_override_hydra": "++"}
     if macro in prefix:
-        return [(False, [f"{prefix[macro]}{params[i].name}=", (i, _render_arg)]) for i in delivered]
-    tokens: list[_Token] = []
+        return [(False, [f"{prefix[macro]}{params[i].name}=", (i, render_arg)]) for i in delivered]
+    tokens: list[Token] = []
     if macro == "args_no_equals":
         for i in delivered:
-            tokens += [(False, [f"--{params[i].name}"]), (False, [(i, _render_word)])]
+            tokens += [(False, [f"--{params[i].name}"]), (False, [(i, render_word)])]
         return tokens
     if macro == "args_no_boolean_flags":
         return [(True, [(i, _render_nobool)]) for i in delivered]
-    json_word: list[_Part] = ["'", *_json_parts(delivered, params, 0), "'"]
+    json_word: list[Part] = ["'", *_json_parts(delivered, params, 0), "'"]
     if macro == "args_json":
         return [(False, json_word)]
     # ${args_json_file}: the agent writes the JSON to a file just before the
@@ -445,24 +480,24 @@ def _arg_tokens(macro: str, params: list[_Param], delivered: list[int]) -> list[
     return [(False, ["\"$(f=$(mktemp) && printf '%s' ", *json_word, ' > "$f" && echo "$f")"'])]
 
 
-def _render_nobool(param: _Param, value: Any) -> str:
+def _render_nobool(param: Param, value: Any) -> str:
     """${args_no_boolean_flags}: True gives --flag, False nothing; brings its own space."""
     if isinstance(value, bool):
         return f" --{param.name}" if value else ""
-    return f" --{param.name}={_quote_arg(str(value))}"
+    return f" --{param.name}={quote_arg(str(value))}"
 
 
-def _render_json(param: _Param, value: Any) -> str:
+def _render_json(param: Param, value: Any) -> str:
     """One value of W&B's json.dumps(config), inside a single-quoted word."""
     return json.dumps(value, default=str).replace("'", "'\\''")
 
 
-def _json_parts(members: list[int], params: list[_Param], depth: int) -> list[_Part]:
+def _json_parts(members: list[int], params: list[Param], depth: int) -> list[Part]:
     """Build the parts of W&B's json.dumps(config): nested parameters nested, names sorted."""
     groups: dict[str, list[int]] = {}
     for i in members:
         groups.setdefault(params[i].path[depth], []).append(i)
-    parts: list[_Part] = ["{"]
+    parts: list[Part] = ["{"]
     for n, (key, group) in enumerate(groups.items()):
         parts.append((", " if n else "") + json.dumps(key).replace("'", "'\\''") + ": ")
         if len(group) == 1 and len(params[group[0]].path) == depth + 1:

@@ -7,13 +7,11 @@ Tests that need it are skipped when dask.distributed is not installed.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +27,6 @@ from conftest import (
 )
 
 from batchrun.executors import Executor
-from batchrun.executors import dask as dask_executor
 from batchrun.runfile import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
@@ -131,6 +128,23 @@ def test_kill_9_of_batchrun_then_relaunch_runs_each_job_once(cluster: Cluster, m
     time.sleep(1)
     assert sorted(lines(side)) == sorted([f"start {i}" for i in range(6)] + [f"end {i}" for i in range(6)])
     assert all(state == ("succeeded", 0) for state in states(workdir / "runs" / "exp").values())
+
+
+def test_damaged_key_files_neither_break_a_stop_nor_start_a_job(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo start {i} >> {side}; sleep 30" for i in range(3)])
+    # -j 3 on two workers: one attempt waits in Dask's queue.
+    proc = start_batchrun(*dask_args(cluster, "exp.runfile", "-j", "3"), cwd=workdir)
+    wait_for(lambda: len(lines(side)) >= 2, what="two jobs to start")
+    for key in (workdir / "runs" / "exp" / "logs").glob("*/dask-key"):
+        key.write_bytes(b"\xff\xfe\x00garbage \xc3")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    # The queued attempt's key names no attempt now: it must never start.
+    time.sleep(1.5)
+    assert len(lines(side)) == 2
 
 
 def test_ctrl_c_leaves_no_command_running_on_the_workers(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
@@ -282,63 +296,3 @@ def test_without_the_extra_dask_is_an_error_naming_the_install(make_runfile: Mak
     code, _, err = run_cli("launch", "exp.runfile", "--executor", "dask")
     assert code == 2
     assert err == "batchrun: error: --executor dask needs dask.distributed, which is not installed; install it with: pip install 'batchrun[dask]'\n"
-
-
-# -- the worker side alone, without Dask: one run per attempt ------------------
-
-
-def run_attempt(tmp_path: Path, key: str, command: str) -> tuple[str, int, str]:
-    """Run `_run_job` (the Dask task's function) right here, as a worker would."""
-    log_dir = str(tmp_path / "job")
-    env = dict(os.environ, BATCHRUN_JOB_ID="0123456789abcdef", BATCHRUN_LOG_DIR=log_dir)
-    return dask_executor._run_job(key, "0123456789abcdef", command, log_dir, env, str(tmp_path))
-
-
-def test_a_superseded_or_stopped_attempt_never_runs(tmp_path: Path) -> None:
-    side = tmp_path / "side.txt"
-    dask_executor._claim_log_dir(str(tmp_path / "job"), "key-2")
-    assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}")[:2] == ("skipped", 0)
-    assert dask_executor._mark_stopped(str(tmp_path / "job"), "key-2")
-    assert run_attempt(tmp_path, "key-2", f"echo ran >> {side}")[:2] == ("skipped", 0)
-    assert not side.exists()
-
-
-def test_an_attempt_that_already_ran_reports_its_exit_record(tmp_path: Path) -> None:
-    side = tmp_path / "side.txt"
-    dask_executor._claim_log_dir(str(tmp_path / "job"), "key-1")
-    assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5")[:2] == ("ran", 5)
-    # Dask runs the task again (its worker died after the job ended): no second run.
-    assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5")[:2] == ("recorded", 5)
-    assert lines(side) == ["ran"]
-
-
-def test_an_attempt_waits_until_an_earlier_run_of_it_is_gone(tmp_path: Path) -> None:
-    side = tmp_path / "side.txt"
-    log_dir = tmp_path / "job"
-    dask_executor._claim_log_dir(str(log_dir), "key-1")
-    # What a dying run of the attempt (on a killed worker) holds until it is gone.
-    fd = os.open(log_dir / dask_executor.LOCK_NAME, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    results: list[tuple[str, int, str]] = []
-    thread = threading.Thread(target=lambda: results.append(run_attempt(tmp_path, "key-1", f"echo ran >> {side}")))
-    thread.start()
-    try:
-        time.sleep(0.5)
-        assert not side.exists()
-    finally:
-        os.close(fd)
-    thread.join(10)
-    assert results[0][:2] == ("ran", 0)
-    assert lines(side) == ["ran"]
-
-
-def test_a_log_directory_the_worker_cannot_see_is_reported(tmp_path: Path) -> None:
-    assert run_attempt(tmp_path, "key-1", "true")[:2] == ("nokey", 0)
-
-
-def test_a_working_directory_missing_on_the_worker_is_an_error(tmp_path: Path) -> None:
-    log_dir = str(tmp_path / "job")
-    dask_executor._claim_log_dir(log_dir, "key-1")
-    env = dict(os.environ, BATCHRUN_JOB_ID="0123456789abcdef", BATCHRUN_LOG_DIR=log_dir)
-    with pytest.raises(RuntimeError, match="cannot enter /nonexistent"):
-        dask_executor._run_job("key-1", "0123456789abcdef", "true", log_dir, env, "/nonexistent")

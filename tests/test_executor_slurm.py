@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
 
+from batchrun.executors._slurm_submit import index_manifests, submitted_arrays, write_task_script
+from batchrun.executors._slurm_text import manifest_job_id, parse_submitted, task_script
 from batchrun.executors.slurm import manifest_line, parse_squeue
 from batchrun.runfile import job_id_of
 
@@ -102,6 +104,34 @@ def test_parse_squeue_keeps_array_tasks_only() -> None:
         "12_0": ("RUNNING", "/r/slurm/batchrun-task.sh /r/slurm/a b.manifest"),
         "12_1": ("PENDING", "x"),
     }
+
+
+# -- damaged files under runs/<name>/slurm/, read back after a crash ----------
+
+
+def test_manifest_lines_that_name_no_job_are_skipped(tmp_path: Path) -> None:
+    good = manifest_line("0123456789abcdef", "echo hi", {}, {}).encode()
+    assert manifest_job_id(good) == "0123456789abcdef"
+    for damaged in (b"\xff\xfe: 0123", b": 0123456789abc", b": 0123456789abcdef", b": 01234567\xff9abcdef; x", b"", b"\x00" * 40):
+        assert manifest_job_id(damaged) is None
+    (tmp_path / "a.manifest").write_bytes(b"\xff\xfe\x00garbage\n" + good + b": 0123456789ab")
+    assert index_manifests(tmp_path) == {"0123456789abcdef": ("a.manifest", 1)}
+
+
+def test_damaged_submitted_lines_are_skipped(tmp_path: Path) -> None:
+    data = b"a.manifest 12 3\n\xff\xfe garbage\na.manifest \xff 3\na.manifest 1\xd9\xa3 3\nb.manifest 13 1\na.manifest 14 3\na.manifest 1"
+    assert parse_submitted(data, "a.manifest") == ["12", "14"]
+    assert submitted_arrays(tmp_path, "a.manifest") == []
+    (tmp_path / "submitted").write_bytes(data)
+    assert submitted_arrays(tmp_path, "b.manifest") == ["13"]
+
+
+def test_a_damaged_task_script_is_replaced(tmp_path: Path) -> None:
+    script = tmp_path / "batchrun-task.sh"
+    script.write_bytes(b"\xff\xfe#!/bin/sh garbage\x00")
+    write_task_script(tmp_path, "/some/dir")
+    assert script.read_text() == task_script("/some/dir")
+    assert os.access(script, os.X_OK)
 
 
 def test_missing_sbatch_or_controller_is_a_one_line_error(make_runfile: MakeRunfile, workdir: Path) -> None:
@@ -197,6 +227,33 @@ def test_jobs_submitted_just_before_a_kill_are_found_without_their_journal_line(
     assert again.returncode == 0, again.stderr
     assert "still running from an earlier launch (adopting)" in again.stdout
     assert sorted(_lines(side), key=int) == [str(i) for i in range(8)], "a job ran twice or was skipped"
+
+
+def test_damaged_manifests_submitted_log_and_task_script_after_a_kill_give_a_clean_relaunch(
+    slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str
+) -> None:
+    side = workdir / "side.txt"
+    make_runfile([f"echo {i} >> {side}; sleep 3" for i in range(8)], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    wait_for(lambda: len(_lines(side)) >= 1, timeout=60, what="a job to run")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    runs = workdir / "runs" / name
+    journal = runs / "jobs.journal"
+    journal.write_text("".join(line for line in journal.read_text().splitlines(keepends=True) if not line.startswith("P ")))
+    # Garbage around every line a relaunch reads back to find the jobs (the tasks have read theirs).
+    slurm_dir = runs / "slurm"
+    for manifest in slurm_dir.glob("*.manifest"):
+        with manifest.open("ab") as f:
+            f.write(b"\xff\xfe\x00 not a line\n: 0123456789ab")
+    submitted = slurm_dir / "submitted"
+    submitted.write_bytes(b"\xff\xfe garbage\n" + submitted.read_bytes() + b"\xc3\x28 1\xd9 2\nx.manifest")
+    (slurm_dir / "batchrun-task.sh").write_bytes(b"\xff\xfe\x00")
+    again = run_batchrun(*_slurm(f"{name}.runfile", "-j", "8"), cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    assert sorted(_lines(side), key=int) == [str(i) for i in range(8)], "a job ran twice or was skipped"
+    assert (slurm_dir / "batchrun-task.sh").read_bytes().startswith(b"#!/bin/sh\n")
 
 
 def test_ctrl_c_cancels_every_job_and_records_them_interrupted(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:

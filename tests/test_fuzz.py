@@ -10,6 +10,7 @@ a longer, random search (with the same properties).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import os
 from collections.abc import Callable
@@ -153,7 +154,8 @@ def _decodes(data: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def sweep() -> object:
-    return pytest.importorskip("batchrun.sweep")
+    # Imported, not importorskip'ed: a broken import must fail, never skip.
+    return importlib.import_module("batchrun.sweep")
 
 
 _scalar = st.one_of(

@@ -23,12 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchrun._sweep_common import Param, render_arg, render_word
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweep import (
     Gridspec,
-    _Param,
-    _render_arg,
-    _render_word,
     default_runfile_path,
     load_gridspec,
     write_runfile,
@@ -344,9 +342,9 @@ def test_placeholders_are_quoted_for_their_context(tmp_path: Path) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20))
 def test_no_value_can_escape_its_argument(value: str) -> None:
-    param = _Param("x", None)
-    word = _render_word(param, value)
-    arg = "--x=" + _render_arg(param, value)
+    param = Param("x", None)
+    word = render_word(param, value)
+    arg = "--x=" + render_arg(param, value)
     assert shlex.split(f"cmd {arg} {word} end") == ["cmd", f"--x={value}", value, "end"]
 
 
@@ -555,7 +553,7 @@ def test_wandb_args_json_file(tmp_path: Path) -> None:
 
 
 def test_wandb_grid_drops_repeated_values(tmp_path: Path) -> None:
-    # docs categorical example lists relu three times; W&B's grid hashes values.
+    # docs categorical example lists relu three times; W&B's grid hashes values' YAML.
     lines = commands(tmp_path, """
         method: grid
         program: train.py
@@ -568,6 +566,8 @@ def test_wandb_grid_drops_repeated_values(tmp_path: Path) -> None:
     assert [line.split("--parameter_name=")[1].split()[0] for line in lines] == [
         "elu", "relu", "gelu", "selu", "prelu", "lrelu", "rrelu", "relu6",
     ]
+    # 3 and 3.0 are one value to W&B's engine, which keeps the last one (tests/test_wandb.py).
+    assert all(" --n=3.0 " in line for line in lines)
 
 
 def test_wandb_q_uniform_grid(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchrun.executors import Executor
+from batchrun.executors.base import Executor
 
 __all__ = [
     "EXIT_NAME",

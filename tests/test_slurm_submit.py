@@ -1,0 +1,119 @@
+"""Submitting to SLURM against a stand-in sbatch, and the files that record what was submitted."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from test_slurm_commands import FakeSlurm
+
+from batchrun.errors import ExecutorError
+from batchrun.executors._slurm_commands import SlurmCommands
+from batchrun.executors._slurm_submit import (
+    Request,
+    Submitter,
+    append_line,
+    index_manifests,
+    prepare_log_dir,
+    remove_spent,
+    submitted_arrays,
+)
+from batchrun.executors.base import ExecutorOptions
+
+JOBS = [f"{i:016x}" for i in range(5)]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeSlurm:
+    return FakeSlurm(tmp_path)
+
+
+def submitter(fake: FakeSlurm, n_jobs: int = 2) -> tuple[Submitter, list[tuple[str, str, bool]]]:
+    slurm_dir = fake.bin.parent / "runs" / "slurm"
+    slurm_dir.mkdir(parents=True)
+    registered: list[tuple[str, str, bool]] = []
+    cond = threading.Condition()
+    options = ExecutorOptions(n_jobs=n_jobs, cwd=str(fake.bin.parent), runs_dir=str(slurm_dir.parent))
+    commands = SlurmCommands(options.cwd, fake.env, [], list)
+    env = dict(fake.env)
+    return Submitter(options, commands, slurm_dir, env, cond, threading.Event(), lambda *r: registered.append(r)), registered
+
+
+def requests(n: int) -> list[Request]:
+    return [Request(JOBS[i], f"echo {i}", f"/logs/{JOBS[i]}", dict(os.environ, PATH="x")) for i in range(n)]
+
+
+def test_a_batch_is_one_array_with_its_manifest_and_submitted_line(fake: FakeSlurm) -> None:
+    fake.answer("sbatch", b"Submitted\n123;c1\n")
+    sub, registered = submitter(fake)
+    batch = requests(3)
+    sub.submit(batch)
+    assert [r.ref for r in batch] == ["123_0", "123_1", "123_2"]
+    assert registered == [(f"123_{i}", f"/logs/{JOBS[i]}", True) for i in range(3)]
+    assert sub.outstanding == 3
+    slurm_dir = fake.bin.parent / "runs" / "slurm"
+    (manifest,) = slurm_dir.glob("*.manifest")
+    assert index_manifests(slurm_dir) == {JOBS[i]: (manifest.name, i) for i in range(3)}
+    assert submitted_arrays(slurm_dir, manifest.name) == ["123"]
+    (call,) = fake.called()
+    assert call.startswith("sbatch --parsable --array=0-2%2 --job-name=batchrun-runs ")
+    assert call.endswith(f"/batchrun-task.sh {manifest}")
+
+
+def test_more_tasks_than_max_array_go_as_a_chain_of_arrays(fake: FakeSlurm) -> None:
+    fake.command("sbatch", f"echo $(( $(wc -l < {fake.calls}) + 100 ))")
+    sub, registered = submitter(fake)
+    sub.max_array = 2
+    batch = requests(5)
+    sub.submit(batch, chain=True, track=False)
+    assert [r.ref for r in batch] == ["101_0", "101_1", "102_0", "102_1", "103_0"]
+    assert sub.outstanding == 0 and all(not tracked for _, _, tracked in registered)
+    calls = fake.called()
+    assert "--dependency" not in calls[0]
+    assert "--dependency=afterany:101" in calls[1] and "--dependency=afterany:102" in calls[2]
+
+
+def test_a_garbled_sbatch_answer_is_resolved_through_squeue_never_resubmitted(fake: FakeSlurm) -> None:
+    fake.answer("sbatch", b"\xff\xfe\xd9\xa1\xd9\xa2\n")  # not UTF-8, then Arabic-Indic digits
+    sub, _ = submitter(fake)
+    slurm_dir = fake.bin.parent / "runs" / "slurm"
+    fake.command("squeue", f'for m in {slurm_dir}/*.manifest; do echo "77_0 PENDING /x/batchrun-task.sh $m"; done')
+    batch = requests(1)
+    sub.submit(batch)
+    assert batch[0].ref == "77_0"
+    assert [call.split()[0] for call in fake.called()] == ["sbatch", "squeue"]
+
+
+def test_a_failed_sbatch_is_one_line(fake: FakeSlurm) -> None:
+    fake.answer("sbatch", b"", code=1, stderr="sbatch: error: invalid partition specified: nosuch")
+    fake.answer("squeue", b"")
+    sub, _ = submitter(fake)
+    with pytest.raises(ExecutorError, match=r"^sbatch failed: sbatch: error: invalid partition specified: nosuch$"):
+        sub.submit(requests(1))
+
+
+def test_prepare_log_dir_drops_an_old_exit_record(tmp_path: Path) -> None:
+    log_dir = tmp_path / "logs" / JOBS[0]
+    prepare_log_dir(str(log_dir))
+    (log_dir / "exit").write_text("0 1\n")
+    prepare_log_dir(str(log_dir))
+    assert list(log_dir.iterdir()) == []
+
+
+def test_append_line_is_only_an_aid(tmp_path: Path) -> None:
+    append_line(tmp_path / "submitted", "a 1 1\n")
+    append_line(tmp_path / "submitted", "b \udcff 1\n")  # surrogate-escaped bytes go out as they came in
+    append_line(tmp_path / "no-such-dir" / "submitted", "c 3 1\n")
+    assert (tmp_path / "submitted").read_bytes() == b"a 1 1\nb \xff 1\n"
+
+
+def test_remove_spent_keeps_what_queued_tasks_still_read(tmp_path: Path) -> None:
+    for name in ("a.manifest", "b.manifest", "12.out", "13.out", "submitted"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "13.out").write_text("output\n")
+    remove_spent(tmp_path, lambda: None)  # SLURM did not answer: nothing goes
+    assert len(list(tmp_path.iterdir())) == 5
+    remove_spent(tmp_path, lambda: {"12_0": ("RUNNING", f"/x/batchrun-task.sh {tmp_path / 'a.manifest'}")})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["12.out", "13.out", "a.manifest", "submitted"]
