@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
-from batchrun.hyperband import HyperbandConfig, parse_early_terminate
-from batchrun.objective import Metric, parse_metric
 from batchrun._sweep_common import (
     PLACEHOLDER,
     UNWRITABLE,
@@ -53,6 +51,8 @@ from batchrun._sweep_common import (
     unknown,
     values_list,
 )
+from batchrun.hyperband import HyperbandConfig, parse_early_terminate
+from batchrun.objective import Metric, parse_metric
 
 if TYPE_CHECKING:
     from batchrun.sweep import Gridspec
