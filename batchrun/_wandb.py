@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 
@@ -54,8 +54,20 @@ from batchrun._sweep_common import (
 from batchrun.hyperband import HyperbandConfig, parse_early_terminate
 from batchrun.objective import Metric, parse_metric
 
-if TYPE_CHECKING:
-    from batchrun.sweep import Gridspec
+
+class _Gridspec(Protocol):
+    """The parts of a `sweep.Gridspec` a search space is made from (sweep imports this module)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def _params(self) -> tuple[Param, ...]: ...
+    @property
+    def _template(self) -> str: ...
+    @property
+    def _renderers(self) -> tuple[Callable[[Any], Any], ...]: ...
+    @property
+    def _lstrip(self) -> bool: ...
 
 # What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
 ENV = "/usr/bin/env"
@@ -282,7 +294,7 @@ class SearchSpace(NamedTuple):
         return line.lstrip() if self.lstrip else line
 
 
-def search_space(gridspec: Gridspec) -> SearchSpace:
+def search_space(gridspec: _Gridspec) -> SearchSpace:
     """Return the distributions and command template of a W&B random or bayes gridspec."""
     params = gridspec._params
     if gridspec.method == "grid" or not all(isinstance(p.draw, Distribution) for p in params):

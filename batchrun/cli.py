@@ -250,7 +250,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from batchrun.display import Progress, plan_lines, summary_lines
     from batchrun.launch import Launch
     from batchrun.options import LaunchOptions, check_options
-    from batchrun.runfile import load_runfile
+    from batchrun.runfile import Runfile, load_runfile
 
     gpus = args.gpus or []
     n_jobs = args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1)
@@ -277,18 +277,32 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
     path: Path = args.runfile
+    adaptive = None  # a bayes search, hyperband, or both: from a W&B spec only
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        path = _sweep_for_launch(path, args)
-    runfile = load_runfile(path)
+        from batchrun.adaptive import load_sweep
+
+        sweep = load_sweep(path)
+        if sweep.bayes is None:
+            path = _sweep_for_launch(path, args)
+        else:
+            path = sweep.runfile
+            if not args.dry_run:
+                sweep.create_runfile()
+        adaptive = sweep if sweep.bayes is not None or sweep.stopper is not None else None
+    bayes = adaptive is not None and adaptive.bayes is not None
+    runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
     for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs:
+    if not runfile.jobs and not bayes:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
         raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
-        return cli_status.dry_run(runfile, options)
+        code = cli_status.dry_run(runfile, options)
+        if adaptive is not None:
+            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, None)}")
+        return code
     launch = Launch(runfile, options)
     plan = launch.prepare()
     for notice in launch.notices:
@@ -297,10 +311,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
+        if adaptive is not None:
+            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, launch.journal.records)}", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
-    progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    total = adaptive.total(runfile, launch.journal.records) if adaptive is not None else len(runfile.jobs)
+    progress = Progress(out, total, min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -314,7 +331,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     try:
         progress.start()
         try:
-            if not launch.should_stop_dispatch():
+            if adaptive is not None:
+                adaptive.run(launch, plan, _run_job_tasks)
+            elif not launch.should_stop_dispatch():
                 launch.run(plan, _run_job_tasks)
         finally:
             progress.close()
@@ -330,11 +349,11 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int) -> int:
+def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int, more: Any = None) -> int:
     """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
     from batchrun.doit_runner import run_job_tasks
 
-    return run_job_tasks(launch, jobs, n_jobs)
+    return run_job_tasks(launch, jobs, n_jobs, more)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

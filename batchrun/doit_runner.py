@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from batchrun.metadata import RunsDir
     from batchrun.runfile import Job
 
-__all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
+__all__ = ["JobAction", "JobRunner", "JobTaskLoader", "MoreJobs", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
 
 # Pending jobs turned into doit Tasks at a time. A Task with its node costs
 # about 5 KB; 2,000 keeps a window near 10 MB while the cost of building the
@@ -71,6 +71,21 @@ WINDOW = 2000
 
 # The backend's name in doit's `doit.BACKEND` entry-point group.
 BACKEND_NAME = "batchrun"
+
+# How long an idle worker waits before asking a job source that had nothing
+# yet again (a job that ends wakes it sooner).
+IDLE_WAIT = 0.2
+
+
+class MoreJobs(Protocol):
+    """A source of jobs that come while a launch runs (bayes proposals, a followed runfile).
+
+    `next_jobs` returns up to `limit` jobs to run now, [] when there are none
+    yet (ask again once a job ends or shortly), None when no more will come.
+    `is_done` is the loader's up-to-date decision, for jobs the source holds.
+    """
+
+    def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None: ...
 
 
 class JobRunner(Protocol):
@@ -204,8 +219,13 @@ class PoolRunner(Runner):
                 nxt = self._gen.send(node)
             except StopIteration:
                 tasks = self._next_window()
-                if not tasks:
+                if tasks is None:
                     return None
+                if not tasks:
+                    # Nothing yet from the job source: wait for a job to end
+                    # (or a short while), then ask again.
+                    self._cond.wait(IDLE_WAIT)
+                    continue
                 control = TaskControl(tasks)
                 control.process(None)
                 self._use(control.task_dispatcher())
@@ -256,11 +276,14 @@ class PoolRunner(Runner):
 class JobTaskLoader(TaskLoader2):
     """Hands doit the launch's pending jobs, a window at a time."""
 
-    def __init__(self, runner: JobRunner, source: RunsDirJobs, jobs: Sequence[Job], should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self, runner: JobRunner, source: RunsDirJobs, jobs: Sequence[Job], should_stop: Callable[[], bool], more: MoreJobs | None = None
+    ) -> None:
         super().__init__()
         self.runner = runner
         self.source = source
         self.should_stop = should_stop
+        self.more = more  # asked once `jobs` are all handed out
         self._jobs: Iterator[Job] = iter(jobs)
         self._lock = threading.Lock()
 
@@ -271,9 +294,7 @@ class JobTaskLoader(TaskLoader2):
         return self.next_window() or []
 
     def next_window(self) -> list[Task] | None:
-        # The last window's Tasks sit in reference cycles (task <-> action):
-        # free them before building the next, or memory grows with the run.
-        gc.collect()
+        """The next window of tasks; [] when a job source has none yet, None when nothing is left."""
         with self._lock:
             tasks = []
             done = self.source.done
@@ -283,7 +304,15 @@ class JobTaskLoader(TaskLoader2):
                     tasks.append(job_task(self.runner, self.source, job))
                     if len(tasks) >= WINDOW:
                         break
-            return tasks or None
+            if tasks or self.more is None:
+                # The last window's Tasks sit in reference cycles (task <-> action):
+                # free them before building the next, or memory grows with the run.
+                gc.collect()
+                return tasks or None
+            jobs = self.more.next_jobs(WINDOW, done)
+            if jobs is None:
+                return None
+            return [job_task(self.runner, self.source, job) for job in jobs if not done(job.job_id)]
 
 
 class _LaunchCmd(Run):
@@ -311,14 +340,14 @@ class _BatchrunDoit(DoitMain):
     DOIT_CMDS = (*DoitMain.DOIT_CMDS, _LaunchCmd)
 
 
-def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job], n_jobs: int) -> int:
-    """Run the jobs as doit tasks with `n_jobs` workers; doit's return code.
+def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job], n_jobs: int, more: MoreJobs | None = None) -> int:
+    """Run the jobs as doit tasks with `n_jobs` workers, then those `more` gives; doit's return code.
 
     The backend is the same `batchrun` backend a dodo.py gets: the task names
     here are bare job ids, read from and written to the launch's open journal.
     """
     source = RunsDirJobs(launch.runs_dir, None, str(launch.options.mode), launch.journal)
-    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch)
+    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, more)
     main = _BatchrunDoit(
         loader,
         config_filenames=(),

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.events import EventKind, JobEvent
@@ -29,13 +30,14 @@ from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.planner import Plan, done_for_mode, make_plan
 from batchrun.repair import repair_runs_dir
-from batchrun.runfile import Job, Runfile
+from batchrun.runfile import Job, Runfile, append_commands
 from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
 
-# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`.
-RunTasks = Callable[["Launch", list[Job], int], int]
+# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs, more)`,
+# where `more` is a source of jobs that come while it runs (or None).
+RunTasks = Callable[["Launch", list[Job], int, Any], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
@@ -171,14 +173,15 @@ class Launch:
 
     # -- step 2: run --------------------------------------------------------
 
-    def run(self, plan: Plan, run_tasks: RunTasks) -> None:
-        """Run `prepare`'s plan; returns when all ended or stopped.
+    def run(self, plan: Plan, run_tasks: RunTasks, more: Any = None) -> None:
+        """Run `prepare`'s plan, then the jobs `more` gives; returns when all ended or stopped.
 
         `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
-        that this module and doit's never import each other.
+        that this module and doit's never import each other; `more` is a
+        `doit_runner.MoreJobs` (a bayes search proposing points) or None.
         """
         jobs = plan.adopt + plan.to_run
-        if not jobs:
+        if not jobs and more is None:
             return
         self.executor.open()
         if self.options.detach:
@@ -187,7 +190,7 @@ class Launch:
         self.runner.adopt_all(plan.adopt)
         self.start_background()
         try:
-            run_tasks(self, jobs, self.options.n_jobs)
+            run_tasks(self, jobs, self.options.n_jobs, more)
         finally:
             self.stop_background()
 
@@ -211,6 +214,18 @@ class Launch:
         if job_id in self.runner.adopt_ids:
             return False
         return done_for_mode(self.journal.records.get(job_id), self.mode)
+
+    def add_jobs(self, commands: list[str]) -> list[Job]:
+        """Append new lines to the runfile (durably, before any of them starts); their jobs.
+
+        For job sources that make jobs while the launch runs (bayes): the
+        runfile stays the record of every job, whatever is killed when.
+        """
+        with self.control.lock:
+            jobs = append_commands(self.runfile, commands)
+            for job in jobs:
+                self.metadata.jobs_by_id[job.job_id] = job
+        return jobs
 
     def should_stop_dispatch(self) -> bool:
         return self.control.stopping.is_set()

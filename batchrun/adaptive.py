@@ -1,0 +1,206 @@
+"""A bayes sweep as a job source: each free slot gets the optimizer's next point, appended to the runfile first.
+
+`batchrun launch spec.yml` on a `method: bayes` spec runs no sweep task: the
+runfile starts empty (or holds the points of earlier launches) and
+`BayesFeed` is the launch's source of further jobs (`doit_runner.MoreJobs`).
+Whenever a slot is free it rebuilds the search from the runfile, the journal
+and the finished runs' metrics files (`bayes.sweep_state`), asks
+`bayes.next_commands` for one point per free slot, and appends those lines to
+the runfile, fsynced, before the launch may start them. The runfile is thus
+the only record of the search: after a kill -9 at any instant the next
+launch finds every point, runs the ones that did not finish, and proposes no
+point twice; nothing else needs saving. The feed ends when no job is in
+flight and the optimizer has nothing more to propose (run_cap reached).
+
+This module runs, stops and prints nothing; the launch does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from batchrun.bayes import INSTALL_HINT, BayesSpec, next_commands, sweep_state
+from batchrun.errors import BatchrunError, RunfileError, UsageError
+from batchrun.hyperband import HyperbandStopper
+from batchrun.journal import JobRecord
+from batchrun.objective import MetricsFile, read_metrics
+from batchrun.runfile import Job, Runfile
+from batchrun.runner import METRICS_NAME
+
+__all__ = ["AdaptiveSweep", "BayesFeed", "load_sweep", "require_optuna"]
+
+# A bayes runfile's first line, written when the launch creates it.
+_HEADER = "# batchrun: the points of a bayes search of {spec}, one line each, appended as they are proposed\n"
+
+
+def require_optuna() -> None:
+    """Refuse a bayes launch up front, in one line, when the `bayes` extra is missing."""
+    try:
+        import optuna  # noqa: F401 - the launch needs it for its first proposal
+    except ImportError as error:
+        raise UsageError(INSTALL_HINT) from error
+
+
+def load_sweep(path: Path) -> AdaptiveSweep:
+    """Read a gridspec for a launch: its bayes search and its hyperband stopper, where it has them.
+
+    Raises:
+        GridspecError: the spec is invalid (a bayes spec without metric or run_cap included).
+        UsageError: a bayes spec and the `bayes` extra is not installed.
+    """
+    from batchrun.sweep import default_runfile_path, load_gridspec
+
+    if not path.is_file():
+        raise RunfileError("no such gridspec" if not path.exists() else "not a file", path)
+    gridspec = load_gridspec(path)
+    bayes = None
+    if gridspec.method == "bayes":
+        require_optuna()
+        bayes = BayesSpec(gridspec)
+    stopper = None
+    if gridspec.early_terminate is not None and gridspec.metric is not None:
+        stopper = HyperbandStopper(gridspec.early_terminate, gridspec.metric.name, gridspec.metric.goal)
+    return AdaptiveSweep(path, default_runfile_path(path), bayes, stopper)
+
+
+class AdaptiveSweep:
+    """What a launch of a W&B spec adds to a plain launch: proposing points, stopping runs early."""
+
+    def __init__(self, spec: Path, runfile: Path, bayes: BayesSpec | None, stopper: HyperbandStopper | None) -> None:
+        self.spec = spec
+        self.runfile = runfile
+        self.bayes = bayes
+        self.stopper = stopper
+        self.feed: BayesFeed | None = None
+
+    def create_runfile(self) -> None:
+        """Create a bayes sweep's runfile, durably, if it is absent (the launch appends to it)."""
+        try:
+            fd = os.open(self.runfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return
+        except OSError as error:
+            raise RunfileError(f"cannot create the runfile: {error.strerror}", self.runfile) from error
+        try:
+            os.write(fd, _HEADER.format(spec=self.spec.name).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def plan_line(self, runfile: Runfile, records: Mapping[str, JobRecord] | None) -> str:
+        """What the launch is about to do beyond its runfile's jobs, in one line."""
+        parts = []
+        if self.bayes is not None:
+            records = records or {}
+            spec = self.bayes
+            state = sweep_state(spec, [(job.command, _state(records.get(job.job_id)), MetricsFile()) for job in runfile.jobs])
+            to_propose = state.to_propose(spec, spec.run_cap)
+            metric = spec.metric
+            parts.append(f"bayes search (TPE) to {metric.goal.value} {metric.name}: {len(state.finished)} of run_cap {spec.run_cap} "
+                         f"runs finished, {len(state.in_flight)} to finish, {to_propose} more to propose as slots free up")
+            if state.foreign:
+                parts.append(f"{state.foreign} line(s) not of this search (run, not counted)")
+        if self.stopper is not None:
+            config = self.stopper.config
+            bands = ", ".join(map(str, config.bands[:4])) + (", ..." if len(config.bands) > 4 else "")
+            parts.append(f"hyperband stops runs worse than the top 1/{config.eta:g} at {bands} logged values of {self.stopper.metric}")
+        return "; ".join(parts)
+
+    def total(self, runfile: Runfile, records: Mapping[str, JobRecord]) -> int:
+        """How many jobs the launch will have in all: its runfile's, and the points still to propose."""
+        if self.bayes is None:
+            return len(runfile.jobs)
+        state = sweep_state(self.bayes, [(job.command, _state(records.get(job.job_id)), MetricsFile()) for job in runfile.jobs])
+        return len(runfile.jobs) + state.to_propose(self.bayes, self.bayes.run_cap)
+
+    def run(self, launch: Any, plan: Any, run_tasks: Any) -> None:
+        """Run the launch with the feed of new points and the hyperband monitor."""
+        from batchrun.monitor import HyperbandMonitor
+
+        if self.bayes is not None:
+            self.feed = BayesFeed(self.bayes, launch)
+        monitor = HyperbandMonitor(self.stopper, launch) if self.stopper is not None else None
+        if monitor is not None:
+            monitor.start()
+        try:
+            if not launch.should_stop_dispatch():
+                launch.run(plan, run_tasks, self.feed)
+        finally:
+            if monitor is not None:
+                monitor.stop()
+
+
+class _FeedLaunch(Protocol):
+    """The parts of a prepared `launch.Launch` the feed uses."""
+
+    runfile: Runfile
+    journal: Any
+    control: Any
+
+    @property
+    def options(self) -> Any: ...
+
+    @property
+    def runs_dir(self) -> Any: ...
+
+    def add_jobs(self, commands: list[str]) -> list[Job]: ...
+
+    def should_stop_dispatch(self) -> bool: ...
+
+
+class BayesFeed:
+    """The jobs of a bayes sweep, proposed as slots free up; thread-safe."""
+
+    def __init__(self, spec: BayesSpec, launch: _FeedLaunch) -> None:
+        self.spec = spec
+        self.launch = launch
+        self.n_jobs: int = launch.options.n_jobs
+        self.logs = Path(launch.runs_dir.logs)
+        self.proposed = 0  # lines this launch appended
+        # Metrics of runs that ended: their files no longer change.
+        self._ended: dict[tuple[str, int], MetricsFile] = {}
+        self._lock = threading.Lock()
+
+    def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None:
+        """New points for the free slots: [] while none is free (or run_cap is in flight), None at the end."""
+        launch = self.launch
+        if launch.should_stop_dispatch():
+            return None
+        with self._lock:
+            with launch.control.lock:
+                lines = [(job, launch.journal.records.get(job.job_id)) for job in launch.runfile.jobs]
+            in_flight = sum(1 for job, _ in lines if not is_done(job.job_id))
+            free = min(limit, self.n_jobs - in_flight)
+            if free <= 0:
+                return []
+            try:
+                state = sweep_state(self.spec, [(job.command, _state(rec), self._metrics(job, rec)) for job, rec in lines])
+                commands = next_commands(self.spec, state, free)
+                if not commands:
+                    return [] if in_flight else None
+                jobs = launch.add_jobs(commands)
+            except BatchrunError as error:
+                launch.control.fail(error)
+                return None
+            except OSError as error:
+                launch.control.fail(UsageError(f"{launch.runfile.path}: cannot append the next points: {error.strerror}"))
+                return None
+            self.proposed += len(jobs)
+            return jobs
+
+    def _metrics(self, job: Job, rec: JobRecord | None) -> MetricsFile:
+        if rec is None or not rec.finished:
+            return MetricsFile()  # the search takes only the point of a run in flight
+        key = (job.job_id, rec.attempts)
+        metrics = self._ended.get(key)
+        if metrics is None:
+            metrics = self._ended[key] = read_metrics(self.logs / job.job_id / METRICS_NAME)
+        return metrics
+
+
+def _state(rec: JobRecord | None) -> str | None:
+    return None if rec is None else str(rec.state)

@@ -1,0 +1,173 @@
+"""Bayes search and hyperband through the real CLI: real launches, real jobs, kill -9 at exact instants."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batchrun.journal import Journal
+from batchrun.runfile import load_runfile
+from tests.conftest import batchrun_cmd, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+FAULTS = REPO / "tests" / "data" / "faults"
+
+# A toy training script: logs its loss quickly, notes each run in ran.txt.
+# --layers 3 fails when FAIL3 is set; the loss is lowest near lr 0.01.
+TRAIN = '''\
+import argparse, json, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--layers", type=int)
+p.add_argument("--dropout", type=float, default=0.0)
+a = p.parse_args()
+with open("ran.txt", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+time.sleep(float(os.environ.get("SLOW", "0")))
+if a.layers == 3 and os.environ.get("FAIL3"):
+    sys.exit(1)
+with open(os.environ["BATCHRUN_METRICS"], "a") as f:
+    for step in range(4):
+        loss = (a.lr - 0.01) ** 2 * 1000 + a.layers * 0.1 + a.dropout + 1.0 / (step + 1)
+        f.write(json.dumps({"val_loss": loss, "_step": step}) + "\\n")
+        f.flush()
+        time.sleep(0.02)
+'''
+
+SPEC = """\
+program: train.py
+method: bayes
+metric: {name: val_loss, goal: minimize}
+run_cap: RUN_CAP
+seed: 7
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+  layers: {values: [1, 2, 3]}
+  dropout: {distribution: uniform, min: 0, max: 0.5}
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRFAULT_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=300, env=_env(**extra))
+
+
+def _bayes(workdir: Path, run_cap: int) -> Path:
+    (workdir / "train.py").write_text(TRAIN)
+    spec = workdir / "spec.yml"
+    spec.write_text(SPEC.replace("RUN_CAP", str(run_cap)))
+    return spec
+
+
+def _records(workdir: Path, name: str = "spec") -> dict[str, object]:
+    journal = Journal(workdir / "runs" / name)
+    journal.load()
+    return dict(journal.records)
+
+
+def _finished_states(workdir: Path) -> Counter[str]:
+    jobs = load_runfile(workdir / "spec.runfile").jobs
+    records = _records(workdir)
+    return Counter(str(records[job.job_id].state) for job in jobs if job.job_id in records)  # type: ignore[attr-defined]
+
+
+def _ran(workdir: Path) -> list[str]:
+    path = workdir / "ran.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_bayes_sweep_runs_to_exactly_run_cap_and_a_relaunch_adds_nothing(workdir: Path) -> None:
+    _bayes(workdir, 7)
+    first = _run("launch", "spec.yml", "-j", "3", cwd=workdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "bayes search (TPE) to minimize val_loss: 0 of run_cap 7 runs finished" in first.stdout
+    jobs = load_runfile(workdir / "spec.runfile").jobs
+    assert len(jobs) == 7
+    assert _finished_states(workdir) == Counter(succeeded=7)
+    ran = _ran(workdir)
+    assert len(ran) == 7 and len(set(ran)) == 7, "a point ran twice"
+    assert all(json.loads(line)["_step"] >= 0 for job in jobs for line in (workdir / "runs/spec/logs" / job.job_id / "metrics.jsonl").read_text().splitlines())
+    again = _run("launch", "spec.yml", "-j", "3", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "7 of run_cap 7 runs finished, 0 to finish, 0 more to propose" in again.stdout
+    assert len(load_runfile(workdir / "spec.runfile").jobs) == 7
+    assert len(_ran(workdir)) == 7
+
+
+@pytest.mark.parametrize("nth", [1, 2, 4])
+def test_a_kill_9_after_points_are_appended_loses_and_repeats_nothing(workdir: Path, nth: int) -> None:
+    """The launch dies right after the N-th append: its points are on disk, none started."""
+    _bayes(workdir, 6)
+    first = _run("launch", "spec.yml", "-j", "2", cwd=workdir, BRFAULT_KILL_AFTER_APPEND=str(nth))
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    appended = load_runfile(workdir / "spec.runfile").jobs
+    assert appended, "the first append is on disk"
+    assert not any((workdir / "runs/spec/logs" / job.job_id).exists() for job in appended[-1:]), "the last point started"
+    again = _run("launch", "spec.yml", "-j", "2", cwd=workdir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    jobs = load_runfile(workdir / "spec.runfile").jobs
+    assert jobs[: len(appended)] == appended, "the points appended before the kill were kept"
+    assert len(jobs) == 6
+    assert _finished_states(workdir) == Counter(succeeded=6)
+    ran = _ran(workdir)
+    assert len(ran) == 6 and len(set(ran)) == 6, "a point ran twice"
+
+
+def test_a_kill_9_while_runs_run_ends_with_run_cap_runs_each_once(workdir: Path) -> None:
+    """Killed while the third run sleeps: the relaunch adopts it, and no point runs twice."""
+    _bayes(workdir, 6)
+    first = subprocess.Popen(batchrun_cmd("launch", "spec.yml", "-j", "2"), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(SLOW="1"))
+    wait_for(lambda: len(_ran(workdir)) >= 3, timeout=120, what="three runs to start")
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    again = _run("launch", "spec.yml", "-j", "2", cwd=workdir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(load_runfile(workdir / "spec.runfile").jobs) == 6
+    assert _finished_states(workdir) == Counter(succeeded=6)
+    ran = _ran(workdir)
+    assert len(ran) == 6 and len(set(ran)) == 6, "a point ran twice"
+
+
+def test_failed_runs_are_imputed_and_count_towards_run_cap(workdir: Path) -> None:
+    _bayes(workdir, 8)
+    result = _run("launch", "spec.yml", "-j", "2", cwd=workdir, FAIL3="1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    states = _finished_states(workdir)
+    assert sum(states.values()) == 8 and set(states) <= {"succeeded", "failed"}
+    ran = _ran(workdir)
+    assert len(ran) == 8 and len(set(ran)) == 8
+    assert states["failed"] == sum(1 for line in ran if "--layers=3" in line) > 0, "some layers=3 point ran and failed"
+
+
+def test_a_bayes_dry_run_writes_nothing_and_says_what_it_would_do(workdir: Path) -> None:
+    _bayes(workdir, 5)
+    result = _run("launch", "spec.yml", "--dry-run", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "spec.yml: bayes search (TPE) to minimize val_loss: 0 of run_cap 5 runs finished, 0 to finish, 5 more to propose" in result.stdout
+    assert not (workdir / "spec.runfile").exists() and not (workdir / "runs").exists()
+
+
+def test_a_bayes_launch_without_the_extra_is_one_line_exit_2(workdir: Path) -> None:
+    _bayes(workdir, 5)
+    fake = workdir / "no_optuna"
+    fake.mkdir()
+    (fake / "optuna.py").write_text("raise ImportError(\"No module named 'optuna'\")\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join((str(fake), env["PYTHONPATH"]))
+    result = subprocess.run(batchrun_cmd("launch", "spec.yml"), cwd=workdir, capture_output=True, text=True, env=env, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "batchrun: error: method 'bayes' needs Optuna: pip install 'batchrun[bayes]'\n"
+    assert not (workdir / "spec.runfile").exists()
+
