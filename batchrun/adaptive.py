@@ -193,13 +193,17 @@ class BayesFeed:
             return jobs
 
     def _metrics(self, job: Job, rec: JobRecord | None) -> MetricsFile:
-        if rec is None or not rec.finished:
+        if rec is None or str(rec.state) not in _ENDED:
             return MetricsFile()  # the search takes only the point of a run in flight
         key = (job.job_id, rec.attempts)
         metrics = self._ended.get(key)
         if metrics is None:
             metrics = self._ended[key] = read_metrics(self.logs / job.job_id / METRICS_NAME)
         return metrics
+
+
+# The states of runs that ended: their values count (stopped ones' too), their files no longer change.
+_ENDED = frozenset({"succeeded", "failed", "timeout", "stopped", "killed"})
 
 
 def _state(rec: JobRecord | None) -> str | None:
