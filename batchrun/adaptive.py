@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchrun import runfile as runfiles  # looked up at each call: the fault tests patch it
 from batchrun.bayes import INSTALL_HINT, BayesSpec, next_commands, sweep_state
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 from batchrun.hyperband import HyperbandStopper
@@ -122,7 +124,7 @@ class AdaptiveSweep:
         from batchrun.monitor import HyperbandMonitor
 
         if self.bayes is not None:
-            self.feed = BayesFeed(self.bayes, launch)
+            self.feed = BayesFeed(self.bayes, launch, plan.adopt + plan.to_run)
         monitor = HyperbandMonitor(self.stopper, launch) if self.stopper is not None else None
         if monitor is not None:
             monitor.start()
@@ -140,6 +142,7 @@ class _FeedLaunch(Protocol):
     runfile: Runfile
     journal: Any
     control: Any
+    metadata: Any
 
     @property
     def options(self) -> Any: ...
@@ -147,33 +150,48 @@ class _FeedLaunch(Protocol):
     @property
     def runs_dir(self) -> Any: ...
 
-    def add_jobs(self, commands: list[str]) -> list[Job]: ...
+    def is_done(self, job_id: str) -> bool: ...
 
     def should_stop_dispatch(self) -> bool: ...
 
 
 class BayesFeed:
-    """The jobs of a bayes sweep, proposed as slots free up; thread-safe."""
+    """The jobs of a bayes sweep: the plan's first, then points proposed as slots free up; thread-safe.
 
-    def __init__(self, spec: BayesSpec, launch: _FeedLaunch) -> None:
+    A `feed.JobQueue` for the launch's windowed loader.
+    """
+
+    def __init__(self, spec: BayesSpec, launch: _FeedLaunch, pending: Iterable[Job] = ()) -> None:
         self.spec = spec
         self.launch = launch
         self.n_jobs: int = launch.options.n_jobs
         self.logs = Path(launch.runs_dir.logs)
         self.proposed = 0  # lines this launch appended
+        self._backlog = deque(pending)  # the plan's jobs: points of earlier launches to run or adopt
         # Metrics of runs that ended: their files no longer change.
         self._ended: dict[tuple[str, int], MetricsFile] = {}
         self._lock = threading.Lock()
 
     def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None:
-        """New points for the free slots: [] while none is free (or run_cap is in flight), None at the end."""
+        """The plan's jobs, then new points for the free slots: [] while none is free, None at the end.
+
+        A slot is free when fewer than -j lines of the runfile are in flight
+        (not done for the launch's mode: waiting, running or adopted).
+        """
         launch = self.launch
         if launch.should_stop_dispatch():
             return None
         with self._lock:
+            jobs: list[Job] = []
+            while self._backlog and len(jobs) < limit:
+                job = self._backlog.popleft()
+                if not is_done(job.job_id):
+                    jobs.append(job)
+            if jobs:
+                return jobs
             with launch.control.lock:
                 lines = [(job, launch.journal.records.get(job.job_id)) for job in launch.runfile.jobs]
-            in_flight = sum(1 for job, _ in lines if not is_done(job.job_id))
+                in_flight = sum(1 for job, _ in lines if not launch.is_done(job.job_id))
             free = min(limit, self.n_jobs - in_flight)
             if free <= 0:
                 return []
@@ -182,7 +200,7 @@ class BayesFeed:
                 commands = next_commands(self.spec, state, free)
                 if not commands:
                     return [] if in_flight else None
-                jobs = launch.add_jobs(commands)
+                jobs = self._append(commands)
             except BatchrunError as error:
                 launch.control.fail(error)
                 return None
@@ -191,6 +209,15 @@ class BayesFeed:
                 return None
             self.proposed += len(jobs)
             return jobs
+
+    def _append(self, commands: list[str]) -> list[Job]:
+        """Append the points to the runfile, fsynced, before any of them can start: the runfile is the record."""
+        launch = self.launch
+        with launch.control.lock:
+            jobs = runfiles.append_commands(launch.runfile, commands)
+            for job in jobs:
+                launch.metadata.jobs_by_id[job.job_id] = job
+        return jobs
 
     def _metrics(self, job: Job, rec: JobRecord | None) -> MetricsFile:
         if rec is None or str(rec.state) not in _ENDED:

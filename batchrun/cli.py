@@ -16,13 +16,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun import __version__, _signals, cli_status
+from batchrun import __version__, _signals, cli_queue, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:
+    from batchrun.feed import JobQueue
     from batchrun.launch import Launch
-    from batchrun.runfile import Job
+    from batchrun.livequeue import Follower
+    from batchrun.runfile import Job, Runfile
 
 __all__ = ["main"]
 
@@ -156,6 +158,10 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
+    launch.add_argument(
+        "--follow", action="store_true",
+        help="after the pending jobs, keep starting the lines appended to (or changed in) the runfile or gridspec, until Ctrl-C or batchrun stop",
+    )
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     sweep = sub.add_parser(
@@ -182,6 +188,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("template", nargs="?", default="runfile", choices=_TEMPLATES, help="which template (default runfile)")
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     cli_status.add_parsers(sub)
+    cli_queue.add_parsers(sub)
     return parser
 
 
@@ -195,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         2: batchrun could not start or go on: bad usage, bad input, a busy or
            unwritable runs directory.
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
+        124: `batchrun wait --timeout` expired while the launch still ran.
     """
     # Usually installed already by `__main__`, before this module's imports.
     if _signals.install():
@@ -226,6 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _cmd_init(args)
         if args.command in cli_status.COMMANDS:
             return cli_status.run(args)
+        if args.command in cli_queue.COMMANDS:
+            return cli_queue.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -273,17 +283,22 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         sbatch_args=shlex.split(args.sbatch_args),
         scheduler=args.scheduler,
         detach=args.detach,
+        follow=args.follow,
     )
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
     path: Path = args.runfile
+    gridspec = None
     adaptive = None  # a bayes search, hyperband, or both: from a W&B spec only
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
         from batchrun.adaptive import load_sweep
 
+        gridspec = path
         sweep = load_sweep(path)
         if sweep.bayes is None:
             path = _sweep_for_launch(path, args)
+        elif args.follow:
+            raise UsageError(f"{gridspec}: --follow does not apply to a bayes spec: its launch appends each point itself")
         else:
             path = sweep.runfile
             if not args.dry_run:
@@ -293,7 +308,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
     for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs and not bayes:
+    if not runfile.jobs and not args.follow and not bayes:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
@@ -304,6 +319,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
             print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, None)}")
         return code
     launch = Launch(runfile, options)
+    if gridspec is not None and args.follow:
+        launch.follower = _gridspec_follower(gridspec, runfile, args)
     plan = launch.prepare()
     for notice in launch.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
@@ -313,12 +330,22 @@ def _cmd_launch(args: argparse.Namespace) -> int:
             print(f"batchrun: {path}: {line}", file=out, flush=True)
         if adaptive is not None:
             print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, launch.journal.records)}", file=out, flush=True)
+        if args.follow:
+            followed = shlex.quote(str(gridspec or path))
+            print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
     total = adaptive.total(runfile, launch.journal.records) if adaptive is not None else len(runfile.jobs)
     progress = Progress(out, total, min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
+    if args.follow:
+        progress.following = launch.queued
+
+        def warn(text: str) -> None:
+            sys.stderr.write(f"batchrun: warning: {text}\n")
+
+        launch.on_warning = warn
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()
@@ -349,11 +376,21 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _run_job_tasks(launch: Launch, jobs: list[Job], n_jobs: int, more: Any = None) -> int:
+def _gridspec_follower(gridspec: Path, runfile: Runfile, args: argparse.Namespace) -> Follower:
+    """--follow of a gridspec: each change is swept into its runfile as `launch grid.yml` sweeps it."""
+    from batchrun.doit_sweep import run_sweep_task
+    from batchrun.livequeue import Follow
+    from batchrun.metadata import RunsDir
+
+    dep_file = RunsDir.for_runfile(runfile.path, args.accounting_dir, args.state_db_filename).path / ".sweep.doit.json"
+    return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
+
+
+def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> int:
     """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
     from batchrun.doit_runner import run_job_tasks
 
-    return run_job_tasks(launch, jobs, n_jobs, more)
+    return run_job_tasks(launch, jobs, n_jobs)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

@@ -256,8 +256,9 @@ def _jobs(count: int) -> str:
 def _counts_text(status: RunsStatus) -> str:
     counts = status.counts()
     total = sum(count for state, count in counts.items() if state != REMOVED)
-    # timeout and ignored appear only when some job is in them: most runs have none.
-    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state not in (State.TIMEOUT, IGNORED))]
+    # timeout, killed, stopped and ignored appear only when some job is in them: most runs have none.
+    rare = (State.TIMEOUT, State.KILLED, State.STOPPED, IGNORED)
+    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state not in rare)]
     text = f"{_jobs(total)}: " + ", ".join(parts)
     if counts[REMOVED]:
         text += f"; {counts[REMOVED]} {_COUNT_NAMES[REMOVED]}"
@@ -524,7 +525,8 @@ def _copy_new(path: Path, pos: int, out: IO[bytes]) -> int:
 def _cmd_failed(args: argparse.Namespace) -> int:
     target = _target(args)
     status = load_status(target)
-    wanted = {State.FAILED, State.TIMEOUT}
+    # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
+    wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
     if args.interrupted:
         wanted.add(State.INTERRUPTED)
     lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
@@ -566,6 +568,7 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int) -> None:
     labels = dict(_GROUP_LABELS)
     labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
     labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
+    labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
     id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
     for group in GROUPS:
         jobs = shown.groups[group]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from batchrun.events import EventKind, JobEvent
@@ -86,6 +87,8 @@ class Progress:
         # refresh thread calls `_renderable`, which takes it).
         self._lock = threading.Lock()
         self._live: Live | None = None
+        # --follow: how many jobs wait for a slot (the launch's `queued`); the totals grow as lines come.
+        self.following: Callable[[], int] | None = None
 
     def start(self) -> None:
         """Show the live area, on a terminal."""
@@ -119,6 +122,23 @@ class Progress:
                     self.out.write(line + "\n")
                     self.out.flush()
                     return
+            elif event.kind in (EventKind.QUEUE, EventKind.DROP):
+                # --follow: a line entered the runfile, or left it before its job started.
+                if event.kind == EventKind.QUEUE:
+                    self.total += 1
+                    label, note = "queued", f"line {job.lineno}"
+                else:
+                    self.total = max(0, self.total - 1)
+                    label, note = "dropped", "left the runfile before it started; not run"
+                if self.quiet:
+                    return
+                line = f"{label:<12}{job.job_id}  {note}  {job.command}"
+                if not self.tty:
+                    self.out.write(line + "\n")
+                    self.out.flush()
+                    return
+                if event.kind == EventKind.QUEUE:
+                    return  # the live line's totals show it
             elif event.kind == EventKind.SUBMIT:
                 # --detach: started and left running; a later launch collects it.
                 if not self.quiet and not self.tty:
@@ -128,11 +148,11 @@ class Progress:
             elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
-                if rec.state in State.FINISHED:
+                if rec.state in State.ENDED:
                     self.done += 1
                     self.finished_now += 1
                     self.runtime_sum += rec.runtime or 0.0
-                    if rec.state != State.SUCCEEDED:
+                    if rec.state not in (State.SUCCEEDED, State.STOPPED):
                         self.failed += 1
                 if self.quiet:
                     return
@@ -146,7 +166,7 @@ class Progress:
             # Above the live area: the failures stay on screen as it moves on.
             from rich.text import Text
 
-            live.console.print(Text(line, style="red" if event.record.state in State.FINISHED else "yellow"), overflow="ellipsis", no_wrap=True)
+            live.console.print(Text(line, style="red" if event.record.state in State.ENDED and event.record.state != State.STOPPED else "yellow"), overflow="ellipsis", no_wrap=True)
             live.refresh()  # else the area redrawn under the line shows the counts from before it
 
     def _job_line(self, event: JobEvent) -> str:
@@ -174,9 +194,10 @@ class Progress:
         elapsed = time.monotonic() - self.started
         left = max(0, self.total - self.done - len(self.running))
         eta = self.eta()
+        following = f" | following · {self.following()} queued" if self.following is not None else ""
         return (
             f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {left} left"
-            f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}"
+            f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}{following}"
         )
 
     def _renderable(self) -> RenderableType:
@@ -219,6 +240,8 @@ def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
         parts.append(f"{plan.succeeded} already succeeded")
     if plan.failed_skipped:
         parts.append(f"{plan.failed_skipped} failed earlier (skipped)")
+    if plan.stopped:
+        parts.append(f"{plan.stopped} stopped early (skipped)")
     if plan.recovered:
         parts.append(f"{plan.recovered} finished while no launch was watching")
     if plan.adopt:
@@ -240,7 +263,7 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
     failed = counts[State.FAILED] + counts[State.TIMEOUT]
     if failed:
         parts.append(f"{failed} failed")
-    for state in (State.INTERRUPTED, State.RUNNING, State.PENDING):
+    for state in (State.KILLED, State.STOPPED, State.INTERRUPTED, State.RUNNING, State.PENDING):
         if counts[state]:
             parts.append(f"{counts[state]} {state if state != State.PENDING else 'not run'}")
     lines = [f"batchrun: {total} jobs: " + ", ".join(parts) + f" ({result.ran} ran now)"]

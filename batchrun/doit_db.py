@@ -146,7 +146,7 @@ class RunsDirJobs:
                     "launch again to settle it, then forget it"
                 )
             # Unfinished jobs run again anyway: only what would be skipped is forgotten.
-            if rec.finished or rec.ignored:
+            if rec.state in State.ENDED or rec.ignored:
                 todo.append(job_id)
         if todo:
             self._writable().record_reset(todo)

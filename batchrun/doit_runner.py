@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from doit.action import BaseAction
@@ -56,13 +56,14 @@ from doit.task import Stream, Task
 
 from batchrun.doit_db import JobDone, JobSource, RunsDirJobs, register_jobs, unregister_jobs
 from batchrun.errors import BatchrunError
+from batchrun.feed import QUEUE_POLL, FixedJobs, JobQueue
 
 if TYPE_CHECKING:
     from batchrun.journal import JobRecord, Journal
     from batchrun.metadata import RunsDir
     from batchrun.runfile import Job
 
-__all__ = ["JobAction", "JobRunner", "JobTaskLoader", "MoreJobs", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
+__all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
 
 # Pending jobs turned into doit Tasks at a time. A Task with its node costs
 # about 5 KB; 2,000 keeps a window near 10 MB while the cost of building the
@@ -71,21 +72,6 @@ WINDOW = 2000
 
 # The backend's name in doit's `doit.BACKEND` entry-point group.
 BACKEND_NAME = "batchrun"
-
-# How long an idle worker waits before asking a job source that had nothing
-# yet again (a job that ends wakes it sooner).
-IDLE_WAIT = 0.2
-
-
-class MoreJobs(Protocol):
-    """A source of jobs that come while a launch runs (bayes proposals, a followed runfile).
-
-    `next_jobs` returns up to `limit` jobs to run now, [] when there are none
-    yet (ask again once a job ends or shortly), None when no more will come.
-    `is_done` is the loader's up-to-date decision, for jobs the source holds.
-    """
-
-    def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None: ...
 
 
 class JobRunner(Protocol):
@@ -107,6 +93,8 @@ class _LaunchLike(JobRunner, Protocol):
     def options(self) -> Any: ...
 
     def should_stop_dispatch(self) -> bool: ...
+
+    def is_running(self, job_id: str) -> bool: ...
 
 
 class JobAction(BaseAction):
@@ -181,6 +169,9 @@ class PoolRunner(Runner):
     The dispatcher generator of doit's TaskControl is shared under one lock;
     when a window's generator is exhausted, the worker that notices asks the
     loader for the next window while the others keep running their jobs.
+    An empty window (the job source has nothing yet: --follow) makes the
+    worker wait `QUEUE_POLL` seconds, lock released, and ask again; None
+    ends the run.
     """
 
     def __init__(
@@ -222,9 +213,7 @@ class PoolRunner(Runner):
                 if tasks is None:
                     return None
                 if not tasks:
-                    # Nothing yet from the job source: wait for a job to end
-                    # (or a short while), then ask again.
-                    self._cond.wait(IDLE_WAIT)
+                    self._cond.wait(QUEUE_POLL)
                     continue
                 control = TaskControl(tasks)
                 control.process(None)
@@ -274,18 +263,28 @@ class PoolRunner(Runner):
 
 
 class JobTaskLoader(TaskLoader2):
-    """Hands doit the launch's pending jobs, a window at a time."""
+    """Hands doit the launch's pending jobs, a window at a time.
+
+    `jobs` is a list, or a `JobQueue` that may say "nothing yet" (an empty
+    window) before it says "no more" (None). `skip` says which jobs need no
+    task: by default those done for the mode (the decision `JobDone` makes).
+    """
 
     def __init__(
-        self, runner: JobRunner, source: RunsDirJobs, jobs: Sequence[Job], should_stop: Callable[[], bool], more: MoreJobs | None = None
+        self,
+        runner: JobRunner,
+        source: RunsDirJobs,
+        jobs: Sequence[Job] | JobQueue,
+        should_stop: Callable[[], bool],
+        skip: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__()
         self.runner = runner
         self.source = source
         self.should_stop = should_stop
-        self.more = more  # asked once `jobs` are all handed out
-        self._jobs: Iterator[Job] = iter(jobs)
-        self._lock = threading.Lock()
+        self.queue: JobQueue = FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
+        self.skip = skip or source.done
+        self._collect = True
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"verbosity": 0}
@@ -294,25 +293,17 @@ class JobTaskLoader(TaskLoader2):
         return self.next_window() or []
 
     def next_window(self) -> list[Task] | None:
-        """The next window of tasks; [] when a job source has none yet, None when nothing is left."""
-        with self._lock:
-            tasks = []
-            done = self.source.done
-            for job in self._jobs:
-                # The decision JobDone would make from the job's values.
-                if not done(job.job_id):
-                    tasks.append(job_task(self.runner, self.source, job))
-                    if len(tasks) >= WINDOW:
-                        break
-            if tasks or self.more is None:
-                # The last window's Tasks sit in reference cycles (task <-> action):
-                # free them before building the next, or memory grows with the run.
-                gc.collect()
-                return tasks or None
-            jobs = self.more.next_jobs(WINDOW, done)
-            if jobs is None:
-                return None
-            return [job_task(self.runner, self.source, job) for job in jobs if not done(job.job_id)]
+        """The next window's tasks; [] when the job source has nothing yet, None when it has no more."""
+        if self._collect:
+            # The last window's Tasks sit in reference cycles (task <-> action):
+            # free them before building the next, or memory grows with the run.
+            gc.collect()
+        jobs = self.queue.next_jobs(WINDOW, self.skip)
+        # Not again while a following launch polls an unchanged file.
+        self._collect = bool(jobs)
+        if jobs is None:
+            return None
+        return [job_task(self.runner, self.source, job) for job in jobs]
 
 
 class _LaunchCmd(Run):
@@ -340,14 +331,20 @@ class _BatchrunDoit(DoitMain):
     DOIT_CMDS = (*DoitMain.DOIT_CMDS, _LaunchCmd)
 
 
-def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job], n_jobs: int, more: MoreJobs | None = None) -> int:
-    """Run the jobs as doit tasks with `n_jobs` workers, then those `more` gives; doit's return code.
+def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: int) -> int:
+    """Run the jobs (a list, or a `JobQueue` that may grow) as doit tasks with `n_jobs` workers; doit's return code.
 
     The backend is the same `batchrun` backend a dodo.py gets: the task names
     here are bare job ids, read from and written to the launch's open journal.
     """
     source = RunsDirJobs(launch.runs_dir, None, str(launch.options.mode), launch.journal)
-    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, more)
+    done = source.done
+
+    def skip(job_id: str) -> bool:
+        # A job source may hand in a job again (a line removed and put back while it runs).
+        return done(job_id) or launch.is_running(job_id)
+
+    loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, skip)
     main = _BatchrunDoit(
         loader,
         config_filenames=(),

@@ -22,6 +22,8 @@ class EventKind(ValueEnum):
     RETRY = "retry"  # it ended and failed, and runs again
     END = "end"  # it ended for this launch
     SUBMIT = "submit"  # --detach: started and left running
+    QUEUE = "queue"  # --follow: its line entered the runfile; it runs when its turn comes
+    DROP = "drop"  # --follow: its line left the runfile before it started; it will not run
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,16 @@ class State(str, enum.Enum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     TIMEOUT = "timeout"
+    # Stopped on purpose while its launch went on: by `batchrun kill`
+    # (counts as a failure; `--retry-failed` reruns it), or ended early by
+    # an adaptive sweep (counts as done, not failed). Neither has an exit
+    # status, and a plain relaunch runs neither again (`ENDED`).
+    KILLED = "killed"
+    STOPPED = "stopped"
 
     # Not members: set below, once the members exist.
     FINISHED: ClassVar[frozenset[State]]
+    ENDED: ClassVar[frozenset[State]]
     ALL: ClassVar[tuple[State, ...]]
 
     def __str__(self) -> str:
@@ -76,7 +83,10 @@ class State(str, enum.Enum):
         return str.__format__(str.__str__(self), spec)
 
 
+# Ran to its end, with an exit status.
 State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
+# Will not run again on a plain relaunch: finished, killed or stopped.
+State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
 State.ALL = tuple(State)
 
 

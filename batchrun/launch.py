@@ -19,25 +19,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.events import EventKind, JobEvent
 from batchrun.executors import ExecutorOptions, make_executor
+from batchrun.feed import JobQueue
 from batchrun.journal import JobRecord, Journal, State
+from batchrun.livequeue import Follow, Follower
 from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.planner import Plan, done_for_mode, make_plan
 from batchrun.repair import repair_runs_dir
-from batchrun.runfile import Job, Runfile, append_commands
+from batchrun.runfile import Job, Runfile
 from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
 
-# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs, more)`,
-# where `more` is a source of jobs that come while it runs (or None).
-RunTasks = Callable[["Launch", list[Job], int, Any], int]
+# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
+# the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).
+RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
@@ -83,6 +84,11 @@ class Launch:
         self.control = LaunchControl()
         self.metadata = MetadataSync(self.runs_dir, runfile, self.journal, self.control.lock, self.control.fail)
         self.plan: Plan | None = None
+        # --follow: what watches the runfile (the caller may set a gridspec's
+        # follower before `run`; by default the runfile's own), and the feed.
+        self.follower: Follower | None = None
+        self.follow: Follow | None = None
+        self._on_warning: Callable[[str], None] = _ignore_warning
         self._lock: LaunchLock | None = None
         self._stopper: GroupStopper | None = None
         base_env = dict(os.environ)
@@ -173,24 +179,33 @@ class Launch:
 
     # -- step 2: run --------------------------------------------------------
 
-    def run(self, plan: Plan, run_tasks: RunTasks, more: Any = None) -> None:
-        """Run `prepare`'s plan, then the jobs `more` gives; returns when all ended or stopped.
+    def run(self, plan: Plan, run_tasks: RunTasks, queue: JobQueue | None = None) -> None:
+        """Run `prepare`'s plan; returns when all ended or stopped.
 
         `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
-        that this module and doit's never import each other; `more` is a
-        `doit_runner.MoreJobs` (a bayes search proposing points) or None.
+        that this module and doit's never import each other. `queue`, when
+        given, hands out the plan's jobs and then the ones it makes while the
+        launch runs (`adaptive.BayesFeed`: a bayes search's points).
         """
         jobs = plan.adopt + plan.to_run
-        if not jobs and more is None:
+        if not jobs and not self.options.follow and queue is None:
             return
         self.executor.open()
         if self.options.detach:
             submit_detached(self.runner, plan.to_run)
             return
         self.runner.adopt_all(plan.adopt)
+        source: list[Job] | JobQueue = jobs
+        if self.options.follow:
+            follower = self.follower or Follow.of_runfile(self.runfile, None, None)
+            self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+            self.follow.on_warning = self._on_warning
+            source = self.follow.feed
+        elif queue is not None:
+            source = queue
         self.start_background()
         try:
-            run_tasks(self, jobs, self.options.n_jobs, more)
+            run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()
 
@@ -215,24 +230,41 @@ class Launch:
             return False
         return done_for_mode(self.journal.records.get(job_id), self.mode)
 
-    def add_jobs(self, commands: list[str]) -> list[Job]:
-        """Append new lines to the runfile (durably, before any of them starts); their jobs.
-
-        For job sources that make jobs while the launch runs (bayes): the
-        runfile stays the record of every job, whatever is killed when.
-        """
-        with self.control.lock:
-            jobs = append_commands(self.runfile, commands)
-            for job in jobs:
-                self.metadata.jobs_by_id[job.job_id] = job
-        return jobs
-
     def should_stop_dispatch(self) -> bool:
         return self.control.stopping.is_set()
 
+    def queued(self) -> int:
+        """--follow: jobs handed out or waiting for a slot, not started yet (for the display)."""
+        return self.follow.queued() if self.follow is not None else 0
+
+    @property
+    def on_warning(self) -> Callable[[str], None]:
+        return self._on_warning
+
+    @on_warning.setter
+    def on_warning(self, callback: Callable[[str], None]) -> None:
+        """Where --follow's warnings go (a repeated line, an unreadable file): one line each."""
+        self._on_warning = callback
+        if self.follow is not None:
+            self.follow.on_warning = callback
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether a thread of this launch runs (or waits for) the job now."""
+        with self.control.lock:
+            return job_id in self.runner.running
+
     def run_job(self, job: Job) -> JobRecord | None:
-        """Run (or adopt) one job in a free slot; called from doit's worker threads."""
-        return self.runner.run_job(job)
+        """Run (or adopt) one job in a free slot; called from doit's worker threads.
+
+        A following launch's job whose line left the runfile while it waited
+        does not start; an adopted one always runs (it runs already).
+        """
+        follow = self.follow
+        if follow is None or job.job_id in self.runner.adopt_ids:
+            return self.runner.run_job(job)
+        if not follow.may_start(job):
+            return None
+        return self.runner.run_job(job, once=True)
 
     # -- stopping -----------------------------------------------------------
 
@@ -276,7 +308,11 @@ class Launch:
             rec = records.get(job.job_id)
             state = rec.state if rec is not None else State.PENDING
             counts[state] += 1
-            if rec is not None and rec.finished and rec.state != State.SUCCEEDED:
+            if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
                 failed.append((job, rec))
         self.executor.close()
         return LaunchResult(counts, failed, self.control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, self.control.halted, runner.detached)
+
+
+def _ignore_warning(text: str) -> None:
+    pass

@@ -344,6 +344,11 @@ class MetadataView:
         self._rendered[job_id] = f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}"
         self.dirty = True
 
+    def remove(self, job_id: str) -> None:
+        """Drop one job's entry (a pending job whose line left a followed runfile)."""
+        if self._rendered.pop(job_id, None) is not None:
+            self.dirty = True
+
     def snapshot(self) -> list[str]:
         """The rendered entries now, in order (cheap: references, not copies)."""
         return list(self._rendered.values())

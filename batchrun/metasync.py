@@ -113,6 +113,11 @@ class MetadataSync:
         self._changed[job.job_id] = job
         self.view.dirty = True
 
+    def forget(self, job_id: str) -> None:
+        """A pending job left the followed runfile: no entry for it. Called under the launch's lock."""
+        self._changed.pop(job_id, None)
+        self.view.remove(job_id)
+
     def _render_changed(self) -> None:
         records = self.journal.records
         for job_id, job in self._changed.items():

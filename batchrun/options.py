@@ -67,6 +67,8 @@ class LaunchOptions:
     sbatch_args: list[str] = field(default_factory=list)
     scheduler: str | None = None
     detach: bool = False
+    # After the pending jobs, keep taking the lines that enter the runfile (launch --follow).
+    follow: bool = False
 
 
 def parse_mode(mode: str) -> Mode:
@@ -89,6 +91,8 @@ def check_options(options: LaunchOptions) -> None:
     """
     if options.detach and options.executor == "dask" and not options.scheduler:
         raise UsageError("--detach with --executor dask needs --scheduler: a local cluster stops when batchrun exits")
+    if options.follow and options.detach:
+        raise UsageError("--follow and --detach do not go together: a detached launch exits at once, so nothing follows the runfile")
     if options.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
     parse_mode(options.mode)

@@ -25,8 +25,9 @@ class Group(ValueEnum):
     NEW = "new"
     INTERRUPTED = "interrupted"  # stopped unfinished (or crashed): runs again
     RUNNING = "running"  # left running by a killed launch: adopted
-    FAILED = "failed"  # finished with a non-zero status (or timed out)
+    FAILED = "failed"  # finished with a non-zero status, timed out, or killed by `batchrun kill`
     SUCCEEDED = "succeeded"
+    STOPPED = "stopped"  # ended early on purpose (adaptive sweeps): done, not failed
     RECOVERED = "recovered"  # ended while no launch was watching (also in succeeded/failed)
     REMOVED = "removed"  # no longer in the runfile
 
@@ -45,6 +46,7 @@ class Plan:
     recovered: int  # ended while no launch was watching, collected now
     removed: int  # records of jobs no longer in the runfile
     ignored: int = 0  # `doit ignore`d: skipped whatever the mode
+    stopped: int = 0  # ended early on purpose: skipped unless --rerun-all
 
     @property
     def nothing_to_do(self) -> bool:
@@ -59,16 +61,21 @@ def is_ignored(rec: JobRecord | None) -> bool:
 def done_for_mode(rec: JobRecord | None, mode: str) -> bool:
     """Whether a job needs no run in a launch of this mode (doit's up-to-date answer).
 
-    resume: it finished, whatever its status; retry_failed: it succeeded;
-    overwrite: never.
+    resume: it ended (finished whatever its status, killed or stopped);
+    retry_failed: it succeeded or was stopped early (a decision, not a
+    failure); overwrite: never.
     """
     if rec is None:
         return False
     if mode == Mode.RESUME:
-        return rec.finished
+        return rec.state in State.ENDED
     if mode == Mode.RETRY_FAILED:
-        return rec.state == State.SUCCEEDED
+        return rec.state in _NOT_FAILED
     return False
+
+
+# The ended states `--retry-failed` does not run again.
+_NOT_FAILED = frozenset({State.SUCCEEDED, State.STOPPED})
 
 
 def classify(rec: JobRecord | None, adopted: bool = False) -> Group:
@@ -79,7 +86,9 @@ def classify(rec: JobRecord | None, adopted: bool = False) -> Group:
         return Group.NEW
     if rec.state == State.SUCCEEDED:
         return Group.SUCCEEDED
-    if rec.finished:
+    if rec.state == State.STOPPED:
+        return Group.STOPPED
+    if rec.state in State.ENDED:
         return Group.FAILED
     return Group.INTERRUPTED
 
@@ -137,5 +146,5 @@ def make_plan(
     failed_skipped = failed if mode == Mode.RESUME else 0
     return Plan(
         to_run, adopt, counts[Group.NEW], counts[Group.SUCCEEDED], failed, failed_skipped,
-        counts[Group.INTERRUPTED], recovered, removed, ignored,
+        counts[Group.INTERRUPTED], recovered, removed, ignored, counts[Group.STOPPED],
     )

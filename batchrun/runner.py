@@ -22,6 +22,7 @@ from batchrun.events import EventKind, JobEvent
 from batchrun.executors import Executor, local
 from batchrun.journal import JobRecord, Journal, State
 from batchrun.options import LaunchOptions
+from batchrun.planner import done_for_mode
 from batchrun.runfile import Job
 from batchrun.settle import Outcome, journal_decisions, settle_one
 from batchrun.stopper import STARTING, Target, stop_job
@@ -145,8 +146,14 @@ class JobRunner:
 
     # -- one job ----------------------------------------------------------
 
-    def run_job(self, job: Job) -> JobRecord | None:
-        """Run (or adopt) one job in a free slot, retrying failures as asked."""
+    def run_job(self, job: Job, once: bool = False) -> JobRecord | None:
+        """Run (or adopt) one job in a free slot, retrying failures as asked.
+
+        `once`: the job may have been handed in twice (a job source that
+        grows while the launch runs): it does not start if it runs now or
+        is done for the mode, checked under the lock its start is recorded
+        under.
+        """
         control = self.control
         if control.stopping.is_set():
             return None
@@ -154,9 +161,11 @@ class JobRunner:
         try:
             retries_left = self.options.retries
             rec = self._adopt(job, slot) if job.job_id in self.adopt_ids else None
+            fresh = once and rec is None
             while True:
                 if rec is None:
-                    rec = self._start_and_wait(job, slot, retries_left)
+                    rec = self._start_and_wait(job, slot, retries_left, fresh)
+                    fresh = False
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
@@ -202,15 +211,20 @@ class JobRunner:
             keep_old_logs(log_dir, attempt - 1)
         return attempt
 
-    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0) -> JobRecord | None:
+    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
+        with control.lock:
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
+                return None
         attempt = self.next_attempt(job, log_dir)
         start = time.time()
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
             # either sees the stop and never starts, or is visible to it.
             if control.stopping.is_set():
+                return None
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
             rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
             self.running[job.job_id] = STARTING

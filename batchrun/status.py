@@ -77,7 +77,7 @@ REMOVED = "removed"
 # The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
 IGNORED = "ignored"
 # Every state `status` counts and filters on, in the order it lists them.
-STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
+STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
 # What a launch would do with each job, in the order `plan` lists them.
 GROUPS = tuple(Group)
 

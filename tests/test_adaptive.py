@@ -34,13 +34,11 @@ class FakeLaunch:
         self.runfile = load_runfile(path)
         self.journal = SimpleNamespace(records={})
         self.control = SimpleNamespace(lock=threading.RLock(), fail=self.fail)
+        self.metadata = SimpleNamespace(jobs_by_id={})
         self.options = SimpleNamespace(n_jobs=n_jobs)
         self.runs_dir = SimpleNamespace(logs=tmp_path / "logs")
         self.errors: list[BatchrunError] = []
         self.stopping = False
-
-    def add_jobs(self, commands: list[str]) -> list[Job]:
-        return append_commands(self.runfile, commands)
 
     def should_stop_dispatch(self) -> bool:
         return self.stopping
@@ -57,6 +55,9 @@ class FakeLaunch:
             log = self.runs_dir.logs / job.job_id
             log.mkdir(parents=True, exist_ok=True)
             (log / "metrics.jsonl").write_text(json.dumps({"loss": loss}) + "\n")
+
+    def is_done(self, job_id: str) -> bool:
+        return self.done(job_id)
 
     def done(self, job_id: str) -> bool:
         rec = self.journal.records.get(job_id)
@@ -96,6 +97,16 @@ def test_the_feed_fills_free_slots_up_to_run_cap_then_ends(tmp_path: Path) -> No
     assert len(launch.runfile.jobs) == 5 and feed.proposed == 5
     commands = [job.command for job in load_runfile(launch.runfile.path).jobs]
     assert len(set(commands)) == 5
+
+
+def test_the_plans_jobs_come_first(tmp_path: Path) -> None:
+    feed, launch = _feed(tmp_path)
+    earlier = append_commands(launch.runfile, ["echo a", "echo b", "echo c"])
+    launch.end(earlier[1], "succeeded", None)
+    feed = BayesFeed(feed.spec, launch, earlier)
+    assert feed.next_jobs(1, launch.done) == [earlier[0]]
+    assert feed.next_jobs(5, launch.done) == [earlier[2]], "a job done meanwhile is skipped"
+    assert feed.next_jobs(5, launch.done) == [], "both slots are taken by the plan's jobs"
 
 
 def test_a_limit_smaller_than_the_free_slots_is_kept(tmp_path: Path) -> None:

@@ -63,3 +63,52 @@ def test_the_loader_hands_out_windows_of_jobs_not_done(tmp_path: Path, monkeypat
 def test_a_job_task_title_is_its_name_and_command() -> None:
     assert doit_runner.job_title(Task("exp:abc", ["true"], doc="python3 train.py")) == "exp:abc: python3 train.py"
     assert doit_runner.job_title(Task("other", ["true"])) == "other"
+
+
+class _GrowingQueue:
+    """A job source that says "nothing yet" twice between jobs, then "no more"."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.answers: list[list[Job] | None] = []
+        for job in jobs:
+            self.answers += [[], [], [job]]
+        self.answers.append(None)
+        self.asked: list[str] = []
+
+    def next_jobs(self, limit: int, is_done: object) -> list[Job] | None:
+        answer = self.answers.pop(0) if self.answers else None
+        self.asked.append("none" if answer is None else str(len(answer)))
+        return answer
+
+
+class _Launch:
+    def __init__(self, tmp_path: Path) -> None:
+        self.runs_dir = RunsDir(tmp_path)
+        self.journal = Journal(tmp_path)
+        self.options = type("Options", (), {"mode": "resume"})()
+        self.fatal = None
+        self.ran: list[str] = []
+
+    def should_stop_dispatch(self) -> bool:
+        return False
+
+    def is_running(self, job_id: str) -> bool:
+        return False
+
+    def run_job(self, job: Job) -> JobRecord | None:
+        self.ran.append(job.command)
+        return self.journal.record_end(job.job_id, 1, 0, 1.0, 2.0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 3])
+def test_a_job_queue_that_says_nothing_yet_keeps_the_run_going_until_it_says_no_more(tmp_path: Path, n_jobs: int) -> None:
+    launch = _Launch(tmp_path)
+    launch.journal.open()
+    jobs = [Job(f"echo {i}", f"{i:016x}", i + 1) for i in range(3)]
+    queue = _GrowingQueue(jobs)
+    try:
+        assert doit_runner.run_job_tasks(launch, queue, n_jobs) == 0
+    finally:
+        launch.journal.close()
+    assert sorted(launch.ran) == ["echo 0", "echo 1", "echo 2"]
+    assert queue.asked.count("0") == 6 and "none" in queue.asked

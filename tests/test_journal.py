@@ -135,3 +135,20 @@ def test_the_cli_reports_a_corrupt_journal_in_one_line_with_exit_2(command: str,
     assert code == 2
     journal = workdir / "runs" / "exp" / "jobs.journal"
     assert err == f"batchrun: error: {journal}:4: corrupt job journal line '\\xff\\xfe\\x00 garbage'; remove that line (jobs it recorded will run again)\n"
+
+
+def test_killed_and_stopped_jobs_replay_and_survive_compaction(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    j.open()
+    for job_id, state in (("k" * 16, State.KILLED), ("s" * 16, State.STOPPED)):
+        j.record_start(job_id, 1, 10.0, 0, "host")
+        j.record_unfinished(job_id, 1, 10.0, 11.0, state)
+    j.close()
+    for _ in range(2):
+        again = Journal(tmp_path)
+        again.load()
+        assert (again.records["k" * 16].state, again.records["s" * 16].state) == (State.KILLED, State.STOPPED)
+        assert again.records["k" * 16].exit_codes == [None]
+        assert not again.records["k" * 16].finished and State.KILLED in State.ENDED
+        again._lines = 10_000  # long enough to be compacted
+        again.compact()

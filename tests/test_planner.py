@@ -30,6 +30,10 @@ def record(command: str, state: State, status: int | None = None) -> JobRecord:
         (State.FAILED, True, False, False),
         (State.TIMEOUT, True, False, False),
         (State.INTERRUPTED, False, False, False),
+        # `batchrun kill`: not rerun by a plain relaunch, rerun by --retry-failed.
+        (State.KILLED, True, False, False),
+        # Ended early by an adaptive sweep: done, and not a failure.
+        (State.STOPPED, True, True, False),
     ],
 )
 def test_done_for_mode(state: State | None, resume: bool, retry_failed: bool, overwrite: bool) -> None:
@@ -43,6 +47,8 @@ def test_classify() -> None:
     assert classify(record("a", State.SUCCEEDED)) == Group.SUCCEEDED
     assert classify(record("a", State.TIMEOUT)) == Group.FAILED
     assert classify(record("a", State.INTERRUPTED)) == Group.INTERRUPTED
+    assert classify(record("a", State.KILLED)) == Group.FAILED
+    assert classify(record("a", State.STOPPED)) == Group.STOPPED
     assert classify(record("a", State.SUCCEEDED), adopted=True) == Group.RUNNING
 
 

@@ -1,0 +1,152 @@
+"""The queue subcommands `kill`, `stop` and `wait`: parsing and printing.
+
+`cli.py` adds these parsers with `add_parsers` and hands their parsed
+arguments to `run`, inside its one `except BatchrunError`. Reaching the
+launch is `batchrun.control`'s; reading the outcome is `batchrun.outcome`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from batchrun.control import request_kill, request_stop
+from batchrun.errors import UsageError
+from batchrun.metadata import DEFAULT_METADATA_NAME
+from batchrun.outcome import wait_for
+from batchrun.status import REMOVED, STATES, Target, find_job, load_status, resolve_target
+
+__all__ = ["COMMANDS", "WAIT_TIMED_OUT", "add_parsers", "run"]
+
+COMMANDS = ("kill", "stop", "wait")
+
+# `wait --timeout` expired with the launch still running: as timeout(1), so
+# that a script tells it from the launch's own 0, 1, 2 and 130.
+WAIT_TIMED_OUT = 124
+
+
+def _seconds(text: str) -> float:
+    rest = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    scale = units.get(rest[-1:], 0)
+    number = rest[:-1] if scale else rest
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:  # noqa: PLR0124 - NaN
+        raise argparse.ArgumentTypeError(f"expected a duration like 90, 90s, 30m or 2h, not {text!r}")
+    return value
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `kill`, `stop` and `wait` to the CLI's subparsers."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
+    where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
+    where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
+
+    kill = subparsers.add_parser(
+        "kill",
+        parents=[where],
+        help="stop running jobs of the running launch; the launch goes on",
+        description=(
+            "Stop the named running jobs of the launch that runs RUNFILE now: SIGTERM to each job's process group, "
+            "SIGKILL after the launch's --grace. They are recorded killed: a plain relaunch does not run them again, "
+            "--retry-failed does. JOB is a line number, a job id prefix or a unique part of the command, as for logs. "
+            "Example: batchrun kill exp.runfile 12 'lr=0.3'"
+        ),
+    )
+    kill.add_argument("jobs", nargs="+", metavar="JOB", help="line number, job id prefix, or unique part of the command")
+
+    stop = subparsers.add_parser(
+        "stop",
+        parents=[where],
+        help="let the running launch start no new job and end when its running jobs end",
+        description=(
+            "Ask the launch that runs RUNFILE now (found from its lock) to start no new job, including with --follow, "
+            "and to end once its running jobs have ended; it exits 0, or 1 if a job failed. With --now, stop it as "
+            "Ctrl-C does. Example: batchrun stop exp.runfile"
+        ),
+    )
+    stop.add_argument("--now", action="store_true", help="as Ctrl-C: stop the running jobs too (SIGTERM, SIGKILL after --grace); exit 130")
+    stop.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    wait = subparsers.add_parser(
+        "wait",
+        parents=[where],
+        help="wait until the runfile's launch (or its --detach'ed jobs) has finished; exit as it would",
+        description=(
+            "Wait while a launch of RUNFILE runs, or jobs it left with --detach (asking squeue for SLURM ones), then "
+            "exit as the launch would, from the records: 0 all succeeded, 1 some failed, timed out or were killed, "
+            "130 some interrupted; a finished run answers at once. Exit 124 when --timeout expires first, "
+            "2 when nothing was ever launched. Example: batchrun launch exp.runfile --detach && batchrun wait exp.runfile"
+        ),
+    )
+    wait.add_argument("--timeout", type=_seconds, default=None, metavar="DURATION", help="give up after this long (90, 30m, 2h) with exit 124")
+    wait.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of `COMMANDS`; errors are raised as `BatchrunError`s for `cli.main`."""
+    target = resolve_target(args.target, args.accounting_dir, args.state_db_filename)
+    if args.command == "kill":
+        return _cmd_kill(args, target)
+    if args.command == "stop":
+        return _cmd_stop(args, target)
+    return _cmd_wait(args, target)
+
+
+def _name(target: Target) -> str:
+    return str(target.given)
+
+
+def _cmd_kill(args: argparse.Namespace, target: Target) -> int:
+    from batchrun.control import launch_holder
+
+    if launch_holder(target.runs_dir) is None:
+        raise UsageError(f"no launch of {_name(target)} is running ({target.runs_dir.path} is not locked); nothing to kill")
+    status = load_status(target)
+    jobs = {}
+    for text in args.jobs:
+        job = find_job(status, text)
+        jobs[job.job_id] = job
+    answer = request_kill(target.runs_dir, _name(target), list(jobs))
+    for job_id in answer.killing:
+        job = jobs[job_id]
+        print(f"batchrun: {_name(target)}: killing job {job_id} (line {job.line}): {job.command}")
+    for job_id in answer.not_running:
+        job = jobs[job_id]
+        sys.stderr.write(f"batchrun: warning: job {job_id} (line {job.line}) is not running (it is {job.category}); not killed\n")
+    if not answer.killing:
+        raise UsageError(f"none of the named jobs is running in the launch of {_name(target)} (pid {answer.pid}); see batchrun status {shlex.quote(_name(target))}")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace, target: Target) -> int:
+    answer = request_stop(target.runs_dir, _name(target), now=args.now)
+    if not args.quiet:
+        if args.now:
+            print(f"batchrun: {_name(target)}: stopping the launch (pid {answer.pid}) as Ctrl-C does")
+        else:
+            print(f"batchrun: {_name(target)}: the launch (pid {answer.pid}) starts no new job and ends when its running jobs end")
+    return 0
+
+
+def _cmd_wait(args: argparse.Namespace, target: Target) -> int:
+    def tell(what: str) -> None:
+        if not args.quiet:
+            print(f"batchrun: {_name(target)}: {what}", flush=True)
+
+    outcome = wait_for(target, args.timeout, tell)
+    if outcome is None:
+        sys.stderr.write(f"batchrun: {_name(target)}: still running after --timeout {args.timeout:g} s\n")
+        return WAIT_TIMED_OUT
+    if not args.quiet:
+        shown = ", ".join(f"{outcome.counts[state]} {state}" for state in STATES if outcome.counts.get(state) and state != REMOVED)
+        lost = f"; {len(outcome.lost)} detached job(s) ended without an exit record (cancelled outside batchrun?)" if outcome.lost else ""
+        print(f"batchrun: {_name(target)}: finished: {shown or 'no jobs'}{lost} (exit {outcome.exit_code})")
+    return outcome.exit_code
