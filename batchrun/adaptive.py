@@ -134,6 +134,9 @@ class AdaptiveSweep:
         finally:
             if monitor is not None:
                 monitor.stop()
+        if monitor is not None and monitor.errors:
+            # A bug, not bad input: reported (after the launch is recorded) rather than hidden.
+            raise monitor.errors[0]
 
 
 class _FeedLaunch(Protocol):

@@ -118,7 +118,7 @@ class HyperbandMonitor:
         with launch.control.lock:
             records = launch.journal.records
             jobs = [(job.job_id, records.get(job.job_id)) for job in launch.runfile.jobs]
-            running = set(launch.stoppable_jobs())
+            running = set(launch.runner.running)
         changed = False
         for job_id, rec in jobs:
             if job_id in self._settled:
@@ -133,9 +133,8 @@ class HyperbandMonitor:
             return set()
         histories = {job_id: tail.values for job_id, tail in self.tails.items() if tail.values}
         to_stop = self.stopper.runs_to_stop(histories, running - self.stopped)
-        for job_id in sorted(to_stop):
-            if launch.stop_job(job_id, _STOPPED):
-                self.stopped.add(job_id)
+        if to_stop:
+            self.stopped.update(launch.stop_jobs(sorted(to_stop), _STOPPED))
         return to_stop
 
 

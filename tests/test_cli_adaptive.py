@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections import Counter
@@ -149,6 +150,11 @@ def test_failed_runs_are_imputed_and_count_towards_run_cap(workdir: Path) -> Non
     ran = _ran(workdir)
     assert len(ran) == 8 and len(set(ran)) == 8
     assert states["failed"] == sum(1 for line in ran if "--layers=3" in line) > 0, "some layers=3 point ran and failed"
+    retry = _run("launch", "spec.yml", "-j", "2", "--retry-failed", cwd=workdir)
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert len(load_runfile(workdir / "spec.runfile").jobs) == 8, "the failed points ran again in place, no new ones"
+    assert _finished_states(workdir) == Counter(succeeded=8)
+    assert len(_ran(workdir)) == 8 + states["failed"]
 
 
 def test_a_bayes_dry_run_writes_nothing_and_says_what_it_would_do(workdir: Path) -> None:
@@ -171,3 +177,88 @@ def test_a_bayes_launch_without_the_extra_is_one_line_exit_2(workdir: Path) -> N
     assert result.stderr == "batchrun: error: method 'bayes' needs Optuna: pip install 'batchrun[bayes]'\n"
     assert not (workdir / "spec.runfile").exists()
 
+
+
+# Hyperband: six runs of a grid, `quality` q logs loss q + 0.01 * step. Each
+# logs 3 values at once, waits until all six have (so every run reaches band
+# 3 before any can be judged there), then logs 5 more slowly: at band 3 the
+# threshold is the third best (3), so 4, 5 and 6 are stopped while they log
+# slowly, and 1 to 3 run to their end (8 values: band 9 is never reached).
+# Quality 6 ignores SIGTERM: the SIGKILL after --grace ends it.
+HYPERBAND_TRAIN = '''\
+import argparse, json, os, signal, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--quality", type=int)
+q = p.parse_args().quality
+if q == 6:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open("ran.txt", "a") as f:
+    f.write(f"{q}\\n")
+def log(step):
+    with open(os.environ["BATCHRUN_METRICS"], "a") as f:
+        f.write(json.dumps({"loss": q + 0.01 * step, "_step": step}) + "\\n")
+for step in range(3):
+    log(step)
+open(f"gate/{q}", "w").close()
+deadline = time.time() + 60
+while len(os.listdir("gate")) < 6 and time.time() < deadline:
+    time.sleep(0.05)
+for step in range(3, 8):
+    time.sleep(0.6)
+    log(step)
+'''
+
+HYPERBAND_SPEC = """\
+program: train.py
+method: grid
+metric: {name: loss, goal: minimize}
+parameters:
+  quality: {values: [1, 2, 3, 4, 5, 6]}
+early_terminate: {type: hyperband, min_iter: 3, eta: 3}
+"""
+
+
+def _quality_states(workdir: Path) -> dict[int, str]:
+    records = _records(workdir, "grid")
+    out = {}
+    for job in load_runfile(workdir / "grid.runfile").jobs:
+        quality = int(job.command.rsplit("=", 1)[1])
+        out[quality] = str(records[job.job_id].state)  # type: ignore[attr-defined]
+    return out
+
+
+def test_hyperband_stops_the_clearly_worse_runs_and_the_launch_exits_0(workdir: Path) -> None:
+    (workdir / "train.py").write_text(HYPERBAND_TRAIN)
+    (workdir / "gate").mkdir()
+    (workdir / "grid.yml").write_text(HYPERBAND_SPEC)
+    first = _run("launch", "grid.yml", "-j", "6", "--grace", "0.5", cwd=workdir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "hyperband stops runs worse than the top 1/3 at 3, 9, 27, 81, ... logged values of loss" in first.stdout
+    assert _quality_states(workdir) == {1: "succeeded", 2: "succeeded", 3: "succeeded", 4: "stopped", 5: "stopped", 6: "stopped"}
+    assert "3 succeeded, 3 stopped" in first.stdout
+    logs = workdir / "runs" / "grid" / "logs"
+    for job in load_runfile(workdir / "grid.runfile").jobs:
+        values = (logs / job.job_id / "metrics.jsonl").read_text().splitlines()
+        quality = int(job.command.rsplit("=", 1)[1])
+        assert (len(values) == 8) == (quality <= 3), (quality, len(values))
+    status = _run("status", "grid.yml", cwd=workdir)
+    assert status.returncode == 0 and "3 stopped" in status.stdout, status.stdout
+    again = _run("launch", "grid.yml", "-j", "6", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "3 stopped early (skipped)" in again.stdout and "0 to run" in again.stdout
+    assert sorted(_ran(workdir)) == ["1", "2", "3", "4", "5", "6"], "a stopped run ran again"
+
+
+def test_the_issues_example_runs_end_to_end(workdir: Path) -> None:
+    """examples/bayes as a user runs it, with a run_cap small enough for CI."""
+    for name in ("spec.yml", "train.py"):
+        shutil.copy(REPO / "examples" / "bayes" / name, workdir / name)
+    spec = workdir / "spec.yml"
+    spec.write_text(spec.read_text().replace("run_cap: 60", "run_cap: 6"))
+    result = _run("launch", "spec.yml", "-j", "4", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bayes search (TPE) to minimize val_loss: 0 of run_cap 6 runs finished" in result.stdout
+    assert "hyperband stops runs worse than the top 1/3 at 3, 9, 27" in result.stdout
+    states = _finished_states(workdir)
+    assert sum(states.values()) == 6 and set(states) <= {"succeeded", "stopped"}, states
+    assert len(load_runfile(workdir / "spec.runfile").jobs) == 6

@@ -57,15 +57,20 @@ class FakeLaunch:
         self.control = SimpleNamespace(lock=threading.RLock())
         self.runfile = SimpleNamespace(jobs=[Job(f"cmd {i}", i, n) for n, i in enumerate(ids, 1)])
         self.journal = SimpleNamespace(records={})
-        self.running: set[str] = set()
+        self.runner = SimpleNamespace(running={})
         self.stops: list[tuple[str, str]] = []
 
-    def stoppable_jobs(self) -> list[str]:
-        return sorted(self.running)
+    @property
+    def running(self) -> set[str]:
+        return set(self.runner.running)
 
-    def stop_job(self, job_id: str, state: str) -> bool:
-        self.stops.append((job_id, state))
-        return True
+    @running.setter
+    def running(self, ids: set[str]) -> None:
+        self.runner.running = dict.fromkeys(ids, "123")
+
+    def stop_jobs(self, job_ids: list[str], state: str) -> list[str]:
+        self.stops += [(job_id, state) for job_id in job_ids]
+        return job_ids
 
     def log(self, job_id: str, *values: float) -> None:
         path = self.runs_dir.logs / job_id / "metrics.jsonl"
