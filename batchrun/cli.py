@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun import __version__, _signals, cli_queue, cli_status
+from batchrun import __version__, _signals, cli_queue, cli_results, cli_status
 from batchrun.cli_status import int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
@@ -94,7 +94,7 @@ def _gpu_list(text: str) -> list[str]:
 
 
 # Options whose value usually starts with "-" (argparse would take it for an option).
-_DASHED_VALUE_OPTIONS = ("--sbatch-args",)
+_DASHED_VALUE_OPTIONS = ("--sbatch-args", "--sort")
 
 
 def _join_option_values(argv: list[str]) -> list[str]:
@@ -189,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing dodo.py")
     cli_status.add_parsers(sub)
     cli_queue.add_parsers(sub)
+    cli_results.add_parsers(sub)
     return parser
 
 
@@ -236,6 +237,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_status.run(args)
         if args.command in cli_queue.COMMANDS:
             return cli_queue.run(args)
+        if args.command in cli_results.COMMANDS:
+            return cli_results.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
@@ -346,6 +349,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
             sys.stderr.write(f"batchrun: warning: {text}\n")
 
         launch.on_warning = warn
+    progress.best = _best_so_far(args.runfile, launch.runs_dir)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()
@@ -391,6 +395,15 @@ def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> i
     from batchrun.doit_runner import run_job_tasks
 
     return run_job_tasks(launch, jobs, n_jobs)
+
+
+def _best_so_far(given: Path, runs_dir: Any) -> Any:
+    """The live display's `best loss 0.123, line 17`: the gridspec's metric, else the first reported."""
+    from batchrun.best_so_far import BestSoFar
+    from batchrun.results import gridspec_metric
+
+    metric, goal = gridspec_metric(given) if given.suffix.lower() in _GRIDSPEC_SUFFIXES else (None, "min")
+    return BestSoFar(runs_dir.logs, metric, goal)
 
 
 def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:

@@ -22,6 +22,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
 
+from batchrun.best_so_far import metric_columns
 from batchrun.display import format_duration, plan_lines
 from batchrun.errors import MetadataError, UsageError
 from batchrun.journal import JobRecord, State
@@ -298,6 +299,8 @@ def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[Jo
     if running:
         header.append("SLOT")
         columns.append([str(rec.slot) if rec is not None and rec.state == running_state and rec.slot is not None else "" for rec in recs])
+    metric_header, metric_cells = metric_columns(status, jobs)  # batchrun.best_so_far: the last value of each metric
+    header, columns = header + metric_header, columns + metric_cells
     if sweep is not None:
         names, params = sweep
         empty: dict[str, Any] = {}

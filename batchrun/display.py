@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.live import Live
 
+    from batchrun.best_so_far import BestSoFar
+
 __all__ = ["Progress", "format_duration", "plan_lines", "summary_lines"]
 
 # Redraws per second of the live area: enough to see time pass, cheap next to the jobs.
@@ -89,6 +91,8 @@ class Progress:
         self._live: Live | None = None
         # --follow: how many jobs wait for a slot (the launch's `queued`); the totals grow as lines come.
         self.following: Callable[[], int] | None = None
+        # The best metric value so far (`best loss 0.123, line 17`), set by the CLI; see batchrun.best_so_far.
+        self.best: BestSoFar | None = None
 
     def start(self) -> None:
         """Show the live area, on a terminal."""
@@ -148,6 +152,8 @@ class Progress:
             elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
+                if self.best is not None:
+                    self.best.update(job.job_id, job.lineno)
                 if rec.state in State.ENDED:
                     self.done += 1
                     self.finished_now += 1
@@ -198,7 +204,7 @@ class Progress:
         return (
             f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {left} left"
             f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}{following}"
-        )
+        ) + (f" | {best}" if self.best is not None and (best := self.best.text()) else "")
 
     def _renderable(self) -> RenderableType:
         from rich.console import Group
@@ -248,6 +254,8 @@ def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
         parts.append(f"{len(plan.adopt)} still running from an earlier launch (adopting)")
     if plan.rerun_unfinished:
         parts.append(f"{plan.rerun_unfinished} unfinished (running again)")
+    if plan.ignored:
+        parts.append(f"{plan.ignored} ignored (doit forget runs them again)")
     parts.append(f"{len(plan.to_run)} to run")
     if mode != "resume":
         parts.append(f"mode {mode}")

@@ -26,6 +26,7 @@ from typing import Any
 
 from doit.exceptions import InvalidDodoFile, TaskFailed
 
+from batchrun.dodo_results import results_task
 from batchrun.doit_db import JobDone, RunsDirJobs, register_jobs
 from batchrun.doit_runner import BACKEND_NAME, JobAction, job_title
 from batchrun.doit_sweep import sweep_task
@@ -35,7 +36,7 @@ from batchrun.launch import Launch, LaunchOptions, LaunchResult
 from batchrun.metadata import RunsDir
 from batchrun.runfile import Job, Runfile, load_runfile
 
-__all__ = ["DOIT_CONFIG", "runfile_tasks", "sweep_task", "sweep_tasks"]
+__all__ = ["DOIT_CONFIG", "results_task", "runfile_tasks", "sweep_task", "sweep_tasks"]
 
 # What doit needs to run batchrun tasks: thread mode; the journal backend
 # (job tasks live in runs/<name>/jobs.journal, other tasks' values in
@@ -51,9 +52,8 @@ class _Session:
     journal; the runs directory is locked and recovered when the first job
     task actually runs, and metadata.json is finished when the group task
     runs or, failing that, when the process exits. The launch's steps are
-    those `batchrun launch` takes (prepare, open the executor, start the
-    background, run jobs, stop, finish); only doit, not `Launch.run`, picks
-    the jobs.
+    those `batchrun launch` takes (`prepare`, `start`, `run_job` for each
+    job, `finish`); only doit, not `Launch.run`, picks the jobs.
     """
 
     def __init__(self, runfile: Runfile, options: LaunchOptions, group: str) -> None:
@@ -80,9 +80,7 @@ class _Session:
                 raise BatchrunError(f"{self.runfile.path}: its jobs already finished in this doit run")
             if self.launch is None:
                 launch = Launch(self.runfile, self.options)
-                launch.prepare()
-                launch.executor.open()
-                launch.start_background()
+                launch.start(launch.prepare())
                 self.jobs.use_journal(launch.journal)
                 self.launch = launch
                 _SESSIONS.append(self)

@@ -190,11 +190,10 @@ class Launch:
         jobs = plan.adopt + plan.to_run
         if not jobs and not self.options.follow and queue is None:
             return
-        self.executor.open()
         if self.options.detach:
+            self.executor.open()
             submit_detached(self.runner, plan.to_run)
             return
-        self.runner.adopt_all(plan.adopt)
         source: list[Job] | JobQueue = jobs
         if self.options.follow:
             follower = self.follower or Follow.of_runfile(self.runfile, None, None)
@@ -203,11 +202,21 @@ class Launch:
             source = self.follow.feed
         elif queue is not None:
             source = queue
-        self.start_background()
+        self.start(plan)
         try:
             run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()
+
+    def start(self, plan: Plan) -> None:
+        """Get ready to run jobs: the executor, the adopted jobs, the metadata thread.
+
+        `run` calls it; so does a plain `doit` run of batchrun tasks
+        (`batchrun.dodo`), where doit rather than `run` then picks the jobs.
+        """
+        self.executor.open()
+        self.runner.adopt_all(plan.adopt)
+        self.start_background()
 
     def start_background(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""

@@ -343,10 +343,13 @@ def _shell_status(returncode: int) -> int:
 
 
 def keep_old_logs(log_dir: str, attempt: int) -> None:
-    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log."""
-    for name in ("out", "err"):
+    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log / metrics.<attempt>.jsonl.
+
+    Metrics too: attempts must not mix their histories in one file.
+    """
+    for name, ext in (("out", "log"), ("err", "log"), ("metrics", "jsonl")):
         try:
-            os.replace(f"{log_dir}/{name}.log", f"{log_dir}/{name}.{attempt}.log")
+            os.replace(f"{log_dir}/{name}.{ext}", f"{log_dir}/{name}.{attempt}.{ext}")
         except FileNotFoundError:
             pass
 

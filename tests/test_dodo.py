@@ -170,6 +170,7 @@ def test_doit_ignore_skips_a_job_until_it_is_forgotten(tmp_path: Path) -> None:
     # batchrun launch goes through the same backend: doit skips the job there too.
     launched = run_batchrun("launch", "exp.runfile", cwd=tmp_path)
     assert launched.returncode == 1, launched.stderr  # `exit 3` failed in the doit run
+    assert "1 ignored (doit forget runs them again), 0 to run" in launched.stdout
     assert sorted(side.read_text().split()) == ["1", "2"]
     journal = Journal(tmp_path / "runs" / "exp")
     journal.load()

@@ -67,9 +67,13 @@ def test_the_montecarlo_example_sweeps_and_aggregates(tmp_path: Path) -> None:
     shutil.copytree(REPO / "examples" / "montecarlo", example)
     done = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=example, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    table = (example / "results.md").read_text().splitlines()
-    assert table[0].startswith("| method | samples | seed |")
-    assert len(table) == 2 + 18
-    assert len((example / "results.csv").read_text().splitlines()) == 1 + 18
+    # It ends with the table averaged over the seeds (3 sample sizes x 2 methods) and what it wrote.
+    out = done.stdout.splitlines()
+    assert out[-1] == "batchrun: 18 runs of grid.yml -> results.csv, report.html"
+    assert out[-8].split() == ["samples", "method", "runs", "abs_error", "estimate", "seconds"]
+    assert [line.split()[:3] for line in out[-7:-1]] == [[s, m, "3"] for s in ("1000", "10000", "100000") for m in ("uniform", "stratified")]
+    rows = (example / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("line,job_id,state,samples,method,seed,abs_error,") and len(rows) == 1 + 18
+    assert "Plotly.newPlot" in (example / "report.html").read_text()
     launched = run_batchrun("launch", "pi.runfile", "-j", "2", cwd=example)
     assert launched.returncode == 0, launched.stderr

@@ -2,8 +2,11 @@
 
 Usage: python3 pi.py --samples=100000 --seed=1 [--method=uniform|stratified]
 
-Writes result.json into the job's log directory (batchrun sets
-BATCHRUN_LOG_DIR for every job), or into the current directory otherwise.
+Reports its metrics the way any program can, with no import: one JSON line
+per history point, appended to the file $BATCHRUN_METRICS names (batchrun
+sets it for every job; in Python, `batchrun.log` does the same). The history
+is the running error as points are drawn; the last line is the summary.
+`batchrun results grid.yml` and `batchrun report grid.yml` read them.
 """
 
 import json
@@ -26,13 +29,24 @@ def parse_args(argv):
     return int(args["samples"]), int(args["seed"]), args["method"]
 
 
+def log(line):
+    """Append one JSON line to $BATCHRUN_METRICS (the whole protocol); nothing outside batchrun."""
+    path = os.environ.get("BATCHRUN_METRICS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
 def estimate(samples, seed, method):
     rng = random.Random(seed)
     inside = 0
     if method == "uniform":
-        for _ in range(samples):
+        every = max(1, samples // 20)
+        for drawn in range(1, samples + 1):
             x, y = rng.random(), rng.random()
             inside += x * x + y * y <= 1.0
+            if drawn % every == 0:
+                log({"abs_error": abs(4.0 * inside / drawn - math.pi), "_step": drawn})
     elif method == "stratified":
         side = max(1, int(math.sqrt(samples)))
         for i in range(side):
@@ -49,17 +63,8 @@ def main():
     samples, seed, method = parse_args(sys.argv[1:])
     started = time.time()
     pi_hat, used = estimate(samples, seed, method)
-    result = {
-        "samples": used,
-        "seed": seed,
-        "method": method,
-        "estimate": pi_hat,
-        "abs_error": abs(pi_hat - math.pi),
-        "seconds": round(time.time() - started, 4),
-    }
-    out_dir = os.environ.get("BATCHRUN_LOG_DIR", ".")
-    with open(os.path.join(out_dir, "result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    result = {"estimate": pi_hat, "abs_error": abs(pi_hat - math.pi), "seconds": round(time.time() - started, 4)}
+    log({"_summary": result})
     print(f"pi ~ {pi_hat:.6f} (error {result['abs_error']:.2e}) from {used} samples, seed {seed}, {method}")
 
 
