@@ -29,7 +29,8 @@ from batchrun.bayes import INSTALL_HINT, BayesSpec, next_commands, sweep_state
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 from batchrun.hyperband import HyperbandStopper
 from batchrun.journal import JobRecord
-from batchrun.objective import MetricsFile, read_metrics
+from batchrun.metrics_file import RunMetrics
+from batchrun.objective import read_metrics
 from batchrun.runfile import Job, Runfile
 from batchrun.runner import METRICS_NAME
 
@@ -99,7 +100,7 @@ class AdaptiveSweep:
         if self.bayes is not None:
             records = records or {}
             spec = self.bayes
-            state = sweep_state(spec, [(job.command, _state(records.get(job.job_id)), MetricsFile()) for job in runfile.jobs])
+            state = sweep_state(spec, [(job.command, _state(records.get(job.job_id)), None) for job in runfile.jobs])
             to_propose = state.to_propose(spec, spec.run_cap)
             metric = spec.metric
             parts.append(f"bayes search (TPE) to {metric.goal.value} {metric.name}: {len(state.finished)} of run_cap {spec.run_cap} "
@@ -116,7 +117,7 @@ class AdaptiveSweep:
         """How many jobs the launch will have in all: its runfile's, and the points still to propose."""
         if self.bayes is None:
             return len(runfile.jobs)
-        state = sweep_state(self.bayes, [(job.command, _state(records.get(job.job_id)), MetricsFile()) for job in runfile.jobs])
+        state = sweep_state(self.bayes, [(job.command, _state(records.get(job.job_id)), None) for job in runfile.jobs])
         return len(runfile.jobs) + state.to_propose(self.bayes, self.bayes.run_cap)
 
     def run(self, launch: Any, plan: Any, run_tasks: Any) -> None:
@@ -172,7 +173,7 @@ class BayesFeed:
         self.proposed = 0  # lines this launch appended
         self._backlog = deque(pending)  # the plan's jobs: points of earlier launches to run or adopt
         # Metrics of runs that ended: their files no longer change.
-        self._ended: dict[tuple[str, int], MetricsFile] = {}
+        self._ended: dict[tuple[str, int], RunMetrics | None] = {}
         self._lock = threading.Lock()
 
     def next_jobs(self, limit: int, is_done: Callable[[str], bool]) -> list[Job] | None:
@@ -222,14 +223,13 @@ class BayesFeed:
                 launch.metadata.jobs_by_id[job.job_id] = job
         return jobs
 
-    def _metrics(self, job: Job, rec: JobRecord | None) -> MetricsFile:
+    def _metrics(self, job: Job, rec: JobRecord | None) -> RunMetrics | None:
         if rec is None or str(rec.state) not in _ENDED:
-            return MetricsFile()  # the search takes only the point of a run in flight
+            return None  # the search takes only the point of a run in flight
         key = (job.job_id, rec.attempts)
-        metrics = self._ended.get(key)
-        if metrics is None:
-            metrics = self._ended[key] = read_metrics(self.logs / job.job_id / METRICS_NAME)
-        return metrics
+        if key not in self._ended:
+            self._ended[key] = read_metrics(self.logs / job.job_id / METRICS_NAME)
+        return self._ended[key]
 
 
 # The states of runs that ended: their values count (stopped ones' too), their files no longer change.

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from batchrun._wandb import Distribution, SearchSpace, search_space
 from batchrun.errors import BatchrunError, GridspecError
-from batchrun.objective import Goal, Metric, MetricsFile, all_values
+from batchrun.objective import Goal, Metric, run_values
 
 if TYPE_CHECKING:
+    from batchrun.metrics_file import RunMetrics
     from batchrun.sweep import Gridspec
 
 __all__ = ["INSTALL_HINT", "BayesSpec", "FinishedRun", "SweepState", "finished_run", "next_commands", "observed_values",
@@ -78,9 +79,9 @@ class FinishedRun:
     succeeded: bool
 
 
-def finished_run(params: Mapping[str, Any], metrics: MetricsFile, metric: Metric, succeeded: bool) -> FinishedRun:
-    """Build a FinishedRun from what the job logged."""
-    return FinishedRun(params, all_values(metrics, metric.name), succeeded)
+def finished_run(params: Mapping[str, Any], metrics: RunMetrics | None, metric: Metric, succeeded: bool) -> FinishedRun:
+    """Build a FinishedRun from what the job logged (None: no metrics file)."""
+    return FinishedRun(params, run_values(metrics, metric.name), succeeded)
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ class SweepState:
         return max(0, min(free_slots, spec.run_cap - len(self.finished) - len(self.in_flight)))
 
 
-def sweep_state(spec: BayesSpec, jobs: Iterable[tuple[str, str | None, MetricsFile]]) -> SweepState:
+def sweep_state(spec: BayesSpec, jobs: Iterable[tuple[str, str | None, RunMetrics | None]]) -> SweepState:
     """Read (command, state or None if never run, metrics) of every runfile line.
 
     succeeded and stopped runs are finished with their values; failed,

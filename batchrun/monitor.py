@@ -80,6 +80,11 @@ def _value(line: bytes, name: str) -> float | None:
     if not isinstance(row, dict) or "_summary" in row:
         return None
     value = row.get(name)
+    if value is None and "." in name:
+        # Nested objects are metrics named with dots, as `metrics_file` flattens them.
+        value = row
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
     return float(value) if isinstance(value, (int, float)) and is_number(value) else None
 
 

@@ -6,13 +6,12 @@ metrics file (`$BATCHRUN_METRICS`, JSON lines: history rows such as
 `{"val_loss": 0.3, "_step": 3}` and `{"_summary": {...}}` lines) into the
 values W&B would see: `SweepRun.metric_history(name, filter_invalid=True)`
 and `metric_extremum` (history plus summary) in `wandb/sweeps` `run.py`.
-It is pure apart from `read_metrics`; the reader is small on purpose, to be
-swapped for `batchrun.results` once that lands.
+It is pure apart from `read_metrics`, which is `metrics_file`'s reader (the
+one `batchrun results` uses), so a sweep sees the values the table shows.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["Goal", "Metric", "MetricsFile", "all_values", "is_number", "metric_values", "parse_metric", "read_metrics"]
+from batchrun.metrics_file import RunMetrics, Skipped, read_metrics_file
+
+__all__ = ["Goal", "Metric", "is_number", "metric_values", "parse_metric", "read_metrics", "run_values"]
 
 _Fail = Callable[..., NoReturn]
 
@@ -84,38 +85,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@dataclass(frozen=True)
-class MetricsFile:
-    """What one job logged: its history rows, in order, and its summary."""
-
-    history: tuple[Mapping[str, Any], ...] = ()
-    summary: Mapping[str, Any] | None = None
-
-
-def read_metrics(path: Path) -> MetricsFile:
-    """Read a metrics file; a missing file is an empty one.
-
-    A line that is not a JSON object (a job killed mid-write leaves half a
-    line) is skipped: the values around it are still good.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError):
-        return MetricsFile()
-    history: list[Mapping[str, Any]] = []
-    summary: dict[str, Any] | None = None
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(row, dict):
-            continue
-        if isinstance(row.get("_summary"), dict):
-            summary = {**(summary or {}), **row["_summary"]}
-        else:
-            history.append(row)
-    return MetricsFile(tuple(history), summary)
+def read_metrics(path: Path) -> RunMetrics | None:
+    """Read a job's metrics file with batchrun's one reader (`metrics_file`); None when there is none."""
+    return read_metrics_file(str(path), Skipped())
 
 
 def metric_values(history: Sequence[Mapping[str, Any]], name: str) -> list[float]:
@@ -127,9 +99,19 @@ def metric_values(history: Sequence[Mapping[str, Any]], name: str) -> list[float
     return [float(row[name]) for row in history if name in row and is_number(row[name])]
 
 
-def all_values(metrics: MetricsFile, name: str) -> list[float]:
-    """History values plus the summary value, if valid: what W&B's metric_extremum ranges over."""
-    values = metric_values(metrics.history, name)
-    if metrics.summary is not None and is_number(metrics.summary.get(name)):
-        values.append(float(metrics.summary[name]))
+def run_values(metrics: RunMetrics | None, name: str) -> list[float]:
+    """The extremes of a run's logged values of the metric, history and summary: what W&B's metric_extremum ranges over.
+
+    The lowest and highest history values and the summary value (when
+    valid): a run's best, and the worst over runs, are those of all its values.
+    """
+    if metrics is None:
+        return []
+    values = []
+    series = metrics.series.get(name)
+    if series is not None and series.count:
+        values += [series.min, series.max]
+    summary = metrics.summary.get(name)
+    if summary is not None and is_number(summary):
+        values.append(float(summary))
     return values

@@ -12,6 +12,7 @@ import pytest
 from batchrun.adaptive import AdaptiveSweep, BayesFeed, load_sweep
 from batchrun.errors import BatchrunError, RunfileError
 from batchrun.journal import JobRecord
+from batchrun.objective import run_values
 from batchrun.runfile import Job, Runfile, append_commands, load_runfile
 
 SPEC = """\
@@ -91,7 +92,7 @@ def test_the_feed_fills_free_slots_up_to_run_cap_then_ends(tmp_path: Path) -> No
     assert feed.next_jobs(100, launch.done) == [], "run_cap is reached once the last one finishes: wait for it"
     launch.end(more[1], "succeeded", 0.2)
     assert feed.next_jobs(100, launch.done) is None
-    values = sorted(feed._metrics(job, launch.journal.records[job.job_id]).history[0]["loss"]
+    values = sorted(run_values(feed._metrics(job, launch.journal.records[job.job_id]), "loss")[0]
                     for job in launch.runfile.jobs if (launch.runs_dir.logs / job.job_id).exists())
     assert values == [0.2, 0.5, 0.7], "a stopped run is valued by what it logged"
     assert len(launch.runfile.jobs) == 5 and feed.proposed == 5

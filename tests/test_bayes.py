@@ -17,7 +17,7 @@ import pytest
 from batchrun._wandb import search_space
 from batchrun.bayes import INSTALL_HINT, BayesSpec, FinishedRun, next_commands, observed_values, propose, sweep_state
 from batchrun.errors import BatchrunError
-from batchrun.objective import MetricsFile, read_metrics
+from batchrun.objective import read_metrics
 from batchrun.sweep import load_gridspec
 
 EVERY_DISTRIBUTION = """
@@ -197,13 +197,15 @@ def test_search_space_refuses_grids(tmp_path: Path) -> None:
 def test_sweep_state_reads_runfile_lines_as_the_optimizer_sees_them(tmp_path: Path) -> None:
     spec = bayes_spec(tmp_path, "parameters: {x: {min: 0.0, max: 1.0}}", program="t.py")
     line = "/usr/bin/env python t.py --x={}".format
-    logged = MetricsFile(({"loss": 2.0}, {"loss": 1.0}), {"loss": 1.5})
+    (tmp_path / "metrics.jsonl").write_text('{"loss": 2.0}\n{"loss": 1.5}\n{"loss": 3.0}\n{"_summary": {"loss": 1.0}}\n')
+    logged = read_metrics(tmp_path / "metrics.jsonl")
     jobs = [(line(0.1), "succeeded", logged), (line(0.2), "stopped", logged), (line(0.3), "failed", logged),
-            (line(0.4), "timeout", MetricsFile()), (line(0.5), None, MetricsFile()), (line(0.6), "running", MetricsFile()),
-            (line(0.7), "interrupted", MetricsFile()), ("echo by hand", "succeeded", logged)]
+            (line(0.4), "timeout", None), (line(0.5), None, None), (line(0.6), "running", None),
+            (line(0.7), "interrupted", None), ("echo by hand", "succeeded", logged)]
     state = sweep_state(spec, jobs)
+    # A run's values are the extremes of its history and its summary: its best, and the worst seen, are among them.
     assert [(r.params["x"], list(r.values), r.succeeded) for r in state.finished] == [
-        (0.1, [2.0, 1.0, 1.5], True), (0.2, [2.0, 1.0, 1.5], True), (0.3, [2.0, 1.0, 1.5], False), (0.4, [], False)]
+        (0.1, [1.5, 3.0, 1.0], True), (0.2, [1.5, 3.0, 1.0], True), (0.3, [1.5, 3.0, 1.0], False), (0.4, [], False)]
     assert state.in_flight == [{"x": 0.5}, {"x": 0.6}, {"x": 0.7}] and state.foreign == 1
     # run_cap 20: 4 finished + 3 in flight leave 13 to propose, however many slots are free.
     assert state.to_propose(spec, 4) == 4 and state.to_propose(spec, 50) == 13
@@ -253,8 +255,10 @@ def test_the_example_spec_and_train_py(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.jsonl"
     env = {"BATCHRUN_METRICS": str(metrics), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, str(example / "train.py"), *args, "--sleep=0"], env=env, check=True, capture_output=True)
-    values = [row["val_loss"] for row in read_metrics(metrics).history]
-    assert len(values) == 27 and values[-1] < values[0]
+    logged = read_metrics(metrics)
+    assert logged is not None
+    series = logged.series["val_loss"]
+    assert series.count == 27 and series.last < series.max
     # Without a metrics file it still trains (and logs nowhere).
     run = subprocess.run([sys.executable, str(example / "train.py"), *args, "--sleep=0", "--epochs=2"],
                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True)

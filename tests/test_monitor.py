@@ -38,6 +38,13 @@ def test_a_tail_reads_only_new_bytes_and_waits_for_a_whole_line(tmp_path: Path) 
     assert tail.poll() is True and tail.values == [3.0, 2.0, 1.5]
 
 
+def test_a_tail_reads_nested_metrics_by_their_dotted_names(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(_line(val={"loss": 2}) + _line(**{"val.loss": 1}) + _line(val=3))
+    tail = MetricsTail(path, "val.loss")
+    assert tail.poll() is True and tail.values == [2.0, 1.0]
+
+
 def test_a_tail_rereads_a_file_that_was_replaced(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text(_line(loss=5) + _line(loss=4))

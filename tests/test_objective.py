@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from batchrun.objective import Goal, Metric, all_values, metric_values, parse_metric, read_metrics
+from batchrun.objective import Goal, Metric, metric_values, parse_metric, read_metrics, run_values
 
 
 class Failed(Exception):
@@ -18,15 +18,17 @@ def fail(message: str, line: int | None = None) -> NoReturn:
     raise Failed(message)
 
 
-def test_reader_keeps_rows_in_order_merges_summaries_and_skips_torn_lines(tmp_path: Path) -> None:
+def test_a_runs_values_are_its_extremes_and_summary_skipping_torn_lines(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"loss": 3, "_step": 0}\n[1]\n{"_summary": {"loss": 0.5}}\n{"loss": 2.5}\n'
+    path.write_text('{"loss": 3, "_step": 0}\n[1]\n{"_summary": {"loss": 0.5}}\n{"loss": 2.5}\n{"loss": 2.7}\n'
                     '{"_summary": {"acc": 1}}\n{"loss": NaN}\n{"loss": true}\n{"los')
     metrics = read_metrics(path)
-    assert metric_values(metrics.history, "loss") == [3.0, 2.5]
-    assert metrics.summary == {"loss": 0.5, "acc": 1}
-    assert all_values(metrics, "loss") == [3.0, 2.5, 0.5]
-    assert read_metrics(tmp_path / "missing.jsonl").history == ()
+    assert metrics is not None and metrics.summary == {"loss": 0.5, "acc": 1}
+    assert run_values(metrics, "loss") == [2.5, 3.0, 0.5]
+    assert run_values(metrics, "acc") == [1.0] and run_values(metrics, "other") == []
+    assert read_metrics(tmp_path / "missing.jsonl") is None and run_values(None, "loss") == []
+    rows = [{"loss": 3}, {"acc": 1}, {"loss": float("nan")}, {"loss": True}, {"loss": 2.5}]
+    assert metric_values(rows, "loss") == [3.0, 2.5]
 
 
 def test_best_and_worst_follow_the_goal() -> None:
