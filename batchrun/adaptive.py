@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchrun import runfile as runfiles  # looked up at each call: the fault tests patch it
-from batchrun.bayes import INSTALL_HINT, BayesSpec, next_commands, sweep_state
+from batchrun.bayes import INSTALL_HINT, BayesSpec, SweepState, next_commands, sweep_state
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 from batchrun.hyperband import HyperbandStopper
 from batchrun.journal import JobRecord
@@ -34,7 +34,7 @@ from batchrun.objective import read_metrics
 from batchrun.runfile import Job, Runfile
 from batchrun.runner import METRICS_NAME
 
-__all__ = ["AdaptiveSweep", "BayesFeed", "load_sweep", "require_optuna"]
+__all__ = ["AdaptiveSweep", "BayesFeed", "load_sweep", "require_optuna", "states_of"]
 
 # A bayes runfile's first line, written when the launch creates it.
 _HEADER = "# batchrun: the points of a bayes search of {spec}, one line each, appended as they are proposed\n"
@@ -46,6 +46,11 @@ def require_optuna() -> None:
         import optuna  # noqa: F401 - the launch needs it for its first proposal
     except ImportError as error:
         raise UsageError(INSTALL_HINT) from error
+
+
+def states_of(records: Mapping[str, JobRecord]) -> dict[str, str]:
+    """Job id -> state name, as `AdaptiveSweep` takes them."""
+    return {job_id: str(rec.state) for job_id, rec in records.items()}
 
 
 def load_sweep(path: Path) -> AdaptiveSweep:
@@ -94,17 +99,24 @@ class AdaptiveSweep:
         finally:
             os.close(fd)
 
-    def plan_line(self, runfile: Runfile, records: Mapping[str, JobRecord] | None) -> str:
-        """What the launch is about to do beyond its runfile's jobs, in one line."""
+    def _state_of(self, runfile: Runfile, states: Mapping[str, str]) -> SweepState:
+        assert self.bayes is not None
+        return sweep_state(self.bayes, [(job.command, states.get(job.job_id), None) for job in runfile.jobs])
+
+    def to_propose(self, runfile: Runfile, states: Mapping[str, str]) -> int:
+        """How many more points the search will propose (0 for grid and random)."""
+        return self._state_of(runfile, states).to_propose(self.bayes, self.bayes.run_cap) if self.bayes is not None else 0
+
+    def plan_line(self, runfile: Runfile, states: Mapping[str, str]) -> str:
+        """What the launch does beyond its runfile's jobs, in one line; `states`: job id -> state, for jobs with a record."""
         parts = []
         if self.bayes is not None:
-            records = records or {}
             spec = self.bayes
-            state = sweep_state(spec, [(job.command, _state(records.get(job.job_id)), None) for job in runfile.jobs])
-            to_propose = state.to_propose(spec, spec.run_cap)
+            state = self._state_of(runfile, states)
             metric = spec.metric
             parts.append(f"bayes search (TPE) to {metric.goal.value} {metric.name}: {len(state.finished)} of run_cap {spec.run_cap} "
-                         f"runs finished, {len(state.in_flight)} to finish, {to_propose} more to propose as slots free up")
+                         f"runs finished, {len(state.in_flight)} to finish, {state.to_propose(spec, spec.run_cap)} more to propose "
+                         "as slots free up")
             if state.foreign:
                 parts.append(f"{state.foreign} line(s) not of this search (run, not counted)")
         if self.stopper is not None:
@@ -112,13 +124,6 @@ class AdaptiveSweep:
             bands = ", ".join(map(str, config.bands[:4])) + (", ..." if len(config.bands) > 4 else "")
             parts.append(f"hyperband stops runs worse than the top 1/{config.eta:g} at {bands} logged values of {self.stopper.metric}")
         return "; ".join(parts)
-
-    def total(self, runfile: Runfile, records: Mapping[str, JobRecord]) -> int:
-        """How many jobs the launch will have in all: its runfile's, and the points still to propose."""
-        if self.bayes is None:
-            return len(runfile.jobs)
-        state = sweep_state(self.bayes, [(job.command, _state(records.get(job.job_id)), None) for job in runfile.jobs])
-        return len(runfile.jobs) + state.to_propose(self.bayes, self.bayes.run_cap)
 
     def run(self, launch: Any, plan: Any, run_tasks: Any) -> None:
         """Run the launch with the feed of new points and the hyperband monitor."""

@@ -294,7 +294,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     gridspec = None
     adaptive = None  # a bayes search, hyperband, or both: from a W&B spec only
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        from batchrun.adaptive import load_sweep
+        from batchrun.adaptive import load_sweep, states_of
 
         gridspec = path
         sweep = load_sweep(path)
@@ -317,10 +317,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if _signals.take_pending():
         raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
-        code = cli_status.dry_run(runfile, options)
-        if adaptive is not None:
-            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, None)}")
-        return code
+        return cli_status.dry_run(runfile, options, adaptive, str(args.runfile))
     launch = Launch(runfile, options)
     if gridspec is not None and args.follow:
         launch.follower = _gridspec_follower(gridspec, runfile, args)
@@ -332,14 +329,14 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
         if adaptive is not None:
-            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, launch.journal.records)}", file=out, flush=True)
+            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, states_of(launch.journal.records))}", file=out, flush=True)
         if args.follow:
             followed = shlex.quote(str(gridspec or path))
             print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
-    total = adaptive.total(runfile, launch.journal.records) if adaptive is not None else len(runfile.jobs)
+    total = len(runfile.jobs) + (adaptive.to_propose(runfile, states_of(launch.journal.records)) if adaptive is not None else 0)
     progress = Progress(out, total, min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
     if args.follow:

@@ -163,12 +163,21 @@ def test_failed_runs_are_imputed_and_count_towards_run_cap(workdir: Path) -> Non
     assert len(_ran(workdir)) == 10 and set(_ran(workdir)[8:]) == {ran[1], ran[4]}
 
 
-def test_a_bayes_dry_run_writes_nothing_and_says_what_it_would_do(workdir: Path) -> None:
+def test_a_bayes_dry_run_plan_and_status_say_what_the_search_does(workdir: Path) -> None:
     _bayes(workdir, 5)
-    result = _run("launch", "spec.yml", "--dry-run", cwd=workdir)
-    assert result.returncode == 0, result.stderr
-    assert "spec.yml: bayes search (TPE) to minimize val_loss: 0 of run_cap 5 runs finished, 0 to finish, 5 more to propose" in result.stdout
+    line = "batchrun: spec.yml: bayes search (TPE) to minimize val_loss: {} of run_cap 5 runs finished, 0 to finish, {} more to propose as slots free up\n"
+    for args in (("launch", "spec.yml", "--dry-run"), ("plan", "spec.yml")):
+        result = _run(*args, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.endswith("0 jobs, 0 to run\n" + line.format(0, 5)), result.stdout
     assert not (workdir / "spec.runfile").exists() and not (workdir / "runs").exists()
+    status = _run("status", "spec.yml", cwd=workdir)
+    assert (status.returncode, status.stderr) == (2, "batchrun: error: nothing launched yet for spec.yml; run batchrun launch spec.yml\n")
+    assert _run("launch", "spec.yml", "-j", "2", cwd=workdir).returncode == 0
+    plan = _run("plan", "spec.yml", cwd=workdir)
+    assert line.format(5, 0) in plan.stdout and plan.stdout.endswith("nothing to do\n"), plan.stdout
+    status = _run("status", "spec.yml", cwd=workdir)
+    assert status.returncode == 0 and "5 jobs: 5 succeeded" in status.stdout, status.stdout
 
 
 def test_a_bayes_launch_without_the_extra_is_one_line_exit_2(workdir: Path) -> None:
@@ -249,6 +258,15 @@ def test_hyperband_stops_the_clearly_worse_runs_and_the_launch_exits_0(workdir: 
         assert (len(values) == 8) == (quality <= 3), (quality, len(values))
     status = _run("status", "grid.yml", cwd=workdir)
     assert status.returncode == 0 and "3 stopped" in status.stdout, status.stdout
+    table = _run("results", "grid.yml", "--json", cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    rows = {int(row["quality"]): row for row in json.loads(table.stdout)}
+    assert {q: rows[q]["state"] for q in rows} == _quality_states(workdir)
+    assert 4.02 <= rows[4]["loss"] < 4.07, "a stopped run shows what it logged before the stop"
+    report = _run("report", "grid.yml", "-o", "report.html", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    html = (workdir / "report.html").read_text()
+    assert "3 stopped</span>" in html and "3 succeeded</span>" in html
     again = _run("launch", "grid.yml", "-j", "6", cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert "3 stopped early (skipped)" in again.stdout and "0 to run" in again.stdout
