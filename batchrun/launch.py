@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchrun.control import ControlPoller
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.events import EventKind, JobEvent
 from batchrun.executors import ExecutorOptions, make_executor
@@ -55,6 +56,7 @@ class LaunchResult:
     runs_dir: Path
     error: BatchrunError | None = None
     halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
+    drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
     detached: int = 0  # jobs submitted and left running (--detach)
 
     @property
@@ -90,6 +92,7 @@ class Launch:
         self.follow: Follow | None = None
         self._on_warning: Callable[[str], None] = _ignore_warning
         self._lock: LaunchLock | None = None
+        self._poller: ControlPoller | None = None
         self._stopper: GroupStopper | None = None
         base_env = dict(os.environ)
         base_env.update(options.env)
@@ -137,6 +140,9 @@ class Launch:
         self._lock = acquire_lock(self.runs_dir)
         metadata = self.metadata
         try:
+            # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
+            self._poller = ControlPoller(self.runs_dir, self._on_control_stop, self._on_control_kill)
+            self._poller.start()
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
@@ -161,6 +167,7 @@ class Launch:
                     metadata.read_old()
                 metadata.build()
         except BaseException:
+            self._stop_poller()
             self.journal.close()
             self._lock.release()
             self._lock = None
@@ -277,6 +284,31 @@ class Launch:
 
     # -- stopping -----------------------------------------------------------
 
+    def stop_jobs(self, job_ids: list[str], state: str = State.KILLED) -> list[str]:
+        """Stop these running jobs while the launch goes on; the ids it is stopping.
+
+        The per-job stop `batchrun kill` uses (state `killed`) and adaptive
+        sweeps may use (state `stopped`): SIGTERM to the job's whole process
+        group, SIGKILL after --grace, then the job is recorded as `state`
+        (not retried, no --fail-fast) and its slot takes the next job.
+        Returns at once; jobs not running now are left out.
+        """
+        return self.runner.stop_jobs(job_ids, state)
+
+    def _on_control_stop(self, now: bool) -> None:
+        if now:
+            self.request_stop()
+        else:
+            self.control.drain()
+
+    def _on_control_kill(self, job_ids: list[str]) -> list[str]:
+        return self.stop_jobs(job_ids, State.KILLED)
+
+    def _stop_poller(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: start no new job, stop the running ones.
 
@@ -308,6 +340,7 @@ class Launch:
             if error is None:
                 self.metadata.write_stamp()
         finally:
+            self._stop_poller()
             if self._lock is not None:
                 self._lock.release()
         counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
@@ -320,7 +353,11 @@ class Launch:
             if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
                 failed.append((job, rec))
         self.executor.close()
-        return LaunchResult(counts, failed, self.control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, self.control.halted, runner.detached)
+        control = self.control
+        return LaunchResult(
+            counts, failed, control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, control.halted,
+            detached=runner.detached, drained=control.drained and not control.interrupted,
+        )
 
 
 def _ignore_warning(text: str) -> None:

@@ -25,7 +25,7 @@ from batchrun.options import LaunchOptions
 from batchrun.planner import done_for_mode
 from batchrun.runfile import Job
 from batchrun.settle import Outcome, journal_decisions, settle_one
-from batchrun.stopper import STARTING, Target, stop_job
+from batchrun.stopper import STARTING, JobEnds, Target, stop_job
 
 __all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
 
@@ -44,6 +44,13 @@ class LaunchControl:
         self.fatal: BatchrunError | None = None
         self.halted: str | None = None  # "fail-fast" or "halt-now"
         self.interrupted = False
+        self.drained = False  # `batchrun stop`: no new job, running ones finish
+
+    def drain(self) -> None:
+        """`batchrun stop`: start nothing new; running jobs end as they would (not an interruption)."""
+        with self.lock:
+            self.drained = True
+        self.stopping.set()
 
     def fail(self, error: BatchrunError) -> None:
         """A storage or environment fault: start nothing more, let jobs end."""
@@ -81,6 +88,8 @@ class JobRunner:
         # Adopted jobs no thread waits on yet: job -> its reference.
         self.adopted: dict[str, tuple[Job, str | None]] = {}
         self.adopt_ids: set[str] = set()
+        # Jobs being stopped while the launch goes on (`stop_jobs`).
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
         self.ran = 0
         self.detached = 0
 
@@ -104,6 +113,10 @@ class JobRunner:
                 self.adopted[job.job_id] = (job, records[job.job_id].ref)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
+
+    def stop_jobs(self, job_ids: list[str], state: str) -> list[str]:
+        """Stop these running jobs while the launch goes on (`stopper.JobEnds.start`); the ids it stops."""
+        return self.ends.start(job_ids, state)
 
     def settle_unwatched(self) -> None:
         """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
@@ -250,10 +263,14 @@ class JobRunner:
                 timed_out = True
                 returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
+        ending = self.ends.wait(job.job_id)
         end = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
-            if timed_out and not control.interrupted:
+            self.ends.forget(job.job_id)
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
+            elif timed_out and not control.interrupted:
                 rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end, State.TIMEOUT)
             elif returncode != 0 and control.interrupted:
                 # Stopped by us (or it chose to fail as we stopped it).
@@ -287,19 +304,23 @@ class JobRunner:
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
+        ending = self.ends.wait(job.job_id)
         exit_record = local.read_exit_record(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
+            self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
-            if exit_record is not None:
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
+            elif exit_record is not None:
                 status, end = exit_record
                 rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
             else:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
-        return rec if exit_record is not None or control.stopping.is_set() else None
+        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
 
 
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from batchrun.executors import Executor
 
-__all__ = ["STARTING", "GroupStopper", "stop_job", "wait_gone"]
+__all__ = ["STARTING", "GroupStopper", "JobEnds", "end_group", "stop_job", "wait_gone"]
 
 # How long SIGKILLs are repeated before giving up on a process (one stuck in
 # uninterruptible sleep, on a dead NFS mount, never goes).
@@ -61,6 +61,76 @@ def stop_job(executor: Executor, job_id: str, ref: str, grace: float, give_up: C
     assert returncode is not None
     wait_gone(executor, job_id, ref, time.monotonic() + KILL_WAIT, signal.SIGKILL)
     return returncode
+
+
+def end_group(executor: Executor, job_id: str, ref: str | None, grace: float, give_up: Callable[[], bool] = lambda: False) -> None:
+    """Stop one job while its launch goes on (`batchrun kill`): SIGTERM, SIGKILL after `grace`.
+
+    Returns once no process of its group is left (or SIGKILL could not end
+    them within `KILL_WAIT`). Unlike `stop_job` it never reaps the wrapper:
+    the job's own thread waits for it and records how it ended.
+    """
+    executor.signal(job_id, ref, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while executor.alive(job_id, ref) and time.monotonic() < deadline and not give_up():
+        time.sleep(_POLL)
+    wait_gone(executor, job_id, ref, time.monotonic() + KILL_WAIT, signal.SIGKILL)
+
+
+class JobEnds:
+    """Jobs of a launch stopped on purpose while it goes on, and the state each is to be recorded as.
+
+    `batchrun kill` records `killed`; an adaptive sweep's early stop
+    `stopped`. `start` begins each stop on a thread of its own (`end_group`);
+    the job's own thread, once its wrapper exited, asks `wait`, which returns
+    the state to record once the group is gone (None: not stopped on
+    purpose), and then `forget`s it under the launch's lock.
+    """
+
+    def __init__(self, executor: Executor, grace: float, lock: threading.RLock, running: dict[str, str | None], give_up: Callable[[], bool]) -> None:
+        self.executor = executor
+        self.grace = grace
+        self.lock = lock  # the launch's lock over `running`
+        self.running = running  # job id -> the executor's reference, of jobs a thread waits on
+        self.give_up = give_up
+        self._ending: dict[str, tuple[str, threading.Thread]] = {}
+
+    def start(self, job_ids: Iterable[str], state: str) -> list[str]:
+        """Begin stopping these jobs; the ids it stops (running now, not already being stopped). Never blocks."""
+        threads = []
+        with self.lock:
+            for job_id in dict.fromkeys(job_ids):
+                if job_id in self.running and job_id not in self._ending:
+                    thread = threading.Thread(target=self._end_one, args=(job_id,), name=f"batchrun-stop-{job_id}", daemon=True)
+                    self._ending[job_id] = (state, thread)
+                    threads.append((job_id, thread))
+        for _, thread in threads:
+            thread.start()
+        return [job_id for job_id, _ in threads]
+
+    def _end_one(self, job_id: str) -> None:
+        while True:
+            with self.lock:
+                if job_id not in self.running:
+                    return  # ended meanwhile
+                ref = self.running[job_id]
+            if ref != STARTING:
+                break
+            time.sleep(_POLL)  # its process exists once its reference is recorded
+        end_group(self.executor, job_id, ref, self.grace, self.give_up)
+
+    def wait(self, job_id: str) -> str | None:
+        """After the job's wrapper exited: the state to record if it was stopped on purpose, once its group is gone."""
+        with self.lock:
+            ending = self._ending.get(job_id)
+        if ending is None:
+            return None
+        ending[1].join()
+        return ending[0]
+
+    def forget(self, job_id: str) -> None:
+        """The job's end is recorded; call under the launch's lock."""
+        self._ending.pop(job_id, None)
 
 
 class GroupStopper:

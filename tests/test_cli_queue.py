@@ -8,11 +8,14 @@ directory's lock and answers through the poller exactly as the launch will.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from conftest import run_batchrun, start_batchrun, wait_for
 from batchrun import cli
 from batchrun.metadata import RunsDir
 from batchrun.outcome import run_on_finish
+from batchrun.runfile import job_id_of
 
 MakeRunfile = Callable[..., Path]
 RunCli = Callable[..., tuple[int, str, str]]
@@ -236,3 +240,76 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
     finally:
         subprocess.run(["scancel", "-n", f"batchrun-{name}"], check=False, capture_output=True)
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=False, capture_output=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_kill_stops_exactly_the_named_job_and_its_children_and_the_launch_goes_on(make_runfile: MakeRunfile, workdir: Path) -> None:
+    gate = workdir / "gate"
+    doomed = f"sleep 300 & echo $! > {workdir}/child_a; touch {workdir}/started_a; wait"
+    spared = f"sleep 300 & echo $! > {workdir}/child_b; while [ ! -e {gate} ]; do sleep 0.05; done; kill $!; echo b >> ran"
+    make_runfile([doomed, spared, "echo c >> ran"])
+    launch = start_batchrun("launch", "exp.runfile", "-j", "2", "--grace", "1", cwd=workdir)
+    try:
+        wait_for(lambda: (workdir / "started_a").exists() and (workdir / "child_b").exists(), what="both jobs to start")
+        child_a, child_b = (int((workdir / name).read_text()) for name in ("child_a", "child_b"))
+        kill = run_batchrun("kill", "exp.runfile", "1", cwd=workdir)
+        assert kill.returncode == 0, kill.stderr
+        assert kill.stdout == f"batchrun: exp.runfile: killing job {job_id_of(doomed)} (line 1): {doomed}\n"
+        wait_for(lambda: not _alive(child_a), what="the killed job's child to be gone")
+        # Its slot takes the next job while the other job runs on.
+        wait_for(lambda: (workdir / "ran").exists() and "c" in (workdir / "ran").read_text(), what="the next job")
+        assert _alive(child_b)
+        again = run_batchrun("kill", "exp.runfile", "1", cwd=workdir)
+        assert again.returncode == 2 and again.stderr.endswith("see batchrun status exp.runfile\n")
+        gate.touch()
+        out, err = launch.communicate(timeout=60)
+    finally:
+        gate.touch()
+        end(launch)
+    assert launch.returncode == 1, err
+    assert (workdir / "ran").read_text().split() == ["c", "b"]
+    assert f"KILLED      {job_id_of(doomed)}" in out
+    assert "batchrun: 3 jobs: 2 succeeded, 1 killed (3 ran now)" in out
+    status = run_batchrun("status", "exp.runfile", "--state", "killed", cwd=workdir)
+    assert status.returncode == 0 and "3 jobs: 2 succeeded, 0 failed, 0 interrupted, 1 killed" in status.stdout
+    assert json.loads((workdir / "runs" / "exp" / "metadata.json").read_text())[job_id_of(doomed)]["state"] == "killed"
+    # A plain relaunch does not run it again; --retry-failed would (batchrun failed lists it).
+    relaunch = run_batchrun("launch", "exp.runfile", cwd=workdir)
+    assert relaunch.returncode == 1 and "0 to run" in relaunch.stdout
+    assert run_batchrun("failed", "exp.runfile", cwd=workdir).stdout == doomed + "\n"
+    plan = run_batchrun("launch", "exp.runfile", "--retry-failed", "--dry-run", cwd=workdir)
+    assert "1 to run" in plan.stdout
+
+
+def test_stop_lets_running_jobs_finish_and_starts_no_new_one(make_runfile: MakeRunfile, workdir: Path) -> None:
+    gate = workdir / "gate"
+    make_runfile([f"touch {workdir}/started; while [ ! -e {gate} ]; do sleep 0.05; done; echo a >> ran", "echo b >> ran"])
+    launch = start_batchrun("launch", "exp.runfile", "-j", "1", "--follow", cwd=workdir)
+    try:
+        wait_for(lambda: (workdir / "started").exists(), what="the first job")
+        stop = run_batchrun("stop", "exp.runfile", cwd=workdir)
+        assert stop.returncode == 0, stop.stderr
+        with open(workdir / "exp.runfile", "a") as f:
+            f.write("echo c >> ran\n")
+        time.sleep(0.5)  # the launch would see the new line by now; it starts nothing new
+        assert launch.poll() is None
+        gate.touch()
+        out, err = launch.communicate(timeout=60)
+    finally:
+        gate.touch()
+        end(launch)
+    assert launch.returncode == 0, err
+    assert (workdir / "ran").read_text() == "a\n"
+    assert "  stopped by batchrun stop; 1 jobs did not start; they run with: batchrun launch exp.runfile\n" in out
+    assert run_batchrun("wait", "exp.runfile", cwd=workdir).returncode == 0

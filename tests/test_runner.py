@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from conftest import wait_for
+
 from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local import LocalExecutor
@@ -78,3 +80,26 @@ def test_adopted_jobs_count_as_running_from_the_start(tmp_path: Path) -> None:
     assert runner.running_jobs() == 0
     assert {rec.state for rec in runner.journal.records.values()} == {State.INTERRUPTED}
     assert events[3:] == ["end sleep 0", "end sleep 1", "end sleep 2"]
+
+
+def test_a_job_stopped_on_purpose_is_recorded_in_the_given_state_without_retries_or_fail_fast(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, retries=2, fail_fast=True, grace=0.5)
+    runner.journal.open()
+    (tmp_path / "logs").mkdir()
+    started = tmp_path / "started"
+    command = f"touch {started}; sleep 60"
+    job = Job(command, job_id_of(command), 1)
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(runner.run_job(job)))
+    try:
+        assert runner.stop_jobs([job.job_id], State.STOPPED) == []  # not running yet
+        worker.start()
+        wait_for(started.exists, what="the job to start")
+        assert runner.stop_jobs([job.job_id, job.job_id], State.STOPPED) == [job.job_id]
+        assert runner.stop_jobs([job.job_id], State.KILLED) == []  # already being stopped
+        worker.join(30)
+    finally:
+        runner.journal.close()
+    rec = runner.journal.records[job.job_id]
+    assert (rec.state, rec.attempts, rec.exit_codes) == (State.STOPPED, 1, [None])
+    assert done == [rec] and runner.control.halted is None and not runner.control.stopping.is_set()

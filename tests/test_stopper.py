@@ -14,7 +14,7 @@ from conftest import kill_all, live_pids_with_env, wait_for
 
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local import LocalExecutor
-from batchrun.stopper import GroupStopper, stop_job
+from batchrun.stopper import GroupStopper, end_group, stop_job
 
 JOB_ID = "0123456789abcdef"
 
@@ -70,3 +70,19 @@ def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_p
     targets.remove(watched[0])
     stopper.join()
     assert executor.wait(ref) == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("executor_class", [LocalExecutor, _LateKill])
+def test_end_group_leaves_nothing_of_the_group_and_leaves_the_wrapper_to_its_waiter(tmp_path: Path, marker: str, executor_class: type[LocalExecutor]) -> None:
+    """`batchrun kill`: the job's own thread waits for its wrapper; end_group only ends the group."""
+    executor = executor_class(ExecutorOptions())
+    ready = tmp_path / "ready"
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (trap '' TERM; touch {ready}; sleep 100) & wait")
+    wait_for(ready.exists, what="the child to start")
+    status: list[int | None] = []
+    waiter = threading.Thread(target=lambda: status.append(executor.wait(ref)))
+    waiter.start()
+    end_group(executor, JOB_ID, ref, grace=0.3)
+    assert live_pids_with_env(marker) == []
+    waiter.join(30)
+    assert len(status) == 1 and status[0] in (-signal.SIGTERM, -signal.SIGKILL)
