@@ -34,7 +34,7 @@ from batchrun.objective import read_metrics
 from batchrun.runfile import Job, Runfile
 from batchrun.runner import METRICS_NAME
 
-__all__ = ["AdaptiveSweep", "BayesFeed", "load_sweep", "require_optuna", "states_of"]
+__all__ = ["AdaptiveSweep", "BayesFeed", "adaptive_of", "load_sweep", "require_optuna", "states_of"]
 
 # A bayes runfile's first line, written when the launch creates it.
 _HEADER = "# batchrun: the points of a bayes search of {spec}, one line each, appended as they are proposed\n"
@@ -73,6 +73,12 @@ def load_sweep(path: Path) -> AdaptiveSweep:
     if gridspec.early_terminate is not None and gridspec.metric is not None:
         stopper = HyperbandStopper(gridspec.early_terminate, gridspec.metric.name, gridspec.metric.goal)
     return AdaptiveSweep(path, default_runfile_path(path), bayes, stopper)
+
+
+def adaptive_of(gridspec: Path) -> AdaptiveSweep | None:
+    """A W&B spec's bayes search and hyperband, or None when it has neither."""
+    sweep = load_sweep(gridspec)
+    return sweep if sweep.bayes is not None or sweep.stopper is not None else None
 
 
 class AdaptiveSweep:

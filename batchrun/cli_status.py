@@ -554,35 +554,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
     status = load_status(target, need_launched=False)
     shown = preview(status, args.mode or "resume")
-    adaptive = _adaptive(target.gridspec)
+    adaptive = None
+    if target.gridspec is not None:
+        from batchrun.adaptive import adaptive_of
+
+        adaptive = adaptive_of(target.gridspec)
     _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
     return 0
 
 
 def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
-    """`batchrun launch --dry-run`: print the plan of this launch, run nothing.
-
-    `adaptive` (an `adaptive.AdaptiveSweep`) adds what a bayes search or
-    hyperband would do, in a line named by the `spec`.
-    """
+    """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
     runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
     _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), _PLAN_SHOWN, adaptive, runfile, spec)
     return 0
 
 
-def _adaptive(gridspec: Path | None) -> Any:
-    """A W&B spec's bayes search and hyperband (`adaptive.AdaptiveSweep`), or None."""
-    if gridspec is None:
-        return None
-    from batchrun.adaptive import load_sweep
-
-    sweep = load_sweep(gridspec)
-    return sweep if sweep.bayes is not None or sweep.stopper is not None else None
-
-
-def _write_plan(
-    out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None
-) -> None:
+def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
     for line in plan_lines(shown.plan, shown.total, shown.mode):
         out.write(f"batchrun: {name}: {line}\n")
     more = 0
