@@ -201,16 +201,16 @@ class Launch:
             self.executor.open()
             submit_detached(self.runner, plan.to_run)
             return
-        source: list[Job] | JobQueue = jobs
-        if self.options.follow:
-            follower = self.follower or Follow.of_runfile(self.runfile, None, None)
-            self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
-            self.follow.on_warning = self._on_warning
-            source = self.follow.feed
-        elif queue is not None:
-            source = queue
         self.start(plan)
         try:
+            source: list[Job] | JobQueue = jobs
+            if self.options.follow:
+                follower = self.follower or Follow.of_runfile(self.runfile, None, None)
+                self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+                self.follow.on_warning = self._on_warning
+                source = self.follow.feed
+            elif queue is not None:
+                source = queue
             run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()

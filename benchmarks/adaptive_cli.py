@@ -72,6 +72,10 @@ def run_one(method: str, hyperband: bool, seed: int, run_cap: int | None, sleep:
             epochs += len(rows)
             values += [row["val_loss"] for row in rows if "val_loss" in row]
         stopped = sum(1 for entry in metadata.values() if entry.get("state") == "stopped")
+        ended = sum(1 for entry in metadata.values() if entry.get("state") in ("succeeded", "stopped"))
+        cap = run_cap or 60
+        if ended != cap:
+            raise SystemExit(f"{method} hyperband={hyperband} seed={seed}: {ended} runs ended, not run_cap {cap}: {done.stderr.strip()}")
         return Outcome(min(values), epochs, len(metadata), stopped, seconds)
 
 

@@ -194,13 +194,16 @@ def test_a_bayes_launch_without_the_extra_is_one_line_exit_2(workdir: Path) -> N
 
 
 
-# Hyperband: six runs of a grid, `quality` q logs loss q + 0.01 * step. Each
-# logs 3 values at once, waits until all six have (so every run reaches band
-# 3 before any can be judged there), then logs 5 more slowly: at band 3 the
-# threshold is the third best (3), so 4, 5 and 6 are stopped while they log
-# slowly, and 1 to 3 run to their end (8 values: band 9 is never reached).
-# Quality 6 ignores SIGTERM: the SIGKILL after --grace ends it.
-HYPERBAND_TRAIN = '''\
+# Hyperband: six runs of a grid, `quality` q logs loss q + 0.01 * step. They
+# reach band 3 (their 3rd value) worst first: each logs its 3 values only once
+# the next worse one has, then waits until all six have, then logs 5 more
+# slowly. So whenever a run is judged at band 3 every worse run is there
+# too, and the threshold (position int(n/3) of the values there) is never
+# below a run that ends in the top three: 1 to 3 run to their end (8 values:
+# band 9 is never reached), while 4, 5 and 6 end up above the final
+# threshold (3.02) and are stopped while they log slowly. Quality 6 ignores
+# SIGTERM: the SIGKILL after --grace ends it.
+HYPERBAND_TRAIN = """\
 import argparse, json, os, signal, sys, time
 p = argparse.ArgumentParser()
 p.add_argument("--quality", type=int)
@@ -212,16 +215,19 @@ with open("ran.txt", "a") as f:
 def log(step):
     with open(os.environ["BATCHRUN_METRICS"], "a") as f:
         f.write(json.dumps({"loss": q + 0.01 * step, "_step": step}) + "\\n")
+def wait(done):
+    deadline = time.time() + 60
+    while not done() and time.time() < deadline:
+        time.sleep(0.02)
+wait(lambda: q == 6 or os.path.exists(f"gate/{q + 1}"))
 for step in range(3):
     log(step)
 open(f"gate/{q}", "w").close()
-deadline = time.time() + 60
-while len(os.listdir("gate")) < 6 and time.time() < deadline:
-    time.sleep(0.05)
+wait(lambda: len(os.listdir("gate")) == 6)
 for step in range(3, 8):
     time.sleep(0.6)
     log(step)
-'''
+"""
 
 HYPERBAND_SPEC = """\
 program: train.py
