@@ -83,7 +83,7 @@ def add_parsers(subparsers: Any) -> None:
             "Wait while a launch of RUNFILE runs, or jobs it left with --detach (asking squeue for SLURM ones), then "
             "exit as the launch would, from the records: 0 all succeeded, 1 some failed, timed out or were killed, "
             "130 some interrupted; a finished run answers at once. Exit 124 when --timeout expires first, "
-            "2 when nothing was ever launched. Example: batchrun launch exp.runfile --detach && batchrun wait exp.runfile"
+            "2 when nothing was ever launched. Example: batchrun wait exp.runfile (after batchrun launch exp.runfile --detach)"
         ),
     )
     wait.add_argument("--timeout", type=_seconds, default=None, metavar="DURATION", help="give up after this long (90, 30m, 2h) with exit 124")
