@@ -23,8 +23,7 @@ from batchrun.errors import BatchrunError, RunfileError, UsageError
 if TYPE_CHECKING:
     from batchrun.feed import JobQueue
     from batchrun.launch import Launch
-    from batchrun.livequeue import Follower
-    from batchrun.runfile import Job, Runfile
+    from batchrun.runfile import Job
 
 __all__ = ["main"]
 
@@ -158,10 +157,7 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
-    launch.add_argument(
-        "--follow", action="store_true",
-        help="after the pending jobs, keep starting the lines appended to (or changed in) the runfile or gridspec, until Ctrl-C or batchrun stop",
-    )
+    cli_queue.add_launch_options(launch)
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
     launch.add_argument("-q", "--quiet", action="store_true", help="print only the final summary and errors")
     sweep = sub.add_parser(
@@ -320,7 +316,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         return cli_status.dry_run(runfile, options, adaptive, str(args.runfile))
     launch = Launch(runfile, options)
     if gridspec is not None and args.follow:
-        launch.follower = _gridspec_follower(gridspec, runfile, args)
+        launch.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
     plan = launch.prepare()
     for notice in launch.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
@@ -341,11 +337,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     launch.on_event = progress
     if args.follow:
         progress.following = launch.queued
-
-        def warn(text: str) -> None:
-            sys.stderr.write(f"batchrun: warning: {text}\n")
-
-        launch.on_warning = warn
+        launch.on_warning = cli_queue.warn
     progress.best = _best_so_far(args.runfile, launch.runs_dir)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -374,17 +366,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     skipped_failed = plan.failed_skipped
     for line in summary_lines(result, str(path), skipped_failed):
         print(line, file=out)
+    if args.on_finish:
+        cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, path)
     return result.exit_code
-
-
-def _gridspec_follower(gridspec: Path, runfile: Runfile, args: argparse.Namespace) -> Follower:
-    """--follow of a gridspec: each change is swept into its runfile as `launch grid.yml` sweeps it."""
-    from batchrun.doit_sweep import run_sweep_task
-    from batchrun.livequeue import Follow
-    from batchrun.metadata import RunsDir
-
-    dep_file = RunsDir.for_runfile(runfile.path, args.accounting_dir, args.state_db_filename).path / ".sweep.doit.json"
-    return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
 
 
 def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> int:

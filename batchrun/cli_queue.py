@@ -1,4 +1,4 @@
-"""The queue subcommands `kill`, `stop` and `wait`: parsing and printing.
+"""The queue subcommands `kill`, `stop` and `wait`, and launch's --follow and --on-finish: parsing and printing.
 
 `cli.py` adds these parsers with `add_parsers` and hands their parsed
 arguments to `run`, inside its one `except BatchrunError`. Reaching the
@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchrun.control import request_kill, request_stop
 from batchrun.errors import UsageError
@@ -19,7 +20,11 @@ from batchrun.metadata import DEFAULT_METADATA_NAME
 from batchrun.outcome import wait_for
 from batchrun.status import REMOVED, STATES, Target, find_job, load_status, resolve_target
 
-__all__ = ["COMMANDS", "WAIT_TIMED_OUT", "add_parsers", "run"]
+if TYPE_CHECKING:
+    from batchrun.livequeue import Follower
+    from batchrun.runfile import Runfile
+
+__all__ = ["COMMANDS", "WAIT_TIMED_OUT", "add_launch_options", "add_parsers", "gridspec_follower", "on_finish", "run", "warn"]
 
 COMMANDS = ("kill", "stop", "wait")
 
@@ -83,11 +88,49 @@ def add_parsers(subparsers: Any) -> None:
             "Wait while a launch of RUNFILE runs, or jobs it left with --detach (asking squeue for SLURM ones), then "
             "exit as the launch would, from the records: 0 all succeeded, 1 some failed, timed out or were killed, "
             "130 some interrupted; a finished run answers at once. Exit 124 when --timeout expires first, "
-            "2 when nothing was ever launched. Example: batchrun wait exp.runfile (after batchrun launch exp.runfile --detach)"
+            "2 when nothing was ever launched. Example: batchrun wait exp.runfile --timeout 2h (after batchrun launch exp.runfile --detach)"
         ),
     )
     wait.add_argument("--timeout", type=_seconds, default=None, metavar="DURATION", help="give up after this long (90, 30m, 2h) with exit 124")
     wait.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def add_launch_options(launch: argparse.ArgumentParser) -> None:
+    """The launch options of the queue: --follow and --on-finish."""
+    launch.add_argument(
+        "--follow", action="store_true",
+        help="after the pending jobs, keep starting the lines appended to (or changed in) the runfile or gridspec, until Ctrl-C or batchrun stop",
+    )
+    launch.add_argument(
+        "--on-finish", default=None, metavar="CMD",
+        help="run CMD through the shell once when the launch ends, with BATCHRUN_SUCCEEDED, BATCHRUN_FAILED, ... and BATCHRUN_EXIT_CODE set (e.g. a notification)",
+    )
+
+
+def gridspec_follower(gridspec: Path, runfile: Runfile, accounting_dir: Path | None, metadata_name: str) -> Follower:
+    """launch grid.yml --follow: each change is swept into its runfile as `launch grid.yml` sweeps it."""
+    from batchrun.doit_sweep import run_sweep_task
+    from batchrun.livequeue import Follow
+    from batchrun.metadata import RunsDir
+
+    dep_file = RunsDir.for_runfile(runfile.path, accounting_dir, metadata_name).path / ".sweep.doit.json"
+    return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
+
+
+def warn(text: str) -> None:
+    """One warning line of a following launch (a repeated line, an unreadable file)."""
+    sys.stderr.write(f"batchrun: warning: {text}\n")
+
+
+def on_finish(command: str, counts: Mapping[str, int], runs_dir: Path, exit_code: int, runfile: Path) -> None:
+    """--on-finish: once, after the summary; its failure is one warning line, the exit code stays the launch's."""
+    from batchrun.metadata import RunsDir
+    from batchrun.outcome import run_on_finish
+
+    done = run_on_finish(command, counts, RunsDir(runs_dir), exit_code, runfile)
+    if done.error is not None or done.status != 0:
+        why = done.error or f"exit {done.status}"
+        warn(f"--on-finish command {command!r} failed ({why}); its output is in {done.log_path}")
 
 
 def run(args: argparse.Namespace) -> int:

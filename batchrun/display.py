@@ -294,7 +294,9 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
     elif result.interrupted:
         lines.append(f"  interrupted: unfinished jobs run again with: batchrun launch {runfile}")
     elif result.drained:
-        lines.append(f"  stopped by batchrun stop; {counts[State.PENDING]} jobs did not start; they run with: batchrun launch {runfile}")
+        pending = counts[State.PENDING]
+        rest = f"; {pending} jobs did not start; they run with: batchrun launch {runfile}" if pending else ""
+        lines.append(f"  stopped by batchrun stop{rest}")
     if result.detached:
         lines.append(f"  {result.detached} jobs started and left running; follow them with: batchrun status {runfile}")
     lines.append(f"  metadata: {result.metadata_path}")

@@ -111,7 +111,7 @@ class _Waiter:
         if pid is not None:
             self.tell(f"waiting for the launch (pid {pid})")
             return None
-        status = load_status(self.target)
+        status = load_status(self.target, ask_cluster=False)
         running = [job for job in status.jobs if job.state == State.RUNNING and job.record is not None]
         cluster = {job.record.ref: job for job in running if job.record is not None and job.record.ref is not None and is_slurm_ref(job.record.ref)}
         if len(cluster) < len(running):

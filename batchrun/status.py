@@ -7,7 +7,7 @@ truth about jobs; the runfile (or a gridspec's) gives their order, lines and
 which were removed; metadata.json gives the commands of removed jobs and the
 original batchrun's records. A job the journal shows running while no launch
 holds the runs directory is settled by the launch's own `settle` (job lock,
-then exit record), but only in memory; plans come from the launch's planner.
+or squeue for a detached SLURM job, then exit record), but only in memory; plans come from the launch's planner.
 
 Whether a lock is held is read from /proc/locks instead of by trying it:
 even a shared probe of `run.lock` could make a launch that starts that job at
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchrun.cluster import is_slurm_ref, slurm_active
 from batchrun.errors import InputError, UsageError
 from batchrun.executors import local
 from batchrun.journal import JOURNAL_NAME, JobRecord, Journal, State
@@ -193,8 +194,8 @@ def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name
     return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
 
 
-def load_status(target: Target, need_launched: bool = True, need_entries: bool = False) -> RunsStatus:
-    """Read the state of every job of a target.
+def load_status(target: Target, need_launched: bool = True, need_entries: bool = False, ask_cluster: bool = True) -> RunsStatus:
+    """Read the state of every job of a target (`ask_cluster`: as `read_status`).
 
     Raises:
         UsageError: `need_launched` and nothing was ever launched there.
@@ -224,7 +225,7 @@ def load_status(target: Target, need_launched: bool = True, need_entries: bool =
             runfile = parse_runfile_text("\n".join(gridspec.iter_commands()), target.runfile or target.gridspec)
     elif target.runfile is not None:
         runfile = load_runfile(target.runfile)
-    status = read_status(runs_dir, runfile, need_entries)
+    status = read_status(runs_dir, runfile, need_entries, ask_cluster)
     status.parameter_names = names
     return status
 
@@ -237,14 +238,15 @@ def _load_gridspec(path: Path) -> Any:
     return sweep.load_gridspec(path)
 
 
-def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool = False) -> RunsStatus:
+def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool = False, ask_cluster: bool = True) -> RunsStatus:
     """Read the journal (and, when needed, metadata.json) of a runs directory, without locking it.
 
     Jobs come in runfile order, then those the journal knows that are no
     longer in the runfile; without a runfile, every job known, in line order.
     metadata.json is parsed only when needed (no runfile, no journal, removed
     jobs, `need_entries`) or when it may not be what a launch wrote: on a
-    big run, parsing it costs more than all the rest.
+    big run, parsing it costs more than all the rest. `ask_cluster`: settle
+    detached SLURM jobs by squeue (`wait` asks it itself, with a grace).
 
     Raises:
         MetadataError: the journal or metadata.json is corrupt.
@@ -271,7 +273,7 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
             removed_ids = [job_id for job_id in records if job_id not in in_runfile]
     else:
         entries = {}
-    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now)
+    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
 
     if runfile is not None:
         get_record, get_entry = records.get, entries.get
@@ -326,15 +328,21 @@ def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, A
             records[job_id] = rec
 
 
-def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable, now: float) -> set[str]:
+def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable, now: float, ask_cluster: bool) -> set[str]:
     """Settle in memory the jobs a dead launch left `running`, as the next launch will.
 
     Returns the ids of those that ended meanwhile (the launch "recovers" them).
     """
 
+    # Detached SLURM jobs: one squeue call; one it does not show ended (or was
+    # scancel'ed), as its exit record tells. No answer: they stay running.
+    slurm = [rec.ref for rec in records.values() if rec.state == State.RUNNING and rec.ref is not None and is_slurm_ref(rec.ref)] if ask_cluster else []
+    active = slurm_active(slurm) if slurm else None
+
     def still_running(rec: JobRecord, log_dir: Path) -> bool:
-        # A SLURM or Dask job (its ref not a pid) stays running: only its
-        # executor can tell.
+        if is_slurm_ref(rec.ref):
+            return active is None or rec.ref in active
+        # A Dask job (its ref not a pid) stays running: only its executor can tell.
         return not (rec.ref is None or rec.ref.isdigit()) or locks.job_running(log_dir)
 
     decisions = settle_in_flight(records, runs_dir.log_dir, still_running, now)

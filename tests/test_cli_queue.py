@@ -229,14 +229,21 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
         waited = run_batchrun("wait", f"{name}.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 1, waited.stdout + waited.stderr
         assert waited.stdout.splitlines()[-1] == f"batchrun: {name}.runfile: finished: 1 succeeded, 1 failed (exit 1)"
-        # Cancelled outside batchrun: no exit record; wait does not hang and says interrupted.
+        # Cancelled outside batchrun before it started (held, so that it cannot start first and
+        # leave an exit record): wait does not hang and says interrupted.
         make_runfile(["sleep 300"], f"{name}c.runfile")
-        launched = run_batchrun("launch", f"{name}c.runfile", "--executor", "slurm", "--detach", cwd=workdir)
+        launched = run_batchrun("launch", f"{name}c.runfile", "--executor", "slurm", "--detach", "--sbatch-args=--hold", cwd=workdir)
         assert launched.returncode == 0, launched.stderr
+        assert "1 running" in run_batchrun("status", f"{name}c.runfile", cwd=workdir).stdout
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=True)
         waited = run_batchrun("wait", f"{name}c.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 130, waited.stdout + waited.stderr
         assert "1 detached job(s) ended without an exit record" in waited.stdout
+        # status and plan ask squeue too: cancelled outside batchrun, it no longer shows as running.
+        status = run_batchrun("status", f"{name}c.runfile", cwd=workdir)
+        assert "1 job: 0 succeeded, 0 failed, 1 interrupted, 0 running, 0 pending" in status.stdout, status.stdout
+        plan = run_batchrun("plan", f"{name}c.runfile", cwd=workdir)
+        assert "1 unfinished (running again), 1 to run" in plan.stdout, plan.stdout
     finally:
         subprocess.run(["scancel", "-n", f"batchrun-{name}"], check=False, capture_output=True)
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=False, capture_output=True)
@@ -313,3 +320,16 @@ def test_stop_lets_running_jobs_finish_and_starts_no_new_one(make_runfile: MakeR
     assert (workdir / "ran").read_text() == "a\n"
     assert "  stopped by batchrun stop; 1 jobs did not start; they run with: batchrun launch exp.runfile\n" in out
     assert run_batchrun("wait", "exp.runfile", cwd=workdir).returncode == 0
+
+
+def test_launch_on_finish_runs_once_with_the_counts_and_keeps_the_exit_code(make_runfile: MakeRunfile, workdir: Path) -> None:
+    make_runfile(["true", "exit 3"])
+    note = workdir / "note"
+    done = run_batchrun("launch", "exp.runfile", "-q", "--on-finish", f'echo "$BATCHRUN_SUCCEEDED $BATCHRUN_FAILED $BATCHRUN_EXIT_CODE" >> {note}', cwd=workdir)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert note.read_text() == "1 1 1\n"
+    broken = run_batchrun("launch", "exp.runfile", "-q", "--on-finish", "echo oops >&2; exit 5", cwd=workdir)
+    log = workdir / "runs" / "exp" / "on-finish.log"
+    assert broken.returncode == 1
+    assert broken.stderr == f"batchrun: warning: --on-finish command 'echo oops >&2; exit 5' failed (exit 5); its output is in {log}\n"
+    assert "oops\n" in log.read_text()

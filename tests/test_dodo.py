@@ -246,3 +246,22 @@ def test_doit_dumpdb_of_another_backend_or_no_dodo_is_doits_own(tmp_path: Path) 
     no_dodo = doit("dumpdb", "--db-file", "deps.db", cwd=tmp_path)
     assert no_dodo.returncode == 0, no_dodo.stderr
     assert "b'a' -> " in no_dodo.stdout
+
+
+def test_batchrun_kill_reaches_a_plain_doit_run_which_goes_on(tmp_path: Path) -> None:
+    doomed = f"touch {tmp_path}/started; sleep 60"
+    (tmp_path / "exp.runfile").write_text(f"{doomed}\necho b >> ran\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    proc = subprocess.Popen([sys.executable, "-m", "doit", "-n", "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "started").exists(), what="the first job")
+        kill = run_batchrun("kill", "exp.runfile", "1", cwd=tmp_path)
+        assert kill.returncode == 0, kill.stderr
+        out, _err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 1
+    assert f"{job_id_of(doomed)} (killed)" in out
+    assert (tmp_path / "ran").read_text() == "b\n"
+    assert _states(tmp_path / "runs" / "exp")[job_id_of(doomed)] == "killed"

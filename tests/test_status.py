@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from batchrun import status as status_module
 from batchrun.cli_status import _sweep_columns, _tail_bytes
 from batchrun.errors import InputError, MetadataError, UsageError
 from batchrun.executors import local
@@ -134,7 +135,7 @@ def test_states_come_from_the_journal_and_removed_lines_are_counted_apart(workdi
     assert not status.launch_running
 
 
-def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Path, spawned: list[local.LocalProcess]) -> None:
+def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Path, spawned: list[local.LocalProcess], monkeypatch: pytest.MonkeyPatch) -> None:
     lines = ["ended meanwhile", "died", "still going", "on slurm"]
     runfile = load_runfile(write_runfile(workdir / "exp.runfile", lines))
     journal = [started(line, slot) for slot, line in enumerate(lines)]
@@ -156,8 +157,14 @@ def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Pat
         assert states["ended meanwhile"].unwatched
         assert states["died"].category == State.INTERRUPTED
         assert states["still going"].category == State.RUNNING and states["still going"].record.slot == 2
-        # Only its executor can tell whether a SLURM job still runs: it stays as the journal has it.
-        assert states["on slurm"].category == State.RUNNING
+        # A detached SLURM job: squeue tells (one call); no answer, or not asked: it stays as the journal has it.
+        asked: list[list[str]] = []
+        for answer, expected in (({"4242_7"}, State.RUNNING), (set(), State.INTERRUPTED), (None, State.RUNNING)):
+            monkeypatch.setattr(status_module, "slurm_active", lambda refs, answer=answer: asked.append(list(refs)) or answer)
+            assert {job.command: job for job in read_status(runs_dir, runfile).jobs}["on slurm"].category == expected
+        assert asked == [["4242_7"]] * 3
+        assert {job.command: job for job in read_status(runs_dir, runfile, ask_cluster=False).jobs}["on slurm"].category == State.RUNNING
+        assert len(asked) == 3
         assert (runs_dir.path / JOURNAL_NAME).read_bytes() == before, "status wrote to the journal"
         assert not (runs_dir.path / ".lock").exists(), "status touched the launch lock"
     finally:
