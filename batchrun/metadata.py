@@ -349,6 +349,11 @@ class MetadataView:
         if self._rendered.pop(job_id, None) is not None:
             self.dirty = True
 
+    def set_rendered(self, job_id: str, line: str) -> None:
+        """Add an entry already rendered: an unchanged line of the old file, kept as is."""
+        self._rendered[job_id] = line
+        self.dirty = True
+
     def snapshot(self) -> list[str]:
         """The rendered entries now, in order (cheap: references, not copies)."""
         return list(self._rendered.values())

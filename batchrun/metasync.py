@@ -3,11 +3,14 @@
 The journal is the truth; metadata.json is rebuilt from it when a launch
 starts (only when something changed since the last launch wrote it, which a
 stamp file tells, so a no-op resume stays cheap) and rewritten about once a
-second while jobs end, by a thread of its own.
+second while jobs end, by a thread of its own. A rebuild after a small
+change keeps the old file's lines of the jobs the journal did not touch
+since (`batchrun.viewcache`), so it costs what changed, not every job.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +20,8 @@ from batchrun.journal import JobRecord, Journal
 from batchrun.metadata import MetadataView, RunsDir, build_entry, legacy_record
 from batchrun.repair import iter_metadata_repairing
 from batchrun.runfile import Job, Runfile
-from batchrun.stamp import Stamp, read_stamp, write_stamp
+from batchrun.stamp import Stamp, metadata_id, read_stamp, write_stamp
+from batchrun.viewcache import journal_ids_since, read_mark, read_rendered_lines, write_mark
 
 __all__ = ["MetadataSync"]
 
@@ -38,6 +42,10 @@ class MetadataSync:
         self.logs = str(runs_dir.logs)
         self.jobs_by_id = {job.job_id: job for job in runfile.jobs}
         self.old_entries: dict[str, dict[str, Any]] = {}
+        # The old file's rendered lines, when they may be kept (see `_read_kept`),
+        # and the journal mark they reflect.
+        self._kept: dict[str, str] | None = None
+        self._mark: tuple[int, str] | None = None
         # One line per repair of a damaged runs directory, for the CLI to print.
         self.notices: list[str] = []
         # Jobs whose entry changed since the last flush.
@@ -54,6 +62,8 @@ class MetadataSync:
         return read_stamp(self.runs_dir.path) == self._stamp()
 
     def write_stamp(self) -> None:
+        # The mark first: a stamp only vouches for a mark of its journal size.
+        write_mark(self.runs_dir.path, self.journal.path)
         write_stamp(self.runs_dir.path, self._stamp())
 
     # -- the first build -----------------------------------------------------
@@ -66,9 +76,51 @@ class MetadataSync:
         are imported; entries of current jobs are rebuilt from the journal.
         """
         self.old_entries = {}
+        self._kept = self._mark = None
+        if self._read_kept():
+            return
         for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
             if job_id not in self.jobs_by_id or "state" not in entry:
                 self.old_entries[job_id] = entry
+
+    def _read_kept(self) -> bool:
+        """Read the old file as rendered lines, decoding only what `read_old` keeps.
+
+        Only when metadata.json is the file the last launch finished with
+        (the stamp names it) and the journal still starts as it did then
+        (the mark): each line is then its job's record at the mark. False
+        when any of it does not hold; nothing is read then.
+        """
+        if self.notices:
+            return False  # a repair changed the runs directory: rebuild whole
+        stamp = read_stamp(self.runs_dir.path)
+        path = self.runs_dir.metadata
+        if stamp is None or stamp.metadata_name != self.runs_dir.metadata_name or stamp.metadata_id != metadata_id(path):
+            return False
+        mark = read_mark(self.runs_dir.path)
+        if mark is None or mark[0] != stamp.journal_size or journal_ids_since(self.journal.path, mark) is None:
+            return False
+        lines = read_rendered_lines(path)
+        if lines is None:
+            return False
+        jobs_by_id = self.jobs_by_id
+        old: dict[str, dict[str, Any]] = {}
+        for job_id, line in lines.items():
+            # An entry batchrun rendered has its state right after the
+            # parameters; a JSON string cannot hold that unescaped.
+            if job_id in jobs_by_id and '}, "state": "' in line:
+                continue
+            try:
+                entry = json.loads(line[22:])
+            except (RecursionError, ValueError):
+                return False
+            if not isinstance(entry, dict):
+                return False
+            if job_id not in jobs_by_id or "state" not in entry:
+                old[job_id] = entry
+        self.old_entries = old
+        self._kept, self._mark = lines, mark
+        return True
 
     def import_legacy(self) -> None:
         """Entries the original batchrun wrote count as finished: journal them."""
@@ -89,8 +141,26 @@ class MetadataSync:
         records = self.journal.records
         old = self.old_entries
         logs = self.logs
+        kept = self._kept or {}
+        # Jobs the journal named since the old file was written: their lines are stale.
+        touched = journal_ids_since(self.journal.path, self._mark) if self._mark is not None else None
+        if touched is None:
+            kept, touched = {}, set()
+        logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1]
+        view = self.view
         for job in self.runfile.jobs:
-            self.view.set(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}", old.get(job.job_id)))
+            job_id = job.job_id
+            line = kept.get(job_id)
+            if (
+                line is not None
+                and job_id not in touched
+                and job_id not in old
+                and line.endswith(f', "log_dir": {logs_json}{job_id}"}}')
+                and f', "line": {job.lineno}, "attempts": ' in line
+            ):
+                view.set_rendered(job_id, line)
+            else:
+                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
         for job_id, entry in old.items():
             if job_id not in self.jobs_by_id:
                 rec = records.get(job_id)
@@ -100,6 +170,7 @@ class MetadataSync:
                 self.view.set(job_id, entry)
         # Rendered now; the parsed file would only hold memory from here on.
         self.old_entries = {}
+        self._kept = self._mark = None
 
     # -- while jobs run ------------------------------------------------------
 

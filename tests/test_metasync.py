@@ -6,10 +6,14 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from batchrun.journal import Journal
 from batchrun.metadata import RunsDir
 from batchrun.metasync import MetadataSync
 from batchrun.runfile import load_runfile
+from batchrun.stamp import Stamp, read_stamp, write_stamp
+from batchrun.viewcache import MARK_NAME, write_mark
 
 
 def _sync(tmp_path: Path) -> MetadataSync:
@@ -45,3 +49,90 @@ def test_changes_are_rendered_at_the_flush(tmp_path: Path) -> None:
     sync.flush()
     entries = json.loads(sync.runs_dir.metadata.read_text())
     assert entries[job.job_id]["state"] == "succeeded" and entries[sync.runfile.jobs[0].job_id]["state"] == "pending"
+
+
+def _launch_like(runs_dir: RunsDir, runfile: Path, drop_mark: bool = False) -> tuple[MetadataSync, bytes]:
+    """What a relaunch does to metadata.json: read the old view, build, write, stamp."""
+    if drop_mark:
+        (runs_dir.path / MARK_NAME).unlink(missing_ok=True)
+    journal = Journal(runs_dir.path)
+    journal.load()
+    sync = MetadataSync(runs_dir, load_runfile(runfile), journal, threading.RLock(), lambda err: None)
+    sync.read_old()
+    kept = sync._kept is not None
+    journal.open()
+    sync.import_legacy()
+    sync.build()
+    assert sync.write_final() is None
+    journal.close()
+    sync.write_stamp()
+    return sync, (b"kept " if kept else b"full ") + runs_dir.metadata.read_bytes()
+
+
+@pytest.mark.parametrize("change", ["new lines", "removed lines", "a record changed", "a line inserted on top", "moved", "legacy entry"])
+def test_keeping_unchanged_lines_writes_what_a_full_rebuild_writes(tmp_path: Path, change: str) -> None:
+    runfile = tmp_path / "exp.runfile"
+    lines = [f"echo {i} --x={i}" for i in range(20)]
+    runfile.write_text("\n".join(lines) + "\n")
+    runs_dir = RunsDir.for_runfile(runfile, tmp_path / "acct")
+    runs_dir.create()
+    journal = Journal(runs_dir.path)
+    journal.open()
+    for i, job in enumerate(load_runfile(runfile).jobs[:15]):
+        journal.record_start(job.job_id, 1, 10.0 + i, 0, "h")
+        journal.record_end(job.job_id, 1, i % 3, 10.0 + i, 11.5 + i)
+    journal.close()
+    _launch_like(runs_dir, runfile)
+    if change == "new lines":
+        runfile.write_text("\n".join([*lines, "echo new 1", "echo new 2"]) + "\n")
+    elif change == "removed lines":
+        runfile.write_text("\n".join(lines[3:]) + "\n")
+    elif change == "a record changed":
+        journal = Journal(runs_dir.path)
+        journal.load()
+        journal.open()
+        job = load_runfile(runfile).jobs[4]
+        journal.record_reset([job.job_id])
+        journal.record_start(job.job_id, 2, 50.0, 1, "h2")
+        journal.record_end(job.job_id, 2, 7, 50.0, 52.0)
+        journal.close()
+    elif change == "a line inserted on top":
+        runfile.write_text("\n".join(["# a comment", *lines]) + "\n")
+    elif change == "moved":
+        moved = tmp_path / "moved"
+        runs_dir.path.rename(moved)
+        runs_dir = RunsDir(moved)
+    else:
+        text = runs_dir.metadata.read_text()
+        legacy = '  "00000000000000aa": {"command": "old tool", "status": 0, "start": 1.0, "runtime": 2.0}'
+        runs_dir.metadata.write_text(text.replace("\n}\n", f",\n{legacy}\n}}\n"))
+        # An edited metadata.json no longer matches the stamp: restamp it as a launch would have.
+        write_stamp(runs_dir.path, Stamp.now(runs_dir.path, runs_dir.path / "jobs.journal", runs_dir.metadata_name, read_stamp(runs_dir.path).runfile_digest))  # type: ignore[union-attr]
+    saved = {p.name: p.read_bytes() for p in runs_dir.path.iterdir() if p.is_file()}
+    _, incremental = _launch_like(runs_dir, runfile)
+    assert incremental.startswith(b"kept ")
+    for name, data in saved.items():
+        (runs_dir.path / name).write_bytes(data)
+    _, full = _launch_like(runs_dir, runfile, drop_mark=True)
+    assert full.startswith(b"full ")
+    assert incremental[5:] == full[5:]
+    if change == "legacy entry":
+        assert b'"00000000000000aa"' in full and b'"old tool"' in full
+
+
+def test_a_mark_the_stamp_does_not_vouch_for_keeps_nothing(tmp_path: Path) -> None:
+    # A launch killed between writing the mark and the stamp leaves a mark of
+    # another journal size: the old lines are not trusted, the view is rebuilt.
+    sync = _sync(tmp_path)
+    sync.build()
+    assert sync.write_final() is None
+    sync.write_stamp()
+    sync.journal.open()
+    sync.journal.record_start(sync.runfile.jobs[0].job_id, 1, 1.0, 0, "h")
+    sync.journal.close()
+    write_mark(sync.runs_dir.path, sync.journal.path)
+    sync.read_old()
+    assert sync._kept is None
+    sync.write_stamp()
+    sync.read_old()
+    assert sync._kept is not None, "stamp and mark agree again"
