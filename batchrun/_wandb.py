@@ -24,8 +24,9 @@ import math
 import random
 import shlex
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 
@@ -50,6 +51,23 @@ from batchrun._sweep_common import (
     unknown,
     values_list,
 )
+from batchrun.hyperband import HyperbandConfig, parse_early_terminate
+from batchrun.objective import Metric, parse_metric
+
+
+class _Gridspec(Protocol):
+    """The parts of a `sweep.Gridspec` a search space is made from (sweep imports this module)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def _params(self) -> tuple[Param, ...]: ...
+    @property
+    def _template(self) -> str: ...
+    @property
+    def _renderers(self) -> tuple[Callable[[Any], Any], ...]: ...
+    @property
+    def _lstrip(self) -> bool: ...
 
 # What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
 ENV = "/usr/bin/env"
@@ -101,6 +119,8 @@ class WandbSweep(NamedTuple):
     command: tuple[str, ...] | None
     params: list[Param]
     tokens: list[Token]
+    metric: Metric | None = None
+    early_terminate: HyperbandConfig | None = None
 
 
 def parse(spec: Map, fail: Fail) -> WandbSweep:
@@ -108,21 +128,28 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
     line = spec.key_lines.get
     method = spec.get("method")
     if method is None:
-        fail("a W&B sweep needs 'method: grid' or 'method: random'")
-    if method in ("bayes", "custom"):
-        fail(f"method {method!r} needs W&B's live optimizer and the results of finished runs; "
-             "batchrun writes every run up front: use 'grid' or 'random'", line("method"))
-    if method not in ("grid", "random"):
-        fail(f"method {show(method)} is not one of grid, random", line("method"))
+        fail("a W&B sweep needs 'method: grid', 'method: random' or 'method: bayes'")
+    if method == "custom":
+        fail("method 'custom' needs W&B's server to propose runs: use grid, random or bayes", line("method"))
+    if method not in ("grid", "random", "bayes"):
+        fail(f"method {show(method)} is not one of grid, random, bayes", line("method"))
     run_cap = spec.get("run_cap")
     if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int) or run_cap <= 0):
         fail(f"'run_cap' must be a positive integer, not {kind(run_cap)}", line("run_cap"))
     if method == "random" and run_cap is None:
         fail("method 'random' needs 'run_cap', the number of runs to draw", line("method"))
+    metric = early_terminate = None
+    if method == "bayes":
+        metric = parse_metric(spec.get("metric"), line("metric") or line("method"), "method 'bayes'", fail)
+        if run_cap is None:
+            fail("method 'bayes' needs 'run_cap', the number of runs to finish", line("method"))
+    if "early_terminate" in spec:
+        early_terminate = parse_early_terminate(spec["early_terminate"], line("early_terminate"), fail)
+        metric = parse_metric(spec.get("metric"), line("metric") or line("early_terminate"), "'early_terminate'", fail)
     seed = spec.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         fail(f"'seed' must be an integer, not {kind(seed)}", line("seed"))
-    if method == "random" and seed is None:
+    if method != "grid" and seed is None:
         seed = 0  # regenerating a runfile must not change its jobs
     program = spec.get("program")
     if program is not None and not isinstance(program, str):
@@ -145,7 +172,7 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
             fail(f"parameter {param.name!r} is defined twice (first on line {first[param.name]})", param.lineno)
         first[param.name] = param.lineno
     return WandbSweep(method, run_cap, seed, program, command, params,
-                      _tokens(command, program, params, spec, fail))
+                      _tokens(command, program, params, spec, fail), metric, early_terminate)
 
 
 # ---------------------------------------------------------------- parameters
@@ -222,8 +249,9 @@ def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, f
     if dist == "constant":
         check_writable(where, values, line, fail)
     weights = _probabilities(where, body["probabilities"], values, line, fail) if "probabilities" in body else None
-    if method == "random":
-        return Param(name, line, draw=_sampler(dist, values, weights, nums), path=path)
+    if method != "grid":
+        draw = Distribution(dist, tuple(values), None if weights is None else tuple(weights), nums, _sampler(dist, values, weights, nums))
+        return Param(name, line, draw=draw, path=path)
     if dist not in _GRIDDABLE or weights is not None:
         fail(f"{where}: grid search takes 'values', 'value', int_uniform or q_uniform, not {dist!r}"
              f"{' with probabilities' if weights else ''}; use 'method: random' to draw it", line)
@@ -235,6 +263,44 @@ def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, f
     elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
         grid = arange(nums["min"], nums["max"], nums["q"])
     return Param(name, line, values=grid, path=path)
+
+
+@dataclass(frozen=True, eq=False)
+class Distribution:
+    """A validated W&B distribution: what random draws from and bayes searches."""
+
+    dist: str  # a key of _DISTRIBUTIONS; categorical_w_probabilities reads as categorical
+    values: tuple[Any, ...]  # categorical values, or the constant's one value
+    weights: tuple[float, ...] | None  # categorical probabilities, if given
+    nums: dict[str, Any]  # min, max, q, mu, sigma, a, b as they apply, defaults filled in
+    sample: Callable[[random.Random], Any]
+
+    def __call__(self, rng: random.Random) -> Any:
+        return self.sample(rng)
+
+
+class SearchSpace(NamedTuple):
+    """A random or bayes gridspec's parameters and how a point becomes its command."""
+
+    names: tuple[str, ...]
+    distributions: tuple[Distribution, ...]
+    template: str
+    renderers: tuple[Callable[[Any], Any], ...]
+    lstrip: bool
+
+    def command(self, values: Sequence[Any]) -> str:
+        """Render one point (a value per parameter, in order) exactly as random search renders it."""
+        line = self.template.format(*(render(v) for render, v in zip(self.renderers, values, strict=True)))
+        return line.lstrip() if self.lstrip else line
+
+
+def search_space(gridspec: _Gridspec) -> SearchSpace:
+    """Return the distributions and command template of a W&B random or bayes gridspec."""
+    params = gridspec._params
+    if gridspec.method == "grid" or not all(isinstance(p.draw, Distribution) for p in params):
+        raise ValueError("search_space needs a W&B random or bayes gridspec")
+    return SearchSpace(tuple(p.name for p in params), tuple(p.draw for p in params),  # type: ignore[misc]
+                       gridspec._template, gridspec._renderers, gridspec._lstrip)
 
 
 def random_points(

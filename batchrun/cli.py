@@ -259,7 +259,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from batchrun.display import Progress, plan_lines, summary_lines
     from batchrun.launch import Launch
     from batchrun.options import LaunchOptions, check_options
-    from batchrun.runfile import load_runfile
+    from batchrun.runfile import Runfile, load_runfile
 
     gpus = args.gpus or []
     n_jobs = args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1)
@@ -288,19 +288,32 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     check_options(options)
     path: Path = args.runfile
     gridspec = None
+    adaptive = None  # a bayes search, hyperband, or both: from a W&B spec only
     if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        from batchrun.adaptive import load_sweep, states_of
+
         gridspec = path
-        path = _sweep_for_launch(path, args)
-    runfile = load_runfile(path)
+        sweep = load_sweep(path)
+        if sweep.bayes is None:
+            path = _sweep_for_launch(path, args)
+        elif args.follow:
+            raise UsageError(f"{gridspec}: --follow does not apply to a bayes spec: its launch appends each point itself")
+        else:
+            path = sweep.runfile
+            if not args.dry_run:
+                sweep.create_runfile()
+        adaptive = sweep if sweep.bayes is not None or sweep.stopper is not None else None
+    bayes = adaptive is not None and adaptive.bayes is not None
+    runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
     for _command, first, again in runfile.duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs and not args.follow:
+    if not runfile.jobs and not args.follow and not bayes:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
         raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
-        return cli_status.dry_run(runfile, options)
+        return cli_status.dry_run(runfile, options, adaptive, str(args.runfile))
     launch = Launch(runfile, options)
     if gridspec is not None and args.follow:
         launch.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
@@ -311,13 +324,16 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in plan_lines(plan, len(runfile.jobs), options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
+        if adaptive is not None:
+            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, states_of(launch.journal.records))}", file=out, flush=True)
         if args.follow:
             followed = shlex.quote(str(gridspec or path))
             print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
-    progress = Progress(out, len(runfile.jobs), min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    total = len(runfile.jobs) + (adaptive.to_propose(runfile, states_of(launch.journal.records)) if adaptive is not None else 0)
+    progress = Progress(out, total, min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
     progress.best = _best_so_far(args.runfile, launch.runs_dir)
     if args.follow:
@@ -335,7 +351,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     try:
         progress.start()
         try:
-            if not launch.should_stop_dispatch():
+            if adaptive is not None:
+                adaptive.run(launch, plan, _run_job_tasks)
+            elif not launch.should_stop_dispatch():
                 launch.run(plan, _run_job_tasks)
         finally:
             progress.close()

@@ -554,20 +554,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
     status = load_status(target, need_launched=False)
     shown = preview(status, args.mode or "resume")
-    _write_plan(sys.stdout, str(target.given), shown, args.show)
+    adaptive = None
+    if target.gridspec is not None:
+        from batchrun.adaptive import adaptive_of
+
+        adaptive = adaptive_of(target.gridspec)
+    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
     return 0
 
 
-def dry_run(runfile: Runfile, options: LaunchOptions) -> int:
-    """`batchrun launch --dry-run`: print the plan of this launch, run nothing."""
+def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
+    """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
     runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
-    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), _PLAN_SHOWN)
+    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), _PLAN_SHOWN, adaptive, runfile, spec)
     return 0
 
 
-def _write_plan(out: IO[str], name: str, shown: Preview, limit: int) -> None:
+def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
     for line in plan_lines(shown.plan, shown.total, shown.mode):
         out.write(f"batchrun: {name}: {line}\n")
+    more = 0
+    if adaptive is not None and runfile is not None:
+        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
+        out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
+        more = adaptive.to_propose(runfile, states)
     labels = dict(_GROUP_LABELS)
     labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
     labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
@@ -586,5 +596,5 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int) -> None:
     if shown.launch_running:
         pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
         out.write(f"note: a launch{pid} is running this runfile now; another launch is refused until it ends\n")
-    elif shown.plan.nothing_to_do:
+    elif shown.plan.nothing_to_do and not more:
         out.write("nothing to do\n")

@@ -39,7 +39,7 @@ from batchrun.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.stopper import GroupStopper
 
 # How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
-# the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow).
+# the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).
 RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
@@ -178,27 +178,31 @@ class Launch:
 
     # -- step 2: run --------------------------------------------------------
 
-    def run(self, plan: Plan, run_tasks: RunTasks) -> None:
+    def run(self, plan: Plan, run_tasks: RunTasks, queue: JobQueue | None = None) -> None:
         """Run `prepare`'s plan; returns when all ended or stopped.
 
         `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
-        that this module and doit's never import each other.
+        that this module and doit's never import each other. `queue`, when
+        given, hands out the plan's jobs and then the ones it makes while the
+        launch runs (`adaptive.BayesFeed`: a bayes search's points).
         """
         jobs = plan.adopt + plan.to_run
-        if not jobs and not self.options.follow:
+        if not jobs and not self.options.follow and queue is None:
             return
         if self.options.detach:
             self.executor.open()
             submit_detached(self.runner, plan.to_run)
             return
         self.start(plan)
-        source: list[Job] | JobQueue = jobs
-        if self.options.follow:
-            follower = self.follower or Follow.of_runfile(self.runfile, None, None)
-            self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
-            self.follow.on_warning = self.on_warning
-            source = self.follow.feed
         try:
+            source: list[Job] | JobQueue = jobs
+            if self.options.follow:
+                follower = self.follower or Follow.of_runfile(self.runfile, None, None)
+                self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+                self.follow.on_warning = self.on_warning
+                source = self.follow.feed
+            elif queue is not None:
+                source = queue
             run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()

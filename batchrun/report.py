@@ -37,7 +37,8 @@ _ERR_LINES = 15
 _ERR_BYTES = 8192
 _FAILED_SHOWN = 50
 
-_FAILED_STATES = (State.FAILED, State.TIMEOUT, State.INTERRUPTED)
+# Stopped runs (hyperband) are not failures: they are judged by what they logged.
+_FAILED_STATES = (State.FAILED, State.TIMEOUT, State.KILLED, State.INTERRUPTED)
 
 
 def build_report(results: Results, metric: str | None = None, goal: str | None = None, agg: str = "last") -> str:
@@ -228,7 +229,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}
 .plot{width:100%;height:460px}#scatters{display:flex;flex-wrap:wrap}#scatters>div{width:420px;height:340px}
 table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:left}
 th{cursor:pointer;background:#f0f0f0;position:sticky;top:0}td[data-v]{text-align:right}
-.s-failed,.s-timeout{background:#fde8e8}.s-interrupted{background:#fff4d6}.s-running{background:#e6f0ff}
+.s-failed,.s-timeout,.s-killed{background:#fde8e8}.s-stopped{background:#eeeeee}.s-interrupted{background:#fff4d6}.s-running{background:#e6f0ff}
 pre{background:#f6f6f6;padding:.5em;overflow-x:auto;max-height:20em}code{word-break:break-all}
 """
 

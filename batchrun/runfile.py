@@ -13,13 +13,14 @@ anything and never prints.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.errors import RunfileError
 
-__all__ = ["Job", "Runfile", "job_id_of", "load_runfile", "parse_parameters"]
+__all__ = ["Job", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters"]
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -102,6 +103,49 @@ def load_runfile(path: Path) -> Runfile:
         lineno = data.count(b"\n", 0, err.start) + 1
         raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
     return parse_runfile_text(text, path)
+
+
+def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
+    """Append new commands to a runfile on disk, durably, and return their jobs.
+
+    The lines are on disk (written and fsynced, the file created and its
+    directory synced if it was absent) before this returns, so a job started
+    afterwards is always one the runfile records: a launch killed at any
+    instant loses nothing it started. `runfile` gains the jobs and the new
+    digest. Commands already in the runfile are not appended again.
+    """
+    path = runfile.path
+    known = {job.command for job in runfile.jobs}
+    fresh = list(dict.fromkeys(c for c in commands if c not in known))
+    if not fresh:
+        return []
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        # A last line without its newline must not run into the first new one.
+        lead = b"\n" if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r") else b""
+        data = lead + "".join(f"{c}\n" for c in fresh).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = b"".join(iter(lambda: os.read(fd, 1 << 20), b"")).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    parsed = parse_runfile_text(text, path)
+    by_command = {job.command: job for job in parsed.jobs}
+    jobs = [by_command[c] for c in fresh if c in by_command]
+    runfile.jobs.extend(jobs)
+    runfile.digest = parsed.digest
+    return jobs
 
 
 def parse_parameters(command: str) -> dict[str, str | bool]:

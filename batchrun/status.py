@@ -104,7 +104,8 @@ class Target:
         runfile = self.runfile if self.runfile is not None else self.given
         launch = f"batchrun launch {shlex.quote(str(runfile))}"
         if self.gridspec is not None and not runfile.exists():
-            return f"batchrun sweep {shlex.quote(str(self.gridspec))} && {launch}"
+            # A launch of the gridspec writes its runfile (a bayes search's, point by point).
+            return f"batchrun launch {shlex.quote(str(self.gridspec))}"
         return launch
 
 
@@ -216,6 +217,8 @@ def load_status(target: Target, need_launched: bool = True, need_entries: bool =
         names = gridspec.parameter_names()
         if target.runfile is not None and target.runfile.exists():
             runfile = load_runfile(target.runfile)
+        elif gridspec.method == "bayes":
+            runfile = parse_runfile_text("", target.runfile or target.gridspec)  # its launch appends the points
         else:
             # The runfile was never written (or was deleted): the gridspec's
             # own commands, one per line, are what it would hold.

@@ -104,8 +104,10 @@ class JobEnds:
                     thread = threading.Thread(target=self._end_one, args=(job_id,), name=f"batchrun-stop-{job_id}", daemon=True)
                     self._ending[job_id] = (state, thread)
                     threads.append((job_id, thread))
-        for _, thread in threads:
-            thread.start()
+            # Started before the lock is released: the job's own thread, once its
+            # wrapper exits, finds the stop in `wait` and joins it, which needs it started.
+            for _, thread in threads:
+                thread.start()
         return [job_id for job_id, _ in threads]
 
     def _end_one(self, job_id: str) -> None:

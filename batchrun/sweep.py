@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from batchrun._gridspec_yaml import read_yaml
 from batchrun._sweep_common import (
@@ -55,6 +55,10 @@ from batchrun._sweep_common import (
     values_list,
 )
 from batchrun.errors import GridspecError, RunfileError
+
+if TYPE_CHECKING:
+    from batchrun.hyperband import HyperbandConfig
+    from batchrun.objective import Metric
 
 __all__ = ["Gridspec", "default_runfile_path", "load_gridspec", "write_runfile"]
 
@@ -217,8 +221,9 @@ class Gridspec:
 
     `program` is the program text (whitespace and line continuations
     normalised in the original format); `command` is a W&B command list, or
-    None. `method` is "grid" or "random"; `run_cap` caps a grid and sizes a
-    random sweep, whose draws are reproducible from `seed`.
+    None. `method` is "grid", "random" or "bayes"; `run_cap` caps a grid and
+    sizes a random sweep, whose draws are reproducible from `seed`, or a bayes
+    one, which has no commands up front (`batchrun.bayes` proposes them).
     """
 
     path: Path
@@ -232,6 +237,8 @@ class Gridspec:
     _template: str = field(repr=False)
     _renderers: tuple[Callable[[Any], Any], ...] = field(repr=False)
     _lstrip: bool = field(repr=False, default=False)
+    metric: Metric | None = None  # what bayes optimizes and hyperband judges
+    early_terminate: HyperbandConfig | None = None
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -245,7 +252,7 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot count this gridspec's points: {type(err).__name__}: {err}"), self.path) from err
 
     def _count(self) -> int:
-        if self.method == "random":
+        if self.method in ("random", "bayes"):
             return self.run_cap or 0
         total = math.prod(len(p.values) for p in self._params if p.values is not None)
         return total if self.run_cap is None else min(total, self.run_cap)
@@ -263,6 +270,9 @@ class Gridspec:
 
     def _iter_commands(self) -> Iterator[str]:
         points: Iterator[Sequence[Any]]
+        if self.method == "bayes":
+            raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
+                                f"results and a launch: run 'batchrun launch {self.path}', not 'batchrun sweep'", self.path)
         if self.method == "random":
             from batchrun._wandb import random_points
 
@@ -388,7 +398,8 @@ def _load_gridspec(path: Path) -> Gridspec:
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
-                        sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip)
+                        sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
+                        metric=sweep.metric, early_terminate=sweep.early_terminate)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")

@@ -156,7 +156,7 @@ def test_status_of_the_runs_directory_and_of_a_removed_line(mixed: Mixed, make_r
 def test_status_of_a_sweep_shows_its_parameters(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
     (workdir / "grid.yml").write_text("program: echo train\nparameters:\n  lr:\n    values: [0.1, 0.2]\n  tag:\n    values: [a, 'b c']\n")
     code, _, err = run_cli("status", "grid.yml")
-    one_error_line(code, err, "nothing launched yet for grid.yml; run batchrun sweep grid.yml && batchrun launch grid.runfile")
+    one_error_line(code, err, "nothing launched yet for grid.yml; run batchrun launch grid.yml")
     assert run_cli("sweep", "grid.yml")[0] == 0
     assert run_cli("launch", "grid.runfile", "-q")[0] == 0
     for target in ("grid.yml", "grid.runfile"):

@@ -86,3 +86,36 @@ def test_end_group_leaves_nothing_of_the_group_and_leaves_the_wrapper_to_its_wai
     assert live_pids_with_env(marker) == []
     waiter.join(30)
     assert len(status) == 1 and status[0] in (-signal.SIGTERM, -signal.SIGKILL)
+
+
+def test_a_job_ending_as_its_stop_begins_finds_the_stop_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's thread calls `JobEnds.wait` between the stop's record and its thread's start."""
+    import batchrun.stopper as stopper
+
+    lock = threading.RLock()
+    running: dict[str, str | None] = {}  # the job has just ended: nothing to signal
+    ends = stopper.JobEnds(None, 0.0, lock, running, lambda: False)  # type: ignore[arg-type]
+    seen: list[object] = []
+    start = threading.Thread.start
+
+    waiter = threading.Thread(target=lambda: seen.append(_wait_or_error(ends, "j")))
+
+    def late_start(self: threading.Thread) -> None:
+        start(waiter)
+        waiter.join(0.3)  # the job's thread runs first, wherever it can
+        start(self)
+        running.pop("j")  # and its wrapper is gone: the stop has nothing to signal
+
+    running["j"] = "123"
+    monkeypatch.setattr(stopper.threading.Thread, "start", late_start)
+    assert ends.start(["j", "j"], "stopped") == ["j"]
+    monkeypatch.undo()
+    waiter.join(10)
+    assert seen == ["stopped"]
+
+
+def _wait_or_error(ends: object, job_id: str) -> object:
+    try:
+        return ends.wait(job_id)  # type: ignore[attr-defined]
+    except RuntimeError as error:
+        return error

@@ -15,6 +15,8 @@ there. Nothing here is imported unless a test asks for it.
                                  before it answers
     BRFAULT_DROP_KILL=1          the first SIGKILL to a job's group is not sent (a
                                  delivery that has not happened yet)
+    BRFAULT_KILL_AFTER_APPEND=N  SIGKILL itself right after the N-th `runfile.append_commands`
+                                 (a bayes launch's new points are on disk, none has started)
 """
 
 from __future__ import annotations
@@ -94,6 +96,23 @@ def _install() -> None:
             return send(self, job_id, ref, sig)
 
         local.LocalExecutor.signal = signal_job  # type: ignore[method-assign]
+
+    if "BRFAULT_KILL_AFTER_APPEND" in env:
+        from batchrun import runfile
+
+        nth = int(env["BRFAULT_KILL_AFTER_APPEND"])
+        append = runfile.append_commands
+
+        def append_commands(*args: object) -> list[runfile.Job]:
+            jobs = append(*args)  # type: ignore[arg-type]
+            with lock:
+                calls["append"] = calls.get("append", 0) + 1
+                n = calls["append"]
+            if n == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return jobs
+
+        runfile.append_commands = append_commands  # type: ignore[assignment]
 
 
 _install()
