@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchrun.cli_target import target_parser
 from batchrun.control import request_kill, request_stop
 from batchrun.errors import UsageError
-from batchrun.metadata import DEFAULT_METADATA_NAME
 from batchrun.outcome import wait_for
 from batchrun.status import REMOVED, STATES, Target, find_job, load_status, resolve_target
 
@@ -49,10 +49,7 @@ def _seconds(text: str) -> float:
 
 def add_parsers(subparsers: Any) -> None:
     """Add `kill`, `stop` and `wait` to the CLI's subparsers."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
-    where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
-    where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
+    where = target_parser()
 
     kill = subparsers.add_parser(
         "kill",

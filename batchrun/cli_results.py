@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from batchrun.cli_target import target_parser
 from batchrun.errors import UsageError
-from batchrun.metadata import DEFAULT_METADATA_NAME
 from batchrun.metrics_file import AGGREGATES
 from batchrun.status import STATES
 
@@ -52,10 +52,7 @@ def _best(text: str) -> tuple[str, str]:
 
 def add_parsers(subparsers: Any) -> None:
     """Add `results` and `report` to the CLI's subparsers."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
-    where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
-    where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
+    where = target_parser()
     where.add_argument("--scrape", type=_scrape, action="append", default=[], metavar="NAME=REGEX", help="also read metric NAME from each job's out.log: every match of REGEX (its group) is one value (repeatable)")
     where.add_argument("--agg", choices=AGGREGATES, default="last", help="a metric's history as one number: last (default; a summary value wins), min, max or mean")
 

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from batchrun.best_so_far import metric_columns
+from batchrun.cli_target import target_parser
 from batchrun.display import format_duration, plan_lines
 from batchrun.errors import MetadataError, UsageError
 from batchrun.journal import JobRecord, State
-from batchrun.metadata import DEFAULT_METADATA_NAME, RunsDir
+from batchrun.metadata import RunsDir
 from batchrun.options import MODES, LaunchOptions
 from batchrun.runfile import Runfile
 from batchrun.status import (
@@ -93,10 +94,7 @@ def _states(text: str) -> list[str]:
 
 def add_parsers(subparsers: Any) -> None:
     """Add `status`, `logs`, `failed` and `plan` to the CLI's subparsers."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
-    where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
-    where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
+    where = target_parser()
 
     status = subparsers.add_parser(
         "status",

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.errors import UsageError
-from batchrun.metadata import RunsDir, read_lock_owner
+from batchrun.metadata import RunsDir, pid_alive, read_lock_owner
 
 __all__ = ["ANSWER_TIMEOUT", "CONTROL_DIR", "POLL_INTERVAL", "Answer", "ControlPoller", "launch_holder", "request_kill", "request_stop"]
 
@@ -69,7 +69,7 @@ def launch_holder(runs_dir: RunsDir) -> int | None:
     except OSError:
         # No /proc/locks: whether the pid the lock file names lives is the best guess.
         pid = read_lock_owner(runs_dir)
-        return pid if pid is not None and _alive(pid) else None
+        return pid if pid is not None and pid_alive(pid) else None
     for line in table.splitlines():
         # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
         parts = line.split()
@@ -77,18 +77,8 @@ def launch_holder(runs_dir: RunsDir) -> int | None:
             # Another pid namespace shows pid 0 (or a foreign one): the file's pid is then the answer.
             shown = int(parts[4]) if parts[4].isdigit() else 0
             written = read_lock_owner(runs_dir)
-            return written if written is not None and (shown in (0, written) or not _alive(shown)) else shown
+            return written if written is not None and (shown in (0, written) or not pid_alive(shown)) else shown
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _start_time(pid: int) -> str:
