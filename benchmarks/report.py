@@ -245,10 +245,11 @@ def machine_description(bench: Bench) -> list[tuple[str, str]]:
         ("CPU", f"{os.cpu_count()} cores ({usable} usable), {cpu_model}"),
         ("memory", memory),
         ("OS", f"{os_name}, {platform.system()} {platform.release()} {platform.machine()}"),
-        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        # No interpreter path: RESULTS.md is committed, and paths are this machine's own.
+        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
         ("doit", doit_version),
         ("batchrun", f"{_first_line([*bench.batchrun, '--version']) or '?'}, git {git_commit()}"),
-        ("batchrun command", shlex.join(bench.batchrun)),
+        ("batchrun command", shlex.join(["python" if arg == sys.executable else arg for arg in bench.batchrun])),
         ("GNU parallel", bench.peers.get("parallel", "not available")),
         ("xargs", bench.peers.get("xargs", "not available")),
     ]
