@@ -185,6 +185,29 @@ def test_ctrl_c_leaves_no_command_running_on_the_workers(cluster: Cluster, make_
     assert live_pids_with_env(marker) == []
 
 
+def test_batchrun_kill_stops_one_job_on_the_workers_and_the_launch_goes_on(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
+    """Issue 17: `batchrun kill` on Dask signals the job's processes on its worker; the other job finishes."""
+    side = workdir / "side.txt"
+    make_runfile([f"echo start 0 >> {side}; sleep 60; echo end 0 >> {side}", f"echo start 1 >> {side}; sleep 3; echo end 1 >> {side}"])
+    runs = workdir / "runs" / "exp"
+    marker = f"BATCHRUN_RUNS_DIR={runs}"
+    proc = start_batchrun(*dask_args(cluster, "exp.runfile", "-j", "2", "--grace", "1"), cwd=workdir)
+    try:
+        wait_for(lambda: "start 0" in " ".join(lines(side)), what="the long job to start")
+        killed = run_batchrun("kill", "exp.runfile", "1", cwd=workdir)
+        assert killed.returncode == 0, killed.stderr
+        proc.communicate(timeout=90)
+        assert proc.returncode == 1  # one job was killed
+        assert sorted(lines(side)) == ["end 1", "start 0", "start 1"], "the killed job ran on, or the other one did not finish"
+        assert sorted(state for state, _ in states(runs).values()) == ["killed", "succeeded"]
+        assert live_pids_with_env(marker) == []
+    finally:
+        kill_all(live_pids_with_env(marker))
+        if proc.returncode is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_a_killed_worker_never_counts_as_success_nor_leaves_an_orphan(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
     side = workdir / "side.txt"
     command = f"echo start >> {side}; sleep 3; echo end >> {side}"

@@ -269,6 +269,22 @@ def test_ctrl_c_cancels_every_job_and_records_them_interrupted(slurm: None, make
     assert states.count("interrupted") == 6 and states.count("pending") == 4
 
 
+def test_batchrun_kill_cancels_one_running_job_and_the_launch_goes_on(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    """Issue 17: `batchrun kill` on SLURM goes through scancel; the other job runs to its end."""
+    started, side = workdir / "started.txt", workdir / "side.txt"
+    make_runfile([f"echo a >> {started}; sleep 120; echo a >> {side}", f"echo b >> {started}; sleep 3; echo b >> {side}"], f"{name}.runfile")
+    proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "2", "--grace", "2"), cwd=workdir)
+    wait_for(lambda: "a" in _lines(started), timeout=60, what="the long job to start")
+    killed = run_batchrun("kill", f"{name}.runfile", "1", cwd=workdir)
+    assert killed.returncode == 0, killed.stderr
+    proc.communicate(timeout=120)
+    assert proc.returncode == 1  # not every job succeeded: one was killed
+    assert _lines(side) == ["b"], "the killed job ran on, or the other one did not finish"
+    states = _states(workdir / "runs" / name)
+    assert sorted(state for state, _ in states.values()) == ["killed", "succeeded"]
+    assert _active_tasks(name) == {}
+
+
 def test_sigterm_cancels_queued_tasks(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
     make_runfile(["echo never 1", "echo never 2", "echo never 3", "echo never 4"], f"{name}.runfile")
     proc = start_batchrun(*_slurm(f"{name}.runfile", "-j", "3", "--sbatch-args=--begin=now+3600"), cwd=workdir)
