@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from batchrun import __version__, _signals, cli_queue, cli_results, cli_status
 from batchrun.cli_status import int_at_least
+from batchrun.cli_target import duration
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:
@@ -49,33 +50,6 @@ def _seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
     return value
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> float:
-    """`90` (seconds), `45s`, `30m`, `2h`, `1h30m`, `1.5h`."""
-    rest = text.strip().lower()
-    total = 0.0
-    if rest and rest[-1].isdigit():
-        rest += "s"
-    number = ""
-    for char in rest:
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in _DURATION_UNITS and number:
-            try:
-                total += float(number) * _DURATION_UNITS[char]
-            except ValueError:
-                break
-            number = ""
-        else:
-            break
-    else:
-        if not number and total > 0:
-            return total
-    raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -144,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default="metadata.json", metavar="NAME", help="name of the metadata file (default metadata.json)")
     launch.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS", help="on Ctrl-C or SIGTERM, how long jobs get to exit after SIGTERM before SIGKILL (default 10)")
     launch.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed job up to N more times in this launch (earlier attempts' logs are kept as out.<n>.log)")
-    launch.add_argument("--timeout", type=_duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
+    launch.add_argument("--timeout", type=duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
     halt = launch.add_mutually_exclusive_group()
     halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
     halt.add_argument("--halt-now", action="store_true", help="after the first failure, also stop the running jobs; exit 1")

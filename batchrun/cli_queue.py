@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchrun.cli_target import target_parser
+from batchrun.cli_target import duration_or_zero, target_parser
 from batchrun.control import request_kill, request_stop
 from batchrun.errors import UsageError
 from batchrun.outcome import wait_for
@@ -31,20 +31,6 @@ COMMANDS = ("kill", "stop", "wait")
 # `wait --timeout` expired with the launch still running: as timeout(1), so
 # that a script tells it from the launch's own 0, 1, 2 and 130.
 WAIT_TIMED_OUT = 124
-
-
-def _seconds(text: str) -> float:
-    rest = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600}
-    scale = units.get(rest[-1:], 0)
-    number = rest[:-1] if scale else rest
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        value = -1.0
-    if value < 0 or value != value:  # noqa: PLR0124 - NaN
-        raise argparse.ArgumentTypeError(f"expected a duration like 90, 90s, 30m or 2h, not {text!r}")
-    return value
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -88,7 +74,7 @@ def add_parsers(subparsers: Any) -> None:
             "2 when nothing was ever launched. Example: batchrun wait exp.runfile --timeout 2h (after batchrun launch exp.runfile --detach)"
         ),
     )
-    wait.add_argument("--timeout", type=_seconds, default=None, metavar="DURATION", help="give up after this long (90, 30m, 2h) with exit 124")
+    wait.add_argument("--timeout", type=duration_or_zero, default=None, metavar="DURATION", help="give up after this long (90, 30m, 2h) with exit 124")
     wait.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 

@@ -151,12 +151,8 @@ class RunMetrics:
 
 def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, into: RunMetrics | None = None) -> RunMetrics | None:
     """Read a metrics file, or None when there is none (or it cannot be read: counted)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+    fd = _open(path, skipped)
+    if fd is None:
         return None
     try:
         # Unbuffered, no stat for the common small file: one read says whether it is over the limit.
@@ -182,12 +178,8 @@ def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.s
     metrics, and the cache would take the stale answer for the current one.
     None (as `read_metrics_file`) when there is no file or it cannot be read.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+    fd = _open(path, skipped)
+    if fd is None:
         return None
     try:
         stat = os.fstat(fd)
@@ -208,6 +200,17 @@ def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.s
     if data:
         _parse(data, path, metrics, skipped, False)
     return metrics, stat
+
+
+def _open(path: str, skipped: Skipped) -> int | None:
+    """A metrics file opened for reading; None when there is none, or it cannot be read (counted)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+        return None
 
 
 def _tail(fd: int, size: int, path: str, skipped: Skipped) -> bytes:
