@@ -34,10 +34,12 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def run_attempt(tmp_path: Path, key: str, command: str, cwd: str | None = None) -> tuple[str, int, str]:
-    """Run the Dask task's function right here, as a worker would."""
+def run_attempt(tmp_path: Path, key: str, command: str, cwd: str | None = None, attempt: int | None = None) -> tuple[str, int, str]:
+    """Run the Dask task's function right here, as a worker would (`attempt`: its BATCHRUN_ATTEMPT, as in a launch)."""
     log_dir = str(tmp_path / "job")
     env = dict(os.environ, BATCHRUN_JOB_ID=JOB_ID, BATCHRUN_LOG_DIR=log_dir)
+    if attempt is not None:
+        env["BATCHRUN_ATTEMPT"] = str(attempt)
     return _dask_worker.run_job(key, JOB_ID, command, log_dir, env, cwd or str(tmp_path))
 
 
@@ -65,6 +67,38 @@ def test_an_attempt_that_already_ran_reports_its_exit_record(tmp_path: Path) -> 
     assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5")[:2] == ("ran", 5)
     # Dask runs the task again (its worker died after the job ended): no second run.
     assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5")[:2] == ("recorded", 5)
+    assert lines(side) == ["ran"]
+
+
+def test_an_attempt_that_already_ran_in_a_launch_reports_its_record_naming_the_attempt(tmp_path: Path) -> None:
+    # In a launch the wrapper's record names the attempt ("5 1"): it must still count as "already ran".
+    side = tmp_path / "side.txt"
+    _dask_keys.claim_log_dir(str(tmp_path / "job"), "key-1")
+    assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5", attempt=1)[:2] == ("ran", 5)
+    assert (tmp_path / "job" / "exit").read_text() == "5 1\n"
+    assert run_attempt(tmp_path, "key-1", f"echo ran >> {side}; exit 5", attempt=1)[:2] == ("recorded", 5)
+    assert lines(side) == ["ran"]
+
+
+def test_a_relaunch_attempt_claimed_while_the_old_one_runs_reports_its_record_and_never_reruns(tmp_path: Path) -> None:
+    # A killed launch's queued task starts in the instant between the relaunch's settlement
+    # (which found it not running) and its claim of the log directory for a new attempt.
+    side = tmp_path / "side.txt"
+    log_dir = str(tmp_path / "job")
+    _dask_keys.claim_log_dir(log_dir, "key-1")
+    results: list[tuple[str, int, str]] = []
+    command = f"echo ran >> {side}; sleep 1; exit 5"
+    old = threading.Thread(target=lambda: results.append(run_attempt(tmp_path, "key-1", command, attempt=1)))
+    old.start()
+    deadline = time.monotonic() + 30
+    while not lines(side) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lines(side) == ["ran"]
+    # The relaunch claims the directory for its attempt while the old run holds the lock.
+    _dask_keys.claim_log_dir(log_dir, "key-2")
+    assert run_attempt(tmp_path, "key-2", command, attempt=2)[:2] == ("recorded", 5)
+    old.join(30)
+    assert results[0][:2] == ("ran", 5)
     assert lines(side) == ["ran"]
 
 

@@ -164,13 +164,21 @@ def _take_lock(settings: Settings, log_dir: str, key: str) -> int | None:
 
 
 def _recorded(settings: Settings, log_dir: str) -> int | None:
-    """The status in a complete exit record (an earlier run of this attempt), else None."""
+    """The status in a complete exit record, else None.
+
+    The record is the job's whatever attempt wrote it (`<status> <attempt>`):
+    the lock this supervisor now holds was held by that run, and a claim
+    removes a record only while no run holds the lock, so a record here is
+    the job's result from a run that started after the last claim (an
+    earlier attempt that a relaunch found not yet running, or this attempt
+    run once already by Dask).
+    """
     try:
         with open(log_dir + "/" + settings.exit_name, "rb") as f:
             record = f.read(64)
         if record.endswith(b"\n"):
-            return int(record)
-    except (OSError, ValueError):
+            return int(record.split()[0])
+    except (OSError, ValueError, IndexError):
         pass
     return None
 
