@@ -97,8 +97,11 @@ def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: SlotPo
     log_dir = tmp_path / "missing" / "log"
     with pytest.raises(OSError, match="No such file"):
         pool.start(JOB_ID, "true", str(log_dir), _env(log_dir, marker))
+    with pytest.raises(OSError, match="embedded null byte"):
+        pool.start(JOB_ID, "echo a\0b", str(tmp_path / "nul"), _env(tmp_path / "nul", marker))
     ok = tmp_path / "ok"
     assert _run(pool, ok, "exit 3", _env(ok, marker)) == 3
+    assert len(pool._idle) == 1, "a job that could not start cost its helper"
 
 
 def test_a_job_killed_by_a_signal_gets_no_record(pool: SlotPool, tmp_path: Path, marker: str) -> None:
@@ -193,7 +196,8 @@ def test_a_sigkilled_helper_through_the_cli_then_a_relaunch_adopts_the_job(workd
         if launch.poll() is None:
             launch.kill()
         launch.communicate()
-    assert live_pids_with_env(marker), "the job died with its helper"
+    (log_dir,) = (workdir / "runs" / "exp" / "logs").iterdir()
+    assert job_lock_held(log_dir), "the job died with its helper"
     again = subprocess.Popen([sys.executable, "-m", "batchrun", "launch", "exp.runfile"], cwd=workdir,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -149,6 +149,9 @@ def run_one(job_id: bytes, log_dir: bytes, attempt: bytes, command: bytes, env: 
         except OSError as error:
             os.close(out_fd)
             return _reply(b"X %d %s\n" % (error.errno or errno.EIO, (error.strerror or "").encode()))
+        except ValueError:  # a NUL byte in the line or the environment: no exec could take it
+            os.close(out_fd)
+            return _reply(b"X %d embedded null byte\n" % errno.EINVAL)
     finally:
         os.close(err_fd)
     # out_fd stays open here until the record is written (see the module docstring).
