@@ -271,12 +271,14 @@ class JobRunner:
             self.on_change(job, rec)
         if self.journal.disk_full:
             control.fail(MetadataError(f"{Path(self.logs).parent}: the disk is full; running jobs are recorded, no new job starts"))
-        self._emit_end(job, rec, slot, retries_left)
+        self._emit_end(job, rec, slot, retries_left, ref)
         return rec
 
-    def _emit_end(self, job: Job, rec: JobRecord, slot: int, retries_left: int) -> None:
-        # The job's metrics, summarised once now, spare `batchrun results` parsing them (one failed open without).
-        record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
+    def _emit_end(self, job: Job, rec: JobRecord, slot: int, retries_left: int, ref: str | None = None) -> None:
+        # The job's metrics, summarised once now, spare `batchrun results` parsing them
+        # (one failed open without, unless the executor saw there is no file).
+        if ref is None or not self.executor.left_no_metrics(ref):
+            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
         retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
         self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
 

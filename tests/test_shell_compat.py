@@ -11,8 +11,9 @@ batchrun runs a job on purpose with stdin from /dev/null, in its own session,
 in the launch's directory, with BATCHRUN_* variables added to the
 environment; the `sh -c` side is given the same conditions rather than
 skipping the lines that would notice. Lines too long to be one argument
-cannot be given to `sh -c` at all; for them the reference is
-`/bin/sh -c '. FILE'`, the shell reading the same text from a file.
+cannot be given to `sh -c` at all; batchrun runs them as `/bin/sh -c '. FILE'`
+with FILE its job's `command.sh`, and the reference is the same command on
+the same file (error messages name it).
 """
 
 from __future__ import annotations
@@ -49,33 +50,9 @@ def _corpus_lines() -> list[str]:
 
 LINES = _corpus_lines()
 
-# Where batchrun still differs from `sh -c`, and why. Each is a strict xfail: it must keep
-# failing until the wrapper is changed, and then the entry must go. Both come from the
-# wrapper running the line with `eval` inside the wrapper shell (executors/local.py), which
-# is the exit-record wrapper's text, not the spawn function's.
-_EVAL_PREFIX = ("dash names `eval` in its error messages (`/bin/sh: 1: eval: x: not found` for "
-                "`/bin/sh: 1: x: not found`): the line is eval'ed by the wrapper, not given to `sh -c`")
-_WRAPPER_PID = ("`$$` is the wrapper's pid, not the pid of the shell running the line (a subshell): "
-                "`kill $$` kills the wrapper (no trap runs, the rest of the line goes on, no exit record)")
-KNOWN_DIFFERENCES = {
-    "trap 'echo got-term; exit 12' TERM; kill -TERM $$; echo after": _WRAPPER_PID,
-    "trap 'echo got-int' INT; kill -INT $$; echo after-int": _WRAPPER_PID,
-    "trap '' TERM; kill -TERM $$; echo ignored-term": _WRAPPER_PID,
-    "set -u; echo $undefined_var": _EVAL_PREFIX,
-    "readonly r=1; r=2; echo not reached": _EVAL_PREFIX,
-    "nonexistent_command_for_corpus": _EVAL_PREFIX,
-    'echo "unterminated': _EVAL_PREFIX,
-    "echo $((1/0))": _EVAL_PREFIX,
-    "if then fi": _EVAL_PREFIX,
-    "echo ok; ;; echo never": _EVAL_PREFIX,
-    "echo semicolons;;": _EVAL_PREFIX,
-    "nonexistent_long_command_" + "k" * 140000: _EVAL_PREFIX,
-}
-
-
 def _params() -> list[object]:
-    marks = {line: pytest.mark.xfail(strict=True, reason=reason) for line, reason in KNOWN_DIFFERENCES.items()}
-    return [pytest.param(line, id=_label(line), marks=[marks[line]] if line in marks else []) for line in LINES]
+    # No known differences: each line runs as exactly `/bin/sh -c LINE` (the slot helper's child).
+    return [pytest.param(line, id=_label(line)) for line in LINES]
 
 
 def _job_id(line: str) -> str:
@@ -134,9 +111,9 @@ def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     if len(line.encode()) < MAX_ARG_STRLEN:
         argv = ["/bin/sh", "-c", line]
     else:
-        script = scratch / "line.sh"
-        script.write_text(line, encoding="utf-8")
-        argv = ["/bin/sh", "-c", f". {script}"]
+        script = log_dir / "command.sh"
+        assert script.read_text(encoding="utf-8") == line
+        argv = ["/bin/sh", "-c", f". '{script}'"]
     out_path, err_path = scratch / "out", scratch / "err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         # Its own session, as batchrun gives: `kill 0` must not reach pytest.
@@ -151,7 +128,6 @@ def test_the_corpus_is_big_and_its_lines_distinct() -> None:
     assert len(LINES) >= 50
     assert len(set(LINES)) == len(LINES)
     assert sum(len(line.encode()) >= MAX_ARG_STRLEN for line in LINES) >= 5
-    assert set(KNOWN_DIFFERENCES) <= set(LINES)
 
 
 @pytest.mark.parametrize("line", _params())

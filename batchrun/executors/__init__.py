@@ -5,9 +5,9 @@ The launch drives every executor the same way, one job per worker slot:
 journal keeps; `wait` blocks until the job ends and returns its wrapper's
 exit status; `signal`/`alive` let the launch stop jobs; `still_running` and
 `wait_adopted` let a later launch take over jobs an earlier one left behind.
-Every executor runs a job under the same shell wrapper, which writes the exit
-status into the job's log directory, so results never depend on the
-executor's own bookkeeping.
+Every executor has a process beside the job that writes its exit status into
+the job's log directory (the local executor's per-slot helper, the shell
+wrapper elsewhere), so results never depend on the executor's own bookkeeping.
 """
 
 from __future__ import annotations

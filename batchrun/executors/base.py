@@ -64,6 +64,10 @@ class Executor(abc.ABC):
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the job ends; its wrapper's status (-N: killed by signal N), None on timeout."""
 
+    def left_no_metrics(self, ref: str) -> bool:
+        """Once `wait` returned: True when the executor saw the job end with no metrics file (the launch then skips reading it)."""
+        return False
+
     @abc.abstractmethod
     def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
         """Send a signal to every process of a job; False when nothing was left to signal."""

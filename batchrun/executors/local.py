@@ -1,18 +1,25 @@
 """Run jobs as local processes, each in its own session, and find them again.
 
-Each job runs under a tiny `/bin/sh` wrapper that runs the command exactly
-as `/bin/sh -c COMMAND` would (in a subshell, with no positional parameters)
-and then writes the command's exit status to `<log dir>/exit`. The wrapper,
+A launch runs each job through a long-lived helper process per slot
+(`slots`, `_slot_helper`): the helper runs the line as exactly
+`/bin/sh -c LINE` (that shell leads the job's session and process group),
+waits for it and writes its exit status to `<log dir>/exit`. The helper,
 not batchrun, writes that record, so a job that ends in the instant batchrun
 dies still leaves its result behind.
 
-Before it forks, batchrun opens `<log dir>/out.log`, takes an exclusive
-`flock` on it and hands it to the job as stdout. The kernel keeps that lock
-as long as any process of the job holds the descriptor, so a later launch
-can tell "still running" (lock held) from "ended or never started" (lock
-free) with no pid bookkeeping and no pid-reuse hazard, and can wait for an
-adopted job by waiting for the lock. (The lock rides on out.log rather than
-a file of its own: one file fewer to create per job.)
+Jobs started without a launch to answer to (`--detach`) and the other
+executors' supervisors (SLURM, Dask) use the older way, `spawn_job`: a tiny
+`/bin/sh` wrapper that runs the command as `/bin/sh -c COMMAND` would (in a
+subshell, with no positional parameters) and then writes the record itself.
+
+Before the job starts, `<log dir>/out.log` is opened, exclusively
+`flock`ed and handed to the job as stdout. The kernel keeps that lock as
+long as any process of the job (or its helper, until the record is written)
+holds the descriptor, so a later launch can tell "still running" (lock held)
+from "ended or never started" (lock free) with no pid bookkeeping and no
+pid-reuse hazard, and can wait for an adopted job by waiting for the lock.
+(The lock rides on out.log rather than a file of its own: one file fewer to
+create per job.)
 """
 
 from __future__ import annotations
@@ -22,14 +29,18 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.executors.base import Executor
+from batchrun.executors.jobfiles import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, job_lock_held, read_exit_record
+from batchrun.executors.slots import SlotPool
 
 __all__ = [
     "EXIT_NAME",
+    "LOCK_NAME",
+    "OUT_NAME",
     "LocalExecutor",
     "LocalProcess",
     "job_lock_held",
@@ -42,10 +53,6 @@ __all__ = [
     "wait_for_job_lock",
 ]
 
-EXIT_NAME = "exit"
-OUT_NAME = "out.log"
-# The file whose flock says a job's processes are alive.
-LOCK_NAME = OUT_NAME
 
 _DEVNULL_FD: int | None = None
 
@@ -168,52 +175,6 @@ def spawn_job(command: str, log_dir: str, env: dict[str, str] | list[bytes], app
     return LocalProcess(popen, popen.pid)
 
 
-def read_exit_record(log_dir: Path, attempt: int | None = None) -> tuple[int, float] | None:
-    """The exit status and end time a job's wrapper recorded, if complete.
-
-    With `attempt`, only a record of that attempt counts. A record that
-    names no attempt (written before records named them, or by a wrapper
-    run without BATCHRUN_ATTEMPT) counts for any attempt.
-    """
-    path = log_dir / EXIT_NAME
-    try:
-        with open(path, "rb") as f:
-            data = f.read(64)
-            end = os.fstat(f.fileno()).st_mtime
-    except OSError:
-        return None
-    if not data.endswith(b"\n"):
-        return None
-    fields = data.split()
-    try:
-        status = int(fields[0])
-        recorded = int(fields[1]) if len(fields) > 1 else None
-    except (ValueError, IndexError):
-        return None
-    if len(fields) > 2 or (attempt is not None and recorded is not None and recorded != attempt):
-        return None
-    return status, end
-
-
-def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
-    """True while some process of a job holds the flock on `<log_dir>/<name>`.
-
-    For jobs started with `spawn_job` that is out.log; other executors'
-    supervisors lock files of their own.
-    """
-    try:
-        fd = os.open(f"{log_dir}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def wait_for_job_lock(log_dir: Path, should_stop: Callable[[], bool], poll: float = 0.2) -> None:
     """Block until no process of an adopted job holds its lock.
 
@@ -320,23 +281,46 @@ def find_job_processes(job_id: str) -> list[int]:
 
 
 class LocalExecutor(Executor):
-    """Jobs as processes of this machine, each in its own session."""
+    """Jobs as processes of this machine, each in its own session, started by per-slot helpers."""
 
     name = "local"
 
     def __init__(self, options: object) -> None:
         super().__init__(options)  # type: ignore[arg-type]
-        # ref (pid) -> process, for jobs this launch started and has not reaped.
+        self._slots = SlotPool(getattr(options, "cwd", None))
+        # ref (pid) -> process, for detached jobs this launch started and has not reaped.
         self._procs: dict[str, LocalProcess] = {}
+        # pid -> the first signal this launch sent its group: the job counts as
+        # ended by it, as the old wrapper shell (its group's leader) would have been.
+        self._signalled: dict[int, int] = {}
+        self._noted: set[str] = set()
+        # refs of ended jobs whose helper saw no metrics file (`left_no_metrics`).
+        self._no_metrics: set[str] = set()
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
-        proc = spawn_job(command, log_dir, env)
-        ref = str(proc.pid)
-        self._procs[ref] = proc
-        return ref
+        self._noted.discard(job_id)  # a retry: its helper clears the last attempt's note
+        return str(self._slots.start(job_id, command, log_dir, env))
+
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
+        """--detach: every job under the record-writing wrapper (a helper each would be a Python per job)."""
+        refs = []
+        for _job_id, command, log_dir, env in jobs:
+            proc = spawn_job(command, log_dir, env)
+            self._procs[str(proc.pid)] = proc
+            refs.append(str(proc.pid))
+        return refs
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
-        proc = self._procs[ref]
+        proc = self._procs.get(ref)
+        if proc is None:
+            ended = self._slots.wait(int(ref), timeout)
+            if ended is None:
+                return None
+            returncode, no_metrics = ended
+            if no_metrics:
+                self._no_metrics.add(ref)
+            sig = self._signalled.pop(int(ref), None)
+            return returncode if sig is None else -sig
         try:
             returncode = proc.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -344,12 +328,33 @@ class LocalExecutor(Executor):
         del self._procs[ref]
         return returncode
 
+    def left_no_metrics(self, ref: str) -> bool:
+        try:
+            self._no_metrics.remove(ref)
+        except KeyError:
+            return False
+        return True
+
     def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
         pids = [int(ref)] if ref is not None and ref.isdigit() else find_job_processes(job_id)
+        if pids and sig and job_id not in self._noted:
+            self._note_stop(job_id)
         hit = False
         for pid in pids:
-            hit = kill_group(pid, job_id, sig) or hit
+            if kill_group(pid, job_id, sig):
+                hit = True
+                if sig:
+                    self._signalled.setdefault(pid, sig)
         return hit
+
+    def _note_stop(self, job_id: str) -> None:
+        """Tell the job's helper, before the signal, that the job is being stopped (it then writes no record)."""
+        self._noted.add(job_id)
+        try:
+            fd = os.open(f"{self.options.runs_dir}/logs/{job_id}/{STOP_NAME}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return  # no log directory (a test's executor): nothing to tell
+        os.close(fd)
 
     def alive(self, job_id: str, ref: str | None) -> bool:
         if ref is not None and ref.isdigit():
@@ -361,3 +366,7 @@ class LocalExecutor(Executor):
 
     def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
         wait_for_job_lock(Path(log_dir), should_stop)
+
+    def close(self) -> None:
+        """Let the helpers go: each exits once its job, if any, ended and is recorded."""
+        self._slots.close()

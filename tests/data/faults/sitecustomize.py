@@ -5,8 +5,9 @@ with `PYTHONPATH=tests/data/faults` and one of the variables below stops (or
 stalls) itself at one exact instant, standing for a kill -9 or a preemption
 there. Nothing here is imported unless a test asks for it.
 
-    BRFAULT_KILL_SPAWN=N         SIGKILL itself on the N-th `local.spawn_job` (after the
-                                 start record, before the process exists)
+    BRFAULT_KILL_SPAWN=N         SIGKILL itself on the N-th job start (`LocalExecutor.start`
+                                 or `local.spawn_job`: after the start record, before the
+                                 process exists)
     BRFAULT_KILL_RETRY_SPAWN=1   SIGKILL itself on spawning a job's retry (`out.1.log` exists)
     BRFAULT_KILL_EXIT_READ=N     SIGKILL itself on the N-th `local.read_exit_record`
                                  (settlement: after the liveness probe, before the read)
@@ -53,6 +54,17 @@ def _install() -> None:
             return spawn(command, log_dir, *args, **kwargs)  # type: ignore[arg-type]
 
         local.spawn_job = spawn_job  # type: ignore[assignment]
+        start = local.LocalExecutor.start
+
+        def start_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+            with lock:
+                calls["spawn"] += 1
+                n = calls["spawn"]
+            if n == nth or (retry and os.path.exists(f"{log_dir}/out.1.log")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return start(self, job_id, command, log_dir, env)
+
+        local.LocalExecutor.start = start_job  # type: ignore[method-assign]
 
     if "BRFAULT_KILL_EXIT_READ" in env or "BRFAULT_SLOW_EXIT_READ" in env:
         nth = int(env.get("BRFAULT_KILL_EXIT_READ", "0"))

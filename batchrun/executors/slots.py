@@ -1,0 +1,204 @@
+"""batchrun's side of the per-slot helpers that start local jobs (`_slot_helper`).
+
+A launch keeps one long-lived helper process per job running at once. A job
+start is one `write` of a request and one `read` of the answer; its end one
+`read`. The helper, not batchrun, forks the job (`/bin/sh -c LINE`) and
+writes its exit record, so batchrun's 60 MB process never forks per job, and
+a kill -9 of batchrun leaves every running job with the process that records
+it. See `_slot_helper` for the protocol and the order that keeps it crash-safe.
+
+A helper that dies (SIGKILL) leaves its job running in the job's own session
+with out.log's lock held: the job's thread then waits for that lock, as for
+a job adopted from a killed launch, and takes the exit record if there is
+one; without one the job ended unseen, and it is reported as killed
+(status -9), as when the old wrapper shell was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+from batchrun.executors.jobfiles import job_lock_held, read_exit_record
+
+__all__ = ["HELPER_PATH", "HelperGone", "SlotHelper", "SlotPool"]
+
+HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
+# How often the job of a dead helper is looked at.
+_ORPHAN_POLL = 0.05
+
+
+class HelperGone(OSError):
+    """The helper process died (its pipe closed); `sent`: after it may have read a request."""
+
+    def __init__(self, sent: bool = True) -> None:
+        super().__init__(errno.EPIPE, "the job's helper process died")
+        self.sent = sent
+
+
+class SlotHelper:
+    """One helper process and the job it runs now, if any. Used by one thread at a time."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        self.proc = subprocess.Popen(
+            # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
+            [sys.executable, "-I", "-S", HELPER_PATH],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
+            start_new_session=True, cwd=cwd, bufsize=0,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._out = self.proc.stdin.fileno()
+        self._in = self.proc.stdout.fileno()
+        self._buf = b""
+        self._env: dict[str, str] = {}
+        self.gone = False
+        # The running job: pid, log directory, attempt.
+        self.job: tuple[int, str, int] | None = None
+        # The last job that ended left no metrics file (its helper looked).
+        self.no_metrics = False
+
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
+        """Start a job; its pid (also its process group and session).
+
+        Raises:
+            HelperGone: the helper died before it answered.
+            OSError: the helper could not create the log files or fork.
+        """
+        old = self._env
+        changes = [f"{k}={v}" for k, v in env.items() - old.items()]
+        changes += [k for k in old.keys() - env.keys()]
+        attempt = env.get("BATCHRUN_ATTEMPT", "")
+        payload = "\0".join([job_id, log_dir, attempt, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
+        self._write(b"%d\n%s" % (len(payload), payload))
+        self._env = env
+        kind, rest = self._answer()
+        if kind == b"X":
+            code, _, message = rest.partition(b" ")
+            raise OSError(int(code), message.decode(errors="replace"))
+        pid = int(rest)
+        self.job = (pid, log_dir, int(attempt) if attempt.isdigit() else 0)
+        return pid
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the running job ended and its record is written; its returncode (-N: signal N), None on timeout."""
+        assert self.job is not None
+        if not self.gone and b"\n" not in self._buf and timeout is not None:
+            ready, _, _ = select.select([self._in], [], [], timeout)
+            if not ready:
+                return None
+        try:
+            _kind, rest = self._answer()
+            code, _, wrote = rest.partition(b" ")
+            returncode: int | None = int(code)
+            self.no_metrics = wrote == b"0"
+        except HelperGone:
+            self.no_metrics = False
+            returncode = self._wait_orphan(timeout)
+        if returncode is not None:
+            self.job = None
+        return returncode
+
+    def _wait_orphan(self, timeout: float | None) -> int | None:
+        """The helper died while its job ran: wait for the job's lock, then read its record."""
+        assert self.job is not None
+        _, log_dir, attempt = self.job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while job_lock_held(log_dir):
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(_ORPHAN_POLL)
+        record = read_exit_record(Path(log_dir), attempt or None)
+        return record[0] if record is not None else -9
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._out, view) :]
+        except OSError:
+            self._lost()
+            raise HelperGone(sent=False) from None
+
+    def _answer(self) -> tuple[bytes, bytes]:
+        while b"\n" not in self._buf:
+            data = b"" if self.gone else os.read(self._in, 4096)
+            if not data:
+                self._lost()
+                raise HelperGone()
+            self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        kind, _, rest = line.partition(b" ")
+        return kind, rest
+
+    def _lost(self) -> None:
+        if not self.gone:
+            self.gone = True
+            self.close()
+
+    def close(self) -> None:
+        """End the helper: it exits once its job (if any) ended and is recorded."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        if self.job is None:
+            self.proc.wait()
+
+
+class SlotPool:
+    """The launch's helpers: an idle one serves each start, a new one is made when none is idle."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        self.cwd = cwd
+        self._idle: list[SlotHelper] = []
+        # pid of a running job -> its helper
+        self._busy: dict[int, SlotHelper] = {}
+        # A pool dropped without `close` (a test's executor, a launch that
+        # failed early) still lets its helpers go.
+        weakref.finalize(self, _close_all, self._idle, self._busy)
+
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
+        """Start a job in an idle helper (or a new one); its pid."""
+        while True:
+            try:
+                helper = self._idle.pop()
+            except IndexError:
+                helper = SlotHelper(self.cwd)
+            try:
+                pid = helper.start(job_id, command, log_dir, env)
+            except HelperGone as gone:
+                if not gone.sent:
+                    continue  # it died idle, before the request: another helper takes it
+                raise
+            except OSError:
+                self._idle.append(helper)
+                raise
+            self._busy[pid] = helper
+            return pid
+
+    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool] | None:
+        """The job's returncode and whether it surely left no metrics file; None on timeout."""
+        helper = self._busy[pid]
+        returncode = helper.wait(timeout)
+        if returncode is None:
+            return None
+        del self._busy[pid]
+        if not helper.gone:
+            self._idle.append(helper)
+        return returncode, helper.no_metrics
+
+    def close(self) -> None:
+        """End every helper; busy ones exit once their jobs are recorded (a stop that gave up on a job)."""
+        _close_all(self._idle, self._busy)
+
+
+def _close_all(idle: list[SlotHelper], busy: dict[int, SlotHelper]) -> None:
+    for helper in [*idle, *busy.values()]:
+        helper.close()
+    idle.clear()

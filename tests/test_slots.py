@@ -1,0 +1,227 @@
+"""The per-slot helpers (`executors.slots`, `executors._slot_helper`): protocol, records, crashes.
+
+Unit tests drive a `SlotPool` directly; the last ones go through the real CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, wait_for
+
+from batchrun.executors import ExecutorOptions
+from batchrun.executors._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
+from batchrun.executors.jobfiles import job_lock_held, read_exit_record
+from batchrun.executors.local import LocalExecutor
+from batchrun.executors.slots import SlotPool
+
+JOB_ID = "0123456789abcdef"
+
+
+@pytest.fixture()
+def marker() -> Iterator[str]:
+    name = f"BRSLOT{os.getpid()}"
+    yield name
+    kill_all(live_pids_with_env(name))
+
+
+@pytest.fixture()
+def pool() -> Iterator[SlotPool]:
+    slots = SlotPool()
+    yield slots
+    slots.close()
+
+
+def _env(log_dir: Path, marker: str, attempt: int = 1, **extra: str) -> dict[str, str]:
+    return dict(os.environ, BATCHRUN_JOB_ID=JOB_ID, BATCHRUN_LOG_DIR=str(log_dir), BATCHRUN_ATTEMPT=str(attempt), **{marker: "1"}, **extra)
+
+
+def _run(pool: SlotPool, log_dir: Path, command: str, env: dict[str, str]) -> int | None:
+    ended = pool.wait(pool.start(JOB_ID, command, str(log_dir), env))
+    return None if ended is None else ended[0]
+
+
+def test_a_job_runs_as_sh_c_and_its_helper_records_the_exit_and_attempt(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "log"
+    assert _run(pool, log_dir, 'echo "$0 $#"; echo err >&2; exit 7', _env(log_dir, marker, attempt=3)) == 7
+    assert (log_dir / "out.log").read_text() == "/bin/sh 0\n"
+    assert (log_dir / "err.log").read_text() == "err\n"
+    assert (log_dir / "exit").read_text() == "7 3\n"
+    assert read_exit_record(log_dir, 3) is not None and read_exit_record(log_dir, 2) is None
+    assert not job_lock_held(log_dir), "the helper still holds the job's lock after answering"
+
+
+def test_the_job_leads_its_session_and_group_with_the_given_stdin_env_and_no_ignored_signals(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "log"
+    line = 'read -r x; echo "read=$?"; cut -d" " -f1,5,6 /proc/$$/stat; grep SigIgn /proc/self/status; echo "$ONLY_HERE"; umask; pwd'
+    assert _run(pool, log_dir, line, _env(log_dir, marker, ONLY_HERE="one")) == 0
+    pid, pgrp, sid = (log_dir / "out.log").read_text().splitlines()[1].split()
+    assert pid == pgrp == sid
+    reference = subprocess.run(["/bin/sh", "-c", "grep SigIgn /proc/self/status; umask; pwd"], capture_output=True, text=True, start_new_session=True)
+    assert (log_dir / "out.log").read_text().splitlines()[2:] == [reference.stdout.splitlines()[0], "one", *reference.stdout.splitlines()[1:]]
+    assert (log_dir / "out.log").read_text().splitlines()[0] == "read=1"
+    # The helper keeps the environment between jobs: a variable the next job lacks must be gone.
+    assert _run(pool, log_dir, 'echo "[${ONLY_HERE-unset}]"', _env(log_dir, marker)) == 0
+    assert (log_dir / "out.log").read_text() == "[unset]\n"
+
+
+def test_one_helper_serves_job_after_job(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    for i in range(5):
+        log_dir = tmp_path / str(i)
+        assert _run(pool, log_dir, f"exit {i}", _env(log_dir, marker)) == i
+    assert len(pool._idle) == 1
+
+
+def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "log"
+    env = _env(log_dir, marker, BATCHRUN_METRICS=str(log_dir / "metrics.jsonl"))
+    assert pool.wait(pool.start(JOB_ID, "true", str(log_dir), env)) == (0, True)
+    assert pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env)) == (1, False)
+
+
+def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "log"
+    line = "x=" + "a" * MAX_ARG_STRLEN + '; echo "${#x} $0"; exit 4'
+    assert _run(pool, log_dir, line, _env(log_dir, marker)) == 4
+    assert (log_dir / "out.log").read_text() == f"{MAX_ARG_STRLEN} /bin/sh\n"
+    assert (log_dir / "command.sh").read_text() == line
+
+
+def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "missing" / "log"
+    with pytest.raises(OSError, match="No such file"):
+        pool.start(JOB_ID, "true", str(log_dir), _env(log_dir, marker))
+    with pytest.raises(OSError, match="embedded null byte"):
+        pool.start(JOB_ID, "echo a\0b", str(tmp_path / "nul"), _env(tmp_path / "nul", marker))
+    ok = tmp_path / "ok"
+    assert _run(pool, ok, "exit 3", _env(ok, marker)) == 3
+    assert len(pool._idle) == 1, "a job that could not start cost its helper"
+
+
+def test_a_job_killed_by_a_signal_gets_no_record(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir = tmp_path / "log"
+    assert _run(pool, log_dir, "kill -TERM $$", _env(log_dir, marker)) == -signal.SIGTERM
+    assert not (log_dir / "exit").exists()
+
+
+def test_a_job_the_launch_stops_counts_as_stopped_and_gets_no_record_even_if_it_exits_0(tmp_path: Path, marker: str) -> None:
+    executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
+    log_dir = tmp_path / "logs" / JOB_ID
+    log_dir.parent.mkdir()
+    ready = tmp_path / "ready"
+    try:
+        ref = executor.start(JOB_ID, f"trap 'exit 0' TERM; touch {ready}; while :; do sleep 0.05; done", str(log_dir), _env(log_dir, marker))
+        wait_for(ready.exists, what="the job to trap TERM")
+        assert executor.signal(JOB_ID, ref, signal.SIGTERM)
+        assert executor.wait(ref) == -signal.SIGTERM
+        assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
+        # The next attempt in the same log directory is recorded again.
+        ref = executor.start(JOB_ID, "exit 5", str(log_dir), _env(log_dir, marker, attempt=2))
+        assert executor.wait(ref) == 5
+        assert (log_dir / "exit").read_text() == "5 2\n"
+    finally:
+        executor.close()
+
+
+def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Path, marker: str) -> None:
+    """As on a kill -9 of batchrun: EOF while the job runs."""
+    pool = SlotPool()
+    log_dir, gate = tmp_path / "log", tmp_path / "gate"
+    pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 6", str(log_dir), _env(log_dir, marker))
+    helper = next(iter(pool._busy.values()))
+    pool.close()
+    assert job_lock_held(log_dir)
+    gate.touch()
+    assert helper.proc.wait(timeout=60) == 0
+    assert (log_dir / "exit").read_text() == "6 1\n"
+    assert not job_lock_held(log_dir)
+
+
+def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lock(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+    log_dir, gate = tmp_path / "log", tmp_path / "gate"
+    pid = pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done", str(log_dir), _env(log_dir, marker))
+    helper = pool._busy[pid]
+    helper.proc.kill()
+    helper.proc.wait()
+    assert pool.wait(pid, timeout=0.2) is None, "the job still runs: the wait must time out"
+    assert os.path.exists(f"/proc/{pid}") and job_lock_held(log_dir)
+    gate.touch()
+    # No helper wrote a record: reported as killed, as when the old wrapper shell was SIGKILLed.
+    assert pool.wait(pid) == (-signal.SIGKILL, False)
+    assert (log_dir / "out.log").read_text() == "done\n"
+    # The pool replaces the dead helper.
+    other = tmp_path / "other"
+    assert _run(pool, other, "exit 2", _env(other, marker)) == 2
+
+
+def _kill_9_launch(workdir: Path, make_runfile: Callable[..., Path], line: str, extra_env: dict[str, str]) -> None:
+    make_runfile([line])
+    launch = subprocess.run([sys.executable, "-m", "batchrun", "launch", "exp.runfile", "-q"], cwd=workdir, env={**os.environ, **extra_env},
+                            capture_output=True, text=True, timeout=120)
+    assert launch.returncode == -signal.SIGKILL, launch.stderr
+
+
+def test_the_job_ending_in_the_instant_batchrun_is_killed_is_recorded_once(workdir: Path, make_runfile: Callable[..., Path], marker: str) -> None:
+    """The helper SIGKILLs batchrun after the job ended and before its record (KILL_HOOK): the relaunch collects it."""
+    side = workdir / "side"
+    line = f"export {marker}=1; echo ran >> {side}; exit 3"
+    _kill_9_launch(workdir, make_runfile, line, {KILL_HOOK: "1"})
+    again = run_batchrun("launch", "exp.runfile", cwd=workdir)
+    assert again.returncode == 1, again.stderr
+    assert side.read_text() == "ran\n", "the job ran twice"
+    (entry,) = read_metadata(workdir / "runs" / "exp").values()
+    assert (entry["state"], entry["status"]) == ("failed", 3)
+
+
+def test_a_sigkilled_helper_through_the_cli_then_a_relaunch_adopts_the_job(workdir: Path, make_runfile: Callable[..., Path], marker: str) -> None:
+    """The job outlives its helper and batchrun; the relaunch adopts it, then (no record: its writer died) runs it again."""
+    side, gate, ready = workdir / "side", workdir / "gate", workdir / "ready"
+    make_runfile([f"export {marker}=1; touch {ready}; while [ ! -e {gate} ]; do sleep 0.02; done; echo ran >> {side}"])
+    launch = subprocess.Popen([sys.executable, "-m", "batchrun", "launch", "exp.runfile", "-q"], cwd=workdir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(ready.exists, timeout=60, what="the job to start")
+        helpers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_helper_of(int(p), launch.pid)]
+        assert len(helpers) == 1
+        os.kill(helpers[0], signal.SIGKILL)
+        launch.kill()  # and batchrun, before the job ends
+        launch.wait()
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+        launch.communicate()
+    (log_dir,) = (workdir / "runs" / "exp" / "logs").iterdir()
+    assert job_lock_held(log_dir), "the job died with its helper"
+    again = subprocess.Popen([sys.executable, "-m", "batchrun", "launch", "exp.runfile"], cwd=workdir,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert again.stdout is not None
+        seen = []
+        while not any("adopted" in line for line in seen):
+            line = again.stdout.readline()
+            assert line, f"the relaunch ended before adopting the job: {seen}"
+            seen.append(line)
+        gate.touch()
+        _, err = again.communicate(timeout=120)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert again.returncode == 0, err
+    assert side.read_text() == "ran\nran\n"
+    (entry,) = read_metadata(workdir / "runs" / "exp").values()
+    assert (entry["state"], entry["attempts"]) == ("succeeded", 2)
+
+
+def _is_helper_of(pid: int, parent: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return int(stat[stat.rindex(b")") + 2 :].split()[1]) == parent and b"_slot_helper.py" in cmdline
