@@ -40,7 +40,9 @@ class MetadataSync:
         self.lock = lock  # the launch's lock over the journal and the records
         self.on_error = on_error
         self.logs = str(runs_dir.logs)
-        self.jobs_by_id = {job.job_id: job for job in runfile.jobs}
+        # Built only when a followed runfile or a bayes sweep asks (see `jobs_by_id`):
+        # a dict of 1,000,000 Jobs would be most of a big launch's memory.
+        self._by_id: dict[str, Job] | None = None
         self.old_entries: dict[str, dict[str, Any]] = {}
         # The old file's rendered lines, when they may be kept (see `_read_kept`),
         # and the journal mark they reflect.
@@ -52,6 +54,16 @@ class MetadataSync:
         self._changed: dict[str, Job] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def jobs_by_id(self) -> dict[str, Job]:
+        """The runfile's jobs by id, for callers that add and drop jobs while the launch runs."""
+        if self._by_id is None:
+            self._by_id = {job.job_id: job for job in self.runfile.jobs}
+        return self._by_id
+
+    def _in_runfile(self, job_id: str) -> bool:
+        return job_id in self._by_id if self._by_id is not None else self.runfile.jobs.has_id(job_id)
 
     # -- the stamp ----------------------------------------------------------
 
@@ -80,7 +92,7 @@ class MetadataSync:
         if self._read_kept():
             return
         for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
-            if job_id not in self.jobs_by_id or "state" not in entry:
+            if "state" not in entry or not self._in_runfile(job_id):
                 self.old_entries[job_id] = entry
 
     def _read_kept(self) -> bool:
@@ -103,12 +115,12 @@ class MetadataSync:
         lines = read_rendered_lines(path)
         if lines is None:
             return False
-        jobs_by_id = self.jobs_by_id
+        in_runfile = self._in_runfile
         old: dict[str, dict[str, Any]] = {}
         for job_id, line in lines.items():
             # An entry batchrun rendered has its state right after the
             # parameters; a JSON string cannot hold that unescaped.
-            if job_id in jobs_by_id and '}, "state": "' in line:
+            if '}, "state": "' in line and in_runfile(job_id):
                 continue
             try:
                 entry = json.loads(line[22:])
@@ -116,7 +128,7 @@ class MetadataSync:
                 return False
             if not isinstance(entry, dict):
                 return False
-            if job_id not in jobs_by_id or "state" not in entry:
+            if "state" not in entry or not in_runfile(job_id):
                 old[job_id] = entry
         self.old_entries = old
         self._kept, self._mark = lines, mark
@@ -134,7 +146,7 @@ class MetadataSync:
 
     def removed_jobs(self) -> list[Job]:
         """Jobs no longer in the runfile, with the commands the old metadata.json gives them."""
-        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if job_id not in self.jobs_by_id]
+        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if not self._in_runfile(job_id)]
 
     def build(self) -> None:
         """Render every entry from the journal (and what only the old file knew)."""
@@ -162,7 +174,7 @@ class MetadataSync:
             else:
                 view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
         for job_id, entry in old.items():
-            if job_id not in self.jobs_by_id:
+            if not self._in_runfile(job_id):
                 rec = records.get(job_id)
                 if rec is not None and "command" in entry:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
