@@ -132,6 +132,35 @@ class JobTable(Sequence[Job]):
             pos += 1
         return self._tail.get(digest, -1)
 
+    def indices_of(self, job_id: str) -> list[int]:
+        """The indices of every job with this id, in order (one, unless ids collide or repeat)."""
+        found = [i for i, odd in self._odd.items() if odd == job_id]
+        digest = _digest_of(job_id)
+        if digest is not None:
+            found.extend(i for i in self._indices_of_digest(digest) if i not in self._odd)
+        return sorted(found)
+
+    def ids_repeat(self) -> bool:
+        """Whether two jobs share an id (different commands whose SHA-256 start alike, or appended twice)."""
+        if len(set(self._odd.values())) < len(self._odd):
+            return True
+        ids, odd = self._ids, self._odd
+        return any(len({ids[i] for i in group if i not in odd}) < len([i for i in group if i not in odd]) for group in self._high_groups())
+
+    def _high_groups(self) -> list[list[int]]:
+        """Indices whose ids share their high bits in the sorted index (where any repeated id is), in groups."""
+        index = self._build_index() if self._index is None or self._tail else self._index
+        mask = (1 << self._index_bits) - 1
+        groups: dict[int, list[int]] = {}
+        previous = first = -1
+        for packed in index:
+            key = packed & ~mask
+            if key == previous:
+                groups.setdefault(key, [first]).append(packed & mask)
+            else:
+                previous, first = key, packed & mask
+        return list(groups.values())
+
     def has_id(self, job_id: str) -> bool:
         return self.index_of(job_id) >= 0
 
@@ -204,6 +233,18 @@ class JobTable(Sequence[Job]):
             self._tail.setdefault(digest, i)
             if len(self._tail) > 1024 + len(self._index) // 8:
                 self._index = None  # rebuilt at the next look-up
+
+    def append_key(self, job_id: str) -> None:
+        """Append a bare id (no command, line 0): the cheap append of a table used as an ordered key index."""
+        digest = _digest_of(job_id)
+        if digest is None or self._index is not None:
+            self.append(Job("", job_id, 0))
+            return
+        end = len(self._blob)
+        self._starts.append(end)
+        self._ends.append(end)
+        self._ids.append(digest)
+        self._lines.append(0)
 
     def extend(self, jobs: Iterable[Job]) -> None:
         for job in list(jobs):
@@ -299,23 +340,12 @@ def parse_commands(data: bytes) -> tuple[JobTable, list[tuple[str, int, int]]]:
 
 def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
     """Remove repeated commands from `table`; what was removed, in line order."""
-    index = table._build_index()
-    mask = (1 << table._index_bits) - 1
-    ids = table._ids
-    # Runs of equal high bits in the sorted index hold every repeated id.
-    groups: dict[int, list[int]] = {}
-    previous = -1
-    for packed in index:
-        key = packed & ~mask
-        if key == previous:
-            i = packed & mask
-            groups.setdefault(key, []).append(i)
-        previous = key
+    groups = table._high_groups()
     if not groups:
         return []
+    ids = table._ids
     repeated: list[tuple[int, int]] = []  # (repeated index, first index)
-    for key, members in groups.items():
-        members.append(index[bisect_left(index, key)] & mask)
+    for members in groups:
         first_of: dict[tuple[int, bytes], int] = {}
         for i in sorted(members):
             text = (ids[i], table._command_bytes(i))

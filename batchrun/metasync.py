@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = ["MetadataSync"]
 
 # How often metadata.json is brought up to date while jobs finish.
 _METADATA_INTERVAL = 1.0
+# The wait between flushes is at least this many times the last flush's duration.
+_FLUSH_SHARE = 5.0
 
 
 class MetadataSync:
@@ -160,6 +163,9 @@ class MetadataSync:
             kept, touched = {}, set()
         logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1]
         view = self.view
+        # Every entry is new to an empty view when no two jobs share an id:
+        # added without a look-up (a first build of 1,000,000).
+        new = not len(view) and not self.runfile.jobs.ids_repeat()
         for job in self.runfile.jobs:
             job_id = job.job_id
             line = kept.get(job_id)
@@ -170,16 +176,16 @@ class MetadataSync:
                 and line.endswith(f', "log_dir": {logs_json}{job_id}"}}')
                 and f', "line": {job.lineno}, "attempts": ' in line
             ):
-                view.set_rendered(job_id, line)
+                view.set_rendered(job_id, line, new)
             else:
-                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
+                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)), new)
         for job_id, entry in old.items():
             if not self._in_runfile(job_id):
                 rec = records.get(job_id)
                 if rec is not None and "command" in entry:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
                     entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
-                self.view.set(job_id, entry)
+                self.view.set(job_id, entry, new)
         # Rendered now; the parsed file would only hold memory from here on.
         self.old_entries = {}
         self._kept = self._mark = None
@@ -221,8 +227,13 @@ class MetadataSync:
             self._thread = None
 
     def _loop(self) -> None:
-        while not self._done.wait(_METADATA_INTERVAL):
+        # A big file waits longer between rewrites: each costs at most about a
+        # fifth of the time (a million entries are ~400 MB to write, over a second).
+        interval = _METADATA_INTERVAL
+        while not self._done.wait(interval):
+            began = time.monotonic()
             self.flush()
+            interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
 
     def flush(self) -> None:
         with self.lock:
