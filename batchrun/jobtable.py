@@ -54,7 +54,7 @@ class JobTable(Sequence[Job]):
     the changes a followed runfile makes.
     """
 
-    __slots__ = ("_blob", "_ends", "_ids", "_index", "_index_bits", "_lines", "_odd", "_starts", "_tail")
+    __slots__ = ("_blob", "_ends", "_ids", "_ids_unique", "_index", "_index_bits", "_lines", "_odd", "_starts", "_tail")
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         # The runfile's own bytes (shared, not copied), or a bytearray once jobs are appended.
@@ -70,6 +70,8 @@ class JobTable(Sequence[Job]):
         self._index: array[int] | None = None
         self._index_bits = 0
         self._tail: dict[int, int] = {}
+        # Known when the parse found it out (no two jobs share an id); None: ask the index.
+        self._ids_unique: bool | None = None
         self.extend(jobs)
 
     # -- reading -------------------------------------------------------------
@@ -142,6 +144,8 @@ class JobTable(Sequence[Job]):
 
     def ids_repeat(self) -> bool:
         """Whether two jobs share an id (different commands whose SHA-256 start alike, or appended twice)."""
+        if self._ids_unique is not None:
+            return not self._ids_unique
         if len(set(self._odd.values())) < len(self._odd):
             return True
         ids, odd = self._ids, self._odd
@@ -240,6 +244,7 @@ class JobTable(Sequence[Job]):
         if digest is None or self._index is not None:
             self.append(Job("", job_id, 0))
             return
+        self._ids_unique = None
         end = len(self._blob)
         self._starts.append(end)
         self._ends.append(end)
@@ -251,6 +256,7 @@ class JobTable(Sequence[Job]):
             self.append(job)
 
     def _add(self, command: bytes, digest: int, lineno: int) -> None:
+        self._ids_unique = None
         if not isinstance(self._blob, bytearray):
             self._blob = bytearray(self._blob)
         self._starts.append(len(self._blob))
@@ -269,7 +275,7 @@ class JobTable(Sequence[Job]):
     def clear(self) -> None:
         self._blob = b""
         self._starts, self._ends, self._ids, self._lines = array("q"), array("q"), array("Q"), array("q")
-        self._odd, self._index, self._tail = {}, None, {}
+        self._odd, self._index, self._tail, self._ids_unique = {}, None, {}, None
 
 
 def _sha_digest(data: bytes) -> int:
@@ -341,6 +347,7 @@ def parse_commands(data: bytes) -> tuple[JobTable, list[tuple[str, int, int]]]:
 def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
     """Remove repeated commands from `table`; what was removed, in line order."""
     groups = table._high_groups()
+    table._ids_unique = not groups
     if not groups:
         return []
     ids = table._ids
@@ -353,12 +360,13 @@ def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
                 repeated.append((i, first_of[text]))
             else:
                 first_of[text] = i
+    drop = {i for i, _first in repeated}
+    table._ids_unique = all(len({ids[i] for i in group if i not in drop}) == len([i for i in group if i not in drop]) for group in groups)
     if not repeated:
         return []
     repeated.sort()
     lines = table._lines
     duplicates = [(table._command_bytes(i).decode(), lines[first], lines[i]) for i, first in repeated]
-    drop = {i for i, _first in repeated}
     kept = JobTable()
     kept._blob = table._blob
     for name in ("_starts", "_ends", "_ids", "_lines"):
