@@ -9,9 +9,10 @@ neighbouring jobs differ in a few digits: a block shrinks 5-10 times), and
 the keys in a `JobTable` (8 bytes a key). The few blocks being changed are
 kept open (decompressed) and closed again at the next snapshot.
 
-A removed entry leaves an empty line in its block (a rendered line is never
-empty), skipped when the file is written; a key set again after its removal
-goes to the end, as in a dict.
+A block's lines are joined by `,\n`, as in the file, so a block is written
+as it is. A removed entry leaves an empty line in its block (a rendered line
+is never empty), skipped when the file is written; a key set again after its
+removal goes to the end, as in a dict.
 
 Nothing here does I/O.
 """
@@ -29,6 +30,9 @@ __all__ = ["BLOCK", "EntryBlocks", "json_object_chunks"]
 BLOCK = 256
 # Blocks kept decompressed while they change (a launch changes the few where jobs run).
 _OPEN_MAX = 16
+# Between the lines of a block, as in the file: a block is written as it is.
+# A rendered line is JSON without a raw newline, so the split is exact.
+_SEP = b",\n"
 # zlib's fastest level: the blocks are re-compressed about once a second.
 _LEVEL = 1
 
@@ -91,7 +95,7 @@ class EntryBlocks:
     def _lines_of(self, block: int) -> list[bytes]:
         lines = self._open.get(block)
         if lines is None:
-            lines = self._open[block] = zlib.decompress(self._blocks[block]).split(b"\n")
+            lines = self._open[block] = zlib.decompress(self._blocks[block]).split(_SEP)
             self._trim()
         return lines
 
@@ -100,7 +104,7 @@ class EntryBlocks:
             self._close(next(iter(self._open)))
 
     def _close(self, block: int) -> None:
-        self._blocks[block] = zlib.compress(b"\n".join(self._open.pop(block)), _LEVEL)
+        self._blocks[block] = zlib.compress(_SEP.join(self._open.pop(block)), _LEVEL)
 
 
 def json_object_chunks(blocks: list[bytes]) -> Iterator[bytes]:
@@ -111,10 +115,11 @@ def json_object_chunks(blocks: list[bytes]) -> Iterator[bytes]:
     first = True
     for block in blocks:
         data = zlib.decompress(block)
-        if not data or b"\n\n" in data or data[:1] == b"\n" or data[-1:] == b"\n":
-            data = b"\n".join(line for line in data.split(b"\n") if line)  # removed entries
+        if not data or b",\n,\n" in data or data[:2] == _SEP or data[-2:] == _SEP:
+            data = _SEP.join(line for line in data.split(_SEP) if line)  # removed entries
             if not data:
                 continue
-        yield (b"{\n" if first else b",\n") + data.replace(b"\n", b",\n")
+        yield b"{\n" if first else _SEP
+        yield data
         first = False
     yield b"{}\n" if first else b"\n}\n"
