@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -164,6 +164,18 @@ class JobTable(Sequence[Job]):
             else:
                 previous, first = key, packed & mask
         return list(groups.values())
+
+    def ids_missing(self, keys: Collection[str]) -> list[str]:
+        """The keys (in their order) that are no job's id: the records of jobs no longer in a runfile.
+
+        Counted first, without a set of every id (100 MB for a million
+        jobs): when as many distinct ids of the table are among the keys as
+        there are keys, none is missing.
+        """
+        if not self.ids_repeat() and sum(1 for job_id in self.job_ids() if job_id in keys) == len(keys):
+            return []
+        ids = set(self.job_ids())
+        return [key for key in keys if key not in ids]
 
     def has_id(self, job_id: str) -> bool:
         return self.index_of(job_id) >= 0

@@ -264,12 +264,12 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     if not records:
         # A lost journal: count what survives, as the next launch will.
         records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
-    removed_ids = _removed_ids(runfile, records) if runfile is not None else []
+    removed_ids = runfile.jobs.ids_missing(records) if runfile is not None else []
     if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
         entries = load_metadata(runs_dir.metadata)
         _import_legacy(records, entries)
         if runfile is not None:
-            removed_ids = _removed_ids(runfile, records)
+            removed_ids = runfile.jobs.ids_missing(records)
     else:
         entries = {}
     settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
@@ -288,20 +288,6 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
             if job.job_id in settled:
                 job.unwatched = True
     return RunsStatus(runs_dir, runfile, jobs, launch_running, launch_pid, now)
-
-
-def _removed_ids(runfile: Runfile, records: dict[str, JobRecord]) -> list[str]:
-    """The ids of records of jobs no longer in the runfile, in the records' order.
-
-    Counted first without a set of every id (100 MB for a million jobs):
-    when as many of the runfile's distinct ids have records as there are
-    records, none is removed.
-    """
-    jobs = runfile.jobs
-    if not jobs.ids_repeat() and sum(1 for job_id in jobs.job_ids() if job_id in records) == len(records):
-        return []
-    in_runfile = set(jobs.job_ids())
-    return [job_id for job_id in records if job_id not in in_runfile]
 
 
 def _job_from_records(job_id: str, records: dict[str, JobRecord], entries: dict[str, dict[str, Any]], removed: bool) -> JobStatus:

@@ -137,3 +137,11 @@ def test_runfile_takes_a_list_and_append_commands_skips_known(tmp_path: Path) ->
     assert [job.command for job in runfile.jobs] == ["echo 1", "echo 2", "echo 3"]
     assert path.read_text() == "echo 1\necho 2\necho 3\n"
     assert isinstance(Runfile(path, []).jobs, JobTable)
+
+
+def test_ids_missing_names_keys_of_no_job_in_their_order() -> None:
+    table = parse_runfile_text("a\nb\nc\n", Path("x")).jobs
+    ids = list(table.job_ids())
+    assert table.ids_missing(dict.fromkeys(ids[:2])) == []
+    assert table.ids_missing(dict.fromkeys(["f" * 16, ids[1], "gone"])) == ["f" * 16, "gone"]
+    assert table.ids_missing({}) == []
