@@ -247,8 +247,8 @@ class JobTable(Sequence[Job]):
         self._add(job.command.encode(), digest, job.lineno)
         if self._index is not None:
             self._tail.setdefault(digest, i)
-            if len(self._tail) > 1024 + len(self._index) // 8:
-                self._index = None  # rebuilt at the next look-up
+            if len(self._tail) > 1024 + len(self._index):
+                self._index = None  # rebuilt at the next look-up: twice the size each time, so O(n log n) in all
 
     def append_key(self, job_id: str) -> None:
         """Append a bare id (no command, line 0): the cheap append of a table used as an ordered key index."""
