@@ -17,7 +17,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,7 +341,7 @@ def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_di
     return executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
 
-def _tally(jobs: list[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
+def _tally(jobs: Sequence[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
     """Counts by state of the runfile's jobs, and those that ended without succeeding (stopped is no failure)."""
     counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
     failed = []

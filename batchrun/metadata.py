@@ -27,6 +27,7 @@ from typing import Any
 from batchrun.errors import LockedError, MetadataError
 from batchrun.journal import JobRecord, State
 from batchrun.runfile import Job, parse_parameters
+from batchrun.viewblocks import EntryBlocks, json_object_chunks
 
 __all__ = [
     "DEFAULT_RUNS_ROOT",
@@ -327,74 +328,65 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
 class MetadataView:
     """metadata.json in memory, as one rendered line per job.
 
-    Only the rendering is kept, not the entry dicts: for 100,000 jobs the
-    dicts would cost several times the 30 MB of text.
+    Only the rendering is kept, not the entry dicts, and compressed in
+    blocks (`batchrun.viewblocks`): a million rendered lines as strings
+    would be 460 MB.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._rendered: dict[str, str] = {}
+        self._entries = EntryBlocks()
         self.dirty = False
 
     def __len__(self) -> int:
-        return len(self._rendered)
+        return len(self._entries)
 
-    def set(self, job_id: str, entry: dict[str, Any]) -> None:
-        """Add or replace one job's entry; renders only that entry."""
-        self._rendered[job_id] = f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}"
-        self.dirty = True
+    def set(self, job_id: str, entry: dict[str, Any], new: bool = False) -> None:
+        """Add or replace one job's entry; renders only that entry.
 
-    def set_rendered(self, job_id: str, line: str) -> None:
+        `new`: the caller knows the job has no entry yet (a first build), so
+        no look-up is made.
+        """
+        self.set_rendered(job_id, f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}", new)
+
+    def set_rendered(self, job_id: str, line: str, new: bool = False) -> None:
         """Add an entry already rendered: an unchanged line of the old file, kept as is."""
-        self._rendered[job_id] = line
+        if new:
+            self._entries.append_new(job_id, line)
+        else:
+            self._entries.put(job_id, line)
         self.dirty = True
 
     def remove(self, job_id: str) -> None:
         """Drop one job's entry (a pending job whose line left a followed runfile)."""
-        if self._rendered.pop(job_id, None) is not None:
+        if self._entries.remove(job_id):
             self.dirty = True
 
-    def snapshot(self) -> list[str]:
-        """The rendered entries now, in order (cheap: references, not copies)."""
-        return list(self._rendered.values())
+    def snapshot(self) -> list[bytes]:
+        """The rendered entries now, in order, as compressed blocks (immutable: safe to write after the lock)."""
+        return self._entries.snapshot()
 
-    def write(self, parts: list[str] | None = None) -> None:
+    def write(self, parts: list[bytes] | None = None) -> None:
         """Write metadata.json atomically, from `parts` or the current entries."""
         try:
-            write_atomic(self.path, _json_object_lines(self.snapshot() if parts is None else parts))
+            write_atomic(self.path, json_object_chunks(self.snapshot() if parts is None else parts))
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
         if parts is None:
             self.dirty = False
 
 
-def _json_object_lines(parts: list[str]) -> Iterator[str]:
-    """`{`, the entries separated by commas, `}`, as pieces to write in turn.
-
-    Streaming the pieces keeps a 30 MB file from being built in memory twice.
-    """
-    if not parts:
-        yield "{}\n"
-        return
-    yield "{\n"
-    last = len(parts) - 1
-    for i, part in enumerate(parts):
-        yield part
-        yield ",\n" if i < last else "\n}\n"
-
-
-def write_atomic(path: Path, text: str | Iterable[str]) -> None:
+def write_atomic(path: Path, text: str | Iterable[str] | Iterable[bytes]) -> None:
     """Write a file so readers see the old or the new text, never a mix.
 
     A temporary file in the same directory is renamed over the old one.
+    Pieces may be str (written as UTF-8) or bytes.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            if isinstance(text, str):
-                f.write(text)
-            else:
-                f.writelines(text)
+        with open(tmp, "wb") as f:
+            for piece in [text] if isinstance(text, str) else text:
+                f.write(piece.encode() if isinstance(piece, str) else piece)
         os.replace(tmp, path)
     except OSError:
         try:

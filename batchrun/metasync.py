@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = ["MetadataSync"]
 
 # How often metadata.json is brought up to date while jobs finish.
 _METADATA_INTERVAL = 1.0
+# The wait between flushes is at least this many times the last flush's duration.
+_FLUSH_SHARE = 5.0
 
 
 class MetadataSync:
@@ -40,7 +43,9 @@ class MetadataSync:
         self.lock = lock  # the launch's lock over the journal and the records
         self.on_error = on_error
         self.logs = str(runs_dir.logs)
-        self.jobs_by_id = {job.job_id: job for job in runfile.jobs}
+        # Built only when a followed runfile or a bayes sweep asks (see `jobs_by_id`):
+        # a dict of 1,000,000 Jobs would be most of a big launch's memory.
+        self._by_id: dict[str, Job] | None = None
         self.old_entries: dict[str, dict[str, Any]] = {}
         # The old file's rendered lines, when they may be kept (see `_read_kept`),
         # and the journal mark they reflect.
@@ -52,6 +57,16 @@ class MetadataSync:
         self._changed: dict[str, Job] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def jobs_by_id(self) -> dict[str, Job]:
+        """The runfile's jobs by id, for callers that add and drop jobs while the launch runs."""
+        if self._by_id is None:
+            self._by_id = {job.job_id: job for job in self.runfile.jobs}
+        return self._by_id
+
+    def _in_runfile(self, job_id: str) -> bool:
+        return job_id in self._by_id if self._by_id is not None else self.runfile.jobs.has_id(job_id)
 
     # -- the stamp ----------------------------------------------------------
 
@@ -80,7 +95,7 @@ class MetadataSync:
         if self._read_kept():
             return
         for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
-            if job_id not in self.jobs_by_id or "state" not in entry:
+            if "state" not in entry or not self._in_runfile(job_id):
                 self.old_entries[job_id] = entry
 
     def _read_kept(self) -> bool:
@@ -103,12 +118,12 @@ class MetadataSync:
         lines = read_rendered_lines(path)
         if lines is None:
             return False
-        jobs_by_id = self.jobs_by_id
+        in_runfile = self._in_runfile
         old: dict[str, dict[str, Any]] = {}
         for job_id, line in lines.items():
             # An entry batchrun rendered has its state right after the
             # parameters; a JSON string cannot hold that unescaped.
-            if job_id in jobs_by_id and '}, "state": "' in line:
+            if '}, "state": "' in line and in_runfile(job_id):
                 continue
             try:
                 entry = json.loads(line[22:])
@@ -116,7 +131,7 @@ class MetadataSync:
                 return False
             if not isinstance(entry, dict):
                 return False
-            if job_id not in jobs_by_id or "state" not in entry:
+            if "state" not in entry or not in_runfile(job_id):
                 old[job_id] = entry
         self.old_entries = old
         self._kept, self._mark = lines, mark
@@ -134,7 +149,7 @@ class MetadataSync:
 
     def removed_jobs(self) -> list[Job]:
         """Jobs no longer in the runfile, with the commands the old metadata.json gives them."""
-        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if job_id not in self.jobs_by_id]
+        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if not self._in_runfile(job_id)]
 
     def build(self) -> None:
         """Render every entry from the journal (and what only the old file knew)."""
@@ -148,6 +163,9 @@ class MetadataSync:
             kept, touched = {}, set()
         logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1]
         view = self.view
+        # Every entry is new to an empty view when no two jobs share an id:
+        # added without a look-up (a first build of 1,000,000).
+        new = not len(view) and not self.runfile.jobs.ids_repeat()
         for job in self.runfile.jobs:
             job_id = job.job_id
             line = kept.get(job_id)
@@ -158,16 +176,16 @@ class MetadataSync:
                 and line.endswith(f', "log_dir": {logs_json}{job_id}"}}')
                 and f', "line": {job.lineno}, "attempts": ' in line
             ):
-                view.set_rendered(job_id, line)
+                view.set_rendered(job_id, line, new)
             else:
-                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
+                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)), new)
         for job_id, entry in old.items():
-            if job_id not in self.jobs_by_id:
+            if not self._in_runfile(job_id):
                 rec = records.get(job_id)
                 if rec is not None and "command" in entry:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
                     entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
-                self.view.set(job_id, entry)
+                self.view.set(job_id, entry, new)
         # Rendered now; the parsed file would only hold memory from here on.
         self.old_entries = {}
         self._kept = self._mark = None
@@ -209,8 +227,13 @@ class MetadataSync:
             self._thread = None
 
     def _loop(self) -> None:
-        while not self._done.wait(_METADATA_INTERVAL):
+        # A big file waits longer between rewrites: each costs at most about a
+        # fifth of the time (a million entries are ~400 MB to write, over a second).
+        interval = _METADATA_INTERVAL
+        while not self._done.wait(interval):
+            began = time.monotonic()
             self.flush()
+            interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
 
     def flush(self) -> None:
         with self.lock:

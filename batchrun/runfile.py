@@ -15,32 +15,36 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import RunfileError
+from batchrun.jobtable import Job, JobTable, parse_commands
 
-__all__ = ["Job", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters"]
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One line of a runfile: what to run and where it came from."""
-
-    command: str
-    job_id: str
-    lineno: int
+__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Runfile:
-    """The jobs of a runfile, in file order, each command once."""
+    """The jobs of a runfile, in file order, each command once.
+
+    `jobs` is a `JobTable`, a compact `Sequence[Job]` (see `batchrun.jobtable`);
+    jobs given as a list are stored in one.
+    """
 
     path: Path
-    jobs: list[Job]
+    jobs: JobTable
     # Commands that appeared more than once: (command, first line, repeated line).
-    duplicates: list[tuple[str, int, int]] = field(default_factory=list)
+    duplicates: list[tuple[str, int, int]]
     # SHA-256 of the text: the jobs and their line numbers follow from it.
-    digest: str = ""
+    digest: str
+
+    def __init__(self, path: Path, jobs: Iterable[Job] = (), duplicates: list[tuple[str, int, int]] | None = None, digest: str = "") -> None:
+        self.path = path
+        self.jobs = jobs if isinstance(jobs, JobTable) else JobTable(jobs)
+        self.duplicates = [] if duplicates is None else duplicates
+        self.digest = digest
 
     @property
     def name(self) -> str:
@@ -55,26 +59,21 @@ def job_id_of(command: str) -> str:
 
 def parse_runfile_text(text: str, path: Path) -> Runfile:
     """Parse runfile text into jobs; a repeated command is one job."""
-    jobs: list[Job] = []
-    first_line: dict[str, int] = {}
-    duplicates: list[tuple[str, int, int]] = []
-    sha256 = hashlib.sha256
-    if text.startswith("\ufeff"):
-        text = text[1:]  # a UTF-8 byte order mark is not part of the first command
+    return parse_runfile_bytes(text.encode(), path)
+
+
+def parse_runfile_bytes(data: bytes, path: Path) -> Runfile:
+    """Parse runfile bytes (valid UTF-8) into jobs; a repeated command is one job."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark is not part of the first command
+    digest = hashlib.sha256(data).hexdigest()[:32]
     # Lines end at \n, \r\n or \r only, as the original batchrun read them
     # (Python's universal newlines); str.splitlines would also split at form
     # feeds, vertical tabs and Unicode separators inside a command.
-    for lineno, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
-        command = raw.strip()
-        if not command or command[0] == "#":
-            continue
-        seen = first_line.get(command)
-        if seen is not None:
-            duplicates.append((command, seen, lineno))
-            continue
-        first_line[command] = lineno
-        jobs.append(Job(command, sha256(command.encode()).hexdigest()[:16], lineno))
-    return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=sha256(text.encode()).hexdigest()[:32])
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    jobs, duplicates = parse_commands(data)
+    return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest)
 
 
 def load_runfile(path: Path) -> Runfile:
@@ -97,12 +96,13 @@ def load_runfile(path: Path) -> Runfile:
     if b"\0" in data:
         lineno = data.count(b"\n", 0, data.index(b"\0")) + 1
         raise RunfileError("binary file (NUL byte), not a runfile of commands", path, lineno)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        lineno = data.count(b"\n", 0, err.start) + 1
-        raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
-    return parse_runfile_text(text, path)
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            lineno = data.count(b"\n", 0, err.start) + 1
+            raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
+    return parse_runfile_bytes(data, path)
 
 
 def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
@@ -115,8 +115,8 @@ def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
     digest. Commands already in the runfile are not appended again.
     """
     path = runfile.path
-    known = {job.command for job in runfile.jobs}
-    fresh = list(dict.fromkeys(c for c in commands if c not in known))
+    table = runfile.jobs
+    fresh = list(dict.fromkeys(c for c in commands if table.index_of_command(c) < 0))
     if not fresh:
         return []
     created = not path.exists()
@@ -141,9 +141,9 @@ def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
         finally:
             os.close(dir_fd)
     parsed = parse_runfile_text(text, path)
-    by_command = {job.command: job for job in parsed.jobs}
-    jobs = [by_command[c] for c in fresh if c in by_command]
-    runfile.jobs.extend(jobs)
+    new_table = parsed.jobs
+    jobs = [new_table[i] for c in fresh if (i := new_table.index_of_command(c)) >= 0]
+    table.extend(jobs)
     runfile.digest = parsed.digest
     return jobs
 

@@ -264,13 +264,12 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     if not records:
         # A lost journal: count what survives, as the next launch will.
         records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
-    in_runfile = {job.job_id for job in runfile.jobs} if runfile is not None else set()
-    removed_ids = [job_id for job_id in records if job_id not in in_runfile] if runfile is not None else []
+    removed_ids = runfile.jobs.ids_missing(records) if runfile is not None else []
     if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
         entries = load_metadata(runs_dir.metadata)
         _import_legacy(records, entries)
         if runfile is not None:
-            removed_ids = [job_id for job_id in records if job_id not in in_runfile]
+            removed_ids = runfile.jobs.ids_missing(records)
     else:
         entries = {}
     settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
