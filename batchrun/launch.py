@@ -283,13 +283,13 @@ class Launch:
             self.journal.close()
             if error is None and not runner.running and not runner.adopted and not runner.detached:
                 self.journal.compact()
+            counts, failed = _tally(self.runfile.jobs, self.journal.records)
             if error is None:
-                _leave_stamps(self)
+                _leave_stamps(self, counts, failed)
         finally:
             self._poller.stop()
             if self._lock is not None:
                 self._lock.release()
-        counts, failed = _tally(self.runfile.jobs, self.journal.records)
         self.executor.close()
         control = self.control
         return LaunchResult(
@@ -298,7 +298,7 @@ class Launch:
         )
 
 
-def _leave_stamps(launch: Launch) -> None:
+def _leave_stamps(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
     """What lets the next relaunch skip work: the stamp, then the resume index (`batchrun.quickresume`).
 
     None for a runfile that grew while jobs ran (--follow, bayes): the lines
@@ -308,7 +308,7 @@ def _leave_stamps(launch: Launch) -> None:
     runfile, journal = launch.runfile, launch.journal
     index = None
     if not launch.options.follow and runfile.digest == launch.first_digest:
-        index = index_of(runfile, journal.records, journal.path, journal.size, launch.runs_dir.metadata_name)
+        index = index_of(runfile, journal.records, counts, failed, journal.path, journal.size, launch.runs_dir.metadata_name)
     write_index(launch.runs_dir.path, index)
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,45 +130,42 @@ def runfile_digest(path: Path) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def index_of(runfile: Runfile, records: Mapping[str, JobRecord], journal_path: Path, journal_size: int, metadata_name: str) -> ResumeIndex | None:
+def index_of(
+    runfile: Runfile, records: Mapping[str, JobRecord], counts: Mapping[str, int], failed: Sequence[tuple[Job, JobRecord]],
+    journal_path: Path, journal_size: int, metadata_name: str,
+) -> ResumeIndex | None:
     """The index of a launch that ended with these records; None when none may be written.
 
-    Call it once the journal is closed (and compacted): the digest is taken
-    of the file as it is then, and `journal_size` is what the records
-    reflect (`Journal.size`): a file of another size had lines appended by
-    another writer. None while any job is running (a relaunch must settle
-    it), for an empty runfile, and past `MAX_LISTED` failures.
+    `counts` and `failed` are the launch's own tally of the runfile's jobs
+    (`launch._tally`), so that the index says what its summary said. Call it
+    once the journal is closed (and compacted): the digest is taken of the
+    file as it is then, and `journal_size` is what the records reflect
+    (`Journal.size`): a file of another size had lines appended by another
+    writer. None while any job is running (a relaunch must settle it), for
+    an empty runfile, and past `MAX_LISTED` failures.
     """
-    if not runfile.jobs or not runfile.digest or len(runfile.duplicates) > MAX_LISTED:
+    if not runfile.jobs or not runfile.digest or len(runfile.duplicates) > MAX_LISTED or len(failed) > MAX_LISTED:
         return None
-    if any(rec.state == State.RUNNING for rec in records.values()):
+    if counts[State.RUNNING]:
         return None
-    counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
+    running = State.RUNNING
+    # One pass over the records: a removed job left running, and the ignored ones.
+    odd = [rec for rec in records.values() if rec.ignored or rec.state == running]
+    if any(rec.state == running for rec in odd):
+        return None
+    ids = {job.job_id for job in runfile.jobs}
     ignored: dict[str, int] = dict.fromkeys(State.ALL, 0)
-    failed: list[tuple[str, int, str, int | None, str]] = []
-    get = records.get
-    for job in runfile.jobs:
-        rec = get(job.job_id)
-        if rec is None:
-            counts[State.PENDING] += 1
-            continue
-        state = rec.state
-        counts[state] += 1
-        if rec.ignored:
-            ignored[state] += 1
-        if state in State.ENDED and state not in (State.SUCCEEDED, State.STOPPED):
-            if len(failed) == MAX_LISTED:
-                return None
-            failed.append((job.job_id, job.lineno, str(state), rec.status, job.command))
-    in_runfile = len(runfile.jobs)
-    removed = len(records) - sum(1 for job in runfile.jobs if job.job_id in records)
+    for rec in odd:
+        if rec.job_id in ids:
+            ignored[rec.state] += 1
+    removed = len(records) - len(ids & records.keys())
     digest = journal_digest(journal_path)
     if digest is None or digest[0] != journal_size:
         return None
+    listed = tuple((job.job_id, job.lineno, str(rec.state), rec.status, job.command) for job, rec in failed)
     return ResumeIndex(
-        metadata_name, runfile.digest, in_runfile, digest[0], digest[1], digest[2], len(records), removed,
-        counts, ignored,
-        tuple(failed), tuple(runfile.duplicates),
+        metadata_name, runfile.digest, len(runfile.jobs), digest[0], digest[1], digest[2], len(records), removed,
+        {state: counts[state] for state in State.ALL}, ignored, listed, tuple(runfile.duplicates),
     )
 
 

@@ -14,22 +14,29 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 from conftest import REPO, batchrun_cmd
 
 from batchrun.errors import MetadataError
-from batchrun.journal import Journal, State
+from batchrun.journal import JobRecord, Journal, State
+from batchrun.launch import _tally
 from batchrun.options import LaunchOptions
 from batchrun.planner import make_plan
 from batchrun.quickresume import QuickLaunch, plan_of
-from batchrun.resume_index import INDEX_NAME, index_of, read_index
-from batchrun.runfile import job_id_of, load_runfile
+from batchrun.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
+from batchrun.runfile import Runfile, job_id_of, load_runfile
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 LINES = ["true 1", "exit 3", "echo two", "true 1", "# a comment", "", "sh -c 'exit 300'", "echo é"]
+
+
+def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> ResumeIndex | None:
+    """The index a launch's `finish` writes for these records (its tally, then `index_of`)."""
+    counts, failed = _tally(runfile.jobs, dict(records))
+    return index_of(runfile, records, counts, failed, journal.path, journal.size, "metadata.json")
 
 
 def _launch(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -242,7 +249,7 @@ def test_plan_of_is_make_plans_answer(tmp_path: Path, work: Path, mode: str) -> 
     journal = Journal(runs)
     journal.load()
     runfile = load_runfile(work / "exp.runfile")
-    index = index_of(runfile, journal.records, journal.path, journal.size, "metadata.json")
+    index = _index(runfile, journal.records, journal)
     assert index is not None and index == read_index(runs)
     assert plan_of(index, mode) == make_plan(runfile.jobs, journal.records, mode)
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from batchrun.journal import JobRecord, Journal, State
+from batchrun.launch import _tally
 from batchrun.resume_index import INDEX_NAME, ResumeIndex, index_of, journal_digest, read_index, remove_index, runfile_digest, write_index
-from batchrun.runfile import load_runfile, parse_runfile_text
+from batchrun.runfile import Runfile, load_runfile, parse_runfile_text
+
+
+def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> ResumeIndex | None:
+    """The index a launch's `finish` writes for these records (its tally, then `index_of`)."""
+    counts, failed = _tally(runfile.jobs, dict(records))
+    return index_of(runfile, records, counts, failed, journal.path, journal.size, "metadata.json")
 
 
 def _finished(tmp_path: Path, text: str = "true 1\nexit 3\ntrue 1\necho é\n") -> tuple[Path, ResumeIndex]:
@@ -27,7 +35,7 @@ def _finished(tmp_path: Path, text: str = "true 1\nexit 3\ntrue 1\necho é\n") -
     journal.record_reset(["00000000000000aa"])  # a job no longer in the runfile
     journal.record_ignore([runfile.jobs[-1].job_id])
     journal.close()
-    index = index_of(runfile, journal.records, journal.path, journal.size, "metadata.json")
+    index = _index(runfile, journal.records, journal)
     assert index is not None
     return runs, index
 
@@ -78,12 +86,12 @@ def test_no_index_while_a_job_runs_or_past_the_listed_failures(tmp_path: Path) -
     for job in runfile.jobs:
         journal.record_end(job.job_id, 1, 1, 1.0, 2.0)
     journal.close()
-    assert index_of(runfile, journal.records, journal.path, journal.size, "metadata.json") is None  # 1002 failed
+    assert _index(runfile, journal.records, journal) is None  # 1002 failed
     running = {"a": JobRecord("a")}
     running["a"].state = State.RUNNING
-    assert index_of(runfile, running, journal.path, journal.size, "metadata.json") is None
+    assert _index(runfile, running, journal) is None
     empty = parse_runfile_text("# nothing\n", tmp_path / "e.runfile")
-    assert index_of(empty, {}, journal.path, journal.size, "metadata.json") is None
+    assert _index(empty, {}, journal) is None
 
 
 def test_a_journal_another_writer_appended_to_gives_no_index(tmp_path: Path) -> None:
@@ -93,7 +101,7 @@ def test_a_journal_another_writer_appended_to_gives_no_index(tmp_path: Path) -> 
     journal.load()
     with open(journal.path, "a") as f:
         f.write("R 0123456789abcdef\n")
-    assert index_of(runfile, journal.records, journal.path, journal.size, "metadata.json") is None
+    assert _index(runfile, journal.records, journal) is None
 
 
 def test_write_none_removes_the_index(tmp_path: Path) -> None:
