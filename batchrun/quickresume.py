@@ -86,20 +86,23 @@ class QuickLaunch:
             lock = acquire_lock(runs_dir)
         except BatchrunError:
             return None  # busy or unwritable: the full path says so, in its place
+        quick = cls(runs_dir, lock, index, plan)
         try:
             if not _journal_matches(runs_dir, index):
-                lock.release()
+                quick.release()
                 return None
-            quick = cls(runs_dir, lock, index, plan)
             # What the full path's `prepare` does first; with the journal
-            # there and whole, no repair is due (a notice means doubt).
+            # there and whole, no repair is due (a notice or an error means doubt).
             quick._poller.start()
             if repair_runs_dir(runs_dir):
                 quick.release()
                 return None
             Journal(runs_dir.path).make_reserve()
+        except BatchrunError:
+            quick.release()
+            return None  # the full path meets it again, and reports it in its place
         except BaseException:
-            lock.release()
+            quick.release()
             raise
         return quick
 
