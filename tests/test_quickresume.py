@@ -270,3 +270,42 @@ def test_open_declines_other_executors_follow_and_overwrite(work: Path) -> None:
     again = QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting))
     assert again is not None
     again.release()
+
+
+@pytest.mark.parametrize("mode", ["resume", "retry_failed", "overwrite"])
+@pytest.mark.parametrize("ignored", [False, True])
+@pytest.mark.parametrize("state", [s for s in State.ALL if s != State.RUNNING])
+def test_plan_of_agrees_with_make_plan_for_every_state(tmp_path: Path, mode: str, ignored: bool, state: State) -> None:
+    """One job of each state beside finished ones, ignored or not: the same plan, or None when it would run."""
+    runfile = load_runfile(_write(tmp_path, ["true 1", "true 2", "echo removed-later"]))
+    journal = Journal(tmp_path)
+    journal.open()
+    for job in runfile.jobs[:2]:
+        journal.record_end(job.job_id, 1, 0, 1.0, 2.0)
+    subject = runfile.jobs[2]
+    if state in (State.SUCCEEDED, State.FAILED, State.TIMEOUT):
+        journal.record_end(subject.job_id, 1, 0 if state == State.SUCCEEDED else 7, 1.0, 2.0, None if state != State.TIMEOUT else state)
+    elif state != State.PENDING:
+        journal.record_unfinished(subject.job_id, 1, 1.0, 2.0, state)
+    if ignored:
+        journal.record_ignore([subject.job_id])
+    journal.record_end("00000000000000ff", 1, 0, 1.0, 2.0)  # a job no longer in the runfile
+    journal.close()
+    index = _index(runfile, journal.records, journal)
+    assert index is not None
+    expected = make_plan(runfile.jobs, journal.records, mode)
+    got = plan_of(index, mode)
+    if expected.nothing_to_do:
+        assert got == expected
+    else:
+        assert got is None
+    # The summary's counts and failures, as `finish` tallies them.
+    counts, failed = _tally(runfile.jobs, journal.records)
+    assert index.counts == counts
+    assert [(job, rec.state, rec.status) for job, rec in index.failed_jobs()] == [(job, rec.state, rec.status) for job, rec in failed]
+
+
+def _write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "u.runfile"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
