@@ -38,6 +38,7 @@ null, command]`); `duplicates` (`[command, first line, repeated line]`).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -108,26 +109,46 @@ def _sha256(data: bytes) -> str:
 
 def journal_digest(path: Path) -> tuple[int, str, int] | None:
     """(size, SHA-256, lines) of a journal file; None when unreadable or not whole lines."""
+    digest = hashlib.sha256()
+    size = lines = 0
+    last = b""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
+            while block := f.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+                lines += block.count(b"\n")
+                last = block[-1:]
     except OSError:
         return None
-    if not data.endswith(b"\n"):
+    if last != b"\n":
         return None  # empty, or a torn last line the full path would cut off
-    return len(data), _sha256(data), data.count(b"\n")
+    return size, digest.hexdigest(), lines
 
 
 def runfile_digest(path: Path) -> str | None:
-    """`Runfile.digest` of the runfile as it is on disk now, without parsing it; None when unreadable."""
+    """`Runfile.digest` of the runfile as it is on disk now, without parsing it; None when unreadable.
+
+    The digest is of the decoded text (a byte order mark left out); valid
+    UTF-8 encodes back to the same bytes, so the bytes are hashed as they
+    come, in blocks, and only checked to decode.
+    """
+    digest = hashlib.sha256()
+    check = codecs.getincrementaldecoder("utf-8")()
+    first = True
     try:
-        data = path.read_bytes()
-        text = data.decode("utf-8")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                check.decode(block)
+                if first and block.startswith(codecs.BOM_UTF8):
+                    block = block[len(codecs.BOM_UTF8) :]  # as `parse_runfile_text` does before its digest
+                first = False
+                digest.update(block)
+        check.decode(b"", final=True)
     except (OSError, UnicodeDecodeError):
         return None
-    if text.startswith("\ufeff"):
-        text = text[1:]  # as `parse_runfile_text` does before its digest
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return digest.hexdigest()[:32]
 
 
 def index_of(

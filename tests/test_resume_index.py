@@ -68,6 +68,15 @@ def test_the_runfile_digest_is_the_parsers_with_a_byte_order_mark(tmp_path: Path
     assert runfile_digest(tmp_path / "missing") is None
 
 
+def test_the_runfile_digest_reads_in_blocks_across_a_split_character(tmp_path: Path) -> None:
+    path = tmp_path / "big.runfile"
+    # "é" is two bytes: one line puts it across the 1 MiB block boundary.
+    path.write_bytes(b"\xef\xbb\xbf" + b"x" * ((1 << 20) - 4) + "é\n".encode() + b"echo 2\n" * 200_000)
+    assert runfile_digest(path) == load_runfile(path).digest
+    path.write_bytes(b"x" * ((1 << 20) - 1) + b"\xc3")  # a character cut short at the end
+    assert runfile_digest(path) is None
+
+
 def test_a_torn_or_empty_journal_has_no_digest(tmp_path: Path) -> None:
     path = tmp_path / "jobs.journal"
     path.write_bytes(b"")
