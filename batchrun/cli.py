@@ -231,8 +231,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _cmd_launch(args: argparse.Namespace) -> int:
     from batchrun.display import Progress, plan_lines, summary_lines
-    from batchrun.launch import Launch
     from batchrun.options import LaunchOptions, check_options
+    from batchrun.quickresume import QuickLaunch
     from batchrun.runfile import Runfile, load_runfile
 
     gpus = args.gpus or []
@@ -278,41 +278,62 @@ def _cmd_launch(args: argparse.Namespace) -> int:
                 sweep.create_runfile()
         adaptive = sweep if sweep.bayes is not None or sweep.stopper is not None else None
     bayes = adaptive is not None and adaptive.bayes is not None
-    runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
-    for _command, first, again in runfile.duplicates:
+    # A relaunch with nothing to do is answered from what the last launch
+    # left, without parsing the runfile or replaying the journal; it holds
+    # the lock from here (see batchrun.quickresume).
+    quick = QuickLaunch.open(path, options) if gridspec is None and not args.dry_run else None
+    if quick is not None:
+        runfile = Runfile(path, [])
+        duplicates, n_lines = quick.duplicates, quick.total
+    else:
+        runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
+        duplicates, n_lines = runfile.duplicates, len(runfile.jobs)
+    for _command, first, again in duplicates:
         sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not runfile.jobs and not args.follow and not bayes:
+    if not n_lines and not args.follow and not bayes:
         print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
         return 0
     if _signals.take_pending():
+        if quick is not None:
+            quick.release()
         raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
         return cli_status.dry_run(runfile, options, adaptive, str(args.runfile))
-    launch = Launch(runfile, options)
-    if gridspec is not None and args.follow:
-        launch.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
+    full: Launch | None = None
+    launch: Launch | QuickLaunch
+    if quick is None:
+        from batchrun.launch import Launch
+
+        launch = full = Launch(runfile, options)
+        if gridspec is not None and args.follow:
+            full.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
+    else:
+        launch = quick
     plan = launch.prepare()
+    # What an adaptive sweep reads (a quick launch is never one).
+    records = full.journal.records if full is not None else {}
     for notice in launch.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
     out = sys.stdout
     if not args.quiet:
-        for line in plan_lines(plan, len(runfile.jobs), options.mode):
+        for line in plan_lines(plan, n_lines, options.mode):
             print(f"batchrun: {path}: {line}", file=out, flush=True)
         if adaptive is not None:
-            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, states_of(launch.journal.records))}", file=out, flush=True)
+            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, states_of(records))}", file=out, flush=True)
         if args.follow:
             followed = shlex.quote(str(gridspec or path))
             print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
     failed_before = plan.failed
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
-    total = len(runfile.jobs) + (adaptive.to_propose(runfile, states_of(launch.journal.records)) if adaptive is not None else 0)
-    progress = Progress(out, total, min(done_before, len(runfile.jobs)), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    total = n_lines + (adaptive.to_propose(runfile, states_of(records)) if adaptive is not None else 0)
+    progress = Progress(out, total, min(done_before, n_lines), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
     launch.on_event = progress
-    progress.best = _best_so_far(args.runfile, launch.runs_dir)
-    if args.follow:
-        progress.following = launch.queued
-        launch.on_warning = cli_queue.warn
+    if quick is None:  # no job ends in a quick launch: there is no best value to show
+        progress.best = _best_so_far(args.runfile, launch.runs_dir)
+    if args.follow and full is not None:
+        progress.following = full.queued
+        full.on_warning = cli_queue.warn
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launch.request_stop()

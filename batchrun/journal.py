@@ -37,7 +37,7 @@ from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State", "replay"]
+__all__ = ["JOURNAL_NAME", "Journal", "JobRecord", "State", "compaction_due", "replay"]
 
 JOURNAL_NAME = "jobs.journal"
 
@@ -144,6 +144,10 @@ class Journal:
         self._lock = threading.Lock()
         self._dirty = False
         self._lines = 0
+        # Bytes of whole lines in the file as far as this journal knows (what
+        # it loaded or rewrote, plus what it appended): a larger file means
+        # another writer appended lines these records do not hold.
+        self.size = 0
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -176,6 +180,7 @@ class Journal:
             lines = data[: self._valid_size].split(b"\n")  # replayed line by line, to name the bad one
         lines.pop()
         self._lines = len(lines)
+        self.size = self._valid_size
         replay(self.records, lines, self.path)
 
     # -- writing -----------------------------------------------------------
@@ -184,8 +189,11 @@ class Journal:
         """Open the journal for appending and start the group-commit thread."""
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if self._valid_size is not None and os.fstat(self._fd).st_size > self._valid_size:
+            size = os.fstat(self._fd).st_size
+            if self._valid_size is not None and size > self._valid_size:
                 os.ftruncate(self._fd, self._valid_size)
+            elif self._valid_size is None:
+                self.size = size
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write the job journal: {err.strerror}") from err
         self._reserve.make()
@@ -210,6 +218,7 @@ class Journal:
                 raise MetadataError(f"{self.path}: cannot append to the job journal: {again.strerror}") from again
         self._dirty = True
         self._lines += count
+        self.size += len(data)
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
@@ -311,6 +320,14 @@ class Journal:
                 # a real storage fault.
                 self._dirty = True
 
+    def needs_compaction(self) -> bool:
+        """Whether `compact` would rewrite the file now."""
+        return compaction_due(self._lines, len(self.records))
+
+    def make_reserve(self) -> None:
+        """Set aside the disk-full reserve, as `open` does (for a launch that appends nothing)."""
+        self._reserve.make()
+
     def compact(self) -> None:
         """Rewrite the journal as one line per job when it has grown much longer.
 
@@ -319,30 +336,9 @@ class Journal:
         """
         if self._fd is not None:
             raise MetadataError(f"{self.path}: compact() needs a closed journal")
-        if self._lines <= 2 * max(len(self.records), 1) + 1000:
+        if not self.needs_compaction():
             return
-        lines = []
-        for rec in self.records.values():
-            # Earlier attempts keep their exit codes (their times are not kept).
-            if rec.start is not None and rec.end is not None:
-                for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
-                    if code is None:
-                        lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {State.INTERRUPTED}\n")
-                    else:
-                        lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
-            if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
-                # The state and host ride along: the S line that held the host goes.
-                extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
-                lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
-            elif rec.state == State.RUNNING and rec.start is not None:
-                # Left running on purpose (detached): keep what adoption needs.
-                lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
-                if rec.ref is not None:
-                    lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
-            elif rec.start is not None and rec.end is not None:
-                lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
-            if rec.ignored:
-                lines.append(f"X {rec.job_id}\n")
+        lines, dropped = _compacted(self.records.values())
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "w", encoding="ascii") as f:
@@ -355,6 +351,10 @@ class Journal:
             tmp.unlink(missing_ok=True)
             return
         self._lines = len(lines)
+        self.size = sum(map(len, lines))  # ASCII: one byte per character
+        # The records stay what a replay of the new file gives.
+        for job_id in dropped:
+            del self.records[job_id]
 
     def close(self) -> None:
         """Flush and close; safe to call twice."""
@@ -366,6 +366,41 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
+    """The lines of a compacted journal, and the ids of records it keeps no line for."""
+    lines: list[str] = []
+    dropped: list[str] = []
+    for rec in records:
+        # Earlier attempts keep their exit codes (their times are not kept).
+        if rec.start is not None and rec.end is not None:
+            for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
+                if code is None:
+                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {State.INTERRUPTED}\n")
+                else:
+                    lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
+        if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
+            # The state and host ride along: the S line that held the host goes.
+            extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
+            lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
+        elif rec.state == State.RUNNING and rec.start is not None:
+            # Left running on purpose (detached): keep what adoption needs.
+            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
+            if rec.ref is not None:
+                lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
+        elif rec.start is not None and rec.end is not None:
+            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
+        elif not rec.ignored:
+            dropped.append(rec.job_id)  # forgotten and not run since: no line, as if never named
+        if rec.ignored:
+            lines.append(f"X {rec.job_id}\n")
+    return lines, dropped
+
+
+def compaction_due(lines: int, records: int) -> bool:
+    """Whether a journal of this many lines for this many records is due a rewrite (`Journal.compact`)."""
+    return lines > 2 * max(records, 1) + 1000
 
 
 def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Path) -> None:

@@ -18,7 +18,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.control import ControlPoller
@@ -27,12 +26,14 @@ from batchrun.events import EventKind, JobEvent
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.feed import JobQueue
 from batchrun.journal import JobRecord, Journal, State
+from batchrun.launch_result import LaunchResult
 from batchrun.livequeue import Follow, Follower
 from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.metasync import MetadataSync
 from batchrun.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.planner import Plan, done_for_mode, make_plan
 from batchrun.repair import repair_runs_dir
+from batchrun.resume_index import index_of, remove_index, write_index
 from batchrun.runfile import Job, Runfile
 from batchrun.runner import JobRunner, LaunchControl, submit_detached
 from batchrun.settle import Outcome, journal_decisions, settle_in_flight
@@ -45,41 +46,13 @@ RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
 
-@dataclass
-class LaunchResult:
-    """The outcome of a launch for the jobs of its runfile."""
-
-    counts: dict[str, int]
-    failed: list[tuple[Job, JobRecord]]
-    interrupted: bool
-    ran: int
-    metadata_path: Path
-    runs_dir: Path
-    error: BatchrunError | None = None
-    halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
-    drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
-    detached: int = 0  # jobs submitted and left running (--detach)
-
-    @property
-    def exit_code(self) -> int:
-        """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on."""
-        if self.error is not None:
-            return self.error.exit_code
-        if self.halted:
-            return 1
-        if self.interrupted:
-            return 130
-        if self.failed:
-            return 1
-        return 0
-
-
 class Launch:
     """One launch of one runfile."""
 
     def __init__(self, runfile: Runfile, options: LaunchOptions, on_event: Callable[[JobEvent], None] | None = None) -> None:
         check_options(options)
         self.runfile = runfile
+        self.first_digest = runfile.digest  # the resume index is only for a runfile that did not grow
         self.options = options
         self.mode = Mode(options.mode)
         self.runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
@@ -145,6 +118,7 @@ class Launch:
         try:
             # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
             self._poller.start()
+            remove_index(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
@@ -156,9 +130,8 @@ class Launch:
             metadata.import_legacy()
             decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
-            adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
+            self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
-            self.runner.adopt_ids = adopt_ids
             if self.mode == Mode.OVERWRITE:
                 self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
             self.plan = make_plan(
@@ -310,19 +283,33 @@ class Launch:
             self.journal.close()
             if error is None and not runner.running and not runner.adopted and not runner.detached:
                 self.journal.compact()
+            counts, failed = _tally(self.runfile.jobs, self.journal.records)
             if error is None:
-                self.metadata.write_stamp()
+                _leave_stamps(self, counts, failed)
         finally:
             self._poller.stop()
             if self._lock is not None:
                 self._lock.release()
-        counts, failed = _tally(self.runfile.jobs, self.journal.records)
         self.executor.close()
         control = self.control
         return LaunchResult(
             counts, failed, control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, control.halted,
             detached=runner.detached, drained=control.drained and not control.interrupted,
         )
+
+
+def _leave_stamps(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
+    """What lets the next relaunch skip work: the stamp, then the resume index (`batchrun.quickresume`).
+
+    None for a runfile that grew while jobs ran (--follow, bayes): the lines
+    it gained are in `runfile.jobs`, but other edits made meanwhile are not.
+    """
+    launch.metadata.write_stamp()
+    runfile, journal = launch.runfile, launch.journal
+    index = None
+    if not launch.options.follow and runfile.digest == launch.first_digest:
+        index = index_of(runfile, journal.records, counts, failed, journal.path, journal.size, launch.runs_dir.metadata_name)
+    write_index(launch.runs_dir.path, index)
 
 
 def _ignore_warning(text: str) -> None:

@@ -1,0 +1,311 @@
+"""batchrun.quickresume: a relaunch answered from the resume index says exactly what the full path says.
+
+Each scenario finishes a launch (which leaves the index), changes something,
+then relaunches twice from the same copy of the directory: once as it is
+and once with the index deleted (the full path). The plan line, the
+summary, the warnings, the exit code and the records must be the same; the
+index's file shows which path answered (the full path rewrites it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+from conftest import REPO, batchrun_cmd
+
+from batchrun.errors import MetadataError
+from batchrun.journal import JobRecord, Journal, State
+from batchrun.launch import _tally
+from batchrun.options import LaunchOptions
+from batchrun.planner import make_plan
+from batchrun.quickresume import QuickLaunch, plan_of
+from batchrun.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
+from batchrun.runfile import Runfile, job_id_of, load_runfile
+
+FAULTS = Path(__file__).resolve().parent / "data" / "faults"
+LINES = ["true 1", "exit 3", "echo two", "true 1", "# a comment", "", "sh -c 'exit 300'", "echo é"]
+
+
+def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> ResumeIndex | None:
+    """The index a launch's `finish` writes for these records (its tally, then `index_of`)."""
+    counts, failed = _tally(runfile.jobs, dict(records))
+    return index_of(runfile, records, counts, failed, journal.path, journal.size, "metadata.json")
+
+
+def _launch(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    done = subprocess.run(batchrun_cmd("launch", "exp.runfile", "-j", "1", *args), cwd=work, capture_output=True, text=True, timeout=120, env=env)
+    # Durations are the only thing two runs of the same jobs may print differently.
+    return done.returncode, re.sub(r"\d+\.\d\ds", "T", done.stdout), done.stderr
+
+
+def _index_stat(work: Path) -> tuple[int, int] | None:
+    try:
+        meta = (work / "runs" / "exp" / INDEX_NAME).stat()
+    except FileNotFoundError:
+        return None
+    return meta.st_ino, meta.st_mtime_ns
+
+
+def _states(work: Path) -> dict[str, tuple[str, int | None, bool]] | None:
+    journal = Journal(work / "runs" / "exp")
+    try:
+        journal.load()
+    except MetadataError:
+        return None  # a damaged journal: both paths must leave it so
+    return {job_id: (rec.state, rec.status, rec.ignored) for job_id, rec in journal.records.items()}
+
+
+def _both(work: Path, *args: str, quick: bool) -> tuple[int, str, str]:
+    """Relaunch as the directory is, and again from a copy of it with the index gone; the same answer."""
+    saved = work.parent / (work.name + ".saved")
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.copytree(work, saved, symlinks=True)
+    before = _index_stat(work)
+    fast = _launch(work, *args)
+    took_quick = before is not None and _index_stat(work) == before
+    fast_states = _states(work)
+    shutil.rmtree(work)
+    shutil.copytree(saved, work, symlinks=True)
+    (work / "runs" / "exp" / INDEX_NAME).unlink(missing_ok=True)
+    slow = _launch(work, *args)
+    assert fast == slow
+    assert fast_states == _states(work)
+    assert took_quick == quick, "the quick path did not answer" if quick else "the quick path answered"
+    # The full path leaves an index again when it may: a relaunch of it answers the same.
+    return fast
+
+
+@pytest.fixture()
+def work(tmp_path: Path) -> Path:
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "exp.runfile").write_text("".join(f"{line}\n" for line in LINES), encoding="utf-8")
+    _launch(work)
+    assert read_index(work / "runs" / "exp") is not None
+    return work
+
+
+def _append_journal(work: Path, text: str) -> None:
+    with open(work / "runs" / "exp" / "jobs.journal", "a") as f:
+        f.write(text)
+
+
+def _edit_runfile(work: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    path = work / "exp.runfile"
+    path.write_text("".join(f"{line}\n" for line in edit(path.read_text().splitlines())), encoding="utf-8")
+
+
+def test_a_no_op_relaunch_is_answered_quickly_and_the_same(work: Path) -> None:
+    code, out, err = _both(work, quick=True)
+    assert code == 1
+    assert "0 to run" in out and "failed (exit 3)" in out and "failed (exit 44)" in out
+    assert "same command as line 1" in err
+    _both(work, "-q", quick=True)
+    _both(work, "--order", "shuffle", "--seed", "7", quick=True)
+
+
+def test_retry_failed_runs_them_on_the_full_path_then_is_quick(work: Path) -> None:
+    _edit_runfile(work, lambda lines: [line for line in lines if "exit" not in line])
+    _both(work, "--retry-failed", quick=False)  # the runfile changed
+    _launch(work)
+    _both(work, "--retry-failed", quick=True)
+    _both(work, quick=True)
+
+
+def test_retry_failed_with_failures_and_overwrite_take_the_full_path(work: Path) -> None:
+    _both(work, "--retry-failed", quick=False)
+    _both(work, "--rerun-all", quick=False)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda lines: [*lines, "echo new 1", "echo new 2"],
+        lambda lines: [lines[0], "echo inserted", *lines[1:]],
+        lambda lines: [line if line != "echo two" else "echo TWO" for line in lines],
+        lambda lines: lines[2:],
+        lambda lines: list(reversed(lines)),
+        lambda lines: [*lines[:-1], lines[-1] + " "],  # same commands, other text
+    ],
+    ids=["appended", "inserted", "edited-middle", "deleted", "reordered", "trailing-space"],
+)
+def test_an_edited_runfile_takes_the_full_path_then_is_quick(work: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    _edit_runfile(work, edit)
+    _both(work, quick=False)
+    _launch(work)
+    _both(work, quick=True)  # removed jobs and new line numbers, from the index
+
+
+@pytest.mark.parametrize(
+    "journal_text",
+    [
+        f"R {job_id_of('echo two')}\n",  # doit forget
+        f"X {job_id_of('echo two')}\nX {job_id_of('exit 3')}\n",  # doit ignore
+        f"X {job_id_of('not in the runfile')}\n",
+        "E 0123",  # a torn last line
+    ],
+    ids=["forgotten", "ignored", "ignored-removed", "torn"],
+)
+def test_a_grown_journal_takes_the_full_path_then_is_quick(work: Path, journal_text: str) -> None:
+    _append_journal(work, journal_text)
+    _both(work, quick=False)
+    _both(work, quick=True)
+
+
+def test_a_journal_rewritten_to_the_same_size_takes_the_full_path(work: Path) -> None:
+    path = work / "runs" / "exp" / "jobs.journal"
+    data = path.read_bytes()
+    # Another exit status of the same width: only the digest tells.
+    path.write_bytes(data.replace(f"E {job_id_of('exit 3')} 1 3 ".encode(), f"E {job_id_of('exit 3')} 1 0 ".encode()))
+    assert path.read_bytes() != data
+    _both(work, quick=False)
+
+
+def test_a_damaged_journal_gives_the_same_error(work: Path) -> None:
+    _append_journal(work, "garbage line\nR 0123456789abcdef\n")
+    code, _, err = _both(work, quick=False)
+    assert code == 2 and "corrupt job journal line" in err
+
+
+def test_a_lost_journal_is_rebuilt_with_the_same_notice(work: Path) -> None:
+    (work / "runs" / "exp" / "jobs.journal").unlink()
+    _, _, err = _both(work, quick=False)
+    assert "journal" in err
+    _both(work, quick=True)
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage\n", b"\0\0\0"], ids=["empty", "garbage", "nul"])
+def test_a_damaged_index_takes_the_full_path(work: Path, damage: bytes) -> None:
+    (work / "runs" / "exp" / INDEX_NAME).write_bytes(damage)
+    _both(work, quick=False)
+
+
+def test_edited_metadata_or_a_missing_stamp_take_the_full_path(work: Path) -> None:
+    runs = work / "runs" / "exp"
+    (runs / ".metadata.stamp").unlink()
+    _both(work, quick=False)
+    os.utime(runs / "metadata.json", ns=(1, 1))
+    _both(work, quick=False)
+    _both(work, quick=True)
+
+
+def test_another_metadata_name_takes_the_full_path(work: Path) -> None:
+    _both(work, "--state_db_filename", "other.json", quick=False)
+
+
+def test_the_original_tools_metadata_is_imported_the_same(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    (work / "runs" / "exp").mkdir(parents=True)
+    (work / "exp.runfile").write_text("true 1\ntrue 2\n")
+    legacy = {job_id_of("true 1"): {"command": "true 1", "status": 0, "start": 1.0, "runtime": 2.0}}
+    import json
+
+    (work / "runs" / "exp" / "metadata.json").write_text(json.dumps(legacy))
+    _, out, _ = _both(work, quick=False)
+    assert "1 already succeeded" in out
+    _both(work, quick=True)
+
+
+def test_a_kill_9_mid_launch_leaves_no_index(work: Path) -> None:
+    _edit_runfile(work, lambda lines: [*lines, "echo a", "echo b", "echo c"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(FAULTS), str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    code, _, _ = _launch(work, env={**env, "BRFAULT_KILL_SPAWN": "2"})
+    assert code == -signal.SIGKILL
+    assert read_index(work / "runs" / "exp") is None
+    states = _states(work)
+    assert states is not None and any(state == State.RUNNING for state, _, _ in states.values())
+    _both(work, quick=False)  # settles what the killed launch left
+    _both(work, quick=True)
+
+
+def test_a_relaunch_in_a_busy_directory_fails_the_same(work: Path) -> None:
+    import fcntl
+
+    fd = os.open(work / "runs" / "exp" / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fast = _launch(work)
+        (work / "runs" / "exp" / INDEX_NAME).unlink()
+        slow = _launch(work)
+    finally:
+        os.close(fd)
+    assert fast == slow
+    assert fast[0] == 2 and "another batchrun launch" in fast[2]
+
+
+@pytest.mark.parametrize("mode", ["resume", "retry_failed"])
+def test_plan_of_is_make_plans_answer(tmp_path: Path, work: Path, mode: str) -> None:
+    _edit_runfile(work, lambda lines: [line for line in lines if "exit" not in line])
+    _append_journal(work, f"X {job_id_of('echo two')}\nR {job_id_of('exit 3')}\n")
+    _launch(work, "--retry-failed")
+    runs = work / "runs" / "exp"
+    journal = Journal(runs)
+    journal.load()
+    runfile = load_runfile(work / "exp.runfile")
+    index = _index(runfile, journal.records, journal)
+    assert index is not None and index == read_index(runs)
+    assert plan_of(index, mode) == make_plan(runfile.jobs, journal.records, mode)
+
+
+def test_open_declines_other_executors_follow_and_overwrite(work: Path) -> None:
+    runfile = work / "exp.runfile"
+    accounting = work / "runs" / "exp"
+    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, executor="slurm")) is None
+    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, follow=True)) is None
+    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, mode="overwrite")) is None
+    quick = QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting))
+    assert quick is not None
+    try:
+        assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting)) is None  # the lock is held
+    finally:
+        quick.release()
+    quick.release()  # twice is fine
+    again = QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting))
+    assert again is not None
+    again.release()
+
+
+@pytest.mark.parametrize("mode", ["resume", "retry_failed", "overwrite"])
+@pytest.mark.parametrize("ignored", [False, True])
+@pytest.mark.parametrize("state", [s for s in State.ALL if s != State.RUNNING])
+def test_plan_of_agrees_with_make_plan_for_every_state(tmp_path: Path, mode: str, ignored: bool, state: State) -> None:
+    """One job of each state beside finished ones, ignored or not: the same plan, or None when it would run."""
+    runfile = load_runfile(_write(tmp_path, ["true 1", "true 2", "echo removed-later"]))
+    journal = Journal(tmp_path)
+    journal.open()
+    for job in runfile.jobs[:2]:
+        journal.record_end(job.job_id, 1, 0, 1.0, 2.0)
+    subject = runfile.jobs[2]
+    if state in (State.SUCCEEDED, State.FAILED, State.TIMEOUT):
+        journal.record_end(subject.job_id, 1, 0 if state == State.SUCCEEDED else 7, 1.0, 2.0, None if state != State.TIMEOUT else state)
+    elif state != State.PENDING:
+        journal.record_unfinished(subject.job_id, 1, 1.0, 2.0, state)
+    if ignored:
+        journal.record_ignore([subject.job_id])
+    journal.record_end("00000000000000ff", 1, 0, 1.0, 2.0)  # a job no longer in the runfile
+    journal.close()
+    index = _index(runfile, journal.records, journal)
+    assert index is not None
+    expected = make_plan(runfile.jobs, journal.records, mode)
+    got = plan_of(index, mode)
+    if expected.nothing_to_do:
+        assert got == expected
+    else:
+        assert got is None
+    # The summary's counts and failures, as `finish` tallies them.
+    counts, failed = _tally(runfile.jobs, journal.records)
+    assert index.counts == counts
+    assert [(job, rec.state, rec.status) for job, rec in index.failed_jobs()] == [(job, rec.state, rec.status) for job, rec in failed]
+
+
+def _write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "u.runfile"
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
