@@ -38,9 +38,12 @@ _SLOW_END = frozenset(range(0x1C, 0x20)) | frozenset(range(0x80, 0x100))
 _BLOCK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per
+# field, 4x the cost, and a launch builds one Job per pending line. Nothing
+# assigns to a Job's fields; it stays hashable by value.
+@dataclass(slots=True, unsafe_hash=True)
 class Job:
-    """One line of a runfile: what to run and where it came from."""
+    """One line of a runfile: what to run and where it came from (treat as immutable)."""
 
     command: str
     job_id: str

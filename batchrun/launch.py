@@ -25,6 +25,7 @@ from batchrun.errors import BatchrunError, UsageError
 from batchrun.events import EventKind, JobEvent
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.feed import JobQueue
+from batchrun.jobtable import JobTable
 from batchrun.journal import JobRecord, Journal, State
 from batchrun.launch_result import LaunchResult
 from batchrun.livequeue import Follow, Follower
@@ -332,9 +333,11 @@ def _tally(jobs: Sequence[Job], records: dict[str, JobRecord]) -> tuple[dict[str
     """Counts by state of the runfile's jobs, and those that ended without succeeding (stopped is no failure)."""
     counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
     failed = []
-    for job in jobs:
-        rec = records.get(job.job_id)
+    # By id: a JobTable builds a Job per access, and only the failed need one.
+    ids = jobs.job_ids() if isinstance(jobs, JobTable) else (job.job_id for job in jobs)
+    for i, job_id in enumerate(ids):
+        rec = records.get(job_id)
         counts[rec.state if rec is not None else State.PENDING] += 1
         if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
-            failed.append((job, rec))
+            failed.append((jobs[i], rec))
     return counts, failed
