@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,16 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Launched:
     return Launched(work, env, outcomes)
 
 
+def _default_signals() -> None:
+    """In the reference shell's child before exec: no signal ignored."""
+    for signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+
+
 def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     """`/bin/sh -c LINE` under the conditions batchrun gives a job."""
     job_id = _job_id(line)
@@ -117,8 +128,10 @@ def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     out_path, err_path = scratch / "out", scratch / "err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         # Its own session, as batchrun gives: `kill 0` must not reach pytest.
+        # Every signal at its default, as batchrun starts each job, whatever this
+        # test runner was started ignoring (`nohup`, `&` in a CI script).
         proc = subprocess.run(argv, cwd=launched.work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                              start_new_session=True, timeout=TIMEOUT, check=False)
+                              start_new_session=True, timeout=TIMEOUT, check=False, preexec_fn=_default_signals)
     # batchrun records death by signal N as 128 + N, as the shell reports it.
     code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
     return Outcome(code, out_path.read_bytes(), err_path.read_bytes())

@@ -63,12 +63,38 @@ def test_the_job_leads_its_session_and_group_with_the_given_stdin_env_and_no_ign
     assert _run(pool, log_dir, line, _env(log_dir, marker, ONLY_HERE="one")) == 0
     pid, pgrp, sid = (log_dir / "out.log").read_text().splitlines()[1].split()
     assert pid == pgrp == sid
-    reference = subprocess.run(["/bin/sh", "-c", "grep SigIgn /proc/self/status; umask; pwd"], capture_output=True, text=True, start_new_session=True)
-    assert (log_dir / "out.log").read_text().splitlines()[2:] == [reference.stdout.splitlines()[0], "one", *reference.stdout.splitlines()[1:]]
+    reference = subprocess.run(["/bin/sh", "-c", "umask; pwd"], capture_output=True, text=True, start_new_session=True)
+    assert (log_dir / "out.log").read_text().splitlines()[2:] == ["SigIgn:\t0000000000000000", "one", *reference.stdout.splitlines()]
     assert (log_dir / "out.log").read_text().splitlines()[0] == "read=1"
     # The helper keeps the environment between jobs: a variable the next job lacks must be gone.
     assert _run(pool, log_dir, 'echo "[${ONLY_HERE-unset}]"', _env(log_dir, marker)) == 0
     assert (log_dir / "out.log").read_text() == "[unset]\n"
+
+
+def test_signals_batchrun_was_started_ignoring_are_not_ignored_by_its_jobs(tmp_path: Path, marker: str) -> None:
+    # As under `nohup` or `&` in a script: the helper inherits SIG_IGN; its jobs must not.
+    slots = SlotPool()
+    log_dir = tmp_path / "log"
+    ignored = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
+    before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in ignored}
+    try:
+        # The first start forks the helper, with those signals ignored.
+        pid = slots.start(JOB_ID, "grep SigIgn /proc/self/status; kill -USR1 $$; echo not reached", str(log_dir), _env(log_dir, marker))
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    try:
+        ended = slots.wait(pid)
+        assert ended is not None and ended[0] == -signal.SIGUSR1
+        assert (log_dir / "out.log").read_text() == "SigIgn:\t0000000000000000\n"
+        # The helper itself still ignores them: a stray SIGINT or SIGHUP must not kill the record's writer.
+        helper = slots._idle[0]
+        for signum in (signal.SIGINT, signal.SIGHUP):
+            helper.proc.send_signal(signum)
+        assert _run(slots, log_dir, "exit 3", _env(log_dir, marker)) == 3
+        assert helper.proc.poll() is None
+    finally:
+        slots.close()
 
 
 def test_one_helper_serves_job_after_job(pool: SlotPool, tmp_path: Path, marker: str) -> None:

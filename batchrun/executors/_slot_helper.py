@@ -36,9 +36,10 @@ Crash safety, in the order things happen after the job's shell exits:
 3. then it answers batchrun. If batchrun died (EOF, EPIPE) it exits after
    step 2; it reads its stdin only between jobs, so it always finishes
    waiting for a running job first.
-It ignores nothing a job could inherit: signal handlers are reset by exec,
-and the two dispositions Python ignores (SIGPIPE, SIGXFSZ) are restored for
-the job by `subprocess` (`restore_signals`). Its session has no terminal,
+It ignores nothing a job could inherit: signals it was started ignoring get
+a no-op handler instead (reset by exec), and the two dispositions Python
+ignores (SIGPIPE, SIGXFSZ) are restored for the job by `subprocess`
+(`restore_signals`): every job starts with every signal at its default. Its session has no terminal,
 so Ctrl-C and hang-ups never reach it.
 """
 
@@ -187,11 +188,35 @@ def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes
     return job_id, log_dir, attempt, parts[-1], parts[:-1]
 
 
+def _ignore_without_passing_on() -> None:
+    """Make every signal batchrun was started ignoring (and SIGINT) a no-op handler.
+
+    A SIGINT sent to the helper itself (never from a terminal: it has none)
+    must not kill the record's writer. A handler, unlike SIG_IGN, is reset by
+    exec, so every job starts with every signal at its default, however
+    batchrun was started (`nohup`, `&` in a script, which ignore SIGHUP or
+    SIGINT and SIGQUIT): a job behaves the same wherever it is launched from.
+    SIGPIPE and SIGXFSZ stay ignored here, as Python sets them, and are reset
+    for the job by `subprocess` (`restore_signals`).
+    """
+    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}
+    for signum in signal.valid_signals():
+        if signum in keep:
+            continue
+        try:
+            current = signal.getsignal(signum)
+            if current is signal.SIG_IGN or (signum == signal.SIGINT and current is signal.default_int_handler):
+                signal.signal(signum, _no_op)
+        except (OSError, ValueError):
+            continue  # a signal no handler may be set for
+
+
+def _no_op(signum: int, frame: object) -> None:
+    """A handler that does nothing: the signal is ignored here but not by the jobs."""
+
+
 def main() -> int:
-    # A SIGINT sent to the helper itself (never from a terminal: it has none)
-    # must not kill the record's writer; a handler, unlike SIG_IGN, is not inherited.
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, lambda signum, frame: None)
+    _ignore_without_passing_on()
     stdin = sys.stdin.buffer
     env: dict[bytes, bytes] = {}
     while True:
