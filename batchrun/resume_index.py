@@ -49,6 +49,7 @@ from typing import Any
 from batchrun.journal import JobRecord, State
 from batchrun.metadata import write_atomic
 from batchrun.runfile import Job, Runfile
+from batchrun.stamp import read_small_record
 
 __all__ = ["INDEX_NAME", "ResumeIndex", "index_of", "journal_digest", "read_index", "remove_index", "runfile_digest", "write_index"]
 
@@ -212,12 +213,8 @@ def remove_index(runs_dir: Path) -> None:
 
 def read_index(runs_dir: Path) -> ResumeIndex | None:
     """The index the last launch left; None when absent or damaged in any way."""
-    try:
-        with open(runs_dir / INDEX_NAME, "rb") as f:
-            data = f.read(_MAX_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > _MAX_BYTES or not data.endswith(b"\n"):
+    data = read_small_record(runs_dir / INDEX_NAME, _MAX_BYTES)
+    if data is None:
         return None
     head, sep, rest = data.partition(b"\n")
     if not sep or rest.count(b"\n") != 1:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STAMP_NAME", "Stamp", "metadata_id", "metadata_unchanged", "read_stamp", "write_stamp"]
+__all__ = ["STAMP_NAME", "Stamp", "metadata_id", "metadata_unchanged", "read_small_record", "read_stamp", "write_stamp"]
 
 STAMP_NAME = ".metadata.stamp"
 # The only stamp format there is; any other first field means "no stamp".
@@ -60,15 +60,28 @@ def metadata_id(path: Path) -> str:
     return f"{meta.st_size}:{meta.st_mtime_ns}"
 
 
-def read_stamp(runs_dir: Path) -> Stamp | None:
-    """The stamp the last launch wrote; None when absent or unreadable in any way."""
+def read_small_record(path: Path, max_bytes: int) -> bytes | None:
+    """A small record file's bytes, read whole; None when absent, unreadable, over `max_bytes` or not ending in a newline.
+
+    Such files (the stamp, the resume index) are written in one piece: a
+    missing final newline means a truncated write, and a bigger file is not
+    one of them (and is never read whole).
+    """
     try:
-        with open(runs_dir / STAMP_NAME, "rb") as f:
-            data = f.read(_MAX_BYTES + 1)
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
     except OSError:
         return None
-    if len(data) > _MAX_BYTES or not data.endswith(b"\n"):
-        return None  # truncated (no newline) or not a stamp at all
+    if len(data) > max_bytes or not data.endswith(b"\n"):
+        return None
+    return data
+
+
+def read_stamp(runs_dir: Path) -> Stamp | None:
+    """The stamp the last launch wrote; None when absent or unreadable in any way."""
+    data = read_small_record(runs_dir / STAMP_NAME, _MAX_BYTES)
+    if data is None:
+        return None
     try:
         text = data[:-1].decode("utf-8")
     except UnicodeDecodeError:
