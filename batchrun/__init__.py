@@ -1,6 +1,6 @@
 """batchrun: launch, track and resume batches of shell commands on doit."""
 
-from batchrun._metrics_client import log, summary
+from batchrun.metrics.client import log, summary
 
 __all__ = ["__version__", "log", "summary"]
 

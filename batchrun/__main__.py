@@ -11,7 +11,7 @@ from batchrun import _signals
 
 def main() -> int:
     _signals.install()
-    from batchrun.cli import main as cli_main
+    from batchrun.cli.app import main as cli_main
 
     return cli_main()
 

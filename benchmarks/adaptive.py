@@ -39,9 +39,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from batchrun.bayes import BayesSpec, FinishedRun, propose  # noqa: E402
-from batchrun.hyperband import HyperbandStopper  # noqa: E402
-from batchrun.sweep import load_gridspec  # noqa: E402
+from batchrun.sweeps.bayes import BayesSpec, FinishedRun, propose  # noqa: E402
+from batchrun.sweeps.gridspec import load_gridspec  # noqa: E402
+from batchrun.sweeps.hyperband import HyperbandStopper  # noqa: E402
 
 SPEC = REPO / "examples" / "bayes" / "spec.yml"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"

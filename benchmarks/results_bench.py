@@ -100,7 +100,7 @@ def bench_results(bench: Bench, baseline: Path | None) -> None:
 
 def _bench_hook(bench: Bench, work: Path) -> None:
     """The runner's hook per job end, in-process: a job without metrics, and one with the 11 lines."""
-    from batchrun.metrics_cache import record_job_metrics
+    from batchrun.metrics.cache import record_job_metrics
 
     runs = work / "hook"
     log_dir = runs / "logs" / "0123456789abcdef"

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from batchrun.adaptive import AdaptiveSweep, BayesFeed, load_sweep
 from batchrun.errors import BatchrunError, RunfileError
-from batchrun.journal import JobRecord
-from batchrun.objective import run_values
-from batchrun.runfile import Job, Runfile, append_commands, load_runfile
+from batchrun.launch.adaptive import AdaptiveSweep, BayesFeed, load_sweep
+from batchrun.runfile.file import Job, Runfile, append_commands, load_runfile
+from batchrun.store.journal import JobRecord
+from batchrun.sweeps.objective import run_values
 
 SPEC = """\
 program: train.py

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from batchrun._wandb import search_space
-from batchrun.bayes import INSTALL_HINT, BayesSpec, FinishedRun, next_commands, observed_values, propose, sweep_state
 from batchrun.errors import BatchrunError
-from batchrun.objective import read_metrics
-from batchrun.sweep import load_gridspec
+from batchrun.sweeps.bayes import INSTALL_HINT, BayesSpec, FinishedRun, next_commands, observed_values, propose, sweep_state
+from batchrun.sweeps.gridspec import load_gridspec
+from batchrun.sweeps.objective import read_metrics
+from batchrun.sweeps.wandb import search_space
 
 EVERY_DISTRIBUTION = """
     parameters:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.journal import Journal
-from batchrun.runfile import load_runfile
+from batchrun.runfile.file import load_runfile
+from batchrun.store.journal import Journal
 from tests.conftest import batchrun_cmd, wait_for
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import batchrun_cmd, run_batchrun, wait_for
 
-from batchrun.journal import Journal
+from batchrun.store.journal import Journal
 
 MakeRunfile = Callable[..., Path]
 
@@ -148,7 +148,7 @@ def _sitecustomize(tmp_path: Path, code: str) -> dict[str, str]:
 # written (half) and the kill lands before the rename.
 _KILL_IN_METADATA_WRITE = """
     import os, signal
-    import batchrun.metadata as metadata
+    import batchrun.store.metadata as metadata
 
     def write_atomic(path, text):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
 
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 MakeRunfile = Callable[..., Path]
 

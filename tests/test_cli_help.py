@@ -10,7 +10,7 @@ import argparse
 
 import pytest
 
-from batchrun import cli
+from batchrun.cli import app as cli
 
 
 def subcommands() -> tuple[argparse._SubParsersAction[argparse.ArgumentParser], dict[str, argparse.ArgumentParser]]:

@@ -20,7 +20,7 @@ from conftest import (
     wait_for,
 )
 
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import kill_all, live_pids_with_env, read_metadata
 
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, batchrun_cmd, kill_all, live_pids_with_env, read_metadata, wait_for
 
-from batchrun.journal import Journal, State
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
+from batchrun.store.journal import Journal, State
 
 MakeRunfile = Callable[..., Path]
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
@@ -184,7 +184,7 @@ def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRun
 
 def test_the_fault_hooks_are_off_by_default(workdir: Path) -> None:
     """A guard on the guard: without BRFAULT_ variables nothing is patched."""
-    code = "import batchrun.executors.local as l, sys; sys.exit(l.read_exit_record.__module__ != 'batchrun.executors.jobfiles')"
+    code = "import batchrun.executors.local.executor as l, sys; sys.exit(l.read_exit_record.__module__ != 'batchrun.executors.jobfiles')"
     assert subprocess.run([sys.executable, "-c", code], env=_env(), cwd=workdir).returncode == 0
 
 

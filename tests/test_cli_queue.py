@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from conftest import run_batchrun, start_batchrun, wait_for
 
-from batchrun import cli
-from batchrun.metadata import RunsDir
-from batchrun.outcome import run_on_finish
-from batchrun.runfile import job_id_of
+from batchrun.cli import app as cli
+from batchrun.runfile.file import job_id_of
+from batchrun.status.outcome import run_on_finish
+from batchrun.store.metadata import RunsDir
 
 MakeRunfile = Callable[..., Path]
 RunCli = Callable[..., tuple[int, str, str]]
@@ -134,8 +134,8 @@ STAND_IN = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from batchrun.control import ControlPoller
-    from batchrun.metadata import RunsDir, acquire_lock
+    from batchrun.launch.control import ControlPoller
+    from batchrun.store.metadata import RunsDir, acquire_lock
 
     runs = RunsDir(Path(sys.argv[1]).resolve())
     log = Path(sys.argv[2])
@@ -165,7 +165,7 @@ STAND_IN = textwrap.dedent(
 def test_kill_and_stop_reach_the_launch_through_its_poller(make_runfile: MakeRunfile, workdir: Path) -> None:
     make_runfile(["echo alpha", "echo beta --lr=0.3", "echo gamma"])
     assert run_batchrun("launch", "exp.runfile", "-q", cwd=workdir).returncode == 0
-    from batchrun.runfile import job_id_of
+    from batchrun.runfile.file import job_id_of
 
     alpha, beta, gamma = (job_id_of(c) for c in ("echo alpha", "echo beta --lr=0.3", "echo gamma"))
     log = workdir / "stand-in.log"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import run_batchrun, start_batchrun, wait_for
 
-from batchrun import results
-from batchrun.runfile import job_id_of
+from batchrun.results.table import table as results
+from batchrun.runfile.file import job_id_of
 
 TRAIN = """\
 import sys
@@ -241,7 +241,7 @@ def test_a_runs_directory_gives_the_same_rows(sweep: Path) -> None:
 def test_subcommands_have_help_and_an_example() -> None:
     import argparse
 
-    from batchrun import cli
+    from batchrun.cli import app as cli
 
     parser = cli._build_parser()
     sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))

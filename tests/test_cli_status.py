@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import batchrun_cmd, read_metadata, run_batchrun, start_batchrun, wait_for
 
-from batchrun import cli
-from batchrun.runfile import job_id_of
+from batchrun.cli import app as cli
+from batchrun.runfile.file import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import read_metadata
 
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 

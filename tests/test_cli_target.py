@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from batchrun.cli_target import duration, duration_or_zero, target_parser
+from batchrun.cli.target import duration, duration_or_zero, target_parser
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45s", 45), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), ("1d", 86400)])

@@ -1,11 +1,11 @@
-"""Unit tests of batchrun.cluster: is a detached SLURM task still queued or running."""
+"""Unit tests of batchrun.executors.slurm.cluster: is a detached SLURM task still queued or running."""
 
 from __future__ import annotations
 
 import subprocess
 from typing import Any
 
-from batchrun.cluster import is_slurm_ref, slurm_active
+from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
 
 
 class FakeSqueue:

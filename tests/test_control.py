@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.control: the request channel between stop/kill and the launch."""
+"""Unit tests of batchrun.launch.control: the request channel between stop/kill and the launch."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import control
-from batchrun.control import ControlPoller, launch_holder, request_kill, request_stop
 from batchrun.errors import UsageError
-from batchrun.metadata import LaunchLock, RunsDir, acquire_lock
+from batchrun.launch.control import ControlPoller, launch_holder, request_kill, request_stop
+from batchrun.launch.launch import control
+from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 
 
 @pytest.fixture()

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.executors import _dask_forkserver, _dask_keys, _dask_worker
+from batchrun.executors.dask import keys as _dask_keys
+from batchrun.executors.dask import worker as _dask_worker
+from batchrun.executors.dask.executor import _forkserver as _dask_forkserver
 
 JOB_ID = "0123456789abcdef"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from conftest import batchrun_cmd
 
-from batchrun.display import Progress, format_duration, plan_lines, summary_lines
-from batchrun.journal import JobRecord, State
-from batchrun.launch import JobEvent, LaunchResult, Plan
-from batchrun.runfile import Job, job_id_of
+from batchrun.cli.display import Progress, format_duration, plan_lines, summary_lines
+from batchrun.launch.launch import JobEvent, LaunchResult, Plan
+from batchrun.runfile.file import Job, job_id_of
+from batchrun.store.journal import JobRecord, State
 
 MakeRunfile = Callable[..., Path]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import read_metadata, run_batchrun, wait_for
 
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 DODO = textwrap.dedent(
     """
@@ -157,7 +157,7 @@ def test_doit_forget_of_the_group_and_bare_forget_run_every_job_again(tmp_path: 
 
 
 def test_doit_ignore_skips_a_job_until_it_is_forgotten(tmp_path: Path) -> None:
-    from batchrun.journal import Journal
+    from batchrun.store.journal import Journal
 
     ids, side = _side_project(tmp_path)
     ignored = doit("ignore", f"exp:{ids[0]}", cwd=tmp_path)

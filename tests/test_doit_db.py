@@ -14,10 +14,10 @@ from doit.dependency import Dependency, JSONCodec
 from doit.exceptions import InvalidDodoFile
 from doit.task import Task
 
-from batchrun.doit_db import JobDone, JournalDB, RunsDirJobs, job_values, register_jobs, unregister_jobs
+from batchrun._doit.backend import JobDone, JournalDB, RunsDirJobs, job_values, register_jobs, unregister_jobs
 from batchrun.errors import LockedError
-from batchrun.journal import Journal, State
-from batchrun.metadata import RunsDir, acquire_lock
+from batchrun.store.journal import Journal, State
+from batchrun.store.metadata import RunsDir, acquire_lock
 
 A, B = "a" * 16, "b" * 16
 
@@ -51,7 +51,7 @@ def test_values_survive_a_sigkill_right_after_save_success(tmp_path: Path) -> No
         import os, signal
         from doit.dependency import Dependency
         from doit.task import Task
-        from batchrun.doit_db import JournalDB
+        from batchrun._doit.backend import JournalDB
         dep = Dependency(JournalDB, {str(tmp_path / ".doit.journal")!r})
         task = Task("t", ["true"])
         task.values = {{"v": 1}}

@@ -20,11 +20,11 @@ from doit.reporter import ConsoleReporter
 from doit.runner import Runner
 from doit.task import Task
 
-import batchrun.doit_runner
+import batchrun._doit.runner
 
 
 def _require(owner: Any, name: str, where: str) -> None:
-    assert hasattr(owner, name), f"the installed doit has no {where}.{name}, which batchrun uses (see batchrun/doit_runner.py)"
+    assert hasattr(owner, name), f"the installed doit has no {where}.{name}, which batchrun uses (see batchrun/_doit/runner.py)"
 
 
 @pytest.mark.parametrize("name", ["select_task", "execute_task", "process_task_result", "run_all"])
@@ -98,6 +98,6 @@ def test_task_value_savers() -> None:
 
 
 def test_the_list_in_doit_runner_names_each_of_these() -> None:
-    doc = batchrun.doit_runner.__doc__ or ""
+    doc = batchrun._doit.runner.__doc__ or ""
     for name in ('"hold on"', "TaskDispatcher.generator", "Runner.select_task", "Run._execute", "DoitMain.DOIT_CMDS", "ConsoleReporter.failures", "save_success"):
         assert name in doc, f"doit_runner's docstring no longer lists {name}"

@@ -8,12 +8,12 @@ import pytest
 from doit.exceptions import TaskError
 from doit.task import Task
 
-from batchrun import doit_runner
-from batchrun.doit_db import RunsDirJobs
+from batchrun._doit import runner as doit_runner
+from batchrun._doit.backend import RunsDirJobs
 from batchrun.errors import BatchrunError, MetadataError
-from batchrun.journal import JobRecord, Journal, State
-from batchrun.metadata import RunsDir
-from batchrun.runfile import Job
+from batchrun.runfile.file import Job
+from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.metadata import RunsDir
 
 
 class _Runner:

@@ -27,7 +27,7 @@ from conftest import (
 )
 
 from batchrun.executors import Executor
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
 
 RunCli = Callable[..., tuple[int, str, str]]
 MakeRunfile = Callable[..., Path]

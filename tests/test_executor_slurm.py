@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
 
-from batchrun.executors._slurm_submit import index_manifests, submitted_arrays, write_task_script
-from batchrun.executors._slurm_text import manifest_job_id, parse_submitted, task_script
-from batchrun.executors.slurm import manifest_line, parse_squeue
-from batchrun.runfile import job_id_of
+from batchrun.executors.slurm.executor import manifest_line, parse_squeue
+from batchrun.executors.slurm.submit import index_manifests, submitted_arrays, write_task_script
+from batchrun.executors.slurm.text import manifest_job_id, parse_submitted, task_script
+from batchrun.runfile.file import job_id_of
 
 MakeRunfile = Callable[..., Path]
 

@@ -1,13 +1,13 @@
-"""Unit tests of batchrun.feed: the job source of a following launch."""
+"""Unit tests of batchrun.launch.feed: the job source of a following launch."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-from batchrun.feed import FixedJobs, JobFeed
-from batchrun.follow import FollowChange, RunfileFollower
-from batchrun.runfile import Job, load_runfile
+from batchrun.launch.feed import FixedJobs, JobFeed
+from batchrun.runfile.file import Job, load_runfile
+from batchrun.runfile.follow import FollowChange, RunfileFollower
 
 
 def commands(jobs: list[Job] | None) -> list[str] | None:

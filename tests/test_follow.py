@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.follow: the live view of a runfile or gridspec."""
+"""Unit tests of batchrun.runfile.follow: the live view of a runfile or gridspec."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from batchrun import follow
-from batchrun.follow import FollowChange, GridspecFollower, RunfileFollower, follow_jobs
-from batchrun.runfile import Job, load_runfile, parse_runfile_text
+from batchrun.runfile.file import Job, follow, load_runfile, parse_runfile_text
+from batchrun.runfile.follow import FollowChange, GridspecFollower, RunfileFollower, follow_jobs
 
 
 class Clock:
@@ -290,7 +289,7 @@ def test_bad_bytes_and_a_deleted_runfile_are_reported_once_and_the_view_kept(tmp
 
 
 def test_gridspec_follower_resweeps_on_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from batchrun import sweep
+    from batchrun.sweeps import gridspec as sweep
 
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "g.yml"

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import GridspecError, RunfileError
-from batchrun.runfile import Runfile, load_runfile, parse_runfile_text
+from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
 
 RunCli = Callable[..., tuple[int, str, str]]
 
@@ -155,7 +155,7 @@ def _decodes(data: bytes) -> bool:
 @pytest.fixture(scope="module")
 def sweep() -> object:
     # Imported, not importorskip'ed: a broken import must fail, never skip.
-    return importlib.import_module("batchrun.sweep")
+    return importlib.import_module("batchrun.sweeps.gridspec")
 
 
 _scalar = st.one_of(

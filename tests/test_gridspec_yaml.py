@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchrun._gridspec_yaml import read_yaml
-from batchrun._sweep_common import Map
 from batchrun.errors import GridspecError
+from batchrun.sweeps._common import Map
+from batchrun.sweeps._yaml import read_yaml
 
 
 def spec(tmp_path: Path, data: bytes) -> Path:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrun.hyperband import HyperbandConfig, HyperbandStopper, bands_from, parse_early_terminate
-from batchrun.objective import Goal, metric_values
+from batchrun.sweeps.hyperband import HyperbandConfig, HyperbandStopper, bands_from, parse_early_terminate
+from batchrun.sweeps.objective import Goal, metric_values
 
 DECISIONS = Path(__file__).parent / "data" / "hyperband" / "decisions.json"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.jobtable import Job, JobTable
-from batchrun.runfile import Runfile, append_commands, load_runfile, parse_runfile_text
+from batchrun.runfile.file import Runfile, append_commands, load_runfile, parse_runfile_text
+from batchrun.runfile.jobtable import Job, JobTable
 
 
 def reference_parse(text: str) -> tuple[list[tuple[str, str, int]], list[tuple[str, int, int]], str]:

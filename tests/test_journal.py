@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.journal import Journal, State
+from batchrun.store.journal import Journal, State
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:

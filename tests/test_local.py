@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.executors.local import (
+from batchrun.executors.local.executor import (
     _WRAPPER,
     _WRAPPER_DIRECT,
     read_exit_record,

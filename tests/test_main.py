@@ -39,7 +39,7 @@ _HOOK = """
 
         sys.meta_path.insert(0, _SignalOnImport())
     else:
-        import batchrun.journal as journal
+        import batchrun.store.journal as journal
 
         method = AT.split(".")[1]  # Journal.load, Journal.open: inside Launch.prepare
         original = getattr(journal.Journal, method)
@@ -51,7 +51,7 @@ _HOOK = """
         setattr(journal.Journal, method, signalled)
 """
 
-_INSTANTS = ["import:batchrun.cli", "import:batchrun.launch", "import:batchrun.display", "Journal.load", "Journal.open"]
+_INSTANTS = ["import:batchrun.cli.app", "import:batchrun.launch.launch", "import:batchrun.cli.display", "Journal.load", "Journal.open"]
 # How the launch is started: as `python -m batchrun`, and as the installed
 # `batchrun` script (its entry point, loaded as the script's wrapper does).
 _ENTRY_SCRIPT = (
@@ -91,7 +91,7 @@ def test_other_commands_stop_on_a_signal_as_before(make_runfile: MakeRunfile, wo
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(textwrap.dedent(_HOOK))
-    env = {**os.environ, "PYTHONPATH": str(hooks), "BR_TEST_SIGNAL": str(signal.SIGTERM), "BR_TEST_AT": "import:batchrun.cli"}
+    env = {**os.environ, "PYTHONPATH": str(hooks), "BR_TEST_SIGNAL": str(signal.SIGTERM), "BR_TEST_AT": "import:batchrun.cli.app"}
     proc = subprocess.run([sys.executable, "-m", "batchrun", "status", "exp.runfile"], cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stderr) == (130, "batchrun: interrupted\n")
 

@@ -1,4 +1,4 @@
-"""Unit tests of the parts of batchrun.metadata that read back damaged files."""
+"""Unit tests of the parts of batchrun.store.metadata that read back damaged files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.metadata import RunsDir, load_metadata, read_lock_owner, salvage_metadata
+from batchrun.store.metadata import RunsDir, load_metadata, read_lock_owner, salvage_metadata
 
 A, B, C = "a" * 16, "b" * 16, "c" * 16
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.journal import Journal
-from batchrun.metadata import RunsDir
-from batchrun.metasync import MetadataSync
-from batchrun.runfile import load_runfile
-from batchrun.stamp import Stamp, read_stamp, write_stamp
-from batchrun.viewcache import MARK_NAME, write_mark
+from batchrun.runfile.file import load_runfile
+from batchrun.store.journal import Journal
+from batchrun.store.metadata import RunsDir
+from batchrun.store.metasync import MetadataSync
+from batchrun.store.stamp import Stamp, read_stamp, write_stamp
+from batchrun.store.viewcache import MARK_NAME, write_mark
 
 
 def _sync(tmp_path: Path) -> MetadataSync:

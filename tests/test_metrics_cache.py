@@ -1,4 +1,4 @@
-"""Tests for batchrun.metrics_cache: a hit gives what reading the file gives, and nothing stale or damaged is ever taken."""
+"""Tests for batchrun.metrics.cache: a hit gives what reading the file gives, and nothing stale or damaged is ever taken."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import metrics_file
-from batchrun.metrics_cache import CACHE_NAME, MetricsCache, record_job_metrics
-from batchrun.metrics_file import RunMetrics, Skipped, read_metrics_file
+from batchrun.metrics import file as metrics_file
+from batchrun.metrics.cache import CACHE_NAME, MetricsCache, record_job_metrics
+from batchrun.metrics.file import RunMetrics, Skipped, read_metrics_file
 
 JOB = "0123456789abcdef"
 LINES = (
@@ -143,6 +143,6 @@ def test_a_runs_directory_one_cannot_write_keeps_working(tmp_path: Path, monkeyp
 
     cache = MetricsCache(runs)
     assert cache.read(JOB, path, Skipped(), finished=True) is not None
-    monkeypatch.setattr("batchrun.metrics_cache.os.open", refuse)
+    monkeypatch.setattr("batchrun.metrics.cache.os.open", refuse)
     assert cache.save() == 0
     record_job_metrics(runs, JOB, path)  # never raises

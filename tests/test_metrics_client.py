@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import batchrun
-from batchrun import _metrics_client
+from batchrun.metrics import client as _metrics_client
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import metrics_file
-from batchrun.metrics_file import HISTORY_POINTS, Skipped, read_metrics_file
+from batchrun.metrics import file as metrics_file
+from batchrun.metrics.file import HISTORY_POINTS, Skipped, read_metrics_file
 
 
 def _read(tmp_path: Path, text: str | bytes, keep: bool = True) -> tuple[metrics_file.RunMetrics, Skipped]:

@@ -8,11 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
-from batchrun.hyperband import HyperbandStopper, parse_early_terminate
-from batchrun.journal import JobRecord
-from batchrun.monitor import HyperbandMonitor, MetricsTail
-from batchrun.objective import Goal
-from batchrun.runfile import Job
+from batchrun.runfile.file import Job
+from batchrun.store.journal import JobRecord
+from batchrun.sweeps.hyperband import HyperbandStopper, parse_early_terminate
+from batchrun.sweeps.monitor import HyperbandMonitor, MetricsTail
+from batchrun.sweeps.objective import Goal
 
 
 def _fail(message: str, line: int | None = None) -> NoReturn:

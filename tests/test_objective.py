@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from batchrun.objective import Goal, Metric, metric_values, parse_metric, read_metrics, run_values
+from batchrun.sweeps.objective import Goal, Metric, metric_values, parse_metric, read_metrics, run_values
 
 
 class Failed(Exception):

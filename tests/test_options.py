@@ -7,9 +7,9 @@ import json
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.events import EventKind
-from batchrun.journal import State
-from batchrun.options import MODES, ORDERS, LaunchOptions, Mode, Order, check_options, parse_mode
+from batchrun.launch.events import EventKind
+from batchrun.launch.options import MODES, ORDERS, LaunchOptions, Mode, Order, check_options, parse_mode
+from batchrun.store.journal import State
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.outcome: exit codes from records, wait's loop."""
+"""Unit tests of batchrun.status.outcome: exit codes from records, wait's loop."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import outcome
 from batchrun.errors import UsageError
-from batchrun.journal import JobRecord, State
-from batchrun.metadata import RunsDir
-from batchrun.outcome import outcome_of, wait_for
-from batchrun.status import JobStatus, RunsStatus, resolve_target
+from batchrun.status.outcome import outcome_of, wait_for
+from batchrun.status.view import JobStatus, RunsStatus, outcome, resolve_target
+from batchrun.store.journal import JobRecord, State
+from batchrun.store.metadata import RunsDir
 
 
 def status_of(*states: str, removed: str | None = None) -> RunsStatus:

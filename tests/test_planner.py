@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.journal import JobRecord, State
-from batchrun.options import Mode, Order
-from batchrun.planner import Group, classify, done_for_mode, make_plan
-from batchrun.runfile import Job, job_id_of
+from batchrun.launch.options import Mode, Order
+from batchrun.launch.plan import Group, classify, done_for_mode, make_plan
+from batchrun.runfile.file import Job, job_id_of
+from batchrun.store.journal import JobRecord, State
 
 
 def job(command: str, line: int = 1) -> Job:

@@ -1,4 +1,4 @@
-"""batchrun.quickresume: a relaunch answered from the resume index says exactly what the full path says.
+"""batchrun.launch.quickresume: a relaunch answered from the resume index says exactly what the full path says.
 
 Each scenario finishes a launch (which leaves the index), changes something,
 then relaunches twice from the same copy of the directory: once as it is
@@ -21,13 +21,13 @@ import pytest
 from conftest import REPO, batchrun_cmd
 
 from batchrun.errors import MetadataError
-from batchrun.journal import JobRecord, Journal, State
-from batchrun.launch import _tally
-from batchrun.options import LaunchOptions
-from batchrun.planner import make_plan
-from batchrun.quickresume import QuickLaunch, plan_of
-from batchrun.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
-from batchrun.runfile import Runfile, job_id_of, load_runfile
+from batchrun.launch.launch import _tally
+from batchrun.launch.options import LaunchOptions
+from batchrun.launch.plan import make_plan
+from batchrun.launch.quickresume import QuickLaunch, plan_of
+from batchrun.runfile.file import Runfile, job_id_of, load_runfile
+from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 LINES = ["true 1", "exit 3", "echo two", "true 1", "# a comment", "", "sh -c 'exit 300'", "echo é"]

@@ -34,8 +34,8 @@ from conftest import (
     wait_for,
 )
 
-from batchrun.journal import Journal, State
-from batchrun.runfile import job_id_of
+from batchrun.runfile.file import job_id_of
+from batchrun.store.journal import Journal, State
 
 MakeRunfile = Callable[..., Path]
 

@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.repair: what survives a lost journal or a damaged view."""
+"""Unit tests of batchrun.store.repair: what survives a lost journal or a damaged view."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from batchrun.journal import Journal, State
-from batchrun.metadata import RunsDir
-from batchrun.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
+from batchrun.store.journal import Journal, State
+from batchrun.store.metadata import RunsDir
+from batchrun.store.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
 
 A, B, C, D, E = (ch * 16 for ch in "abcde")
 

@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.results' pure views and of --scrape rules."""
+"""Unit tests of batchrun.results.table' pure views and of --scrape rules."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UsageError
-from batchrun.metrics_file import RunMetrics, Skipped
-from batchrun.results import _typed, best_row, group_over, sort_rows
-from batchrun.scrape import parse_scrape, scrape_log
+from batchrun.metrics.file import RunMetrics, Skipped
+from batchrun.metrics.scrape import parse_scrape, scrape_log
+from batchrun.results.table import _typed, best_row, group_over, sort_rows
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from conftest import run_batchrun
 
-from batchrun.best_so_far import BestSoFar
-from batchrun.display import Progress
-from batchrun.journal import JobRecord, State
-from batchrun.launch import JobEvent
-from batchrun.runfile import Job, job_id_of
+from batchrun.cli.display import Progress
+from batchrun.launch.launch import JobEvent
+from batchrun.results.best_so_far import BestSoFar
+from batchrun.runfile.file import Job, job_id_of
+from batchrun.store.journal import JobRecord, State
 
 
 def test_status_shows_metric_columns(make_runfile, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +61,7 @@ def test_live_display_shows_the_best_so_far(tmp_path: Path) -> None:
 
 def test_launch_of_a_gridspec_uses_its_metric(workdir: Path) -> None:
     """End to end, on a terminal-less launch the display's helper is wired to the gridspec's metric and goal."""
-    from batchrun import cli
+    from batchrun.cli import app as cli
 
     (workdir / "g.yml").write_text("program: echo\nmetric:\n  name: acc\n  goal: maximize\nparameters:\n  x:\n    values: [1]\n")
     best = cli._best_so_far(Path("g.yml"), type("R", (), {"logs": workdir / "logs"})())

@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.resume_index: a round trip, and any damage reads as "no index"."""
+"""Unit tests of batchrun.store.resume_index: a round trip, and any damage reads as "no index"."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.journal import JobRecord, Journal, State
-from batchrun.launch import _tally
-from batchrun.resume_index import INDEX_NAME, ResumeIndex, index_of, journal_digest, read_index, remove_index, runfile_digest, write_index
-from batchrun.runfile import Runfile, load_runfile, parse_runfile_text
+from batchrun.launch.launch import _tally
+from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
+from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.resume_index import INDEX_NAME, ResumeIndex, index_of, journal_digest, read_index, remove_index, runfile_digest, write_index
 
 
 def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> ResumeIndex | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import RunfileError
-from batchrun.runfile import (
+from batchrun.runfile.file import (
     job_id_of,
     load_runfile,
     parse_parameters,

@@ -9,11 +9,11 @@ from conftest import wait_for
 
 from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
-from batchrun.executors.local import LocalExecutor
-from batchrun.journal import Journal, State
-from batchrun.options import LaunchOptions
-from batchrun.runfile import Job, job_id_of
-from batchrun.runner import JobRunner, LaunchControl, SlotPool
+from batchrun.executors.local.executor import LocalExecutor
+from batchrun.launch.options import LaunchOptions
+from batchrun.launch.runner import JobRunner, LaunchControl, SlotPool
+from batchrun.runfile.file import Job, job_id_of
+from batchrun.store.journal import Journal, State
 
 
 def test_slots_are_taken_lowest_first_and_block_when_none_is_free() -> None:

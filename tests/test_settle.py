@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.executors import local
-from batchrun.journal import JobRecord, Journal, State
-from batchrun.settle import Outcome, apply_decisions, journal_decisions, settle_in_flight, settle_one
+from batchrun.executors.local import executor as local
+from batchrun.launch.settle import Outcome, apply_decisions, journal_decisions, settle_in_flight, settle_one
+from batchrun.store.journal import JobRecord, Journal, State
 
 
 def running_record(job_id: str, attempt: int = 1, start: float = 100.0) -> JobRecord:

@@ -16,10 +16,10 @@ import pytest
 from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, wait_for
 
 from batchrun.executors import ExecutorOptions
-from batchrun.executors._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
-from batchrun.executors.local import LocalExecutor
-from batchrun.executors.slots import SlotPool
+from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
+from batchrun.executors.local.executor import LocalExecutor
+from batchrun.executors.local.slots import SlotPool
 
 JOB_ID = "0123456789abcdef"
 

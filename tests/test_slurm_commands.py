@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import ExecutorError
-from batchrun.executors._slurm_commands import SlurmCommands
+from batchrun.executors.slurm.commands import SlurmCommands
 
 
 class FakeSlurm:

@@ -10,8 +10,9 @@ import pytest
 from test_slurm_commands import FakeSlurm
 
 from batchrun.errors import ExecutorError
-from batchrun.executors._slurm_commands import SlurmCommands
-from batchrun.executors._slurm_submit import (
+from batchrun.executors.base import ExecutorOptions
+from batchrun.executors.slurm.commands import SlurmCommands
+from batchrun.executors.slurm.submit import (
     Request,
     Submitter,
     append_line,
@@ -20,7 +21,6 @@ from batchrun.executors._slurm_submit import (
     remove_spent,
     submitted_arrays,
 )
-from batchrun.executors.base import ExecutorOptions
 
 JOBS = [f"{i:016x}" for i in range(5)]
 

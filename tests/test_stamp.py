@@ -1,4 +1,4 @@
-"""Unit tests of batchrun.stamp: any damage to the stamp reads as "no stamp"."""
+"""Unit tests of batchrun.store.stamp: any damage to the stamp reads as "no stamp"."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.stamp import STAMP_NAME, Stamp, metadata_unchanged, read_stamp, write_stamp
+from batchrun.store.stamp import STAMP_NAME, Stamp, metadata_unchanged, read_stamp, write_stamp
 
 
 def _stamp(tmp_path: Path, name: str = "metadata.json") -> Stamp:

@@ -1,4 +1,4 @@
-"""Unit tests of `batchrun.status`: reading a runs directory without touching it."""
+"""Unit tests of `batchrun.status.view`: reading a runs directory without touching it."""
 
 from __future__ import annotations
 
@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from batchrun import status as status_module
-from batchrun.cli_status import _sweep_columns, _tail_bytes
+from batchrun.cli.status import _sweep_columns, _tail_bytes
 from batchrun.errors import InputError, MetadataError, UsageError
-from batchrun.executors import local
-from batchrun.journal import JOURNAL_NAME, State
-from batchrun.launch import Launch, LaunchOptions
-from batchrun.metadata import RunsDir
-from batchrun.runfile import job_id_of, load_runfile
-from batchrun.status import (
+from batchrun.executors.local import executor as local
+from batchrun.launch.launch import Launch, LaunchOptions
+from batchrun.runfile.file import job_id_of, load_runfile
+from batchrun.status.view import (
     REMOVED,
     JobStatus,
     find_job,
@@ -30,6 +27,9 @@ from batchrun.status import (
     resolve_target,
     short_id_length,
 )
+from batchrun.status.view import view as status_module
+from batchrun.store.journal import JOURNAL_NAME, State
+from batchrun.store.metadata import RunsDir
 
 T0 = 1_700_000_000.0
 

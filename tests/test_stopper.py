@@ -13,8 +13,8 @@ import pytest
 from conftest import kill_all, live_pids_with_env, wait_for
 
 from batchrun.executors import ExecutorOptions
-from batchrun.executors.local import LocalExecutor
-from batchrun.stopper import GroupStopper, end_group, stop_job
+from batchrun.executors.local.executor import LocalExecutor
+from batchrun.launch.stopper import GroupStopper, end_group, stop_job
 
 JOB_ID = "0123456789abcdef"
 
@@ -90,7 +90,7 @@ def test_end_group_leaves_nothing_of_the_group_and_leaves_the_wrapper_to_its_wai
 
 def test_a_job_ending_as_its_stop_begins_finds_the_stop_started(monkeypatch: pytest.MonkeyPatch) -> None:
     """The job's thread calls `JobEnds.wait` between the stop's record and its thread's start."""
-    import batchrun.stopper as stopper
+    import batchrun.launch.stopper as stopper
 
     lock = threading.RLock()
     running: dict[str, str | None] = {}  # the job has just ended: nothing to signal

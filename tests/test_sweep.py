@@ -1,4 +1,4 @@
-"""Tests for batchrun.sweep: gridspec YAML -> commands.
+"""Tests for batchrun.sweeps.gridspec: gridspec YAML -> commands.
 
 The `tests/data/gridspecs/*.runfile` fixtures were written by the original
 tool (batchrun 0.0.14, `batchrun sweep X.yml --out X.runfile`) from the
@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchrun._sweep_common import Param, render_arg, render_word
 from batchrun.errors import GridspecError, RunfileError
-from batchrun.sweep import (
+from batchrun.sweeps._common import Param, render_arg, render_word
+from batchrun.sweeps.gridspec import (
     Gridspec,
     default_runfile_path,
     load_gridspec,
@@ -730,7 +730,7 @@ def test_iter_points_streams_a_million_points_in_flat_memory(tmp_path: Path) -> 
     script = textwrap.dedent(f"""
         import collections, resource, sys
         from pathlib import Path
-        from batchrun.sweep import load_gridspec
+        from batchrun.sweeps.gridspec import load_gridspec
         gridspec = load_gridspec(Path({str(spec)!r}))
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         last = collections.deque(gridspec.iter_points(), maxlen=1).pop()
@@ -926,7 +926,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
 def test_importing_is_cheap_and_pure() -> None:
     # W&B rules load only when a W&B spec needs them.
     result = subprocess.run(
-        [sys.executable, "-c", "import batchrun.sweep, sys; print('batchrun._wandb' in sys.modules)"],
+        [sys.executable, "-c", "import batchrun.sweeps.gridspec, sys; print('batchrun.sweeps.wandb' in sys.modules)"],
         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1],
     )
     assert result.stdout == "False\n"

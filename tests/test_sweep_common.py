@@ -6,7 +6,7 @@ from typing import NoReturn
 
 import pytest
 
-from batchrun._sweep_common import (
+from batchrun.sweeps._common import (
     Map,
     Param,
     arange,

@@ -6,9 +6,9 @@ import json
 import random
 from pathlib import Path
 
-from batchrun.jobtable import Job, JobTable
-from batchrun.metadata import MetadataView
-from batchrun.viewblocks import BLOCK, EntryBlocks, json_object_chunks
+from batchrun.runfile.jobtable import Job, JobTable
+from batchrun.store.metadata import MetadataView
+from batchrun.store.viewblocks import BLOCK, EntryBlocks, json_object_chunks
 
 
 def old_file(rendered: dict[str, str]) -> bytes:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.viewcache import MARK_NAME, journal_ids_since, read_mark, read_rendered_lines, write_mark
+from batchrun.store.viewcache import MARK_NAME, journal_ids_since, read_mark, read_rendered_lines, write_mark
 
 _A, _B = "0123456789abcdef", "fedcba9876543210"
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from batchrun._wandb import grid_key, unique_grid_values
-from batchrun.sweep import load_gridspec
+from batchrun.sweeps.gridspec import load_gridspec
+from batchrun.sweeps.wandb import grid_key, unique_grid_values
 
 DATA = Path(__file__).parent / "data" / "wandb_grid"
 SPECS = sorted(DATA.glob("*.yml"))

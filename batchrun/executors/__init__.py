@@ -21,19 +21,19 @@ __all__ = ["EXECUTORS", "Executor", "ExecutorName", "ExecutorOptions", "make_exe
 
 
 def _local() -> type[Executor]:
-    from batchrun.executors.local import LocalExecutor
+    from batchrun.executors.local.executor import LocalExecutor
 
     return LocalExecutor
 
 
 def _slurm() -> type[Executor]:
-    from batchrun.executors.slurm import SlurmExecutor
+    from batchrun.executors.slurm.executor import SlurmExecutor
 
     return SlurmExecutor
 
 
 def _dask() -> type[Executor]:
-    from batchrun.executors.dask import DaskExecutor
+    from batchrun.executors.dask.executor import DaskExecutor
 
     return DaskExecutor
 

@@ -34,7 +34,7 @@ def _install() -> None:
         return
     from pathlib import Path
 
-    from batchrun.executors import local
+    from batchrun.executors.local import executor as local
 
     lock = threading.Lock()
     calls = {"spawn": 0, "read": 0}
@@ -110,7 +110,7 @@ def _install() -> None:
         local.LocalExecutor.signal = signal_job  # type: ignore[method-assign]
 
     if "BRFAULT_KILL_AFTER_APPEND" in env:
-        from batchrun import runfile
+        from batchrun.runfile import file as runfile
 
         nth = int(env["BRFAULT_KILL_AFTER_APPEND"])
         append = runfile.append_commands

@@ -1,0 +1,71 @@
+"""doit commands batchrun replaces in every doit run (entry points `doit.COMMAND`).
+
+- `dumpdb`: doit's own opens the dep_file as a dbm file, so it shows nothing
+  of the json, sqlite3 or `batchrun` backends; this one loads the dodo.py
+  and dumps its backend when that is `batchrun`, and otherwise (or with no
+  dodo.py) runs doit's own.
+- `forget`: doit 0.37's bare `doit forget` fails with a TypeError when the
+  dodo.py sets no `default_tasks`; this one forgets what a bare `doit` would
+  run (every task that is not a subtask, with its subtasks), as doit's
+  documentation says it does.
+"""
+
+from __future__ import annotations
+
+import pprint
+from typing import Any
+
+from doit.cmd_base import DoitCmdBase
+from doit.cmd_dumpdb import DumpDB as _DoitDumpDB
+from doit.cmd_forget import Forget as _DoitForget
+from doit.exceptions import InvalidDodoFile
+
+from batchrun._doit.backend import JournalDB
+
+__all__ = ["DumpDB", "Forget"]
+
+
+class Forget(_DoitForget):
+    """doit's `forget`, whose bare form also works with no `default_tasks`."""
+
+    name = "forget"
+
+    def _execute(self, forget_sub: bool, forget_disable_default: bool, forget_all: bool) -> Any:
+        if getattr(self, "sel_tasks", None) is None:
+            self.sel_tasks = [task.name for task in self.task_list if not task.subtask_of]
+        return super()._execute(forget_sub, forget_disable_default, forget_all)
+
+
+class DumpDB(DoitCmdBase):
+    """`doit dumpdb` that reads any backend: the dodo.py's own, journals included.
+
+    doit's dumpdb opens the dep_file as a dbm file and so shows nothing of
+    json, sqlite3 or this backend. With no dodo.py, or another backend, doit's
+    own command runs.
+    """
+
+    name = "dumpdb"
+    doc_purpose = "dump dependency DB"
+    doc_usage = ""
+    doc_description = None
+    cmd_options = ()
+
+    def execute(self, params: Any, args: Any) -> Any:
+        try:
+            return super().execute(params, args)
+        except InvalidDodoFile:
+            if self.dep_manager is not None:
+                raise
+        # No dodo.py: doit's own dumpdb of the dep_file, as before.
+        return _DoitDumpDB(config=self.config).execute({"dep_file": params["dep_file"]}, args)
+
+    def _execute(self) -> int:
+        backend = self.dep_manager.backend
+        if not isinstance(backend, JournalDB):
+            self.dep_manager.close()  # a dbm file opened twice would be locked
+            return int(_DoitDumpDB(config=self.config).execute({"dep_file": self.dep_manager.name}, []) or 0)
+        self.outstream.write(f"DB backend is 'batchrun' ({backend.values_path} and each runs directory's jobs.journal)\n")
+        for task, values in backend.items():
+            self.outstream.write(f"{task} -> {pprint.pformat(values, indent=4, width=100)}\n")
+        self.dep_manager.close()
+        return 0

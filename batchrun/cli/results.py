@@ -1,0 +1,297 @@
+"""`batchrun results` and `batchrun report`: parse, read the results, print (or write the report).
+
+The reading is `results.read_results`; the HTML is `report.build_report`,
+imported only by `report` (it needs the `report` extra, plotly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from batchrun.cli.target import target_parser
+from batchrun.errors import UsageError
+from batchrun.metrics.file import AGGREGATES
+from batchrun.status.view import STATES
+
+__all__ = ["COMMANDS", "add_parsers", "format_value", "run", "warn_skipped", "write_csv", "write_table"]
+
+COMMANDS = ("results", "report")
+# Columns of the table besides parameters and metrics (command and log_dir are in --json and --csv).
+_SHORT_ID = 8
+
+
+def _state(text: str) -> str:
+    state = text.strip().lower()
+    if state not in STATES:
+        raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
+    return state
+
+
+def _scrape(text: str) -> Any:
+    from batchrun.metrics.scrape import parse_scrape
+
+    try:
+        return parse_scrape(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _best(text: str) -> tuple[str, str]:
+    name, _, goal = text.rpartition(":") if text.endswith((":max", ":min")) else (text, "", "min")
+    if not name:
+        raise argparse.ArgumentTypeError(f"expected METRIC or METRIC:max, not {text!r}")
+    return name, goal
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `results` and `report` to the CLI's subparsers."""
+    where = target_parser()
+    where.add_argument("--scrape", type=_scrape, action="append", default=[], metavar="NAME=REGEX", help="also read metric NAME from each job's out.log: every match of REGEX (its group) is one value (repeatable)")
+    where.add_argument("--agg", choices=AGGREGATES, default="last", help="a metric's history as one number: last (default; a summary value wins), min, max or mean")
+
+    results = subparsers.add_parser(
+        "results",
+        parents=[where],
+        help="table every run's parameters and metrics; the best run; means over seeds",
+        description=(
+            "One row per job: line, id, state, parameters, each metric (logged with batchrun.log, appended to "
+            "$BATCHRUN_METRICS, or scraped from out.log) and runtime. Works while a launch runs. "
+            "Example: batchrun results grid.yml --over seed --sort loss"
+        ),
+    )
+    results.add_argument("--sort", metavar="[-]COLUMN", default=None, help="sort by a metric or parameter; -COLUMN for descending; runs without a value go last")
+    results.add_argument("--top", type=_positive, default=None, metavar="K", help="show only the first K rows (after --sort)")
+    results.add_argument("--state", type=_state, action="append", default=None, metavar="STATE", help=f"only jobs in this state (repeatable): {', '.join(STATES)}")
+    results.add_argument("--best", type=_best, default=None, metavar="METRIC[:max]", help="print the run with the lowest METRIC (highest with :max): its command, id and log directory")
+    results.add_argument("--over", action="append", default=[], metavar="PARAM", help="collapse repeats over PARAM (e.g. seed): mean ± std and count per combination of the other parameters (repeatable)")
+    output = results.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the rows as a JSON list of objects")
+    output.add_argument("--csv", action="store_true", help="print the rows as CSV")
+
+    report = subparsers.add_parser(
+        "report",
+        parents=[where],
+        help="write one self-contained HTML report: table, parallel coordinates, metric plots, failures",
+        description=(
+            "Write an HTML file that opens from disk with no network: counts by state, a sortable table, a "
+            "parallel coordinates plot coloured by the metric, the metric against each parameter, history "
+            "curves, the best value so far, and the failed runs with the end of their err.log. "
+            "Needs the report extra: pip install 'batchrun[report]'. "
+            "Example: batchrun report grid.yml --metric loss -o report.html"
+        ),
+    )
+    report.add_argument("-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="where to write it (default report.html)")
+    report.add_argument("--metric", default=None, metavar="METRIC[:max]", help="the metric to colour and rank by (default: the gridspec's metric.name, else the first metric); :max when higher is better")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `results` or `report`; errors are raised as `BatchrunError`s for `cli.main`."""
+    try:
+        return _cmd_results(args) if args.command == "results" else _cmd_report(args)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
+    from batchrun.results.table import read_results
+    from batchrun.status.view import resolve_target
+
+    target = resolve_target(args.target, args.accounting_dir, args.state_db_filename)
+    results = read_results(target, args.scrape, keep_history)
+    warn_skipped(results.skipped.lines())
+    return results
+
+
+def warn_skipped(lines: list[str]) -> None:
+    """What reading skipped, one warning line per reason, on stderr."""
+    for line in lines:
+        sys.stderr.write(f"batchrun: warning: {line}\n")
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from batchrun.results.table import without_gc
+
+    with without_gc():  # the rows and the table are as many small objects as the reading
+        return _results(args)
+
+
+def _results(args: argparse.Namespace) -> int:
+    from batchrun.results.table import best_row, group_over, sort_rows
+
+    results = _read(args)
+    rows = results.rows(args.agg)
+    if args.state:
+        wanted = set(args.state)
+        rows = [row for row in rows if row["state"] in wanted]
+    metrics = results.metric_names
+    params = results.parameter_names
+    for name in args.over:
+        if name not in params:
+            raise UsageError(f"--over {name}: not a parameter of {args.target} (parameters: {', '.join(params) or 'none'})")
+    if args.over:
+        rows = group_over(rows, args.over, params, metrics)
+        params = [name for name in params if name not in args.over]
+    columns = set(rows[0]) if rows else set(params) | set(metrics)
+    if args.sort is not None:
+        name = args.sort.lstrip("-")
+        if name not in columns and name not in metrics:
+            raise UsageError(f"--sort {args.sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
+        rows = sort_rows(rows, args.sort)
+    if args.best is not None:
+        metric, goal = args.best
+        if metric not in metrics:
+            raise UsageError(f"--best {metric}: no such metric in {args.target} (metrics: {', '.join(metrics) or 'none'})")
+        best = best_row(rows, metric, goal)
+        if best is None:
+            raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
+        if args.json:
+            print(json.dumps(_json_row(best), indent=2))
+        else:
+            _write_best(sys.stdout, best, metric, goal, params, bool(args.over))
+        return 0
+    if args.top is not None:
+        rows = rows[: args.top]
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps([_json_row(row) for row in rows], indent=1) + "\n")
+    elif args.csv:
+        write_csv(out, rows, params, metrics, bool(args.over))
+    else:
+        write_table(out, rows, params, metrics, bool(args.over))
+    return 0
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    # Non-finite numbers never reach rows (they are skipped on reading); this keeps the JSON strict anyway.
+    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
+
+
+def format_value(value: Any) -> str:
+    """A cell: numbers with 6 significant digits, None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: list[str], grouped: bool) -> None:
+    value = format_value(best[metric])
+    setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
+    if grouped:
+        out.write(f"best {metric} {_mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
+        return
+    out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
+    out.write(f"  command: {best['command']}\n")
+    out.write(f"  log dir: {best['log_dir']}\n")
+
+
+def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as CSV: every column, floats to the last digit (`repr`), None as empty."""
+    writer = csv.writer(out, lineterminator="\n")
+    if grouped:
+        header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
+    else:
+        header = ["line", "job_id", "state", *params, *metrics, "runtime", "command", "log_dir"]
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if row.get(name) is None else (repr(row[name]) if isinstance(row[name], float) else row[name]) for name in header])
+
+
+def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as aligned columns (grouped rows: mean ± std (count) per metric)."""
+    # Built a column at a time: one formatting rule per column, not one test per cell (100,000 rows).
+    columns: list[tuple[str, list[str], bool | None]]  # name, cells, numeric (None: tell from the cells)
+    if grouped:
+        columns = [(p, _cells([row.get(p) for row in rows]), None) for p in params]
+        columns.append(("runs", [str(row["runs"]) for row in rows], True))
+        columns += [(m, [_mean_text(row, m) for row in rows], None) for m in metrics]
+    else:
+        columns = [
+            ("line", _cells([row["line"] for row in rows]), None),
+            ("id", [row["job_id"][:_SHORT_ID] for row in rows], False),
+            ("state", [row["state"] for row in rows], False),
+        ]
+        for name in (*params, *metrics):
+            values = [row.get(name) for row in rows]
+            kinds = {type(value) for value in values}
+            columns.append((name, _cells(values), True if kinds <= {int, float, type(None)} else None))
+        columns.append(("runtime", [_runtime(row["runtime"]) for row in rows], None))
+    padded = []
+    for name, cells, numeric in columns:
+        width = max(len(name), max(map(len, cells), default=0))
+        # Numbers right-aligned, as in any table of figures; texts left.
+        if numeric is None:
+            numeric = all(map(_is_number_text, cells))
+        padded.append([text.rjust(width) if numeric else text.ljust(width) for text in (name, *cells)])
+    out.write("".join("  ".join(line).rstrip() + "\n" for line in zip(*padded, strict=True)))
+
+
+def _cells(values: list[Any]) -> list[str]:
+    return [f"{value:.6g}" if type(value) is float else ("" if value is None else str(value)) for value in values]
+
+
+def _mean_text(row: dict[str, Any], metric: str) -> str:
+    if row.get(metric) is None:
+        return ""
+    # Two significant digits of spread say how far to trust the mean's digits.
+    std = row[f"{metric}_std"]
+    return f"{format_value(row[metric])} ± {'' if std is None else f'{std:.2g}'} ({row[f'{metric}_n']})"
+
+
+def _runtime(seconds: float | None) -> str:
+    from batchrun.cli.display import format_duration
+
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f}s" if seconds < 10 else format_duration(seconds)
+
+
+def _is_number_text(text: str) -> bool:
+    if not text:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        import plotly  # noqa: F401 - only to tell a missing extra apart from a bug
+    except ImportError:
+        raise UsageError("batchrun report needs plotly: pip install 'batchrun[report]'") from None
+    from batchrun.results.report import build_report
+    from batchrun.store.metadata import write_atomic
+
+    results = _read(args, keep_history=True)
+    metric, goal = (None, None) if args.metric is None else _best(args.metric)
+    if metric is not None and metric not in results.metric_names:
+        raise UsageError(f"--metric {metric}: no such metric in {args.target} (metrics: {', '.join(results.metric_names) or 'none'})")
+    html = build_report(results, metric=metric, goal=goal, agg=args.agg)
+    try:
+        write_atomic(args.out, html)
+    except OSError as err:
+        raise UsageError(f"{args.out}: cannot write: {err.strerror}") from err
+    print(f"batchrun: wrote {args.out} ({len(results.runs)} runs, {len(html.encode()) / 1e6:.1f} MB)")
+    return 0

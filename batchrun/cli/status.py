@@ -1,0 +1,598 @@
+"""The read-only subcommands `status`, `logs`, `failed` and `plan`: parsing and printing.
+
+`cli.py` adds these parsers with `add_parsers` and hands their parsed
+arguments to `run`, inside its one `except BatchrunError`. The reading is
+`batchrun.status.view`'s; this module only chooses what to show and prints it.
+The job table is written by hand rather than with rich: a 100,000-row table
+has to be formatted in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from itertools import repeat
+from pathlib import Path
+from typing import IO, Any
+
+from batchrun.cli.display import format_duration, plan_lines
+from batchrun.cli.target import target_parser
+from batchrun.errors import MetadataError, UsageError
+from batchrun.launch.options import MODES, LaunchOptions
+from batchrun.results.best_so_far import metric_columns
+from batchrun.runfile.file import Runfile
+from batchrun.status.view import (
+    GROUPS,
+    IGNORED,
+    REMOVED,
+    STATES,
+    JobStatus,
+    Preview,
+    RunsStatus,
+    Target,
+    find_job,
+    job_entry,
+    job_parameters,
+    load_status,
+    preview,
+    preview_launch,
+    probe_job,
+    resolve_target,
+    short_id_length,
+)
+from batchrun.store.journal import JobRecord, State
+from batchrun.store.metadata import RunsDir
+
+__all__ = ["COMMANDS", "add_parsers", "dry_run", "int_at_least", "run"]
+
+COMMANDS = ("status", "logs", "failed", "plan")
+
+# How often `logs --follow` looks for new output and for the job's end.
+_FOLLOW_POLL = 0.25
+# Jobs `plan` lists per group unless told otherwise.
+_PLAN_SHOWN = 5
+# Bytes copied per read when printing a log.
+_COPY_CHUNK = 1 << 20
+# How much of a log is read per step when looking for its last lines.
+_TAIL_BLOCK = 65536
+# What `status` calls each state in its counts line.
+_COUNT_NAMES = {REMOVED: "removed from the runfile"}
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, not {text!r}")
+        return value
+
+    return parse
+
+
+_count_type = int_at_least(0)
+
+
+def _states(text: str) -> list[str]:
+    states = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for state in states:
+        if state not in STATES:
+            raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
+    return states
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `status`, `logs`, `failed` and `plan` to the CLI's subparsers."""
+    where = target_parser()
+
+    status = subparsers.add_parser(
+        "status",
+        parents=[where],
+        help="count the jobs by state and list them, even while a launch runs",
+        description=(
+            "Count the jobs of a runfile by state (succeeded, failed, timeout, interrupted, running, pending, "
+            "removed from the runfile) and list them: id, state, exit code, runtime, start, and the command "
+            "(for a sweep, its parameters). Reads the live state without disturbing a running launch. "
+            "Example: batchrun status exp.runfile --state failed"
+        ),
+    )
+    status.add_argument("--state", type=_states, action="append", metavar="STATE[,STATE]", help=f"list only jobs in these states: {', '.join(STATES)}")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object: counts and each job's metadata.json entry")
+    output.add_argument("--csv", action="store_true", help="print the jobs as CSV, one row per job")
+    status.add_argument("--command", dest="show_command", action="store_true", help="show the command even for a sweep (default: its parameters)")
+
+    logs = subparsers.add_parser(
+        "logs",
+        parents=[where],
+        help="print a job's output (stdout, or stderr with --err)",
+        description=(
+            "Print the output of one job. JOB is a line number of the runfile, a job id prefix, or a part of the "
+            "command that only one job has; when several jobs match, they are listed. "
+            "Example: batchrun logs exp.runfile 12 --err --tail 20"
+        ),
+    )
+    logs.add_argument("job", metavar="JOB", help="line number, job id prefix, or unique part of the command")
+    logs.add_argument("--err", action="store_true", help="print stderr (err.log) instead of stdout")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the job ends (waits for a pending job while a launch runs)")
+    logs.add_argument("-n", "--tail", type=_count_type, default=None, metavar="N", help="print only the last N lines")
+
+    failed = subparsers.add_parser(
+        "failed",
+        parents=[where],
+        help="print the commands of the failed jobs, as a runfile",
+        description=(
+            "Print the command of each failed job of the runfile, one per line, in runfile order: "
+            "a runfile of just those jobs. "
+            "Example: batchrun failed exp.runfile > retry.runfile && batchrun launch retry.runfile"
+        ),
+    )
+    failed.add_argument("--interrupted", action="store_true", help="also print the jobs that were interrupted")
+
+    plan = subparsers.add_parser(
+        "plan",
+        parents=[where],
+        help="show what a launch would do now, running nothing",
+        description=(
+            "Show what `batchrun launch` would do now: how many jobs are new, already succeeded, failed "
+            "(skipped unless --retry-failed), interrupted (to run again), still running (to adopt), removed; "
+            "with the first few of each. Same as `batchrun launch --dry-run`. "
+            "Example: batchrun plan exp.runfile --retry-failed"
+        ),
+    )
+    mode = plan.add_mutually_exclusive_group()
+    mode.add_argument("--mode", choices=list(MODES), default=None, help="the launch mode to plan for (default resume)")
+    mode.add_argument("--retry-failed", action="store_const", dest="mode", const="retry_failed", help="plan a launch with --retry-failed")
+    mode.add_argument("--rerun-all", action="store_const", dest="mode", const="overwrite", help="plan a launch with --rerun-all")
+    plan.add_argument("--show", type=_count_type, default=_PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {_PLAN_SHOWN})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one of `COMMANDS`; errors are raised as `BatchrunError`s for `cli.main`."""
+    handlers = {"status": _cmd_status, "logs": _cmd_logs, "failed": _cmd_failed, "plan": _cmd_plan}
+    try:
+        return handlers[args.command](args)
+    except BrokenPipeError:
+        # `batchrun status x | head`: the reader left; exit quietly, and keep
+        # the interpreter's final flush from failing too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return resolve_target(args.target, args.accounting_dir, args.state_db_filename)
+
+
+# -- status ----------------------------------------------------------------------
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    target = _target(args)
+    status = load_status(target, need_entries=args.json)
+    states = [state for group in args.state or [] for state in group]
+    jobs = status.select(states)
+    out = sys.stdout
+    if args.json:
+        _write_json(out, target, status, jobs)
+    elif args.csv:
+        _write_csv(out, status, jobs)
+    else:
+        _write_table(out, target, status, jobs, states, show_command=args.show_command)
+    return 0
+
+
+def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus]) -> None:
+    doc = {
+        "runs_dir": str(status.runs_dir.path),
+        "runfile": str(target.runfile) if target.runfile is not None else None,
+        "launch": {"running": status.launch_running, "pid": status.launch_pid},
+        "counts": status.counts(),
+        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed} for job in jobs},
+    }
+    # dumps, not dump: dump encodes in many small Python-level chunks.
+    out.write(json.dumps(doc, ensure_ascii=False))
+    out.write("\n")
+
+
+def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
+    sweep = _sweep_columns(status)
+    names, params = sweep if sweep is not None else ([], {})
+    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", "removed", "command"]
+    header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for job in jobs:
+        rec = job.record
+        running = rec is not None and rec.state == State.RUNNING
+        values = params.get(job.job_id, {})
+        writer.writerow([
+            job.job_id,
+            job.line if job.line is not None else "",
+            job.state,
+            _blank(rec.status if rec is not None else None),
+            _blank(rec.runtime if rec is not None else None),
+            _blank(rec.start if rec is not None else None),
+            _blank(rec.end if rec is not None else None),
+            rec.attempts if rec is not None else 0,
+            _blank(rec.slot if rec is not None and running else None),
+            _blank(rec.host if rec is not None else None),
+            "true" if job.removed else "false",
+            job.command,
+            *[_param_text(values.get(name)) for name in names],
+        ])
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+def _param_text(value: object) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
+def _counts_text(status: RunsStatus) -> str:
+    counts = status.counts()
+    total = sum(count for state, count in counts.items() if state != REMOVED)
+    # timeout, killed, stopped and ignored appear only when some job is in them: most runs have none.
+    rare = (State.TIMEOUT, State.KILLED, State.STOPPED, IGNORED)
+    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state not in rare)]
+    text = f"{_jobs(total)}: " + ", ".join(parts)
+    if counts[REMOVED]:
+        text += f"; {counts[REMOVED]} {_COUNT_NAMES[REMOVED]}"
+    return text
+
+
+def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus], states: Sequence[str], show_command: bool) -> None:
+    out.write(f"{target.given}: {_counts_text(status)}\n")
+    out.write(f"runs directory: {status.runs_dir.path}\n")
+    running = [job for job in status.jobs if job.record is not None and job.record.state == State.RUNNING and not job.removed]
+    if status.launch_running:
+        pid = f" (pid {status.launch_pid})" if status.launch_pid else ""
+        out.write(f"a launch{pid} is running: {_jobs(len(running))} running now\n")
+    elif running:
+        out.write(f"{_jobs(len(running))} still running with no launch watching; the next launch adopts them\n")
+    if states:
+        out.write(f"showing {_jobs(len(jobs))}: {' or '.join(states)}\n")
+    if not jobs:
+        return
+    sweep = None if show_command else _sweep_columns(status)
+    id_len = short_id_length(status.jobs)
+    # Built column by column with comprehensions: this runs for every job,
+    # and a 100,000-job table must take well under a second.
+    now = status.now
+    starts = _StartFormatter(now)
+    recs = [job.record for job in jobs]
+    running_state = State.RUNNING
+    header = ["LINE", "ID", "STATE", "EXIT", "RUNTIME", "START"]
+    columns: list[list[str]] = [
+        ["-" if job.removed or job.line is None else str(job.line) for job in jobs],
+        [job.job_id[:id_len] for job in jobs],
+        [REMOVED if job.removed else (rec.state if rec is not None else State.PENDING) for job, rec in zip(jobs, recs, strict=True)],
+        ["-" if rec is None or rec.status is None else str(rec.status) for rec in recs],
+        [_runtime_text(rec, now) for rec in recs],
+        [starts(rec.start) if rec is not None else "-" for rec in recs],
+    ]
+    if running:
+        header.append("SLOT")
+        columns.append([str(rec.slot) if rec is not None and rec.state == running_state and rec.slot is not None else "" for rec in recs])
+    metric_header, metric_cells = metric_columns(status, jobs)  # batchrun.results.best_so_far: the last value of each metric
+    header, columns = header + metric_header, columns + metric_cells
+    if sweep is not None:
+        names, params = sweep
+        empty: dict[str, Any] = {}
+        values = [params.get(job.job_id, empty) for job in jobs]
+        for name in names:
+            header.append(name)
+            column = [v.get(name, "") for v in values]
+            if not all(type(value) is str for value in column):
+                column = [_param_text(value) for value in column]
+            columns.append(column)
+    else:
+        header.append("COMMAND")
+        columns.append([job.command for job in jobs])
+    _write_columns(out, header, columns)
+
+
+def _runtime_text(rec: JobRecord | None, now: float) -> str:
+    """The runtime, or for a running job the time it has run so far."""
+    if rec is None:
+        return "-"
+    if rec.state == State.RUNNING:
+        return format_duration(now - rec.start) if rec.start is not None else "-"
+    runtime = rec.runtime
+    # format_duration's most common case, inline.
+    return f"{runtime:.2f}s" if runtime is not None and 0 <= runtime < 10 else format_duration(runtime)
+
+
+def _write_columns(out: IO[str], header: list[str], columns: list[list[str]]) -> None:
+    """Left-aligned columns two spaces apart; the last one (the command) is not
+    padded and, on a terminal, lines are cut at its width."""
+    widths = [max(len(name), max(map(len, column), default=0)) for name, column in zip(header[:-1], columns[:-1], strict=True)]
+    fmt = "".join(f"{{:<{width}}}  " for width in widths) + "{}"
+    lines = [fmt.format(*header), *map(fmt.format, *columns)]
+    limit = shutil.get_terminal_size().columns if out.isatty() else 0
+    if limit:
+        lines = [line if len(line) <= limit else line[: limit - 3] + "..." for line in lines]
+    out.write("\n".join(lines))
+    out.write("\n")
+
+
+class _StartFormatter:
+    """Today's times as `13:02:11`, older ones with their date; cached per second."""
+
+    def __init__(self, now: float) -> None:
+        t = time.localtime(now)
+        self.day_start = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, start: float | None) -> str:
+        if start is None:
+            return "-"
+        second = int(start)
+        text = self.cache.get(second)
+        if text is None:
+            fmt = "%H:%M:%S" if second >= self.day_start else "%Y-%m-%d %H:%M"
+            text = self.cache[second] = time.strftime(fmt, time.localtime(second))
+        return text
+
+
+# -- sweeps ----------------------------------------------------------------------
+
+
+def _sweep_columns(status: RunsStatus) -> tuple[list[str], dict[str, dict[str, Any]]] | None:
+    """The parameter names of a sweep and each job's parameters, or None if not a sweep.
+
+    A gridspec's jobs are a sweep by definition. Otherwise the jobs (at least
+    two) are one when each is the same program text followed only by
+    `--name=value` words: then the parameters say everything.
+    """
+    params: dict[str, dict[str, Any]] = {}
+    if status.parameter_names is not None:
+        for job in status.jobs:
+            params[job.job_id] = job_parameters(job)
+        return list(status.parameter_names), params
+    jobs = [job for job in status.jobs if not job.removed]
+    if len(jobs) < 2:
+        return None
+    names: dict[str, None] = {}
+    program = None
+    for job in jobs:
+        head, sep, tail = job.command.partition(" --")
+        if not sep or (program is not None and head != program):
+            return None
+        program = head
+        if tail.count(" ") == tail.count(" --") and "'" not in tail and '"' not in tail and "\\" not in tail and "\t" not in tail:
+            # The common case, split without shlex: every space starts a " --".
+            found = {key: value if eq else True for key, eq, value in map(str.partition, tail.split(" --"), repeat("="))}
+        else:
+            words = _split_words("--" + tail)
+            if words is None or not all(word.startswith("--") for word in words):
+                return None
+            found = {key: value if eq else True for key, eq, value in (word[2:].partition("=") for word in words)}
+        if "" in found:
+            return None
+        if not names.keys() >= found.keys():
+            names.update(dict.fromkeys(found))
+        params[job.job_id] = found
+    for job in status.jobs:
+        if job.removed:
+            params[job.job_id] = job_parameters(job)
+    return list(names), params
+
+
+def _split_words(command: str) -> list[str] | None:
+    """Shell words as `parse_parameters` splits them; None when unbalanced."""
+    if not any(c in command for c in "'\"\\"):
+        return command.split()
+    lexer = shlex.shlex(command, posix=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return None
+
+
+# -- logs ------------------------------------------------------------------------
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    target = _target(args)
+    status = load_status(target)
+    job = find_job(status, args.job)
+    name = "err.log" if args.err else "out.log"
+    path = status.runs_dir.log_dir(job.job_id) / name
+    out = sys.stdout.buffer
+    # --follow waits for a job that has not started while a launch may start it.
+    waits = args.follow and job.state not in State.FINISHED and (job.state == State.RUNNING or status.launch_running)
+    if waits:
+        return _follow(status, job, path, args.tail, out)
+    if not path.exists():
+        raise UsageError(f"job {job.job_id} ({_where(job)}) has no {name} yet: it is {job.category}; see batchrun status {shlex.quote(str(target.given))}")
+    try:
+        if args.tail is not None:
+            out.write(_tail_bytes(path, args.tail))
+        else:
+            with open(path, "rb") as f:
+                shutil.copyfileobj(f, out, _COPY_CHUNK)
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read the log: {err.strerror}") from err
+    out.flush()
+    return 0
+
+
+def _where(job: JobStatus) -> str:
+    return "removed from the runfile" if job.removed else f"line {job.line}"
+
+
+def _follow(status: RunsStatus, job: JobStatus, path: Path, tail: int | None, out: IO[bytes]) -> int:
+    """Print the log and what is appended to it until the job ends, like `tail -f`.
+
+    A job that has not started yet is waited for while the launch runs; a
+    new attempt truncates the log, which starts the printing over.
+    """
+    # Read before the journal was: an exit record at least this recent ends
+    # an attempt the status did not see running.
+    since = status.now
+    started = job.state == State.RUNNING
+    pos = 0
+    try:
+        if tail is not None and path.exists():
+            out.write(_tail_bytes(path, tail))
+            pos = path.stat().st_size
+        while True:
+            pos = _copy_new(path, pos, out)
+            probe = probe_job(status.runs_dir, job.job_id)
+            if probe.running:
+                started = True
+            elif started or not probe.launch_running or (probe.exit_time is not None and probe.exit_time >= since):
+                _copy_new(path, pos, out)
+                return 0
+            time.sleep(_FOLLOW_POLL)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read the log: {err.strerror}") from err
+
+
+def _tail_bytes(path: Path, lines: int) -> bytes:
+    """The last `lines` lines of a file, read from its end.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        if lines <= 0:
+            return b""
+        pos = end
+        data = b""
+        # One more newline than lines wanted, unless the file ends without one.
+        while pos > 0 and data.count(b"\n") <= lines:
+            step = min(_TAIL_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    body = data[:-1] if data.endswith(b"\n") else data
+    cut = len(body)
+    for _ in range(lines):
+        cut = body.rfind(b"\n", 0, cut)
+        if cut < 0:
+            return data
+    return data[cut + 1 :]
+
+
+def _copy_new(path: Path, pos: int, out: IO[bytes]) -> int:
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < pos:
+            pos = 0  # a new attempt truncated the log
+        f.seek(pos)
+        while chunk := f.read(_COPY_CHUNK):
+            out.write(chunk)
+            pos += len(chunk)
+    out.flush()
+    return pos
+
+
+# -- failed ----------------------------------------------------------------------
+
+
+def _cmd_failed(args: argparse.Namespace) -> int:
+    target = _target(args)
+    status = load_status(target)
+    # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
+    wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
+    if args.interrupted:
+        wanted.add(State.INTERRUPTED)
+    lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
+    sys.stdout.write("".join(lines))
+    return 0
+
+
+# -- plan ------------------------------------------------------------------------
+
+_GROUP_LABELS = {
+    "new": "new, to run",
+    "interrupted": "interrupted or never finished, to run again",
+    "running": "still running from an earlier launch, to adopt (wait for)",
+    "recovered": "ended while no launch was watching, to collect",
+    "removed": "removed from the runfile (records and logs kept)",
+}
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    target = _target(args)
+    if target.runfile is None:
+        raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
+    status = load_status(target, need_launched=False)
+    shown = preview(status, args.mode or "resume")
+    adaptive = None
+    if target.gridspec is not None:
+        from batchrun.launch.adaptive import adaptive_of
+
+        adaptive = adaptive_of(target.gridspec)
+    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
+    return 0
+
+
+def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
+    """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
+    runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), _PLAN_SHOWN, adaptive, runfile, spec)
+    return 0
+
+
+def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
+    for line in plan_lines(shown.plan, shown.total, shown.mode):
+        out.write(f"batchrun: {name}: {line}\n")
+    more = 0
+    if adaptive is not None and runfile is not None:
+        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
+        out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
+        more = adaptive.to_propose(runfile, states)
+    labels = dict(_GROUP_LABELS)
+    labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
+    labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
+    labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
+    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    for group in GROUPS:
+        jobs = shown.groups[group]
+        if not jobs:
+            continue
+        out.write(f"  {labels[group]}: {len(jobs)}\n")
+        for job in jobs[:limit]:
+            where = "removed" if job.removed else f"line {job.line}"
+            out.write(f"    {where:<10} {job.job_id[:id_len]}  {job.command}\n")
+        if len(jobs) > limit:
+            out.write(f"    ... and {len(jobs) - limit} more\n")
+    if shown.launch_running:
+        pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
+        out.write(f"note: a launch{pid} is running this runfile now; another launch is refused until it ends\n")
+    elif shown.plan.nothing_to_do and not more:
+        out.write("nothing to do\n")

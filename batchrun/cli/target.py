@@ -1,0 +1,63 @@
+"""The arguments several commands share: which runs directory they read, and durations.
+
+`status`, `logs`, `failed`, `plan`, `results`, `report`, `kill`, `stop` and
+`wait` all name their runfile, gridspec or runs directory the same way, with
+the original tool's options for a runs directory kept elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from batchrun.store.metadata import DEFAULT_METADATA_NAME
+
+__all__ = ["duration", "duration_or_zero", "target_parser"]
+
+
+def target_parser() -> argparse.ArgumentParser:
+    """A parent parser (`parents=[...]`) with the target and its runs-directory options."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
+    where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
+    where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
+    return where
+
+
+# Units of a duration; a bare number is seconds.
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """`90` (seconds), `45s`, `30m`, `2h`, `1h30m`, `1.5h`: more than zero (`launch --timeout`)."""
+    return _parse_duration(text, allow_zero=False)
+
+
+def duration_or_zero(text: str) -> float:
+    """A duration, where 0 is meaningful too (`wait --timeout 0`: look once)."""
+    return _parse_duration(text, allow_zero=True)
+
+
+def _parse_duration(text: str, allow_zero: bool) -> float:
+    rest = text.strip().lower()
+    total = 0.0
+    parts = 0
+    if rest and rest[-1].isdigit():
+        rest += "s"
+    number = ""
+    for char in rest:
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in _DURATION_UNITS and number:
+            try:
+                total += float(number) * _DURATION_UNITS[char]
+            except ValueError:
+                break
+            number = ""
+            parts += 1
+        else:
+            break
+    else:
+        if not number and parts and (total > 0 or allow_zero):
+            return total
+    raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")

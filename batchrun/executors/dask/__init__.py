@@ -1,0 +1,1 @@
+"""The Dask executor: one Dask task per job attempt, one supervised subprocess per task on a worker."""

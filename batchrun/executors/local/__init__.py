@@ -1,0 +1,1 @@
+"""The local executor: each job a process of this machine, started by a long-lived helper per slot."""

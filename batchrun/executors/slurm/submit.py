@@ -1,0 +1,260 @@
+"""Submitting jobs to SLURM, and the files under `<runs_dir>/slurm/` that record what was submitted.
+
+Jobs that start together go to SLURM together: the submitter thread sends
+every job queued within a short window (or as soon as every free slot asked)
+as one `sbatch --array=0-K%N`. Before submitting it writes a manifest (line
+K+1 holds task K's job id, environment and command) and, after, a line in
+the `submitted` log; a later launch reads both back to find jobs the journal
+has no reference for, and skips whatever in them is damaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchrun.errors import ExecutorError
+from batchrun.executors.base import ExecutorOptions
+from batchrun.executors.local.executor import EXIT_NAME
+from batchrun.executors.slurm.commands import SlurmCommands
+from batchrun.executors.slurm.text import (
+    SUBMITTED_NAME,
+    TASK_SCRIPT_NAME,
+    last_line,
+    manifest_job_id,
+    manifest_line,
+    parse_submitted,
+    task_script,
+)
+
+__all__ = [
+    "Request",
+    "Submitter",
+    "append_line",
+    "index_manifests",
+    "prepare_log_dir",
+    "remove_spent",
+    "submitted_arrays",
+    "write_task_script",
+]
+
+log = logging.getLogger(__name__)
+
+# How long the submitter waits for more jobs to join one sbatch.
+_COLLECT_WINDOW = 0.03
+# Tasks per array when `scontrol show config` does not say (SLURM's default MaxArraySize is 1001).
+DEFAULT_MAX_ARRAY = 1000
+
+
+@dataclass
+class Request:
+    """A job waiting to be submitted, then its reference or the error."""
+
+    job_id: str
+    command: str
+    log_dir: str
+    env: dict[str, str]
+    done: threading.Event = field(default_factory=threading.Event)
+    ref: str | None = None
+    error: ExecutorError | None = None
+
+
+class Submitter:
+    """Queued jobs -> sbatch job arrays. Shares the executor's condition, which guards its queue and counts."""
+
+    def __init__(
+        self,
+        options: ExecutorOptions,
+        commands: SlurmCommands,
+        slurm_dir: Path,
+        env: dict[str, str],
+        cond: threading.Condition,
+        closed: threading.Event,
+        register: Callable[[str, str, bool], None],
+    ) -> None:
+        self._options = options
+        self._commands = commands
+        self._slurm_dir = slurm_dir
+        # sbatch hands this environment to the tasks; manifests add what jobs need on top.
+        self._env = env
+        self._cond = cond
+        self._closed = closed
+        # Called under the condition with (ref, log dir, tracked) for each task submitted.
+        self._register = register
+        self.max_array = DEFAULT_MAX_ARRAY
+        self.queue: list[Request] = []
+        # Tasks submitted by start() that nobody has finished waiting for: they count against -j.
+        self.outstanding = 0
+        self._recent: deque[str] = deque(maxlen=options.n_jobs)
+        self._batches = 0
+
+    def loop(self) -> None:
+        """The submitter thread: send queued jobs in batches until the executor closes."""
+        n_jobs = self._options.n_jobs
+        while True:
+            with self._cond:
+                while not self.queue and not self._closed.is_set():
+                    self._cond.wait()
+                if not self.queue:
+                    return
+                # Gather until every free slot asked (workers start together
+                # after a round of jobs ended) or the window closes.
+                deadline = time.monotonic() + _COLLECT_WINDOW
+                while len(self.queue) < n_jobs - self.outstanding and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                batch, self.queue = self.queue, []
+                # -j jobs already out and nobody waiting: one thread starts
+                # everything (--detach). Each job then waits for the one
+                # submitted -j jobs before it, so -j still holds.
+                after = self._recent[0] if self.outstanding >= n_jobs and len(self._recent) == n_jobs else None
+            try:
+                self.submit(batch, after=after)
+            except Exception as error:  # noqa: BLE001 - a bug must not leave the workers waiting forever
+                if not isinstance(error, ExecutorError):
+                    log.exception("SLURM submission failed")
+                    error = ExecutorError(f"SLURM submission failed: {type(error).__name__}: {error}")
+                for request in batch:
+                    request.error = error
+            finally:
+                for request in batch:
+                    request.done.set()
+
+    def submit(self, requests: list[Request], after: str | None = None, chain: bool = False, track: bool = True) -> None:
+        """sbatch `requests` as arrays of at most MaxArraySize tasks and set their refs."""
+        for first in range(0, len(requests), self.max_array):
+            chunk = requests[first : first + self.max_array]
+            with self._cond:
+                self._batches += 1
+                manifest = self._slurm_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._batches:05d}.manifest"
+            text = "".join(manifest_line(r.job_id, r.command, r.env, self._env) for r in chunk)
+            try:
+                manifest.write_bytes(text.encode("utf-8", "surrogateescape"))
+            except OSError as err:
+                raise ExecutorError(f"{manifest}: cannot write the SLURM manifest: {err.strerror}") from err
+            args = ["sbatch", "--parsable", f"--array=0-{len(chunk) - 1}%{min(self._options.n_jobs, len(chunk))}"]
+            args += [f"--job-name=batchrun-{Path(self._options.runs_dir).name}", f"--output={self._slurm_dir}/%A.out", "--open-mode=append"]
+            args += [f"--dependency=afterany:{after}"] if after is not None else []
+            array_id = self._sbatch([*args, *self._options.sbatch_args, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
+            append_line(self._slurm_dir / SUBMITTED_NAME, f"{manifest.name} {array_id} {len(chunk)}\n")
+            with self._cond:
+                for task, request in enumerate(chunk):
+                    request.ref = ref = f"{array_id}_{task}"
+                    self._recent.append(ref)
+                    if track:
+                        self.outstanding += 1
+                    self._register(ref, request.log_dir, track)
+            if chain:
+                after = array_id
+
+    def _sbatch(self, args: list[str], manifest: Path) -> str:
+        """Submit; the array's job id."""
+        try:
+            answer = self._commands.run(args)
+        except ExecutorError as error:
+            failure = error
+        else:
+            # --parsable prints "ID", or "ID;CLUSTER" on a multi-cluster set-up.
+            array_id = last_line(answer.stdout).split(";")[0]
+            if answer.returncode == 0 and array_id.isascii() and array_id.isdigit():
+                return array_id
+            failure = ExecutorError(f"sbatch failed: {last_line(answer.stderr or answer.stdout)}")
+        # A timed-out or garbled sbatch may still have submitted: never twice.
+        found = self._commands.find_array(manifest)
+        if found is not None:
+            return found
+        raise failure
+
+
+def prepare_log_dir(log_dir: str) -> None:
+    """Create the log directory (SLURM fails a task whose output directory is missing); drop an old exit record.
+
+    Raises:
+        OSError: as the local executor's `spawn_job` does, for the launch to report.
+    """
+    os.makedirs(log_dir, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{log_dir}/{EXIT_NAME}")
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line with one write; only an aid, so failures are ignored."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+
+
+def write_task_script(slurm_dir: Path, cwd: str) -> None:
+    """Write the script every array task runs, unless it is there already (byte for byte).
+
+    Raises:
+        OSError: the directory or the script cannot be written.
+    """
+    slurm_dir.mkdir(parents=True, exist_ok=True)
+    script = slurm_dir / TASK_SCRIPT_NAME
+    data = task_script(cwd).encode("utf-8", "surrogateescape")
+    try:
+        same = script.read_bytes() == data
+    except FileNotFoundError:
+        same = False
+    if not same:
+        # Replaced, not rewritten: sbatch may be reading the old one (a damaged one is replaced too).
+        tmp = script.with_name(f".{TASK_SCRIPT_NAME}.{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)
+        tmp.replace(script)
+
+
+def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]] | None]) -> None:
+    """Remove manifests no queued or running task will read, and empty SLURM output files.
+
+    `active` gives squeue's queued and running tasks (None: SLURM did not answer, remove nothing).
+    """
+    try:
+        files = [path for path in slurm_dir.iterdir() if path.suffix in (".manifest", ".out")]
+    except OSError:
+        return
+    tasks = active() if files else None
+    if tasks is None:
+        return
+    commands = [command for _, command in tasks.values()]
+    outputs = {slurm_dir / f"{ref.split('_')[0]}.out" for ref in tasks}
+    for path in files:
+        in_use = path in outputs or any(command.endswith(f" {path}") for command in commands)
+        with contextlib.suppress(OSError):
+            if not in_use and (path.suffix == ".manifest" or path.stat().st_size == 0):
+                path.unlink()
+
+
+def index_manifests(slurm_dir: Path) -> dict[str, tuple[str, int]]:
+    """job id -> (manifest name, task) of its newest submission, from the manifests on disk.
+
+    Read back after a crash: lines that name no job (damaged, truncated) are skipped.
+    """
+    index: dict[str, tuple[str, int]] = {}
+    with contextlib.suppress(OSError):
+        # Newest first: a job's last submission is the one that counts.
+        for manifest in sorted(slurm_dir.glob("*.manifest"), key=lambda path: path.stat().st_mtime_ns, reverse=True):
+            for task, line in enumerate(manifest.read_bytes().split(b"\n")):
+                job_id = manifest_job_id(line)
+                if job_id is not None:
+                    index.setdefault(job_id, (manifest.name, task))
+    return index
+
+
+def submitted_arrays(slurm_dir: Path, manifest_name: str) -> list[str]:
+    """The array ids the `submitted` log gives for one manifest, oldest first."""
+    try:
+        data = (slurm_dir / SUBMITTED_NAME).read_bytes()
+    except OSError:
+        return []
+    return parse_submitted(data, manifest_name)

@@ -1,0 +1,128 @@
+"""The text SLURM and batchrun exchange: references, manifest lines, the task script, squeue's answers.
+
+Pure functions, no processes and no files: the executor (`slurm.py`) and its
+helpers build on them, and tests check them alone.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from batchrun.executors.local.executor import _WRAPPER, EXIT_NAME
+
+__all__ = [
+    "ENDED",
+    "SUBMITTED_NAME",
+    "TASK_SCRIPT_NAME",
+    "cluster_option",
+    "is_slurm_ref",
+    "last_line",
+    "manifest_job_id",
+    "manifest_line",
+    "parse_squeue",
+    "parse_submitted",
+    "shell_quote",
+    "task_script",
+]
+
+TASK_SCRIPT_NAME = "batchrun-task.sh"
+# One line per sbatch, "<manifest name> <array id> <tasks>": finds jobs the journal has no reference for.
+SUBMITTED_NAME = "submitted"
+# squeue states after which a task runs nothing any more; any other state is queued or running.
+ENDED = frozenset(
+    {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"}
+)
+_REF = re.compile(r"^(\d+)_(\d+)$")
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A job id as batchrun writes it into a manifest line.
+_JOB_ID = re.compile(rb"^: ([0-9a-f]{16});")
+
+
+def is_slurm_ref(ref: str | None) -> bool:
+    """Whether a journal reference names a SLURM array task (`ARRAYID_TASK`), not a local pid."""
+    return ref is not None and _REF.match(ref) is not None
+
+
+def shell_quote(text: str) -> str:
+    """Quote `text` for /bin/sh on one line (a newline becomes `"$__batchrun_nl"`)."""
+    return '"$__batchrun_nl"'.join(shlex.quote(part) for part in text.split("\n"))
+
+
+def manifest_line(job_id: str, command: str, env: dict[str, str], base_env: dict[str, str]) -> str:
+    """One job's manifest line: `: JOB_ID`, the environment that differs from `base_env`, the command."""
+    parts = [f": {job_id}"]
+    exports = [f"{key}={shell_quote(value)}" for key, value in env.items() if base_env.get(key) != value and _SHELL_NAME.match(key)]
+    if exports:
+        parts.append("export " + " ".join(exports))
+    unsets = [key for key in base_env if key not in env and _SHELL_NAME.match(key)]
+    if unsets:
+        parts.append("unset " + " ".join(unsets))
+    parts.append(f"__batchrun_cmd={shell_quote(command)}")
+    return "; ".join(parts) + "\n"
+
+
+def task_script(cwd: str) -> str:
+    """The script every array task runs, with its manifest's path as $1.
+
+    A failed redirection makes the shell exit with no exit record: the job
+    is lost. The command itself runs exactly as the local executor runs it.
+    """
+    return (
+        "#!/bin/sh\n"
+        "# batchrun: array task K runs the job on line K+1 of the manifest $1.\n"
+        "__batchrun_nl='\n'\n"
+        '__batchrun_line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1)){p;q;}" "$1") && [ -n "$__batchrun_line" ] || {\n'
+        '    echo "batchrun: no line for task $SLURM_ARRAY_TASK_ID in $1" >&2; exit 1; }\n'
+        'eval "$__batchrun_line"\n'
+        'exec </dev/null >"$BATCHRUN_LOG_DIR/out.log" 2>"$BATCHRUN_LOG_DIR/err.log"\n'
+        f'cd {shell_quote(cwd)} || {{ echo 1 >"$BATCHRUN_LOG_DIR/{EXIT_NAME}"; exit 1; }}\n'
+        f'exec /bin/sh -c {shlex.quote(_WRAPPER)} /bin/sh "$__batchrun_cmd"\n'
+    )
+
+
+def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
+    """`squeue -h -r -o "%i %T %o"` output -> {ref: (state, command)}, array tasks only."""
+    states = {}
+    for line in text.splitlines():
+        parts = line.strip().split(" ", 2)
+        if len(parts) >= 2 and _REF.match(parts[0]):
+            states[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return states
+
+
+def cluster_option(sbatch_args: list[str]) -> list[str]:
+    """The user's `--clusters` sbatch option, which squeue and scancel then need as well."""
+    for i, arg in enumerate(sbatch_args):
+        if arg in ("-M", "--clusters") and i + 1 < len(sbatch_args):
+            return [f"--clusters={sbatch_args[i + 1]}"]
+        if arg.startswith("--clusters="):
+            return [arg]
+        if arg.startswith("-M") and len(arg) > 2:
+            return [f"--clusters={arg[2:]}"]
+    return []
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1].strip() if lines else "no message"
+
+
+def manifest_job_id(line: bytes) -> str | None:
+    """The job id a manifest line names; None for anything else (a damaged or truncated line)."""
+    match = _JOB_ID.match(line)
+    return match.group(1).decode("ascii") if match else None
+
+
+def parse_submitted(data: bytes, manifest_name: str) -> list[str]:
+    """The array ids the `submitted` log gives for one manifest, oldest first.
+
+    The log is only an aid, read back after a crash: lines that are damaged
+    (not UTF-8, cut short by a kill, not "NAME ARRAYID TASKS") are skipped.
+    """
+    arrays = []
+    for line in data.split(b"\n"):
+        parts = line.decode("utf-8", "replace").split(" ")
+        if len(parts) == 3 and parts[0] == manifest_name and parts[1].isdigit() and parts[1].isascii() and parts[2].isdigit():
+            arrays.append(parts[1])
+    return arrays

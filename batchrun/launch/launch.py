@@ -1,0 +1,343 @@
+"""`batchrun launch` as a chain of small steps: check, lock, settle, plan, run, finish.
+
+The launch owns the state of one runs directory for its whole run: the lock,
+the journal, the metadata view and the running processes. It only
+orchestrates; each step is a part of its own: `options.check_options`,
+`settle` (jobs a killed launch left running), `planner.make_plan`,
+`runner.JobRunner` (attempts, retries, slots, adoption), `metasync`
+(metadata.json) and `stopper` (SIGTERM, grace, SIGKILL). doit (through
+`doit_runner`) decides which jobs to run and calls back `run_job` from its
+worker threads. The launch never prints: it reports `JobEvent`s to a callback
+the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from batchrun.errors import BatchrunError, UsageError
+from batchrun.executors import Executor, ExecutorOptions, make_executor
+from batchrun.launch.control import ControlPoller
+from batchrun.launch.events import EventKind, JobEvent
+from batchrun.launch.feed import JobQueue
+from batchrun.launch.livequeue import Follow, Follower
+from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_options
+from batchrun.launch.plan import Plan, done_for_mode, make_plan
+from batchrun.launch.result import LaunchResult
+from batchrun.launch.runner import JobRunner, LaunchControl, submit_detached
+from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
+from batchrun.launch.stopper import GroupStopper
+from batchrun.runfile.file import Job, Runfile
+from batchrun.runfile.jobtable import JobTable
+from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
+from batchrun.store.metasync import MetadataSync
+from batchrun.store.repair import repair_runs_dir
+from batchrun.store.resume_index import index_of, remove_index, write_index
+
+# How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
+# the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).
+RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
+
+__all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
+
+
+class Launch:
+    """One launch of one runfile."""
+
+    def __init__(self, runfile: Runfile, options: LaunchOptions, on_event: Callable[[JobEvent], None] | None = None) -> None:
+        check_options(options)
+        self.runfile = runfile
+        self.first_digest = runfile.digest  # the resume index is only for a runfile that did not grow
+        self.options = options
+        self.mode = Mode(options.mode)
+        self.runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+        self.journal = Journal(self.runs_dir.path)
+        self.control = LaunchControl()
+        self.metadata = MetadataSync(self.runs_dir, runfile, self.journal, self.control.lock, self.control.fail)
+        self.plan: Plan | None = None
+        # --follow: what watches the runfile (the caller may set a gridspec's
+        # follower before `run`; by default the runfile's own), and the feed.
+        self.follower: Follower | None = None
+        self.follow: Follow | None = None
+        # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
+        self.on_warning: Callable[[str], None] = _ignore_warning
+        self._lock: LaunchLock | None = None
+        self._stopper: GroupStopper | None = None
+        base_env = dict(os.environ)
+        base_env.update(options.env)
+        base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        self.executor = make_executor(
+            options.executor,
+            ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(self.runs_dir.path), sbatch_args=options.sbatch_args, scheduler=options.scheduler),
+        )
+        host = socket.gethostname().split(".")[0] or "localhost"
+        self.runner = JobRunner(
+            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
+        )
+        # `batchrun stop` and `batchrun kill` reach the launch through it, from `prepare` to `finish`.
+        self._poller = ControlPoller(self.runs_dir, self._on_control_stop, functools.partial(self.stop_jobs, state=State.KILLED))
+        if on_event is not None:
+            self.on_event = on_event
+
+    @property
+    def on_event(self) -> Callable[[JobEvent], None]:
+        return self.runner.on_event
+
+    @on_event.setter
+    def on_event(self, callback: Callable[[JobEvent], None]) -> None:
+        self.runner.on_event = callback
+
+    @property
+    def fatal(self) -> BatchrunError | None:
+        return self.control.fatal
+
+    @property
+    def halted(self) -> str | None:
+        return self.control.halted
+
+    @property
+    def notices(self) -> list[str]:
+        """One line per repair of a damaged runs directory, for the CLI to print."""
+        return self.metadata.notices
+
+    # -- step 1: lock, load, settle, plan ----------------------------------
+
+    def prepare(self) -> Plan:
+        """Lock the runs directory, load the records, settle what a killed launch left, plan.
+
+        Returns the plan `run` takes.
+        """
+        self.runs_dir.create()
+        self._lock = acquire_lock(self.runs_dir)
+        metadata = self.metadata
+        try:
+            # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
+            self._poller.start()
+            remove_index(self.runs_dir.path)  # the records may change: it vouches for them no more
+            metadata.notices[:] = repair_runs_dir(self.runs_dir)
+            self.journal.load()
+            # metadata.json is only read and rebuilt when something changed
+            # since the last launch wrote it: a no-op resume stays cheap.
+            stamp_ok = metadata.stamp_matches()
+            if not stamp_ok:
+                metadata.read_old()
+            self.journal.open()
+            metadata.import_legacy()
+            decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
+            journal_decisions(self.journal, decisions)
+            self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
+            recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
+            if self.mode == Mode.OVERWRITE:
+                self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
+            self.plan = make_plan(
+                self.runfile.jobs, self.journal.records, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs()
+            )
+            if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
+                if stamp_ok:
+                    metadata.read_old()
+                metadata.build()
+        except BaseException:
+            self._poller.stop()
+            self.journal.close()
+            self._lock.release()
+            self._lock = None
+            raise
+        return self.plan
+
+    # -- step 2: run --------------------------------------------------------
+
+    def run(self, plan: Plan, run_tasks: RunTasks, queue: JobQueue | None = None) -> None:
+        """Run `prepare`'s plan; returns when all ended or stopped.
+
+        `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
+        that this module and doit's never import each other. `queue`, when
+        given, hands out the plan's jobs and then the ones it makes while the
+        launch runs (`adaptive.BayesFeed`: a bayes search's points).
+        """
+        jobs = plan.adopt + plan.to_run
+        if not jobs and not self.options.follow and queue is None:
+            return
+        if self.options.detach:
+            self.executor.open()
+            submit_detached(self.runner, plan.to_run)
+            return
+        self.start(plan)
+        try:
+            source: list[Job] | JobQueue = jobs
+            if self.options.follow:
+                follower = self.follower or Follow.of_runfile(self.runfile, None, None)
+                self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+                self.follow.on_warning = self.on_warning
+                source = self.follow.feed
+            elif queue is not None:
+                source = queue
+            run_tasks(self, source, self.options.n_jobs)
+        finally:
+            self.stop_background()
+
+    def start(self, plan: Plan) -> None:
+        """Get ready to run jobs: the executor, the adopted jobs, the metadata thread.
+
+        `run` calls it; so does a plain `doit` run of batchrun tasks
+        (`batchrun.dodo`), where doit rather than `run` then picks the jobs.
+        """
+        self.executor.open()
+        self.runner.adopt_all(plan.adopt)
+        self.start_background()
+
+    def start_background(self) -> None:
+        """Start keeping metadata.json up to date while jobs run."""
+        self.metadata.start()
+
+    def stop_background(self) -> None:
+        """Wait for adopted jobs dispatch never reached and for a stop in progress, then stop the metadata thread."""
+        self.runner.settle_unwatched()
+        if self._stopper is not None:
+            self._stopper.join()
+        self.metadata.stop()
+
+    def running_jobs(self) -> int:
+        """How many jobs this launch is running or adopting now."""
+        return self.runner.running_jobs()
+
+    def is_done(self, job_id: str) -> bool:
+        """Whether a job is finished for this launch's mode (doit's uptodate)."""
+        if job_id in self.runner.adopt_ids:
+            return False
+        return done_for_mode(self.journal.records.get(job_id), self.mode)
+
+    def should_stop_dispatch(self) -> bool:
+        return self.control.stopping.is_set()
+
+    def queued(self) -> int:
+        """--follow: jobs handed out or waiting for a slot, not started yet (for the display)."""
+        return self.follow.queued() if self.follow is not None else 0
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether a thread of this launch runs (or waits for) the job now."""
+        with self.control.lock:
+            return job_id in self.runner.running
+
+    def run_job(self, job: Job) -> JobRecord | None:
+        """Run (or adopt) one job in a free slot; called from doit's worker threads.
+
+        A following launch's job whose line left the runfile while it waited
+        does not start; an adopted one always runs (it runs already).
+        """
+        follow = self.follow
+        if follow is None or job.job_id in self.runner.adopt_ids:
+            return self.runner.run_job(job)
+        if not follow.may_start(job):
+            return None
+        return self.runner.run_job(job, once=True)
+
+    # -- stopping -----------------------------------------------------------
+
+    def stop_jobs(self, job_ids: list[str], state: str = State.KILLED) -> list[str]:
+        """Stop these running jobs while the launch goes on; the ids it is stopping.
+
+        The per-job stop `batchrun kill` uses (state `killed`) and adaptive
+        sweeps may use (state `stopped`): SIGTERM to the job's whole process
+        group, SIGKILL after --grace, then the job is recorded as `state`
+        (not retried, no --fail-fast) and its slot takes the next job.
+        Returns at once; jobs not running now are left out.
+        """
+        return self.runner.stop_jobs(job_ids, state)
+
+    def _on_control_stop(self, now: bool) -> None:
+        if now:
+            self.request_stop()
+        else:
+            self.control.drain()
+
+    def request_stop(self) -> None:
+        """Ctrl-C / SIGTERM: start no new job, stop the running ones.
+
+        A second call skips what is left of the grace period.
+        """
+        control = self.control
+        with control.lock:
+            if self._stopper is not None:
+                control.stop_now.set()
+                return
+            control.stopping.set()
+            control.interrupted = True
+            self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now)
+            self._stopper.start()
+
+    # -- step 3: finish -----------------------------------------------------
+
+    def finish(self) -> LaunchResult:
+        """Write the final metadata, release the lock, and sum up."""
+        self.stop_background()
+        runner = self.runner
+        error = self.control.fatal
+        try:
+            final_error = self.metadata.write_final()
+            error = error or final_error
+            self.journal.close()
+            if error is None and not runner.running and not runner.adopted and not runner.detached:
+                self.journal.compact()
+            counts, failed = _tally(self.runfile.jobs, self.journal.records)
+            if error is None:
+                _leave_stamps(self, counts, failed)
+        finally:
+            self._poller.stop()
+            if self._lock is not None:
+                self._lock.release()
+        self.executor.close()
+        control = self.control
+        return LaunchResult(
+            counts, failed, control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, control.halted,
+            detached=runner.detached, drained=control.drained and not control.interrupted,
+        )
+
+
+def _leave_stamps(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
+    """What lets the next relaunch skip work: the stamp, then the resume index (`batchrun.launch.quickresume`).
+
+    None for a runfile that grew while jobs ran (--follow, bayes): the lines
+    it gained are in `runfile.jobs`, but other edits made meanwhile are not.
+    """
+    launch.metadata.write_stamp()
+    runfile, journal = launch.runfile, launch.journal
+    index = None
+    if not launch.options.follow and runfile.digest == launch.first_digest:
+        index = index_of(runfile, journal.records, counts, failed, journal.path, journal.size, launch.runs_dir.metadata_name)
+    write_index(launch.runs_dir.path, index)
+
+
+def _ignore_warning(text: str) -> None:
+    pass
+
+
+def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_dir: Path) -> bool:
+    """Settlement's liveness question for a job a killed launch left running."""
+    if executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
+        # Started on a cluster by an earlier launch: local checks would
+        # wrongly call it dead and run it a second time.
+        raise UsageError(
+            f"{runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
+            "and may still run there; launch again with the same --executor"
+        )
+    return executor.still_running(rec.job_id, rec.ref, str(log_dir))
+
+
+def _tally(jobs: Sequence[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
+    """Counts by state of the runfile's jobs, and those that ended without succeeding (stopped is no failure)."""
+    counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
+    failed = []
+    # By id: a JobTable builds a Job per access, and only the failed need one.
+    ids = jobs.job_ids() if isinstance(jobs, JobTable) else (job.job_id for job in jobs)
+    for i, job_id in enumerate(ids):
+        rec = records.get(job_id)
+        counts[rec.state if rec is not None else State.PENDING] += 1
+        if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
+            failed.append((jobs[i], rec))
+    return counts, failed

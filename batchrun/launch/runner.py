@@ -1,0 +1,413 @@
+"""Running one job for a launch: slots, GPUs, environment, attempts, retries, adoption.
+
+doit's worker threads call `JobRunner.run_job`; each call takes the lowest
+free slot, runs (or, for a job a killed launch left running, waits for) the
+job and its retries, and journals every step before the next one happens.
+A job adopted from a killed launch is a job like any other: its failure gets
+the retries, --fail-fast and --halt-now, and it counts as running (shown and
+stopped) from the moment the launch starts, even beyond -j.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from batchrun.errors import BatchrunError, MetadataError
+from batchrun.executors import Executor
+from batchrun.executors.local import executor as local
+from batchrun.launch.events import EventKind, JobEvent
+from batchrun.launch.options import LaunchOptions
+from batchrun.launch.plan import done_for_mode
+from batchrun.launch.settle import Outcome, journal_decisions, settle_one
+from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job
+from batchrun.metrics.cache import record_job_metrics
+from batchrun.runfile.file import Job
+from batchrun.store.journal import JobRecord, Journal, State
+
+__all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
+
+# The file, in a job's log directory, its metrics go to (the job's BATCHRUN_METRICS).
+METRICS_NAME = "metrics.jsonl"
+
+
+class LaunchControl:
+    """What every part of a launch reads and sets: stop flags, the first fatal error, why it halted."""
+
+    def __init__(self) -> None:
+        # Guards the journal, the running jobs and these fields across threads.
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()  # start nothing new
+        self.stop_now = threading.Event()  # stop waiting, skip the grace
+        self.fatal: BatchrunError | None = None
+        self.halted: str | None = None  # "fail-fast" or "halt-now"
+        self.interrupted = False
+        self.drained = False  # `batchrun stop`: no new job, running ones finish
+
+    def drain(self) -> None:
+        """`batchrun stop`: start nothing new; running jobs end as they would (not an interruption)."""
+        with self.lock:
+            self.drained = True
+        self.stopping.set()
+
+    def fail(self, error: BatchrunError) -> None:
+        """A storage or environment fault: start nothing more, let jobs end."""
+        with self.lock:
+            if self.fatal is None:
+                self.fatal = error
+        self.stopping.set()
+
+    def halt(self, reason: str) -> None:
+        with self.lock:
+            self.halted = self.halted or reason
+        self.stopping.set()
+
+
+class JobRunner:
+    """Runs the jobs of one launch, one `run_job` call per doit task."""
+
+    def __init__(
+        self, options: LaunchOptions, journal: Journal, executor: Executor, control: LaunchControl, logs: str, host: str,
+        base_env: dict[str, str], on_change: Callable[[Job, JobRecord], None], request_stop: Callable[[], None],
+    ) -> None:
+        self.options = options
+        self.journal = journal
+        self.executor = executor
+        self.control = control
+        self.logs = logs
+        self.host = host
+        self.base_env = base_env
+        self.on_change = on_change  # called under control.lock
+        self.request_stop = request_stop
+        self.on_event: Callable[[JobEvent], None] = _ignore_event
+        self.slots = SlotPool(options.n_jobs)
+        # job id -> the executor's reference (None: unknown, STARTING), for jobs a thread waits on.
+        self.running: dict[str, str | None] = {}
+        # Adopted jobs no thread waits on yet: job -> its reference.
+        self.adopted: dict[str, tuple[Job, str | None]] = {}
+        self.adopt_ids: set[str] = set()
+        # Jobs being stopped while the launch goes on (`stop_jobs`).
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
+        self.ran = 0
+        self.detached = 0
+
+    # -- what the launch asks ---------------------------------------------
+
+    def running_jobs(self) -> int:
+        """How many jobs this launch runs or waits for now, adopted ones included."""
+        with self.control.lock:
+            return len(self.running) + len(self.adopted)
+
+    def stop_targets(self) -> list[Target]:
+        """Every job the stopper must stop: those a thread waits on, and adopted ones no thread watches yet."""
+        with self.control.lock:
+            return [(j, r, True) for j, r in self.running.items()] + [(j, r, False) for j, (_, r) in self.adopted.items()]
+
+    def adopt_all(self, jobs: list[Job]) -> None:
+        """Make every adopted job a running job of this launch, shown at once."""
+        records = self.journal.records
+        with self.control.lock:
+            for job in jobs:
+                self.adopted[job.job_id] = (job, records[job.job_id].ref)
+        for job in jobs:
+            self.emit(EventKind.ADOPT, job, records[job.job_id], None)
+
+    def stop_jobs(self, job_ids: list[str], state: str) -> list[str]:
+        """Stop these running jobs while the launch goes on (`stopper.JobEnds.start`); the ids it stops."""
+        return self.ends.start(job_ids, state)
+
+    def settle_unwatched(self) -> None:
+        """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
+
+        Dispatch ends early on a stop (their processes are then being
+        stopped), --fail-fast or a fatal error (running jobs may end): either
+        way they are this launch's running jobs, so it waits for them. Each
+        stays a stop target while it is waited for.
+        """
+        control = self.control
+        while True:
+            with control.lock:
+                if not self.adopted:
+                    return
+                job_id, (job, ref) = next(iter(self.adopted.items()))
+            log_dir = Path(self.logs) / job_id
+            self.executor.wait_adopted(job_id, ref, str(log_dir), control.stop_now.is_set)
+            with control.lock:
+                self.adopted.pop(job_id, None)
+                if job_id not in self.adopt_ids:
+                    continue
+                decision = settle_one(self.journal.records[job_id], log_dir, self._still_running, time.time())
+                if decision.outcome == Outcome.ADOPTED:
+                    continue  # outlived the stop: the next launch adopts it again
+                self.adopt_ids.discard(job_id)
+                journal_decisions(self.journal, [decision])
+                rec = self.journal.records[job_id]
+                self.on_change(job, rec)
+            self.emit(EventKind.END, job, rec, None)
+
+    def _still_running(self, rec: JobRecord, log_dir: Path) -> bool:
+        return self.executor.still_running(rec.job_id, rec.ref, str(log_dir))
+
+    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None) -> None:
+        """Report an event; a display that fails (a closed pipe) never stops jobs."""
+        try:
+            self.on_event(JobEvent(kind, job, rec, slot))
+        except Exception:  # noqa: BLE001 - the records, not the display, matter
+            self.on_event = _ignore_event
+
+    # -- one job ----------------------------------------------------------
+
+    def run_job(self, job: Job, once: bool = False) -> JobRecord | None:
+        """Run (or adopt) one job in a free slot, retrying failures as asked.
+
+        `once`: the job may have been handed in twice (a job source that
+        grows while the launch runs): it does not start if it runs now or
+        is done for the mode, checked under the lock its start is recorded
+        under.
+        """
+        control = self.control
+        if control.stopping.is_set():
+            return None
+        slot = self.slots.take()
+        try:
+            retries_left = self.options.retries
+            rec = self._adopt(job, slot) if job.job_id in self.adopt_ids else None
+            fresh = once and rec is None
+            while True:
+                if rec is None:
+                    rec = self._start_and_wait(job, slot, retries_left, fresh)
+                    fresh = False
+                if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
+                    return rec
+                if retries_left == 0 or control.stopping.is_set():
+                    self._on_failure()
+                    return rec
+                retries_left -= 1
+                rec = None
+        except BatchrunError as error:
+            control.fail(error)
+            return None
+        except OSError as error:
+            control.fail(MetadataError(f"{self.logs}/{job.job_id}: cannot start job: {error.strerror}"))
+            return None
+        finally:
+            self.slots.give(slot)
+
+    def _on_failure(self) -> None:
+        """A job failed for good: --fail-fast and --halt-now stop the launch."""
+        if self.options.halt_now:
+            self.control.halt("halt-now")
+            self.request_stop()
+        elif self.options.fail_fast:
+            self.control.halt("fail-fast")
+
+    def job_env(self, job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
+        return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt)
+
+    def next_attempt(self, job: Job, log_dir: str) -> int:
+        prev = self.journal.records.get(job.job_id)
+        attempt = (prev.attempts if prev is not None else 0) + 1
+        if attempt > 1:
+            keep_old_logs(log_dir, attempt - 1)
+        return attempt
+
+    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0, once: bool = False) -> JobRecord | None:
+        control = self.control
+        log_dir = f"{self.logs}/{job.job_id}"
+        with control.lock:
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
+                return None
+        attempt = self.next_attempt(job, log_dir)
+        start = time.time()
+        with control.lock:
+            # Checked under the lock the stopper reads `running` with: a job
+            # either sees the stop and never starts, or is visible to it.
+            if control.stopping.is_set():
+                return None
+            if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
+                return None
+            rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
+            self.running[job.job_id] = STARTING
+            self.on_change(job, rec)
+        try:
+            ref = self.executor.start(job.job_id, job.command, log_dir, self.job_env(job, slot, log_dir, attempt))
+        except (OSError, BatchrunError):
+            with control.lock:
+                self.running.pop(job.job_id, None)
+                self.journal.record_unfinished(job.job_id, attempt, start, time.time())
+            raise
+        with control.lock:
+            self.journal.record_ref(job.job_id, attempt, ref)
+            self.running[job.job_id] = ref
+            self.on_change(job, rec)
+        self.emit(EventKind.START, job, rec, slot)
+        timed_out = False
+        if self.options.timeout is None:
+            returncode = self.executor.wait(ref)
+        else:
+            returncode = self.executor.wait(ref, max(0.0, start + self.options.timeout - time.time()))
+            if returncode is None:
+                timed_out = True
+                returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
+        assert returncode is not None
+        ending = self.ends.wait(job.job_id)
+        end = time.time()
+        with control.lock:
+            self.running.pop(job.job_id, None)
+            self.ends.forget(job.job_id)
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
+            elif timed_out and not control.interrupted:
+                rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end, State.TIMEOUT)
+            elif returncode != 0 and control.interrupted:
+                # Stopped by us (or it chose to fail as we stopped it).
+                rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
+            else:
+                rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end)
+            self.ran += 1
+            self.on_change(job, rec)
+        if self.journal.disk_full:
+            control.fail(MetadataError(f"{Path(self.logs).parent}: the disk is full; running jobs are recorded, no new job starts"))
+        self._emit_end(job, rec, slot, retries_left, ref)
+        return rec
+
+    def _emit_end(self, job: Job, rec: JobRecord, slot: int, retries_left: int, ref: str | None = None) -> None:
+        # The job's metrics, summarised once now, spare `batchrun results` parsing them
+        # (one failed open without, unless the executor saw there is no file).
+        if ref is None or not self.executor.left_no_metrics(ref):
+            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
+        retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
+        self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
+
+    def _adopt(self, job: Job, slot: int) -> JobRecord | None:
+        """Wait for a job a killed launch left running; None if it must run again."""
+        control = self.control
+        rec = self.journal.records[job.job_id]
+        with control.lock:
+            announced = self.adopted.pop(job.job_id, None) is not None
+            if job.job_id not in self.adopt_ids:
+                # Settled meanwhile (a stop came first): nothing to wait for.
+                return rec if rec.finished or control.stopping.is_set() else None
+            self.running[job.job_id] = rec.ref  # None: the executor finds it by job id
+        if not announced:
+            # Under plain doit no launch announced it (`adopt_all`) up front.
+            self.emit(EventKind.ADOPT, job, rec, slot)
+        log_dir = Path(self.logs) / job.job_id
+        # The lock is waited for first, the exit record read after (see `settle`).
+        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
+        ending = self.ends.wait(job.job_id)
+        exit_record = local.read_exit_record(log_dir, rec.attempts)
+        now = time.time()
+        with control.lock:
+            self.running.pop(job.job_id, None)
+            self.ends.forget(job.job_id)
+            self.adopt_ids.discard(job.job_id)
+            if ending is not None:
+                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
+            elif exit_record is not None:
+                status, end = exit_record
+                rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
+            else:
+                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
+            self.on_change(job, rec)
+        self._emit_end(job, rec, slot, self.options.retries)
+        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
+
+
+def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
+    """--detach: start every pending job and return; a later launch collects them.
+
+    The jobs go to the executor in one `start_many` call: SLURM gets one
+    job array throttled to -j, not one submission per job.
+    """
+    control = runner.control
+    started = []
+    for slot, job in enumerate(jobs):
+        log_dir = f"{runner.logs}/{job.job_id}"
+        attempt = runner.next_attempt(job, log_dir)
+        slot_id = slot % runner.options.n_jobs
+        with control.lock:
+            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host)
+        started.append((job, rec, attempt, slot_id, log_dir))
+    try:
+        refs = runner.executor.start_many(
+            [(job.job_id, job.command, log_dir, runner.job_env(job, slot_id, log_dir, attempt)) for job, _, attempt, slot_id, log_dir in started]
+        )
+    except BatchrunError as error:
+        # Some jobs may have been submitted: their start records stay,
+        # and the next launch asks the executor which ones exist.
+        control.fail(error)
+        return
+    except OSError as error:
+        control.fail(MetadataError(f"{runner.logs}: cannot start jobs: {error.strerror}"))
+        return
+    for (job, rec, attempt, slot_id, _), ref in zip(started, refs, strict=True):
+        with control.lock:
+            runner.journal.record_ref(job.job_id, attempt, ref)
+            runner.on_change(job, rec)
+            runner.detached += 1
+        runner.emit(EventKind.SUBMIT, job, rec, slot_id)
+
+
+def _shell_status(returncode: int) -> int:
+    """A wrapper killed by a signal we did not send: the shell's convention, 128 + signal number."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def keep_old_logs(log_dir: str, attempt: int) -> None:
+    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log / metrics.<attempt>.jsonl.
+
+    Metrics too: attempts must not mix their histories in one file.
+    """
+    for name, ext in (("out", "log"), ("err", "log"), ("metrics", "jsonl")):
+        try:
+            os.replace(f"{log_dir}/{name}.{ext}", f"{log_dir}/{name}.{attempt}.{ext}")
+        except FileNotFoundError:
+            pass
+
+
+def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
+    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU."""
+    env = base_env.copy()
+    env["BATCHRUN_JOB_ID"] = job.job_id
+    env["BATCHRUN_SLOT"] = str(slot)
+    env["BATCHRUN_LOG_DIR"] = log_dir
+    env["BATCHRUN_ATTEMPT"] = str(attempt)
+    env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
+    if gpus:
+        # Slots 0..N-1 map round-robin onto the GPUs, so with
+        # N = len(gpus) * K each GPU serves exactly K slots.
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
+class SlotPool:
+    """Worker slots 0..N-1; a job takes the lowest free one.
+
+    Lowest-first keeps BATCHRUN_SLOT within 0..(jobs running at once - 1)
+    even when the pool is larger than the number of threads using it (under
+    plain doit, batchrun does not know doit's -n).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = list(range(size))
+        self._cond = threading.Condition()
+
+    def take(self) -> int:
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            return heapq.heappop(self._free)
+
+    def give(self, slot: int) -> None:
+        with self._cond:
+            heapq.heappush(self._free, slot)
+            self._cond.notify()
+
+
+def _ignore_event(event: JobEvent) -> None:
+    pass

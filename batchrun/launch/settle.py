@@ -1,0 +1,102 @@
+"""Settle the jobs a killed launch left `running`: collected, adopted or to run again.
+
+One function decides (`settle_in_flight`); a launch writes its decisions to
+the journal (`journal_decisions`), the read-only commands apply them to the
+records they read (`apply_decisions`), so both tell the same story.
+
+The order of the two reads is what keeps a job from running twice. A job's
+wrapper writes its exit record before its processes let go of the job's
+liveness lock, so the lock is probed first and the exit record read second:
+"no exit record" is only believed of a job whose processes were already all
+gone when it was read, and no process of it can come back, because only the
+launch that holds the runs directory starts jobs there. Read the other way
+round, a job ending between the two reads would look dead with no record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchrun.executors.local import executor as local
+from batchrun.launch.options import ValueEnum
+from batchrun.store.journal import JobRecord, Journal, State
+
+__all__ = ["Decision", "Outcome", "apply_decisions", "journal_decisions", "settle_in_flight", "settle_one"]
+
+
+class Outcome(ValueEnum):
+    """What became of a job left running."""
+
+    COLLECTED = "collected"  # it ended: its exit record says how
+    ADOPTED = "adopted"  # still running: wait for it
+    RERUN = "rerun"  # gone with no exit record: it runs again
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The settlement of one job's attempt."""
+
+    job_id: str
+    outcome: Outcome
+    attempt: int
+    start: float
+    end: float | None = None  # when it ended (collected) or was found gone (rerun)
+    status: int | None = None  # exit status, when collected
+
+
+def settle_one(rec: JobRecord, log_dir: Path, still_running: Callable[[JobRecord, Path], bool], now: float) -> Decision:
+    """Settle one job the journal shows running and no launch watches.
+
+    `still_running` is the executor's liveness probe (the job's lock for a
+    local job); it is asked before the exit record is read (see the module
+    docstring for why the order matters).
+    """
+    running = still_running(rec, log_dir)
+    exit_record = local.read_exit_record(log_dir, rec.attempts)
+    if exit_record is not None:
+        status, end = exit_record
+        return Decision(rec.job_id, Outcome.COLLECTED, rec.attempts, rec.start or end, end, status)
+    if running:
+        return Decision(rec.job_id, Outcome.ADOPTED, rec.attempts, rec.start or now)
+    return Decision(rec.job_id, Outcome.RERUN, rec.attempts, rec.start or now, now)
+
+
+def settle_in_flight(
+    records: Mapping[str, JobRecord], log_dir_of: Callable[[str], Path], still_running: Callable[[JobRecord, Path], bool], now: float
+) -> list[Decision]:
+    """Settle every job `records` show running; one decision each, in record order."""
+    return [settle_one(rec, log_dir_of(rec.job_id), still_running, now) for rec in list(records.values()) if rec.state == State.RUNNING]
+
+
+def journal_decisions(journal: Journal, decisions: Iterable[Decision]) -> None:
+    """Write a launch's settlement to its journal (adopted jobs stay running)."""
+    for decision in decisions:
+        if decision.outcome == Outcome.COLLECTED:
+            assert decision.status is not None and decision.end is not None
+            journal.record_end(decision.job_id, decision.attempt, decision.status, decision.start, decision.end)
+        elif decision.outcome == Outcome.RERUN:
+            assert decision.end is not None
+            journal.record_unfinished(decision.job_id, decision.attempt, decision.start, decision.end)
+
+
+def apply_decisions(records: Mapping[str, JobRecord], decisions: Iterable[Decision]) -> None:
+    """Apply a settlement to records in memory, as the journal would replay it.
+
+    For the read-only commands, which must not write: the record a launch's
+    `journal_decisions` would leave is the record they show.
+    """
+    for decision in decisions:
+        rec = records[decision.job_id]
+        if decision.outcome == Outcome.COLLECTED:
+            assert decision.status is not None
+            rec.state = State.SUCCEEDED if decision.status == 0 else State.FAILED
+            rec.status = decision.status
+            rec.start, rec.end = decision.start, decision.end
+            rec.exit_codes = [*rec.exit_codes, decision.status]
+        elif decision.outcome == Outcome.RERUN:
+            rec.state = State.INTERRUPTED
+            rec.status = None
+            rec.end = None
+            rec.exit_codes = [*rec.exit_codes, None]

@@ -1,0 +1,375 @@
+"""What each run found: one row per job with its parameters and metrics, and the views built on them.
+
+`read_results` reads a target (runfile, gridspec or runs directory) the way
+`batchrun status` does, without the launch's lock, so it answers while a
+launch runs; then each started job's `metrics.jsonl` (see `metrics_file`;
+for a table, through `metrics_cache`, which the launch fills as jobs end)
+and, with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
+a notebook (`pandas.DataFrame(batchrun.results.load("grid.yml"))`).
+
+Parameters of a gridspec's jobs are the gridspec's own values, with their
+types (`Gridspec.iter_points`): `"007"` stays text, `0.1` is a float, a
+value placed with `${name}` is there too. The one change: a text YAML 1.1
+keeps only for want of a point, such as `1e-3`, is the float it spells (as
+YAML 1.2 and the program read it). A line that is not one of the gridspec's
+(edited by hand, or the gridspec changed since) and every job of a plain
+runfile take their parameters from the command's `--key=value` flags (for a
+gridspec, only its parameters, in its order), a value that reads as a number
+or a boolean being one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is
+True). Metrics are numbers; a metric whose name is taken by a parameter or a
+column is left out and counted in `skipped`.
+
+Pure: no printing; `cli_results` and `report` render what this returns.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchrun.metrics.cache import MetricsCache
+from batchrun.metrics.file import RunMetrics, Skipped, read_metrics_file
+from batchrun.metrics.scrape import ScrapeRule, scrape_log
+from batchrun.runfile.file import parse_parameters
+from batchrun.status.view import JobStatus, RunsStatus, Target, job_parameters, load_status, resolve_target
+from batchrun.store.journal import State
+
+__all__ = [
+    "COLUMNS",
+    "Results",
+    "Run",
+    "best_row",
+    "gridspec_metric",
+    "group_over",
+    "load",
+    "read_results",
+    "sort_rows",
+    "without_gc",
+]
+
+# The columns every row has, besides parameters and metrics; they win any clash of names.
+COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
+_METRICS_NAME = "metrics.jsonl"
+_NUMBER_CHARS = "0123456789+-.eE"
+_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
+
+
+@dataclass
+class Run:
+    """One job: its status, parameters and metrics."""
+
+    job: JobStatus
+    log_dir: str
+    parameters: dict[str, Any]
+    metrics: RunMetrics
+    runtime: float | None
+
+    def row(self, metric_names: Sequence[str], agg: str = "last") -> dict[str, Any]:
+        """A plain dict: line, job_id, state, parameters, metrics, runtime, command, log_dir."""
+        job = self.job
+        row: dict[str, Any] = {"line": job.line, "job_id": job.job_id, "state": job.category}
+        row.update(self.parameters)
+        value = self.metrics.value
+        for name in metric_names:
+            row[name] = value(name, agg)
+        row["runtime"] = self.runtime
+        row["command"] = job.command
+        row["log_dir"] = self.log_dir
+        return row
+
+
+@dataclass
+class Results:
+    """Every run of a target, with the names of its parameters and metrics and what reading skipped."""
+
+    target: Target
+    status: RunsStatus
+    runs: list[Run]
+    parameter_names: list[str]
+    metric_names: list[str]
+    skipped: Skipped = field(default_factory=Skipped)
+    # The gridspec's `metric: {name, goal}`, when it has one.
+    goal_metric: str | None = None
+    goal: str = "min"
+
+    def rows(self, agg: str = "last") -> list[dict[str, Any]]:
+        """One row per job, in runfile order."""
+        names = self.metric_names
+        return [run.row(names, agg) for run in self.runs]
+
+
+def load(path: str | Path, scrape: Sequence[str] = (), agg: str = "last") -> list[dict[str, Any]]:
+    """The rows of a runfile, gridspec or runs directory: `pandas.DataFrame(load("grid.yml"))`.
+
+    `scrape` takes `NAME=REGEX` texts as `batchrun results --scrape` does.
+
+    Raises:
+        BatchrunError: the target cannot be read (as `batchrun results` says).
+    """
+    from batchrun.metrics.scrape import parse_scrape
+
+    return read_results(resolve_target(Path(path)), [parse_scrape(text) for text in scrape]).rows(agg)
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restoring it after), for reading thousands of jobs.
+
+    Reading 100,000 jobs makes millions of small objects and no cycles;
+    the collector would walk them again and again, a third of the time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history: bool = False) -> Results:
+    """Read every job's state, parameters and metrics.
+
+    Raises:
+        UsageError: nothing was launched for a runfile or gridspec.
+        InputError, MetadataError: as `status.load_status`.
+    """
+    with without_gc():
+        return _read_results(target, scrape, keep_history)
+
+
+def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bool) -> Results:
+    # A gridspec's jobs take their values from it: metadata.json's parsed flags are not needed.
+    status = load_status(target, need_entries=target.gridspec is None and _quoted_flags(target))
+    gridspec_names = status.parameter_names
+    points = _PointValues(target.gridspec) if target.gridspec is not None and gridspec_names is not None else None
+    skipped = Skipped()
+    logs = str(status.runs_dir.logs)
+    now = status.now
+    rules = list(scrape)
+    runs: list[Run] = []
+    # Histories are not cached: a report reads every file.
+    cache = None if keep_history else MetricsCache(str(status.runs_dir.path))
+    seen_params: dict[str, None] = dict.fromkeys(gridspec_names or ())
+    seen_metrics: dict[str, None] = {}
+    for job in status.jobs:
+        log_dir = f"{logs}/{job.job_id}"
+        rec = job.record
+        values = points.values(job.command) if points is not None else None
+        params = _parameters(job, gridspec_names) if values is None else values
+        if gridspec_names is None:
+            for name in params:
+                if name not in seen_params:
+                    seen_params[name] = None
+        metrics: RunMetrics | None = None
+        runtime = None
+        if rec is not None:
+            path = f"{log_dir}/{_METRICS_NAME}"
+            if cache is not None:
+                metrics = cache.read(job.job_id, path, skipped, finished=rec.state != State.RUNNING)
+            else:
+                metrics = read_metrics_file(path, skipped, keep_history)
+            if rules:
+                metrics = metrics or RunMetrics()
+                scrape_log(f"{log_dir}/out.log", rules, metrics, skipped, keep_history)
+            runtime = rec.runtime
+            if runtime is None and rec.state == State.RUNNING and rec.start is not None:
+                runtime = max(0.0, now - rec.start)
+        if metrics is None:
+            metrics = RunMetrics()
+        else:
+            # In `names()` order (history, then summary), without a generator per job.
+            seen_metrics.update(dict.fromkeys(metrics.series))
+            seen_metrics.update(dict.fromkeys(metrics.summary))
+        runs.append(Run(job, log_dir, params, metrics, runtime))
+    param_names = [name for name in seen_params if name not in COLUMNS]
+    for name in seen_params:
+        if name in COLUMNS:
+            skipped.add("skipped {n} parameters named like a column (line, job_id, state, runtime, command, log_dir)", name)
+            for run in runs:
+                run.parameters.pop(name, None)
+    taken = set(COLUMNS) | set(param_names)
+    metric_names = []
+    for name in seen_metrics:
+        if name in taken:
+            skipped.add("skipped {n} values of metrics named like a parameter or a column (rename them)", name, sum(1 for run in runs if name in run.metrics.series or name in run.metrics.summary))
+            for run in runs:
+                run.metrics.drop(name)
+        else:
+            metric_names.append(name)
+    if gridspec_names is None:
+        # Commands without a flag another one has: fill in None so every row has every column.
+        for run in runs:
+            if len(run.parameters) != len(param_names):
+                run.parameters = {name: run.parameters.get(name) for name in param_names}
+    if cache is not None:
+        cache.save()
+    results = Results(target, status, runs, param_names, metric_names, skipped)
+    if target.gridspec is not None:
+        results.goal_metric, results.goal = gridspec_metric(target.gridspec)
+    return results
+
+
+def _quoted_flags(target: Target) -> bool:
+    """Whether some command has flags and quotes: shlex would then parse each (seconds for 100,000).
+
+    metadata.json holds every launched job's parameters, parsed once at
+    launch by the same rules; reading it costs less.
+    """
+    path = target.runfile if target.runfile is not None and target.runfile.exists() else None
+    if path is None:
+        return False
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "--" in text and ("'" in text or '"' in text or "\\" in text)
+
+
+class _PointValues:
+    """Each gridspec command's values, found by walking the points in step with the runfile's lines.
+
+    The runfile a gridspec wrote holds its points in order, so in the common
+    case each line is the next point and nothing is kept. Points passed over
+    (a line edited, a repeated command) wait in `passed` for a later line.
+    """
+
+    def __init__(self, gridspec: Path) -> None:
+        from batchrun.sweeps.gridspec import load_gridspec  # only for gridspecs, which status has already read
+
+        self._points: Iterator[tuple[str, dict[str, Any]]] | None = load_gridspec(gridspec).iter_points()
+        self._passed: dict[str, dict[str, Any]] = {}
+
+    def values(self, command: str) -> dict[str, Any] | None:
+        """The exact values of the point whose command this is, or None when no point has it."""
+        found = self._passed.pop(command, None)
+        if found is not None or self._points is None:
+            return _exact_values(found) if found is not None else None
+        for point_command, values in self._points:
+            if point_command == command:
+                return _exact_values(values)
+            self._passed.setdefault(point_command, values)
+        self._points = None
+        return None
+
+
+def _exact_values(values: dict[str, Any]) -> dict[str, Any]:
+    for name, value in values.items():
+        if type(value) is str and value and not value.strip(_NUMBER_CHARS) and ("e" in value or "E" in value):
+            try:
+                values[name] = float(value)  # 1e-3: text in YAML 1.1, a float in YAML 1.2 and to the program
+            except ValueError:
+                pass
+    return values
+
+
+def _parameters(job: JobStatus, names: list[str] | None) -> dict[str, Any]:
+    # metadata.json's own parameters when it has the job (as `status` shows them), else the command's flags.
+    flags = job_parameters(job) if job.entry is not None else parse_parameters(job.command)
+    if names is None:
+        return {key: _typed(value) for key, value in flags.items()}
+    return {name: _typed(flags[name]) if name in flags else None for name in names}
+
+
+def _typed(value: str | bool) -> Any:
+    """A flag's text as the number or boolean it spells (as YAML wrote it into the gridspec), else the text."""
+    if isinstance(value, bool):
+        return value
+    # Only digits, signs, points and exponents can be numbers: no regex, and float() never sees "nan" or "1_000".
+    if value and not value.strip(_NUMBER_CHARS):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+    if value in _BOOLEANS:
+        return _BOOLEANS[value]
+    return value
+
+
+def gridspec_metric(path: Path) -> tuple[str | None, str]:
+    """The W&B `metric: {name: loss, goal: minimize}` of a gridspec: (name or None, "min" or "max")."""
+    import yaml  # only for a gridspec, which status has already parsed with it
+
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None, "min"
+    metric = spec.get("metric") if isinstance(spec, dict) else None
+    if not isinstance(metric, dict) or not isinstance(metric.get("name"), str):
+        return None, "min"
+    return metric["name"], "max" if metric.get("goal") == "maximize" else "min"
+
+
+# -- views -------------------------------------------------------------------
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Sort by a column (`-name` for descending); rows without a value go last either way."""
+    descending = key.startswith("-")
+    name = key[1:] if descending else key
+    present = [row for row in rows if _sortable(row.get(name))]
+    missing = [row for row in rows if not _sortable(row.get(name))]
+    try:
+        present.sort(key=lambda row: row[name], reverse=descending)
+    except TypeError:  # numbers and texts in one column: compare as text
+        present.sort(key=lambda row: str(row[name]), reverse=descending)
+    return present + missing
+
+
+def _sortable(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def best_row(rows: list[dict[str, Any]], metric: str, goal: str = "min") -> dict[str, Any] | None:
+    """The row with the lowest (`goal` "min") or highest ("max") value of `metric`; the first of ties."""
+    best = None
+    for row in rows:
+        value = row.get(metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            continue
+        if best is None or (value < best[metric] if goal == "min" else value > best[metric]):
+            best = row
+    return best
+
+
+def group_over(rows: list[dict[str, Any]], over: Sequence[str], parameter_names: Sequence[str], metric_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Collapse repeats: one row per combination of the parameters not in `over`.
+
+    Each row has those parameters, `runs` (how many jobs), and per metric its
+    mean over the jobs that have it, `<metric>_std` (sample standard
+    deviation; 0 for one value) and `<metric>_n`.
+    """
+    kept = [name for name in parameter_names if name not in over]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = tuple(_hashable(row.get(name)) for name in kept)
+        groups.setdefault(key, []).append(row)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        grouped: dict[str, Any] = {name: first.get(name) for name in kept}
+        grouped["runs"] = len(members)
+        for metric in metric_names:
+            values = [row[metric] for row in members if isinstance(row.get(metric), (int, float))]
+            n = len(values)
+            mean = sum(values) / n if n else None
+            grouped[metric] = mean
+            grouped[f"{metric}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 and mean is not None else (0.0 if n == 1 else None)
+            grouped[f"{metric}_n"] = n
+        out.append(grouped)
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value

@@ -1,0 +1,176 @@
+"""Runfile text -> jobs.
+
+A runfile is a text file with one shell command per line. Blank lines and
+lines whose first non-blank character is `#` are skipped. A job's identity is
+its exact command text with the whitespace at both ends stripped; its
+`job_id` is the first 16 hex digits of the SHA-256 of that text, the id the
+original batchrun used, so old runs directories stay readable.
+
+This module is pure: it reads files and returns values; it never runs
+anything and never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchrun.errors import RunfileError
+from batchrun.runfile.jobtable import Job, JobTable, parse_commands
+
+__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters"]
+
+
+@dataclass(slots=True, init=False)
+class Runfile:
+    """The jobs of a runfile, in file order, each command once.
+
+    `jobs` is a `JobTable`, a compact `Sequence[Job]` (see `batchrun.runfile.jobtable`);
+    jobs given as a list are stored in one.
+    """
+
+    path: Path
+    jobs: JobTable
+    # Commands that appeared more than once: (command, first line, repeated line).
+    duplicates: list[tuple[str, int, int]]
+    # SHA-256 of the text: the jobs and their line numbers follow from it.
+    digest: str
+
+    def __init__(self, path: Path, jobs: Iterable[Job] = (), duplicates: list[tuple[str, int, int]] | None = None, digest: str = "") -> None:
+        self.path = path
+        self.jobs = jobs if isinstance(jobs, JobTable) else JobTable(jobs)
+        self.duplicates = [] if duplicates is None else duplicates
+        self.digest = digest
+
+    @property
+    def name(self) -> str:
+        """The runfile's name without extension: its runs directory's name."""
+        return self.path.stem
+
+
+def job_id_of(command: str) -> str:
+    """Return the job id of a command: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(command.encode()).hexdigest()[:16]
+
+
+def parse_runfile_text(text: str, path: Path) -> Runfile:
+    """Parse runfile text into jobs; a repeated command is one job."""
+    return parse_runfile_bytes(text.encode(), path)
+
+
+def parse_runfile_bytes(data: bytes, path: Path) -> Runfile:
+    """Parse runfile bytes (valid UTF-8) into jobs; a repeated command is one job."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark is not part of the first command
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    # Lines end at \n, \r\n or \r only, as the original batchrun read them
+    # (Python's universal newlines); str.splitlines would also split at form
+    # feeds, vertical tabs and Unicode separators inside a command.
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    jobs, duplicates = parse_commands(data)
+    return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest)
+
+
+def load_runfile(path: Path) -> Runfile:
+    """Read a runfile from disk.
+
+    Raises:
+        RunfileError: the file is missing, a directory, unreadable, binary or
+            not UTF-8; the message names the path (and the line, for bad text).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise RunfileError("no such runfile", path) from err
+    except IsADirectoryError as err:
+        raise RunfileError("is a directory, not a runfile", path) from err
+    except PermissionError as err:
+        raise RunfileError("permission denied reading the runfile", path) from err
+    except OSError as err:
+        raise RunfileError(f"cannot read the runfile: {err.strerror}", path) from err
+    if b"\0" in data:
+        lineno = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise RunfileError("binary file (NUL byte), not a runfile of commands", path, lineno)
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            lineno = data.count(b"\n", 0, err.start) + 1
+            raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
+    return parse_runfile_bytes(data, path)
+
+
+def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
+    """Append new commands to a runfile on disk, durably, and return their jobs.
+
+    The lines are on disk (written and fsynced, the file created and its
+    directory synced if it was absent) before this returns, so a job started
+    afterwards is always one the runfile records: a launch killed at any
+    instant loses nothing it started. `runfile` gains the jobs and the new
+    digest. Commands already in the runfile are not appended again.
+    """
+    path = runfile.path
+    table = runfile.jobs
+    fresh = list(dict.fromkeys(c for c in commands if table.index_of_command(c) < 0))
+    if not fresh:
+        return []
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        # A last line without its newline must not run into the first new one.
+        lead = b"\n" if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r") else b""
+        data = lead + "".join(f"{c}\n" for c in fresh).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = b"".join(iter(lambda: os.read(fd, 1 << 20), b"")).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    parsed = parse_runfile_text(text, path)
+    new_table = parsed.jobs
+    jobs = [new_table[i] for c in fresh if (i := new_table.index_of_command(c)) >= 0]
+    table.extend(jobs)
+    runfile.digest = parsed.digest
+    return jobs
+
+
+def parse_parameters(command: str) -> dict[str, str | bool]:
+    """Return the `--key=value` pairs of a command, as the original batchrun did.
+
+    A bare `--flag` maps to True. Commands that shlex cannot split (an
+    unbalanced quote) have no parameters rather than an error: the shell, not
+    batchrun, is the judge of a command.
+    """
+    params: dict[str, str | bool] = {}
+    if "--" not in command:
+        return params
+    if any(c in command for c in "'\"\\"):
+        lexer = shlex.shlex(command, posix=True)
+        lexer.whitespace_split = True
+        try:
+            tokens = list(lexer)
+        except ValueError:
+            return params
+    else:
+        # Without quotes or backslashes shlex splits on whitespace: skip its
+        # per-character Python loop, which dominates a 100,000-line launch.
+        tokens = command.split()
+    for token in tokens:
+        if token.startswith("--") and len(token) > 2:
+            key, sep, value = token[2:].partition("=")
+            params[key] = value if sep else True
+    return params

@@ -1,0 +1,594 @@
+"""Read-only views of a runs directory: job states, job lookup, logs, and plans.
+
+`batchrun status`, `logs`, `failed` and `plan` (and `launch --dry-run`) read
+what launches leave behind without taking the launch's lock and without
+writing anything, so they answer while a launch runs. The journal is the
+truth about jobs; the runfile (or a gridspec's) gives their order, lines and
+which were removed; metadata.json gives the commands of removed jobs and the
+original batchrun's records. A job the journal shows running while no launch
+holds the runs directory is settled by the launch's own `settle` (job lock,
+or squeue for a detached SLURM job, then exit record), but only in memory; plans come from the launch's planner.
+
+Whether a lock is held is read from /proc/locks instead of by trying it:
+even a shared probe of `run.lock` could make a launch that starts that job at
+that instant fail to take it.
+
+This module never prints; `cli_status` renders what it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchrun.errors import InputError, UsageError
+from batchrun.executors.local import executor as local
+from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
+from batchrun.launch.options import parse_mode
+from batchrun.launch.plan import Group, Plan, classify, make_plan
+from batchrun.launch.settle import Outcome, apply_decisions, settle_in_flight
+from batchrun.runfile.file import (
+    Job,
+    Runfile,
+    load_runfile,
+    parse_parameters,
+    parse_runfile_text,
+)
+from batchrun.store.journal import JOURNAL_NAME, JobRecord, Journal, State
+from batchrun.store.metadata import (
+    DEFAULT_METADATA_NAME,
+    RunsDir,
+    build_entry,
+    legacy_record,
+    load_metadata,
+    read_lock_owner,
+)
+from batchrun.store.repair import surviving_records
+from batchrun.store.stamp import metadata_unchanged
+
+__all__ = [
+    "GROUPS",
+    "IGNORED",
+    "REMOVED",
+    "STATES",
+    "JobProbe",
+    "JobStatus",
+    "Preview",
+    "RunsStatus",
+    "Target",
+    "find_job",
+    "job_entry",
+    "job_parameters",
+    "load_status",
+    "preview",
+    "preview_launch",
+    "probe_job",
+    "read_status",
+    "resolve_target",
+    "short_id_length",
+]
+
+# The pseudo-state of a job whose line is no longer in the runfile.
+REMOVED = "removed"
+# The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
+IGNORED = "ignored"
+# Every state `status` counts and filters on, in the order it lists them.
+STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
+# What a launch would do with each job, in the order `plan` lists them.
+GROUPS = tuple(Group)
+
+_GRIDSPEC_SUFFIXES = (".yml", ".yaml")
+# The file `metadata.acquire_lock` flocks for a whole launch.
+_LAUNCH_LOCK_NAME = ".lock"
+# Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
+_SHORT_ID = 8
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user named: a runfile, a gridspec, or a runs directory."""
+
+    given: Path
+    runs_dir: RunsDir
+    runfile: Path | None = None
+    gridspec: Path | None = None
+
+    @property
+    def launch_command(self) -> str:
+        """The command that launches this target."""
+        runfile = self.runfile if self.runfile is not None else self.given
+        launch = f"batchrun launch {shlex.quote(str(runfile))}"
+        if self.gridspec is not None and not runfile.exists():
+            # A launch of the gridspec writes its runfile (a bayes search's, point by point).
+            return f"batchrun launch {shlex.quote(str(self.gridspec))}"
+        return launch
+
+
+class JobStatus:
+    """One job as the runs directory shows it now; built by `read_status`."""
+
+    __slots__ = ("command", "entry", "job_id", "line", "record", "removed", "unwatched")
+
+    def __init__(self, job_id: str, command: str, line: int | None, record: JobRecord | None, entry: dict[str, Any] | None, removed: bool) -> None:
+        self.job_id = job_id
+        self.command = command
+        self.line = line
+        self.record = record
+        self.entry = entry
+        self.removed = removed
+        # Ended while no launch was watching: the next launch collects it.
+        self.unwatched = False
+
+    @property
+    def state(self) -> str:
+        """The job's own state (pending when it never started)."""
+        return self.record.state if self.record is not None else State.PENDING
+
+    @property
+    def category(self) -> str:
+        """The state `status` counts it under: `removed` wins, then `ignored`, then the job's own."""
+        if self.removed:
+            return REMOVED
+        if self.record is not None and self.record.ignored and self.record.state != State.RUNNING:
+            return IGNORED
+        return self.state
+
+    def __repr__(self) -> str:
+        return f"JobStatus({self.job_id}, {self.category}, line={self.line})"
+
+
+@dataclass
+class RunsStatus:
+    """Every job of a runs directory and its runfile, as of `now`."""
+
+    runs_dir: RunsDir
+    runfile: Runfile | None
+    jobs: list[JobStatus]
+    launch_running: bool
+    launch_pid: int | None
+    now: float
+    # The parameters of a gridspec, in order; None when not given a gridspec.
+    parameter_names: list[str] | None = None
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each of `STATES`."""
+        counts = dict.fromkeys(STATES, 0)
+        pending = State.PENDING
+        for job in self.jobs:
+            rec = job.record
+            if job.removed or (rec is not None and rec.ignored):
+                counts[job.category] += 1
+            else:
+                counts[rec.state if rec is not None else pending] += 1
+        return counts
+
+    def select(self, states: Iterable[str] | None) -> list[JobStatus]:
+        """The jobs in any of `states` (all jobs when None), in listing order."""
+        if not states:
+            return list(self.jobs)
+        wanted = set(states)
+        return [job for job in self.jobs if job.category in wanted]
+
+
+def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> Target:
+    """Tell a runs directory, a gridspec and a runfile apart.
+
+    A gridspec `g.yml` stands for its runfile `g.runfile` in the current
+    directory and that runfile's runs directory.
+
+    Raises:
+        InputError: `path` does not exist.
+    """
+    if path.is_dir():
+        return Target(path, RunsDir(Path(os.path.abspath(path)), metadata_name))
+    if not path.exists():
+        raise InputError("no such runfile, gridspec or runs directory", path)
+    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        runfile = Path(f"{path.stem}.runfile")
+        return Target(path, RunsDir.for_runfile(runfile, accounting_dir, metadata_name), runfile, path)
+    return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
+
+
+def load_status(target: Target, need_launched: bool = True, need_entries: bool = False, ask_cluster: bool = True) -> RunsStatus:
+    """Read the state of every job of a target (`ask_cluster`: as `read_status`).
+
+    Raises:
+        UsageError: `need_launched` and nothing was ever launched there.
+        InputError: the runfile or gridspec cannot be read, or a runs
+            directory given by path holds no records.
+        MetadataError: the journal or metadata.json is corrupt.
+    """
+    runs_dir = target.runs_dir
+    launched = (runs_dir.path / JOURNAL_NAME).exists() or runs_dir.metadata.exists()
+    if not launched:
+        if target.runfile is None:
+            raise InputError(f"not a runs directory (no {JOURNAL_NAME} or {runs_dir.metadata_name} in it)", target.given)
+        if need_launched:
+            raise UsageError(f"nothing launched yet for {target.given}; run {target.launch_command}")
+    names = None
+    runfile = None
+    if target.gridspec is not None:
+        gridspec = _load_gridspec(target.gridspec)
+        names = gridspec.parameter_names()
+        if target.runfile is not None and target.runfile.exists():
+            runfile = load_runfile(target.runfile)
+        elif gridspec.method == "bayes":
+            runfile = parse_runfile_text("", target.runfile or target.gridspec)  # its launch appends the points
+        else:
+            # The runfile was never written (or was deleted): the gridspec's
+            # own commands, one per line, are what it would hold.
+            runfile = parse_runfile_text("\n".join(gridspec.iter_commands()), target.runfile or target.gridspec)
+    elif target.runfile is not None:
+        runfile = load_runfile(target.runfile)
+    status = read_status(runs_dir, runfile, need_entries, ask_cluster)
+    status.parameter_names = names
+    return status
+
+
+def _load_gridspec(path: Path) -> Any:
+    from batchrun.sweeps import gridspec as sweep  # only for gridspecs: it pulls in YAML and the sweep rules
+
+    return sweep.load_gridspec(path)
+
+
+def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool = False, ask_cluster: bool = True) -> RunsStatus:
+    """Read the journal (and, when needed, metadata.json) of a runs directory, without locking it.
+
+    Jobs come in runfile order, then those the journal knows that are no
+    longer in the runfile; without a runfile, every job known, in line order.
+    metadata.json is parsed only when needed (no runfile, no journal, removed
+    jobs, `need_entries`) or when it may not be what a launch wrote: on a
+    big run, parsing it costs more than all the rest. `ask_cluster`: settle
+    detached SLURM jobs by squeue (`wait` asks it itself, with a grace).
+
+    Raises:
+        MetadataError: the journal or metadata.json is corrupt.
+    """
+    # The launch is looked for before the journal is read: a launch that
+    # ends in between leaves its jobs' ends in the journal or in their exit
+    # records, and both are read after.
+    locks = _LockTable()
+    now = time.time()
+    launch_running = locks.launch_running(runs_dir)
+    launch_pid = read_lock_owner(runs_dir) if launch_running else None
+    journal = Journal(runs_dir.path)
+    journal.load()
+    records = journal.records
+    if not records:
+        # A lost journal: count what survives, as the next launch will.
+        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
+    removed_ids = runfile.jobs.ids_missing(records) if runfile is not None else []
+    if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
+        entries = load_metadata(runs_dir.metadata)
+        _import_legacy(records, entries)
+        if runfile is not None:
+            removed_ids = runfile.jobs.ids_missing(records)
+    else:
+        entries = {}
+    settled = set() if launch_running else _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
+
+    if runfile is not None:
+        get_record, get_entry = records.get, entries.get
+        jobs = [JobStatus(job.job_id, job.command, job.lineno, get_record(job.job_id), get_entry(job.job_id), False) for job in runfile.jobs]
+        # Only jobs that ran count as removed: a line deleted before it ever
+        # ran leaves nothing behind but a stale metadata.json entry.
+        jobs.extend(_job_from_records(job_id, records, entries, removed=True) for job_id in removed_ids)
+    else:
+        jobs = [_job_from_records(job_id, records, entries, removed=False) for job_id in dict.fromkeys([*entries, *records])]
+        jobs.sort(key=lambda job: (job.line is None, job.line or 0))
+    if settled:
+        for job in jobs:
+            if job.job_id in settled:
+                job.unwatched = True
+    return RunsStatus(runs_dir, runfile, jobs, launch_running, launch_pid, now)
+
+
+def _job_from_records(job_id: str, records: dict[str, JobRecord], entries: dict[str, dict[str, Any]], removed: bool) -> JobStatus:
+    entry = entries.get(job_id)
+    command = entry.get("command") if entry is not None else None
+    line = entry.get("line") if entry is not None else None
+    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        line = None
+    return JobStatus(job_id, command if isinstance(command, str) else "", line, records.get(job_id), entry, removed)
+
+
+def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
+    """Whether metadata.json is known to be a launch's own atomic write, so it need not be parsed.
+
+    A running launch rewrites it; after a launch, `.metadata.stamp` (written
+    by `Launch.finish`, see `batchrun.store.stamp`) records its size and mtime.
+    Anything unexpected means "parse it".
+    """
+    try:
+        os.stat(runs_dir.metadata)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if launch_running:
+        return True
+    return metadata_unchanged(runs_dir.path, runs_dir.metadata_name)
+
+
+def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
+    """Entries the original batchrun wrote count as finished, as a launch counts them."""
+    for job_id, entry in entries.items():
+        if job_id in records or "state" in entry:
+            continue
+        rec = legacy_record(job_id, entry)
+        if rec is not None:
+            records[job_id] = rec
+
+
+def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable, now: float, ask_cluster: bool) -> set[str]:
+    """Settle in memory the jobs a dead launch left `running`, as the next launch will.
+
+    Returns the ids of those that ended meanwhile (the launch "recovers" them).
+    """
+
+    # Detached SLURM jobs: one squeue call; one it does not show ended (or was
+    # scancel'ed), as its exit record tells. No answer: they stay running.
+    slurm = [rec.ref for rec in records.values() if rec.state == State.RUNNING and rec.ref is not None and is_slurm_ref(rec.ref)] if ask_cluster else []
+    active = slurm_active(slurm) if slurm else None
+
+    def still_running(rec: JobRecord, log_dir: Path) -> bool:
+        if is_slurm_ref(rec.ref):
+            return active is None or rec.ref in active
+        # A Dask job (its ref not a pid) stays running: only its executor can tell.
+        return not (rec.ref is None or rec.ref.isdigit()) or locks.job_running(log_dir)
+
+    decisions = settle_in_flight(records, runs_dir.log_dir, still_running, now)
+    apply_decisions(records, decisions)
+    return {d.job_id for d in decisions if d.outcome == Outcome.COLLECTED}
+
+
+class _LockTable:
+    """Which files someone holds a flock on, read once from /proc/locks."""
+
+    def __init__(self) -> None:
+        self.inodes = _flocked_inodes()
+
+    def _held(self, path: Path) -> bool | None:
+        if self.inodes is None:
+            return None
+        try:
+            inode = os.stat(path).st_ino
+        except OSError:
+            return False
+        return inode in self.inodes
+
+    def launch_running(self, runs_dir: RunsDir) -> bool:
+        """True while a launch holds the runs directory's lock."""
+        held = self._held(runs_dir.path / _LAUNCH_LOCK_NAME)
+        if held is not None:
+            return held
+        # No /proc/locks: whether the pid the lock file names lives is the best guess.
+        pid = read_lock_owner(runs_dir)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except PermissionError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def job_running(self, log_dir: Path, launch_running: bool = False) -> bool:
+        """True while some process of a job holds its `run.lock`."""
+        held = self._held(log_dir / local.LOCK_NAME)
+        if held is not None:
+            return held
+        if launch_running:
+            # Probing the lock could make the launch fail to start the job:
+            # until its exit record appears, take it as running.
+            return not (log_dir / local.EXIT_NAME).exists()
+        return local.job_lock_held(log_dir)
+
+
+def _flocked_inodes() -> set[int] | None:
+    """Inode numbers of files flock()ed by anyone; None where /proc/locks is missing.
+
+    Only inodes are compared: on overlayfs /proc/locks names the upper
+    layer's device, not the one stat() reports.
+    """
+    try:
+        with open("/proc/locks", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    inodes = set()
+    for line in data.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == b"FLOCK" and (inode := parts[5].rsplit(b":", 1)[-1]).isdigit():
+            inodes.add(int(inode))
+    return inodes
+
+
+@dataclass(frozen=True)
+class JobProbe:
+    """A fresh look at one job's processes, for following its log."""
+
+    running: bool
+    launch_running: bool
+    # When its wrapper last wrote its exit record, if it did.
+    exit_time: float | None
+
+
+def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
+    """Whether a job's processes and a launch are alive now, and when the job last ended."""
+    locks = _LockTable()
+    log_dir = runs_dir.log_dir(job_id)
+    launch_running = locks.launch_running(runs_dir)
+    running = locks.job_running(log_dir, launch_running)
+    try:
+        exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
+    except OSError:
+        exit_time = None
+    return JobProbe(running, launch_running, exit_time)
+
+
+# -- single jobs -------------------------------------------------------------
+
+
+def job_parameters(job: JobStatus) -> dict[str, Any]:
+    """A job's parameters: as metadata.json has them, else from its command."""
+    entry = job.entry
+    if entry is not None and entry.get("command") == job.command:
+        params = entry.get("parameters")
+        if isinstance(params, dict):
+            return params
+    return dict(parse_parameters(job.command))
+
+
+def job_entry(status: RunsStatus, job: JobStatus) -> dict[str, Any]:
+    """The job's metadata.json entry as of now.
+
+    It is metadata.json's own entry while that agrees with the journal (so
+    the two match to the last digit), else one built from the journal the
+    way a launch builds it.
+    """
+    entry = job.entry
+    rec = job.record
+    if (
+        entry is not None
+        and rec is not None
+        and entry.get("state") == rec.state
+        and entry.get("attempts") == rec.attempts
+        and entry.get("status") == rec.status
+        and entry.get("command") == job.command
+        and (job.line is None or entry.get("line") == job.line)
+        and (rec.state != State.RUNNING or (entry.get("job_ref") == rec.ref and entry.get("slot") == rec.slot))
+    ):
+        return dict(entry)
+    log_dir = str(status.runs_dir.log_dir(job.job_id))
+    return build_entry(Job(job.command, job.job_id, job.line or 0), rec, log_dir, entry)
+
+
+def short_id_length(jobs: Iterable[JobStatus]) -> int:
+    """The shortest id prefix, from 8 digits up, that tells these jobs apart."""
+    ids = [job.job_id for job in jobs]
+    length = _SHORT_ID
+    while length < 16 and len({job_id[:length] for job_id in ids}) < len(ids):
+        length += 1
+    return length
+
+
+def find_job(status: RunsStatus, text: str) -> JobStatus:
+    """The one job `text` names: a runfile line number, an id prefix, or part of a command.
+
+    A number names the job on that line when there is one; otherwise, and
+    for anything else, an id prefix is tried before a command substring.
+
+    Raises:
+        UsageError: nothing matches, or several jobs do (the message lists them).
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("name a job: a line number, a job id prefix, or part of its command")
+    if text.isdigit():
+        job = _job_on_line(status, int(text))
+        if job is not None:
+            return job
+    lowered = text.lower()
+    if all(c in "0123456789abcdef" for c in lowered):
+        matches = [job for job in status.jobs if job.job_id.startswith(lowered)]
+        if matches:
+            return _only(matches, f"job id prefix {text!r}", "give more digits of the id")
+    matches = [job for job in status.jobs if text in job.command]
+    if not matches:
+        raise UsageError(f"no job matches {text!r} (not a line with a command, a job id prefix, or part of a command); see batchrun status")
+    return _only(matches, repr(text), "give a longer part of the command, the line number or the job id")
+
+
+def _job_on_line(status: RunsStatus, lineno: int) -> JobStatus | None:
+    for job in status.jobs:
+        if job.line == lineno and not job.removed:
+            return job
+    if status.runfile is not None:
+        # A repeated command is one job, listed at its first line.
+        for _command, first, again in status.runfile.duplicates:
+            if again == lineno:
+                return _job_on_line(status, first)
+    return None
+
+
+def _only(matches: list[JobStatus], what: str, fix: str) -> JobStatus:
+    if len(matches) == 1:
+        return matches[0]
+    shown = "; ".join(_describe(job) for job in matches[:5])
+    more = f"; and {len(matches) - 5} more" if len(matches) > 5 else ""
+    raise UsageError(f"{what} matches {len(matches)} jobs: {shown}{more}; {fix}")
+
+
+def _describe(job: JobStatus) -> str:
+    where = f"line {job.line}" if job.line is not None and not job.removed else "removed"
+    return f"{job.job_id} ({where}) {job.command if len(job.command) <= 50 else job.command[:47] + '...'}"
+
+
+# -- what a launch would do ---------------------------------------------------
+
+
+@dataclass
+class Preview:
+    """What a launch of a runfile would do now, and which jobs it concerns."""
+
+    plan: Plan
+    mode: str
+    total: int
+    launch_running: bool
+    launch_pid: int | None
+    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS -> jobs, in listing order
+
+
+def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
+    """Plan a launch of `runfile` with the launch's planner, touching nothing (`launch --dry-run`).
+
+    While a launch runs, this is the plan of the next one if it stopped now.
+
+    Raises:
+        UsageError: unknown mode.
+        MetadataError: the journal or metadata.json is corrupt.
+    """
+    return preview(read_status(runs_dir, runfile), mode)
+
+
+def preview(status: RunsStatus, mode: str = "resume") -> Preview:
+    """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
+
+    The plan is `planner.make_plan`'s, the launch's own; the groups list
+    the jobs it concerns.
+
+    Raises:
+        UsageError: unknown mode.
+    """
+    parsed = parse_mode(mode)
+    groups: dict[str, list[JobStatus]] = {name: [] for name in GROUPS}
+    runfile_jobs: list[Job] = []
+    removed_jobs: list[Job] = []
+    records: dict[str, JobRecord] = {}
+    adopt_ids = set()
+    for job in status.jobs:
+        rec = job.record
+        if rec is not None:
+            records[job.job_id] = rec
+        running = job.state == State.RUNNING
+        if running:
+            adopt_ids.add(job.job_id)
+        if job.unwatched:
+            groups[Group.RECOVERED].append(job)
+        if job.removed:
+            groups[Group.REMOVED].append(job)
+            removed_jobs.append(Job(job.command, job.job_id, 0))
+            continue
+        runfile_jobs.append(Job(job.command, job.job_id, job.line or 0))
+        groups[classify(rec, running)].append(job)
+    plan = make_plan(runfile_jobs, records, parsed, recovered=len(groups[Group.RECOVERED]), adopt_ids=adopt_ids, removed_jobs=removed_jobs)
+    total = len(status.runfile.jobs) if status.runfile is not None else 0
+    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups)

@@ -1,0 +1,396 @@
+"""metadata.json and the runs directory: layout, lock, and the JSON view.
+
+The journal (`journal.py`) is the durable truth about jobs; metadata.json is
+a view of it for people and scripts, in the original batchrun's layout: one
+JSON object keyed by job id. It is always valid JSON (written to a temporary
+file and renamed over the old one) and is rewritten at most about once a
+second during a launch. Each entry is rendered once and cached, so a rewrite
+costs a join of cached strings, not a re-encoding of every job.
+
+Entries are written one per line (`"<job_id>": {...}`): still indented JSON
+that any JSON reader loads, greppable by job id, and fast to produce (the C
+JSON encoder is only used without `indent`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchrun.errors import LockedError, MetadataError
+from batchrun.runfile.file import Job, parse_parameters
+from batchrun.store.journal import JobRecord, State
+from batchrun.store.viewblocks import EntryBlocks, json_object_chunks
+
+__all__ = [
+    "DEFAULT_RUNS_ROOT",
+    "MAX_PID",
+    "LaunchLock",
+    "MetadataView",
+    "RunsDir",
+    "acquire_lock",
+    "build_entry",
+    "legacy_record",
+    "iter_metadata",
+    "load_metadata",
+    "pid_alive",
+    "read_lock_owner",
+    "salvage_metadata",
+    "write_atomic",
+]
+
+DEFAULT_RUNS_ROOT = Path("runs")
+# What a reader of a damaged metadata.json is told: a launch repairs it.
+_REBUILD_FIX = "batchrun launch rebuilds it from the job journal"
+# The start of one job's entry anywhere in a damaged file, in either layout.
+_ENTRY_START = re.compile(r'"([0-9a-f]{16})"\s*:\s*\{')
+DEFAULT_METADATA_NAME = "metadata.json"
+_LOCK_NAME = ".lock"
+# Largest pid Linux hands out (pid_max's ceiling, 2**22).
+MAX_PID = 4_194_304
+
+
+@dataclass(frozen=True)
+class RunsDir:
+    """Where one runfile's logs and records live."""
+
+    path: Path
+    metadata_name: str = DEFAULT_METADATA_NAME
+
+    @classmethod
+    def for_runfile(cls, runfile: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> RunsDir:
+        """`runs/<runfile stem>/` under the current directory, or `accounting_dir`."""
+        path = accounting_dir if accounting_dir is not None else DEFAULT_RUNS_ROOT / runfile.stem
+        return cls(Path(os.path.abspath(path)), metadata_name)
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def metadata(self) -> Path:
+        return self.path / self.metadata_name
+
+    def log_dir(self, job_id: str) -> Path:
+        return self.path / "logs" / job_id
+
+    def create(self) -> None:
+        """Create the runs directory and check that it is writable."""
+        try:
+            self.logs.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot create the runs directory: {err.strerror}") from err
+        if not os.access(self.path, os.W_OK | os.X_OK) or not os.access(self.logs, os.W_OK | os.X_OK):
+            raise MetadataError(f"{self.path}: the runs directory is not writable")
+
+
+class LaunchLock:
+    """An exclusive `flock` on the runs directory, held for a whole launch.
+
+    The kernel drops a flock when its holder dies, so a lock left by a
+    killed launch never blocks the next one. The descriptor is close-on-exec:
+    jobs, which may outlive a killed launch, never inherit it.
+    """
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def read_lock_owner(runs_dir: RunsDir) -> int | None:
+    """The pid written by the launch that holds (or last held) the lock."""
+    try:
+        with open(runs_dir.path / _LOCK_NAME, "rb") as f:
+            text = f.read(32).strip()
+        pid = int(text) if text.isdigit() else 0
+    except (OSError, ValueError):
+        return None
+    # Damaged bytes may spell 0 (our process group to os.kill), or a number
+    # os.kill refuses: neither is a launch's pid.
+    return pid if 0 < pid <= MAX_PID else None
+
+
+def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
+    """The holder's pid, waiting briefly for a live one.
+
+    The holder writes its pid just after taking the lock, so for an instant
+    the file may still name the previous launch (or nothing).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        owner = read_lock_owner(runs_dir)
+        if owner is not None and owner != os.getpid() and pid_alive(owner):
+            return owner
+        if time.monotonic() >= deadline:
+            return None  # the file still names a finished launch: do not repeat it
+        time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours to signal or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
+    """Take the runs directory's lock or raise `LockedError` naming the holder."""
+    path = runs_dir.path / _LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot create the launch lock: {err.strerror}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        owner = _live_lock_owner(runs_dir)
+        who = f"pid {owner}" if owner else "another process"
+        raise LockedError(
+            f"{runs_dir.path}: another batchrun launch ({who}) is running this runfile; "
+            "wait for it to finish or stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return LaunchLock(fd, path)
+
+
+def load_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """Read metadata.json (ours or the original batchrun's); {} when absent.
+
+    Raises:
+        MetadataError: the file is unreadable, not JSON, or not an object of
+            job entries; the message says how to rebuild it.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise MetadataError(f"{path}: corrupt metadata (not UTF-8 at byte {err.start}); {_REBUILD_FIX}") from err
+    fix = _REBUILD_FIX
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MetadataError(f"{path}:{err.lineno}: corrupt metadata ({err.msg}); {fix}") from err
+    except (RecursionError, ValueError) as err:
+        # Nesting too deep for the parser, or a number too long to convert.
+        raise MetadataError(f"{path}: corrupt metadata ({type(err).__name__}); {fix}") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise MetadataError(f"{path}: not a JSON object of job entries; {fix}")
+    return data
+
+
+def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The entries of metadata.json one at a time; nothing when absent.
+
+    batchrun writes one entry per line, so its files are read line by line
+    and never held whole in memory; other layouts (the original batchrun's
+    indented JSON) are parsed at once.
+
+    Raises:
+        MetadataError: as `load_metadata`.
+    """
+    try:
+        f = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise MetadataError(f"{path}: cannot read: {err.strerror}") from err
+    fix = _REBUILD_FIX
+    lineno = 1
+    yielded = False
+    with f:
+        try:
+            if f.readline() == "{\n":
+                for lineno, line in enumerate(f, start=2):  # noqa: B007 - named in the error below
+                    if line in ("}\n", "}"):
+                        if not f.read().strip():
+                            return
+                        break
+                    key, sep, value = line.rstrip("\n").rstrip(",").partition(": ")
+                    if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
+                        break
+                    try:
+                        entry = json.loads(value)
+                    except (RecursionError, ValueError):
+                        break
+                    if not isinstance(entry, dict):
+                        break
+                    yielded = True
+                    yield key[3:-1], entry
+        except UnicodeDecodeError:
+            pass
+    if yielded:
+        raise MetadataError(f"{path}:{lineno}: corrupt metadata; {fix}")
+    # Not batchrun's line layout: parse it whole (and report a real error).
+    yield from load_metadata(path).items()
+
+
+def salvage_metadata(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of a damaged metadata.json that are still whole.
+
+    Works on both layouts (one entry per line, or the original batchrun's
+    indented JSON): each `"<job id>": {` starts a candidate, kept when it
+    parses as a JSON object of valid UTF-8. A truncated file keeps all but
+    its torn end; garbage keeps nothing.
+
+    Raises:
+        OSError: the file cannot be read at all.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    # Undecodable bytes become lone surrogates: they never match a key, and
+    # an entry holding one is dropped below, so no guess is written back.
+    text = data.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    entries: dict[str, dict[str, Any]] = {}
+    pos = 0
+    while (match := _ENTRY_START.search(text, pos)) is not None:
+        try:
+            entry, end = decoder.raw_decode(text, match.end() - 1)
+            json.dumps(entry, ensure_ascii=False).encode("utf-8")
+        except (RecursionError, ValueError):  # UnicodeEncodeError is a ValueError
+            pos = match.end()
+            continue
+        if isinstance(entry, dict):
+            entries[match.group(1)] = entry
+        pos = end
+    return entries
+
+
+def legacy_record(job_id: str, entry: dict[str, Any]) -> JobRecord | None:
+    """A finished record from an entry the original batchrun wrote, if finished.
+
+    The original kept `status` (exit code, null while running), `start` and
+    `runtime`; a non-null int status means the job ran to its end.
+    """
+    status = entry.get("status")
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    rec = JobRecord(job_id)
+    rec.status = status
+    rec.state = State.SUCCEEDED if status == 0 else State.FAILED
+    start = entry.get("start")
+    runtime = entry.get("runtime")
+    rec.start = float(start) if isinstance(start, (int, float)) else 0.0
+    rec.end = rec.start + (float(runtime) if isinstance(runtime, (int, float)) else 0.0)
+    attempts = entry.get("attempts")
+    rec.attempts = attempts if isinstance(attempts, int) else 1
+    return rec
+
+
+def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata.json entry of a job of the runfile."""
+    params = old.get("parameters") if old is not None and old.get("command") == job.command else None
+    if not isinstance(params, dict):
+        params = parse_parameters(job.command)
+    if rec is None:
+        rec = JobRecord(job.job_id)
+    running = rec.state == State.RUNNING
+    return {
+        "command": job.command,
+        "status": rec.status,
+        "start": rec.start,
+        "runtime": rec.runtime,
+        "parameters": params,
+        "state": rec.state,
+        "end": rec.end,
+        "line": job.lineno,
+        "attempts": rec.attempts,
+        "exit_codes": rec.exit_codes,
+        "host": rec.host,
+        "pid": int(rec.ref) if running and rec.ref is not None and rec.ref.isdigit() else None,
+        "job_ref": rec.ref if running else None,
+        "slot": rec.slot if running else None,
+        "log_dir": log_dir,
+    }
+
+
+class MetadataView:
+    """metadata.json in memory, as one rendered line per job.
+
+    Only the rendering is kept, not the entry dicts, and compressed in
+    blocks (`batchrun.store.viewblocks`): a million rendered lines as strings
+    would be 460 MB.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries = EntryBlocks()
+        self.dirty = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def set(self, job_id: str, entry: dict[str, Any], new: bool = False) -> None:
+        """Add or replace one job's entry; renders only that entry.
+
+        `new`: the caller knows the job has no entry yet (a first build), so
+        no look-up is made.
+        """
+        self.set_rendered(job_id, f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}", new)
+
+    def set_rendered(self, job_id: str, line: str, new: bool = False) -> None:
+        """Add an entry already rendered: an unchanged line of the old file, kept as is."""
+        if new:
+            self._entries.append_new(job_id, line)
+        else:
+            self._entries.put(job_id, line)
+        self.dirty = True
+
+    def remove(self, job_id: str) -> None:
+        """Drop one job's entry (a pending job whose line left a followed runfile)."""
+        if self._entries.remove(job_id):
+            self.dirty = True
+
+    def snapshot(self) -> list[bytes]:
+        """The rendered entries now, in order, as compressed blocks (immutable: safe to write after the lock)."""
+        return self._entries.snapshot()
+
+    def write(self, parts: list[bytes] | None = None) -> None:
+        """Write metadata.json atomically, from `parts` or the current entries."""
+        try:
+            write_atomic(self.path, json_object_chunks(self.snapshot() if parts is None else parts))
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
+        if parts is None:
+            self.dirty = False
+
+
+def write_atomic(path: Path, text: str | Iterable[str] | Iterable[bytes]) -> None:
+    """Write a file so readers see the old or the new text, never a mix.
+
+    A temporary file in the same directory is renamed over the old one.
+    Pieces may be str (written as UTF-8) or bytes.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            for piece in [text] if isinstance(text, str) else text:
+                f.write(piece.encode() if isinstance(piece, str) else piece)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

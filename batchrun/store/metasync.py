@@ -1,0 +1,259 @@
+"""Keeping metadata.json, the view of the journal the original tool's users read, up to date.
+
+The journal is the truth; metadata.json is rebuilt from it when a launch
+starts (only when something changed since the last launch wrote it, which a
+stamp file tells, so a no-op resume stays cheap) and rewritten about once a
+second while jobs end, by a thread of its own. A rebuild after a small
+change keeps the old file's lines of the jobs the journal did not touch
+since (`batchrun.store.viewcache`), so it costs what changed, not every job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from batchrun.errors import MetadataError
+from batchrun.runfile.file import Job, Runfile
+from batchrun.store.journal import JobRecord, Journal
+from batchrun.store.metadata import MetadataView, RunsDir, build_entry, legacy_record
+from batchrun.store.repair import iter_metadata_repairing
+from batchrun.store.stamp import Stamp, metadata_id, read_stamp, write_stamp
+from batchrun.store.viewcache import journal_ids_since, read_mark, read_rendered_lines, write_mark
+
+__all__ = ["MetadataSync"]
+
+# How often metadata.json is brought up to date while jobs finish.
+_METADATA_INTERVAL = 1.0
+# The wait between flushes is at least this many times the last flush's duration.
+_FLUSH_SHARE = 5.0
+
+
+class MetadataSync:
+    """The metadata.json of one launch: its first build, its changes, its flushes."""
+
+    def __init__(self, runs_dir: RunsDir, runfile: Runfile, journal: Journal, lock: threading.RLock, on_error: Callable[[MetadataError], None]) -> None:
+        self.runs_dir = runs_dir
+        self.runfile = runfile
+        self.journal = journal
+        self.view = MetadataView(runs_dir.metadata)
+        self.lock = lock  # the launch's lock over the journal and the records
+        self.on_error = on_error
+        self.logs = str(runs_dir.logs)
+        # Built only when a followed runfile or a bayes sweep asks (see `jobs_by_id`):
+        # a dict of 1,000,000 Jobs would be most of a big launch's memory.
+        self._by_id: dict[str, Job] | None = None
+        self.old_entries: dict[str, dict[str, Any]] = {}
+        # The old file's rendered lines, when they may be kept (see `_read_kept`),
+        # and the journal mark they reflect.
+        self._kept: dict[str, str] | None = None
+        self._mark: tuple[int, str] | None = None
+        # One line per repair of a damaged runs directory, for the CLI to print.
+        self.notices: list[str] = []
+        # Jobs whose entry changed since the last flush.
+        self._changed: dict[str, Job] = {}
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def jobs_by_id(self) -> dict[str, Job]:
+        """The runfile's jobs by id, for callers that add and drop jobs while the launch runs."""
+        if self._by_id is None:
+            self._by_id = {job.job_id: job for job in self.runfile.jobs}
+        return self._by_id
+
+    def _in_runfile(self, job_id: str) -> bool:
+        return job_id in self._by_id if self._by_id is not None else self.runfile.jobs.has_id(job_id)
+
+    # -- the stamp ----------------------------------------------------------
+
+    def _stamp(self) -> Stamp:
+        return Stamp.now(self.runs_dir.path, self.journal.path, self.runs_dir.metadata_name, self.runfile.digest)
+
+    def stamp_matches(self) -> bool:
+        return read_stamp(self.runs_dir.path) == self._stamp()
+
+    def write_stamp(self) -> None:
+        # The mark first: a stamp only vouches for a mark of its journal size.
+        write_mark(self.runs_dir.path, self.journal.path)
+        write_stamp(self.runs_dir.path, self._stamp())
+
+    # -- the first build -----------------------------------------------------
+
+    def read_old(self) -> None:
+        """Keep what the old metadata.json has that the journal may not.
+
+        That is the entries of jobs no longer in the runfile (kept, never
+        deleted) and entries the original batchrun wrote (no `state`), which
+        are imported; entries of current jobs are rebuilt from the journal.
+        """
+        self.old_entries = {}
+        self._kept = self._mark = None
+        if self._read_kept():
+            return
+        for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
+            if "state" not in entry or not self._in_runfile(job_id):
+                self.old_entries[job_id] = entry
+
+    def _read_kept(self) -> bool:
+        """Read the old file as rendered lines, decoding only what `read_old` keeps.
+
+        Only when metadata.json is the file the last launch finished with
+        (the stamp names it) and the journal still starts as it did then
+        (the mark): each line is then its job's record at the mark. False
+        when any of it does not hold; nothing is read then.
+        """
+        if self.notices:
+            return False  # a repair changed the runs directory: rebuild whole
+        stamp = read_stamp(self.runs_dir.path)
+        path = self.runs_dir.metadata
+        if stamp is None or stamp.metadata_name != self.runs_dir.metadata_name or stamp.metadata_id != metadata_id(path):
+            return False
+        mark = read_mark(self.runs_dir.path)
+        if mark is None or mark[0] != stamp.journal_size or journal_ids_since(self.journal.path, mark) is None:
+            return False
+        lines = read_rendered_lines(path)
+        if lines is None:
+            return False
+        in_runfile = self._in_runfile
+        old: dict[str, dict[str, Any]] = {}
+        for job_id, line in lines.items():
+            # An entry batchrun rendered has its state right after the
+            # parameters; a JSON string cannot hold that unescaped.
+            if '}, "state": "' in line and in_runfile(job_id):
+                continue
+            try:
+                entry = json.loads(line[22:])
+            except (RecursionError, ValueError):
+                return False
+            if not isinstance(entry, dict):
+                return False
+            if "state" not in entry or not in_runfile(job_id):
+                old[job_id] = entry
+        self.old_entries = old
+        self._kept, self._mark = lines, mark
+        return True
+
+    def import_legacy(self) -> None:
+        """Entries the original batchrun wrote count as finished: journal them."""
+        records = self.journal.records
+        for job_id, entry in self.old_entries.items():
+            if job_id in records or "state" in entry:
+                continue
+            rec = legacy_record(job_id, entry)
+            if rec is not None and rec.status is not None and rec.start is not None and rec.end is not None:
+                self.journal.record_end(job_id, rec.attempts, rec.status, rec.start, rec.end)
+
+    def removed_jobs(self) -> list[Job]:
+        """Jobs no longer in the runfile, with the commands the old metadata.json gives them."""
+        return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if not self._in_runfile(job_id)]
+
+    def build(self) -> None:
+        """Render every entry from the journal (and what only the old file knew)."""
+        records = self.journal.records
+        old = self.old_entries
+        logs = self.logs
+        kept = self._kept or {}
+        # Jobs the journal named since the old file was written: their lines are stale.
+        touched = journal_ids_since(self.journal.path, self._mark) if self._mark is not None else None
+        if touched is None:
+            kept, touched = {}, set()
+        logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1]
+        view = self.view
+        # Every entry is new to an empty view when no two jobs share an id:
+        # added without a look-up (a first build of 1,000,000).
+        new = not len(view) and not self.runfile.jobs.ids_repeat()
+        for job in self.runfile.jobs:
+            job_id = job.job_id
+            line = kept.get(job_id)
+            if (
+                line is not None
+                and job_id not in touched
+                and job_id not in old
+                and line.endswith(f', "log_dir": {logs_json}{job_id}"}}')
+                and f', "line": {job.lineno}, "attempts": ' in line
+            ):
+                view.set_rendered(job_id, line, new)
+            else:
+                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)), new)
+        for job_id, entry in old.items():
+            if not self._in_runfile(job_id):
+                rec = records.get(job_id)
+                if rec is not None and "command" in entry:
+                    job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
+                    entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
+                self.view.set(job_id, entry, new)
+        # Rendered now; the parsed file would only hold memory from here on.
+        self.old_entries = {}
+        self._kept = self._mark = None
+
+    # -- while jobs run ------------------------------------------------------
+
+    def update(self, job: Job, rec: JobRecord) -> None:
+        """Note that a job's entry changed; it is rendered at the next flush.
+
+        Rendering lazily, once per flush, turns a job's start, pid and end
+        (often within one second) into one JSON encoding instead of three,
+        off the worker threads' path. Called under the launch's lock.
+        """
+        self._changed[job.job_id] = job
+        self.view.dirty = True
+
+    def forget(self, job_id: str) -> None:
+        """A pending job left the followed runfile: no entry for it. Called under the launch's lock."""
+        self._changed.pop(job_id, None)
+        self.view.remove(job_id)
+
+    def _render_changed(self) -> None:
+        records = self.journal.records
+        for job_id, job in self._changed.items():
+            self.view.set(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}"))
+        self._changed.clear()
+
+    def start(self) -> None:
+        """Start keeping metadata.json up to date while jobs run."""
+        if self._thread is None:
+            self._done.clear()
+            self._thread = threading.Thread(target=self._loop, name="batchrun-metadata", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._done.set()
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        # A big file waits longer between rewrites: each costs at most about a
+        # fifth of the time (a million entries are ~400 MB to write, over a second).
+        interval = _METADATA_INTERVAL
+        while not self._done.wait(interval):
+            began = time.monotonic()
+            self.flush()
+            interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
+
+    def flush(self) -> None:
+        with self.lock:
+            if not self.view.dirty:
+                return
+            self._render_changed()
+            parts = self.view.snapshot()
+            self.view.dirty = False
+        try:
+            self.view.write(parts)
+        except MetadataError as err:
+            self.on_error(err)
+
+    def write_final(self) -> MetadataError | None:
+        """The last write, as the launch ends; the error, if it failed."""
+        with self.lock:
+            self._render_changed()
+        if len(self.view) or self.view.dirty:
+            try:
+                self.view.write()
+            except MetadataError as err:
+                return err
+        return None

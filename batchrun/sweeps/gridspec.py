@@ -1,0 +1,463 @@
+"""Gridspec YAML -> the commands of a sweep, one per grid point, streamed.
+
+`load_gridspec` reads and validates a gridspec; every problem is a one-line
+`GridspecError` naming the file, the parameter and, where known, the line.
+The `Gridspec` it returns counts its points without generating them and
+streams its commands, so a million-point grid never sits in memory;
+`write_runfile` writes them atomically. Two dialects share the file:
+
+* the original batchrun format (`program`, `parameters` with `values`,
+  `value`, `min`/`max`/`step`), written byte for byte as batchrun 0.0.14
+  wrote every spec it handled correctly;
+* W&B sweep configurations (`method`, `command`, `run_cap`, nested
+  `parameters`, `distribution`), expanded offline by `batchrun.sweeps.wandb`.
+
+In both, `${name}` places a value inside `program` or `command`, and values
+are shell-quoted when they need it. Commands compile to one `str.format`
+template, so streaming costs a format call per line. This module never runs
+a command and never prints; `cli.py` does both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from batchrun.errors import GridspecError, RunfileError
+from batchrun.sweeps._common import (
+    LINE_BREAKS,
+    PLACEHOLDER,
+    UNWRITABLE,
+    Fail,
+    Map,
+    Param,
+    Part,
+    Render,
+    Token,
+    Values,
+    arange,
+    as_number,
+    check_name,
+    check_writable,
+    kind,
+    one_line,
+    render_arg,
+    render_word,
+    unknown,
+    values_list,
+)
+from batchrun.sweeps._yaml import read_yaml
+
+if TYPE_CHECKING:
+    from batchrun.sweeps.hyperband import HyperbandConfig
+    from batchrun.sweeps.objective import Metric
+
+__all__ = ["Gridspec", "default_runfile_path", "load_gridspec", "write_runfile"]
+
+# Longer value lists are rendered while streaming instead of up front, so a
+# huge range costs time, not memory.
+_MATERIALIZE_LIMIT = 100_000
+# Lines per write(): enough to amortise the call, few enough to keep memory flat.
+_WRITE_CHUNK = 8192
+
+# Top-level keys: the original's, W&B's schema keys, and our `seed`. Only W&B
+# keys that change what runs switch a spec to W&B rules; the others are notes.
+_WANDB_SWITCH_KEYS = ("method", "command", "run_cap", "seed")
+_TOP_KEYS = ("program", "parameters", *_WANDB_SWITCH_KEYS, "name", "description", "project",
+             "entity", "metric", "metrics", "early_terminate", "controller", "apiVersion",
+             "kind", "job", "image_uri", "scheduler")
+_ORIGINAL_PARAM_KEYS = ("values", "value", "min", "max", "step")
+_WANDB_PARAM_KEYS = ("distribution", "parameters", "probabilities", "q", "mu", "sigma", "a", "b")
+
+# A backslash ending a line; `\Z` also drops one that ends the program.
+_CONTINUATION = re.compile(f"\\\\[ \t]*(?:\r\n|[{LINE_BREAKS}]|\\Z)")
+
+# How to render a `${name}` placed outside quotes, inside '...' and inside "...".
+_QUOTE_CONTEXT: dict[str, Render] = {
+    "": render_word,
+    "'": lambda p, v: str(v).replace("'", "'\\''"),
+    '"': lambda p, v: re.sub(r'([\\"$`])', r"\\\1", str(v)),
+}
+
+
+def _scan_program(text: str, index_of: dict[str, int], line: int | None, fail: Fail) -> list[Part]:
+    """Split shell text into literal parts and `${name}` slots, normalising whitespace.
+
+    Outside quotes, runs of whitespace become one space and a backslash that
+    ends a line joins the lines. Quoted text and other backslashes stay.
+    """
+    parts: list[Part] = []
+    buf: list[str] = []
+    quote, space, i = "", False, 0
+    while i < len(text):
+        c = text[i]
+        if c == "$" and (m := PLACEHOLDER.match(text, i)) and m.group(1) in index_of:
+            if space and (buf or parts):
+                buf.append(" ")
+            space = False
+            parts.extend(["".join(buf)] if buf else [])
+            buf = []
+            parts.append((index_of[m.group(1)], _QUOTE_CONTEXT[quote]))
+            i = m.end()
+            continue
+        if c == "\\" and quote != "'":
+            m = _CONTINUATION.match(text, i)
+            if m:
+                space, i = space or not quote, m.end()
+                continue
+            chunk = text[i : i + 2]  # an escaped character stays escaped
+        elif quote:
+            quote = "" if c == quote else quote
+            chunk = " " if c in LINE_BREAKS else c
+        elif c.isspace():
+            space, i = True, i + 1
+            continue
+        else:
+            quote, chunk = (c if c in "'\"" else ""), c
+        if space and (buf or parts):
+            buf.append(" ")
+        space = False
+        buf.append(chunk)
+        i += len(chunk)
+    if quote:
+        fail(f"'program': unterminated {quote} quote", line)
+    return parts + (["".join(buf)] if buf else [])
+
+
+def _compile(tokens: list[Token], params: list[Param]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+    """Turn tokens into one str.format template and a renderer per parameter.
+
+    A parameter used in one context fills `{i}`; one used in several fills
+    `{i[j]}` from a tuple, so each value is rendered once per context. The
+    flag says lines need their leading space stripped: an optional token
+    (which brings its own space) came first.
+    """
+    contexts: list[list[Render]] = [[] for _ in params]
+    for _, parts in tokens:
+        for part in parts:
+            if not isinstance(part, str) and part[1] not in contexts[part[0]]:
+                contexts[part[0]].append(part[1])
+    pieces: list[str] = []
+    for position, (optional, parts) in enumerate(tokens):
+        pieces.append(" " if position and not optional else "")
+        for part in parts:
+            if isinstance(part, str):
+                pieces.append(part.replace("{", "{{").replace("}", "}}"))
+            else:
+                ctxs = contexts[part[0]]
+                pieces.append(f"{{{part[0]}}}" if len(ctxs) == 1 else f"{{{part[0]}[{ctxs.index(part[1])}]}}")
+    renderers = [_renderer(p, ctxs) for p, ctxs in zip(params, contexts, strict=True)]
+    return "".join(pieces), renderers, bool(tokens) and tokens[0][0]
+
+
+def _renderer(param: Param, fns: list[Render]) -> Callable[[Any], Any]:
+    if len(fns) == 1:
+        return lambda value: fns[0](param, value)
+    return lambda value: tuple(fn(param, value) for fn in fns)
+
+
+def _original_params(section: Map, fail: Fail) -> list[Param]:
+    params: list[Param] = []
+    for raw_name, body in section.items():
+        line = section.key_lines.get(raw_name)
+        name = check_name(raw_name, line, fail)
+        where = f"parameter {name!r}"
+        if not isinstance(body, Map):
+            fail(f"{where}: expected a mapping such as 'values: [1, 2]', not {kind(body)}", line)
+        for key in body:
+            if key in _WANDB_PARAM_KEYS:
+                fail(f"{where}: {key!r} is a W&B sweep key; add 'method: grid' (or random) to use W&B rules",
+                     body.key_lines[key])
+            if key not in _ORIGINAL_PARAM_KEYS:
+                fail(f"{where}: {unknown(key, _ORIGINAL_PARAM_KEYS)}", body.key_lines[key])
+        given = [k for k in ("values", "value") if k in body] + [k for k in ("min", "max", "step") if k in body][:1]
+        if not given:
+            fail(f"{where}: no values; give 'values', 'value' or 'max' (with optional 'min' and 'step')", line)
+        if len(given) > 1:
+            fail(f"{where}: give only one of 'values', 'value' or a min/max/step range, "
+                 f"not both {given[0]!r} and {given[1]!r}", line)
+        if "values" in body:
+            values: Values = values_list(where, body, line, fail)
+        elif "value" in body:
+            values = [body["value"]]
+            check_writable(where, values, line, fail)
+        else:
+            values = _original_range(where, body, line, fail)
+        params.append(Param(name, line, values=values))
+    return params
+
+
+def _original_range(where: str, body: Map, line: int | None, fail: Fail) -> Values:
+    if "max" not in body:
+        fail(f"{where}: a range needs 'max' (the range stops before it)", line)
+    bounds = []
+    for key, default in (("min", 0), ("max", None), ("step", 1)):
+        number = as_number(body.get(key, default))
+        if number is None:
+            fail(f"{where}: {key!r} must be a number, not {kind(body[key])}", body.key_lines[key])
+        bounds.append(number)
+    start, stop, step = bounds
+    if step == 0:
+        fail(f"{where}: 'step' is 0, so the range would never reach max", line)
+    values = arange(start, stop, step)
+    if not len(values):
+        if start == stop:
+            fail(f"{where}: min and max are both {start}, so the range is empty (max is excluded)", line)
+        fail(f"{where}: step {step} never reaches max {stop} from min {start}", line)
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class Gridspec:
+    """A validated gridspec: where it came from, what it runs, and its points.
+
+    `program` is the program text (whitespace and line continuations
+    normalised in the original format); `command` is a W&B command list, or
+    None. `method` is "grid", "random" or "bayes"; `run_cap` caps a grid and
+    sizes a random sweep, whose draws are reproducible from `seed`, or a bayes
+    one, which has no commands up front (`batchrun.sweeps.bayes` proposes them).
+    """
+
+    path: Path
+    program: str | None
+    command: tuple[str, ...] | None
+    is_wandb: bool
+    method: str
+    run_cap: int | None
+    seed: int | None
+    _params: tuple[Param, ...] = field(repr=False)
+    _template: str = field(repr=False)
+    _renderers: tuple[Callable[[Any], Any], ...] = field(repr=False)
+    _lstrip: bool = field(repr=False, default=False)
+    metric: Metric | None = None  # what bayes optimizes and hyperband judges
+    early_terminate: HyperbandConfig | None = None
+
+    def parameter_names(self) -> list[str]:
+        """Return the dotted parameter names, in output order."""
+        return [p.name for p in self._params]
+
+    def count(self) -> int:
+        """Return the number of commands, without generating them."""
+        try:
+            return self._count()
+        except _HOSTILE as err:
+            raise GridspecError(one_line(f"cannot count this gridspec's points: {type(err).__name__}: {err}"), self.path) from err
+
+    def _count(self) -> int:
+        if self.method in ("random", "bayes"):
+            return self.run_cap or 0
+        total = math.prod(len(p.values) for p in self._params if p.values is not None)
+        return total if self.run_cap is None else min(total, self.run_cap)
+
+    def iter_commands(self) -> Iterator[str]:
+        """Yield each command without a newline, streaming; the last parameter varies fastest.
+
+        Raises:
+            GridspecError: a value cannot be rendered (a range or draw out of bounds).
+        """
+        try:
+            yield from self._iter_commands()
+        except _HOSTILE as err:
+            raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
+
+    def _iter_commands(self) -> Iterator[str]:
+        points: Iterator[Sequence[Any]]
+        if self.method == "bayes":
+            raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
+                                f"results and a launch: run 'batchrun launch {self.path}', not 'batchrun sweep'", self.path)
+        if self.method == "random":
+            from batchrun.sweeps.wandb import random_points
+
+            points = random_points(self._params, self._renderers, self.seed)
+        else:
+            columns = [  # long ones stay (values, render), rendered as walked, to keep memory flat
+                [r(v) for v in p.values] if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, r)
+                for p, r in zip(self._params, self._renderers, strict=True) if p.values is not None
+            ]
+            lazy = not all(isinstance(c, list) for c in columns)
+            points = _lazy_product(columns) if lazy else itertools.product(*columns)
+        lines: Iterator[str] = itertools.starmap(self._template.format, itertools.islice(points, self.run_cap))
+        if self._lstrip:
+            lines = map(str.lstrip, lines)
+        yield from lines
+
+    def iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (command, {name: value}) per point, in `iter_commands` order, streaming.
+
+        The commands are `iter_commands`'s, byte for byte; the values are the
+        gridspec's own, with their YAML types (`0.1`, `1e-3`, `"007"`, `true`),
+        even where the command shows them only as text or inside `${name}`.
+        Results read parameters from here: a command's flags cannot tell
+        `"007"` from 7, and a placed value has no flag at all.
+
+        Raises:
+            GridspecError: a value cannot be rendered (a range or draw out of bounds).
+        """
+        try:
+            yield from self._iter_points()
+        except _HOSTILE as err:
+            raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
+
+    def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.method == "random":
+            from batchrun.sweeps.wandb import random_points
+
+            used = [(p, r) for p, r in zip(self._params, self._renderers, strict=True) if p.draw is not None]
+            names = [p.name for p, _ in used]
+            template, lstrip = self._template.format, self._lstrip
+            # The same draws, in the same order, as `iter_commands`; each value travels with its text.
+            for pair_point in itertools.islice(random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed), self.run_cap):
+                line = template(*[text for _, text in pair_point])
+                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
+            return
+        # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
+        swept = [p for p in self._params if p.values is not None]
+        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _same) for p in swept if p.values is not None]
+        lazy = not all(isinstance(c, list) for c in columns)
+        points: Iterator[Sequence[Any]] = _lazy_product(columns) if lazy else itertools.product(*columns)
+        names = [p.name for p in swept]
+        # strict=False: the commands stop at run_cap, the values run on.
+        for command, point in zip(self._iter_commands(), points, strict=False):
+            yield command, dict(zip(names, point, strict=True))
+
+
+def _paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
+    """A renderer that keeps the value beside its text."""
+    return lambda value: (value, render(value))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """itertools.product, but a (values, render) column is rendered anew at each pass."""
+    if not columns:
+        yield ()
+        return
+    last = columns[-1]
+    for prefix in _lazy_product(columns[:-1]):
+        for item in last if isinstance(last, list) else map(last[1], last[0]):
+            yield (*prefix, item)
+
+
+# What PyYAML's constructors and numeric conversions raise on hostile input
+# (`!!int ''`, `!!timestamp abc`, 5,000-digit integers, ranges longer than
+# sys.maxsize): reported as the gridspec's fault, never as a traceback.
+_HOSTILE = (ValueError, IndexError, AttributeError, KeyError, TypeError, OverflowError, RecursionError)
+
+
+def load_gridspec(path: Path) -> Gridspec:
+    """Read and validate a gridspec.
+
+    Raises:
+        GridspecError: the file is missing or unreadable, is not UTF-8 YAML,
+            or is not a valid sweep; one line naming the file, the parameter
+            and, where known, the line.
+    """
+    try:
+        return _load_gridspec(Path(path))
+    except GridspecError:
+        raise
+    except _HOSTILE as err:
+        raise GridspecError(one_line(f"cannot use this gridspec: {type(err).__name__}: {err}"), Path(path)) from err
+
+
+def _load_gridspec(path: Path) -> Gridspec:
+    spec = read_yaml(path)
+
+    def fail(message: str, line: int | None = None) -> NoReturn:
+        raise GridspecError(one_line(message), path, line)
+
+    if spec is None:
+        fail("the gridspec is empty; it needs 'program' and 'parameters'")
+    if not isinstance(spec, Map):
+        fail(f"expected a mapping with 'program' and 'parameters' at the top level, not {kind(spec)}", 1)
+    line = spec.key_lines.get
+    for key in spec:
+        if key not in _TOP_KEYS:
+            fail(unknown(key, _TOP_KEYS), line(key))
+    if "parameters" not in spec:
+        fail("missing 'parameters': the mapping of parameter names to their values")
+    if not isinstance(spec["parameters"], Map):
+        fail(f"'parameters' must be a mapping of names to values, not {kind(spec['parameters'])}", line("parameters"))
+    if any(key in spec for key in _WANDB_SWITCH_KEYS) or any(
+        isinstance(body, Map) and ("distribution" in body or "parameters" in body)
+        for body in spec["parameters"].values()
+    ):
+        from batchrun.sweeps import wandb as _wandb  # W&B rules load only for W&B specs
+
+        sweep = _wandb.parse(spec, fail)
+        template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
+        return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
+                        sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
+                        metric=sweep.metric, early_terminate=sweep.early_terminate)
+    program = spec.get("program")
+    if program is None:
+        fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")
+    if not isinstance(program, str):
+        fail(f"'program' must be text, not {kind(program)}", line("program"))
+    if UNWRITABLE.search(program.translate(dict.fromkeys(map(ord, LINE_BREAKS), " "))):
+        fail("'program' contains a character a runfile line cannot hold", line("program"))
+    params = _original_params(spec["parameters"], fail)
+    parts = _scan_program(program, {p.name: i for i, p in enumerate(params)}, line("program"), fail)
+    if not parts:
+        fail("'program' is empty", line("program"))
+    placed = {part[0] for part in parts if not isinstance(part, str)}
+    tokens: list[Token] = [(False, parts)]
+    tokens += [(False, [f"--{p.name}=", (i, render_arg)]) for i, p in enumerate(params) if i not in placed]
+    template, renderers, _ = _compile(tokens, params)
+    normalised = "".join(p if isinstance(p, str) else f"${{{params[p[0]].name}}}" for p in parts)
+    return Gridspec(path, normalised, None, False, "grid", None, None, tuple(params), template, tuple(renderers))
+
+
+def write_runfile(gridspec: Gridspec, out: Path) -> int:
+    """Write the gridspec's commands to `out`, one per line; return how many.
+
+    The lines stream into a temporary file in the same directory, which
+    replaces `out` only once complete: `out` is never left half-written.
+
+    Raises:
+        RunfileError: `out` is a directory, is the gridspec itself, or
+            cannot be written.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise RunfileError("is a directory; give a file name for the runfile", out)
+    with suppress(OSError):
+        if out.samefile(gridspec.path):
+            raise RunfileError("is the gridspec itself; give another name for the runfile", out)
+    temp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    count = 0
+    try:
+        # O_EXCL: never write through a file or symlink someone else made;
+        # 0o666 lets the umask decide the mode, as for any new file.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            lines = gridspec.iter_commands()
+            while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
+                handle.write("\n".join(chunk) + "\n")
+                count += len(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(out)
+    except BaseException as err:
+        with suppress(OSError):
+            temp.unlink()
+        if isinstance(err, OSError):
+            raise RunfileError(f"cannot write the runfile: {err.strerror or err}", out) from err
+        raise
+    return count
+
+
+def default_runfile_path(spec_path: Path) -> Path:
+    """Return `<spec stem>.runfile` in the current directory, as the original did."""
+    return Path(f"{Path(spec_path).stem}.runfile")
