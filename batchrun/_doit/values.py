@@ -18,7 +18,7 @@ from doit.exceptions import InvalidCommand, InvalidDodoFile
 
 from batchrun.errors import MetadataError
 
-__all__ = ["TaskValues"]
+__all__ = ["TaskValues", "repair_doit_db"]
 
 # The key `Dependency.save_success` sets last for every task: the end of one save.
 _LAST_KEY = "deps:"
@@ -150,3 +150,26 @@ class TaskValues:
             os.replace(tmp, self.path)
         except OSError:
             tmp.unlink(missing_ok=True)  # only an optimisation: the long journal stays valid
+
+
+def repair_doit_db(path: Path) -> str | None:
+    """Remove a damaged sweep database (doit's values, this module's format); returns the notice.
+
+    doit would stop with an error naming the bad line; the file only caches
+    which inputs the sweep task last saw, so without it the sweep runs once
+    more and the file is written anew.
+    """
+    from doit.dependency import JSONCodec
+
+    try:
+        TaskValues(path, JSONCodec())
+        return None
+    except InvalidCommand:
+        return None  # unreadable (not damaged): doit reports it in one line
+    except InvalidDodoFile:
+        pass
+    try:
+        os.unlink(path)
+    except OSError as err:
+        raise MetadataError(f"{path}: damaged, and cannot be removed: {err.strerror}") from None
+    return f"{path}: damaged; removed (a cache of the sweep's inputs: the sweep runs again)"

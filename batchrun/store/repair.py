@@ -36,7 +36,6 @@ __all__ = [
     "iter_metadata_repairing",
     "rebuild_lost_journal",
     "remove_dead_temp_files",
-    "repair_doit_db",
     "repair_runs_dir",
     "surviving_records",
 ]
@@ -60,32 +59,6 @@ def repair_runs_dir(runs_dir: RunsDir) -> list[str]:
     remove_dead_temp_files(runs_dir.path)
     notice = rebuild_lost_journal(runs_dir)
     return [notice] if notice is not None else []
-
-
-def repair_doit_db(path: Path) -> str | None:
-    """Remove a damaged sweep database (doit's values, `doit_values` format); returns the notice.
-
-    doit would stop with an error naming the bad line; the file only caches
-    which inputs the sweep task last saw, so without it the sweep runs once
-    more and the file is written anew.
-    """
-    from doit.dependency import JSONCodec
-    from doit.exceptions import InvalidCommand, InvalidDodoFile
-
-    from batchrun._doit.values import TaskValues
-
-    try:
-        TaskValues(path, JSONCodec())
-        return None
-    except InvalidCommand:
-        return None  # unreadable (not damaged): doit reports it in one line
-    except InvalidDodoFile:
-        pass
-    try:
-        os.unlink(path)
-    except OSError as err:
-        raise MetadataError(f"{path}: damaged, and cannot be removed: {err.strerror}") from None
-    return f"{path}: damaged; removed (a cache of the sweep's inputs: the sweep runs again)"
 
 
 def remove_dead_temp_files(path: Path) -> list[Path]:
