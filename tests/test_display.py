@@ -17,8 +17,9 @@ from pathlib import Path
 
 from conftest import batchrun_cmd
 
-from batchrun.cli.display import Progress, format_duration, plan_lines, summary_lines
+from batchrun.cli.display import Progress, plan_lines, summary_lines
 from batchrun.launch.launch import JobEvent, LaunchResult, Plan
+from batchrun.results.tables import format_duration
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import JobRecord, State
 

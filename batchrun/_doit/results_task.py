@@ -54,9 +54,9 @@ def results_task(
 
 
 def _gather(target: Path, csv: str | Path | None, report: str | Path | None, over: list[str], metric: str | None, scrape: list[str], show: bool) -> None:
-    from batchrun.cli.results import warn_skipped, write_csv, write_table
     from batchrun.metrics.scrape import parse_scrape
     from batchrun.results.table import group_over, read_results
+    from batchrun.results.tables import warn_skipped, write_csv, write_table
     from batchrun.status.view import resolve_target
     from batchrun.store.metadata import write_atomic
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.plan import Plan
+from batchrun.results.tables import format_duration
 from batchrun.store.journal import State
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from batchrun.results.best_so_far import BestSoFar
 
-__all__ = ["Progress", "format_duration", "plan_lines", "summary_lines"]
+__all__ = ["Progress", "plan_lines", "summary_lines"]
 
 # Redraws per second of the live area: enough to see time pass, cheap next to the jobs.
 _REFRESH_PER_SECOND = 4
@@ -43,21 +44,6 @@ _BAR_WIDTH = 24
 _MAX_RUNNING_SHOWN = 20
 # Failed jobs the summary names; `batchrun status --state failed` lists them all.
 _SUMMARY_FAILED = 5
-
-
-def format_duration(seconds: float | None) -> str:
-    """`0.31s`, `12.0s`, `4m05s`, `2h03m`; `-` for unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 class Progress:

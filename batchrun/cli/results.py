@@ -7,7 +7,6 @@ imported only by `report` (it needs the `report` extra, plotly).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -18,13 +17,12 @@ from typing import IO, Any
 from batchrun.cli.target import target_parser
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
+from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
 from batchrun.status.view import STATES
 
-__all__ = ["COMMANDS", "add_parsers", "format_value", "run", "warn_skipped", "write_csv", "write_table"]
+__all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("results", "report")
-# Columns of the table besides parameters and metrics (command and log_dir are in --json and --csv).
-_SHORT_ID = 8
 
 
 def _state(text: str) -> str:
@@ -121,12 +119,6 @@ def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
     return results
 
 
-def warn_skipped(lines: list[str]) -> None:
-    """What reading skipped, one warning line per reason, on stderr."""
-    for line in lines:
-        sys.stderr.write(f"batchrun: warning: {line}\n")
-
-
 def _cmd_results(args: argparse.Namespace) -> int:
     from batchrun.results.table import without_gc
 
@@ -185,95 +177,15 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
 
 
-def format_value(value: Any) -> str:
-    """A cell: numbers with 6 significant digits, None as blank."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: list[str], grouped: bool) -> None:
     value = format_value(best[metric])
     setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
     if grouped:
-        out.write(f"best {metric} {_mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
+        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
         return
     out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
     out.write(f"  command: {best['command']}\n")
     out.write(f"  log dir: {best['log_dir']}\n")
-
-
-def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
-    """Rows as CSV: every column, floats to the last digit (`repr`), None as empty."""
-    writer = csv.writer(out, lineterminator="\n")
-    if grouped:
-        header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
-    else:
-        header = ["line", "job_id", "state", *params, *metrics, "runtime", "command", "log_dir"]
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if row.get(name) is None else (repr(row[name]) if isinstance(row[name], float) else row[name]) for name in header])
-
-
-def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
-    """Rows as aligned columns (grouped rows: mean ± std (count) per metric)."""
-    # Built a column at a time: one formatting rule per column, not one test per cell (100,000 rows).
-    columns: list[tuple[str, list[str], bool | None]]  # name, cells, numeric (None: tell from the cells)
-    if grouped:
-        columns = [(p, _cells([row.get(p) for row in rows]), None) for p in params]
-        columns.append(("runs", [str(row["runs"]) for row in rows], True))
-        columns += [(m, [_mean_text(row, m) for row in rows], None) for m in metrics]
-    else:
-        columns = [
-            ("line", _cells([row["line"] for row in rows]), None),
-            ("id", [row["job_id"][:_SHORT_ID] for row in rows], False),
-            ("state", [row["state"] for row in rows], False),
-        ]
-        for name in (*params, *metrics):
-            values = [row.get(name) for row in rows]
-            kinds = {type(value) for value in values}
-            columns.append((name, _cells(values), True if kinds <= {int, float, type(None)} else None))
-        columns.append(("runtime", [_runtime(row["runtime"]) for row in rows], None))
-    padded = []
-    for name, cells, numeric in columns:
-        width = max(len(name), max(map(len, cells), default=0))
-        # Numbers right-aligned, as in any table of figures; texts left.
-        if numeric is None:
-            numeric = all(map(_is_number_text, cells))
-        padded.append([text.rjust(width) if numeric else text.ljust(width) for text in (name, *cells)])
-    out.write("".join("  ".join(line).rstrip() + "\n" for line in zip(*padded, strict=True)))
-
-
-def _cells(values: list[Any]) -> list[str]:
-    return [f"{value:.6g}" if type(value) is float else ("" if value is None else str(value)) for value in values]
-
-
-def _mean_text(row: dict[str, Any], metric: str) -> str:
-    if row.get(metric) is None:
-        return ""
-    # Two significant digits of spread say how far to trust the mean's digits.
-    std = row[f"{metric}_std"]
-    return f"{format_value(row[metric])} ± {'' if std is None else f'{std:.2g}'} ({row[f'{metric}_n']})"
-
-
-def _runtime(seconds: float | None) -> str:
-    from batchrun.cli.display import format_duration
-
-    if seconds is None:
-        return ""
-    return f"{seconds:.2f}s" if seconds < 10 else format_duration(seconds)
-
-
-def _is_number_text(text: str) -> bool:
-    if not text:
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -22,11 +22,12 @@ from itertools import repeat
 from pathlib import Path
 from typing import IO, Any
 
-from batchrun.cli.display import format_duration, plan_lines
+from batchrun.cli.display import plan_lines
 from batchrun.cli.target import target_parser
 from batchrun.errors import MetadataError, UsageError
 from batchrun.launch.options import MODES, LaunchOptions
 from batchrun.results.best_so_far import metric_columns
+from batchrun.results.tables import format_duration
 from batchrun.runfile.file import Runfile
 from batchrun.status.view import (
     GROUPS,

@@ -1,0 +1,114 @@
+"""The results as text: the aligned table and CSV of `batchrun results`, and how numbers and durations read.
+
+Shared by the CLI and the doit task `results_task`, so both print the same table.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from typing import IO, Any
+
+__all__ = ["format_duration", "format_value", "mean_text", "warn_skipped", "write_csv", "write_table"]
+
+# The short job id of tables; the full one is in --json and --csv.
+_SHORT_ID = 8
+
+
+def format_duration(seconds: float | None) -> str:
+    """`0.31s`, `12.0s`, `4m05s`, `2h03m`; `-` for unknown."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_value(value: Any) -> str:
+    """A cell: numbers with 6 significant digits, None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def warn_skipped(lines: list[str]) -> None:
+    """What reading skipped, one warning line per reason, on stderr."""
+    for line in lines:
+        sys.stderr.write(f"batchrun: warning: {line}\n")
+
+
+def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as CSV: every column, floats to the last digit (`repr`), None as empty."""
+    writer = csv.writer(out, lineterminator="\n")
+    if grouped:
+        header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
+    else:
+        header = ["line", "job_id", "state", *params, *metrics, "runtime", "command", "log_dir"]
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if row.get(name) is None else (repr(row[name]) if isinstance(row[name], float) else row[name]) for name in header])
+
+
+def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """Rows as aligned columns (grouped rows: mean ± std (count) per metric)."""
+    # Built a column at a time: one formatting rule per column, not one test per cell (100,000 rows).
+    columns: list[tuple[str, list[str], bool | None]]  # name, cells, numeric (None: tell from the cells)
+    if grouped:
+        columns = [(p, _cells([row.get(p) for row in rows]), None) for p in params]
+        columns.append(("runs", [str(row["runs"]) for row in rows], True))
+        columns += [(m, [mean_text(row, m) for row in rows], None) for m in metrics]
+    else:
+        columns = [
+            ("line", _cells([row["line"] for row in rows]), None),
+            ("id", [row["job_id"][:_SHORT_ID] for row in rows], False),
+            ("state", [row["state"] for row in rows], False),
+        ]
+        for name in (*params, *metrics):
+            values = [row.get(name) for row in rows]
+            kinds = {type(value) for value in values}
+            columns.append((name, _cells(values), True if kinds <= {int, float, type(None)} else None))
+        columns.append(("runtime", [_runtime(row["runtime"]) for row in rows], None))
+    padded = []
+    for name, cells, numeric in columns:
+        width = max(len(name), max(map(len, cells), default=0))
+        # Numbers right-aligned, as in any table of figures; texts left.
+        if numeric is None:
+            numeric = all(map(_is_number_text, cells))
+        padded.append([text.rjust(width) if numeric else text.ljust(width) for text in (name, *cells)])
+    out.write("".join("  ".join(line).rstrip() + "\n" for line in zip(*padded, strict=True)))
+
+
+def _cells(values: list[Any]) -> list[str]:
+    return [f"{value:.6g}" if type(value) is float else ("" if value is None else str(value)) for value in values]
+
+
+def mean_text(row: dict[str, Any], metric: str) -> str:
+    if row.get(metric) is None:
+        return ""
+    # Two significant digits of spread say how far to trust the mean's digits.
+    std = row[f"{metric}_std"]
+    return f"{format_value(row[metric])} ± {'' if std is None else f'{std:.2g}'} ({row[f'{metric}_n']})"
+
+
+def _runtime(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds:.2f}s" if seconds < 10 else format_duration(seconds)
+
+
+def _is_number_text(text: str) -> bool:
+    if not text:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
