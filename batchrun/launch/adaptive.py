@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchrun.errors import BatchrunError, RunfileError, UsageError
-from batchrun.launch.runner import METRICS_NAME
-from batchrun.metrics.file import RunMetrics
+from batchrun.metrics.file import METRICS_NAME, RunMetrics
 from batchrun.runfile import file as runfiles  # looked up at each call: the fault tests patch it
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.journal import JobRecord

@@ -26,13 +26,11 @@ from batchrun.launch.plan import done_for_mode
 from batchrun.launch.settle import Outcome, journal_decisions, settle_one
 from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job
 from batchrun.metrics.cache import record_job_metrics
+from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
 from batchrun.store.journal import JobRecord, Journal, State
 
 __all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
-
-# The file, in a job's log directory, its metrics go to (the job's BATCHRUN_METRICS).
-METRICS_NAME = "metrics.jsonl"
 
 
 class LaunchControl:

@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "RunMetrics", "Series", "Skipped", "read_metrics_file", "read_metrics_snapshot"]
+__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "METRICS_NAME", "RunMetrics", "Series", "Skipped", "read_metrics_file", "read_metrics_snapshot"]
 
 # How a metric's history becomes one number.
 AGGREGATES = ("last", "min", "max", "mean")
+# The file, in a job's log directory, its metrics go to (the job's BATCHRUN_METRICS).
+METRICS_NAME = "metrics.jsonl"
 # Beyond this a file is read from its end: 16 MiB of JSON lines is ~400,000 history points.
 MAX_BYTES = 16 * 1024 * 1024
 # History points kept per metric and run (between this and twice this): enough for a curve, small in a report.

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from batchrun.metrics.file import RunMetrics, Skipped, read_metrics_file
+from batchrun.metrics.file import METRICS_NAME, RunMetrics, Skipped, read_metrics_file
 from batchrun.status.view import JobStatus, RunsStatus
 
 __all__ = ["STATUS_METRICS_LIMIT", "STATUS_METRICS_SHOWN", "BestSoFar", "metric_columns"]
@@ -44,7 +44,7 @@ class BestSoFar:
     def update(self, job_id: str, line: int | None) -> None:
         """Read the metrics of a job that just ended; never raises (the display must go on)."""
         try:
-            metrics = read_metrics_file(str(self.logs / job_id / "metrics.jsonl"), Skipped())
+            metrics = read_metrics_file(str(self.logs / job_id / METRICS_NAME), Skipped())
         except Exception:  # noqa: BLE001 - a display helper never stops a launch
             return
         if metrics is None:
@@ -79,7 +79,7 @@ def metric_columns(status: RunsStatus, jobs: Sequence[JobStatus], first: str | N
     found: dict[str, RunMetrics] = {}
     names: dict[str, None] = {}
     for job in started:
-        metrics = read_metrics_file(str(logs / job.job_id / "metrics.jsonl"), skipped)
+        metrics = read_metrics_file(str(logs / job.job_id / METRICS_NAME), skipped)
         if metrics is not None:
             found[job.job_id] = metrics
             names.update(dict.fromkeys(metrics.names()))

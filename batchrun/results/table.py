@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.metrics.cache import MetricsCache
-from batchrun.metrics.file import RunMetrics, Skipped, read_metrics_file
+from batchrun.metrics.file import METRICS_NAME, RunMetrics, Skipped, read_metrics_file
 from batchrun.metrics.scrape import ScrapeRule, scrape_log
 from batchrun.runfile.file import parse_parameters
 from batchrun.status.view import JobStatus, RunsStatus, Target, job_parameters, load_status, resolve_target
@@ -54,7 +54,6 @@ __all__ = [
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
-_METRICS_NAME = "metrics.jsonl"
 _NUMBER_CHARS = "0123456789+-.eE"
 _BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
@@ -169,7 +168,7 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
         metrics: RunMetrics | None = None
         runtime = None
         if rec is not None:
-            path = f"{log_dir}/{_METRICS_NAME}"
+            path = f"{log_dir}/{METRICS_NAME}"
             if cache is not None:
                 metrics = cache.read(job.job_id, path, skipped, finished=rec.state != State.RUNNING)
             else:

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batchrun.launch.runner import METRICS_NAME
+from batchrun.metrics.file import METRICS_NAME
 from batchrun.sweeps.hyperband import HyperbandStopper
 from batchrun.sweeps.objective import is_number
 
