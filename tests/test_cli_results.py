@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_batchrun, start_batchrun, wait_for
 
-from batchrun.results.table import table as results
+from batchrun.results import table as results
 from batchrun.runfile.file import job_id_of
 
 TRAIN = """\

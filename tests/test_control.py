@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UsageError
+from batchrun.launch import control
 from batchrun.launch.control import ControlPoller, launch_holder, request_kill, request_stop
-from batchrun.launch.launch import control
 from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.executors.dask import _forkserver as _dask_forkserver
 from batchrun.executors.dask import keys as _dask_keys
 from batchrun.executors.dask import worker as _dask_worker
-from batchrun.executors.dask.executor import _forkserver as _dask_forkserver
 
 JOB_ID = "0123456789abcdef"
 

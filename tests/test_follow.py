@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from batchrun.runfile.file import Job, follow, load_runfile, parse_runfile_text
+from batchrun.runfile import follow
+from batchrun.runfile.file import Job, load_runfile, parse_runfile_text
 from batchrun.runfile.follow import FollowChange, GridspecFollower, RunfileFollower, follow_jobs
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import UsageError
+from batchrun.status import outcome
 from batchrun.status.outcome import outcome_of, wait_for
-from batchrun.status.view import JobStatus, RunsStatus, outcome, resolve_target
+from batchrun.status.view import JobStatus, RunsStatus
 from batchrun.store.journal import JobRecord, State
 from batchrun.store.metadata import RunsDir
+from batchrun.store.target import resolve_target
 
 
 def status_of(*states: str, removed: str | None = None) -> RunsStatus:

@@ -16,20 +16,13 @@ from batchrun.errors import InputError, MetadataError, UsageError
 from batchrun.executors.local import executor as local
 from batchrun.launch.launch import Launch, LaunchOptions
 from batchrun.runfile.file import job_id_of, load_runfile
-from batchrun.status.view import (
-    REMOVED,
-    JobStatus,
-    find_job,
-    load_status,
-    preview_launch,
-    probe_job,
-    read_status,
-    resolve_target,
-    short_id_length,
-)
-from batchrun.status.view import view as status_module
+from batchrun.status import view as status_module
+from batchrun.status.lookup import find_job, probe_job, short_id_length
+from batchrun.status.preview import preview_launch
+from batchrun.status.view import REMOVED, JobStatus, load_status, read_status
 from batchrun.store.journal import JOURNAL_NAME, State
 from batchrun.store.metadata import RunsDir
+from batchrun.store.target import resolve_target
 
 T0 = 1_700_000_000.0
 

@@ -57,8 +57,8 @@ def _gather(target: Path, csv: str | Path | None, report: str | Path | None, ove
     from batchrun.metrics.scrape import parse_scrape
     from batchrun.results.table import group_over, read_results
     from batchrun.results.tables import warn_skipped, write_csv, write_table
-    from batchrun.status.view import resolve_target
     from batchrun.store.metadata import write_atomic
+    from batchrun.store.target import resolve_target
 
     results = read_results(resolve_target(target), [parse_scrape(text) for text in scrape], keep_history=report is not None)
     warn_skipped(results.skipped.lines())

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from batchrun.cli.target import duration_or_zero, target_parser
 from batchrun.errors import UsageError
 from batchrun.launch.control import request_kill, request_stop
+from batchrun.status.lookup import find_job
 from batchrun.status.outcome import wait_for
-from batchrun.status.view import REMOVED, STATES, Target, find_job, load_status, resolve_target
+from batchrun.status.view import REMOVED, STATES, load_status
+from batchrun.store.target import Target, resolve_target
 
 if TYPE_CHECKING:
     from batchrun.launch.livequeue import Follower

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
     from batchrun.results.table import read_results
-    from batchrun.status.view import resolve_target
+    from batchrun.store.target import resolve_target
 
     target = resolve_target(args.target, args.accounting_dir, args.state_db_filename)
     results = read_results(target, args.scrape, keep_history)

@@ -29,27 +29,12 @@ from batchrun.launch.options import MODES, LaunchOptions
 from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration
 from batchrun.runfile.file import Runfile
-from batchrun.status.view import (
-    GROUPS,
-    IGNORED,
-    REMOVED,
-    STATES,
-    JobStatus,
-    Preview,
-    RunsStatus,
-    Target,
-    find_job,
-    job_entry,
-    job_parameters,
-    load_status,
-    preview,
-    preview_launch,
-    probe_job,
-    resolve_target,
-    short_id_length,
-)
+from batchrun.status.lookup import find_job, job_entry, job_parameters, probe_job, short_id_length
+from batchrun.status.preview import Preview, preview, preview_launch
+from batchrun.status.view import GROUPS, IGNORED, REMOVED, STATES, JobStatus, RunsStatus, load_status
 from batchrun.store.journal import JobRecord, State
 from batchrun.store.metadata import RunsDir
+from batchrun.store.target import Target, resolve_target
 
 __all__ = ["COMMANDS", "add_parsers", "dry_run", "int_at_least", "run"]
 

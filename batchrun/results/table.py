@@ -36,8 +36,10 @@ from batchrun.metrics.cache import MetricsCache
 from batchrun.metrics.file import METRICS_NAME, RunMetrics, Skipped, read_metrics_file
 from batchrun.metrics.scrape import ScrapeRule, scrape_log
 from batchrun.runfile.file import parse_parameters
-from batchrun.status.view import JobStatus, RunsStatus, Target, job_parameters, load_status, resolve_target
+from batchrun.status.lookup import job_parameters
+from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.journal import State
+from batchrun.store.target import Target, resolve_target
 
 __all__ = [
     "COLUMNS",

@@ -1,4 +1,4 @@
-"""Read-only views of a runs directory: job states, job lookup, logs, and plans.
+"""The state of every job of a runs directory, read without its lock (`lookup` finds one job, `preview` plans).
 
 `batchrun status`, `logs`, `failed` and `plan` (and `launch --dry-run`) read
 what launches leave behind without taking the launch's lock and without
@@ -13,65 +13,40 @@ Whether a lock is held is read from /proc/locks instead of by trying it:
 even a shared probe of `run.lock` could make a launch that starts that job at
 that instant fail to take it.
 
-This module never prints; `cli_status` renders what it returns.
+This module never prints; `cli/status` renders what it returns.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from batchrun.errors import InputError, UsageError
 from batchrun.executors.local import executor as local
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
-from batchrun.launch.options import parse_mode
-from batchrun.launch.plan import Group, Plan, classify, make_plan
+from batchrun.launch.plan import Group
 from batchrun.launch.settle import Outcome, apply_decisions, settle_in_flight
 from batchrun.runfile.file import (
-    Job,
     Runfile,
     load_runfile,
-    parse_parameters,
     parse_runfile_text,
 )
 from batchrun.store.journal import JOURNAL_NAME, JobRecord, Journal, State
 from batchrun.store.metadata import (
-    DEFAULT_METADATA_NAME,
     RunsDir,
-    build_entry,
     legacy_record,
     load_metadata,
     read_lock_owner,
 )
 from batchrun.store.repair import surviving_records
 from batchrun.store.stamp import metadata_unchanged
+from batchrun.store.target import Target
 
-__all__ = [
-    "GROUPS",
-    "IGNORED",
-    "REMOVED",
-    "STATES",
-    "JobProbe",
-    "JobStatus",
-    "Preview",
-    "RunsStatus",
-    "Target",
-    "find_job",
-    "job_entry",
-    "job_parameters",
-    "load_status",
-    "preview",
-    "preview_launch",
-    "probe_job",
-    "read_status",
-    "resolve_target",
-    "short_id_length",
-]
+__all__ = ["GROUPS", "IGNORED", "REMOVED", "STATES", "JobStatus", "LockTable", "RunsStatus", "load_status", "read_status"]
 
 # The pseudo-state of a job whose line is no longer in the runfile.
 REMOVED = "removed"
@@ -82,31 +57,8 @@ STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State
 # What a launch would do with each job, in the order `plan` lists them.
 GROUPS = tuple(Group)
 
-_GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 # The file `metadata.acquire_lock` flocks for a whole launch.
 _LAUNCH_LOCK_NAME = ".lock"
-# Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
-_SHORT_ID = 8
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the user named: a runfile, a gridspec, or a runs directory."""
-
-    given: Path
-    runs_dir: RunsDir
-    runfile: Path | None = None
-    gridspec: Path | None = None
-
-    @property
-    def launch_command(self) -> str:
-        """The command that launches this target."""
-        runfile = self.runfile if self.runfile is not None else self.given
-        launch = f"batchrun launch {shlex.quote(str(runfile))}"
-        if self.gridspec is not None and not runfile.exists():
-            # A launch of the gridspec writes its runfile (a bayes search's, point by point).
-            return f"batchrun launch {shlex.quote(str(self.gridspec))}"
-        return launch
 
 
 class JobStatus:
@@ -175,25 +127,6 @@ class RunsStatus:
         return [job for job in self.jobs if job.category in wanted]
 
 
-def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> Target:
-    """Tell a runs directory, a gridspec and a runfile apart.
-
-    A gridspec `g.yml` stands for its runfile `g.runfile` in the current
-    directory and that runfile's runs directory.
-
-    Raises:
-        InputError: `path` does not exist.
-    """
-    if path.is_dir():
-        return Target(path, RunsDir(Path(os.path.abspath(path)), metadata_name))
-    if not path.exists():
-        raise InputError("no such runfile, gridspec or runs directory", path)
-    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        runfile = Path(f"{path.stem}.runfile")
-        return Target(path, RunsDir.for_runfile(runfile, accounting_dir, metadata_name), runfile, path)
-    return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
-
-
 def load_status(target: Target, need_launched: bool = True, need_entries: bool = False, ask_cluster: bool = True) -> RunsStatus:
     """Read the state of every job of a target (`ask_cluster`: as `read_status`).
 
@@ -252,7 +185,7 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     # The launch is looked for before the journal is read: a launch that
     # ends in between leaves its jobs' ends in the journal or in their exit
     # records, and both are read after.
-    locks = _LockTable()
+    locks = LockTable()
     now = time.time()
     launch_running = locks.launch_running(runs_dir)
     launch_pid = read_lock_owner(runs_dir) if launch_running else None
@@ -325,7 +258,7 @@ def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, A
             records[job_id] = rec
 
 
-def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _LockTable, now: float, ask_cluster: bool) -> set[str]:
+def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: LockTable, now: float, ask_cluster: bool) -> set[str]:
     """Settle in memory the jobs a dead launch left `running`, as the next launch will.
 
     Returns the ids of those that ended meanwhile (the launch "recovers" them).
@@ -347,7 +280,7 @@ def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: _
     return {d.job_id for d in decisions if d.outcome == Outcome.COLLECTED}
 
 
-class _LockTable:
+class LockTable:
     """Which files someone holds a flock on, read once from /proc/locks."""
 
     def __init__(self) -> None:
@@ -411,184 +344,13 @@ def _flocked_inodes() -> set[int] | None:
     return inodes
 
 
-@dataclass(frozen=True)
-class JobProbe:
-    """A fresh look at one job's processes, for following its log."""
-
-    running: bool
-    launch_running: bool
-    # When its wrapper last wrote its exit record, if it did.
-    exit_time: float | None
-
-
-def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
-    """Whether a job's processes and a launch are alive now, and when the job last ended."""
-    locks = _LockTable()
-    log_dir = runs_dir.log_dir(job_id)
-    launch_running = locks.launch_running(runs_dir)
-    running = locks.job_running(log_dir, launch_running)
-    try:
-        exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
-    except OSError:
-        exit_time = None
-    return JobProbe(running, launch_running, exit_time)
-
-
 # -- single jobs -------------------------------------------------------------
-
-
-def job_parameters(job: JobStatus) -> dict[str, Any]:
-    """A job's parameters: as metadata.json has them, else from its command."""
-    entry = job.entry
-    if entry is not None and entry.get("command") == job.command:
-        params = entry.get("parameters")
-        if isinstance(params, dict):
-            return params
-    return dict(parse_parameters(job.command))
-
-
-def job_entry(status: RunsStatus, job: JobStatus) -> dict[str, Any]:
-    """The job's metadata.json entry as of now.
-
-    It is metadata.json's own entry while that agrees with the journal (so
-    the two match to the last digit), else one built from the journal the
-    way a launch builds it.
-    """
-    entry = job.entry
-    rec = job.record
-    if (
-        entry is not None
-        and rec is not None
-        and entry.get("state") == rec.state
-        and entry.get("attempts") == rec.attempts
-        and entry.get("status") == rec.status
-        and entry.get("command") == job.command
-        and (job.line is None or entry.get("line") == job.line)
-        and (rec.state != State.RUNNING or (entry.get("job_ref") == rec.ref and entry.get("slot") == rec.slot))
-    ):
-        return dict(entry)
-    log_dir = str(status.runs_dir.log_dir(job.job_id))
-    return build_entry(Job(job.command, job.job_id, job.line or 0), rec, log_dir, entry)
-
-
-def short_id_length(jobs: Iterable[JobStatus]) -> int:
-    """The shortest id prefix, from 8 digits up, that tells these jobs apart."""
-    ids = [job.job_id for job in jobs]
-    length = _SHORT_ID
-    while length < 16 and len({job_id[:length] for job_id in ids}) < len(ids):
-        length += 1
-    return length
-
-
-def find_job(status: RunsStatus, text: str) -> JobStatus:
-    """The one job `text` names: a runfile line number, an id prefix, or part of a command.
-
-    A number names the job on that line when there is one; otherwise, and
-    for anything else, an id prefix is tried before a command substring.
-
-    Raises:
-        UsageError: nothing matches, or several jobs do (the message lists them).
-    """
-    text = text.strip()
-    if not text:
-        raise UsageError("name a job: a line number, a job id prefix, or part of its command")
-    if text.isdigit():
-        job = _job_on_line(status, int(text))
-        if job is not None:
-            return job
-    lowered = text.lower()
-    if all(c in "0123456789abcdef" for c in lowered):
-        matches = [job for job in status.jobs if job.job_id.startswith(lowered)]
-        if matches:
-            return _only(matches, f"job id prefix {text!r}", "give more digits of the id")
-    matches = [job for job in status.jobs if text in job.command]
-    if not matches:
-        raise UsageError(f"no job matches {text!r} (not a line with a command, a job id prefix, or part of a command); see batchrun status")
-    return _only(matches, repr(text), "give a longer part of the command, the line number or the job id")
-
-
-def _job_on_line(status: RunsStatus, lineno: int) -> JobStatus | None:
-    for job in status.jobs:
-        if job.line == lineno and not job.removed:
-            return job
-    if status.runfile is not None:
-        # A repeated command is one job, listed at its first line.
-        for _command, first, again in status.runfile.duplicates:
-            if again == lineno:
-                return _job_on_line(status, first)
-    return None
-
-
-def _only(matches: list[JobStatus], what: str, fix: str) -> JobStatus:
-    if len(matches) == 1:
-        return matches[0]
-    shown = "; ".join(_describe(job) for job in matches[:5])
-    more = f"; and {len(matches) - 5} more" if len(matches) > 5 else ""
-    raise UsageError(f"{what} matches {len(matches)} jobs: {shown}{more}; {fix}")
-
-
-def _describe(job: JobStatus) -> str:
-    where = f"line {job.line}" if job.line is not None and not job.removed else "removed"
-    return f"{job.job_id} ({where}) {job.command if len(job.command) <= 50 else job.command[:47] + '...'}"
 
 
 # -- what a launch would do ---------------------------------------------------
 
 
-@dataclass
-class Preview:
-    """What a launch of a runfile would do now, and which jobs it concerns."""
-
-    plan: Plan
-    mode: str
-    total: int
-    launch_running: bool
-    launch_pid: int | None
-    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS -> jobs, in listing order
 
 
-def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
-    """Plan a launch of `runfile` with the launch's planner, touching nothing (`launch --dry-run`).
-
-    While a launch runs, this is the plan of the next one if it stopped now.
-
-    Raises:
-        UsageError: unknown mode.
-        MetadataError: the journal or metadata.json is corrupt.
-    """
-    return preview(read_status(runs_dir, runfile), mode)
 
 
-def preview(status: RunsStatus, mode: str = "resume") -> Preview:
-    """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
-
-    The plan is `planner.make_plan`'s, the launch's own; the groups list
-    the jobs it concerns.
-
-    Raises:
-        UsageError: unknown mode.
-    """
-    parsed = parse_mode(mode)
-    groups: dict[str, list[JobStatus]] = {name: [] for name in GROUPS}
-    runfile_jobs: list[Job] = []
-    removed_jobs: list[Job] = []
-    records: dict[str, JobRecord] = {}
-    adopt_ids = set()
-    for job in status.jobs:
-        rec = job.record
-        if rec is not None:
-            records[job.job_id] = rec
-        running = job.state == State.RUNNING
-        if running:
-            adopt_ids.add(job.job_id)
-        if job.unwatched:
-            groups[Group.RECOVERED].append(job)
-        if job.removed:
-            groups[Group.REMOVED].append(job)
-            removed_jobs.append(Job(job.command, job.job_id, 0))
-            continue
-        runfile_jobs.append(Job(job.command, job.job_id, job.line or 0))
-        groups[classify(rec, running)].append(job)
-    plan = make_plan(runfile_jobs, records, parsed, recovered=len(groups[Group.RECOVERED]), adopt_ids=adopt_ids, removed_jobs=removed_jobs)
-    total = len(status.runfile.jobs) if status.runfile is not None else 0
-    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups)

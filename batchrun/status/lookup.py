@@ -1,0 +1,145 @@
+"""One job of a runs directory: finding it from what the user typed, its parameters and entry, and a fresh probe of its processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from batchrun.errors import UsageError
+from batchrun.executors.local import executor as local
+from batchrun.runfile.file import (
+    Job,
+    parse_parameters,
+)
+from batchrun.status.view import JobStatus, LockTable, RunsStatus
+from batchrun.store.journal import State
+from batchrun.store.metadata import (
+    RunsDir,
+    build_entry,
+)
+
+__all__ = ["JobProbe", "find_job", "job_entry", "job_parameters", "probe_job", "short_id_length"]
+
+
+# Job ids are 16 hex digits; the table shows this many unless more are needed to tell them apart.
+_SHORT_ID = 8
+
+
+@dataclass(frozen=True)
+class JobProbe:
+    """A fresh look at one job's processes, for following its log."""
+
+    running: bool
+    launch_running: bool
+    # When its wrapper last wrote its exit record, if it did.
+    exit_time: float | None
+
+
+def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
+    """Whether a job's processes and a launch are alive now, and when the job last ended."""
+    locks = LockTable()
+    log_dir = runs_dir.log_dir(job_id)
+    launch_running = locks.launch_running(runs_dir)
+    running = locks.job_running(log_dir, launch_running)
+    try:
+        exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
+    except OSError:
+        exit_time = None
+    return JobProbe(running, launch_running, exit_time)
+
+
+def job_parameters(job: JobStatus) -> dict[str, Any]:
+    """A job's parameters: as metadata.json has them, else from its command."""
+    entry = job.entry
+    if entry is not None and entry.get("command") == job.command:
+        params = entry.get("parameters")
+        if isinstance(params, dict):
+            return params
+    return dict(parse_parameters(job.command))
+
+
+def job_entry(status: RunsStatus, job: JobStatus) -> dict[str, Any]:
+    """The job's metadata.json entry as of now.
+
+    It is metadata.json's own entry while that agrees with the journal (so
+    the two match to the last digit), else one built from the journal the
+    way a launch builds it.
+    """
+    entry = job.entry
+    rec = job.record
+    if (
+        entry is not None
+        and rec is not None
+        and entry.get("state") == rec.state
+        and entry.get("attempts") == rec.attempts
+        and entry.get("status") == rec.status
+        and entry.get("command") == job.command
+        and (job.line is None or entry.get("line") == job.line)
+        and (rec.state != State.RUNNING or (entry.get("job_ref") == rec.ref and entry.get("slot") == rec.slot))
+    ):
+        return dict(entry)
+    log_dir = str(status.runs_dir.log_dir(job.job_id))
+    return build_entry(Job(job.command, job.job_id, job.line or 0), rec, log_dir, entry)
+
+
+def short_id_length(jobs: Iterable[JobStatus]) -> int:
+    """The shortest id prefix, from 8 digits up, that tells these jobs apart."""
+    ids = [job.job_id for job in jobs]
+    length = _SHORT_ID
+    while length < 16 and len({job_id[:length] for job_id in ids}) < len(ids):
+        length += 1
+    return length
+
+
+def find_job(status: RunsStatus, text: str) -> JobStatus:
+    """The one job `text` names: a runfile line number, an id prefix, or part of a command.
+
+    A number names the job on that line when there is one; otherwise, and
+    for anything else, an id prefix is tried before a command substring.
+
+    Raises:
+        UsageError: nothing matches, or several jobs do (the message lists them).
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("name a job: a line number, a job id prefix, or part of its command")
+    if text.isdigit():
+        job = _job_on_line(status, int(text))
+        if job is not None:
+            return job
+    lowered = text.lower()
+    if all(c in "0123456789abcdef" for c in lowered):
+        matches = [job for job in status.jobs if job.job_id.startswith(lowered)]
+        if matches:
+            return _only(matches, f"job id prefix {text!r}", "give more digits of the id")
+    matches = [job for job in status.jobs if text in job.command]
+    if not matches:
+        raise UsageError(f"no job matches {text!r} (not a line with a command, a job id prefix, or part of a command); see batchrun status")
+    return _only(matches, repr(text), "give a longer part of the command, the line number or the job id")
+
+
+def _job_on_line(status: RunsStatus, lineno: int) -> JobStatus | None:
+    for job in status.jobs:
+        if job.line == lineno and not job.removed:
+            return job
+    if status.runfile is not None:
+        # A repeated command is one job, listed at its first line.
+        for _command, first, again in status.runfile.duplicates:
+            if again == lineno:
+                return _job_on_line(status, first)
+    return None
+
+
+def _only(matches: list[JobStatus], what: str, fix: str) -> JobStatus:
+    if len(matches) == 1:
+        return matches[0]
+    shown = "; ".join(_describe(job) for job in matches[:5])
+    more = f"; and {len(matches) - 5} more" if len(matches) > 5 else ""
+    raise UsageError(f"{what} matches {len(matches)} jobs: {shown}{more}; {fix}")
+
+
+def _describe(job: JobStatus) -> str:
+    where = f"line {job.line}" if job.line is not None and not job.removed else "removed"
+    return f"{job.job_id} ({where}) {job.command if len(job.command) <= 50 else job.command[:47] + '...'}"

@@ -1,0 +1,54 @@
+"""What the user named on the command line (a runfile, a gridspec or a runs directory) and the runs directory it stands for."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchrun.errors import InputError
+from batchrun.store.metadata import DEFAULT_METADATA_NAME, RunsDir
+
+__all__ = ["Target", "resolve_target"]
+
+_GRIDSPEC_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user named: a runfile, a gridspec, or a runs directory."""
+
+    given: Path
+    runs_dir: RunsDir
+    runfile: Path | None = None
+    gridspec: Path | None = None
+
+    @property
+    def launch_command(self) -> str:
+        """The command that launches this target."""
+        runfile = self.runfile if self.runfile is not None else self.given
+        launch = f"batchrun launch {shlex.quote(str(runfile))}"
+        if self.gridspec is not None and not runfile.exists():
+            # A launch of the gridspec writes its runfile (a bayes search's, point by point).
+            return f"batchrun launch {shlex.quote(str(self.gridspec))}"
+        return launch
+
+
+def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> Target:
+    """Tell a runs directory, a gridspec and a runfile apart.
+
+    A gridspec `g.yml` stands for its runfile `g.runfile` in the current
+    directory and that runfile's runs directory.
+
+    Raises:
+        InputError: `path` does not exist.
+    """
+    if path.is_dir():
+        return Target(path, RunsDir(Path(os.path.abspath(path)), metadata_name))
+    if not path.exists():
+        raise InputError("no such runfile, gridspec or runs directory", path)
+    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
+        runfile = Path(f"{path.stem}.runfile")
+        return Target(path, RunsDir.for_runfile(runfile, accounting_dir, metadata_name), runfile, path)
+    return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
