@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.cli.status import _sweep_columns, _tail_bytes
+from batchrun.cli.logs import _tail_bytes
+from batchrun.cli.status import _sweep_columns
 from batchrun.errors import InputError, MetadataError, UsageError
 from batchrun.executors.local import executor as local
 from batchrun.launch.launch import Launch, LaunchOptions

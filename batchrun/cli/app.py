@@ -301,7 +301,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
             quick.release()
         raise KeyboardInterrupt  # nothing written yet
     if args.dry_run:
-        return cli_status.dry_run(runfile, options, adaptive, str(args.runfile))
+        from batchrun.cli.plan import dry_run
+
+        return dry_run(runfile, options, adaptive, str(args.runfile))
     full: Launch | None = None
     launch: Launch | QuickLaunch
     if quick is None:

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchrun.cli.target import duration_or_zero, target_parser
+from batchrun.cli.target import duration_or_zero, target_of, target_parser
 from batchrun.errors import UsageError
 from batchrun.launch.control import request_kill, request_stop
 from batchrun.status.lookup import find_job
 from batchrun.status.outcome import wait_for
 from batchrun.status.view import REMOVED, STATES, load_status
-from batchrun.store.target import Target, resolve_target
+from batchrun.store.target import Target
 
 if TYPE_CHECKING:
     from batchrun.launch.livequeue import Follower
@@ -120,7 +120,7 @@ def on_finish(command: str, counts: Mapping[str, int], runs_dir: Path, exit_code
 
 def run(args: argparse.Namespace) -> int:
     """Run one of `COMMANDS`; errors are raised as `BatchrunError`s for `cli.main`."""
-    target = resolve_target(args.target, args.accounting_dir, args.state_db_filename)
+    target = target_of(args)
     if args.command == "kill":
         return _cmd_kill(args, target)
     if args.command == "stop":

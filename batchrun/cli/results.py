@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from batchrun.cli.target import target_parser
+from batchrun.cli.target import target_of, target_parser
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
@@ -111,9 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
     from batchrun.results.table import read_results
-    from batchrun.store.target import resolve_target
 
-    target = resolve_target(args.target, args.accounting_dir, args.state_db_filename)
+    target = target_of(args)
     results = read_results(target, args.scrape, keep_history)
     warn_skipped(results.skipped.lines())
     return results

@@ -19,35 +19,23 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from pathlib import Path
 from typing import IO, Any
 
-from batchrun.cli.display import plan_lines
-from batchrun.cli.target import target_parser
-from batchrun.errors import MetadataError, UsageError
-from batchrun.launch.options import MODES, LaunchOptions
+from batchrun.cli.logs import cmd_logs
+from batchrun.cli.plan import PLAN_SHOWN, cmd_plan
+from batchrun.cli.target import target_of, target_parser
+from batchrun.launch.options import MODES
 from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration
-from batchrun.runfile.file import Runfile
-from batchrun.status.lookup import find_job, job_entry, job_parameters, probe_job, short_id_length
-from batchrun.status.preview import Preview, preview, preview_launch
-from batchrun.status.view import GROUPS, IGNORED, REMOVED, STATES, JobStatus, RunsStatus, load_status
+from batchrun.status.lookup import job_entry, job_parameters, short_id_length
+from batchrun.status.view import IGNORED, REMOVED, STATES, JobStatus, RunsStatus, load_status
 from batchrun.store.journal import JobRecord, State
-from batchrun.store.metadata import RunsDir
-from batchrun.store.target import Target, resolve_target
+from batchrun.store.target import Target
 
-__all__ = ["COMMANDS", "add_parsers", "dry_run", "int_at_least", "run"]
+__all__ = ["COMMANDS", "add_parsers", "int_at_least", "run"]
 
 COMMANDS = ("status", "logs", "failed", "plan")
 
-# How often `logs --follow` looks for new output and for the job's end.
-_FOLLOW_POLL = 0.25
-# Jobs `plan` lists per group unless told otherwise.
-_PLAN_SHOWN = 5
-# Bytes copied per read when printing a log.
-_COPY_CHUNK = 1 << 20
-# How much of a log is read per step when looking for its last lines.
-_TAIL_BLOCK = 65536
 # What `status` calls each state in its counts line.
 _COUNT_NAMES = {REMOVED: "removed from the runfile"}
 
@@ -141,12 +129,12 @@ def add_parsers(subparsers: Any) -> None:
     mode.add_argument("--mode", choices=list(MODES), default=None, help="the launch mode to plan for (default resume)")
     mode.add_argument("--retry-failed", action="store_const", dest="mode", const="retry_failed", help="plan a launch with --retry-failed")
     mode.add_argument("--rerun-all", action="store_const", dest="mode", const="overwrite", help="plan a launch with --rerun-all")
-    plan.add_argument("--show", type=_count_type, default=_PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {_PLAN_SHOWN})")
+    plan.add_argument("--show", type=_count_type, default=PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {PLAN_SHOWN})")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one of `COMMANDS`; errors are raised as `BatchrunError`s for `cli.main`."""
-    handlers = {"status": _cmd_status, "logs": _cmd_logs, "failed": _cmd_failed, "plan": _cmd_plan}
+    handlers = {"status": _cmd_status, "logs": cmd_logs, "failed": _cmd_failed, "plan": cmd_plan}
     try:
         return handlers[args.command](args)
     except BrokenPipeError:
@@ -157,15 +145,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-def _target(args: argparse.Namespace) -> Target:
-    return resolve_target(args.target, args.accounting_dir, args.state_db_filename)
-
-
 # -- status ----------------------------------------------------------------------
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     status = load_status(target, need_entries=args.json)
     states = [state for group in args.state or [] for state in group]
     jobs = status.select(states)
@@ -403,114 +387,11 @@ def _split_words(command: str) -> list[str] | None:
 # -- logs ------------------------------------------------------------------------
 
 
-def _cmd_logs(args: argparse.Namespace) -> int:
-    target = _target(args)
-    status = load_status(target)
-    job = find_job(status, args.job)
-    name = "err.log" if args.err else "out.log"
-    path = status.runs_dir.log_dir(job.job_id) / name
-    out = sys.stdout.buffer
-    # --follow waits for a job that has not started while a launch may start it.
-    waits = args.follow and job.state not in State.FINISHED and (job.state == State.RUNNING or status.launch_running)
-    if waits:
-        return _follow(status, job, path, args.tail, out)
-    if not path.exists():
-        raise UsageError(f"job {job.job_id} ({_where(job)}) has no {name} yet: it is {job.category}; see batchrun status {shlex.quote(str(target.given))}")
-    try:
-        if args.tail is not None:
-            out.write(_tail_bytes(path, args.tail))
-        else:
-            with open(path, "rb") as f:
-                shutil.copyfileobj(f, out, _COPY_CHUNK)
-    except OSError as err:
-        raise MetadataError(f"{path}: cannot read the log: {err.strerror}") from err
-    out.flush()
-    return 0
-
-
-def _where(job: JobStatus) -> str:
-    return "removed from the runfile" if job.removed else f"line {job.line}"
-
-
-def _follow(status: RunsStatus, job: JobStatus, path: Path, tail: int | None, out: IO[bytes]) -> int:
-    """Print the log and what is appended to it until the job ends, like `tail -f`.
-
-    A job that has not started yet is waited for while the launch runs; a
-    new attempt truncates the log, which starts the printing over.
-    """
-    # Read before the journal was: an exit record at least this recent ends
-    # an attempt the status did not see running.
-    since = status.now
-    started = job.state == State.RUNNING
-    pos = 0
-    try:
-        if tail is not None and path.exists():
-            out.write(_tail_bytes(path, tail))
-            pos = path.stat().st_size
-        while True:
-            pos = _copy_new(path, pos, out)
-            probe = probe_job(status.runs_dir, job.job_id)
-            if probe.running:
-                started = True
-            elif started or not probe.launch_running or (probe.exit_time is not None and probe.exit_time >= since):
-                _copy_new(path, pos, out)
-                return 0
-            time.sleep(_FOLLOW_POLL)
-    except KeyboardInterrupt:
-        return 130
-    except OSError as err:
-        raise MetadataError(f"{path}: cannot read the log: {err.strerror}") from err
-
-
-def _tail_bytes(path: Path, lines: int) -> bytes:
-    """The last `lines` lines of a file, read from its end.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        if lines <= 0:
-            return b""
-        pos = end
-        data = b""
-        # One more newline than lines wanted, unless the file ends without one.
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(_TAIL_BLOCK, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    body = data[:-1] if data.endswith(b"\n") else data
-    cut = len(body)
-    for _ in range(lines):
-        cut = body.rfind(b"\n", 0, cut)
-        if cut < 0:
-            return data
-    return data[cut + 1 :]
-
-
-def _copy_new(path: Path, pos: int, out: IO[bytes]) -> int:
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return 0
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if size < pos:
-            pos = 0  # a new attempt truncated the log
-        f.seek(pos)
-        while chunk := f.read(_COPY_CHUNK):
-            out.write(chunk)
-            pos += len(chunk)
-    out.flush()
-    return pos
-
-
 # -- failed ----------------------------------------------------------------------
 
 
 def _cmd_failed(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     status = load_status(target)
     # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
     wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
@@ -523,62 +404,9 @@ def _cmd_failed(args: argparse.Namespace) -> int:
 
 # -- plan ------------------------------------------------------------------------
 
-_GROUP_LABELS = {
-    "new": "new, to run",
-    "interrupted": "interrupted or never finished, to run again",
-    "running": "still running from an earlier launch, to adopt (wait for)",
-    "recovered": "ended while no launch was watching, to collect",
-    "removed": "removed from the runfile (records and logs kept)",
-}
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
-    target = _target(args)
-    if target.runfile is None:
-        raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
-    status = load_status(target, need_launched=False)
-    shown = preview(status, args.mode or "resume")
-    adaptive = None
-    if target.gridspec is not None:
-        from batchrun.launch.adaptive import adaptive_of
-
-        adaptive = adaptive_of(target.gridspec)
-    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
-    return 0
 
 
-def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
-    """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
-    runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
-    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), _PLAN_SHOWN, adaptive, runfile, spec)
-    return 0
 
 
-def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
-    for line in plan_lines(shown.plan, shown.total, shown.mode):
-        out.write(f"batchrun: {name}: {line}\n")
-    more = 0
-    if adaptive is not None and runfile is not None:
-        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
-        out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
-        more = adaptive.to_propose(runfile, states)
-    labels = dict(_GROUP_LABELS)
-    labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
-    labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
-    labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
-    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
-    for group in GROUPS:
-        jobs = shown.groups[group]
-        if not jobs:
-            continue
-        out.write(f"  {labels[group]}: {len(jobs)}\n")
-        for job in jobs[:limit]:
-            where = "removed" if job.removed else f"line {job.line}"
-            out.write(f"    {where:<10} {job.job_id[:id_len]}  {job.command}\n")
-        if len(jobs) > limit:
-            out.write(f"    ... and {len(jobs) - limit} more\n")
-    if shown.launch_running:
-        pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
-        out.write(f"note: a launch{pid} is running this runfile now; another launch is refused until it ends\n")
-    elif shown.plan.nothing_to_do and not more:
-        out.write("nothing to do\n")

@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 
 from batchrun.store.metadata import DEFAULT_METADATA_NAME
+from batchrun.store.target import Target, resolve_target
 
-__all__ = ["duration", "duration_or_zero", "target_parser"]
+__all__ = ["duration", "duration_or_zero", "target_of", "target_parser"]
 
 
 def target_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,11 @@ def target_parser() -> argparse.ArgumentParser:
     where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
     where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
     return where
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    """The target a command parsed with `target_parser` names, resolved to its runs directory."""
+    return resolve_target(args.target, args.accounting_dir, args.state_db_filename)
 
 
 # Units of a duration; a bare number is seconds.

@@ -1,0 +1,83 @@
+"""`batchrun plan` and `launch --dry-run`: what a launch would do now, printed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import IO, Any
+
+from batchrun.cli.display import plan_lines
+from batchrun.cli.target import target_of
+from batchrun.errors import UsageError
+from batchrun.launch.options import LaunchOptions
+from batchrun.runfile.file import Runfile
+from batchrun.status.lookup import short_id_length
+from batchrun.status.preview import Preview, preview, preview_launch
+from batchrun.status.view import GROUPS, load_status
+from batchrun.store.metadata import RunsDir
+
+__all__ = ["PLAN_SHOWN", "cmd_plan", "dry_run"]
+
+# Jobs `plan` lists per group unless told otherwise.
+PLAN_SHOWN = 5
+
+_GROUP_LABELS = {
+    "new": "new, to run",
+    "interrupted": "interrupted or never finished, to run again",
+    "running": "still running from an earlier launch, to adopt (wait for)",
+    "recovered": "ended while no launch was watching, to collect",
+    "removed": "removed from the runfile (records and logs kept)",
+}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Run `batchrun plan`."""
+    target = target_of(args)
+    if target.runfile is None:
+        raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
+    status = load_status(target, need_launched=False)
+    shown = preview(status, args.mode or "resume")
+    adaptive = None
+    if target.gridspec is not None:
+        from batchrun.launch.adaptive import adaptive_of
+
+        adaptive = adaptive_of(target.gridspec)
+    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
+    return 0
+
+
+def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
+    """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
+    runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
+    return 0
+
+
+def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
+    for line in plan_lines(shown.plan, shown.total, shown.mode):
+        out.write(f"batchrun: {name}: {line}\n")
+    more = 0
+    if adaptive is not None and runfile is not None:
+        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
+        out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
+        more = adaptive.to_propose(runfile, states)
+    labels = dict(_GROUP_LABELS)
+    labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
+    labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
+    labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
+    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    for group in GROUPS:
+        jobs = shown.groups[group]
+        if not jobs:
+            continue
+        out.write(f"  {labels[group]}: {len(jobs)}\n")
+        for job in jobs[:limit]:
+            where = "removed" if job.removed else f"line {job.line}"
+            out.write(f"    {where:<10} {job.job_id[:id_len]}  {job.command}\n")
+        if len(jobs) > limit:
+            out.write(f"    ... and {len(jobs) - limit} more\n")
+    if shown.launch_running:
+        pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
+        out.write(f"note: a launch{pid} is running this runfile now; another launch is refused until it ends\n")
+    elif shown.plan.nothing_to_do and not more:
+        out.write("nothing to do\n")
