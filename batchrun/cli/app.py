@@ -20,8 +20,7 @@ import batchrun.cli.queue as cli_queue
 import batchrun.cli.results as cli_results
 import batchrun.cli.status as cli_status
 from batchrun import __version__, _signals
-from batchrun.cli.status import int_at_least
-from batchrun.cli.target import duration
+from batchrun.cli.target import duration, int_at_least
 from batchrun.errors import BatchrunError, RunfileError, UsageError
 
 if TYPE_CHECKING:

@@ -1,7 +1,8 @@
 """The read-only subcommands `status`, `logs`, `failed` and `plan`: parsing and printing.
 
-`cli.py` adds these parsers with `add_parsers` and hands their parsed
-arguments to `run`, inside its one `except BatchrunError`. The reading is
+`cli/app.py` adds these parsers with `add_parsers` and hands their parsed
+arguments to `run`, inside its one `except BatchrunError`; `logs` and `plan` are in
+their own modules (`cli/logs`, `cli/plan`). The reading is
 `batchrun.status.view`'s; this module only chooses what to show and prints it.
 The job table is written by hand rather than with rich: a 100,000-row table
 has to be formatted in a fraction of a second.
@@ -17,13 +18,13 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import repeat
 from typing import IO, Any
 
 from batchrun.cli.logs import cmd_logs
 from batchrun.cli.plan import PLAN_SHOWN, cmd_plan
-from batchrun.cli.target import target_of, target_parser
+from batchrun.cli.target import int_at_least, target_of, target_parser
 from batchrun.launch.options import MODES
 from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration
@@ -32,27 +33,12 @@ from batchrun.status.view import IGNORED, REMOVED, STATES, JobStatus, RunsStatus
 from batchrun.store.journal import JobRecord, State
 from batchrun.store.target import Target
 
-__all__ = ["COMMANDS", "add_parsers", "int_at_least", "run"]
+__all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("status", "logs", "failed", "plan")
 
 # What `status` calls each state in its counts line.
 _COUNT_NAMES = {REMOVED: "removed from the runfile"}
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, not {text!r}")
-        return value
-
-    return parse
 
 
 _count_type = int_at_least(0)
@@ -384,9 +370,6 @@ def _split_words(command: str) -> list[str] | None:
         return None
 
 
-# -- logs ------------------------------------------------------------------------
-
-
 # -- failed ----------------------------------------------------------------------
 
 
@@ -400,13 +383,4 @@ def _cmd_failed(args: argparse.Namespace) -> int:
     lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
     sys.stdout.write("".join(lines))
     return 0
-
-
-# -- plan ------------------------------------------------------------------------
-
-
-
-
-
-
 

@@ -1,4 +1,4 @@
-"""The arguments several commands share: which runs directory they read, and durations.
+"""The arguments several commands share: which runs directory they read, durations and counts.
 
 `status`, `logs`, `failed`, `plan`, `results`, `report`, `kill`, `stop` and
 `wait` all name their runfile, gridspec or runs directory the same way, with
@@ -8,12 +8,13 @@ the original tool's options for a runs directory kept elsewhere.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.store.metadata import DEFAULT_METADATA_NAME
 from batchrun.store.target import Target, resolve_target
 
-__all__ = ["duration", "duration_or_zero", "target_of", "target_parser"]
+__all__ = ["duration", "duration_or_zero", "int_at_least", "target_of", "target_parser"]
 
 
 def target_parser() -> argparse.ArgumentParser:
@@ -67,3 +68,18 @@ def _parse_duration(text: str, allow_zero: bool) -> float:
         if not number and parts and (total > 0 or allow_zero):
             return total
     raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, not {text!r}")
+        return value
+
+    return parse
