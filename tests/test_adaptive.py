@@ -12,7 +12,7 @@ import pytest
 from batchrun.errors import BatchrunError, RunfileError
 from batchrun.launch.adaptive import AdaptiveSweep, BayesFeed, load_sweep
 from batchrun.runfile.file import Job, Runfile, append_commands, load_runfile
-from batchrun.store.journal import JobRecord
+from batchrun.store.records import JobRecord
 from batchrun.sweeps.objective import run_values
 
 SPEC = """\

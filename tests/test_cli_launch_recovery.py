@@ -18,7 +18,8 @@ import pytest
 from conftest import REPO, batchrun_cmd, kill_all, live_pids_with_env, read_metadata, wait_for
 
 from batchrun.runfile.file import job_id_of
-from batchrun.store.journal import Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import State
 
 MakeRunfile = Callable[..., Path]
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"

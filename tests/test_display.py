@@ -21,7 +21,7 @@ from batchrun.cli.display import Progress, plan_lines, summary_lines
 from batchrun.launch.launch import JobEvent, LaunchResult, Plan
 from batchrun.results.tables import format_duration
 from batchrun.runfile.file import Job, job_id_of
-from batchrun.store.journal import JobRecord, State
+from batchrun.store.records import JobRecord, State
 
 MakeRunfile = Callable[..., Path]
 

@@ -12,8 +12,9 @@ from batchrun._doit import runner as doit_runner
 from batchrun._doit.backend import RunsDirJobs
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
 from batchrun.store.metadata import RunsDir
+from batchrun.store.records import JobRecord, State
 
 
 class _Runner:

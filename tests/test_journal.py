@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.store.journal import Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import State
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:

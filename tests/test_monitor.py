@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord
+from batchrun.store.records import JobRecord
 from batchrun.sweeps.hyperband import HyperbandStopper, parse_early_terminate
 from batchrun.sweeps.monitor import HyperbandMonitor, MetricsTail
 from batchrun.sweeps.objective import Goal

@@ -9,7 +9,7 @@ import pytest
 from batchrun.errors import UsageError
 from batchrun.launch.events import EventKind
 from batchrun.launch.options import MODES, ORDERS, LaunchOptions, Mode, Order, check_options, parse_mode
-from batchrun.store.journal import State
+from batchrun.store.records import State
 
 
 @pytest.mark.parametrize(

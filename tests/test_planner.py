@@ -7,7 +7,7 @@ import pytest
 from batchrun.launch.options import Mode, Order
 from batchrun.launch.plan import Group, classify, done_for_mode, make_plan
 from batchrun.runfile.file import Job, job_id_of
-from batchrun.store.journal import JobRecord, State
+from batchrun.store.records import JobRecord, State
 
 
 def job(command: str, line: int = 1) -> Job:

@@ -26,7 +26,8 @@ from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import make_plan
 from batchrun.launch.quickresume import QuickLaunch, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import JobRecord, State
 from batchrun.store.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"

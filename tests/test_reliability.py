@@ -35,7 +35,8 @@ from conftest import (
 )
 
 from batchrun.runfile.file import job_id_of
-from batchrun.store.journal import Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import State
 
 MakeRunfile = Callable[..., Path]
 

@@ -7,8 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from batchrun.store.journal import Journal, State
+from batchrun.store.journal import Journal
 from batchrun.store.metadata import RunsDir
+from batchrun.store.records import State
 from batchrun.store.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
 
 A, B, C, D, E = (ch * 16 for ch in "abcde")

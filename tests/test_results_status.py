@@ -11,7 +11,7 @@ from batchrun.cli.display import Progress
 from batchrun.launch.launch import JobEvent
 from batchrun.results.best_so_far import BestSoFar
 from batchrun.runfile.file import Job, job_id_of
-from batchrun.store.journal import JobRecord, State
+from batchrun.store.records import JobRecord, State
 
 
 def test_status_shows_metric_columns(make_runfile, workdir: Path) -> None:  # type: ignore[no-untyped-def]

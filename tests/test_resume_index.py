@@ -10,7 +10,8 @@ import pytest
 
 from batchrun.launch.launch import _tally
 from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import JobRecord, State
 from batchrun.store.resume_index import INDEX_NAME, ResumeIndex, index_of, journal_digest, read_index, remove_index, runfile_digest, write_index
 
 

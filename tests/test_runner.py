@@ -13,7 +13,8 @@ from batchrun.executors.local.executor import LocalExecutor
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.runner import JobRunner, LaunchControl, SlotPool
 from batchrun.runfile.file import Job, job_id_of
-from batchrun.store.journal import Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import State
 
 
 def test_slots_are_taken_lowest_first_and_block_when_none_is_free() -> None:

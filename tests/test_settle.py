@@ -8,7 +8,8 @@ import pytest
 
 from batchrun.executors.local import executor as local
 from batchrun.launch.settle import Outcome, apply_decisions, journal_decisions, settle_in_flight, settle_one
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import JobRecord, State
 
 
 def running_record(job_id: str, attempt: int = 1, start: float = 100.0) -> JobRecord:

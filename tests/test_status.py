@@ -21,8 +21,9 @@ from batchrun.status import view as status_module
 from batchrun.status.lookup import find_job, probe_job, short_id_length
 from batchrun.status.preview import preview_launch
 from batchrun.status.view import REMOVED, JobStatus, load_status, read_status
-from batchrun.store.journal import JOURNAL_NAME, State
+from batchrun.store.journal import JOURNAL_NAME
 from batchrun.store.metadata import RunsDir
+from batchrun.store.records import State
 from batchrun.store.target import resolve_target
 
 T0 = 1_700_000_000.0

@@ -37,8 +37,9 @@ from doit.exceptions import InvalidCommand
 from batchrun._doit.values import TaskValues
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.launch.plan import done_for_mode
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
 from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["JobDone", "JobSource", "JournalDB", "RunsDirJobs", "job_values", "register_jobs", "unregister_jobs"]
 

@@ -60,8 +60,9 @@ from batchrun.launch.feed import QUEUE_POLL, FixedJobs, JobQueue
 
 if TYPE_CHECKING:
     from batchrun.runfile.file import Job
-    from batchrun.store.journal import JobRecord, Journal
+    from batchrun.store.journal import Journal
     from batchrun.store.metadata import RunsDir
+    from batchrun.store.records import JobRecord
 
 __all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.plan import Plan
 from batchrun.results.tables import format_duration
-from batchrun.store.journal import State
+from batchrun.store.records import State
 
 if TYPE_CHECKING:
     from batchrun.launch.launch import LaunchResult

@@ -15,7 +15,7 @@ from batchrun.cli.target import target_of
 from batchrun.errors import MetadataError, UsageError
 from batchrun.status.lookup import find_job, probe_job
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.journal import State
+from batchrun.store.records import State
 
 __all__ = ["cmd_logs"]
 

@@ -28,7 +28,7 @@ from batchrun.errors import BatchrunError, RunfileError, UsageError
 from batchrun.metrics.file import METRICS_NAME, RunMetrics
 from batchrun.runfile import file as runfiles  # looked up at each call: the fault tests patch it
 from batchrun.runfile.file import Job, Runfile
-from batchrun.store.journal import JobRecord
+from batchrun.store.records import JobRecord
 from batchrun.sweeps.bayes import INSTALL_HINT, BayesSpec, SweepState, next_commands, sweep_state
 from batchrun.sweeps.hyperband import HyperbandStopper
 from batchrun.sweeps.objective import read_metrics

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from batchrun.launch.options import ValueEnum
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord
+from batchrun.store.records import JobRecord
 
 __all__ = ["EventKind", "JobEvent"]
 

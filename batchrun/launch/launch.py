@@ -34,9 +34,10 @@ from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.jobtable import JobTable
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
 from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.store.metasync import MetadataSync
+from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import repair_runs_dir
 from batchrun.store.resume_index import index_of, remove_index, write_index
 

@@ -26,8 +26,9 @@ from batchrun.launch.feed import JobFeed
 from batchrun.launch.runner import JobRunner, LaunchControl
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.follow import FollowChange, GridspecFollower, RunfileFollower
-from batchrun.store.journal import JobRecord, Journal
+from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
+from batchrun.store.records import JobRecord
 
 __all__ = ["Follow", "Follower"]
 

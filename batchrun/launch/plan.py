@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from batchrun.launch.options import Mode, Order, ValueEnum
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord, State
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["Group", "Plan", "classify", "done_for_mode", "is_ignored", "make_plan"]
 

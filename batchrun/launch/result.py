@@ -12,7 +12,7 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord
+from batchrun.store.records import JobRecord
 
 __all__ = ["LaunchResult"]
 

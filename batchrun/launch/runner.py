@@ -28,7 +28,8 @@ from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job
 from batchrun.metrics.cache import record_job_metrics
 from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from batchrun.executors.local import executor as local
 from batchrun.launch.options import ValueEnum
-from batchrun.store.journal import JobRecord, Journal, State
+from batchrun.store.journal import Journal
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["Decision", "Outcome", "apply_decisions", "journal_decisions", "settle_in_flight", "settle_one"]
 

@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from batchrun.results.table import Results, best_row
-from batchrun.store.journal import State
+from batchrun.store.records import State
 
 __all__ = ["build_report"]
 

@@ -38,7 +38,7 @@ from batchrun.metrics.scrape import ScrapeRule, scrape_log
 from batchrun.runfile.file import parse_parameters
 from batchrun.status.lookup import job_parameters
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.journal import State
+from batchrun.store.records import State
 from batchrun.store.target import Target, resolve_target
 
 __all__ = [

@@ -14,11 +14,11 @@ from batchrun.runfile.file import (
     parse_parameters,
 )
 from batchrun.status.view import JobStatus, LockTable, RunsStatus
-from batchrun.store.journal import State
 from batchrun.store.metadata import (
     RunsDir,
     build_entry,
 )
+from batchrun.store.records import State
 
 __all__ = ["JobProbe", "find_job", "job_entry", "job_parameters", "probe_job", "short_id_length"]
 

@@ -33,8 +33,8 @@ from batchrun.errors import UsageError
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
 from batchrun.launch.control import launch_holder
 from batchrun.status.view import STATES, RunsStatus, load_status
-from batchrun.store.journal import State
 from batchrun.store.metadata import RunsDir
+from batchrun.store.records import State
 from batchrun.store.target import Target
 
 __all__ = [

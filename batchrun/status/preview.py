@@ -11,10 +11,10 @@ from batchrun.runfile.file import (
     Runfile,
 )
 from batchrun.status.view import GROUPS, JobStatus, RunsStatus, read_status
-from batchrun.store.journal import JobRecord, State
 from batchrun.store.metadata import (
     RunsDir,
 )
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["Preview", "preview", "preview_launch"]
 

@@ -35,13 +35,14 @@ from batchrun.runfile.file import (
     load_runfile,
     parse_runfile_text,
 )
-from batchrun.store.journal import JOURNAL_NAME, JobRecord, Journal, State
+from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import (
     RunsDir,
     legacy_record,
     load_metadata,
     read_lock_owner,
 )
+from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import surviving_records
 from batchrun.store.stamp import metadata_unchanged
 from batchrun.store.target import Target

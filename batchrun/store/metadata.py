@@ -26,7 +26,7 @@ from typing import Any
 
 from batchrun.errors import LockedError, MetadataError
 from batchrun.runfile.file import Job, parse_parameters
-from batchrun.store.journal import JobRecord, State
+from batchrun.store.records import JobRecord, State
 from batchrun.store.viewblocks import EntryBlocks, json_object_chunks
 
 __all__ = [

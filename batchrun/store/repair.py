@@ -29,8 +29,9 @@ from typing import Any
 
 from batchrun.errors import MetadataError
 from batchrun.executors.local import executor as local
-from batchrun.store.journal import JOURNAL_NAME, JobRecord, Journal, State
+from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import MAX_PID, RunsDir, iter_metadata, pid_alive, salvage_metadata
+from batchrun.store.records import JobRecord, State
 
 __all__ = [
     "iter_metadata_repairing",

@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.runfile.file import Job, Runfile
-from batchrun.store.journal import JobRecord, State
 from batchrun.store.metadata import write_atomic
+from batchrun.store.records import JobRecord, State
 from batchrun.store.stamp import read_small_record
 
 __all__ = ["INDEX_NAME", "ResumeIndex", "index_of", "journal_digest", "read_index", "remove_index", "runfile_digest", "write_index"]

@@ -1,0 +1,171 @@
+"""A job's record, its states, and how journal lines replay into records.
+
+The line format is the journal's (see `journal`); this module reads it and
+knows nothing of files, processes or doit.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from batchrun.errors import MetadataError
+
+__all__ = ["JobRecord", "State", "canonical_time", "replay"]
+
+
+class State(str, enum.Enum):
+    """The states a job can be in; stored lower-case in JSON and the journal.
+
+    A `str` enum: members compare, hash and serialise as their values, so
+    records replayed from text and metadata.json stay byte-identical.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    # Stopped on purpose while its launch went on: by `batchrun kill`
+    # (counts as a failure; `--retry-failed` reruns it), or ended early by
+    # an adaptive sweep (counts as done, not failed). Neither has an exit
+    # status, and a plain relaunch runs neither again (`ENDED`).
+    KILLED = "killed"
+    STOPPED = "stopped"
+
+    # Not members: set below, once the members exist.
+    FINISHED: ClassVar[frozenset[State]]
+    ENDED: ClassVar[frozenset[State]]
+    ALL: ClassVar[tuple[State, ...]]
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        # Python 3.11 formats mixed-in enums as `State.X`; the journal's f-strings need the value.
+        return str.__format__(str.__str__(self), spec)
+
+
+
+# Ran to its end, with an exit status.
+State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
+# Will not run again on a plain relaunch: finished, killed or stopped.
+State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
+State.ALL = tuple(State)
+
+class JobRecord:
+    """What the journal knows of one job; mutable, one per job id."""
+
+    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.state: str = State.PENDING
+        self.status: int | None = None
+        self.start: float | None = None
+        self.end: float | None = None
+        self.attempts = 0
+        self.slot: int | None = None
+        self.host: str | None = None
+        # The executor's reference to the running job: a pid, a SLURM job id...
+        self.ref: str | None = None
+        # Exit status of each attempt, in order (None: stopped unfinished).
+        self.exit_codes: list[int | None] = []
+        # Set by `doit ignore` (an X line): skipped until forgotten (R).
+        self.ignored = False
+
+    @property
+    def runtime(self) -> float | None:
+        """Seconds the last attempt ran, once it has ended."""
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+    @property
+    def finished(self) -> bool:
+        """True when the job ran to its end, whatever its exit status."""
+        return self.state in State.FINISHED
+
+    def __repr__(self) -> str:
+        return f"JobRecord({self.job_id}, {self.state}, status={self.status}, attempts={self.attempts})"
+
+
+def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Path) -> None:
+    """Apply journal lines, in order, to `records` (the format is in the module docstring).
+
+    Raises:
+        MetadataError: a line that is not a journal line, named by its number in `path`.
+    """
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw:
+            continue
+        try:
+            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
+            kind = parts[0]
+            job_id = parts[1]
+            rec = records.get(job_id)
+            if rec is None:
+                rec = records[job_id] = JobRecord(job_id)
+            if kind == "E":
+                rec.attempts = int(parts[2])
+                rec.status = int(parts[3])
+                rec.start = float(parts[4])
+                rec.end = float(parts[5])
+                rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
+                if len(parts) > 6:
+                    rec.state = _known_state(parts[6])
+                if len(parts) > 7:
+                    rec.host = parts[7]  # written by compaction, which drops the S line
+                rec.exit_codes.append(rec.status)
+            elif kind == "S":
+                rec.attempts = int(parts[2])
+                rec.start = float(parts[3])
+                rec.slot = int(parts[4])
+                rec.host = parts[5]
+                rec.state = State.RUNNING
+                rec.status = rec.end = rec.ref = None
+            elif kind == "P":
+                rec.ref = parts[3]
+            elif kind == "I":
+                rec.attempts = int(parts[2])
+                rec.start = float(parts[3])
+                rec.end = float(parts[4])
+                rec.state = _known_state(parts[5])
+                rec.status = None
+                rec.exit_codes.append(None)
+            elif kind == "R":
+                fresh = records[job_id] = JobRecord(job_id)
+                fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
+            elif kind == "X":
+                rec.ignored = True
+            else:
+                raise ValueError(kind)
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            # ascii(): any byte shows as an escape, and the message stays one line.
+            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
+            raise MetadataError(
+                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
+                "remove that line (jobs it recorded will run again)"
+            ) from err
+
+
+def _known_state(text: str) -> str:
+    """A state read back from a line; anything else is a corrupt line, not a
+    new state that later code would fail on."""
+    if text not in _KNOWN_STATES:
+        raise ValueError(text)
+    return text
+
+
+# A set: checked once per replayed end line (100,000 on a big no-op relaunch).
+_KNOWN_STATES = frozenset(str(state) for state in State.ALL)
+
+
+def canonical_time(seconds: float) -> float:
+    """A time as the journal's text gives it back (microseconds), so a record
+    in memory equals the same record replayed, and metadata built from either
+    is the same."""
+    return float(f"{seconds:.6f}")
