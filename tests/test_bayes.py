@@ -18,7 +18,7 @@ from batchrun.errors import BatchrunError
 from batchrun.sweeps.bayes import INSTALL_HINT, BayesSpec, FinishedRun, next_commands, observed_values, propose, sweep_state
 from batchrun.sweeps.gridspec import load_gridspec
 from batchrun.sweeps.objective import read_metrics
-from batchrun.sweeps.wandb import search_space
+from batchrun.sweeps.wandb_space import search_space
 
 EVERY_DISTRIBUTION = """
     parameters:

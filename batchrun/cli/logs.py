@@ -1,4 +1,5 @@
-"""`batchrun logs`: a job's out.log or err.log, its tail, and following it while the job runs."""
+"""`batchrun logs`: a job's out.log or err.log, its tail, and following it while the job runs.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`batchrun plan` and `launch --dry-run`: what a launch would do now, printed."""
+"""`batchrun plan` and `launch --dry-run`: what a launch would do now, printed.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""One job of a runs directory: finding it from what the user typed, its parameters and entry, and a fresh probe of its processes."""
+"""One job of a runs directory: finding it from what the user typed, its parameters and entry, and a fresh probe of its processes.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What a launch would do now (`batchrun plan`, `launch --dry-run`): the launch's own planner over the jobs as they stand."""
+"""What a launch would do now (`batchrun plan`, `launch --dry-run`): the launch's own planner over the jobs as they stand.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from batchrun.runfile.file import (
     Runfile,
 )
 from batchrun.status.view import GROUPS, JobStatus, RunsStatus, read_status
-from batchrun.store.metadata import (
-    RunsDir,
-)
+from batchrun.store.metadata import RunsDir
 from batchrun.store.records import JobRecord, State
 
 __all__ = ["Preview", "preview", "preview_launch"]

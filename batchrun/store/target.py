@@ -1,4 +1,5 @@
-"""What the user named on the command line (a runfile, a gridspec or a runs directory) and the runs directory it stands for."""
+"""What the user named on the command line (a runfile, a gridspec or a runs directory) and the runs directory it stands for.
+"""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from batchrun.errors import BatchrunError, GridspecError
 from batchrun.sweeps.objective import Goal, Metric, run_values
-from batchrun.sweeps.wandb import Distribution, SearchSpace, search_space
+from batchrun.sweeps.wandb_space import Distribution, SearchSpace, search_space
 
 if TYPE_CHECKING:
     from batchrun.metrics.file import RunMetrics

@@ -274,7 +274,7 @@ class Gridspec:
             raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
                                 f"results and a launch: run 'batchrun launch {self.path}', not 'batchrun sweep'", self.path)
         if self.method == "random":
-            from batchrun.sweeps.wandb import random_points
+            from batchrun.sweeps.wandb_space import random_points
 
             points = random_points(self._params, self._renderers, self.seed)
         else:
@@ -308,7 +308,7 @@ class Gridspec:
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
         if self.method == "random":
-            from batchrun.sweeps.wandb import random_points
+            from batchrun.sweeps.wandb_space import random_points
 
             used = [(p, r) for p, r in zip(self._params, self._renderers, strict=True) if p.draw is not None]
             names = [p.name for p, _ in used]

@@ -19,24 +19,16 @@ when the line runs, as the agent resolves them when it starts a run. Only
 
 from __future__ import annotations
 
-import json
 import math
-import random
-import shlex
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Hashable
+from typing import Any, NamedTuple
 
 import yaml
 
 from batchrun.sweeps._common import (
-    PLACEHOLDER,
-    UNWRITABLE,
     Fail,
     Map,
     Param,
-    Part,
     Token,
     Values,
     arange,
@@ -44,41 +36,14 @@ from batchrun.sweeps._common import (
     check_name,
     check_writable,
     kind,
-    quote_arg,
-    render_arg,
-    render_word,
     show,
     unknown,
     values_list,
 )
 from batchrun.sweeps.hyperband import HyperbandConfig, parse_early_terminate
 from batchrun.sweeps.objective import Metric, parse_metric
-
-
-class _Gridspec(Protocol):
-    """The parts of a `sweep.Gridspec` a search space is made from (sweep imports this module)."""
-
-    @property
-    def method(self) -> str: ...
-    @property
-    def _params(self) -> tuple[Param, ...]: ...
-    @property
-    def _template(self) -> str: ...
-    @property
-    def _renderers(self) -> tuple[Callable[[Any], Any], ...]: ...
-    @property
-    def _lstrip(self) -> bool: ...
-
-# What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
-ENV = "/usr/bin/env"
-INTERPRETER = "python"
-# The agent's command when the config gives none.
-DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
-_ARG_MACROS = ("args", "args_no_hyphens", "args_no_boolean_flags", "args_no_equals", "args_json",
-               "args_json_file", "args_append_hydra", "args_override_hydra")
-MACROS = ("env", "interpreter", "program", *_ARG_MACROS)
-# W&B's ${envvar:NAME} pattern takes upper case, digits and _ only.
-_ENVVAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+from batchrun.sweeps.wandb_command import command_tokens
+from batchrun.sweeps.wandb_space import Distribution, sampler
 
 _MIN_MAX = ("min", "max")
 # The keys each distribution takes besides `distribution` (schema.json).
@@ -172,7 +137,7 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
             fail(f"parameter {param.name!r} is defined twice (first on line {first[param.name]})", param.lineno)
         first[param.name] = param.lineno
     return WandbSweep(method, run_cap, seed, program, command, params,
-                      _tokens(command, program, params, spec, fail), metric, early_terminate)
+                      command_tokens(command, program, params, spec, fail), metric, early_terminate)
 
 
 # ---------------------------------------------------------------- parameters
@@ -250,7 +215,7 @@ def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, f
         check_writable(where, values, line, fail)
     weights = _probabilities(where, body["probabilities"], values, line, fail) if "probabilities" in body else None
     if method != "grid":
-        draw = Distribution(dist, tuple(values), None if weights is None else tuple(weights), nums, _sampler(dist, values, weights, nums))
+        draw = Distribution(dist, tuple(values), None if weights is None else tuple(weights), nums, sampler(dist, values, weights, nums))
         return Param(name, line, draw=draw, path=path)
     if dist not in _GRIDDABLE or weights is not None:
         fail(f"{where}: grid search takes 'values', 'value', int_uniform or q_uniform, not {dist!r}"
@@ -263,54 +228,6 @@ def _leaf(name: str, path: tuple[str, ...], body: Map, line: int, method: str, f
     elif dist == "q_uniform":  # numpy.arange(min, max, q): max excluded; here exact
         grid = arange(nums["min"], nums["max"], nums["q"])
     return Param(name, line, values=grid, path=path)
-
-
-@dataclass(frozen=True, eq=False)
-class Distribution:
-    """A validated W&B distribution: what random draws from and bayes searches."""
-
-    dist: str  # a key of _DISTRIBUTIONS; categorical_w_probabilities reads as categorical
-    values: tuple[Any, ...]  # categorical values, or the constant's one value
-    weights: tuple[float, ...] | None  # categorical probabilities, if given
-    nums: dict[str, Any]  # min, max, q, mu, sigma, a, b as they apply, defaults filled in
-    sample: Callable[[random.Random], Any]
-
-    def __call__(self, rng: random.Random) -> Any:
-        return self.sample(rng)
-
-
-class SearchSpace(NamedTuple):
-    """A random or bayes gridspec's parameters and how a point becomes its command."""
-
-    names: tuple[str, ...]
-    distributions: tuple[Distribution, ...]
-    template: str
-    renderers: tuple[Callable[[Any], Any], ...]
-    lstrip: bool
-
-    def command(self, values: Sequence[Any]) -> str:
-        """Render one point (a value per parameter, in order) exactly as random search renders it."""
-        line = self.template.format(*(render(v) for render, v in zip(self.renderers, values, strict=True)))
-        return line.lstrip() if self.lstrip else line
-
-
-def search_space(gridspec: _Gridspec) -> SearchSpace:
-    """Return the distributions and command template of a W&B random or bayes gridspec."""
-    params = gridspec._params
-    if gridspec.method == "grid" or not all(isinstance(p.draw, Distribution) for p in params):
-        raise ValueError("search_space needs a W&B random or bayes gridspec")
-    return SearchSpace(tuple(p.name for p in params), tuple(p.draw for p in params),  # type: ignore[misc]
-                       gridspec._template, gridspec._renderers, gridspec._lstrip)
-
-
-def random_points(
-    params: Sequence[Param], renderers: Sequence[Callable[[Any], Any]], seed: int | None
-) -> Iterator[list[Any]]:
-    """Draw points without end, reproducibly from `seed`, each value rendered."""
-    rng = random.Random(seed)
-    draws = [(p.draw, render) for p, render in zip(params, renderers, strict=True) if p.draw is not None]
-    while True:
-        yield [render(draw(rng)) for draw, render in draws]
 
 
 def _probabilities(where: str, raw: Any, values: list[Any], line: int, fail: Fail) -> list[float]:
@@ -373,147 +290,5 @@ def unique_grid_values(values: list[Any]) -> list[Any]:
     return unique
 
 
-def _quantize(x: float, q: float) -> float:
-    """round(x / q) * q, half to even like numpy.round, but exact for a decimal q."""
-    n = round(x / q)
-    return n * q if isinstance(q, int) else float(Decimal(n) * Decimal(repr(q)))
 
 
-def _sampler(
-    dist: str, values: list[Any], weights: list[float] | None, nums: dict[str, Any]
-) -> Callable[[random.Random], Any]:
-    if dist == "constant":
-        return lambda rng: values[0]
-    if dist == "categorical":
-        if weights is None:
-            return lambda rng: rng.choice(values)
-        return lambda rng: rng.choices(values, weights)[0]
-    if dist == "int_uniform":
-        return lambda rng: rng.randint(nums["min"], nums["max"])
-    lo, hi = nums.get("min", 0.0), nums.get("max", 1.0)
-    mu, sigma = nums.get("mu", 0.0), nums.get("sigma", 1.0)
-    draws: dict[str, Callable[[random.Random], float]] = {
-        "uniform": lambda rng: rng.uniform(lo, hi),
-        "log_uniform": lambda rng: math.exp(rng.uniform(lo, hi)),  # min, max: exponents of e
-        "log_uniform_values": lambda rng: math.exp(rng.uniform(math.log(lo), math.log(hi))),
-        "inv_log_uniform": lambda rng: math.exp(-rng.uniform(lo, hi)),  # log(1/X) in [min, max]
-        "inv_log_uniform_values": lambda rng: math.exp(-rng.uniform(-math.log(hi), -math.log(lo))),
-        "normal": lambda rng: rng.normalvariate(mu, sigma),
-        "log_normal": lambda rng: rng.lognormvariate(mu, sigma),
-        "beta": lambda rng: rng.betavariate(nums["a"], nums["b"]),
-    }
-    if not dist.startswith("q_"):
-        return draws[dist]
-    draw, q = draws[dist[2:]], nums["q"]
-    return lambda rng: _quantize(draw(rng), q)
-
-
-# ------------------------------------------------------------------ commands
-
-
-def _tokens(
-    command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map, fail: Fail
-) -> list[Token]:
-    index_of = {p.name: i for i, p in enumerate(params)}
-    placed: set[int] = set()
-    expanded: list[tuple[str, list[Part]]] = []  # (macro or "", parts of a literal element)
-    for element in command or DEFAULT_COMMAND:
-        macro = element[2:-1] if element.startswith("${") and element.endswith("}") else ""
-        if macro not in MACROS:
-            macro, text, where = "", element, "'command'"
-        elif macro == "program":
-            if program is None:
-                fail("missing 'program' (or a 'command' without ${program}): the script to run")
-            text, where = program, "'program'"
-        else:
-            expanded.append((macro, []))
-            continue
-        parts = _element_parts(text, index_of, where, spec.key_lines.get(where.strip("'")), fail)
-        placed.update(p[0] for p in parts if not isinstance(p, str))
-        expanded.append((macro, parts))
-    delivered = [i for i in range(len(params)) if i not in placed]
-    if delivered and not any(macro in _ARG_MACROS for macro, _ in expanded):
-        names = ", ".join(repr(params[i].name) for i in delivered)
-        fail(f"parameter(s) {names} reach no command: add ${{args}} to 'command' or place them with ${{name}}",
-             spec.key_lines.get("command"))
-    tokens: list[Token] = []
-    for macro, parts in expanded:
-        if macro in ("", "program"):
-            tokens.append((False, parts))
-        elif macro in ("env", "interpreter"):
-            tokens.append((False, [ENV if macro == "env" else INTERPRETER]))
-        else:
-            tokens.extend(_arg_tokens(macro, params, delivered))
-    return tokens
-
-
-def _element_parts(text: str, index_of: dict[str, int], what: str, line: int | None, fail: Fail) -> list[Part]:
-    """Shell-quote one argv element, filling `${name}` and leaving `${VAR}` to the shell."""
-    if UNWRITABLE.search(text):
-        fail(f"{what}: {show(text)} contains a line break or a character a runfile line cannot hold", line)
-    parts: list[Part] = []
-    position = 0
-    for match in PLACEHOLDER.finditer(text):
-        if match.start() > position:
-            parts.append(shlex.quote(text[position : match.start()]))
-        ref, position = match.group(1), match.end()
-        if ref in index_of:
-            parts.append((index_of[ref], render_word))
-        elif ref in MACROS:
-            fail(f"{what}: macro ${{{ref}}} must be a whole command element, as W&B requires", line)
-        elif ref.startswith("envvar:") and ref[7:] and set(ref[7:]) <= _ENVVAR_CHARS:
-            parts.append(f'"${{{ref[7:]}}}"')  # read when the line runs, as the agent reads it
-        elif not any(c in ref for c in '"`\\'):
-            parts.append(f'"${{{ref}}}"')  # not ours: the shell expands it, as one word
-        else:
-            parts.append(shlex.quote(match.group(0)))
-    if position < len(text) or not parts:
-        parts.append(shlex.quote(text[position:]))
-    return parts
-
-
-def _arg_tokens(macro: str, params: list[Param], delivered: list[int]) -> list[Token]:
-    """Expand an args macro as W&B's create_sweep_command_args does, a token per word."""
-    prefix = {"args": "--", "args_no_hyphens": "", "args_append_hydra": "+", "args_override_hydra": "++"}
-    if macro in prefix:
-        return [(False, [f"{prefix[macro]}{params[i].name}=", (i, render_arg)]) for i in delivered]
-    tokens: list[Token] = []
-    if macro == "args_no_equals":
-        for i in delivered:
-            tokens += [(False, [f"--{params[i].name}"]), (False, [(i, render_word)])]
-        return tokens
-    if macro == "args_no_boolean_flags":
-        return [(True, [(i, _render_nobool)]) for i in delivered]
-    json_word: list[Part] = ["'", *_json_parts(delivered, params, 0), "'"]
-    if macro == "args_json":
-        return [(False, json_word)]
-    # ${args_json_file}: the agent writes the JSON to a file just before the
-    # run; offline, the shell does so when the line runs.
-    return [(False, ["\"$(f=$(mktemp) && printf '%s' ", *json_word, ' > "$f" && echo "$f")"'])]
-
-
-def _render_nobool(param: Param, value: Any) -> str:
-    """${args_no_boolean_flags}: True gives --flag, False nothing; brings its own space."""
-    if isinstance(value, bool):
-        return f" --{param.name}" if value else ""
-    return f" --{param.name}={quote_arg(str(value))}"
-
-
-def _render_json(param: Param, value: Any) -> str:
-    """One value of W&B's json.dumps(config), inside a single-quoted word."""
-    return json.dumps(value, default=str).replace("'", "'\\''")
-
-
-def _json_parts(members: list[int], params: list[Param], depth: int) -> list[Part]:
-    """Build the parts of W&B's json.dumps(config): nested parameters nested, names sorted."""
-    groups: dict[str, list[int]] = {}
-    for i in members:
-        groups.setdefault(params[i].path[depth], []).append(i)
-    parts: list[Part] = ["{"]
-    for n, (key, group) in enumerate(groups.items()):
-        parts.append((", " if n else "") + json.dumps(key).replace("'", "'\\''") + ": ")
-        if len(group) == 1 and len(params[group[0]].path) == depth + 1:
-            parts.append((group[0], _render_json))
-        else:
-            parts.extend(_json_parts(group, params, depth + 1))
-    return [*parts, "}"]
