@@ -25,12 +25,7 @@ from hypothesis import strategies as st
 
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweeps._common import Param, render_arg, render_word
-from batchrun.sweeps.gridspec import (
-    Gridspec,
-    default_runfile_path,
-    load_gridspec,
-    write_runfile,
-)
+from batchrun.sweeps.gridspec import Gridspec, default_runfile_path, load_gridspec, write_runfile
 
 DATA = Path(__file__).parent / "data" / "gridspecs"
 FIXTURES = sorted(DATA.glob("*.runfile"))
