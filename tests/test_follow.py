@@ -12,7 +12,8 @@ import pytest
 
 from batchrun.runfile import follow
 from batchrun.runfile.file import Job, load_runfile, parse_runfile_text
-from batchrun.runfile.follow import FollowChange, GridspecFollower, RunfileFollower, follow_jobs
+from batchrun.runfile.follow import FollowChange, RunfileFollower, follow_jobs
+from batchrun.runfile.follow_gridspec import GridspecFollower
 
 
 class Clock:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from batchrun.runfile.file import Job
-from batchrun.runfile.follow import POLL_INTERVAL, FollowChange, GridspecFollower, RunfileFollower
+from batchrun.runfile.follow import POLL_INTERVAL, FollowChange, RunfileFollower
+from batchrun.runfile.follow_gridspec import GridspecFollower
 
 __all__ = ["QUEUE_POLL", "FixedJobs", "JobFeed", "JobQueue"]
 

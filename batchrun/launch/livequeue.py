@@ -25,7 +25,8 @@ from batchrun.launch.events import EventKind
 from batchrun.launch.feed import JobFeed
 from batchrun.launch.runner import JobRunner, LaunchControl
 from batchrun.runfile.file import Job, Runfile
-from batchrun.runfile.follow import FollowChange, GridspecFollower, RunfileFollower
+from batchrun.runfile.follow import FollowChange, RunfileFollower
+from batchrun.runfile.follow_gridspec import GridspecFollower
 from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord
