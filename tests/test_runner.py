@@ -10,8 +10,9 @@ from conftest import wait_for
 from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local.executor import LocalExecutor
+from batchrun.launch.attempt import SlotPool
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.runner import JobRunner, LaunchControl, SlotPool
+from batchrun.launch.runner import JobRunner, LaunchControl
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import Journal
 from batchrun.store.records import State

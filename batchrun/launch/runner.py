@@ -10,7 +10,6 @@ stopped) from the moment the launch starts, even beyond -j.
 
 from __future__ import annotations
 
-import heapq
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor
 from batchrun.executors.local import executor as local
+from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs, shell_status
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
@@ -31,7 +31,7 @@ from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["JobRunner", "LaunchControl", "SlotPool", "keep_old_logs", "submit_detached"]
+__all__ = ["JobRunner", "LaunchControl", "submit_detached"]
 
 
 class LaunchControl:
@@ -261,12 +261,12 @@ class JobRunner:
             if ending is not None:
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
             elif timed_out and not control.interrupted:
-                rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end, State.TIMEOUT)
+                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end, State.TIMEOUT)
             elif returncode != 0 and control.interrupted:
                 # Stopped by us (or it chose to fail as we stopped it).
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
             else:
-                rec = self.journal.record_end(job.job_id, attempt, _shell_status(returncode), start, end)
+                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end)
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -350,62 +350,6 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
             runner.on_change(job, rec)
             runner.detached += 1
         runner.emit(EventKind.SUBMIT, job, rec, slot_id)
-
-
-def _shell_status(returncode: int) -> int:
-    """A wrapper killed by a signal we did not send: the shell's convention, 128 + signal number."""
-    return returncode if returncode >= 0 else 128 - returncode
-
-
-def keep_old_logs(log_dir: str, attempt: int) -> None:
-    """Keep an earlier attempt's logs as out.<attempt>.log / err.<attempt>.log / metrics.<attempt>.jsonl.
-
-    Metrics too: attempts must not mix their histories in one file.
-    """
-    for name, ext in (("out", "log"), ("err", "log"), ("metrics", "jsonl")):
-        try:
-            os.replace(f"{log_dir}/{name}.{ext}", f"{log_dir}/{name}.{attempt}.{ext}")
-        except FileNotFoundError:
-            pass
-
-
-def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU."""
-    env = base_env.copy()
-    env["BATCHRUN_JOB_ID"] = job.job_id
-    env["BATCHRUN_SLOT"] = str(slot)
-    env["BATCHRUN_LOG_DIR"] = log_dir
-    env["BATCHRUN_ATTEMPT"] = str(attempt)
-    env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
-    if gpus:
-        # Slots 0..N-1 map round-robin onto the GPUs, so with
-        # N = len(gpus) * K each GPU serves exactly K slots.
-        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-    return env
-
-
-class SlotPool:
-    """Worker slots 0..N-1; a job takes the lowest free one.
-
-    Lowest-first keeps BATCHRUN_SLOT within 0..(jobs running at once - 1)
-    even when the pool is larger than the number of threads using it (under
-    plain doit, batchrun does not know doit's -n).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._free = list(range(size))
-        self._cond = threading.Condition()
-
-    def take(self) -> int:
-        with self._cond:
-            while not self._free:
-                self._cond.wait()
-            return heapq.heappop(self._free)
-
-    def give(self, slot: int) -> None:
-        with self._cond:
-            heapq.heappush(self._free, slot)
-            self._cond.notify()
 
 
 def _ignore_event(event: JobEvent) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from batchrun.executors.base import Executor
 from batchrun.executors.jobfiles import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, job_lock_held, read_exit_record
-from batchrun.executors.local.slots import SlotPool
+from batchrun.executors.local.helpers import HelperPool
 
 __all__ = [
     "EXIT_NAME",
@@ -287,7 +287,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, options: object) -> None:
         super().__init__(options)  # type: ignore[arg-type]
-        self._slots = SlotPool(getattr(options, "cwd", None))
+        self._slots = HelperPool(getattr(options, "cwd", None))
         # ref (pid) -> process, for detached jobs this launch started and has not reaped.
         self._procs: dict[str, LocalProcess] = {}
         # pid -> the first signal this launch sent its group: the job counts as

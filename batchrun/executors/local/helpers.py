@@ -27,7 +27,7 @@ from pathlib import Path
 
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 
-__all__ = ["HELPER_PATH", "HelperGone", "SlotHelper", "SlotPool"]
+__all__ = ["HELPER_PATH", "HelperGone", "SlotHelper", "HelperPool"]
 
 HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
 # How often the job of a dead helper is looked at.
@@ -151,7 +151,7 @@ class SlotHelper:
             self.proc.wait()
 
 
-class SlotPool:
+class HelperPool:
     """The launch's helpers: an idle one serves each start, a new one is made when none is idle."""
 
     def __init__(self, cwd: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """The per-slot helpers (`executors.slots`, `executors._slot_helper`): protocol, records, crashes.
 
-Unit tests drive a `SlotPool` directly; the last ones go through the real CLI.
+Unit tests drive a `HelperPool` directly; the last ones go through the real CLI.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from batchrun.executors import ExecutorOptions
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.local.executor import LocalExecutor
-from batchrun.executors.local.slots import SlotPool
+from batchrun.executors.local.helpers import HelperPool
 
 JOB_ID = "0123456789abcdef"
 
@@ -32,8 +32,8 @@ def marker() -> Iterator[str]:
 
 
 @pytest.fixture()
-def pool() -> Iterator[SlotPool]:
-    slots = SlotPool()
+def pool() -> Iterator[HelperPool]:
+    slots = HelperPool()
     yield slots
     slots.close()
 
@@ -42,12 +42,12 @@ def _env(log_dir: Path, marker: str, attempt: int = 1, **extra: str) -> dict[str
     return dict(os.environ, BATCHRUN_JOB_ID=JOB_ID, BATCHRUN_LOG_DIR=str(log_dir), BATCHRUN_ATTEMPT=str(attempt), **{marker: "1"}, **extra)
 
 
-def _run(pool: SlotPool, log_dir: Path, command: str, env: dict[str, str]) -> int | None:
+def _run(pool: HelperPool, log_dir: Path, command: str, env: dict[str, str]) -> int | None:
     ended = pool.wait(pool.start(JOB_ID, command, str(log_dir), env))
     return None if ended is None else ended[0]
 
 
-def test_a_job_runs_as_sh_c_and_its_helper_records_the_exit_and_attempt(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_a_job_runs_as_sh_c_and_its_helper_records_the_exit_and_attempt(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     assert _run(pool, log_dir, 'echo "$0 $#"; echo err >&2; exit 7', _env(log_dir, marker, attempt=3)) == 7
     assert (log_dir / "out.log").read_text() == "/bin/sh 0\n"
@@ -57,7 +57,7 @@ def test_a_job_runs_as_sh_c_and_its_helper_records_the_exit_and_attempt(pool: Sl
     assert not job_lock_held(log_dir), "the helper still holds the job's lock after answering"
 
 
-def test_the_job_leads_its_session_and_group_with_the_given_stdin_env_and_no_ignored_signals(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_the_job_leads_its_session_and_group_with_the_given_stdin_env_and_no_ignored_signals(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     line = 'read -r x; echo "read=$?"; cut -d" " -f1,5,6 /proc/$$/stat; grep SigIgn /proc/self/status; echo "$ONLY_HERE"; umask; pwd'
     assert _run(pool, log_dir, line, _env(log_dir, marker, ONLY_HERE="one")) == 0
@@ -73,7 +73,7 @@ def test_the_job_leads_its_session_and_group_with_the_given_stdin_env_and_no_ign
 
 def test_signals_batchrun_was_started_ignoring_are_not_ignored_by_its_jobs(tmp_path: Path, marker: str) -> None:
     # As under `nohup` or `&` in a script: the helper inherits SIG_IGN; its jobs must not.
-    slots = SlotPool()
+    slots = HelperPool()
     log_dir = tmp_path / "log"
     ignored = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
     before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in ignored}
@@ -97,21 +97,21 @@ def test_signals_batchrun_was_started_ignoring_are_not_ignored_by_its_jobs(tmp_p
         slots.close()
 
 
-def test_one_helper_serves_job_after_job(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     for i in range(5):
         log_dir = tmp_path / str(i)
         assert _run(pool, log_dir, f"exit {i}", _env(log_dir, marker)) == i
     assert len(pool._idle) == 1
 
 
-def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     env = _env(log_dir, marker, BATCHRUN_METRICS=str(log_dir / "metrics.jsonl"))
     assert pool.wait(pool.start(JOB_ID, "true", str(log_dir), env)) == (0, True)
     assert pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env)) == (1, False)
 
 
-def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     line = "x=" + "a" * MAX_ARG_STRLEN + '; echo "${#x} $0"; exit 4'
     assert _run(pool, log_dir, line, _env(log_dir, marker)) == 4
@@ -119,7 +119,7 @@ def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: SlotP
     assert (log_dir / "command.sh").read_text() == line
 
 
-def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "missing" / "log"
     with pytest.raises(OSError, match="No such file"):
         pool.start(JOB_ID, "true", str(log_dir), _env(log_dir, marker))
@@ -130,7 +130,7 @@ def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: SlotPo
     assert len(pool._idle) == 1, "a job that could not start cost its helper"
 
 
-def test_a_job_killed_by_a_signal_gets_no_record(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_a_job_killed_by_a_signal_gets_no_record(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     assert _run(pool, log_dir, "kill -TERM $$", _env(log_dir, marker)) == -signal.SIGTERM
     assert not (log_dir / "exit").exists()
@@ -157,7 +157,7 @@ def test_a_job_the_launch_stops_counts_as_stopped_and_gets_no_record_even_if_it_
 
 def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Path, marker: str) -> None:
     """As on a kill -9 of batchrun: EOF while the job runs."""
-    pool = SlotPool()
+    pool = HelperPool()
     log_dir, gate = tmp_path / "log", tmp_path / "gate"
     pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 6", str(log_dir), _env(log_dir, marker))
     helper = next(iter(pool._busy.values()))
@@ -169,7 +169,7 @@ def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Pa
     assert not job_lock_held(log_dir)
 
 
-def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lock(pool: SlotPool, tmp_path: Path, marker: str) -> None:
+def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lock(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir, gate = tmp_path / "log", tmp_path / "gate"
     pid = pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done", str(log_dir), _env(log_dir, marker))
     helper = pool._busy[pid]
