@@ -9,7 +9,7 @@ in that run. This backend keeps it durable at every `save_success`:
 - a job task's values are its record in `runs/<name>/jobs.journal`: the `E`
   line the job's end appended is the saved value (no second write per job);
   `doit forget` appends an `R` line, `doit ignore` an `X` line;
-- every other task's values go to a journal of their own (`doit_values`),
+- every other task's values go to a journal of their own (`_doit.values`),
   `<dep_file>.journal` (the dep_file itself when it ends in `.journal`), one
   line per change, written when `save_success` ends (its last `set` is
   `deps:`) or at the latest at the next call or `dump`.
@@ -21,7 +21,7 @@ bare `<job id>` under `batchrun launch`. A job task's up-to-date check is
 `doit.tools.run_once` does.
 
 Found by doit through the `doit.BACKEND` entry point `batchrun`
-(`doit_cmds` has the `dumpdb` that reads it).
+(`_doit.commands` has the `dumpdb` that reads it).
 """
 
 from __future__ import annotations

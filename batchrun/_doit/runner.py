@@ -2,7 +2,7 @@
 
 Each job is a doit task named by its job id. Its action runs the job through
 the launch (`JobRunner.run_job`); its up-to-date check is doit's own, over
-the `batchrun` backend (`doit_db`), which holds each job's journal record as
+the `batchrun` backend (`_doit.backend`), which holds each job's journal record as
 the task's saved values. This module never imports `launch`: the launch
 hands itself in as a `JobRunner`.
 
@@ -31,7 +31,7 @@ checked by tests/test_doit_internals.py, which names any that went missing):
   implement `_execute` the same way);
 - `DoitMain.DOIT_CMDS`: adds that command next to doit's own;
 - `ConsoleReporter.failures`: where a silent reporter keeps failures;
-- `Dependency.save_success` setting `deps:` last (`doit_db` commits a task's
+- `Dependency.save_success` setting `deps:` last (`_doit.backend` commits a task's
   values there) and `Dependency.backend` (`doit dumpdb`).
 Replaced by extension points: `Runner._stop_running` (the pool keeps its own
 stop flag) and `task._actions` (a job task's title comes from its doc).

@@ -47,7 +47,7 @@ def run_sweep_task(gridspec: Path, runfile: Path, dep_file: Path) -> bool:
     changed or the runfile is missing.
 
     Raises:
-        GridspecError, RunfileError: as `sweep.load_gridspec` / `write_runfile`.
+        GridspecError, RunfileError: as `gridspec.load_gridspec` / `write_runfile`.
     """
     ran: list[bool] = []
     errors: list[BaseException] = []

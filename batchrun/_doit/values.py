@@ -1,6 +1,6 @@
 """doit's saved values of the tasks that are not batchrun jobs, in a journal file.
 
-`doit_db.JournalDB` keeps job tasks in their runs directory's journal and
+`_doit.backend.JournalDB` keeps job tasks in their runs directory's journal and
 every other task here, in the same spirit: one line appended per change, a
 save durable once `Dependency.save_success` returns (doit's stock backends
 write only when the whole run ends), a torn last line dropped.

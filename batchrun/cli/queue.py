@@ -1,6 +1,6 @@
 """The queue subcommands `kill`, `stop` and `wait`, and launch's --follow and --on-finish: parsing and printing.
 
-`cli.py` adds these parsers with `add_parsers` and hands their parsed
+`cli/app.py` adds these parsers with `add_parsers` and hands their parsed
 arguments to `run`, inside its one `except BatchrunError`. Reaching the
 launch is `batchrun.launch.control`'s; reading the outcome is `batchrun.status.outcome`'s.
 """

@@ -1,6 +1,6 @@
 """`batchrun results` and `batchrun report`: parse, read the results, print (or write the report).
 
-The reading is `results.read_results`; the HTML is `report.build_report`,
+The reading is `results.table.read_results`; the HTML is `results.report.build_report`,
 imported only by `report` (it needs the `report` extra, plotly).
 """
 

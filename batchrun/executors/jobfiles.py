@@ -1,6 +1,6 @@
 """A local job's two files that say how it stands: out.log's flock (alive) and `exit` (how it ended).
 
-Kept apart from `local` so that the per-slot helpers' client (`slots`),
+Kept apart from `local` so that the per-slot helpers' client (`helpers`),
 which `local` uses, reads them without an import circle.
 """
 

@@ -2,7 +2,7 @@
 
 `batchrun launch spec.yml` on a `method: bayes` spec runs no sweep task: the
 runfile starts empty (or holds the points of earlier launches) and
-`BayesFeed` is the launch's source of further jobs (`doit_runner.MoreJobs`).
+`BayesFeed` is the launch's source of further jobs (`_doit.runner.MoreJobs`).
 Whenever a slot is free it rebuilds the search from the runfile, the journal
 and the finished runs' metrics files (`bayes.sweep_state`), asks
 `bayes.next_commands` for one point per free slot, and appends those lines to

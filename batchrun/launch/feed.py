@@ -1,6 +1,6 @@
 """A launch's job source (`JobQueue`), and the one of a following launch (`JobFeed`).
 
-The windowed task loader of `doit_runner` takes its jobs from a `JobQueue`:
+The windowed task loader of `_doit.runner` takes its jobs from a `JobQueue`:
 each `next_jobs` call answers with the next jobs to run, with [] for
 "nothing yet, ask again in `QUEUE_POLL` seconds" (the run goes on, its
 workers wait), or with None for "no more" (the run ends once its running

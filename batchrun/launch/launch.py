@@ -3,10 +3,10 @@
 The launch owns the state of one runs directory for its whole run: the lock,
 the journal, the metadata view and the running processes. It only
 orchestrates; each step is a part of its own: `options.check_options`,
-`settle` (jobs a killed launch left running), `planner.make_plan`,
+`settle` (jobs a killed launch left running), `plan.make_plan`,
 `runner.JobRunner` (attempts, retries, slots, adoption), `metasync`
 (metadata.json) and `stopper` (SIGTERM, grace, SIGKILL). doit (through
-`doit_runner`) decides which jobs to run and calls back `run_job` from its
+`_doit.runner`) decides which jobs to run and calls back `run_job` from its
 worker threads. The launch never prints: it reports `JobEvent`s to a callback
 the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 """
@@ -156,7 +156,7 @@ class Launch:
     def run(self, plan: Plan, run_tasks: RunTasks, queue: JobQueue | None = None) -> None:
         """Run `prepare`'s plan; returns when all ended or stopped.
 
-        `run_tasks` is `doit_runner.run_job_tasks`, passed in by the caller so
+        `run_tasks` is `_doit.runner.run_job_tasks`, passed in by the caller so
         that this module and doit's never import each other. `queue`, when
         given, hands out the plan's jobs and then the ones it makes while the
         launch runs (`adaptive.BayesFeed`: a bayes search's points).

@@ -2,7 +2,7 @@
 
 `runs/<stem>/.metrics-cache.v1.jsonl` holds one JSON line per job end: the
 job id, the inode, size and mtime (ns) of its `metrics.jsonl` as read, and
-what `metrics_file` made of exactly those bytes: `[job_id, ino, size,
+what `metrics.file` made of exactly those bytes: `[job_id, ino, size,
 mtime_ns, [metric names], [last, min, max, total, count of each], {summary
 values}]`, plus `[[reason, first place, count], ...]` when something was
 skipped. A flat list, not an object: 100,000 of them parse in a third of
@@ -20,7 +20,7 @@ ignored; anything not covered is read from the file itself. Lines are
 appended with O_APPEND in one write each (batches from `results` too), so
 launches and readers may append at once; no fsync, since losing a line only
 costs a read. The last valid line of a job wins. The version in the file
-name changes whenever `metrics_file` would read the same bytes differently.
+name changes whenever `metrics.file` would read the same bytes differently.
 
 Pure: no printing; `results` and `runner` call it.
 """

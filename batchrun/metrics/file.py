@@ -175,7 +175,7 @@ def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, i
 def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.stat_result] | None:
     """Read a metrics file as of one instant: its stat, and the metrics of exactly the bytes that stat counts.
 
-    What `metrics_cache` records: were the file stat()ed after reading, a
+    What `metrics.cache` records: were the file stat()ed after reading, a
     line appended in between would be counted in its size but not in its
     metrics, and the cache would take the stale answer for the current one.
     None (as `read_metrics_file`) when there is no file or it cannot be read.

@@ -2,8 +2,8 @@
 
 `read_results` reads a target (runfile, gridspec or runs directory) the way
 `batchrun status` does, without the launch's lock, so it answers while a
-launch runs; then each started job's `metrics.jsonl` (see `metrics_file`;
-for a table, through `metrics_cache`, which the launch fills as jobs end)
+launch runs; then each started job's `metrics.jsonl` (see `metrics.file`;
+for a table, through `metrics.cache`, which the launch fills as jobs end)
 and, with scrape rules, its out.log. `load` gives plain dict rows for a dodo.py or
 a notebook (`pandas.DataFrame(batchrun.results.load("grid.yml"))`).
 
@@ -19,7 +19,7 @@ or a boolean being one (`--lr=0.001` is 0.001, `--seed=3` is 3, `--flag` is
 True). Metrics are numbers; a metric whose name is taken by a parameter or a
 column is left out and counted in `skipped`.
 
-Pure: no printing; `cli_results` and `report` render what this returns.
+Pure: no printing; `cli/results` and `report` render what this returns.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
 
     Raises:
         UsageError: nothing was launched for a runfile or gridspec.
-        InputError, MetadataError: as `status.load_status`.
+        InputError, MetadataError: as `status.view.load_status`.
     """
     with without_gc():
         return _read_results(target, scrape, keep_history)

@@ -1,7 +1,7 @@
 """The outcome of a runfile's launches: its exit code from the records, waiting for it, and `--on-finish`.
 
 `batchrun wait` answers what the launch answers, from what the launch left
-in the runs directory (`status.load_status`), so it works for a launch that
+in the runs directory (`status.view.load_status`), so it works for a launch that
 runs now, one that ended before, and jobs left running by `--detach`:
 - it waits while a launch holds the lock, then while any job is still
   running: a local job while its processes hold its `run.lock`, a SLURM job
@@ -149,7 +149,7 @@ def wait_for(
     Raises:
         UsageError: no launch runs and nothing was ever launched there
             (after `START_GRACE`, for a launch started just before).
-        InputError, MetadataError: as `status.load_status`.
+        InputError, MetadataError: as `status.view.load_status`.
     """
     waiter = _Waiter(target, on_wait)
     started = clock()

@@ -45,7 +45,7 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
 def preview(status: RunsStatus, mode: str = "resume") -> Preview:
     """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
 
-    The plan is `planner.make_plan`'s, the launch's own; the groups list
+    The plan is `plan.make_plan`'s, the launch's own; the groups list
     the jobs it concerns.
 
     Raises:

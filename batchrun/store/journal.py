@@ -7,7 +7,7 @@ happens, as one line appended with a single `os.write` on an `O_APPEND`
 descriptor: once `write` returns the line is in the kernel and survives the
 death of batchrun (a background thread `fdatasync`s about once a second, which
 bounds what a power loss can take). The journal is also doit's dependency
-database for job tasks: `doit_db` hands doit each job's record as the task's
+database for job tasks: `_doit.backend` hands doit each job's record as the task's
 saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):

@@ -1,6 +1,6 @@
 """metadata.json and the runs directory: layout, lock, and the JSON view.
 
-The journal (`journal.py`) is the durable truth about jobs; metadata.json is
+The journal (`store/journal.py`) is the durable truth about jobs; metadata.json is
 a view of it for people and scripts, in the original batchrun's layout: one
 JSON object keyed by job id. It is always valid JSON (written to a temporary
 file and renamed over the old one) and is rewritten at most about once a

@@ -33,7 +33,7 @@ _VERSION = "1"
 # that a rewritten journal of the same size or longer does not match by chance.
 _TAIL_BYTES = 4096
 _MAX_BYTES = 256
-# A rendered line of `metadata.MetadataView`: `  "<16 hex digits>": {...}`.
+# A rendered line of `store.metadata.MetadataView`: `  "<16 hex digits>": {...}`.
 _HEX = frozenset("0123456789abcdef")
 
 

@@ -1,7 +1,7 @@
 """What the two gridspec dialects share: values, parameters, checks, messages and shell rendering.
 
-`sweep.py` (the original format, and the `Gridspec` both produce) and
-`_wandb.py` (W&B sweep configurations) build on these; neither imports the
+`sweeps/gridspec.py` (the original format, and the `Gridspec` both produce) and
+`sweeps/wandb.py` (W&B sweep configurations) build on these; neither imports the
 other's private names. Pure functions, no I/O.
 """
 

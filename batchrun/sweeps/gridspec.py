@@ -15,7 +15,7 @@ streams its commands, so a million-point grid never sits in memory;
 In both, `${name}` places a value inside `program` or `command`, and values
 are shell-quoted when they need it. Commands compile to one `str.format`
 template, so streaming costs a format call per line. This module never runs
-a command and never prints; `cli.py` does both.
+a command and never prints; `cli/app.py` does both.
 """
 
 from __future__ import annotations

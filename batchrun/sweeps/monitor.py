@@ -81,7 +81,7 @@ def _value(line: bytes, name: str) -> float | None:
         return None
     value = row.get(name)
     if value is None and "." in name:
-        # Nested objects are metrics named with dots, as `metrics_file` flattens them.
+        # Nested objects are metrics named with dots, as `metrics.file` flattens them.
         value = row
         for part in name.split("."):
             value = value.get(part) if isinstance(value, dict) else None

@@ -6,7 +6,7 @@ metrics file (`$BATCHRUN_METRICS`, JSON lines: history rows such as
 `{"val_loss": 0.3, "_step": 3}` and `{"_summary": {...}}` lines) into the
 values W&B would see: `SweepRun.metric_history(name, filter_invalid=True)`
 and `metric_extremum` (history plus summary) in `wandb/sweeps` `run.py`.
-It is pure apart from `read_metrics`, which is `metrics_file`'s reader (the
+It is pure apart from `read_metrics`, which is `metrics.file`'s reader (the
 one `batchrun results` uses), so a sweep sees the values the table shows.
 """
 
@@ -86,7 +86,7 @@ def is_number(value: Any) -> bool:
 
 
 def read_metrics(path: Path) -> RunMetrics | None:
-    """Read a job's metrics file with batchrun's one reader (`metrics_file`); None when there is none."""
+    """Read a job's metrics file with batchrun's one reader (`metrics.file`); None when there is none."""
     return read_metrics_file(str(path), Skipped())
 
 

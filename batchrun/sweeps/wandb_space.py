@@ -19,7 +19,7 @@ __all__ = ["Distribution", "SearchSpace", "random_points", "sampler", "search_sp
 
 
 class _Gridspec(Protocol):
-    """The parts of a `sweep.Gridspec` a search space is made from (gridspec imports this module)."""
+    """The parts of a `gridspec.Gridspec` a search space is made from (gridspec imports this module)."""
 
     @property
     def method(self) -> str: ...

@@ -2,7 +2,7 @@
 
 Run as a script, `python -I -S _dask_forkserver.py WORKER_PID SOCKET_FD
 WRAPPER KEY_WAIT KEY_NAME LOCK_NAME EXIT_NAME`, one per worker process,
-started on the worker's first job by `_dask_worker`. Hence stdlib only
+started on the worker's first job by `dask.worker`. Hence stdlib only
 (`-I -S`: immune to the job's PYTHON* variables, no site-packages): it must
 not import batchrun. Forking a supervisor from it costs ~1 ms; starting a
 Python per job cost 15-50 ms. It imports only C modules where it can

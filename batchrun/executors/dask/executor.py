@@ -11,9 +11,9 @@ launch's working directory are on a filesystem that the launch and all
 workers share, with `flock` locks that hold across hosts (a local disk, NFSv4).
 Jobs get the launch's environment, as under `sbatch --export=ALL`.
 
-How a job runs. The Dask task (`_dask_worker.run_job`, keyed `batchrun-<job id>-<random>`
+How a job runs. The Dask task (`dask.worker.run_job`, keyed `batchrun-<job id>-<random>`
 per attempt, `pure=False`, fire-and-forget) hands the job to its worker's
-fork server (`_dask_forkserver`, a small single-threaded Python process: one
+fork server (`dask._forkserver`, a small single-threaded Python process: one
 per worker, started with the worker's first job, in a session of its own),
 which forks a supervisor for it. The supervisor runs local.py's shell wrapper (same command
 semantics, same `exit` record) in a session of its own, with out.log/err.log
@@ -25,7 +25,7 @@ PDEATHSIG on the wrapper alone would leave the user's command (the wrapper's
 child) running.
 
 At most one run of a job at a time, and never a superseded attempt: `start`
-writes the attempt's key to `<log dir>/dask-key` (`_dask_keys`); a supervisor
+writes the attempt's key to `<log dir>/dask-key` (`dask.keys`); a supervisor
 runs the command only if that file still names its key once it holds
 `run.lock`, and reports the `exit` record instead if the attempt already ran.
 A damaged key file names no attempt: nothing runs until a launch claims the

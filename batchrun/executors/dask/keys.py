@@ -1,7 +1,7 @@
 """The files in a job's log directory that decide which Dask attempt may run it.
 
 `start` writes the attempt's key to `dask-key` (`claim_log_dir`); a
-supervisor on a worker (`_dask_forkserver`) runs the command only if that
+supervisor on a worker (`dask._forkserver`) runs the command only if that
 file still names its key once it holds `run.lock`. `mark_stopped` replaces
 the key under the lock, so an attempt not yet running never starts. These
 files are read back after a crash: a damaged key file (bytes that are not

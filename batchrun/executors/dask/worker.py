@@ -2,7 +2,7 @@
 
 Dask pickles these functions by reference, so every worker imports this
 module (batchrun is installed on every worker). `run_job` hands the job to
-the worker's fork server (`_dask_forkserver`, a separate stdlib-only
+the worker's fork server (`dask._forkserver`, a separate stdlib-only
 process), which forks a supervisor that runs it. The local cluster's
 workers also load this module as a preload, for `dask_setup`.
 """

@@ -2,7 +2,7 @@
 
 Run as a script (`python -I -S _slot_helper.py`, standard library only, so
 it starts in milliseconds and carries no batchrun heap). batchrun starts one
-per slot in a session of its own (`slots.SlotHelper`) and sends it jobs on
+per slot in a session of its own (`helpers.SlotHelper`) and sends it jobs on
 its stdin; it answers on its stdout. Each message is one `write`:
 
 - request: `<length>\\n` then `length` bytes: job id, log directory,

@@ -1,7 +1,7 @@
 """Run jobs as local processes, each in its own session, and find them again.
 
 A launch runs each job through a long-lived helper process per slot
-(`slots`, `_slot_helper`): the helper runs the line as exactly
+(`helpers`, `_slot_helper`): the helper runs the line as exactly
 `/bin/sh -c LINE` (that shell leads the job's session and process group),
 waits for it and writes its exit status to `<log dir>/exit`. The helper,
 not batchrun, writes that record, so a job that ends in the instant batchrun
