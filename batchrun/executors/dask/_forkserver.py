@@ -1,6 +1,6 @@
 """The fork server of a Dask worker: forks one supervisor per job attempt.
 
-Run as a script, `python -I -S _dask_forkserver.py WORKER_PID SOCKET_FD
+Run as a script, `python -I -S _forkserver.py WORKER_PID SOCKET_FD
 WRAPPER KEY_WAIT KEY_NAME LOCK_NAME EXIT_NAME`, one per worker process,
 started on the worker's first job by `dask.worker`. Hence stdlib only
 (`-I -S`: immune to the job's PYTHON* variables, no site-packages): it must

@@ -26,7 +26,7 @@ __all__ = ["KEY_VISIBLE_TIMEOUT", "dask_setup", "find_job_processes", "run_job",
 # not shared with it.
 KEY_VISIBLE_TIMEOUT = 2.0
 # The fork server runs as a script, from this worker's installed copy.
-_FORK_SERVER_SCRIPT = str(Path(__file__).with_name("_dask_forkserver.py"))
+_FORK_SERVER_SCRIPT = str(Path(__file__).with_name("_forkserver.py"))
 
 # The worker process's fork server (Popen, socket), started on first use.
 _fork_server: tuple[subprocess.Popen[bytes], socket.socket] | None = None
