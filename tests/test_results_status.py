@@ -61,7 +61,7 @@ def test_live_display_shows_the_best_so_far(tmp_path: Path) -> None:
 
 def test_launch_of_a_gridspec_uses_its_metric(workdir: Path) -> None:
     """End to end, on a terminal-less launch the display's helper is wired to the gridspec's metric and goal."""
-    from batchrun.cli import app as cli
+    from batchrun.cli import launch as cli
 
     (workdir / "g.yml").write_text("program: echo\nmetric:\n  name: acc\n  goal: maximize\nparameters:\n  x:\n    values: [1]\n")
     best = cli._best_so_far(Path("g.yml"), type("R", (), {"logs": workdir / "logs"})())
