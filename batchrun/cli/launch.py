@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from batchrun.launch.launch import Launch
     from batchrun.runfile.file import Job
 
-__all__ = ["add_parsers", "run"]
+__all__ = ["add_launch_options", "add_parsers", "run"]
 
 _positive_int = int_at_least(1)
 # A target with one of these suffixes is a gridspec, swept before it launches.
@@ -43,6 +43,11 @@ def add_parsers(subparsers: Any) -> None:
         ),
     )
     launch.add_argument("runfile", type=Path, help="file with one shell command per line, or a gridspec (.yml) to sweep first")
+    add_launch_options(launch)
+
+
+def add_launch_options(launch: argparse.ArgumentParser) -> None:
+    """Every option of a launch (not its target): `launch` takes them, and so does any command that launches."""
     launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=None, metavar="N", help="jobs to run at once (default 1, or one per GPU slot with --gpus)")
     mode = launch.add_mutually_exclusive_group()
     mode.add_argument(
