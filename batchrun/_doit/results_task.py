@@ -54,10 +54,10 @@ def results_task(
 
 
 def _gather(target: Path, csv: str | Path | None, report: str | Path | None, over: list[str], metric: str | None, scrape: list[str], show: bool) -> None:
+    from batchrun.atomic import write_atomic
     from batchrun.metrics.scrape import parse_scrape
     from batchrun.results.table import group_over, read_results
     from batchrun.results.tables import warn_skipped, write_csv, write_table
-    from batchrun.store.metadata import write_atomic
     from batchrun.store.target import resolve_target
 
     results = read_results(resolve_target(target), [parse_scrape(text) for text in scrape], keep_history=report is not None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from doit.exceptions import InvalidCommand, InvalidDodoFile
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
 
 __all__ = ["TaskValues", "repair_doit_db"]
@@ -139,17 +140,11 @@ class TaskValues:
             self._fd = None
         if self._lines <= 2 * sum(len(v) for v in self._db.values()) + 100:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        lines = (f"V {json.dumps(task)} {json.dumps(key)} {self.codec.encode(value)}\n" for task, values in self._db.items() for key, value in values.items())
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                for task, values in self._db.items():
-                    for key, value in values.items():
-                        f.write(f"V {json.dumps(task)} {json.dumps(key)} {self.codec.encode(value)}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, lines, sync=True)
         except OSError:
-            tmp.unlink(missing_ok=True)  # only an optimisation: the long journal stays valid
+            pass  # only an optimisation: the long journal stays valid
 
 
 def repair_doit_db(path: Path) -> str | None:

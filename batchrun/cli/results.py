@@ -192,8 +192,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         import plotly  # noqa: F401 - only to tell a missing extra apart from a bug
     except ImportError:
         raise UsageError("batchrun report needs plotly: pip install 'batchrun[report]'") from None
+    from batchrun.atomic import write_atomic
     from batchrun.results.report import build_report
-    from batchrun.store.metadata import write_atomic
 
     results = _read(args, keep_history=True)
     metric, goal = (None, None) if args.metric is None else _best(args.metric)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import UsageError
 from batchrun.store.metadata import RunsDir, pid_alive, read_lock_owner
 
@@ -103,10 +104,7 @@ class Answer:
 
 
 def _write_atomic_json(path: Path, doc: dict[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc))
 
 
 def _holder_or_error(runs_dir: RunsDir, what: str, runfile: str) -> int:

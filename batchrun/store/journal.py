@@ -33,6 +33,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
 from batchrun.store.records import JobRecord, State, canonical_time, replay
 
@@ -263,17 +264,10 @@ class Journal:
         if not self.needs_compaction():
             return
         lines, dropped = _compacted(self.records.values())
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="ascii") as f:
-                f.writelines(lines)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            write_atomic(self.path, lines, sync=True)
         except OSError:
-            # Compaction is an optimisation: the long journal stays valid.
-            tmp.unlink(missing_ok=True)
-            return
+            return  # compaction is an optimisation: the long journal stays valid
         self._lines = len(lines)
         self.size = sum(map(len, lines))  # ASCII: one byte per character
         # The records stay what a replay of the new file gives.

@@ -19,11 +19,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import LockedError, MetadataError
 from batchrun.runfile.file import Job, parse_parameters
 from batchrun.store.records import JobRecord, State
@@ -43,7 +44,6 @@ __all__ = [
     "pid_alive",
     "read_lock_owner",
     "salvage_metadata",
-    "write_atomic",
 ]
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -374,23 +374,3 @@ class MetadataView:
             raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
         if parts is None:
             self.dirty = False
-
-
-def write_atomic(path: Path, text: str | Iterable[str] | Iterable[bytes]) -> None:
-    """Write a file so readers see the old or the new text, never a mix.
-
-    A temporary file in the same directory is renamed over the old one.
-    Pieces may be str (written as UTF-8) or bytes.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            for piece in [text] if isinstance(text, str) else text:
-                f.write(piece.encode() if isinstance(piece, str) else piece)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise

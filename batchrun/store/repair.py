@@ -41,11 +41,13 @@ __all__ = [
     "surviving_records",
 ]
 
-# `metadata.write_atomic`'s temporary files: `.<name>.<pid>.tmp`. A pid has
-# no leading zero and is at most pid_max's ceiling, so other tools' temporary
-# files (such as the sweep's 8 hex digits) are never taken for ours.
-_TEMP_FILE = re.compile(r"\.(.+)\.([1-9][0-9]{0,6})\.tmp")
-# What `Journal.compact` writes before renaming it over the journal.
+# `atomic.write_atomic`'s temporary files: `.<name>.<pid>.tmp` (or
+# `.<name>.<pid>.<n>.tmp`, a second writer in one process). A pid has no
+# leading zero and is at most pid_max's ceiling, so other tools' temporary
+# files (such as 8 hex digits) are never taken for ours.
+_TEMP_FILE = re.compile(r"\.(.+)\.([1-9][0-9]{0,6})(?:\.[1-9][0-9]*)?\.tmp")
+# What `Journal.compact` wrote before renaming it over the journal, before
+# compaction went through `write_atomic`: a runs directory may still hold one.
 _COMPACT_TEMP = JOURNAL_NAME + ".tmp"
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
 # Hosts, refs and states go into space-separated journal lines: one word each.

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchrun.atomic import write_atomic
 from batchrun.runfile.file import Job, Runfile
-from batchrun.store.metadata import write_atomic
 from batchrun.store.records import JobRecord, State
 from batchrun.store.stamp import read_small_record
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweeps._common import (
     LINE_BREAKS,
@@ -318,26 +317,19 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     with suppress(OSError):
         if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
-    temp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     count = 0
+
+    def chunks() -> Iterator[str]:
+        nonlocal count
+        lines = gridspec.iter_commands()
+        while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
+            count += len(chunk)
+            yield "\n".join(chunk) + "\n"
+
     try:
-        # O_EXCL: never write through a file or symlink someone else made;
-        # 0o666 lets the umask decide the mode, as for any new file.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            lines = gridspec.iter_commands()
-            while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
-                handle.write("\n".join(chunk) + "\n")
-                count += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.replace(out)
-    except BaseException as err:
-        with suppress(OSError):
-            temp.unlink()
-        if isinstance(err, OSError):
-            raise RunfileError(f"cannot write the runfile: {err.strerror or err}", out) from err
-        raise
+        write_atomic(out, chunks(), sync=True)
+    except OSError as err:
+        raise RunfileError(f"cannot write the runfile: {err.strerror or err}", out) from err
     return count
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 
+from batchrun.atomic import write_atomic
 from batchrun.executors.local.executor import EXIT_NAME, job_lock_held
 
 __all__ = ["KEY_NAME", "LOCK_NAME", "STOPPED", "claim_log_dir", "job_alive", "mark_stopped", "read_key", "write_key"]
@@ -101,7 +101,4 @@ def read_key(log_dir: str) -> str | None:
 
 def write_key(log_dir: str, key: str) -> None:
     """Name `key` as the attempt allowed to run (atomic: a supervisor reads the old key or the new one)."""
-    tmp = f"{log_dir}/.{KEY_NAME}.{os.getpid()}.{threading.get_ident()}"
-    with open(tmp, "w") as f:
-        f.write(key + "\n")
-    os.replace(tmp, f"{log_dir}/{KEY_NAME}")
+    write_atomic(f"{log_dir}/{KEY_NAME}", key + "\n")

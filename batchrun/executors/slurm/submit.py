@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from batchrun.atomic import write_atomic
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
 from batchrun.executors.local.executor import EXIT_NAME
@@ -208,10 +209,7 @@ def write_task_script(slurm_dir: Path, cwd: str) -> None:
         same = False
     if not same:
         # Replaced, not rewritten: sbatch may be reading the old one (a damaged one is replaced too).
-        tmp = script.with_name(f".{TASK_SCRIPT_NAME}.{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.chmod(0o755)
-        tmp.replace(script)
+        write_atomic(script, data, mode=0o755)
 
 
 def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]] | None]) -> None:
