@@ -25,7 +25,7 @@ from conftest import run_batchrun, start_batchrun, wait_for
 from batchrun.cli import app as cli
 from batchrun.runfile.file import job_id_of
 from batchrun.status.outcome import run_on_finish
-from batchrun.store.metadata import RunsDir
+from batchrun.store.rundir import RunsDir
 
 MakeRunfile = Callable[..., Path]
 RunCli = Callable[..., tuple[int, str, str]]
@@ -135,7 +135,7 @@ STAND_IN = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from batchrun.launch.control import ControlPoller
-    from batchrun.store.metadata import RunsDir, acquire_lock
+    from batchrun.store.rundir import RunsDir, acquire_lock
 
     runs = RunsDir(Path(sys.argv[1]).resolve())
     log = Path(sys.argv[2])

@@ -13,8 +13,8 @@ import pytest
 
 from batchrun.errors import UsageError
 from batchrun.launch import control
-from batchrun.launch.control import ControlPoller, launch_holder, request_kill, request_stop
-from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
+from batchrun.launch.control import ControlPoller, request_kill, request_stop
+from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock, launch_holder
 
 
 @pytest.fixture()

@@ -17,8 +17,8 @@ from doit.task import Task
 from batchrun._doit.backend import JobDone, JournalDB, RunsDirJobs, job_values, register_jobs, unregister_jobs
 from batchrun.errors import LockedError
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import RunsDir, acquire_lock
 from batchrun.store.records import State
+from batchrun.store.rundir import RunsDir, acquire_lock
 
 A, B = "a" * 16, "b" * 16
 

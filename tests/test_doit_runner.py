@@ -13,8 +13,8 @@ from batchrun._doit.backend import RunsDirJobs
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import RunsDir
 
 
 class _Runner:

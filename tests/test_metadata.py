@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.store.metadata import RunsDir, load_metadata, read_lock_owner, salvage_metadata
+from batchrun.store.metadata import load_metadata, salvage_metadata
+from batchrun.store.rundir import RunsDir, read_lock_owner
 
 A, B, C = "a" * 16, "b" * 16, "c" * 16
 

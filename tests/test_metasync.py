@@ -10,8 +10,8 @@ import pytest
 
 from batchrun.runfile.file import load_runfile
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import RunsDir
 from batchrun.store.metasync import MetadataSync
+from batchrun.store.rundir import RunsDir
 from batchrun.store.stamp import Stamp, read_stamp, write_stamp
 from batchrun.store.viewcache import MARK_NAME, write_mark
 

@@ -10,8 +10,8 @@ from batchrun.errors import UsageError
 from batchrun.status import outcome
 from batchrun.status.outcome import outcome_of, wait_for
 from batchrun.status.view import JobStatus, RunsStatus
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import RunsDir
 from batchrun.store.target import resolve_target
 
 

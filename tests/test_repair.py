@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import State
 from batchrun.store.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
+from batchrun.store.rundir import RunsDir
 
 A, B, C, D, E = (ch * 16 for ch in "abcde")
 

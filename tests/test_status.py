@@ -22,8 +22,8 @@ from batchrun.status.lookup import find_job, probe_job, short_id_length
 from batchrun.status.preview import preview_launch
 from batchrun.status.view import REMOVED, JobStatus, load_status, read_status
 from batchrun.store.journal import JOURNAL_NAME
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import State
+from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import resolve_target
 
 T0 = 1_700_000_000.0
@@ -171,11 +171,11 @@ def test_a_held_launch_lock_means_running_jobs_are_running(workdir: Path) -> Non
     runs_dir = make_runs_dir(workdir, [started("sleep 9", 1)])
     lock = runs_dir.path / ".lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
-    os.write(fd, b"4242\n")
+    os.write(fd, f"{os.getpid()}\n".encode())
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         status = read_status(runs_dir, runfile)
-        assert status.launch_running and status.launch_pid == 4242
+        assert status.launch_running and status.launch_pid == os.getpid()
         assert status.jobs[0].category == State.RUNNING
         # The probe sees the launch too, without taking its lock.
         probe = probe_job(runs_dir, job_id_of("sleep 9"))
@@ -183,6 +183,20 @@ def test_a_held_launch_lock_means_running_jobs_are_running(workdir: Path) -> Non
     finally:
         os.close(fd)
     assert read_status(runs_dir, runfile).jobs[0].category == State.INTERRUPTED
+
+
+def test_status_names_the_lock_holder_as_kill_and_stop_do_even_when_the_file_names_another(workdir: Path) -> None:
+    """The lock file may still name the previous launch for an instant: /proc/locks names the holder."""
+    runfile = load_runfile(write_runfile(workdir / "exp.runfile", ["sleep 9"]))
+    runs_dir = make_runs_dir(workdir, [started("sleep 9", 1)])
+    fd = os.open(runs_dir.path / ".lock", os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert read_status(runs_dir, runfile).launch_pid == launch_holder(runs_dir) == os.getpid()
+    finally:
+        os.close(fd)
+    assert read_status(runs_dir, runfile).launch_pid is None and launch_holder(runs_dir) is None
 
 
 def test_a_corrupt_metadata_json_is_reported_unless_the_launch_vouches_for_it(workdir: Path) -> None:

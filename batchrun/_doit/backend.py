@@ -38,8 +38,8 @@ from batchrun._doit.values import TaskValues
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.launch.plan import done_for_mode
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
 
 __all__ = ["JobDone", "JobSource", "JournalDB", "RunsDirJobs", "job_values", "register_jobs", "unregister_jobs"]
 

@@ -33,8 +33,8 @@ from batchrun._doit.sweep import sweep_task
 from batchrun.errors import BatchrunError
 from batchrun.launch.launch import Launch, LaunchOptions, LaunchResult
 from batchrun.runfile.file import Job, Runfile, load_runfile
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import JobRecord
+from batchrun.store.rundir import RunsDir
 
 __all__ = ["DOIT_CONFIG", "results_task", "runfile_tasks", "sweep_task", "sweep_tasks"]
 

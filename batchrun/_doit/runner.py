@@ -61,8 +61,8 @@ from batchrun.launch.feed import QUEUE_POLL, FixedJobs, JobQueue
 if TYPE_CHECKING:
     from batchrun.runfile.file import Job
     from batchrun.store.journal import Journal
-    from batchrun.store.metadata import RunsDir
     from batchrun.store.records import JobRecord
+    from batchrun.store.rundir import RunsDir
 
 __all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
 

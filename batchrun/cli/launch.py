@@ -272,7 +272,7 @@ def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
     """
     from batchrun._doit.sweep import run_sweep_task
     from batchrun._doit.values import repair_doit_db
-    from batchrun.store.metadata import RunsDir
+    from batchrun.store.rundir import RunsDir
     from batchrun.sweeps.gridspec import default_runfile_path
 
     if not gridspec.is_file():

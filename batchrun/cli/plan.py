@@ -15,7 +15,7 @@ from batchrun.runfile.file import Runfile
 from batchrun.status.lookup import short_id_length
 from batchrun.status.preview import Preview, preview, preview_launch
 from batchrun.status.view import GROUPS, load_status
-from batchrun.store.metadata import RunsDir
+from batchrun.store.rundir import RunsDir
 
 __all__ = ["PLAN_SHOWN", "cmd_plan", "dry_run"]
 

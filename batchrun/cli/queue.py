@@ -96,7 +96,7 @@ def gridspec_follower(gridspec: Path, runfile: Runfile, accounting_dir: Path | N
     """launch grid.yml --follow: each change is swept into its runfile as `launch grid.yml` sweeps it."""
     from batchrun._doit.sweep import run_sweep_task
     from batchrun.launch.livequeue import Follow
-    from batchrun.store.metadata import RunsDir
+    from batchrun.store.rundir import RunsDir
 
     dep_file = RunsDir.for_runfile(runfile.path, accounting_dir, metadata_name).path / ".sweep.doit.json"
     return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
@@ -110,7 +110,7 @@ def warn(text: str) -> None:
 def on_finish(command: str, counts: Mapping[str, int], runs_dir: Path, exit_code: int, runfile: Path) -> None:
     """--on-finish: once, after the summary; its failure is one warning line, the exit code stays the launch's."""
     from batchrun.status.outcome import run_on_finish
-    from batchrun.store.metadata import RunsDir
+    from batchrun.store.rundir import RunsDir
 
     done = run_on_finish(command, counts, RunsDir(runs_dir), exit_code, runfile)
     if done.error is not None or done.status != 0:
@@ -133,7 +133,7 @@ def _name(target: Target) -> str:
 
 
 def _cmd_kill(args: argparse.Namespace, target: Target) -> int:
-    from batchrun.launch.control import launch_holder
+    from batchrun.store.rundir import launch_holder
 
     if launch_holder(target.runs_dir) is None:
         raise UsageError(f"no launch of {_name(target)} is running ({target.runs_dir.path} is not locked); nothing to kill")

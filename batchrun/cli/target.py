@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.store.metadata import DEFAULT_METADATA_NAME
+from batchrun.store.rundir import DEFAULT_METADATA_NAME
 from batchrun.store.target import Target, resolve_target
 
 __all__ = ["duration", "duration_or_zero", "int_at_least", "target_of", "target_parser"]

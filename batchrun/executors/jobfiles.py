@@ -6,11 +6,12 @@ which `local` uses, reads them without an import circle.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["EXIT_NAME", "LOCK_NAME", "OUT_NAME", "STOP_NAME", "job_lock_held", "read_exit_record"]
+from batchrun.liveness import LockTable, lock_held
+
+__all__ = ["EXIT_NAME", "LOCK_NAME", "OUT_NAME", "STOP_NAME", "job_alive", "job_lock_held", "read_exit_record"]
 
 EXIT_NAME = "exit"
 OUT_NAME = "out.log"
@@ -49,19 +50,25 @@ def read_exit_record(log_dir: Path, attempt: int | None = None) -> tuple[int, fl
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
-    """True while some process of a job holds the flock on `<log_dir>/<name>`.
+    """True while some process of a job holds the flock on `<log_dir>/<name>` (probed).
 
     For jobs started with `spawn_job` that is out.log; other executors'
     supervisors lock files of their own.
     """
-    try:
-        fd = os.open(f"{log_dir}/{name}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(f"{log_dir}/{name}")
+
+
+def job_alive(log_dir: Path, locks: LockTable | None = None, launch_running: bool = False) -> bool:
+    """True while some process of a local job holds its out.log lock.
+
+    With `locks` (a /proc/locks snapshot) nothing is probed; where that table
+    cannot be read and a launch runs, a probe could make the launch fail to
+    start this very job, so until its exit record appears it counts as alive.
+    """
+    if locks is not None:
+        held = locks.held(log_dir / LOCK_NAME)
+        if held is not None:
+            return held
+        if launch_running:
+            return not (log_dir / EXIT_NAME).exists()
+    return job_lock_held(log_dir)

@@ -39,9 +39,10 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import UsageError
-from batchrun.store.metadata import RunsDir, pid_alive, read_lock_owner
+from batchrun.liveness import start_time
+from batchrun.store.rundir import RunsDir, launch_holder
 
-__all__ = ["ANSWER_TIMEOUT", "CONTROL_DIR", "POLL_INTERVAL", "Answer", "ControlPoller", "launch_holder", "request_kill", "request_stop"]
+__all__ = ["ANSWER_TIMEOUT", "CONTROL_DIR", "POLL_INTERVAL", "Answer", "ControlPoller", "request_kill", "request_stop"]
 
 log = logging.getLogger(__name__)
 
@@ -52,46 +53,7 @@ POLL_INTERVAL = 0.2
 ANSWER_TIMEOUT = 10.0
 # A dot file or answer older than this was left by a client that died.
 _STALE_AFTER = 60.0
-# The file `metadata.acquire_lock` flocks.
-_LOCK_NAME = ".lock"
 _VERSION = 1
-
-
-def launch_holder(runs_dir: RunsDir) -> int | None:
-    """The pid of the launch holding the runs directory's lock, or None when none does."""
-    lock = runs_dir.path / _LOCK_NAME
-    try:
-        inode = os.stat(lock).st_ino
-    except OSError:
-        return None
-    try:
-        with open("/proc/locks", "rb") as f:
-            table = f.read()
-    except OSError:
-        # No /proc/locks: whether the pid the lock file names lives is the best guess.
-        pid = read_lock_owner(runs_dir)
-        return pid if pid is not None and pid_alive(pid) else None
-    for line in table.splitlines():
-        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == b"FLOCK" and parts[5].rsplit(b":", 1)[-1] == str(inode).encode():
-            # Another pid namespace shows pid 0 (or a foreign one): the file's pid is then the answer.
-            shown = int(parts[4]) if parts[4].isdigit() else 0
-            written = read_lock_owner(runs_dir)
-            return written if written is not None and (shown in (0, written) or not pid_alive(shown)) else shown
-    return None
-
-
-def _start_time(pid: int) -> str:
-    """When the process started (clock ticks since boot), to tell it from a later one with its pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return ""
-    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return fields[19].decode() if len(fields) > 19 else ""
 
 
 @dataclass(frozen=True)
@@ -151,7 +113,7 @@ def _ask(runs_dir: RunsDir, runfile: str, pid: int, body: dict[str, object], tim
         folder.mkdir(exist_ok=True)
         stem = f"{time.time_ns()}-{os.getpid()}"
         request = folder / f"{stem}.req"
-        _write_atomic_json(request, {"version": _VERSION, "launch": {"pid": pid, "start": _start_time(pid)}, **body})
+        _write_atomic_json(request, {"version": _VERSION, "launch": {"pid": pid, "start": start_time(pid)}, **body})
     except OSError as err:
         raise UsageError(f"{folder}: cannot write a request to the launch: {err.strerror}") from err
     answer = folder / f"{stem}.ans"
@@ -204,7 +166,7 @@ class ControlPoller:
         self.on_kill = on_kill
         self.interval = interval
         self.pid = os.getpid()
-        self._start = _start_time(self.pid)
+        self._start = start_time(self.pid)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -35,11 +35,11 @@ from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.jobtable import JobTable
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import repair_runs_dir
 from batchrun.store.resume_index import index_of, remove_index, write_index
+from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
 
 # How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
 # the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).

@@ -25,10 +25,10 @@ from batchrun.launch.options import LaunchOptions, Mode
 from batchrun.launch.plan import Plan
 from batchrun.launch.result import LaunchResult
 from batchrun.store.journal import JOURNAL_NAME, Journal, compaction_due
-from batchrun.store.metadata import LaunchLock, RunsDir, acquire_lock
 from batchrun.store.records import State
 from batchrun.store.repair import repair_runs_dir
 from batchrun.store.resume_index import ResumeIndex, journal_digest, read_index, runfile_digest
+from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
 from batchrun.store.stamp import Stamp, read_stamp
 from batchrun.store.viewcache import read_mark
 

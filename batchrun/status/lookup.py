@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrun.errors import UsageError
+from batchrun.executors.jobfiles import job_alive
 from batchrun.executors.local import executor as local
+from batchrun.liveness import LockTable
 from batchrun.runfile.file import (
     Job,
     parse_parameters,
 )
-from batchrun.status.view import JobStatus, LockTable, RunsStatus
-from batchrun.store.metadata import (
-    RunsDir,
-    build_entry,
-)
+from batchrun.status.view import JobStatus, RunsStatus
+from batchrun.store.metadata import build_entry
 from batchrun.store.records import State
+from batchrun.store.rundir import RunsDir, launch_holder
 
 __all__ = ["JobProbe", "find_job", "job_entry", "job_parameters", "probe_job", "short_id_length"]
 
@@ -42,8 +42,8 @@ def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
     """Whether a job's processes and a launch are alive now, and when the job last ended."""
     locks = LockTable()
     log_dir = runs_dir.log_dir(job_id)
-    launch_running = locks.launch_running(runs_dir)
-    running = locks.job_running(log_dir, launch_running)
+    launch_running = launch_holder(runs_dir, locks) is not None
+    running = job_alive(log_dir, locks, launch_running)
     try:
         exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
     except OSError:

@@ -31,10 +31,9 @@ from pathlib import Path
 
 from batchrun.errors import UsageError
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
-from batchrun.launch.control import launch_holder
 from batchrun.status.view import STATES, RunsStatus, load_status
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import State
+from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
 
 __all__ = [

@@ -12,8 +12,8 @@ from batchrun.runfile.file import (
     Runfile,
 )
 from batchrun.status.view import GROUPS, JobStatus, RunsStatus, read_status
-from batchrun.store.metadata import RunsDir
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import RunsDir
 
 __all__ = ["Preview", "preview", "preview_launch"]
 

@@ -26,28 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import InputError, UsageError
-from batchrun.executors.local import executor as local
+from batchrun.executors.jobfiles import job_alive
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
 from batchrun.launch.plan import Group
 from batchrun.launch.settle import Outcome, apply_decisions, settle_in_flight
+from batchrun.liveness import LockTable
 from batchrun.runfile.file import (
     Runfile,
     load_runfile,
     parse_runfile_text,
 )
 from batchrun.store.journal import JOURNAL_NAME, Journal
-from batchrun.store.metadata import (
-    RunsDir,
-    legacy_record,
-    load_metadata,
-    read_lock_owner,
-)
+from batchrun.store.metadata import legacy_record, load_metadata
 from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import surviving_records
+from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.stamp import metadata_unchanged
 from batchrun.store.target import Target
 
-__all__ = ["GROUPS", "IGNORED", "REMOVED", "STATES", "JobStatus", "LockTable", "RunsStatus", "load_status", "read_status"]
+__all__ = ["GROUPS", "IGNORED", "REMOVED", "STATES", "JobStatus", "RunsStatus", "load_status", "read_status"]
 
 # The pseudo-state of a job whose line is no longer in the runfile.
 REMOVED = "removed"
@@ -59,7 +56,6 @@ STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State
 GROUPS = tuple(Group)
 
 # The file `metadata.acquire_lock` flocks for a whole launch.
-_LAUNCH_LOCK_NAME = ".lock"
 
 
 class JobStatus:
@@ -188,8 +184,8 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     # records, and both are read after.
     locks = LockTable()
     now = time.time()
-    launch_running = locks.launch_running(runs_dir)
-    launch_pid = read_lock_owner(runs_dir) if launch_running else None
+    launch_pid = launch_holder(runs_dir, locks)
+    launch_running = launch_pid is not None
     journal = Journal(runs_dir.path)
     journal.load()
     records = journal.records
@@ -274,75 +270,11 @@ def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: L
         if is_slurm_ref(rec.ref):
             return active is None or rec.ref in active
         # A Dask job (its ref not a pid) stays running: only its executor can tell.
-        return not (rec.ref is None or rec.ref.isdigit()) or locks.job_running(log_dir)
+        return not (rec.ref is None or rec.ref.isdigit()) or job_alive(log_dir, locks)
 
     decisions = settle_in_flight(records, runs_dir.log_dir, still_running, now)
     apply_decisions(records, decisions)
     return {d.job_id for d in decisions if d.outcome == Outcome.COLLECTED}
-
-
-class LockTable:
-    """Which files someone holds a flock on, read once from /proc/locks."""
-
-    def __init__(self) -> None:
-        self.inodes = _flocked_inodes()
-
-    def _held(self, path: Path) -> bool | None:
-        if self.inodes is None:
-            return None
-        try:
-            inode = os.stat(path).st_ino
-        except OSError:
-            return False
-        return inode in self.inodes
-
-    def launch_running(self, runs_dir: RunsDir) -> bool:
-        """True while a launch holds the runs directory's lock."""
-        held = self._held(runs_dir.path / _LAUNCH_LOCK_NAME)
-        if held is not None:
-            return held
-        # No /proc/locks: whether the pid the lock file names lives is the best guess.
-        pid = read_lock_owner(runs_dir)
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except PermissionError:
-            return True
-        except OSError:
-            return False
-        return True
-
-    def job_running(self, log_dir: Path, launch_running: bool = False) -> bool:
-        """True while some process of a job holds its `run.lock`."""
-        held = self._held(log_dir / local.LOCK_NAME)
-        if held is not None:
-            return held
-        if launch_running:
-            # Probing the lock could make the launch fail to start the job:
-            # until its exit record appears, take it as running.
-            return not (log_dir / local.EXIT_NAME).exists()
-        return local.job_lock_held(log_dir)
-
-
-def _flocked_inodes() -> set[int] | None:
-    """Inode numbers of files flock()ed by anyone; None where /proc/locks is missing.
-
-    Only inodes are compared: on overlayfs /proc/locks names the upper
-    layer's device, not the one stat() reports.
-    """
-    try:
-        with open("/proc/locks", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    inodes = set()
-    for line in data.splitlines():
-        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:567 0 EOF"; a waiter's line reads "1: -> FLOCK ...".
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == b"FLOCK" and (inode := parts[5].rsplit(b":", 1)[-1]).isdigit():
-            inodes.add(int(inode))
-    return inodes
 
 
 # -- single jobs -------------------------------------------------------------

@@ -14,161 +14,24 @@ JSON encoder is only used without `indent`).
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from batchrun.atomic import write_atomic
-from batchrun.errors import LockedError, MetadataError
+from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, parse_parameters
 from batchrun.store.records import JobRecord, State
 from batchrun.store.viewblocks import EntryBlocks, json_object_chunks
 
-__all__ = [
-    "DEFAULT_RUNS_ROOT",
-    "MAX_PID",
-    "LaunchLock",
-    "MetadataView",
-    "RunsDir",
-    "acquire_lock",
-    "build_entry",
-    "legacy_record",
-    "iter_metadata",
-    "load_metadata",
-    "pid_alive",
-    "read_lock_owner",
-    "salvage_metadata",
-]
+__all__ = ["MetadataView", "build_entry", "legacy_record", "iter_metadata", "load_metadata", "salvage_metadata"]
 
-DEFAULT_RUNS_ROOT = Path("runs")
 # What a reader of a damaged metadata.json is told: a launch repairs it.
 _REBUILD_FIX = "batchrun launch rebuilds it from the job journal"
 # The start of one job's entry anywhere in a damaged file, in either layout.
 _ENTRY_START = re.compile(r'"([0-9a-f]{16})"\s*:\s*\{')
-DEFAULT_METADATA_NAME = "metadata.json"
-_LOCK_NAME = ".lock"
-# Largest pid Linux hands out (pid_max's ceiling, 2**22).
-MAX_PID = 4_194_304
-
-
-@dataclass(frozen=True)
-class RunsDir:
-    """Where one runfile's logs and records live."""
-
-    path: Path
-    metadata_name: str = DEFAULT_METADATA_NAME
-
-    @classmethod
-    def for_runfile(cls, runfile: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> RunsDir:
-        """`runs/<runfile stem>/` under the current directory, or `accounting_dir`."""
-        path = accounting_dir if accounting_dir is not None else DEFAULT_RUNS_ROOT / runfile.stem
-        return cls(Path(os.path.abspath(path)), metadata_name)
-
-    @property
-    def logs(self) -> Path:
-        return self.path / "logs"
-
-    @property
-    def metadata(self) -> Path:
-        return self.path / self.metadata_name
-
-    def log_dir(self, job_id: str) -> Path:
-        return self.path / "logs" / job_id
-
-    def create(self) -> None:
-        """Create the runs directory and check that it is writable."""
-        try:
-            self.logs.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise MetadataError(f"{self.path}: cannot create the runs directory: {err.strerror}") from err
-        if not os.access(self.path, os.W_OK | os.X_OK) or not os.access(self.logs, os.W_OK | os.X_OK):
-            raise MetadataError(f"{self.path}: the runs directory is not writable")
-
-
-class LaunchLock:
-    """An exclusive `flock` on the runs directory, held for a whole launch.
-
-    The kernel drops a flock when its holder dies, so a lock left by a
-    killed launch never blocks the next one. The descriptor is close-on-exec:
-    jobs, which may outlive a killed launch, never inherit it.
-    """
-
-    def __init__(self, fd: int, path: Path) -> None:
-        self.fd = fd
-        self.path = path
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-def read_lock_owner(runs_dir: RunsDir) -> int | None:
-    """The pid written by the launch that holds (or last held) the lock."""
-    try:
-        with open(runs_dir.path / _LOCK_NAME, "rb") as f:
-            text = f.read(32).strip()
-        pid = int(text) if text.isdigit() else 0
-    except (OSError, ValueError):
-        return None
-    # Damaged bytes may spell 0 (our process group to os.kill), or a number
-    # os.kill refuses: neither is a launch's pid.
-    return pid if 0 < pid <= MAX_PID else None
-
-
-def _live_lock_owner(runs_dir: RunsDir, wait: float = 1.0) -> int | None:
-    """The holder's pid, waiting briefly for a live one.
-
-    The holder writes its pid just after taking the lock, so for an instant
-    the file may still name the previous launch (or nothing).
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        owner = read_lock_owner(runs_dir)
-        if owner is not None and owner != os.getpid() and pid_alive(owner):
-            return owner
-        if time.monotonic() >= deadline:
-            return None  # the file still names a finished launch: do not repeat it
-        time.sleep(0.02)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (ours to signal or not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
-    """Take the runs directory's lock or raise `LockedError` naming the holder."""
-    path = runs_dir.path / _LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise MetadataError(f"{path}: cannot create the launch lock: {err.strerror}") from err
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        owner = _live_lock_owner(runs_dir)
-        who = f"pid {owner}" if owner else "another process"
-        raise LockedError(
-            f"{runs_dir.path}: another batchrun launch ({who}) is running this runfile; "
-            "wait for it to finish or stop it first"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return LaunchLock(fd, path)
 
 
 def load_metadata(path: Path) -> dict[str, dict[str, Any]]:

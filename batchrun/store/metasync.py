@@ -19,9 +19,10 @@ from typing import Any
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import MetadataView, RunsDir, build_entry, legacy_record
+from batchrun.store.metadata import MetadataView, build_entry, legacy_record
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
+from batchrun.store.rundir import RunsDir
 from batchrun.store.stamp import Stamp, metadata_id, read_stamp, write_stamp
 from batchrun.store.viewcache import journal_ids_since, read_mark, read_rendered_lines, write_mark
 

@@ -29,9 +29,11 @@ from typing import Any
 
 from batchrun.errors import MetadataError
 from batchrun.executors.local import executor as local
+from batchrun.liveness import MAX_PID, pid_alive
 from batchrun.store.journal import JOURNAL_NAME, Journal
-from batchrun.store.metadata import MAX_PID, RunsDir, iter_metadata, pid_alive, salvage_metadata
+from batchrun.store.metadata import iter_metadata, salvage_metadata
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import RunsDir
 
 __all__ = [
     "iter_metadata_repairing",

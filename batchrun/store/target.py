@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import InputError
-from batchrun.store.metadata import DEFAULT_METADATA_NAME, RunsDir
+from batchrun.store.rundir import DEFAULT_METADATA_NAME, RunsDir
 
 __all__ = ["Target", "resolve_target"]
 
