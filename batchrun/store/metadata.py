@@ -1,4 +1,4 @@
-"""metadata.json and the runs directory: layout, lock, and the JSON view.
+"""metadata.json: the JSON view of the journal that people, scripts and the original tool read (the runs directory and its lock: `rundir`).
 
 The journal (`store/journal.py`) is the durable truth about jobs; metadata.json is
 a view of it for people and scripts, in the original batchrun's layout: one
