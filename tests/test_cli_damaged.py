@@ -47,9 +47,9 @@ _STAMP_DAMAGES: list[object] = [
 
 
 @pytest.mark.parametrize("damage", _STAMP_DAMAGES)
-def test_a_damaged_stamp_only_means_the_view_is_rebuilt(make_runfile: MakeRunfile, workdir: Path, damage: Callable[[bytes], bytes]) -> None:
+def test_a_damaged_fingerprint_only_means_the_view_is_rebuilt(make_runfile: MakeRunfile, workdir: Path, damage: Callable[[bytes], bytes]) -> None:
     side, runs = _first_launch(make_runfile, workdir)
-    stamp = runs / ".metadata.stamp"
+    stamp = runs / ".fingerprint"
     stamp.write_bytes(damage(stamp.read_bytes()))
     meta_before = (runs / "metadata.json").read_bytes()
     for command in (["launch", "exp.runfile"], ["status", "exp.runfile"], ["plan", "exp.runfile"], ["failed", "exp.runfile"]):
@@ -59,8 +59,8 @@ def test_a_damaged_stamp_only_means_the_view_is_rebuilt(make_runfile: MakeRunfil
         assert proc.stderr == "", (command, proc.stderr)
     assert side.read_text().count("\n") == 3  # nothing ran again
     assert (runs / "metadata.json").read_bytes() == meta_before
-    # The relaunch wrote a good stamp back.
-    assert stamp.read_bytes().startswith(b"1 ")
+    # The relaunch wrote a good fingerprint back.
+    assert stamp.read_bytes().startswith(b"batchrun-fingerprint 1 ")
 
 
 def _notices(proc: subprocess.CompletedProcess[str]) -> list[str]:

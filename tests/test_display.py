@@ -21,7 +21,7 @@ from batchrun.cli.display import Progress, plan_lines, summary_lines
 from batchrun.launch.launch import JobEvent, LaunchResult, Plan
 from batchrun.results.tables import format_duration
 from batchrun.runfile.file import Job, job_id_of
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import STATES, JobRecord, State
 
 MakeRunfile = Callable[..., Path]
 
@@ -91,9 +91,9 @@ def test_plan_and_summary_lines() -> None:
     plan = Plan(to_run=[job("a")], adopt=[], new=1, succeeded=3, failed=2, failed_skipped=2, rerun_unfinished=0, recovered=0, removed=0)
     assert plan_lines(plan, 6, "resume") == ["6 jobs, 3 already succeeded, 2 failed earlier (skipped), 1 to run"]
     failed = [(job(f"exit {i}", i), record(f"exit {i}", State.FAILED, i)) for i in range(1, 8)]
-    counts = dict.fromkeys(State.ALL, 0)
+    counts = dict.fromkeys(STATES, 0)
     counts.update({State.SUCCEEDED: 3, State.FAILED: 7})
-    result = LaunchResult(counts, failed, False, 5, Path("/r/exp/metadata.json"), Path("/r/exp"))
+    result = LaunchResult(counts=counts, failed=failed, interrupted=False, ran=5, metadata_path=Path("/r/exp/metadata.json"), runs_dir=Path("/r/exp"))
     lines = summary_lines(result, "my exp.runfile", 2)
     assert lines[0] == "batchrun: 10 jobs: 3 succeeded, 7 failed (5 ran now)"
     assert lines[1] == f"  failed (exit 1): {job_id_of('exit 1')}  line 1  exit 1"

@@ -1,4 +1,4 @@
-"""Unit tests of the metadata sync: the stamp, the first build, the flushes."""
+"""Unit tests of the metadata sync: what the fingerprint vouches for, the first build, the flushes."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from batchrun.runfile.file import load_runfile
+from batchrun.store.fingerprint import FINGERPRINT_NAME, Fingerprint, read_fingerprint, write_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.rundir import RunsDir
-from batchrun.store.stamp import Stamp, read_stamp, write_stamp
-from batchrun.store.viewcache import MARK_NAME, write_mark
+
+
+def _leave_fingerprint(sync: MetadataSync) -> None:
+    """What a finishing launch leaves (`launch._leave_fingerprint`, without a summary); a launch's journal exists."""
+    sync.journal.path.touch()
+    fingerprint = Fingerprint.take(sync.runs_dir.path, sync.journal.path, sync.runs_dir.metadata_name, sync.runfile.digest)
+    assert fingerprint is not None
+    write_fingerprint(sync.runs_dir.path, fingerprint)
 
 
 def _sync(tmp_path: Path) -> MetadataSync:
@@ -24,17 +31,17 @@ def _sync(tmp_path: Path) -> MetadataSync:
     return MetadataSync(runs_dir, load_runfile(runfile), Journal(runs_dir.path), threading.RLock(), lambda err: None)
 
 
-def test_the_stamp_says_whether_metadata_json_is_up_to_date(tmp_path: Path) -> None:
+def test_the_fingerprint_says_whether_metadata_json_is_up_to_date(tmp_path: Path) -> None:
     sync = _sync(tmp_path)
-    assert not sync.stamp_matches()
+    assert not sync.unchanged()
     sync.build()
     assert sync.write_final() is None
-    sync.write_stamp()
-    assert sync.stamp_matches()
+    _leave_fingerprint(sync)
+    assert sync.unchanged()
     sync.journal.open()
     sync.journal.record_start(sync.runfile.jobs[0].job_id, 1, 1.0, 0, "h")
     sync.journal.close()
-    assert not sync.stamp_matches(), "the journal grew: the view is stale"
+    assert not sync.unchanged(), "the journal grew: the view is stale"
 
 
 def test_changes_are_rendered_at_the_flush(tmp_path: Path) -> None:
@@ -52,9 +59,9 @@ def test_changes_are_rendered_at_the_flush(tmp_path: Path) -> None:
 
 
 def _launch_like(runs_dir: RunsDir, runfile: Path, drop_mark: bool = False) -> tuple[MetadataSync, bytes]:
-    """What a relaunch does to metadata.json: read the old view, build, write, stamp."""
+    """What a relaunch does to metadata.json: read the old view, build, write, leave a fingerprint."""
     if drop_mark:
-        (runs_dir.path / MARK_NAME).unlink(missing_ok=True)
+        (runs_dir.path / FINGERPRINT_NAME).unlink(missing_ok=True)
     journal = Journal(runs_dir.path)
     journal.load()
     sync = MetadataSync(runs_dir, load_runfile(runfile), journal, threading.RLock(), lambda err: None)
@@ -65,7 +72,7 @@ def _launch_like(runs_dir: RunsDir, runfile: Path, drop_mark: bool = False) -> t
     sync.build()
     assert sync.write_final() is None
     journal.close()
-    sync.write_stamp()
+    _leave_fingerprint(sync)
     return sync, (b"kept " if kept else b"full ") + runs_dir.metadata.read_bytes()
 
 
@@ -106,8 +113,12 @@ def test_keeping_unchanged_lines_writes_what_a_full_rebuild_writes(tmp_path: Pat
         text = runs_dir.metadata.read_text()
         legacy = '  "00000000000000aa": {"command": "old tool", "status": 0, "start": 1.0, "runtime": 2.0}'
         runs_dir.metadata.write_text(text.replace("\n}\n", f",\n{legacy}\n}}\n"))
-        # An edited metadata.json no longer matches the stamp: restamp it as a launch would have.
-        write_stamp(runs_dir.path, Stamp.now(runs_dir.path, runs_dir.path / "jobs.journal", runs_dir.metadata_name, read_stamp(runs_dir.path).runfile_digest))  # type: ignore[union-attr]
+        # An edited metadata.json no longer matches the fingerprint: take it again as a launch would have.
+        old = read_fingerprint(runs_dir.path)
+        assert old is not None
+        again = Fingerprint.take(runs_dir.path, runs_dir.path / "jobs.journal", runs_dir.metadata_name, old.runfile_digest)
+        assert again is not None
+        write_fingerprint(runs_dir.path, again)
     saved = {p.name: p.read_bytes() for p in runs_dir.path.iterdir() if p.is_file()}
     _, incremental = _launch_like(runs_dir, runfile)
     assert incremental.startswith(b"kept ")
@@ -120,19 +131,20 @@ def test_keeping_unchanged_lines_writes_what_a_full_rebuild_writes(tmp_path: Pat
         assert b'"00000000000000aa"' in full and b'"old tool"' in full
 
 
-def test_a_mark_the_stamp_does_not_vouch_for_keeps_nothing(tmp_path: Path) -> None:
-    # A launch killed between writing the mark and the stamp leaves a mark of
-    # another journal size: the old lines are not trusted, the view is rebuilt.
+def test_a_journal_rewritten_under_the_fingerprint_keeps_nothing(tmp_path: Path) -> None:
+    # Same size as the fingerprint names, other bytes (a repair or compaction
+    # by hand): the old lines are not trusted, the view is rebuilt.
     sync = _sync(tmp_path)
     sync.build()
     assert sync.write_final() is None
-    sync.write_stamp()
     sync.journal.open()
     sync.journal.record_start(sync.runfile.jobs[0].job_id, 1, 1.0, 0, "h")
     sync.journal.close()
-    write_mark(sync.runs_dir.path, sync.journal.path)
+    _leave_fingerprint(sync)
+    data = sync.journal.path.read_bytes()
+    sync.journal.path.write_bytes(data.replace(b" 1.000000 ", b" 2.000000 "))
     sync.read_old()
     assert sync._kept is None
-    sync.write_stamp()
+    sync.journal.path.write_bytes(data)
     sync.read_old()
-    assert sync._kept is not None, "stamp and mark agree again"
+    assert sync._kept is not None, "the journal is the one the fingerprint names again"

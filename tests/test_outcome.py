@@ -36,7 +36,9 @@ def status_of(*states: str, removed: str | None = None) -> RunsStatus:
         ((State.SUCCEEDED, State.PENDING), 0),
         ((State.SUCCEEDED, State.FAILED), 1),
         ((State.TIMEOUT,), 1),
-        ((State.FAILED, State.INTERRUPTED), 130),
+        # A failure wins: --halt-now exits 1 though it interrupted the jobs it stopped.
+        ((State.FAILED, State.INTERRUPTED), 1),
+        ((State.SUCCEEDED, State.INTERRUPTED), 130),
         ((State.SUCCEEDED, outcome.KILLED), 1),
         ((State.SUCCEEDED, outcome.STOPPED), 0),
         ((), 0),

@@ -1,10 +1,11 @@
-"""batchrun.launch.quickresume: a relaunch answered from the resume index says exactly what the full path says.
+"""batchrun.launch.quickresume: a relaunch answered from the fingerprint says exactly what the full path says.
 
-Each scenario finishes a launch (which leaves the index), changes something,
-then relaunches twice from the same copy of the directory: once as it is
-and once with the index deleted (the full path). The plan line, the
-summary, the warnings, the exit code and the records must be the same; the
-index's file shows which path answered (the full path rewrites it).
+Each scenario finishes a launch (which leaves the fingerprint), changes
+something, then relaunches twice from the same copy of the directory: once
+as it is and once with the fingerprint deleted (the full path). The plan
+line, the summary, the warnings, the exit code and the records must be the
+same; the fingerprint's file shows which path answered (the full path
+rewrites it).
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import make_plan
 from batchrun.launch.quickresume import QuickLaunch, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
+from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, read_fingerprint, summary_of
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
-from batchrun.store.resume_index import INDEX_NAME, ResumeIndex, index_of, read_index
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 LINES = ["true 1", "exit 3", "echo two", "true 1", "# a comment", "", "sh -c 'exit 300'", "echo é"]
 
 
-def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> ResumeIndex | None:
-    """The index a launch's `finish` writes for these records (its tally, then `index_of`)."""
+def _index(runfile: Runfile, records: Mapping[str, JobRecord], journal: Journal) -> Summary | None:
+    """The summary a launch's `finish` writes into the fingerprint for these records (its tally, then `summary_of`)."""
     counts, failed = _tally(runfile.jobs, dict(records))
-    return index_of(runfile, records, counts, failed, journal.path, journal.size, "metadata.json")
+    return summary_of(runfile, records, counts, failed, journal.path, journal.size)
+
+
+def read_index(runs: Path) -> Summary | None:
+    """The summary of the fingerprint the last launch left, if any."""
+    fingerprint = read_fingerprint(runs)
+    return fingerprint.summary if fingerprint is not None else None
 
 
 def _launch(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -48,7 +55,7 @@ def _launch(work: Path, *args: str, env: dict[str, str] | None = None) -> tuple[
 
 def _index_stat(work: Path) -> tuple[int, int] | None:
     try:
-        meta = (work / "runs" / "exp" / INDEX_NAME).stat()
+        meta = (work / "runs" / "exp" / FINGERPRINT_NAME).stat()
     except FileNotFoundError:
         return None
     return meta.st_ino, meta.st_mtime_ns
@@ -64,7 +71,7 @@ def _states(work: Path) -> dict[str, tuple[str, int | None, bool]] | None:
 
 
 def _both(work: Path, *args: str, quick: bool) -> tuple[int, str, str]:
-    """Relaunch as the directory is, and again from a copy of it with the index gone; the same answer."""
+    """Relaunch as the directory is, and again from a copy of it with the fingerprint gone; the same answer."""
     saved = work.parent / (work.name + ".saved")
     shutil.rmtree(saved, ignore_errors=True)
     shutil.copytree(work, saved, symlinks=True)
@@ -74,12 +81,12 @@ def _both(work: Path, *args: str, quick: bool) -> tuple[int, str, str]:
     fast_states = _states(work)
     shutil.rmtree(work)
     shutil.copytree(saved, work, symlinks=True)
-    (work / "runs" / "exp" / INDEX_NAME).unlink(missing_ok=True)
+    (work / "runs" / "exp" / FINGERPRINT_NAME).unlink(missing_ok=True)
     slow = _launch(work, *args)
     assert fast == slow
     assert fast_states == _states(work)
     assert took_quick == quick, "the quick path did not answer" if quick else "the quick path answered"
-    # The full path leaves an index again when it may: a relaunch of it answers the same.
+    # The full path leaves a fingerprint again: a relaunch of it answers the same.
     return fast
 
 
@@ -183,14 +190,14 @@ def test_a_lost_journal_is_rebuilt_with_the_same_notice(work: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [b"", b"garbage\n", b"\0\0\0"], ids=["empty", "garbage", "nul"])
-def test_a_damaged_index_takes_the_full_path(work: Path, damage: bytes) -> None:
-    (work / "runs" / "exp" / INDEX_NAME).write_bytes(damage)
+def test_a_damaged_fingerprint_takes_the_full_path(work: Path, damage: bytes) -> None:
+    (work / "runs" / "exp" / FINGERPRINT_NAME).write_bytes(damage)
     _both(work, quick=False)
 
 
-def test_edited_metadata_or_a_missing_stamp_take_the_full_path(work: Path) -> None:
+def test_edited_metadata_or_a_missing_fingerprint_take_the_full_path(work: Path) -> None:
     runs = work / "runs" / "exp"
-    (runs / ".metadata.stamp").unlink()
+    (runs / FINGERPRINT_NAME).unlink()
     _both(work, quick=False)
     os.utime(runs / "metadata.json", ns=(1, 1))
     _both(work, quick=False)
@@ -214,11 +221,12 @@ def test_the_original_tools_metadata_is_imported_the_same(tmp_path: Path) -> Non
     _both(work, quick=True)
 
 
-def test_a_kill_9_mid_launch_leaves_no_index(work: Path) -> None:
+def test_a_kill_9_mid_launch_leaves_no_fingerprint_of_its_journal(work: Path) -> None:
     _edit_runfile(work, lambda lines: [*lines, "echo a", "echo b", "echo c"])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(FAULTS), str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     code, _, _ = _launch(work, env={**env, "BRFAULT_KILL_SPAWN": "2"})
     assert code == -signal.SIGKILL
+    # The last clean launch's fingerprint may stay for the view, but with no summary to answer from.
     assert read_index(work / "runs" / "exp") is None
     states = _states(work)
     assert states is not None and any(state == State.RUNNING for state, _, _ in states.values())
@@ -233,7 +241,7 @@ def test_a_relaunch_in_a_busy_directory_fails_the_same(work: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fast = _launch(work)
-        (work / "runs" / "exp" / INDEX_NAME).unlink()
+        (work / "runs" / "exp" / FINGERPRINT_NAME).unlink()
         slow = _launch(work)
     finally:
         os.close(fd)

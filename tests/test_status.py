@@ -20,9 +20,9 @@ from batchrun.runfile.file import job_id_of, load_runfile
 from batchrun.status import view as status_module
 from batchrun.status.lookup import find_job, probe_job, short_id_length
 from batchrun.status.preview import preview_launch
-from batchrun.status.view import REMOVED, JobStatus, load_status, read_status
+from batchrun.status.view import JobStatus, load_status, read_status
 from batchrun.store.journal import JOURNAL_NAME
-from batchrun.store.records import State
+from batchrun.store.records import REMOVED, State
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import resolve_target
 

@@ -1,4 +1,4 @@
-"""Unit tests of the journal mark and the reading of metadata.json's rendered lines."""
+"""Unit tests of the journal ids since a fingerprint's mark and the reading of metadata.json's rendered lines."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.store.viewcache import MARK_NAME, journal_ids_since, read_mark, read_rendered_lines, write_mark
+from batchrun.store.fingerprint import journal_mark
+from batchrun.store.viewcache import journal_ids_since, read_rendered_lines
 
 _A, _B = "0123456789abcdef", "fedcba9876543210"
 
@@ -19,8 +20,7 @@ def _journal(tmp_path: Path, text: str) -> Path:
 
 def test_the_ids_named_after_the_mark_are_the_changed_jobs(tmp_path: Path) -> None:
     journal = _journal(tmp_path, f"E {_A} 1 0 1.000000 2.000000\n")
-    write_mark(tmp_path, journal)
-    mark = read_mark(tmp_path)
+    mark = journal_mark(journal)
     assert mark is not None and mark[0] == journal.stat().st_size
     assert journal_ids_since(journal, mark) == set()
     with open(journal, "a") as f:
@@ -31,8 +31,7 @@ def test_the_ids_named_after_the_mark_are_the_changed_jobs(tmp_path: Path) -> No
 @pytest.mark.parametrize("change", ["shorter", "rewritten", "missing"])
 def test_a_journal_rewritten_since_the_mark_matches_nothing(tmp_path: Path, change: str) -> None:
     journal = _journal(tmp_path, f"E {_A} 1 0 1.000000 2.000000\nE {_B} 1 0 1.000000 2.000000\n")
-    write_mark(tmp_path, journal)
-    mark = read_mark(tmp_path)
+    mark = journal_mark(journal)
     assert mark is not None
     if change == "shorter":
         journal.write_text(f"E {_A} 1 0 1.000000 2.000000\n")
@@ -42,19 +41,6 @@ def test_a_journal_rewritten_since_the_mark_matches_nothing(tmp_path: Path, chan
     else:
         journal.unlink()
     assert journal_ids_since(journal, mark) is None
-
-
-@pytest.mark.parametrize("damage", [b"", b"1 12\n", b"2 12 " + b"0" * 32 + b"\n", b"1 x " + b"0" * 32 + b"\n",
-                                    b"1 12 " + b"0" * 32, b"\xff\xfe garbage\n", b"1 12 " + b"0" * 500 + b"\n"])
-def test_any_damaged_mark_reads_as_none(tmp_path: Path, damage: bytes) -> None:
-    (tmp_path / MARK_NAME).write_bytes(damage)
-    assert read_mark(tmp_path) is None
-
-
-def test_a_mark_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
-    (tmp_path / MARK_NAME).mkdir()
-    write_mark(tmp_path, _journal(tmp_path, ""))
-    assert read_mark(tmp_path) is None
 
 
 def test_rendered_lines_are_read_as_written(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ from doit.exceptions import InvalidCommand
 
 from batchrun._doit.values import TaskValues
 from batchrun.errors import BatchrunError, MetadataError
-from batchrun.launch.plan import done_for_mode
+from batchrun.launch.options import Mode
+from batchrun.launch.plan import done_for_mode, state_done
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
@@ -146,8 +147,8 @@ class RunsDirJobs:
                     f"{self.runs_dir.path}: job {job_id} is recorded as running (a launch was killed, or --detach); "
                     "launch again to settle it, then forget it"
                 )
-            # Unfinished jobs run again anyway: only what would be skipped is forgotten.
-            if rec.state in State.ENDED or rec.ignored:
+            # Unfinished jobs run again anyway: only what a resume would skip is forgotten.
+            if state_done(rec.state, Mode.RESUME) or rec.ignored:
                 todo.append(job_id)
         if todo:
             self._writable().record_reset(todo)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.plan import Plan
 from batchrun.results.tables import format_duration
-from batchrun.store.records import State
+from batchrun.store.records import IGNORED, State
 
 if TYPE_CHECKING:
     from batchrun.launch.launch import LaunchResult
@@ -257,7 +257,7 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
     failed = counts[State.FAILED] + counts[State.TIMEOUT]
     if failed:
         parts.append(f"{failed} failed")
-    for state in (State.KILLED, State.STOPPED, State.INTERRUPTED, State.RUNNING, State.PENDING):
+    for state in (State.KILLED, State.STOPPED, State.INTERRUPTED, State.RUNNING, IGNORED, State.PENDING):
         if counts[state]:
             parts.append(f"{counts[state]} {state if state != State.PENDING else 'not run'}")
     lines = [f"batchrun: {total} jobs: " + ", ".join(parts) + f" ({result.ran} ran now)"]

@@ -19,7 +19,8 @@ from batchrun.errors import UsageError
 from batchrun.launch.control import request_kill, request_stop
 from batchrun.status.lookup import find_job
 from batchrun.status.outcome import wait_for
-from batchrun.status.view import REMOVED, STATES, load_status
+from batchrun.status.view import load_status
+from batchrun.store.records import REMOVED, STATES
 from batchrun.store.target import Target
 
 if TYPE_CHECKING:

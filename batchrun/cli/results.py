@@ -18,7 +18,7 @@ from batchrun.cli.target import target_of, target_parser
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
-from batchrun.status.view import STATES
+from batchrun.store.records import STATES
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 

@@ -29,8 +29,8 @@ from batchrun.launch.options import MODES
 from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration
 from batchrun.status.lookup import job_entry, job_parameters, short_id_length
-from batchrun.status.view import IGNORED, REMOVED, STATES, JobStatus, RunsStatus, load_status
-from batchrun.store.records import JobRecord, State
+from batchrun.status.view import JobStatus, RunsStatus, load_status
+from batchrun.store.records import IGNORED, REMOVED, STATES, JobRecord, State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]

@@ -34,11 +34,11 @@ from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.jobtable import JobTable
+from batchrun.store.fingerprint import Fingerprint, drop_summary, summary_of, write_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import NOT_SUCCEEDED, STATES, JobRecord, State, category_of
 from batchrun.store.repair import repair_runs_dir
-from batchrun.store.resume_index import index_of, remove_index, write_index
 from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
 
 # How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
@@ -120,12 +120,12 @@ class Launch:
         try:
             # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
             self._poller.start()
-            remove_index(self.runs_dir.path)  # the records may change: it vouches for them no more
+            drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
             # metadata.json is only read and rebuilt when something changed
             # since the last launch wrote it: a no-op resume stays cheap.
-            stamp_ok = metadata.stamp_matches()
+            stamp_ok = metadata.unchanged()
             if not stamp_ok:
                 metadata.read_old()
             self.journal.open()
@@ -287,7 +287,7 @@ class Launch:
                 self.journal.compact()
             counts, failed = _tally(self.runfile.jobs, self.journal.records)
             if error is None:
-                _leave_stamps(self, counts, failed)
+                _leave_fingerprint(self, counts, failed)
         finally:
             self._poller.stop()
             if self._lock is not None:
@@ -295,23 +295,34 @@ class Launch:
         self.executor.close()
         control = self.control
         return LaunchResult(
-            counts, failed, control.interrupted, runner.ran, self.runs_dir.metadata, self.runs_dir.path, error, control.halted,
-            detached=runner.detached, drained=control.drained and not control.interrupted,
+            counts=counts,
+            failed=failed,
+            interrupted=control.interrupted,
+            ran=runner.ran,
+            metadata_path=self.runs_dir.metadata,
+            runs_dir=self.runs_dir.path,
+            error=error,
+            halted=control.halted,
+            detached=runner.detached,
+            drained=control.drained and not control.interrupted,
         )
 
 
-def _leave_stamps(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
-    """What lets the next relaunch skip work: the stamp, then the resume index (`batchrun.launch.quickresume`).
+def _leave_fingerprint(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
+    """What lets the next launch skip work and `wait` answer as this one did (`store.fingerprint`).
 
-    None for a runfile that grew while jobs ran (--follow, bayes): the lines
-    it gained are in `runfile.jobs`, but other edits made meanwhile are not.
+    No summary for a runfile that grew while jobs ran (--follow, bayes): the
+    lines it gained are in `runfile.jobs`, but other edits made meanwhile are not.
     """
-    launch.metadata.write_stamp()
-    runfile, journal = launch.runfile, launch.journal
-    index = None
+    runfile, journal, runs_dir = launch.runfile, launch.journal, launch.runs_dir
+    summary = None
     if not launch.options.follow and runfile.digest == launch.first_digest:
-        index = index_of(runfile, journal.records, counts, failed, journal.path, journal.size, launch.runs_dir.metadata_name)
-    write_index(launch.runs_dir.path, index)
+        summary = summary_of(runfile, journal.records, counts, failed, journal.path, journal.size)
+    fingerprint = Fingerprint.take(
+        runs_dir.path, journal.path, runs_dir.metadata_name, runfile.digest, interrupted=launch.control.interrupted, summary=summary
+    )
+    if fingerprint is not None:  # else no journal to vouch for: the next launch reads everything
+        write_fingerprint(runs_dir.path, fingerprint)
 
 
 def _ignore_warning(text: str) -> None:
@@ -331,14 +342,15 @@ def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_di
 
 
 def _tally(jobs: Sequence[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
-    """Counts by state of the runfile's jobs, and those that ended without succeeding (stopped is no failure)."""
-    counts: dict[str, int] = dict.fromkeys(State.ALL, 0)
+    """Counts of the runfile's jobs by `category_of`, and those that ended without succeeding (stopped is no failure)."""
+    counts: dict[str, int] = dict.fromkeys(STATES, 0)
     failed = []
     # By id: a JobTable builds a Job per access, and only the failed need one.
     ids = jobs.job_ids() if isinstance(jobs, JobTable) else (job.job_id for job in jobs)
     for i, job_id in enumerate(ids):
         rec = records.get(job_id)
-        counts[rec.state if rec is not None else State.PENDING] += 1
-        if rec is not None and rec.state in State.ENDED and rec.state not in (State.SUCCEEDED, State.STOPPED):
+        category = category_of(rec)
+        counts[category] += 1
+        if rec is not None and category in NOT_SUCCEEDED:
             failed.append((jobs[i], rec))
     return counts, failed

@@ -16,7 +16,7 @@ from batchrun.launch.options import Mode, Order, ValueEnum
 from batchrun.runfile.file import Job
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["Group", "Plan", "classify", "done_for_mode", "is_ignored", "make_plan"]
+__all__ = ["Group", "Plan", "classify", "done_for_mode", "is_ignored", "make_plan", "state_done"]
 
 
 class Group(ValueEnum):
@@ -32,7 +32,7 @@ class Group(ValueEnum):
     REMOVED = "removed"  # no longer in the runfile
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
     """What a launch will do, decided before anything runs."""
 
@@ -59,18 +59,22 @@ def is_ignored(rec: JobRecord | None) -> bool:
 
 
 def done_for_mode(rec: JobRecord | None, mode: str) -> bool:
-    """Whether a job needs no run in a launch of this mode (doit's up-to-date answer).
+    """Whether a job needs no run in a launch of this mode (doit's up-to-date answer): `state_done` of its record."""
+    return rec is not None and state_done(rec.state, mode)
+
+
+def state_done(state: str, mode: str) -> bool:
+    """Whether a job in this state needs no run in a launch of this mode: the one rule.
 
     resume: it ended (finished whatever its status, killed or stopped);
     retry_failed: it succeeded or was stopped early (a decision, not a
-    failure); overwrite: never.
+    failure); overwrite: never. The planner, the quick answer from the
+    fingerprint, doit's up-to-date check and the runner all ask this.
     """
-    if rec is None:
-        return False
     if mode == Mode.RESUME:
-        return rec.state in State.ENDED
+        return state in State.ENDED
     if mode == Mode.RETRY_FAILED:
-        return rec.state in _NOT_FAILED
+        return state in _NOT_FAILED
     return False
 
 
@@ -142,9 +146,20 @@ def make_plan(
     failed = counts[Group.FAILED]
     if overwrite:
         # --rerun-all forgets every record first: all count as new.
-        return Plan(to_run, adopt, len(to_run), 0, 0, 0, 0, recovered, removed, ignored)
-    failed_skipped = failed if mode == Mode.RESUME else 0
+        return Plan(
+            to_run=to_run, adopt=adopt, new=len(to_run), succeeded=0, failed=0, failed_skipped=0,
+            rerun_unfinished=0, recovered=recovered, removed=removed, ignored=ignored,
+        )
     return Plan(
-        to_run, adopt, counts[Group.NEW], counts[Group.SUCCEEDED], failed, failed_skipped,
-        counts[Group.INTERRUPTED], recovered, removed, ignored, counts[Group.STOPPED],
+        to_run=to_run,
+        adopt=adopt,
+        new=counts[Group.NEW],
+        succeeded=counts[Group.SUCCEEDED],
+        failed=failed,
+        failed_skipped=failed if mode == Mode.RESUME else 0,
+        rerun_unfinished=counts[Group.INTERRUPTED],
+        recovered=recovered,
+        removed=removed,
+        ignored=ignored,
+        stopped=counts[Group.STOPPED],
     )

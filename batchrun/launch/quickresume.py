@@ -1,16 +1,17 @@
-"""A relaunch with nothing to do, answered from the resume index instead of a full launch.
+"""A relaunch with nothing to do, answered from the last launch's fingerprint instead of a full launch.
 
 `QuickLaunch.open` takes the runs directory's lock and checks that the
-index the last launch left (`batchrun.store.resume_index`) still describes the
-runs directory exactly: the same runfile text, the same journal bytes, the
-stamp and the viewcache mark of that journal, no journal left to compact,
-and nothing to run in this launch's mode. Only then does it stand in for
-`Launch`: the same `prepare` -> `run` -> `finish` steps, the same `Plan`
-and `LaunchResult`, and the same answers to `batchrun stop` (through a
-`ControlPoller`) and to signals; it writes nothing, as the full path writes
-nothing that would change on a no-op. When any of it does not hold, `open`
-releases the lock and returns None: the caller takes the full path, which
-decides from the records as ever.
+fingerprint the last launch left (`batchrun.store.fingerprint`) still
+describes the runs directory exactly: the same runfile text, the same journal
+bytes, the same metadata.json, no journal left to compact, and nothing to run
+in this launch's mode (`plan.state_done`, the planner's own rule, over the
+summary's counts). Only then does it stand in for `Launch`: the same
+`prepare` -> `run` -> `finish` steps, the same `Plan` and `LaunchResult`, and
+the same answers to `batchrun stop` (through a `ControlPoller`) and to
+signals; it writes nothing, as the full path writes nothing that would change
+on a no-op. When any of it does not hold, `open` releases the lock and
+returns None: the caller takes the full path, which decides from the records
+as ever.
 """
 
 from __future__ import annotations
@@ -22,46 +23,45 @@ from batchrun.errors import BatchrunError
 from batchrun.launch.control import ControlPoller
 from batchrun.launch.events import JobEvent
 from batchrun.launch.options import LaunchOptions, Mode
-from batchrun.launch.plan import Plan
+from batchrun.launch.plan import Plan, state_done
 from batchrun.launch.result import LaunchResult
+from batchrun.runfile.file import runfile_digest
+from batchrun.store.fingerprint import Fingerprint, Summary, journal_digest, read_fingerprint
 from batchrun.store.journal import JOURNAL_NAME, Journal, compaction_due
-from batchrun.store.records import State
+from batchrun.store.records import IGNORED, NOT_SUCCEEDED, REMOVED, State
 from batchrun.store.repair import repair_runs_dir
-from batchrun.store.resume_index import ResumeIndex, journal_digest, read_index, runfile_digest
 from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
-from batchrun.store.stamp import Stamp, read_stamp
-from batchrun.store.viewcache import read_mark
 
 __all__ = ["QuickLaunch", "plan_of"]
 
-# States a job of the runfile (not ignored) may be in for each mode to have nothing to run.
-_TO_RUN = {
-    Mode.RESUME: (State.PENDING, State.INTERRUPTED, State.RUNNING),
-    Mode.RETRY_FAILED: (State.PENDING, State.INTERRUPTED, State.RUNNING, State.FAILED, State.TIMEOUT, State.KILLED),
-}
 
-
-def plan_of(index: ResumeIndex, mode: str) -> Plan | None:
+def plan_of(summary: Summary, mode: str) -> Plan | None:
     """The plan `make_plan` makes for a launch of this mode; None when it would run something."""
-    states = _TO_RUN.get(Mode(mode))
-    if states is None:
-        return None  # --rerun-all runs every job
-    active = {state: index.counts[state] - index.ignored[state] for state in State.ALL}
-    if any(active[state] for state in states):
-        return None
-    failed = active[State.FAILED] + active[State.TIMEOUT] + active[State.KILLED]
+    counts = summary.counts
+    if any(counts[state] and not state_done(state, mode) for state in counts if state not in (IGNORED, REMOVED)):
+        return None  # --rerun-all runs every job; the others run what is not done
+    failed = sum(counts[state] for state in NOT_SUCCEEDED)
     return Plan(
-        [], [], 0, active[State.SUCCEEDED], failed, failed if mode == Mode.RESUME else 0, 0, 0,
-        index.removed, sum(index.ignored.values()), active[State.STOPPED],
+        to_run=[],
+        adopt=[],
+        new=0,
+        succeeded=counts[State.SUCCEEDED],
+        failed=failed,
+        failed_skipped=failed if mode == Mode.RESUME else 0,
+        rerun_unfinished=0,
+        recovered=0,
+        removed=summary.removed,
+        ignored=counts[IGNORED],
+        stopped=counts[State.STOPPED],
     )
 
 
 class QuickLaunch:
     """A launch that runs nothing, for the CLI in place of `Launch`."""
 
-    def __init__(self, runs_dir: RunsDir, lock: LaunchLock, index: ResumeIndex, plan: Plan) -> None:
+    def __init__(self, runs_dir: RunsDir, lock: LaunchLock, summary: Summary, plan: Plan) -> None:
         self.runs_dir = runs_dir
-        self.index = index
+        self.summary = summary
         self.plan = plan
         self.notices: list[str] = []
         self.interrupted = False
@@ -72,24 +72,25 @@ class QuickLaunch:
     @classmethod
     def open(cls, runfile: Path, options: LaunchOptions) -> QuickLaunch | None:
         """The quick launch of this relaunch, holding the lock; None when the full path must answer."""
-        if options.executor != "local" or options.follow or options.mode not in _TO_RUN:
+        if options.executor != "local" or options.follow or options.mode == Mode.OVERWRITE:
             return None
         runs_dir = RunsDir.for_runfile(runfile, options.accounting_dir, options.metadata_name)
-        index = read_index(runs_dir.path)
-        if index is None or index.metadata_name != runs_dir.metadata_name:
+        fingerprint = read_fingerprint(runs_dir.path)
+        if fingerprint is None or fingerprint.summary is None or fingerprint.metadata_name != runs_dir.metadata_name:
             return None
-        plan = plan_of(index, options.mode)
+        summary = fingerprint.summary
+        plan = plan_of(summary, options.mode)
         digest = runfile_digest(runfile)
-        if plan is None or digest is None or digest != index.runfile_digest:
+        if plan is None or digest is None or digest != fingerprint.runfile_digest:
             return None
         try:
             runs_dir.create()
             lock = acquire_lock(runs_dir)
         except BatchrunError:
             return None  # busy or unwritable: the full path says so, in its place
-        quick = cls(runs_dir, lock, index, plan)
+        quick = cls(runs_dir, lock, summary, plan)
         try:
-            if not _journal_matches(runs_dir, index):
+            if not _journal_matches(runs_dir, fingerprint, summary):
                 quick.release()
                 return None
             # What the full path's `prepare` does first; with the journal
@@ -110,12 +111,12 @@ class QuickLaunch:
     @property
     def duplicates(self) -> list[tuple[str, int, int]]:
         """The runfile's repeated lines, for the CLI's warnings."""
-        return list(self.index.duplicates)
+        return list(self.summary.duplicates)
 
     @property
     def total(self) -> int:
         """Jobs in the runfile."""
-        return self.index.jobs
+        return self.summary.jobs
 
     def prepare(self) -> Plan:
         return self.plan
@@ -142,11 +143,15 @@ class QuickLaunch:
         """Nothing to run."""
 
     def finish(self) -> LaunchResult:
-        """Release the lock and sum up, from the index."""
+        """Release the lock and sum up, from the fingerprint's summary."""
         self.release()
-        index = self.index
         return LaunchResult(
-            dict(index.counts), index.failed_jobs(), self.interrupted, 0, self.runs_dir.metadata, self.runs_dir.path,
+            counts=dict(self.summary.counts),
+            failed=self.summary.failed_jobs(),
+            interrupted=self.interrupted,
+            ran=0,
+            metadata_path=self.runs_dir.metadata,
+            runs_dir=self.runs_dir.path,
             drained=self.drained and not self.interrupted,
         )
 
@@ -167,16 +172,11 @@ class QuickLaunch:
         return ()  # no job runs
 
 
-def _journal_matches(runs_dir: RunsDir, index: ResumeIndex) -> bool:
-    """Whether the journal, the stamp and the mark are still those the index was made with."""
-    stamp = read_stamp(runs_dir.path)
+def _journal_matches(runs_dir: RunsDir, fingerprint: Fingerprint, summary: Summary) -> bool:
+    """Whether metadata.json and the journal are still those the fingerprint was made with, byte for byte."""
     journal = runs_dir.path / JOURNAL_NAME
-    expected = Stamp.now(runs_dir.path, journal, runs_dir.metadata_name, index.runfile_digest)
-    if stamp is None or stamp != expected or stamp.journal_size != index.journal_size:
+    if not fingerprint.matches(runs_dir.path, journal, runs_dir.metadata_name, fingerprint.runfile_digest):
         return False
-    mark = read_mark(runs_dir.path)
-    if mark is None or mark[0] != index.journal_size:
-        return False
-    if compaction_due(index.journal_lines, index.records):
+    if compaction_due(summary.journal_lines, summary.records):
         return False  # the full path would compact the journal now
-    return journal_digest(journal) == (index.journal_size, index.journal_sha256, index.journal_lines)
+    return journal_digest(journal) == (fingerprint.journal_size, summary.journal_sha256, summary.journal_lines)

@@ -1,29 +1,53 @@
-"""What a launch hands back to the CLI: counts, failures, and why it ended.
+"""What a launch hands back to the CLI, and the one rule for the exit code of a finished launch.
 
 A module of its own so that a relaunch answered without a launch
 (`batchrun.launch.quickresume`) returns the same value without importing the
-launch machinery (executors, runner, doit).
+launch machinery (executors, runner, doit); `batchrun wait` and
+`--on-finish`'s `BATCHRUN_EXIT_CODE` take their exit code from `exit_code_of`
+too, so a launch and a `wait` on its records always agree.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import BatchrunError
 from batchrun.runfile.file import Job
-from batchrun.store.records import JobRecord
+from batchrun.store.records import NOT_SUCCEEDED, JobRecord, State
 
-__all__ = ["LaunchResult"]
+__all__ = ["LaunchResult", "exit_code_of"]
 
 
-@dataclass
+def exit_code_of(counts: Mapping[str, int], *, interrupted: bool = False, error: BatchrunError | None = None) -> int:
+    """The exit code of a finished launch, from its jobs' counts (`records.category_of`).
+
+    2 (the error's code) when the launch could not go on; else 1 when a job of
+    the runfile failed, timed out or was killed, whatever else happened (a
+    failure that stopped the launch, `--halt-now`, exits 1 though it
+    interrupted the jobs it stopped); else 130 when the launch was
+    interrupted (Ctrl-C, SIGTERM, `stop --now`) or a job was left
+    interrupted (it runs again on the next launch); else 0. Pending jobs
+    (lines never started, a launch ended by `batchrun stop`), ignored and
+    removed ones do not change it; `stopped` counts as done.
+    """
+    if error is not None:
+        return error.exit_code
+    if any(counts.get(state, 0) for state in NOT_SUCCEEDED):
+        return 1
+    if interrupted or counts.get(State.INTERRUPTED, 0):
+        return 130
+    return 0
+
+
+@dataclass(kw_only=True)
 class LaunchResult:
     """The outcome of a launch for the jobs of its runfile."""
 
-    counts: dict[str, int]
-    failed: list[tuple[Job, JobRecord]]
-    interrupted: bool
+    counts: dict[str, int]  # jobs of the runfile by `records.category_of`
+    failed: list[tuple[Job, JobRecord]]  # those that failed, timed out or were killed, in runfile order
+    interrupted: bool  # a signal (or `stop --now`) stopped the launch
     ran: int
     metadata_path: Path
     runs_dir: Path
@@ -34,13 +58,5 @@ class LaunchResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on."""
-        if self.error is not None:
-            return self.error.exit_code
-        if self.halted:
-            return 1
-        if self.interrupted:
-            return 130
-        if self.failed:
-            return 1
-        return 0
+        """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on (`exit_code_of`)."""
+        return exit_code_of(self.counts, interrupted=self.interrupted, error=self.error)

@@ -12,6 +12,7 @@ anything and never prints.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import shlex
@@ -22,7 +23,7 @@ from pathlib import Path
 from batchrun.errors import RunfileError
 from batchrun.runfile.jobtable import Job, JobTable, parse_commands
 
-__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters"]
+__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "runfile_digest"]
 
 
 @dataclass(slots=True, init=False)
@@ -174,3 +175,27 @@ def parse_parameters(command: str) -> dict[str, str | bool]:
             key, sep, value = token[2:].partition("=")
             params[key] = value if sep else True
     return params
+
+
+def runfile_digest(path: Path) -> str | None:
+    """`Runfile.digest` of the runfile as it is on disk now, without parsing it; None when unreadable.
+
+    The digest is of the decoded text (a byte order mark left out); valid
+    UTF-8 encodes back to the same bytes, so the bytes are hashed as they
+    come, in blocks, and only checked to decode.
+    """
+    digest = hashlib.sha256()
+    check = codecs.getincrementaldecoder("utf-8")()
+    first = True
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                check.decode(block)
+                if first and block.startswith(codecs.BOM_UTF8):
+                    block = block[len(codecs.BOM_UTF8) :]  # as `parse_runfile_text` does before its digest
+                first = False
+                digest.update(block)
+        check.decode(b"", final=True)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return digest.hexdigest()[:32]

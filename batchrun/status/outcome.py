@@ -31,7 +31,8 @@ from pathlib import Path
 
 from batchrun.errors import UsageError
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
-from batchrun.status.view import STATES, RunsStatus, load_status
+from batchrun.launch.result import exit_code_of
+from batchrun.status.view import RunsStatus, load_status
 from batchrun.store.records import State
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
@@ -42,7 +43,7 @@ __all__ = [
     "STOPPED",
     "WAIT_POLL",
     "OnFinishResult",
-    "Outcome",
+    "LaunchOutcome",
     "outcome_of",
     "run_on_finish",
     "wait_for",
@@ -64,7 +65,7 @@ ON_FINISH_TIMEOUT = 60.0
 
 
 @dataclass
-class Outcome:
+class LaunchOutcome:
     """What the records of a runfile's jobs say, once nothing runs."""
 
     counts: dict[str, int]
@@ -72,23 +73,14 @@ class Outcome:
     lost: list[str] = field(default_factory=list)  # cluster jobs gone without an exit record
 
 
-def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> Outcome:
-    """The exit code the records of the runfile's jobs give (see the module docstring)."""
-    counts = dict.fromkeys(STATES, 0)
-    for job in status.jobs:
-        category = job.category
-        counts[category] = counts.get(category, 0) + 1
+def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
+    """The exit code the records of the runfile's jobs give: the launch's own rule, `result.exit_code_of`."""
+    counts = status.counts()
     lost = list(lost)
     if lost:
         counts[State.RUNNING] -= len(lost)
         counts[State.INTERRUPTED] += len(lost)
-    if counts[State.INTERRUPTED]:
-        code = 130
-    elif counts[State.FAILED] or counts[State.TIMEOUT] or counts[KILLED]:
-        code = 1
-    else:
-        code = 0
-    return Outcome(counts, code, lost)
+    return LaunchOutcome(counts, exit_code_of(counts), lost)
 
 
 class _Waiter:
@@ -105,7 +97,7 @@ class _Waiter:
             self.said.add(what)
             self.on_wait(what)
 
-    def look(self, now: float) -> Outcome | None:
+    def look(self, now: float) -> LaunchOutcome | None:
         """The outcome, or None while something still runs."""
         pid = launch_holder(self.target.runs_dir)
         if pid is not None:
@@ -140,7 +132,7 @@ def wait_for(
     poll: float = WAIT_POLL,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> Outcome | None:
+) -> LaunchOutcome | None:
     """Wait until nothing of the target runs; its outcome, or None when `timeout` expired first.
 
     `on_wait` hears, once each, what is being waited for.

@@ -36,26 +36,18 @@ from batchrun.runfile.file import (
     load_runfile,
     parse_runfile_text,
 )
+from batchrun.store.fingerprint import metadata_unchanged
 from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import legacy_record, load_metadata
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import STATES, JobRecord, State, category_of
 from batchrun.store.repair import surviving_records
 from batchrun.store.rundir import RunsDir, launch_holder
-from batchrun.store.stamp import metadata_unchanged
 from batchrun.store.target import Target
 
-__all__ = ["GROUPS", "IGNORED", "REMOVED", "STATES", "JobStatus", "RunsStatus", "load_status", "read_status"]
+__all__ = ["GROUPS", "JobStatus", "RunsStatus", "load_status", "read_status"]
 
-# The pseudo-state of a job whose line is no longer in the runfile.
-REMOVED = "removed"
-# The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
-IGNORED = "ignored"
-# Every state `status` counts and filters on, in the order it lists them.
-STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
 # What a launch would do with each job, in the order `plan` lists them.
 GROUPS = tuple(Group)
-
-# The file `metadata.acquire_lock` flocks for a whole launch.
 
 
 class JobStatus:
@@ -80,12 +72,8 @@ class JobStatus:
 
     @property
     def category(self) -> str:
-        """The state `status` counts it under: `removed` wins, then `ignored`, then the job's own."""
-        if self.removed:
-            return REMOVED
-        if self.record is not None and self.record.ignored and self.record.state != State.RUNNING:
-            return IGNORED
-        return self.state
+        """The state it is counted, listed and filtered under (`records.category_of`)."""
+        return category_of(self.record, self.removed)
 
     def __repr__(self) -> str:
         return f"JobStatus({self.job_id}, {self.category}, line={self.line})"
@@ -107,13 +95,8 @@ class RunsStatus:
     def counts(self) -> dict[str, int]:
         """How many jobs are in each of `STATES`."""
         counts = dict.fromkeys(STATES, 0)
-        pending = State.PENDING
         for job in self.jobs:
-            rec = job.record
-            if job.removed or (rec is not None and rec.ignored):
-                counts[job.category] += 1
-            else:
-                counts[rec.state if rec is not None else pending] += 1
+            counts[category_of(job.record, job.removed)] += 1
         return counts
 
     def select(self, states: Iterable[str] | None) -> list[JobStatus]:
@@ -230,8 +213,8 @@ def _job_from_records(job_id: str, records: dict[str, JobRecord], entries: dict[
 def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
     """Whether metadata.json is known to be a launch's own atomic write, so it need not be parsed.
 
-    A running launch rewrites it; after a launch, `.metadata.stamp` (written
-    by `Launch.finish`, see `batchrun.store.stamp`) records its size and mtime.
+    A running launch rewrites it; after a launch, its fingerprint (written
+    by `Launch.finish`, see `batchrun.store.fingerprint`) records its size and mtime.
     Anything unexpected means "parse it".
     """
     try:

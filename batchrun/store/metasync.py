@@ -1,8 +1,8 @@
 """Keeping metadata.json, the view of the journal the original tool's users read, up to date.
 
 The journal is the truth; metadata.json is rebuilt from it when a launch
-starts (only when something changed since the last launch wrote it, which a
-stamp file tells, so a no-op resume stays cheap) and rewritten about once a
+starts (only when something changed since the last launch wrote it, which
+its fingerprint tells, so a no-op resume stays cheap) and rewritten about once a
 second while jobs end, by a thread of its own. A rebuild after a small
 change keeps the old file's lines of the jobs the journal did not touch
 since (`batchrun.store.viewcache`), so it costs what changed, not every job.
@@ -18,13 +18,13 @@ from typing import Any
 
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, Runfile
+from batchrun.store.fingerprint import read_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metadata import MetadataView, build_entry, legacy_record
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
 from batchrun.store.rundir import RunsDir
-from batchrun.store.stamp import Stamp, metadata_id, read_stamp, write_stamp
-from batchrun.store.viewcache import journal_ids_since, read_mark, read_rendered_lines, write_mark
+from batchrun.store.viewcache import journal_ids_since, read_rendered_lines
 
 __all__ = ["MetadataSync"]
 
@@ -70,18 +70,10 @@ class MetadataSync:
     def _in_runfile(self, job_id: str) -> bool:
         return job_id in self._by_id if self._by_id is not None else self.runfile.jobs.has_id(job_id)
 
-    # -- the stamp ----------------------------------------------------------
-
-    def _stamp(self) -> Stamp:
-        return Stamp.now(self.runs_dir.path, self.journal.path, self.runs_dir.metadata_name, self.runfile.digest)
-
-    def stamp_matches(self) -> bool:
-        return read_stamp(self.runs_dir.path) == self._stamp()
-
-    def write_stamp(self) -> None:
-        # The mark first: a stamp only vouches for a mark of its journal size.
-        write_mark(self.runs_dir.path, self.journal.path)
-        write_stamp(self.runs_dir.path, self._stamp())
+    def unchanged(self) -> bool:
+        """Whether metadata.json, the journal's size and the runfile are those the last launch's fingerprint names."""
+        fingerprint = read_fingerprint(self.runs_dir.path)
+        return fingerprint is not None and fingerprint.matches(self.runs_dir.path, self.journal.path, self.runs_dir.metadata_name, self.runfile.digest)
 
     # -- the first build -----------------------------------------------------
 
@@ -104,18 +96,18 @@ class MetadataSync:
         """Read the old file as rendered lines, decoding only what `read_old` keeps.
 
         Only when metadata.json is the file the last launch finished with
-        (the stamp names it) and the journal still starts as it did then
-        (the mark): each line is then its job's record at the mark. False
-        when any of it does not hold; nothing is read then.
+        (its fingerprint names it) and the journal still starts as it did
+        then (the fingerprint's mark): each line is then its job's record at
+        the mark. False when any of it does not hold; nothing is read then.
         """
         if self.notices:
             return False  # a repair changed the runs directory: rebuild whole
-        stamp = read_stamp(self.runs_dir.path)
+        fingerprint = read_fingerprint(self.runs_dir.path)
         path = self.runs_dir.metadata
-        if stamp is None or stamp.metadata_name != self.runs_dir.metadata_name or stamp.metadata_id != metadata_id(path):
+        if fingerprint is None or not fingerprint.vouches_for_metadata(self.runs_dir.path, self.runs_dir.metadata_name):
             return False
-        mark = read_mark(self.runs_dir.path)
-        if mark is None or mark[0] != stamp.journal_size or journal_ids_since(self.journal.path, mark) is None:
+        mark = (fingerprint.journal_size, fingerprint.journal_tail)
+        if journal_ids_since(self.journal.path, mark) is None:
             return False
         lines = read_rendered_lines(path)
         if lines is None:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["JobRecord", "State", "canonical_time", "replay"]
+__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "STATES", "JobRecord", "State", "canonical_time", "category_of", "replay"]
 
 
 class State(str, enum.Enum):
@@ -49,12 +49,37 @@ class State(str, enum.Enum):
         return str.__format__(str.__str__(self), spec)
 
 
-
 # Ran to its end, with an exit status.
 State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
 # Will not run again on a plain relaunch: finished, killed or stopped.
 State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
 State.ALL = tuple(State)
+
+# The pseudo-state of a job whose line is no longer in the runfile.
+REMOVED = "removed"
+# The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
+IGNORED = "ignored"
+# Every state jobs are counted and filtered under (`category_of`), in the order they are listed.
+STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
+# The states of jobs that ended without succeeding: they make a launch exit 1.
+NOT_SUCCEEDED = frozenset({State.FAILED, State.TIMEOUT, State.KILLED})
+
+
+def category_of(rec: JobRecord | None, removed: bool = False) -> str:
+    """The one state a job is counted, listed and filtered under, everywhere.
+
+    `removed` wins (its line left the runfile), then `ignored` (set aside by
+    `doit ignore`; a running job stays running), then the job's own state,
+    `pending` when it has no record.
+    """
+    if removed:
+        return REMOVED
+    if rec is None:
+        return State.PENDING
+    if rec.ignored and rec.state != State.RUNNING:
+        return IGNORED
+    return rec.state
+
 
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
