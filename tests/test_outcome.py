@@ -10,6 +10,8 @@ from batchrun.errors import UsageError
 from batchrun.status import outcome
 from batchrun.status.outcome import outcome_of, wait_for
 from batchrun.status.view import JobStatus, RunsStatus
+from batchrun.store.fingerprint import Fingerprint, write_fingerprint
+from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 from batchrun.store.rundir import RunsDir
 from batchrun.store.target import resolve_target
@@ -70,3 +72,23 @@ def test_wait_times_out_while_a_launch_holds_the_lock(tmp_path: Path, monkeypatc
     monkeypatch.setattr(outcome, "launch_holder", lambda runs_dir: None)
     with pytest.raises(UsageError):
         wait_for(target, 3.0, told.append, clock=lambda: now[0], sleep=sleep)
+
+
+def test_an_interrupted_launch_with_no_job_left_interrupted_waits_out_130_until_the_journal_changes(tmp_path: Path) -> None:
+    """Ctrl-C before any job started leaves only pending jobs: the fingerprint, not the records, says 130."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    journal = Journal(runs)
+    journal.open()
+    journal.record_end("0" * 16, 1, 0, 1.0, 2.0)
+    journal.close()
+    status = status_of(State.SUCCEEDED, State.PENDING)
+    status.runs_dir = RunsDir(runs)
+    assert outcome_of(status).exit_code == 0
+    fingerprint = Fingerprint.take(runs, runs / "jobs.journal", "metadata.json", "d", interrupted=True)
+    assert fingerprint is not None
+    write_fingerprint(runs, fingerprint)
+    assert outcome_of(status).exit_code == 130
+    with open(runs / "jobs.journal", "a") as f:
+        f.write(f"R {'0' * 16}\n")  # a later launch (or doit forget) touched the records: they decide again
+    assert outcome_of(status).exit_code == 0

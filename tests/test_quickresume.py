@@ -21,15 +21,17 @@ from pathlib import Path
 import pytest
 from conftest import REPO, batchrun_cmd
 
-from batchrun.errors import MetadataError
+from batchrun.errors import LockedError, MetadataError
+from batchrun.launch.hold import RunsDirHold
 from batchrun.launch.launch import _tally
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import make_plan
-from batchrun.launch.quickresume import QuickLaunch, plan_of
+from batchrun.launch.quickresume import answer_from_fingerprint, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
 from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, read_fingerprint, summary_of
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
+from batchrun.store.rundir import RunsDir
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 LINES = ["true 1", "exit 3", "echo two", "true 1", "# a comment", "", "sh -c 'exit 300'", "echo é"]
@@ -263,21 +265,25 @@ def test_plan_of_is_make_plans_answer(tmp_path: Path, work: Path, mode: str) -> 
     assert plan_of(index, mode) == make_plan(runfile.jobs, journal.records, mode)
 
 
-def test_open_declines_other_executors_follow_and_overwrite(work: Path) -> None:
+def test_the_answer_declines_other_executors_follow_and_overwrite(work: Path) -> None:
     runfile = work / "exp.runfile"
     accounting = work / "runs" / "exp"
-    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, executor="slurm")) is None
-    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, follow=True)) is None
-    assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting, mode="overwrite")) is None
-    quick = QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting))
-    assert quick is not None
+    hold = RunsDirHold(RunsDir(accounting))
+    hold.take()
     try:
-        assert QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting)) is None  # the lock is held
+        assert answer_from_fingerprint(hold, runfile, LaunchOptions(accounting_dir=accounting, executor="slurm")) is None
+        assert answer_from_fingerprint(hold, runfile, LaunchOptions(accounting_dir=accounting, follow=True)) is None
+        assert answer_from_fingerprint(hold, runfile, LaunchOptions(accounting_dir=accounting, mode="overwrite")) is None
+        quick = answer_from_fingerprint(hold, runfile, LaunchOptions(accounting_dir=accounting))
+        assert quick is not None and quick.plan.nothing_to_do
+        # The hold is the launch's: a second launch is refused while it is held.
+        with pytest.raises(LockedError):
+            RunsDirHold(RunsDir(accounting)).take()
     finally:
-        quick.release()
-    quick.release()  # twice is fine
-    again = QuickLaunch.open(runfile, LaunchOptions(accounting_dir=accounting))
-    assert again is not None
+        hold.release()
+    hold.release()  # twice is fine
+    again = RunsDirHold(RunsDir(accounting))
+    again.take()
     again.release()
 
 

@@ -6,6 +6,7 @@ Parses and prints; the launch itself is `batchrun.launch`'s, its jobs run throug
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import signal
 import sys
@@ -19,15 +20,11 @@ from batchrun.cli.target import duration, int_at_least
 from batchrun.errors import RunfileError, UsageError
 
 if TYPE_CHECKING:
-    from batchrun.launch.feed import JobQueue
-    from batchrun.launch.launch import Launch
-    from batchrun.runfile.file import Job
+    from batchrun.launch.chain import LaunchState
 
 __all__ = ["add_launch_options", "add_parsers", "run"]
 
 _positive_int = int_at_least(1)
-# A target with one of these suffixes is a gridspec, swept before it launches.
-_GRIDSPEC_SUFFIXES = (".yml", ".yaml")
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -110,15 +107,36 @@ def _gpu_list(text: str) -> list[str]:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from batchrun.cli.display import Progress, plan_lines, summary_lines
+    from batchrun.launch import chain
+
+    state = _state_of(args)
+    if args.dry_run:
+        return _dry_run(state, args)
+    steps: list[chain.Step] = [
+        chain.take_hold,  # before anything is written: a refused launch changes nothing
+        functools.partial(_sweep, args=args),
+        chain.quick_answer,
+        chain.load,
+        functools.partial(_report_lines, args=args),
+        _stop_if_signalled,
+        chain.prepare,
+        functools.partial(_report_plan, args=args),
+        functools.partial(_run, args=args),
+        functools.partial(_summarize, args=args),
+    ]
+    return chain.execute(state, steps)
+
+
+def _state_of(args: argparse.Namespace) -> LaunchState:
+    """The launch's options, checked, and its target, resolved (a gridspec's spec read): nothing is written yet."""
+    from batchrun.launch.adaptive import load_sweep
+    from batchrun.launch.chain import LaunchState
     from batchrun.launch.options import LaunchOptions, check_options
-    from batchrun.launch.quickresume import QuickLaunch
-    from batchrun.runfile.file import Runfile, load_runfile
+    from batchrun.store.target import is_gridspec, resolve_target
 
     gpus = args.gpus or []
-    n_jobs = args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1)
     options = LaunchOptions(
-        n_jobs=n_jobs,
+        n_jobs=args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1),
         mode=args.mode or "resume",
         accounting_dir=args.accounting_dir,
         metadata_name=args.state_db_filename,
@@ -140,151 +158,170 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     )
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
-    path: Path = args.runfile
-    gridspec = None
-    adaptive = None  # a bayes search, hyperband, or both: from a W&B spec only
-    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        from batchrun.launch.adaptive import load_sweep, states_of
+    target = resolve_target(args.runfile, options.accounting_dir, options.metadata_name, must_exist=False)
+    if target.runfile is None:
+        raise RunfileError("is a directory, not a runfile", args.runfile)
+    sweep = None
+    if is_gridspec(args.runfile):
+        loaded = load_sweep(args.runfile)  # the spec is checked (and the bayes extra) before anything runs
+        if loaded.bayes is not None and args.follow:
+            raise UsageError(f"{args.runfile}: --follow does not apply to a bayes spec: its launch appends each point itself")
+        sweep = loaded if loaded.bayes is not None or loaded.stopper is not None else None
+    return LaunchState(target=target, options=options, runfile_path=target.runfile, sweep=sweep)
 
-        gridspec = path
-        sweep = load_sweep(path)
-        if sweep.bayes is None:
-            path = _sweep_for_launch(path, args)
-        elif args.follow:
-            raise UsageError(f"{gridspec}: --follow does not apply to a bayes spec: its launch appends each point itself")
-        else:
-            path = sweep.runfile
-            if not args.dry_run:
-                sweep.create_runfile()
-        adaptive = sweep if sweep.bayes is not None or sweep.stopper is not None else None
-    bayes = adaptive is not None and adaptive.bayes is not None
-    # A relaunch with nothing to do is answered from what the last launch
-    # left, without parsing the runfile or replaying the journal; it holds
-    # the lock from here (see batchrun.launch.quickresume).
-    quick = QuickLaunch.open(path, options) if gridspec is None and not args.dry_run else None
-    if quick is not None:
-        runfile = Runfile(path, [])
-        duplicates, n_lines = quick.duplicates, quick.total
+
+def _dry_run(state: LaunchState, args: argparse.Namespace) -> int:
+    """What the launch would do (as `batchrun plan`), reading only: a gridspec is expanded in memory, not written."""
+    from batchrun.cli.plan import dry_run
+    from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
+    from batchrun.sweeps.gridspec import load_gridspec
+
+    gridspec = state.target.gridspec
+    path = state.runfile_path
+    if gridspec is not None and not state.bayes:
+        runfile = parse_runfile_text("".join(f"{line}\n" for line in load_gridspec(gridspec).iter_commands()), path)
     else:
-        runfile = load_runfile(path) if not bayes or path.exists() else Runfile(path, [])
-        duplicates, n_lines = runfile.duplicates, len(runfile.jobs)
-    for _command, first, again in duplicates:
-        sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
-    if not n_lines and not args.follow and not bayes:
-        print(f"batchrun: {path}: no commands (only blank or # lines); nothing to do")
-        return 0
+        runfile = load_runfile(path) if path.exists() or not state.bayes else Runfile(path, [])
+    _warn_duplicates(path, runfile.duplicates)
     if _signals.take_pending():
-        if quick is not None:
-            quick.release()
-        raise KeyboardInterrupt  # nothing written yet
-    if args.dry_run:
-        from batchrun.cli.plan import dry_run
-
-        return dry_run(runfile, options, adaptive, str(args.runfile))
-    full: Launch | None = None
-    launch: Launch | QuickLaunch
-    if quick is None:
-        from batchrun.launch.launch import Launch
-
-        launch = full = Launch(runfile, options)
-        if gridspec is not None and args.follow:
-            full.follower = cli_queue.gridspec_follower(gridspec, runfile, args.accounting_dir, args.state_db_filename)
-    else:
-        launch = quick
-    plan = launch.prepare()
-    # What an adaptive sweep reads (a quick launch is never one).
-    records = full.journal.records if full is not None else {}
-    for notice in launch.notices:
-        sys.stderr.write(f"batchrun: {notice}\n")
-    out = sys.stdout
-    if not args.quiet:
-        for line in plan_lines(plan, n_lines, options.mode):
-            print(f"batchrun: {path}: {line}", file=out, flush=True)
-        if adaptive is not None:
-            print(f"batchrun: {args.runfile}: {adaptive.plan_line(runfile, states_of(records))}", file=out, flush=True)
-        if args.follow:
-            followed = shlex.quote(str(gridspec or path))
-            print(f"batchrun: {path}: following {gridspec or path} for new lines (batchrun stop {followed} to end)", file=out, flush=True)
-    failed_before = plan.failed
-    # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
-    done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
-    total = n_lines + (adaptive.to_propose(runfile, states_of(records)) if adaptive is not None else 0)
-    progress = Progress(out, total, min(done_before, n_lines), failed_before if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
-    launch.on_event = progress
-    if quick is None:  # no job ends in a quick launch: there is no best value to show
-        progress.best = _best_so_far(args.runfile, launch.runs_dir)
-    if args.follow and full is not None:
-        progress.following = full.queued
-        full.on_warning = cli_queue.warn
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        launch.request_stop()
-
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
-    # Signals noted while preparing: stop now, as if they came just after.
-    for _ in _signals.take_pending()[:2]:
-        launch.request_stop()
-    try:
-        progress.start()
-        try:
-            if adaptive is not None:
-                adaptive.run(launch, plan, _run_job_tasks)
-            elif not launch.should_stop_dispatch():
-                launch.run(plan, _run_job_tasks)
-        finally:
-            progress.close()
-    finally:
-        result = launch.finish()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if result.error is not None:
-        sys.stderr.write(f"batchrun: error: {result.error}\n")
-    skipped_failed = plan.failed_skipped
-    for line in summary_lines(result, str(path), skipped_failed):
-        print(line, file=out)
-    if args.on_finish:
-        cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, path)
-    return result.exit_code
+        raise KeyboardInterrupt  # nothing written
+    return dry_run(runfile, state.options, state.sweep, str(args.runfile))
 
 
-def _run_job_tasks(launch: Launch, jobs: list[Job] | JobQueue, n_jobs: int) -> int:
-    """doit runs the launch's jobs; doit is imported only when there are jobs to run."""
-    from batchrun._doit.runner import run_job_tasks
-
-    return run_job_tasks(launch, jobs, n_jobs)
-
-
-def _best_so_far(given: Path, runs_dir: Any) -> Any:
-    """The live display's `best loss 0.123, line 17`: the gridspec's metric, else the first reported."""
-    from batchrun.results.best_so_far import BestSoFar
-    from batchrun.results.table import gridspec_metric
-
-    metric, goal = gridspec_metric(given) if given.suffix.lower() in _GRIDSPEC_SUFFIXES else (None, "min")
-    return BestSoFar(runs_dir.logs, metric, goal)
-
-
-def _sweep_for_launch(gridspec: Path, args: argparse.Namespace) -> Path:
-    """`batchrun launch grid.yml`: bring grid.runfile up to date, then launch it.
+def _sweep(state: LaunchState, args: argparse.Namespace) -> int | None:
+    """`launch grid.yml`: bring grid.runfile up to date under the lock, then launch it; a bayes spec's runfile is created.
 
     The runfile and runs directory are those `batchrun sweep grid.yml` and
     `batchrun launch grid.runfile` use, so the two spellings are one.
     """
     from batchrun._doit.sweep import run_sweep_task
     from batchrun._doit.values import repair_doit_db
-    from batchrun.store.rundir import RunsDir
-    from batchrun.sweeps.gridspec import default_runfile_path
 
-    if not gridspec.is_file():
-        raise RunfileError("no such gridspec" if not gridspec.exists() else "not a file", gridspec)
-    runfile = default_runfile_path(gridspec)
-    runs_dir = RunsDir.for_runfile(runfile, args.accounting_dir, args.state_db_filename)
-    runs_dir.create()
-    dep_file = runs_dir.path / ".sweep.doit.json"
+    gridspec = state.target.gridspec
+    if gridspec is None:
+        return None
+    if state.sweep is not None and state.sweep.bayes is not None:
+        state.sweep.create_runfile()
+        return None
+    dep_file = state.target.runs_dir.path / ".sweep.doit.json"
     # run_sweep_task keeps doit's values for the sweep in `<dep_file>.journal`.
     notice = repair_doit_db(dep_file.with_name(dep_file.name + ".journal"))
     if notice is not None:
         sys.stderr.write(f"batchrun: {notice}\n")
-    if run_sweep_task(gridspec, runfile, dep_file) and not args.quiet:
-        print(f"batchrun: {gridspec}: wrote {runfile}")
-    return runfile
+    if run_sweep_task(gridspec, state.runfile_path, dep_file) and not args.quiet:
+        print(f"batchrun: {gridspec}: wrote {state.runfile_path}")
+    return None
+
+
+def _warn_duplicates(path: Path, duplicates: list[tuple[str, int, int]]) -> None:
+    for _command, first, again in duplicates:
+        sys.stderr.write(f"batchrun: warning: {path}:{again}: same command as line {first}; it runs once\n")
+
+
+def _report_lines(state: LaunchState, args: argparse.Namespace) -> int | None:
+    """The runfile's repeated lines, one warning each; an empty runfile ends the launch here."""
+    _warn_duplicates(state.runfile_path, state.duplicates)
+    if not state.total and not args.follow and not state.bayes:
+        print(f"batchrun: {state.runfile_path}: no commands (only blank or # lines); nothing to do")
+        return 0
+    return None
+
+
+def _stop_if_signalled(state: LaunchState) -> int | None:
+    if _signals.take_pending():
+        raise KeyboardInterrupt  # nothing written yet but the lock (which `execute` releases)
+    return None
+
+
+def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
+    """The repairs made, the plan, and what an adaptive sweep or --follow adds to it."""
+    from batchrun.cli.display import plan_lines
+    from batchrun.launch.adaptive import states_of
+
+    for notice in state.notices:
+        sys.stderr.write(f"batchrun: {notice}\n")
+    if args.quiet:
+        return None
+    assert state.plan is not None
+    path = state.runfile_path
+    for line in plan_lines(state.plan, state.total, state.options.mode):
+        print(f"batchrun: {path}: {line}", flush=True)
+    if state.sweep is not None and state.runfile is not None and state.launch is not None:
+        print(f"batchrun: {args.runfile}: {state.sweep.plan_line(state.runfile, states_of(state.launch.journal.records))}", flush=True)
+    if args.follow:
+        followed = state.target.gridspec or path
+        print(f"batchrun: {path}: following {followed} for new lines (batchrun stop {shlex.quote(str(followed))} to end)", flush=True)
+    return None
+
+
+def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
+    """Run the plan under the live display, with Ctrl-C, SIGTERM and SIGHUP stopping the jobs; always finish."""
+    from batchrun._doit.runner import run_job_tasks
+    from batchrun.cli.display import Progress
+    from batchrun.launch import chain
+    from batchrun.launch.adaptive import states_of
+
+    plan, options, launch = state.plan, state.options, state.launch
+    assert plan is not None and state.hold is not None
+    # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
+    done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
+    records = launch.journal.records if launch is not None else {}
+    total = state.total + (state.sweep.to_propose(state.runfile, states_of(records)) if state.sweep is not None and state.runfile is not None else 0)
+    progress = Progress(sys.stdout, total, min(done_before, state.total), plan.failed if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    if launch is not None:  # no job starts or ends in a quick answer: nothing to show but the plan
+        launch.on_event = progress
+        progress.best = _best_so_far(args.runfile, launch.runs_dir)
+        if args.follow:
+            progress.following = launch.queued
+            launch.on_warning = cli_queue.warn
+            if state.target.gridspec is not None:
+                launch.follower = cli_queue.gridspec_follower(state.target.gridspec, launch.runfile, state.target.runs_dir)
+    stopper = launch if launch is not None else state.hold
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopper.request_stop()
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
+    # Signals noted while preparing: stop now, as if they came just after.
+    for _ in _signals.take_pending()[:2]:
+        stopper.request_stop()
+    try:
+        progress.start()
+        try:
+            if launch is not None and state.sweep is not None:
+                state.sweep.run(launch, plan, run_job_tasks)
+            elif launch is not None and not launch.should_stop_dispatch():
+                launch.run(plan, run_job_tasks)
+        finally:
+            progress.close()
+    finally:
+        chain.finish(state)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return None
+
+
+def _summarize(state: LaunchState, args: argparse.Namespace) -> int | None:
+    """The summary, then --on-finish; the exit code is the result's (`result.exit_code_of`)."""
+    from batchrun.cli.display import summary_lines
+
+    result = state.result
+    assert result is not None and state.plan is not None
+    if result.error is not None:
+        sys.stderr.write(f"batchrun: error: {result.error}\n")
+    for line in summary_lines(result, str(state.runfile_path), state.plan.failed_skipped):
+        print(line)
+    if args.on_finish:
+        cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, state.runfile_path)
+    return None
+
+
+def _best_so_far(given: Path, runs_dir: Any) -> Any:
+    """The live display's `best loss 0.123, line 17`: the gridspec's metric, else the first reported."""
+    from batchrun.results.best_so_far import BestSoFar
+    from batchrun.results.table import gridspec_metric
+    from batchrun.store.target import is_gridspec
+
+    metric, goal = gridspec_metric(given) if is_gridspec(given) else (None, "min")
+    return BestSoFar(runs_dir.logs, metric, goal)

@@ -26,6 +26,7 @@ from batchrun.store.target import Target
 if TYPE_CHECKING:
     from batchrun.launch.livequeue import Follower
     from batchrun.runfile.file import Runfile
+    from batchrun.store.rundir import RunsDir
 
 __all__ = ["COMMANDS", "WAIT_TIMED_OUT", "add_launch_options", "add_parsers", "gridspec_follower", "on_finish", "run", "warn"]
 
@@ -93,13 +94,12 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     )
 
 
-def gridspec_follower(gridspec: Path, runfile: Runfile, accounting_dir: Path | None, metadata_name: str) -> Follower:
+def gridspec_follower(gridspec: Path, runfile: Runfile, runs_dir: RunsDir) -> Follower:
     """launch grid.yml --follow: each change is swept into its runfile as `launch grid.yml` sweeps it."""
     from batchrun._doit.sweep import run_sweep_task
     from batchrun.launch.livequeue import Follow
-    from batchrun.store.rundir import RunsDir
 
-    dep_file = RunsDir.for_runfile(runfile.path, accounting_dir, metadata_name).path / ".sweep.doit.json"
+    dep_file = runs_dir.path / ".sweep.doit.json"
     return Follow.of_runfile(runfile, gridspec, lambda: run_sweep_task(gridspec, runfile.path, dep_file))
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
-from batchrun.launch.control import ControlPoller
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import JobQueue
+from batchrun.launch.hold import RunsDirHold
 from batchrun.launch.livequeue import Follow, Follower
 from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.launch.plan import Plan, done_for_mode, make_plan
@@ -39,7 +39,7 @@ from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import NOT_SUCCEEDED, STATES, JobRecord, State, category_of
 from batchrun.store.repair import repair_runs_dir
-from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
+from batchrun.store.rundir import RunsDir
 
 # How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
 # the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).
@@ -51,13 +51,15 @@ __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchR
 class Launch:
     """One launch of one runfile."""
 
-    def __init__(self, runfile: Runfile, options: LaunchOptions, on_event: Callable[[JobEvent], None] | None = None) -> None:
+    def __init__(self, runfile: Runfile, options: LaunchOptions, hold: RunsDirHold | None = None, on_event: Callable[[JobEvent], None] | None = None) -> None:
         check_options(options)
         self.runfile = runfile
-        self.first_digest = runfile.digest  # the resume index is only for a runfile that did not grow
+        self.first_digest = runfile.digest  # the fingerprint's summary is only for a runfile that did not grow
         self.options = options
         self.mode = Mode(options.mode)
-        self.runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+        # The chain of `batchrun launch` takes the hold first; plain doit (`batchrun.dodo`) leaves it to `prepare`.
+        self.hold = hold if hold is not None else RunsDirHold(RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name))
+        self.runs_dir = self.hold.runs_dir
         self.journal = Journal(self.runs_dir.path)
         self.control = LaunchControl()
         self.metadata = MetadataSync(self.runs_dir, runfile, self.journal, self.control.lock, self.control.fail)
@@ -68,7 +70,6 @@ class Launch:
         self.follow: Follow | None = None
         # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
         self.on_warning: Callable[[str], None] = _ignore_warning
-        self._lock: LaunchLock | None = None
         self._stopper: GroupStopper | None = None
         base_env = dict(os.environ)
         base_env.update(options.env)
@@ -81,8 +82,6 @@ class Launch:
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
         )
-        # `batchrun stop` and `batchrun kill` reach the launch through it, from `prepare` to `finish`.
-        self._poller = ControlPoller(self.runs_dir, self._on_control_stop, functools.partial(self.stop_jobs, state=State.KILLED))
         if on_event is not None:
             self.on_event = on_event
 
@@ -114,12 +113,13 @@ class Launch:
 
         Returns the plan `run` takes.
         """
-        self.runs_dir.create()
-        self._lock = acquire_lock(self.runs_dir)
+        hold = self.hold
+        if not hold.held:
+            hold.take()
         metadata = self.metadata
         try:
-            # `batchrun stop` and `kill` reach the launch that holds the lock, from the moment it does.
-            self._poller.start()
+            # `batchrun stop` and `kill` reach this launch from now on (one noted before is acted on now).
+            hold.answer_with(self._on_control_stop, functools.partial(self.stop_jobs, state=State.KILLED))
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             self.journal.load()
@@ -144,10 +144,8 @@ class Launch:
                     metadata.read_old()
                 metadata.build()
         except BaseException:
-            self._poller.stop()
             self.journal.close()
-            self._lock.release()
-            self._lock = None
+            hold.release()
             raise
         return self.plan
 
@@ -289,9 +287,7 @@ class Launch:
             if error is None:
                 _leave_fingerprint(self, counts, failed)
         finally:
-            self._poller.stop()
-            if self._lock is not None:
-                self._lock.release()
+            self.hold.release()
         self.executor.close()
         control = self.control
         return LaunchResult(

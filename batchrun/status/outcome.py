@@ -33,6 +33,8 @@ from batchrun.errors import UsageError
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
 from batchrun.launch.result import exit_code_of
 from batchrun.status.view import RunsStatus, load_status
+from batchrun.store.fingerprint import ended_interrupted
+from batchrun.store.journal import JOURNAL_NAME
 from batchrun.store.records import State
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
@@ -74,13 +76,20 @@ class LaunchOutcome:
 
 
 def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
-    """The exit code the records of the runfile's jobs give: the launch's own rule, `result.exit_code_of`."""
+    """The exit code the records of the runfile's jobs give: the launch's own rule, `result.exit_code_of`.
+
+    Whether the last launch was interrupted with no job left interrupted (a
+    Ctrl-C before any job started) is not in the records: its fingerprint says
+    so, while nothing touched the journal since.
+    """
     counts = status.counts()
     lost = list(lost)
     if lost:
         counts[State.RUNNING] -= len(lost)
         counts[State.INTERRUPTED] += len(lost)
-    return LaunchOutcome(counts, exit_code_of(counts), lost)
+    runs = status.runs_dir.path
+    interrupted = ended_interrupted(runs, runs / JOURNAL_NAME)
+    return LaunchOutcome(counts, exit_code_of(counts, interrupted=interrupted), lost)
 
 
 class _Waiter:

@@ -52,6 +52,7 @@ __all__ = [
     "Fingerprint",
     "Summary",
     "drop_summary",
+    "ended_interrupted",
     "journal_digest",
     "journal_mark",
     "metadata_id",
@@ -280,6 +281,14 @@ def read_fingerprint(runs_dir: Path) -> Fingerprint | None:
         return _from_json(json.loads(body.decode("utf-8")))
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
+
+
+def ended_interrupted(runs_dir: Path, journal_path: Path) -> bool:
+    """Whether the last launch was interrupted and nothing touched the journal since (what `wait` cannot read from the records)."""
+    fingerprint = read_fingerprint(runs_dir)
+    if fingerprint is None or not fingerprint.interrupted:
+        return False
+    return journal_mark(journal_path) == (fingerprint.journal_size, fingerprint.journal_tail)
 
 
 def metadata_unchanged(runs_dir: Path, metadata_name: str) -> bool:

@@ -11,9 +11,15 @@ from pathlib import Path
 from batchrun.errors import InputError
 from batchrun.store.rundir import DEFAULT_METADATA_NAME, RunsDir
 
-__all__ = ["Target", "resolve_target"]
+__all__ = ["Target", "is_gridspec", "resolve_target"]
 
+# A target with one of these suffixes is a gridspec: it stands for its runfile `<stem>.runfile`.
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
+
+
+def is_gridspec(path: Path) -> bool:
+    """Whether a target names a gridspec (by its suffix, as every command tells them)."""
+    return path.suffix.lower() in _GRIDSPEC_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -36,20 +42,25 @@ class Target:
         return launch
 
 
-def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME) -> Target:
-    """Tell a runs directory, a gridspec and a runfile apart.
+def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name: str = DEFAULT_METADATA_NAME, *, must_exist: bool = True) -> Target:
+    """Tell a runs directory, a gridspec and a runfile apart: the one way every command finds a target's runs directory.
 
     A gridspec `g.yml` stands for its runfile `g.runfile` in the current
-    directory and that runfile's runs directory.
+    directory (`gridspec.default_runfile_path`, as `batchrun sweep` writes it)
+    and that runfile's runs directory (`runs/g/`, or `accounting_dir`). A
+    launch resolves with `must_exist=False`: what it needs is checked when it
+    reads it.
 
     Raises:
-        InputError: `path` does not exist.
+        InputError: `path` does not exist (with `must_exist`).
     """
     if path.is_dir():
         return Target(path, RunsDir(Path(os.path.abspath(path)), metadata_name))
-    if not path.exists():
+    if must_exist and not path.exists():
         raise InputError("no such runfile, gridspec or runs directory", path)
-    if path.suffix.lower() in _GRIDSPEC_SUFFIXES:
-        runfile = Path(f"{path.stem}.runfile")
+    if is_gridspec(path):
+        from batchrun.sweeps.gridspec import default_runfile_path  # YAML and the sweep rules, only for gridspecs
+
+        runfile = default_runfile_path(path)
         return Target(path, RunsDir.for_runfile(runfile, accounting_dir, metadata_name), runfile, path)
     return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
