@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import read_metadata, run_batchrun, wait_for
 
 from batchrun.runfile.file import job_id_of
@@ -246,6 +247,18 @@ def test_doit_dumpdb_of_another_backend_or_no_dodo_is_doits_own(tmp_path: Path) 
     no_dodo = doit("dumpdb", "--db-file", "deps.db", cwd=tmp_path)
     assert no_dodo.returncode == 0, no_dodo.stderr
     assert "b'a' -> " in no_dodo.stdout
+
+
+@pytest.mark.parametrize("broken", ["def task_a(:\n", "import no_such_module_anywhere\n", "raise RuntimeError('boom')\n"], ids=["syntax", "import", "raises"])
+def test_doit_dumpdb_with_a_broken_dodo_dumps_the_file_without_it(tmp_path: Path, broken: str) -> None:
+    """Stock doit's dumpdb never loads the dodo.py: with batchrun installed a broken one must not stop it either."""
+    (tmp_path / "dodo.py").write_text("from batchrun.dodo import DOIT_CONFIG\ndef task_a():\n    return {'actions': ['true'], 'file_dep': ['dodo.py']}\n")
+    assert doit(cwd=tmp_path).returncode == 0
+    (tmp_path / "dodo.py").write_text(broken)
+    dumped = doit("dumpdb", cwd=tmp_path)
+    assert dumped.returncode == 0, dumped.stderr
+    assert "Traceback" not in dumped.stderr and "could not be loaded" in dumped.stderr
+    assert ".doit.journal" in dumped.stdout and "a -> " in dumped.stdout
 
 
 def test_batchrun_kill_reaches_a_plain_doit_run_which_goes_on(tmp_path: Path) -> None:

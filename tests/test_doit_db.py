@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from doit.dependency import Dependency, JSONCodec
+from doit.dependency import DatabaseException, Dependency, JSONCodec
 from doit.exceptions import InvalidDodoFile
 from doit.task import Task
 
@@ -224,3 +224,20 @@ def test_a_failed_job_task_in_a_run_never_unrecords_its_job(tmp_path: Path) -> N
         unregister_jobs("")
         journal.close()
     assert (runs.path / "jobs.journal").read_text() == f"E {A} 1 0 1.0 2.0\nS {B} 1 1.0 0 host\n"
+
+
+# doit's own test suite (tests/test_dependency.py) writes this into a backend's file and expects DatabaseException.
+@pytest.mark.parametrize("garbage", [b'{"x": y}', b"garbage with no newline", b"\x00\x01", b'V "t" "k" 1\n{"x": y}'])
+def test_a_corrupt_file_raises_doits_database_exception_as_doits_backends_do(tmp_path: Path, garbage: bytes) -> None:
+    (tmp_path / ".doit.journal").write_bytes(garbage)
+    with pytest.raises(DatabaseException):
+        _dep(tmp_path)
+    # ...which doit's command line prints in one line (an InvalidDodoFile), as before.
+    with pytest.raises(InvalidDodoFile, match=r"\.doit\.journal:\d: corrupt line"):
+        _dep(tmp_path)
+
+
+@pytest.mark.parametrize("torn", [b"V", b'V "', b'V "t" "k', b'R "t', b"C"])
+def test_only_a_record_cut_short_is_taken_for_a_torn_write(tmp_path: Path, torn: bytes) -> None:
+    (tmp_path / ".doit.journal").write_bytes(b'V "kept" "k" 1\n' + torn)
+    assert _dep(tmp_path)._get("kept", "k") == 1

@@ -3,7 +3,9 @@
 - `dumpdb`: doit's own opens the dep_file as a dbm file, so it shows nothing
   of the json, sqlite3 or `batchrun` backends; this one loads the dodo.py
   and dumps its backend when that is `batchrun`, and otherwise (or with no
-  dodo.py) runs doit's own.
+  dodo.py) runs doit's own. Stock doit's dumpdb never loads the dodo.py, so a
+  dodo.py that cannot be loaded (a syntax error, a failing import) must not
+  stop it either: the file is then dumped without it.
 - `forget`: doit 0.37's bare `doit forget` fails with a TypeError when the
   dodo.py sets no `default_tasks`; this one forgets what a bare `doit` would
   run (every task that is not a subtask, with its subtasks), as doit's
@@ -13,14 +15,18 @@
 from __future__ import annotations
 
 import pprint
+import sys
+from pathlib import Path
 from typing import Any
 
 from doit.cmd_base import DoitCmdBase
 from doit.cmd_dumpdb import DumpDB as _DoitDumpDB
 from doit.cmd_forget import Forget as _DoitForget
+from doit.dependency import JSONCodec
 from doit.exceptions import InvalidDodoFile
 
 from batchrun._doit.backend import JournalDB
+from batchrun._doit.values import VALUES_FILE, TaskValues
 
 __all__ = ["DumpDB", "Forget"]
 
@@ -53,11 +59,23 @@ class DumpDB(DoitCmdBase):
     def execute(self, params: Any, args: Any) -> Any:
         try:
             return super().execute(params, args)
-        except InvalidDodoFile:
+        except Exception as err:  # noqa: BLE001 - whatever loading the dodo.py raised
             if self.dep_manager is not None:
-                raise
-        # No dodo.py: doit's own dumpdb of the dep_file, as before.
-        return _DoitDumpDB(config=self.config).execute({"dep_file": params["dep_file"]}, args)
+                raise  # the dodo loaded: a real error
+            if not isinstance(err, InvalidDodoFile) or "not found" not in str(err).lower():
+                sys.stderr.write(f"doit dumpdb: the dodo.py could not be loaded ({type(err).__name__}: {err}); dumping the file without it\n")
+        return self._dump_file(params["dep_file"], args)
+
+    def _dump_file(self, dep_file: str, args: Any) -> int:
+        """The dep_file dumped without a dodo.py: batchrun's values journal when there is one, else doit's own dumpdb."""
+        for candidate in (dep_file, VALUES_FILE):  # the file batchrun's DOIT_CONFIG names, as the dodo.py would say
+            path = Path(candidate if candidate.endswith(".journal") else candidate + ".journal")
+            if path.is_file():
+                self.outstream.write(f"DB backend is 'batchrun' ({path}; job tasks are listed only with a loadable dodo.py)\n")
+                for task, values in TaskValues(path, JSONCodec()).items():
+                    self.outstream.write(f"{task} -> {pprint.pformat(values, indent=4, width=100)}\n")
+                return 0
+        return int(_DoitDumpDB(config=self.config).execute({"dep_file": dep_file}, args) or 0)
 
     def _execute(self) -> int:
         backend = self.dep_manager.backend

@@ -30,6 +30,7 @@ from batchrun._doit.backend import JobDone, RunsDirJobs, register_jobs
 from batchrun._doit.results_task import results_task
 from batchrun._doit.runner import BACKEND_NAME, JobAction, job_title
 from batchrun._doit.sweep import sweep_task
+from batchrun._doit.values import VALUES_FILE
 from batchrun.errors import BatchrunError
 from batchrun.launch.launch import Launch, LaunchOptions, LaunchResult
 from batchrun.runfile.file import Job, Runfile, load_runfile
@@ -42,7 +43,7 @@ __all__ = ["DOIT_CONFIG", "results_task", "runfile_tasks", "sweep_task", "sweep_
 # (job tasks live in runs/<name>/jobs.journal, other tasks' values in
 # .doit.journal); and doit's default verbosity, which leaves job output in
 # the job's log files.
-DOIT_CONFIG: dict[str, Any] = {"par_type": "thread", "backend": BACKEND_NAME, "dep_file": ".doit.journal"}
+DOIT_CONFIG: dict[str, Any] = {"par_type": "thread", "backend": BACKEND_NAME, "dep_file": VALUES_FILE}
 
 
 class _Session:

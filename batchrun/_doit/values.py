@@ -14,16 +14,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from doit.dependency import DatabaseException
 from doit.exceptions import InvalidCommand, InvalidDodoFile
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
 
-__all__ = ["TaskValues", "repair_doit_db"]
+__all__ = ["VALUES_FILE", "CorruptValuesError", "TaskValues", "repair_doit_db"]
+
+# The dep_file of batchrun's DOIT_CONFIG: the values of tasks that are not jobs.
+VALUES_FILE = ".doit.journal"
 
 # The key `Dependency.save_success` sets last for every task: the end of one save.
 _LAST_KEY = "deps:"
 _IGNORE = "ignore:"
+
+
+# How every line of the file starts: a torn last line is one of these cut short.
+_RECORD_STARTS = (b'V "', b'R "', b"C")
+
+
+class CorruptValuesError(DatabaseException, InvalidDodoFile):
+    """The values file is damaged: a `DatabaseException`, as doit's own backends raise, that doit prints in one line."""
 
 
 def _user_error(err: MetadataError) -> InvalidCommand:
@@ -62,6 +74,15 @@ class TaskValues:
         except OSError as err:
             raise _user_error(MetadataError(f"{self.path}: cannot read doit's task values: {err.strerror}")) from err
         self._valid = data.rfind(b"\n") + 1
+        tail = data[self._valid :]
+        # Only a record cut short by a kill mid-write is a torn write, dropped;
+        # anything else at the end is damage, as doit's backends report it.
+        if tail and not (tail.startswith(_RECORD_STARTS) or any(start.startswith(tail) for start in _RECORD_STARTS)):
+            lineno = data.count(b"\n") + 1
+            raise CorruptValuesError(
+                f"batchrun: {self.path}:{lineno}: corrupt line {ascii(tail[:60].decode('latin-1'))} in doit's task values; "
+                "remove that line (those tasks run again)"
+            )
         decoder = json.JSONDecoder()
         for lineno, raw in enumerate(data[: self._valid].split(b"\n")[:-1], start=1):
             try:
@@ -77,7 +98,7 @@ class TaskValues:
                 elif line:
                     raise ValueError(line[:1])
             except ValueError as err:  # UnicodeDecodeError and JSONDecodeError too
-                raise InvalidDodoFile(
+                raise CorruptValuesError(
                     f"batchrun: {self.path}:{lineno}: corrupt line {ascii(raw[:60].decode('latin-1'))} in doit's task values; "
                     "remove that line (those tasks run again)"
                 ) from err
