@@ -378,3 +378,37 @@ def test_ten_thousand_jobs_complete_and_resume_as_a_no_op(make_runfile: MakeRunf
     assert second.returncode == 0
     assert "0 to run" in second.stdout and "(0 ran now)" in second.stdout
     assert (workdir / "runs" / "exp" / "jobs.journal").read_text() == journal_before
+
+
+def test_halt_now_exits_1_and_wait_then_says_the_same(make_runfile: MakeRunfile, workdir: Path) -> None:
+    """One rule for the exit code: the launch stopped by a failure exits 1; `wait` on its records, too (not 130)."""
+    make_runfile(["sleep 30", "sleep 0.3; exit 3", "echo never"])
+    launch = run_batchrun("launch", "exp.runfile", "-j", "2", "--halt-now", "--grace", "0.5", cwd=workdir)
+    assert launch.returncode == 1, launch.stdout + launch.stderr
+    assert "1 interrupted" in launch.stdout and "--halt-now" in launch.stdout
+    wait = run_batchrun("wait", "exp.runfile", cwd=workdir)
+    assert wait.returncode == 1, wait.stdout + wait.stderr
+
+
+def test_a_launch_refused_for_the_lock_writes_nothing(workdir: Path) -> None:
+    """Another launch holds the runs directory: an edited gridspec is not swept, nothing is written."""
+    import fcntl
+
+    spec = workdir / "g.yml"
+    spec.write_text("program: echo\nparameters:\n  x:\n    values: [1, 2]\n")
+    assert run_batchrun("launch", "g.yml", cwd=workdir).returncode == 0
+    runfile = workdir / "g.runfile"
+    before = runfile.read_bytes()
+    spec.write_text("program: echo\nparameters:\n  x:\n    values: [1, 2, 3]\n")
+    runs = workdir / "runs" / "g"
+    listing = sorted(p.name for p in runs.rglob("*"))
+    fd = os.open(runs / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        refused = run_batchrun("launch", "g.yml", cwd=workdir)
+    finally:
+        os.close(fd)
+    assert refused.returncode == 2 and "another batchrun launch" in refused.stderr, refused.stderr
+    assert "wrote" not in refused.stdout
+    assert runfile.read_bytes() == before
+    assert sorted(p.name for p in runs.rglob("*")) == listing

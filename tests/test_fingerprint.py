@@ -246,6 +246,8 @@ def _with_body(runs: Path, fingerprint: Fingerprint, edit: object) -> None:
         lambda b: b.update(journal_size=-1),
         lambda b: b.update(metadata_name=None),
         lambda b: b.update(interrupted=0),
+        lambda b: b.update(halted="yes"),
+        lambda b: b.pop("halted"),
         lambda b: b["summary"]["counts"].pop("stopped"),
         lambda b: b["summary"]["counts"].update(bogus=0),
         lambda b: b["summary"]["counts"].update(failed=-2),

@@ -38,8 +38,7 @@ def status_of(*states: str, removed: str | None = None) -> RunsStatus:
         ((State.SUCCEEDED, State.PENDING), 0),
         ((State.SUCCEEDED, State.FAILED), 1),
         ((State.TIMEOUT,), 1),
-        # A failure wins: --halt-now exits 1 though it interrupted the jobs it stopped.
-        ((State.FAILED, State.INTERRUPTED), 1),
+        ((State.FAILED, State.INTERRUPTED), 130),
         ((State.SUCCEEDED, State.INTERRUPTED), 130),
         ((State.SUCCEEDED, outcome.KILLED), 1),
         ((State.SUCCEEDED, outcome.STOPPED), 0),
@@ -92,3 +91,17 @@ def test_an_interrupted_launch_with_no_job_left_interrupted_waits_out_130_until_
     with open(runs / "jobs.journal", "a") as f:
         f.write(f"R {'0' * 16}\n")  # a later launch (or doit forget) touched the records: they decide again
     assert outcome_of(status).exit_code == 0
+
+
+def test_a_launch_halted_by_a_failure_waits_out_1_though_it_left_jobs_interrupted(tmp_path: Path) -> None:
+    """--halt-now stops the running jobs (interrupted) after a failure: the launch exits 1, and so does wait."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "jobs.journal").write_text("")
+    status = status_of(State.FAILED, State.INTERRUPTED, State.PENDING)
+    status.runs_dir = RunsDir(runs)
+    assert outcome_of(status).exit_code == 130  # the records alone: an interruption
+    fingerprint = Fingerprint.take(runs, runs / "jobs.journal", "metadata.json", "d", halted=True)
+    assert fingerprint is not None
+    write_fingerprint(runs, fingerprint)
+    assert outcome_of(status).exit_code == 1

@@ -315,7 +315,13 @@ def _leave_fingerprint(launch: Launch, counts: dict[str, int], failed: list[tupl
     if not launch.options.follow and runfile.digest == launch.first_digest:
         summary = summary_of(runfile, journal.records, counts, failed, journal.path, journal.size)
     fingerprint = Fingerprint.take(
-        runs_dir.path, journal.path, runs_dir.metadata_name, runfile.digest, interrupted=launch.control.interrupted, summary=summary
+        runs_dir.path,
+        journal.path,
+        runs_dir.metadata_name,
+        runfile.digest,
+        interrupted=launch.control.interrupted,
+        halted=launch.control.halted is not None,
+        summary=summary,
     )
     if fingerprint is not None:  # else no journal to vouch for: the next launch reads everything
         write_fingerprint(runs_dir.path, fingerprint)

@@ -20,24 +20,27 @@ from batchrun.store.records import NOT_SUCCEEDED, JobRecord, State
 __all__ = ["LaunchResult", "exit_code_of"]
 
 
-def exit_code_of(counts: Mapping[str, int], *, interrupted: bool = False, error: BatchrunError | None = None) -> int:
-    """The exit code of a finished launch, from its jobs' counts (`records.category_of`).
+def exit_code_of(counts: Mapping[str, int], *, interrupted: bool = False, halted: bool = False, error: BatchrunError | None = None) -> int:
+    """The exit code of a finished launch, from how it ended and its jobs' counts (`records.category_of`).
 
-    2 (the error's code) when the launch could not go on; else 1 when a job of
-    the runfile failed, timed out or was killed, whatever else happened (a
-    failure that stopped the launch, `--halt-now`, exits 1 though it
-    interrupted the jobs it stopped); else 130 when the launch was
-    interrupted (Ctrl-C, SIGTERM, `stop --now`) or a job was left
-    interrupted (it runs again on the next launch); else 0. Pending jobs
-    (lines never started, a launch ended by `batchrun stop`), ignored and
-    removed ones do not change it; `stopped` counts as done.
+    2 (the error's code) when the launch could not go on; 1 when a failure
+    stopped it (`--fail-fast`, `--halt-now`: the jobs it stopped are left
+    interrupted, but they are its doing, not the user's); 130 when it was
+    interrupted (Ctrl-C, SIGTERM, `stop --now`) or a job is left interrupted
+    (it runs again on the next launch); 1 when a job of the runfile failed,
+    timed out or was killed; else 0. Pending jobs (lines never started, a
+    launch ended by `batchrun stop`), ignored and removed ones do not change
+    it; `stopped` counts as done. How a launch ended is also in its
+    fingerprint, so `wait` passes the same `interrupted` and `halted`.
     """
     if error is not None:
         return error.exit_code
-    if any(counts.get(state, 0) for state in NOT_SUCCEEDED):
+    if halted:
         return 1
     if interrupted or counts.get(State.INTERRUPTED, 0):
         return 130
+    if any(counts.get(state, 0) for state in NOT_SUCCEEDED):
+        return 1
     return 0
 
 
@@ -59,4 +62,4 @@ class LaunchResult:
     @property
     def exit_code(self) -> int:
         """0 all succeeded, 1 some failed, 130 interrupted, 2 could not go on (`exit_code_of`)."""
-        return exit_code_of(self.counts, interrupted=self.interrupted, error=self.error)
+        return exit_code_of(self.counts, interrupted=self.interrupted, halted=self.halted is not None, error=self.error)

@@ -33,7 +33,7 @@ from batchrun.errors import UsageError
 from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
 from batchrun.launch.result import exit_code_of
 from batchrun.status.view import RunsStatus, load_status
-from batchrun.store.fingerprint import ended_interrupted
+from batchrun.store.fingerprint import last_launch
 from batchrun.store.journal import JOURNAL_NAME
 from batchrun.store.records import State
 from batchrun.store.rundir import RunsDir, launch_holder
@@ -78,9 +78,10 @@ class LaunchOutcome:
 def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
     """The exit code the records of the runfile's jobs give: the launch's own rule, `result.exit_code_of`.
 
-    Whether the last launch was interrupted with no job left interrupted (a
-    Ctrl-C before any job started) is not in the records: its fingerprint says
-    so, while nothing touched the journal since.
+    How the last launch ended (interrupted with no job left interrupted, a
+    Ctrl-C before any job started; halted by a failure, its stopped jobs left
+    interrupted) is not in the records: its fingerprint says so, while nothing
+    touched the journal since.
     """
     counts = status.counts()
     lost = list(lost)
@@ -88,8 +89,9 @@ def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
         counts[State.RUNNING] -= len(lost)
         counts[State.INTERRUPTED] += len(lost)
     runs = status.runs_dir.path
-    interrupted = ended_interrupted(runs, runs / JOURNAL_NAME)
-    return LaunchOutcome(counts, exit_code_of(counts, interrupted=interrupted), lost)
+    last = last_launch(runs, runs / JOURNAL_NAME)
+    code = exit_code_of(counts, interrupted=last is not None and last.interrupted, halted=last is not None and last.halted)
+    return LaunchOutcome(counts, code, lost)
 
 
 class _Waiter:

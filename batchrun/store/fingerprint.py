@@ -6,8 +6,9 @@ A launch that finishes (cleanly, interrupted or not) writes it last; it says:
   before that size): while both still hold, metadata.json need not be parsed
   (`status`) and a relaunch keeps its unchanged lines (`metasync`, `viewcache`);
 - the runfile text it finished with (`Runfile.digest`);
-- whether the launch was interrupted (Ctrl-C, SIGTERM, `stop --now`): the one
-  thing about its end its records cannot tell, so that `wait` exits as it did;
+- how the launch ended: interrupted (Ctrl-C, SIGTERM, `stop --now`), or halted
+  by a failure (`--fail-fast`, `--halt-now`), which its records cannot tell,
+  so that `wait` exits as it did;
 - when it may (no job in flight, the runfile unchanged, not too many failures
   to list), a summary valid for the exact journal bytes (SHA-256): the counts
   and failed jobs its own summary printed, so that a relaunch with nothing to
@@ -52,7 +53,7 @@ __all__ = [
     "Fingerprint",
     "Summary",
     "drop_summary",
-    "ended_interrupted",
+    "last_launch",
     "journal_digest",
     "journal_mark",
     "metadata_id",
@@ -110,11 +111,20 @@ class Fingerprint:
     journal_size: int  # the journal's size metadata.json reflects
     journal_tail: str  # the digest of the journal's up to 4 KiB before `journal_size`
     interrupted: bool
+    halted: bool = False
     summary: Summary | None = None
 
     @classmethod
     def take(
-        cls, runs_dir: Path, journal_path: Path, metadata_name: str, runfile_digest: str, *, interrupted: bool = False, summary: Summary | None = None
+        cls,
+        runs_dir: Path,
+        journal_path: Path,
+        metadata_name: str,
+        runfile_digest: str,
+        *,
+        interrupted: bool = False,
+        halted: bool = False,
+        summary: Summary | None = None,
     ) -> Fingerprint | None:
         """The fingerprint of the runs directory as it is now; None when the journal cannot be read."""
         mark = journal_mark(journal_path)
@@ -127,6 +137,7 @@ class Fingerprint:
             journal_size=mark[0],
             journal_tail=mark[1],
             interrupted=interrupted,
+            halted=halted,
             summary=summary,
         )
 
@@ -283,12 +294,12 @@ def read_fingerprint(runs_dir: Path) -> Fingerprint | None:
         return None
 
 
-def ended_interrupted(runs_dir: Path, journal_path: Path) -> bool:
-    """Whether the last launch was interrupted and nothing touched the journal since (what `wait` cannot read from the records)."""
+def last_launch(runs_dir: Path, journal_path: Path) -> Fingerprint | None:
+    """The last launch's fingerprint while nothing touched the journal since: how it ended is then how the records stand."""
     fingerprint = read_fingerprint(runs_dir)
-    if fingerprint is None or not fingerprint.interrupted:
-        return False
-    return journal_mark(journal_path) == (fingerprint.journal_size, fingerprint.journal_tail)
+    if fingerprint is None or journal_mark(journal_path) != (fingerprint.journal_size, fingerprint.journal_tail):
+        return None
+    return fingerprint
 
 
 def metadata_unchanged(runs_dir: Path, metadata_name: str) -> bool:
@@ -299,7 +310,9 @@ def metadata_unchanged(runs_dir: Path, metadata_name: str) -> bool:
 
 def _from_json(obj: Any) -> Fingerprint | None:
     texts = [obj[key] for key in ("metadata_name", "metadata_id", "runfile_digest", "journal_tail")]
-    if not all(isinstance(value, str) for value in texts) or not _count(obj["journal_size"]) or not isinstance(obj["interrupted"], bool):
+    if not all(isinstance(value, str) for value in texts) or not _count(obj["journal_size"]):
+        return None
+    if not isinstance(obj["interrupted"], bool) or not isinstance(obj["halted"], bool):
         return None
     summary = None
     if obj["summary"] is not None:
@@ -314,6 +327,7 @@ def _from_json(obj: Any) -> Fingerprint | None:
         journal_size=obj["journal_size"],
         journal_tail=journal_tail,
         interrupted=obj["interrupted"],
+        halted=obj["halted"],
         summary=summary,
     )
 
