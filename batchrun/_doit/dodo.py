@@ -33,6 +33,7 @@ from batchrun._doit.sweep import sweep_task
 from batchrun._doit.values import VALUES_FILE
 from batchrun.errors import BatchrunError
 from batchrun.launch.launch import Launch, LaunchOptions, LaunchResult
+from batchrun.launch.options import Mode
 from batchrun.runfile.file import Job, Runfile, load_runfile
 from batchrun.store.records import JobRecord
 from batchrun.store.rundir import RunsDir
@@ -181,7 +182,7 @@ def _options(runs_dir: str | Path | None, retry_failed: bool, env: dict[str, str
     return LaunchOptions(
         # Enough slots for any doit -n; a job takes the lowest free slot.
         n_jobs=256,
-        mode="retry_failed" if retry_failed else "resume",
+        mode=Mode.RETRY_FAILED if retry_failed else Mode.RESUME,
         accounting_dir=Path(runs_dir) if runs_dir is not None else None,
         env=dict(env or {}),
         grace=grace,

@@ -131,13 +131,13 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
     """The launch's options, checked, and its target, resolved (a gridspec's spec read): nothing is written yet."""
     from batchrun.launch.adaptive import load_sweep
     from batchrun.launch.chain import LaunchState
-    from batchrun.launch.options import LaunchOptions, check_options
+    from batchrun.launch.options import LaunchOptions, check_options, parse_mode, parse_order
     from batchrun.store.target import is_gridspec, resolve_target
 
     gpus = args.gpus or []
     options = LaunchOptions(
         n_jobs=args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1),
-        mode=args.mode or "resume",
+        mode=parse_mode(args.mode or "resume"),
         accounting_dir=args.accounting_dir,
         metadata_name=args.state_db_filename,
         grace=args.grace,
@@ -148,7 +148,7 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         halt_now=args.halt_now,
         gpus=gpus,
         jobs_per_gpu=args.jobs_per_gpu,
-        order=args.order,
+        order=parse_order(args.order),
         seed=args.seed,
         executor=args.executor,
         sbatch_args=shlex.split(args.sbatch_args),
@@ -260,14 +260,15 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
     from batchrun.cli.display import Progress
     from batchrun.launch import chain
     from batchrun.launch.adaptive import states_of
+    from batchrun.launch.options import Mode
 
     plan, options, launch = state.plan, state.options, state.launch
     assert plan is not None and state.hold is not None
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
-    done_before = plan.succeeded + plan.failed if options.mode == "resume" else plan.succeeded
+    done_before = plan.succeeded + plan.failed if options.mode == Mode.RESUME else plan.succeeded
     records = launch.journal.records if launch is not None else {}
     total = state.total + (state.sweep.to_propose(state.runfile, states_of(records)) if state.sweep is not None and state.runfile is not None else 0)
-    progress = Progress(sys.stdout, total, min(done_before, state.total), plan.failed if options.mode == "resume" else 0, options.n_jobs, quiet=args.quiet)
+    progress = Progress(sys.stdout, total, min(done_before, state.total), plan.failed if options.mode == Mode.RESUME else 0, options.n_jobs, quiet=args.quiet)
     if launch is not None:  # no job starts or ends in a quick answer: nothing to show but the plan
         launch.on_event = progress
         progress.best = _best_so_far(args.runfile, launch.runs_dir)

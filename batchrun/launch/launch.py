@@ -56,7 +56,7 @@ class Launch:
         self.runfile = runfile
         self.first_digest = runfile.digest  # the fingerprint's summary is only for a runfile that did not grow
         self.options = options
-        self.mode = Mode(options.mode)
+        self.mode = options.mode
         # The chain of `batchrun launch` takes the hold first; plain doit (`batchrun.dodo`) leaves it to `prepare`.
         self.hold = hold if hold is not None else RunsDirHold(RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name))
         self.runs_dir = self.hold.runs_dir

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from batchrun.errors import UsageError
 
-__all__ = ["MODES", "ORDERS", "LaunchOptions", "Mode", "Order", "ValueEnum", "check_options", "parse_mode"]
+__all__ = ["MODES", "ORDERS", "LaunchOptions", "Mode", "Order", "ValueEnum", "check_options", "parse_mode", "parse_order"]
 
 
 class ValueEnum(str, enum.Enum):
@@ -50,7 +50,8 @@ class LaunchOptions:
     """What the user asked of one launch."""
 
     n_jobs: int = 1
-    mode: str = Mode.RESUME
+    # A name is taken for its member (`parse_mode`), so every reader sees a `Mode`.
+    mode: Mode = Mode.RESUME
     accounting_dir: Path | None = None
     metadata_name: str = "metadata.json"
     grace: float = 10.0
@@ -61,7 +62,7 @@ class LaunchOptions:
     halt_now: bool = False
     gpus: list[str] = field(default_factory=list)
     jobs_per_gpu: int = 1
-    order: str = Order.FILE
+    order: Order = Order.FILE
     seed: int = 0
     executor: str = "local"
     sbatch_args: list[str] = field(default_factory=list)
@@ -69,6 +70,25 @@ class LaunchOptions:
     detach: bool = False
     # After the pending jobs, keep taking the lines that enter the runfile (launch --follow).
     follow: bool = False
+
+    def __post_init__(self) -> None:
+        # A name given for a member becomes the member; an unknown one stays for `check_options` to refuse.
+        if self.mode in MODES:
+            self.mode = Mode(self.mode)
+        if self.order in ORDERS:
+            self.order = Order(self.order)
+
+
+def parse_order(order: str) -> Order:
+    """The `Order` named `order`.
+
+    Raises:
+        UsageError: no such order.
+    """
+    try:
+        return Order(order)
+    except ValueError:
+        raise UsageError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}") from None
 
 
 def parse_mode(mode: str) -> Mode:
@@ -96,10 +116,7 @@ def check_options(options: LaunchOptions) -> None:
     if options.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
     parse_mode(options.mode)
-    try:
-        Order(options.order)
-    except ValueError:
-        raise UsageError(f"unknown order {options.order!r}; choose one of {', '.join(ORDERS)}") from None
+    parse_order(options.order)
     if options.n_jobs < 1:
         raise UsageError(f"-j must be at least 1, not {options.n_jobs}")
     if options.jobs_per_gpu < 1:
