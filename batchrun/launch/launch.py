@@ -98,10 +98,6 @@ class Launch:
         return self.control.fatal
 
     @property
-    def halted(self) -> str | None:
-        return self.control.halted
-
-    @property
     def notices(self) -> list[str]:
         """One line per repair of a damaged runs directory, for the CLI to print."""
         return self.metadata.notices
