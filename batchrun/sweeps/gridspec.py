@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun.atomic import write_atomic
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweeps._common import (
     LINE_BREAKS,
@@ -43,6 +42,7 @@ from batchrun.sweeps._common import (
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
+from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
 
 if TYPE_CHECKING:
@@ -54,8 +54,6 @@ __all__ = ["Gridspec", "default_runfile_path", "load_gridspec", "write_runfile"]
 # Longer value lists are rendered while streaming instead of up front, so a
 # huge range costs time, not memory.
 _MATERIALIZE_LIMIT = 100_000
-# Lines per write(): enough to amortise the call, few enough to keep memory flat.
-_WRITE_CHUNK = 8192
 
 # Top-level keys: the original's, W&B's schema keys, and our `seed`. Only W&B
 # keys that change what runs switch a spec to W&B rules; the others are notes.
@@ -317,20 +315,7 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     with suppress(OSError):
         if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
-    count = 0
-
-    def chunks() -> Iterator[str]:
-        nonlocal count
-        lines = gridspec.iter_commands()
-        while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
-            count += len(chunk)
-            yield "\n".join(chunk) + "\n"
-
-    try:
-        write_atomic(out, chunks(), sync=True)
-    except OSError as err:
-        raise RunfileError(f"cannot write the runfile: {err.strerror or err}", out) from err
-    return count
+    return write_lines(out, gridspec.iter_commands())
 
 
 def default_runfile_path(spec_path: Path) -> Path:
