@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -26,7 +27,6 @@ from batchrun.sweeps.notation.shell import UnbalancedError, Word, split_words, u
 __all__ = ["Expansion", "NotationError", "default_name", "expand_command"]
 
 _SCRIPT = re.compile(r".+\.(?:py|sh|bash|zsh|r|R|jl|js|mjs|ts|pl|rb|lua|m|exe)\Z")
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.+-]+")
 _NAME_LIMIT = 40
 
@@ -234,15 +234,18 @@ def default_name(words: Sequence[str]) -> str:
 
     It leaves out every value, so widening a sweep keeps the name and its records.
     """
-    values: Iterable[str]
-    if len(words) == 1:
-        try:
-            values = [unquote(w.text) for w in split_words(words[0]) if not w.assignment]
-        except (UnbalancedError, IndexError, ValueError):
-            values = words[0].split()
+    words = list(words)
+    separator = next((i for i, w in enumerate(words) if w in ARG_SEPARATORS), None)
+    if separator is not None:  # parallel's command: its words joined, as parallel joins them
+        text = " ".join(words[:separator])
     else:
-        values = [w for w in words if not _ASSIGNMENT.match(w)]
-    usable = [v for v in values if v not in ARG_SEPARATORS and not any(c in v for c in "{}$`")]
+        text = words[0] if len(words) == 1 else shlex.join(words)
+    values: Iterable[str]
+    try:
+        values = [unquote(w.text) for w in split_words(text) if not w.assignment]
+    except (UnbalancedError, IndexError, ValueError):
+        values = text.split()
+    usable = [v for v in values if not any(c in v for c in "{}$`")]
     name = ""
     for k, value in enumerate(usable):
         if value == "-m" and k > 0 and k + 1 < len(usable):

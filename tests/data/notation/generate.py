@@ -106,7 +106,7 @@ def record_parallel() -> None:
         for name, text in PARALLEL_FILES.items():
             Path(tmp, name).write_text(text)
         for words in PARALLEL_CASES:
-            out = subprocess.run(["parallel", "--will-cite", "--dry-run", *words], cwd=tmp, capture_output=True, text=True, check=True)
+            out = subprocess.run(["parallel", "--will-cite", "--keep-order", "--dry-run", *words], cwd=tmp, capture_output=True, text=True, check=True)
             table.append({"words": words, "lines": out.stdout.splitlines()})
     _write("parallel.json", {"tool": version, "files": PARALLEL_FILES, "cases": table})
 
