@@ -32,8 +32,10 @@ from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweeps._common import (
     LINE_BREAKS,
     UNWRITABLE,
+    Fail,
     Map,
     Param,
+    Part,
     Render,
     Token,
     kind,
@@ -42,6 +44,7 @@ from batchrun.sweeps._common import (
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
+from batchrun.sweeps.compose import Composed, grid_specs, read_composition, union_points
 from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
 
@@ -58,7 +61,7 @@ _MATERIALIZE_LIMIT = 100_000
 # Top-level keys: the original's, W&B's schema keys, and our `seed`. Only W&B
 # keys that change what runs switch a spec to W&B rules; the others are notes.
 _WANDB_SWITCH_KEYS = ("method", "command", "run_cap", "seed")
-_TOP_KEYS = ("program", "parameters", *_WANDB_SWITCH_KEYS, "name", "description", "project",
+_TOP_KEYS = ("program", "parameters", *_WANDB_SWITCH_KEYS, "zip", "exclude", "grids", "name", "description", "project",
              "entity", "metric", "metrics", "early_terminate", "controller", "apiVersion",
              "kind", "job", "image_uri", "scheduler")
 
@@ -119,6 +122,9 @@ class Gridspec:
     _lstrip: bool = field(repr=False, default=False)
     metric: Metric | None = None  # what bayes optimizes and hyperband judges
     early_terminate: HyperbandConfig | None = None
+    # zip, exclude or when (`compose.Composed`), or the grids of a union: points are walked, not multiplied.
+    _composed: Composed | None = field(repr=False, default=None)
+    _union: tuple[Gridspec, ...] = field(repr=False, default=())
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -132,6 +138,8 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot count this gridspec's points: {type(err).__name__}: {err}"), self.path) from err
 
     def _count(self) -> int:
+        if self._composed is not None or self._union:
+            return sum(1 for _ in self.iter_commands())
         if self.method in ("random", "bayes"):
             return self.run_cap or 0
         total = math.prod(len(p.values) for p in self._params if p.values is not None)
@@ -149,6 +157,9 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_commands(self) -> Iterator[str]:
+        if self._composed is not None or self._union:
+            yield from (command for command, _ in self._iter_points())
+            return
         points: Iterator[Sequence[Any]]
         if self.method == "bayes":
             raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
@@ -187,6 +198,14 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self._union:
+            yield from union_points(self._union)
+            return
+        if self._composed is not None:
+            names = [p.name for p in self._params]
+            for command, values in itertools.islice(self._composed.commands(), self.run_cap):
+                yield command, {names[i]: v for i, v in sorted(values.items())}
+            return
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
 
@@ -261,10 +280,19 @@ def _load_gridspec(path: Path) -> Gridspec:
         fail("the gridspec is empty; it needs 'program' and 'parameters'")
     if not isinstance(spec, Map):
         fail(f"expected a mapping with 'program' and 'parameters' at the top level, not {kind(spec)}", 1)
-    line = spec.key_lines.get
     for key in spec:
         if key not in _TOP_KEYS:
-            fail(unknown(key, _TOP_KEYS), line(key))
+            fail(unknown(key, _TOP_KEYS), spec.key_lines.get(key))
+    if "grids" in spec:
+        grids = tuple(_spec_gridspec(path, part, fail) for part in grid_specs(spec, fail))
+        first = grids[0]
+        return Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
+    return _spec_gridspec(path, spec, fail)
+
+
+def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
+    line = spec.key_lines.get
+    composition = read_composition(spec, fail)
     if "parameters" not in spec:
         fail("missing 'parameters': the mapping of parameter names to their values")
     if not isinstance(spec["parameters"], Map):
@@ -274,12 +302,21 @@ def _load_gridspec(path: Path) -> Gridspec:
         for body in spec["parameters"].values()
     ):
         from batchrun.sweeps import wandb as _wandb  # W&B rules load only for W&B specs
+        from batchrun.sweeps.wandb_command import command_tokens
 
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
+        composed = None
+        if composition:
+
+            def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+                chosen = [sweep.params[i] for i in present]
+                return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
+
+            composed = Composed(composition, sweep.params, render_wandb, path, fail)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")
@@ -296,7 +333,18 @@ def _load_gridspec(path: Path) -> Gridspec:
     tokens += [(False, [f"--{p.name}=", (i, render_arg)]) for i, p in enumerate(params) if i not in placed]
     template, renderers, _ = _compile(tokens, params)
     normalised = "".join(p if isinstance(p, str) else f"${{{params[p[0]].name}}}" for p in parts)
-    return Gridspec(path, normalised, None, False, "grid", None, None, tuple(params), template, tuple(renderers))
+    composed = None
+    if composition:
+
+        def render_original(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+            position = {i: k for k, i in enumerate(present)}
+            program_parts: list[Part] = [p if isinstance(p, str) else (position[p[0]], p[1]) for p in parts]
+            chosen = [params[i] for i in present]
+            flags: list[Token] = [(False, [f"--{params[i].name}=", (position[i], render_arg)]) for i in present if i not in placed]
+            return _compile([(False, program_parts), *flags], chosen)
+
+        composed = Composed(composition, params, render_original, path, fail, frozenset(placed))
+    return Gridspec(path, normalised, None, False, "grid", None, None, tuple(params), template, tuple(renderers), _composed=composed)
 
 
 def write_runfile(gridspec: Gridspec, out: Path) -> int:
