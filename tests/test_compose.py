@@ -145,3 +145,23 @@ def test_a_condition_that_cannot_compare_names_the_point() -> None:
     condition = compile_condition("a < 3", ["a"], Path("g.yml"), 3, "exclude")
     with pytest.raises(GridspecError, match=r"g.yml:3: exclude 'a < 3': cannot evaluate at a='x'"):
         condition.holds({"a": "x"})
+
+
+def test_random_and_bayes_never_run_an_excluded_point(workdir: Path, run_cli: RunCli) -> None:
+    space = "parameters:\n  lr: {values: [0.1, 0.01, 0.001]}\n  layers: {values: [2, 8]}\nexclude: ['layers > 4 and lr > 0.01']\n"
+    (workdir / "r.yml").write_text("method: random\nrun_cap: 30\nprogram: train.py\n" + space)
+    assert run_cli("sweep", "r.yml")[0] == 0
+    lines = (workdir / "r.runfile").read_text().splitlines()
+    assert len(lines) == 30 and not [line for line in lines if "--layers=8" in line and "--lr=0.1 " in line + " "]
+    (workdir / "b.yml").write_text("method: bayes\nmetric: {name: loss, goal: minimize}\nrun_cap: 6\ncommand: ['true', '${args}']\n" + space)
+    code, _, err = run_cli("launch", "b.yml", "-j", "2", "-q")
+    assert code == 0, err
+    points = [line for line in (workdir / "b.runfile").read_text().splitlines() if not line.startswith("#")]
+    # Five points are left once the excluded one is taken out: the search uses them up and stops.
+    assert sorted(points) == sorted(f"true --layers={n} --lr={lr}" for n in (2, 8) for lr in (0.1, 0.01, 0.001) if not (n == 8 and lr == 0.1))
+
+
+def test_zip_and_when_are_for_grids(workdir: Path, run_cli: RunCli) -> None:
+    (workdir / "g.yml").write_text("method: random\nrun_cap: 3\nprogram: x\nparameters:\n  a: {values: [1, 2]}\n  b: {values: [1, 2], when: 'a == 1'}\n")
+    code, _, err = run_cli("sweep", "g.yml")
+    assert code == 2 and err == "batchrun: error: g.yml: 'zip' and 'when' apply to grids (method grid, or the original format); method random takes 'exclude'\n"

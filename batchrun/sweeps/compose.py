@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchrun.errors import GridspecError
 from batchrun.sweeps._common import Fail, Map, Param, kind
 from batchrun.sweeps.condition import Condition, compile_condition
 
-__all__ = ["Composed", "Composition", "grid_specs", "read_composition", "union_points"]
+__all__ = ["Composed", "Composition", "grid_specs", "kept_draws", "read_composition", "union_points"]
+
+# Draws in a row that `exclude` may refuse before a random sweep is judged to exclude everything.
+_MAX_EXCLUDED_DRAWS = 10_000
 
 # template, renderers of the present parameters, strip the line's leading space
 Rendering = tuple[str, Sequence[Callable[[Any], Any]], bool]
@@ -237,3 +241,16 @@ def union_points(grids: Sequence[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             if digest not in seen:
                 seen.add(digest)
                 yield command, point
+
+
+def kept_draws(points: Iterator[tuple[Any, dict[str, Any]]], excluded: Callable[[dict[str, Any]], bool], path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A random sweep's draws that no `exclude` condition holds at; one excluding (nearly) every draw is an error."""
+    refused = 0
+    for item in points:
+        if not excluded(item[1]):
+            refused = 0
+            yield item
+            continue
+        refused += 1
+        if refused >= _MAX_EXCLUDED_DRAWS:
+            raise GridspecError(f"'exclude' holds at {_MAX_EXCLUDED_DRAWS:,} draws in a row: it excludes (almost) every point", path)

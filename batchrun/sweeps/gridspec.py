@@ -44,7 +44,8 @@ from batchrun.sweeps._common import (
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
-from batchrun.sweeps.compose import Composed, grid_specs, read_composition, union_points
+from batchrun.sweeps.compose import Composed, grid_specs, kept_draws, read_composition, union_points
+from batchrun.sweeps.condition import Condition, compile_condition
 from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
 
@@ -125,6 +126,12 @@ class Gridspec:
     # zip, exclude or when (`compose.Composed`), or the grids of a union: points are walked, not multiplied.
     _composed: Composed | None = field(repr=False, default=None)
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
+    # `exclude` of a random or bayes spec: a draw or proposal where one holds is not run.
+    exclusions: tuple[Condition, ...] = ()
+
+    def excluded(self, point: dict[str, Any]) -> bool:
+        """Whether an `exclude` condition holds at the point ({name: value})."""
+        return any(c.holds(point) for c in self.exclusions)
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -157,7 +164,7 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_commands(self) -> Iterator[str]:
-        if self._composed is not None or self._union:
+        if self._composed is not None or self._union or self.exclusions:
             yield from (command for command, _ in self._iter_points())
             return
         points: Iterator[Sequence[Any]]
@@ -203,8 +210,8 @@ class Gridspec:
             return
         if self._composed is not None:
             names = [p.name for p in self._params]
-            for command, values in itertools.islice(self._composed.commands(), self.run_cap):
-                yield command, {names[i]: v for i, v in sorted(values.items())}
+            for command, by_index in itertools.islice(self._composed.commands(), self.run_cap):
+                yield command, {names[i]: v for i, v in sorted(by_index.items())}
             return
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
@@ -213,9 +220,11 @@ class Gridspec:
             names = [p.name for p, _ in used]
             template, lstrip = self._template.format, self._lstrip
             # The same draws, in the same order, as `iter_commands`; each value travels with its text.
-            for pair_point in itertools.islice(random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed), self.run_cap):
+            draws = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
+            drawn = ((pair, dict(zip(names, [value for value, _ in pair], strict=True))) for pair in draws)
+            for pair_point, named in itertools.islice(kept_draws(drawn, self.excluded, self.path), self.run_cap):
                 line = template(*[text for _, text in pair_point])
-                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
+                yield (line.lstrip() if lstrip else line), named
             return
         # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
         swept = [p for p in self._params if p.values is not None]
@@ -307,7 +316,13 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
         composed = None
-        if composition:
+        exclusions: tuple[Condition, ...] = ()
+        if composition and sweep.method != "grid":
+            if composition.zip_groups or composition.when:
+                fail(f"'zip' and 'when' apply to grids (method grid, or the original format); method {sweep.method} takes 'exclude'")
+            names = [p.name for p in sweep.params]
+            exclusions = tuple(compile_condition(text, names, path, at, "exclude") for text, at in composition.exclude)
+        elif composition:
 
             def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
                 chosen = [sweep.params[i] for i in present]
@@ -316,7 +331,7 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
             composed = Composed(composition, sweep.params, render_wandb, path, fail)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")
