@@ -16,6 +16,7 @@ from typing import NoReturn
 import batchrun.cli.launch as cli_launch
 import batchrun.cli.queue as cli_queue
 import batchrun.cli.results as cli_results
+import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
 from batchrun import __version__, _signals
 from batchrun.errors import BatchrunError, UsageError
@@ -60,18 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     cli_launch.add_parsers(sub)
-    sweep = sub.add_parser(
-        "sweep",
-        help="turn a YAML gridspec into a runfile: one command per point of the grid",
-        description=(
-            "Write one command per point of the parameter grid in GRIDSPEC to <gridspec name>.runfile "
-            "in the current directory (as the original batchrun did). "
-            "Example: batchrun sweep gridspec.yml && batchrun launch gridspec.runfile -j 4"
-        ),
-    )
-    sweep.add_argument("gridspec", type=Path, help="YAML file: program and parameters (original batchrun or W&B sweep format)")
-    sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile)")
-    sweep.add_argument("--count", action="store_true", help="print how many commands the grid has, write nothing")
+    cli_run.add_parsers(sub)
     init = sub.add_parser(
         "init",
         help="write a dodo.py template (and its example inputs) into the current directory",
@@ -112,8 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
-    if args.command != "launch":
+    # `run` and `sweep` take a command whose words are its own, not batchrun's options.
+    head, words = cli_run.split_command(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_join_option_values(head))
+    if words is not None:
+        args.words = words
+    launches = args.command in ("launch", "run")
+    if not launches:
         # Only a launch has records to save before it stops; the other
         # commands stop on a signal as they always did.
         _signals.restore()
@@ -121,12 +116,12 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        if args.command != "launch" and _signals.take_pending():
+        if not launches and _signals.take_pending():
             raise KeyboardInterrupt
         if args.command == "launch":
             return cli_launch.run(args)
-        if args.command == "sweep":
-            return _cmd_sweep(args)
+        if args.command in cli_run.COMMANDS:
+            return cli_run.run(args)
         if args.command == "init":
             return _cmd_init(args)
         if args.command in cli_status.COMMANDS:
@@ -153,19 +148,6 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         sys.stderr.write(f"batchrun: internal error: {type(err).__name__}: {err} (rerun with --debug for a traceback)\n")
         return 3
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from batchrun.sweeps.gridspec import default_runfile_path, load_gridspec, write_runfile
-
-    gridspec = load_gridspec(args.gridspec)
-    if args.count:
-        print(gridspec.count())
-        return 0
-    out = args.out or default_runfile_path(args.gridspec)
-    count = write_runfile(gridspec, out)
-    print(f"Runfile generated: {out} ({count} commands)")
-    return 0
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

@@ -390,11 +390,11 @@ def _new_point(spec: BayesSpec, study: Any, dists: dict[str, Any], known: set[st
     # An asked trial stays RUNNING: the constant liar steers the next ask away from it.
     for _ in range(_TPE_TRIES):
         point = spec.from_internal(study.ask(dists).params)
-        if spec.command(point) not in known:
+        if spec.command(point) not in known and not spec.gridspec.excluded(point):
             return point
     for _ in range(_RANDOM_TRIES):
         values = [dist(rng) for dist in spec.space.distributions]
         point = dict(zip(spec.names, values, strict=True))
-        if spec.command(point) not in known:
+        if spec.command(point) not in known and not spec.gridspec.excluded(point):
             return point
     return None

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from batchrun.atomic import write_atomic
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.sweeps._common import (
     LINE_BREAKS,
     UNWRITABLE,
+    Fail,
     Map,
     Param,
+    Part,
     Render,
     Token,
     kind,
@@ -43,6 +44,9 @@ from batchrun.sweeps._common import (
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
+from batchrun.sweeps.compose import Composed, grid_specs, kept_draws, read_composition, union_points
+from batchrun.sweeps.condition import Condition, compile_condition
+from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
 
 if TYPE_CHECKING:
@@ -54,13 +58,11 @@ __all__ = ["Gridspec", "default_runfile_path", "load_gridspec", "write_runfile"]
 # Longer value lists are rendered while streaming instead of up front, so a
 # huge range costs time, not memory.
 _MATERIALIZE_LIMIT = 100_000
-# Lines per write(): enough to amortise the call, few enough to keep memory flat.
-_WRITE_CHUNK = 8192
 
 # Top-level keys: the original's, W&B's schema keys, and our `seed`. Only W&B
 # keys that change what runs switch a spec to W&B rules; the others are notes.
 _WANDB_SWITCH_KEYS = ("method", "command", "run_cap", "seed")
-_TOP_KEYS = ("program", "parameters", *_WANDB_SWITCH_KEYS, "name", "description", "project",
+_TOP_KEYS = ("program", "parameters", *_WANDB_SWITCH_KEYS, "zip", "exclude", "grids", "name", "description", "project",
              "entity", "metric", "metrics", "early_terminate", "controller", "apiVersion",
              "kind", "job", "image_uri", "scheduler")
 
@@ -121,6 +123,15 @@ class Gridspec:
     _lstrip: bool = field(repr=False, default=False)
     metric: Metric | None = None  # what bayes optimizes and hyperband judges
     early_terminate: HyperbandConfig | None = None
+    # zip, exclude or when (`compose.Composed`), or the grids of a union: points are walked, not multiplied.
+    _composed: Composed | None = field(repr=False, default=None)
+    _union: tuple[Gridspec, ...] = field(repr=False, default=())
+    # `exclude` of a random or bayes spec: a draw or proposal where one holds is not run.
+    exclusions: tuple[Condition, ...] = ()
+
+    def excluded(self, point: dict[str, Any]) -> bool:
+        """Whether an `exclude` condition holds at the point ({name: value})."""
+        return any(c.holds(point) for c in self.exclusions)
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -134,6 +145,8 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot count this gridspec's points: {type(err).__name__}: {err}"), self.path) from err
 
     def _count(self) -> int:
+        if self._composed is not None or self._union:
+            return sum(1 for _ in self.iter_commands())
         if self.method in ("random", "bayes"):
             return self.run_cap or 0
         total = math.prod(len(p.values) for p in self._params if p.values is not None)
@@ -151,6 +164,9 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_commands(self) -> Iterator[str]:
+        if self._composed is not None or self._union or self.exclusions:
+            yield from (command for command, _ in self._iter_points())
+            return
         points: Iterator[Sequence[Any]]
         if self.method == "bayes":
             raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
@@ -189,6 +205,14 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self._union:
+            yield from union_points(self._union)
+            return
+        if self._composed is not None:
+            names = [p.name for p in self._params]
+            for command, by_index in itertools.islice(self._composed.commands(), self.run_cap):
+                yield command, {names[i]: v for i, v in sorted(by_index.items())}
+            return
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
 
@@ -196,9 +220,11 @@ class Gridspec:
             names = [p.name for p, _ in used]
             template, lstrip = self._template.format, self._lstrip
             # The same draws, in the same order, as `iter_commands`; each value travels with its text.
-            for pair_point in itertools.islice(random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed), self.run_cap):
+            draws = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
+            drawn = ((pair, dict(zip(names, [value for value, _ in pair], strict=True))) for pair in draws)
+            for pair_point, named in itertools.islice(kept_draws(drawn, self.excluded, self.path), self.run_cap):
                 line = template(*[text for _, text in pair_point])
-                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
+                yield (line.lstrip() if lstrip else line), named
             return
         # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
         swept = [p for p in self._params if p.values is not None]
@@ -263,10 +289,19 @@ def _load_gridspec(path: Path) -> Gridspec:
         fail("the gridspec is empty; it needs 'program' and 'parameters'")
     if not isinstance(spec, Map):
         fail(f"expected a mapping with 'program' and 'parameters' at the top level, not {kind(spec)}", 1)
-    line = spec.key_lines.get
     for key in spec:
         if key not in _TOP_KEYS:
-            fail(unknown(key, _TOP_KEYS), line(key))
+            fail(unknown(key, _TOP_KEYS), spec.key_lines.get(key))
+    if "grids" in spec:
+        grids = tuple(_spec_gridspec(path, part, fail) for part in grid_specs(spec, fail))
+        first = grids[0]
+        return Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
+    return _spec_gridspec(path, spec, fail)
+
+
+def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
+    line = spec.key_lines.get
+    composition = read_composition(spec, fail)
     if "parameters" not in spec:
         fail("missing 'parameters': the mapping of parameter names to their values")
     if not isinstance(spec["parameters"], Map):
@@ -276,12 +311,27 @@ def _load_gridspec(path: Path) -> Gridspec:
         for body in spec["parameters"].values()
     ):
         from batchrun.sweeps import wandb as _wandb  # W&B rules load only for W&B specs
+        from batchrun.sweeps.wandb_command import command_tokens
 
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
+        composed = None
+        exclusions: tuple[Condition, ...] = ()
+        if composition and sweep.method != "grid":
+            if composition.zip_groups or composition.when:
+                fail(f"'zip' and 'when' apply to grids (method grid, or the original format); method {sweep.method} takes 'exclude'")
+            names = [p.name for p in sweep.params]
+            exclusions = tuple(compile_condition(text, names, path, at, "exclude") for text, at in composition.exclude)
+        elif composition:
+
+            def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+                chosen = [sweep.params[i] for i in present]
+                return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
+
+            composed = Composed(composition, sweep.params, render_wandb, path, fail)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")
@@ -298,7 +348,18 @@ def _load_gridspec(path: Path) -> Gridspec:
     tokens += [(False, [f"--{p.name}=", (i, render_arg)]) for i, p in enumerate(params) if i not in placed]
     template, renderers, _ = _compile(tokens, params)
     normalised = "".join(p if isinstance(p, str) else f"${{{params[p[0]].name}}}" for p in parts)
-    return Gridspec(path, normalised, None, False, "grid", None, None, tuple(params), template, tuple(renderers))
+    composed = None
+    if composition:
+
+        def render_original(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+            position = {i: k for k, i in enumerate(present)}
+            program_parts: list[Part] = [p if isinstance(p, str) else (position[p[0]], p[1]) for p in parts]
+            chosen = [params[i] for i in present]
+            flags: list[Token] = [(False, [f"--{params[i].name}=", (position[i], render_arg)]) for i in present if i not in placed]
+            return _compile([(False, program_parts), *flags], chosen)
+
+        composed = Composed(composition, params, render_original, path, fail, frozenset(placed))
+    return Gridspec(path, normalised, None, False, "grid", None, None, tuple(params), template, tuple(renderers), _composed=composed)
 
 
 def write_runfile(gridspec: Gridspec, out: Path) -> int:
@@ -317,20 +378,7 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     with suppress(OSError):
         if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
-    count = 0
-
-    def chunks() -> Iterator[str]:
-        nonlocal count
-        lines = gridspec.iter_commands()
-        while chunk := list(itertools.islice(lines, _WRITE_CHUNK)):
-            count += len(chunk)
-            yield "\n".join(chunk) + "\n"
-
-    try:
-        write_atomic(out, chunks(), sync=True)
-    except OSError as err:
-        raise RunfileError(f"cannot write the runfile: {err.strerror or err}", out) from err
-    return count
+    return write_lines(out, gridspec.iter_commands())
 
 
 def default_runfile_path(spec_path: Path) -> Path:
