@@ -17,7 +17,8 @@ import shlex
 from collections.abc import Sequence
 
 from batchrun.sweeps.notation.hydra_functions import sweep_strings
-from batchrun.sweeps.notation.hydra_grammar import HydraSyntaxError, IntervalSweep, Special, parse_override
+from batchrun.sweeps.notation.hydra_grammar import parse_override
+from batchrun.sweeps.notation.hydra_values import HydraSyntaxError, IntervalSweep, Special
 
 __all__ = ["HydraError", "multirun_flag", "parse_hydra", "quote_word"]
 

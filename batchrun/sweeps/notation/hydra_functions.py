@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from copy import copy
 from typing import Any
 
-from batchrun.sweeps.notation.hydra_grammar import ChoiceSweep, HydraSyntaxError, IntervalSweep, QuotedString, RangeSweep, Special
+from batchrun.sweeps.notation.hydra_values import ChoiceSweep, HydraSyntaxError, IntervalSweep, QuotedString, RangeSweep, Special
 
 __all__ = ["call", "sweep_strings", "value_string"]
 

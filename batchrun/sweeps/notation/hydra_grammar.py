@@ -14,49 +14,13 @@ parser is the reference: `tests/data/notation/` holds its answers.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ChoiceSweep", "HydraSyntaxError", "IntervalSweep", "Override", "QuotedString", "RangeSweep", "Special", "parse_override"]
+from batchrun.sweeps.notation.hydra_functions import call
+from batchrun.sweeps.notation.hydra_values import ChoiceSweep, HydraSyntaxError, IntervalSweep, QuotedString, RangeSweep, Special
 
-
-class HydraSyntaxError(ValueError):
-    """The text is not a Hydra override (Hydra's parser would refuse it too)."""
-
-
-@dataclass(frozen=True)
-class QuotedString:
-    text: str
-    quote: str  # "'" or '"'
-
-
-@dataclass
-class ChoiceSweep:
-    items: list[Any]
-    simple_form: bool = False
-    shuffle: bool = False
-
-
-@dataclass
-class RangeSweep:
-    start: Any
-    stop: Any
-    step: Any = 1
-    shuffle: bool = False
-
-
-@dataclass
-class IntervalSweep:
-    start: float
-    end: float
-
-
-@dataclass
-class Special:
-    """A sweep batchrun cannot enumerate by itself (glob over config group options)."""
-
-    name: str
-    args: list[Any] = field(default_factory=list)
+__all__ = ["Override", "parse_override"]
 
 
 @dataclass(frozen=True)
@@ -220,8 +184,6 @@ class _Parser:
                     raise HydraSyntaxError("positional argument follows keyword argument")
                 args.append(self.element())
         self.take("PCLOSE")
-        from batchrun.sweeps.notation.hydra_functions import call  # the functions build on these types
-
         return call(name, args, kwargs)
 
 
