@@ -145,3 +145,57 @@ def test_ids_missing_names_keys_of_no_job_in_their_order() -> None:
     assert table.ids_missing(dict.fromkeys(ids[:2])) == []
     assert table.ids_missing(dict.fromkeys(["f" * 16, ids[1], "gone"])) == ["f" * 16, "gone"]
     assert table.ids_missing({}) == []
+
+
+def test_plain_blocks_parse_as_line_by_line() -> None:
+    """Blocks of plain ASCII lines (the C-level path) give what the line-by-line path gives, comments and blanks too."""
+    rng = random.Random(28)
+    pieces = ["true 1", "true 2", "echo a b", "# c", "", "#", "x#y", "echo 'q'"]
+    for _ in range(200):
+        text = "\n".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40))) + rng.choice(["", "\n", "\n\n"])
+        jobs, duplicates, digest = reference_parse(text)
+        runfile = parse_runfile_text(text, Path("p.runfile"))
+        assert [(job.command, job.job_id, job.lineno) for job in runfile.jobs] == jobs
+        assert (runfile.duplicates, runfile.digest) == (duplicates, digest)
+
+
+def test_many_blocks_plain_and_not() -> None:
+    """A runfile of several parsing blocks, some plain and some not, with repeats across blocks."""
+    lines = [f"true --a={i} --b={i % 7}" for i in range(120_000)]
+    lines[5] = "# header"
+    lines[70_000] = "  padded line  "
+    lines[90_000] = lines[10]  # a repeat in another block
+    lines[100_000] = ""
+    text = "\n".join(lines) + "\n"
+    jobs, duplicates, digest = reference_parse(text)
+    runfile = parse_runfile_text(text, Path("b.runfile"))
+    assert [(job.command, job.job_id, job.lineno) for job in runfile.jobs] == jobs
+    assert (runfile.duplicates, runfile.digest) == (duplicates, digest)
+    assert runfile.jobs.keys.short_prefix() == _reference_short_prefix([job_id for _c, job_id, _l in jobs])
+
+
+def _reference_short_prefix(ids: list[str]) -> int:
+    length = 8
+    while length < 16 and len({job_id[:length] for job_id in ids}) < len(ids):
+        length += 1
+    return length
+
+
+def test_short_prefix_tells_ids_apart() -> None:
+    rng = random.Random(3)
+    for n in (0, 1, 2, 5, 300):
+        table = JobTable()
+        for _i in range(n):
+            table.append_key(f"{rng.getrandbits(64):016x}")
+        ids = list(table.job_ids())
+        assert table.keys.short_prefix() == _reference_short_prefix(ids)
+    table = JobTable()
+    for job_id in ["abcdef0123456789", "abcdef0123456788", "abcdef01234567ff", "1111111111111111"]:
+        table.append_key(job_id)
+    assert table.keys.short_prefix() == 16
+    table.append_key("abcdef0123456789")  # the same id twice
+    assert table.keys.short_prefix() == 16
+    table = JobTable()
+    for job_id in ["aaaaaaaaa0000000", "aaaaaaaab0000000", "odd id"]:
+        table.append_key(job_id)
+    assert table.keys.short_prefix() == _reference_short_prefix(list(table.job_ids()))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import RunfileError
-from batchrun.runfile.jobtable import Job, JobTable, parse_commands
+from batchrun.runfile.jobtable import Job, JobTable
+from batchrun.runfile.parse import parse_commands
 
 __all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "runfile_digest"]
 
