@@ -12,10 +12,10 @@ from batchrun.cli.target import target_of
 from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
 from batchrun.runfile.file import Runfile
-from batchrun.status.lookup import short_id_length
-from batchrun.status.preview import Preview, preview, preview_launch
-from batchrun.status.view import GROUPS, load_status
+from batchrun.status.preview import Preview, preview_launch
+from batchrun.status.view import GROUPS
 from batchrun.store.rundir import RunsDir
+from batchrun.store.target import target_runfile
 
 __all__ = ["PLAN_SHOWN", "cmd_plan", "dry_run"]
 
@@ -36,14 +36,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     target = target_of(args)
     if target.runfile is None:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
-    status = load_status(target, need_launched=False)
-    shown = preview(status, args.mode or "resume")
+    runfile = target_runfile(target)
+    assert runfile is not None  # a runfile or gridspec target
+    shown = preview_launch(runfile, target.runs_dir, args.mode or "resume")
     adaptive = None
     if target.gridspec is not None:
         from batchrun.launch.adaptive import adaptive_of
 
         adaptive = adaptive_of(target.gridspec)
-    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
+    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, runfile)
     return 0
 
 
@@ -59,14 +60,14 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: A
         out.write(f"batchrun: {name}: {line}\n")
     more = 0
     if adaptive is not None and runfile is not None:
-        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
+        states = shown.categories()
         out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
         more = adaptive.to_propose(runfile, states)
     labels = dict(_GROUP_LABELS)
     labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
     labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
     labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
-    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    id_len = shown.id_length
     for group in GROUPS:
         jobs = shown.groups[group]
         if not jobs:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import JobRecord, State, canonical_time, replay
+from batchrun.store.records import JobRecord, State, canonical_time
+from batchrun.store.recordtable import RecordTable
 
 __all__ = ["JOURNAL_NAME", "Journal", "compaction_due"]
 
@@ -62,7 +63,8 @@ class Journal:
 
     def __init__(self, runs_dir: Path) -> None:
         self.path = runs_dir / JOURNAL_NAME
-        self.records: dict[str, JobRecord] = {}
+        # Every job's record, compactly (`recordtable`): a mapping of job id to record.
+        self.records = RecordTable()
         self._fd: int | None = None
         self._valid_size: int | None = None  # bytes up to the last whole line, once loaded
         self._reserve = _Reserve(self.path.with_name(_RESERVE_NAME))
@@ -78,15 +80,24 @@ class Journal:
 
     # -- reading -----------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, records: RecordTable | None = None, start: int = 0, lines: int = 0) -> None:
         """Replay the journal file into `records`.
+
+        Given `records` as of the journal's first `start` bytes (made of
+        `lines` lines), only the bytes after those are read and replayed: a
+        relaunch from the fingerprint's snapshot (`store.fingerprint`),
+        whose reader checked that the journal still starts with them.
 
         Raises:
             MetadataError: a line in the middle of the file is not a journal
                 line (a torn last line is expected after a kill and skipped).
         """
+        if records is not None:
+            self.records = records
         try:
             with open(self.path, "rb") as f:
+                if start:
+                    f.seek(start)
                 data = f.read()
         except FileNotFoundError:
             return
@@ -96,17 +107,18 @@ class Journal:
         # kill in mid-write): ignored now, and cut off by `open` so the next
         # record does not glue onto it.
         torn = data[data.rfind(b"\n") + 1 :]
-        self._valid_size = len(data) - len(torn)
+        whole = len(data) - len(torn)
+        self._valid_size = start + whole
         try:
             # One decode for the whole file, not one per line: replaying is
             # most of a no-op relaunch.
-            lines: list[str] | list[bytes] = data[: self._valid_size].decode("ascii").split("\n")
+            text: list[str] | list[bytes] = data[:whole].decode("ascii").split("\n")
         except UnicodeDecodeError:
-            lines = data[: self._valid_size].split(b"\n")  # replayed line by line, to name the bad one
-        lines.pop()
-        self._lines = len(lines)
+            text = data[:whole].split(b"\n")  # replayed line by line, to name the bad one
+        text.pop()
+        self._lines = lines + len(text)
         self.size = self._valid_size
-        replay(self.records, lines, self.path)
+        self.records.replay(text, self.path, first_line=lines + 1)
 
     # -- writing -----------------------------------------------------------
 
@@ -159,46 +171,25 @@ class Journal:
         """Record that a job is about to start (before its process exists)."""
         start = canonical_time(start)
         self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
-        rec = self._get(job_id)
-        rec.state = State.RUNNING
-        rec.attempts = attempt
-        rec.start = start
-        rec.slot = slot
-        rec.host = host
-        rec.status = rec.end = rec.ref = None
-        return rec
+        return self.records.view(self.records.start(job_id, attempt, start, slot, host))
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
         self._append(f"P {job_id} {attempt} {ref} 0\n")
-        self._get(job_id).ref = ref
+        self.records.started(job_id, ref)
 
     def record_end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None) -> JobRecord:
         """Record that a job ran to its end with an exit status: it is finished."""
         start, end = canonical_time(start), canonical_time(end)
         extra = f" {state}" if state is not None else ""
         self._append(f"E {job_id} {attempt} {status} {start:.6f} {end:.6f}{extra}\n")
-        rec = self._get(job_id)
-        rec.attempts = attempt
-        rec.status = status
-        rec.start = start
-        rec.end = end
-        rec.state = state or (State.SUCCEEDED if status == 0 else State.FAILED)
-        rec.exit_codes.append(status)
-        return rec
+        return self.records.view(self.records.end(job_id, attempt, status, start, end, state))
 
     def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
         """Record that a job stopped before its end: it will run again."""
         start, end = canonical_time(start), canonical_time(end)
         self._append(f"I {job_id} {attempt} {start:.6f} {end:.6f} {state}\n")
-        rec = self._get(job_id)
-        rec.attempts = attempt
-        rec.start = start
-        rec.end = end
-        rec.state = state
-        rec.status = None
-        rec.exit_codes.append(None)
-        return rec
+        return self.records.view(self.records.stop(job_id, attempt, start, end, state))
 
     def record_reset(self, job_ids: Iterable[str]) -> None:
         """Forget jobs (--rerun-all): the next launch runs them again."""
@@ -207,11 +198,7 @@ class Journal:
             chunk = job_ids[start : start + 4096]
             self._append("".join(f"R {job_id}\n" for job_id in chunk), count=len(chunk))
         for job_id in job_ids:
-            old = self.records.get(job_id)
-            fresh = JobRecord(job_id)
-            if old is not None:
-                fresh.attempts, fresh.exit_codes = old.attempts, old.exit_codes
-            self.records[job_id] = fresh
+            self.records.reset(job_id)
 
     def record_ignore(self, job_ids: Iterable[str]) -> None:
         """Mark jobs ignored (doit ignore): skipped until forgotten."""
@@ -220,13 +207,7 @@ class Journal:
             chunk = job_ids[start : start + 4096]
             self._append("".join(f"X {job_id}\n" for job_id in chunk), count=len(chunk))
         for job_id in job_ids:
-            self._get(job_id).ignored = True
-
-    def _get(self, job_id: str) -> JobRecord:
-        rec = self.records.get(job_id)
-        if rec is None:
-            rec = self.records[job_id] = JobRecord(job_id)
-        return rec
+            self.records.ignore(job_id)
 
     def _sync_loop(self) -> None:
         while not self._closed.wait(_SYNC_INTERVAL):

@@ -1,19 +1,17 @@
-"""A job's record, its states, and how journal lines replay into records.
+"""A job's record: its fields, its states, and the state a job is counted under.
 
-The line format is the journal's (see `journal`); this module reads it and
-knows nothing of files, processes or doit.
+How journal lines replay into records is the record table's (`recordtable`);
+the line format is the journal's (see `journal`). This module knows nothing
+of files, processes or doit.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar
 
-from batchrun.errors import MetadataError
-
-__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "STATES", "JobRecord", "State", "canonical_time", "category_of", "replay"]
+__all__ = ["FIELDS", "IGNORED", "NOT_SUCCEEDED", "REMOVED", "STATES", "Field", "JobRecord", "State", "canonical_time", "category_of", "category_of_state", "known_state"]
 
 
 class State(str, enum.Enum):
@@ -76,30 +74,80 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
         return REMOVED
     if rec is None:
         return State.PENDING
-    if rec.ignored and rec.state != State.RUNNING:
+    return category_of_state(rec.state, rec.ignored)
+
+
+def category_of_state(state: str, ignored: bool) -> str:
+    """`category_of` a record in this state, ignored or not."""
+    if ignored and state != State.RUNNING:
         return IGNORED
-    return rec.state
+    return state
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a job's record: its name, and how the record table stores it (`recordtable`).
+
+    Kinds: `state` (one of `State`), `int` and `float` (or None), `name` (a
+    text of few distinct values, such as a host: kept once), `live` (a value
+    only a running job has, such as its pid: dropped when the job stops
+    running), `codes` (a list of exit statuses, one per attempt), `flag` (a bool).
+    """
+
+    name: str
+    kind: str
+    default: object = None
+
+
+# A record's fields: the one place that says what a record holds. `JobRecord`,
+# the record table's columns and its snapshot on disk all follow this list, so
+# a new field (say, peak memory per attempt) is a line here and its kind.
+FIELDS = (
+    Field("state", "state", State.PENDING),
+    Field("status", "int"),
+    Field("start", "float"),
+    Field("end", "float"),
+    Field("attempts", "int", 0),
+    # Where and how it runs: meaningful only while it runs.
+    Field("slot", "live"),
+    Field("host", "name"),
+    # The executor's reference to the running job: a pid, a SLURM job id...
+    Field("ref", "live"),
+    # Exit status of each attempt, in order (None: stopped unfinished).
+    Field("exit_codes", "codes", ()),
+    # Set by `doit ignore` (an X line): skipped until forgotten (R).
+    Field("ignored", "flag", False),
+)
 
 
 class JobRecord:
-    """What the journal knows of one job; mutable, one per job id."""
+    """What the journal knows of one job (its fields: `FIELDS`).
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
+    A record standing alone is an ordinary mutable object; the records of a
+    journal are rows of a `recordtable.RecordTable`, read and written
+    through a `RecordView` of the same type.
+    """
+
+    __slots__ = ("job_id", *(field.name for field in FIELDS))
+
+    job_id: str
+    state: str
+    status: int | None
+    start: float | None
+    end: float | None
+    attempts: int
+    slot: int | None
+    host: str | None
+    ref: str | None
+    exit_codes: list[int | None]
+    ignored: bool
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.state: str = State.PENDING
-        self.status: int | None = None
-        self.start: float | None = None
-        self.end: float | None = None
+        self.state = State.PENDING
+        self.status = self.start = self.end = self.slot = self.host = self.ref = None
         self.attempts = 0
-        self.slot: int | None = None
-        self.host: str | None = None
-        # The executor's reference to the running job: a pid, a SLURM job id...
-        self.ref: str | None = None
-        # Exit status of each attempt, in order (None: stopped unfinished).
-        self.exit_codes: list[int | None] = []
-        # Set by `doit ignore` (an X line): skipped until forgotten (R).
+        self.exit_codes = []
         self.ignored = False
 
     @property
@@ -118,66 +166,7 @@ class JobRecord:
         return f"JobRecord({self.job_id}, {self.state}, status={self.status}, attempts={self.attempts})"
 
 
-def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Path) -> None:
-    """Apply journal lines, in order, to `records` (the format is in the module docstring).
-
-    Raises:
-        MetadataError: a line that is not a journal line, named by its number in `path`.
-    """
-    for lineno, raw in enumerate(lines, start=1):
-        if not raw:
-            continue
-        try:
-            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
-            kind = parts[0]
-            job_id = parts[1]
-            rec = records.get(job_id)
-            if rec is None:
-                rec = records[job_id] = JobRecord(job_id)
-            if kind == "E":
-                rec.attempts = int(parts[2])
-                rec.status = int(parts[3])
-                rec.start = float(parts[4])
-                rec.end = float(parts[5])
-                rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
-                if len(parts) > 6:
-                    rec.state = _known_state(parts[6])
-                if len(parts) > 7:
-                    rec.host = parts[7]  # written by compaction, which drops the S line
-                rec.exit_codes.append(rec.status)
-            elif kind == "S":
-                rec.attempts = int(parts[2])
-                rec.start = float(parts[3])
-                rec.slot = int(parts[4])
-                rec.host = parts[5]
-                rec.state = State.RUNNING
-                rec.status = rec.end = rec.ref = None
-            elif kind == "P":
-                rec.ref = parts[3]
-            elif kind == "I":
-                rec.attempts = int(parts[2])
-                rec.start = float(parts[3])
-                rec.end = float(parts[4])
-                rec.state = _known_state(parts[5])
-                rec.status = None
-                rec.exit_codes.append(None)
-            elif kind == "R":
-                fresh = records[job_id] = JobRecord(job_id)
-                fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
-            elif kind == "X":
-                rec.ignored = True
-            else:
-                raise ValueError(kind)
-        except (ValueError, IndexError, UnicodeDecodeError) as err:
-            # ascii(): any byte shows as an escape, and the message stays one line.
-            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
-            raise MetadataError(
-                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
-                "remove that line (jobs it recorded will run again)"
-            ) from err
-
-
-def _known_state(text: str) -> str:
+def known_state(text: str) -> str:
     """A state read back from a line; anything else is a corrupt line, not a
     new state that later code would fail on."""
     if text not in _KNOWN_STATES:
