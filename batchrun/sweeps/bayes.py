@@ -111,7 +111,9 @@ def propose(spec: BayesSpec, finished: Sequence[FinishedRun], running: Sequence[
     startup = max(2, min(_STARTUP_MAX, spec.run_cap // 5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True,
+        # group: TPE models each set of parameters that occur together, so a conditional parameter
+        # is modelled from the trials that have it (Optuna's answer to define-by-run spaces).
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
                                              n_startup_trials=startup)
     direction = "minimize" if spec.metric.goal is Goal.MINIMIZE else "maximize"
     study = optuna.create_study(direction=direction, sampler=sampler)
@@ -121,17 +123,19 @@ def propose(spec: BayesSpec, finished: Sequence[FinishedRun], running: Sequence[
                   key=lambda crv: crv[0])
     for command, run, value in runs:
         known.add(command)
-        study.add_trial(optuna.trial.create_trial(params=spec.to_internal(run.params), distributions=dists, value=value))
+        internal = spec.to_internal(run.params)
+        study.add_trial(optuna.trial.create_trial(params=internal, distributions={k: dists[k] for k in internal}, value=value))
     for command, params in sorted(((spec.command(p), p) for p in running), key=lambda cp: cp[0]):
         known.add(command)
-        study.add_trial(optuna.trial.create_trial(params=spec.to_internal(params), distributions=dists,
+        internal = spec.to_internal(params)
+        study.add_trial(optuna.trial.create_trial(params=internal, distributions={k: dists[k] for k in internal},
                                                   state=optuna.trial.TrialState.RUNNING))
     rng = random.Random(seed)
     proposals: list[dict[str, Any]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while len(proposals) < n:
-            point = _new_point(spec, study, dists, known, rng)
+            point = _new_point(spec, study, known, rng)
             if point is None:
                 break
             known.add(spec.command(point))
@@ -153,8 +157,9 @@ class SweepState:
     foreign: int  # lines that are no point of the spec (written by hand): not counted
 
     def to_propose(self, spec: BayesSpec, free_slots: int) -> int:
-        """How many points to propose now: free slots, up to run_cap runs in all."""
-        return max(0, min(free_slots, spec.run_cap - len(self.finished) - len(self.in_flight)))
+        """How many points to propose now: free slots, up to run_cap runs in all (or every point of a smaller space)."""
+        total = spec.run_cap if spec.space_size is None else spec.space_size
+        return max(0, min(free_slots, total - len(self.finished) - len(self.in_flight)))
 
 
 def sweep_state(spec: BayesSpec, jobs: Iterable[tuple[str, str | None, RunMetrics | None]]) -> SweepState:
@@ -184,15 +189,14 @@ def next_commands(spec: BayesSpec, state: SweepState, free_slots: int) -> list[s
     return [spec.command(p) for p in propose(spec, state.finished, state.in_flight, n)] if n else []
 
 
-def _new_point(spec: BayesSpec, study: Any, dists: dict[str, Any], known: set[str], rng: random.Random) -> dict[str, Any] | None:
+def _new_point(spec: BayesSpec, study: Any, known: set[str], rng: random.Random) -> dict[str, Any] | None:
     # An asked trial stays RUNNING: the constant liar steers the next ask away from it.
     for _ in range(_TPE_TRIES):
-        point = spec.from_internal(study.ask(dists).params)
-        if spec.command(point) not in known and not spec.gridspec.excluded(point):
+        point = spec.suggest(study.ask())
+        if spec.command(point) not in known and not spec.drawn.excluded(point):
             return point
     for _ in range(_RANDOM_TRIES):
-        values = [dist(rng) for dist in spec.space.distributions]
-        point = dict(zip(spec.names, values, strict=True))
-        if spec.command(point) not in known and not spec.gridspec.excluded(point):
+        point = spec.drawn.named(spec.drawn.draw(rng))
+        if spec.command(point) not in known and not spec.drawn.excluded(point):
             return point
     return None

@@ -15,11 +15,13 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, cast
 
 from batchrun.errors import BatchrunError, GridspecError
 from batchrun.sweeps.bayes_lines import LineParser
+from batchrun.sweeps.drawn import Drawn
 from batchrun.sweeps.objective import Metric
 from batchrun.sweeps.wandb_space import Distribution, SearchSpace, search_space
 
@@ -89,7 +91,15 @@ class _Probe:
 
 
 class BayesSpec:
-    """A bayes gridspec with its search space: what `propose` needs."""
+    """A bayes gridspec with its search space: what `propose` needs.
+
+    Each parameter that varies is a coordinate (`dims`); each zip group one
+    categorical coordinate, its row, named "zip" and its members' names (a
+    space, which no parameter's name holds, keeps it apart). A conditional
+    parameter is suggested only where its condition holds on the values
+    suggested before it (Optuna's define-by-run space), so a trial has the
+    coordinates of the parameters its point has.
+    """
 
     def __init__(self, gridspec: Gridspec) -> None:
         if gridspec.method != "bayes" or gridspec.metric is None or gridspec.run_cap is None:
@@ -100,55 +110,118 @@ class BayesSpec:
         self.seed: int = gridspec.seed or 0
         self.space: SearchSpace = search_space(gridspec)
         self.names = self.space.names
+        self.drawn: Drawn = gridspec.drawn()
+        self.zips = {axis: "zip " + " ".join(self.names[i] for i in axis) for axis in self.drawn.axes if len(axis) > 1}
+        zipped = {i for axis in self.zips for i in axis}
         self.constants: dict[int, Any] = {}
-        self.dims: list[_Dim] = []
+        self.dims: dict[int, _Dim] = {}
         for index, dist in enumerate(self.space.distributions):
+            if index in zipped:
+                continue
             probe = _Probe()
             value = probe.draw(dist)
             call = probe.calls[0] if probe.calls else None
             if call is None or call[1] == call[2] or (call[0] == "normal" and call[4] == 0):
                 self.constants[index] = value  # constant, one value, or sigma 0: nothing to search
             else:
-                self.dims.append(_Dim(index, call[0], call[1], call[2], dist))
-        if not self.dims:
+                self.dims[index] = _Dim(index, call[0], call[1], call[2], dist)
+        if not self.dims and not any(self.drawn.zip_rows(axis) > 1 for axis in self.zips):
             raise GridspecError("method 'bayes' needs at least one parameter that varies", gridspec.path)
-        choices: dict[int, tuple[Any, ...]] = {d.index: d.dist.values for d in self.dims if d.call == "choice"}
-        choices.update({i: (v,) for i, v in self.constants.items()})
-        self._parser = LineParser(self.space, choices, self.constants, self.command)
+        # Slots that hold one of a few values: categorical, zipped and constant parameters.
+        self._choices = {i: d.dist.values for i, d in self.dims.items() if d.call == "choice"}
+        self._choices.update({i: self.space.distributions[i].values for i in zipped})
+        self._choices.update({i: (v,) for i, v in self.constants.items()})
+        self._parsers: dict[tuple[int, ...], LineParser] = {}
+        self._parsed: dict[str, dict[str, Any] | None] = {}  # a runfile's lines are read again at every proposal
+        self._distributions: dict[str, Any] | None = None
 
     def command(self, params: Mapping[str, Any]) -> str:
-        """Render a point exactly as W&B random search renders its draws."""
-        return self.space.command([params[name] for name in self.names])
+        """Render a point exactly as W&B random search renders its draws (a parameter that does not apply: absent)."""
+        return self.drawn.command(params)
 
     def params_of(self, command: str) -> dict[str, Any] | None:
-        """Return the point a runfile line renders, or None if no point renders it."""
-        return self._parser.params_of(command)
+        """Return the point a runfile line renders, or None if no point of the search renders it.
+
+        A line is read by each shape a point may have (which conditional
+        parameters it holds), and kept only as a point the search could
+        propose: conditions and zip rows as the walk gives them, not excluded.
+        """
+        if command not in self._parsed:
+            found = None
+            for shape in self.drawn.shapes():
+                params = self._parser(shape).params_of(command)
+                if params is not None and self.drawn.fits(params):
+                    found = params
+                    break
+            self._parsed[command] = found
+        found = self._parsed[command]
+        return None if found is None else dict(found)
+
+    def _parser(self, shape: tuple[int, ...]) -> LineParser:
+        if shape not in self._parsers:
+            template, renderers, lstrip = self.drawn.lines.rendering(shape)
+            space = SearchSpace(tuple(self.names[i] for i in shape), tuple(self.space.distributions[i] for i in shape),
+                                template, tuple(renderers), lstrip)
+            choices = {k: self._choices[i] for k, i in enumerate(shape) if i in self._choices}
+            constants = {k: self.constants[i] for k, i in enumerate(shape) if i in self.constants}
+            self._parsers[shape] = LineParser(space, choices, constants, self.command)
+        return self._parsers[shape]
+
+    @cached_property
+    def space_size(self) -> int | None:
+        """How many points the space has, when that is fewer than run_cap (a small discrete space); else None."""
+        return self.drawn.count_points(self.run_cap)
 
     # ------------------------------------------------------------ Optuna's view
 
     def to_internal(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Map a point's W&B values to the coordinates Optuna searches."""
-        return {self.names[d.index]: _inverse(d, params[self.names[d.index]]) for d in self.dims}
-
-    def from_internal(self, internal: Mapping[str, Any]) -> dict[str, Any]:
-        """Map Optuna's coordinates to W&B values, through W&B's own sampler."""
-        values = dict(self.constants)
-        for d in self.dims:
-            values[d.index] = _Probe(internal[self.names[d.index]]).draw(d.dist)
-        return {self.names[i]: values[i] for i in range(len(self.names))}
+        """Map a point's W&B values to the coordinates Optuna searches (those of the parameters it has)."""
+        internal = {self.names[i]: _inverse(d, params[self.names[i]]) for i, d in self.dims.items() if self.names[i] in params}
+        for axis, name in self.zips.items():
+            if self.names[axis[0]] in params:
+                internal[name] = self.drawn.zip_index(axis, [params[self.names[i]] for i in axis])
+        return internal
 
     def optuna_distributions(self) -> dict[str, Any]:
-        optuna = import_optuna()
-        dists: dict[str, Any] = {}
-        for d in self.dims:
-            name = self.names[d.index]
-            if d.call == "choice":
-                dists[name] = optuna.distributions.CategoricalDistribution(tuple(range(int(d.high) + 1)))
-            elif d.call == "randint":
-                dists[name] = optuna.distributions.IntDistribution(int(d.low), int(d.high))
-            else:
-                dists[name] = optuna.distributions.FloatDistribution(min(d.low, d.high), max(d.low, d.high))
-        return dists
+        """Each coordinate's Optuna distribution, by name."""
+        if self._distributions is None:
+            optuna = import_optuna()
+            dists: dict[str, Any] = {}
+            for i, d in self.dims.items():
+                if d.call == "choice":
+                    dists[self.names[i]] = optuna.distributions.CategoricalDistribution(tuple(range(int(d.high) + 1)))
+                elif d.call == "randint":
+                    dists[self.names[i]] = optuna.distributions.IntDistribution(int(d.low), int(d.high))
+                else:
+                    dists[self.names[i]] = optuna.distributions.FloatDistribution(min(d.low, d.high), max(d.low, d.high))
+            for axis, name in self.zips.items():
+                dists[name] = optuna.distributions.CategoricalDistribution(tuple(range(self.drawn.zip_rows(axis))))
+            self._distributions = dists
+        return self._distributions
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Ask an Optuna trial for a point, define-by-run: a conditional parameter only where its condition holds."""
+        dists = self.optuna_distributions()
+
+        def choose(axis: tuple[int, ...], named: Mapping[str, Any]) -> Sequence[Any]:
+            if axis in self.zips:
+                return self.drawn.zip_row(axis, _suggest(trial, self.zips[axis], dists[self.zips[axis]]))
+            i = axis[0]
+            if i in self.constants:
+                return (self.constants[i],)
+            return (_Probe(_suggest(trial, self.names[i], dists[self.names[i]])).draw(self.dims[i].dist),)
+
+        return self.drawn.named(self.drawn.walk(choose))
+
+
+def _suggest(trial: Any, name: str, dist: Any) -> Any:
+    """Optuna's suggest call for a distribution: the same distribution the finished runs' trials were made with."""
+    distributions = import_optuna().distributions
+    if isinstance(dist, distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, distributions.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high)
+    return trial.suggest_float(name, dist.low, dist.high)
 
 
 def _inverse(d: _Dim, value: Any) -> Any:
