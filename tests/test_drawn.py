@@ -77,6 +77,8 @@ def test_fits_and_shapes(tmp_path: Path) -> None:
     drawn = spec.drawn()
     # c needs b (its condition reads b): no shape has c without b.
     assert list(drawn.shapes()) == [(0, 1, 2, 3, 4), (0, 1, 3, 4), (0, 3, 4)]
+    # momentum and nesterov have one condition: they are present together or not at all.
+    assert list(load(tmp_path, SPACE, name="same.yml").drawn().shapes()) == [(0, 1, 2, 3, 4, 5), (0, 1, 4, 5)]
     assert drawn.fits({"a": 1, "b": 2, "c": 1, "x": 10, "y": True})
     assert drawn.fits({"a": 1, "b": 1, "x": 20, "y": False})
     assert drawn.fits({"a": 2, "x": 10, "y": True})

@@ -15,6 +15,7 @@ keeping a parse only if it is a point this walk could give (`fits`).
 
 from __future__ import annotations
 
+import ast
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -161,18 +162,22 @@ class Drawn:
     def shapes(self) -> Iterator[tuple[int, ...]]:
         """The sets of present parameters (indices, in order) a point may have, the fullest first.
 
-        A conditional parameter whose condition names another conditional
-        parameter is present only with it (a condition naming a parameter the
-        point lacks is false). 2 ** (conditional parameters) sets at most.
+        Parameters with the same condition are present together (it reads the
+        same values, walked before either); a parameter whose condition names a
+        conditional parameter is present only with it (a condition naming a
+        parameter the point lacks is false). 2 ** (distinct conditions) sets at most.
         """
-        conditional = sorted(self.when)
+        together: dict[str, set[int]] = {}
+        for i, condition in self.when.items():
+            together.setdefault(ast.dump(condition.tree), set()).add(i)
+        groups = [frozenset(members) for members in together.values()]
+        needs = {group: {self.index[n] for i in group for n in self.when[i].names} & self.when.keys() for group in groups}
         always = [i for i in range(len(self.params)) if i not in self.when]
-        needs = {i: {self.index[n] for n in self.when[i].names} & set(conditional) for i in conditional}
         subsets: list[frozenset[int]] = [frozenset()]
-        for i in conditional:
-            subsets += [s | {i} for s in subsets]
+        for group in groups:
+            subsets += [s | group for s in subsets]
         for subset in sorted(subsets, key=len, reverse=True):
-            if all(needs[i] <= subset for i in subset):
+            if all(needs[group] <= subset for group in groups if group <= subset):
                 yield tuple(sorted((*always, *subset)))
 
 
