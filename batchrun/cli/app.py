@@ -17,6 +17,7 @@ import batchrun.cli.launch as cli_launch
 import batchrun.cli.queue as cli_queue
 import batchrun.cli.results as cli_results
 import batchrun.cli.status as cli_status
+import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
 from batchrun.errors import BatchrunError, UsageError
 
@@ -86,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_status.add_parsers(sub)
     cli_results.add_parsers(sub)
     cli_queue.add_parsers(sub)
+    cli_ui.add_parsers(sub)
     return parser
 
 
@@ -135,6 +137,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_results.run(args)
         if args.command in cli_queue.COMMANDS:
             return cli_queue.run(args)
+        if args.command in cli_ui.COMMANDS:
+            return cli_ui.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")
