@@ -118,5 +118,7 @@ def wait_until(browser, script: str, timeout: float = 30.0) -> None:  # type: ig
     """Wait until `script` returns true in the page (drawing is asynchronous)."""
     deadline = time.monotonic() + timeout
     while not browser.execute_script(script):
-        assert time.monotonic() < deadline, f"timed out waiting for: {script}"
+        if time.monotonic() > deadline:
+            page = browser.execute_script("return document.body.innerText.slice(0, 400)")
+            raise AssertionError(f"timed out waiting for: {script}\nat {browser.current_url}\npage: {page!r}\nconsole: {browser.get_log('browser')}")
         time.sleep(0.05)

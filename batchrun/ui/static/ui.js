@@ -66,8 +66,12 @@
     var compare = el('div', 'br-controls');
     compare.id = 'compare-form';
     app.appendChild(compare);
-    var chosen = {a: '', b: ''};
+    var chosen = {a: '', b: ''}, shown = null, listed = null;
     function draw(doc) {
+      // Redrawn only when something changed: a link clicked as it is replaced would be lost.
+      var key = JSON.stringify(doc);
+      if (key === shown) return;
+      shown = key;
       root.textContent = 'runs directories under ' + doc.root;
       var table = el('table', 'br-runs overview');
       table.id = 'sweeps';
@@ -96,6 +100,9 @@
       box.textContent = '';
       if (!doc.sweeps.length) box.appendChild(el('p', null, 'No runs directory under this folder yet (looking again every few seconds).'));
       else box.appendChild(table);
+      var ids = JSON.stringify(doc.sweeps.map(function (s) { return [s.sid, s.title, s.path]; }));
+      if (ids === listed) return;
+      listed = ids;
       compare.textContent = '';
       if (doc.sweeps.length < 2) return;
       compare.appendChild(el('span', null, 'compare two sweeps:'));
