@@ -125,13 +125,15 @@ class _Page(_Base):
 
 def _shell(token: str, params: dict[str, str], plotting: bool) -> str:
     q = f"?token={html.escape(token, quote=True)}"
-    scripts = (["plotly.min.js", "sweep.js"] if plotting else []) + ["ui.js"]
+    # plotly.js (4.8 MB) is compiled while the page's data comes: the page starts asking before it is there.
+    scripts = (["sweep.js"] if plotting else []) + ["ui.js"]
     data = " ".join(f"data-{name}='{html.escape(value, quote=True)}'" for name, value in params.items())
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>batchrun ui</title>"
         "<meta name='viewport' content='width=device-width'><link rel='icon' href='data:,'>"
         f"<link rel='stylesheet' href='/static/sweep.css{q}'><link rel='stylesheet' href='/static/ui.css{q}'>"
         + "".join(f"<script defer src='/static/{name}{q}'></script>" for name in scripts)
+        + (f"<script async src='/static/plotly.min.js{q}'></script>" if plotting else "")
         + f"</head><body {data} data-token='{html.escape(token, quote=True)}'><div id='app'>loading&hellip;</div></body></html>\n"
     )
 

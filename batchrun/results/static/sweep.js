@@ -21,6 +21,7 @@
   var PAGE = 50;            // table rows per page
   var GL_ABOVE = 2000;      // points per plot beyond which WebGL draws them
   var OTHER_METRICS = 3;    // metrics besides the chosen one in parallel coordinates
+  var PC_LINES = 2000;      // lines parallel coordinates draws at most
   var HISTORY_RUNS = [10, 20, 50, 100];
 
   function esc(text) {
@@ -129,6 +130,7 @@
     this.cache = {};
     this.version = 0;
     this.drawCount = {};
+    this.drawTimes = {};
   }
 
   Sweep.prototype.setDoc = function (doc) {
@@ -227,7 +229,7 @@
       section.id = 'br-' + key;
       var h = el('h2', null, title);
       section.appendChild(h);
-      var body = el('div', plot ? 'br-plot' : null);
+      var body = el('div', plot ? 'br-plot' : 'br-pending');
       body.id = key;
       section.appendChild(body);
       root.appendChild(section);
@@ -243,12 +245,16 @@
     this.drawStates();
     if (this.observer) this.observer.disconnect();
     if (this.opts.lazy && global.IntersectionObserver) {
+      // Until the observer first reports, nothing is known to be in view: the first drawing waits for it.
+      this.observed = false;
       this.observer = new IntersectionObserver(function (entries) {
         entries.forEach(function (e) { self.visible[e.target.id.slice(3)] = e.isIntersecting; });
+        self.observed = true;
         self.schedule();
       }, {rootMargin: '200px'});
       Object.keys(this.sections).forEach(function (k) { self.observer.observe(self.sections[k].section); });
     } else {
+      this.observed = true;
       Object.keys(this.sections).forEach(function (k) { self.visible[k] = true; });
     }
   };
@@ -365,15 +371,20 @@
 
   Sweep.prototype.drawDirty = function () {
     var self = this, started = Date.now(), jobs = [];
+    if (!this.observed) return Promise.resolve();
     this.drawing = true;
     this.again = false;
-    var order = ['table', 'parcoords', 'scatters', 'bestsofar', 'history', 'importance', 'groups'];
+    // What asks the server first (it answers while this page draws), then what draws here.
+    var order = ['history', 'importance', 'groups', 'table', 'parcoords', 'scatters', 'bestsofar'];
     order.forEach(function (key) {
       if (!self.dirty[key] || !self.visible[key]) return;
       self.dirty[key] = false;
       var done;
       try { done = self['draw_' + key](); } catch (err) { done = Promise.reject(err); }
-      jobs.push(Promise.resolve(done).then(function () { self.drawCount[key] = (self.drawCount[key] || 0) + 1; }, function (err) {
+      jobs.push(Promise.resolve(done).then(function () {
+        self.drawCount[key] = (self.drawCount[key] || 0) + 1;
+        self.drawTimes[key] = Date.now() - started;  // ms from the start of this drawing (benchmarks/ui_bench.py reads it)
+      }, function (err) {
         self.sections[key].body.textContent = 'cannot draw: ' + err;
         if (global.console) console.error(err);  // a bug: tests look for these
       }));
@@ -391,8 +402,22 @@
     });
   };
 
+  // plotly.js may still be loading (the dashboard loads it async, beside the data): plots wait for it, tables do not.
+  var plotlyLoaded = null;
+  function whenPlotly() {
+    if (global.Plotly) return Promise.resolve();
+    if (!plotlyLoaded) {
+      plotlyLoaded = new Promise(function (resolve) {
+        (function wait() { if (global.Plotly) resolve(); else setTimeout(wait, 20); })();
+      });
+    }
+    return plotlyLoaded;
+  }
+
   function plot(div, data, layout) {
-    return div.dataset.drawn ? Plotly.react(div, data, layout, CFG) : Plotly.newPlot(div, data, layout, CFG).then(function () { div.dataset.drawn = '1'; });
+    return whenPlotly().then(function () {
+      return div.dataset.drawn ? Plotly.react(div, data, layout, CFG) : Plotly.newPlot(div, data, layout, CFG).then(function () { div.dataset.drawn = '1'; });
+    });
   }
 
   // ---- parallel coordinates --------------------------------------------------------------------
@@ -400,15 +425,24 @@
     var self = this, div = this.sections.parcoords.body, metric = this.metric;
     var rows = this.filtered(false);
     var metrics = this.doc.metrics.map(function (m) { return m.name; }).filter(function (m) { return m !== metric; }).slice(0, OTHER_METRICS);
-    var names = this.swept().map(function (p) { return p.name; }).concat(metrics, metric ? [metric] : []);
+    // A parameter some runs lack (a line edited by hand) is left out, rather than those runs.
+    var mAt = this.at[metric];
+    var valued = rows.filter(function (r) { return isNum(r[mAt]); });
+    var names = this.swept().map(function (p) { return p.name; }).concat(metrics).filter(function (n) {
+      var at = self.at[n];
+      return valued.every(function (r) { return r[at] !== null && r[at] !== undefined; });
+    }).concat(metric ? [metric] : []);
     var axes = names.map(function (n) { return self.axisFor(n); });
     var ats = names.map(function (n) { return self.at[n]; });
     var coords = names.map(function () { return []; });
-    rows.forEach(function (r) {
+    var drawn = this.pcSample(valued);
+    drawn.forEach(function (r) {
       var c = [];
       for (var i = 0; i < names.length; i++) { var v = axes[i].coord(r[ats[i]]); if (v === null) return; c.push(v); }
       for (var j = 0; j < names.length; j++) coords[j].push(c[j]);
     });
+    this.sections.parcoords.title.textContent = 'Parallel coordinates (drag along an axis to filter)' +
+      (drawn.length < valued.length ? ': ' + drawn.length + ' of ' + valued.length + ' runs drawn, the best half and an even spread of the rest; the filter applies to all' : '');
     if (!metric || !coords[0] || !coords[0].length) {
       if (div.dataset.drawn) { Plotly.purge(div); delete div.dataset.drawn; }
       div.textContent = metric ? 'No run has a value of ' + metric + ' yet.' : 'No run reported a metric yet.';
@@ -447,6 +481,17 @@
         }
       });
     });
+  };
+
+  // Runs drawn as lines: all, up to PC_LINES; beyond, the best half of that and an even spread of the others (as W&B samples).
+  // plotly draws parallel coordinates with WebGL, which costs seconds for 10,000 lines without a GPU.
+  Sweep.prototype.pcSample = function (rows) {
+    if (rows.length <= PC_LINES) return rows;
+    var mAt = this.at[this.metric], max = this.doc.goal === 'max';
+    var ranked = rows.slice().sort(function (a, b) { return max ? b[mAt] - a[mAt] : a[mAt] - b[mAt]; });
+    var best = ranked.slice(0, PC_LINES / 2), rest = ranked.slice(PC_LINES / 2), step = rest.length / (PC_LINES / 2), out = best;
+    for (var i = 0; i < PC_LINES / 2; i++) out.push(rest[Math.floor(i * step)]);
+    return out;
   };
 
   Sweep.prototype.isLog = function (name) {
