@@ -55,8 +55,8 @@ def test_report_is_small_offline_and_escaped(workdir: Path) -> None:
     sources = re.findall(r"<(?:script|link|img|iframe)[^>]+(?:src|href)=['\"]?([^'\" >]+)", page)
     assert len(sources) == 1 and re.fullmatch(r"plotly-[0-9.]+\.min\.js", sources[0]) and (workdir / sources[0]).stat().st_size > 1_000_000
     assert len(page) < 200_000 and "Plotly.newPlot" in page
-    # The hostile command and metric name are text, never markup: four script elements, all ours.
-    assert page.count("<script") == 4 and HOSTILE not in page
+    # The hostile command and metric name are text, never markup: five script elements, all ours.
+    assert page.count("<script") == 5 and HOSTILE not in page
     assert "<img src=x" not in page
     assert "\\u003c/script\\u003e\\u003cscript\\u003ewindow.pwned=1" in page  # in the JSON document, escaped
     data = _data(page)

@@ -78,13 +78,14 @@ def test_report_draws_every_run_offline(workdir: Path, browser) -> None:  # type
     assert browser.execute_script("return window.pwned === undefined")
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
-    # Parallel coordinates: one polyline per run with a loss, over the 3 parameters, the other metric and the metric.
-    parcoords = browser.execute_script("var gd = document.getElementById('parcoords'); return [gd._fullData[0].dimensions.map(function (d) { return d.values.length; }), document.querySelectorAll('#parcoords .y-axis').length, document.querySelectorAll('#parcoords canvas').length]")
-    assert parcoords[0] == [with_loss] * 5 and parcoords[1] == 5 and parcoords[2] >= 1
-    ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .y-axis')[0].querySelectorAll('.tick text'), function (t) { return t.textContent; })")
+    # Parallel coordinates: one line per run with a loss, over the 3 parameters, the other metric and the metric.
+    dims = browser.execute_script("return window.batchrunSweep.pc.spec.dims.map(function (d) { return [d.name, d.values.length]; })")
+    assert [n for _, n in dims] == [with_loss] * 5 and [name for name, _ in dims][:3] == ["opt", "lr", "seed"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#parcoords .pc-axis")) == 5 and browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
+    ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-axis')[0].querySelectorAll('text.tick'), function (t) { return t.textContent; })")
     assert sorted(ticks) == sorted([HOSTILE, "adam", "sgd"])  # shown as the user wrote it
     # The seed is a whole number: integer ticks only.
-    seed_ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .y-axis')[2].querySelectorAll('.tick text'), function (t) { return t.textContent; })")
+    seed_ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-axis')[2].querySelectorAll('text.tick'), function (t) { return t.textContent; })")
     assert seed_ticks == ["1", "2"]
     # The metric against each parameter: one drawn marker per run, in each of the 3 subplots.
     points = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#scatters .scatterlayer .trace'), function (t) { return t.querySelectorAll('path.point').length; })")

@@ -72,9 +72,9 @@ def test_every_page_draws_without_a_script_error_and_user_text_stays_text(tmp_pa
         # A log-distributed parameter gets a log axis: in the metric's plot and in parallel coordinates.
         wait_until(browser, "var gd = document.getElementById('scatters'); return !!(gd && gd._fullLayout && gd._fullLayout.xaxis)")
         assert browser.execute_script("return document.getElementById('scatters')._fullLayout.xaxis.type") == "log"
-        labels = browser.execute_script("return document.getElementById('parcoords')._fullData[0].dimensions.map(function (d) { return d.label; })")
+        labels = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-label'), function (t) { return t.textContent; })")
         assert labels[0] == "lr (log)"
-        ticks = browser.execute_script("return document.getElementById('parcoords')._fullData[0].dimensions[0].ticktext")
+        ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-axis')[0].querySelectorAll('text.tick'), function (t) { return t.textContent; })")
         assert ticks == ["0.0001", "0.001", "0.01", "0.1"]
         # The seed is whole numbers: its ticks are 1 and 2, never 1.5.
         assert browser.execute_script("return document.getElementById('scatters')._fullLayout.xaxis2.ticktext") == ["1", "2"]
@@ -109,9 +109,9 @@ def test_brushing_an_axis_filters_the_table(tmp_path: Path, browser) -> None:  #
         browser.get(ui.url)
         wait_until(browser, "return !!document.querySelector('#sweeps a')")
         browser.find_element(By.CSS_SELECTOR, "#sweeps a").click()
-        wait_until(browser, "return window.batchrunReady === true && document.querySelectorAll('#parcoords .axis-brush rect.background').length === 5")
+        wait_until(browser, "return window.batchrunReady === true && document.querySelectorAll('#parcoords .pc-brush').length === 5")
         # Drag along the lr axis over its middle two decades: 0.001 and 0.01, as a user would with the mouse.
-        left, top, width, height = browser.execute_script("var b = document.querySelectorAll('#parcoords .axis-brush rect.background')[0].getBoundingClientRect(); return [b.left, b.top, b.width, b.height]")
+        left, top, width, height = browser.execute_script("var b = document.querySelectorAll('#parcoords .pc-brush')[0].getBoundingClientRect(); return [b.left, b.top, b.width, b.height]")
         x = int(left + width / 2)
         actions = ActionBuilder(browser)
         pointer = actions.pointer_action

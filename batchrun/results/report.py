@@ -128,6 +128,7 @@ def build_report(results: Results, metric: str | None = None, goal: str | None =
         "<div id='sweep'></div>",
         _failed_html(results),
         f"<script type='application/json' id='batchrun-data'>{_json_for_script(data)}</script>",
+        f"<script>{static_text('parcoords.js')}</script>",
         f"<script>{static_text('sweep.js')}</script>",
         f"<script>{_BOOT}</script></body></html>\n",
     ]

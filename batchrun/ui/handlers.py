@@ -126,7 +126,7 @@ class _Page(_Base):
 def _shell(token: str, params: dict[str, str], plotting: bool) -> str:
     q = f"?token={html.escape(token, quote=True)}"
     # plotly.js (4.8 MB) is compiled while the page's data comes: the page starts asking before it is there.
-    scripts = (["sweep.js"] if plotting else []) + ["ui.js"]
+    scripts = (["parcoords.js", "sweep.js"] if plotting else []) + ["ui.js"]
     data = " ".join(f"data-{name}='{html.escape(value, quote=True)}'" for name, value in params.items())
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>batchrun ui</title>"
@@ -171,6 +171,7 @@ def static_files() -> dict[str, tuple[bytes, bytes, str, str]]:
 
     sources = {
         "plotly.min.js": get_plotlyjs(),
+        "parcoords.js": files("batchrun.results").joinpath("static").joinpath("parcoords.js").read_text(encoding="utf-8"),
         "sweep.js": files("batchrun.results").joinpath("static").joinpath("sweep.js").read_text(encoding="utf-8"),
         "sweep.css": files("batchrun.results").joinpath("static").joinpath("sweep.css").read_text(encoding="utf-8"),
         "ui.js": files("batchrun.ui").joinpath("static").joinpath("ui.js").read_text(encoding="utf-8"),

@@ -21,7 +21,6 @@
   var PAGE = 50;            // table rows per page
   var GL_ABOVE = 2000;      // points per plot beyond which WebGL draws them
   var OTHER_METRICS = 3;    // metrics besides the chosen one in parallel coordinates
-  var PC_LINES = 2000;      // lines parallel coordinates draws at most
   var HISTORY_RUNS = [10, 20, 50, 100];
 
   function esc(text) {
@@ -68,7 +67,8 @@
     var a = Math.ceil(lo - 1e-9), b = Math.floor(hi + 1e-9), vals = [];
     var step = Math.max(1, Math.ceil((b - a) / 8));
     for (var k = a; k <= b; k += step) vals.push(k);
-    if (vals.length < 2) vals = [lo, hi];
+    // Few decades inside: the ends too, so that the axis says where it starts and stops.
+    if (vals.length < 3) vals = [lo].concat(vals.filter(function (k) { return k - lo > 0.15 && hi - k > 0.15; }), [hi]);
     return {tickvals: vals, ticktext: vals.map(function (k) { return fmt(Number(Math.pow(10, k).toPrecision(3))); })};
   }
   // An axis of parallel coordinates: value -> coordinate, and its ticks.
@@ -213,6 +213,7 @@
     var clear = el('button', null, 'clear filters');
     clear.addEventListener('click', function () {
       search.value = ''; self.query = {terms: [], conds: []}; self.hidden = {}; self.brush = {}; self.page = 0;
+      if (self.pc) self.pc.spec.dims.forEach(function (d) { d.range = null; });
       self.drawStates(); self.markDirty('parcoords'); self.changed(false);
     });
     controls.appendChild(clear);
@@ -235,7 +236,7 @@
       root.appendChild(section);
       self.sections[key] = {section: section, title: h, body: body};
     };
-    add('parcoords', 'Parallel coordinates (drag along an axis to filter)', true);
+    add('parcoords', 'Parallel coordinates (drag along an axis to filter; click it to clear)', true);
     add('table', 'Runs', false);
     add('scatters', 'Metric against each parameter', false);
     add('importance', 'Parameter importance', false);
@@ -420,7 +421,7 @@
     });
   }
 
-  // ---- parallel coordinates --------------------------------------------------------------------
+  // ---- parallel coordinates (parcoords.js: a 2D canvas, so 10,000 runs draw in milliseconds without a GPU) ----
   Sweep.prototype.draw_parcoords = function () {
     var self = this, div = this.sections.parcoords.body, metric = this.metric;
     var rows = this.filtered(false);
@@ -435,63 +436,36 @@
     var axes = names.map(function (n) { return self.axisFor(n); });
     var ats = names.map(function (n) { return self.at[n]; });
     var coords = names.map(function () { return []; });
-    var drawn = this.pcSample(valued);
-    drawn.forEach(function (r) {
+    valued.forEach(function (r) {
       var c = [];
       for (var i = 0; i < names.length; i++) { var v = axes[i].coord(r[ats[i]]); if (v === null) return; c.push(v); }
       for (var j = 0; j < names.length; j++) coords[j].push(c[j]);
     });
-    this.sections.parcoords.title.textContent = 'Parallel coordinates (drag along an axis to filter)' +
-      (drawn.length < valued.length ? ': ' + drawn.length + ' of ' + valued.length + ' runs drawn, the best half and an even spread of the rest; the filter applies to all' : '');
     if (!metric || !coords[0] || !coords[0].length) {
-      if (div.dataset.drawn) { Plotly.purge(div); delete div.dataset.drawn; }
+      this.pc = null;
       div.textContent = metric ? 'No run has a value of ' + metric + ' yet.' : 'No run reported a metric yet.';
       div.style.height = 'auto';
       return null;
     }
     div.style.height = '';
-    if (!div.dataset.drawn) div.textContent = '';
+    if (!this.pc || !div.contains(this.pc.canvas)) {
+      this.pc = new global.BatchrunParcoords(div, function (name, range) {
+        self.brush[name] = range ? [range] : [];
+        self.page = 0;
+        delete self.cache.filtered;
+        ['table', 'scatters', 'bestsofar', 'history', 'importance', 'groups'].forEach(function (k) { self.dirty[k] = true; });
+        self.schedule();
+      });
+    }
     var dims = names.map(function (n, i) {
-      var d = {label: esc(n) + (axes[i] && self.isLog(n) ? ' (log)' : ''), values: coords[i]};
+      var d = {name: n, label: n + (self.isLog(n) ? ' (log)' : ''), values: coords[i]};
       var t = axes[i].ticks(coords[i]);
-      if (t) Object.assign(d, t);
-      if (self.brush[n] && self.brush[n].length) d.constraintrange = self.brush[n].length === 1 ? self.brush[n][0] : self.brush[n];
+      if (t && t.tickvals) { d.tickvals = t.tickvals; d.ticktext = t.ticktext; }
+      if (self.brush[n] && self.brush[n].length) d.range = self.brush[n][0];
       return d;
     });
-    this.pcNames = names;
-    var colour = coords[names.length - 1];
-    var trace = {type: 'parcoords', dimensions: dims,
-      line: {color: colour, colorscale: 'Viridis', reversescale: this.doc.goal !== 'max', showscale: true,
-             colorbar: {title: {text: esc(metric) + (this.isLog(metric) ? ' (log10)' : '')}}}};
-    return plot(div, [trace], {margin: {l: 70, r: 90, t: 50, b: 30}}).then(function () {
-      if (div.dataset.listening) return;
-      div.dataset.listening = '1';
-      div.on('plotly_restyle', function () {
-        var changed = false;
-        (div.data[0].dimensions || []).forEach(function (d, i) {
-          var name = self.pcNames[i], range = d.constraintrange;
-          var ranges = !range || !range.length ? [] : (Array.isArray(range[0]) ? range : [range]);
-          if (JSON.stringify(ranges) !== JSON.stringify(self.brush[name] || [])) { self.brush[name] = ranges; changed = true; }
-        });
-        if (changed) {
-          self.page = 0;
-          delete self.cache.filtered;
-          ['table', 'scatters', 'bestsofar', 'history', 'importance', 'groups'].forEach(function (k) { self.dirty[k] = true; });
-          self.schedule();
-        }
-      });
-    });
-  };
-
-  // Runs drawn as lines: all, up to PC_LINES; beyond, the best half of that and an even spread of the others (as W&B samples).
-  // plotly draws parallel coordinates with WebGL, which costs seconds for 10,000 lines without a GPU.
-  Sweep.prototype.pcSample = function (rows) {
-    if (rows.length <= PC_LINES) return rows;
-    var mAt = this.at[this.metric], max = this.doc.goal === 'max';
-    var ranked = rows.slice().sort(function (a, b) { return max ? b[mAt] - a[mAt] : a[mAt] - b[mAt]; });
-    var best = ranked.slice(0, PC_LINES / 2), rest = ranked.slice(PC_LINES / 2), step = rest.length / (PC_LINES / 2), out = best;
-    for (var i = 0; i < PC_LINES / 2; i++) out.push(rest[Math.floor(i * step)]);
-    return out;
+    this.pc.draw({dims: dims, color: coords[names.length - 1], colorTitle: metric + (this.isLog(metric) ? ' (log10)' : ''), reverse: this.doc.goal !== 'max'});
+    return null;
   };
 
   Sweep.prototype.isLog = function (name) {
