@@ -198,7 +198,7 @@ def live_updates(folder: Path, server: Server, sid: str) -> list[tuple[str, str]
               return apply(d);
             };""")
         # New seeds of the same parameters: rows come, the axes stay (a new parameter would send the whole document).
-        extra = [line.replace("--seed=1 ", f"--seed={11 + i} ").replace(" ; awk", " ; sleep 0.3 ; awk") for i, line in enumerate(runfile_lines(20))]
+        extra = [re.sub(r"--seed=\d+ ", f"--seed={11 + i} ", line).replace(" ; awk", " ; sleep 0.3 ; awk") for i, line in enumerate(runfile_lines(20))]
         with (folder / "sweep.runfile").open("a") as f:
             f.write("".join(line + "\n" for line in extra))
         subprocess.run([sys.executable, "-m", "batchrun", "launch", "sweep.runfile", "-j", "2", "-q"], cwd=folder, capture_output=True, check=True)

@@ -647,17 +647,21 @@
     }
     div.style.height = '';
     if (!div.dataset.drawn) div.textContent = '';
-    var max = this.doc.goal === 'max', x = [], y = [], best = [], text = [], colors = [];
+    // The best line is drawn at the runs that improved it; beyond GL_ABOVE runs, the points are those runs and an even
+    // spread of the others (SVG: a WebGL plot costs a second to start without a GPU, and the cloud reads the same).
+    var max = this.doc.goal === 'max', x = [], y = [], text = [], colors = [], bx = [], by = [], best = null;
+    var every = Math.max(1, Math.ceil(rows.length / GL_ABOVE));
     rows.forEach(function (r, i) {
-      var v = r[mAt];
+      var v = r[mAt], improved = best === null || (max ? v > best : v < best);
+      if (improved) { best = v; bx.push(i + 1); by.push(v); }
+      if (!improved && i % every) return;
       x.push(i + 1); y.push(v); text.push('line ' + r[self.at.line] + ' (' + r[self.at.state] + ')');
-      best.push(i === 0 ? v : (max ? Math.max(best[i - 1], v) : Math.min(best[i - 1], v)));
       colors.push(BAD[r[self.at.state]] ? '#c62828' : (r[self.at.state] === 'stopped' ? '#9e9e9e' : '#1f77b4'));
     });
-    var type = rows.length > GL_ABOVE ? 'scattergl' : 'scatter';
+    bx.push(rows.length); by.push(best);
     return plot(div, [
-      {type: type, mode: 'markers', name: 'each run', x: x, y: y, text: text, marker: {size: 5, color: colors}},
-      {type: type, mode: 'lines', name: 'best so far', x: x, y: best, line: {shape: 'hv', color: '#ff7f0e', width: 2}}
+      {type: 'scatter', mode: 'markers', name: every > 1 ? 'runs (1 in ' + every + ', and each new best)' : 'each run', x: x, y: y, text: text, marker: {size: 5, color: colors}},
+      {type: 'scatter', mode: 'lines', name: 'best so far', x: bx, y: by, line: {shape: 'hv', color: '#ff7f0e', width: 2}}
     ], {xaxis: {title: {text: 'run order (by start time)'}, tickformat: 'd'}, yaxis: Object.assign({title: {text: esc(metric)}}, metricAxis(this.isLog(metric))),
         margin: {t: 20}, legend: {orientation: 'h'}});
   };
