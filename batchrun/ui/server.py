@@ -88,13 +88,16 @@ class Dashboard:
             event.set()
 
     async def ready(self, watch: SweepWatch) -> None:
-        """Mark the sweep watched, and read it now if it never was."""
-        watch.watched = time.monotonic()
-        while watch.state is None and watch.error is None:
-            if watch.sid in self._busy:
-                await asyncio.sleep(0.02)
-            else:
-                await self._refresh(watch)
+        """Mark the sweep watched, and read it now if it never was or no page watched it lately (its state is old)."""
+        now = time.monotonic()
+        stale = now - watch.last_refresh > max(_REFRESH, 2 * watch.refresh_seconds) + 2 * _TICK
+        watch.watched = now
+        if watch.state is not None and not stale:
+            return
+        while watch.sid in self._busy:
+            await asyncio.sleep(0.02)
+        if watch.state is None or time.monotonic() - watch.last_refresh > _REFRESH:
+            await self._refresh(watch)
 
     async def changed(self, watch: SweepWatch, since: int, wait: float) -> None:
         """Wait until the sweep has a version after `since`, or `wait` seconds."""

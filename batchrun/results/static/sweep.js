@@ -106,6 +106,12 @@
     return {axis: {}, x: values};
   }
   function metricAxis(log) { return log ? {type: 'log'} : {}; }
+  // Steps are whole numbers: never a tick at 0.5.
+  function stepAxis(xs) {
+    var hi = -Infinity, lo = Infinity;
+    xs.forEach(function (x) { if (x > hi) hi = x; if (x < lo) lo = x; });
+    return hi - lo <= 10 ? {tickformat: 'd', dtick: 1} : {tickformat: 'd'};
+  }
 
   // ---- the view ------------------------------------------------------------------------
   function Sweep(root, options) {
@@ -416,6 +422,7 @@
   }
 
   function plot(div, data, layout) {
+    div.classList.remove('br-pending');  // its room was for before: plotly sizes the plot to the box as it is now
     return whenPlotly().then(function () {
       return div.dataset.drawn ? Plotly.react(div, data, layout, CFG) : Plotly.newPlot(div, data, layout, CFG).then(function () { div.dataset.drawn = '1'; });
     });
@@ -731,7 +738,7 @@
       if (!sec.body.dataset.drawn) sec.body.textContent = '';
       // The x axis spans the curves drawn, nothing more.
       var xaxis = got.xlog ? {title: {text: 'step (log)'}, type: 'log', range: [Math.log10(lo), Math.log10(hi > lo ? hi : lo * 10)], autorange: false}
-                           : {title: {text: 'step'}, range: [lo, hi > lo ? hi : lo + 1], autorange: false};
+                           : Object.assign({title: {text: 'step'}, range: [lo, hi > lo ? hi : lo + 1], autorange: false}, stepAxis([lo, hi]));
       return plot(sec.body, traces, {xaxis: xaxis, yaxis: Object.assign({title: {text: esc(metric)}}, metricAxis(got.log)), margin: {t: 20}, hovermode: 'closest'});
     });
   };
@@ -837,13 +844,15 @@
       });
       if (!traces.length) { sec.plot.style.display = 'none'; return null; }
       sec.plot.style.display = '';
-      return plot(sec.plot, traces, {xaxis: {title: {text: 'step'}}, yaxis: Object.assign({title: {text: esc(metric) + ' (mean over ' + esc(got.over.join(', ')) + ')'}}, metricAxis(got.log)), margin: {t: 20}});
+      var steps = [];
+      got.groups.forEach(function (g) { if (g.curve) steps = steps.concat(g.curve.x); });
+      return plot(sec.plot, traces, {xaxis: Object.assign({title: {text: 'step'}}, stepAxis(steps)), yaxis: Object.assign({title: {text: esc(metric) + ' (mean over ' + esc(got.over.join(', ')) + ')'}}, metricAxis(got.log)), margin: {t: 20}});
     });
   };
 
   global.BatchrunSweep = {
     create: function (root, options) { var view = new Sweep(root, options); global.batchrunSweep = view; return view; },
-    esc: esc, fmt: fmt, duration: duration, el: el, commandNode: commandNode, cartesian: cartesian, metricAxis: metricAxis,
+    esc: esc, fmt: fmt, duration: duration, el: el, commandNode: commandNode, cartesian: cartesian, metricAxis: metricAxis, stepAxis: stepAxis,
     killButton: killButton, smooth: smooth, isNum: isNum, STATES: STATES, BAD: BAD, CFG: CFG, plot: plot
   };
 })(window);

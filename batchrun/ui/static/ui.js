@@ -254,7 +254,7 @@
       info.appendChild(m);
       var rec = r.record;
       info.appendChild(kv('Record', [['state', r.state], ['exit status', rec.status], ['exit codes', rec.exit_codes], ['attempts', rec.attempts],
-        ['started', clock(rec.start)], ['ended', clock(rec.end)], ['runtime', S.duration(rec.runtime)], ['host', rec.host], ['slot', rec.slot], ['log dir', rec.log_dir]]));
+        ['started', clock(rec.start)], ['ended', clock(rec.end)], ['runtime', S.duration(S.isNum(rec.runtime) ? rec.runtime : (r.state === 'running' && rec.start ? Date.now() / 1000 - rec.start : null))], ['host', rec.host], ['slot', rec.slot], ['log dir', rec.log_dir]]));
       var res = Object.keys(r.resources);
       if (res.length) info.appendChild(kv('Resources', res.map(function (k) { return [k, r.resources[k]]; })));
       var ck = JSON.stringify(r.curves);
@@ -270,7 +270,7 @@
         var data = names.map(function (n, i) {
           var k = i ? String(i + 1) : '';
           layout['yaxis' + k] = {title: {text: S.esc(n)}};
-          layout['xaxis' + k] = {title: {text: 'step'}};
+          layout['xaxis' + k] = Object.assign({title: {text: 'step'}}, S.stepAxis(r.curves[n].x));
           return {type: 'scatter', mode: 'lines', x: r.curves[n].x, y: r.curves[n].y, name: S.esc(n), xaxis: 'x' + k, yaxis: 'y' + k};
         });
         return S.plot(div, data, layout);
@@ -415,7 +415,9 @@
                                 name: S.esc(docs[i].title + ' #' + (n + 1)), legendgroup: 'c' + i});
           });
         });
-        return S.plot(sections.curves, traces, {xaxis: {title: {text: 'step'}}, yaxis: Object.assign({title: {text: S.esc(metric)}}, S.metricAxis(got.some(function (g) { return g.log; }))), margin: {t: 20}});
+        var steps = [];
+        traces.forEach(function (t) { steps = steps.concat(t.x); });
+        return S.plot(sections.curves, traces, {xaxis: Object.assign({title: {text: 'step'}}, S.stepAxis(steps)), yaxis: Object.assign({title: {text: S.esc(metric)}}, S.metricAxis(got.some(function (g) { return g.log; }))), margin: {t: 20}});
       }).then(ready, ready);
     }
     ids.forEach(function (sid, i) {
