@@ -98,8 +98,10 @@ def test_a_runs_directory_is_paired_with_its_gridspec_or_runfile(tmp_path: Path)
         (tmp_path / "runs" / name / "jobs.journal").write_text("")
     (tmp_path / "grid.yml").write_text("program: x\nparameters:\n  a:\n    values: [1]\n")
     (tmp_path / "plain.runfile").write_text("true\n")
-    (tmp_path / "deep" / "er" / "runs" / "x").mkdir(parents=True)
-    (tmp_path / "deep" / "er" / "runs" / "x" / "metadata.json").write_text("{}")
+    (tmp_path / "deep" / "er" / "runs" / "x" / "logs").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "runs" / "x" / "metadata.json").write_text("{}")  # the original batchrun's: metadata.json and logs/
+    (tmp_path / "profile" / "extensions_crx_cache").mkdir(parents=True)
+    (tmp_path / "profile" / "extensions_crx_cache" / "metadata.json").write_text("{}")  # a browser's: no logs/
     (tmp_path / ".hidden" / "runs" / "y").mkdir(parents=True)
     (tmp_path / ".hidden" / "runs" / "y" / "jobs.journal").write_text("")
     found = find_runs_dirs(tmp_path)

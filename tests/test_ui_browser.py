@@ -29,12 +29,13 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
 
 
 @pytest.fixture()
-def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
     for flag in _FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    # Its profile apart from the folders the dashboard serves (a profile holds metadata.json files of its own).
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
     try:

@@ -725,8 +725,9 @@
                      line: {width: 1.5, dash: state === 'stopped' ? 'dot' : 'solid'},
                      marker: {symbol: symbol, size: sizes, color: BAD[state] ? '#c62828' : undefined}});
       });
-      var shownRuns = traces.length;
-      sec.title.textContent = 'History of ' + metric + ': ' + shownRuns + ' runs, best first' + (self.opts.historyNote ? '' : '');
+      var asked = Math.min(self.historyRuns, ids.length);
+      sec.title.textContent = 'History of ' + metric + ': the ' + asked + ' best runs' +
+        (traces.length < ids.length ? ' (' + traces.length + ' logged it more than once)' : '') + ', best first';
       sec.note.textContent = (self.opts.historyNote || '') + ' \u00d7 failed, killed or timed out; \u25a1 and dotted: stopped early; \u25cb running';
       if (!traces.length) {
         if (sec.body.dataset.drawn) { Plotly.purge(sec.body); delete sec.body.dataset.drawn; }
