@@ -37,15 +37,20 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
           "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>")
 
 
-@pytest.fixture()
-def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+def start_chromium(flags: tuple[str, ...], profile: Path):  # type: ignore[no-untyped-def]
+    """Headless Chromium through its chromedriver, logging the page's console."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in _FLAGS:
+    for flag in flags:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+
+
+@pytest.fixture()
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    driver = start_chromium(_FLAGS, tmp_path / "chromium-profile")
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})

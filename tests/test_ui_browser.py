@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import run_batchrun, start_batchrun, wait_for
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
-from test_report_browser import CHROMIUM, DRIVER, wait_until  # skips this module as it skips that one: no browser
+from test_report_browser import start_chromium, wait_until  # skips this module as it skips that one: no browser
 from test_ui import HOSTILE, TRAIN, make_sweep, serve
 
 # The report's flags, but loopback reachable (the dashboard listens there) and everything else sent to a closed port.
@@ -30,14 +28,8 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
 
 @pytest.fixture()
 def browser(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in _FLAGS:
-        options.add_argument(flag)
     # Its profile apart from the folders the dashboard serves (a profile holds metadata.json files of its own).
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+    driver = start_chromium(_FLAGS, tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
