@@ -18,6 +18,7 @@ import batchrun.cli.queue as cli_queue
 import batchrun.cli.results as cli_results
 import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
+import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
 from batchrun.errors import BatchrunError, UsageError
 
@@ -76,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_status.add_parsers(sub)
     cli_results.add_parsers(sub)
     cli_queue.add_parsers(sub)
+    cli_ui.add_parsers(sub)
     return parser
 
 
@@ -130,6 +132,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_results.run(args)
         if args.command in cli_queue.COMMANDS:
             return cli_queue.run(args)
+        if args.command in cli_ui.COMMANDS:
+            return cli_ui.run(args)
         raise AssertionError(args.command)
     except BatchrunError as err:
         sys.stderr.write(f"batchrun: error: {err}\n")

@@ -78,15 +78,17 @@ def add_parsers(subparsers: Any) -> None:
         parents=[where],
         help="write one self-contained HTML report: table, parallel coordinates, metric plots, failures",
         description=(
-            "Write an HTML file that opens from disk with no network: counts by state, a sortable table, a "
-            "parallel coordinates plot coloured by the metric, the metric against each parameter, history "
-            "curves, the best value so far, and the failed runs with the end of their err.log. "
+            "Write an HTML file that opens from disk with no network: counts by state, a sortable, filterable table, a "
+            "parallel coordinates plot coloured by the metric, the metric against each parameter, parameter importance, "
+            "history curves, the best value so far, means over seeds, and the failed runs with the end of their err.log; "
+            "plotly.js is written once beside it (plotly-VERSION.min.js) unless --embed. "
             "Needs the report extra: pip install 'batchrun[report]'. "
             "Example: batchrun report grid.yml --metric loss -o report.html"
         ),
     )
     report.add_argument("-o", "--out", type=Path, default=Path("report.html"), metavar="FILE", help="where to write it (default report.html)")
     report.add_argument("--metric", default=None, metavar="METRIC[:max]", help="the metric to colour and rank by (default: the gridspec's metric.name, else the first metric); :max when higher is better")
+    report.add_argument("--embed", action="store_true", help="put plotly.js in the page (a file to send alone, a few MB) instead of writing it once beside the report")
 
 
 def _positive(text: str) -> int:
@@ -192,17 +194,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
         import plotly  # noqa: F401 - only to tell a missing extra apart from a bug
     except ImportError:
         raise UsageError("batchrun report needs plotly: pip install 'batchrun[report]'") from None
-    from batchrun.atomic import write_atomic
-    from batchrun.results.report import build_report
+    from batchrun.results.report import write_report
 
     results = _read(args, keep_history=True)
     metric, goal = (None, None) if args.metric is None else _best(args.metric)
     if metric is not None and metric not in results.metric_names:
         raise UsageError(f"--metric {metric}: no such metric in {args.target} (metrics: {', '.join(results.metric_names) or 'none'})")
-    html = build_report(results, metric=metric, goal=goal, agg=args.agg)
     try:
-        write_atomic(args.out, html)
+        report = write_report(results, args.out, metric=metric, goal=goal, agg=args.agg, embed=args.embed)
     except OSError as err:
-        raise UsageError(f"{args.out}: cannot write: {err.strerror}") from err
-    print(f"batchrun: wrote {args.out} ({len(results.runs)} runs, {len(html.encode()) / 1e6:.1f} MB)")
+        raise UsageError(f"{err.filename or args.out}: cannot write: {err.strerror}") from err
+    beside = f"; plotly.js beside it: {report.plotly_path.name}" if report.plotly_path is not None else ""
+    print(f"batchrun: wrote {args.out} ({len(results.runs)} runs, {_size(report.size)}{beside})")
     return 0
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"

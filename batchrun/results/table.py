@@ -47,6 +47,7 @@ __all__ = [
     "Run",
     "best_row",
     "gridspec_metric",
+    "group_key",
     "group_over",
     "load",
     "read_results",
@@ -243,7 +244,9 @@ class _PointValues:
     def __init__(self, gridspec: Path) -> None:
         from batchrun.sweeps.gridspec import load_gridspec  # only for gridspecs, which status has already read
 
-        self._points: Iterator[tuple[str, dict[str, Any]]] | None = load_gridspec(gridspec).iter_points()
+        spec = load_gridspec(gridspec)
+        # A bayes search has no points up front (its launch proposes them): its lines' flags are its values.
+        self._points: Iterator[tuple[str, dict[str, Any]]] | None = spec.iter_points() if spec.method != "bayes" else None
         self._passed: dict[str, dict[str, Any]] = {}
 
     def values(self, command: str) -> dict[str, Any] | None:
@@ -350,7 +353,7 @@ def group_over(rows: list[dict[str, Any]], over: Sequence[str], parameter_names:
     kept = [name for name in parameter_names if name not in over]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        key = tuple(_hashable(row.get(name)) for name in kept)
+        key = tuple(group_key(row.get(name)) for name in kept)
         groups.setdefault(key, []).append(row)
     out = []
     for members in groups.values():
@@ -368,7 +371,8 @@ def group_over(rows: list[dict[str, Any]], over: Sequence[str], parameter_names:
     return out
 
 
-def _hashable(value: Any) -> Any:
+def group_key(value: Any) -> Any:
+    """A value as part of a group's key: itself when hashable, else its repr."""
     try:
         hash(value)
     except TypeError:
