@@ -23,19 +23,42 @@ import html
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import tornado.web
 
 from batchrun.ui.api import Api, ApiError
-
-if TYPE_CHECKING:
-    from batchrun.ui.server import Dashboard
+from batchrun.ui.registry import Registry
+from batchrun.ui.watch import SweepWatch
 
 __all__ = ["TOKEN_HEADER", "routes", "static_files"]
 
 TOKEN_HEADER = "X-Batchrun-Token"
+
+
+class Dashboard(Protocol):
+    """What the handlers use of the server's state (`server.Dashboard`), so this module need not import it."""
+
+    @property
+    def token(self) -> str: ...
+    @property
+    def loopback(self) -> bool: ...
+    @property
+    def executor(self) -> Executor: ...
+    @property
+    def api(self) -> Api: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def static(self) -> dict[str, Any]: ...
+
+    async def ready(self, watch: SweepWatch) -> None: ...
+
+    async def changed(self, watch: SweepWatch, since: int, wait: float) -> None: ...
+
+    def poke(self, watch: SweepWatch) -> None: ...
 _CSP = ("default-src 'none'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; font-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # plotly.js compiles WebGL programs with `new Function`: hence 'unsafe-eval'; it sets styles inline: hence 'unsafe-inline' for styles.
