@@ -179,6 +179,9 @@ SLURM_OWN = re.compile(rb"^(SLURM\w*|ENVIRONMENT|HOSTNAME)=.*\n", re.MULTILINE)
 SLURM_LOST = rb"batchrun: SLURM job \d+_\d+ ended \w+ without an exit record; SLURM's output: \S+\n"
 
 
+# The first test of each way also runs the module's fixture, the whole corpus (about 30 s through
+# SLURM here), whose launch may take up to TIMEOUT on a busy machine: the default limit would cut it first.
+@pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("line", _params())
 def test_a_job_behaves_as_sh_c(line: str, launched: Launched, tmp_path: Path) -> None:
     expected = _run_sh(line, launched, tmp_path)

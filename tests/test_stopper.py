@@ -119,3 +119,42 @@ def _wait_or_error(ends: object, job_id: str) -> object:
         return ends.wait(job_id)  # type: ignore[attr-defined]
     except RuntimeError as error:
         return error
+
+
+class _Unkillable:
+    """An executor whose job never ends and whose group never goes (a process in uninterruptible sleep)."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
+        self.signals.append(sig)
+        return True
+
+    def alive(self, job_id: str, ref: str | None) -> bool:
+        return True
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        assert timeout is not None, "an unbounded wait for a job being stopped"
+        time.sleep(min(timeout, 0.01))
+        return None
+
+
+def test_every_wait_for_a_stopped_job_is_bounded_and_sigkill_is_sent_again_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import batchrun.launch.stopper as stopper
+
+    monkeypatch.setattr(stopper, "KILL_WAIT", 0.3)
+    executor = _Unkillable()
+    assert stop_job(executor, JOB_ID, "123", grace=0.05) == -signal.SIGKILL  # type: ignore[arg-type]
+    assert executor.signals[0] == signal.SIGTERM and executor.signals.count(signal.SIGKILL) > 1
+    # The job's own wait: unbounded while the launch runs, KILL_WAIT once a stop-now was pressed.
+    stop_now = threading.Event()
+    waited: list[int | None] = []
+    waiter = threading.Thread(target=lambda: waited.append(stopper.wait_job(executor, "123", stop_now.is_set)))  # type: ignore[arg-type]
+    waiter.start()
+    waiter.join(1.5)
+    assert waiter.is_alive(), "the wait ended while nothing stopped the job"
+    stop_now.set()
+    waiter.join(5)
+    assert waited == [-signal.SIGKILL]
+    assert stopper.wait_job(executor, "123", lambda: False, deadline=time.monotonic() + 0.1) is None  # type: ignore[arg-type]
