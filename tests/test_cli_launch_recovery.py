@@ -176,7 +176,7 @@ def test_sigterm_stops_every_adopted_job_even_beyond_j(make_runfile: MakeRunfile
 
 def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:
     """--timeout: a SIGKILL not yet delivered when the wrapper is reaped is sent again."""
-    make_runfile([f"export {marker}=1; trap '' TERM; sleep 100 & wait"])
+    make_runfile([f"export {marker}=1; trap '' TERM; sleep 1000 & wait"])
     result = _run("launch", "exp.runfile", "--timeout", "1", "--grace", "0.5", cwd=workdir, BRFAULT_DROP_KILL="1")
     assert live_pids_with_env(marker) == [], "the job's sleep outlived the launch"
     assert result.returncode == 1, result.stdout + result.stderr

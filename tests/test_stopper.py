@@ -1,4 +1,8 @@
-"""Unit tests of the stopper: nothing of a job's process group is left when it returns."""
+"""Unit tests of the stopper: nothing of a job's process group is left when it returns, and it returns in bounded time.
+
+The jobs sleep far longer than any test may take (pytest-timeout): a stop that
+waited for a job's natural end would fail the test instead of passing slowly.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def test_stop_job_returns_only_when_the_group_is_gone(tmp_path: Path, marker: st
     """The wrapper dies on SIGTERM; its child ignores SIGTERM and outlives it."""
     executor = executor_class(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (touch {ready}; sleep 100) & wait")
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (touch {ready}; sleep 1000) & wait")
     wait_for(ready.exists, what="the child to start")
     stop_job(executor, JOB_ID, ref, grace=0.3)
     assert live_pids_with_env(marker) == []
@@ -58,7 +62,7 @@ def test_stop_job_returns_only_when_the_group_is_gone(tmp_path: Path, marker: st
 def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_path: Path, marker: str) -> None:
     executor = LocalExecutor(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"touch {ready}; sleep 100")
+    ref = _start(executor, tmp_path, marker, f"touch {ready}; sleep 1000")
     wait_for(ready.exists, what="the job to start")
     watched: list[tuple[str, str | None, bool]] = [("f" * 16, "starting", True)]
     targets = [(JOB_ID, ref, False), *watched]
@@ -77,7 +81,7 @@ def test_end_group_leaves_nothing_of_the_group_and_leaves_the_wrapper_to_its_wai
     """`batchrun kill`: the job's own thread waits for its wrapper; end_group only ends the group."""
     executor = executor_class(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (trap '' TERM; touch {ready}; sleep 100) & wait")
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (trap '' TERM; touch {ready}; sleep 1000) & wait")
     wait_for(ready.exists, what="the child to start")
     status: list[int | None] = []
     waiter = threading.Thread(target=lambda: status.append(executor.wait(ref)))
