@@ -71,7 +71,7 @@ def test_the_job_leads_its_own_session_with_no_ignored_or_blocked_signal_and_no_
     assert lines[1:] == ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000", "0", "1", "2", "read=1"]
     # wait4's account of the job, kept for what is to measure it.
     ended = _library(log_dir, "true")
-    assert ended.returncode == 0 and ended.recorded and ended.rusage.ru_maxrss > 0  # type: ignore[attr-defined]
+    assert ended.returncode == 0 and ended.recorded and ended.rusage.ru_maxrss > 0
 
 
 def test_a_job_killed_by_a_signal_or_stopped_on_purpose_gets_no_record(tmp_path: Path) -> None:

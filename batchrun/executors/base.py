@@ -105,7 +105,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
-        """Block until the job ends; its wrapper's status (-N: killed by signal N), None on timeout."""
+        """Block until the job ends; its shell's status (-N: killed by signal N), None on timeout."""
 
     def left_no_metrics(self, ref: str) -> bool:
         """Once `wait` returned: True when the executor saw the job end with no metrics file (the launch then skips reading it)."""

@@ -45,6 +45,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 
+# Not typing.TYPE_CHECKING: importing typing costs start-up time; mypy takes this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from resource import struct_rusage
+
 __all__ = [
     "COMMAND_FILE",
     "ERR_NAME",
@@ -57,6 +62,7 @@ __all__ = [
     "Job",
     "clear_job_files",
     "command_argv",
+    "ended",
     "finish",
     "main",
     "note_stop",
@@ -237,7 +243,7 @@ class Ended:
 
     __slots__ = ("recorded", "returncode", "rusage")
 
-    def __init__(self, returncode: int, rusage: object, recorded: bool) -> None:
+    def __init__(self, returncode: int, rusage: struct_rusage, recorded: bool) -> None:
         self.returncode = returncode
         self.rusage = rusage
         self.recorded = recorded
@@ -280,6 +286,15 @@ def finish(job: Job, before_record: Callable[[], None] | None = None) -> Ended:
     """Wait for the job's shell, write its record (`record_end`), then let go of out.log's lock."""
     try:
         _, wait_status, rusage = os.wait4(job.pid, 0)
+    except BaseException:
+        os.close(job.out_fd)
+        raise
+    return ended(job, wait_status, rusage, before_record)
+
+
+def ended(job: Job, wait_status: int, rusage: struct_rusage, before_record: Callable[[], None] | None = None) -> Ended:
+    """The job's shell was reaped (`wait4`, by `finish` or by a supervisor of many jobs): write its record, then let go of out.log's lock."""
+    try:
         returncode = os.waitstatus_to_exitcode(wait_status)
         job.proc.returncode = returncode  # reaped here: Popen must not wait for it again
         if before_record is not None:

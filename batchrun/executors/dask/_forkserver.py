@@ -230,6 +230,7 @@ def supervise(settings: Settings, zygote: int, request_fd: int, report_fd: int) 
     strays = os.open(f"/proc/self/fd/{job.out_fd}", os.O_RDONLY | os.O_CLOEXEC)
     ended = supervisor.finish(job)
     say(f"ran {ended.returncode}")
+    os.close(report_fd)  # the task reads its report to the end: it ends now
     # run.lock (`lock`) stays held until then, so no other run of the job
     # starts while a process of this one lives.
     fcntl.flock(strays, fcntl.LOCK_EX)

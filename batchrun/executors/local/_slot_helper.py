@@ -25,16 +25,19 @@ its job is recorded; it reads its stdin only between jobs, so it always
 finishes waiting for a running job first. Its session has no terminal, so
 Ctrl-C and hang-ups never reach it.
 
-With `--detach` (a launch's `--detach`), the same requests each fork a
-supervisor that starts the job, answers `S <pid>` (or `X ...`) and stays with
-the job until its record is written; the helper itself exits at EOF, and
-the supervisors outlive it and batchrun.
+With `--detach` (a launch's `--detach`), the helper answers `S <pid>` (or
+`X ...`) to each request as soon as the job runs, and supervises all of them
+at once: at EOF it lets go of batchrun's pipes and stays, outliving batchrun,
+until each job has ended and been recorded. One process for the launch's
+jobs, holding one descriptor (out.log, the job's lock) per running job: a
+supervisor process per job would cost about 1.5 MB each.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import sys
 
@@ -106,29 +109,60 @@ def run_one(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, byt
     return _reply(b"E %d %s\n" % (ended.returncode, wrote)) and alive
 
 
-def detach_one(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, bytes]) -> bool:
-    """Fork a supervisor that starts the job and stays with it; answer as it says. False when batchrun is gone."""
-    read_end, write_end = os.pipe()
-    if os.fork() == 0:
-        try:
-            os.close(read_end)
-            # This helper lets the kernel reap its supervisors; each waits for its own job.
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            job = _start(log_dir, attempt, command, env)
-            os.write(write_end, job if isinstance(job, bytes) else b"S %d\n" % job.pid)
-            os.close(write_end)
-            if not isinstance(job, bytes):
-                # Let go of batchrun's pipes: nothing of it waits for this process.
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                supervisor.finish(job)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with open(read_end, "rb") as f:
-        answer = f.read()
-    return _reply(answer or b"X %d the job's supervisor died\n" % errno.EIO)
+def serve_detached(stdin: object) -> int:
+    """`--detach`: start each requested job and answer; after EOF, stay until every job has ended and been recorded."""
+    if os.fork() > 0:
+        os._exit(0)  # batchrun reaps this at once; the child serves, no child of batchrun's
+    # One descriptor per running job: as many as this process may have.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    jobs: dict[int, supervisor.Job] = {}
+    env: dict[bytes, bytes] = {}
+    listening = True
+    while listening:
+        _reap(jobs, os.WNOHANG)
+        request = _read_request(stdin)
+        if request is None:
+            break
+        _job_id, log_dir, attempt, command, changes = request
+        _apply(env, changes)
+        job = _start(log_dir, attempt, command, env)
+        if isinstance(job, bytes):
+            listening = _reply(job)
+        else:
+            jobs[job.pid] = job
+            listening = _reply(b"S %d\n" % job.pid)
+    # Let go of batchrun's pipes (it waits for nothing more here), then of each job once recorded.
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    while jobs:
+        _reap(jobs, 0)
+    return 0
+
+
+def _reap(jobs: dict[int, supervisor.Job], options: int) -> None:
+    """Record every job that has ended (with `os.WNOHANG`: none may have; with 0: wait for one)."""
+    while jobs:
+        pid, wait_status, rusage = os.wait4(-1, options)
+        if pid == 0:
+            return
+        job = jobs.pop(pid, None)
+        if job is not None:
+            supervisor.ended(job, wait_status, rusage)
+        if options == 0:
+            return
+
+
+def _apply(env: dict[bytes, bytes], changes: list[bytes]) -> None:
+    """Apply a request's environment changes (`KEY=VALUE` sets, a bare `KEY` removes)."""
+    for change in changes:
+        key, sep, value = change.partition(b"=")
+        if sep:
+            env[key] = value
+        else:
+            env.pop(key, None)
 
 
 def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes]] | None:
@@ -145,25 +179,18 @@ def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes
 
 
 def main(argv: list[str]) -> int:
-    detach = argv[:1] == ["--detach"]
     supervisor.shield_signals()
-    if detach:
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    serve = detach_one if detach else run_one
     stdin = sys.stdin.buffer
+    if argv[:1] == ["--detach"]:
+        return serve_detached(stdin)
     env: dict[bytes, bytes] = {}
     while True:
         request = _read_request(stdin)
         if request is None:
             return 0  # batchrun closed the pipe (or died): no job is running here
         _job_id, log_dir, attempt, command, changes = request
-        for change in changes:
-            key, sep, value = change.partition(b"=")
-            if sep:
-                env[key] = value
-            else:
-                env.pop(key, None)
-        if not serve(log_dir, attempt, command, env):
+        _apply(env, changes)
+        if not run_one(log_dir, attempt, command, env):
             return 0
 
 

@@ -13,7 +13,7 @@ A helper that dies (SIGKILL) leaves its job running in the job's own session
 with out.log's lock held: the job's thread then waits for that lock, as for
 a job adopted from a killed launch, and takes the exit record if there is
 one; without one the job ended unseen, and it is reported as killed
-(status -9), as when the old wrapper shell was SIGKILLed.
+(status -9): its recorder died with it.
 """
 
 from __future__ import annotations
@@ -147,14 +147,17 @@ class SlotHelper:
 
 
 class Dispatcher(SlotHelper):
-    """A helper in its detach mode (`--detach`): each start forks a supervisor that stays with its job; nothing waits here."""
+    """A helper in its detach mode (`--detach`): it supervises every job it starts, outliving batchrun; nothing waits for it here."""
 
     def __init__(self, cwd: str | None = None) -> None:
         super().__init__(cwd, ("--detach",))
+        # It forks at once and the process started here exits: the one that
+        # serves (and outlives batchrun) is no child of batchrun's to reap.
+        self.proc.wait()
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
         pid = super().start(job_id, command, log_dir, env)
-        self.job = None  # its supervisor, not this helper, waits for it
+        self.job = None  # the helper, not this side, waits for it
         return pid
 
 
