@@ -13,7 +13,7 @@ __all__ = ["SlotPool", "job_environment", "keep_old_logs", "shell_status"]
 
 
 def shell_status(returncode: int) -> int:
-    """A wrapper killed by a signal we did not send: the shell's convention, 128 + signal number."""
+    """A job's shell killed by a signal: the shell's convention, 128 + signal number."""
     return returncode if returncode >= 0 else 128 - returncode
 
 

@@ -76,7 +76,10 @@ class Launch:
         base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
         self.executor = make_executor(
             options.executor,
-            ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(self.runs_dir.path), sbatch_args=options.sbatch_args, scheduler=options.scheduler),
+            ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(self.runs_dir.path)),
+            # Each executor keeps those of its own settings.
+            sbatch_args=options.sbatch_args,
+            scheduler=options.scheduler,
         )
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
@@ -328,10 +331,13 @@ def _ignore_warning(text: str) -> None:
 
 
 def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_dir: Path) -> bool:
-    """Settlement's liveness question for a job a killed launch left running."""
-    if executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
-        # Started on a cluster by an earlier launch: local checks would
-        # wrongly call it dead and run it a second time.
+    """Settlement's liveness question for a job a killed launch left running.
+
+    The executor that made the job's reference answers; this launch's own
+    executor also answers for jobs it can follow (`Executor.adopts`). A job
+    another executor may still run elsewhere is not run a second time here.
+    """
+    if not executor.adopts(rec.ref):
         raise UsageError(
             f"{runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
             "and may still run there; launch again with the same --executor"

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
-from batchrun.executors import Executor
-from batchrun.executors.local import executor as local
+from batchrun.executors import Executor, jobfiles
 from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs, shell_status
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
 from batchrun.launch.settle import Outcome, journal_decisions, settle_one
-from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job
+from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
 from batchrun.metrics.cache import record_job_metrics
 from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
@@ -245,13 +244,11 @@ class JobRunner:
             self.on_change(job, rec)
         self.emit(EventKind.START, job, rec, slot)
         timed_out = False
-        if self.options.timeout is None:
-            returncode = self.executor.wait(ref)
-        else:
-            returncode = self.executor.wait(ref, max(0.0, start + self.options.timeout - time.time()))
-            if returncode is None:
-                timed_out = True
-                returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
+        deadline = None if self.options.timeout is None else time.monotonic() + max(0.0, start + self.options.timeout - time.time())
+        returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
+        if returncode is None:
+            timed_out = True
+            returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
         ending = self.ends.wait(job.job_id)
         end = time.time()
@@ -299,7 +296,7 @@ class JobRunner:
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
         ending = self.ends.wait(job.job_id)
-        exit_record = local.read_exit_record(log_dir, rec.attempts)
+        exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrun.errors import UsageError
-from batchrun.executors.jobfiles import job_alive
-from batchrun.executors.local import executor as local
+from batchrun.executors.jobfiles import EXIT_NAME, job_alive
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import (
     Job,
@@ -45,7 +44,7 @@ def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
     launch_running = launch_holder(runs_dir, locks) is not None
     running = job_alive(log_dir, locks, launch_running)
     try:
-        exit_time: float | None = os.stat(log_dir / local.EXIT_NAME).st_mtime
+        exit_time: float | None = os.stat(log_dir / EXIT_NAME).st_mtime
     except OSError:
         exit_time = None
     return JobProbe(running, launch_running, exit_time)

@@ -16,14 +16,13 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
-from batchrun.executors.local.executor import EXIT_NAME
 from batchrun.executors.slurm.commands import SlurmCommands
 from batchrun.executors.slurm.text import (
     SUBMITTED_NAME,
@@ -34,6 +33,7 @@ from batchrun.executors.slurm.text import (
     parse_submitted,
     task_script,
 )
+from batchrun.executors.supervisor import clear_job_files
 
 __all__ = [
     "Request",
@@ -79,8 +79,11 @@ class Submitter:
         cond: threading.Condition,
         closed: threading.Event,
         register: Callable[[str, str, bool], None],
+        sbatch_args: Sequence[str] = (),
     ) -> None:
         self._options = options
+        # The user's extra sbatch options (`SlurmSettings.sbatch_args`).
+        self._sbatch_args = list(sbatch_args)
         self._commands = commands
         self._slurm_dir = slurm_dir
         # sbatch hands this environment to the tasks; manifests add what jobs need on top.
@@ -142,7 +145,7 @@ class Submitter:
             args = ["sbatch", "--parsable", f"--array=0-{len(chunk) - 1}%{min(self._options.n_jobs, len(chunk))}"]
             args += [f"--job-name=batchrun-{Path(self._options.runs_dir).name}", f"--output={self._slurm_dir}/%A.out", "--open-mode=append"]
             args += [f"--dependency=afterany:{after}"] if after is not None else []
-            array_id = self._sbatch([*args, *self._options.sbatch_args, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
+            array_id = self._sbatch([*args, *self._sbatch_args, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
             append_line(self._slurm_dir / SUBMITTED_NAME, f"{manifest.name} {array_id} {len(chunk)}\n")
             with self._cond:
                 for task, request in enumerate(chunk):
@@ -174,14 +177,15 @@ class Submitter:
 
 
 def prepare_log_dir(log_dir: str) -> None:
-    """Create the log directory (SLURM fails a task whose output directory is missing); drop an old exit record.
+    """Create the log directory (SLURM fails a task whose output directory is missing); drop an old exit record and stop note.
+
+    The task's supervisor starts later, so it leaves them be.
 
     Raises:
-        OSError: as the local executor's `spawn_job` does, for the launch to report.
+        OSError: as a local job's start does, for the launch to report.
     """
     os.makedirs(log_dir, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(f"{log_dir}/{EXIT_NAME}")
+    clear_job_files(log_dir)
 
 
 def append_line(path: Path, line: str) -> None:

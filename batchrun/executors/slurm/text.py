@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import shlex
-
-from batchrun.executors.local.executor import _WRAPPER, EXIT_NAME
+import sys
+from pathlib import Path
 
 __all__ = [
     "ENDED",
@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 TASK_SCRIPT_NAME = "batchrun-task.sh"
+# The job supervisor every task runs (from the shared filesystem, as batchrun is installed there).
+SUPERVISOR_PATH = str(Path(__file__).resolve().parent.parent / "supervisor.py")
 # One line per sbatch, "<manifest name> <array id> <tasks>": finds jobs the journal has no reference for.
 SUBMITTED_NAME = "submitted"
 # squeue states after which a task runs nothing any more; any other state is queued or running.
@@ -62,22 +64,24 @@ def manifest_line(job_id: str, command: str, env: dict[str, str], base_env: dict
     return "; ".join(parts) + "\n"
 
 
-def task_script(cwd: str) -> str:
+def task_script(cwd: str, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH) -> str:
     """The script every array task runs, with its manifest's path as $1.
 
-    A failed redirection makes the shell exit with no exit record: the job
-    is lost. The command itself runs exactly as the local executor runs it.
+    It sets the job's environment from its manifest line and hands the line
+    to the job supervisor (`executors/supervisor.py`, run by the Python that
+    runs batchrun, at the same path on every node) on its stdin, where a line
+    of any length passes. The supervisor runs it exactly as a local job runs
+    (`/bin/sh -c LINE` in the launch's directory) and writes its exit record;
+    a task that cannot start it leaves no record: the job is lost.
     """
     return (
         "#!/bin/sh\n"
-        "# batchrun: array task K runs the job on line K+1 of the manifest $1.\n"
+        "# batchrun: array task K runs the job on line K+1 of the manifest $1, under batchrun's supervisor.\n"
         "__batchrun_nl='\n'\n"
         '__batchrun_line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1)){p;q;}" "$1") && [ -n "$__batchrun_line" ] || {\n'
         '    echo "batchrun: no line for task $SLURM_ARRAY_TASK_ID in $1" >&2; exit 1; }\n'
         'eval "$__batchrun_line"\n'
-        'exec </dev/null >"$BATCHRUN_LOG_DIR/out.log" 2>"$BATCHRUN_LOG_DIR/err.log"\n'
-        f'cd {shell_quote(cwd)} || {{ echo 1 >"$BATCHRUN_LOG_DIR/{EXIT_NAME}"; exit 1; }}\n'
-        f'exec /bin/sh -c {shlex.quote(_WRAPPER)} /bin/sh "$__batchrun_cmd"\n'
+        f'printf %s "$__batchrun_cmd" | exec {shell_quote(python)} -I -S {shell_quote(supervisor)} --cwd {shell_quote(cwd)} "$BATCHRUN_LOG_DIR"\n'
     )
 
 
