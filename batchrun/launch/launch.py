@@ -74,13 +74,7 @@ class Launch:
         base_env = dict(os.environ)
         base_env.update(options.env)
         base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
-        self.executor = make_executor(
-            options.executor,
-            ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(self.runs_dir.path)),
-            # Each executor keeps those of its own settings.
-            sbatch_args=options.sbatch_args,
-            scheduler=options.scheduler,
-        )
+        self.executor = _executor_of(options, self.runs_dir)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
@@ -324,6 +318,16 @@ def _leave_fingerprint(launch: Launch, counts: dict[str, int], failed: list[tupl
     )
     if fingerprint is not None:  # else no journal to vouch for: the next launch reads everything
         write_fingerprint(runs_dir.path, fingerprint)
+
+
+def _executor_of(options: LaunchOptions, runs_dir: RunsDir) -> Executor:
+    """The launch's executor; each keeps those of the options that are its own settings."""
+    return make_executor(
+        options.executor,
+        ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(runs_dir.path)),
+        sbatch_args=options.sbatch_args,
+        scheduler=options.scheduler,
+    )
 
 
 def _ignore_warning(text: str) -> None:

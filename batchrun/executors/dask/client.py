@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import socket
 from typing import Any
 
 from batchrun.errors import ExecutorError
 
-__all__ = ["CONNECT_TIMEOUT", "INSTALL_HINT", "cancelled", "distributed", "one_line", "probe_scheduler"]
+__all__ = ["CONNECT_TIMEOUT", "INSTALL_HINT", "cancelled", "distributed", "one_line", "probe_scheduler", "start_local_cluster"]
 
 INSTALL_HINT = "pip install 'batchrun[dask]'"
 # Seconds to wait for the scheduler: Dask's default (30 s) is long for a typo.
@@ -79,3 +80,32 @@ def cancelled() -> tuple[type[BaseException], ...]:
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text[:300]
+
+
+def start_local_cluster(distributed: Any, n_jobs: int, preload: str) -> tuple[Any, Any]:
+    """A local Dask cluster of up to `n_jobs` single-threaded worker processes, and a client of it.
+
+    Raises:
+        ExecutorError: it could not start.
+    """
+    n_workers = max(1, min(n_jobs, os.cpu_count() or 1))
+    cluster = None
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            # Its HTTP server (health, metrics) starts anyway: any free loopback port.
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.CRITICAL,
+            # `preload` (the worker module's dask_setup): each worker leaves
+            # batchrun's session, so a Ctrl-C on the terminal reaches batchrun
+            # (which stops the jobs with a grace period), not the workers.
+            preload=[preload],
+        )
+        return cluster, distributed.Client(cluster, set_as_default=False, name="batchrun")
+    except Exception as err:
+        if cluster is not None:
+            cluster.close()
+        raise ExecutorError(f"cannot start a local Dask cluster: {one_line(err)}") from err

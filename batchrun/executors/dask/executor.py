@@ -51,7 +51,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import os
 import re
 import signal
 import threading
@@ -63,7 +62,7 @@ from typing import Any
 
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
-from batchrun.executors.dask.client import CONNECT_TIMEOUT, INSTALL_HINT, cancelled, one_line, probe_scheduler
+from batchrun.executors.dask.client import CONNECT_TIMEOUT, INSTALL_HINT, cancelled, one_line, probe_scheduler, start_local_cluster
 from batchrun.executors.dask.client import distributed as distributed_module
 from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME, claim_log_dir, job_alive, mark_stopped, read_key
 from batchrun.executors.dask.settings import DaskSettings
@@ -146,35 +145,13 @@ class DaskExecutor(Executor):
         distributed = distributed_module()
         address = self.settings.scheduler
         if address is None:
-            return self._start_local_cluster(distributed)
+            self._cluster, client = start_local_cluster(distributed, self.options.n_jobs, _WORKER_MODULE)
+            return client
         probe_scheduler(address)
         try:
             return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, name="batchrun")
         except (OSError, ValueError, TypeError) as err:
             raise ExecutorError(f"cannot connect to the Dask scheduler at {address}: {one_line(err)}; check --scheduler") from err
-
-    def _start_local_cluster(self, distributed: Any) -> Any:
-        n_workers = max(1, min(self.options.n_jobs, os.cpu_count() or 1))
-        try:
-            self._cluster = distributed.LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                # Its HTTP server (health, metrics) starts anyway: any free loopback port.
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.CRITICAL,
-                # dask_setup below: each worker leaves batchrun's session,
-                # so a Ctrl-C on the terminal reaches batchrun (which stops
-                # the jobs with a grace period), not the workers.
-                preload=[_WORKER_MODULE],
-            )
-            return distributed.Client(self._cluster, set_as_default=False, name="batchrun")
-        except Exception as err:
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-            raise ExecutorError(f"cannot start a local Dask cluster: {one_line(err)}") from err
 
     def close(self) -> None:
         with self._connect_lock:

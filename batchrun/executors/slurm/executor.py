@@ -260,29 +260,7 @@ class SlurmExecutor(Executor):
     def _monitor_once(self, last_asked: float) -> float:
         with self._lock:
             watched = [(ref, t) for ref, t in self._tracked.items() if not t.done.is_set()]
-        waiting = []
-        for ref, tracked in watched:
-            record = read_exit_record(Path(tracked.log_dir))
-            if record is not None:
-                tracked.status = record[0]
-                tracked.done.set()
-            else:
-                waiting.append((ref, tracked))
-        now = time.monotonic()
-        if not waiting or now - last_asked < _SQUEUE_INTERVAL:
-            return last_asked
-        states = self._commands.states_for([ref for ref, _ in waiting], max_age=_SQUEUE_INTERVAL / 2)
-        if states is None:
-            return now  # SLURM did not answer: nothing is known to be lost
-        for ref, tracked in waiting:
-            state = states.get(ref, ("", ""))[0]
-            if state and state not in ENDED:
-                tracked.gone_since = None
-            elif tracked.gone_since is None:
-                tracked.gone_since = now
-            elif now - tracked.gone_since >= (_LOST_GRACE if tracked.signalled is None else _CANCELLED_GRACE):
-                tracked.settle_gone(ref, state, self.slurm_dir)
-        return now
+        return _monitor_round(watched, self._commands, self.slurm_dir, last_asked)
 
     # -- stopping -----------------------------------------------------------
 
@@ -382,3 +360,30 @@ class SlurmExecutor(Executor):
             self._manifest_index = index
             self._resolved[job_id] = found
         return found
+
+
+def _monitor_round(watched: list[tuple[str, _Tracked]], commands: SlurmCommands, slurm_dir: Path, last_asked: float) -> float:
+    """One look at the watched jobs: their exit records, then (at most every few seconds) squeue for the rest; when it asked."""
+    waiting = []
+    for ref, tracked in watched:
+        record = read_exit_record(Path(tracked.log_dir))
+        if record is not None:
+            tracked.status = record[0]
+            tracked.done.set()
+        else:
+            waiting.append((ref, tracked))
+    now = time.monotonic()
+    if not waiting or now - last_asked < _SQUEUE_INTERVAL:
+        return last_asked
+    states = commands.states_for([ref for ref, _ in waiting], max_age=_SQUEUE_INTERVAL / 2)
+    if states is None:
+        return now  # SLURM did not answer: nothing is known to be lost
+    for ref, tracked in waiting:
+        state = states.get(ref, ("", ""))[0]
+        if state and state not in ENDED:
+            tracked.gone_since = None
+        elif tracked.gone_since is None:
+            tracked.gone_since = now
+        elif now - tracked.gone_since >= (_LOST_GRACE if tracked.signalled is None else _CANCELLED_GRACE):
+            tracked.settle_gone(ref, state, slurm_dir)
+    return now
