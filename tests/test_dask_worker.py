@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from batchrun.executors.dask import _forkserver as _dask_forkserver
 from batchrun.executors.dask import keys as _dask_keys
 from batchrun.executors.dask import worker as _dask_worker
 from batchrun.executors.jobfiles import job_lock_held, note_stop
+from batchrun.liveness import lock_held
 
 JOB_ID = "0123456789abcdef"
 
@@ -221,7 +223,10 @@ def test_an_attempt_a_launch_stopped_leaves_no_record_even_if_it_exits_0(tmp_pat
     assert note_stop(log_dir)
     assert run_attempt(tmp_path, "key-1", "exit 0", attempt=1)[:2] == ("ran", 0)
     assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
-    # Claiming the directory for the next attempt clears the note.
+    # Claiming the directory for the next attempt clears the note, once the
+    # first run's supervisor let go of run.lock (it holds it a moment after
+    # its report, until no process of the job is left).
+    wait_for(lambda: not lock_held(log_dir / _dask_keys.LOCK_NAME), what="the first run to let go of run.lock")
     _dask_keys.claim_log_dir(str(log_dir), "key-2")
     assert run_attempt(tmp_path, "key-2", "exit 0", attempt=2)[:2] == ("ran", 0)
     assert (log_dir / "exit").read_text() == "0 2\n"
