@@ -22,6 +22,7 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
+from batchrun.launch.capacity import capacity_of, check_plan, default_n_jobs
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import JobQueue
 from batchrun.launch.hold import RunsDirHold
@@ -74,10 +75,15 @@ class Launch:
         base_env = dict(os.environ)
         base_env.update(options.env)
         base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        # Locally, what the jobs are packed into (None: a cluster places them).
+        self.capacity = capacity_of(options)
+        if options.auto_jobs and self.capacity is not None and runfile.jobs.requests:
+            options.n_jobs = default_n_jobs(runfile.jobs.requests.distinct(), self.capacity, options.n_jobs)
         self.executor = _executor_of(options, self.runs_dir)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
-            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
+            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop,
+            self.capacity,
         )
         if on_event is not None:
             self.on_event = on_event
@@ -128,10 +134,14 @@ class Launch:
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             if self.mode == Mode.OVERWRITE:
+                if self.runfile.jobs.requests:  # before the records are forgotten: a refused launch forgets nothing
+                    check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids), self.capacity, self.runfile.path, self.options.detach)
                 self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
             self.plan = make_plan(
                 self.runfile.jobs, self.journal.records, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs()
             )
+            if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE:
+                check_plan(self.plan.to_run, self.capacity, self.runfile.path, self.options.detach)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
                 if stamp_ok:
                     metadata.read_old()
@@ -225,9 +235,10 @@ class Launch:
         follow = self.follow
         if follow is None or job.job_id in self.runner.adopt_ids:
             return self.runner.run_job(job)
-        if not follow.may_start(job):
+        current = follow.may_start(job)
+        if current is None:
             return None
-        return self.runner.run_job(job, once=True)
+        return self.runner.run_job(current, once=True)
 
     # -- stopping -----------------------------------------------------------
 
