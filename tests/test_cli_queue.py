@@ -287,7 +287,7 @@ def test_kill_stops_exactly_the_named_job_and_its_children_and_the_launch_goes_o
     assert launch.returncode == 1, err
     assert (workdir / "ran").read_text().split() == ["c", "b"]
     assert f"KILLED      {job_id_of(doomed)}" in out
-    assert "batchrun: 3 jobs: 2 succeeded, 1 killed (3 ran now)" in out
+    assert "batchrun: exp.runfile: 3 jobs: 2 succeeded, 1 killed (3 ran now)" in out
     status = run_batchrun("status", "exp.runfile", "--state", "killed", cwd=workdir)
     assert status.returncode == 0 and "3 jobs: 2 succeeded, 0 failed, 0 interrupted, 1 killed" in status.stdout
     assert json.loads((workdir / "runs" / "exp" / "metadata.json").read_text())[job_id_of(doomed)]["state"] == "killed"

@@ -149,7 +149,7 @@ def test_count_before_anything_runs(words: list[str], count: int, workdir: Path,
 
 def test_sweep_writes_a_commands_runfile_without_launching(workdir: Path, run_cli: RunCli) -> None:
     code, out, err = run_cli("sweep", "python train.py --lr={0.1,0.01}")
-    assert (code, out) == (0, "Runfile generated: train.runfile (2 commands)\n"), err
+    assert (code, out) == (0, "batchrun: wrote train.runfile (2 commands)\n"), err
     assert lines_of(workdir / "train.runfile") == ["python train.py --lr=0.1", "python train.py --lr=0.01"]
     code, out, _ = run_cli("sweep", "-o", "x.runfile", "echo", ":::", "a", "b")
     assert code == 0 and lines_of(workdir / "x.runfile") == ["echo a", "echo b"]

@@ -39,7 +39,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun launch exp.runfile -j 4"
         ),
     )
-    launch.add_argument("runfile", type=Path, help="file with one shell command per line, or a gridspec (.yml) to sweep first")
+    launch.add_argument("runfile", type=Path, metavar="RUNFILE|GRIDSPEC", help="file with one shell command per line, or a gridspec (.yml) to sweep first")
     add_launch_options(launch)
 
 
@@ -245,7 +245,7 @@ def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert state.plan is not None
     path = state.runfile_path
     for line in plan_lines(state.plan, state.total, state.options.mode):
-        print(f"batchrun: {path}: {line}", flush=True)
+        print(f"batchrun: {args.runfile}: {line}", flush=True)
     if state.sweep is not None and state.runfile is not None and state.launch is not None:
         print(f"batchrun: {args.runfile}: {state.sweep.plan_line(state.runfile, states_of(state.launch.journal.records))}", flush=True)
     if args.follow:
@@ -281,6 +281,7 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopper.request_stop()
+        progress.stop_requested()  # "waiting for N jobs to stop (Ctrl-C again to kill now)"
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
@@ -311,7 +312,7 @@ def _summarize(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert result is not None and state.plan is not None
     if result.error is not None:
         sys.stderr.write(f"batchrun: error: {result.error}\n")
-    for line in summary_lines(result, str(state.runfile_path), state.plan.failed_skipped):
+    for line in summary_lines(result, str(args.runfile), state.plan.failed_skipped):
         print(line)
     if args.on_finish:
         cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, state.runfile_path)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import batchrun.cli.launch as cli_launch
+from batchrun.cli.words import count as count_of
 from batchrun.errors import UsageError
 
 __all__ = ["COMMANDS", "add_parsers", "run", "split_command"]
@@ -82,7 +83,7 @@ def _add_sweep(subparsers: Any) -> None:
 
 
 def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
-    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
+    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, metavar="GRIDSPEC|COMMAND", help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
     sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile, or NAME.runfile for a command)")
     sweep.add_argument("--count", action="store_true", help="print how many commands the grid (or command line) has, write nothing")
 
@@ -160,7 +161,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path(f"{default_name(words)}.runfile")
     count = _write(out, expansion, words, explicit=args.out is not None)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
@@ -175,7 +176,7 @@ def _sweep_gridspec(args: argparse.Namespace) -> int:
         return 0
     out = args.out or default_runfile_path(args.gridspec)
     count = write_runfile(gridspec, out)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
