@@ -277,7 +277,7 @@ def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
     if plan.rerun_unfinished:
         parts.append(f"{plan.rerun_unfinished} unfinished (running again)")
     if plan.ignored:
-        parts.append(f"{plan.ignored} ignored (doit forget runs them again)")
+        parts.append(f"{plan.ignored} ignored (doit forget runs {'it' if plan.ignored == 1 else 'them'} again)")
     parts.append(f"{len(plan.to_run)} to run")
     if mode != "resume":
         parts.append(f"mode {mode}")

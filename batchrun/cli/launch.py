@@ -10,6 +10,7 @@ import functools
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from batchrun.errors import RunfileError, UsageError
 if TYPE_CHECKING:
     from batchrun.launch.chain import LaunchState
 
-__all__ = ["add_launch_options", "add_parsers", "run"]
+__all__ = ["add_launch_options", "add_parsers", "run", "warn_gridspec"]
 
 _positive_int = int_at_least(1)
 
@@ -164,10 +165,21 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
     sweep = None
     if is_gridspec(args.runfile):
         loaded = load_sweep(args.runfile)  # the spec is checked (and the bayes extra) before anything runs
+        warn_gridspec(args.runfile)
         if loaded.bayes is not None and args.follow:
             raise UsageError(f"{args.runfile}: --follow does not apply to a bayes spec: its launch appends each point itself")
         sweep = loaded if loaded.bayes is not None or loaded.stopper is not None else None
     return LaunchState(target=target, options=options, runfile_path=target.runfile, sweep=sweep)
+
+
+def warn_gridspec(path: Path, warnings: Sequence[str] | None = None) -> None:
+    """What a valid gridspec likely did not mean (`Gridspec.warnings`), one line each, when it is swept or launched."""
+    if warnings is None:
+        from batchrun.sweeps.gridspec import load_gridspec
+
+        warnings = load_gridspec(path).warnings
+    for text in warnings:
+        sys.stderr.write(f"batchrun: warning: {path}: {text}\n")
 
 
 def _dry_run(state: LaunchState, args: argparse.Namespace) -> int:

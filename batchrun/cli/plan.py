@@ -55,7 +55,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
     """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
     runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
-    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
+    # Named as the user typed it (the gridspec, not its runfile), as `plan` names it.
+    _write_plan(sys.stdout, spec or str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
     return 0
 
 

@@ -54,9 +54,13 @@ class RunsDir:
         try:
             self.logs.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise MetadataError(f"{self.path}: cannot create the runs directory: {err.strerror}") from err
-        if not os.access(self.path, os.W_OK | os.X_OK) or not os.access(self.logs, os.W_OK | os.X_OK):
-            raise MetadataError(f"{self.path}: the runs directory is not writable")
+            # Name the directory that failed: the runs directory, its logs/, or a parent.
+            failed = Path(err.filename) if err.filename else self.path
+            what = "the logs directory" if failed == self.logs else "the runs directory"
+            raise MetadataError(f"{failed}: cannot create {what}: {err.strerror}") from err
+        for path, what in ((self.path, "the runs directory"), (self.logs, "the logs directory of the runs directory")):
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise MetadataError(f"{path}: {what} is not writable")
 
 
 class LaunchLock:

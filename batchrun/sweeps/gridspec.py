@@ -128,6 +128,8 @@ class Gridspec:
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
     # `exclude` of a random or bayes spec: a draw or proposal where one holds is not run.
     exclusions: tuple[Condition, ...] = ()
+    # What a valid spec likely did not mean (a W&B `program` with a space), for the CLI to print once.
+    warnings: tuple[str, ...] = ()
 
     def excluded(self, point: dict[str, Any]) -> bool:
         """Whether an `exclude` condition holds at the point ({name: value})."""
@@ -331,7 +333,8 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
             composed = Composed(composition, sweep.params, render_wandb, path, fail)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions,
+                        warnings=sweep.warnings)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")

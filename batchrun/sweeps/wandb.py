@@ -42,7 +42,7 @@ from batchrun.sweeps._common import (
 )
 from batchrun.sweeps.hyperband import HyperbandConfig, parse_early_terminate
 from batchrun.sweeps.objective import Metric, parse_metric
-from batchrun.sweeps.wandb_command import command_tokens
+from batchrun.sweeps.wandb_command import DEFAULT_COMMAND, command_tokens
 from batchrun.sweeps.wandb_space import Distribution, sampler
 
 _MIN_MAX = ("min", "max")
@@ -86,6 +86,7 @@ class WandbSweep(NamedTuple):
     tokens: list[Token]
     metric: Metric | None = None
     early_terminate: HyperbandConfig | None = None
+    warnings: tuple[str, ...] = ()  # for the CLI to print once: the spec is valid, but likely not what was meant
 
 
 def parse(spec: Map, fail: Fail) -> WandbSweep:
@@ -137,7 +138,24 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
             fail(f"parameter {param.name!r} is defined twice (first on line {first[param.name]})", param.lineno)
         first[param.name] = param.lineno
     return WandbSweep(method, run_cap, seed, program, command, params,
-                      command_tokens(command, program, params, spec, fail), metric, early_terminate)
+                      command_tokens(command, program, params, spec, fail), metric, early_terminate,
+                      _program_warnings(program, command, line("program")))
+
+
+def _program_warnings(program: str | None, command: tuple[str, ...] | None, at: int | None) -> tuple[str, ...]:
+    """`program: python3 train.py`: W&B's agent runs `${interpreter} ${program}`, the program as one file name.
+
+    batchrun renders it as the agent does (`/usr/bin/env python 'python3 train.py'`), so every run
+    fails; the spec is not wrong W&B, so this is a warning, not an error.
+    """
+    uses_program = any(element == "${program}" for element in command or DEFAULT_COMMAND)
+    if program is None or not uses_program or len(program.split()) < 2:
+        return ()
+    where = f"line {at}: " if at is not None else ""
+    first, *rest = program.split()
+    hint = f"program: {rest[0]}" if len(rest) == 1 and first.startswith("python") else "program: <script file>"
+    return (f"{where}'program' is one file name to W&B: its agent runs `python <program>`, so {program!r} is run as a file of that name "
+            f"and every run fails; write {hint}, or a command: list (e.g. command: [{', '.join(program.split())}, ${{args}}])",)
 
 
 # ---------------------------------------------------------------- parameters
