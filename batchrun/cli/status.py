@@ -146,7 +146,8 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
         "runfile": str(target.runfile) if target.runfile is not None else None,
         "launch": {"running": status.launch_running, "pid": status.launch_pid},
         "counts": status.counts(),
-        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed} for job in jobs},
+        # `category`: the state the job is counted and listed under (`ignored`, `removed`, or its `state`), as in the counts.
+        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed, "category": job.category} for job in jobs},
     }
     # dumps, not dump: dump encodes in many small Python-level chunks.
     out.write(json.dumps(doc, ensure_ascii=False))
@@ -167,7 +168,7 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
         writer.writerow([
             job.job_id,
             job.line if job.line is not None else "",
-            job.state,
+            job.category,  # as the table lists it and the counts count it
             _blank(rec.status if rec is not None else None),
             _blank(rec.runtime if rec is not None else None),
             _blank(rec.start if rec is not None else None),
