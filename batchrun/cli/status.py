@@ -261,7 +261,7 @@ def _write_columns(out: IO[str], header: list[str], columns: list[list[str]]) ->
     padded and, on a terminal, lines are cut at its width."""
     widths = [max(len(name), max(map(len, column), default=0)) for name, column in zip(header[:-1], columns[:-1], strict=True)]
     fmt = "".join(f"{{:<{width}}}  " for width in widths) + "{}"
-    lines = [fmt.format(*header), *map(fmt.format, *columns)]
+    lines = [line.rstrip() for line in (fmt.format(*header), *map(fmt.format, *columns))]
     limit = shutil.get_terminal_size().columns if out.isatty() else 0
     if limit:
         lines = [line if len(line) <= limit else line[: limit - 3] + "..." for line in lines]
