@@ -12,8 +12,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, run_batchrun, start_batchrun, wait_for
@@ -98,6 +101,66 @@ def test_a_line_printed_while_the_display_closes_is_not_lost() -> None:
     ended.state, ended.start, ended.end = State.INTERRUPTED, 100.0, 101.0
     progress(JobEvent("end", job, ended, 0))
     assert f"INTERRUPTED {job.job_id}" in out.getvalue()
+
+
+def _screen(output: str) -> list[str]:
+    """What a terminal shows after `output`: enough of one for rich's live area (text, CR, LF, erase line, cursor up)."""
+    screen, row = [""], 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", output):
+        if token == "\n":
+            row += 1
+            screen += [""] * (row + 1 - len(screen))
+        elif token == "\x1b[2K":
+            screen[row] = ""
+        elif token.startswith("\x1b[") and token.endswith("A"):
+            row = max(0, row - int(token[2:-1] or 1))
+        elif not token.startswith(("\x1b", "\r")):
+            screen[row] += token
+    return screen
+
+
+def test_lines_printed_at_once_by_several_workers_all_stay_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs end at the same instant (Ctrl-C): both lines stay above the live area.
+
+    rich erases its area by the height it last drew; the fault placed here is two
+    workers printing at once, each having computed its erasure before the other drew.
+    """
+    from rich.live import Live
+
+    meet = threading.Barrier(2)
+    real = Live.process_renderables
+
+    def at_once(self: Live, renderables: Any) -> Any:
+        drawn = real(self, renderables)  # the erasure, from the height last drawn
+        try:
+            meet.wait(timeout=0.5)  # the other worker's print computes its own now, if it may
+        except threading.BrokenBarrierError:
+            pass
+        return drawn
+
+    monkeypatch.setattr(Live, "process_renderables", at_once)
+    out = _Terminal()
+    progress = Progress(out, total=4, done_before=0, failed_before=0, n_jobs=4)
+    progress.start()
+    jobs = [Job(f"sleep {i}", job_id_of(f"sleep {i}"), i) for i in range(1, 5)]
+    for slot, job in enumerate(jobs):
+        rec = JobRecord(job.job_id)
+        rec.state, rec.start = State.RUNNING, time.time()
+        progress(JobEvent("start", job, rec, slot))
+
+    def end(job: Job, slot: int) -> None:
+        rec = JobRecord(job.job_id)
+        rec.state, rec.start, rec.end = State.INTERRUPTED, time.time() - 1, time.time()
+        progress(JobEvent("end", job, rec, slot))
+
+    workers = [threading.Thread(target=end, args=(job, slot)) for slot, job in enumerate(jobs[:2])]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    progress.close()
+    shown = [line for line in _screen(out.getvalue()) if line.startswith("INTERRUPTED")]
+    assert sorted(line.split()[1] for line in shown) == sorted(job.job_id for job in jobs[:2]), _screen(out.getvalue())
 
 
 @pytest.mark.slow

@@ -114,7 +114,8 @@ class List(_DoitList):
     def _print_task(self, template: str, task: Any, status: bool, list_deps: bool, tasks: Any) -> None:
         known = job_state(task.name) if status else None
         if known is None or known[0] not in NOT_SUCCEEDED:
-            return super()._print_task(template, task, status, list_deps, tasks)
+            super()._print_task(template, task, status, list_deps, tasks)
+            return
         real = self.dep_manager.get_status
 
         def failed_status(task: Any, tasks: Any, *args: Any, **kwargs: Any) -> Any:

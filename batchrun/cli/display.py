@@ -72,10 +72,15 @@ class Progress:
         self.running: dict[str, tuple[float, int | None, str, bool]] = {}
         self.n_jobs = n_jobs
         self.started = time.monotonic()
-        # Guards the counters; never held while calling into rich (whose
-        # refresh thread calls `_renderable`, which takes it).
+        # Guards the counters; never held while calling into rich (drawing
+        # calls `_renderable`, which takes it).
         self._lock = threading.Lock()
         self._live: Live | None = None
+        # Every write to the terminal while the live area is up, printed line or redraw, is made under
+        # this lock, one at a time: rich erases the area by the height it last drew, so a line printed
+        # by one worker while another's print (or a redraw) changes that height would be erased with it.
+        self._draw_lock = threading.Lock()
+        self._closed = threading.Event()
         # The best metric value so far (`best loss 0.123, line 17`), set by the CLI; see batchrun.results.best_so_far.
         self.best: BestSoFar | None = None
         # --follow: how many jobs wait for a slot (the launch's `queued`); the totals grow as lines come.
@@ -91,8 +96,17 @@ class Progress:
         from rich.live import Live
 
         console = Console(file=self.out, highlight=False)
-        self._live = Live(console=console, get_renderable=self._renderable, refresh_per_second=_REFRESH_PER_SECOND)
+        # Redrawn by our own thread, under the draw lock, not by rich's refresh thread.
+        self._live = Live(console=console, get_renderable=self._renderable, auto_refresh=False)
         self._live.start()
+        threading.Thread(target=self._redraw, name="batchrun-display", daemon=True).start()
+
+    def _redraw(self) -> None:
+        while not self._closed.wait(1 / _REFRESH_PER_SECOND):
+            with self._draw_lock:
+                live = self._live
+                if live is not None:
+                    live.refresh()
 
     def __call__(self, event: JobEvent) -> None:
         line = None
@@ -156,20 +170,20 @@ class Progress:
                     self.out.write(line + "\n")
                     self.out.flush()
                     return
-            # Read under the lock `close` clears it with: a job that ends while the
-            # display closes (Ctrl-C: the interrupted ones) is printed plainly, never lost.
-            live = self._live
         if line is None or event.record.state == State.SUCCEEDED:
             return
-        if live is None:
-            self.out.write(line + "\n")
-            self.out.flush()
-            return
-        # Above the live area: the failures stay on screen as it moves on.
         from rich.text import Text
 
-        live.console.print(Text(line, style="red" if event.record.state in State.ENDED and event.record.state != State.STOPPED else "yellow"), overflow="ellipsis", no_wrap=True)
-        live.refresh()  # else the area redrawn under the line shows the counts from before it
+        with self._draw_lock:
+            # A job that ends while the display closes (Ctrl-C: the interrupted ones) is printed plainly, never lost.
+            live = self._live
+            if live is None:
+                self.out.write(line + "\n")
+                self.out.flush()
+                return
+            # Above the live area: the failures stay on screen as it moves on.
+            live.console.print(Text(line, style="red" if event.record.state in State.ENDED and event.record.state != State.STOPPED else "yellow"), overflow="ellipsis", no_wrap=True)
+            live.refresh()  # else the area redrawn under the line shows the counts from before it
 
     def stop_requested(self) -> None:
         """Ctrl-C: say that the running jobs are being stopped, and how to skip the wait.
@@ -257,10 +271,12 @@ class Progress:
 
     def close(self) -> None:
         """Draw the final state and stop redrawing; later lines are printed plainly."""
-        with self._lock:
-            live, self._live = self._live, None
-        if live is not None:
-            live.stop()  # outside the lock: its refresh thread takes it to draw
+        self._closed.set()
+        with self._draw_lock:
+            with self._lock:
+                live, self._live = self._live, None
+            if live is not None:
+                live.stop()  # draws the last state: outside the counters' lock, which drawing takes
 
 
 def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
