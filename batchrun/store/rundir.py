@@ -51,14 +51,12 @@ class RunsDir:
 
     def create(self) -> None:
         """Create the runs directory and check that it is writable."""
-        try:
-            self.logs.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            # Name the directory that failed: the runs directory, its logs/, or a parent.
-            failed = Path(err.filename) if err.filename else self.path
-            what = "the logs directory" if failed == self.logs else "the runs directory"
-            raise MetadataError(f"{failed}: cannot create {what}: {err.strerror}") from err
-        for path, what in ((self.path, "the runs directory"), (self.logs, "the logs directory of the runs directory")):
+        # One at a time, so that the message names the one that failed: the runs directory, or its logs/.
+        for path, what in ((self.path, "the runs directory"), (self.logs, "the logs directory")):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise MetadataError(f"{path}: cannot create {what}: {err.strerror}") from err
             if not os.access(path, os.W_OK | os.X_OK):
                 raise MetadataError(f"{path}: {what} is not writable")
 
