@@ -238,7 +238,7 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=True)
         waited = run_batchrun("wait", f"{name}c.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 130, waited.stdout + waited.stderr
-        assert "1 detached job(s) ended without an exit record" in waited.stdout
+        assert "1 detached job ended without an exit record" in waited.stdout
         # status and plan ask squeue too: cancelled outside batchrun, it no longer shows as running.
         status = run_batchrun("status", f"{name}c.runfile", cwd=workdir)
         assert "1 job: 0 succeeded, 0 failed, 1 interrupted, 0 running, 0 pending" in status.stdout, status.stdout

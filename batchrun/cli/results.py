@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
+from batchrun.cli.words import count
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
@@ -172,7 +173,7 @@ def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, para
     value = format_value(best[metric])
     setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
     if grouped:
-        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
+        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {count(best[f'{metric}_n'], 'run')}): {setting}\n")
         return
     out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
     out.write(f"  command: {best['command']}\n")
@@ -196,5 +197,5 @@ def _cmd_report(args: argparse.Namespace) -> int:
         write_atomic(args.out, html)
     except OSError as err:
         raise UsageError(f"{args.out}: cannot write: {err.strerror}") from err
-    print(f"batchrun: wrote {args.out} ({len(results.runs)} runs, {len(html.encode()) / 1e6:.1f} MB)")
+    print(f"batchrun: wrote {args.out} ({count(len(results.runs), 'run')}, {len(html.encode()) / 1e6:.1f} MB)")
     return 0

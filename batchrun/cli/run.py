@@ -206,7 +206,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args, expansion, runfile, how)
     count = _write(runfile, expansion, args.words, explicit=args.name is not None, args=args)
     if not args.quiet:
-        print(f"batchrun: {runfile}: {count} lines from {_notation(expansion.notation)}{how}", flush=True)
+        print(f"batchrun: {runfile}: {count_of(count, 'line')} from {_notation(expansion.notation)}{how}", flush=True)
     args.runfile = runfile
     return cli_launch.run(args)
 
@@ -229,7 +229,7 @@ def _dry_run(args: argparse.Namespace, expansion: Any, runfile: Path, how: str) 
         if keep:
             kept.append(line)
     out.flush()
-    sys.stderr.write(f"batchrun: {runfile}: {expansion.count()} lines from {_notation(expansion.notation)}{how}; "
+    sys.stderr.write(f"batchrun: {runfile}: {count_of(expansion.count(), 'line')} from {_notation(expansion.notation)}{how}; "
                      "dry run: nothing written, nothing run\n")
     if keep:
         from batchrun.cli.display import plan_lines
