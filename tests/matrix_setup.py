@@ -13,7 +13,7 @@ the launches a user would run, in this order:
 4. two copies of it: `orphan`, where a launch is killed with SIGKILL while it
    reruns the interrupted job (left running, no launch watching), and `live`,
    where that launch still runs (running under a live launch; the pending job
-   waits for its slot). Both are left so until the session ends.
+   waits for its slot). Both are left so until the matrix module ends.
 
 A job does what `job.py` finds in `behave/<job id>` (default: succeed), so
 any kind of target, a bayes search included, gets the same jobs. Kinds are
@@ -84,7 +84,7 @@ ROLE_STATE = {
     "running": ("interrupted", "live"),  # the interrupted job, run again under a live launch
     "orphan": ("interrupted", "orphan"),  # ... and left running by a launch killed with SIGKILL
 }
-# How long a hanging job runs: past the session (its processes are killed at the end).
+# How long the first launch lets a job run: the hanging job times out, every other has ended well before.
 TIMEOUT = "6"
 VARIANTS = ("settled", "orphan", "live")
 

@@ -15,7 +15,7 @@ groups, `failed`'s list, `logs`), count as `status --json` counts, and exit
 as `status`'s counts say (`wait`: the launch's exit code rule). Commands are
 run in-process through `cli.main`, the real entry point (a subprocess per
 case would cost minutes); the runs directories are made once per session by
-real launches (`matrix_setup`) and shared by every case.
+real launches (`matrix_setup`) and shared by every case of this module.
 """
 
 from __future__ import annotations
@@ -296,9 +296,9 @@ COMMANDS = [
 # -- the matrix ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Prepared]]:
-    """Every kind's runs directories, made by real launches, four kinds at a time."""
+    """Every kind's runs directories, made by real launches, four kinds at a time; what they left running ends with this module."""
     root = tmp_path_factory.mktemp("matrix")
     own = [kind for kind in KINDS if kind.shares is None]
     made: dict[str, Prepared] = {}
