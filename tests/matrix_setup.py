@@ -1,6 +1,6 @@
 """The runs directories `test_matrix.py` reads: every kind of target, with a job in every state, made by real launches.
 
-Each kind of target gets one working directory, prepared once per session by
+Each kind of target gets one working directory, prepared once by
 the launches a user would run, in this order:
 
 1. a launch (`--timeout`) whose jobs succeed, fail, hang until the timeout,
