@@ -122,6 +122,8 @@ class AdaptiveSweep:
             parts.append(f"bayes search (TPE) to {metric.goal.value} {metric.name}: {len(state.finished)} of run_cap {spec.run_cap} "
                          f"runs finished, {len(state.in_flight)} to finish, {state.to_propose(spec, spec.run_cap)} more to propose "
                          "as slots free up")
+            if spec.space_size is not None:
+                parts.append(f"its space has {spec.space_size} points, fewer than run_cap: the search ends when they have run")
             if state.foreign:
                 parts.append(f"{state.foreign} line(s) not of this search (run, not counted)")
         if self.stopper is not None:

@@ -244,6 +244,7 @@ class _PointValues:
         from batchrun.sweeps.gridspec import load_gridspec  # only for gridspecs, which status has already read
 
         spec = load_gridspec(gridspec)
+        self._names = spec.parameter_names()
         self._points: Iterator[tuple[str, dict[str, Any]]] | None = None
         self._passed: dict[str, dict[str, Any]] = {}
         # A bayes search has no points up front: each runfile line parses back to the point it renders.
@@ -259,7 +260,8 @@ class _PointValues:
         """The exact values of the point whose command this is, or None when no point has it."""
         if self._params_of is not None:
             point = self._params_of(command)
-            return _exact_values(point) if point is not None else None
+            # A conditional parameter the point does not have is blank, as in a grid's rows.
+            return _exact_values({name: point.get(name) for name in self._names}) if point is not None else None
         found = self._passed.pop(command, None)
         if found is not None or self._points is None:
             return _exact_values(found) if found is not None else None

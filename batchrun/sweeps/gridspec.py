@@ -44,12 +44,12 @@ from batchrun.sweeps._common import (
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
-from batchrun.sweeps.compose import Composed, grid_specs, kept_draws, read_composition, union_points
-from batchrun.sweeps.condition import Condition, compile_condition
+from batchrun.sweeps.compose import Composed, grid_specs, read_composition, union_points
 from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
 
 if TYPE_CHECKING:
+    from batchrun.sweeps.drawn import Drawn
     from batchrun.sweeps.hyperband import HyperbandConfig
     from batchrun.sweeps.objective import Metric
 
@@ -126,14 +126,20 @@ class Gridspec:
     # zip, exclude or when (`compose.Composed`), or the grids of a union: points are walked, not multiplied.
     _composed: Composed | None = field(repr=False, default=None)
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
-    # `exclude` of a random or bayes spec: a draw or proposal where one holds is not run.
-    exclusions: tuple[Condition, ...] = ()
+    # zip, exclude or when of a random or bayes spec (`drawn.Drawn`): how a point is drawn or proposed.
+    _drawn: Drawn | None = field(repr=False, default=None)
     # What a valid spec likely did not mean (a W&B `program` with a space), for the CLI to print once.
     warnings: tuple[str, ...] = ()
 
-    def excluded(self, point: dict[str, Any]) -> bool:
-        """Whether an `exclude` condition holds at the point ({name: value})."""
-        return any(c.holds(point) for c in self.exclusions)
+    def drawn(self) -> Drawn:
+        """A random or bayes spec's parameters as drawn, with their zip, when and exclude (if any)."""
+        if self._drawn is not None:
+            return self._drawn
+        if self.method not in ("random", "bayes"):
+            raise ValueError("drawn() needs a W&B random or bayes gridspec")
+        from batchrun.sweeps.drawn import Drawn
+
+        return Drawn.plain(self._params, (self._template, self._renderers, self._lstrip), self.path)
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -166,13 +172,13 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_commands(self) -> Iterator[str]:
-        if self._composed is not None or self._union or self.exclusions:
-            yield from (command for command, _ in self._iter_points())
-            return
-        points: Iterator[Sequence[Any]]
         if self.method == "bayes":
             raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
                                 f"results and a launch: run 'batchrun launch {self.path}', not 'batchrun sweep'", self.path)
+        if self._composed is not None or self._union or self._drawn is not None:
+            yield from (command for command, _ in self._iter_points())
+            return
+        points: Iterator[Sequence[Any]]
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
 
@@ -196,7 +202,8 @@ class Gridspec:
         gridspec's own, with their YAML types (`0.1`, `1e-3`, `"007"`, `true`),
         even where the command shows them only as text or inside `${name}`.
         Results read parameters from here: a command's flags cannot tell
-        `"007"` from 7, and a placed value has no flag at all.
+        `"007"` from 7, and a placed value has no flag at all. A bayes spec
+        has no points up front (its runfile's lines are its points): none.
 
         Raises:
             GridspecError: a value cannot be rendered (a range or draw out of bounds).
@@ -207,6 +214,8 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.method == "bayes":
+            return
         if self._union:
             yield from union_points(self._union)
             return
@@ -214,6 +223,9 @@ class Gridspec:
             names = [p.name for p in self._params]
             for command, by_index in itertools.islice(self._composed.commands(), self.run_cap):
                 yield command, {names[i]: v for i, v in sorted(by_index.items())}
+            return
+        if self.method == "random" and self._drawn is not None:
+            yield from itertools.islice(self._drawn.random_points(self.seed), self.run_cap)
             return
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
@@ -223,10 +235,9 @@ class Gridspec:
             template, lstrip = self._template.format, self._lstrip
             # The same draws, in the same order, as `iter_commands`; each value travels with its text.
             draws = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
-            drawn = ((pair, dict(zip(names, [value for value, _ in pair], strict=True))) for pair in draws)
-            for pair_point, named in itertools.islice(kept_draws(drawn, self.excluded, self.path), self.run_cap):
+            for pair_point in itertools.islice(draws, self.run_cap):
                 line = template(*[text for _, text in pair_point])
-                yield (line.lstrip() if lstrip else line), named
+                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
             return
         # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
         swept = [p for p in self._params if p.values is not None]
@@ -297,6 +308,9 @@ def _load_gridspec(path: Path) -> Gridspec:
     if "grids" in spec:
         grids = tuple(_spec_gridspec(path, part, fail) for part in grid_specs(spec, fail))
         first = grids[0]
+        if first.method != "grid":
+            fail(f"'grids' makes a union of grids (method grid, or the original format); method {first.method} takes zip, exclude and when",
+                 spec.key_lines.get("grids"))
         return Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
     return _spec_gridspec(path, spec, fail)
 
@@ -313,27 +327,27 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
         for body in spec["parameters"].values()
     ):
         from batchrun.sweeps import wandb as _wandb  # W&B rules load only for W&B specs
-        from batchrun.sweeps.wandb_command import command_tokens
+        from batchrun.sweeps.wandb_command import command_tokens, placed_params
 
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
-        composed = None
-        exclusions: tuple[Condition, ...] = ()
-        if composition and sweep.method != "grid":
-            if composition.zip_groups or composition.when:
-                fail(f"'zip' and 'when' apply to grids (method grid, or the original format); method {sweep.method} takes 'exclude'")
-            names = [p.name for p in sweep.params]
-            exclusions = tuple(compile_condition(text, names, path, at, "exclude") for text, at in composition.exclude)
-        elif composition:
+        composed = drawn = None
 
-            def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
-                chosen = [sweep.params[i] for i in present]
-                return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
+        def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+            chosen = [sweep.params[i] for i in present]
+            return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
 
-            composed = Composed(composition, sweep.params, render_wandb, path, fail)
+        if composition:
+            in_command = placed_params(sweep.command, sweep.program, sweep.params, spec, fail)
+            if sweep.method == "grid":
+                composed = Composed(composition, sweep.params, render_wandb, path, fail, in_command)
+            else:
+                from batchrun.sweeps.drawn import Drawn
+
+                drawn = Drawn.composed(composition, sweep.params, render_wandb, path, fail, in_command)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions,
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, _drawn=drawn,
                         warnings=sweep.warnings)
     program = spec.get("program")
     if program is None:
