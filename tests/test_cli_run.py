@@ -121,7 +121,7 @@ def test_pythons_own_dash_m_is_not_a_multirun(workdir: Path, run_cli: RunCli) ->
 def test_no_notation_is_one_line(workdir: Path, run_cli: RunCli) -> None:
     code, out, err = run_cli("run", "--dry-run", "echo", "hello", "world")
     assert (code, out) == (0, "echo hello world\n")
-    assert "1 lines from a command with no sweep" in err
+    assert "1 line from a command with no sweep" in err
 
 
 def test_dry_run_writes_nothing_and_says_the_plan(rec: Path) -> None:

@@ -259,7 +259,7 @@ def test_a_wandb_program_with_a_space_is_warned_once(workdir: Path) -> None:
     (workdir / "w.yml").write_text("program: python3 train.py\nmethod: grid\nparameters:\n  lr:\n    values: [1, 2]\n")
     for args in (("sweep", "w.yml"), ("launch", "w.yml", "-q")):
         proc = run_batchrun(*args, cwd=workdir)
-        warnings = [line for line in proc.stderr.splitlines() if line.startswith("batchrun: warning: w.yml: line 1: 'program' is one file name to W&B")]
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("batchrun: warning: w.yml: 'program' is one file name to W&B")]
         assert len(warnings) == 1 and "write program: train.py" in warnings[0], proc.stderr
     (workdir / "ok.yml").write_text("program: train.py\nmethod: grid\nparameters:\n  lr:\n    values: [1, 2]\n")
     assert run_batchrun("sweep", "ok.yml", cwd=workdir).stderr == ""

@@ -34,6 +34,7 @@ from doit.exceptions import InvalidDodoFile
 
 from batchrun._doit.backend import JournalDB, job_state
 from batchrun._doit.values import VALUES_FILE, TaskValues
+from batchrun.launch.plan import state_done
 from batchrun.store.records import IGNORED, NOT_SUCCEEDED, State
 
 __all__ = ["DumpDB", "Forget", "Info", "List"]
@@ -132,30 +133,22 @@ class List(_DoitList):
 
 
 class Info(_DoitInfo):
-    """doit's `info`, whose status of a batchrun job is the job's (`batchrun status`'s), not just doit's up-to-date."""
+    """doit's `info`, which says a batchrun job's state where doit's "up-to-date" would mislead: ignored, or failed (done, not succeeded)."""
 
     name = "info"
 
     def _execute(self, pos_args: Any, hide_status: bool = False) -> Any:
         known = job_state(pos_args[0]) if len(pos_args) == 1 and not hide_status else None
-        if known is None:
+        said = None
+        if known is not None:
+            state, rec, mode = known
+            if state == IGNORED:
+                said = "ignored (doit ignore): no doit run or batchrun launch runs it until doit forget"
+            elif state in NOT_SUCCEEDED and rec is not None and state_done(rec.state, mode):
+                exit_text = f", exit {rec.status}" if rec.status is not None and state == State.FAILED else ""
+                said = f"{state}{exit_text}: not run again in mode {mode} (retry_failed runs it)"
+        if said is None:  # doit's own answer, with the journal's reason when it would run
             return super()._execute(pos_args, hide_status)
-        state, rec, mode = known
         code = super()._execute(pos_args, hide_status=True)
-        if state == IGNORED:
-            said = "ignored (doit ignore): no doit run or batchrun launch runs it until doit forget"
-        elif state in NOT_SUCCEEDED and rec is not None:
-            exit_text = f", exit {rec.status}" if rec.status is not None and state == State.FAILED else ""
-            again = "not run again in mode resume (retry_failed runs it)" if mode == "resume" else "runs again"
-            said = f"{state}{exit_text}: {again}"
-        else:
-            status = self.dep_manager.get_status(self.task_list_by_name(pos_args[0]), {t.name: t for t in self.task_list}, get_log=True)
-            said = f"{state}: {status.status}"
-            if status.status != "up-to-date":
-                said += "\n" + self.get_reasons(status.reasons)
-                code = 1
         self.outstream.write(f"\n{'status':11s}: {said}\n")
         return code
-
-    def task_list_by_name(self, name: str) -> Any:
-        return next(task for task in self.task_list if task.name == name)

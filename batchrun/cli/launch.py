@@ -23,7 +23,7 @@ from batchrun.errors import RunfileError, UsageError
 if TYPE_CHECKING:
     from batchrun.launch.chain import LaunchState
 
-__all__ = ["add_launch_options", "add_parsers", "run", "warn_gridspec"]
+__all__ = ["add_launch_options", "add_parsers", "gridspec_warnings", "run", "warn_gridspec"]
 
 _positive_int = int_at_least(1)
 
@@ -172,12 +172,21 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
     return LaunchState(target=target, options=options, runfile_path=target.runfile, sweep=sweep)
 
 
+def gridspec_warnings(gridspec: Any) -> tuple[str, ...]:
+    """What a valid gridspec likely did not mean (a W&B `program` with a space: `wandb.program_warnings`)."""
+    if not gridspec.is_wandb:
+        return ()
+    from batchrun.sweeps.wandb import program_warnings
+
+    return program_warnings(gridspec.program, gridspec.command)
+
+
 def warn_gridspec(path: Path, warnings: Sequence[str] | None = None) -> None:
     """What a valid gridspec likely did not mean (`Gridspec.warnings`), one line each, when it is swept or launched."""
     if warnings is None:
         from batchrun.sweeps.gridspec import load_gridspec
 
-        warnings = load_gridspec(path).warnings
+        warnings = gridspec_warnings(load_gridspec(path))
     for text in warnings:
         sys.stderr.write(f"batchrun: warning: {path}: {text}\n")
 

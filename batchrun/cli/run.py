@@ -171,7 +171,7 @@ def _sweep_gridspec(args: argparse.Namespace) -> int:
     if args.gridspec is None:
         raise UsageError("sweep needs a gridspec (grid.yml) or a command with a sweep ('python train.py --lr={0.1,0.01}')")
     gridspec = load_gridspec(args.gridspec)
-    cli_launch.warn_gridspec(args.gridspec, gridspec.warnings)
+    cli_launch.warn_gridspec(args.gridspec, cli_launch.gridspec_warnings(gridspec))
     if args.count:
         print(gridspec.count())
         return 0

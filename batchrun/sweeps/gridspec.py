@@ -128,8 +128,6 @@ class Gridspec:
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
     # zip, exclude or when of a random or bayes spec (`drawn.Drawn`): how a point is drawn or proposed.
     _drawn: Drawn | None = field(repr=False, default=None)
-    # What a valid spec likely did not mean (a W&B `program` with a space), for the CLI to print once.
-    warnings: tuple[str, ...] = ()
 
     def drawn(self) -> Drawn:
         """A random or bayes spec's parameters as drawn, with their zip, when and exclude (if any)."""
@@ -347,8 +345,7 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
                 drawn = Drawn.composed(composition, sweep.params, render_wandb, path, fail, in_command)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, _drawn=drawn,
-                        warnings=sweep.warnings)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, _drawn=drawn)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")

@@ -86,7 +86,6 @@ class WandbSweep(NamedTuple):
     tokens: list[Token]
     metric: Metric | None = None
     early_terminate: HyperbandConfig | None = None
-    warnings: tuple[str, ...] = ()  # for the CLI to print once: the spec is valid, but likely not what was meant
 
 
 def parse(spec: Map, fail: Fail) -> WandbSweep:
@@ -138,23 +137,22 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
             fail(f"parameter {param.name!r} is defined twice (first on line {first[param.name]})", param.lineno)
         first[param.name] = param.lineno
     return WandbSweep(method, run_cap, seed, program, command, params,
-                      command_tokens(command, program, params, spec, fail), metric, early_terminate,
-                      _program_warnings(program, command, line("program")))
+                      command_tokens(command, program, params, spec, fail), metric, early_terminate)
 
 
-def _program_warnings(program: str | None, command: tuple[str, ...] | None, at: int | None) -> tuple[str, ...]:
-    """`program: python3 train.py`: W&B's agent runs `${interpreter} ${program}`, the program as one file name.
+def program_warnings(program: str | None, command: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What a W&B spec's `program` likely did not mean, for the CLI to print once when it sweeps or launches the spec.
 
-    batchrun renders it as the agent does (`/usr/bin/env python 'python3 train.py'`), so every run
-    fails; the spec is not wrong W&B, so this is a warning, not an error.
+    `program: python3 train.py`: W&B's agent runs `${interpreter} ${program}`, the program as one
+    file name, and batchrun renders it as the agent does (`/usr/bin/env python 'python3 train.py'`),
+    so every run fails; the spec is valid W&B, so this is a warning, not an error.
     """
     uses_program = any(element == "${program}" for element in command or DEFAULT_COMMAND)
     if program is None or not uses_program or len(program.split()) < 2:
         return ()
-    where = f"line {at}: " if at is not None else ""
     first, *rest = program.split()
     hint = f"program: {rest[0]}" if len(rest) == 1 and first.startswith("python") else "program: <script file>"
-    return (f"{where}'program' is one file name to W&B: its agent runs `python <program>`, so {program!r} is run as a file of that name "
+    return (f"'program' is one file name to W&B: its agent runs `python <program>`, so {program!r} is run as a file of that name "
             f"and every run fails; write {hint}, or a command: list (e.g. command: [{', '.join(program.split())}, ${{args}}])",)
 
 
