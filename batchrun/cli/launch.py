@@ -10,6 +10,7 @@ import functools
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from batchrun.errors import RunfileError, UsageError
 if TYPE_CHECKING:
     from batchrun.launch.chain import LaunchState
 
-__all__ = ["add_launch_options", "add_parsers", "run"]
+__all__ = ["add_launch_options", "add_parsers", "gridspec_warnings", "run", "warn_gridspec"]
 
 _positive_int = int_at_least(1)
 
@@ -39,7 +40,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun launch exp.runfile -j 4"
         ),
     )
-    launch.add_argument("runfile", type=Path, help="file with one shell command per line, or a gridspec (.yml) to sweep first")
+    launch.add_argument("runfile", type=Path, metavar="RUNFILE|GRIDSPEC", help="file with one shell command per line, or a gridspec (.yml) to sweep first")
     add_launch_options(launch)
 
 
@@ -164,10 +165,30 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
     sweep = None
     if is_gridspec(args.runfile):
         loaded = load_sweep(args.runfile)  # the spec is checked (and the bayes extra) before anything runs
+        warn_gridspec(args.runfile)
         if loaded.bayes is not None and args.follow:
             raise UsageError(f"{args.runfile}: --follow does not apply to a bayes spec: its launch appends each point itself")
         sweep = loaded if loaded.bayes is not None or loaded.stopper is not None else None
     return LaunchState(target=target, options=options, runfile_path=target.runfile, sweep=sweep)
+
+
+def gridspec_warnings(gridspec: Any) -> tuple[str, ...]:
+    """What a valid gridspec likely did not mean (a W&B `program` with a space: `wandb.program_warnings`)."""
+    if not gridspec.is_wandb:
+        return ()
+    from batchrun.sweeps.wandb import program_warnings
+
+    return program_warnings(gridspec.program, gridspec.command)
+
+
+def warn_gridspec(path: Path, warnings: Sequence[str] | None = None) -> None:
+    """What a valid gridspec likely did not mean (`Gridspec.warnings`), one line each, when it is swept or launched."""
+    if warnings is None:
+        from batchrun.sweeps.gridspec import load_gridspec
+
+        warnings = gridspec_warnings(load_gridspec(path))
+    for text in warnings:
+        sys.stderr.write(f"batchrun: warning: {path}: {text}\n")
 
 
 def _dry_run(state: LaunchState, args: argparse.Namespace) -> int:
@@ -245,7 +266,7 @@ def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert state.plan is not None
     path = state.runfile_path
     for line in plan_lines(state.plan, state.total, state.options.mode):
-        print(f"batchrun: {path}: {line}", flush=True)
+        print(f"batchrun: {args.runfile}: {line}", flush=True)
     if state.sweep is not None and state.runfile is not None and state.launch is not None:
         print(f"batchrun: {args.runfile}: {state.sweep.plan_line(state.runfile, states_of(state.launch.journal.records))}", flush=True)
     if args.follow:
@@ -281,6 +302,7 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopper.request_stop()
+        progress.stop_requested()  # "waiting for N jobs to stop (Ctrl-C again to kill now)"
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
@@ -311,7 +333,7 @@ def _summarize(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert result is not None and state.plan is not None
     if result.error is not None:
         sys.stderr.write(f"batchrun: error: {result.error}\n")
-    for line in summary_lines(result, str(state.runfile_path), state.plan.failed_skipped):
+    for line in summary_lines(result, str(args.runfile), state.plan.failed_skipped):
         print(line)
     if args.on_finish:
         cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, state.runfile_path)
