@@ -271,6 +271,27 @@ def check_wait(case: Case) -> None:
     assert _counts_in(answer.out.split("finished: ", 1)[1]) == counts, answer.out
 
 
+def check_ui(case: Case) -> None:
+    """The dashboard's overview and sweep page (its API, in-process) name the job's state and count as `status` does."""
+    from batchrun.ui.registry import Registry
+
+    status = json.loads(case.ask("status", case.kind.given, "--json").out)
+    runs_dir = Path(status["runs_dir"])
+    registry = Registry(case.prepared.dirs[case.variant])
+    watches = [watch for watch in registry.scan(force=True) if watch.runs_dir.resolve() == runs_dir.resolve()]
+    assert len(watches) == 1, [watch.runs_dir for watch in registry.known()]
+    watch = watches[0]
+    watch.refresh(force=True)
+    # The ui reads what it pairs the runs directory with (its runfile or gridspec, else the directory):
+    # it names the state and counts as `status` of that does (a runs directory alone cannot tell a removed line).
+    seen = json.loads(case.ask("status", str(watch.target.given), "--json").out)
+    rows = {row["job_id"]: row for row in watch.rows_as_dicts()}
+    shown = rows[case.job_id]["state"]
+    assert shown == seen["jobs"][case.job_id]["category"], rows[case.job_id]
+    assert shown == case.category or (case.state == "removed" and shown == "removed"), (shown, case.category)
+    assert registry.summary(watch)["counts"] == {state: count for state, count in seen["counts"].items() if count}
+
+
 @dataclass(frozen=True)
 class Command:
     """A read command, and how to check what it says about one job."""
@@ -289,7 +310,7 @@ COMMANDS = [
     Command("logs", check_logs),
     Command("failed", check_failed),
     Command("wait", check_wait),
-    # batchrun ui joins here when it lands: Command("ui", check_ui).
+    Command("ui", check_ui),
 ]
 
 
