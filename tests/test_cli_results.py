@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_batchrun, start_batchrun, wait_for
 
-from batchrun.results import table as results
+import batchrun.results
 from batchrun.runfile.file import job_id_of
 
 TRAIN = """\
@@ -83,8 +83,8 @@ def test_sweep_table_has_every_run_with_typed_parameters_and_last_values(sweep: 
 def test_load_gives_plain_rows(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rows `--json` prints, from Python, for a dodo.py or a notebook."""
     monkeypatch.chdir(sweep)
-    assert results.load("grid.yml") == _json("grid.yml", cwd=sweep)
-    rows = results.load("grid.yml", agg="min")
+    assert batchrun.results.load("grid.yml") == _json("grid.yml", cwd=sweep)
+    rows = batchrun.results.load("grid.yml", agg="min")
     assert len(rows) == 6 and all(type(row) is dict for row in rows)
     assert rows[0]["loss"] == _loss(0.1, 1) and rows[0]["acc"] == 2.0  # min of a falling loss is its last
 

@@ -40,21 +40,9 @@ from batchrun.runfile.file import parse_parameters
 from batchrun.status.lookup import job_parameters
 from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import State
-from batchrun.store.target import Target, resolve_target
+from batchrun.store.target import Target
 
-__all__ = [
-    "COLUMNS",
-    "Results",
-    "Run",
-    "best_row",
-    "gridspec_metric",
-    "group_key",
-    "group_over",
-    "load",
-    "read_results",
-    "sort_rows",
-    "without_gc",
-]
+__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "read_results", "sort_rows", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
@@ -103,19 +91,6 @@ class Results:
         """One row per job, in runfile order."""
         names = self.metric_names
         return [run.row(names, agg) for run in self.runs]
-
-
-def load(path: str | Path, scrape: Sequence[str] = (), agg: str = "last") -> list[dict[str, Any]]:
-    """The rows of a runfile, gridspec or runs directory: `pandas.DataFrame(load("grid.yml"))`.
-
-    `scrape` takes `NAME=REGEX` texts as `batchrun results --scrape` does.
-
-    Raises:
-        BatchrunError: the target cannot be read (as `batchrun results` says).
-    """
-    from batchrun.metrics.scrape import parse_scrape
-
-    return read_results(resolve_target(Path(path)), [parse_scrape(text) for text in scrape]).rows(agg)
 
 
 @contextmanager
