@@ -22,6 +22,7 @@ any kind of target, a bayes search included, gets the same jobs. Kinds are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -339,7 +340,18 @@ def prepare(kind: Kind, root: Path) -> Prepared:
             launch.wait(timeout=30)
         else:
             live = launch
+            # A runs directory read by path knows the pending job once the launch's first
+            # flush of metadata.json (about a second after it starts) has named it.
+            wait_for(lambda copy=copy: _named_in_metadata(copy, kind, job_id_of(commands["pending"])), f"{kind.name} live: metadata.json to name the pending job")
     return Prepared(kind, dirs, commands, live)
+
+
+def _named_in_metadata(d: Path, kind: Kind, job_id: str) -> bool:
+    runs_dir = d / (kind.runs_dir or f"runs/{Path(kind.runfile).stem}")
+    try:
+        return job_id in json.loads((runs_dir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _ignore(d: Path, kind: Kind, job_id: str) -> None:
