@@ -191,6 +191,74 @@ def test_search_space_refuses_grids(tmp_path: Path) -> None:
         search_space(load_gridspec(path))
 
 
+# ------------------------------------------------------- zip, when and exclude
+
+# optimizer, momentum and nesterov only where optimizer is sgd, lr and warmup zipped, an exclude.
+COMPOSED = (Path(__file__).parent / "data" / "composed" / "space.yml").read_text()
+ROWS = {0.1: 100, 0.01: 200, 0.001: 300}
+
+
+def a_point_of_composed(params: dict[str, Any]) -> bool:
+    return (("momentum" in params) == ("nesterov" in params) == (params["optimizer"] == "sgd")
+            and ROWS[params["lr"]] == params["warmup"] and not (params["layers"] > 4 and params["lr"] > 0.01))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_random_line_of_a_composed_space_parses_back(tmp_path: Path, command: str) -> None:
+    # ${args_no_boolean_flags} writes nesterov=false as no flag, as if it did not apply: the conditions tell them apart.
+    command = command.replace("${uni}", "${layers}").replace("${int}", "${layers}")  # placed: a parameter that always applies
+    spec = bayes_spec(tmp_path, COMPOSED, command=command)
+    path = tmp_path / "random.yml"
+    path.write_text(f"method: random\nrun_cap: 60\nseed: 3\ncommand: {command}\n" + textwrap.dedent(COMPOSED))
+    points = list(load_gridspec(path).iter_points())
+    assert {p["optimizer"] for _, p in points} == {"sgd", "adam"} and {p.get("nesterov") for _, p in points} == {True, False, None}
+    for line, point in points:
+        assert spec.params_of(line) == point, line
+        assert spec.command(point) == line
+
+
+def test_proposals_of_a_composed_space(tmp_path: Path) -> None:
+    spec = bayes_spec(tmp_path, COMPOSED, program="t.py")
+    finished: list[FinishedRun] = []
+    for i in range(16):  # past TPE's random start-up: the model proposes the later ones
+        (point,) = propose(spec, finished, [], 1)
+        assert a_point_of_composed(point), point
+        assert spec.params_of(spec.command(point)) == point
+        # The optimizer sees the coordinates of the parameters the point has, the zip group as its row.
+        internal = spec.to_internal(point)
+        assert set(internal) == {"layers", "optimizer", "zip lr warmup"} | ({"momentum", "nesterov"} if "momentum" in point else set())
+        assert internal["zip lr warmup"] == list(ROWS).index(point["lr"])
+        finished.append(FinishedRun(point, [point["layers"] * point["lr"] + point.get("momentum", 0.0) + random.Random(i).random()], True))
+    assert {p.params["optimizer"] for p in finished} == {"sgd", "adam"}
+
+
+def test_lines_that_are_no_point_of_a_composed_search(tmp_path: Path) -> None:
+    spec = bayes_spec(tmp_path, COMPOSED, program="t.py")
+    line = "/usr/bin/env python t.py --layers={} --lr={} {}--optimizer={} --warmup={}".format
+    assert spec.params_of(line(2, 0.1, "--momentum=0.6 --nesterov=True ", "sgd", 100)) == {
+        "layers": 2, "lr": 0.1, "momentum": 0.6, "nesterov": True, "optimizer": "sgd", "warmup": 100}
+    assert spec.params_of(line(2, 0.1, "", "adam", 100)) == {"layers": 2, "lr": 0.1, "optimizer": "adam", "warmup": 100}
+    for bad in [line(2, 0.1, "--momentum=0.6 --nesterov=True ", "adam", 100),  # momentum where it does not apply
+                line(2, 0.1, "", "sgd", 100),  # no momentum where it does
+                line(2, 0.1, "--momentum=0.6 ", "sgd", 100),  # half of what applies
+                line(2, 0.1, "", "adam", 200),  # not a row of the zip group
+                line(6, 0.1, "", "adam", 100)]:  # excluded
+        assert spec.params_of(bad) is None, bad
+
+
+def test_a_small_space_bounds_what_is_left_to_propose(tmp_path: Path) -> None:
+    body = "parameters: {lr: {values: [0.1, 0.01, 0.001]}, layers: {values: [2, 8]}}\nexclude: ['layers > 4 and lr > 0.01']\n"
+    spec = bayes_spec(tmp_path, body, program="t.py")
+    assert spec.space_size == 5  # 3 * 2, one excluded; run_cap 20 cannot be reached
+    state = sweep_state(spec, [])
+    assert state.to_propose(spec, 50) == 5
+    points = propose(spec, [], [], 50)
+    assert len(points) == 5 and all(not (p["layers"] == 8 and p["lr"] == 0.1) for p in points)
+    state = sweep_state(spec, [(spec.command(p), "succeeded", None) for p in points[:2]] + [(spec.command(points[2]), None, None)])
+    assert state.to_propose(spec, 50) == 2
+    assert bayes_spec(tmp_path, "parameters: {a: {values: [1, 2]}, x: {min: 0.0, max: 1.0}}", program="t.py").space_size is None
+
+
 # ------------------------------------------------------- the launch's view
 
 
@@ -212,7 +280,10 @@ def test_sweep_state_reads_runfile_lines_as_the_optimizer_sees_them(tmp_path: Pa
     assert len(next_commands(spec, state, 2)) == 2
 
 
-def test_a_killed_search_resumes_from_its_files_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("body", ["parameters: {x: {min: 0.0, max: 1.0}, k: {values: [1, 2]}}",
+                                  "parameters: {x: {min: 0.0, max: 1.0, when: 'k == 1'}, k: {values: [1, 2]}, m: {values: [a, b, c]},"
+                                  " n: {values: [1, 2, 3]}}\nzip: [[m, n]]\nexclude: ['k == 2 and n == 3']"])
+def test_a_killed_search_resumes_from_its_files_alone(tmp_path: Path, body: str) -> None:
     """The runfile and the metrics files are the whole state: a search rebuilt
     from them after a 'crash' at any step proposes what the uninterrupted one did."""
 
@@ -223,7 +294,7 @@ def test_a_killed_search_resumes_from_its_files_alone(tmp_path: Path) -> None:
         spec = None
         for step in range(12):
             if spec is None or step in crash_at:  # a new process: nothing in memory
-                spec = bayes_spec(workdir, "parameters: {x: {min: 0.0, max: 1.0}, k: {values: [1, 2]}}",
+                spec = bayes_spec(workdir, body,
                                   head="method: bayes\nmetric: {name: loss, goal: minimize}\nrun_cap: 10\n", program="t.py")
             lines = runfile.read_text().splitlines()
             jobs = [(c, "succeeded" if (logs / job_id_of(c)).exists() else None, read_metrics(logs / job_id_of(c)))
@@ -236,7 +307,7 @@ def test_a_killed_search_resumes_from_its_files_alone(tmp_path: Path) -> None:
                 params = spec.params_of(command)
                 assert params is not None
                 (logs / job_id_of(command)).parent.mkdir(exist_ok=True)
-                (logs / job_id_of(command)).write_text(json.dumps({"loss": (params["x"] - 0.3) ** 2 + params["k"]}) + "\n")
+                (logs / job_id_of(command)).write_text(json.dumps({"loss": (params.get("x", 0.5) - 0.3) ** 2 + params["k"]}) + "\n")
         return runfile.read_text().splitlines()
 
     plain = search(tmp_path / "plain", set())

@@ -366,6 +366,7 @@ def test_a_corrupt_journal_is_refused(make_runfile: MakeRunfile, workdir: Path, 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # 10,000 real jobs (17-30 s here): its launch may take up to 300 s on a busy machine
 def test_ten_thousand_jobs_complete_and_resume_as_a_no_op(make_runfile: MakeRunfile, workdir: Path) -> None:
     make_runfile([f"true {i}" for i in range(10_000)])
     first = run_batchrun("launch", "exp.runfile", "-j", "2", "-q", cwd=workdir, timeout=300)

@@ -176,7 +176,7 @@ def test_sigterm_stops_every_adopted_job_even_beyond_j(make_runfile: MakeRunfile
 
 def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:
     """--timeout: a SIGKILL not yet delivered when the wrapper is reaped is sent again."""
-    make_runfile([f"export {marker}=1; trap '' TERM; sleep 100 & wait"])
+    make_runfile([f"export {marker}=1; trap '' TERM; sleep 1000 & wait"])
     result = _run("launch", "exp.runfile", "--timeout", "1", "--grace", "0.5", cwd=workdir, BRFAULT_DROP_KILL="1")
     assert live_pids_with_env(marker) == [], "the job's sleep outlived the launch"
     assert result.returncode == 1, result.stdout + result.stderr
@@ -185,7 +185,7 @@ def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRun
 
 def test_the_fault_hooks_are_off_by_default(workdir: Path) -> None:
     """A guard on the guard: without BRFAULT_ variables nothing is patched."""
-    code = "import batchrun.executors.local.executor as l, sys; sys.exit(l.read_exit_record.__module__ != 'batchrun.executors.jobfiles')"
+    code = "import batchrun.executors.jobfiles as j, sys; sys.exit(j.read_exit_record.__module__ != 'batchrun.executors.supervisor')"
     assert subprocess.run([sys.executable, "-c", code], env=_env(), cwd=workdir).returncode == 0
 
 

@@ -1,7 +1,9 @@
-"""Gridspecs that compose (zip, exclude, when, grids) through `batchrun sweep`, and the safe condition evaluator."""
+"""Gridspecs that compose (zip, exclude, when, grids) through `batchrun sweep`, grids and random draws, and the safe condition evaluator."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -161,7 +163,40 @@ def test_random_and_bayes_never_run_an_excluded_point(workdir: Path, run_cli: Ru
     assert sorted(points) == sorted(f"true --layers={n} --lr={lr}" for n in (2, 8) for lr in (0.1, 0.01, 0.001) if not (n == 8 and lr == 0.1))
 
 
-def test_zip_and_when_are_for_grids(workdir: Path, run_cli: RunCli) -> None:
-    (workdir / "g.yml").write_text("method: random\nrun_cap: 3\nprogram: x\nparameters:\n  a: {values: [1, 2]}\n  b: {values: [1, 2], when: 'a == 1'}\n")
-    code, _, err = run_cli("sweep", "g.yml")
-    assert code == 2 and err == "batchrun: error: g.yml: 'zip' and 'when' apply to grids (method grid, or the original format); method random takes 'exclude'\n"
+# optimizer, momentum and nesterov only where optimizer is sgd, lr and warmup zipped, an exclude.
+RANDOM = "method: random\nrun_cap: 40\nseed: 5\ncommand: ['true', '${args}']\n" + (Path(__file__).parent / "data" / "composed" / "space.yml").read_text()
+
+
+def test_random_with_when_and_zip_gives_the_same_lines_at_every_sweep(workdir: Path, run_cli: RunCli) -> None:
+    other = sweep(workdir, run_cli, RANDOM.replace("seed: 5", "seed: 6"))
+    lines = sweep(workdir, run_cli, RANDOM)  # --count: run_cap, the lines drawn
+    assert len(lines) == 40 and lines == sweep(workdir, run_cli, RANDOM) and lines != other
+    rows = {"--lr=0.1 ": "--warmup=100", "--lr=0.01 ": "--warmup=200", "--lr=0.001 ": "--warmup=300"}
+    for line in lines:
+        assert ("--momentum=" in line) == ("--optimizer=sgd" in line), line
+        assert [warmup for lr, warmup in rows.items() if lr in line] == [w for w in rows.values() if w in line], line
+        layers = int(line.split("--layers=")[1].split()[0])
+        assert not (layers > 4 and "--lr=0.1 " in line), line
+    assert {"--optimizer=sgd" in line for line in lines} == {True, False}
+    code, _, err = run_cli("launch", "g.yml", "-q")
+    assert code == 0, err
+    code, out, _ = run_cli("results", "g.yml", "--csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(table) == len(set(lines))  # a repeated draw is one job
+    for row in table:
+        assert (row["momentum"] == "") == (row["nesterov"] == "") == (row["optimizer"] == "adam"), row
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("optimizer == 'sgd'", "optimizer == 'sgd' and lr2 > 0"),
+     "g.yml:7: parameter 'momentum': when \"optimizer == 'sgd' and lr2 > 0\": unknown parameter 'lr2' (did you mean 'lr'?)"),
+    (("warmup: {values: [100, 200, 300]}", "warmup: {values: [100, 200, 300, 400]}"),
+     "g.yml:12: 'zip': the parameters of a group need as many values each, not lr: 3, warmup: 4"),
+    (("zip: [[lr, warmup]]", "zip: [[lr, layers]]"),
+     "g.yml:12: 'zip': parameter 'layers' has distribution 'int_uniform'; a zip group draws a row of its 'values' lists, each row alike"),
+])
+def test_bad_compositions_of_a_random_spec_are_one_line(workdir: Path, run_cli: RunCli, edit: tuple[str, str], message: str) -> None:
+    (workdir / "g.yml").write_text(RANDOM.replace(*edit))
+    for args in (("sweep", "g.yml"), ("sweep", "g.yml", "--count"), ("launch", "g.yml")):
+        assert run_cli(*args) == (2, "", f"batchrun: error: {message}\n"), args
+    assert not (workdir / "g.runfile").exists()

@@ -2,7 +2,7 @@
 
 `_dask_worker.run_job` is the Dask task's function; here it runs in the test
 process, as on a worker, and starts a real fork server (`_dask_forkserver`)
-that forks real supervisors. The key files (`_dask_keys`) decide which
+that forks real supervisors (each running the job under `executors/supervisor.py`). The key files (`_dask_keys`) decide which
 attempt may run; damaged ones must never run a job nor fail with a traceback.
 """
 
@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from batchrun.executors.dask import _forkserver as _dask_forkserver
 from batchrun.executors.dask import keys as _dask_keys
 from batchrun.executors.dask import worker as _dask_worker
+from batchrun.executors.jobfiles import job_lock_held, note_stop
+from batchrun.liveness import lock_held
 
 JOB_ID = "0123456789abcdef"
 
@@ -193,3 +196,37 @@ def test_the_fork_server_exits_when_its_worker_closes_the_socket(tmp_path: Path)
     assert server is not None
     _dask_worker.stop_fork_server()
     assert server[0].wait(10) == 0
+
+
+# -- the supervisor's rules, as every executor's ------------------------------
+
+
+def test_the_run_lock_is_held_until_no_process_of_the_job_holds_its_out_log(tmp_path: Path) -> None:
+    """A process the job left behind keeps the next run of the job from starting, as an inherited run.lock did."""
+    log_dir = tmp_path / "job"
+    gate = tmp_path / "gate"
+    _dask_keys.claim_log_dir(str(log_dir), "key-1")
+    assert run_attempt(tmp_path, "key-1", f"(while [ ! -e {gate} ]; do sleep 0.02; done; echo stray) & exit 3", attempt=1)[:2] == ("ran", 3)
+    assert (log_dir / "exit").read_text() == "3 1\n"
+    assert job_lock_held(log_dir, _dask_keys.LOCK_NAME), "the run lock went while a process of the job still runs"
+    gate.touch()
+    deadline = time.monotonic() + 30
+    while job_lock_held(log_dir, _dask_keys.LOCK_NAME) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not job_lock_held(log_dir, _dask_keys.LOCK_NAME)
+    assert lines(log_dir / "out.log") == ["stray"]
+
+
+def test_an_attempt_a_launch_stopped_leaves_no_record_even_if_it_exits_0(tmp_path: Path) -> None:
+    log_dir = tmp_path / "job"
+    _dask_keys.claim_log_dir(str(log_dir), "key-1")
+    assert note_stop(log_dir)
+    assert run_attempt(tmp_path, "key-1", "exit 0", attempt=1)[:2] == ("ran", 0)
+    assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
+    # Claiming the directory for the next attempt clears the note, once the
+    # first run's supervisor let go of run.lock (it holds it a moment after
+    # its report, until no process of the job is left).
+    wait_for(lambda: not lock_held(log_dir / _dask_keys.LOCK_NAME), what="the first run to let go of run.lock")
+    _dask_keys.claim_log_dir(str(log_dir), "key-2")
+    assert run_attempt(tmp_path, "key-2", "exit 0", attempt=2)[:2] == ("ran", 0)
+    assert (log_dir / "exit").read_text() == "0 2\n"

@@ -1,50 +1,27 @@
-"""Unit tests of the local executor's wrapper choice and exit records."""
+"""Unit tests of the local executor: exit records, and `--detach`'s jobs, each under a supervisor of its own."""
 
 from __future__ import annotations
 
 import os
-import subprocess
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import kill_all, live_pids_with_env, wait_for
 
-from batchrun.executors.local.executor import (
-    _WRAPPER,
-    _WRAPPER_DIRECT,
-    read_exit_record,
-    wrapper_for,
-)
+from batchrun.executors import ExecutorOptions
+from batchrun.executors.jobfiles import job_lock_held, read_exit_record
+from batchrun.executors.local.executor import LocalExecutor
 
-
-@pytest.mark.parametrize(
-    "command",
-    ["exit 3", "set -e; false; echo no", "trap 'echo t' EXIT; true", "exec echo replaced", "f() { return 4; }; f",
-     ". /dev/null; exit 5", "BATCHRUN_LOG_DIR=/nowhere; true", "unset HOME; shift; true", "eval 'exit 6'"],
-)
-def test_lines_that_could_skip_the_record_get_the_subshell(command: str) -> None:
-    assert wrapper_for(command) is _WRAPPER
+JOB_IDS = ["0123456789abcdef", "fedcba9876543210", "00000000000000aa"]
 
 
-@pytest.mark.parametrize("command", ["true 1", "python3 train.py --lr=0.1 --seed=2", "echo $BATCHRUN_LOG_DIR", "cd /tmp && ls", "python3 -m pkg.exec_module"])
-def test_plain_lines_run_directly(command: str) -> None:
-    assert wrapper_for(command) is _WRAPPER_DIRECT
-
-
-@pytest.mark.parametrize(
-    "command",
-    ["exit 3", "true 1", "false", "echo $0 $#", "set -e; false; echo no", "exec sh -c 'exit 7'", "kill -TERM $$",
-     "printf '%s\\n' a b; (exit 2)", "x=1; echo $x", "echo out; echo err >&2; sh -c 'exit 9'"],
-)
-def test_both_wrappers_behave_like_sh_c_and_record_the_status(tmp_path: Path, command: str) -> None:
-    direct = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True)
-    wrapped = subprocess.run(
-        ["/bin/sh", "-c", wrapper_for(command), "/bin/sh", command],
-        capture_output=True, text=True, env={**os.environ, "BATCHRUN_LOG_DIR": str(tmp_path)},
-    )
-    assert (wrapped.returncode, wrapped.stdout, wrapped.stderr) == (direct.returncode if direct.returncode >= 0 else wrapped.returncode, direct.stdout, direct.stderr)
-    record = read_exit_record(tmp_path)
-    if direct.returncode >= 0 and "kill" not in command:
-        assert record is not None and record[0] == direct.returncode
+@pytest.fixture()
+def marker() -> Iterator[str]:
+    name = f"BRLOCAL{os.getpid()}"
+    yield name
+    kill_all(live_pids_with_env(name))
 
 
 def test_exit_records_name_their_attempt_and_old_ones_still_load(tmp_path: Path) -> None:
@@ -55,17 +32,59 @@ def test_exit_records_name_their_attempt_and_old_ones_still_load(tmp_path: Path)
     assert read_exit_record(tmp_path, 3) is None, "attempt 2's record was read as attempt 3's"
     exit_file.write_text("5\n")  # written before records named their attempt
     assert read_exit_record(tmp_path, 7) is not None and read_exit_record(tmp_path, 7)[0] == 5  # type: ignore[index]
-    exit_file.write_text("0 \n")  # a wrapper run without BATCHRUN_ATTEMPT
+    exit_file.write_text("0 \n")  # a job run without BATCHRUN_ATTEMPT
     assert read_exit_record(tmp_path, 1) is not None
     for bad in ("1 2", "x 1\n", "1 y\n", "1 2 3\n", "\n"):
         exit_file.write_text(bad)
         assert read_exit_record(tmp_path, 2) is None, bad
 
 
-@pytest.mark.parametrize("command", ["exit 4", "true", "BATCHRUN_ATTEMPT=9; exit 4", "__batchrun_attempt=9; false"])
-def test_the_wrapper_records_the_attempt_it_was_started_as(tmp_path: Path, command: str) -> None:
-    env = dict(os.environ, BATCHRUN_LOG_DIR=str(tmp_path), BATCHRUN_ATTEMPT="2")
-    subprocess.run(["/bin/sh", "-c", wrapper_for(command), "/bin/sh", command], env=env, check=False)
-    status = int((tmp_path / "exit").read_text().split()[0])
-    assert (tmp_path / "exit").read_text() == f"{status} 2\n"
-    assert read_exit_record(tmp_path, 2) is not None and read_exit_record(tmp_path, 1) is None
+def _jobs(tmp_path: Path, marker: str, commands: list[str]) -> list[tuple[str, str, str, dict[str, str]]]:
+    jobs = []
+    for job_id, command in zip(JOB_IDS, commands, strict=False):
+        log_dir = str(tmp_path / "logs" / job_id)
+        env = dict(os.environ, BATCHRUN_JOB_ID=job_id, BATCHRUN_LOG_DIR=log_dir, BATCHRUN_ATTEMPT="3", **{marker: "1"})
+        jobs.append((job_id, command, log_dir, env))
+    return jobs
+
+
+def test_detached_jobs_lead_their_groups_outlive_the_executor_and_are_recorded(tmp_path: Path, marker: str) -> None:
+    gate = tmp_path / "gate"
+    (tmp_path / "logs").mkdir()
+    commands = [f'echo "$$ $0 $#"; while [ ! -e {gate} ]; do sleep 0.02; done; exit 4', "exit 0", "kill -TERM $$"]
+    executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
+    refs = executor.start_many(_jobs(tmp_path, marker, commands))
+    executor.close()
+    first = tmp_path / "logs" / JOB_IDS[0]
+    wait_for(lambda: (first / "out.log").read_text() != "", what="the first job to start")
+    # The reference is the job's own shell, which leads its session and group.
+    assert (first / "out.log").read_text() == f"{refs[0]} /bin/sh 0\n"
+    assert os.getpgid(int(refs[0])) == os.getsid(int(refs[0])) == int(refs[0])
+    assert job_lock_held(first), "a detached job runs without its lock"
+    gate.touch()
+    # A later executor (a relaunch) follows them by their locks and records.
+    again = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
+    again._detached = {ref: (job[2], 3) for ref, job in zip(refs, _jobs(tmp_path, marker, commands), strict=True)}
+    assert [again.wait(ref) for ref in refs] == [4, 0, -signal.SIGKILL]
+    assert [(tmp_path / "logs" / job_id / "exit").read_text() if (tmp_path / "logs" / job_id / "exit").exists() else None for job_id in JOB_IDS] == [
+        "4 3\n", "0 3\n", None]
+
+
+def test_a_detached_job_the_launch_stops_is_stopped_whole_and_left_unrecorded(tmp_path: Path, marker: str) -> None:
+    (tmp_path / "logs").mkdir()
+    ready = tmp_path / "ready"
+    executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
+    (ref,) = executor.start_many(_jobs(tmp_path, marker, [f"trap 'exit 0' TERM; touch {ready}; while :; do sleep 0.05; done"]))
+    wait_for(ready.exists, what="the job to trap TERM")
+    assert executor.wait(ref, timeout=0.1) is None
+    assert executor.signal(JOB_IDS[0], ref, signal.SIGTERM)
+    assert executor.wait(ref, timeout=30) == -signal.SIGTERM
+    assert not (tmp_path / "logs" / JOB_IDS[0] / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
+    assert live_pids_with_env(marker) == []
+    executor.close()
+
+
+def test_a_detached_job_that_cannot_start_raises(tmp_path: Path, marker: str) -> None:
+    executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
+    with pytest.raises(OSError, match="No such file"):
+        executor.start_many(_jobs(tmp_path / "missing", marker, ["true"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -36,15 +37,20 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no
           "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>")
 
 
-@pytest.fixture()
-def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+def start_chromium(flags: tuple[str, ...], profile: Path):  # type: ignore[no-untyped-def]
+    """Headless Chromium through its chromedriver, logging the page's console."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in _FLAGS:
+    for flag in flags:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
+
+
+@pytest.fixture()
+def browser(tmp_path: Path):  # type: ignore[no-untyped-def]
+    driver = start_chromium(_FLAGS, tmp_path / "chromium-profile")
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.emulateNetworkConditions", {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
@@ -72,27 +78,35 @@ def test_report_draws_every_run_offline(workdir: Path, browser) -> None:  # type
     _, runs, with_loss = report_runfile(workdir)
     assert run_batchrun("report", "exp.runfile", cwd=workdir).returncode == 0
     browser.get((workdir / "report.html").as_uri())
-    assert browser.execute_script("return window.batchrunReportReady === true")
+    wait_until(browser, "return window.batchrunReportReady === true")
     # Nothing the user wrote ran: not the </script><script> command, not the <img onerror> metric name.
     assert browser.execute_script("return window.pwned === undefined")
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
-    # Parallel coordinates: one polyline per run with a loss, over the 3 parameters and the metric.
-    parcoords = browser.execute_script("var gd = document.getElementById('parcoords'); return [gd._fullData[0].dimensions.map(function (d) { return d.values.length; }), document.querySelectorAll('#parcoords .y-axis').length, document.querySelectorAll('#parcoords canvas').length]")
-    assert parcoords[0] == [with_loss] * 4 and parcoords[1] == 4 and parcoords[2] >= 1
-    ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .y-axis')[0].querySelectorAll('.tick text'), function (t) { return t.textContent; })")
+    # Parallel coordinates: one line per run with a loss, over the 3 parameters, the other metric and the metric.
+    dims = browser.execute_script("return window.batchrunSweep.pc.spec.dims.map(function (d) { return [d.name, d.values.length]; })")
+    assert [n for _, n in dims] == [with_loss] * 5 and [name for name, _ in dims][:3] == ["opt", "lr", "seed"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#parcoords .pc-axis")) == 5 and browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
+    ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-axis')[0].querySelectorAll('text.tick'), function (t) { return t.textContent; })")
     assert sorted(ticks) == sorted([HOSTILE, "adam", "sgd"])  # shown as the user wrote it
-    # The metric against each parameter: one drawn marker per run, in each of the 3 plots.
-    points = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#scatters > div'), function (d) { return d.querySelectorAll('.scatterlayer path.point').length; })")
+    # The seed is a whole number: integer ticks only.
+    seed_ticks = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#parcoords .pc-axis')[2].querySelectorAll('text.tick'), function (t) { return t.textContent; })")
+    assert seed_ticks == ["1", "2"]
+    # The metric against each parameter: one drawn marker per run, in each of the 3 subplots.
+    points = browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#scatters .scatterlayer .trace'), function (t) { return t.querySelectorAll('path.point').length; })")
     assert points == [with_loss] * 3
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#bestsofar .scatterlayer path.point")) == with_loss
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#history .scatterlayer .trace")) == with_loss
-    # The table holds every run, and sorts when a header is clicked.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#bestsofar .scatterlayer .trace:first-child path.point")) == with_loss
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#history .scatterlayer .trace")) == min(20, with_loss)
+    # The table holds every run, and sorts when a header is clicked; the hostile command is text.
     assert len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == runs
+    assert any(HOSTILE in cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#runs tbody td .cmd"))
     line_header = browser.find_elements(By.CSS_SELECTOR, "#runs th")[0]
     line_header.click()
-    line_header.click()
+    wait_until(browser, "return document.querySelector('#runs th').className === 'sorted-desc'")
     assert browser.find_element(By.CSS_SELECTOR, "#runs tbody tr td").text == str(runs)
+    # Importance and the groups over the seed are drawn.
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#importance .barlayer .point")) == 6
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".br-groups tr")) == 1 + 7
     assert "diverged: lr 0.9 is too high" in browser.find_element(By.CSS_SELECTOR, ".failed pre").text
     # A screenshot that is not blank: many distinct byte values, not one background colour.
     png = browser.get_screenshot_as_png()
@@ -104,3 +118,13 @@ def test_report_draws_every_run_offline(workdir: Path, browser) -> None:  # type
     assert len(set(pixels)) > 50
     white = pixels.count(b"\xff\xff\xff")
     assert white < 0.97 * width * height
+
+
+def wait_until(browser, script: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until `script` returns true in the page (drawing is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while not browser.execute_script(script):
+        if time.monotonic() > deadline:
+            page = browser.execute_script("return document.body.innerText.slice(0, 400)")
+            raise AssertionError(f"timed out waiting for: {script}\nat {browser.current_url}\npage: {page!r}\nconsole: {browser.get_log('browser')}")
+        time.sleep(0.05)

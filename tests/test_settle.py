@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.executors.local import executor as local
+from batchrun.executors import jobfiles
 from batchrun.launch.settle import Outcome, apply_decisions, journal_decisions, settle_in_flight, settle_one
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
@@ -20,7 +20,7 @@ def running_record(job_id: str, attempt: int = 1, start: float = 100.0) -> JobRe
 
 def test_the_lock_is_probed_before_the_exit_record_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    read = local.read_exit_record
+    read = jobfiles.read_exit_record
 
     def spy_read(log_dir: Path, attempt: int | None = None) -> tuple[int, float] | None:
         order.append("read")
@@ -30,14 +30,14 @@ def test_the_lock_is_probed_before_the_exit_record_is_read(tmp_path: Path, monke
         order.append("probe")
         return False
 
-    monkeypatch.setattr(local, "read_exit_record", spy_read)
+    monkeypatch.setattr(jobfiles, "read_exit_record", spy_read)
     settle_one(running_record("a" * 16), tmp_path, probe, 200.0)
     assert order == ["probe", "read"]
 
 
 def test_a_job_that_ends_between_the_probe_and_the_read_is_collected(tmp_path: Path) -> None:
     def probe_then_end(rec: JobRecord, log_dir: Path) -> bool:
-        (log_dir / local.EXIT_NAME).write_text("0 1\n")  # the job ends right after the probe
+        (log_dir / jobfiles.EXIT_NAME).write_text("0 1\n")  # the job ends right after the probe
         return True
 
     decision = settle_one(running_record("a" * 16), tmp_path, probe_then_end, 200.0)
@@ -50,7 +50,7 @@ def test_a_job_that_ends_between_the_probe_and_the_read_is_collected(tmp_path: P
         (False, None, Outcome.RERUN),
         (True, None, Outcome.ADOPTED),
         (False, "7 2\n", Outcome.COLLECTED),
-        (True, "7 2\n", Outcome.COLLECTED),  # a stray child holds the lock; the wrapper ended
+        (True, "7 2\n", Outcome.COLLECTED),  # a stray child holds the lock; the job's shell ended
         (False, "1 1\n", Outcome.RERUN),  # attempt 1's record, attempt 2 never spawned
         (True, "1 1\n", Outcome.ADOPTED),
         (False, "7\n", Outcome.COLLECTED),  # an old record, naming no attempt
@@ -59,7 +59,7 @@ def test_a_job_that_ends_between_the_probe_and_the_read_is_collected(tmp_path: P
 )
 def test_outcomes(tmp_path: Path, running: bool, exit_text: str | None, outcome: Outcome) -> None:
     if exit_text is not None:
-        (tmp_path / local.EXIT_NAME).write_text(exit_text)
+        (tmp_path / jobfiles.EXIT_NAME).write_text(exit_text)
     decision = settle_one(running_record("a" * 16, attempt=2), tmp_path, lambda rec, log_dir: running, 200.0)
     assert decision.outcome == outcome
     assert decision.attempt == 2 and decision.start == 100.0
@@ -78,7 +78,7 @@ def test_the_journal_and_memory_tell_the_same_story(tmp_path: Path) -> None:
     journal.record_end(ids[3], 1, 0, 100.0, 150.0)
     for job_id, text in zip(ids[:2], ["0 1\n", "3 1\n"], strict=True):
         (runs / job_id).mkdir()
-        (runs / job_id / local.EXIT_NAME).write_text(text)
+        (runs / job_id / jobfiles.EXIT_NAME).write_text(text)
     (runs / ids[2]).mkdir()
     decisions = settle_in_flight(journal.records, lambda job_id: runs / job_id, lambda rec, log_dir: False, 200.0)
     assert [d.outcome for d in decisions] == [Outcome.COLLECTED, Outcome.COLLECTED, Outcome.RERUN]

@@ -14,10 +14,11 @@ import pytest
 from batchrun.cli.logs import _tail_bytes
 from batchrun.cli.status import _sweep_columns
 from batchrun.errors import InputError, MetadataError, UsageError
-from batchrun.executors.local import executor as local
+from batchrun.executors import ExecutorOptions, jobfiles
+from batchrun.executors.local.executor import LocalExecutor
+from batchrun.executors.slurm import cluster as slurm_cluster
 from batchrun.launch.launch import Launch, LaunchOptions
 from batchrun.runfile.file import job_id_of, load_runfile
-from batchrun.status import view as status_module
 from batchrun.status.lookup import find_job, probe_job, short_id_length
 from batchrun.status.preview import preview_launch
 from batchrun.status.view import JobStatus, load_status, read_status
@@ -58,22 +59,23 @@ def make_runs_dir(workdir: Path, journal: list[str], name: str = "exp") -> RunsD
 
 
 @pytest.fixture()
-def spawned() -> Iterator[list[local.LocalProcess]]:
-    """Jobs started by a test, killed (with their process groups) at its end."""
-    procs: list[local.LocalProcess] = []
-    yield procs
-    for proc in procs:
+def spawned() -> Iterator[list[int]]:
+    """Jobs started by a test (the pids of their shells), killed (with their process groups) at its end."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.popen.wait()
 
 
-def spawn_running_job(runs_dir: RunsDir, command: str, procs: list[local.LocalProcess]) -> None:
-    """Start a job the way a launch does (holding its run.lock) and leave it running."""
+def spawn_running_job(runs_dir: RunsDir, command: str, pids: list[int]) -> None:
+    """Start a job the way a launch does (holding its lock, as --detach) and leave it running."""
     log_dir = str(runs_dir.log_dir(job_id_of(command)))
-    procs.append(local.spawn_job(command, log_dir, {**os.environ, "BATCHRUN_LOG_DIR": log_dir}))
+    executor = LocalExecutor(ExecutorOptions(runs_dir=str(runs_dir.path)))
+    env = {**os.environ, "BATCHRUN_JOB_ID": job_id_of(command), "BATCHRUN_LOG_DIR": log_dir}
+    pids.extend(int(ref) for ref in executor.start_many([(job_id_of(command), command, log_dir, env)]))
 
 
 # -- targets ---------------------------------------------------------------------
@@ -130,19 +132,19 @@ def test_states_come_from_the_journal_and_removed_lines_are_counted_apart(workdi
     assert not status.launch_running
 
 
-def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Path, spawned: list[local.LocalProcess], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Path, spawned: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     lines = ["ended meanwhile", "died", "still going", "on slurm"]
     runfile = load_runfile(write_runfile(workdir / "exp.runfile", lines))
     journal = [started(line, slot) for slot, line in enumerate(lines)]
     runs_dir = make_runs_dir(workdir, [*journal, journal_line("P", "on slurm", 1, "4242_7", 0)])
     done_dir = runs_dir.log_dir(job_id_of("ended meanwhile"))
     done_dir.mkdir()
-    (done_dir / local.EXIT_NAME).write_text("7\n")
+    (done_dir / jobfiles.EXIT_NAME).write_text("7\n")
     spawn_running_job(runs_dir, "sleep 30", spawned)
     # The running job's lock: hand "still going" the lock file of a live job.
     alive_dir = runs_dir.log_dir(job_id_of("still going"))
     alive_dir.mkdir()
-    fd = os.open(alive_dir / local.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fd = os.open(alive_dir / jobfiles.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         before = (runs_dir.path / JOURNAL_NAME).read_bytes()
@@ -155,7 +157,7 @@ def test_a_job_a_dead_launch_left_running_is_settled_in_memory_only(workdir: Pat
         # A detached SLURM job: squeue tells (one call); no answer, or not asked: it stays as the journal has it.
         asked: list[list[str]] = []
         for answer, expected in (({"4242_7"}, State.RUNNING), (set(), State.INTERRUPTED), (None, State.RUNNING)):
-            monkeypatch.setattr(status_module, "slurm_active", lambda refs, answer=answer: asked.append(list(refs)) or answer)
+            monkeypatch.setattr(slurm_cluster, "slurm_active", lambda refs, answer=answer: asked.append(list(refs)) or answer)
             assert {job.command: job for job in read_status(runs_dir, runfile).jobs}["on slurm"].category == expected
         assert asked == [["4242_7"]] * 3
         assert {job.command: job for job in read_status(runs_dir, runfile, ask_cluster=False).jobs}["on slurm"].category == State.RUNNING
@@ -326,7 +328,7 @@ def plan_key(plan: object) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize("mode", ["resume", "retry_failed", "overwrite"])
-def test_preview_is_the_plan_the_launch_then_makes(workdir: Path, spawned: list[local.LocalProcess], mode: str) -> None:
+def test_preview_is_the_plan_the_launch_then_makes(workdir: Path, spawned: list[int], mode: str) -> None:
     lines = ["echo ok", "exit 3", "sleep 1", "echo pending", "ended meanwhile", "died", "sleep 30", "echo reset"]
     path = write_runfile(workdir / "exp.runfile", lines)
     journal = [
@@ -338,7 +340,7 @@ def test_preview_is_the_plan_the_launch_then_makes(workdir: Path, spawned: list[
     runs_dir.metadata.write_text(json.dumps({job_id_of("echo gone"): {"command": "echo gone", "state": "failed", "line": 9}}))
     done_dir = runs_dir.log_dir(job_id_of("ended meanwhile"))
     done_dir.mkdir()
-    (done_dir / local.EXIT_NAME).write_text("0\n")
+    (done_dir / jobfiles.EXIT_NAME).write_text("0\n")
     spawn_running_job(runs_dir, "sleep 30", spawned)
     shown = preview_launch(load_runfile(path), runs_dir, mode)
     assert {name: [job.command for job in jobs] for name, jobs in shown.groups.items() if jobs} == {

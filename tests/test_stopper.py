@@ -1,4 +1,8 @@
-"""Unit tests of the stopper: nothing of a job's process group is left when it returns."""
+"""Unit tests of the stopper: nothing of a job's process group is left when it returns, and it returns in bounded time.
+
+The jobs sleep far longer than any test may take (pytest-timeout): a stop that
+waited for a job's natural end would fail the test instead of passing slowly.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def test_stop_job_returns_only_when_the_group_is_gone(tmp_path: Path, marker: st
     """The wrapper dies on SIGTERM; its child ignores SIGTERM and outlives it."""
     executor = executor_class(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (touch {ready}; sleep 100) & wait")
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (touch {ready}; sleep 1000) & wait")
     wait_for(ready.exists, what="the child to start")
     stop_job(executor, JOB_ID, ref, grace=0.3)
     assert live_pids_with_env(marker) == []
@@ -58,7 +62,7 @@ def test_stop_job_returns_only_when_the_group_is_gone(tmp_path: Path, marker: st
 def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_path: Path, marker: str) -> None:
     executor = LocalExecutor(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"touch {ready}; sleep 100")
+    ref = _start(executor, tmp_path, marker, f"touch {ready}; sleep 1000")
     wait_for(ready.exists, what="the job to start")
     watched: list[tuple[str, str | None, bool]] = [("f" * 16, "starting", True)]
     targets = [(JOB_ID, ref, False), *watched]
@@ -77,7 +81,7 @@ def test_end_group_leaves_nothing_of_the_group_and_leaves_the_wrapper_to_its_wai
     """`batchrun kill`: the job's own thread waits for its wrapper; end_group only ends the group."""
     executor = executor_class(ExecutorOptions())
     ready = tmp_path / "ready"
-    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (trap '' TERM; touch {ready}; sleep 100) & wait")
+    ref = _start(executor, tmp_path, marker, f"trap '' TERM; (trap '' TERM; touch {ready}; sleep 1000) & wait")
     wait_for(ready.exists, what="the child to start")
     status: list[int | None] = []
     waiter = threading.Thread(target=lambda: status.append(executor.wait(ref)))
@@ -119,3 +123,42 @@ def _wait_or_error(ends: object, job_id: str) -> object:
         return ends.wait(job_id)  # type: ignore[attr-defined]
     except RuntimeError as error:
         return error
+
+
+class _Unkillable:
+    """An executor whose job never ends and whose group never goes (a process in uninterruptible sleep)."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+
+    def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
+        self.signals.append(sig)
+        return True
+
+    def alive(self, job_id: str, ref: str | None) -> bool:
+        return True
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        assert timeout is not None, "an unbounded wait for a job being stopped"
+        time.sleep(min(timeout, 0.01))
+        return None
+
+
+def test_every_wait_for_a_stopped_job_is_bounded_and_sigkill_is_sent_again_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import batchrun.launch.stopper as stopper
+
+    monkeypatch.setattr(stopper, "KILL_WAIT", 0.3)
+    executor = _Unkillable()
+    assert stop_job(executor, JOB_ID, "123", grace=0.05) == -signal.SIGKILL  # type: ignore[arg-type]
+    assert executor.signals[0] == signal.SIGTERM and executor.signals.count(signal.SIGKILL) > 1
+    # The job's own wait: unbounded while the launch runs, KILL_WAIT once a stop-now was pressed.
+    stop_now = threading.Event()
+    waited: list[int | None] = []
+    waiter = threading.Thread(target=lambda: waited.append(stopper.wait_job(executor, "123", stop_now.is_set)))  # type: ignore[arg-type]
+    waiter.start()
+    waiter.join(1.5)
+    assert waiter.is_alive(), "the wait ended while nothing stopped the job"
+    stop_now.set()
+    waiter.join(5)
+    assert waited == [-signal.SIGKILL]
+    assert stopper.wait_job(executor, "123", lambda: False, deadline=time.monotonic() + 0.1) is None  # type: ignore[arg-type]

@@ -76,9 +76,10 @@ def _gather(target: Path, csv: str | Path | None, report: str | Path | None, ove
         except ImportError:
             sys.stderr.write(f"batchrun: {report} not written: it needs plotly: pip install 'batchrun[report]'\n")
         else:
-            from batchrun.results.report import build_report
+            from batchrun.results.report import write_report
 
-            write_atomic(Path(report), build_report(results, metric=metric))
+            # plotly.js beside the report, once, as `batchrun report` writes it: a report of a few runs weighs kilobytes.
+            write_report(results, Path(report), metric=metric)
             wrote.append(str(report))
     if show:
         if over:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import batchrun.cli.launch as cli_launch
+from batchrun.cli.words import count as count_of
 from batchrun.errors import UsageError
 
 __all__ = ["COMMANDS", "add_parsers", "run", "split_command"]
@@ -64,6 +65,10 @@ def _add_run(subparsers: Any) -> None:
 def _add_own_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--name", default=None, metavar="NAME", help="the runfile NAME.runfile and runs directory runs/NAME (default: from the command's program)")
     run.add_argument("--count", action="store_true", help="print how many lines the command gives, write and run nothing")
+    run.add_argument(
+        "--resources", type=_request, default=None, metavar="REQUEST",
+        help="what every line asks for, e.g. 'gpus=1 cpus=4 mem=16G time=2h': written into the runfile as a directive",
+    )
     run.add_argument("words", nargs="*", metavar="COMMAND", help="the command, as one quoted word or as several words")
 
 
@@ -82,7 +87,7 @@ def _add_sweep(subparsers: Any) -> None:
 
 
 def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
-    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
+    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, metavar="GRIDSPEC|COMMAND", help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
     sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile, or NAME.runfile for a command)")
     sweep.add_argument("--count", action="store_true", help="print how many commands the grid (or command line) has, write nothing")
 
@@ -160,7 +165,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path(f"{default_name(words)}.runfile")
     count = _write(out, expansion, words, explicit=args.out is not None)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
@@ -170,12 +175,13 @@ def _sweep_gridspec(args: argparse.Namespace) -> int:
     if args.gridspec is None:
         raise UsageError("sweep needs a gridspec (grid.yml) or a command with a sweep ('python train.py --lr={0.1,0.01}')")
     gridspec = load_gridspec(args.gridspec)
+    cli_launch.warn_gridspec(args.gridspec, cli_launch.gridspec_warnings(gridspec))
     if args.count:
         print(gridspec.count())
         return 0
     out = args.out or default_runfile_path(args.gridspec)
     count = write_runfile(gridspec, out)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
@@ -204,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args, expansion, runfile, how)
     count = _write(runfile, expansion, args.words, explicit=args.name is not None, args=args)
     if not args.quiet:
-        print(f"batchrun: {runfile}: {count} lines from {_notation(expansion.notation)}{how}", flush=True)
+        print(f"batchrun: {runfile}: {count_of(count, 'line')} from {_notation(expansion.notation)}{how}", flush=True)
     args.runfile = runfile
     return cli_launch.run(args)
 
@@ -227,7 +233,7 @@ def _dry_run(args: argparse.Namespace, expansion: Any, runfile: Path, how: str) 
         if keep:
             kept.append(line)
     out.flush()
-    sys.stderr.write(f"batchrun: {runfile}: {expansion.count()} lines from {_notation(expansion.notation)}{how}; "
+    sys.stderr.write(f"batchrun: {runfile}: {count_of(expansion.count(), 'line')} from {_notation(expansion.notation)}{how}; "
                      "dry run: nothing written, nothing run\n")
     if keep:
         from batchrun.cli.display import plan_lines
@@ -247,7 +253,20 @@ def _write(out: Path, expansion: Any, words: Sequence[str], explicit: bool, args
     _check_replace(out, expansion, explicit)
     if args is not None:
         _check_not_running(out, args)
-    return write_lines(out, expansion.lines(), HEADER + shlex.join(words))
+    header = HEADER + shlex.join(words)
+    request = getattr(args, "resources", None)
+    if request:
+        header += "\n" + request.directive()  # the lines' ids stay their commands': a new request reruns nothing
+    return write_lines(out, expansion.lines(), header)
+
+
+def _request(text: str) -> Any:
+    from batchrun.resources import parse_request
+
+    try:
+        return parse_request(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _recorded_command(out: Path) -> list[str] | None:

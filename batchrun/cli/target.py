@@ -11,28 +11,47 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from batchrun.resources import parse_duration
+from batchrun.store.records import STATES
 from batchrun.store.rundir import DEFAULT_METADATA_NAME
 from batchrun.store.target import Target, resolve_target
 
-__all__ = ["duration", "duration_or_zero", "int_at_least", "target_of", "target_parser"]
+__all__ = ["add_capacity_options", "add_state_option", "duration", "duration_or_zero", "int_at_least", "states_of", "target_of", "target_parser"]
+
+# How every command names its target in its usage line.
+TARGET_METAVAR = "RUNFILE|GRIDSPEC|RUNS_DIR"
 
 
 def target_parser() -> argparse.ArgumentParser:
     """A parent parser (`parents=[...]`) with the target and its runs-directory options."""
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
+    where.add_argument("target", type=Path, metavar=TARGET_METAVAR, help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
     where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
     where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
     return where
 
 
+def _states(text: str) -> list[str]:
+    states = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for state in states:
+        if state not in STATES:
+            raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
+    return states
+
+
+def add_state_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--state failed,timeout` (or repeated): one syntax for every command that filters by state."""
+    parser.add_argument("--state", type=_states, action="append", default=None, metavar="STATE[,STATE]", help=f"{what} in these states (comma-separated or repeated): {', '.join(STATES)}")
+
+
+def states_of(args: argparse.Namespace) -> list[str]:
+    """The states `--state` named, in order, or [] for all."""
+    return [state for group in args.state or [] for state in group]
+
+
 def target_of(args: argparse.Namespace) -> Target:
     """The target a command parsed with `target_parser` names, resolved to its runs directory."""
     return resolve_target(args.target, args.accounting_dir, args.state_db_filename)
-
-
-# Units of a duration; a bare number is seconds.
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def duration(text: str) -> float:
@@ -46,28 +65,11 @@ def duration_or_zero(text: str) -> float:
 
 
 def _parse_duration(text: str, allow_zero: bool) -> float:
-    rest = text.strip().lower()
-    total = 0.0
-    parts = 0
-    if rest and rest[-1].isdigit():
-        rest += "s"
-    number = ""
-    for char in rest:
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in _DURATION_UNITS and number:
-            try:
-                total += float(number) * _DURATION_UNITS[char]
-            except ValueError:
-                break
-            number = ""
-            parts += 1
-        else:
-            break
-    else:
-        if not number and parts and (total > 0 or allow_zero):
-            return total
-    raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")
+    # The one duration syntax, shared with a request's `time=` (`batchrun.resources`).
+    try:
+        return parse_duration(text, allow_zero)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -83,3 +85,31 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_capacity_options(parser: argparse.ArgumentParser) -> None:
+    """What this machine offers the jobs: `launch` and `plan` take the same, so they refuse the same jobs."""
+    parser.add_argument(
+        "--gpus", type=_gpu_list, default=None, metavar="IDS",
+        help="GPU ids, e.g. 0,1,2,3, or auto (nvidia-smi, CUDA_VISIBLE_DEVICES): each job gets CUDA_VISIBLE_DEVICES of exactly its GPUs",
+    )
+    parser.add_argument("--jobs-per-gpu", type=int_at_least(1), default=1, metavar="K", help="jobs sharing one GPU when their lines ask for none (default 1); -j defaults to GPUs x K")
+    parser.add_argument("--skip-busy-gpus", action="store_true", help="leave out GPUs on which another user's processes hold memory (nvidia-smi)")
+    parser.add_argument("--cpus", type=int_at_least(1), default=None, metavar="N", help="CPUs the jobs may use at once (default: this machine's); a line asks with # batchrun: cpus=8")
+    parser.add_argument("--mem", type=_size, default=None, metavar="SIZE", help="memory the jobs may use at once, e.g. 64G (default: this machine's); a line asks with # batchrun: mem=16G")
+
+
+def _gpu_list(text: str) -> list[str]:
+    gpus = [part.strip() for part in text.split(",")]
+    if not all(gpus) or any(c in gpu for gpu in gpus for c in " ;()") or ("auto" in gpus and len(gpus) > 1):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of GPU ids like 0,1,2,3, or auto, not {text!r}")
+    return gpus
+
+
+def _size(text: str) -> int:
+    from batchrun.resources import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("mem must be", "expected")) from None

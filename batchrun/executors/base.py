@@ -1,18 +1,28 @@
-"""The `Executor` interface every executor implements, and the options a launch gives it.
+"""The `Executor` interface every executor implements, and the options a launch gives every executor.
 
 Kept apart from the registry in `batchrun.executors` so that the executors
 import their interface without importing the registry that imports them.
+What only one executor needs (SLURM's sbatch arguments, Dask's scheduler) is
+in that executor's own settings class (`Executor.Settings`), in its folder.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
-__all__ = ["Executor", "ExecutorName", "ExecutorOptions"]
+from batchrun.executors.jobfiles import job_alive
+from batchrun.liveness import LockTable
+from batchrun.resources import Request
+
+__all__ = ["Executor", "ExecutorName", "ExecutorOptions", "NoSettings", "Unwatched"]
+
+# job id -> (the journal's reference for it, or None; its log directory): jobs no launch watches.
+Unwatched = Mapping[str, "tuple[str | None, Path]"]
 
 
 class ExecutorName(str, enum.Enum):
@@ -28,13 +38,16 @@ class ExecutorName(str, enum.Enum):
 
 @dataclass
 class ExecutorOptions:
-    """What executors may need from the launch's options."""
+    """What every executor needs from the launch's options."""
 
     n_jobs: int = 1
     cwd: str = "."
     runs_dir: str = "."
-    sbatch_args: list[str] = field(default_factory=list)
-    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of an executor that has none of its own."""
 
 
 class Executor(abc.ABC):
@@ -42,27 +55,64 @@ class Executor(abc.ABC):
 
     # An ExecutorName member (a str, so plain comparisons with "local" hold).
     name: ClassVar[str]
+    # This executor's own settings (a dataclass built by keyword from the launch's
+    # options of the same names, `settings_from`), kept as `self.settings`.
+    Settings: ClassVar[type[Any]] = NoSettings
+    # The cluster `unwatched_alive` asks when allowed to (`wait` names it, and
+    # the command it asks with, while it waits): None for executors that need none.
+    cluster: ClassVar[str | None] = None
+    cluster_query: ClassVar[str] = ""
 
-    def __init__(self, options: ExecutorOptions) -> None:
+    def __init__(self, options: ExecutorOptions, settings: Any = None) -> None:
         self.options = options
+        self.settings = self.Settings() if settings is None else settings
+
+    @classmethod
+    def settings_from(cls, values: Mapping[str, Any]) -> Any:
+        """This executor's settings from the launch's executor options (those of other executors are left out)."""
+        fields = getattr(cls.Settings, "__dataclass_fields__", {})
+        return cls.Settings(**{name: value for name, value in values.items() if name in fields})
+
+    # -- what is known without a launch: references and liveness -------------
+
+    @classmethod
+    @abc.abstractmethod
+    def made(cls, ref: str) -> bool:
+        """Whether a journal reference is of the kind this executor returns from `start`."""
+
+    @classmethod
+    def unwatched_alive(cls, jobs: Unwatched, locks: LockTable | None, ask_cluster: bool) -> dict[str, bool | None]:
+        """For jobs this executor started and no launch watches: whether each still queues or runs (None: cannot tell now).
+
+        Asked without a connection (`status`, `wait`). By default the job's
+        lock answers: every supervisor holds out.log's flock while its job
+        lives. `ask_cluster` allows one query of a cluster for all of them.
+        """
+        return {job_id: job_alive(log_dir, locks) for job_id, (_, log_dir) in jobs.items()}
 
     def open(self) -> None:  # noqa: B027 - an optional hook; most executors need none
         """Connect or check the environment before the first job (may raise ExecutorError)."""
 
     @abc.abstractmethod
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
-        """Start a job; return a reference for the journal (no spaces)."""
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
+        """Start a job; return a reference for the journal (no spaces).
 
-    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
-        """Start many jobs at once (--detach), each (job_id, command, log_dir, env); their references, in order.
+        `request` is what the job asks for (`batchrun.resources`): a cluster
+        executor asks its cluster for it; locally the launch's scheduler has
+        placed the job already.
+        """
+
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
+        """Start many jobs at once (--detach), each (job_id, command, log_dir, env) asking for its `requests` entry; their references, in order.
 
         Executors that can submit in bulk (SLURM job arrays) override this.
         """
-        return [self.start(*job) for job in jobs]
+        asks = list(requests) if requests is not None else [None] * len(jobs)
+        return [self.start(*job, request) for job, request in zip(jobs, asks, strict=True)]
 
     @abc.abstractmethod
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
-        """Block until the job ends; its wrapper's status (-N: killed by signal N), None on timeout."""
+        """Block until the job ends; its shell's status (-N: killed by signal N), None on timeout."""
 
     def left_no_metrics(self, ref: str) -> bool:
         """Once `wait` returned: True when the executor saw the job end with no metrics file (the launch then skips reading it)."""
@@ -75,6 +125,13 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def alive(self, job_id: str, ref: str | None) -> bool:
         """True while any process of the job is alive (or it is still queued)."""
+
+    def adopts(self, ref: str | None) -> bool:
+        """Whether this executor can tell if a job an earlier launch left (reference `ref`) still runs, and follow and stop it.
+
+        By default only jobs it made (or whose reference the journal missed).
+        """
+        return ref is None or self.made(ref)
 
     @abc.abstractmethod
     def still_running(self, job_id: str, ref: str | None, log_dir: str) -> bool:

@@ -1,65 +1,48 @@
-"""A local job's two files that say how it stands: out.log's flock (alive) and `exit` (how it ended).
+"""The files every executor's supervisor leaves in a job's log directory, read from anywhere.
 
-Kept apart from `local` so that the per-slot helpers' client (`helpers`),
-which `local` uses, reads them without an import circle.
+`supervisor` writes them (and names them); everything else reads them here:
+- out.log's flock: held while any process of the job (or its supervisor,
+  until the record is written) is alive;
+- `exit`: how the job ended, `<status> <attempt>` (`read_exit_record`);
+- `.stopping`: the note a launch leaves before it signals a job on purpose
+  (`note_stop`), after which the supervisor writes no record.
+These are the same for every executor, so a launch, `status` and `wait`
+read any job's end and liveness without knowing which executor ran it.
 """
 
 from __future__ import annotations
 
-import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from batchrun.executors.supervisor import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, note_stop, read_exit_record
 from batchrun.liveness import LockTable, lock_held
 
-__all__ = ["EXIT_NAME", "LOCK_NAME", "OUT_NAME", "STOP_NAME", "job_alive", "job_lock_held", "read_exit_record"]
+__all__ = [
+    "EXIT_NAME",
+    "LOCK_NAME",
+    "OUT_NAME",
+    "STOP_NAME",
+    "job_alive",
+    "job_lock_held",
+    "note_stop",
+    "read_exit_record",
+    "wait_for_job_lock",
+    "wait_unwatched",
+]
 
-EXIT_NAME = "exit"
-OUT_NAME = "out.log"
-# The file whose flock says a job's processes are alive.
-LOCK_NAME = OUT_NAME
-# A note a launch leaves before it signals a job's group (`LocalExecutor.signal`):
-# the job's helper then writes no exit record (`_slot_helper`).
-STOP_NAME = ".stopping"
-
-
-def read_exit_record(log_dir: Path, attempt: int | None = None) -> tuple[int, float] | None:
-    """The exit status and end time a job's wrapper recorded, if complete.
-
-    With `attempt`, only a record of that attempt counts. A record that
-    names no attempt (written before records named them, or by a wrapper
-    run without BATCHRUN_ATTEMPT) counts for any attempt.
-    """
-    path = log_dir / EXIT_NAME
-    try:
-        with open(path, "rb") as f:
-            data = f.read(64)
-            end = os.fstat(f.fileno()).st_mtime
-    except OSError:
-        return None
-    if not data.endswith(b"\n"):
-        return None
-    fields = data.split()
-    try:
-        status = int(fields[0])
-        recorded = int(fields[1]) if len(fields) > 1 else None
-    except (ValueError, IndexError):
-        return None
-    if len(fields) > 2 or (attempt is not None and recorded is not None and recorded != attempt):
-        return None
-    return status, end
+# What an unwatched job that ended with no record counts as: killed, as by SIGKILL (its supervisor died with it).
+_NO_RECORD_STATUS = -9
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
-    """True while some process of a job holds the flock on `<log_dir>/<name>` (probed).
-
-    For jobs started with `spawn_job` that is out.log; other executors'
-    supervisors lock files of their own.
-    """
+    """True while some process of a job holds the flock on `<log_dir>/<name>` (probed): out.log unless named."""
     return lock_held(f"{log_dir}/{name}")
 
 
 def job_alive(log_dir: Path, locks: LockTable | None = None, launch_running: bool = False) -> bool:
-    """True while some process of a local job holds its out.log lock.
+    """True while some process of a job holds its out.log lock.
 
     With `locks` (a /proc/locks snapshot) nothing is probed; where that table
     cannot be read and a launch runs, a probe could make the launch fail to
@@ -72,3 +55,29 @@ def job_alive(log_dir: Path, locks: LockTable | None = None, launch_running: boo
         if launch_running:
             return not (log_dir / EXIT_NAME).exists()
     return job_lock_held(log_dir)
+
+
+def wait_for_job_lock(log_dir: Path | str, should_stop: Callable[[], bool], poll: float = 0.2, deadline: float | None = None) -> bool:
+    """Block until no process of a job holds its lock; False when `should_stop` said to give up or `deadline` (monotonic) passed.
+
+    `should_stop` is checked between polls so a stopping launch does not
+    hang on a job it could not kill.
+    """
+    while job_lock_held(log_dir):
+        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+            return False
+        time.sleep(poll)
+    return True
+
+
+def wait_unwatched(log_dir: Path | str, attempt: int | None, timeout: float | None = None, poll: float = 0.05) -> int | None:
+    """Wait for a job whose supervisor this process cannot hear (it died, or it never answered to us); its status, None on timeout.
+
+    The lock is waited for first and the record read after (see
+    `launch.settle` for why). No record: the job ended unseen, killed.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if not wait_for_job_lock(log_dir, lambda: False, poll, deadline):
+        return None
+    record = read_exit_record(log_dir, attempt)
+    return record[0] if record is not None else _NO_RECORD_STATUS

@@ -24,6 +24,7 @@ from pathlib import Path
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.launch.afterwards import kept_view, leave_fingerprint
+from batchrun.launch.capacity import capacity_of, check_plan, default_n_jobs
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import FixedJobs, JobQueue
 from batchrun.launch.hold import RunsDirHold
@@ -85,13 +86,15 @@ class Launch:
         base_env = dict(os.environ)
         base_env.update(options.env)
         base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
-        self.executor = make_executor(
-            options.executor,
-            ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(self.runs_dir.path), sbatch_args=options.sbatch_args, scheduler=options.scheduler),
-        )
+        # Locally, what the jobs are packed into (None: a cluster places them).
+        self.capacity = capacity_of(options)
+        if options.auto_jobs and self.capacity is not None and runfile.jobs.requests:
+            options.n_jobs = default_n_jobs(runfile.jobs.requests.distinct(), self.capacity, options.n_jobs)
+        self.executor = _executor_of(options, self.runs_dir)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
-            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
+            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop,
+            self.capacity,
         )
         if on_event is not None:
             self.on_event = on_event
@@ -153,9 +156,13 @@ class Launch:
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             if self.mode == Mode.OVERWRITE:
+                if self.runfile.jobs.requests:  # before the records are forgotten: a refused launch forgets nothing
+                    check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids), self.capacity, self.runfile.path, self.options.detach)
                 self.journal.record_reset([job_id for job_id in self.runfile.jobs.job_ids() if job_id not in adopt_ids])
             self.ledger = Ledger(self.runfile.jobs, records, resume.rows if resume is not None else None)
             self.plan = make_plan(self.ledger, None, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs())
+            if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE:
+                check_plan(self.plan.to_run, self.capacity, self.runfile.path, self.options.detach)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
                 touched = journal_ids_since(self.journal.path, kept[1]) if resumed and kept is not None else None
                 if touched is not None:
@@ -255,9 +262,10 @@ class Launch:
         follow = self.follow
         if follow is None or job.job_id in self.runner.adopt_ids:
             return self.runner.run_job(job)
-        if not follow.may_start(job):
+        current = follow.may_start(job)
+        if current is None:
             return None
-        return self.runner.run_job(job, once=True)
+        return self.runner.run_job(current, once=True)
 
     # -- stopping -----------------------------------------------------------
 
@@ -329,15 +337,28 @@ class Launch:
         )
 
 
+def _executor_of(options: LaunchOptions, runs_dir: RunsDir) -> Executor:
+    """The launch's executor; each keeps those of the options that are its own settings."""
+    return make_executor(
+        options.executor,
+        ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(runs_dir.path)),
+        sbatch_args=options.sbatch_args,
+        scheduler=options.scheduler,
+    )
+
+
 def _ignore_warning(text: str) -> None:
     pass
 
 
 def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_dir: Path) -> bool:
-    """Settlement's liveness question for a job a killed launch left running."""
-    if executor.name == "local" and rec.ref is not None and not rec.ref.isdigit():
-        # Started on a cluster by an earlier launch: local checks would
-        # wrongly call it dead and run it a second time.
+    """Settlement's liveness question for a job a killed launch left running.
+
+    The executor that made the job's reference answers; this launch's own
+    executor also answers for jobs it can follow (`Executor.adopts`). A job
+    another executor may still run elsewhere is not run a second time here.
+    """
+    if not executor.adopts(rec.ref):
         raise UsageError(
             f"{runs_dir.path}: job {rec.job_id} was started by another executor ({rec.ref}) "
             "and may still run there; launch again with the same --executor"

@@ -5,8 +5,8 @@ the journal (`journal_decisions`), the read-only commands apply them to the
 records they read (`apply_decisions`), so both tell the same story.
 
 The order of the two reads is what keeps a job from running twice. A job's
-wrapper writes its exit record before its processes let go of the job's
-liveness lock, so the lock is probed first and the exit record read second:
+supervisor writes its exit record before it lets go of the job's liveness
+lock (`executors.supervisor`), so the lock is probed first and the exit record read second:
 "no exit record" is only believed of a job whose processes were already all
 gone when it was read, and no process of it can come back, because only the
 launch that holds the runs directory starts jobs there. Read the other way
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchrun.executors.local import executor as local
+from batchrun.executors import jobfiles
 from batchrun.launch.options import ValueEnum
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
@@ -55,7 +55,7 @@ def settle_one(rec: JobRecord, log_dir: Path, still_running: Callable[[JobRecord
     docstring for why the order matters).
     """
     running = still_running(rec, log_dir)
-    exit_record = local.read_exit_record(log_dir, rec.attempts)
+    exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
     if exit_record is not None:
         status, end = exit_record
         return Decision(rec.job_id, Outcome.COLLECTED, rec.attempts, rec.start or end, end, status)

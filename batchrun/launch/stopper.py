@@ -3,9 +3,14 @@
 Ctrl-C (and SIGTERM, SIGHUP, --halt-now) stop every running job through a
 `GroupStopper` thread; --timeout stops one job with `stop_job`. Both return
 only once no process of the job's process group is left, not when its
-wrapper exits: a child that outlives the wrapper (it ignores SIGTERM, or the
+shell exits: a child that outlives the shell (it ignores SIGTERM, or the
 SIGKILL is still being delivered) would otherwise still run after batchrun
 has said the job stopped.
+
+Every wait here is bounded: after the grace, SIGKILL is sent again at every
+look until the group is gone, for at most `KILL_WAIT` (a process stuck in
+uninterruptible sleep, on a dead NFS mount, never goes); a job's own wait
+(`wait_job`) gives up that long after a stop was pressed (`stop_now`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from collections.abc import Callable, Iterable
 
 from batchrun.executors import Executor
 
-__all__ = ["STARTING", "GroupStopper", "JobEnds", "end_group", "stop_job", "wait_gone"]
+__all__ = ["KILL_WAIT", "STARTING", "GroupStopper", "JobEnds", "end_group", "stop_job", "wait_gone", "wait_job"]
 
 # How long SIGKILLs are repeated before giving up on a process (one stuck in
 # uninterruptible sleep, on a dead NFS mount, never goes).
 KILL_WAIT = 10.0
 # How often the stopper looks again.
 _POLL = 0.05
+# How long a job's own wait blocks at a time, to look whether a stop gave up on it.
+_WAIT_SLICE = 1.0
 # The reference of a job between its start record and its process.
 STARTING = "starting"
 
@@ -46,29 +53,59 @@ def wait_gone(executor: Executor, job_id: str, ref: str | None, deadline: float,
     return True
 
 
-def stop_job(executor: Executor, job_id: str, ref: str, grace: float, give_up: Callable[[], bool] = lambda: False) -> int:
-    """Stop one job (--timeout): SIGTERM, SIGKILL after `grace`; its wrapper's status.
+def wait_job(executor: Executor, ref: str, stop_now: Callable[[], bool], deadline: float | None = None) -> int | None:
+    """Wait for a job's end: its status; None at `deadline` (monotonic).
 
-    Returns once its wrapper is reaped and no process of its group is left
-    (or SIGKILL could not end them within `KILL_WAIT`).
+    Once `stop_now` says the launch is stopping at once, the job gets
+    `KILL_WAIT` more (the stopper's SIGKILLs end it), then counts as killed
+    (-SIGKILL) and is left to the next launch: a stuck job never holds up the launch.
+    """
+    given_up: float | None = None
+    while True:
+        now = time.monotonic()
+        timeout = _WAIT_SLICE if deadline is None else max(0.0, min(_WAIT_SLICE, deadline - now))
+        returncode = executor.wait(ref, timeout)
+        if returncode is not None:
+            return returncode
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return None
+        if given_up is None and stop_now():
+            given_up = now + KILL_WAIT
+        if given_up is not None and now >= given_up:
+            return -signal.SIGKILL
+
+
+def stop_job(executor: Executor, job_id: str, ref: str, grace: float, give_up: Callable[[], bool] = lambda: False) -> int:
+    """Stop one job (--timeout): SIGTERM, SIGKILL after `grace`; its status.
+
+    Returns once the job's shell is reaped and no process of its group is
+    left: SIGKILL is sent again at every look (one not delivered yet, a
+    process that joined the group late), for at most `KILL_WAIT`, after
+    which the job counts as killed.
     """
     executor.signal(job_id, ref, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while executor.alive(job_id, ref) and time.monotonic() < deadline and not give_up():
         time.sleep(_POLL)
-    executor.signal(job_id, ref, signal.SIGKILL)
-    returncode = executor.wait(ref)
-    assert returncode is not None
-    wait_gone(executor, job_id, ref, time.monotonic() + KILL_WAIT, signal.SIGKILL)
-    return returncode
+    deadline = time.monotonic() + KILL_WAIT
+    returncode = None
+    while True:
+        executor.signal(job_id, ref, signal.SIGKILL)
+        if returncode is None:
+            returncode = executor.wait(ref, _POLL)
+        if (returncode is not None and not executor.alive(job_id, ref)) or time.monotonic() >= deadline:
+            return -signal.SIGKILL if returncode is None else returncode
+        if returncode is not None:
+            time.sleep(_POLL)
 
 
 def end_group(executor: Executor, job_id: str, ref: str | None, grace: float, give_up: Callable[[], bool] = lambda: False) -> None:
     """Stop one job while its launch goes on (`batchrun kill`): SIGTERM, SIGKILL after `grace`.
 
     Returns once no process of its group is left (or SIGKILL could not end
-    them within `KILL_WAIT`). Unlike `stop_job` it never reaps the wrapper:
-    the job's own thread waits for it and records how it ended.
+    them within `KILL_WAIT`). Unlike `stop_job` it never reaps the job's
+    shell: the job's own thread waits for it and records how it ended.
     """
     executor.signal(job_id, ref, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -82,7 +119,7 @@ class JobEnds:
 
     `batchrun kill` records `killed`; an adaptive sweep's early stop
     `stopped`. `start` begins each stop on a thread of its own (`end_group`);
-    the job's own thread, once its wrapper exited, asks `wait`, which returns
+    the job's own thread, once its shell exited, asks `wait`, which returns
     the state to record once the group is gone (None: not stopped on
     purpose), and then `forget`s it under the launch's lock.
     """
@@ -105,7 +142,7 @@ class JobEnds:
                     self._ending[job_id] = (state, thread)
                     threads.append((job_id, thread))
             # Started before the lock is released: the job's own thread, once its
-            # wrapper exits, finds the stop in `wait` and joins it, which needs it started.
+            # shell exits, finds the stop in `wait` and joins it, which needs it started.
             for _, thread in threads:
                 thread.start()
         return [job_id for job_id, _ in threads]
@@ -122,7 +159,7 @@ class JobEnds:
         end_group(self.executor, job_id, ref, self.grace, self.give_up)
 
     def wait(self, job_id: str) -> str | None:
-        """After the job's wrapper exited: the state to record if it was stopped on purpose, once its group is gone."""
+        """After the job's shell exited: the state to record if it was stopped on purpose, once its group is gone."""
         with self.lock:
             ending = self._ending.get(job_id)
         if ending is None:
@@ -157,7 +194,7 @@ class GroupStopper:
         """SIGTERM every job's process group, SIGKILL after the grace.
 
         Loops until no job is left: jobs still starting are signalled as soon
-        as their process exists; groups whose wrapper already died but whose
+        as their process exists; groups whose shell already died but whose
         children ignored SIGTERM still get the SIGKILL; a job no thread waits
         for (adopted beyond -j) counts as stopped once its processes are gone.
         """

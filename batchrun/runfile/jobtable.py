@@ -8,6 +8,8 @@ job. `JobTable` keeps the commands' UTF-8 bytes end to end in one
 id is the first 8 bytes of the SHA-256, printed as 16 hex digits) and the
 line numbers: about 24 bytes a line plus the text. A `Job` is built when a
 caller indexes or iterates, so callers see an ordinary `Sequence[Job]`.
+What jobs ask for (directive lines, `batchrun.resources`) is kept per run
+of lines (`requestruns.RequestRuns`), not per job.
 
 The ids are an `idindex.IdIndex`: duplicates are found by id, not by text
 (the ids are sorted once, in C; equal ids sit side by side, and only those
@@ -23,12 +25,14 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add
 from typing import Any, overload
 
+from batchrun.resources import Request
 from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.requestruns import RequestRuns
 
 __all__ = ["SMALL_MAX", "Job", "JobTable"]
 
@@ -47,6 +51,8 @@ class Job:
     command: str
     job_id: str
     lineno: int
+    # What it asks for (its directive's); not part of its identity, equality or hash.
+    request: Request | None = field(default=None, compare=False)
 
 
 class JobTable(Sequence[Job]):
@@ -56,7 +62,7 @@ class JobTable(Sequence[Job]):
     the changes a followed runfile makes.
     """
 
-    __slots__ = ("_blob", "_ends", "_ids_unique", "_keys", "_lines", "_starts", "generation")
+    __slots__ = ("_blob", "_ends", "_ids_unique", "_keys", "_lines", "_starts", "generation", "requests")
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         # The runfile's own bytes (shared, not copied), or a bytearray once jobs are appended.
@@ -70,6 +76,8 @@ class JobTable(Sequence[Job]):
         # Counts the times the table was emptied (`clear`, `jobs[:] = ...`): a job's index
         # kept from before then names another job. Appends keep every index.
         self.generation = 0
+        # What the jobs ask for, per run of lines.
+        self.requests = RequestRuns()
         self.extend(jobs)
 
     @classmethod
@@ -130,7 +138,7 @@ class JobTable(Sequence[Job]):
         return self._job(i)
 
     def _job(self, i: int) -> Job:
-        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), self._keys.text(i), self._lines[i])
+        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), self._keys.text(i), self._lines[i], self.requests.at(i))
 
     def jobs_at(self, indices: Iterable[int]) -> Iterator[Job]:
         """The jobs at these indices, one `Job` at a time."""
@@ -139,7 +147,13 @@ class JobTable(Sequence[Job]):
 
     def __iter__(self) -> Iterator[Job]:
         blob, keys = self._blob, self._keys
-        for _i, (start, end, job_id, lineno) in enumerate(zip(self._starts, self._ends, keys.texts(), self._lines, strict=True)):
+        if self.requests:
+            for start, end, job_id, lineno, request in zip(
+                self._starts, self._ends, keys.texts(), self._lines, self.requests.each(len(self)), strict=True
+            ):
+                yield Job(blob[start:end].decode(), job_id, lineno, request)
+            return
+        for start, end, job_id, lineno in zip(self._starts, self._ends, keys.texts(), self._lines, strict=True):
             yield Job(blob[start:end].decode(), job_id, lineno)
 
     def job_ids(self) -> Iterator[str]:
@@ -203,6 +217,7 @@ class JobTable(Sequence[Job]):
                 and mine.digests == theirs.digests
                 and self._lines == other._lines
                 and mine._odd == theirs._odd
+                and self.requests == other.requests
                 and all(self._command_bytes(i) == other._command_bytes(i) for i in range(len(self)))
             )
         if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
@@ -217,6 +232,8 @@ class JobTable(Sequence[Job]):
     # -- changing ------------------------------------------------------------
 
     def append(self, job: Job) -> None:
+        if job.request is not None or self.requests:
+            self.requests.note(len(self), job.request)
         self._add(job.command.encode(), job.lineno)
         self._keys.append(job.job_id)
 
@@ -254,6 +271,8 @@ class JobTable(Sequence[Job]):
                 self._keys.append(other._keys.text(row))
             else:
                 self._keys.append_digest(digest)
+        # The runs of `other` go on from where this table's last one is still in effect, as in a parse of the whole text.
+        self.requests.extend(other.requests, len(self) - len(other))
 
     def _add(self, command: bytes, lineno: int) -> None:
         self._ids_unique = None
@@ -280,6 +299,7 @@ class JobTable(Sequence[Job]):
             return
         del self._starts[count:], self._ends[count:], self._lines[count:]
         self._keys.truncate(count)
+        self.requests.truncate(count)
         self._ids_unique = True if self._ids_unique else None  # fewer jobs: still none repeated
         self.generation += 1
 
@@ -298,6 +318,9 @@ class JobTable(Sequence[Job]):
         self._starts = array(self._starts.typecode, map(self._starts.__getitem__, kept))
         self._ends = array(self._ends.typecode, map(self._ends.__getitem__, kept))
         self._lines = array(self._lines.typecode, map(self._lines.__getitem__, kept))
+        if self.requests:
+            kept_set = set(kept)
+            self.requests.drop([i for i in range(len(self._keys)) if i not in kept_set])
         self._keys = self._keys.take(kept)
         self._ids_unique = None
 
@@ -313,6 +336,7 @@ class JobTable(Sequence[Job]):
         self._starts, self._ends, self._lines = array(_SMALL), array(_SMALL), array(_SMALL)
         self._keys = IdIndex()
         self._ids_unique = None
+        self.requests.clear()
         self.generation += 1
 
 

@@ -1,8 +1,9 @@
-"""Runfile bytes -> a `JobTable`: the lines, their commands, ids and line numbers, and the repeated commands.
+"""Runfile bytes -> a `JobTable`: the lines, their commands, ids and line numbers, their directives, and the repeated commands.
 
 Parsing runs in C-level passes (`map`, `accumulate`, `compress` over a block
-of lines) wherever a block is plain ASCII with no whitespace to strip, which
-is most runfiles; other blocks are parsed line by line, with the same result.
+of lines) wherever a block is plain ASCII with no whitespace to strip and no
+directive (`# batchrun: gpus=2`), which is most runfiles; other blocks are
+parsed line by line, with the same result.
 A million lines parse in about a second, where a Python loop per line took three.
 
 This module is pure: no I/O, no printing.
@@ -16,10 +17,11 @@ from collections.abc import Iterable, Iterator
 from itertools import accumulate, compress, repeat
 from operator import add, methodcaller
 
+from batchrun.resources import directive_body, parse_request
 from batchrun.runfile.idindex import ids_from_digests
 from batchrun.runfile.jobtable import SMALL_MAX, JobTable
 
-__all__ = ["parse_commands"]
+__all__ = ["DirectiveError", "parse_commands"]
 
 # Bytes at a stripped line's ends that need the str path: `str.strip` also
 # strips the ASCII separators \x1c-\x1f and non-ASCII spaces (NBSP, U+3000...),
@@ -28,6 +30,14 @@ _SLOW_END = frozenset(range(0x1C, 0x20)) | frozenset(range(0x80, 0x100))
 # Lines are split a block of about this many bytes at a time, so a big
 # runfile never exists as a list of one bytes object per line.
 _BLOCK = 1 << 20
+
+
+class DirectiveError(ValueError):
+    """Raised by `parse_commands` for a directive line it cannot read; carries the line number."""
+
+    def __init__(self, message: str, lineno: int) -> None:
+        super().__init__(message)
+        self.lineno = lineno
 
 
 def _blocks(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -47,8 +57,9 @@ def _blocks(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 def _plain(block: bytes) -> bool:
     """Whether every line of a block is its own command or blank: ASCII, no whitespace but
-    inner spaces, so `str.strip` leaves each line as it is (its lines are parsed in C)."""
-    if not block.isascii() or block[:1] == b" " or block[-1:] == b" ":
+    inner spaces, so `str.strip` leaves each line as it is, and no line names batchrun
+    (a directive, read line by line): its lines are parsed in C."""
+    if not block.isascii() or block[:1] == b" " or block[-1:] == b" " or b"batchrun:" in block:
         return False
     return not any(c in block for c in _NOT_PLAIN)
 
@@ -123,6 +134,8 @@ def _parse_lines(table: JobTable, offset: int, block: bytes, lineno: int) -> int
         else:
             line_start += raw.index(command[0])
         if command[0] == 0x23:  # '#'
+            if b"batchrun:" in command:
+                _directive(table, command, lineno)
             continue
         starts.append(line_start)
         ends.append(line_start + len(command))
@@ -131,14 +144,30 @@ def _parse_lines(table: JobTable, offset: int, block: bytes, lineno: int) -> int
     return len(raw_lines)
 
 
+def _directive(table: JobTable, line: bytes, lineno: int) -> None:
+    """A `#` line naming batchrun: if it is a directive, the jobs after it ask for its request."""
+    body = directive_body(line.decode())
+    if body is None:
+        return
+    try:
+        request = parse_request(body)
+    except ValueError as err:
+        raise DirectiveError(f"bad directive {line.decode()!r}: {err}", lineno) from None
+    table.requests.note(len(table), request)
+
+
 def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tuple[str, int, int]]]:
     """The jobs of runfile bytes and its repeated commands (command, first line, repeated line).
 
     `data` is valid UTF-8 without a byte order mark, its lines ended by
     `\n` only. A line's command is the line with `str.strip`'s whitespace
     removed at both ends; blank and `#` lines are no job; a command seen
-    before is no second job. `first_line`: the line number of data's first
-    line (the new lines of a runfile that grew).
+    before is no second job. A directive line (`# batchrun: gpus=2`) sets the
+    request of the jobs after it (`table.requests`). `first_line`: the line
+    number of data's first line (the new lines of a runfile that grew).
+
+    Raises:
+        DirectiveError: a directive line that is no request.
     """
     table = JobTable()
     table._blob = data

@@ -4,8 +4,9 @@
 in the runs directory (`status.view.load_status`), so it works for a launch that
 runs now, one that ended before, and jobs left running by `--detach`:
 - it waits while a launch holds the lock, then while any job is still
-  running: a local job while its processes hold its `run.lock`, a SLURM job
-  while `squeue` shows it queued or running, a Dask job until its exit record
+  running, as the executor that made it answers (`executors.unwatched_alive`):
+  a local job while its processes hold out.log's lock, a SLURM job while
+  `squeue` shows it queued or running, a Dask job until its exit record
   appears (no scheduler address is recorded to ask);
 - then the exit code is that of the records of the runfile's jobs, as
   `LaunchResult.exit_code` orders them: 130 if any is interrupted (a
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.errors import UsageError
-from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
+from batchrun.executors import executor_of_ref, unwatched_alive
 from batchrun.launch.result import exit_code_of
 from batchrun.status.view import RunsStatus, load_status
 from batchrun.store.fingerprint import last_launch
@@ -116,24 +117,33 @@ class _Waiter:
             return None
         status = load_status(self.target, ask_cluster=False)
         running = [job for job in status.jobs if job.state == State.RUNNING and job.record is not None]
-        cluster = {job.record.ref: job for job in running if job.record is not None and job.record.ref is not None and is_slurm_ref(job.record.ref)}
+        # Jobs on a cluster (SLURM) are asked about here, all in one query; the
+        # others status settled already (by their locks) or cannot tell about.
+        cluster: dict[str, tuple[str | None, Path]] = {}
+        kinds = set()
+        for job in running:
+            assert job.record is not None
+            kind = executor_of_ref(job.record.ref)
+            if kind is not None and kind.cluster is not None:
+                cluster[job.job_id] = (job.record.ref, self.target.runs_dir.log_dir(job.job_id))
+                kinds.add(kind)
         if len(cluster) < len(running):
             self.tell(f"waiting for {len(running) - len(cluster)} detached job(s)")
             return None
         if not cluster:
             return outcome_of(status)
-        active = slurm_active(cluster)
-        if active is None:
-            self.tell("squeue did not answer; asking again")
+        alive = unwatched_alive(cluster, ask_cluster=True)
+        if any(answer is None for answer in alive.values()):
+            self.tell(f"{' and '.join(sorted(kind.cluster_query for kind in kinds))} did not answer; asking again")
             return None
-        if active:
-            self.tell(f"waiting for {len(active)} SLURM job(s)")
+        if active := [job_id for job_id, answer in alive.items() if answer]:
+            self.tell(f"waiting for {len(active)} {' and '.join(sorted(str(kind.cluster) for kind in kinds))} job(s)")
             return None
-        for ref in cluster:
-            self.gone_since.setdefault(ref, now)
+        for job_id in cluster:
+            self.gone_since.setdefault(job_id, now)
         if any(now - since < LOST_GRACE for since in self.gone_since.values()):
             return None  # give their exit records time to show
-        return outcome_of(status, [job.job_id for job in cluster.values()])
+        return outcome_of(status, list(cluster))
 
 
 def wait_for(

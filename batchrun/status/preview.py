@@ -24,7 +24,7 @@ from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_tr
 from batchrun.store.journal import Journal
 from batchrun.store.ledger import IGNORED_BIT, Ledger
 from batchrun.store.metadata import load_metadata
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
 from batchrun.store.recordtable import STATE_CODE, RecordTable
 from batchrun.store.repair import surviving_records
 from batchrun.store.rundir import RunsDir, launch_holder
@@ -41,7 +41,8 @@ class Preview:
     total: int
     launch_running: bool
     launch_pid: int | None
-    groups: dict[str, Sequence[JobStatus]] = field(default_factory=dict)  # GROUPS -> jobs, in listing order
+    groups: dict[str, Sequence[JobStatus]] = field(default_factory=dict)  # GROUPS (and IGNORED) -> jobs, in listing order
+    counts: dict[str, int] = field(default_factory=dict)  # the jobs by state, as `status` counts them
     # The shortest id prefix that tells every job listed apart.
     id_length: int = 8
 
@@ -85,8 +86,11 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     plan = make_plan(
         ledger, None, parsed, recovered=len(settled), adopt_ids=adopt_ids, removed_jobs=[Job(job.command, job.job_id, 0) for job in removed]
     )
-    groups = _groups(ledger, entries, removed, settled)
-    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, _id_length(runfile, removed_ids))
+    keys = ledger.keys()
+    groups = _groups(ledger, keys, entries, removed, settled)
+    counts = ledger.counts(keys)
+    counts[REMOVED] += len(removed)
+    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, _id_length(runfile, removed_ids))
 
 
 def _removed_job(job_id: str, records: RecordTable, entries: dict[str, dict[str, Any]]) -> JobStatus:
@@ -99,18 +103,26 @@ def _removed_job(job_id: str, records: RecordTable, entries: dict[str, dict[str,
     return JobStatus(job_id, command if isinstance(command, str) else "", line, records.get(job_id), entry, True)
 
 
-def _groups(ledger: Ledger, entries: dict[str, dict[str, Any]], removed: list[JobStatus], settled: set[str]) -> dict[str, Sequence[JobStatus]]:
+def _groups(
+    ledger: Ledger, keys: bytes, entries: dict[str, dict[str, Any]], removed: list[JobStatus], settled: set[str]
+) -> dict[str, Sequence[JobStatus]]:
     """Each group's jobs: the runfile's by the state of their record (in file order), then the others."""
-    keys = ledger.keys()
     listed = _Listed(ledger, entries, settled)
     groups: dict[str, Sequence[JobStatus]] = {}
     for group in GROUPS:
         table = bytearray(256)
         for state in State.ALL:
-            # Ignored jobs are listed under their state (the plan counts them apart).
             if classify(_record_in(state), adopted=state == State.RUNNING) == group:
-                table[STATE_CODE[state]] = table[STATE_CODE[state] + IGNORED_BIT] = 1
+                table[STATE_CODE[state]] = 1
+                # Set aside by `doit ignore`: listed apart, as the plan counts it, unless it runs.
+                if state == State.RUNNING:
+                    table[STATE_CODE[state] + IGNORED_BIT] = 1
         groups[group] = listed.of(ledger.indices(bytes(table), keys))
+    ignored = bytearray(256)
+    for state in State.ALL:
+        if state != State.RUNNING:
+            ignored[STATE_CODE[state] + IGNORED_BIT] = 1
+    groups[IGNORED] = listed.of(ledger.indices(bytes(ignored), keys))
     recovered = list(listed.of(array("q", sorted(i for i in map(ledger.jobs.index_of, settled) if i >= 0))))
     groups[Group.RECOVERED] = [*recovered, *(job for job in removed if job.job_id in settled)]
     groups[Group.REMOVED] = removed
@@ -177,4 +189,3 @@ class _Group(Sequence[JobStatus]):
 
     def __iter__(self) -> Iterator[JobStatus]:
         return map(self._listed.status, self._indices)
-

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import InputError, UsageError
-from batchrun.executors.jobfiles import job_alive
-from batchrun.executors.slurm.cluster import is_slurm_ref, slurm_active
+from batchrun.executors import unwatched_alive
 from batchrun.launch.plan import Group
 from batchrun.launch.settle import Outcome, apply_decisions, settle_in_flight
 from batchrun.liveness import LockTable
@@ -244,16 +243,14 @@ def _settle_in_flight(records: Mapping[str, JobRecord], runs_dir: RunsDir, locks
     Returns the ids of those that ended meanwhile (the launch "recovers" them).
     """
 
-    # Detached SLURM jobs: one squeue call; one it does not show ended (or was
-    # scancel'ed), as its exit record tells. No answer: they stay running.
-    slurm = [rec.ref for rec in records.values() if rec.state == State.RUNNING and rec.ref is not None and is_slurm_ref(rec.ref)] if ask_cluster else []
-    active = slurm_active(slurm) if slurm else None
+    # Each job's executor answers for it (a local job by its lock, detached
+    # SLURM jobs by one squeue call, when asked); one it cannot tell about
+    # (no answer, not asked, a Dask job without its scheduler) stays running.
+    running = {rec.job_id: (rec.ref, runs_dir.log_dir(rec.job_id)) for rec in records.values() if rec.state == State.RUNNING}
+    alive = unwatched_alive(running, locks, ask_cluster) if running else {}
 
     def still_running(rec: JobRecord, log_dir: Path) -> bool:
-        if is_slurm_ref(rec.ref):
-            return active is None or rec.ref in active
-        # A Dask job (its ref not a pid) stays running: only its executor can tell.
-        return not (rec.ref is None or rec.ref.isdigit()) or job_alive(log_dir, locks)
+        return alive.get(rec.job_id) is not False
 
     decisions = settle_in_flight(records, runs_dir.log_dir, still_running, now)
     apply_decisions(records, decisions)

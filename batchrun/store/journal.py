@@ -12,7 +12,7 @@ saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
-    S <job_id> <attempt> <start> <slot> <host>        about to start
+    S <job_id> <attempt> <start> <slot> <host> [<holds>]   about to start, holding <holds> (`gpu=0,1;cpus=8;mem=64G`)
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
@@ -35,10 +35,10 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import JobRecord, State, canonical_time
-from batchrun.store.recordtable import RecordTable
+from batchrun.store.records import JobRecord, State, canonical_time, known_state
+from batchrun.store.recordtable import KEEP_HOST, RecordTable
 
-__all__ = ["JOURNAL_NAME", "Journal", "compaction_due"]
+__all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "replay"]
 
 JOURNAL_NAME = "jobs.journal"
 
@@ -118,7 +118,7 @@ class Journal:
         text.pop()
         self._lines = lines + len(text)
         self.size = self._valid_size
-        self.records.replay(text, self.path, first_line=lines + 1)
+        replay(self.records, text, self.path, first_line=lines + 1)
 
     # -- writing -----------------------------------------------------------
 
@@ -167,11 +167,12 @@ class Journal:
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
-        """Record that a job is about to start (before its process exists)."""
+    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None) -> JobRecord:
+        """Record that a job is about to start (before its process exists), and what it holds beside its slot."""
         start = canonical_time(start)
-        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
-        return self.records.view(self.records.start(job_id, attempt, start, slot, host))
+        extra = f" {holds}" if holds else ""
+        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{extra}\n")
+        return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds))
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
@@ -285,7 +286,8 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
             lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
         elif rec.state == State.RUNNING and rec.start is not None:
             # Left running on purpose (detached): keep what adoption needs.
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
+            holds = f" {rec.holds}" if rec.holds else ""
+            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{holds}\n")
             if rec.ref is not None:
                 lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
         elif rec.start is not None and rec.end is not None:
@@ -333,7 +335,39 @@ class _Reserve:
         return True
 
 
+def replay(table: RecordTable, lines: Iterable[str | bytes], path: Path, first_line: int) -> None:
+    """Apply journal lines, in order, to `table` (the first is line `first_line` of the file): each through its transition.
 
-
-
-
+    Raises:
+        MetadataError: a line that is not a journal line, named by its number in `path`.
+    """
+    for lineno, raw in enumerate(lines, start=first_line):
+        if not raw:
+            continue
+        try:
+            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
+            kind = parts[0]
+            job_id = parts[1]
+            if kind == "E":
+                state = known_state(parts[6]) if len(parts) > 6 else None
+                # A host is written by compaction, which drops the S line.
+                table.end(job_id, int(parts[2]), int(parts[3]), float(parts[4]), float(parts[5]), state, parts[7] if len(parts) > 7 else KEEP_HOST)
+            elif kind == "S":
+                table.start(job_id, int(parts[2]), float(parts[3]), int(parts[4]), parts[5], parts[6] if len(parts) > 6 else None)
+            elif kind == "P":
+                table.started(job_id, parts[3])
+            elif kind == "I":
+                table.stop(job_id, int(parts[2]), float(parts[3]), float(parts[4]), known_state(parts[5]))
+            elif kind == "R":
+                table.reset(job_id)
+            elif kind == "X":
+                table.ignore(job_id)
+            else:
+                raise ValueError(kind)
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            # ascii(): any byte shows as an escape, and the message stays one line.
+            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
+            raise MetadataError(
+                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
+                "remove that line (jobs it recorded will run again)"
+            ) from err

@@ -111,6 +111,8 @@ FIELDS = (
     # Where and how it runs: meaningful only while it runs.
     Field("slot", "live"),
     Field("host", "name"),
+    # What it holds beside its slot, as its start record says (`gpu=0,1;cpus=8`): None for nothing.
+    Field("holds", "live"),
     # The executor's reference to the running job: a pid, a SLURM job id...
     Field("ref", "live"),
     # Exit status of each attempt, in order (None: stopped unfinished).
@@ -138,6 +140,7 @@ class JobRecord:
     attempts: int
     slot: int | None
     host: str | None
+    holds: str | None
     ref: str | None
     exit_codes: list[int | None]
     ignored: bool
@@ -145,7 +148,7 @@ class JobRecord:
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.state = State.PENDING
-        self.status = self.start = self.end = self.slot = self.host = self.ref = None
+        self.status = self.start = self.end = self.slot = self.host = self.holds = self.ref = None
         self.attempts = 0
         self.exit_codes = []
         self.ignored = False

@@ -11,7 +11,7 @@ dict beside it, so nothing a journal line can say is lost.
 
 It is a `MutableMapping[str, JobRecord]` in the order jobs first appear in
 the journal, as the dict it replaces was; the journal's line kinds change it
-through its transitions (`start`, `end`, ...), which `replay` and
+through its transitions (`start`, `end`, ...), which `journal.replay` and
 `Journal.record_*` both call: one place says what each line does to a record.
 
 Pure: no I/O (the journal reads and writes the file).
@@ -20,19 +20,17 @@ Pure: no I/O (the journal reads and writes the file).
 from __future__ import annotations
 
 from array import array
-from collections.abc import ItemsView, Iterable, Iterator, MutableMapping, ValuesView
-from pathlib import Path
+from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any
 
-from batchrun.errors import MetadataError
 from batchrun.runfile.idindex import IdIndex
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names
-from batchrun.store.records import FIELDS, JobRecord, State, known_state
+from batchrun.store.records import FIELDS, JobRecord, State
 
-__all__ = ["STATE_CODE", "RecordTable", "RecordView"]
+__all__ = ["KEEP_HOST", "STATE_CODE", "RecordTable", "RecordView"]
 
 # Sentinel: an end line that does not name a host leaves the host as it was.
-_KEEP_HOST = object()
+KEEP_HOST = object()
 
 
 class RecordTable(MutableMapping[str, JobRecord]):
@@ -59,6 +57,7 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._attempts: Ints = columns["attempts"]
         self._slot: Live = columns["slot"]
         self._host: Names = columns["host"]
+        self._holds: Live = columns["holds"]
         self._ref: Live = columns["ref"]
         self._codes: Codes = columns["exit_codes"]
         self._ignored: bytearray = columns["ignored"].values
@@ -136,19 +135,8 @@ class RecordTable(MutableMapping[str, JobRecord]):
         Raises:
             ValueError, KeyError, TypeError: it was written with other fields or states.
         """
-        if side["fields"] != [field.name for field in FIELDS]:
-            raise ValueError("the record fields are not this version's")
         table = cls()
-        table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
-        table._present = bytearray(sections["present"].tobytes())
-        rows = len(table._keys)
-        for name, column in table.columns.items():
-            parts = {key[len(name) + 1 :] if key != name else "": values for key, values in sections.items() if key == name or key.startswith(f"{name}.")}
-            column.load(parts, side["columns"][name])
-        table._bind_columns()
-        if len(table._present) != rows or any(len(values) != rows for values in table._column_arrays()):
-            raise ValueError("the columns are not all as long")
-        table._count = rows - table._present.count(0)
+        _load(table, sections, side)
         return table
 
     def _column_arrays(self) -> Iterator[Any]:
@@ -237,14 +225,15 @@ class RecordTable(MutableMapping[str, JobRecord]):
 
     # -- what each journal line does (the line format is in `journal`) ---------
 
-    def start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> int:
-        """`S`: about to start. Returns the row."""
+    def start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None) -> int:
+        """`S`: about to start, holding `holds` beside its slot. Returns the row."""
         row = self._row_for(job_id)
         self._state[row] = RUNNING_CODE
         self._attempts.set(row, attempt)
         self._start.set(row, start)
         self._slot.set(row, slot)
         self._host.set(row, host)
+        self._holds.set(row, holds or None)
         self._status.set(row, None)
         self._end.set(row, None)
         self._ref.set(row, None)
@@ -256,7 +245,7 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._ref.set(row, ref)
         return row
 
-    def end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None, host: Any = _KEEP_HOST) -> int:
+    def end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None, host: Any = KEEP_HOST) -> int:
         """`E`: ran to its end with an exit status (the state: succeeded or failed by it, unless named)."""
         row = self._row_for(job_id)
         self._attempts.set(row, attempt)
@@ -264,7 +253,7 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._start.set(row, start)
         self._end.set(row, end)
         self._state[row] = STATE_CODE[state] if state else STATE_CODE[State.SUCCEEDED if status == 0 else State.FAILED]
-        if host is not _KEEP_HOST:
+        if host is not KEEP_HOST:
             self._host.set(row, host)
         self._codes.add(row, status)
         self._stop_running(row)
@@ -296,43 +285,6 @@ class RecordTable(MutableMapping[str, JobRecord]):
         row = self._row_for(job_id)
         self._ignored[row] = 1
         return row
-
-    def replay(self, lines: Iterable[str | bytes], path: Path, first_line: int = 1) -> None:
-        """Apply journal lines, in order (the first is line `first_line` of the file).
-
-        Raises:
-            MetadataError: a line that is not a journal line, named by its number in `path`.
-        """
-        for lineno, raw in enumerate(lines, start=first_line):
-            if not raw:
-                continue
-            try:
-                parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
-                kind = parts[0]
-                job_id = parts[1]
-                if kind == "E":
-                    state = known_state(parts[6]) if len(parts) > 6 else None
-                    # A host is written by compaction, which drops the S line.
-                    self.end(job_id, int(parts[2]), int(parts[3]), float(parts[4]), float(parts[5]), state, parts[7] if len(parts) > 7 else _KEEP_HOST)
-                elif kind == "S":
-                    self.start(job_id, int(parts[2]), float(parts[3]), int(parts[4]), parts[5])
-                elif kind == "P":
-                    self.started(job_id, parts[3])
-                elif kind == "I":
-                    self.stop(job_id, int(parts[2]), float(parts[3]), float(parts[4]), known_state(parts[5]))
-                elif kind == "R":
-                    self.reset(job_id)
-                elif kind == "X":
-                    self.ignore(job_id)
-                else:
-                    raise ValueError(kind)
-            except (ValueError, IndexError, UnicodeDecodeError) as err:
-                # ascii(): any byte shows as an escape, and the message stays one line.
-                shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
-                raise MetadataError(
-                    f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
-                    "remove that line (jobs it recorded will run again)"
-                ) from err
 
 
 class RecordView(JobRecord):
@@ -391,3 +343,19 @@ class _Items(ItemsView[str, JobRecord]):
         table = self._table
         keys = table.keys_index
         return ((keys.text(row), RecordView(table, row)) for row in table.rows())
+
+
+def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, Any]) -> None:
+    """`RecordTable.restore`: an empty table's keys and columns as `dump` wrote them."""
+    if side["fields"] != [field.name for field in FIELDS]:
+        raise ValueError("the record fields are not this version's")
+    table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
+    table._present = bytearray(sections["present"].tobytes())
+    rows = len(table._keys)
+    for name, column in table.columns.items():
+        parts = {key[len(name) + 1 :] if key != name else "": values for key, values in sections.items() if key == name or key.startswith(f"{name}.")}
+        column.load(parts, side["columns"][name])
+    table._bind_columns()
+    if len(table._present) != rows or any(len(values) != rows for values in table._column_arrays()):
+        raise ValueError("the columns are not all as long")
+    table._count = rows - table._present.count(0)

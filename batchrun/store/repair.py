@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import MetadataError
-from batchrun.executors.local import executor as local
+from batchrun.executors import jobfiles
 from batchrun.liveness import MAX_PID, pid_alive
 from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import iter_metadata, salvage_metadata
@@ -215,7 +215,7 @@ def _record_from_entry(job_id: str, entry: dict[str, Any]) -> JobRecord | None:
 
 def _record_from_exit(runs_dir: RunsDir, job_id: str, attempts: int) -> JobRecord | None:
     log_dir = runs_dir.log_dir(job_id)
-    exit_record = local.read_exit_record(log_dir)
+    exit_record = jobfiles.read_exit_record(log_dir)
     if exit_record is None:
         return None
     rec = JobRecord(job_id)

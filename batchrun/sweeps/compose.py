@@ -2,19 +2,21 @@
 (a parameter only where a condition holds), in both gridspec formats.
 
 `read_composition` takes these keys out of a spec before the format's own
-parser reads it (so every spec without them is read exactly as before) and
-checks them; `Composed` walks the points: one axis per parameter or zip group,
-the last varying fastest, a conditional parameter's axis after the parameters
-its condition names, a point skipped when an `exclude` condition holds. A
-point where a conditional parameter does not apply has no value for it, and
-its command no flag for it: each set of present parameters gets its own
-command template, made by the format (`render`).
+parser reads it (so every spec without them is read exactly as before);
+`lay_out` checks them against the parameters and orders the axes: one per
+parameter or zip group, a conditional parameter's axis after the parameters
+its condition names. `Composed` walks a grid's points (`walk_grid`), the last
+axis varying fastest, a point skipped when an `exclude` condition holds; a
+random or bayes spec draws its points along the same axes (`drawn`). A point
+where a conditional parameter does not apply has no value for it, and its
+command no flag for it: each set of present parameters gets its own command
+template, made by the format (`Lines`, from the format's `render`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from batchrun.errors import GridspecError
 from batchrun.sweeps._common import Fail, Map, Param, kind
 from batchrun.sweeps.condition import Condition, compile_condition
 
-__all__ = ["Composed", "Composition", "grid_specs", "kept_draws", "read_composition", "union_points"]
+__all__ = ["Composed", "Composition", "Layout", "Lines", "grid_specs", "kept_draws", "lay_out", "read_composition", "union_points", "walk_grid"]
 
 # Draws in a row that `exclude` may refuse before a random sweep is judged to exclude everything.
 _MAX_EXCLUDED_DRAWS = 10_000
@@ -74,93 +76,128 @@ def _take_when(section: Any, prefix: str, out: dict[str, tuple[Any, int | None]]
             _take_when(body.get("parameters"), f"{prefix}{name}.", out)
 
 
-class Composed:
-    """The points of a composed grid, and their commands."""
+@dataclass(frozen=True)
+class Layout:
+    """How a composed spec's points are walked: an axis per parameter or zip group, in walk order, and the conditions."""
 
-    def __init__(self, composition: Composition, params: Sequence[Param], render: Callable[[tuple[int, ...]], Rendering],
-                 path: Path, fail: Fail, placed: frozenset[int] = frozenset()) -> None:
-        self.params = tuple(params)
+    axes: tuple[tuple[int, ...], ...]
+    when: dict[int, Condition]  # by the index of the parameter it is on
+    exclude: tuple[Condition, ...]
+
+
+def lay_out(composition: Composition, params: Sequence[Param], zip_length: Callable[[Param], int], path: Path, fail: Fail,
+            placed: frozenset[int] = frozenset()) -> Layout:
+    """Check a composition against the parameters and order its axes; grids and drawn spaces share this.
+
+    `zip_length`: how many values a zipped parameter has (it refuses one that cannot be zipped).
+    `placed`: the parameters placed with `${name}`, which cannot be conditional.
+    """
+    names = [p.name for p in params]
+    index = {name: i for i, name in enumerate(names)}
+    when: dict[int, Condition] = {}
+    for name, (text, line) in composition.when.items():
+        if name not in index:
+            fail(f"'when' on {name!r}, which is not a parameter", line)
+        if index[name] in placed:
+            fail(f"parameter {name!r}: a conditional parameter cannot be placed with ${{{name}}}: it has no value where it does not apply", line)
+        when[index[name]] = compile_condition(text, names, path, line, f"parameter {name!r}: when")
+    exclude = tuple(compile_condition(text, names, path, line, "exclude") for text, line in composition.exclude)
+    zipped: dict[int, list[int]] = {}
+    for group in composition.zip_groups:
+        members = []
+        for name in group:
+            if name not in index:
+                fail(f"'zip' names {name!r}, which is not a parameter", composition.zip_line)
+            if index[name] in zipped or index[name] in members:
+                fail(f"'zip': parameter {name!r} is in two zip groups", composition.zip_line)
+            if index[name] in when:
+                fail(f"'zip': parameter {name!r} has a 'when'; a zip group varies as one", composition.zip_line)
+            members.append(index[name])
+        lengths = {names[i]: zip_length(params[i]) for i in members}
+        if len(set(lengths.values())) > 1:
+            fail("'zip': the parameters of a group need as many values each, not " + ", ".join(f"{n}: {c}" for n, c in lengths.items()),
+                 composition.zip_line)
+        for i in members:
+            zipped[i] = members
+    axes: list[tuple[int, ...]] = []
+    for i in range(len(params)):
+        if i in zipped:
+            if zipped[i][0] == i:
+                axes.append(tuple(zipped[i]))
+        else:
+            axes.append((i,))
+    return Layout(_after_their_conditions(axes, when, names, fail), when, exclude)
+
+
+class Lines:
+    """A point's command: a template per set of present parameters, made by the format once each."""
+
+    def __init__(self, render: Callable[[tuple[int, ...]], Rendering]) -> None:
         self.render = render
         self._renderings: dict[tuple[int, ...], Rendering] = {}
-        names = [p.name for p in params]
-        index = {name: i for i, name in enumerate(names)}
-        for p in params:
-            if p.values is None:
-                fail(f"parameter {p.name!r}: zip, exclude and when apply to grids (values, value, ranges), not to random draws", p.lineno)
-        self.when: dict[int, Condition] = {}
-        for name, (text, line) in composition.when.items():
-            if name not in index:
-                fail(f"'when' on {name!r}, which is not a parameter", line)
-            if index[name] in placed:
-                fail(f"parameter {name!r}: a conditional parameter cannot be placed with ${{{name}}}: it has no value where it does not apply", line)
-            self.when[index[name]] = compile_condition(text, names, path, line, f"parameter {name!r}: when")
-        self.exclude = [compile_condition(text, names, path, line, "exclude") for text, line in composition.exclude]
-        zipped: dict[int, list[int]] = {}
-        for group in composition.zip_groups:
-            members = []
-            for name in group:
-                if name not in index:
-                    fail(f"'zip' names {name!r}, which is not a parameter", composition.zip_line)
-                if index[name] in zipped or index[name] in members:
-                    fail(f"'zip': parameter {name!r} is in two zip groups", composition.zip_line)
-                if index[name] in self.when:
-                    fail(f"'zip': parameter {name!r} has a 'when'; a zip group varies as one", composition.zip_line)
-                members.append(index[name])
-            lengths = {names[i]: len(params[i].values) for i in members}  # type: ignore[arg-type]
-            if len(set(lengths.values())) > 1:
-                fail("'zip': the parameters of a group need as many values each, not " + ", ".join(f"{n}: {c}" for n, c in lengths.items()),
-                     composition.zip_line)
-            for i in members:
-                zipped[i] = members
-        axes: list[tuple[int, ...]] = []
-        for i in range(len(params)):
-            if i in zipped:
-                if zipped[i][0] == i:
-                    axes.append(tuple(zipped[i]))
-            else:
-                axes.append((i,))
-        self.axes = _after_their_conditions(axes, self.when, names, fail)
 
     def rendering(self, present: tuple[int, ...]) -> Rendering:
+        """The template, renderers and strip flag of the parameters present (their indices, in order)."""
         if present not in self._renderings:
             self._renderings[present] = self.render(present)
         return self._renderings[present]
 
+    def line(self, point: Mapping[int, Any]) -> str:
+        """The command of a point ({parameter index: value}, present parameters only)."""
+        present = tuple(sorted(point))
+        template, renderers, lstrip = self.rendering(present)
+        line = template.format(*(render(point[i]) for render, i in zip(renderers, present, strict=True)))
+        return line.lstrip() if lstrip else line
+
+
+class Composed:
+    """The points of a composed grid, and their commands (a random or bayes spec's are `drawn.Drawn`'s)."""
+
+    def __init__(self, composition: Composition, params: Sequence[Param], render: Callable[[tuple[int, ...]], Rendering],
+                 path: Path, fail: Fail, placed: frozenset[int] = frozenset()) -> None:
+        if any(p.values is None for p in params):
+            raise ValueError("Composed walks grids: every parameter needs its values")
+        self.params = tuple(params)
+        self.lines = Lines(render)
+        self.layout = lay_out(composition, params, lambda p: len(p.values), path, fail, placed)  # type: ignore[arg-type]
+
     def points(self) -> Iterator[dict[int, Any]]:
         """Each point as {parameter index: value}, present parameters only."""
-        names = [p.name for p in self.params]
-        named: dict[str, Any] = {}
-        values: dict[int, Any] = {}
-        axes = self.axes
-
-        def walk(k: int) -> Iterator[dict[int, Any]]:
-            if k == len(axes):
-                if not any(c.holds(named) for c in self.exclude):
-                    yield dict(values)
-                return
-            axis = axes[k]
-            condition = self.when.get(axis[0])
-            if condition is not None and not condition.holds(named):
-                yield from walk(k + 1)
-                return
-            columns = [self.params[i].values for i in axis]
-            for element in zip(*columns, strict=True) if len(axis) > 1 else ((v,) for v in columns[0]):  # type: ignore[union-attr]
-                for i, v in zip(axis, element, strict=True):
-                    values[i] = v
-                    named[names[i]] = v
-                yield from walk(k + 1)
-            for i in axis:
-                values.pop(i, None)
-                named.pop(names[i], None)
-
-        return walk(0)
+        return walk_grid(self.layout, [p.name for p in self.params], [p.values for p in self.params])  # type: ignore[misc]
 
     def commands(self) -> Iterator[tuple[str, dict[int, Any]]]:
         for point in self.points():
-            present = tuple(sorted(point))
-            template, renderers, lstrip = self.rendering(present)
-            line = template.format(*(render(point[i]) for render, i in zip(renderers, present, strict=True)))
-            yield (line.lstrip() if lstrip else line), point
+            yield self.lines.line(point), point
+
+
+def walk_grid(layout: Layout, names: Sequence[str], columns: Sequence[Sequence[Any]]) -> Iterator[dict[int, Any]]:
+    """Each point of a grid ({parameter index: value}, present parameters only): the axes in their order, the last
+    varying fastest; a zip group's columns row by row; a conditional axis only where its condition holds; a point
+    where an `exclude` condition holds skipped."""
+    named: dict[str, Any] = {}
+    values: dict[int, Any] = {}
+    axes = layout.axes
+
+    def walk(k: int) -> Iterator[dict[int, Any]]:
+        if k == len(axes):
+            if not any(c.holds(named) for c in layout.exclude):
+                yield dict(values)
+            return
+        axis = axes[k]
+        condition = layout.when.get(axis[0])
+        if condition is not None and not condition.holds(named):
+            yield from walk(k + 1)
+            return
+        for element in zip(*(columns[i] for i in axis), strict=True) if len(axis) > 1 else ((v,) for v in columns[axis[0]]):
+            for i, v in zip(axis, element, strict=True):
+                values[i] = v
+                named[names[i]] = v
+            yield from walk(k + 1)
+        for i in axis:
+            values.pop(i, None)
+            named.pop(names[i], None)
+
+    return walk(0)
 
 
 def _after_their_conditions(axes: list[tuple[int, ...]], when: dict[int, Condition], names: list[str], fail: Fail) -> tuple[tuple[int, ...], ...]:

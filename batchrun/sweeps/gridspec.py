@@ -39,17 +39,21 @@ from batchrun.sweeps._common import (
     Render,
     Token,
     kind,
+    lazy_product,
     one_line,
+    paired,
     render_arg,
+    same,
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
-from batchrun.sweeps.compose import Composed, grid_specs, kept_draws, read_composition, union_points
-from batchrun.sweeps.condition import Condition, compile_condition
+from batchrun.sweeps.compose import Composed, grid_specs, read_composition, union_points
 from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
+from batchrun.sweeps.resources import SweepResources, attach, directive_lines, take_resources
 
 if TYPE_CHECKING:
+    from batchrun.sweeps.drawn import Drawn
     from batchrun.sweeps.hyperband import HyperbandConfig
     from batchrun.sweeps.objective import Metric
 
@@ -126,12 +130,19 @@ class Gridspec:
     # zip, exclude or when (`compose.Composed`), or the grids of a union: points are walked, not multiplied.
     _composed: Composed | None = field(repr=False, default=None)
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
-    # `exclude` of a random or bayes spec: a draw or proposal where one holds is not run.
-    exclusions: tuple[Condition, ...] = ()
+    # zip, exclude or when of a random or bayes spec (`drawn.Drawn`): how a point is drawn or proposed.
+    _drawn: Drawn | None = field(repr=False, default=None)
+    resources: SweepResources | None = None  # what its runs ask for (`sweeps.resources`)
 
-    def excluded(self, point: dict[str, Any]) -> bool:
-        """Whether an `exclude` condition holds at the point ({name: value})."""
-        return any(c.holds(point) for c in self.exclusions)
+    def drawn(self) -> Drawn:
+        """A random or bayes spec's parameters as drawn, with their zip, when and exclude (if any)."""
+        if self._drawn is not None:
+            return self._drawn
+        if self.method not in ("random", "bayes"):
+            raise ValueError("drawn() needs a W&B random or bayes gridspec")
+        from batchrun.sweeps.drawn import Drawn
+
+        return Drawn.plain(self._params, (self._template, self._renderers, self._lstrip), self.path)
 
     def parameter_names(self) -> list[str]:
         """Return the dotted parameter names, in output order."""
@@ -164,13 +175,13 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_commands(self) -> Iterator[str]:
-        if self._composed is not None or self._union or self.exclusions:
-            yield from (command for command, _ in self._iter_points())
-            return
-        points: Iterator[Sequence[Any]]
         if self.method == "bayes":
             raise GridspecError("method 'bayes' picks each run from the results of finished runs, so it needs "
                                 f"results and a launch: run 'batchrun launch {self.path}', not 'batchrun sweep'", self.path)
+        if self._composed is not None or self._union or self._drawn is not None:
+            yield from (command for command, _ in self._iter_points())
+            return
+        points: Iterator[Sequence[Any]]
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
 
@@ -181,11 +192,19 @@ class Gridspec:
                 for p, r in zip(self._params, self._renderers, strict=True) if p.values is not None
             ]
             lazy = not all(isinstance(c, list) for c in columns)
-            points = _lazy_product(columns) if lazy else itertools.product(*columns)
+            points = lazy_product(columns) if lazy else itertools.product(*columns)
         lines: Iterator[str] = itertools.starmap(self._template.format, itertools.islice(points, self.run_cap))
         if self._lstrip:
             lines = map(str.lstrip, lines)
         yield from lines
+
+    def iter_lines(self, counted: list[int] | None = None) -> Iterator[str]:
+        """The runfile's lines: `iter_commands`, with a directive wherever what the runs ask for changes; `counted[0]` counts those."""
+        resources = self.resources
+        if resources is None:
+            return self.iter_commands()
+        points = self.iter_points() if resources.by_value else ((command, {}) for command in self.iter_commands())
+        return directive_lines(resources, points, counted if counted is not None else [0])
 
     def iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (command, {name: value}) per point, in `iter_commands` order, streaming.
@@ -194,7 +213,8 @@ class Gridspec:
         gridspec's own, with their YAML types (`0.1`, `1e-3`, `"007"`, `true`),
         even where the command shows them only as text or inside `${name}`.
         Results read parameters from here: a command's flags cannot tell
-        `"007"` from 7, and a placed value has no flag at all.
+        `"007"` from 7, and a placed value has no flag at all. A bayes spec
+        has no points up front (its runfile's lines are its points): none.
 
         Raises:
             GridspecError: a value cannot be rendered (a range or draw out of bounds).
@@ -205,6 +225,8 @@ class Gridspec:
             raise GridspecError(one_line(f"cannot expand this gridspec: {type(err).__name__}: {err}"), self.path) from err
 
     def _iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.method == "bayes":
+            return
         if self._union:
             yield from union_points(self._union)
             return
@@ -213,6 +235,9 @@ class Gridspec:
             for command, by_index in itertools.islice(self._composed.commands(), self.run_cap):
                 yield command, {names[i]: v for i, v in sorted(by_index.items())}
             return
+        if self.method == "random" and self._drawn is not None:
+            yield from itertools.islice(self._drawn.random_points(self.seed), self.run_cap)
+            return
         if self.method == "random":
             from batchrun.sweeps.wandb_space import random_points
 
@@ -220,41 +245,20 @@ class Gridspec:
             names = [p.name for p, _ in used]
             template, lstrip = self._template.format, self._lstrip
             # The same draws, in the same order, as `iter_commands`; each value travels with its text.
-            draws = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
-            drawn = ((pair, dict(zip(names, [value for value, _ in pair], strict=True))) for pair in draws)
-            for pair_point, named in itertools.islice(kept_draws(drawn, self.excluded, self.path), self.run_cap):
+            draws = random_points([p for p, _ in used], [paired(r) for _, r in used], self.seed)
+            for pair_point in itertools.islice(draws, self.run_cap):
                 line = template(*[text for _, text in pair_point])
-                yield (line.lstrip() if lstrip else line), named
+                yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
             return
         # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
         swept = [p for p in self._params if p.values is not None]
-        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _same) for p in swept if p.values is not None]
+        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, same) for p in swept if p.values is not None]
         lazy = not all(isinstance(c, list) for c in columns)
-        points: Iterator[Sequence[Any]] = _lazy_product(columns) if lazy else itertools.product(*columns)
+        points: Iterator[Sequence[Any]] = lazy_product(columns) if lazy else itertools.product(*columns)
         names = [p.name for p in swept]
         # strict=False: the commands stop at run_cap, the values run on.
         for command, point in zip(self._iter_commands(), points, strict=False):
             yield command, dict(zip(names, point, strict=True))
-
-
-def _paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
-    """A renderer that keeps the value beside its text."""
-    return lambda value: (value, render(value))
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
-    """itertools.product, but a (values, render) column is rendered anew at each pass."""
-    if not columns:
-        yield ()
-        return
-    last = columns[-1]
-    for prefix in _lazy_product(columns[:-1]):
-        for item in last if isinstance(last, list) else map(last[1], last[0]):
-            yield (*prefix, item)
 
 
 # What PyYAML's constructors and numeric conversions raise on hostile input
@@ -289,14 +293,20 @@ def _load_gridspec(path: Path) -> Gridspec:
         fail("the gridspec is empty; it needs 'program' and 'parameters'")
     if not isinstance(spec, Map):
         fail(f"expected a mapping with 'program' and 'parameters' at the top level, not {kind(spec)}", 1)
+    resources = take_resources(spec, fail)
     for key in spec:
         if key not in _TOP_KEYS:
-            fail(unknown(key, _TOP_KEYS), spec.key_lines.get(key))
+            fail(unknown(key, (*_TOP_KEYS, "resources")), spec.key_lines.get(key))
     if "grids" in spec:
         grids = tuple(_spec_gridspec(path, part, fail) for part in grid_specs(spec, fail))
         first = grids[0]
-        return Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
-    return _spec_gridspec(path, spec, fail)
+        if first.method != "grid":
+            fail(f"'grids' makes a union of grids (method grid, or the original format); method {first.method} takes zip, exclude and when",
+                 spec.key_lines.get("grids"))
+        union = Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
+        return attach(union, resources, [p for grid in grids for p in grid._params], fail)
+    gridspec = _spec_gridspec(path, spec, fail)
+    return attach(gridspec, resources, gridspec._params, fail)
 
 
 def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
@@ -311,27 +321,27 @@ def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
         for body in spec["parameters"].values()
     ):
         from batchrun.sweeps import wandb as _wandb  # W&B rules load only for W&B specs
-        from batchrun.sweeps.wandb_command import command_tokens
+        from batchrun.sweeps.wandb_command import command_tokens, placed_params
 
         sweep = _wandb.parse(spec, fail)
         template, renderers, lstrip = _compile(sweep.tokens, sweep.params)
-        composed = None
-        exclusions: tuple[Condition, ...] = ()
-        if composition and sweep.method != "grid":
-            if composition.zip_groups or composition.when:
-                fail(f"'zip' and 'when' apply to grids (method grid, or the original format); method {sweep.method} takes 'exclude'")
-            names = [p.name for p in sweep.params]
-            exclusions = tuple(compile_condition(text, names, path, at, "exclude") for text, at in composition.exclude)
-        elif composition:
+        composed = drawn = None
 
-            def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
-                chosen = [sweep.params[i] for i in present]
-                return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
+        def render_wandb(present: tuple[int, ...]) -> tuple[str, list[Callable[[Any], Any]], bool]:
+            chosen = [sweep.params[i] for i in present]
+            return _compile(command_tokens(sweep.command, sweep.program, chosen, spec, fail), chosen)
 
-            composed = Composed(composition, sweep.params, render_wandb, path, fail)
+        if composition:
+            in_command = placed_params(sweep.command, sweep.program, sweep.params, spec, fail)
+            if sweep.method == "grid":
+                composed = Composed(composition, sweep.params, render_wandb, path, fail, in_command)
+            else:
+                from batchrun.sweeps.drawn import Drawn
+
+                drawn = Drawn.composed(composition, sweep.params, render_wandb, path, fail, in_command)
         return Gridspec(path, sweep.program, sweep.command, True, sweep.method, sweep.run_cap,
                         sweep.seed, tuple(sweep.params), template, tuple(renderers), lstrip,
-                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, exclusions=exclusions)
+                        metric=sweep.metric, early_terminate=sweep.early_terminate, _composed=composed, _drawn=drawn)
     program = spec.get("program")
     if program is None:
         fail("missing 'program' (or a W&B 'command' list): the command to run, e.g. 'program: python3 train.py'")
@@ -378,7 +388,8 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     with suppress(OSError):
         if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
-    return write_lines(out, gridspec.iter_commands())
+    counted = [0]
+    return write_lines(out, gridspec.iter_lines(counted)) - counted[0]
 
 
 def default_runfile_path(spec_path: Path) -> Path:

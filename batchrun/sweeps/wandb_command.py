@@ -24,7 +24,7 @@ from batchrun.sweeps._common import (
     show,
 )
 
-__all__ = ["DEFAULT_COMMAND", "ENV", "INTERPRETER", "MACROS", "command_tokens"]
+__all__ = ["DEFAULT_COMMAND", "ENV", "INTERPRETER", "MACROS", "command_tokens", "placed_params"]
 
 # What the W&B agent puts for ${env} (on Unix) and ${interpreter}.
 ENV = "/usr/bin/env"
@@ -38,12 +38,17 @@ MACROS = ("env", "interpreter", "program", *_ARG_MACROS)
 _ENVVAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-def command_tokens(
-    command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map, fail: Fail
-) -> list[Token]:
+def placed_params(command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map, fail: Fail) -> frozenset[int]:
+    """The parameters placed with `${name}` in the command (or the program it runs): they have no flag of their own."""
+    return frozenset(_expand(command, program, params, spec, fail)[1])
+
+
+def _expand(command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map,
+            fail: Fail) -> tuple[list[tuple[str, list[Part]]], set[int]]:
+    """The command's elements as (macro or "", parts of a literal element), and the parameters placed in them."""
     index_of = {p.name: i for i, p in enumerate(params)}
     placed: set[int] = set()
-    expanded: list[tuple[str, list[Part]]] = []  # (macro or "", parts of a literal element)
+    expanded: list[tuple[str, list[Part]]] = []
     for element in command or DEFAULT_COMMAND:
         macro = element[2:-1] if element.startswith("${") and element.endswith("}") else ""
         if macro not in MACROS:
@@ -58,6 +63,13 @@ def command_tokens(
         parts = _element_parts(text, index_of, where, spec.key_lines.get(where.strip("'")), fail)
         placed.update(p[0] for p in parts if not isinstance(p, str))
         expanded.append((macro, parts))
+    return expanded, placed
+
+
+def command_tokens(
+    command: tuple[str, ...] | None, program: str | None, params: list[Param], spec: Map, fail: Fail
+) -> list[Token]:
+    expanded, placed = _expand(command, program, params, spec, fail)
     delivered = [i for i in range(len(params)) if i not in placed]
     if delivered and not any(macro in _ARG_MACROS for macro, _ in expanded):
         names = ", ".join(repr(params[i].name) for i in delivered)

@@ -1,12 +1,12 @@
 """The fork server of a Dask worker: forks one supervisor per job attempt.
 
 Run as a script, `python -I -S _forkserver.py WORKER_PID SOCKET_FD
-WRAPPER KEY_WAIT KEY_NAME LOCK_NAME EXIT_NAME`, one per worker process,
-started on the worker's first job by `dask.worker`. Hence stdlib only
-(`-I -S`: immune to the job's PYTHON* variables, no site-packages): it must
-not import batchrun. Forking a supervisor from it costs ~1 ms; starting a
-Python per job cost 15-50 ms. It imports only C modules where it can
-(`_signal`, not `signal`, whose enums cost ~10 ms at start-up).
+KEY_WAIT KEY_NAME LOCK_NAME`, one per worker process, started on the
+worker's first job by `dask.worker`. Hence stdlib only (`-I -S`: immune to
+the job's PYTHON* variables, no site-packages): it must not import batchrun,
+only the job supervisor (`executors/supervisor.py`, stdlib only too), which
+runs the job and writes its record as for every executor. Forking a
+supervisor from it costs ~1 ms; starting a Python per job cost 15-50 ms.
 
 Each request is one byte on the socket carrying two descriptors: a pipe to
 read the request from (NUL-separated key, job id, log dir, cwd, command,
@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from typing import Any
 else:
     import _signal as signal
+if TYPE_CHECKING or __package__:
+    from batchrun.executors import supervisor
+else:
+    # -I leaves this script's folder (and the supervisor's) off sys.path.
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import supervisor
 
 __all__ = ["Settings", "main", "read_key", "supervise"]
 
@@ -47,14 +53,12 @@ _PR_SET_PDEATHSIG = 1
 class Settings:
     """What the worker's side tells the fork server on its command line."""
 
-    __slots__ = ("exit_name", "key_name", "key_wait", "lock_name", "wrapper")
+    __slots__ = ("key_name", "key_wait", "lock_name")
 
-    def __init__(self, wrapper: str, key_wait: float, key_name: str, lock_name: str, exit_name: str) -> None:
-        self.wrapper = wrapper
+    def __init__(self, key_wait: float, key_name: str, lock_name: str) -> None:
         self.key_wait = key_wait
         self.key_name = key_name
         self.lock_name = lock_name
-        self.exit_name = exit_name
 
 
 def _prctl() -> Any:
@@ -163,8 +167,8 @@ def _take_lock(settings: Settings, log_dir: str, key: str) -> int | None:
     return lock
 
 
-def _recorded(settings: Settings, log_dir: str) -> int | None:
-    """The status in a complete exit record, else None.
+def _recorded(log_dir: str) -> int | None:
+    """The status in a whole exit record, else None.
 
     The record is the job's whatever attempt wrote it (`<status> <attempt>`):
     the lock this supervisor now holds was held by that run, and a claim
@@ -173,14 +177,8 @@ def _recorded(settings: Settings, log_dir: str) -> int | None:
     earlier attempt that a relaunch found not yet running, or this attempt
     run once already by Dask).
     """
-    try:
-        with open(log_dir + "/" + settings.exit_name, "rb") as f:
-            record = f.read(64)
-        if record.endswith(b"\n"):
-            return int(record.split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    record = supervisor.read_exit_record(log_dir)
+    return None if record is None else record[0]
 
 
 def supervise(settings: Settings, zygote: int, request_fd: int, report_fd: int) -> None:
@@ -209,45 +207,40 @@ def supervise(settings: Settings, zygote: int, request_fd: int, report_fd: int) 
     if lock is None:
         say("skipped")
         return
-    status = _recorded(settings, log_dir)
+    status = _recorded(log_dir)
     if status is not None:
         say(f"recorded {status}")
         return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    out = os.open(log_dir + "/out.log", flags, 0o644)
-    err_log = os.open(log_dir + "/err.log", flags, 0o644)
-    try:
-        # As for local jobs: a flock on out.log, the stdout that every
-        # process of the job inherits, tells `batchrun status` it is alive.
-        fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    # No handler may run between fork and `child = pid`.
+    # No handler may run between the start and `child = pid` (the job starts
+    # with an empty mask all the same: the supervisor sees to it).
     signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(err_log, 2)
-            os.set_inheritable(lock, True)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-            os.execve("/bin/sh", ["/bin/sh", "-c", settings.wrapper, "/bin/sh", command], env)
-        finally:
-            os._exit(127)
-    child = pid
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
-    for fd in (out, err_log, null):
-        os.close(fd)
-    _, wait_status = os.waitpid(pid, 0)
-    say(f"ran {os.waitstatus_to_exitcode(wait_status)}")
+    try:
+        # Appended to: the launch emptied them when it claimed the directory,
+        # and a run of this attempt on a worker that died keeps its output.
+        job = supervisor.start(os.fsencode(command), os.fsencode(log_dir), env, env.get(b"BATCHRUN_ATTEMPT", b""), fresh=False, append=True)
+        child = job.pid
+    except (OSError, ValueError) as err:
+        say(f"error cannot start the job: {err}")
+        return
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+    # A description of out.log of our own (not the job's, which the supervisor
+    # closes after the record): flock on it waits until no process of the job
+    # holds out.log's lock, whatever name the file has by then.
+    strays = os.open(f"/proc/self/fd/{job.out_fd}", os.O_RDONLY | os.O_CLOEXEC)
+    ended = supervisor.finish(job)
+    say(f"ran {ended.returncode}")
+    os.close(report_fd)  # the task reads its report to the end: it ends now
+    # run.lock (`lock`) stays held until then, so no other run of the job
+    # starts while a process of this one lives.
+    fcntl.flock(strays, fcntl.LOCK_EX)
 
 
 def serve(worker: int, server: socket.socket, settings: Settings) -> None:
     """Fork a supervisor for each request until the worker is gone."""
     zygote = os.getpid()
+    # Signals the worker ignores must not stay ignored in the jobs.
+    supervisor.shield_signals()
     watch(worker, lambda: None)
     # Supervisors are reaped by the kernel; each sets SIGCHLD back to wait for its job.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
@@ -281,9 +274,9 @@ def serve(worker: int, server: socket.socket, settings: Settings) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """argv: worker pid, socket fd, wrapper, key wait, key file name, lock file name, exit record name."""
-    worker, fd, wrapper, key_wait, key_name, lock_name, exit_name = argv
-    serve(int(worker), socket.socket(fileno=int(fd)), Settings(wrapper, float(key_wait), key_name, lock_name, exit_name))
+    """argv: worker pid, socket fd, key wait, key file name, lock file name."""
+    worker, fd, key_wait, key_name, lock_name = argv
+    serve(int(worker), socket.socket(fileno=int(fd)), Settings(float(key_wait), key_name, lock_name))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ How a job runs. The Dask task (`dask.worker.run_job`, keyed `batchrun-<job id>-<
 per attempt, `pure=False`, fire-and-forget) hands the job to its worker's
 fork server (`dask._forkserver`, a small single-threaded Python process: one
 per worker, started with the worker's first job, in a session of its own),
-which forks a supervisor for it. The supervisor runs local.py's shell wrapper (same command
-semantics, same `exit` record) in a session of its own, with out.log/err.log
-as stdout/stderr and `run.lock` held, and reports the wrapper's status back
-through a pipe. Fork server and supervisor both arm PR_SET_PDEATHSIG: when
-the worker dies the fork server exits, and then each supervisor SIGKILLs its
+which forks a supervisor for it. The supervisor runs the job as every
+executor does (`executors/supervisor.py`: `/bin/sh -c LINE` in a session of
+its own, out.log flocked, the `exit` record), holding `run.lock` until no
+process of the job holds out.log, and reports the job's status back through
+a pipe. Fork server and supervisor both arm PR_SET_PDEATHSIG: when the
+worker dies the fork server exits, and then each supervisor SIGKILLs its
 job's process group and any other process whose environment names the job.
-PDEATHSIG on the wrapper alone would leave the user's command (the wrapper's
-child) running.
 
 At most one run of a job at a time, and never a superseded attempt: `start`
 writes the attempt's key to `<log dir>/dask-key` (`dask.keys`); a supervisor
@@ -49,14 +48,11 @@ job again. Hence:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import importlib
 import importlib.util
 import logging
-import os
+import re
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -65,25 +61,28 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import ExecutorError
-from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
-from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME, claim_log_dir, job_alive, mark_stopped
+from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
+from batchrun.executors.dask.client import CONNECT_TIMEOUT, INSTALL_HINT, cancelled, one_line, probe_scheduler, start_local_cluster
+from batchrun.executors.dask.client import distributed as distributed_module
+from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME, claim_log_dir, job_alive, mark_stopped, read_key
+from batchrun.executors.dask.resources import check_offered, worker_resources
+from batchrun.executors.dask.settings import DaskSettings
 from batchrun.executors.dask.worker import find_job_processes, run_job, signal_job_processes
-from batchrun.executors.local.executor import read_exit_record
+from batchrun.executors.jobfiles import note_stop, read_exit_record
+from batchrun.liveness import LockTable
+from batchrun.resources import Request
 
-__all__ = ["INSTALL_HINT", "KEY_NAME", "LOCK_NAME", "DaskExecutor"]
+__all__ = ["INSTALL_HINT", "KEY_NAME", "LOCK_NAME", "DaskExecutor", "DaskSettings"]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'batchrun[dask]'"
-# Seconds to wait for the scheduler: Dask's default (30 s) is long for a typo.
-_CONNECT_TIMEOUT = 10.0
 # How long `signal` keeps looking for a job whose supervisor holds the lock
 # but whose command is not visible yet (the instant between lock and exec).
 _SIGNAL_SETTLE = 1.0
 # How often a launch looks whether an adopted job has released its lock.
 _ADOPT_POLL = 0.2
-# What a cancelled Dask future raises (distributed's own class derives from one).
-_CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
+# A Dask task's key: batchrun-<job id>-<12 hex digits> (`start`).
+_KEY = re.compile(r"^batchrun-[0-9a-f]{16}-[0-9a-f]{12}$")
 # The module the local cluster's workers preload (its dask_setup hook).
 _WORKER_MODULE = "batchrun.executors.dask.worker"
 
@@ -92,9 +91,11 @@ class DaskExecutor(Executor):
     """Jobs as subprocesses of Dask workers, one fire-and-forget task per attempt."""
 
     name = ExecutorName.DASK
+    Settings = DaskSettings
+    settings: DaskSettings
 
-    def __init__(self, options: ExecutorOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: ExecutorOptions, settings: DaskSettings | None = None) -> None:
+        super().__init__(options, settings)
         if importlib.util.find_spec("distributed") is None:
             raise ExecutorError(f"--executor dask needs dask.distributed, which is not installed; install it with: {INSTALL_HINT}")
         self._client: Any = None
@@ -102,10 +103,36 @@ class DaskExecutor(Executor):
         self._connect_lock = threading.Lock()
         # key -> its future, for attempts this launch started and has not waited for.
         self._futures: dict[str, Any] = {}
-        # key -> the last signal sent to that attempt.
+        # key -> the last signal sent to that attempt, and the first: it ended by that one.
         self._signals: dict[str, int] = {}
+        self._first_signals: dict[str, int] = {}
         # job id -> log directory, as the launch named it.
         self._log_dirs: dict[str, str] = {}
+        # Worker resources some worker was seen to offer (`resources.check_offered`).
+        self._offered: set[tuple[tuple[str, float], ...]] = set()
+
+    @classmethod
+    def made(cls, ref: str) -> bool:
+        return _KEY.match(ref) is not None
+
+    @classmethod
+    def unwatched_alive(cls, jobs: Unwatched, locks: LockTable | None, ask_cluster: bool) -> dict[str, bool | None]:
+        """Alive while a lock is held; with both free, cannot tell while its key file names it (it may be queued), else gone.
+
+        No scheduler address is recorded to ask; the exit record, read by the caller, tells how a run ended.
+        """
+        answers: dict[str, bool | None] = {}
+        for job_id, (ref, log_dir) in jobs.items():
+            held = [locks.held(log_dir / name) if locks is not None else None for name in (LOCK_NAME, "out.log")]
+            if any(held) or (None in held and job_alive(str(log_dir))):
+                answers[job_id] = True
+            else:
+                answers[job_id] = None if read_key(str(log_dir)) == ref else False
+        return answers
+
+    def adopts(self, ref: str | None) -> bool:
+        """Any job: whatever ran it, its supervisor's locks say whether it still runs."""
+        return True
 
     # -- connection ---------------------------------------------------------
 
@@ -119,38 +146,16 @@ class DaskExecutor(Executor):
             return self._client
 
     def _make_client(self) -> Any:
-        distributed = _distributed()
-        address = self.options.scheduler
+        distributed = distributed_module()
+        address = self.settings.scheduler
         if address is None:
-            return self._start_local_cluster(distributed)
-        _probe_scheduler(address)
+            self._cluster, client = start_local_cluster(distributed, self.options.n_jobs, _WORKER_MODULE)
+            return client
+        probe_scheduler(address)
         try:
-            return distributed.Client(address, timeout=_CONNECT_TIMEOUT, set_as_default=False, name="batchrun")
+            return distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False, name="batchrun")
         except (OSError, ValueError, TypeError) as err:
-            raise ExecutorError(f"cannot connect to the Dask scheduler at {address}: {_one_line(err)}; check --scheduler") from err
-
-    def _start_local_cluster(self, distributed: Any) -> Any:
-        n_workers = max(1, min(self.options.n_jobs, os.cpu_count() or 1))
-        try:
-            self._cluster = distributed.LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                # Its HTTP server (health, metrics) starts anyway: any free loopback port.
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.CRITICAL,
-                # dask_setup below: each worker leaves batchrun's session,
-                # so a Ctrl-C on the terminal reaches batchrun (which stops
-                # the jobs with a grace period), not the workers.
-                preload=[_WORKER_MODULE],
-            )
-            return distributed.Client(self._cluster, set_as_default=False, name="batchrun")
-        except Exception as err:
-            if self._cluster is not None:
-                self._cluster.close()
-                self._cluster = None
-            raise ExecutorError(f"cannot start a local Dask cluster: {_one_line(err)}") from err
+            raise ExecutorError(f"cannot connect to the Dask scheduler at {address}: {one_line(err)}; check --scheduler") from err
 
     def close(self) -> None:
         with self._connect_lock:
@@ -169,20 +174,23 @@ class DaskExecutor(Executor):
 
     # -- running ------------------------------------------------------------
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         client = self._connect()
         key = f"batchrun-{job_id}-{uuid.uuid4().hex[:12]}"
+        resources = worker_resources(request)
+        if resources:
+            check_offered(client, resources, self._offered, job_id)
         self._log_dirs[job_id] = log_dir
         claim_log_dir(log_dir, key)
-        future = client.submit(run_job, key, job_id, command, log_dir, env, self.options.cwd, key=key, pure=False)
+        future = client.submit(run_job, key, job_id, command, log_dir, env, self.options.cwd, key=key, pure=False, resources=resources or None)
         # The task outlives a killed launch: a command already running is
         # adopted by the next launch (see the module docstring).
-        _distributed().fire_and_forget(future)
+        distributed_module().fire_and_forget(future)
         self._futures[key] = future
         return key
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
-        distributed = _distributed()
+        distributed = distributed_module()
         future = self._futures[ref]
         log_dir = self._log_dirs.get(_job_id_of(ref), "")
         try:
@@ -195,7 +203,7 @@ class DaskExecutor(Executor):
             # Dask gave up after several workers died running it: the job was
             # killed with them (unless a run ended first and left its record).
             outcome, status, where = "killed", -signal.SIGKILL, ""
-        except _CANCELLED as err:
+        except cancelled() as err:
             if ref not in self._signals:
                 # Not cancelled by us: the scheduler connection is gone. The
                 # command may still run; the next launch adopts or reruns it.
@@ -205,7 +213,7 @@ class DaskExecutor(Executor):
             outcome, status, where = "skipped", 0, ""
         except Exception as err:
             self._futures.pop(ref, None)
-            raise ExecutorError(f"Dask task {ref} failed: {_one_line(err)}") from err
+            raise ExecutorError(f"Dask task {ref} failed: {one_line(err)}") from err
         self._futures.pop(ref, None)
         if outcome == "nokey":
             raise ExecutorError(
@@ -218,6 +226,8 @@ class DaskExecutor(Executor):
                 return record[0]
             if outcome == "skipped":
                 return -self._signals.get(ref, signal.SIGTERM)
+        if outcome == "ran" and ref in self._first_signals:
+            return -self._first_signals[ref]  # stopped: ended by the first signal, whatever it then exited with
         return int(status)
 
     # -- stopping -----------------------------------------------------------
@@ -225,6 +235,9 @@ class DaskExecutor(Executor):
     def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
         if ref is not None:
             self._signals[ref] = sig
+            if sig and ref not in self._first_signals:
+                self._first_signals[ref] = sig
+                note_stop(self._log_dir(job_id))  # before the signal: its supervisor then writes no record
         if self._signal_workers(job_id, sig):
             return True
         future = self._futures.get(ref) if ref is not None else None
@@ -319,60 +332,5 @@ class DaskExecutor(Executor):
         return self._log_dirs.get(job_id) or f"{self.options.runs_dir}/logs/{job_id}"
 
 
-# -- on the launch's host -----------------------------------------------------
-
-
-def _probe_scheduler(address: str) -> None:
-    """Check that a Dask scheduler answers at `address`, with one-line errors.
-
-    Connecting a `Client` to a bad address leaves a half-built client whose
-    finaliser hangs for 20 s at exit, and Dask retries a refused address
-    until its timeout; a plain socket and one Dask handshake fail cleanly.
-    """
-    connect = importlib.import_module("distributed.comm").connect
-    security = importlib.import_module("distributed.security").Security()
-
-    scheme, _, location = address.rpartition("://")
-    if scheme in ("", "tcp"):
-        host, _, port = location.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit():
-            raise ExecutorError(f"bad Dask scheduler address {address!r}; expected tcp://HOST:PORT")
-        try:
-            socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT).close()
-        except OSError as err:
-            reason = err.strerror or str(err) or type(err).__name__
-            raise ExecutorError(f"cannot reach the Dask scheduler at {address}: {reason}; check --scheduler") from err
-
-    async def handshake() -> None:
-        comm = await connect(address, timeout=_CONNECT_TIMEOUT, **security.get_connection_args("client"))
-        await comm.close()
-
-    try:
-        asyncio.run(handshake())
-    except Exception as err:  # noqa: BLE001 - Dask raises OSError, ValueError, TypeError... for bad addresses
-        raise ExecutorError(f"cannot connect to the Dask scheduler at {address}: {_one_line(err)}; check --scheduler") from err
-
-
-def _distributed() -> Any:
-    """dask.distributed, imported on first use: it is an optional extra."""
-    try:
-        module = importlib.import_module("distributed")
-    except ImportError as err:
-        raise ExecutorError(f"--executor dask cannot import dask.distributed ({err}); install it with: {INSTALL_HINT}") from err
-    # distributed gives its loggers (and tornado's) a stderr handler and
-    # levels of their own at import, and logs a lost scheduler as tracebacks
-    # there; batchrun reports each failure as one line (ExecutorError) instead.
-    for name in list(logging.root.manager.loggerDict):
-        if name.split(".")[0] in ("distributed", "tornado"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    return module
-
-
 def _job_id_of(key: str) -> str:
     return key.split("-")[1] if key.count("-") >= 2 else key
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text[:300]

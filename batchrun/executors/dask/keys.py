@@ -14,7 +14,8 @@ import fcntl
 import os
 
 from batchrun.atomic import write_atomic
-from batchrun.executors.local.executor import EXIT_NAME, job_lock_held
+from batchrun.executors.jobfiles import job_lock_held
+from batchrun.executors.supervisor import OUT_NAME, clear_job_files
 
 __all__ = ["KEY_NAME", "LOCK_NAME", "STOPPED", "claim_log_dir", "job_alive", "mark_stopped", "read_key", "write_key"]
 
@@ -22,10 +23,11 @@ __all__ = ["KEY_NAME", "LOCK_NAME", "STOPPED", "claim_log_dir", "job_alive", "ma
 KEY_NAME = "dask-key"
 # What `mark_stopped` writes into KEY_NAME so that a task not yet running never starts.
 STOPPED = "stopped"
-# The file in a job's log directory whose flock is held while a supervisor
-# runs the job (and by every process of the job, which inherit it). Not
-# out.log, as for local jobs: the launch renames out.log between attempts,
-# and this lock must stay put to keep two attempts from ever overlapping.
+# The file in a job's log directory whose flock a supervisor holds from
+# before it runs the job until no process of the job holds out.log's lock
+# (`dask._forkserver`). Not out.log itself: the launch renames out.log
+# between attempts, and this lock must stay put to keep two attempts from
+# ever overlapping.
 LOCK_NAME = "run.lock"
 
 
@@ -49,11 +51,9 @@ def claim_log_dir(log_dir: str, key: str) -> None:
             # keep its record; the new task waits for it and reports it.
             free = False
         if free:
-            try:
-                os.unlink(f"{log_dir}/{EXIT_NAME}")
-            except FileNotFoundError:
-                pass
-            for name in ("out.log", "err.log"):
+            # The supervisor starts later and leaves the record and stop note be.
+            clear_job_files(log_dir)
+            for name in (OUT_NAME, "err.log"):
                 os.close(os.open(f"{log_dir}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644))
         write_key(log_dir, key)
     finally:
@@ -83,9 +83,9 @@ def mark_stopped(log_dir: str, key: str) -> bool:
 def job_alive(log_dir: str) -> bool:
     """True while a supervisor or any process of the job is alive.
 
-    Also true for a job an earlier launch ran with the local executor, whose
-    processes hold the flock on out.log (dask jobs hold it too), so switching
-    executors between launches never runs a job twice.
+    Also true for a job an earlier launch ran with another executor, whose
+    processes hold the flock on out.log (as every supervisor's do), so
+    switching executors between launches never runs a job twice.
     """
     return job_lock_held(log_dir, LOCK_NAME) or job_lock_held(log_dir)
 

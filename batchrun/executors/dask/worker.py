@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME
-from batchrun.executors.local.executor import _WRAPPER, EXIT_NAME, job_processes
+from batchrun.executors.processes import job_processes
 
 __all__ = ["KEY_VISIBLE_TIMEOUT", "dask_setup", "find_job_processes", "run_job", "signal_job_processes", "stop_fork_server"]
 
@@ -35,7 +35,7 @@ _fork_server_lock = threading.Lock()
 
 def _start_fork_server() -> tuple[subprocess.Popen[bytes], socket.socket]:
     ours, theirs = socket.socketpair()
-    args = [str(os.getpid()), str(theirs.fileno()), _WRAPPER, str(KEY_VISIBLE_TIMEOUT), KEY_NAME, LOCK_NAME, EXIT_NAME]
+    args = [str(os.getpid()), str(theirs.fileno()), str(KEY_VISIBLE_TIMEOUT), KEY_NAME, LOCK_NAME]
     try:
         popen = subprocess.Popen(
             # -I -S: stdlib only, immune to the job's PYTHON* variables.
@@ -134,7 +134,7 @@ def signal_job_processes(job_id: str, log_dir: str, sig: int) -> int:
     """On a worker: send `sig` to every process group holding one of the job's processes.
 
     Matched by environment, not by parentage: a process whose parent died
-    (the wrapper killed while a child ignores SIGTERM) is no longer a
+    (the job's shell killed while a child ignores SIGTERM) is no longer a
     descendant of the worker but still belongs to the job. Processes that
     changed their environment at exec are out of reach, as for local jobs.
     """

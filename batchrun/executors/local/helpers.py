@@ -2,16 +2,18 @@
 
 A launch keeps one long-lived helper process per job running at once. A job
 start is one `write` of a request and one `read` of the answer; its end one
-`read`. The helper, not batchrun, forks the job (`/bin/sh -c LINE`) and
-writes its exit record, so batchrun's 60 MB process never forks per job, and
-a kill -9 of batchrun leaves every running job with the process that records
-it. See `_slot_helper` for the protocol and the order that keeps it crash-safe.
+`read`. The helper, not batchrun, runs the job under the supervisor
+(`/bin/sh -c LINE`, its exit record), so batchrun's 60 MB process never forks
+per job, and a kill -9 of batchrun leaves every running job with the process
+that records it. See `_slot_helper` for the protocol and `supervisor` for the
+order that keeps it crash-safe. `--detach` uses one helper in its detach mode
+for all its jobs (`Dispatcher`).
 
 A helper that dies (SIGKILL) leaves its job running in the job's own session
 with out.log's lock held: the job's thread then waits for that lock, as for
 a job adopted from a killed launch, and takes the exit record if there is
 one; without one the job ended unseen, and it is reported as killed
-(status -9), as when the old wrapper shell was SIGKILLed.
+(status -9): its recorder died with it.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import os
 import select
 import subprocess
 import sys
-import time
 import weakref
 from pathlib import Path
 
-from batchrun.executors.jobfiles import job_lock_held, read_exit_record
+from batchrun.executors.jobfiles import wait_unwatched
 
-__all__ = ["HELPER_PATH", "HelperGone", "SlotHelper", "HelperPool"]
+__all__ = ["HELPER_PATH", "Dispatcher", "HelperGone", "HelperPool", "SlotHelper"]
 
 HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
 # How often the job of a dead helper is looked at.
@@ -45,10 +46,10 @@ class HelperGone(OSError):
 class SlotHelper:
     """One helper process and the job it runs now, if any. Used by one thread at a time."""
 
-    def __init__(self, cwd: str | None = None) -> None:
+    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
             # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
-            [sys.executable, "-I", "-S", HELPER_PATH],
+            [sys.executable, "-I", "-S", HELPER_PATH, *mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
             start_new_session=True, cwd=cwd, bufsize=0,
@@ -109,13 +110,7 @@ class SlotHelper:
         """The helper died while its job ran: wait for the job's lock, then read its record."""
         assert self.job is not None
         _, log_dir, attempt = self.job
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while job_lock_held(log_dir):
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(_ORPHAN_POLL)
-        record = read_exit_record(Path(log_dir), attempt or None)
-        return record[0] if record is not None else -9
+        return wait_unwatched(log_dir, attempt or None, timeout, _ORPHAN_POLL)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -149,6 +144,21 @@ class SlotHelper:
                 stream.close()
         if self.job is None:
             self.proc.wait()
+
+
+class Dispatcher(SlotHelper):
+    """A helper in its detach mode (`--detach`): it supervises every job it starts, outliving batchrun; nothing waits for it here."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        super().__init__(cwd, ("--detach",))
+        # It forks at once and the process started here exits: the one that
+        # serves (and outlives batchrun) is no child of batchrun's to reap.
+        self.proc.wait()
+
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
+        pid = super().start(job_id, command, log_dir, env)
+        self.job = None  # the helper, not this side, waits for it
+        return pid
 
 
 class HelperPool:

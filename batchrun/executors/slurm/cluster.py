@@ -1,8 +1,8 @@
 """Ask the cluster whether jobs left by `--detach` still run, from their journal references alone.
 
 The SLURM executor keeps its own, richer bookkeeping while it runs a launch;
-`wait` (and `status`, which must not import an executor) only need "is this
-array task still queued or running", answered by one `squeue` call.
+`wait` and `status` (through `SlurmExecutor.unwatched_alive`) only need "is
+this array task still queued or running", answered by one `squeue` call.
 
 This module never prints.
 """
@@ -12,20 +12,12 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterable
 
+from batchrun.executors.slurm.text import ENDED, is_slurm_ref
+
 __all__ = ["is_slurm_ref", "slurm_active"]
 
-# squeue states after which a task runs nothing any more (as executors/slurm.py).
-_SLURM_ENDED = frozenset(
-    {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"}
-)
 # SLURM client commands get this long; a dead controller fails them in about 10 s.
 _SQUEUE_TIMEOUT = 60.0
-
-
-def is_slurm_ref(ref: str | None) -> bool:
-    """Whether a journal reference names a SLURM array task (`ARRAYID_TASK`)."""
-    head, sep, tail = (ref or "").partition("_")
-    return bool(sep) and head.isdigit() and tail.isdigit()
 
 
 def slurm_active(refs: Iterable[str], run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> set[str] | None:
@@ -48,6 +40,6 @@ def slurm_active(refs: Iterable[str], run: Callable[..., subprocess.CompletedPro
     active = set()
     for line in answer.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[1] not in _SLURM_ENDED:
+        if len(parts) >= 2 and parts[1] not in ENDED:
             active.add(parts[0])
     return active & set(refs)

@@ -6,10 +6,10 @@ every free slot asked) as one `sbatch --array=0-K%N`; `start_many` (--detach)
 sends all pending jobs as one array. Before submitting, the executor writes a
 manifest under `<runs_dir>/slurm/`: line K+1 holds task K's job id, the
 environment it needs beyond batchrun's own, and its command, shell-quoted.
-Every task runs one script that reads its line, sends its output to the job's
-log files, cds to the launch's directory and runs the command under the local
-executor's wrapper, which writes `<log dir>/exit`. Results never depend on
-SLURM's accounting (`sacct` is not used).
+Every task runs one script that reads its line and hands the command to the
+job supervisor (`executors/supervisor.py`), which runs it in the launch's
+directory as every executor does and writes `<log dir>/exit`. Results never
+depend on SLURM's accounting (`sacct` is not used).
 
 One monitor thread serves every `wait`: it reads the exit records every
 quarter second and asks `squeue` about all watched tasks once a second. A
@@ -36,11 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchrun.errors import ExecutorError
-from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
-from batchrun.executors.local.executor import group_alive, job_lock_held, kill_group, read_exit_record, wait_for_job_lock
+from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
+from batchrun.executors.jobfiles import job_lock_held, note_stop, read_exit_record, wait_for_job_lock
+from batchrun.executors.processes import group_alive, kill_group
+from batchrun.executors.slurm import cluster
 from batchrun.executors.slurm.commands import SlurmCommands
+from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.submit import (
-    Request,
+    Submission,
     Submitter,
     append_line,
     index_manifests,
@@ -60,8 +63,10 @@ from batchrun.executors.slurm.text import (
     parse_squeue,
     shell_quote,
 )
+from batchrun.liveness import LockTable
+from batchrun.resources import Request
 
-__all__ = ["SUBMITTED_NAME", "TASK_SCRIPT_NAME", "SlurmExecutor", "is_slurm_ref", "manifest_line", "parse_squeue", "shell_quote"]
+__all__ = ["SUBMITTED_NAME", "TASK_SCRIPT_NAME", "SlurmExecutor", "SlurmSettings", "is_slurm_ref", "manifest_line", "parse_squeue", "shell_quote"]
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +119,13 @@ class SlurmExecutor(Executor):
     """Jobs as tasks of SLURM job arrays, submitted with sbatch."""
 
     name = ExecutorName.SLURM
+    Settings = SlurmSettings
+    cluster = "SLURM"
+    cluster_query = "squeue"
 
-    def __init__(self, options: ExecutorOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: ExecutorOptions, settings: SlurmSettings | None = None) -> None:
+        super().__init__(options, settings)
+        self.settings: SlurmSettings
         self.slurm_dir = Path(options.runs_dir) / "slurm"
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -129,8 +138,24 @@ class SlurmExecutor(Executor):
         self._manifest_index: dict[str, tuple[str, int]] | None = None
         # sbatch hands this environment to the tasks; manifests add what jobs need on top.
         env = dict(os.environ)
-        self._commands = SlurmCommands(options.cwd, env, cluster_option(options.sbatch_args), self._watched_refs)
-        self._submitter = Submitter(options, self._commands, self.slurm_dir, env, self._cond, self._closed, self._register)
+        self._commands = SlurmCommands(options.cwd, env, cluster_option(self.settings.sbatch_args), self._watched_refs)
+        self._submitter = Submitter(options, self._commands, self.slurm_dir, env, self._cond, self._closed, self._register, self.settings.sbatch_args)
+
+    @classmethod
+    def made(cls, ref: str) -> bool:
+        return is_slurm_ref(ref)
+
+    @classmethod
+    def unwatched_alive(cls, jobs: Unwatched, locks: LockTable | None, ask_cluster: bool) -> dict[str, bool | None]:
+        """One squeue call for all of them; not asked, or no answer: cannot tell."""
+        active = cluster.slurm_active([ref for ref, _ in jobs.values() if ref is not None]) if ask_cluster else None
+        if active is None:
+            return dict.fromkeys(jobs)
+        return {job_id: ref in active for job_id, (ref, _) in jobs.items()}
+
+    def adopts(self, ref: str | None) -> bool:
+        """Any job: its own by squeue, others (a local job an earlier launch left) by their lock and process group."""
+        return True
 
     def _watched_refs(self) -> list[str]:
         with self._lock:
@@ -146,7 +171,7 @@ class SlurmExecutor(Executor):
     # -- set-up -------------------------------------------------------------
 
     def open(self) -> None:
-        for arg in self.options.sbatch_args:
+        for arg in self.settings.sbatch_args:
             if arg.split("=", 1)[0] in _RESERVED_SBATCH:
                 raise ExecutorError(f"--sbatch-args must not contain {arg!r}: batchrun submits job arrays itself")
         if shutil.which("sbatch") is None:
@@ -179,32 +204,34 @@ class SlurmExecutor(Executor):
 
     # -- submitting ---------------------------------------------------------
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         prepare_log_dir(log_dir)
-        request = Request(job_id, command, log_dir, env)
+        submission = Submission(job_id, command, log_dir, env, request)
         with self._cond:
             if self._closed.is_set() or not self._threads:
                 raise ExecutorError("the SLURM executor is not open")
-            self._submitter.queue.append(request)
+            self._submitter.queue.append(submission)
             self._cond.notify_all()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.ref is not None
-        return request.ref
+        submission.done.wait()
+        if submission.error is not None:
+            raise submission.error
+        assert submission.ref is not None
+        return submission.ref
 
-    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
-        """Submit jobs (job_id, command, log_dir, env) as one array of which at most -j tasks run.
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
+        """Submit jobs (job_id, command, log_dir, env) as arrays, one per distinct request, of which at most -j tasks run.
 
-        An array larger than SLURM's MaxArraySize is split, each part waiting
-        for the one before, so that -j still holds.
+        An array larger than SLURM's MaxArraySize is split, and arrays of
+        different requests follow each other, each part waiting for the one
+        before, so that -j still holds.
         """
-        requests = []
-        for job_id, command, log_dir, env in jobs:
+        asks = list(requests) if requests is not None else [None] * len(jobs)
+        submissions = []
+        for (job_id, command, log_dir, env), request in zip(jobs, asks, strict=True):
             prepare_log_dir(log_dir)
-            requests.append(Request(job_id, command, log_dir, env))
-        self._submitter.submit(requests, chain=True, track=False)
-        return [request.ref or "" for request in requests]
+            submissions.append(Submission(job_id, command, log_dir, env, request))
+        self._submitter.submit(submissions, chain=True, track=False)
+        return [submission.ref or "" for submission in submissions]
 
     # -- waiting ------------------------------------------------------------
 
@@ -236,29 +263,7 @@ class SlurmExecutor(Executor):
     def _monitor_once(self, last_asked: float) -> float:
         with self._lock:
             watched = [(ref, t) for ref, t in self._tracked.items() if not t.done.is_set()]
-        waiting = []
-        for ref, tracked in watched:
-            record = read_exit_record(Path(tracked.log_dir))
-            if record is not None:
-                tracked.status = record[0]
-                tracked.done.set()
-            else:
-                waiting.append((ref, tracked))
-        now = time.monotonic()
-        if not waiting or now - last_asked < _SQUEUE_INTERVAL:
-            return last_asked
-        states = self._commands.states_for([ref for ref, _ in waiting], max_age=_SQUEUE_INTERVAL / 2)
-        if states is None:
-            return now  # SLURM did not answer: nothing is known to be lost
-        for ref, tracked in waiting:
-            state = states.get(ref, ("", ""))[0]
-            if state and state not in ENDED:
-                tracked.gone_since = None
-            elif tracked.gone_since is None:
-                tracked.gone_since = now
-            elif now - tracked.gone_since >= (_LOST_GRACE if tracked.signalled is None else _CANCELLED_GRACE):
-                tracked.settle_gone(ref, state, self.slurm_dir)
-        return now
+        return _monitor_round(watched, self._commands, self.slurm_dir, last_asked)
 
     # -- stopping -----------------------------------------------------------
 
@@ -274,6 +279,9 @@ class SlurmExecutor(Executor):
                 return False
             if tracked is not None:
                 tracked.signalled = sig
+            if sig:
+                # Before the signal: its supervisor then writes no record.
+                note_stop(tracked.log_dir if tracked is not None else f"{self.options.runs_dir}/logs/{job_id}")
             self._signals.append((ref, sig))
             self._cond.notify_all()
         if not self._threads:
@@ -355,3 +363,30 @@ class SlurmExecutor(Executor):
             self._manifest_index = index
             self._resolved[job_id] = found
         return found
+
+
+def _monitor_round(watched: list[tuple[str, _Tracked]], commands: SlurmCommands, slurm_dir: Path, last_asked: float) -> float:
+    """One look at the watched jobs: their exit records, then (at most every few seconds) squeue for the rest; when it asked."""
+    waiting = []
+    for ref, tracked in watched:
+        record = read_exit_record(Path(tracked.log_dir))
+        if record is not None:
+            tracked.status = record[0]
+            tracked.done.set()
+        else:
+            waiting.append((ref, tracked))
+    now = time.monotonic()
+    if not waiting or now - last_asked < _SQUEUE_INTERVAL:
+        return last_asked
+    states = commands.states_for([ref for ref, _ in waiting], max_age=_SQUEUE_INTERVAL / 2)
+    if states is None:
+        return now  # SLURM did not answer: nothing is known to be lost
+    for ref, tracked in waiting:
+        state = states.get(ref, ("", ""))[0]
+        if state and state not in ENDED:
+            tracked.gone_since = None
+        elif tracked.gone_since is None:
+            tracked.gone_since = now
+        elif now - tracked.gone_since >= (_LOST_GRACE if tracked.signalled is None else _CANCELLED_GRACE):
+            tracked.settle_gone(ref, state, slurm_dir)
+    return now

@@ -6,10 +6,13 @@ helpers build on them, and tests check them alone.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
+import sys
+from pathlib import Path
 
-from batchrun.executors.local.executor import _WRAPPER, EXIT_NAME
+from batchrun.resources import Request
 
 __all__ = [
     "ENDED",
@@ -22,11 +25,14 @@ __all__ = [
     "manifest_line",
     "parse_squeue",
     "parse_submitted",
+    "request_args",
     "shell_quote",
     "task_script",
 ]
 
 TASK_SCRIPT_NAME = "batchrun-task.sh"
+# The job supervisor every task runs (from the shared filesystem, as batchrun is installed there).
+SUPERVISOR_PATH = str(Path(__file__).resolve().parent.parent / "supervisor.py")
 # One line per sbatch, "<manifest name> <array id> <tasks>": finds jobs the journal has no reference for.
 SUBMITTED_NAME = "submitted"
 # squeue states after which a task runs nothing any more; any other state is queued or running.
@@ -62,22 +68,24 @@ def manifest_line(job_id: str, command: str, env: dict[str, str], base_env: dict
     return "; ".join(parts) + "\n"
 
 
-def task_script(cwd: str) -> str:
+def task_script(cwd: str, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH) -> str:
     """The script every array task runs, with its manifest's path as $1.
 
-    A failed redirection makes the shell exit with no exit record: the job
-    is lost. The command itself runs exactly as the local executor runs it.
+    It sets the job's environment from its manifest line and hands the line
+    to the job supervisor (`executors/supervisor.py`, run by the Python that
+    runs batchrun, at the same path on every node) on its stdin, where a line
+    of any length passes. The supervisor runs it exactly as a local job runs
+    (`/bin/sh -c LINE` in the launch's directory) and writes its exit record;
+    a task that cannot start it leaves no record: the job is lost.
     """
     return (
         "#!/bin/sh\n"
-        "# batchrun: array task K runs the job on line K+1 of the manifest $1.\n"
+        "# batchrun: array task K runs the job on line K+1 of the manifest $1, under batchrun's supervisor.\n"
         "__batchrun_nl='\n'\n"
         '__batchrun_line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1)){p;q;}" "$1") && [ -n "$__batchrun_line" ] || {\n'
         '    echo "batchrun: no line for task $SLURM_ARRAY_TASK_ID in $1" >&2; exit 1; }\n'
         'eval "$__batchrun_line"\n'
-        'exec </dev/null >"$BATCHRUN_LOG_DIR/out.log" 2>"$BATCHRUN_LOG_DIR/err.log"\n'
-        f'cd {shell_quote(cwd)} || {{ echo 1 >"$BATCHRUN_LOG_DIR/{EXIT_NAME}"; exit 1; }}\n'
-        f'exec /bin/sh -c {shlex.quote(_WRAPPER)} /bin/sh "$__batchrun_cmd"\n'
+        f'printf %s "$__batchrun_cmd" | exec {shell_quote(python)} -I -S {shell_quote(supervisor)} --cwd {shell_quote(cwd)} "$BATCHRUN_LOG_DIR"\n'
     )
 
 
@@ -126,3 +134,25 @@ def parse_submitted(data: bytes, manifest_name: str) -> list[str]:
         if len(parts) == 3 and parts[0] == manifest_name and parts[1].isdigit() and parts[1].isascii() and parts[2].isdigit():
             arrays.append(parts[1])
     return arrays
+
+
+def request_args(request: Request | None) -> list[str]:
+    """The sbatch options that ask SLURM for what a job requests (`batchrun.resources`).
+
+    A fraction of a GPU asks for one whole GPU (`--gres=gpu:1`): SLURM's gres
+    hands out whole devices. Memory goes in megabytes, rounded up; time as
+    H:MM:SS, seconds rounded up (SLURM counts whole minutes).
+    """
+    if request is None:
+        return []
+    args = []
+    if request.gpus:
+        args.append(f"--gres=gpu:{max(1, math.ceil(request.gpus))}")
+    if request.cpus:
+        args.append(f"--cpus-per-task={request.cpus}")
+    if request.mem:
+        args.append(f"--mem={-(-request.mem // (1 << 20))}M")
+    if request.time:
+        seconds = math.ceil(request.time)
+        args.append(f"--time={seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
+    return args

@@ -6,11 +6,12 @@ stalls) itself at one exact instant, standing for a kill -9 or a preemption
 there. Nothing here is imported unless a test asks for it.
 
     BRFAULT_KILL_SPAWN=N         SIGKILL itself on the N-th job start (`LocalExecutor.start`
-                                 or `local.spawn_job`: after the start record, before the
-                                 process exists)
+                                 or, for --detach, `LocalExecutor.start_detached`: after the
+                                 start record, before the process exists)
     BRFAULT_KILL_RETRY_SPAWN=1   SIGKILL itself on spawning a job's retry (`out.1.log` exists)
-    BRFAULT_KILL_EXIT_READ=N     SIGKILL itself on the N-th `local.read_exit_record`
-                                 (settlement: after the liveness probe, before the read)
+    BRFAULT_KILL_EXIT_READ=N     SIGKILL itself on the N-th `jobfiles.read_exit_record`, the one
+                                 reader of exit records outside the executors (settlement:
+                                 after the liveness probe, before the read)
     BRFAULT_SLOW_EXIT_READ=S     the first `read_exit_record` that finds nothing sleeps S s first
     BRFAULT_SLOW_PROBE=S         the first liveness probe that finds a job running sleeps S s
                                  before it answers
@@ -34,6 +35,7 @@ def _install() -> None:
         return
     from pathlib import Path
 
+    from batchrun.executors import jobfiles
     from batchrun.executors.local import executor as local
 
     lock = threading.Lock()
@@ -43,33 +45,33 @@ def _install() -> None:
     if "BRFAULT_KILL_SPAWN" in env or "BRFAULT_KILL_RETRY_SPAWN" in env:
         nth = int(env.get("BRFAULT_KILL_SPAWN", "0"))
         retry = env.get("BRFAULT_KILL_RETRY_SPAWN") == "1"
-        spawn = local.spawn_job
+        detached = local.LocalExecutor.start_detached
 
-        def spawn_job(command: str, log_dir: str, *args: object, **kwargs: object) -> local.LocalProcess:
+        def start_detached(self: local.LocalExecutor, dispatcher: object, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
             with lock:
                 calls["spawn"] += 1
                 n = calls["spawn"]
             if n == nth or (retry and os.path.exists(f"{log_dir}/out.1.log")):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return spawn(command, log_dir, *args, **kwargs)  # type: ignore[arg-type]
+            return detached(self, dispatcher, job_id, command, log_dir, env)  # type: ignore[arg-type]
 
-        local.spawn_job = spawn_job  # type: ignore[assignment]
+        local.LocalExecutor.start_detached = start_detached  # type: ignore[method-assign]
         start = local.LocalExecutor.start
 
-        def start_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+        def start_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str], *rest: object) -> str:
             with lock:
                 calls["spawn"] += 1
                 n = calls["spawn"]
             if n == nth or (retry and os.path.exists(f"{log_dir}/out.1.log")):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return start(self, job_id, command, log_dir, env)
+            return start(self, job_id, command, log_dir, env, *rest)  # type: ignore[arg-type]
 
         local.LocalExecutor.start = start_job  # type: ignore[method-assign]
 
     if "BRFAULT_KILL_EXIT_READ" in env or "BRFAULT_SLOW_EXIT_READ" in env:
         nth = int(env.get("BRFAULT_KILL_EXIT_READ", "0"))
         pause = float(env.get("BRFAULT_SLOW_EXIT_READ", "0"))
-        read = local.read_exit_record
+        read = jobfiles.read_exit_record
 
         def read_exit_record(log_dir: Path, *args: object) -> tuple[int, float] | None:
             with lock:
@@ -83,11 +85,11 @@ def _install() -> None:
                 time.sleep(pause)
             return found
 
-        local.read_exit_record = read_exit_record  # type: ignore[assignment]
+        jobfiles.read_exit_record = read_exit_record  # type: ignore[assignment]
 
     if "BRFAULT_SLOW_PROBE" in env:
         pause = float(env["BRFAULT_SLOW_PROBE"])
-        held = local.job_lock_held
+        held = jobfiles.job_lock_held
 
         def job_lock_held(log_dir: Path | str, *args: object) -> bool:
             answer = held(log_dir, *args)  # type: ignore[arg-type]
@@ -96,7 +98,9 @@ def _install() -> None:
                 time.sleep(pause)
             return answer
 
+        # The local executor's probe (settlement) and the wait for an adopted job's lock.
         local.job_lock_held = job_lock_held  # type: ignore[assignment]
+        jobfiles.job_lock_held = job_lock_held  # type: ignore[assignment]
 
     if env.get("BRFAULT_DROP_KILL") == "1":
         send = local.LocalExecutor.signal

@@ -1,0 +1,372 @@
+"""The one job supervisor: how every executor runs a job and records its end.
+
+Every job of every executor runs under a supervisor process that:
+1. opens the job's `out.log` and `err.log` and takes the flock on out.log,
+   the job's liveness lock (every process of the job inherits out.log as its
+   stdout, so the kernel keeps the lock while any of them lives);
+2. starts exactly `/bin/sh -c LINE` in a session of its own, with stdin from
+   /dev/null, no other descriptor, an empty signal mask and every signal at
+   its default (a line too long for one argument, see `MAX_ARG_STRLEN`, is
+   sourced from `command.sh` in its log directory instead);
+3. waits for it with `wait4`, keeping its resource usage;
+4. writes the exit record, `<status> <attempt>\\n` in one write, unless the
+   job's shell died of a signal or a launch stopped it on purpose (the stop
+   note, written before the launch's first signal): such a job is not
+   finished, and a relaunch runs it again rather than take a trapped SIGTERM's
+   `exit 0` for success;
+5. only then lets go of out.log, so a reader that finds the lock free and
+   then reads the record (`launch.settle`) never meets a finished job without
+   its record.
+The supervisor is not in the job's session, so a signal a launch sends the
+job's process group never reaches it, and it outlives batchrun: a job that
+ends in the instant batchrun is killed still leaves its record.
+
+Standard library only, importing nothing from batchrun, because it runs in
+processes that must start in milliseconds and must not see the job's
+PYTHON* variables (`python -I -S`). It is used two ways:
+- as a library, by the per-slot helpers and the `--detach` dispatcher
+  (`local/_slot_helper.py`) and by the Dask fork server's per-job
+  supervisors (`dask/_forkserver.py`), scripts that import it from this
+  folder (they run with -I, which leaves their own folder off sys.path, so
+  they add this one);
+- as a script, by each SLURM array task:
+  `python -I -S supervisor.py [--cwd DIR] LOG_DIR`, the line on stdin (a line
+  of any length passes there), attempt and environment its own.
+The readers of these files live in `jobfiles`, which takes the names and the
+record's format from here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+
+# Not typing.TYPE_CHECKING: importing typing costs start-up time; mypy takes this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from resource import struct_rusage
+
+__all__ = [
+    "COMMAND_FILE",
+    "ERR_NAME",
+    "EXIT_NAME",
+    "LOCK_NAME",
+    "MAX_ARG_STRLEN",
+    "OUT_NAME",
+    "STOP_NAME",
+    "Ended",
+    "Job",
+    "clear_job_files",
+    "command_argv",
+    "ended",
+    "finish",
+    "main",
+    "note_stop",
+    "read_exit_record",
+    "record_end",
+    "shield_signals",
+    "start",
+]
+
+EXIT_NAME = "exit"
+OUT_NAME = "out.log"
+ERR_NAME = "err.log"
+# The file whose flock says a job's processes are alive. It rides on out.log
+# rather than a file of its own: one file fewer to create per job.
+LOCK_NAME = OUT_NAME
+# Written by a launch before it signals a job's group: the job was stopped,
+# whatever status its shell exits with, so its supervisor writes no record.
+STOP_NAME = ".stopping"
+COMMAND_FILE = "command.sh"
+# One argument longer than this (its bytes plus the NUL) is refused by Linux (E2BIG).
+MAX_ARG_STRLEN = 131_072
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+_DEVNULL: int | None = None
+
+
+def _path(log_dir: str | bytes | os.PathLike[str], name: str) -> bytes:
+    return os.fsencode(log_dir) + b"/" + name.encode()
+
+
+# -- the record -------------------------------------------------------------
+
+
+def read_exit_record(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None) -> tuple[int, float] | None:
+    """The exit status and end time a job's supervisor recorded, if the record is whole.
+
+    With `attempt`, only a record of that attempt counts. A record that
+    names no attempt (written before records named them, or for a job run
+    without BATCHRUN_ATTEMPT) counts for any attempt. A damaged record (not
+    one line of one or two numbers) is no record.
+    """
+    try:
+        with open(_path(log_dir, EXIT_NAME), "rb") as f:
+            data = f.read(64)
+            end = os.fstat(f.fileno()).st_mtime
+    except OSError:
+        return None
+    if not data.endswith(b"\n"):
+        return None
+    fields = data.split()
+    try:
+        status = int(fields[0])
+        recorded = int(fields[1]) if len(fields) > 1 else None
+    except (ValueError, IndexError):
+        return None
+    if len(fields) > 2 or (attempt is not None and recorded is not None and recorded != attempt):
+        return None
+    return status, end
+
+
+def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> bool:
+    """Write the exit record of a job that exited (returncode >= 0) and that no launch stopped; whether it did.
+
+    One write of one short line: readers take it only when it is whole.
+    A full disk leaves no record (the job then runs again).
+    """
+    if returncode < 0 or os.path.lexists(_path(log_dir, STOP_NAME)):
+        return False
+    line = b"%d %s\n" % (returncode, attempt if isinstance(attempt, bytes) else attempt.encode())
+    try:
+        fd = os.open(_path(log_dir, EXIT_NAME), _FLAGS | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    return True
+
+
+def note_stop(log_dir: str | bytes | os.PathLike[str]) -> bool:
+    """Tell a job's supervisor, before its first signal, that the job is being stopped; False without a log directory."""
+    try:
+        os.close(os.open(_path(log_dir, STOP_NAME), _FLAGS, 0o644))
+    except OSError:
+        return False
+    return True
+
+
+def clear_job_files(log_dir: str | bytes | os.PathLike[str]) -> None:
+    """Remove an earlier attempt's exit record and stop note, before a new attempt is started."""
+    for name in (EXIT_NAME, STOP_NAME):
+        try:
+            os.unlink(_path(log_dir, name))
+        except FileNotFoundError:
+            pass
+
+
+# -- starting and ending a job ----------------------------------------------
+
+
+def command_argv(command: bytes, log_dir: bytes) -> list[bytes]:
+    """`/bin/sh -c LINE`; a line too long for one argument is sourced from `command.sh` in its log directory.
+
+    Raises:
+        OSError: the command file cannot be written.
+    """
+    if len(command) < MAX_ARG_STRLEN:
+        return [b"/bin/sh", b"-c", command]
+    path = log_dir + b"/" + COMMAND_FILE.encode()
+    fd = os.open(path, _FLAGS | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(command)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return [b"/bin/sh", b"-c", b". '" + path.replace(b"'", b"'\\''") + b"'"]
+
+
+def _open_logs(log_dir: bytes, fresh: bool, append: bool) -> tuple[int, int]:
+    """The job's out.log (flocked) and err.log.
+
+    `fresh`: create the log directory and clear an earlier attempt's record
+    and stop note first (the launch's own helpers do this right before the
+    start; executors that start jobs later do it when they queue them).
+    """
+    if fresh:
+        try:
+            os.mkdir(log_dir)
+        except FileExistsError:
+            # Only a directory that was there can hold an earlier record or stop note.
+            clear_job_files(log_dir)
+    flags = _FLAGS | (os.O_APPEND if append else os.O_TRUNC)
+    out_fd = os.open(log_dir + b"/" + OUT_NAME.encode(), flags, 0o644)
+    try:
+        try:
+            fcntl.flock(out_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A stray background process of an earlier run still holds it;
+            # this one runs regardless (adoption already declined it).
+            pass
+        err_fd = os.open(log_dir + b"/" + ERR_NAME.encode(), flags, 0o644)
+    except BaseException:
+        os.close(out_fd)
+        raise
+    return out_fd, err_fd
+
+
+def _devnull() -> int:
+    """One read-only /dev/null descriptor, shared as every job's stdin."""
+    global _DEVNULL  # noqa: PLW0603 - one per process
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _DEVNULL
+
+
+def _unblock_all() -> None:
+    """In the job's process before exec: an empty signal mask, whatever the supervisor blocks."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+class Job:
+    """A job this supervisor started: its shell's process, and out.log's descriptor (the lock) until `finish`."""
+
+    __slots__ = ("attempt", "log_dir", "out_fd", "pid", "proc")
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_dir: bytes, attempt: bytes, out_fd: int) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.log_dir = log_dir
+        self.attempt = attempt
+        self.out_fd = out_fd
+
+
+class Ended:
+    """How a job's shell ended: its returncode (-N: signal N), its resource usage from wait4, and whether it was recorded."""
+
+    __slots__ = ("recorded", "returncode", "rusage")
+
+    def __init__(self, returncode: int, rusage: struct_rusage, recorded: bool) -> None:
+        self.returncode = returncode
+        self.rusage = rusage
+        self.recorded = recorded
+
+
+def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes], attempt: bytes, fresh: bool = True, append: bool = False) -> Job:
+    """Open the logs, take the lock and start `/bin/sh -c LINE` in a session of its own; `finish` must follow.
+
+    Raises:
+        OSError: the log files cannot be created, or the shell cannot start.
+        ValueError: a NUL byte in the line or the environment (no exec could take it).
+    """
+    out_fd, err_fd = _open_logs(log_dir, fresh, append)
+    try:
+        # Signals this process blocks (a Dask supervisor around its start) must
+        # not stay blocked in the job; a preexec function costs a plain fork, so only then.
+        blocked = bool(signal.pthread_sigmask(signal.SIG_BLOCK, ()))
+        proc = subprocess.Popen(
+            command_argv(command, log_dir),
+            # No terminal input: many jobs share one terminal.
+            stdin=_devnull(),
+            stdout=out_fd,
+            stderr=err_fd,
+            env=env,
+            # Its own session: signals to batchrun's terminal do not reach the
+            # job, a kill -9 of batchrun leaves it running (to be adopted),
+            # and killpg stops its whole tree but not this supervisor.
+            start_new_session=True,
+            preexec_fn=_unblock_all if blocked else None,
+        )
+    except BaseException:
+        os.close(out_fd)
+        raise
+    finally:
+        os.close(err_fd)
+    return Job(proc, log_dir, attempt, out_fd)
+
+
+def finish(job: Job, before_record: Callable[[], None] | None = None) -> Ended:
+    """Wait for the job's shell, write its record (`record_end`), then let go of out.log's lock."""
+    try:
+        _, wait_status, rusage = os.wait4(job.pid, 0)
+    except BaseException:
+        os.close(job.out_fd)
+        raise
+    return ended(job, wait_status, rusage, before_record)
+
+
+def ended(job: Job, wait_status: int, rusage: struct_rusage, before_record: Callable[[], None] | None = None) -> Ended:
+    """The job's shell was reaped (`wait4`, by `finish` or by a supervisor of many jobs): write its record, then let go of out.log's lock."""
+    try:
+        returncode = os.waitstatus_to_exitcode(wait_status)
+        job.proc.returncode = returncode  # reaped here: Popen must not wait for it again
+        if before_record is not None:
+            before_record()
+        recorded = record_end(job.log_dir, returncode, job.attempt)
+    finally:
+        os.close(job.out_fd)
+    return Ended(returncode, rusage, recorded)
+
+
+def shield_signals() -> None:
+    """Keep stray signals from killing this process without passing that on to its jobs.
+
+    Every signal this process was started ignoring (under `nohup`, `&` in a
+    script), and SIGINT, get a handler that does nothing instead: a handler,
+    unlike SIG_IGN, is reset by exec, so every job starts with every signal at
+    its default however batchrun was started. SIGPIPE and SIGXFSZ stay
+    ignored here, as Python sets them, and are reset for the job by
+    `subprocess` (`restore_signals`).
+    """
+    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}
+    for signum in signal.valid_signals():
+        if signum in keep:
+            continue
+        try:
+            current = signal.getsignal(signum)
+            if current is signal.SIG_IGN or (signum == signal.SIGINT and current is signal.default_int_handler):
+                signal.signal(signum, _no_op)
+        except (OSError, ValueError):
+            continue  # a signal no handler may be set for
+
+
+def _no_op(signum: int, frame: object) -> None:
+    """A handler that does nothing: the signal is ignored here but not by the jobs."""
+
+
+# -- as a script: one job, for a SLURM array task ----------------------------
+
+
+def main(argv: list[str]) -> int:
+    """`supervisor.py [--cwd DIR] LOG_DIR`, the line on stdin; exits as `/bin/sh -c LINE` would (128 + N for signal N).
+
+    The log directory exists and holds no earlier record (the launch prepared
+    it when it queued the job); out.log and err.log are truncated, as a
+    shell's `>` would.
+    """
+    cwd = None
+    if argv[:1] == ["--cwd"]:
+        cwd, argv = argv[1], argv[2:]
+    (log_dir,) = argv
+    command = sys.stdin.buffer.read()
+    shield_signals()
+    env = os.environb
+    attempt = env.get(b"BATCHRUN_ATTEMPT", b"")
+    log_dir_b = os.fsencode(log_dir)
+    if cwd is not None:
+        try:
+            os.chdir(cwd)
+        except OSError as err:
+            # The job cannot run where it was launched: it failed, as a shell's `cd` would say.
+            out_fd, err_fd = _open_logs(log_dir_b, fresh=False, append=False)
+            try:
+                os.write(err_fd, f"batchrun: cannot enter {cwd}: {err.strerror}\n".encode(errors="surrogateescape"))
+                os.close(err_fd)
+                record_end(log_dir_b, 1, attempt)
+            finally:
+                os.close(out_fd)
+            return 1
+    job = start(command, log_dir_b, dict(env), attempt, fresh=False, append=False)
+    ended = finish(job)
+    return ended.returncode if ended.returncode >= 0 else 128 - ended.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
