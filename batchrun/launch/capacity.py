@@ -50,9 +50,9 @@ class Capacity:
         """Why a job asking `request` can never start here; None when it can."""
         need = self.need(request)
         if need.gpus and not self.gpus:
-            return f"gpus={request.gpus if request else need.gpus} but the launch has no GPU (give them with --gpus 0,1,... or --gpus auto)"
+            return f"{Request(gpus=need.gpus).text()} but the launch has no GPU (give them with --gpus 0,1,... or --gpus auto)"
         if need.gpus > len(self.gpus):
-            return f"gpus={need.gpus}, more than the launch's {_count(len(self.gpus), 'GPU')} ({self.gpus_from})"
+            return f"{Request(gpus=need.gpus).text()}, more than the launch's {_count(len(self.gpus), 'GPU')} ({self.gpus_from})"
         if need.cpus > self.cpus:
             return f"cpus={need.cpus}, more than the launch's {_count(self.cpus, 'CPU')} ({self.cpus_from})"
         if need.mem > self.mem:
@@ -163,7 +163,8 @@ def check_plan(jobs: Iterable[Job], capacity: Capacity | None, runfile: Path, de
         return
     if detach:
         for job in jobs:
-            if job.request and not capacity.need(job.request).legacy and not capacity.need(job.request).empty:
+            # A plain job's share of its slot's GPU needs no waiting; anything the job asks for itself may.
+            if job.request and (job.request.gpus or job.request.cpus or job.request.mem):
                 raise UsageError(
                     f"{runfile}:{job.lineno}: --detach starts every job at once, so a job that asks for "
                     f"{job.request.text()} cannot wait for room; launch without --detach"
