@@ -224,3 +224,29 @@ def test_kill_9_and_relaunch_adopt_running_jobs_with_what_they_hold(make_runfile
     # The second job waited for what the adopted one held: it started only once the go file freed the first.
     assert _overlapping(list(held.values())) == [], held
     assert held["second"]["gpus"] == "0,1"
+
+
+def _smi_env(marker: str) -> dict[str, str]:
+    """nvidia-smi's recorded answers on PATH (tests/data/nvidia_smi/: GPUs 1 and 3 busy with another user's runs)."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{Path(__file__).resolve().parent / 'data' / 'nvidia_smi'}{os.pathsep}{env['PATH']}"
+    env[marker] = "1"
+    return env
+
+
+@pytest.mark.timeout(240)
+def test_gpus_auto_skip_busy_gpus_runs_only_on_the_free_ones(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:
+    make_runfile(["# batchrun: gpus=1", *(_hold(f"g{i}", "--barrier", "2") for i in range(4))])
+    result = _launch(workdir, "--gpus", "auto", "--skip-busy-gpus", "-j", "4", env=_smi_env(marker))
+    assert result.returncode == 0, result.stderr
+    held = _held(workdir)
+    assert len(held) == 4 and all(r["met"] for r in held)
+    assert {str(r["gpus"]) for r in held} == {"0", "2"}  # never 1 or 3, where another user's processes hold memory
+    for a, b in _overlapping(held):
+        assert a["gpus"] != b["gpus"], (a, b)
+    refused = run_batchrun("plan", "exp.runfile", "--gpus", "auto", "--skip-busy-gpus", cwd=workdir, env=_smi_env(marker))
+    assert refused.returncode == 0, refused.stderr
+    (workdir / "exp.runfile").write_text("# batchrun: gpus=3\necho x\n")
+    refused = run_batchrun("plan", "exp.runfile", "--gpus", "auto", "--skip-busy-gpus", cwd=workdir, env=_smi_env(marker))
+    assert refused.returncode == 2
+    assert refused.stderr == "batchrun: error: exp.runfile:2: this job asks for gpus=3, more than the launch's 2 GPUs (--gpus auto: 4 found, without busy GPU 1,3)\n"
