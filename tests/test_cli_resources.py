@@ -250,3 +250,44 @@ def test_gpus_auto_skip_busy_gpus_runs_only_on_the_free_ones(make_runfile: MakeR
     refused = run_batchrun("plan", "exp.runfile", "--gpus", "auto", "--skip-busy-gpus", cwd=workdir, env=_smi_env(marker))
     assert refused.returncode == 2
     assert refused.stderr == "batchrun: error: exp.runfile:2: this job asks for gpus=3, more than the launch's 2 GPUs (--gpus auto: 4 found, without busy GPU 1,3)\n"
+
+
+GRIDSPEC = """program: sh -c 'echo "$BATCHRUN_CPUS $BATCHRUN_MEM $CUDA_VISIBLE_DEVICES"'
+resources: {cpus: 2, mem: 1G}
+parameters:
+  model:
+    values: [small, large]
+    resources: {large: {gpus: 2, mem: 4G}}
+  seed:
+    values: [1, 2]
+"""
+
+
+def test_a_gridspecs_requests_become_directives_and_change_no_job(workdir: Path) -> None:
+    (workdir / "g.yml").write_text(GRIDSPEC)
+    (workdir / "plain.yml").write_text("\n".join(line for line in GRIDSPEC.splitlines() if "resources" not in line) + "\n")
+    for spec in ("g.yml", "plain.yml"):
+        assert run_batchrun("sweep", spec, cwd=workdir).returncode == 0
+    lines = (workdir / "g.runfile").read_text().splitlines()
+    assert [line for line in lines if line.startswith("#")] == ["# batchrun: cpus=2 mem=1G", "# batchrun: gpus=2 cpus=2 mem=4G"]
+    assert [line for line in lines if not line.startswith("#")] == (workdir / "plain.runfile").read_text().splitlines()
+    result = run_batchrun("launch", "g.yml", "--gpus", "0,1", "--cpus", "2", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    outs = sorted((path.read_text() for path in (workdir / "runs" / "g" / "logs").glob("*/out.log")))
+    # A line that asks no GPU under --gpus shares its slot's GPU, as every line did before requests.
+    assert outs[2:] == ["2 4096 0,1\n", "2 4096 0,1\n"] and {out[:7] for out in outs[:2]} == {"2 1024 "} and {out[7:] for out in outs[:2]} <= {"0\n", "1\n"}
+    # A bad request is one line naming the spec's line.
+    (workdir / "g.yml").write_text(GRIDSPEC.replace("gpus: 2", "gpu: 2"))
+    bad = run_batchrun("sweep", "g.yml", cwd=workdir)
+    assert bad.returncode == 2
+    assert bad.stderr == "batchrun: error: g.yml:6: parameter 'model': 'resources' of 'large': unknown key 'gpu' (did you mean 'gpus'?)\n"
+
+
+def test_batchrun_run_resources_asks_for_every_line(workdir: Path) -> None:
+    result = run_batchrun("run", "-q", "--cpus", "4", "--resources", "cpus=3 mem=10M", 'echo "$BATCHRUN_CPUS $BATCHRUN_MEM" {1..2}', cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "echo.runfile").read_text().splitlines()[1:] == ["# batchrun: cpus=3 mem=10M", 'echo "$BATCHRUN_CPUS $BATCHRUN_MEM" 1', 'echo "$BATCHRUN_CPUS $BATCHRUN_MEM" 2']
+    assert sorted(path.read_text() for path in (workdir / "runs" / "echo" / "logs").glob("*/out.log")) == ["3 10 1\n", "3 10 2\n"]
+    # Without --resources the same lines, the same jobs: nothing reruns.
+    again = run_batchrun("run", 'echo "$BATCHRUN_CPUS $BATCHRUN_MEM" {1..2}', cwd=workdir)
+    assert again.returncode == 0 and "(0 ran now)" in again.stdout, again.stdout
