@@ -273,7 +273,7 @@ def test_a_gridspecs_requests_become_directives_and_change_no_job(workdir: Path)
     assert [line for line in lines if not line.startswith("#")] == (workdir / "plain.runfile").read_text().splitlines()
     result = run_batchrun("launch", "g.yml", "--gpus", "0,1", "--cpus", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    outs = sorted((path.read_text() for path in (workdir / "runs" / "g" / "logs").glob("*/out.log")))
+    outs = sorted(path.read_text() for path in (workdir / "runs" / "g" / "logs").glob("*/out.log"))
     # A line that asks no GPU under --gpus shares its slot's GPU, as every line did before requests.
     assert outs[2:] == ["2 4096 0,1\n", "2 4096 0,1\n"] and {out[:7] for out in outs[:2]} == {"2 1024 "} and {out[7:] for out in outs[:2]} <= {"0\n", "1\n"}
     # A bad request is one line naming the spec's line.
