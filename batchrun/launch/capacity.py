@@ -19,8 +19,9 @@ from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
 from batchrun.resources import NO_REQUEST, Request, format_size
 from batchrun.runfile.file import Job
+from batchrun.runfile.requestruns import RequestRuns
 
-__all__ = ["Capacity", "Need", "capacity_of", "check_plan", "check_requests", "default_n_jobs", "machine_cpus", "machine_mem"]
+__all__ = ["Capacity", "Need", "capacity_of", "check_plan", "check_requests", "default_n_jobs", "launch_capacity", "machine_cpus", "machine_mem"]
 
 _ZERO = Fraction(0)
 # cgroup v2's memory limit of this process, when it runs in one.
@@ -149,6 +150,14 @@ def capacity_of(options: LaunchOptions) -> Capacity | None:
         mem_from=f"--mem {format_size(mem)}" if options.mem else "this machine's, --mem to change",
         gpus_from=options.gpus_from or f"--gpus {','.join(options.gpus)}",
     )
+
+
+def launch_capacity(options: LaunchOptions, requests: RequestRuns) -> Capacity | None:
+    """`capacity_of` the launch; and when -j was not given and lines ask for resources, -j set to as many jobs as fit (`default_n_jobs`)."""
+    capacity = capacity_of(options)
+    if options.auto_jobs and capacity is not None and requests:
+        options.n_jobs = default_n_jobs(requests.distinct(), capacity, options.n_jobs)
+    return capacity
 
 
 def check_plan(jobs: Iterable[Job], capacity: Capacity | None, runfile: Path, detach: bool) -> None:
