@@ -76,8 +76,7 @@ class JobTable(Sequence[Job]):
         self._tail: dict[int, int] = {}
         # Known when the parse found it out (no two jobs share an id); None: ask the index.
         self._ids_unique: bool | None = None
-        # What the jobs ask for, per run of lines.
-        self.requests = RequestRuns()
+        self.requests = RequestRuns()  # what the jobs ask for, per run of lines
         self.extend(jobs)
 
     # -- reading -------------------------------------------------------------
@@ -108,9 +107,8 @@ class JobTable(Sequence[Job]):
     def __iter__(self) -> Iterator[Job]:
         blob, odd = self._blob, self._odd
         if self.requests:
-            for i, (start, end, digest, lineno, request) in enumerate(
-                zip(self._starts, self._ends, self._ids, self._lines, self.requests.each(len(self._ids)), strict=True)
-            ):
+            asks = self.requests.each(len(self._ids))
+            for i, (start, end, digest, lineno, request) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, asks, strict=True)):
                 yield Job(blob[start:end].decode(), (odd.get(i) if odd else None) or f"{digest:016x}", lineno, request)
             return
         for i, (start, end, digest, lineno) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, strict=True)):

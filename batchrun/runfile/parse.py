@@ -9,7 +9,7 @@ import hashlib
 from array import array
 from collections.abc import Iterator
 
-from batchrun.resources import directive_body, parse_request
+from batchrun.resources import directive_request
 from batchrun.runfile.jobtable import JobTable
 
 __all__ = ["DirectiveError", "parse_commands"]
@@ -90,14 +90,12 @@ def parse_commands(data: bytes) -> tuple[JobTable, list[tuple[str, int, int]]]:
 
 def _directive(table: JobTable, line: bytes, lineno: int) -> None:
     """A `#` line naming batchrun: if it is a directive, the jobs after it ask for its request."""
-    body = directive_body(line.decode())
-    if body is None:
-        return
     try:
-        request = parse_request(body)
+        request = directive_request(line.decode())
     except ValueError as err:
-        raise DirectiveError(f"bad directive {line.decode()!r}: {err}", lineno) from None
-    table.requests.note(len(table._ids), request)
+        raise DirectiveError(str(err), lineno) from None
+    if request is not None:
+        table.requests.note(len(table._ids), request)
 
 
 def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
