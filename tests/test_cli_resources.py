@@ -13,6 +13,7 @@ that gave up waiting says so in its record, and the test fails on it.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -213,6 +214,8 @@ def test_kill_9_and_relaunch_adopt_running_jobs_with_what_they_hold(make_runfile
         shown = json.loads(run_batchrun("status", "exp.runfile", "--json", cwd=workdir).stdout)
         holds = [job.get("holds") for job in shown["jobs"].values() if job["state"] == "running"]
         assert holds == ["gpu=0,1 cpus=3"], shown
+        rows = list(csv.DictReader(run_batchrun("status", "exp.runfile", "--csv", cwd=workdir).stdout.splitlines()))
+        assert [row["holds"] for row in rows if row["state"] == "running"] == ["gpu=0,1 cpus=3"], rows  # as the table and --json say
         (workdir / "go").write_text("")
         out, err = again.communicate(timeout=120)
     finally:
