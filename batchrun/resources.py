@@ -35,6 +35,7 @@ __all__ = [
     "NO_REQUEST",
     "Request",
     "directive_body",
+    "directive_request",
     "format_duration",
     "format_size",
     "merge_requests",
@@ -108,6 +109,21 @@ def directive_body(line: str) -> str | None:
     if body and "=" not in body.split(None, 1)[0]:
         return None
     return body
+
+
+def directive_request(line: str) -> Request | None:
+    """What a directive line asks for (`NO_REQUEST` for a reset), or None when the line is no directive.
+
+    Raises:
+        ValueError: a directive that is no request, in one line quoting it.
+    """
+    body = directive_body(line)
+    if body is None:
+        return None
+    try:
+        return parse_request(body)
+    except ValueError as err:
+        raise ValueError(f"bad directive {line!r}: {err}") from None
 
 
 def parse_request(text: str) -> Request:

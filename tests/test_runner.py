@@ -11,7 +11,7 @@ from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local.executor import LocalExecutor
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.runner import JobRunner, LaunchControl
+from batchrun.launch.runner import JobRunner, LaunchControl, job_env
 from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import Journal
@@ -52,12 +52,12 @@ def _runner(tmp_path: Path, **options: object) -> JobRunner:
 def test_the_job_environment(tmp_path: Path) -> None:
     runner = _runner(tmp_path, n_jobs=4, gpus=["6", "7"], jobs_per_gpu=2)
     job = Job("echo hi", job_id_of("echo hi"), 1)
-    env = runner.job_env(job, Grant(3), "/logs/x", 2)
+    env = job_env(runner, job, Grant(3), "/logs/x", 2)
     assert env["BASE"] == "1" and env["BATCHRUN_JOB_ID"] == job.job_id
     assert (env["BATCHRUN_SLOT"], env["BATCHRUN_LOG_DIR"], env["BATCHRUN_ATTEMPT"]) == ("3", "/logs/x", "2")
     assert env["BATCHRUN_METRICS"] == "/logs/x/metrics.jsonl"
-    assert [runner.job_env(job, Grant(slot), "/l", 1)["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["6", "7", "6", "7"]
-    assert "CUDA_VISIBLE_DEVICES" not in _runner(tmp_path).job_env(job, Grant(0), "/l", 1)
+    assert [job_env(runner, job, Grant(slot), "/l", 1)["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["6", "7", "6", "7"]
+    assert "CUDA_VISIBLE_DEVICES" not in job_env(_runner(tmp_path), job, Grant(0), "/l", 1)
     assert (env["BATCHRUN_CPUS"], env["BATCHRUN_MEM"]) == ("1", "0")
 
 

@@ -19,8 +19,9 @@ from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
 from batchrun.resources import NO_REQUEST, Request, format_size
 from batchrun.runfile.file import Job
+from batchrun.runfile.requestruns import RequestRuns
 
-__all__ = ["Capacity", "Need", "capacity_of", "check_plan", "check_requests", "default_n_jobs", "machine_cpus", "machine_mem"]
+__all__ = ["Capacity", "Need", "capacity_of", "check_plan", "check_requests", "default_n_jobs", "launch_capacity", "machine_cpus", "machine_mem"]
 
 _ZERO = Fraction(0)
 # cgroup v2's memory limit of this process, when it runs in one.
@@ -50,9 +51,9 @@ class Capacity:
         """Why a job asking `request` can never start here; None when it can."""
         need = self.need(request)
         if need.gpus and not self.gpus:
-            return f"gpus={request.gpus if request else need.gpus} but the launch has no GPU (give them with --gpus 0,1,... or --gpus auto)"
+            return f"{Request(gpus=need.gpus).text()} but the launch has no GPU (give them with --gpus 0,1,... or --gpus auto)"
         if need.gpus > len(self.gpus):
-            return f"gpus={need.gpus}, more than the launch's {_count(len(self.gpus), 'GPU')} ({self.gpus_from})"
+            return f"{Request(gpus=need.gpus).text()}, more than the launch's {_count(len(self.gpus), 'GPU')} ({self.gpus_from})"
         if need.cpus > self.cpus:
             return f"cpus={need.cpus}, more than the launch's {_count(self.cpus, 'CPU')} ({self.cpus_from})"
         if need.mem > self.mem:
@@ -151,6 +152,14 @@ def capacity_of(options: LaunchOptions) -> Capacity | None:
     )
 
 
+def launch_capacity(options: LaunchOptions, requests: RequestRuns) -> Capacity | None:
+    """`capacity_of` the launch; and when -j was not given and lines ask for resources, -j set to as many jobs as fit (`default_n_jobs`)."""
+    capacity = capacity_of(options)
+    if options.auto_jobs and capacity is not None and requests:
+        options.n_jobs = default_n_jobs(requests.distinct(), capacity, options.n_jobs)
+    return capacity
+
+
 def check_plan(jobs: Iterable[Job], capacity: Capacity | None, runfile: Path, detach: bool) -> None:
     """Refuse, in one line, a launch of these jobs (those it would run) that could never place one of them.
 
@@ -163,7 +172,8 @@ def check_plan(jobs: Iterable[Job], capacity: Capacity | None, runfile: Path, de
         return
     if detach:
         for job in jobs:
-            if job.request and not capacity.need(job.request).legacy and not capacity.need(job.request).empty:
+            # A plain job's share of its slot's GPU needs no waiting; anything the job asks for itself may.
+            if job.request and (job.request.gpus or job.request.cpus or job.request.mem):
                 raise UsageError(
                     f"{runfile}:{job.lineno}: --detach starts every job at once, so a job that asks for "
                     f"{job.request.text()} cannot wait for room; launch without --detach"

@@ -24,7 +24,7 @@ from pathlib import Path
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.launch.afterwards import kept_view, leave_fingerprint
-from batchrun.launch.capacity import capacity_of, check_plan, default_n_jobs
+from batchrun.launch.capacity import check_plan, launch_capacity
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import FixedJobs, JobQueue
 from batchrun.launch.hold import RunsDirHold
@@ -83,13 +83,9 @@ class Launch:
         # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
         self.on_warning: Callable[[str], None] = _ignore_warning
         self._stopper: GroupStopper | None = None
-        base_env = dict(os.environ)
-        base_env.update(options.env)
-        base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
-        # Locally, what the jobs are packed into (None: a cluster places them).
-        self.capacity = capacity_of(options)
-        if options.auto_jobs and self.capacity is not None and runfile.jobs.requests:
-            options.n_jobs = default_n_jobs(runfile.jobs.requests.distinct(), self.capacity, options.n_jobs)
+        base_env = {**os.environ, **options.env, "BATCHRUN_RUNS_DIR": str(self.runs_dir.path)}
+        # Locally, what the jobs are packed into (None: a cluster places them); -j, unless given, as many as fit.
+        self.capacity = launch_capacity(options, runfile.jobs.requests)
         self.executor = _executor_of(options, self.runs_dir)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
@@ -156,13 +152,12 @@ class Launch:
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             if self.mode == Mode.OVERWRITE:
-                if self.runfile.jobs.requests:  # before the records are forgotten: a refused launch forgets nothing
-                    check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids), self.capacity, self.runfile.path, self.options.detach)
+                # Before the records are forgotten: a refused launch forgets nothing.
+                check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids) if self.runfile.jobs.requests else (), self.capacity, self.runfile.path, self.options.detach)
                 self.journal.record_reset([job_id for job_id in self.runfile.jobs.job_ids() if job_id not in adopt_ids])
             self.ledger = Ledger(self.runfile.jobs, records, resume.rows if resume is not None else None)
             self.plan = make_plan(self.ledger, None, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs())
-            if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE:
-                check_plan(self.plan.to_run, self.capacity, self.runfile.path, self.options.detach)
+            check_plan(self.plan.to_run if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE else (), self.capacity, self.runfile.path, self.options.detach)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
                 touched = journal_ids_since(self.journal.path, kept[1]) if resumed and kept is not None else None
                 if touched is not None:
@@ -262,10 +257,8 @@ class Launch:
         follow = self.follow
         if follow is None or job.job_id in self.runner.adopt_ids:
             return self.runner.run_job(job)
-        current = follow.may_start(job)
-        if current is None:
-            return None
-        return self.runner.run_job(current, once=True)
+        current = follow.may_start(job)  # the job as the runfile has it now (its directive may have changed)
+        return None if current is None else self.runner.run_job(current, once=True)
 
     # -- stopping -----------------------------------------------------------
 

@@ -33,7 +33,7 @@ from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["JobRunner", "LaunchControl", "submit_detached"]
+__all__ = ["JobRunner", "LaunchControl", "job_env", "next_attempt", "submit_detached"]
 
 
 class LaunchControl:
@@ -197,7 +197,7 @@ class JobRunner:
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
-                    self._on_failure()
+                    _on_failure(self)
                     return rec
                 retries_left -= 1
                 rec = None
@@ -210,38 +210,13 @@ class JobRunner:
         finally:
             self.scheduler.give(grant)
 
-    def _on_failure(self) -> None:
-        """A job failed for good: --fail-fast and --halt-now stop the launch."""
-        if self.options.halt_now:
-            self.control.halt("halt-now")
-            self.request_stop()
-        elif self.options.fail_fast:
-            self.control.halt("fail-fast")
-
-    def job_env(self, job: Job, grant: Grant, log_dir: str, attempt: int) -> dict[str, str]:
-        """The job's environment; CUDA_VISIBLE_DEVICES names exactly the GPUs it holds when the launch has GPUs."""
-        capacity, gpus = self.scheduler.capacity, self.options.gpus
-        if capacity is not None:
-            shown = grant.gpu_ids if capacity.gpus else None
-        else:
-            # A cluster executor: --gpus maps slot s to GPU s mod len, as it always did.
-            shown = [gpus[grant.slot % len(gpus)]] if gpus else None
-        return job_environment(self.base_env, job, grant.slot, log_dir, attempt, shown)
-
-    def next_attempt(self, job: Job, log_dir: str) -> int:
-        prev = self.journal.records.get(job.job_id)
-        attempt = (prev.attempts if prev is not None else 0) + 1
-        if attempt > 1:
-            keep_old_logs(log_dir, attempt - 1)
-        return attempt
-
     def _start_and_wait(self, job: Job, grant: Grant, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
         with control.lock:
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-        attempt = self.next_attempt(job, log_dir)
+        attempt = next_attempt(self, job, log_dir)
         start = time.time()
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
@@ -254,7 +229,7 @@ class JobRunner:
             self.running[job.job_id] = STARTING
             self.on_change(job, rec)
         try:
-            ref = self.executor.start(job.job_id, job.command, log_dir, self.job_env(job, grant, log_dir, attempt), job.request)
+            ref = self.executor.start(job.job_id, job.command, log_dir, job_env(self, job, grant, log_dir, attempt), job.request)
         except (OSError, BatchrunError):
             with control.lock:
                 self.running.pop(job.job_id, None)
@@ -339,6 +314,35 @@ class JobRunner:
         return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
 
 
+def _on_failure(runner: JobRunner) -> None:
+    """A job failed for good: --fail-fast and --halt-now stop the launch."""
+    if runner.options.halt_now:
+        runner.control.halt("halt-now")
+        runner.request_stop()
+    elif runner.options.fail_fast:
+        runner.control.halt("fail-fast")
+
+
+def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: int) -> dict[str, str]:
+    """The job's environment; CUDA_VISIBLE_DEVICES names exactly the GPUs it holds when the launch has GPUs."""
+    capacity, gpus = runner.scheduler.capacity, runner.options.gpus
+    if capacity is not None:
+        shown = grant.gpu_ids if capacity.gpus else None
+    else:
+        # A cluster executor: --gpus maps slot s to GPU s mod len, as it always did.
+        shown = [gpus[grant.slot % len(gpus)]] if gpus else None
+    return job_environment(runner.base_env, job, grant.slot, log_dir, attempt, shown)
+
+
+def next_attempt(runner: JobRunner, job: Job, log_dir: str) -> int:
+    """The attempt a job starts now; an earlier attempt's logs are kept under their number."""
+    prev = runner.journal.records.get(job.job_id)
+    attempt = (prev.attempts if prev is not None else 0) + 1
+    if attempt > 1:
+        keep_old_logs(log_dir, attempt - 1)
+    return attempt
+
+
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
     """--detach: start every pending job and return; a later launch collects them.
 
@@ -351,7 +355,7 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
     share = Fraction(1, runner.options.jobs_per_gpu)
     for slot, job in enumerate(jobs):
         log_dir = f"{runner.logs}/{job.job_id}"
-        attempt = runner.next_attempt(job, log_dir)
+        attempt = next_attempt(runner, job, log_dir)
         slot_id = slot % runner.options.n_jobs
         # Nothing waits for resources here (they all start now): only plain jobs are
         # detached locally (`scheduler.check_requests`), each on its slot's GPU.
@@ -361,7 +365,7 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
         started.append((job, rec, attempt, grant, log_dir))
     try:
         refs = runner.executor.start_many(
-            [(job.job_id, job.command, log_dir, runner.job_env(job, grant, log_dir, attempt)) for job, _, attempt, grant, log_dir in started],
+            [(job.job_id, job.command, log_dir, job_env(runner, job, grant, log_dir, attempt)) for job, _, attempt, grant, log_dir in started],
             [job.request for job, *_ in started],
         )
     except BatchrunError as error:

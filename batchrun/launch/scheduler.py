@@ -140,9 +140,11 @@ class Scheduler:
             UsageError: the request can never fit (a line added while the launch ran).
         """
         with self._cond:
-            held = self._held.pop(job_id, None)
+            held = self._held.pop(job_id, None) if self._held else None
             capacity = self.capacity
-            if held is not None or capacity is None or (need := capacity.need(request)).empty:
+            # The common case first: a job that asks nothing of a launch without GPUs needs only a slot.
+            need = None if capacity is None or (request is None and not capacity.gpus) else capacity.need(request)
+            if held is not None or need is None or need.empty:
                 while not self._slots:
                     if stop():
                         if held is not None:
@@ -151,6 +153,7 @@ class Scheduler:
                     self._cond.wait(_STOP_POLL)
                 slot = heapq.heappop(self._slots)
                 return Grant(slot, held.gpus, held.cpus, held.mem) if held is not None else Grant(slot)
+            assert capacity is not None
             refusal = capacity.refusal(request)
             if refusal is not None:
                 raise UsageError(f"job {job_id} asks for {refusal}")

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchrun.errors import BatchrunError, RunfileError
-from batchrun.resources import Request, directive_body, parse_request
+from batchrun.resources import Request, directive_request
 from batchrun.runfile.file import Job, Runfile
 
 __all__ = ["PARTIAL_SETTLE", "POLL_INTERVAL", "VERIFY_AFTER", "FollowChange", "Follower", "RunfileFollower", "follow_jobs"]
@@ -287,16 +287,10 @@ class RunfileFollower:
         self._note([job for job_id, job in added.items() if provisional is None or job_id != provisional.job_id], removed, duplicates)
 
     def _parse_into(
-        self,
-        into: dict[str, Job],
-        lines: list[str],
-        first_lineno: int,
-        current: dict[str, Job],
-        by_command: dict[str, Job],
-        duplicates: list[tuple[str, int, int]],
-        request: Request | None,
+        self, into: dict[str, Job], lines: list[str], first_lineno: int, current: dict[str, Job], by_command: dict[str, Job],
+        duplicates: list[tuple[str, int, int]], request: Request | None,
     ) -> Request | None:
-        """Add the jobs of `lines` to `into`, asking for `request` until a directive changes it; the request in effect after them.
+        """Add the jobs of `lines` to `into`, asking for `request` until a directive changes it; the request after them.
 
         A command in `into` or `current` is a duplicate.
         """
@@ -306,12 +300,11 @@ class RunfileFollower:
             if not command:
                 continue
             if command[0] == "#":
-                body = directive_body(command) if "batchrun:" in command else None
-                if body is not None:
-                    try:
-                        request = parse_request(body) or None
-                    except ValueError as err:
-                        raise RunfileError(f"bad directive {command!r}: {err}", self.path, lineno) from None
+                try:
+                    asked = directive_request(command) if "batchrun:" in command else None
+                except ValueError as err:
+                    raise RunfileError(str(err), self.path, lineno) from None
+                request = request if asked is None else (asked or None)  # a reset asks nothing
                 continue
             known = by_command.get(command)
             job_id = known.job_id if known is not None else sha256(command.encode()).hexdigest()[:16]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from itertools import accumulate, compress, repeat
 from operator import add, methodcaller
 
-from batchrun.resources import directive_body, parse_request
+from batchrun.resources import directive_request
 from batchrun.runfile.idindex import ids_from_digests
 from batchrun.runfile.jobtable import SMALL_MAX, JobTable
 
@@ -146,14 +146,12 @@ def _parse_lines(table: JobTable, offset: int, block: bytes, lineno: int) -> int
 
 def _directive(table: JobTable, line: bytes, lineno: int) -> None:
     """A `#` line naming batchrun: if it is a directive, the jobs after it ask for its request."""
-    body = directive_body(line.decode())
-    if body is None:
-        return
     try:
-        request = parse_request(body)
+        request = directive_request(line.decode())
     except ValueError as err:
-        raise DirectiveError(f"bad directive {line.decode()!r}: {err}", lineno) from None
-    table.requests.note(len(table), request)
+        raise DirectiveError(str(err), lineno) from None
+    if request is not None:
+        table.requests.note(len(table), request)
 
 
 def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tuple[str, int, int]]]:
