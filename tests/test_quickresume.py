@@ -417,3 +417,19 @@ def test_a_damaged_or_foreign_snapshot_is_not_used(work: Path) -> None:
     _edit_runfile(work, lambda lines: [*lines, "echo new"])
     _both(work, quick=False, resume=False)
     assert read_resume(RunsDir(runs), work / "exp.runfile") is not None, "the full path left a snapshot again"
+
+
+def test_a_runfile_with_directives_leaves_no_snapshot_and_relaunches_the_same(work: Path) -> None:
+    runs = work / "runs" / "exp"
+    # Lines with a directive appended to a runfile that had none: the snapshot holds, and the new
+    # lines ask for what the directive says, as a full parse finds.
+    _edit_runfile(work, lambda lines: [*lines, "# batchrun: cpus=1", "echo asks"])
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is not None
+    _both(work, quick=False, resume=True)
+    asks = job_id_of("echo asks")
+    starts = [line for line in (runs / "jobs.journal").read_text().splitlines() if line.startswith(f"S {asks} ")]
+    assert starts and starts[-1].endswith(" cpus=1"), starts
+    # Now the runfile has a directive: no snapshot (a parse of the new lines alone could not tell what they ask for).
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is None
+    _edit_runfile(work, lambda lines: [*lines, "echo after"])
+    _both(work, quick=False, resume=False)

@@ -42,7 +42,7 @@ from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import repair_runs_dir
-from batchrun.store.resume import Resume
+from batchrun.store.resume import OldView, Resume
 from batchrun.store.rundir import RunsDir
 from batchrun.store.viewcache import journal_ids_since
 
@@ -57,13 +57,11 @@ class Launch:
     """One launch of one runfile."""
 
     def __init__(
-        self, runfile: Runfile, options: LaunchOptions, hold: RunsDirHold | None = None, on_event: Callable[[JobEvent], None] | None = None,
-        resume: Resume | None = None,
+        self, runfile: Runfile, options: LaunchOptions, hold: RunsDirHold | None = None, on_event: Callable[[JobEvent], None] | None = None, resume: Resume | None = None
     ) -> None:
         check_options(options)
         self.runfile = runfile
-        # What the fingerprint's snapshot gave (`store.resume`): the records as the last launch left them.
-        self.resume = resume
+        self.resume = resume  # what the fingerprint's snapshot gave (`store.resume`): the records as the last launch left them
         self.first_digest = runfile.digest  # the fingerprint's summary is only for a runfile that did not grow
         self.options = options
         self.mode = options.mode
@@ -129,19 +127,7 @@ class Launch:
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             resume = self.resume if not metadata.notices else None
-            if resume is not None:
-                # The records as of the snapshot, and only the journal's lines since.
-                self.journal.load(resume.records, resume.journal_size, resume.journal_lines)
-            else:
-                self.journal.load()
-            # metadata.json is only read and rebuilt when something changed
-            # since the last launch wrote it: a no-op resume stays cheap, and
-            # one whose runfile only grew keeps the file and adds to it.
-            stamp_ok = metadata.unchanged()
-            kept = kept_view(self.resume, self.mode, self.runs_dir, metadata.notices)
-            resumed = kept is not None and resume is not None and metadata.resume_view(kept[0], resume.kept)
-            if not stamp_ok and not resumed:
-                metadata.read_old()
+            stamp_ok, kept, resumed = _load_records(self, resume)
             self.journal.open()
             metadata.import_legacy()
             records = self.journal.records
@@ -151,21 +137,9 @@ class Launch:
             journal_decisions(self.journal, decisions)
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
-            if self.mode == Mode.OVERWRITE:
-                # Before the records are forgotten: a refused launch forgets nothing.
-                check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids) if self.runfile.jobs.requests else (), self.capacity, self.runfile.path, self.options.detach)
-                self.journal.record_reset([job_id for job_id in self.runfile.jobs.job_ids() if job_id not in adopt_ids])
-            self.ledger = Ledger(self.runfile.jobs, records, resume.rows if resume is not None else None)
-            self.plan = make_plan(self.ledger, None, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs())
-            check_plan(self.plan.to_run if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE else (), self.capacity, self.runfile.path, self.options.detach)
+            self.plan = _plan(self, adopt_ids, recovered, resume)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
-                touched = journal_ids_since(self.journal.path, kept[1]) if resumed and kept is not None else None
-                if touched is not None:
-                    metadata.finish_resumed_view(touched)
-                else:
-                    if stamp_ok or resumed:
-                        metadata.read_old()
-                    metadata.build()
+                _rebuild_view(metadata, self.journal.path, stamp_ok, kept if resumed else None)
         except BaseException:
             self.journal.close()
             hold.release()
@@ -328,6 +302,52 @@ class Launch:
             detached=runner.detached,
             drained=control.drained and not control.interrupted,
         )
+
+
+def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[OldView, tuple[int, str]] | None, bool]:
+    """`prepare`'s reading: the journal (from the snapshot's records, when it holds), and metadata.json's old entries when needed.
+
+    metadata.json is only read and rebuilt when something changed since the
+    last launch wrote it: a no-op resume stays cheap, and one whose runfile
+    only grew keeps the file and adds to it. Returns whether the stamp
+    matched, the snapshot's view of the file, and whether it was taken.
+    """
+    metadata = launch.metadata
+    if resume is not None:
+        # The records as of the snapshot, and only the journal's lines since.
+        launch.journal.load(resume.records, resume.journal_size, resume.journal_lines)
+    else:
+        launch.journal.load()
+    stamp_ok = metadata.unchanged()
+    kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)
+    resumed = kept is not None and resume is not None and metadata.resume_view(kept[0], resume.kept)
+    if not stamp_ok and not resumed:
+        metadata.read_old()
+    return stamp_ok, kept, resumed
+
+
+def _plan(launch: Launch, adopt_ids: set[str], recovered: int, resume: Resume | None) -> Plan:
+    """`prepare`'s plan over the ledger, refused when a job asks for more than the launch has (`capacity.check_plan`)."""
+    jobs, options = launch.runfile.jobs, launch.options
+    if launch.mode == Mode.OVERWRITE:
+        # Before the records are forgotten: a refused launch forgets nothing.
+        check_plan((job for job in jobs if job.job_id not in adopt_ids) if jobs.requests else (), launch.capacity, launch.runfile.path, options.detach)
+        launch.journal.record_reset([job_id for job_id in jobs.job_ids() if job_id not in adopt_ids])
+    launch.ledger = Ledger(jobs, launch.journal.records, resume.rows if resume is not None else None)
+    plan = make_plan(launch.ledger, None, launch.mode, options.order, options.seed, adopt_ids, recovered, launch.metadata.removed_jobs())
+    check_plan(plan.to_run if jobs.requests and launch.mode != Mode.OVERWRITE else (), launch.capacity, launch.runfile.path, options.detach)
+    return plan
+
+
+def _rebuild_view(metadata: MetadataSync, journal: Path, stamp_ok: bool, resumed: tuple[OldView, tuple[int, str]] | None) -> None:
+    """metadata.json after the plan: only what the journal named since the snapshot, when its view was taken; else rebuilt."""
+    touched = journal_ids_since(journal, resumed[1]) if resumed is not None else None
+    if touched is not None:
+        metadata.finish_resumed_view(touched)
+        return
+    if stamp_ok or resumed is not None:
+        metadata.read_old()
+    metadata.build()
 
 
 def _executor_of(options: LaunchOptions, runs_dir: RunsDir) -> Executor:

@@ -27,7 +27,7 @@ from math import fmod
 from operator import eq, floordiv, gt, lshift, or_, rshift
 from typing import Any
 
-__all__ = ["IdIndex", "digest_of", "ids_from_digests"]
+__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
 _SHORT_MIN = 8
@@ -192,27 +192,6 @@ class IdIndex:
         ids, odd = self._ids, self._odd
         return any(len({ids[row] for row in group if row not in odd}) < len([row for row in group if row not in odd]) for group in self.groups())
 
-    def short_prefix(self) -> int:
-        """The shortest id prefix, from 8 hex digits up, that tells every row's id apart (16 when two are equal)."""
-        if self._odd:
-            texts = list(self.texts())
-            length = _SHORT_MIN
-            while length < 16 and len({text[:length] for text in texts}) < len(texts):
-                length += 1
-            return length
-        index, near = self._near()
-        if not near:
-            return _SHORT_MIN  # no two ids share their first 32 bits
-        # Ids that share a prefix of 32 bits or more sit in one run of
-        # neighbours in sorted order: compare those whole.
-        ids = self._ids
-        length = _SHORT_MIN
-        for run in self._runs(index, near):
-            for i, a in enumerate(run):
-                for b in run[i + 1 :]:
-                    length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)
-        return min(16, length)
-
     # -- changing -----------------------------------------------------------
 
     def append(self, job_id: str) -> int:
@@ -311,6 +290,28 @@ class IdIndex:
         index = array("d", sorted(map(float, packed)))
         self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, _Tail(), None
         return index
+
+
+def short_prefix(keys: IdIndex) -> int:
+    """The shortest id prefix, from 8 hex digits up, that tells every row's id of `keys` apart (16 when two are equal)."""
+    if keys._odd:
+        texts = list(keys.texts())
+        length = _SHORT_MIN
+        while length < 16 and len({text[:length] for text in texts}) < len(texts):
+            length += 1
+        return length
+    index, near = keys._near()
+    if not near:
+        return _SHORT_MIN  # no two ids share their first 32 bits
+    # Ids that share a prefix of 32 bits or more sit in one run of
+    # neighbours in sorted order: compare those whole.
+    ids = keys._ids
+    length = _SHORT_MIN
+    for run in keys._runs(index, near):
+        for i, a in enumerate(run):
+            for b in run[i + 1 :]:
+                length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)
+    return min(16, length)
 
 
 def _layout(n: int) -> tuple[int, int]:

@@ -34,7 +34,7 @@ from batchrun.resources import Request
 from batchrun.runfile.idindex import IdIndex
 from batchrun.runfile.requestruns import RequestRuns
 
-__all__ = ["SMALL_MAX", "Job", "JobTable"]
+__all__ = ["SMALL_MAX", "Job", "JobTable", "dump_table", "extend_table", "restore_table"]
 
 # Offsets and line numbers in 4 bytes each (unsigned int), up to 4 GB of runfile.
 _SMALL = "I" if array("I").itemsize >= 4 else "L"
@@ -79,28 +79,6 @@ class JobTable(Sequence[Job]):
         # What the jobs ask for, per run of lines.
         self.requests = RequestRuns()
         self.extend(jobs)
-
-    @classmethod
-    def from_columns(cls, blob: bytes, starts: array[int], ends: array[int], lines: array[int], keys: IdIndex) -> JobTable:
-        """A table of these columns (read back from disk by the fingerprint): the caller vouches for them."""
-        table = cls()
-        table._blob, table._starts, table._ends, table._lines, table._keys = blob, starts, ends, lines, keys
-        return table
-
-    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
-        """The arrays and the rest (JSON-able) that `restore` takes back, all but the runfile's bytes."""
-        sections, side = self._keys.dump()
-        out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
-        out.update(starts=self._starts, ends=self._ends, lines=self._lines)
-        return out, {"keys": side, "ids_unique": self._ids_unique}
-
-    @classmethod
-    def restore(cls, blob: bytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
-        """The table `dump` described, over the runfile's bytes (read back from disk: the caller checked them)."""
-        keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
-        table = cls.from_columns(blob, sections["starts"], sections["ends"], sections["lines"], keys)
-        table._ids_unique = side["ids_unique"]
-        return table
 
     # -- reading -------------------------------------------------------------
 
@@ -250,30 +228,6 @@ class JobTable(Sequence[Job]):
         for job in list(jobs):
             self.append(job)
 
-    def extend_table(self, other: JobTable, blob: bytes, offset: int) -> None:
-        """Append the jobs of `other`, parsed from `blob[offset:]`; `blob` becomes this table's bytes.
-
-        For a runfile whose text changed only from `offset` on: the caller
-        vouches that `blob[:offset]` holds this table's commands where they were.
-        """
-        self._ids_unique = None
-        if len(self) and self._ends[-1] > offset:
-            raise ValueError("extend_table: a kept job ends past the new bytes' start")
-        if offset + len(other._blob) >= SMALL_MAX:
-            self._widen()
-        self._blob = blob
-        self._starts.extend(map(add, other._starts, repeat(offset)))
-        self._ends.extend(map(add, other._ends, repeat(offset)))
-        self._lines.extend(other._lines)
-        odd = other._keys.has_odd()
-        for row, digest in enumerate(other._keys.digests):
-            if odd:
-                self._keys.append(other._keys.text(row))
-            else:
-                self._keys.append_digest(digest)
-        # The runs of `other` go on from where this table's last one is still in effect, as in a parse of the whole text.
-        self.requests.extend(other.requests, len(self) - len(other))
-
     def _add(self, command: bytes, lineno: int) -> None:
         self._ids_unique = None
         if not isinstance(self._blob, bytearray):
@@ -338,6 +292,48 @@ class JobTable(Sequence[Job]):
         self._ids_unique = None
         self.requests.clear()
         self.generation += 1
+
+
+def extend_table(table: JobTable, other: JobTable, blob: bytes, offset: int) -> None:
+    """Append to `table` the jobs of `other`, parsed from `blob[offset:]`; `blob` becomes its bytes.
+
+    For a runfile whose text changed only from `offset` on: the caller
+    vouches that `blob[:offset]` holds the table's commands where they were.
+    """
+    table._ids_unique = None
+    if len(table) and table._ends[-1] > offset:
+        raise ValueError("extend_table: a kept job ends past the new bytes' start")
+    if offset + len(other._blob) >= SMALL_MAX:
+        table._widen()
+    table._blob = blob
+    table._starts.extend(map(add, other._starts, repeat(offset)))
+    table._ends.extend(map(add, other._ends, repeat(offset)))
+    table._lines.extend(other._lines)
+    odd = other._keys.has_odd()
+    for row, digest in enumerate(other._keys.digests):
+        if odd:
+            table._keys.append(other._keys.text(row))
+        else:
+            table._keys.append_digest(digest)
+    # The runs of `other` go on from where the table's last one is still in effect, as in a parse of the whole text.
+    table.requests.extend(other.requests, len(table) - len(other))
+
+
+def dump_table(table: JobTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+    """The table's arrays and the rest (JSON-able) that `restore_table` takes back, all but the runfile's bytes."""
+    sections, side = table.keys.dump()
+    out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
+    out.update(starts=table._starts, ends=table._ends, lines=table._lines)
+    return out, {"keys": side, "ids_unique": table._ids_unique}
+
+
+def restore_table(blob: bytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
+    """The table `dump_table` described, over the runfile's bytes (read back from disk: the caller checked them)."""
+    table = JobTable()
+    table._blob, table._starts, table._ends, table._lines = blob, sections["starts"], sections["ends"], sections["lines"]
+    table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
+    table._ids_unique = side["ids_unique"]
+    return table
 
 
 def _sha_digest(data: bytes) -> int:

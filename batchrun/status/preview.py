@@ -20,6 +20,7 @@ from batchrun.launch.options import parse_mode
 from batchrun.launch.plan import Group, Plan, classify, make_plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Job, Runfile
+from batchrun.runfile.idindex import short_prefix
 from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_trusted, _settle_in_flight
 from batchrun.store.journal import Journal
 from batchrun.store.ledger import IGNORED_BIT, Ledger
@@ -141,11 +142,11 @@ def _id_length(runfile: Runfile, removed_ids: list[str]) -> int:
     """The shortest id prefix that tells the runfile's jobs and the removed ones apart."""
     keys = runfile.jobs.keys
     if not removed_ids:
-        return keys.short_prefix()
+        return short_prefix(keys)
     both = keys.take(range(len(keys)))
     for job_id in removed_ids:
         both.append(job_id)
-    return both.short_prefix()
+    return short_prefix(both)
 
 
 class _Listed:

@@ -92,54 +92,11 @@ class MetadataSync:
         """
         self.old_entries = {}
         self._drop_kept()
-        if self._read_kept():
+        if _read_kept(self):
             return
         for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
             if "state" not in entry or not self._in_runfile(job_id):
                 self.old_entries[job_id] = entry
-
-    def _read_kept(self) -> bool:
-        """Read the old file as rendered lines, decoding only what `read_old` keeps.
-
-        Only when metadata.json is the file the last launch finished with
-        (its fingerprint names it) and the journal still starts as it did
-        then (the fingerprint's mark): each line is then its job's record at
-        the mark. False when any of it does not hold; nothing is read then.
-        """
-        if self.notices:
-            return False  # a repair changed the runs directory: rebuild whole
-        fingerprint = read_fingerprint(self.runs_dir.path)
-        if fingerprint is None or not fingerprint.vouches_for_metadata(self.runs_dir.path, self.runs_dir.metadata_name):
-            return False
-        mark = (fingerprint.journal_size, fingerprint.journal_tail)
-        if journal_ids_since(self.journal.path, mark) is None:
-            return False
-        lines = read_old_view(self.runs_dir.metadata)
-        if lines is None:
-            return False
-        in_runfile = self._in_runfile
-        old: dict[str, dict[str, Any]] = {}
-        keys = lines.keys
-        for pos in range(len(lines)):
-            line = lines.line(pos)
-            job_id = keys.text(pos)
-            # An entry batchrun rendered has its state right after the
-            # parameters; a JSON string cannot hold that unescaped.
-            if b'}, "state": "' in line and in_runfile(job_id):
-                continue
-            try:
-                entry = json.loads(line[22:])
-            except (RecursionError, ValueError):
-                lines.close()
-                return False
-            if not isinstance(entry, dict):
-                lines.close()
-                return False
-            if "state" not in entry or not in_runfile(job_id):
-                old[job_id] = entry
-        self.old_entries = old
-        self._kept, self._mark = lines, mark
-        return True
 
     def resume_view(self, old: OldView, kept: int) -> bool:
         """Take metadata.json as the last launch left it (the snapshot's `old` layout): the relaunch renders only what changed.
@@ -211,33 +168,11 @@ class MetadataSync:
     def build(self) -> None:
         """Write every entry from the journal (and what only the old file knew), streaming."""
         try:
-            self.view.rebuild(self._entries())
+            self.view.rebuild(_entries(self))
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}
             self._drop_kept()
-
-    def _entries(self) -> Iterator[tuple[str, bytes]]:
-        records = self.journal.records
-        old = self.old_entries
-        logs = self.logs
-        kept = self._kept
-        # Jobs the journal named since the old file was written: their lines are stale.
-        touched = journal_ids_since(self.journal.path, self._mark) if self._mark is not None else None
-        if touched is None:
-            kept, touched = None, set()
-        logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
-        for job in self.runfile.jobs:
-            job_id = job.job_id
-            pos = kept.keys.row_of(job_id) if kept is not None and job_id not in touched and job_id not in old else -1
-            if pos >= 0:
-                assert kept is not None
-                line = kept.line(pos)
-                if line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}') and b', "line": %d, "attempts": ' % job.lineno in line:
-                    yield job_id, line
-                    continue
-            yield job_id, render_entry(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
-        yield from self._extras()
 
     def _extras(self) -> Iterator[tuple[str, bytes]]:
         """The entries of jobs no longer in the runfile, after the runfile's: from their records, else as the old file had them."""
@@ -325,6 +260,75 @@ class MetadataSync:
             except MetadataError as err:
                 return err
         return None
+
+
+
+def _read_kept(sync: MetadataSync) -> bool:
+    """Read the old file as rendered lines, decoding only what `read_old` keeps.
+
+    Only when metadata.json is the file the last launch finished with
+    (its fingerprint names it) and the journal still starts as it did
+    then (the fingerprint's mark): each line is then its job's record at
+    the mark. False when any of it does not hold; nothing is read then.
+    """
+    if sync.notices:
+        return False  # a repair changed the runs directory: rebuild whole
+    fingerprint = read_fingerprint(sync.runs_dir.path)
+    if fingerprint is None or not fingerprint.vouches_for_metadata(sync.runs_dir.path, sync.runs_dir.metadata_name):
+        return False
+    mark = (fingerprint.journal_size, fingerprint.journal_tail)
+    if journal_ids_since(sync.journal.path, mark) is None:
+        return False
+    lines = read_old_view(sync.runs_dir.metadata)
+    if lines is None:
+        return False
+    in_runfile = sync._in_runfile
+    old: dict[str, dict[str, Any]] = {}
+    keys = lines.keys
+    for pos in range(len(lines)):
+        line = lines.line(pos)
+        job_id = keys.text(pos)
+        # An entry batchrun rendered has its state right after the
+        # parameters; a JSON string cannot hold that unescaped.
+        if b'}, "state": "' in line and in_runfile(job_id):
+            continue
+        try:
+            entry = json.loads(line[22:])
+        except (RecursionError, ValueError):
+            lines.close()
+            return False
+        if not isinstance(entry, dict):
+            lines.close()
+            return False
+        if "state" not in entry or not in_runfile(job_id):
+            old[job_id] = entry
+    sync.old_entries = old
+    sync._kept, sync._mark = lines, mark
+    return True
+
+
+def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
+    """Every entry `MetadataSync.build` writes: a kept line where it still holds, else rendered from the journal."""
+    records = sync.journal.records
+    old = sync.old_entries
+    logs = sync.logs
+    kept = sync._kept
+    # Jobs the journal named since the old file was written: their lines are stale.
+    touched = journal_ids_since(sync.journal.path, sync._mark) if sync._mark is not None else None
+    if touched is None:
+        kept, touched = None, set()
+    logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
+    for job in sync.runfile.jobs:
+        job_id = job.job_id
+        pos = kept.keys.row_of(job_id) if kept is not None and job_id not in touched and job_id not in old else -1
+        if pos >= 0:
+            assert kept is not None
+            line = kept.line(pos)
+            if line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}') and b', "line": %d, "attempts": ' % job.lineno in line:
+                yield job_id, line
+                continue
+        yield job_id, render_entry(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
+    yield from sync._extras()
 
 
 def _common_prefix(a: Any, b: Any, limit: int) -> int:

@@ -118,15 +118,7 @@ class RecordTable(MutableMapping[str, JobRecord]):
 
     def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
         """The arrays, by name, and the rest (JSON-able) that `restore` takes back."""
-        sections, keys_side = self._keys.dump()
-        out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
-        out["present"] = array("B", self._present)
-        side: dict[str, Any] = {"keys": keys_side, "fields": [field.name for field in FIELDS], "columns": {}}
-        for name, column in self.columns.items():
-            parts, extra = column.dump()
-            out.update({f"{name}.{part}" if part else name: values for part, values in parts.items()})
-            side["columns"][name] = extra
-        return out, side
+        return _dump(self)
 
     @classmethod
     def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any]) -> RecordTable:
@@ -343,6 +335,19 @@ class _Items(ItemsView[str, JobRecord]):
         table = self._table
         keys = table.keys_index
         return ((keys.text(row), RecordView(table, row)) for row in table.rows())
+
+
+def _dump(table: RecordTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+    """`RecordTable.dump`: its keys, presence and columns."""
+    sections, keys_side = table._keys.dump()
+    out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
+    out["present"] = array("B", table._present)
+    side: dict[str, Any] = {"keys": keys_side, "fields": [field.name for field in FIELDS], "columns": {}}
+    for name, column in table.columns.items():
+        parts, extra = column.dump()
+        out.update({f"{name}.{part}" if part else name: values for part, values in parts.items()})
+        side["columns"][name] = extra
+    return out, side
 
 
 def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from batchrun.runfile.file import Runfile
 from batchrun.runfile.idindex import IdIndex
-from batchrun.runfile.jobtable import JobTable
+from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.parse import parse_commands
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
 from batchrun.store.jobsnapshot import read_sections
@@ -77,16 +77,18 @@ def snapshot_of(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The snapshot's sections and side data for a launch that ends with these; None when none may be written.
 
-    None while a record is running (a relaunch must settle it) or when the
-    table is not the runfile's own bytes (jobs were appended while it ran).
+    None while a record is running (a relaunch must settle it), when the
+    table is not the runfile's own bytes (jobs were appended while it ran),
+    or when the runfile has directives (a parse of its changed part alone
+    could not tell which request is in effect where it starts).
     `view`: metadata.json's keys and layout, when every entry is one batchrun
     rendered from a record (it has a state).
     """
     jobs = runfile.jobs
-    if records.running_rows() or not isinstance(jobs.blob, bytes) or len(rows) != len(jobs):
+    if records.running_rows() or not isinstance(jobs.blob, bytes) or len(rows) != len(jobs) or jobs.requests:
         return None
     sections: dict[str, Any] = {}
-    job_sections, job_side = jobs.dump()
+    job_sections, job_side = dump_table(jobs)
     sections.update({f"jobs.{name}": values for name, values in job_sections.items()})
     record_sections, record_side = records.dump()
     sections.update({f"records.{name}": values for name, values in record_sections.items()})
@@ -135,7 +137,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     old_size = side["blob"]
     cut = _unchanged_prefix(text, old_size, sections["blocks.ends"], sections["blocks.digests"].tobytes())
     # The new text holds the kept jobs where the old one did (the blocks before `cut` are the same bytes).
-    jobs = JobTable.restore(text, part("jobs"), side["jobs"])
+    jobs = restore_table(text, part("jobs"), side["jobs"])
     records = RecordTable.restore(part("records"), side["records"])
     old_rows = sections["rows"]
     starts, _ends, lines = jobs.columns()
@@ -196,7 +198,7 @@ def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], te
     if len(kept) < len(new):
         new._keep(kept)
     unique = unique and not new.ids_repeat()
-    jobs.extend_table(new, text, cut)
+    extend_table(jobs, new, text, cut)
     jobs._ids_unique = unique
     duplicates.extend(sorted(repeats, key=lambda repeat: repeat[2]))
     return new
