@@ -111,12 +111,6 @@ def test_gpus_map_each_slot_to_one_gpu(make_runfile: MakeRunfile, workdir: Path,
     assert all(gpu == ["4", "5", "6"][slot % 3] for slot, gpu in seen)
 
 
-def test_gpus_refuse_more_jobs_than_slots(make_runfile: MakeRunfile, run_cli: RunCli) -> None:
-    make_runfile(["true"])
-    code, _, err = run_cli("launch", "exp.runfile", "--gpus", "0,1", "-j", "3")
-    assert code == 2 and "more than 1 job(s) on a GPU" in err and err.count("\n") == 1
-
-
 def test_shuffle_is_random_but_reproducible(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
     side = workdir / "side"
     cmds = [f"echo {i} >> {side}" for i in range(30)]
@@ -158,7 +152,7 @@ def test_bad_option_values(make_runfile: MakeRunfile, run_cli: RunCli, args: lis
 
 @pytest.mark.parametrize(
     "args",
-    [["-j", "8", "--gpus", "0"], ["--retries", "-1"], ["--gpus", "0,1", "--jobs-per-gpu", "1", "-j", "3"], ["--detach", "--executor", "dask"]],
+    [["--cpus", "2", "--executor", "dask"], ["--retries", "-1"], ["--mem", "4G", "--executor", "slurm"], ["--detach", "--executor", "dask"]],
 )
 def test_dry_run_refuses_the_options_the_launch_refuses(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli, args: list[str]) -> None:
     make_runfile(["true"])

@@ -160,3 +160,12 @@ def test_a_launch_on_a_terminal_shows_a_live_progress_area(make_runfile: MakeRun
     assert f"FAILED(4)   {job_id_of('sleep 0.5; exit 4')}" in plain  # printed above the area
     assert "batchrun: exp.runfile: 7 jobs: 6 succeeded, 1 failed (7 ran now)" in plain
     assert f"batchrun logs exp.runfile {job_id_of('sleep 0.5; exit 4')[:8]} --err" in plain
+
+
+def test_the_live_area_shows_what_each_running_job_holds(make_runfile: MakeRunfile, workdir: Path) -> None:
+    make_runfile(["# batchrun: gpus=2 cpus=2 mem=1G", "sleep 1; echo big", "# batchrun: gpus=0.25", "sleep 1; echo small"])
+    code, output = run_in_terminal(batchrun_cmd("launch", "exp.runfile", "-j", "2", "--gpus", "0,1,2", "--cpus", "4"), workdir)
+    assert code == 0, output
+    plain = ANSI.sub("", output)
+    assert re.search(r"slot [01] gpu=[012],[012] cpus=2 mem=1G +[\d.]+s  [0-9a-f]{8}  sleep 1; echo big", plain), plain
+    assert re.search(r"slot [01] gpu=[012]\(1/4\) +[\d.]+s  [0-9a-f]{8}  sleep 1; echo small", plain), plain

@@ -238,6 +238,41 @@ def test_a_killed_worker_never_counts_as_success_nor_leaves_an_orphan(cluster: C
         cluster.ensure()  # bring the killed worker back for later tests
 
 
+@pytest.mark.timeout(240)
+def test_a_job_needing_a_resource_runs_only_on_a_worker_offering_it(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
+    from distributed import Client
+
+    # A third worker, the only one offering GPUs (as `dask worker --resources` starts one on a GPU node).
+    gpu_worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", cluster.address, "--nthreads", "1", "--resources", "GPU=2", "--name", f"gpu{os.getpid()}"],
+        env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with Client(cluster.address, timeout=30) as client:
+            client.wait_for_workers(3, timeout=60)
+        chain = "p=$$; while [ \"$p\" -gt 1 ]; do echo $p; p=$(cut -d' ' -f4 /proc/$p/stat); done"
+        make_runfile(["# batchrun: gpus=1", *(f"{chain} # gpu {i}" for i in range(4)), "# batchrun:", *(f"{chain} # any {i}" for i in range(2))])
+        result = run_batchrun(*dask_args(cluster, "exp.runfile", "-j", "4"), cwd=workdir, timeout=180)
+        assert result.returncode == 0, result.stderr
+        logs = workdir / "runs" / "exp" / "logs"
+        for i in range(4):
+            ancestry = (logs / job_id_of(f"{chain} # gpu {i}") / "out.log").read_text().split()
+            assert str(gpu_worker.pid) in ancestry, f"gpu job {i} ran on a worker offering no GPU"
+        # More than any worker offers: one line at once, not a task that waits forever.
+        make_runfile(["# batchrun: gpus=4", "echo never"], "big.runfile")
+        refused = run_batchrun(*dask_args(cluster, "big.runfile"), cwd=workdir, timeout=120)
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines()[-1].startswith(f"batchrun: error: job {job_id_of('echo never')} asks the Dask workers for GPU=4, which none of the 3 workers offers (they offer: GPU=2); start workers with: dask worker ADDRESS --resources \"GPU=4\""), refused.stderr
+        assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    finally:
+        gpu_worker.terminate()
+        try:
+            gpu_worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            gpu_worker.kill()
+            gpu_worker.wait()
+
+
 def test_a_lost_scheduler_is_one_line_and_the_relaunch_collects(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
     side = workdir / "side.txt"
     make_runfile([f"echo start {i} >> {side}; sleep 2; echo end {i} >> {side}" for i in range(3)])

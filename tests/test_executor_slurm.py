@@ -197,6 +197,32 @@ def test_sbatch_args_reach_sbatch(slurm: None, make_runfile: MakeRunfile, workdi
     assert re.fullmatch(r"batchrun: error: sbatch failed: sbatch: error: .*[Pp]artition.*\n", proc.stderr.splitlines(keepends=True)[-1])
 
 
+def _scontrol_fields(out_log: Path) -> dict[str, str]:
+    """The key=value fields of the `scontrol show job` a task printed about itself."""
+    return dict(word.split("=", 1) for word in out_log.read_text().split() if "=" in word)
+
+
+def test_requests_reach_slurm_one_array_per_request(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
+    show = 'scontrol show job "$SLURM_JOB_ID"; echo'
+    lines = ["# batchrun: cpus=3 mem=100M time=10m", f"{show} a", f"{show} b", "# batchrun: cpus=2 time=90", f"{show} c", "# batchrun:", f"{show} d"]
+    make_runfile(lines, f"{name}.runfile")
+    proc = run_batchrun(*_slurm(f"{name}.runfile", "-j", "4", "--sbatch-args", f"--comment=all{name}"), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    shown = {tag: _scontrol_fields(workdir / "runs" / name / "logs" / job_id_of(f"{show} {tag}") / "out.log") for tag in "abcd"}
+    for tag in "ab":
+        assert (shown[tag]["CPUs/Task"], shown[tag]["MinMemoryNode"], shown[tag]["TimeLimit"]) == ("3", "100M", "00:10:00"), shown[tag]
+    assert (shown["c"]["CPUs/Task"], shown["c"]["TimeLimit"]) == ("2", "00:02:00"), shown["c"]  # SLURM counts whole minutes
+    assert shown["d"]["CPUs/Task"] == "1" and shown["d"]["TimeLimit"] == "UNLIMITED"
+    assert {fields["Comment"] for fields in shown.values()} == {f"all{name}"}  # --sbatch-args applies to every array
+    arrays = {tag: fields["ArrayJobId"] for tag, fields in shown.items()}
+    assert arrays["a"] == arrays["b"] and len({arrays["a"], arrays["c"], arrays["d"]}) == 3
+    # A GPU request is --gres=gpu:N; this test cluster has no GPU gres, so sbatch's refusal is the one line.
+    make_runfile(["# batchrun: gpus=2", "true"], f"{name}.runfile")
+    proc = run_batchrun(*_slurm(f"{name}.runfile"), cwd=workdir)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == "batchrun: error: sbatch failed: sbatch: error: Invalid generic resource (gres) specification", proc.stderr
+
+
 def test_kill_9_then_relaunch_submits_nothing_twice(slurm: None, make_runfile: MakeRunfile, workdir: Path, name: str) -> None:
     side = workdir / "side.txt"
     make_runfile([f"echo {i} >> {side}; sleep 1" for i in range(24)], f"{name}.runfile")

@@ -19,8 +19,9 @@ from batchrun.store.records import State
         ({"order": "random"}, "unknown order 'random'"),
         ({"n_jobs": 0}, "-j must be at least 1"),
         ({"retries": -1}, "--retries must be 0 or more"),
-        ({"gpus": ["0"], "n_jobs": 8}, "-j 8 would put more than 1 job(s) on a GPU (1 GPUs)"),
-        ({"gpus": ["0", "1"], "jobs_per_gpu": 2, "n_jobs": 5}, "more than 2 job(s) on a GPU"),
+        ({"cpus": 0}, "--cpus must be at least 1, not 0"),
+        ({"mem": 0}, "--mem must be more than 0"),
+        ({"cpus": 4, "executor": "slurm"}, "--cpus and --mem size this machine for local jobs; with --executor slurm"),
         ({"detach": True, "executor": "dask"}, "--detach with --executor dask needs --scheduler"),
     ],
 )
@@ -33,6 +34,8 @@ def test_check_options_refuses(changes: dict[str, object], message: str) -> None
 def test_good_options_pass() -> None:
     check_options(LaunchOptions())
     check_options(LaunchOptions(n_jobs=4, gpus=["0", "1"], jobs_per_gpu=2, mode="overwrite", order="shuffle"))
+    # More jobs at once than GPU slots: the scheduler keeps each GPU to K plain jobs, the others wait.
+    check_options(LaunchOptions(n_jobs=8, gpus=["0"]))
     check_options(LaunchOptions(detach=True, executor="dask", scheduler="tcp://h:8786"))
 
 

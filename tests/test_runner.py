@@ -10,26 +10,32 @@ from conftest import wait_for
 from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local.executor import LocalExecutor
-from batchrun.launch.attempt import SlotPool
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.runner import JobRunner, LaunchControl
+from batchrun.launch.runner import JobRunner, LaunchControl, job_env
+from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import Journal
 from batchrun.store.records import State
 
 
+def _slot(pool: Scheduler) -> int:
+    grant = pool.take("0123456789abcdef", None)
+    assert grant is not None
+    return grant.slot
+
+
 def test_slots_are_taken_lowest_first_and_block_when_none_is_free() -> None:
-    pool = SlotPool(3)
-    assert [pool.take(), pool.take(), pool.take()] == [0, 1, 2]
-    pool.give(2)
-    pool.give(0)
-    assert [pool.take(), pool.take()] == [0, 2]
+    pool = Scheduler(3)
+    assert [_slot(pool), _slot(pool), _slot(pool)] == [0, 1, 2]
+    pool.give(Grant(2))
+    pool.give(Grant(0))
+    assert [_slot(pool), _slot(pool)] == [0, 2]
     got: list[int] = []
-    waiter = threading.Thread(target=lambda: got.append(pool.take()))
+    waiter = threading.Thread(target=lambda: got.append(_slot(pool)))
     waiter.start()
     waiter.join(0.2)
     assert waiter.is_alive() and not got
-    pool.give(1)
+    pool.give(Grant(1))
     waiter.join(5)
     assert got == [1]
 
@@ -46,12 +52,13 @@ def _runner(tmp_path: Path, **options: object) -> JobRunner:
 def test_the_job_environment(tmp_path: Path) -> None:
     runner = _runner(tmp_path, n_jobs=4, gpus=["6", "7"], jobs_per_gpu=2)
     job = Job("echo hi", job_id_of("echo hi"), 1)
-    env = runner.job_env(job, 3, "/logs/x", 2)
+    env = job_env(runner, job, Grant(3), "/logs/x", 2)
     assert env["BASE"] == "1" and env["BATCHRUN_JOB_ID"] == job.job_id
     assert (env["BATCHRUN_SLOT"], env["BATCHRUN_LOG_DIR"], env["BATCHRUN_ATTEMPT"]) == ("3", "/logs/x", "2")
     assert env["BATCHRUN_METRICS"] == "/logs/x/metrics.jsonl"
-    assert [runner.job_env(job, slot, "/l", 1)["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["6", "7", "6", "7"]
-    assert "CUDA_VISIBLE_DEVICES" not in _runner(tmp_path).job_env(job, 0, "/l", 1)
+    assert [job_env(runner, job, Grant(slot), "/l", 1)["CUDA_VISIBLE_DEVICES"] for slot in range(4)] == ["6", "7", "6", "7"]
+    assert "CUDA_VISIBLE_DEVICES" not in job_env(_runner(tmp_path), job, Grant(0), "/l", 1)
+    assert (env["BATCHRUN_CPUS"], env["BATCHRUN_MEM"]) == ("1", "0")
 
 
 def test_the_first_fatal_error_and_halt_reason_win() -> None:

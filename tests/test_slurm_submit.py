@@ -13,7 +13,7 @@ from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
 from batchrun.executors.slurm.commands import SlurmCommands
 from batchrun.executors.slurm.submit import (
-    Request,
+    Submission,
     Submitter,
     append_line,
     index_manifests,
@@ -41,8 +41,8 @@ def submitter(fake: FakeSlurm, n_jobs: int = 2) -> tuple[Submitter, list[tuple[s
     return Submitter(options, commands, slurm_dir, env, cond, threading.Event(), lambda *r: registered.append(r)), registered
 
 
-def requests(n: int) -> list[Request]:
-    return [Request(JOBS[i], f"echo {i}", f"/logs/{JOBS[i]}", dict(os.environ, PATH="x")) for i in range(n)]
+def requests(n: int) -> list[Submission]:
+    return [Submission(JOBS[i], f"echo {i}", f"/logs/{JOBS[i]}", dict(os.environ, PATH="x")) for i in range(n)]
 
 
 def test_a_batch_is_one_array_with_its_manifest_and_submitted_line(fake: FakeSlurm) -> None:

@@ -68,8 +68,8 @@ class Progress:
         self.failed = failed_before
         self.finished_now = 0
         self.runtime_sum = 0.0
-        # job id -> (start time, slot, command, adopted)
-        self.running: dict[str, tuple[float, int | None, str, bool]] = {}
+        # job id -> (start time, slot, command, adopted, what it holds beside its slot: `gpu=0,1 cpus=8`)
+        self.running: dict[str, tuple[float, int | None, str, bool, str]] = {}
         self.n_jobs = n_jobs
         self.started = time.monotonic()
         # Guards the counters; never held while calling into rich (drawing
@@ -114,7 +114,8 @@ class Progress:
             job = event.job
             if event.kind in (EventKind.START, EventKind.ADOPT):
                 # Wall-clock start from the record: an adopted job started before this launch.
-                self.running[job.job_id] = (event.record.start or time.time(), event.slot, job.command, event.kind == EventKind.ADOPT)
+                holds = (event.record.holds or "").replace(";", " ")
+                self.running[job.job_id] = (event.record.start or time.time(), event.slot, job.command, event.kind == EventKind.ADOPT, holds)
                 if event.kind == EventKind.ADOPT and not self.tty and not self.quiet:
                     self.out.write(f"adopted   {job.job_id}  still running from an earlier launch: {job.command}\n")
                     self.out.flush()
@@ -261,8 +262,8 @@ class Progress:
         height = self._live.console.height if self._live is not None else 24
         room = max(1, min(_MAX_RUNNING_SHOWN, height - 3))
         shown = running if len(running) <= room else running[: room - 1]
-        for job_id, (start, slot, command, adopted) in shown:
-            where = f"slot {slot}" if slot is not None else "slot -"
+        for job_id, (start, slot, command, adopted, holds) in shown:
+            where = (f"slot {slot}" if slot is not None else "slot -") + (f" {holds}" if holds else "")
             note = " (adopted)" if adopted else ""
             rows.append(Text(f"  {where:<7} {format_duration(now - start):>7}  {job_id[:8]}  {command}{note}", no_wrap=True, overflow="ellipsis", style="dim"))
         if len(shown) < len(running):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shlex
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import batchrun.cli.queue as cli_queue
 from batchrun import _signals
-from batchrun.cli.target import duration, int_at_least
+from batchrun.cli.target import add_capacity_options, duration, int_at_least
 from batchrun.errors import RunfileError, UsageError
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ def add_parsers(subparsers: Any) -> None:
 
 def add_launch_options(launch: argparse.ArgumentParser) -> None:
     """Every option of a launch (not its target): `launch` takes them, and so does any command that launches."""
-    launch.add_argument("-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=None, metavar="N", help="jobs to run at once (default 1, or one per GPU slot with --gpus)")
+    launch.add_argument(
+        "-j", "--n_jobs", "--jobs", dest="n_jobs", type=_positive_int, default=None, metavar="N",
+        help="jobs to run at once (default 1, or one per GPU slot with --gpus, or as many as fit when lines ask for resources)",
+    )
     mode = launch.add_mutually_exclusive_group()
     mode.add_argument(
         "--mode",
@@ -64,8 +68,7 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     halt = launch.add_mutually_exclusive_group()
     halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
     halt.add_argument("--halt-now", action="store_true", help="after the first failure, also stop the running jobs; exit 1")
-    launch.add_argument("--gpus", type=_gpu_list, default=None, metavar="IDS", help="GPU ids, e.g. 0,1,2,3: each job gets CUDA_VISIBLE_DEVICES of its slot's GPU")
-    launch.add_argument("--jobs-per-gpu", type=_positive_int, default=1, metavar="K", help="jobs sharing one GPU (default 1); -j defaults to GPUs x K")
+    add_capacity_options(launch)
     launch.add_argument("--order", choices=["file", "shuffle"], default="file", help="run pending jobs in file order (default) or a random, reproducible order")
     launch.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --order shuffle (default 0)")
     launch.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="extra environment variable for every job (repeatable)")
@@ -100,13 +103,6 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _gpu_list(text: str) -> list[str]:
-    gpus = [part.strip() for part in text.split(",")]
-    if not all(gpus):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of GPU ids like 0,1,2,3, not {text!r}")
-    return gpus
-
-
 def _cmd_launch(args: argparse.Namespace) -> int:
     from batchrun.launch import chain
 
@@ -131,12 +127,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 def _state_of(args: argparse.Namespace) -> LaunchState:
     """The launch's options, checked, and its target, resolved (a gridspec's spec read): nothing is written yet."""
     from batchrun.launch.chain import LaunchState
+    from batchrun.launch.gpus import resolve_gpus
     from batchrun.launch.options import LaunchOptions, check_options, parse_mode, parse_order
     from batchrun.store.target import is_gridspec, resolve_target
 
-    gpus = args.gpus or []
     options = LaunchOptions(
-        n_jobs=args.n_jobs or (len(gpus) * args.jobs_per_gpu if gpus else 1),
+        n_jobs=args.n_jobs or 1,
+        auto_jobs=args.n_jobs is None,
         mode=parse_mode(args.mode or "resume"),
         accounting_dir=args.accounting_dir,
         metadata_name=args.state_db_filename,
@@ -146,8 +143,9 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         timeout=args.timeout,
         fail_fast=args.fail_fast,
         halt_now=args.halt_now,
-        gpus=gpus,
         jobs_per_gpu=args.jobs_per_gpu,
+        cpus=args.cpus,
+        mem=args.mem,
         order=parse_order(args.order),
         seed=args.seed,
         executor=args.executor,
@@ -159,6 +157,11 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
     # Before anything else, --dry-run included: both refuse the same options.
     check_options(options)
     target = resolve_target(args.runfile, options.accounting_dir, options.metadata_name, must_exist=False)
+    # The GPUs (`--gpus auto`, `--skip-busy-gpus`: nvidia-smi is asked), and -j's default from them.
+    options.gpus, options.gpus_from, gpu_env = resolve_gpus(args.gpus or [], args.skip_busy_gpus, os.environ, str(target.runs_dir.path))
+    options.env = {**gpu_env, **options.env}
+    if args.n_jobs is None and options.gpus:
+        options.n_jobs = len(options.gpus) * options.jobs_per_gpu
     if target.runfile is None:
         raise RunfileError("is a directory, not a runfile", args.runfile)
     sweep = None
@@ -201,7 +204,7 @@ def _dry_run(state: LaunchState, args: argparse.Namespace) -> int:
     gridspec = state.target.gridspec
     path = state.runfile_path
     if gridspec is not None and not state.bayes:
-        runfile = parse_runfile_text("".join(f"{line}\n" for line in load_gridspec(gridspec).iter_commands()), path)
+        runfile = parse_runfile_text("".join(f"{line}\n" for line in load_gridspec(gridspec).iter_lines()), path)
     else:
         runfile = load_runfile(path) if path.exists() or not state.bayes else Runfile(path, [])
     _warn_duplicates(path, runfile.duplicates)

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 from batchrun.cli.display import plan_lines
@@ -13,7 +15,7 @@ from batchrun.cli.target import target_of
 from batchrun.cli.words import counts_text
 from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.plan import Group
+from batchrun.launch.plan import Group, Plan
 from batchrun.runfile.file import Runfile
 from batchrun.status.lookup import short_id_length
 from batchrun.status.preview import Preview, preview, preview_launch
@@ -43,6 +45,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
     status = load_status(target, need_launched=False)
     shown = preview(status, args.mode or "resume")
+    if status.runfile is not None:
+        _refuse_what_cannot_fit(status.runfile, shown.plan, _capacity_options(args, target.runs_dir.path))
     adaptive = None
     if target.gridspec is not None:
         from batchrun.launch.adaptive import adaptive_of
@@ -55,9 +59,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
     """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
     runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
+    shown = preview_launch(runfile, runs_dir, options.mode)
+    _refuse_what_cannot_fit(runfile, shown.plan, options)
     # Named as the user typed it (the gridspec, not its runfile), as `plan` names it.
-    _write_plan(sys.stdout, spec or str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
+    _write_plan(sys.stdout, spec or str(runfile.path), shown, PLAN_SHOWN, adaptive, runfile, spec)
     return 0
+
+
+def _capacity_options(args: argparse.Namespace, runs_dir: Path) -> LaunchOptions:
+    """`plan`'s --gpus, --cpus, --mem...: the launch options that decide which jobs could ever start."""
+    from batchrun.launch.gpus import resolve_gpus
+
+    gpus, gpus_from, _env = resolve_gpus(args.gpus or [], args.skip_busy_gpus, os.environ, str(runs_dir))
+    return LaunchOptions(gpus=gpus, gpus_from=gpus_from, jobs_per_gpu=args.jobs_per_gpu, cpus=args.cpus, mem=args.mem)
+
+
+def _refuse_what_cannot_fit(runfile: Runfile, plan: Plan, options: LaunchOptions) -> None:
+    """The launch's own refusal (`capacity.check_plan`) of a job that asks for more than the launch has."""
+    table = runfile.jobs
+    if not table.requests:
+        return
+    from batchrun.launch.capacity import capacity_of, check_plan
+
+    jobs = [table[i] for job in plan.to_run if (i := table.index_of(job.job_id)) >= 0]
+    check_plan(jobs, capacity_of(options), runfile.path, options.detach)
 
 
 def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:

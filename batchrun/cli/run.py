@@ -65,6 +65,10 @@ def _add_run(subparsers: Any) -> None:
 def _add_own_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--name", default=None, metavar="NAME", help="the runfile NAME.runfile and runs directory runs/NAME (default: from the command's program)")
     run.add_argument("--count", action="store_true", help="print how many lines the command gives, write and run nothing")
+    run.add_argument(
+        "--resources", type=_request, default=None, metavar="REQUEST",
+        help="what every line asks for, e.g. 'gpus=1 cpus=4 mem=16G time=2h': written into the runfile as a directive",
+    )
     run.add_argument("words", nargs="*", metavar="COMMAND", help="the command, as one quoted word or as several words")
 
 
@@ -249,7 +253,20 @@ def _write(out: Path, expansion: Any, words: Sequence[str], explicit: bool, args
     _check_replace(out, expansion, explicit)
     if args is not None:
         _check_not_running(out, args)
-    return write_lines(out, expansion.lines(), HEADER + shlex.join(words))
+    header = HEADER + shlex.join(words)
+    request = getattr(args, "resources", None)
+    if request:
+        header += "\n" + request.directive()  # the lines' ids stay their commands': a new request reruns nothing
+    return write_lines(out, expansion.lines(), header)
+
+
+def _request(text: str) -> Any:
+    from batchrun.resources import parse_request
+
+    try:
+        return parse_request(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _recorded_command(out: Path) -> list[str] | None:

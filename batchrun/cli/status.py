@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from batchrun.cli.logs import cmd_logs
 from batchrun.cli.plan import PLAN_SHOWN, cmd_plan
-from batchrun.cli.target import add_state_option, int_at_least, states_of, target_of, target_parser
+from batchrun.cli.target import add_capacity_options, add_state_option, int_at_least, states_of, target_of, target_parser
 from batchrun.cli.words import count, counts_text
 from batchrun.launch.options import MODES
 from batchrun.results.best_so_far import metric_columns
@@ -107,6 +107,7 @@ def add_parsers(subparsers: Any) -> None:
     mode.add_argument("--retry-failed", action="store_const", dest="mode", const="retry_failed", help="plan a launch with --retry-failed")
     mode.add_argument("--rerun-all", action="store_const", dest="mode", const="overwrite", help="plan a launch with --rerun-all")
     plan.add_argument("--show", type=_count_type, default=PLAN_SHOWN, metavar="N", help=f"list up to N jobs of each kind (default {PLAN_SHOWN})")
+    add_capacity_options(plan)  # the launch's, so that plan refuses the jobs the launch would refuse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +158,7 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
 def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
     sweep = _sweep_columns(status)
     names, params = sweep if sweep is not None else ([], {})
-    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", "removed", "command"]
+    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "holds", "host", "removed", "command"]
     header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -175,6 +176,7 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
             _blank(rec.end if rec is not None else None),
             rec.attempts if rec is not None else 0,
             _blank(rec.slot if rec is not None and running else None),
+            _blank(rec.holds.replace(";", " ") if rec is not None and running and rec.holds else None),
             _blank(rec.host if rec is not None else None),
             "true" if job.removed else "false",
             job.command,
@@ -229,6 +231,9 @@ def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[Jo
     if running:
         header.append("SLOT")
         columns.append([str(rec.slot) if rec is not None and rec.state == running_state and rec.slot is not None else "" for rec in recs])
+        if any(job.record is not None and job.record.holds for job in running):
+            header.append("HOLDS")  # what each running job holds beside its slot: its GPUs, CPUs, memory
+            columns.append([rec.holds.replace(";", " ") if rec is not None and rec.state == running_state and rec.holds else "" for rec in recs])
     # As `batchrun results` orders and formats them: parameters, then metrics (the last value of each).
     if sweep is not None:
         names, params = sweep

@@ -11,11 +11,12 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from batchrun.resources import parse_duration
 from batchrun.store.records import STATES
 from batchrun.store.rundir import DEFAULT_METADATA_NAME
 from batchrun.store.target import Target, resolve_target
 
-__all__ = ["add_state_option", "duration", "duration_or_zero", "int_at_least", "states_of", "target_of", "target_parser"]
+__all__ = ["add_capacity_options", "add_state_option", "duration", "duration_or_zero", "int_at_least", "states_of", "target_of", "target_parser"]
 
 # How every command names its target in its usage line.
 TARGET_METAVAR = "RUNFILE|GRIDSPEC|RUNS_DIR"
@@ -53,10 +54,6 @@ def target_of(args: argparse.Namespace) -> Target:
     return resolve_target(args.target, args.accounting_dir, args.state_db_filename)
 
 
-# Units of a duration; a bare number is seconds.
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def duration(text: str) -> float:
     """`90` (seconds), `45s`, `30m`, `2h`, `1h30m`, `1.5h`: more than zero (`launch --timeout`)."""
     return _parse_duration(text, allow_zero=False)
@@ -68,28 +65,11 @@ def duration_or_zero(text: str) -> float:
 
 
 def _parse_duration(text: str, allow_zero: bool) -> float:
-    rest = text.strip().lower()
-    total = 0.0
-    parts = 0
-    if rest and rest[-1].isdigit():
-        rest += "s"
-    number = ""
-    for char in rest:
-        if char.isdigit() or char == ".":
-            number += char
-        elif char in _DURATION_UNITS and number:
-            try:
-                total += float(number) * _DURATION_UNITS[char]
-            except ValueError:
-                break
-            number = ""
-            parts += 1
-        else:
-            break
-    else:
-        if not number and parts and (total > 0 or allow_zero):
-            return total
-    raise argparse.ArgumentTypeError(f"expected a duration like 90, 30m, 2h or 1h30m, not {text!r}")
+    # The one duration syntax, shared with a request's `time=` (`batchrun.resources`).
+    try:
+        return parse_duration(text, allow_zero)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -105,3 +85,31 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_capacity_options(parser: argparse.ArgumentParser) -> None:
+    """What this machine offers the jobs: `launch` and `plan` take the same, so they refuse the same jobs."""
+    parser.add_argument(
+        "--gpus", type=_gpu_list, default=None, metavar="IDS",
+        help="GPU ids, e.g. 0,1,2,3, or auto (nvidia-smi, CUDA_VISIBLE_DEVICES): each job gets CUDA_VISIBLE_DEVICES of exactly its GPUs",
+    )
+    parser.add_argument("--jobs-per-gpu", type=int_at_least(1), default=1, metavar="K", help="jobs sharing one GPU when their lines ask for none (default 1); -j defaults to GPUs x K")
+    parser.add_argument("--skip-busy-gpus", action="store_true", help="leave out GPUs on which another user's processes hold memory (nvidia-smi)")
+    parser.add_argument("--cpus", type=int_at_least(1), default=None, metavar="N", help="CPUs the jobs may use at once (default: this machine's); a line asks with # batchrun: cpus=8")
+    parser.add_argument("--mem", type=_size, default=None, metavar="SIZE", help="memory the jobs may use at once, e.g. 64G (default: this machine's); a line asks with # batchrun: mem=16G")
+
+
+def _gpu_list(text: str) -> list[str]:
+    gpus = [part.strip() for part in text.split(",")]
+    if not all(gpus) or any(c in gpu for gpu in gpus for c in " ;()") or ("auto" in gpus and len(gpus) > 1):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of GPU ids like 0,1,2,3, or auto, not {text!r}")
+    return gpus
+
+
+def _size(text: str) -> int:
+    from batchrun.resources import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("mem must be", "expected")) from None

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from batchrun.executors.jobfiles import job_alive
 from batchrun.liveness import LockTable
+from batchrun.resources import Request
 
 __all__ = ["Executor", "ExecutorName", "ExecutorOptions", "NoSettings", "Unwatched"]
 
@@ -93,15 +94,21 @@ class Executor(abc.ABC):
         """Connect or check the environment before the first job (may raise ExecutorError)."""
 
     @abc.abstractmethod
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
-        """Start a job; return a reference for the journal (no spaces)."""
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
+        """Start a job; return a reference for the journal (no spaces).
 
-    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
-        """Start many jobs at once (--detach), each (job_id, command, log_dir, env); their references, in order.
+        `request` is what the job asks for (`batchrun.resources`): a cluster
+        executor asks its cluster for it; locally the launch's scheduler has
+        placed the job already.
+        """
+
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
+        """Start many jobs at once (--detach), each (job_id, command, log_dir, env) asking for its `requests` entry; their references, in order.
 
         Executors that can submit in bulk (SLURM job arrays) override this.
         """
-        return [self.start(*job) for job in jobs]
+        asks = list(requests) if requests is not None else [None] * len(jobs)
+        return [self.start(*job, request) for job, request in zip(jobs, asks, strict=True)]
 
     @abc.abstractmethod
     def wait(self, ref: str, timeout: float | None = None) -> int | None:

@@ -29,7 +29,7 @@ from batchrun.metrics.file import METRICS_NAME, RunMetrics
 from batchrun.runfile import file as runfiles  # looked up at each call: the fault tests patch it
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.records import JobRecord
-from batchrun.sweeps.bayes import INSTALL_HINT, BayesSpec, SweepState, next_commands, sweep_state
+from batchrun.sweeps.bayes import INSTALL_HINT, BayesSpec, SweepState, next_points, sweep_state
 from batchrun.sweeps.hyperband import HyperbandStopper
 from batchrun.sweeps.objective import read_metrics
 
@@ -99,7 +99,9 @@ class AdaptiveSweep:
         except OSError as error:
             raise RunfileError(f"cannot create the runfile: {error.strerror}", self.runfile) from error
         try:
-            os.write(fd, _HEADER.format(spec=self.spec.name).encode())
+            resources = self.bayes.gridspec.resources if self.bayes is not None else None
+            directive = f"{resources.base.directive()}\n" if resources is not None and resources.base else ""
+            os.write(fd, (_HEADER.format(spec=self.spec.name) + directive).encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -213,10 +215,10 @@ class BayesFeed:
                 return []
             try:
                 state = sweep_state(self.spec, [(job.command, _state(rec), self._metrics(job, rec)) for job, rec in lines])
-                commands = next_commands(self.spec, state, free)
-                if not commands:
+                points = next_points(self.spec, state, free)
+                if not points:
                     return [] if in_flight else None
-                jobs = self._append(commands)
+                jobs = self._append(points)
             except BatchrunError as error:
                 launch.control.fail(error)
                 return None
@@ -226,11 +228,17 @@ class BayesFeed:
             self.proposed += len(jobs)
             return jobs
 
-    def _append(self, commands: list[str]) -> list[Job]:
-        """Append the points to the runfile, fsynced, before any of them can start: the runfile is the record."""
+    def _append(self, points: list[tuple[str, dict[str, Any]]]) -> list[Job]:
+        """Append the points to the runfile, fsynced, before any of them can start: the runfile is the record.
+
+        A directive line goes before a point whose run asks for other resources than the line before it.
+        """
         launch = self.launch
+        resources = self.spec.gridspec.resources
+        commands = [command for command, _point in points]
+        requests = [resources.request_of(point) for _command, point in points] if resources is not None else None
         with launch.control.lock:
-            jobs = runfiles.append_commands(launch.runfile, commands)
+            jobs = runfiles.append_commands(launch.runfile, commands, requests)
             for job in jobs:
                 launch.metadata.jobs_by_id[job.job_id] = job
         return jobs

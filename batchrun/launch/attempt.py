@@ -1,15 +1,15 @@
-"""What one attempt of a job gets: a slot number, its environment, and its log files kept from earlier attempts."""
+"""What one attempt of a job gets: its environment, and its log files kept from earlier attempts (its slot and resources: `scheduler`)."""
 
 from __future__ import annotations
 
-import heapq
 import os
-import threading
 
 from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
 
-__all__ = ["SlotPool", "job_environment", "keep_old_logs", "shell_status"]
+__all__ = ["job_environment", "keep_old_logs", "shell_status"]
+
+_MIB = 1 << 20
 
 
 def shell_status(returncode: int) -> int:
@@ -29,40 +29,22 @@ def keep_old_logs(log_dir: str, attempt: int) -> None:
             pass
 
 
-def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU."""
+def job_environment(base_env: dict[str, str], job: Job, slot: int, log_dir: str, attempt: int, gpus: list[str] | None = None) -> dict[str, str]:
+    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and, when the launch has GPUs, exactly its GPUs.
+
+    BATCHRUN_CPUS is the CPUs the job asked for (1 when it asked none),
+    BATCHRUN_MEM the memory in megabytes (as SLURM_MEM_PER_NODE; 0 when it
+    asked none). `gpus` None leaves CUDA_VISIBLE_DEVICES as the launch has it.
+    """
     env = base_env.copy()
     env["BATCHRUN_JOB_ID"] = job.job_id
     env["BATCHRUN_SLOT"] = str(slot)
     env["BATCHRUN_LOG_DIR"] = log_dir
     env["BATCHRUN_ATTEMPT"] = str(attempt)
     env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
-    if gpus:
-        # Slots 0..N-1 map round-robin onto the GPUs, so with
-        # N = len(gpus) * K each GPU serves exactly K slots.
-        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    request = job.request
+    env["BATCHRUN_CPUS"] = str(request.cpus if request is not None and request.cpus else 1)
+    env["BATCHRUN_MEM"] = str(-(-request.mem // _MIB) if request is not None and request.mem else 0)
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     return env
-
-
-class SlotPool:
-    """Worker slots 0..N-1; a job takes the lowest free one.
-
-    Lowest-first keeps BATCHRUN_SLOT within 0..(jobs running at once - 1)
-    even when the pool is larger than the number of threads using it (under
-    plain doit, batchrun does not know doit's -n).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._free = list(range(size))
-        self._cond = threading.Condition()
-
-    def take(self) -> int:
-        with self._cond:
-            while not self._free:
-                self._cond.wait()
-            return heapq.heappop(self._free)
-
-    def give(self, slot: int) -> None:
-        with self._cond:
-            heapq.heappush(self._free, slot)
-            self._cond.notify()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
+from batchrun.launch.capacity import check_plan, launch_capacity
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import JobQueue
 from batchrun.launch.hold import RunsDirHold
@@ -71,13 +72,14 @@ class Launch:
         # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
         self.on_warning: Callable[[str], None] = _ignore_warning
         self._stopper: GroupStopper | None = None
-        base_env = dict(os.environ)
-        base_env.update(options.env)
-        base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
+        base_env = {**os.environ, **options.env, "BATCHRUN_RUNS_DIR": str(self.runs_dir.path)}
+        # Locally, what the jobs are packed into (None: a cluster places them); -j, unless given, as many as fit.
+        self.capacity = launch_capacity(options, runfile.jobs.requests)
         self.executor = _executor_of(options, self.runs_dir)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
-            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
+            options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop,
+            self.capacity,
         )
         if on_event is not None:
             self.on_event = on_event
@@ -128,10 +130,13 @@ class Launch:
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             if self.mode == Mode.OVERWRITE:
+                # Before the records are forgotten: a refused launch forgets nothing.
+                check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids) if self.runfile.jobs.requests else (), self.capacity, self.runfile.path, self.options.detach)
                 self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
             self.plan = make_plan(
                 self.runfile.jobs, self.journal.records, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs()
             )
+            check_plan(self.plan.to_run if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE else (), self.capacity, self.runfile.path, self.options.detach)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
                 if stamp_ok:
                     metadata.read_old()
@@ -225,9 +230,8 @@ class Launch:
         follow = self.follow
         if follow is None or job.job_id in self.runner.adopt_ids:
             return self.runner.run_job(job)
-        if not follow.may_start(job):
-            return None
-        return self.runner.run_job(job, once=True)
+        current = follow.may_start(job)  # the job as the runfile has it now (its directive may have changed)
+        return None if current is None else self.runner.run_job(current, once=True)
 
     # -- stopping -----------------------------------------------------------
 

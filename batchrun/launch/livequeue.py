@@ -59,9 +59,12 @@ class Follow:
             return GridspecFollower(gridspec, runfile.path, runfile, resweep)
         return RunfileFollower(runfile.path, runfile)
 
-    def may_start(self, job: Job) -> bool:
-        """Just before a queued job starts: False if its line left the file (or the launch is stopping)."""
-        return self.feed.should_start(job.job_id)
+    def may_start(self, job: Job) -> Job | None:
+        """Just before a queued job starts: the job as the file shows it now (its directive may have
+        changed what it asks for), or None if its line left the file (or the launch is stopping)."""
+        if not self.feed.should_start(job.job_id):
+            return None
+        return self.follower.job(job.job_id) or job
 
     def queued(self) -> int:
         return self.feed.queued()

@@ -62,6 +62,13 @@ class LaunchOptions:
     halt_now: bool = False
     gpus: list[str] = field(default_factory=list)
     jobs_per_gpu: int = 1
+    # The local capacity jobs are packed into (`capacity.Capacity`); None: this machine's.
+    cpus: int | None = None
+    mem: int | None = None  # bytes
+    # How the GPUs were chosen, for messages ("--gpus auto: 2 found"); "" for a list given.
+    gpus_from: str = ""
+    # -j was not given: the launch sets it to as many jobs as fit at once (`capacity.default_n_jobs`).
+    auto_jobs: bool = False
     order: Order = Order.FILE
     seed: int = 0
     executor: str = "local"
@@ -121,8 +128,12 @@ def check_options(options: LaunchOptions) -> None:
         raise UsageError(f"-j must be at least 1, not {options.n_jobs}")
     if options.jobs_per_gpu < 1:
         raise UsageError(f"--jobs-per-gpu must be at least 1, not {options.jobs_per_gpu}")
-    if options.gpus and options.n_jobs > len(options.gpus) * options.jobs_per_gpu:
+    if options.cpus is not None and options.cpus < 1:
+        raise UsageError(f"--cpus must be at least 1, not {options.cpus}")
+    if options.mem is not None and options.mem < 1:
+        raise UsageError(f"--mem must be more than 0, not {options.mem}")
+    if options.executor != "local" and (options.cpus is not None or options.mem is not None):
         raise UsageError(
-            f"-j {options.n_jobs} would put more than {options.jobs_per_gpu} job(s) on a GPU "
-            f"({len(options.gpus)} GPUs); lower -j or raise --jobs-per-gpu"
+            f"--cpus and --mem size this machine for local jobs; with --executor {options.executor} the cluster "
+            "places each job by what it asks (its directive)"
         )

@@ -1,7 +1,7 @@
-"""Running one job for a launch: slots, GPUs, environment, attempts, retries, adoption.
+"""Running one job for a launch: its slot and resources, environment, attempts, retries, adoption.
 
-doit's worker threads call `JobRunner.run_job`; each call takes the lowest
-free slot, runs (or, for a job a killed launch left running, waits for) the
+doit's worker threads call `JobRunner.run_job`; each call takes a slot and
+what the job asks for from the scheduler (`scheduler.Scheduler`), runs (or, for a job a killed launch left running, waits for) the
 job and its retries, and journals every step before the next one happens.
 A job adopted from a killed launch is a job like any other: its failure gets
 the retries, --fail-fast and --halt-now, and it counts as running (shown and
@@ -14,14 +14,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor, jobfiles
-from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs, shell_status
+from batchrun.launch.attempt import job_environment, keep_old_logs, shell_status
+from batchrun.launch.capacity import Capacity
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
+from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.launch.settle import Outcome, journal_decisions, settle_one
 from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
 from batchrun.metrics.cache import record_job_metrics
@@ -30,7 +33,7 @@ from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["JobRunner", "LaunchControl", "submit_detached"]
+__all__ = ["JobRunner", "LaunchControl", "job_env", "next_attempt", "submit_detached"]
 
 
 class LaunchControl:
@@ -71,6 +74,7 @@ class JobRunner:
     def __init__(
         self, options: LaunchOptions, journal: Journal, executor: Executor, control: LaunchControl, logs: str, host: str,
         base_env: dict[str, str], on_change: Callable[[Job, JobRecord], None], request_stop: Callable[[], None],
+        capacity: Capacity | None = None,
     ) -> None:
         self.options = options
         self.journal = journal
@@ -82,7 +86,8 @@ class JobRunner:
         self.on_change = on_change  # called under control.lock
         self.request_stop = request_stop
         self.on_event: Callable[[JobEvent], None] = _ignore_event
-        self.slots = SlotPool(options.n_jobs)
+        # Slots for -j and, for local jobs, the machine's resources (None: a cluster places jobs).
+        self.scheduler = Scheduler(options.n_jobs, capacity)
         # job id -> the executor's reference (None: unknown, STARTING), for jobs a thread waits on.
         self.running: dict[str, str | None] = {}
         # Adopted jobs no thread waits on yet: job -> its reference.
@@ -111,6 +116,9 @@ class JobRunner:
         with self.control.lock:
             for job in jobs:
                 self.adopted[job.job_id] = (job, records[job.job_id].ref)
+                if self.scheduler.capacity is not None:
+                    # What it holds is not free for new jobs until it ends.
+                    self.scheduler.hold(job.job_id, records[job.job_id].holds)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
 
@@ -134,6 +142,7 @@ class JobRunner:
                 job_id, (job, ref) = next(iter(self.adopted.items()))
             log_dir = Path(self.logs) / job_id
             self.executor.wait_adopted(job_id, ref, str(log_dir), control.stop_now.is_set)
+            self.scheduler.release(job_id)
             with control.lock:
                 self.adopted.pop(job_id, None)
                 if job_id not in self.adopt_ids:
@@ -170,19 +179,25 @@ class JobRunner:
         control = self.control
         if control.stopping.is_set():
             return None
-        slot = self.slots.take()
+        try:
+            grant = self.scheduler.take(job.job_id, job.request, control.stopping.is_set)
+        except BatchrunError as error:
+            control.fail(error)
+            return None
+        if grant is None:
+            return None
         try:
             retries_left = self.options.retries
-            rec = self._adopt(job, slot) if job.job_id in self.adopt_ids else None
+            rec = self._adopt(job, grant.slot) if job.job_id in self.adopt_ids else None
             fresh = once and rec is None
             while True:
                 if rec is None:
-                    rec = self._start_and_wait(job, slot, retries_left, fresh)
+                    rec = self._start_and_wait(job, grant, retries_left, fresh)
                     fresh = False
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
-                    self._on_failure()
+                    _on_failure(self)
                     return rec
                 retries_left -= 1
                 rec = None
@@ -193,33 +208,15 @@ class JobRunner:
             control.fail(MetadataError(f"{self.logs}/{job.job_id}: cannot start job: {error.strerror}"))
             return None
         finally:
-            self.slots.give(slot)
+            self.scheduler.give(grant)
 
-    def _on_failure(self) -> None:
-        """A job failed for good: --fail-fast and --halt-now stop the launch."""
-        if self.options.halt_now:
-            self.control.halt("halt-now")
-            self.request_stop()
-        elif self.options.fail_fast:
-            self.control.halt("fail-fast")
-
-    def job_env(self, job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-        return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt)
-
-    def next_attempt(self, job: Job, log_dir: str) -> int:
-        prev = self.journal.records.get(job.job_id)
-        attempt = (prev.attempts if prev is not None else 0) + 1
-        if attempt > 1:
-            keep_old_logs(log_dir, attempt - 1)
-        return attempt
-
-    def _start_and_wait(self, job: Job, slot: int, retries_left: int = 0, once: bool = False) -> JobRecord | None:
+    def _start_and_wait(self, job: Job, grant: Grant, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
         with control.lock:
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-        attempt = self.next_attempt(job, log_dir)
+        attempt = next_attempt(self, job, log_dir)
         start = time.time()
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
@@ -228,11 +225,11 @@ class JobRunner:
                 return None
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-            rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
+            rec = self.journal.record_start(job.job_id, attempt, start, grant.slot, self.host, grant.holds())
             self.running[job.job_id] = STARTING
             self.on_change(job, rec)
         try:
-            ref = self.executor.start(job.job_id, job.command, log_dir, self.job_env(job, slot, log_dir, attempt))
+            ref = self.executor.start(job.job_id, job.command, log_dir, job_env(self, job, grant, log_dir, attempt), job.request)
         except (OSError, BatchrunError):
             with control.lock:
                 self.running.pop(job.job_id, None)
@@ -242,9 +239,12 @@ class JobRunner:
             self.journal.record_ref(job.job_id, attempt, ref)
             self.running[job.job_id] = ref
             self.on_change(job, rec)
+        slot = grant.slot
         self.emit(EventKind.START, job, rec, slot)
         timed_out = False
-        deadline = None if self.options.timeout is None else time.monotonic() + max(0.0, start + self.options.timeout - time.time())
+        # A request's time is the job's own time limit; else the launch's --timeout.
+        timeout = job.request.time if job.request is not None and job.request.time is not None else self.options.timeout
+        deadline = None if timeout is None else time.monotonic() + max(0.0, start + timeout - time.time())
         returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
         if returncode is None:
             timed_out = True
@@ -314,6 +314,35 @@ class JobRunner:
         return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
 
 
+def _on_failure(runner: JobRunner) -> None:
+    """A job failed for good: --fail-fast and --halt-now stop the launch."""
+    if runner.options.halt_now:
+        runner.control.halt("halt-now")
+        runner.request_stop()
+    elif runner.options.fail_fast:
+        runner.control.halt("fail-fast")
+
+
+def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: int) -> dict[str, str]:
+    """The job's environment; CUDA_VISIBLE_DEVICES names exactly the GPUs it holds when the launch has GPUs."""
+    capacity, gpus = runner.scheduler.capacity, runner.options.gpus
+    if capacity is not None:
+        shown = grant.gpu_ids if capacity.gpus else None
+    else:
+        # A cluster executor: --gpus maps slot s to GPU s mod len, as it always did.
+        shown = [gpus[grant.slot % len(gpus)]] if gpus else None
+    return job_environment(runner.base_env, job, grant.slot, log_dir, attempt, shown)
+
+
+def next_attempt(runner: JobRunner, job: Job, log_dir: str) -> int:
+    """The attempt a job starts now; an earlier attempt's logs are kept under their number."""
+    prev = runner.journal.records.get(job.job_id)
+    attempt = (prev.attempts if prev is not None else 0) + 1
+    if attempt > 1:
+        keep_old_logs(log_dir, attempt - 1)
+    return attempt
+
+
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
     """--detach: start every pending job and return; a later launch collects them.
 
@@ -322,16 +351,22 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
     """
     control = runner.control
     started = []
+    gpus = runner.options.gpus
+    share = Fraction(1, runner.options.jobs_per_gpu)
     for slot, job in enumerate(jobs):
         log_dir = f"{runner.logs}/{job.job_id}"
-        attempt = runner.next_attempt(job, log_dir)
+        attempt = next_attempt(runner, job, log_dir)
         slot_id = slot % runner.options.n_jobs
+        # Nothing waits for resources here (they all start now): only plain jobs are
+        # detached locally (`scheduler.check_requests`), each on its slot's GPU.
+        grant = Grant(slot_id, ((gpus[slot_id % len(gpus)], share),) if gpus else ())
         with control.lock:
-            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host)
-        started.append((job, rec, attempt, slot_id, log_dir))
+            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host, grant.holds() if runner.scheduler.capacity else None)
+        started.append((job, rec, attempt, grant, log_dir))
     try:
         refs = runner.executor.start_many(
-            [(job.job_id, job.command, log_dir, runner.job_env(job, slot_id, log_dir, attempt)) for job, _, attempt, slot_id, log_dir in started]
+            [(job.job_id, job.command, log_dir, job_env(runner, job, grant, log_dir, attempt)) for job, _, attempt, grant, log_dir in started],
+            [job.request for job, *_ in started],
         )
     except BatchrunError as error:
         # Some jobs may have been submitted: their start records stay,
@@ -341,12 +376,12 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
     except OSError as error:
         control.fail(MetadataError(f"{runner.logs}: cannot start jobs: {error.strerror}"))
         return
-    for (job, rec, attempt, slot_id, _), ref in zip(started, refs, strict=True):
+    for (job, rec, attempt, grant, _), ref in zip(started, refs, strict=True):
         with control.lock:
             runner.journal.record_ref(job.job_id, attempt, ref)
             runner.on_change(job, rec)
             runner.detached += 1
-        runner.emit(EventKind.SUBMIT, job, rec, slot_id)
+        runner.emit(EventKind.SUBMIT, job, rec, grant.slot)
 
 
 def _ignore_event(event: JobEvent) -> None:

@@ -1,7 +1,9 @@
 """Runfile text -> jobs.
 
 A runfile is a text file with one shell command per line. Blank lines and
-lines whose first non-blank character is `#` are skipped. A job's identity is
+lines whose first non-blank character is `#` are skipped, but for directives
+(`# batchrun: gpus=2 cpus=8`, see `batchrun.resources`), which set what the
+jobs after them ask for without changing what they are. A job's identity is
 its exact command text with the whitespace at both ends stripped; its
 `job_id` is the first 16 hex digits of the SHA-256 of that text, the id the
 original batchrun used, so old runs directories stay readable.
@@ -16,12 +18,14 @@ import codecs
 import hashlib
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import RunfileError
-from batchrun.runfile.jobtable import Job, JobTable, parse_commands
+from batchrun.resources import NO_REQUEST, Request
+from batchrun.runfile.jobtable import Job, JobTable
+from batchrun.runfile.parse import DirectiveError, parse_commands
 
 __all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "runfile_digest"]
 
@@ -73,7 +77,10 @@ def parse_runfile_bytes(data: bytes, path: Path) -> Runfile:
     # feeds, vertical tabs and Unicode separators inside a command.
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    jobs, duplicates = parse_commands(data)
+    try:
+        jobs, duplicates = parse_commands(data)
+    except DirectiveError as err:
+        raise RunfileError(str(err), path, err.lineno) from None
     return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest)
 
 
@@ -106,8 +113,11 @@ def load_runfile(path: Path) -> Runfile:
     return parse_runfile_bytes(data, path)
 
 
-def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
+def append_commands(runfile: Runfile, commands: list[str], requests: Sequence[Request] | None = None) -> list[Job]:
     """Append new commands to a runfile on disk, durably, and return their jobs.
+
+    `requests` (one per command) are what they ask for: a directive line
+    goes before each command whose request differs from the one in effect.
 
     The lines are on disk (written and fsynced, the file created and its
     directory synced if it was absent) before this returns, so a job started
@@ -117,16 +127,25 @@ def append_commands(runfile: Runfile, commands: list[str]) -> list[Job]:
     """
     path = runfile.path
     table = runfile.jobs
+    asks = dict(zip(commands, requests, strict=True)) if requests is not None else {}
     fresh = list(dict.fromkeys(c for c in commands if table.index_of_command(c) < 0))
     if not fresh:
         return []
+    lines = []
+    current = table.requests.at(len(table)) or NO_REQUEST
+    for command in fresh:
+        request = asks.get(command, current) or NO_REQUEST
+        if request != current:
+            lines.append(request.directive())
+            current = request
+        lines.append(command)
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
     try:
         size = os.fstat(fd).st_size
         # A last line without its newline must not run into the first new one.
         lead = b"\n" if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r") else b""
-        data = lead + "".join(f"{c}\n" for c in fresh).encode()
+        data = lead + "".join(f"{line}\n" for line in lines).encode()
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

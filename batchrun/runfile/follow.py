@@ -19,7 +19,7 @@ and times unchanged, the whole file is checked against a CRC of what was
 read once, `VERIFY_AFTER` seconds after each change.
 
 Lines follow `runfile.parse_runfile_text` exactly (BOM, `\\n`/`\\r\\n`/`\\r`,
-stripping, `#`, a repeated command is one job at its first line). A last
+stripping, `#`, directives, a repeated command is one job at its first line). A last
 line without its newline is not taken at once, since a writer may be
 half-way through it; it is taken once the file has not changed for
 `PARTIAL_SETTLE` seconds (an editor that saves without a final newline).
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchrun.errors import BatchrunError, RunfileError
+from batchrun.resources import Request, directive_request
 from batchrun.runfile.file import Job, Runfile
 
 __all__ = ["PARTIAL_SETTLE", "POLL_INTERVAL", "VERIFY_AFTER", "FollowChange", "Follower", "RunfileFollower", "follow_jobs"]
@@ -141,6 +142,7 @@ class RunfileFollower:
         self._tail = b""  # their last _OVERLAP bytes
         self._lines = 0  # lines in them
         self._partial = b""  # an unfinished last line after them
+        self._request: Request | None = None  # what the jobs after them ask for (their last directive's)
         self._partial_since = 0.0
         self._provisional: Job | None = None  # the unfinished last line, taken as a job
         self._verify_at: float | None = None
@@ -242,7 +244,7 @@ class RunfileFollower:
         jobs: dict[str, Job] = {}
         duplicates: list[tuple[str, int, int]] = []
         lines = _split(text, at_start=True)
-        self._parse_into(jobs, lines, 1, {}, by_command, duplicates)
+        self._request = self._parse_into(jobs, lines, 1, {}, by_command, duplicates, None)
         self._broken = None
         self._size, self._crc, self._tail, self._lines = end, zlib.crc32(data[:end]), data[max(0, end - _OVERLAP) : end], len(lines)
         self._partial, self._partial_since, self._provisional = data[end:], now, None
@@ -270,7 +272,7 @@ class RunfileFollower:
         added: dict[str, Job] = {}
         duplicates: list[tuple[str, int, int]] = []
         lines = _split(text, at_start=self._size == 0)
-        self._parse_into(added, lines, self._lines + 1, self._jobs, {}, duplicates)
+        self._request = self._parse_into(added, lines, self._lines + 1, self._jobs, {}, duplicates, self._request)
         self._jobs.update(added)
         if provisional is not None and provisional.job_id not in added:
             removed.append(provisional.job_id)
@@ -284,15 +286,25 @@ class RunfileFollower:
         self._broken = None
         self._note([job for job_id, job in added.items() if provisional is None or job_id != provisional.job_id], removed, duplicates)
 
-    @staticmethod
     def _parse_into(
-        into: dict[str, Job], lines: list[str], first_lineno: int, current: dict[str, Job], by_command: dict[str, Job], duplicates: list[tuple[str, int, int]]
-    ) -> None:
-        """Add the jobs of `lines` to `into`; a command in `into` or `current` is a duplicate."""
+        self, into: dict[str, Job], lines: list[str], first_lineno: int, current: dict[str, Job], by_command: dict[str, Job],
+        duplicates: list[tuple[str, int, int]], request: Request | None,
+    ) -> Request | None:
+        """Add the jobs of `lines` to `into`, asking for `request` until a directive changes it; the request after them.
+
+        A command in `into` or `current` is a duplicate.
+        """
         sha256 = hashlib.sha256
         for lineno, raw in enumerate(lines, start=first_lineno):
             command = raw.strip()
-            if not command or command[0] == "#":
+            if not command:
+                continue
+            if command[0] == "#":
+                try:
+                    asked = directive_request(command) if "batchrun:" in command else None
+                except ValueError as err:
+                    raise RunfileError(str(err), self.path, lineno) from None
+                request = request if asked is None else (asked or None)  # a reset asks nothing
                 continue
             known = by_command.get(command)
             job_id = known.job_id if known is not None else sha256(command.encode()).hexdigest()[:16]
@@ -300,7 +312,9 @@ class RunfileFollower:
             if first is not None:
                 duplicates.append((command, first.lineno, lineno))
                 continue
-            into[job_id] = known if known is not None and known.lineno == lineno else Job(command, job_id, lineno)
+            same = known is not None and known.lineno == lineno and known.request == request
+            into[job_id] = known if same and known is not None else Job(command, job_id, lineno, request)
+        return request
 
     def _partial_job(self, jobs: dict[str, Job], by_command: dict[str, Job], at_start: bool) -> Job | None:
         """The job the unfinished last line would be, if it is one and new to `jobs`."""
@@ -318,7 +332,7 @@ class RunfileFollower:
         job_id = known.job_id if known is not None else hashlib.sha256(command.encode()).hexdigest()[:16]
         if job_id in jobs:
             return None
-        return Job(command, job_id, self._lines + 1)
+        return Job(command, job_id, self._lines + 1, self._request)
 
     def _take_partial(self) -> None:
         """The unfinished last line stayed unchanged: it is a job now."""

@@ -8,7 +8,10 @@ job. `JobTable` keeps the commands' UTF-8 bytes end to end in one
 id is the first 8 bytes of the SHA-256, printed as 16 hex digits) and the
 line numbers: about 24 bytes a line plus the text. A `Job` is built when a
 caller indexes or iterates, so callers see an ordinary `Sequence[Job]`.
+What jobs ask for (directive lines, `batchrun.resources`) is kept per run
+of lines (`requestruns.RequestRuns`), not per job.
 
+Parsing runfile bytes into a table is `parse`'s (`parse_commands`).
 Duplicates are found by id, not by text: the ids are sorted once (packed
 with their index into one integer each, so the sort runs in C), equal ids
 sit side by side, and only those lines' texts are compared. The same sorted
@@ -23,19 +26,15 @@ import hashlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
-__all__ = ["Job", "JobTable", "parse_commands"]
+from batchrun.resources import Request
+from batchrun.runfile.requestruns import RequestRuns
+
+__all__ = ["Job", "JobTable"]
 
 _U64 = (1 << 64) - 1
-# Bytes at a stripped line's ends that need the str path: `str.strip` also
-# strips the ASCII separators \x1c-\x1f and non-ASCII spaces (NBSP, U+3000...),
-# which `bytes.strip` leaves.
-_SLOW_END = frozenset(range(0x1C, 0x20)) | frozenset(range(0x80, 0x100))
-# Lines are split a block of about this many bytes at a time, so a big
-# runfile never exists as a list of one bytes object per line.
-_BLOCK = 1 << 20
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per
@@ -48,6 +47,8 @@ class Job:
     command: str
     job_id: str
     lineno: int
+    # What it asks for (its directive's); not part of its identity, equality or hash.
+    request: Request | None = field(default=None, compare=False)
 
 
 class JobTable(Sequence[Job]):
@@ -57,7 +58,7 @@ class JobTable(Sequence[Job]):
     the changes a followed runfile makes.
     """
 
-    __slots__ = ("_blob", "_ends", "_ids", "_ids_unique", "_index", "_index_bits", "_lines", "_odd", "_starts", "_tail")
+    __slots__ = ("_blob", "_ends", "_ids", "_ids_unique", "_index", "_index_bits", "_lines", "_odd", "_starts", "_tail", "requests")
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         # The runfile's own bytes (shared, not copied), or a bytearray once jobs are appended.
@@ -75,6 +76,7 @@ class JobTable(Sequence[Job]):
         self._tail: dict[int, int] = {}
         # Known when the parse found it out (no two jobs share an id); None: ask the index.
         self._ids_unique: bool | None = None
+        self.requests = RequestRuns()  # what the jobs ask for, per run of lines
         self.extend(jobs)
 
     # -- reading -------------------------------------------------------------
@@ -100,10 +102,15 @@ class JobTable(Sequence[Job]):
 
     def _job(self, i: int) -> Job:
         job_id = self._odd.get(i) if self._odd else None
-        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), job_id or f"{self._ids[i]:016x}", self._lines[i])
+        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), job_id or f"{self._ids[i]:016x}", self._lines[i], self.requests.at(i))
 
     def __iter__(self) -> Iterator[Job]:
         blob, odd = self._blob, self._odd
+        if self.requests:
+            asks = self.requests.each(len(self._ids))
+            for i, (start, end, digest, lineno, request) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, asks, strict=True)):
+                yield Job(blob[start:end].decode(), (odd.get(i) if odd else None) or f"{digest:016x}", lineno, request)
+            return
         for i, (start, end, digest, lineno) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, strict=True)):
             yield Job(blob[start:end].decode(), (odd.get(i) if odd else None) or f"{digest:016x}", lineno)
 
@@ -227,7 +234,7 @@ class JobTable(Sequence[Job]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JobTable):
-            return len(self) == len(other) and self._ids == other._ids and self._lines == other._lines and self._odd == other._odd and all(
+            return len(self) == len(other) and self._ids == other._ids and self._lines == other._lines and self._odd == other._odd and self.requests == other.requests and all(
                 self._command_bytes(i) == other._command_bytes(i) for i in range(len(self))
             )
         if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
@@ -247,6 +254,8 @@ class JobTable(Sequence[Job]):
         if digest is None:
             self._odd[i] = job.job_id
             digest = 0
+        if job.request is not None or self.requests:
+            self.requests.note(i, job.request)
         self._add(job.command.encode(), digest, job.lineno)
         if self._index is not None:
             self._tail.setdefault(digest, i)
@@ -291,6 +300,7 @@ class JobTable(Sequence[Job]):
         self._blob = b""
         self._starts, self._ends, self._ids, self._lines = array("q"), array("q"), array("Q"), array("q")
         self._odd, self._index, self._tail, self._ids_unique = {}, None, {}, None
+        self.requests.clear()
 
 
 def _sha_digest(data: bytes) -> int:
@@ -306,87 +316,3 @@ def _digest_of(job_id: str) -> int | None:
     except ValueError:
         return None
     return digest if f"{digest:016x}" == job_id else None
-
-
-def _split_lines(data: bytes) -> Iterator[bytes]:
-    """`data.split(b"\\n")`, a block at a time."""
-    pos = 0
-    while True:
-        cut = data.find(b"\n", pos + _BLOCK)
-        if cut < 0:
-            yield from data[pos:].split(b"\n")
-            return
-        yield from data[pos:cut].split(b"\n")
-        pos = cut + 1
-
-
-def parse_commands(data: bytes) -> tuple[JobTable, list[tuple[str, int, int]]]:
-    """The jobs of runfile bytes and its repeated commands (command, first line, repeated line).
-
-    `data` is valid UTF-8 without a byte order mark, its lines ended by
-    `\\n` only. A line's command is the line with `str.strip`'s whitespace
-    removed at both ends; blank and `#` lines are no job; a command seen
-    before is no second job.
-    """
-    table = JobTable()
-    table._blob = data
-    starts, ends, ids, lines = table._starts, table._ends, table._ids, table._lines
-    sha256, from_bytes, slow = hashlib.sha256, int.from_bytes, _SLOW_END
-    lineno = 0
-    pos = 0  # where `raw` starts in `data`
-    for raw in _split_lines(data):
-        lineno += 1
-        line_start, pos = pos, pos + len(raw) + 1
-        command = raw.strip()
-        if not command:
-            continue
-        if command[0] in slow or command[-1] in slow:
-            text = raw.decode()
-            stripped = text.strip()
-            if not stripped:
-                continue
-            command = stripped.encode()
-            line_start += len(text[: len(text) - len(text.lstrip())].encode())
-        else:
-            line_start += raw.index(command[0])
-        if command[0] == 0x23:  # '#'
-            continue
-        starts.append(line_start)
-        ends.append(line_start + len(command))
-        ids.append(from_bytes(sha256(command).digest()[:8], "big"))
-        lines.append(lineno)
-    duplicates = _drop_duplicates(table)
-    return table, duplicates
-
-
-def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
-    """Remove repeated commands from `table`; what was removed, in line order."""
-    groups = table._high_groups()
-    table._ids_unique = not groups
-    if not groups:
-        return []
-    ids = table._ids
-    repeated: list[tuple[int, int]] = []  # (repeated index, first index)
-    for members in groups:
-        first_of: dict[tuple[int, bytes], int] = {}
-        for i in sorted(members):
-            text = (ids[i], table._command_bytes(i))
-            if text in first_of:
-                repeated.append((i, first_of[text]))
-            else:
-                first_of[text] = i
-    drop = {i for i, _first in repeated}
-    table._ids_unique = all(len({ids[i] for i in group if i not in drop}) == len([i for i in group if i not in drop]) for group in groups)
-    if not repeated:
-        return []
-    repeated.sort()
-    lines = table._lines
-    duplicates = [(table._command_bytes(i).decode(), lines[first], lines[i]) for i, first in repeated]
-    kept = JobTable()
-    kept._blob = table._blob
-    for name in ("_starts", "_ends", "_ids", "_lines"):
-        column = getattr(table, name)
-        setattr(kept, name, array(column.typecode, (v for i, v in enumerate(column) if i not in drop)))
-    table._starts, table._ends, table._ids, table._lines = kept._starts, kept._ends, kept._ids, kept._lines
-    table._index, table._tail = None, {}
-    return duplicates

@@ -12,7 +12,7 @@ saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
-    S <job_id> <attempt> <start> <slot> <host>        about to start
+    S <job_id> <attempt> <start> <slot> <host> [<holds>]   about to start, holding <holds> (`gpu=0,1;cpus=8;mem=64G`)
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
@@ -155,16 +155,18 @@ class Journal:
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
-        """Record that a job is about to start (before its process exists)."""
+    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None) -> JobRecord:
+        """Record that a job is about to start (before its process exists), and what it holds beside its slot."""
         start = canonical_time(start)
-        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
+        extra = f" {holds}" if holds else ""
+        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{extra}\n")
         rec = self._get(job_id)
         rec.state = State.RUNNING
         rec.attempts = attempt
         rec.start = start
         rec.slot = slot
         rec.host = host
+        rec.holds = holds or None
         rec.status = rec.end = rec.ref = None
         return rec
 
@@ -304,7 +306,8 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
             lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
         elif rec.state == State.RUNNING and rec.start is not None:
             # Left running on purpose (detached): keep what adoption needs.
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
+            holds = f" {rec.holds}" if rec.holds else ""
+            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{holds}\n")
             if rec.ref is not None:
                 lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
         elif rec.start is not None and rec.end is not None:

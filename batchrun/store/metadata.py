@@ -169,7 +169,7 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
     if rec is None:
         rec = JobRecord(job.job_id)
     running = rec.state == State.RUNNING
-    return {
+    entry = {
         "command": job.command,
         "status": rec.status,
         "start": rec.start,
@@ -186,6 +186,9 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "slot": rec.slot if running else None,
         "log_dir": log_dir,
     }
+    if running and rec.holds:
+        entry["holds"] = rec.holds.replace(";", " ")  # what it holds beside its slot; only while it runs
+    return entry
 
 
 class MetadataView:

@@ -84,7 +84,7 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
+    __slots__ = ("attempts", "end", "exit_codes", "holds", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -95,6 +95,8 @@ class JobRecord:
         self.attempts = 0
         self.slot: int | None = None
         self.host: str | None = None
+        # What a running job holds beside its slot, as its start record says (`gpu=0,1;cpus=8`): None for nothing.
+        self.holds: str | None = None
         # The executor's reference to the running job: a pid, a SLURM job id...
         self.ref: str | None = None
         # Exit status of each attempt, in order (None: stopped unfinished).
@@ -150,6 +152,7 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.start = float(parts[3])
                 rec.slot = int(parts[4])
                 rec.host = parts[5]
+                rec.holds = parts[6] if len(parts) > 6 else None
                 rec.state = State.RUNNING
                 rec.status = rec.end = rec.ref = None
             elif kind == "P":

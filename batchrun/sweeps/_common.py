@@ -34,10 +34,13 @@ __all__ = [
     "check_name",
     "check_writable",
     "kind",
+    "lazy_product",
     "one_line",
+    "paired",
     "quote_arg",
     "render_arg",
     "render_word",
+    "same",
     "show",
     "unknown",
     "values_list",
@@ -181,3 +184,23 @@ def render_arg(param: Param, value: Any) -> str:
 def render_word(param: Param, value: Any) -> str:
     """Render a value as a whole shell word, or as part of one."""
     return shlex.quote(str(value))
+
+
+def paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
+    """A renderer that keeps the value beside its text."""
+    return lambda value: (value, render(value))
+
+
+def same(value: Any) -> Any:
+    return value
+
+
+def lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
+    """itertools.product, but a (values, render) column is rendered anew at each pass."""
+    if not columns:
+        yield ()
+        return
+    last = columns[-1]
+    for prefix in lazy_product(columns[:-1]):
+        for item in last if isinstance(last, list) else map(last[1], last[0]):
+            yield (*prefix, item)

@@ -39,7 +39,7 @@ from batchrun.sweeps.objective import Goal, Metric, run_values
 if TYPE_CHECKING:
     from batchrun.metrics.file import RunMetrics
 
-__all__ = ["INSTALL_HINT", "BayesSpec", "FinishedRun", "SweepState", "finished_run", "next_commands", "observed_values",
+__all__ = ["INSTALL_HINT", "BayesSpec", "FinishedRun", "SweepState", "finished_run", "next_commands", "next_points", "observed_values",
            "propose", "sweep_state"]
 
 # Random points before TPE models the results: Optuna's default of 10, fewer
@@ -185,8 +185,13 @@ def sweep_state(spec: BayesSpec, jobs: Iterable[tuple[str, str | None, RunMetric
 
 def next_commands(spec: BayesSpec, state: SweepState, free_slots: int) -> list[str]:
     """The runfile lines to append now: one proposal per free slot, up to run_cap in all."""
+    return [command for command, _point in next_points(spec, state, free_slots)]
+
+
+def next_points(spec: BayesSpec, state: SweepState, free_slots: int) -> list[tuple[str, dict[str, Any]]]:
+    """`next_commands`, each with its point (what its run asks for may depend on it: `sweeps.resources`)."""
     n = state.to_propose(spec, free_slots)
-    return [spec.command(p) for p in propose(spec, state.finished, state.in_flight, n)] if n else []
+    return [(spec.command(p), p) for p in propose(spec, state.finished, state.in_flight, n)] if n else []
 
 
 def _new_point(spec: BayesSpec, study: Any, known: set[str], rng: random.Random) -> dict[str, Any] | None:

@@ -39,14 +39,18 @@ from batchrun.sweeps._common import (
     Render,
     Token,
     kind,
+    lazy_product,
     one_line,
+    paired,
     render_arg,
+    same,
     unknown,
 )
 from batchrun.sweeps._yaml import read_yaml
 from batchrun.sweeps.compose import Composed, grid_specs, read_composition, union_points
 from batchrun.sweeps.lines import write_lines
 from batchrun.sweeps.original import original_params, scan_program
+from batchrun.sweeps.resources import SweepResources, attach, directive_lines, take_resources
 
 if TYPE_CHECKING:
     from batchrun.sweeps.drawn import Drawn
@@ -128,6 +132,7 @@ class Gridspec:
     _union: tuple[Gridspec, ...] = field(repr=False, default=())
     # zip, exclude or when of a random or bayes spec (`drawn.Drawn`): how a point is drawn or proposed.
     _drawn: Drawn | None = field(repr=False, default=None)
+    resources: SweepResources | None = None  # what its runs ask for (`sweeps.resources`)
 
     def drawn(self) -> Drawn:
         """A random or bayes spec's parameters as drawn, with their zip, when and exclude (if any)."""
@@ -187,11 +192,19 @@ class Gridspec:
                 for p, r in zip(self._params, self._renderers, strict=True) if p.values is not None
             ]
             lazy = not all(isinstance(c, list) for c in columns)
-            points = _lazy_product(columns) if lazy else itertools.product(*columns)
+            points = lazy_product(columns) if lazy else itertools.product(*columns)
         lines: Iterator[str] = itertools.starmap(self._template.format, itertools.islice(points, self.run_cap))
         if self._lstrip:
             lines = map(str.lstrip, lines)
         yield from lines
+
+    def iter_lines(self, counted: list[int] | None = None) -> Iterator[str]:
+        """The runfile's lines: `iter_commands`, with a directive wherever what the runs ask for changes; `counted[0]` counts those."""
+        resources = self.resources
+        if resources is None:
+            return self.iter_commands()
+        points = self.iter_points() if resources.by_value else ((command, {}) for command in self.iter_commands())
+        return directive_lines(resources, points, counted if counted is not None else [0])
 
     def iter_points(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (command, {name: value}) per point, in `iter_commands` order, streaming.
@@ -232,40 +245,20 @@ class Gridspec:
             names = [p.name for p, _ in used]
             template, lstrip = self._template.format, self._lstrip
             # The same draws, in the same order, as `iter_commands`; each value travels with its text.
-            draws = random_points([p for p, _ in used], [_paired(r) for _, r in used], self.seed)
+            draws = random_points([p for p, _ in used], [paired(r) for _, r in used], self.seed)
             for pair_point in itertools.islice(draws, self.run_cap):
                 line = template(*[text for _, text in pair_point])
                 yield (line.lstrip() if lstrip else line), dict(zip(names, [value for value, _ in pair_point], strict=True))
             return
         # The grid's values walked in the order `_iter_commands` walks their texts, beside it.
         swept = [p for p in self._params if p.values is not None]
-        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, _same) for p in swept if p.values is not None]
+        columns = [list(p.values) if len(p.values) <= _MATERIALIZE_LIMIT else (p.values, same) for p in swept if p.values is not None]
         lazy = not all(isinstance(c, list) for c in columns)
-        points: Iterator[Sequence[Any]] = _lazy_product(columns) if lazy else itertools.product(*columns)
+        points: Iterator[Sequence[Any]] = lazy_product(columns) if lazy else itertools.product(*columns)
         names = [p.name for p in swept]
         # strict=False: the commands stop at run_cap, the values run on.
         for command, point in zip(self._iter_commands(), points, strict=False):
             yield command, dict(zip(names, point, strict=True))
-
-
-def _paired(render: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, Any]]:
-    """A renderer that keeps the value beside its text."""
-    return lambda value: (value, render(value))
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _lazy_product(columns: list[Any]) -> Iterator[tuple[Any, ...]]:
-    """itertools.product, but a (values, render) column is rendered anew at each pass."""
-    if not columns:
-        yield ()
-        return
-    last = columns[-1]
-    for prefix in _lazy_product(columns[:-1]):
-        for item in last if isinstance(last, list) else map(last[1], last[0]):
-            yield (*prefix, item)
 
 
 # What PyYAML's constructors and numeric conversions raise on hostile input
@@ -300,17 +293,20 @@ def _load_gridspec(path: Path) -> Gridspec:
         fail("the gridspec is empty; it needs 'program' and 'parameters'")
     if not isinstance(spec, Map):
         fail(f"expected a mapping with 'program' and 'parameters' at the top level, not {kind(spec)}", 1)
+    resources = take_resources(spec, fail)
     for key in spec:
         if key not in _TOP_KEYS:
-            fail(unknown(key, _TOP_KEYS), spec.key_lines.get(key))
+            fail(unknown(key, (*_TOP_KEYS, "resources")), spec.key_lines.get(key))
     if "grids" in spec:
         grids = tuple(_spec_gridspec(path, part, fail) for part in grid_specs(spec, fail))
         first = grids[0]
         if first.method != "grid":
             fail(f"'grids' makes a union of grids (method grid, or the original format); method {first.method} takes zip, exclude and when",
                  spec.key_lines.get("grids"))
-        return Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
-    return _spec_gridspec(path, spec, fail)
+        union = Gridspec(path, first.program, first.command, first.is_wandb, first.method, None, first.seed, (), "", (), _union=grids)
+        return attach(union, resources, [p for grid in grids for p in grid._params], fail)
+    gridspec = _spec_gridspec(path, spec, fail)
+    return attach(gridspec, resources, gridspec._params, fail)
 
 
 def _spec_gridspec(path: Path, spec: Map, fail: Fail) -> Gridspec:
@@ -392,7 +388,8 @@ def write_runfile(gridspec: Gridspec, out: Path) -> int:
     with suppress(OSError):
         if out.samefile(gridspec.path):
             raise RunfileError("is the gridspec itself; give another name for the runfile", out)
-    return write_lines(out, gridspec.iter_commands())
+    counted = [0]
+    return write_lines(out, gridspec.iter_lines(counted)) - counted[0]
 
 
 def default_runfile_path(spec_path: Path) -> Path:

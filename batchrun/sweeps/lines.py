@@ -22,7 +22,7 @@ _WRITE_CHUNK = 8192
 
 
 def write_lines(out: Path, lines: Iterable[str], header: str | None = None) -> int:
-    """Write `header` (a `#` line, if given) and then the lines to `out`, fsynced; return how many lines.
+    """Write `header` (`#` lines, if given) and then the lines to `out`, fsynced; return how many lines (the header's aside).
 
     Raises:
         RunfileError: `out` is a directory or cannot be written.

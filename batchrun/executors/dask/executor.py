@@ -65,10 +65,12 @@ from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unw
 from batchrun.executors.dask.client import CONNECT_TIMEOUT, INSTALL_HINT, cancelled, one_line, probe_scheduler, start_local_cluster
 from batchrun.executors.dask.client import distributed as distributed_module
 from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME, claim_log_dir, job_alive, mark_stopped, read_key
+from batchrun.executors.dask.resources import check_offered, worker_resources
 from batchrun.executors.dask.settings import DaskSettings
 from batchrun.executors.dask.worker import find_job_processes, run_job, signal_job_processes
 from batchrun.executors.jobfiles import note_stop, read_exit_record
 from batchrun.liveness import LockTable
+from batchrun.resources import Request
 
 __all__ = ["INSTALL_HINT", "KEY_NAME", "LOCK_NAME", "DaskExecutor", "DaskSettings"]
 
@@ -106,6 +108,8 @@ class DaskExecutor(Executor):
         self._first_signals: dict[str, int] = {}
         # job id -> log directory, as the launch named it.
         self._log_dirs: dict[str, str] = {}
+        # Worker resources some worker was seen to offer (`resources.check_offered`).
+        self._offered: set[tuple[tuple[str, float], ...]] = set()
 
     @classmethod
     def made(cls, ref: str) -> bool:
@@ -170,12 +174,15 @@ class DaskExecutor(Executor):
 
     # -- running ------------------------------------------------------------
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         client = self._connect()
         key = f"batchrun-{job_id}-{uuid.uuid4().hex[:12]}"
+        resources = worker_resources(request)
+        if resources:
+            check_offered(client, resources, self._offered, job_id)
         self._log_dirs[job_id] = log_dir
         claim_log_dir(log_dir, key)
-        future = client.submit(run_job, key, job_id, command, log_dir, env, self.options.cwd, key=key, pure=False)
+        future = client.submit(run_job, key, job_id, command, log_dir, env, self.options.cwd, key=key, pure=False, resources=resources or None)
         # The task outlives a killed launch: a command already running is
         # adopted by the next launch (see the module docstring).
         distributed_module().fire_and_forget(future)

@@ -24,6 +24,7 @@ from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
 from batchrun.executors.jobfiles import job_lock_held, note_stop, wait_for_job_lock, wait_unwatched
 from batchrun.executors.local.helpers import Dispatcher, HelperPool
 from batchrun.executors.processes import find_job_processes, group_alive, kill_group
+from batchrun.resources import Request
 
 __all__ = ["LocalExecutor"]
 
@@ -49,11 +50,11 @@ class LocalExecutor(Executor):
     def made(cls, ref: str) -> bool:
         return ref.isdigit()
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         self._noted.discard(job_id)  # a retry: its supervisor clears the last attempt's note
         return str(self._slots.start(job_id, command, log_dir, env))
 
-    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
         """--detach: every job started and supervised by one helper that outlives batchrun (a Python per job would cost 20 ms and 1.5 MB each)."""
         dispatcher = Dispatcher(self.options.cwd)
         try:

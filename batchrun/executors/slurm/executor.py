@@ -43,7 +43,7 @@ from batchrun.executors.slurm import cluster
 from batchrun.executors.slurm.commands import SlurmCommands
 from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.submit import (
-    Request,
+    Submission,
     Submitter,
     append_line,
     index_manifests,
@@ -64,6 +64,7 @@ from batchrun.executors.slurm.text import (
     shell_quote,
 )
 from batchrun.liveness import LockTable
+from batchrun.resources import Request
 
 __all__ = ["SUBMITTED_NAME", "TASK_SCRIPT_NAME", "SlurmExecutor", "SlurmSettings", "is_slurm_ref", "manifest_line", "parse_squeue", "shell_quote"]
 
@@ -203,32 +204,34 @@ class SlurmExecutor(Executor):
 
     # -- submitting ---------------------------------------------------------
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         prepare_log_dir(log_dir)
-        request = Request(job_id, command, log_dir, env)
+        submission = Submission(job_id, command, log_dir, env, request)
         with self._cond:
             if self._closed.is_set() or not self._threads:
                 raise ExecutorError("the SLURM executor is not open")
-            self._submitter.queue.append(request)
+            self._submitter.queue.append(submission)
             self._cond.notify_all()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.ref is not None
-        return request.ref
+        submission.done.wait()
+        if submission.error is not None:
+            raise submission.error
+        assert submission.ref is not None
+        return submission.ref
 
-    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]]) -> list[str]:
-        """Submit jobs (job_id, command, log_dir, env) as one array of which at most -j tasks run.
+    def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
+        """Submit jobs (job_id, command, log_dir, env) as arrays, one per distinct request, of which at most -j tasks run.
 
-        An array larger than SLURM's MaxArraySize is split, each part waiting
-        for the one before, so that -j still holds.
+        An array larger than SLURM's MaxArraySize is split, and arrays of
+        different requests follow each other, each part waiting for the one
+        before, so that -j still holds.
         """
-        requests = []
-        for job_id, command, log_dir, env in jobs:
+        asks = list(requests) if requests is not None else [None] * len(jobs)
+        submissions = []
+        for (job_id, command, log_dir, env), request in zip(jobs, asks, strict=True):
             prepare_log_dir(log_dir)
-            requests.append(Request(job_id, command, log_dir, env))
-        self._submitter.submit(requests, chain=True, track=False)
-        return [request.ref or "" for request in requests]
+            submissions.append(Submission(job_id, command, log_dir, env, request))
+        self._submitter.submit(submissions, chain=True, track=False)
+        return [submission.ref or "" for submission in submissions]
 
     # -- waiting ------------------------------------------------------------
 

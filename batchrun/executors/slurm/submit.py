@@ -2,7 +2,9 @@
 
 Jobs that start together go to SLURM together: the submitter thread sends
 every job queued within a short window (or as soon as every free slot asked)
-as one `sbatch --array=0-K%N`. Before submitting it writes a manifest (line
+as one `sbatch --array=0-K%N` per distinct request (jobs asking for the same
+GPUs, CPUs, memory and time share an array, which carries `--gres`,
+`--cpus-per-task`, `--mem` and `--time` for all its tasks). Before submitting it writes a manifest (line
 K+1 holds task K's job id, environment and command) and, after, a line in
 the `submitted` log; a later launch reads both back to find jobs the journal
 has no reference for, and skips whatever in them is damaged.
@@ -31,12 +33,14 @@ from batchrun.executors.slurm.text import (
     manifest_job_id,
     manifest_line,
     parse_submitted,
+    request_args,
     task_script,
 )
 from batchrun.executors.supervisor import clear_job_files
+from batchrun.resources import Request
 
 __all__ = [
-    "Request",
+    "Submission",
     "Submitter",
     "append_line",
     "index_manifests",
@@ -55,13 +59,14 @@ DEFAULT_MAX_ARRAY = 1000
 
 
 @dataclass
-class Request:
+class Submission:
     """A job waiting to be submitted, then its reference or the error."""
 
     job_id: str
     command: str
     log_dir: str
     env: dict[str, str]
+    request: Request | None = None  # what it asks SLURM for (`batchrun.resources`)
     done: threading.Event = field(default_factory=threading.Event)
     ref: str | None = None
     error: ExecutorError | None = None
@@ -93,7 +98,7 @@ class Submitter:
         # Called under the condition with (ref, log dir, tracked) for each task submitted.
         self._register = register
         self.max_array = DEFAULT_MAX_ARRAY
-        self.queue: list[Request] = []
+        self.queue: list[Submission] = []
         # Tasks submitted by start() that nobody has finished waiting for: they count against -j.
         self.outstanding = 0
         self._recent: deque[str] = deque(maxlen=options.n_jobs)
@@ -130,8 +135,16 @@ class Submitter:
                 for request in batch:
                     request.done.set()
 
-    def submit(self, requests: list[Request], after: str | None = None, chain: bool = False, track: bool = True) -> None:
-        """sbatch `requests` as arrays of at most MaxArraySize tasks and set their refs."""
+    def submit(self, requests: list[Submission], after: str | None = None, chain: bool = False, track: bool = True) -> None:
+        """sbatch `requests` as arrays of at most MaxArraySize tasks, one array (or more) per distinct request, and set their refs."""
+        groups: dict[tuple[str, ...], list[Submission]] = {}
+        for submission in requests:
+            groups.setdefault(tuple(request_args(submission.request)), []).append(submission)
+        for group_args, group in groups.items():
+            after = self._submit_group(group, list(group_args), after, chain, track)
+
+    def _submit_group(self, requests: list[Submission], request_sbatch: list[str], after: str | None, chain: bool, track: bool) -> str | None:
+        """Submit jobs asking alike; the `after` for the next group (its last array when chained)."""
         for first in range(0, len(requests), self.max_array):
             chunk = requests[first : first + self.max_array]
             with self._cond:
@@ -145,7 +158,8 @@ class Submitter:
             args = ["sbatch", "--parsable", f"--array=0-{len(chunk) - 1}%{min(self._options.n_jobs, len(chunk))}"]
             args += [f"--job-name=batchrun-{Path(self._options.runs_dir).name}", f"--output={self._slurm_dir}/%A.out", "--open-mode=append"]
             args += [f"--dependency=afterany:{after}"] if after is not None else []
-            array_id = self._sbatch([*args, *self._sbatch_args, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
+            # The job's own request after --sbatch-args: a line's directive is more specific than the launch's defaults.
+            array_id = self._sbatch([*args, *self._sbatch_args, *request_sbatch, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
             append_line(self._slurm_dir / SUBMITTED_NAME, f"{manifest.name} {array_id} {len(chunk)}\n")
             with self._cond:
                 for task, request in enumerate(chunk):
@@ -156,6 +170,7 @@ class Submitter:
                     self._register(ref, request.log_dir, track)
             if chain:
                 after = array_id
+        return after
 
     def _sbatch(self, args: list[str], manifest: Path) -> str:
         """Submit; the array's job id."""

@@ -6,10 +6,13 @@ helpers build on them, and tests check them alone.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 import sys
 from pathlib import Path
+
+from batchrun.resources import Request
 
 __all__ = [
     "ENDED",
@@ -22,6 +25,7 @@ __all__ = [
     "manifest_line",
     "parse_squeue",
     "parse_submitted",
+    "request_args",
     "shell_quote",
     "task_script",
 ]
@@ -130,3 +134,25 @@ def parse_submitted(data: bytes, manifest_name: str) -> list[str]:
         if len(parts) == 3 and parts[0] == manifest_name and parts[1].isdigit() and parts[1].isascii() and parts[2].isdigit():
             arrays.append(parts[1])
     return arrays
+
+
+def request_args(request: Request | None) -> list[str]:
+    """The sbatch options that ask SLURM for what a job requests (`batchrun.resources`).
+
+    A fraction of a GPU asks for one whole GPU (`--gres=gpu:1`): SLURM's gres
+    hands out whole devices. Memory goes in megabytes, rounded up; time as
+    H:MM:SS, seconds rounded up (SLURM counts whole minutes).
+    """
+    if request is None:
+        return []
+    args = []
+    if request.gpus:
+        args.append(f"--gres=gpu:{max(1, math.ceil(request.gpus))}")
+    if request.cpus:
+        args.append(f"--cpus-per-task={request.cpus}")
+    if request.mem:
+        args.append(f"--mem={-(-request.mem // (1 << 20))}M")
+    if request.time:
+        seconds = math.ceil(request.time)
+        args.append(f"--time={seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
+    return args
