@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 
 def _install() -> None:
@@ -58,13 +59,13 @@ def _install() -> None:
         local.LocalExecutor.start_detached = start_detached  # type: ignore[method-assign]
         start = local.LocalExecutor.start
 
-        def start_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str], *rest: object) -> str:
+        def start_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Any = None) -> str:
             with lock:
                 calls["spawn"] += 1
                 n = calls["spawn"]
             if n == nth or (retry and os.path.exists(f"{log_dir}/out.1.log")):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return start(self, job_id, command, log_dir, env, *rest)  # type: ignore[arg-type]
+            return start(self, job_id, command, log_dir, env, request)
 
         local.LocalExecutor.start = start_job  # type: ignore[method-assign]
 
