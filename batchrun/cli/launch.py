@@ -60,6 +60,7 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default="metadata.json", metavar="NAME", help="name of the metadata file (default metadata.json)")
     launch.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS", help="on Ctrl-C or SIGTERM, how long jobs get to exit after SIGTERM before SIGKILL (default 10)")
     launch.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed job up to N more times in this launch (earlier attempts' logs are kept as out.<n>.log)")
+    launch.add_argument("--max-requeues", type=int, default=10, metavar="N", help="run a job that exits 75 (requeue: it saved its state, run it again) up to N more times in this launch, not counted as failures (default 10)")
     launch.add_argument("--timeout", type=duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
     halt = launch.add_mutually_exclusive_group()
     halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
@@ -143,6 +144,7 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         grace=args.grace,
         env=dict(args.env),
         retries=args.retries,
+        max_requeues=args.max_requeues,
         timeout=args.timeout,
         fail_fast=args.fail_fast,
         halt_now=args.halt_now,

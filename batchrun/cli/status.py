@@ -52,7 +52,7 @@ def add_parsers(subparsers: Any) -> None:
         parents=[where],
         help="count the jobs by state and list them, even while a launch runs",
         description=(
-            "Count the jobs of a runfile by state (succeeded, failed, timeout, interrupted, running, pending, "
+            "Count the jobs of a runfile by state (succeeded, failed, timeout, interrupted, requeued, running, pending, "
             "removed from the runfile) and list them: id, state, exit code, runtime, start, and the command "
             "(for a sweep, its parameters). Reads the live state without disturbing a running launch. "
             "Example: batchrun status exp.runfile --state failed"
@@ -89,7 +89,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun failed exp.runfile > retry.runfile && batchrun launch retry.runfile"
         ),
     )
-    failed.add_argument("--interrupted", action="store_true", help="also print the jobs that were interrupted")
+    failed.add_argument("--interrupted", action="store_true", help="also print the jobs that were interrupted or requeued (they run again on any launch)")
 
     plan = subparsers.add_parser(
         "plan",
@@ -353,7 +353,7 @@ def _cmd_failed(args: argparse.Namespace) -> int:
     # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
     wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
     if args.interrupted:
-        wanted.add(State.INTERRUPTED)
+        wanted |= {State.INTERRUPTED, State.REQUEUED}
     lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
     sys.stdout.write("".join(lines))
     return 0

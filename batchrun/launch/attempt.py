@@ -29,13 +29,18 @@ def keep_old_logs(log_dir: str, attempt: int) -> None:
             pass
 
 
-def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU."""
+def job_environment(base_env: dict[str, str], gpus: list[str], job: Job, slot: int, log_dir: str, attempt: int, requeues: int = 0) -> dict[str, str]:
+    """What a job sees: the launch's environment plus its own BATCHRUN_* variables and GPU.
+
+    BATCHRUN_REQUEUES: how many of its attempts since it last ran to its end
+    were requeued (exited 75), so a job knows to resume from its checkpoint.
+    """
     env = base_env.copy()
     env["BATCHRUN_JOB_ID"] = job.job_id
     env["BATCHRUN_SLOT"] = str(slot)
     env["BATCHRUN_LOG_DIR"] = log_dir
     env["BATCHRUN_ATTEMPT"] = str(attempt)
+    env["BATCHRUN_REQUEUES"] = str(requeues)
     env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
     if gpus:
         # Slots 0..N-1 map round-robin onto the GPUs, so with

@@ -57,6 +57,8 @@ class LaunchOptions:
     grace: float = 10.0
     env: dict[str, str] = field(default_factory=dict)
     retries: int = 0
+    # Runs again of a job that exits 75 (requeued), in this launch, before it counts as failed.
+    max_requeues: int = 10
     timeout: float | None = None
     fail_fast: bool = False
     halt_now: bool = False
@@ -115,6 +117,8 @@ def check_options(options: LaunchOptions) -> None:
         raise UsageError("--follow and --detach do not go together: a detached launch exits at once, so nothing follows the runfile")
     if options.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
+    if options.max_requeues < 0:
+        raise UsageError(f"--max-requeues must be 0 or more, not {options.max_requeues}")
     parse_mode(options.mode)
     parse_order(options.order)
     if options.n_jobs < 1:

@@ -28,7 +28,7 @@ from batchrun.metrics.cache import record_job_metrics
 from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import REQUEUE_STATUS, JobRecord, State
 
 __all__ = ["JobRunner", "LaunchControl", "submit_detached"]
 
@@ -92,6 +92,8 @@ class JobRunner:
         self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
         self.ran = 0
         self.detached = 0
+        # Jobs that exited 75 once more than --max-requeues allows (failed for that), until their end is shown.
+        self.requeues_spent: set[str] = set()
 
     # -- what the launch asks ---------------------------------------------
 
@@ -150,10 +152,10 @@ class JobRunner:
     def _still_running(self, rec: JobRecord, log_dir: Path) -> bool:
         return self.executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
-    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None) -> None:
+    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None, note: str | None = None) -> None:
         """Report an event; a display that fails (a closed pipe) never stops jobs."""
         try:
-            self.on_event(JobEvent(kind, job, rec, slot))
+            self.on_event(JobEvent(kind, job, rec, slot, note))
         except Exception:  # noqa: BLE001 - the records, not the display, matter
             self.on_event = _ignore_event
 
@@ -179,6 +181,9 @@ class JobRunner:
                 if rec is None:
                     rec = self._start_and_wait(job, slot, retries_left, fresh)
                     fresh = False
+                if rec is not None and rec.state == State.REQUEUED and not control.stopping.is_set():
+                    rec = None  # it asked to run again: not a failure, no retry spent
+                    continue
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
@@ -204,7 +209,17 @@ class JobRunner:
             self.control.halt("fail-fast")
 
     def job_env(self, job: Job, slot: int, log_dir: str, attempt: int) -> dict[str, str]:
-        return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt)
+        rec = self.journal.records.get(job.job_id)
+        return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt, rec.requeues if rec is not None else 0)
+
+    def _exited(self, job_id: str, attempt: int, status: int, start: float, end: float) -> JobRecord:
+        """Record an attempt that ran to its end: requeued when it exited 75 and --max-requeues allows, else finished."""
+        rec = self.journal.records.get(job_id)
+        if status == REQUEUE_STATUS and rec is not None:
+            if rec.requeues < self.options.max_requeues:
+                return self.journal.record_unfinished(job_id, attempt, start, end, State.REQUEUED)
+            self.requeues_spent.add(job_id)
+        return self.journal.record_end(job_id, attempt, status, start, end)
 
     def next_attempt(self, job: Job, log_dir: str) -> int:
         prev = self.journal.records.get(job.job_id)
@@ -259,11 +274,12 @@ class JobRunner:
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
             elif timed_out and not control.interrupted:
                 rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end, State.TIMEOUT)
-            elif returncode != 0 and control.interrupted:
+            elif returncode != 0 and control.interrupted and shell_status(returncode) != REQUEUE_STATUS:
                 # Stopped by us (or it chose to fail as we stopped it).
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
             else:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end)
+                # A 75 as a stop's SIGTERM came: the job saved its state and asked to run again (requeued).
+                rec = self._exited(job.job_id, attempt, shell_status(returncode), start, end)
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -276,8 +292,18 @@ class JobRunner:
         # (one failed open without, unless the executor saw there is no file).
         if ref is None or not self.executor.left_no_metrics(ref):
             record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
-        retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
-        self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
+        again = not self.control.stopping.is_set()
+        if rec.state == State.REQUEUED and again:
+            kind = EventKind.REQUEUE
+        elif rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and again:
+            kind = EventKind.RETRY
+        else:
+            kind = EventKind.END
+        note = None
+        if job.job_id in self.requeues_spent:
+            self.requeues_spent.discard(job.job_id)
+            note = f"exited 75 again after {self.options.max_requeues} requeues: --max-requeues {self.options.max_requeues} reached, failed"
+        self.emit(kind, job, rec, slot, note)
 
     def _adopt(self, job: Job, slot: int) -> JobRecord | None:
         """Wait for a job a killed launch left running; None if it must run again."""
@@ -306,12 +332,14 @@ class JobRunner:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
             elif exit_record is not None:
                 status, end = exit_record
-                rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
+                rec = self._exited(job.job_id, rec.attempts, status, rec.start or end, end)
             else:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
-        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
+        # Requeued: the caller starts it again, as a job that must run again.
+        done = (exit_record is not None and rec.state != State.REQUEUED) or ending is not None or control.stopping.is_set()
+        return rec if done else None
 
 
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:

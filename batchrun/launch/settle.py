@@ -22,7 +22,7 @@ from pathlib import Path
 from batchrun.executors import jobfiles
 from batchrun.launch.options import ValueEnum
 from batchrun.store.journal import Journal
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import REQUEUE_STATUS, JobRecord, State
 
 __all__ = ["Decision", "Outcome", "apply_decisions", "journal_decisions", "settle_in_flight", "settle_one"]
 
@@ -30,7 +30,7 @@ __all__ = ["Decision", "Outcome", "apply_decisions", "journal_decisions", "settl
 class Outcome(ValueEnum):
     """What became of a job left running."""
 
-    COLLECTED = "collected"  # it ended: its exit record says how
+    COLLECTED = "collected"  # it ended: its exit record says how (75: requeued, it runs again)
     ADOPTED = "adopted"  # still running: wait for it
     RERUN = "rerun"  # gone with no exit record: it runs again
 
@@ -74,7 +74,10 @@ def settle_in_flight(
 def journal_decisions(journal: Journal, decisions: Iterable[Decision]) -> None:
     """Write a launch's settlement to its journal (adopted jobs stay running)."""
     for decision in decisions:
-        if decision.outcome == Outcome.COLLECTED:
+        if decision.outcome == Outcome.COLLECTED and decision.status == REQUEUE_STATUS:
+            assert decision.end is not None
+            journal.record_unfinished(decision.job_id, decision.attempt, decision.start, decision.end, State.REQUEUED)
+        elif decision.outcome == Outcome.COLLECTED:
             assert decision.status is not None and decision.end is not None
             journal.record_end(decision.job_id, decision.attempt, decision.status, decision.start, decision.end)
         elif decision.outcome == Outcome.RERUN:
@@ -90,14 +93,18 @@ def apply_decisions(records: Mapping[str, JobRecord], decisions: Iterable[Decisi
     """
     for decision in decisions:
         rec = records[decision.job_id]
-        if decision.outcome == Outcome.COLLECTED:
+        # A copy of the list: the record may share it with a cache.
+        rec.exit_codes = list(rec.exit_codes)
+        if decision.outcome == Outcome.COLLECTED and decision.status == REQUEUE_STATUS:
+            rec.start, rec.end = decision.start, decision.end
+            rec.ended_unfinished(State.REQUEUED)
+        elif decision.outcome == Outcome.COLLECTED:
             assert decision.status is not None
             rec.state = State.SUCCEEDED if decision.status == 0 else State.FAILED
             rec.status = decision.status
             rec.start, rec.end = decision.start, decision.end
-            rec.exit_codes = [*rec.exit_codes, decision.status]
+            rec.exit_codes.append(decision.status)
+            rec.requeues = 0
         elif decision.outcome == Outcome.RERUN:
-            rec.state = State.INTERRUPTED
-            rec.status = None
             rec.end = None
-            rec.exit_codes = [*rec.exit_codes, None]
+            rec.ended_unfinished(State.INTERRUPTED)

@@ -15,7 +15,7 @@ Line format (space separated; a torn last line from a kill is ignored):
     S <job_id> <attempt> <start> <slot> <host>        about to start
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
-    I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
+    I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, requeued, ...)
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
     X <job_id>                                        ignored (doit ignore): skipped until forgotten
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import JobRecord, State, canonical_time, replay
+from batchrun.store.records import REQUEUE_STATUS, JobRecord, State, canonical_time, replay
 
 __all__ = ["JOURNAL_NAME", "Journal", "compaction_due"]
 
@@ -185,6 +185,7 @@ class Journal:
         rec.end = end
         rec.state = state or (State.SUCCEEDED if status == 0 else State.FAILED)
         rec.exit_codes.append(status)
+        rec.requeues = 0
         return rec
 
     def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
@@ -195,9 +196,7 @@ class Journal:
         rec.attempts = attempt
         rec.start = start
         rec.end = end
-        rec.state = state
-        rec.status = None
-        rec.exit_codes.append(None)
+        rec.ended_unfinished(state)
         return rec
 
     def record_reset(self, job_ids: Iterable[str]) -> None:
@@ -294,8 +293,10 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
         # Earlier attempts keep their exit codes (their times are not kept).
         if rec.start is not None and rec.end is not None:
             for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
-                if code is None:
-                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {State.INTERRUPTED}\n")
+                if code is None or code == REQUEUE_STATUS:
+                    # A 75 was (almost always) a requeue: kept as one, so the requeue count survives.
+                    unfinished = State.INTERRUPTED if code is None else State.REQUEUED
+                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {unfinished}\n")
                 else:
                     lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
         if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:

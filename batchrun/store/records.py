@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "STATES", "JobRecord", "State", "canonical_time", "category_of", "replay"]
+__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "JobRecord", "State", "canonical_time", "category_of", "replay"]
 
 
 class State(str, enum.Enum):
@@ -28,6 +28,10 @@ class State(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # Exited with `REQUEUE_STATUS` (75, EX_TEMPFAIL: "try again", a job that
+    # saved its state when warned or preempted): not a failure, not counted
+    # against --retries; it runs again, in the same launch up to --max-requeues.
+    REQUEUED = "requeued"
     TIMEOUT = "timeout"
     # Stopped on purpose while its launch went on: by `batchrun kill`
     # (counts as a failure; `--retry-failed` reruns it), or ended early by
@@ -55,12 +59,15 @@ State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
 State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
 State.ALL = tuple(State)
 
+# The exit status of a job that asks to run again (sysexits.h's EX_TEMPFAIL): `State.REQUEUED`.
+REQUEUE_STATUS = 75
+
 # The pseudo-state of a job whose line is no longer in the runfile.
 REMOVED = "removed"
 # The pseudo-state of a job `doit ignore` set aside: no launch runs it until `doit forget`.
 IGNORED = "ignored"
 # Every state jobs are counted and filtered under (`category_of`), in the order they are listed.
-STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
+STATES = (State.SUCCEEDED, State.FAILED, State.TIMEOUT, State.INTERRUPTED, State.REQUEUED, State.KILLED, State.STOPPED, State.RUNNING, State.PENDING, IGNORED, REMOVED)
 # The states of jobs that ended without succeeding: they make a launch exit 1.
 NOT_SUCCEEDED = frozenset({State.FAILED, State.TIMEOUT, State.KILLED})
 
@@ -84,7 +91,7 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "slot", "start", "state", "status")
+    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "requeues", "slot", "start", "state", "status")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -97,8 +104,10 @@ class JobRecord:
         self.host: str | None = None
         # The executor's reference to the running job: a pid, a SLURM job id...
         self.ref: str | None = None
-        # Exit status of each attempt, in order (None: stopped unfinished).
+        # Exit status of each attempt, in order (None: stopped unfinished; a requeued one's is 75).
         self.exit_codes: list[int | None] = []
+        # Attempts requeued since the job last ran to its end (BATCHRUN_REQUEUES of the next one).
+        self.requeues = 0
         # Set by `doit ignore` (an X line): skipped until forgotten (R).
         self.ignored = False
 
@@ -108,6 +117,16 @@ class JobRecord:
         if self.start is None or self.end is None:
             return None
         return self.end - self.start
+
+    def ended_unfinished(self, state: str) -> None:
+        """The last attempt stopped before its end, as `state` (an `I` line): it runs again."""
+        self.state = state
+        self.status = None
+        if state == State.REQUEUED:
+            self.requeues += 1
+            self.exit_codes.append(REQUEUE_STATUS)
+        else:
+            self.exit_codes.append(None)
 
     @property
     def finished(self) -> bool:
@@ -145,6 +164,7 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 if len(parts) > 7:
                     rec.host = parts[7]  # written by compaction, which drops the S line
                 rec.exit_codes.append(rec.status)
+                rec.requeues = 0
             elif kind == "S":
                 rec.attempts = int(parts[2])
                 rec.start = float(parts[3])
@@ -158,9 +178,7 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.attempts = int(parts[2])
                 rec.start = float(parts[3])
                 rec.end = float(parts[4])
-                rec.state = _known_state(parts[5])
-                rec.status = None
-                rec.exit_codes.append(None)
+                rec.ended_unfinished(_known_state(parts[5]))
             elif kind == "R":
                 fresh = records[job_id] = JobRecord(job_id)
                 fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes

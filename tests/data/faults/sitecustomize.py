@@ -19,6 +19,8 @@ there. Nothing here is imported unless a test asks for it.
                                  delivery that has not happened yet)
     BRFAULT_KILL_AFTER_APPEND=N  SIGKILL itself right after the N-th `runfile.append_commands`
                                  (a bayes launch's new points are on disk, none has started)
+    BRFAULT_KILL_AFTER_REQUEUE=1 SIGKILL itself right after the journal records a requeued
+                                 attempt (exit 75), before the next attempt's start record
 """
 
 from __future__ import annotations
@@ -129,6 +131,20 @@ def _install() -> None:
             return jobs
 
         runfile.append_commands = append_commands  # type: ignore[assignment]
+
+    if env.get("BRFAULT_KILL_AFTER_REQUEUE") == "1":
+        from batchrun.store.journal import Journal
+        from batchrun.store.records import State
+
+        unfinished = Journal.record_unfinished
+
+        def record_unfinished(self: Journal, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> object:
+            rec = unfinished(self, job_id, attempt, start, end, state)
+            if state == State.REQUEUED:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return rec
+
+        Journal.record_unfinished = record_unfinished  # type: ignore[assignment,method-assign]
 
 
 _install()
