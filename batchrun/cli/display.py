@@ -343,5 +343,6 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
         lines.append(f"  stopped by batchrun stop{rest}")
     if result.detached:
         lines.append(f"  {count(result.detached, 'job')} started and left running; follow them with: batchrun status {runfile}")
-    lines.append(f"  metadata: {result.metadata_path}")
+    if result.metadata_written:
+        lines.append(f"  metadata: {result.metadata_path}")
     return lines

@@ -270,6 +270,7 @@ class Launch:
         self.stop_background()
         runner = self.runner
         error = self.control.fatal
+        final_error: BatchrunError | None = None
         try:
             final_error = self.metadata.write_final()
             error = error or final_error
@@ -294,6 +295,7 @@ class Launch:
             halted=control.halted,
             detached=runner.detached,
             drained=control.drained and not control.interrupted,
+            metadata_written=final_error is None and self.runs_dir.metadata.exists(),
         )
 
 

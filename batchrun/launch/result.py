@@ -58,6 +58,7 @@ class LaunchResult:
     halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
     drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
     detached: int = 0  # jobs submitted and left running (--detach)
+    metadata_written: bool = True  # metadata_path holds this launch's last view (not so on a full disk)
 
     @property
     def exit_code(self) -> int:
