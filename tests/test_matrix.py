@@ -169,6 +169,14 @@ def check_status_csv(case: Case) -> None:
     assert Counter(row["state"] for row in rows) == +Counter(case.counts())
 
 
+def check_status_resources(case: Case) -> None:
+    """`status --resources` summarises the jobs that ran to an end, as `status` counts them."""
+    answer = case.ask("status", case.kind.given, "--resources", "--json")
+    assert answer.code == 0 and answer.err == "", answer
+    counts = case.counts()
+    assert json.loads(answer.out)["jobs"] == counts["succeeded"] + counts["failed"] + counts["timeout"], answer.out
+
+
 def check_results(case: Case) -> None:
     answer = case.ask("results", case.kind.given, "--json")
     assert answer.code == 0, answer
@@ -310,6 +318,7 @@ COMMANDS = [
     Command("status", check_status),
     Command("status-json", check_status_json),
     Command("status-csv", check_status_csv),
+    Command("status-resources", check_status_resources),
     Command("results", check_results),
     Command("report", check_report),
     Command("plan", check_plan),

@@ -31,7 +31,7 @@ from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration, format_text_cells
 from batchrun.status.lookup import job_entry, job_parameters, short_id_length
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import USAGE_FIELDS, JobRecord, State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -62,6 +62,10 @@ def add_parsers(subparsers: Any) -> None:
     output = status.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object: counts and each job's metadata.json entry")
     output.add_argument("--csv", action="store_true", help="print the jobs as CSV, one row per job")
+    status.add_argument(
+        "--resources", action="store_true",
+        help="summarise what the jobs used: p50, p95 and max of peak memory, runtime and CPU, and --sbatch-args that fit (with --json: as JSON)",
+    )
     status.add_argument("--command", dest="show_command", action="store_true", help="show the command even for a sweep (default: its parameters)")
 
     logs = subparsers.add_parser(
@@ -131,6 +135,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     states = states_of(args)
     jobs = status.select(states)
     out = sys.stdout
+    if args.resources:
+        from batchrun.cli.resources import write_resources
+        from batchrun.status.resources import COUNTED
+
+        # By the state each job is counted under, as every command counts it (a removed line's job is not among them).
+        write_resources(out, target.given, [job.record for job in jobs if job.category in COUNTED], args.json, args.csv)
+        return 0
     if args.json:
         _write_json(out, target, status, jobs)
     elif args.csv:
@@ -157,7 +168,7 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
 def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
     sweep = _sweep_columns(status)
     names, params = sweep if sweep is not None else ([], {})
-    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", "removed", "command"]
+    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", *USAGE_FIELDS, "removed", "command"]
     header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -176,6 +187,7 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
             rec.attempts if rec is not None else 0,
             _blank(rec.slot if rec is not None and running else None),
             _blank(rec.host if rec is not None else None),
+            *[_blank(getattr(rec, name) if rec is not None else None) for name in USAGE_FIELDS],
             "true" if job.removed else "false",
             job.command,
             *[_param_text(values.get(name)) for name in names],

@@ -4,6 +4,8 @@
 - out.log's flock: held while any process of the job (or its supervisor,
   until the record is written) is alive;
 - `exit`: how the job ended, `<status> <attempt>` (`read_exit_record`);
+- `usage`: what the attempt used, `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`
+  (`read_usage`), written just before the exit record;
 - `.stopping`: the note a launch leaves before it signals a job on purpose
   (`note_stop`), after which the supervisor writes no record.
 These are the same for every executor, so a launch, `status` and `wait`
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.executors.supervisor import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, note_stop, read_exit_record
+from batchrun.executors.supervisor import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, USAGE_NAME, note_stop, read_exit_record
 from batchrun.liveness import LockTable, lock_held
 
 __all__ = [
@@ -28,12 +30,32 @@ __all__ = [
     "job_lock_held",
     "note_stop",
     "read_exit_record",
+    "read_usage",
     "wait_for_job_lock",
     "wait_unwatched",
 ]
 
 # What an unwatched job that ended with no record counts as: killed, as by SIGKILL (its supervisor died with it).
 _NO_RECORD_STATUS = -9
+
+
+def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | None:
+    """What an attempt used, as its supervisor wrote it (`supervisor.record_usage`): (max_rss_kb, user_cpu_s, sys_cpu_s); None if unknown.
+
+    Only that attempt's: an earlier attempt's file is none.
+    """
+    try:
+        with open(f"{log_dir}/{USAGE_NAME}", "rb") as f:
+            data = f.read(128)
+    except OSError:
+        return None
+    fields = data.split()
+    if not data.endswith(b"\n") or len(fields) != 4 or fields[0] != str(attempt).encode():
+        return None
+    try:
+        return int(fields[1]), float(fields[2]), float(fields[3])
+    except ValueError:
+        return None
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:

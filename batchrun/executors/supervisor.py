@@ -58,6 +58,7 @@ __all__ = [
     "MAX_ARG_STRLEN",
     "OUT_NAME",
     "STOP_NAME",
+    "USAGE_NAME",
     "Ended",
     "Job",
     "clear_job_files",
@@ -68,6 +69,7 @@ __all__ = [
     "note_stop",
     "read_exit_record",
     "record_end",
+    "record_usage",
     "shield_signals",
     "start",
 ]
@@ -82,6 +84,8 @@ LOCK_NAME = OUT_NAME
 # whatever status its shell exits with, so its supervisor writes no record.
 STOP_NAME = ".stopping"
 COMMAND_FILE = "command.sh"
+# What the last attempt used (`record_usage`), written just before its exit record.
+USAGE_NAME = "usage"
 # One argument longer than this (its bytes plus the NUL) is refused by Linux (E2BIG).
 MAX_ARG_STRLEN = 131_072
 
@@ -141,6 +145,25 @@ def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> b
     except OSError:
         return False
     return True
+
+
+def record_usage(log_dir: bytes, attempt: str | bytes, rusage: struct_rusage) -> None:
+    """Write what the job's attempt used, from its shell's `wait4`: `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`.
+
+    The shell's usage covers every process of the job it waited for, and
+    its peak resident memory is the largest of theirs (Linux: kilobytes).
+    No sampling: it costs one small write per job. Best effort: a job
+    whose usage cannot be written only has none shown.
+    """
+    line = b"%s %d %.3f %.3f\n" % (attempt if isinstance(attempt, bytes) else attempt.encode(), rusage.ru_maxrss, rusage.ru_utime, rusage.ru_stime)
+    try:
+        fd = os.open(_path(log_dir, USAGE_NAME), _FLAGS | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def note_stop(log_dir: str | bytes | os.PathLike[str]) -> bool:
@@ -299,6 +322,7 @@ def ended(job: Job, wait_status: int, rusage: struct_rusage, before_record: Call
         job.proc.returncode = returncode  # reaped here: Popen must not wait for it again
         if before_record is not None:
             before_record()
+        record_usage(job.log_dir, job.attempt, rusage)  # before the record: whoever reads the record finds it
         recorded = record_end(job.log_dir, returncode, job.attempt)
     finally:
         os.close(job.out_fd)

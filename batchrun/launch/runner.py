@@ -267,9 +267,11 @@ class JobRunner:
         assert returncode is not None
         ending = self.ends.wait(job.job_id)
         end = time.time()
+        usage = jobfiles.read_usage(log_dir, attempt)
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
+            self.journal.record_usage(job.job_id, attempt, usage)
             if ending is not None:
                 rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
             elif timed_out and not control.interrupted:
@@ -323,11 +325,13 @@ class JobRunner:
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
         ending = self.ends.wait(job.job_id)
         exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
+        usage = jobfiles.read_usage(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
+            self.journal.record_usage(job.job_id, rec.attempts, usage)
             if ending is not None:
                 rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
             elif exit_record is not None:

@@ -45,6 +45,7 @@ class Decision:
     start: float
     end: float | None = None  # when it ended (collected) or was found gone (rerun)
     status: int | None = None  # exit status, when collected
+    usage: tuple[int, float, float] | None = None  # what it used (`jobfiles.read_usage`), when collected
 
 
 def settle_one(rec: JobRecord, log_dir: Path, still_running: Callable[[JobRecord, Path], bool], now: float) -> Decision:
@@ -58,7 +59,7 @@ def settle_one(rec: JobRecord, log_dir: Path, still_running: Callable[[JobRecord
     exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
     if exit_record is not None:
         status, end = exit_record
-        return Decision(rec.job_id, Outcome.COLLECTED, rec.attempts, rec.start or end, end, status)
+        return Decision(rec.job_id, Outcome.COLLECTED, rec.attempts, rec.start or end, end, status, jobfiles.read_usage(log_dir, rec.attempts))
     if running:
         return Decision(rec.job_id, Outcome.ADOPTED, rec.attempts, rec.start or now)
     return Decision(rec.job_id, Outcome.RERUN, rec.attempts, rec.start or now, now)
@@ -74,6 +75,8 @@ def settle_in_flight(
 def journal_decisions(journal: Journal, decisions: Iterable[Decision]) -> None:
     """Write a launch's settlement to its journal (adopted jobs stay running)."""
     for decision in decisions:
+        if decision.outcome == Outcome.COLLECTED:
+            journal.record_usage(decision.job_id, decision.attempt, decision.usage)
         if decision.outcome == Outcome.COLLECTED and decision.status == REQUEUE_STATUS:
             assert decision.end is not None
             journal.record_unfinished(decision.job_id, decision.attempt, decision.start, decision.end, State.REQUEUED)
@@ -95,6 +98,8 @@ def apply_decisions(records: Mapping[str, JobRecord], decisions: Iterable[Decisi
         rec = records[decision.job_id]
         # A copy of the list: the record may share it with a cache.
         rec.exit_codes = list(rec.exit_codes)
+        if decision.usage is not None:
+            rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = decision.usage
         if decision.outcome == Outcome.COLLECTED and decision.status == REQUEUE_STATUS:
             rec.start, rec.end = decision.start, decision.end
             rec.ended_unfinished(State.REQUEUED)

@@ -14,6 +14,7 @@ Line format (space separated; a torn last line from a kill is ignored):
 
     S <job_id> <attempt> <start> <slot> <host>        about to start
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
+    U <job_id> <attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>   what the attempt used (before its E or I line)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, requeued, ...)
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
@@ -166,7 +167,17 @@ class Journal:
         rec.slot = slot
         rec.host = host
         rec.status = rec.end = rec.ref = None
+        rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
         return rec
+
+    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None) -> None:
+        """Record what an attempt used (`jobfiles.read_usage`), just before its end; nothing when unknown."""
+        if usage is None:
+            return
+        rss, user, system = usage
+        self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}\n")
+        rec = self._get(job_id)
+        rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = rss, float(f"{user:.3f}"), float(f"{system:.3f}")
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
@@ -299,6 +310,8 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
                     lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {unfinished}\n")
                 else:
                     lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
+        if rec.max_rss_kb is not None and rec.user_cpu_s is not None and rec.sys_cpu_s is not None and rec.state != State.RUNNING:
+            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}\n")
         if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
             # The state and host ride along: the S line that held the host goes.
             extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")

@@ -184,6 +184,9 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "pid": int(rec.ref) if running and rec.ref is not None and rec.ref.isdigit() else None,
         "job_ref": rec.ref if running else None,
         "slot": rec.slot if running else None,
+        "max_rss_kb": rec.max_rss_kb,
+        "user_cpu_s": rec.user_cpu_s,
+        "sys_cpu_s": rec.sys_cpu_s,
         "log_dir": log_dir,
     }
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "JobRecord", "State", "canonical_time", "category_of", "replay"]
+__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "USAGE_FIELDS", "JobRecord", "State", "canonical_time", "category_of", "replay"]
 
 
 class State(str, enum.Enum):
@@ -59,6 +59,9 @@ State.FINISHED = frozenset({State.SUCCEEDED, State.FAILED, State.TIMEOUT})
 State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
 State.ALL = tuple(State)
 
+# What each attempt used, as JobRecord, metadata.json, status and results name it.
+USAGE_FIELDS = ("max_rss_kb", "user_cpu_s", "sys_cpu_s")
+
 # The exit status of a job that asks to run again (sysexits.h's EX_TEMPFAIL): `State.REQUEUED`.
 REQUEUE_STATUS = 75
 
@@ -91,7 +94,10 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
 class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
-    __slots__ = ("attempts", "end", "exit_codes", "host", "ignored", "job_id", "ref", "requeues", "slot", "start", "state", "status")
+    __slots__ = (
+        "attempts", "end", "exit_codes", "host", "ignored", "job_id", "max_rss_kb", "ref", "requeues", "slot", "start", "state", "status",
+        "sys_cpu_s", "user_cpu_s",
+    )
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -108,6 +114,10 @@ class JobRecord:
         self.exit_codes: list[int | None] = []
         # Attempts requeued since the job last ran to its end (BATCHRUN_REQUEUES of the next one).
         self.requeues = 0
+        # What the last attempt used (its supervisor's wait4): peak resident memory, CPU seconds.
+        self.max_rss_kb: int | None = None
+        self.user_cpu_s: float | None = None
+        self.sys_cpu_s: float | None = None
         # Set by `doit ignore` (an X line): skipped until forgotten (R).
         self.ignored = False
 
@@ -172,6 +182,9 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.host = parts[5]
                 rec.state = State.RUNNING
                 rec.status = rec.end = rec.ref = None
+                rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
+            elif kind == "U":
+                rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = int(parts[3]), float(parts[4]), float(parts[5])
             elif kind == "P":
                 rec.ref = parts[3]
             elif kind == "I":
