@@ -355,3 +355,27 @@ def test_a_detached_job_exiting_75_is_requeued_by_the_next_launch(make_runfile: 
     launch = run_batchrun("launch", "exp.runfile", cwd=workdir)
     assert launch.returncode == 0, launch.stdout + launch.stderr
     assert (workdir / "runs.txt").read_text() == "1 0\n2 1\n"
+
+
+# -- 14. code versions (issue 24) ----------------------------------------------------------------------
+
+
+def test_a_detached_launch_with_snapshot_runs_its_jobs_from_the_copy(workdir: Path) -> None:
+    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=workdir, check=True)
+    (workdir / ".gitignore").write_text("runs/\n")
+    (workdir / "prog.py").write_text('print("v1")\n')
+    subprocess.run(["git", "add", "-A"], cwd=workdir, check=True)
+    subprocess.run(["git", "commit", "-qm", "first"], cwd=workdir, check=True)
+    go = workdir / "go"
+    cmd = f"while [ ! -f {go} ]; do sleep 0.05; done; python3 prog.py"
+    (workdir / "exp.runfile").write_text(cmd + "\n")
+    assert run_batchrun("launch", "exp.runfile", "--detach", "--snapshot", cwd=workdir).returncode == 0
+    (workdir / "prog.py").write_text('print("v2")\n')  # edited after the launch returned, before the job goes on
+    go.touch()
+    log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
+    wait_for(lambda: (log_dir / "exit").exists(), what="the detached job to end")
+    assert (log_dir / "out.log").read_text() == "v1\n"
+    # The edited tree is another version: status lists the job as run under it.
+    listed = run_batchrun("status", "exp.runfile", "--other-code", "--json", cwd=workdir)
+    assert list(json.loads(listed.stdout)["jobs"]) == [job_id_of(cmd)]

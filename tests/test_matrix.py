@@ -177,6 +177,14 @@ def check_status_resources(case: Case) -> None:
     assert json.loads(answer.out)["jobs"] == counts["succeeded"] + counts["failed"] + counts["timeout"], answer.out
 
 
+def check_status_other_code(case: Case) -> None:
+    """`status --other-code` lists the jobs run under a known code version other than the tree's now (outside git: any known one)."""
+    answer = case.ask("status", case.kind.given, "--other-code", "--json")
+    assert answer.code == 0 and answer.err == "", answer
+    every = json.loads(case.ask("status", case.kind.given, "--json").out)["jobs"]
+    assert set(json.loads(answer.out)["jobs"]) == {job_id for job_id, entry in every.items() if entry.get("code") is not None}
+
+
 def check_results(case: Case) -> None:
     answer = case.ask("results", case.kind.given, "--json")
     assert answer.code == 0, answer
@@ -319,6 +327,7 @@ COMMANDS = [
     Command("status-json", check_status_json),
     Command("status-csv", check_status_csv),
     Command("status-resources", check_status_resources),
+    Command("status-other-code", check_status_other_code),
     Command("results", check_results),
     Command("report", check_report),
     Command("plan", check_plan),

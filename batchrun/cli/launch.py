@@ -73,6 +73,7 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--executor", choices=["local", "slurm", "dask"], default="local", help="where jobs run: this machine (default), a SLURM cluster, or a Dask cluster")
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    launch.add_argument("--snapshot", action="store_true", help="run the jobs from a copy of the git tree's tracked files as they are now (in the runs directory), so editing the code while the launch runs changes no job")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
     cli_queue.add_launch_options(launch)
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
@@ -145,6 +146,7 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         env=dict(args.env),
         retries=args.retries,
         max_requeues=args.max_requeues,
+        snapshot=args.snapshot,
         timeout=args.timeout,
         fail_fast=args.fail_fast,
         halt_now=args.halt_now,

@@ -66,6 +66,10 @@ def add_parsers(subparsers: Any) -> None:
         "--resources", action="store_true",
         help="summarise what the jobs used: p50, p95 and max of peak memory, runtime and CPU, and --sbatch-args that fit (with --json: as JSON)",
     )
+    status.add_argument(
+        "--other-code", action="store_true",
+        help="list only the jobs that ran under another code version than the working tree's now (git commit and uncommitted changes)",
+    )
     status.add_argument("--command", dest="show_command", action="store_true", help="show the command even for a sweep (default: its parameters)")
 
     logs = subparsers.add_parser(
@@ -134,6 +138,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     status = load_status(target, need_entries=args.json)
     states = states_of(args)
     jobs = status.select(states)
+    if args.other_code:
+        jobs = _under_other_code(jobs)
     out = sys.stdout
     if args.resources:
         from batchrun.cli.resources import write_resources
@@ -168,7 +174,7 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
 def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
     sweep = _sweep_columns(status)
     names, params = sweep if sweep is not None else ([], {})
-    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", *USAGE_FIELDS, "removed", "command"]
+    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "host", *USAGE_FIELDS, "code", "removed", "command"]
     header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -188,10 +194,20 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
             _blank(rec.slot if rec is not None and running else None),
             _blank(rec.host if rec is not None else None),
             *[_blank(getattr(rec, name) if rec is not None else None) for name in USAGE_FIELDS],
+            _blank(rec.code if rec is not None else None),
             "true" if job.removed else "false",
             job.command,
             *[_param_text(values.get(name)) for name in names],
         ])
+
+
+def _under_other_code(jobs: list[JobStatus]) -> list[JobStatus]:
+    """The jobs whose last attempt ran under a known code version other than the working directory's now."""
+    from batchrun.store.codeversion import current_version
+
+    now = current_version(os.getcwd())
+    name = now.name if now is not None else None
+    return [job for job in jobs if job.record is not None and job.record.code is not None and job.record.code != name]
 
 
 def _blank(value: object) -> object:

@@ -34,6 +34,7 @@ from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.jobtable import JobTable
+from batchrun.store.codeversion import capture, snapshot
 from batchrun.store.fingerprint import Fingerprint, drop_summary, summary_of, write_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
@@ -74,11 +75,19 @@ class Launch:
         base_env = dict(os.environ)
         base_env.update(options.env)
         base_env["BATCHRUN_RUNS_DIR"] = str(self.runs_dir.path)
-        self.executor = _executor_of(options, self.runs_dir)
+        # --snapshot: the jobs run in a copy of the tree made now, before any job starts.
+        self.code = capture(os.getcwd(), self.runs_dir.path) if options.snapshot else None
+        cwd = os.getcwd()
+        if options.snapshot:
+            if self.code is None:
+                raise UsageError(f"--snapshot needs a git repository: {cwd} is in none (or it has no commit yet)")
+            cwd = str(snapshot(self.code, self.runs_dir.path, cwd))
+        self.executor = _executor_of(options, self.runs_dir, cwd)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop
         )
+        self.runner.code = self.code.name if self.code is not None else None
         if on_event is not None:
             self.on_event = on_event
 
@@ -155,6 +164,10 @@ class Launch:
         jobs = plan.adopt + plan.to_run
         if not jobs and not self.options.follow and queue is None:
             return
+        if self.code is None:
+            # Which code the jobs run under: asked only of a launch that runs some.
+            self.code = capture(os.getcwd(), self.runs_dir.path)
+            self.runner.code = self.code.name if self.code is not None else None
         if self.options.detach:
             self.executor.open()
             submit_detached(self.runner, plan.to_run)
@@ -322,11 +335,11 @@ def _leave_fingerprint(launch: Launch, counts: dict[str, int], failed: list[tupl
         write_fingerprint(runs_dir.path, fingerprint)
 
 
-def _executor_of(options: LaunchOptions, runs_dir: RunsDir) -> Executor:
-    """The launch's executor; each keeps those of the options that are its own settings."""
+def _executor_of(options: LaunchOptions, runs_dir: RunsDir, cwd: str) -> Executor:
+    """The launch's executor, its jobs run in `cwd`; each keeps those of the options that are its own settings."""
     return make_executor(
         options.executor,
-        ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(runs_dir.path)),
+        ExecutorOptions(n_jobs=options.n_jobs, cwd=cwd, runs_dir=str(runs_dir.path)),
         sbatch_args=options.sbatch_args,
         scheduler=options.scheduler,
     )

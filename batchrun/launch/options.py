@@ -72,6 +72,8 @@ class LaunchOptions:
     detach: bool = False
     # After the pending jobs, keep taking the lines that enter the runfile (launch --follow).
     follow: bool = False
+    # Run the jobs from a copy of the git tree as it was when the launch started (`store.codeversion.snapshot`).
+    snapshot: bool = False
 
     def __post_init__(self) -> None:
         # A name given for a member becomes the member; an unknown one stays for `check_options` to refuse.

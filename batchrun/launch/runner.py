@@ -92,6 +92,8 @@ class JobRunner:
         self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
         self.ran = 0
         self.detached = 0
+        # The code version the jobs start under (`store.codeversion`), set by the launch before the first.
+        self.code: str | None = None
         # Jobs that exited 75 once more than --max-requeues allows (failed for that), until their end is shown.
         self.requeues_spent: set[str] = set()
 
@@ -243,7 +245,7 @@ class JobRunner:
                 return None
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-            rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host)
+            rec = self.journal.record_start(job.job_id, attempt, start, slot, self.host, self.code)
             self.running[job.job_id] = STARTING
             self.on_change(job, rec)
         try:
@@ -359,7 +361,7 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
         attempt = runner.next_attempt(job, log_dir)
         slot_id = slot % runner.options.n_jobs
         with control.lock:
-            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host)
+            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host, runner.code)
         started.append((job, rec, attempt, slot_id, log_dir))
     try:
         refs = runner.executor.start_many(

@@ -45,7 +45,7 @@ from batchrun.store.target import Target
 __all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "read_results", "sort_rows", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
-COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "command", "log_dir")
+COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "code", "command", "log_dir")
 _NUMBER_CHARS = "0123456789+-.eE"
 
 
@@ -71,6 +71,7 @@ class Run:
         rec = job.record
         for name in USAGE_FIELDS:
             row[name] = getattr(rec, name) if rec is not None else None
+        row["code"] = rec.code if rec is not None else None
         row["command"] = job.command
         row["log_dir"] = self.log_dir
         return row

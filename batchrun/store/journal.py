@@ -12,11 +12,11 @@ saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
-    S <job_id> <attempt> <start> <slot> <host>        about to start
+    S <job_id> <attempt> <start> <slot> <host> [<code>]   about to start (under that code version)
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
     U <job_id> <attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>   what the attempt used (before its E or I line)
-    E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
-    I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, requeued, ...)
+    E <job_id> <attempt> <status> <start> <end> [<state> [<host> [<code>]]]   ended (finished)
+    I <job_id> <attempt> <start> <end> <state> [<code>]   stopped unfinished (interrupted, requeued, ...)
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
     X <job_id>                                        ignored (doit ignore): skipped until forgotten
 
@@ -156,10 +156,10 @@ class Journal:
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str) -> JobRecord:
-        """Record that a job is about to start (before its process exists)."""
+    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, code: str | None = None) -> JobRecord:
+        """Record that a job is about to start (before its process exists), under code version `code` if known."""
         start = canonical_time(start)
-        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}\n")
+        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{'' if code is None else ' ' + code}\n")
         rec = self._get(job_id)
         rec.state = State.RUNNING
         rec.attempts = attempt
@@ -168,6 +168,7 @@ class Journal:
         rec.host = host
         rec.status = rec.end = rec.ref = None
         rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
+        rec.code = code
         return rec
 
     def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None) -> None:
@@ -315,14 +316,16 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
         if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
             # The state and host ride along: the S line that held the host goes.
             extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
+            if rec.code is not None and rec.host:
+                extra += f" {rec.code}"
             lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
         elif rec.state == State.RUNNING and rec.start is not None:
             # Left running on purpose (detached): keep what adoption needs.
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}\n")
+            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{'' if rec.code is None else ' ' + rec.code}\n")
             if rec.ref is not None:
                 lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
         elif rec.start is not None and rec.end is not None:
-            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
+            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}{'' if rec.code is None else ' ' + rec.code}\n")
         elif not rec.ignored:
             dropped.append(rec.job_id)  # forgotten and not run since: no line, as if never named
         if rec.ignored:

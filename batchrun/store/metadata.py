@@ -187,6 +187,7 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "max_rss_kb": rec.max_rss_kb,
         "user_cpu_s": rec.user_cpu_s,
         "sys_cpu_s": rec.sys_cpu_s,
+        "code": rec.code,
         "log_dir": log_dir,
     }
 

@@ -95,7 +95,7 @@ class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
     __slots__ = (
-        "attempts", "end", "exit_codes", "host", "ignored", "job_id", "max_rss_kb", "ref", "requeues", "slot", "start", "state", "status",
+        "attempts", "code", "end", "exit_codes", "host", "ignored", "job_id", "max_rss_kb", "ref", "requeues", "slot", "start", "state", "status",
         "sys_cpu_s", "user_cpu_s",
     )
 
@@ -114,6 +114,8 @@ class JobRecord:
         self.exit_codes: list[int | None] = []
         # Attempts requeued since the job last ran to its end (BATCHRUN_REQUEUES of the next one).
         self.requeues = 0
+        # The code version the last attempt ran under (`store.codeversion`), when its launch was in a git repository.
+        self.code: str | None = None
         # What the last attempt used (its supervisor's wait4): peak resident memory, CPU seconds.
         self.max_rss_kb: int | None = None
         self.user_cpu_s: float | None = None
@@ -173,6 +175,8 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                     rec.state = _known_state(parts[6])
                 if len(parts) > 7:
                     rec.host = parts[7]  # written by compaction, which drops the S line
+                if len(parts) > 8:
+                    rec.code = parts[8]  # likewise
                 rec.exit_codes.append(rec.status)
                 rec.requeues = 0
             elif kind == "S":
@@ -183,6 +187,7 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.state = State.RUNNING
                 rec.status = rec.end = rec.ref = None
                 rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
+                rec.code = parts[6] if len(parts) > 6 else None
             elif kind == "U":
                 rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = int(parts[3]), float(parts[4]), float(parts[5])
             elif kind == "P":
@@ -192,6 +197,8 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.start = float(parts[3])
                 rec.end = float(parts[4])
                 rec.ended_unfinished(_known_state(parts[5]))
+                if len(parts) > 6:
+                    rec.code = parts[6]  # written by compaction, which drops the S line
             elif kind == "R":
                 fresh = records[job_id] = JobRecord(job_id)
                 fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
