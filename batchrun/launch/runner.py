@@ -17,15 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
-from batchrun.executors import Executor, jobfiles
-from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs, shell_status
+from batchrun.executors import Executor
+from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
-from batchrun.launch.settle import Outcome, journal_decisions, settle_one
+from batchrun.launch.settle import AttemptEnd, Outcome, ended_from_files, journal_decisions, record_end, settle_one, watched_end
+from batchrun.launch.stopnotes import StopNotes
 from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
 from batchrun.metrics.cache import record_job_metrics
-from batchrun.metrics.file import METRICS_NAME
+from batchrun.metrics.file import METRICS_NAME, NOT_A_FILE, Skipped
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
@@ -82,14 +83,21 @@ class JobRunner:
         self.on_change = on_change  # called under control.lock
         self.request_stop = request_stop
         self.on_event: Callable[[JobEvent], None] = _ignore_event
+        # One warning line for the launch (a metrics path that is no regular file, the first time).
+        self.on_warning: Callable[[str], None] = _ignore_warning
+        self._metrics_skipped = Skipped()
         self.slots = SlotPool(options.n_jobs)
         # job id -> the executor's reference (None: unknown, STARTING), for jobs a thread waits on.
         self.running: dict[str, str | None] = {}
         # Adopted jobs no thread waits on yet: job -> its reference.
         self.adopted: dict[str, tuple[Job, str | None]] = {}
         self.adopt_ids: set[str] = set()
+        # Adopted jobs an earlier launch was stopping (their note says so): job -> the state it records.
+        self.restop: dict[str, str] = {}
+        # The stops this launch makes, noted before their first signal.
+        self.stops = StopNotes(executor, journal, control.lock, logs, lambda job_id: job_id in self.adopt_ids)
         # Jobs being stopped while the launch goes on (`stop_jobs`).
-        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set, self.stops.signal_stop)
         self.ran = 0
         self.detached = 0
 
@@ -106,11 +114,13 @@ class JobRunner:
             return [(j, r, True) for j, r in self.running.items()] + [(j, r, False) for j, (_, r) in self.adopted.items()]
 
     def adopt_all(self, jobs: list[Job]) -> None:
-        """Make every adopted job a running job of this launch, shown at once."""
+        """Make every adopted job a running job of this launch, shown at once; carry on the stops an earlier launch began."""
         records = self.journal.records
         with self.control.lock:
             for job in jobs:
                 self.adopted[job.job_id] = (job, records[job.job_id].ref)
+            for job_id, state in self.restop.items():
+                self.ends.resume(job_id, records[job_id].ref, state)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
 
@@ -243,27 +253,19 @@ class JobRunner:
             self.running[job.job_id] = ref
             self.on_change(job, rec)
         self.emit(EventKind.START, job, rec, slot)
-        timed_out = False
         deadline = None if self.options.timeout is None else time.monotonic() + max(0.0, start + self.options.timeout - time.time())
         returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
         if returncode is None:
-            timed_out = True
+            self.stops.note_stop(job.job_id, State.TIMEOUT)
             returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
-        ending = self.ends.wait(job.job_id)
+        self.ends.wait(job.job_id)  # a stop under way (kill, early stop) is over once its group is gone
         end = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
-            elif timed_out and not control.interrupted:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end, State.TIMEOUT)
-            elif returncode != 0 and control.interrupted:
-                # Stopped by us (or it chose to fail as we stopped it).
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
-            else:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end)
+            how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
+            rec = record_end(self.journal, job.job_id, attempt, start, end, how)
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -275,7 +277,11 @@ class JobRunner:
         # The job's metrics, summarised once now, spare `batchrun results` parsing them
         # (one failed open without, unless the executor saw there is no file).
         if ref is None or not self.executor.left_no_metrics(ref):
-            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
+            skipped = self._metrics_skipped
+            warned = NOT_A_FILE in skipped.counts
+            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}", skipped)
+            if not warned and NOT_A_FILE in skipped.counts:
+                self.on_warning(f"{skipped.first[NOT_A_FILE]}: not a regular file; a job's metrics are read only from one (others like it are skipped without a word)")
         retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
         self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
 
@@ -295,23 +301,19 @@ class JobRunner:
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
-        ending = self.ends.wait(job.job_id)
-        exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
+        self.ends.wait(job.job_id)
+        how = ended_from_files(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
-            elif exit_record is not None:
-                status, end = exit_record
-                rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
-            else:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
+            self.stops.forget(job.job_id, rec.attempts)
+            end = how.end if how is not None and how.end is not None else now
+            rec = record_end(self.journal, job.job_id, rec.attempts, rec.start or end, end, how or _UNSEEN)
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
-        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
+        return rec if how is not None or control.stopping.is_set() else None
 
 
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
@@ -351,3 +353,11 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
 
 def _ignore_event(event: JobEvent) -> None:
     pass
+
+
+def _ignore_warning(text: str) -> None:
+    pass
+
+
+# An adopted job gone with no record and no stop note: it did not finish, and runs again.
+_UNSEEN = AttemptEnd(State.INTERRUPTED)
