@@ -72,7 +72,7 @@ def test_appended_lines_start_without_a_relaunch_and_run_once_across_a_kill_9(ma
     assert sorted(ran(workdir)) == ["a", "b", "c", "d", "e", "f"]
     assert "batchrun: exp.runfile: following exp.runfile for new lines (batchrun stop exp.runfile to end)\n" in out
     assert f"queued      {job_id_of('echo f >> ran')}  line 6  echo f >> ran\n" in out
-    assert "batchrun: 6 jobs: 6 succeeded" in out
+    assert "batchrun: exp.runfile: 6 jobs: 6 succeeded" in out
     entries = read_metadata(workdir / "runs" / "exp")
     assert sorted(entry["state"] for entry in entries.values()) == ["succeeded"] * 6
     assert all(entry["attempts"] == 1 for entry in entries.values())
@@ -100,7 +100,7 @@ def test_lines_removed_before_their_job_starts_never_run(make_runfile: MakeRunfi
     assert code == 130, err
     assert ran(workdir) == ["first", "kept", "last"]
     assert f"dropped     {job_id_of('echo queued >> ran')}  left the runfile before it started; not run  echo queued >> ran\n" in out
-    assert "batchrun: 3 jobs: 3 succeeded" in out
+    assert "batchrun: exp.runfile: 3 jobs: 3 succeeded" in out
     entries = read_metadata(workdir / "runs" / "exp")
     assert job_id_of("echo queued >> ran") not in entries
     assert job_id_of("echo brief >> ran") not in entries

@@ -70,8 +70,8 @@ def test_wait_of_a_finished_run_answers_at_once_with_its_exit_code(make_runfile:
     make_runfile(["true", "exit 3"], "bad.runfile")
     assert run_cli("launch", "good.runfile", "-q")[0] == 0
     assert run_cli("launch", "bad.runfile", "-q")[0] == 1
-    assert run_cli("wait", "good.runfile") == (0, "batchrun: good.runfile: finished: 2 succeeded (exit 0)\n", "")
-    assert run_cli("wait", "bad.runfile") == (1, "batchrun: bad.runfile: finished: 1 succeeded, 1 failed (exit 1)\n", "")
+    assert run_cli("wait", "good.runfile") == (0, "batchrun: good.runfile: finished: 2 jobs: 2 succeeded (exit 0)\n", "")
+    assert run_cli("wait", "bad.runfile") == (1, "batchrun: bad.runfile: finished: 2 jobs: 1 succeeded, 1 failed (exit 1)\n", "")
     assert run_cli("wait", "runs/bad", "-q") == (1, "", "")
 
 
@@ -91,7 +91,7 @@ def test_wait_waits_for_a_running_launch_and_times_out_with_124(make_runfile: Ma
         out, err = waiter.communicate(timeout=60)
         assert launch.wait(timeout=60) == 1
         assert waiter.returncode == 1, err
-        assert out == "batchrun: exp.runfile: finished: 1 succeeded, 1 failed (exit 1)\n"
+        assert out == "batchrun: exp.runfile: finished: 2 jobs: 1 succeeded, 1 failed (exit 1)\n"
     finally:
         gate.touch()
         end(launch)
@@ -109,7 +109,7 @@ def test_wait_waits_for_jobs_a_detached_local_launch_left(make_runfile: MakeRunf
         gate.touch()
         out, err = waiter.communicate(timeout=60)
         assert waiter.returncode == 1, err
-        assert out == "batchrun: exp.runfile: finished: 1 failed (exit 1)\n"
+        assert out == "batchrun: exp.runfile: finished: 1 job: 0 succeeded, 1 failed (exit 1)\n"
     finally:
         gate.touch()
 
@@ -228,7 +228,7 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
         assert launched.returncode == 0, launched.stderr
         waited = run_batchrun("wait", f"{name}.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 1, waited.stdout + waited.stderr
-        assert waited.stdout.splitlines()[-1] == f"batchrun: {name}.runfile: finished: 1 succeeded, 1 failed (exit 1)"
+        assert waited.stdout.splitlines()[-1] == f"batchrun: {name}.runfile: finished: 2 jobs: 1 succeeded, 1 failed (exit 1)"
         # Cancelled outside batchrun before it started (held, so that it cannot start first and
         # leave an exit record): wait does not hang and says interrupted.
         make_runfile(["sleep 300"], f"{name}c.runfile")
@@ -238,7 +238,7 @@ def test_wait_for_detached_slurm_jobs_asks_squeue(make_runfile: MakeRunfile, wor
         subprocess.run(["scancel", "-n", f"batchrun-{name}c"], check=True)
         waited = run_batchrun("wait", f"{name}c.runfile", "--timeout", "120", cwd=workdir, timeout=180)
         assert waited.returncode == 130, waited.stdout + waited.stderr
-        assert "1 detached job(s) ended without an exit record" in waited.stdout
+        assert "1 detached job ended without an exit record" in waited.stdout
         # status and plan ask squeue too: cancelled outside batchrun, it no longer shows as running.
         status = run_batchrun("status", f"{name}c.runfile", cwd=workdir)
         assert "1 job: 0 succeeded, 0 failed, 1 interrupted, 0 running, 0 pending" in status.stdout, status.stdout
@@ -287,7 +287,7 @@ def test_kill_stops_exactly_the_named_job_and_its_children_and_the_launch_goes_o
     assert launch.returncode == 1, err
     assert (workdir / "ran").read_text().split() == ["c", "b"]
     assert f"KILLED      {job_id_of(doomed)}" in out
-    assert "batchrun: 3 jobs: 2 succeeded, 1 killed (3 ran now)" in out
+    assert "batchrun: exp.runfile: 3 jobs: 2 succeeded, 1 killed (3 ran now)" in out
     status = run_batchrun("status", "exp.runfile", "--state", "killed", cwd=workdir)
     assert status.returncode == 0 and "3 jobs: 2 succeeded, 0 failed, 0 interrupted, 1 killed" in status.stdout
     assert json.loads((workdir / "runs" / "exp" / "metadata.json").read_text())[job_id_of(doomed)]["state"] == "killed"
@@ -318,7 +318,7 @@ def test_stop_lets_running_jobs_finish_and_starts_no_new_one(make_runfile: MakeR
         end(launch)
     assert launch.returncode == 0, err
     assert (workdir / "ran").read_text() == "a\n"
-    assert "  stopped by batchrun stop; 1 jobs did not start; they run with: batchrun launch exp.runfile\n" in out
+    assert "  stopped by batchrun stop; 1 job did not start; they run with: batchrun launch exp.runfile\n" in out
     assert run_batchrun("wait", "exp.runfile", cwd=workdir).returncode == 0
 
 

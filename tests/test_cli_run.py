@@ -121,7 +121,7 @@ def test_pythons_own_dash_m_is_not_a_multirun(workdir: Path, run_cli: RunCli) ->
 def test_no_notation_is_one_line(workdir: Path, run_cli: RunCli) -> None:
     code, out, err = run_cli("run", "--dry-run", "echo", "hello", "world")
     assert (code, out) == (0, "echo hello world\n")
-    assert "1 lines from a command with no sweep" in err
+    assert "1 line from a command with no sweep" in err
 
 
 def test_dry_run_writes_nothing_and_says_the_plan(rec: Path) -> None:
@@ -149,7 +149,7 @@ def test_count_before_anything_runs(words: list[str], count: int, workdir: Path,
 
 def test_sweep_writes_a_commands_runfile_without_launching(workdir: Path, run_cli: RunCli) -> None:
     code, out, err = run_cli("sweep", "python train.py --lr={0.1,0.01}")
-    assert (code, out) == (0, "Runfile generated: train.runfile (2 commands)\n"), err
+    assert (code, out) == (0, "batchrun: wrote train.runfile (2 commands)\n"), err
     assert lines_of(workdir / "train.runfile") == ["python train.py --lr=0.1", "python train.py --lr=0.01"]
     code, out, _ = run_cli("sweep", "-o", "x.runfile", "echo", ":::", "a", "b")
     assert code == 0 and lines_of(workdir / "x.runfile") == ["echo a", "echo b"]

@@ -187,7 +187,7 @@ def test_status_reads_a_running_launch_without_disturbing_it(make_runfile: MakeR
         row = lines[5].split()
         assert row[:4] == ["2", job_id_of(waiting)[:8], "running", "-"] and row[6] in ("0", "1")
         code, out, _ = run_cli("plan", "exp.runfile")
-        assert f"a launch (pid {proc.pid}) is running this runfile now" in out
+        assert f"a launch (pid {proc.pid}) is running it" in out
         # Follow the running job's output until it ends.
         follow = subprocess.Popen(batchrun_cmd("logs", "exp.runfile", "2", "--follow"), cwd=workdir, stdout=subprocess.PIPE, text=True)
         wait_for(lambda: follow.poll() is None, what="logs --follow to start")
@@ -214,7 +214,7 @@ def test_status_after_kill_9_settles_jobs_like_the_next_launch_without_writing(m
     before = journal.read_bytes()
     code, out, _ = run_cli("status", "exp.runfile")
     assert "1 running" in out.splitlines()[0]
-    assert "1 job still running with no launch watching; the next launch adopts them" in out
+    assert "1 job still running with no launch watching; the next launch adopts it" in out
     go.touch()
     exit_file = workdir / "runs" / "exp" / "logs" / job_id_of(job) / "exit"
     wait_for(exit_file.exists, what="the job to end")
@@ -222,10 +222,10 @@ def test_status_after_kill_9_settles_jobs_like_the_next_launch_without_writing(m
     assert out.splitlines()[0] == "exp.runfile: 1 job: 0 succeeded, 1 failed, 0 interrupted, 0 running, 0 pending"
     assert out.splitlines()[-1].split()[2:4] == ["failed", "5"]
     code, out, _ = run_cli("plan", "exp.runfile")
-    assert "1 finished while no launch was watching" in out.splitlines()[0]
+    assert out.splitlines()[0] == "batchrun: exp.runfile: 1 job, 1 failed earlier (skipped), 0 to run; of these, 1 ended while no launch was watching (collected now)"
     assert journal.read_bytes() == before, "status or plan wrote to the journal"
     again = run_batchrun("launch", "exp.runfile", cwd=workdir)
-    assert again.returncode == 1 and "1 finished while no launch was watching" in again.stdout
+    assert again.returncode == 1 and "1 ended while no launch was watching" in again.stdout
 
 
 # -- logs ------------------------------------------------------------------------
@@ -233,7 +233,8 @@ def test_status_after_kill_9_settles_jobs_like_the_next_launch_without_writing(m
 
 def test_logs_by_line_id_prefix_and_substring(mixed: Mixed, run_cli: RunCli) -> None:
     assert run_cli("logs", "exp.runfile", "3", "--err") == (0, "oops\n", "")
-    assert run_cli("logs", "exp.runfile", job_id_of(mixed.bad)[:5], "--err") == (0, "oops\n", "")
+    # The short id of the tables (8 digits): a shorter prefix that is all decimal digits is a line number.
+    assert run_cli("logs", "exp.runfile", job_id_of(mixed.bad)[:8], "--err") == (0, "oops\n", "")
     assert run_cli("logs", "exp.runfile", "oops >&2") == (0, "", "")  # its stdout went to side.txt
     assert run_cli("logs", "exp.runfile", "bad >>", "--err", "--tail", "1") == (0, "oops\n", "")
 

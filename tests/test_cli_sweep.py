@@ -30,7 +30,7 @@ def test_the_original_readme_example(workdir: Path, run_cli: RunCli) -> None:
     (workdir / "gridspec.yml").write_text(ORIGINAL_README_SPEC)
     code, out, err = run_cli("sweep", "gridspec.yml")
     assert code == 0, err
-    assert out == "Runfile generated: gridspec.runfile (9 commands)\n"
+    assert out == "batchrun: wrote gridspec.runfile (9 commands)\n"
     lines = (workdir / "gridspec.runfile").read_text().splitlines()
     assert lines[:4] == [
         "python3 my_script.py --alpha=1 --beta=0.1 --gamma=100",

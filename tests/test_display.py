@@ -61,7 +61,7 @@ def test_piped_progress_prints_one_plain_line_per_finished_job() -> None:
         f"ok          {a.job_id}    0.25s  [2/4]  echo a",
         f"retrying    {b.job_id}  attempt 1 failed (exit 2)  exit 2",
         f"FAILED(2)   {b.job_id}    1.50s  [3/4]  exit 2",
-        f"INTERRUPTED {c.job_id}    1.50s  [3/4]  sleep 9",
+        f"INTERRUPTED {c.job_id}    1.50s  (runs again)  sleep 9",
     ]
     assert (progress.done, progress.failed, progress.running) == (3, 1, {})
     assert "3/4 done, 1 failed, 0 running, 1 left" in progress.status_text()
@@ -95,9 +95,9 @@ def test_plan_and_summary_lines() -> None:
     counts.update({State.SUCCEEDED: 3, State.FAILED: 7})
     result = LaunchResult(counts=counts, failed=failed, interrupted=False, ran=5, metadata_path=Path("/r/exp/metadata.json"), runs_dir=Path("/r/exp"))
     lines = summary_lines(result, "my exp.runfile", 2)
-    assert lines[0] == "batchrun: 10 jobs: 3 succeeded, 7 failed (5 ran now)"
+    assert lines[0] == "batchrun: my exp.runfile: 10 jobs: 3 succeeded, 7 failed (5 ran now)"
     assert lines[1] == f"  failed (exit 1): {job_id_of('exit 1')}  line 1  exit 1"
-    assert lines[6] == "  ... and 2 more: batchrun status 'my exp.runfile' --state failed"
+    assert lines[6] == "  ... and 2 more: batchrun status 'my exp.runfile' --state failed,timeout,killed"
     assert f"  see a failed job's output: batchrun logs 'my exp.runfile' {job_id_of('exit 1')[:8]} --err  (or its line number)" in lines
     assert "  rerun the failed jobs with: batchrun launch 'my exp.runfile' --retry-failed" in lines
     assert lines[-1] == "  metadata: /r/exp/metadata.json"
@@ -111,7 +111,7 @@ def test_a_piped_launch_prints_plain_lines(make_runfile: MakeRunfile, workdir: P
     lines = proc.stdout.splitlines()
     assert lines[0] == "batchrun: exp.runfile: 3 jobs, 3 to run"
     assert sorted(line.split()[0] for line in lines[1:4]) == ["FAILED(3)", "ok", "ok"]
-    assert lines[4] == "batchrun: 3 jobs: 2 succeeded, 1 failed (3 ran now)"
+    assert lines[4] == "batchrun: exp.runfile: 3 jobs: 2 succeeded, 1 failed (3 ran now)"
     assert f"batchrun logs exp.runfile {job_id_of('exit 3')[:8]} --err" in proc.stdout
 
 
@@ -158,5 +158,5 @@ def test_a_launch_on_a_terminal_shows_a_live_progress_area(make_runfile: MakeRun
     assert "7/7 done, 1 failed, 0 running, 0 left" in plain
     assert re.search(r"slot [01] +[\d.]+s  [0-9a-f]{8}  sleep 0.5", plain), plain  # the running jobs
     assert f"FAILED(4)   {job_id_of('sleep 0.5; exit 4')}" in plain  # printed above the area
-    assert "batchrun: 7 jobs: 6 succeeded, 1 failed (7 ran now)" in plain
+    assert "batchrun: exp.runfile: 7 jobs: 6 succeeded, 1 failed (7 ran now)" in plain
     assert f"batchrun logs exp.runfile {job_id_of('sleep 0.5; exit 4')[:8]} --err" in plain

@@ -171,7 +171,7 @@ def test_doit_ignore_skips_a_job_until_it_is_forgotten(tmp_path: Path) -> None:
     # batchrun launch goes through the same backend: doit skips the job there too.
     launched = run_batchrun("launch", "exp.runfile", cwd=tmp_path)
     assert launched.returncode == 1, launched.stderr  # `exit 3` failed in the doit run
-    assert "1 ignored (doit forget runs them again), 0 to run" in launched.stdout
+    assert "1 ignored (doit forget runs it again), 0 to run" in launched.stdout
     assert sorted(side.read_text().split()) == ["1", "2"]
     journal = Journal(tmp_path / "runs" / "exp")
     journal.load()
@@ -195,7 +195,7 @@ def test_doit_list_info_and_dumpdb_show_what_the_journal_says(tmp_path: Path) ->
     listed = doit("list", "--all", "--status", cwd=tmp_path)
     assert f"U exp:{ids[0]}" in listed.stdout
     assert f"R exp:{ids[1]}" in listed.stdout
-    assert f"U exp:{ids[3]}" in listed.stdout  # failed: done for a resume
+    assert f"F exp:{ids[3]}" in listed.stdout  # failed: done for a resume, not up to date
     info = doit("info", f"exp:{ids[1]}", cwd=tmp_path)
     assert "status     : run" in info.stdout
     assert "batchrun journal: no record" in info.stdout

@@ -10,7 +10,8 @@ import pytest
 from batchrun.errors import UsageError
 from batchrun.metrics.file import RunMetrics, Skipped
 from batchrun.metrics.scrape import parse_scrape, scrape_log
-from batchrun.results.table import _typed, best_row, group_over, sort_rows
+from batchrun.results.table import best_row, group_over, sort_rows
+from batchrun.results.tables import typed_value as _typed
 
 
 @pytest.mark.parametrize(

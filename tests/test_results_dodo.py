@@ -41,7 +41,7 @@ def test_results_task_writes_csv_report_and_prints_the_table(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == "batchrun: 6 runs of g.yml -> results.csv, report.html"
-    assert [line.split() for line in lines[-4:-1]] == [["x", "runs", "loss"], ["1", "3", "12", "±", "1", "(3)"], ["2", "3", "22", "±", "1", "(3)"]]
+    assert [line.split() for line in lines[-4:-1]] == [["x", "runs", "loss"], ["1", "3", "12", "±", "1"], ["2", "3", "22", "±", "1"]]
     rows = list(csv.DictReader((tmp_path / "results.csv").read_text().splitlines()))
     assert [(row["x"], row["seed"], row["loss"]) for row in rows] == [(str(x), str(s), str(x * 10 + s)) for x in (1, 2) for s in (1, 2, 3)]
     assert "Plotly.newPlot" in (tmp_path / "report.html").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -40,6 +41,22 @@ def test_each_template_runs_under_doit_and_launch_alike(tmp_path: Path, template
     # And each resumes the other's work: nothing left to run.
     again = run_batchrun("launch", target, cwd=with_doit)
     assert again.returncode == 0 and "0 to run" in again.stdout
+
+
+@pytest.mark.parametrize("template", ["sweep", "pipeline"])
+def test_a_templates_runs_log_a_metric_that_results_shows(tmp_path: Path, template: str) -> None:
+    """The templates' train.py logs as batchrun reads metrics: `results` after the template ran shows its loss."""
+    assert run_batchrun("init", template, cwd=tmp_path).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "doit", "-n", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = run_batchrun("results", "grid.yml", "--json", cwd=tmp_path)
+    assert results.returncode == 0, results.stderr
+    rows = json.loads(results.stdout)
+    assert len(rows) == 4 and all(isinstance(row["loss"], float) for row in rows), rows
+    if template == "pipeline":  # gathered by results_task, not by hand
+        assert "results_task" in (tmp_path / "dodo.py").read_text()
+        assert (tmp_path / "results.csv").read_text().splitlines()[0].split(",")[:6] == ["line", "job_id", "state", "lr", "layers", "seed"]
+        assert "loss" in (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
 
 
 def test_init_refuses_to_clobber_a_dodo_py(tmp_path: Path) -> None:

@@ -39,10 +39,10 @@ from batchrun.errors import BatchrunError, MetadataError
 from batchrun.launch.options import Mode
 from batchrun.launch.plan import done_for_mode, state_done
 from batchrun.store.journal import Journal
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import JobRecord, State, category_of
 from batchrun.store.rundir import LaunchLock, RunsDir, acquire_lock
 
-__all__ = ["JobDone", "JobSource", "JournalDB", "RunsDirJobs", "job_values", "register_jobs", "unregister_jobs"]
+__all__ = ["JobDone", "JobSource", "JournalDB", "RunsDirJobs", "job_state", "job_values", "register_jobs", "unregister_jobs"]
 
 _VALUES = "_values_:"
 _IGNORE = "ignore:"
@@ -215,6 +215,19 @@ def _find_job(task_id: str) -> tuple[JobSource, str] | None:
         return None
     job_id = task_id[cut:]
     return (source, job_id) if source.has_job(job_id) else None
+
+
+def job_state(task_id: str) -> tuple[str, JobRecord | None, str] | None:
+    """A job task's state as `batchrun status` counts it (`records.category_of`), its record and its mode; None for other tasks.
+
+    `doit list --status` and `doit info` say it, so that they agree with batchrun's commands.
+    """
+    found = _find_job(task_id)
+    if found is None:
+        return None
+    source, job_id = found
+    rec = source.record(job_id)
+    return category_of(rec), rec, source.mode
 
 
 class JobDone:

@@ -10,6 +10,10 @@
   dodo.py sets no `default_tasks`; this one forgets what a bare `doit` would
   run (every task that is not a subtask, with its subtasks), as doit's
   documentation says it does.
+- `list` and `info`: for a batchrun job task, its status is the job's as
+  `batchrun status` counts it: `doit list --status` marks a job that failed
+  (done in resume mode: not run again) `F`, not `U`, and `doit info` of an
+  ignored or failed job says so instead of "up-to-date".
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ from typing import Any
 from doit.cmd_base import DoitCmdBase
 from doit.cmd_dumpdb import DumpDB as _DoitDumpDB
 from doit.cmd_forget import Forget as _DoitForget
+from doit.cmd_info import Info as _DoitInfo
+from doit.cmd_list import List as _DoitList
+from doit.cmd_list import opt_list_status
 from doit.dependency import JSONCodec
 from doit.exceptions import InvalidDodoFile
 
-from batchrun._doit.backend import JournalDB
+from batchrun._doit.backend import JournalDB, job_state
 from batchrun._doit.values import VALUES_FILE, TaskValues
+from batchrun.launch.plan import state_done
+from batchrun.store.records import IGNORED, NOT_SUCCEEDED, State
 
-__all__ = ["DumpDB", "Forget"]
+__all__ = ["DumpDB", "Forget", "Info", "List"]
+
+# `doit list --status`'s letter for a job that ended without succeeding: done for resume (not run again), yet not up to date.
+_FAILED_LETTER = "F"
 
 
 class Forget(_DoitForget):
@@ -87,3 +99,56 @@ class DumpDB(DoitCmdBase):
             self.outstream.write(f"{task} -> {pprint.pformat(values, indent=4, width=100)}\n")
         self.dep_manager.close()
         return 0
+
+
+class List(_DoitList):
+    """doit's `list`, whose `--status` marks a batchrun job that failed `F` (doit's own would say `U`)."""
+
+    name = "list"
+    STATUS_MAP = {**_DoitList.STATUS_MAP, "failed": _FAILED_LETTER}
+    cmd_options = tuple(
+        {**opt, "help": "print task status (R)un, (U)p-to-date, (I)gnored, (F)ailed: a batchrun job that failed, timed out or was killed (not run again unless retry_failed)"}
+        if opt is opt_list_status else opt
+        for opt in _DoitList.cmd_options
+    )
+
+    def _print_task(self, template: str, task: Any, status: bool, list_deps: bool, tasks: Any) -> None:
+        known = job_state(task.name) if status else None
+        if known is None or known[0] not in NOT_SUCCEEDED:
+            super()._print_task(template, task, status, list_deps, tasks)
+            return
+        real = self.dep_manager.get_status
+
+        def failed_status(task: Any, tasks: Any, *args: Any, **kwargs: Any) -> Any:
+            found = real(task, tasks, *args, **kwargs)
+            if found.status == "up-to-date":
+                found.status = "failed"  # done for the mode, but not a success
+            return found
+
+        self.dep_manager.get_status = failed_status
+        try:
+            super()._print_task(template, task, status, list_deps, tasks)
+        finally:
+            self.dep_manager.get_status = real
+
+
+class Info(_DoitInfo):
+    """doit's `info`, which says a batchrun job's state where doit's "up-to-date" would mislead: ignored, or failed (done, not succeeded)."""
+
+    name = "info"
+
+    def _execute(self, pos_args: Any, hide_status: bool = False) -> Any:
+        known = job_state(pos_args[0]) if len(pos_args) == 1 and not hide_status else None
+        said = None
+        if known is not None:
+            state, rec, mode = known
+            if state == IGNORED:
+                said = "ignored (doit ignore): no doit run or batchrun launch runs it until doit forget"
+            elif state in NOT_SUCCEEDED and rec is not None and state_done(rec.state, mode):
+                exit_text = f", exit {rec.status}" if rec.status is not None and state == State.FAILED else ""
+                said = f"{state}{exit_text}: not run again in mode {mode} (retry_failed runs it)"
+        if said is None:  # doit's own answer, with the journal's reason when it would run
+            return super()._execute(pos_args, hide_status)
+        code = super()._execute(pos_args, hide_status=True)
+        self.outstream.write(f"\n{'status':11s}: {said}\n")
+        return code

@@ -28,10 +28,44 @@ _TEMPLATES = ("runfile", "sweep", "pipeline")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one `batchrun: error:` line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"batchrun: error: {message} (see {self.prog} --help)\n")
+
+
+# The top-level --help's closing lines: a first session, and the exit codes (`main`'s docstring says why each).
+_EPILOG = """\
+examples:
+  batchrun launch exp.runfile -j 4       run each line of exp.runfile, 4 at a time; again: only what has not finished
+  batchrun status exp.runfile            counts by state and a table of the jobs (works while a launch runs)
+  batchrun logs exp.runfile 3 --err      the stderr of the job on line 3
+  batchrun sweep grid.yml                a gridspec's points as grid.runfile (batchrun launch grid.yml does both)
+  batchrun results grid.yml --over seed  each run's parameters and metrics, repeats averaged
+
+exit codes:
+  0    every job succeeded (now or earlier), or there was nothing to do
+  1    some job failed, timed out or was killed, or a failure stopped the launch
+  2    batchrun could not start: bad usage or input (one "batchrun: error:" line says what)
+  124  batchrun wait --timeout expired first
+  130  interrupted (Ctrl-C, SIGTERM, batchrun stop --now), after the records were saved
+
+Each command's --help has its options and an example: batchrun COMMAND --help
+"""
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """`unrecognized arguments: --retry-faild (did you mean --retry-failed?)`, naming the subcommand's own options."""
+    import difflib
+
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for word in extras:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.75)
+            if close:
+                hints.append(f"{word.split('=', 1)[0]}: did you mean {close[0]}?")
+    return f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else "")
 
 
 # Options whose value usually starts with "-" (argparse would take it for an option).
@@ -56,6 +90,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="batchrun",
         description="Launch, track and resume batches of shell commands and parameter sweeps.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"batchrun {__version__}")
     parser.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
@@ -79,6 +115,13 @@ def _build_parser() -> argparse.ArgumentParser:
     cli_queue.add_parsers(sub)
     cli_ui.add_parsers(sub)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +149,11 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     # `run` and `sweep` take a command whose words are its own, not batchrun's options.
     head, words = cli_run.split_command(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(_join_option_values(head))
+    args, extras = parser.parse_known_args(_join_option_values(head))
+    if extras:
+        # Said by the subcommand's parser, so the hint names its --help and its options.
+        command = _subparsers(parser).get(args.command) if args.command else None
+        (command or parser).error(_unrecognized(command or parser, extras))
     if words is not None:
         args.words = words
     launches = args.command in ("launch", "run")

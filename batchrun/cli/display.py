@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from batchrun.cli.words import count, counts_text
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.plan import Plan
 from batchrun.results.tables import format_duration
-from batchrun.store.records import IGNORED, State
+from batchrun.store.records import State
 
 if TYPE_CHECKING:
     from batchrun.launch.launch import LaunchResult
@@ -71,14 +72,21 @@ class Progress:
         self.running: dict[str, tuple[float, int | None, str, bool]] = {}
         self.n_jobs = n_jobs
         self.started = time.monotonic()
-        # Guards the counters; never held while calling into rich (whose
-        # refresh thread calls `_renderable`, which takes it).
+        # Guards the counters; never held while calling into rich (drawing
+        # calls `_renderable`, which takes it).
         self._lock = threading.Lock()
         self._live: Live | None = None
+        # Every write to the terminal while the live area is up, printed line or redraw, is made under
+        # this lock, one at a time: rich erases the area by the height it last drew, so a line printed
+        # by one worker while another's print (or a redraw) changes that height would be erased with it.
+        self._draw_lock = threading.Lock()
+        self._closed = threading.Event()
         # The best metric value so far (`best loss 0.123, line 17`), set by the CLI; see batchrun.results.best_so_far.
         self.best: BestSoFar | None = None
         # --follow: how many jobs wait for a slot (the launch's `queued`); the totals grow as lines come.
         self.following: Callable[[], int] | None = None
+        # Ctrl-C (or SIGTERM) asked the launch to stop: the running jobs have --grace seconds to end.
+        self.stopping = False
 
     def start(self) -> None:
         """Show the live area, on a terminal."""
@@ -88,8 +96,17 @@ class Progress:
         from rich.live import Live
 
         console = Console(file=self.out, highlight=False)
-        self._live = Live(console=console, get_renderable=self._renderable, refresh_per_second=_REFRESH_PER_SECOND)
+        # Redrawn by our own thread, under the draw lock, not by rich's refresh thread.
+        self._live = Live(console=console, get_renderable=self._renderable, auto_refresh=False)
         self._live.start()
+        threading.Thread(target=self._redraw, name="batchrun-display", daemon=True).start()
+
+    def _redraw(self) -> None:
+        while not self._closed.wait(1 / _REFRESH_PER_SECOND):
+            with self._draw_lock:
+                live = self._live
+                if live is not None:
+                    live.refresh()
 
     def __call__(self, event: JobEvent) -> None:
         line = None
@@ -153,13 +170,44 @@ class Progress:
                     self.out.write(line + "\n")
                     self.out.flush()
                     return
-        live = self._live
-        if line is not None and live is not None and event.record.state != State.SUCCEEDED:
-            # Above the live area: the failures stay on screen as it moves on.
-            from rich.text import Text
+        if line is None or event.record.state == State.SUCCEEDED:
+            return
+        from rich.text import Text
 
+        with self._draw_lock:
+            # A job that ends while the display closes (Ctrl-C: the interrupted ones) is printed plainly, never lost.
+            live = self._live
+            if live is None:
+                self.out.write(line + "\n")
+                self.out.flush()
+                return
+            # Above the live area: the failures stay on screen as it moves on.
             live.console.print(Text(line, style="red" if event.record.state in State.ENDED and event.record.state != State.STOPPED else "yellow"), overflow="ellipsis", no_wrap=True)
             live.refresh()  # else the area redrawn under the line shows the counts from before it
+
+    def stop_requested(self) -> None:
+        """Ctrl-C: say that the running jobs are being stopped, and how to skip the wait.
+
+        Called from a signal handler, so it only starts a thread: the handler
+        may have interrupted a thread that holds the display's lock.
+        """
+        if self.stopping or self.quiet:
+            return
+        self.stopping = True
+        threading.Thread(target=self._say_stopping, name="batchrun-stopping", daemon=True).start()
+
+    def _say_stopping(self) -> None:
+        with self._lock:
+            running = len(self.running)
+            live = self._live
+            if not running or live is not None:
+                return  # the live area says it (`status_text`)
+            self.out.write(f"batchrun: interrupted: {self._stopping_text(running)}\n")
+            self.out.flush()
+
+    @staticmethod
+    def _stopping_text(running: int) -> str:
+        return f"waiting for {count(running, 'job')} to stop (Ctrl-C again to kill now)"
 
     def _job_line(self, event: JobEvent) -> str:
         rec = event.record
@@ -169,7 +217,9 @@ class Progress:
             label = f"FAILED({rec.status})"
         else:
             label = rec.state.upper()
-        return f"{label:<12}{event.job.job_id}  {format_duration(rec.runtime):>7}  [{self.done}/{self.total}]  {event.job.command}"
+        # Only a job that ended moves the counter; an interrupted one runs again.
+        where = f"[{self.done}/{self.total}]" if rec.state in State.ENDED else "(runs again)"
+        return f"{label:<12}{event.job.job_id}  {format_duration(rec.runtime):>7}  {where}  {event.job.command}"
 
     def eta(self) -> float | None:
         """Seconds left, from the mean runtime of the jobs this launch finished."""
@@ -187,6 +237,8 @@ class Progress:
         left = max(0, self.total - self.done - len(self.running))
         eta = self.eta()
         following = f" | following · {self.following()} queued" if self.following is not None else ""
+        if self.stopping and self.running:
+            return f"{self.done}/{self.total} done, {self.failed} failed | interrupted: {self._stopping_text(len(self.running))}"
         return (
             f"{self.done}/{self.total} done, {self.failed} failed, {len(self.running)} running, {left} left"
             f" | {format_duration(elapsed)} elapsed, ETA {format_duration(eta) if eta is not None else '-'}{following}"
@@ -218,73 +270,75 @@ class Progress:
         return Group(*rows)
 
     def close(self) -> None:
-        """Draw the final state and stop redrawing."""
-        live = self._live
-        if live is not None:
-            self._live = None
-            live.stop()
+        """Draw the final state and stop redrawing; later lines are printed plainly."""
+        self._closed.set()
+        with self._draw_lock:
+            with self._lock:
+                live, self._live = self._live, None
+            if live is not None:
+                live.stop()  # draws the last state: outside the counters' lock, which drawing takes
 
 
 def plan_lines(plan: Plan, total: int, mode: str) -> list[str]:
     """What the launch is about to do, in one line."""
-    parts = [f"{total} jobs"]
+    parts = [count(total, "job")]
     if plan.succeeded:
         parts.append(f"{plan.succeeded} already succeeded")
     if plan.failed_skipped:
         parts.append(f"{plan.failed_skipped} failed earlier (skipped)")
     if plan.stopped:
         parts.append(f"{plan.stopped} stopped early (skipped)")
-    if plan.recovered:
-        parts.append(f"{plan.recovered} finished while no launch was watching")
     if plan.adopt:
         parts.append(f"{len(plan.adopt)} still running from an earlier launch (adopting)")
     if plan.rerun_unfinished:
         parts.append(f"{plan.rerun_unfinished} unfinished (running again)")
     if plan.ignored:
-        parts.append(f"{plan.ignored} ignored (doit forget runs them again)")
+        parts.append(f"{plan.ignored} ignored (doit forget runs {'it' if plan.ignored == 1 else 'them'} again)")
     parts.append(f"{len(plan.to_run)} to run")
     if mode != "resume":
         parts.append(f"mode {mode}")
-    return [", ".join(parts)]
+    line = ", ".join(parts)
+    if plan.recovered:
+        # Counted among those that succeeded or failed above, not beside them.
+        line += f"; of these, {plan.recovered} ended while no launch was watching (collected now)"
+    return [line]
 
 
 def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> list[str]:
-    """The end-of-launch summary: counts, the failed jobs, how to see their logs and rerun them."""
+    """The end-of-launch summary: counts (as `status` and `wait` count), the failed jobs, how to see their logs and rerun them.
+
+    `runfile` is the target as the user typed it (a gridspec, not its runfile), for the commands it suggests.
+    """
     counts = result.counts
-    total = sum(counts.values())
+    name = runfile
     runfile = shlex.quote(runfile)
-    parts = [f"{counts[State.SUCCEEDED]} succeeded"]
-    failed = counts[State.FAILED] + counts[State.TIMEOUT]
-    if failed:
-        parts.append(f"{failed} failed")
-    for state in (State.KILLED, State.STOPPED, State.INTERRUPTED, State.RUNNING, IGNORED, State.PENDING):
-        if counts[state]:
-            parts.append(f"{counts[state]} {state if state != State.PENDING else 'not run'}")
-    lines = [f"batchrun: {total} jobs: " + ", ".join(parts) + f" ({result.ran} ran now)"]
+    lines = [f"batchrun: {name}: {counts_text(counts, terse=True)} ({result.ran} ran now)"]
     if result.failed:
         for job, rec in result.failed[:_SUMMARY_FAILED]:
-            exit_text = f"exit {rec.status}" if rec.state == State.FAILED else rec.state
-            lines.append(f"  failed ({exit_text}): {job.job_id}  line {job.lineno}  {job.command}")
+            why = f"failed (exit {rec.status})" if rec.state == State.FAILED else str(rec.state)
+            lines.append(f"  {why}: {job.job_id}  line {job.lineno}  {job.command}")
         more = len(result.failed) - _SUMMARY_FAILED
         if more > 0:
-            lines.append(f"  ... and {more} more: batchrun status {runfile} --state failed")
+            lines.append(f"  ... and {more} more: batchrun status {runfile} --state failed,timeout,killed")
         if failed_before:
-            lines.append(f"  {failed_before} of them failed in an earlier launch and were skipped")
+            lines.append(f"  {failed_before} of them ended in an earlier launch and {'was' if failed_before == 1 else 'were'} skipped")
         first = result.failed[0][0]
         lines.append(f"  see a failed job's output: batchrun logs {runfile} {first.job_id[:8]} --err  (or its line number)")
         lines.append(f"  rerun the failed jobs with: batchrun launch {runfile} --retry-failed")
     halted = result.halted
     if halted:
-        not_run = counts[State.PENDING] + counts[State.INTERRUPTED]
-        lines.append(f"  stopped after the first failure (--{halted}); {not_run} jobs did not run")
+        stopped = [f"{counts[State.INTERRUPTED]} interrupted"] if counts[State.INTERRUPTED] else []
+        stopped += [f"{counts[State.PENDING]} pending (never started)"] if counts[State.PENDING] else []
+        rest = f": {', '.join(stopped)}; they run with: batchrun launch {runfile}" if stopped else ""
+        lines.append(f"  stopped after the first failure (--{halted}){rest}")
     elif result.interrupted:
         lines.append(f"  interrupted: unfinished jobs run again with: batchrun launch {runfile}")
     elif result.drained:
         pending = counts[State.PENDING]
-        rest = f"; {pending} jobs did not start; they run with: batchrun launch {runfile}" if pending else ""
+        rest = f"; {count(pending, 'job')} did not start; they run with: batchrun launch {runfile}" if pending else ""
         lines.append(f"  stopped by batchrun stop{rest}")
     if result.detached:
-        lines.append(f"  {result.detached} jobs started and left running; follow them with: batchrun status {runfile}")
+        lines.append(f"  {count(result.detached, 'job')} started and left running; follow them with: batchrun status {runfile}")
     if result.metadata_written:
         lines.append(f"  metadata: {result.metadata_path}")
     return lines

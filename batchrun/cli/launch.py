@@ -10,6 +10,7 @@ import functools
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from batchrun.errors import RunfileError, UsageError
 if TYPE_CHECKING:
     from batchrun.launch.chain import LaunchState
 
-__all__ = ["add_launch_options", "add_parsers", "run"]
+__all__ = ["add_launch_options", "add_parsers", "gridspec_warnings", "run", "warn_gridspec"]
 
 _positive_int = int_at_least(1)
 
@@ -39,7 +40,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun launch exp.runfile -j 4"
         ),
     )
-    launch.add_argument("runfile", type=Path, help="file with one shell command per line, or a gridspec (.yml) to sweep first")
+    launch.add_argument("runfile", type=Path, metavar="RUNFILE|GRIDSPEC", help="file with one shell command per line, or a gridspec (.yml) to sweep first")
     add_launch_options(launch)
 
 
@@ -129,7 +130,6 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def _state_of(args: argparse.Namespace) -> LaunchState:
     """The launch's options, checked, and its target, resolved (a gridspec's spec read): nothing is written yet."""
-    from batchrun.launch.adaptive import load_sweep
     from batchrun.launch.chain import LaunchState
     from batchrun.launch.options import LaunchOptions, check_options, parse_mode, parse_order
     from batchrun.store.target import is_gridspec, resolve_target
@@ -163,11 +163,33 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         raise RunfileError("is a directory, not a runfile", args.runfile)
     sweep = None
     if is_gridspec(args.runfile):
+        from batchrun.launch.adaptive import load_sweep  # a sweep's rules and the bayes search, only for a gridspec
+
         loaded = load_sweep(args.runfile)  # the spec is checked (and the bayes extra) before anything runs
+        warn_gridspec(args.runfile)
         if loaded.bayes is not None and args.follow:
             raise UsageError(f"{args.runfile}: --follow does not apply to a bayes spec: its launch appends each point itself")
         sweep = loaded if loaded.bayes is not None or loaded.stopper is not None else None
     return LaunchState(target=target, options=options, runfile_path=target.runfile, sweep=sweep)
+
+
+def gridspec_warnings(gridspec: Any) -> tuple[str, ...]:
+    """What a valid gridspec likely did not mean (a W&B `program` with a space: `wandb.program_warnings`)."""
+    if not gridspec.is_wandb:
+        return ()
+    from batchrun.sweeps.wandb import program_warnings
+
+    return program_warnings(gridspec.program, gridspec.command)
+
+
+def warn_gridspec(path: Path, warnings: Sequence[str] | None = None) -> None:
+    """What a valid gridspec likely did not mean (`Gridspec.warnings`), one line each, when it is swept or launched."""
+    if warnings is None:
+        from batchrun.sweeps.gridspec import load_gridspec
+
+        warnings = gridspec_warnings(load_gridspec(path))
+    for text in warnings:
+        sys.stderr.write(f"batchrun: warning: {path}: {text}\n")
 
 
 def _dry_run(state: LaunchState, args: argparse.Namespace) -> int:
@@ -194,12 +216,12 @@ def _sweep(state: LaunchState, args: argparse.Namespace) -> int | None:
     The runfile and runs directory are those `batchrun sweep grid.yml` and
     `batchrun launch grid.runfile` use, so the two spellings are one.
     """
-    from batchrun._doit.sweep import run_sweep_task
-    from batchrun._doit.values import repair_doit_db
-
     gridspec = state.target.gridspec
     if gridspec is None:
         return None
+    from batchrun._doit.sweep import run_sweep_task
+    from batchrun._doit.values import repair_doit_db
+
     if state.sweep is not None and state.sweep.bayes is not None:
         state.sweep.create_runfile()
         return None
@@ -236,7 +258,6 @@ def _stop_if_signalled(state: LaunchState) -> int | None:
 def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
     """The repairs made, the plan, and what an adaptive sweep or --follow adds to it."""
     from batchrun.cli.display import plan_lines
-    from batchrun.launch.adaptive import states_of
 
     for notice in state.notices:
         sys.stderr.write(f"batchrun: {notice}\n")
@@ -245,8 +266,10 @@ def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert state.plan is not None
     path = state.runfile_path
     for line in plan_lines(state.plan, state.total, state.options.mode):
-        print(f"batchrun: {path}: {line}", flush=True)
+        print(f"batchrun: {args.runfile}: {line}", flush=True)
     if state.sweep is not None and state.runfile is not None and state.launch is not None:
+        from batchrun.launch.adaptive import states_of
+
         print(f"batchrun: {args.runfile}: {state.sweep.plan_line(state.runfile, states_of(state.launch.journal.records))}", flush=True)
     if args.follow:
         followed = state.target.gridspec or path
@@ -256,18 +279,19 @@ def _report_plan(state: LaunchState, args: argparse.Namespace) -> int | None:
 
 def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
     """Run the plan under the live display, with Ctrl-C, SIGTERM and SIGHUP stopping the jobs; always finish."""
-    from batchrun._doit.runner import run_job_tasks
     from batchrun.cli.display import Progress
     from batchrun.launch import chain
-    from batchrun.launch.adaptive import states_of
     from batchrun.launch.options import Mode
 
     plan, options, launch = state.plan, state.options, state.launch
     assert plan is not None and state.hold is not None
     # Recovered jobs are already among succeeded and failed: the plan is made after recovery.
     done_before = plan.succeeded + plan.failed if options.mode == Mode.RESUME else plan.succeeded
-    records = launch.journal.records if launch is not None else {}
-    total = state.total + (state.sweep.to_propose(state.runfile, states_of(records)) if state.sweep is not None and state.runfile is not None else 0)
+    total = state.total
+    if state.sweep is not None and state.runfile is not None and launch is not None:
+        from batchrun.launch.adaptive import states_of
+
+        total += state.sweep.to_propose(state.runfile, states_of(launch.journal.records))
     progress = Progress(sys.stdout, total, min(done_before, state.total), plan.failed if options.mode == Mode.RESUME else 0, options.n_jobs, quiet=args.quiet)
     if launch is not None:  # no job starts or ends in a quick answer: nothing to show but the plan
         launch.on_event = progress
@@ -281,6 +305,7 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopper.request_stop()
+        progress.stop_requested()  # "waiting for N jobs to stop (Ctrl-C again to kill now)"
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in handled}
@@ -311,11 +336,18 @@ def _summarize(state: LaunchState, args: argparse.Namespace) -> int | None:
     assert result is not None and state.plan is not None
     if result.error is not None:
         sys.stderr.write(f"batchrun: error: {result.error}\n")
-    for line in summary_lines(result, str(state.runfile_path), state.plan.failed_skipped):
+    for line in summary_lines(result, str(args.runfile), state.plan.failed_skipped):
         print(line)
     if args.on_finish:
         cli_queue.on_finish(args.on_finish, result.counts, result.runs_dir, result.exit_code, state.runfile_path)
     return None
+
+
+def run_job_tasks(launch: Any, jobs: Any, n_jobs: int) -> int:
+    """doit runs the launch's jobs; doit is imported only when there are jobs to run (a quick answer has none)."""
+    from batchrun._doit.runner import run_job_tasks as run_with_doit
+
+    return run_with_doit(launch, jobs, n_jobs)
 
 
 def _best_so_far(given: Path, runs_dir: Any) -> Any:

@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import IO, Any
 
 from batchrun.cli.display import plan_lines
 from batchrun.cli.target import target_of
+from batchrun.cli.words import counts_text
 from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
+from batchrun.launch.plan import Group
 from batchrun.runfile.file import Runfile
 from batchrun.status.lookup import short_id_length
 from batchrun.status.preview import Preview, preview, preview_launch
 from batchrun.status.view import GROUPS, load_status
+from batchrun.store.records import IGNORED
 from batchrun.store.rundir import RunsDir
 
 __all__ = ["PLAN_SHOWN", "cmd_plan", "dry_run"]
@@ -28,6 +32,7 @@ _GROUP_LABELS = {
     "running": "still running from an earlier launch, to adopt (wait for)",
     "recovered": "ended while no launch was watching, to collect",
     "removed": "removed from the runfile (records and logs kept)",
+    IGNORED: "ignored (doit ignore), skipped until doit forget",
 }
 
 
@@ -50,11 +55,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def dry_run(runfile: Runfile, options: LaunchOptions, adaptive: Any = None, spec: str | None = None) -> int:
     """`batchrun launch --dry-run`: print the plan, and an `adaptive.AdaptiveSweep`'s line named by `spec`; run nothing."""
     runs_dir = RunsDir.for_runfile(runfile.path, options.accounting_dir, options.metadata_name)
-    _write_plan(sys.stdout, str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
+    # Named as the user typed it (the gridspec, not its runfile), as `plan` names it.
+    _write_plan(sys.stdout, spec or str(runfile.path), preview_launch(runfile, runs_dir, options.mode), PLAN_SHOWN, adaptive, runfile, spec)
     return 0
 
 
 def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: Any = None, runfile: Runfile | None = None, spec: str | None = None) -> None:
+    if shown.launch_running:
+        _write_running(out, name, shown, limit)
+        return
     for line in plan_lines(shown.plan, shown.total, shown.mode):
         out.write(f"batchrun: {name}: {line}\n")
     more = 0
@@ -67,7 +76,7 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: A
     labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
     labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
     id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
-    for group in GROUPS:
+    for group in (*GROUPS, IGNORED):
         jobs = shown.groups[group]
         if not jobs:
             continue
@@ -77,8 +86,22 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: A
             out.write(f"    {where:<10} {job.job_id[:id_len]}  {job.command}\n")
         if len(jobs) > limit:
             out.write(f"    ... and {len(jobs) - limit} more\n")
-    if shown.launch_running:
-        pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
-        out.write(f"note: a launch{pid} is running this runfile now; another launch is refused until it ends\n")
-    elif shown.plan.nothing_to_do and not more:
+    if shown.plan.nothing_to_do and not more:
         out.write("nothing to do\n")
+
+
+def _write_running(out: IO[str], name: str, shown: Preview, limit: int) -> None:
+    """A launch runs the runfile now: what it is doing, not a plan (a launch now would be refused)."""
+    pid = f" (pid {shown.launch_pid})" if shown.launch_pid else ""
+    quoted = shlex.quote(name)
+    out.write(f"batchrun: {name}: a launch{pid} is running it: {counts_text(shown.counts)}\n")
+    out.write(f"  another launch is refused until it ends: batchrun wait {quoted} waits for it, batchrun stop {quoted} ends it\n")
+    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    for label, jobs in (("running now", shown.groups[Group.RUNNING]), ("pending, it starts them as slots free", shown.groups[Group.NEW])):
+        if not jobs:
+            continue
+        out.write(f"  {label}: {len(jobs)}\n")
+        for job in jobs[:limit]:
+            out.write(f"    line {job.line!s:<5} {job.job_id[:id_len]}  {job.command}\n")
+        if len(jobs) > limit:
+            out.write(f"    ... and {len(jobs) - limit} more\n")

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchrun.cli.target import duration_or_zero, target_of, target_parser
+from batchrun.cli.words import count, counts_text
 from batchrun.errors import UsageError
 from batchrun.launch.control import request_kill, request_stop
 from batchrun.status.lookup import find_job
 from batchrun.status.outcome import wait_for
 from batchrun.status.view import load_status
-from batchrun.store.records import REMOVED, STATES
 from batchrun.store.target import Target
 
 if TYPE_CHECKING:
@@ -175,7 +175,6 @@ def _cmd_wait(args: argparse.Namespace, target: Target) -> int:
         sys.stderr.write(f"batchrun: {_name(target)}: still running after --timeout {args.timeout:g} s\n")
         return WAIT_TIMED_OUT
     if not args.quiet:
-        shown = ", ".join(f"{outcome.counts[state]} {state}" for state in STATES if outcome.counts.get(state) and state != REMOVED)
-        lost = f"; {len(outcome.lost)} detached job(s) ended without an exit record (cancelled outside batchrun?)" if outcome.lost else ""
-        print(f"batchrun: {_name(target)}: finished: {shown or 'no jobs'}{lost} (exit {outcome.exit_code})")
+        lost = f"; {count(len(outcome.lost), 'detached job')} ended without an exit record (cancelled outside batchrun?)" if outcome.lost else ""
+        print(f"batchrun: {_name(target)}: finished: {counts_text(outcome.counts, terse=True)}{lost} (exit {outcome.exit_code})")
     return outcome.exit_code

@@ -14,22 +14,15 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from batchrun.cli.target import target_of, target_parser
+from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
+from batchrun.cli.words import count
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
-from batchrun.store.records import STATES
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("results", "report")
-
-
-def _state(text: str) -> str:
-    state = text.strip().lower()
-    if state not in STATES:
-        raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
-    return state
 
 
 def _scrape(text: str) -> Any:
@@ -66,7 +59,7 @@ def add_parsers(subparsers: Any) -> None:
     )
     results.add_argument("--sort", metavar="[-]COLUMN", default=None, help="sort by a metric or parameter; -COLUMN for descending; runs without a value go last")
     results.add_argument("--top", type=_positive, default=None, metavar="K", help="show only the first K rows (after --sort)")
-    results.add_argument("--state", type=_state, action="append", default=None, metavar="STATE", help=f"only jobs in this state (repeatable): {', '.join(STATES)}")
+    add_state_option(results, "only jobs")
     results.add_argument("--best", type=_best, default=None, metavar="METRIC[:max]", help="print the run with the lowest METRIC (highest with :max): its command, id and log directory")
     results.add_argument("--over", action="append", default=[], metavar="PARAM", help="collapse repeats over PARAM (e.g. seed): mean ± std and count per combination of the other parameters (repeatable)")
     output = results.add_mutually_exclusive_group()
@@ -133,7 +126,7 @@ def _results(args: argparse.Namespace) -> int:
     results = _read(args)
     rows = results.rows(args.agg)
     if args.state:
-        wanted = set(args.state)
+        wanted = set(states_of(args))
         rows = [row for row in rows if row["state"] in wanted]
     metrics = results.metric_names
     params = results.parameter_names
@@ -182,7 +175,7 @@ def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, para
     value = format_value(best[metric])
     setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
     if grouped:
-        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {best[f'{metric}_n']} runs): {setting}\n")
+        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {count(best[f'{metric}_n'], 'run')}): {setting}\n")
         return
     out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
     out.write(f"  command: {best['command']}\n")
@@ -205,7 +198,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"{err.filename or args.out}: cannot write: {err.strerror}") from err
     beside = f"; plotly.js beside it: {report.plotly_path.name}" if report.plotly_path is not None else ""
-    print(f"batchrun: wrote {args.out} ({len(results.runs)} runs, {_size(report.size)}{beside})")
+    print(f"batchrun: wrote {args.out} ({count(len(results.runs), 'run')}, {_size(report.size)}{beside})")
     return 0
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import batchrun.cli.launch as cli_launch
+from batchrun.cli.words import count as count_of
 from batchrun.errors import UsageError
 
 __all__ = ["COMMANDS", "add_parsers", "run", "split_command"]
@@ -82,7 +83,7 @@ def _add_sweep(subparsers: Any) -> None:
 
 
 def _add_sweep_options(sweep: argparse.ArgumentParser) -> None:
-    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
+    sweep.add_argument("gridspec", nargs="?", type=Path, default=None, metavar="GRIDSPEC|COMMAND", help="YAML file: program and parameters (original batchrun or W&B sweep format), or a quoted command with a sweep")
     sweep.add_argument("-o", "--out", type=Path, default=None, metavar="RUNFILE", help="where to write the runfile (default <gridspec name>.runfile, or NAME.runfile for a command)")
     sweep.add_argument("--count", action="store_true", help="print how many commands the grid (or command line) has, write nothing")
 
@@ -160,7 +161,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     out = args.out or Path(f"{default_name(words)}.runfile")
     count = _write(out, expansion, words, explicit=args.out is not None)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
@@ -170,12 +171,13 @@ def _sweep_gridspec(args: argparse.Namespace) -> int:
     if args.gridspec is None:
         raise UsageError("sweep needs a gridspec (grid.yml) or a command with a sweep ('python train.py --lr={0.1,0.01}')")
     gridspec = load_gridspec(args.gridspec)
+    cli_launch.warn_gridspec(args.gridspec, cli_launch.gridspec_warnings(gridspec))
     if args.count:
         print(gridspec.count())
         return 0
     out = args.out or default_runfile_path(args.gridspec)
     count = write_runfile(gridspec, out)
-    print(f"Runfile generated: {out} ({count} commands)")
+    print(f"batchrun: wrote {out} ({count_of(count, 'command')})")
     return 0
 
 
@@ -204,7 +206,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args, expansion, runfile, how)
     count = _write(runfile, expansion, args.words, explicit=args.name is not None, args=args)
     if not args.quiet:
-        print(f"batchrun: {runfile}: {count} lines from {_notation(expansion.notation)}{how}", flush=True)
+        print(f"batchrun: {runfile}: {count_of(count, 'line')} from {_notation(expansion.notation)}{how}", flush=True)
     args.runfile = runfile
     return cli_launch.run(args)
 
@@ -227,7 +229,7 @@ def _dry_run(args: argparse.Namespace, expansion: Any, runfile: Path, how: str) 
         if keep:
             kept.append(line)
     out.flush()
-    sys.stderr.write(f"batchrun: {runfile}: {expansion.count()} lines from {_notation(expansion.notation)}{how}; "
+    sys.stderr.write(f"batchrun: {runfile}: {count_of(expansion.count(), 'line')} from {_notation(expansion.notation)}{how}; "
                      "dry run: nothing written, nothing run\n")
     if keep:
         from batchrun.cli.display import plan_lines

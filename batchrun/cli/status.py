@@ -24,32 +24,23 @@ from typing import IO, Any
 
 from batchrun.cli.logs import cmd_logs
 from batchrun.cli.plan import PLAN_SHOWN, cmd_plan
-from batchrun.cli.target import int_at_least, target_of, target_parser
+from batchrun.cli.target import add_state_option, int_at_least, states_of, target_of, target_parser
+from batchrun.cli.words import count, counts_text
 from batchrun.launch.options import MODES
 from batchrun.results.best_so_far import metric_columns
-from batchrun.results.tables import format_duration
+from batchrun.results.tables import format_duration, format_text_cells
 from batchrun.status.lookup import job_entry, job_parameters, short_id_length
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import IGNORED, REMOVED, STATES, JobRecord, State
+from batchrun.store.records import JobRecord, State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("status", "logs", "failed", "plan")
 
-# What `status` calls each state in its counts line.
-_COUNT_NAMES = {REMOVED: "removed from the runfile"}
 
 
 _count_type = int_at_least(0)
-
-
-def _states(text: str) -> list[str]:
-    states = [part.strip().lower() for part in text.split(",") if part.strip()]
-    for state in states:
-        if state not in STATES:
-            raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
-    return states
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -67,7 +58,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun status exp.runfile --state failed"
         ),
     )
-    status.add_argument("--state", type=_states, action="append", metavar="STATE[,STATE]", help=f"list only jobs in these states: {', '.join(STATES)}")
+    add_state_option(status, "list only jobs")
     output = status.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object: counts and each job's metadata.json entry")
     output.add_argument("--csv", action="store_true", help="print the jobs as CSV, one row per job")
@@ -137,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     target = target_of(args)
     status = load_status(target, need_entries=args.json)
-    states = [state for group in args.state or [] for state in group]
+    states = states_of(args)
     jobs = status.select(states)
     out = sys.stdout
     if args.json:
@@ -155,7 +146,8 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
         "runfile": str(target.runfile) if target.runfile is not None else None,
         "launch": {"running": status.launch_running, "pid": status.launch_pid},
         "counts": status.counts(),
-        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed} for job in jobs},
+        # `category`: the state the job is counted and listed under (`ignored`, `removed`, or its `state`), as in the counts.
+        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed, "category": job.category} for job in jobs},
     }
     # dumps, not dump: dump encodes in many small Python-level chunks.
     out.write(json.dumps(doc, ensure_ascii=False))
@@ -176,7 +168,7 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
         writer.writerow([
             job.job_id,
             job.line if job.line is not None else "",
-            job.state,
+            job.category,  # as the table lists it and the counts count it
             _blank(rec.status if rec is not None else None),
             _blank(rec.runtime if rec is not None else None),
             _blank(rec.start if rec is not None else None),
@@ -204,33 +196,17 @@ def _param_text(value: object) -> str:
     return str(value)
 
 
-def _jobs(count: int) -> str:
-    return f"{count} job" if count == 1 else f"{count} jobs"
-
-
-def _counts_text(status: RunsStatus) -> str:
-    counts = status.counts()
-    total = sum(count for state, count in counts.items() if state != REMOVED)
-    # timeout, killed, stopped and ignored appear only when some job is in them: most runs have none.
-    rare = (State.TIMEOUT, State.KILLED, State.STOPPED, IGNORED)
-    parts = [f"{counts[state]} {state}" for state in STATES if state != REMOVED and (counts[state] or state not in rare)]
-    text = f"{_jobs(total)}: " + ", ".join(parts)
-    if counts[REMOVED]:
-        text += f"; {counts[REMOVED]} {_COUNT_NAMES[REMOVED]}"
-    return text
-
-
 def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus], states: Sequence[str], show_command: bool) -> None:
-    out.write(f"{target.given}: {_counts_text(status)}\n")
+    out.write(f"{target.given}: {counts_text(status.counts())}\n")
     out.write(f"runs directory: {status.runs_dir.path}\n")
     running = [job for job in status.jobs if job.record is not None and job.record.state == State.RUNNING and not job.removed]
     if status.launch_running:
         pid = f" (pid {status.launch_pid})" if status.launch_pid else ""
-        out.write(f"a launch{pid} is running: {_jobs(len(running))} running now\n")
+        out.write(f"a launch{pid} is running: {count(len(running), 'job')} running now\n")
     elif running:
-        out.write(f"{_jobs(len(running))} still running with no launch watching; the next launch adopts them\n")
+        out.write(f"{count(len(running), 'job')} still running with no launch watching; the next launch adopts {'it' if len(running) == 1 else 'them'}\n")
     if states:
-        out.write(f"showing {_jobs(len(jobs))}: {' or '.join(states)}\n")
+        out.write(f"showing {count(len(jobs), 'job')}: {' or '.join(states)}\n")
     if not jobs:
         return
     sweep = None if show_command else _sweep_columns(status)
@@ -245,7 +221,7 @@ def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[Jo
     columns: list[list[str]] = [
         ["-" if job.removed or job.line is None else str(job.line) for job in jobs],
         [job.job_id[:id_len] for job in jobs],
-        [REMOVED if job.removed else (rec.state if rec is not None else State.PENDING) for job, rec in zip(jobs, recs, strict=True)],
+        [job.category for job in jobs],  # as counted above (`records.category_of`): an ignored job is listed ignored
         ["-" if rec is None or rec.status is None else str(rec.status) for rec in recs],
         [_runtime_text(rec, now) for rec in recs],
         [starts(rec.start) if rec is not None else "-" for rec in recs],
@@ -253,19 +229,17 @@ def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[Jo
     if running:
         header.append("SLOT")
         columns.append([str(rec.slot) if rec is not None and rec.state == running_state and rec.slot is not None else "" for rec in recs])
-    metric_header, metric_cells = metric_columns(status, jobs)  # batchrun.results.best_so_far: the last value of each metric
-    header, columns = header + metric_header, columns + metric_cells
+    # As `batchrun results` orders and formats them: parameters, then metrics (the last value of each).
     if sweep is not None:
         names, params = sweep
         empty: dict[str, Any] = {}
         values = [params.get(job.job_id, empty) for job in jobs]
         for name in names:
             header.append(name)
-            column = [v.get(name, "") for v in values]
-            if not all(type(value) is str for value in column):
-                column = [_param_text(value) for value in column]
-            columns.append(column)
-    else:
+            columns.append(format_text_cells([v.get(name) for v in values]))
+    metric_header, metric_cells = metric_columns(status, jobs)  # batchrun.results.best_so_far
+    header, columns = header + metric_header, columns + metric_cells
+    if sweep is None:
         header.append("COMMAND")
         columns.append([job.command for job in jobs])
     _write_columns(out, header, columns)
@@ -287,7 +261,7 @@ def _write_columns(out: IO[str], header: list[str], columns: list[list[str]]) ->
     padded and, on a terminal, lines are cut at its width."""
     widths = [max(len(name), max(map(len, column), default=0)) for name, column in zip(header[:-1], columns[:-1], strict=True)]
     fmt = "".join(f"{{:<{width}}}  " for width in widths) + "{}"
-    lines = [fmt.format(*header), *map(fmt.format, *columns)]
+    lines = [line.rstrip() for line in (fmt.format(*header), *map(fmt.format, *columns))]
     limit = shutil.get_terminal_size().columns if out.isatty() else 0
     if limit:
         lines = [line if len(line) <= limit else line[: limit - 3] + "..." for line in lines]

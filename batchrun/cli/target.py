@@ -11,19 +11,41 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from batchrun.store.records import STATES
 from batchrun.store.rundir import DEFAULT_METADATA_NAME
 from batchrun.store.target import Target, resolve_target
 
-__all__ = ["duration", "duration_or_zero", "int_at_least", "target_of", "target_parser"]
+__all__ = ["add_state_option", "duration", "duration_or_zero", "int_at_least", "states_of", "target_of", "target_parser"]
+
+# How every command names its target in its usage line.
+TARGET_METAVAR = "RUNFILE|GRIDSPEC|RUNS_DIR"
 
 
 def target_parser() -> argparse.ArgumentParser:
     """A parent parser (`parents=[...]`) with the target and its runs-directory options."""
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("target", type=Path, metavar="RUNFILE|GRIDSPEC|RUNS_DIR", help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
+    where.add_argument("target", type=Path, metavar=TARGET_METAVAR, help="a runfile, a gridspec (its runfile <name>.runfile here), or a runs directory")
     where.add_argument("--accounting_dir", "--accounting-dir", dest="accounting_dir", type=Path, default=None, metavar="DIR", help="the runs directory the launch was given with --accounting_dir")
     where.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default=DEFAULT_METADATA_NAME, metavar="NAME", help="name of the metadata file (default metadata.json)")
     return where
+
+
+def _states(text: str) -> list[str]:
+    states = [part.strip().lower() for part in text.split(",") if part.strip()]
+    for state in states:
+        if state not in STATES:
+            raise argparse.ArgumentTypeError(f"unknown state {state!r}; choose from {', '.join(STATES)}")
+    return states
+
+
+def add_state_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--state failed,timeout` (or repeated): one syntax for every command that filters by state."""
+    parser.add_argument("--state", type=_states, action="append", default=None, metavar="STATE[,STATE]", help=f"{what} in these states (comma-separated or repeated): {', '.join(STATES)}")
+
+
+def states_of(args: argparse.Namespace) -> list[str]:
+    """The states `--state` named, in order, or [] for all."""
+    return [state for group in args.state or [] for state in group]
 
 
 def target_of(args: argparse.Namespace) -> Target:

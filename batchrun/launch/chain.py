@@ -19,16 +19,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from batchrun.launch.adaptive import AdaptiveSweep
 from batchrun.launch.hold import RunsDirHold
-from batchrun.launch.launch import Launch
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import Plan
 from batchrun.launch.quickresume import QuickAnswer, answer_from_fingerprint
 from batchrun.launch.result import LaunchResult
 from batchrun.runfile.file import Runfile, load_runfile
 from batchrun.store.target import Target
+
+if TYPE_CHECKING:
+    # Imported when used: a relaunch answered from the fingerprint loads neither the launch machinery nor a sweep's.
+    from batchrun.launch.adaptive import AdaptiveSweep
+    from batchrun.launch.launch import Launch
 
 __all__ = ["LaunchState", "Step", "execute", "finish", "load", "prepare", "quick_answer", "take_hold"]
 
@@ -106,6 +110,8 @@ def prepare(state: LaunchState) -> int | None:
     """Load the records, repair, settle what a killed launch left, and plan (`Launch.prepare`)."""
     if state.quick is not None:
         return None
+    from batchrun.launch.launch import Launch
+
     assert state.runfile is not None and state.hold is not None
     state.launch = Launch(state.runfile, state.options, state.hold)
     state.plan = state.launch.prepare()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,30 +35,18 @@ from typing import Any
 from batchrun.metrics.cache import MetricsCache
 from batchrun.metrics.file import METRICS_NAME, RunMetrics, Skipped, read_metrics_file
 from batchrun.metrics.scrape import ScrapeRule, scrape_log
+from batchrun.results.tables import typed_value
 from batchrun.runfile.file import parse_parameters
 from batchrun.status.lookup import job_parameters
 from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import State
-from batchrun.store.target import Target, resolve_target
+from batchrun.store.target import Target
 
-__all__ = [
-    "COLUMNS",
-    "Results",
-    "Run",
-    "best_row",
-    "gridspec_metric",
-    "group_key",
-    "group_over",
-    "load",
-    "read_results",
-    "sort_rows",
-    "without_gc",
-]
+__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "read_results", "sort_rows", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
 _NUMBER_CHARS = "0123456789+-.eE"
-_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
 
 @dataclass
@@ -103,19 +91,6 @@ class Results:
         """One row per job, in runfile order."""
         names = self.metric_names
         return [run.row(names, agg) for run in self.runs]
-
-
-def load(path: str | Path, scrape: Sequence[str] = (), agg: str = "last") -> list[dict[str, Any]]:
-    """The rows of a runfile, gridspec or runs directory: `pandas.DataFrame(load("grid.yml"))`.
-
-    `scrape` takes `NAME=REGEX` texts as `batchrun results --scrape` does.
-
-    Raises:
-        BatchrunError: the target cannot be read (as `batchrun results` says).
-    """
-    from batchrun.metrics.scrape import parse_scrape
-
-    return read_results(resolve_target(Path(path)), [parse_scrape(text) for text in scrape]).rows(agg)
 
 
 @contextmanager
@@ -245,12 +220,24 @@ class _PointValues:
         from batchrun.sweeps.gridspec import load_gridspec  # only for gridspecs, which status has already read
 
         spec = load_gridspec(gridspec)
-        # A bayes search has no points up front (its launch proposes them): its lines' flags are its values.
-        self._points: Iterator[tuple[str, dict[str, Any]]] | None = spec.iter_points() if spec.method != "bayes" else None
+        self._names = spec.parameter_names()
+        self._points: Iterator[tuple[str, dict[str, Any]]] | None = None
         self._passed: dict[str, dict[str, Any]] = {}
+        # A bayes search has no points up front: each runfile line parses back to the point it renders.
+        self._params_of: Callable[[str], dict[str, Any] | None] | None = None
+        if spec.method == "bayes":
+            from batchrun.sweeps.bayes import BayesSpec
+
+            self._params_of = BayesSpec(spec).params_of
+        else:
+            self._points = spec.iter_points()
 
     def values(self, command: str) -> dict[str, Any] | None:
         """The exact values of the point whose command this is, or None when no point has it."""
+        if self._params_of is not None:
+            point = self._params_of(command)
+            # A conditional parameter the point does not have is blank, as in a grid's rows.
+            return _exact_values({name: point.get(name) for name in self._names}) if point is not None else None
         found = self._passed.pop(command, None)
         if found is not None or self._points is None:
             return _exact_values(found) if found is not None else None
@@ -276,25 +263,8 @@ def _parameters(job: JobStatus, names: list[str] | None) -> dict[str, Any]:
     # metadata.json's own parameters when it has the job (as `status` shows them), else the command's flags.
     flags = job_parameters(job) if job.entry is not None else parse_parameters(job.command)
     if names is None:
-        return {key: _typed(value) for key, value in flags.items()}
-    return {name: _typed(flags[name]) if name in flags else None for name in names}
-
-
-def _typed(value: str | bool) -> Any:
-    """A flag's text as the number or boolean it spells (as YAML wrote it into the gridspec), else the text."""
-    if isinstance(value, bool):
-        return value
-    # Only digits, signs, points and exponents can be numbers: no regex, and float() never sees "nan" or "1_000".
-    if value and not value.strip(_NUMBER_CHARS):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-        return value
-    if value in _BOOLEANS:
-        return _BOOLEANS[value]
-    return value
+        return {key: typed_value(value) for key, value in flags.items()}
+    return {name: typed_value(flags[name]) if name in flags else None for name in names}
 
 
 def gridspec_metric(path: Path) -> tuple[str | None, str]:

@@ -9,10 +9,12 @@ import csv
 import sys
 from typing import IO, Any
 
-__all__ = ["format_duration", "format_value", "mean_text", "warn_skipped", "write_csv", "write_table"]
+__all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_table"]
 
 # The short job id of tables; the full one is in --json and --csv.
 _SHORT_ID = 8
+_NUMBER_CHARS = "0123456789+-.eE"
+_BOOLEANS = {"True": True, "true": True, "False": False, "false": False}
 
 
 def format_duration(seconds: float | None) -> str:
@@ -31,12 +33,46 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_value(value: Any) -> str:
-    """A cell: numbers with 6 significant digits, None as blank."""
+    """A cell of any table (status, results, --over, --best): floats with 6 significant digits, booleans as true/false, None as blank."""
     if value is None:
         return ""
+    if value is True or value is False:
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def typed_value(value: str | bool) -> Any:
+    """A flag's text as the number or boolean it spells (as YAML wrote it into the gridspec), else the text."""
+    if isinstance(value, bool):
+        return value
+    # Only digits, signs, points and exponents can be numbers: no regex, and float() never sees "nan" or "1_000".
+    if value and not value.strip(_NUMBER_CHARS):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+    if value in _BOOLEANS:
+        return _BOOLEANS[value]
+    return value
+
+
+def format_text_cells(values: list[Any]) -> list[str]:
+    """Cells of parameters as commands spell them (`--lr=0.21693951420108287`), shown as `results` shows the same values.
+
+    Each distinct text is read once: a sweep's columns repeat a few values many times.
+    """
+    seen: dict[Any, str] = {}
+    cells = []
+    for value in values:
+        cell = seen.get(value)
+        if cell is None:
+            cell = seen[value] = format_value(typed_value(value) if isinstance(value, str) else value)
+        cells.append(cell)
+    return cells
 
 
 def warn_skipped(lines: list[str]) -> None:
@@ -54,7 +90,16 @@ def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metri
         header = ["line", "job_id", "state", *params, *metrics, "runtime", "command", "log_dir"]
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if row.get(name) is None else (repr(row[name]) if isinstance(row[name], float) else row[name]) for name in header])
+        writer.writerow([_csv_cell(row.get(name)) for name in header])
+
+
+def _csv_cell(value: Any) -> Any:
+    """Floats to the last digit (`repr`), booleans as in every table, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return format_value(value) if value is True or value is False else value
 
 
 def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
@@ -87,15 +132,19 @@ def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], met
 
 
 def _cells(values: list[Any]) -> list[str]:
-    return [f"{value:.6g}" if type(value) is float else ("" if value is None else str(value)) for value in values]
+    return [f"{value:.6g}" if type(value) is float else format_value(value) for value in values]
 
 
 def mean_text(row: dict[str, Any], metric: str) -> str:
+    """`0.0231976 ± 0.00851234`: a metric's mean and standard deviation over a group's runs.
+
+    The group's `runs` column counts them; `(2 of 3)` says when fewer runs have the metric.
+    """
     if row.get(metric) is None:
         return ""
-    # Two significant digits of spread say how far to trust the mean's digits.
-    std = row[f"{metric}_std"]
-    return f"{format_value(row[metric])} ± {'' if std is None else f'{std:.2g}'} ({row[f'{metric}_n']})"
+    n = row[f"{metric}_n"]
+    count = f" ({n} of {row['runs']})" if n != row.get("runs") else ""
+    return f"{format_value(row[metric])} ± {format_value(row[f'{metric}_std'])}{count}"
 
 
 def _runtime(seconds: float | None) -> str:

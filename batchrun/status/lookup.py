@@ -96,8 +96,10 @@ def short_id_length(jobs: Iterable[JobStatus]) -> int:
 def find_job(status: RunsStatus, text: str) -> JobStatus:
     """The one job `text` names: a runfile line number, an id prefix, or part of a command.
 
-    A number names the job on that line when there is one; otherwise, and
-    for anything else, an id prefix is tried before a command substring.
+    A number is a line number: a line that holds no job is an error, never
+    a command that happens to contain the digits. Only a number as long as
+    the short ids of the tables (8 digits or more) may also be an id prefix.
+    Anything else is an id prefix, then a part of a command.
 
     Raises:
         UsageError: nothing matches, or several jobs do (the message lists them).
@@ -109,6 +111,11 @@ def find_job(status: RunsStatus, text: str) -> JobStatus:
         job = _job_on_line(status, int(text))
         if job is not None:
             return job
+        by_id = [job for job in status.jobs if job.job_id.startswith(text)] if len(text) >= _SHORT_ID else []
+        if by_id:
+            return _only(by_id, f"job id prefix {text!r}", "give more digits of the id")
+        where = f"line {int(text)} of {status.runfile.path}" if status.runfile is not None else f"line {int(text)} of the runfile"
+        raise UsageError(f"{where} holds no job (a blank or # line, or past the last job); see batchrun status for the jobs' lines")
     lowered = text.lower()
     if all(c in "0123456789abcdef" for c in lowered):
         matches = [job for job in status.jobs if job.job_id.startswith(lowered)]

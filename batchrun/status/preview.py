@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from batchrun.launch.options import parse_mode
-from batchrun.launch.plan import Group, Plan, classify, make_plan
+from batchrun.launch.plan import Group, Plan, classify, is_ignored, make_plan
 from batchrun.runfile.file import (
     Job,
     Runfile,
 )
 from batchrun.status.view import GROUPS, JobStatus, RunsStatus, read_status
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import IGNORED, JobRecord, State
 from batchrun.store.rundir import RunsDir
 
 __all__ = ["Preview", "preview", "preview_launch"]
@@ -27,7 +27,8 @@ class Preview:
     total: int
     launch_running: bool
     launch_pid: int | None
-    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS -> jobs, in listing order
+    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS (and IGNORED) -> jobs, in listing order
+    counts: dict[str, int] = field(default_factory=dict)  # the jobs by state, as `status` counts them
 
 
 def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
@@ -52,7 +53,7 @@ def preview(status: RunsStatus, mode: str = "resume") -> Preview:
         UsageError: unknown mode.
     """
     parsed = parse_mode(mode)
-    groups: dict[str, list[JobStatus]] = {name: [] for name in GROUPS}
+    groups: dict[str, list[JobStatus]] = {name: [] for name in (*GROUPS, IGNORED)}
     runfile_jobs: list[Job] = []
     removed_jobs: list[Job] = []
     records: dict[str, JobRecord] = {}
@@ -71,7 +72,8 @@ def preview(status: RunsStatus, mode: str = "resume") -> Preview:
             removed_jobs.append(Job(job.command, job.job_id, 0))
             continue
         runfile_jobs.append(Job(job.command, job.job_id, job.line or 0))
-        groups[classify(rec, running)].append(job)
+        # Set aside by `doit ignore`: listed apart, as the plan counts it (not among the succeeded).
+        groups[IGNORED if not running and is_ignored(rec) else classify(rec, running)].append(job)
     plan = make_plan(runfile_jobs, records, parsed, recovered=len(groups[Group.RECOVERED]), adopt_ids=adopt_ids, removed_jobs=removed_jobs)
     total = len(status.runfile.jobs) if status.runfile is not None else 0
-    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups)
+    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups, status.counts())

@@ -51,12 +51,14 @@ class RunsDir:
 
     def create(self) -> None:
         """Create the runs directory and check that it is writable."""
-        try:
-            self.logs.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise MetadataError(f"{self.path}: cannot create the runs directory: {err.strerror}") from err
-        if not os.access(self.path, os.W_OK | os.X_OK) or not os.access(self.logs, os.W_OK | os.X_OK):
-            raise MetadataError(f"{self.path}: the runs directory is not writable")
+        # One at a time, so that the message names the one that failed: the runs directory, or its logs/.
+        for path, what in ((self.path, "the runs directory"), (self.logs, "the logs directory")):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise MetadataError(f"{path}: cannot create {what}: {err.strerror}") from err
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise MetadataError(f"{path}: {what} is not writable")
 
 
 class LaunchLock:

@@ -42,7 +42,7 @@ from batchrun.sweeps._common import (
 )
 from batchrun.sweeps.hyperband import HyperbandConfig, parse_early_terminate
 from batchrun.sweeps.objective import Metric, parse_metric
-from batchrun.sweeps.wandb_command import command_tokens
+from batchrun.sweeps.wandb_command import DEFAULT_COMMAND, command_tokens
 from batchrun.sweeps.wandb_space import Distribution, sampler
 
 _MIN_MAX = ("min", "max")
@@ -138,6 +138,22 @@ def parse(spec: Map, fail: Fail) -> WandbSweep:
         first[param.name] = param.lineno
     return WandbSweep(method, run_cap, seed, program, command, params,
                       command_tokens(command, program, params, spec, fail), metric, early_terminate)
+
+
+def program_warnings(program: str | None, command: tuple[str, ...] | None) -> tuple[str, ...]:
+    """What a W&B spec's `program` likely did not mean, for the CLI to print once when it sweeps or launches the spec.
+
+    `program: python3 train.py`: W&B's agent runs `${interpreter} ${program}`, the program as one
+    file name, and batchrun renders it as the agent does (`/usr/bin/env python 'python3 train.py'`),
+    so every run fails; the spec is valid W&B, so this is a warning, not an error.
+    """
+    uses_program = any(element == "${program}" for element in command or DEFAULT_COMMAND)
+    if program is None or not uses_program or len(program.split()) < 2:
+        return ()
+    first, *rest = program.split()
+    hint = f"program: {rest[0]}" if len(rest) == 1 and first.startswith("python") else "program: <script file>"
+    return (f"'program' is one file name to W&B: its agent runs `python <program>`, so {program!r} is run as a file of that name "
+            f"and every run fails; write {hint}, or a command: list (e.g. command: [{', '.join(program.split())}, ${{args}}])",)
 
 
 # ---------------------------------------------------------------- parameters
