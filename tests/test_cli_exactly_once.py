@@ -396,6 +396,48 @@ def test_a_job_that_ends_between_its_stops_note_and_its_signal_is_recorded_as_it
     assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout + again.stderr
 
 
+# Hyperband stops 3 (the worst) once 1 logged its values; 3 then ends on its own, exit 0, in the
+# instant between its stop's note and its signal (the fault hook opens gate/stop there).
+HYPERBAND_ENDS_FIRST = """\
+import argparse, json, os, time
+q = argparse.ArgumentParser()
+q.add_argument("--quality", type=int)
+q = q.parse_args().quality
+with open("ran.txt", "a") as f:
+    f.write(f"{q}\\n")
+def log(step):
+    with open(os.environ["BATCHRUN_METRICS"], "a") as f:
+        f.write(json.dumps({"loss": q + 0.01 * step, "_step": step}) + "\\n")
+def wait(done):
+    deadline = time.time() + 60
+    while not done() and time.time() < deadline:
+        time.sleep(0.02)
+if q == 3:
+    for step in range(3):
+        log(step)
+    open("gate/3", "w").close()
+    wait(lambda: os.path.exists("gate/stop"))
+elif q == 1:
+    wait(lambda: os.path.exists("gate/3"))
+    for step in range(3):
+        log(step)
+    wait(lambda: os.path.exists("gate/stop"))
+"""
+
+
+def test_a_run_that_ends_between_its_hyperband_stops_note_and_its_signal_is_recorded_as_it_ended(workdir: Path) -> None:
+    (workdir / "train.py").write_text(HYPERBAND_ENDS_FIRST)
+    (workdir / "gate").mkdir()
+    (workdir / "grid.yml").write_text(HYPERBAND_SPEC)
+    done = _run("launch", "grid.yml", "-j", "3", cwd=workdir, BRFAULT_END_BEFORE_STOP_SIGNAL=str(workdir / "gate" / "stop"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (workdir / "gate" / "stop").exists(), "hyperband stopped no run: the fault was not placed"
+    assert set(_states(workdir / "runs" / "grid").values()) == {"succeeded"}, "a run that ended on its own was taken for stopped"
+    again = _run("launch", "grid.yml", "-j", "3", cwd=workdir)
+    assert again.returncode == 0 and "0 to run" in again.stdout, again.stdout + again.stderr
+    assert sorted((workdir / "ran.txt").read_text().split()) == ["1", "2", "3"]
+
+
 # -- 7. stop and wait agree on an adopted job that ended with no record --------------
 
 
