@@ -300,9 +300,9 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
     if launch is not None:  # no job starts or ends in a quick answer: nothing to show but the plan
         launch.on_event = progress
         progress.best = _best_so_far(args.runfile, launch.runs_dir)
+        launch.on_warning = cli_queue.warn
         if args.follow:
             progress.following = launch.queued
-            launch.on_warning = cli_queue.warn
             if state.target.gridspec is not None:
                 launch.follower = cli_queue.gridspec_follower(state.target.gridspec, launch.runfile, state.target.runs_dir)
     stopper = launch if launch is not None else state.hold

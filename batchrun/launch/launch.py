@@ -30,7 +30,7 @@ from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_opt
 from batchrun.launch.plan import Plan, done_for_mode, make_plan
 from batchrun.launch.result import LaunchResult
 from batchrun.launch.runner import JobRunner, LaunchControl, submit_detached
-from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
+from batchrun.launch.settle import Outcome, carried_stops, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.jobtable import JobTable
@@ -69,7 +69,7 @@ class Launch:
         # follower before `run`; by default the runfile's own), and the feed.
         self.follower: Follower | None = None
         self.follow: Follow | None = None
-        # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
+        # Where warnings go (--follow's repeated lines and unreadable files, a metrics path that is no regular file): one line each; set before `run`.
         self.on_warning: Callable[[str], None] = _ignore_warning
         self._stopper: GroupStopper | None = None
         base_env = dict(os.environ)
@@ -135,6 +135,7 @@ class Launch:
             decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
+            self.runner.restop = carried_stops(decisions)
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             if self.mode == Mode.OVERWRITE:
                 self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
@@ -193,6 +194,7 @@ class Launch:
         (`batchrun.dodo`), where doit rather than `run` then picks the jobs.
         """
         self.executor.open()
+        self.runner.on_warning = self.on_warning
         self.runner.adopt_all(plan.adopt)
         self.start_background()
 
@@ -273,7 +275,7 @@ class Launch:
                 return
             control.stopping.set()
             control.interrupted = True
-            self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now)
+            self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now, self.runner.stops.signal_stop)
             self._stopper.start()
 
     # -- step 3: finish -----------------------------------------------------
@@ -283,7 +285,6 @@ class Launch:
         self.stop_background()
         runner = self.runner
         error = self.control.fatal
-        final_error: BatchrunError | None = None
         try:
             final_error = self.metadata.write_final()
             error = error or final_error

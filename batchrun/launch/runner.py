@@ -18,17 +18,18 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor, jobfiles
-from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs, shell_status
+from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
-from batchrun.launch.settle import Outcome, journal_decisions, settle_one
+from batchrun.launch.settle import AttemptEnd, Outcome, ended_from_files, journal_decisions, record_end, settle_one, watched_end
+from batchrun.launch.stopnotes import StopNotes
 from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
 from batchrun.metrics.cache import record_job_metrics
-from batchrun.metrics.file import METRICS_NAME
+from batchrun.metrics.file import METRICS_NAME, NOT_A_FILE, Skipped
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
-from batchrun.store.records import REQUEUE_STATUS, JobRecord, State
+from batchrun.store.records import JobRecord, State
 
 __all__ = ["JobRunner", "LaunchControl", "submit_detached"]
 
@@ -82,14 +83,21 @@ class JobRunner:
         self.on_change = on_change  # called under control.lock
         self.request_stop = request_stop
         self.on_event: Callable[[JobEvent], None] = _ignore_event
+        # One warning line for the launch (a metrics path that is no regular file, the first time).
+        self.on_warning: Callable[[str], None] = _ignore_warning
+        self._metrics_skipped = Skipped()
         self.slots = SlotPool(options.n_jobs)
         # job id -> the executor's reference (None: unknown, STARTING), for jobs a thread waits on.
         self.running: dict[str, str | None] = {}
         # Adopted jobs no thread waits on yet: job -> its reference.
         self.adopted: dict[str, tuple[Job, str | None]] = {}
         self.adopt_ids: set[str] = set()
+        # Adopted jobs an earlier launch was stopping (their note says so): job -> the state it records.
+        self.restop: dict[str, str] = {}
+        # The stops this launch makes, noted before their first signal.
+        self.stops = StopNotes(executor, journal, control.lock, logs, lambda job_id: job_id in self.adopt_ids)
         # Jobs being stopped while the launch goes on (`stop_jobs`).
-        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set, self.stops.signal_stop)
         self.ran = 0
         self.detached = 0
         # The code version the jobs start under (`store.codeversion`), set by the launch before the first.
@@ -110,11 +118,13 @@ class JobRunner:
             return [(j, r, True) for j, r in self.running.items()] + [(j, r, False) for j, (_, r) in self.adopted.items()]
 
     def adopt_all(self, jobs: list[Job]) -> None:
-        """Make every adopted job a running job of this launch, shown at once."""
+        """Make every adopted job a running job of this launch, shown at once; carry on the stops an earlier launch began."""
         records = self.journal.records
         with self.control.lock:
             for job in jobs:
                 self.adopted[job.job_id] = (job, records[job.job_id].ref)
+            for job_id, state in self.restop.items():
+                self.ends.resume(job_id, records[job_id].ref, state)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
 
@@ -214,14 +224,13 @@ class JobRunner:
         rec = self.journal.records.get(job.job_id)
         return job_environment(self.base_env, self.options.gpus, job, slot, log_dir, attempt, rec.requeues if rec is not None else 0)
 
-    def _exited(self, job_id: str, attempt: int, status: int, start: float, end: float) -> JobRecord:
-        """Record an attempt that ran to its end: requeued when it exited 75 and --max-requeues allows, else finished."""
+    def _requeue_or_fail(self, job_id: str, how: AttemptEnd) -> AttemptEnd:
+        """A requeue (exit 75) past --max-requeues is a failure; any other end stays as it is."""
         rec = self.journal.records.get(job_id)
-        if status == REQUEUE_STATUS and rec is not None:
-            if rec.requeues < self.options.max_requeues:
-                return self.journal.record_unfinished(job_id, attempt, start, end, State.REQUEUED)
-            self.requeues_spent.add(job_id)
-        return self.journal.record_end(job_id, attempt, status, start, end)
+        if how.state != State.REQUEUED or rec is None or rec.requeues < self.options.max_requeues:
+            return how
+        self.requeues_spent.add(job_id)
+        return AttemptEnd(State.FAILED, how.status, how.end, how.recorded)
 
     def next_attempt(self, job: Job, log_dir: str) -> int:
         prev = self.journal.records.get(job.job_id)
@@ -260,30 +269,21 @@ class JobRunner:
             self.running[job.job_id] = ref
             self.on_change(job, rec)
         self.emit(EventKind.START, job, rec, slot)
-        timed_out = False
         deadline = None if self.options.timeout is None else time.monotonic() + max(0.0, start + self.options.timeout - time.time())
         returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
         if returncode is None:
-            timed_out = True
+            self.stops.note_stop(job.job_id, State.TIMEOUT)
             returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
-        ending = self.ends.wait(job.job_id)
+        self.ends.wait(job.job_id)  # a stop under way (kill, early stop) is over once its group is gone
         end = time.time()
         usage = jobfiles.read_usage(log_dir, attempt)
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
             self.journal.record_usage(job.job_id, attempt, usage)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
-            elif timed_out and not control.interrupted:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end, State.TIMEOUT)
-            elif returncode != 0 and control.interrupted and shell_status(returncode) != REQUEUE_STATUS:
-                # Stopped by us (or it chose to fail as we stopped it).
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
-            else:
-                # A 75 as a stop's SIGTERM came: the job saved its state and asked to run again (requeued).
-                rec = self._exited(job.job_id, attempt, shell_status(returncode), start, end)
+            how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
+            rec = record_end(self.journal, job.job_id, attempt, start, end, self._requeue_or_fail(job.job_id, how))
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -295,7 +295,11 @@ class JobRunner:
         # The job's metrics, summarised once now, spare `batchrun results` parsing them
         # (one failed open without, unless the executor saw there is no file).
         if ref is None or not self.executor.left_no_metrics(ref):
-            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
+            skipped = self._metrics_skipped
+            warned = NOT_A_FILE in skipped.counts
+            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}", skipped)
+            if not warned and NOT_A_FILE in skipped.counts:
+                self.on_warning(f"{skipped.first[NOT_A_FILE]}: not a regular file; a job's metrics are read only from one (others like it are skipped without a word)")
         again = not self.control.stopping.is_set()
         if rec.state == State.REQUEUED and again:
             kind = EventKind.REQUEUE
@@ -325,27 +329,22 @@ class JobRunner:
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
-        ending = self.ends.wait(job.job_id)
-        exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
+        self.ends.wait(job.job_id)
+        how = ended_from_files(log_dir, rec.attempts)
         usage = jobfiles.read_usage(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
+            self.stops.forget(job.job_id, rec.attempts)
+            end = how.end if how is not None and how.end is not None else now
             self.journal.record_usage(job.job_id, rec.attempts, usage)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
-            elif exit_record is not None:
-                status, end = exit_record
-                rec = self._exited(job.job_id, rec.attempts, status, rec.start or end, end)
-            else:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
+            rec = record_end(self.journal, job.job_id, rec.attempts, rec.start or end, end, self._requeue_or_fail(job.job_id, how or _UNSEEN))
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
         # Requeued: the caller starts it again, as a job that must run again.
-        done = (exit_record is not None and rec.state != State.REQUEUED) or ending is not None or control.stopping.is_set()
-        return rec if done else None
+        return rec if (how is not None and rec.state != State.REQUEUED) or control.stopping.is_set() else None
 
 
 def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
@@ -385,3 +384,11 @@ def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
 
 def _ignore_event(event: JobEvent) -> None:
     pass
+
+
+def _ignore_warning(text: str) -> None:
+    pass
+
+
+# An adopted job gone with no record and no stop note: it did not finish, and runs again.
+_UNSEEN = AttemptEnd(State.INTERRUPTED)

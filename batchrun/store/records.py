@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from batchrun.errors import MetadataError
 
-__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "USAGE_FIELDS", "JobRecord", "State", "canonical_time", "category_of", "replay"]
+__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "USAGE_FIELDS", "AttemptEnd", "JobRecord", "State", "canonical_time", "category_of", "replay"]
 
 
 class State(str, enum.Enum):
@@ -89,6 +90,33 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
     if rec.ignored and rec.state != State.RUNNING:
         return IGNORED
     return rec.state
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How one attempt ended, as the journal records it."""
+
+    state: str  # the state to record
+    status: int | None = None  # the exit status (with a finished state or a timeout's), else None
+    end: float | None = None  # when, if a file says so
+    recorded: bool = False  # read from the supervisor's exit record
+
+    @classmethod
+    def exited(cls, status: int, end: float | None = None, recorded: bool = False) -> AttemptEnd:
+        """The job ran to its end on its own, with this status (75: it asked to run again, requeued)."""
+        if status == REQUEUE_STATUS:
+            return cls(State.REQUEUED, status, end, recorded)
+        return cls(State.SUCCEEDED if status == 0 else State.FAILED, status, end, recorded)
+
+    @classmethod
+    def from_record(cls, status: int, end: float, stop: str | None) -> AttemptEnd:
+        """From a supervisor's exit record: its status, end time and the stop's state it names, if any."""
+        return cls.exited(status, end, True) if stop is None else cls.stopped_as(stop, status, end, True)
+
+    @classmethod
+    def stopped_as(cls, state: str, status: int | None = None, end: float | None = None, recorded: bool = False) -> AttemptEnd:
+        """A stop recorded as `state` ended it (a timeout keeps the shell's status, the others none)."""
+        return cls(state, status if state == State.TIMEOUT else None, end, recorded)
 
 
 class JobRecord:
