@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -121,3 +122,17 @@ def test_the_journal_keeps_the_usage_of_the_last_attempt_through_replay_and_comp
     third.record_start("a", 2, 3.0, 0, "h")
     third.close()
     assert third.records["a"].max_rss_kb is None
+
+
+def test_the_report_shows_what_the_runs_used_by_parameter(workdir: Path) -> None:
+    (workdir / "alloc.py").write_text('import sys\nmb = int(sys.argv[1].split("=")[1])\nb = b"x" * (mb << 20)\n')
+    _write(workdir, "python3 alloc.py --mb=150", "python3 alloc.py --mb=1")
+    assert run_batchrun("launch", "exp.runfile", cwd=workdir).returncode == 0
+    answer = run_batchrun("report", "exp.runfile", "-o", "r.html", cwd=workdir)
+    assert answer.returncode == 0, answer.stderr
+    page = (workdir / "r.html").read_text()
+    assert "<h2>What the runs used, by parameter</h2>" in page
+    rows = re.findall(r"<tr><td>mb</td><td>(\d+)</td><td>1</td><td>(\d+) MB</td>", page)
+    assert [value for value, _ in rows] == ["1", "150"]  # in value order
+    memory = {value: int(mb) for value, mb in rows}
+    assert memory["150"] - memory["1"] >= 120

@@ -29,9 +29,11 @@ def write_resources(out: IO[str], given: object, records: Iterable[JobRecord | N
         ("runtime", resources.runtime_s, format_duration),
         ("cpu (user+sys)", resources.cpu_s, format_duration),
     ]
+    if resources.gpu_mb is not None:
+        rows.append(("peak GPU memory", resources.gpu_mb, _megabytes))
     if as_csv:
         out.write("measure,p50,p95,max\n")
-        names = {"peak memory": "memory_mb", "runtime": "runtime_s", "cpu (user+sys)": "cpu_s"}
+        names = {"peak memory": "memory_mb", "runtime": "runtime_s", "cpu (user+sys)": "cpu_s", "peak GPU memory": "gpu_mb"}
         for name, values, _ in rows:
             out.write(",".join([names[name], *(("" if values is None else repr(v)) for v in values or (None, None, None))]) + "\n")
         return

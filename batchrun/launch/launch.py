@@ -24,6 +24,7 @@ from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import JobQueue
+from batchrun.launch.gpumem import GpuMemory
 from batchrun.launch.hold import RunsDirHold
 from batchrun.launch.livequeue import Follow, Follower
 from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_options
@@ -199,14 +200,26 @@ class Launch:
         self.start_background()
 
     def start_background(self) -> None:
-        """Start keeping metadata.json up to date while jobs run."""
+        """Start keeping metadata.json up to date while jobs run, and (--gpus, local jobs) sampling their GPU memory."""
         self.metadata.start()
+        if self.options.gpus and self.executor.name == "local" and self.runner.gpu_memory is None:
+            memory = GpuMemory(self._jobs_by_session)
+            if memory.available:
+                self.runner.gpu_memory = memory
+                memory.start()
+
+    def _jobs_by_session(self) -> dict[int, str]:
+        """Session id -> job id of the local jobs running now (a local job's shell leads its session; its pid is the job's reference)."""
+        with self.control.lock:
+            return {int(ref): job_id for job_id, ref in self.runner.running.items() if ref is not None and ref.isdigit()}
 
     def stop_background(self) -> None:
         """Wait for adopted jobs dispatch never reached and for a stop in progress, then stop the metadata thread."""
         self.runner.settle_unwatched()
         if self._stopper is not None:
             self._stopper.join()
+        if self.runner.gpu_memory is not None:
+            self.runner.gpu_memory.close()
         self.metadata.stop()
 
     def running_jobs(self) -> int:

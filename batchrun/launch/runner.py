@@ -20,6 +20,7 @@ from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor, jobfiles
 from batchrun.launch.attempt import SlotPool, job_environment, keep_old_logs
 from batchrun.launch.events import EventKind, JobEvent
+from batchrun.launch.gpumem import GpuMemory
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
 from batchrun.launch.settle import AttemptEnd, Outcome, ended_from_files, journal_decisions, record_end, settle_one, watched_end
@@ -100,6 +101,8 @@ class JobRunner:
         self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set, self.stops.signal_stop)
         self.ran = 0
         self.detached = 0
+        # Samples each running job's GPU memory (--gpus, local jobs, nvidia-smi on PATH), set by the launch.
+        self.gpu_memory: GpuMemory | None = None
         # The code version the jobs start under (`store.codeversion`), set by the launch before the first.
         self.code: str | None = None
         # Jobs that exited 75 once more than --max-requeues allows (failed for that), until their end is shown.
@@ -278,10 +281,11 @@ class JobRunner:
         self.ends.wait(job.job_id)  # a stop under way (kill, early stop) is over once its group is gone
         end = time.time()
         usage = jobfiles.read_usage(log_dir, attempt)
+        gpu = self.gpu_memory.take(job.job_id) if self.gpu_memory is not None else None
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
-            self.journal.record_usage(job.job_id, attempt, usage)
+            self.journal.record_usage(job.job_id, attempt, usage, gpu)
             how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
             rec = record_end(self.journal, job.job_id, attempt, start, end, self._requeue_or_fail(job.job_id, how))
             self.ran += 1

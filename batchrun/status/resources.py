@@ -41,6 +41,7 @@ class Resources:
     memory_mb: tuple[float, float, float] | None
     runtime_s: tuple[float, float, float] | None
     cpu_s: tuple[float, float, float] | None  # user + system
+    gpu_mb: tuple[float, float, float] | None = None  # peak GPU memory, where known
 
     def sbatch_hint(self) -> str | None:
         """`--mem=...M --time=H:MM:SS`: the 95th percentiles with `HEADROOM`, rounded up (memory to 64 MB, time to a minute)."""
@@ -58,7 +59,7 @@ class Resources:
 
         return {
             "jobs": self.jobs, "measured": self.measured, "memory_mb": three(self.memory_mb), "runtime_s": three(self.runtime_s),
-            "cpu_s": three(self.cpu_s), "sbatch_args": self.sbatch_hint(),
+            "cpu_s": three(self.cpu_s), "gpu_mb": three(self.gpu_mb), "sbatch_args": self.sbatch_hint(),
         }
 
 
@@ -74,6 +75,7 @@ def summarise(records: Iterable[JobRecord | None]) -> Resources:
     memory: list[float] = []
     runtime: list[float] = []
     cpu: list[float] = []
+    gpu: list[float] = []
     jobs = 0
     for rec in records:
         if rec is None or rec.state not in COUNTED:
@@ -84,4 +86,6 @@ def summarise(records: Iterable[JobRecord | None]) -> Resources:
         if rec.max_rss_kb is not None:
             memory.append(rec.max_rss_kb / 1024)
             cpu.append((rec.user_cpu_s or 0.0) + (rec.sys_cpu_s or 0.0))
-    return Resources(jobs, len(memory), _three(memory), _three(runtime), _three(cpu))
+        if rec.max_gpu_mem_mb is not None:
+            gpu.append(float(rec.max_gpu_mem_mb))
+    return Resources(jobs, len(memory), _three(memory), _three(runtime), _three(cpu), _three(gpu))

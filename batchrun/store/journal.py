@@ -14,7 +14,7 @@ Line format (space separated; a torn last line from a kill is ignored):
 
     S <job_id> <attempt> <start> <slot> <host> [<code>]   about to start (under that code version)
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
-    U <job_id> <attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>   what the attempt used (before its E or I line)
+    U <job_id> <attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s> [<max_gpu_mem_mb>]   what the attempt used (before its E or I line)
     E <job_id> <attempt> <status> <start> <end> [<state> [<host> [<code>]]]   ended (finished)
     I <job_id> <attempt> <start> <end> <state> [<code>]   stopped unfinished (interrupted, requeued, ...)
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
@@ -167,18 +167,19 @@ class Journal:
         rec.slot = slot
         rec.host = host
         rec.status = rec.end = rec.ref = None
-        rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
+        rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = rec.max_gpu_mem_mb = None
         rec.code = code
         return rec
 
-    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None) -> None:
-        """Record what an attempt used (`jobfiles.read_usage`), just before its end; nothing when unknown."""
+    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None) -> None:
+        """Record what an attempt used (`jobfiles.read_usage`, and its peak GPU memory if known), just before its end; nothing when unknown."""
         if usage is None:
             return
         rss, user, system = usage
-        self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}\n")
+        self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}{'' if gpu_mb is None else f' {gpu_mb}'}\n")
         rec = self._get(job_id)
         rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = rss, float(f"{user:.3f}"), float(f"{system:.3f}")
+        rec.max_gpu_mem_mb = gpu_mb
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
@@ -312,7 +313,8 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
                 else:
                     lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
         if rec.max_rss_kb is not None and rec.user_cpu_s is not None and rec.sys_cpu_s is not None and rec.state != State.RUNNING:
-            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}\n")
+            gpu = "" if rec.max_gpu_mem_mb is None else f" {rec.max_gpu_mem_mb}"
+            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}{gpu}\n")
         if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
             # The state and host ride along: the S line that held the host goes.
             extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")

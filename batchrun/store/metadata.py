@@ -187,6 +187,8 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "max_rss_kb": rec.max_rss_kb,
         "user_cpu_s": rec.user_cpu_s,
         "sys_cpu_s": rec.sys_cpu_s,
+        # Only where known: most machines have no GPU.
+        **({"max_gpu_mem_mb": rec.max_gpu_mem_mb} if rec.max_gpu_mem_mb is not None else {}),
         "code": rec.code,
         "log_dir": log_dir,
     }

@@ -61,7 +61,7 @@ State.ENDED = State.FINISHED | {State.KILLED, State.STOPPED}
 State.ALL = tuple(State)
 
 # What each attempt used, as JobRecord, metadata.json, status and results name it.
-USAGE_FIELDS = ("max_rss_kb", "user_cpu_s", "sys_cpu_s")
+USAGE_FIELDS = ("max_rss_kb", "user_cpu_s", "sys_cpu_s", "max_gpu_mem_mb")
 
 # The exit status of a job that asks to run again (sysexits.h's EX_TEMPFAIL): `State.REQUEUED`.
 REQUEUE_STATUS = 75
@@ -123,7 +123,7 @@ class JobRecord:
     """What the journal knows of one job; mutable, one per job id."""
 
     __slots__ = (
-        "attempts", "code", "end", "exit_codes", "host", "ignored", "job_id", "max_rss_kb", "ref", "requeues", "slot", "start", "state", "status",
+        "attempts", "code", "end", "exit_codes", "host", "ignored", "job_id", "max_gpu_mem_mb", "max_rss_kb", "ref", "requeues", "slot", "start", "state", "status",
         "sys_cpu_s", "user_cpu_s",
     )
 
@@ -148,6 +148,8 @@ class JobRecord:
         self.max_rss_kb: int | None = None
         self.user_cpu_s: float | None = None
         self.sys_cpu_s: float | None = None
+        # Its peak GPU memory (MiB), where nvidia-smi could tell (`launch.gpumem`).
+        self.max_gpu_mem_mb: int | None = None
         # Set by `doit ignore` (an X line): skipped until forgotten (R).
         self.ignored = False
 
@@ -214,10 +216,11 @@ def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Pa
                 rec.host = parts[5]
                 rec.state = State.RUNNING
                 rec.status = rec.end = rec.ref = None
-                rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = None
+                rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = rec.max_gpu_mem_mb = None
                 rec.code = parts[6] if len(parts) > 6 else None
             elif kind == "U":
                 rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = int(parts[3]), float(parts[4]), float(parts[5])
+                rec.max_gpu_mem_mb = int(parts[6]) if len(parts) > 6 else None
             elif kind == "P":
                 rec.ref = parts[3]
             elif kind == "I":
