@@ -152,3 +152,43 @@ def test_a_job_exiting_75_after_its_launch_was_killed_is_requeued_by_the_next(wo
     assert (workdir / "runs.txt").read_text() == "run\nrun\n"
     entry = read_metadata(workdir / "runs" / "exp")[job_id_of(cmd)]
     assert entry["exit_codes"] == [75, 0] and entry["attempts"] == 2
+
+
+# -- the checkpoint signal (issue 24 #2), locally -------------------------------------------------
+
+# Saves a checkpoint and asks to be requeued on USR1; resumes from the checkpoint on its next attempt.
+TRAPPING = (
+    'if [ -f "$BATCHRUN_LOG_DIR/ckpt" ]; then echo "resumed from $(cat "$BATCHRUN_LOG_DIR/ckpt")"; exit 0; fi; '
+    'trap \'echo step-7 > "$BATCHRUN_LOG_DIR/ckpt"; exit 75\' USR1; sleep 60 & wait'
+)
+
+
+def test_a_job_trapping_the_checkpoint_signal_is_requeued_and_finishes_from_its_checkpoint(workdir: Path) -> None:
+    _write(workdir, TRAPPING)
+    launch = _run("launch", "exp.runfile", "--timeout", "30", "--checkpoint-signal", "USR1@29", cwd=workdir)
+    assert launch.returncode == 0, launch.stdout + launch.stderr
+    job_id = job_id_of(TRAPPING)
+    assert f"requeued    {job_id}  attempt 1 exited 75" in launch.stdout
+    entry = read_metadata(workdir / "runs" / "exp")[job_id]
+    assert entry["state"] == "succeeded" and entry["exit_codes"] == [75, 0]
+    assert (workdir / "runs" / "exp" / "logs" / job_id / "out.log").read_text() == "resumed from step-7\n"
+
+
+def test_a_job_ignoring_the_checkpoint_signal_still_times_out(workdir: Path) -> None:
+    cmd = "trap '' USR1; sleep 60"
+    _write(workdir, cmd)
+    launch = _run("launch", "exp.runfile", "--timeout", "2", "--grace", "1", "--checkpoint-signal", "SIGUSR1@1", cwd=workdir)
+    assert launch.returncode == 1
+    assert read_metadata(workdir / "runs" / "exp")[job_id_of(cmd)]["state"] == "timeout"
+
+
+def test_a_checkpoint_signal_is_refused_without_a_timeout_or_in_another_form(workdir: Path) -> None:
+    _write(workdir, "true")
+    answer = _run("launch", "exp.runfile", "--checkpoint-signal", "USR1@10", cwd=workdir)
+    assert answer.returncode == 2 and answer.stderr == "batchrun: error: --checkpoint-signal needs --timeout: the signal comes that many seconds before the timeout\n"
+    for bad in ("USR1", "NOPE@10", "USR1@soon"):
+        answer = _run("launch", "exp.runfile", "--timeout", "60", "--checkpoint-signal", bad, cwd=workdir)
+        assert answer.returncode == 2 and answer.stderr.count("\n") == 1 and "--checkpoint-signal" in answer.stderr, answer.stderr
+    answer = _run("launch", "exp.runfile", "--timeout", "60", "--checkpoint-signal", "USR1@10", "--executor", "dask", cwd=workdir)
+    assert answer.returncode == 2 and answer.stderr.startswith("batchrun: error: --checkpoint-signal runs with the local executor only, not dask"), answer.stderr
+    assert not (workdir / "runs").exists()

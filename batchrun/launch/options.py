@@ -60,6 +60,8 @@ class LaunchOptions:
     # Runs again of a job that exits 75 (requeued), in this launch, before it counts as failed.
     max_requeues: int = 10
     timeout: float | None = None
+    # --checkpoint-signal SIG@SECONDS: (signal number, seconds before the timeout) it reaches the job's group.
+    checkpoint_signal: tuple[int, float] | None = None
     fail_fast: bool = False
     halt_now: bool = False
     gpus: list[str] = field(default_factory=list)
@@ -119,6 +121,11 @@ def check_options(options: LaunchOptions) -> None:
         raise UsageError("--follow and --detach do not go together: a detached launch exits at once, so nothing follows the runfile")
     if options.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
+    if options.checkpoint_signal is not None and options.timeout is None:
+        raise UsageError("--checkpoint-signal needs --timeout: the signal comes that many seconds before the timeout")
+    if options.checkpoint_signal is not None and options.executor != "local":
+        # Their executors take any signal sent to a job for a stop; SLURM's own --signal is not mapped yet.
+        raise UsageError(f"--checkpoint-signal runs with the local executor only, not {options.executor}; on SLURM pass --sbatch-args \"--signal=B:USR1@120\"")
     if options.max_requeues < 0:
         raise UsageError(f"--max-requeues must be 0 or more, not {options.max_requeues}")
     parse_mode(options.mode)

@@ -25,7 +25,7 @@ from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
 from batchrun.launch.settle import AttemptEnd, Outcome, ended_from_files, journal_decisions, record_end, settle_one, watched_end
 from batchrun.launch.stopnotes import StopNotes
-from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
+from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job_warned
 from batchrun.metrics.cache import record_job_metrics
 from batchrun.metrics.file import METRICS_NAME, NOT_A_FILE, Skipped
 from batchrun.runfile.file import Job
@@ -273,7 +273,7 @@ class JobRunner:
             self.on_change(job, rec)
         self.emit(EventKind.START, job, rec, slot)
         deadline = None if self.options.timeout is None else time.monotonic() + max(0.0, start + self.options.timeout - time.time())
-        returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
+        returncode = wait_job_warned(self.executor, job.job_id, ref, control.stop_now.is_set, deadline, self.options.checkpoint_signal)
         if returncode is None:
             self.stops.note_stop(job.job_id, State.TIMEOUT)
             returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)

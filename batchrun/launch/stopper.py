@@ -88,6 +88,24 @@ def wait_job(executor: Executor, ref: str, stop_now: Callable[[], bool], deadlin
             return -signal.SIGKILL
 
 
+def wait_job_warned(
+    executor: Executor, job_id: str, ref: str, stop_now: Callable[[], bool], deadline: float | None, warning: tuple[int, float] | None
+) -> int | None:
+    """`wait_job`, and with `warning` (signal, seconds) that signal to the job's group that many seconds before `deadline`.
+
+    The job's checkpoint signal (--checkpoint-signal): not a stop, so no
+    stop note; a job that saves its state and exits 75 on it is requeued.
+    """
+    if warning is None or deadline is None:
+        return wait_job(executor, ref, stop_now, deadline)
+    signum, seconds = warning
+    returncode = wait_job(executor, ref, stop_now, deadline - seconds)
+    if returncode is not None:
+        return returncode
+    executor.signal(job_id, ref, signum)
+    return wait_job(executor, ref, stop_now, deadline)
+
+
 def stop_job(executor: Executor, job_id: str, ref: str, grace: float, give_up: Callable[[], bool] = lambda: False) -> int:
     """Stop one job (--timeout): SIGTERM, SIGKILL after `grace`; its status.
 
