@@ -10,16 +10,13 @@ more. The kills are placed by `tests/data/faults/sitecustomize.py`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, batchrun_cmd, read_metadata, wait_for
+from conftest import batchrun_cmd, fault_env, read_metadata, wait_for
 
 from batchrun.runfile.file import job_id_of
-
-FAULTS = Path(__file__).resolve().parent / "data" / "faults"
 
 # Saves a checkpoint and asks to be requeued on its first attempt; resumes from it on the next.
 CHECKPOINTED = (
@@ -29,15 +26,8 @@ CHECKPOINTED = (
 )
 
 
-def _env(**faults: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRFAULT_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(faults)
-    return env
-
-
 def _run(*args: str, cwd: Path, **faults: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=120, env=_env(**faults))
+    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=120, env=fault_env(**faults))
 
 
 def _write(workdir: Path, *commands: str) -> None:
@@ -139,7 +129,7 @@ def test_kill_9_as_the_requeued_attempt_starts_runs_the_job_exactly_once_more(wo
 def test_a_job_exiting_75_after_its_launch_was_killed_is_requeued_by_the_next(workdir: Path) -> None:
     cmd = 'echo run >> runs.txt; [ -f "$BATCHRUN_LOG_DIR/ckpt" ] && exit 0; while [ ! -f go ]; do sleep 0.05; done; touch "$BATCHRUN_LOG_DIR/ckpt"; exit 75'
     _write(workdir, cmd)
-    launch = subprocess.Popen(batchrun_cmd("launch", "exp.runfile"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    launch = subprocess.Popen(batchrun_cmd("launch", "exp.runfile"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=fault_env())
     wait_for(lambda: (workdir / "runs.txt").exists(), what="the job to start")
     launch.send_signal(signal.SIGKILL)
     launch.wait(timeout=30)
