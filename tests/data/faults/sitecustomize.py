@@ -157,7 +157,8 @@ def _install() -> None:
         from batchrun.launch import runner
 
         pause = float(env["BRFAULT_SLOW_END"])
-        wait_job = runner.wait_job
+        # The runner's wait for a job it watches (with its checkpoint signal, if any).
+        wait_job = runner.wait_job_warned
 
         def slow_wait_job(*args: object, **kwargs: object) -> int | None:
             returncode = wait_job(*args, **kwargs)  # type: ignore[arg-type]
@@ -166,7 +167,7 @@ def _install() -> None:
                 time.sleep(pause)
             return returncode
 
-        runner.wait_job = slow_wait_job  # type: ignore[assignment]
+        runner.wait_job_warned = slow_wait_job  # type: ignore[assignment]
 
     if "BRFAULT_SLOW_FINAL_WRITE" in env:
         from batchrun.store import metasync
