@@ -130,12 +130,13 @@ def test_ignored_jobs_replay_compact_and_are_cleared_by_a_reset(tmp_path: Path) 
 def test_the_cli_reports_a_corrupt_journal_in_one_line_with_exit_2(command: str, workdir: Path, run_cli: Callable[..., tuple[int, str, str]]) -> None:
     (workdir / "exp.runfile").write_text("echo a\n")
     assert run_cli("launch", "exp.runfile", "-q")[0] == 0
-    with open(workdir / "runs" / "exp" / "jobs.journal", "ab") as f:
+    journal = workdir / "runs" / "exp" / "jobs.journal"
+    bad = journal.read_bytes().count(b"\n") + 1  # the line after the launch's
+    with open(journal, "ab") as f:
         f.write(b"\xff\xfe\x00 garbage\nE aaaaaaaaaaaaaaaa 1 0 1.0 2.0\n")
     code, _, err = run_cli(command, "exp.runfile")
     assert code == 2
-    journal = workdir / "runs" / "exp" / "jobs.journal"
-    assert err == f"batchrun: error: {journal}:4: corrupt job journal line '\\xff\\xfe\\x00 garbage'; remove that line (jobs it recorded will run again)\n"
+    assert err == f"batchrun: error: {journal}:{bad}: corrupt job journal line '\\xff\\xfe\\x00 garbage'; remove that line (jobs it recorded will run again)\n"
 
 
 def test_killed_and_stopped_jobs_replay_and_survive_compaction(tmp_path: Path) -> None:
