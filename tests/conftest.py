@@ -98,3 +98,30 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+FAULTS = REPO / "tests" / "data" / "faults"
+
+
+def fault_env(**faults: str) -> dict[str, str]:
+    """This environment with the fault-injection sitecustomize (tests/data/faults) on PYTHONPATH and these faults named."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRFAULT_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(faults)
+    return env
+
+
+def slurm_skip_reason() -> str | None:
+    """Why the SLURM tests cannot run here (no client commands, or no controller answers), or None."""
+    import shutil
+
+    for command in ("sbatch", "sinfo", "squeue", "scancel"):
+        if shutil.which(command) is None:
+            return f"SLURM not installed ({command} not on PATH); start a test cluster with tests/slurm/start-slurm.sh"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-o", "%P"], check=False, capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "the SLURM controller does not answer (sinfo timed out); start it with tests/slurm/start-slurm.sh"
+    if answer.returncode != 0:
+        return f"the SLURM controller does not answer ({answer.stderr.strip()}); start it with tests/slurm/start-slurm.sh"
+    return None

@@ -6,7 +6,8 @@ the launches a user would run, in this order:
 1. a launch (`--timeout`) whose jobs succeed, fail, hang until the timeout,
    hang until `batchrun kill`, and (specs with `early_terminate`) log a bad
    loss until hyperband stops them;
-2. one more point, and a launch stopped by SIGINT while it runs: interrupted;
+2. two more points, and a launch stopped by SIGINT while it runs them:
+   interrupted, and requeued (it exits 75 on its SIGTERM);
 3. `doit ignore` of a succeeded job; the point of another removed from the
    target; one more point never launched: pending. This is the `settled`
    variant.
@@ -37,6 +38,7 @@ from pathlib import Path
 import yaml
 from conftest import REPO, batchrun_cmd
 
+from batchrun.liveness import lock_held
 from batchrun.runfile.file import job_id_of
 
 # What each job does, by the role it plays; the state it ends in is `ROLE_STATE`'s.
@@ -59,6 +61,10 @@ def log(value, step):
             f.write(json.dumps({"loss": value, "_step": step}) + "\\n")
 
 
+if behaviour == "requeue":  # asks to run again (it saved its state) once told to
+    while not (here / "go-requeue").exists():
+        time.sleep(0.05)
+    sys.exit(75)
 if behaviour in ("ok", "fail"):
     for step in range(30):  # every hyperband band up to 27: a bad run is judged against these
         log(0.1, step)  # a failing run logs as well as the others: hyperband must not stop it first
@@ -79,6 +85,7 @@ ROLE_STATE = {
     "killed": ("killed", "settled"),
     "stopped": ("stopped", "settled"),
     "interrupted": ("interrupted", "settled"),
+    "requeued": ("requeued", "settled"),
     "ignored": ("ignored", "settled"),
     "removed": ("removed", "settled"),
     "pending": ("pending", "settled"),
@@ -319,6 +326,7 @@ def prepare(kind: Kind, root: Path) -> Prepared:
     launch.send_signal(signal.SIGINT)
     out, err = launch.communicate(timeout=60)
     assert launch.returncode == 130, f"{kind.name}: interrupted launch exit {launch.returncode}\n{out}\n{err}"
+    _requeue_unwatched(d, kind, names, commands, job)
     # 3. ignored, removed, pending.
     _ignore(d, kind, job_id_of(commands["ignored"]))
     points = [p for p in _read_points(d) if p != names["removed"]]
@@ -346,8 +354,42 @@ def prepare(kind: Kind, root: Path) -> Prepared:
     return Prepared(kind, dirs, commands, live)
 
 
+def _requeue_unwatched(d: Path, kind: Kind, names: dict[str, str], commands: dict[str, str], interrupted: str) -> None:
+    """2b. one more point, run by a launch killed with SIGKILL, that then exits 75: requeued, as the next reader settles it.
+
+    The interrupted job runs again under that launch too, and is stopped
+    with its shell after the kill (no record: interrupted again).
+    """
+    names["requeued"] = f"{len(names) + 1}"
+    commands["requeued"] = _write_points(d, kind, [*_read_points(d), names["requeued"]])[names["requeued"]]
+    _behave(d, commands["requeued"], "requeue")
+    requeued = job_id_of(commands["requeued"])
+    shutil.rmtree(d / "marks", ignore_errors=True)
+    launch = subprocess.Popen(batchrun_cmd("launch", kind.launch, *kind.launch_args, "-j", "2"), cwd=d,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: started(d, "hang", interrupted) and started(d, "requeue", requeued), f"{kind.name}: the jobs to requeue and interrupt to start")
+    # A runs directory read by path knows the job (its command, its parameters) once metadata.json names it.
+    wait_for(lambda: _named_in_metadata(d, kind, requeued), f"{kind.name}: metadata.json to name the job to requeue")
+    launch.kill()
+    launch.wait(timeout=30)
+    for mark in (d / "marks").glob(f"hang-{interrupted}-*"):
+        os.killpg(os.getpgid(int(re.sub(r".*-", "", mark.name))), signal.SIGKILL)
+    (d / "go-requeue").touch()
+    logs = _logs_of(d, kind)
+    wait_for(lambda: (logs / requeued / "exit").exists(), f"{kind.name}: the requeued job's exit record")
+    wait_for(lambda: not lock_held(logs / requeued / "out.log") and not lock_held(logs / interrupted / "out.log"), f"{kind.name}: both jobs to end")
+
+
+def _runs_dir_of(d: Path, kind: Kind) -> Path:
+    return d / (kind.runs_dir or f"runs/{Path(kind.runfile).stem}")
+
+
+def _logs_of(d: Path, kind: Kind) -> Path:
+    return _runs_dir_of(d, kind) / "logs"
+
+
 def _named_in_metadata(d: Path, kind: Kind, job_id: str) -> bool:
-    runs_dir = d / (kind.runs_dir or f"runs/{Path(kind.runfile).stem}")
+    runs_dir = _runs_dir_of(d, kind)
     try:
         return job_id in json.loads((runs_dir / "metadata.json").read_text())
     except (OSError, ValueError):

@@ -185,7 +185,7 @@ def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRun
 
 def test_the_fault_hooks_are_off_by_default(workdir: Path) -> None:
     """A guard on the guard: without BRFAULT_ variables nothing is patched."""
-    code = "import batchrun.executors.jobfiles as j, sys; sys.exit(j.read_exit_record.__module__ != 'batchrun.executors.supervisor')"
+    code = "import batchrun.executors.jobfiles as j, sys; sys.exit(j.read_exit_record.__module__ != 'batchrun.executors.exitrecord')"
     assert subprocess.run([sys.executable, "-c", code], env=_env(), cwd=workdir).returncode == 0
 
 

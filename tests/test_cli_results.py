@@ -72,7 +72,7 @@ def test_sweep_table_has_every_run_with_typed_parameters_and_last_values(sweep: 
         assert isinstance(row["runtime"], float)
         assert row["log_dir"] == str(sweep / "runs" / "grid" / "logs" / str(row["job_id"]))
         assert row["job_id"] == job_id_of(str(row["command"]))
-    assert list(rows[0]) == ["line", "job_id", "state", "lr", "seed", "loss", "step_x", "acc", "runtime", "command", "log_dir"]
+    assert list(rows[0]) == ["line", "job_id", "state", "lr", "seed", "loss", "step_x", "acc", "runtime", "max_rss_kb", "user_cpu_s", "sys_cpu_s", "max_gpu_mem_mb", "code", "command", "log_dir"]
     proc = run_batchrun("results", "grid.yml", cwd=sweep)
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["line", "id", "state", "lr", "seed", "loss", "step_x", "acc", "runtime"]
@@ -132,7 +132,7 @@ def test_over_seed_gives_mean_std_and_count(sweep: Path) -> None:
 def test_csv_has_every_value_exactly(sweep: Path) -> None:
     proc = run_batchrun("results", "grid.yml", "--csv", cwd=sweep)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert list(rows[0]) == ["line", "job_id", "state", "lr", "seed", "loss", "step_x", "acc", "runtime", "command", "log_dir"]
+    assert list(rows[0]) == ["line", "job_id", "state", "lr", "seed", "loss", "step_x", "acc", "runtime", "max_rss_kb", "user_cpu_s", "sys_cpu_s", "max_gpu_mem_mb", "code", "command", "log_dir"]
     assert [float(row["loss"]) for row in rows] == [_loss(lr, seed) for lr in (0.1, 0.5) for seed in (1, 2, 3)]
     over = list(csv.DictReader(io.StringIO(run_batchrun("results", "grid.yml", "--over", "seed", "--csv", cwd=sweep).stdout)))
     assert list(over[0])[:5] == ["lr", "runs", "loss", "loss_std", "loss_n"]

@@ -328,3 +328,54 @@ def test_what_the_examples_write_is_ignored_in_the_clone() -> None:
     checked = subprocess.run(["git", "check-ignore", *written], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert checked.stdout.split() == written, checked.stdout + checked.stderr
 
+
+
+# -- 13. requeue (issue 24) ---------------------------------------------------------------------------
+
+
+def test_a_requeue_is_no_failure_for_fail_fast_nor_for_halt_now(make_runfile: MakeRunfile, workdir: Path) -> None:
+    requeue_once = 'echo x >> $BATCHRUN_LOG_DIR/../n; [ "$BATCHRUN_REQUEUES" = 0 ] && exit 75; exit 0'
+    make_runfile([requeue_once, "sleep 0.5; echo later"])
+    for halt in ("--fail-fast", "--halt-now"):
+        launch = run_batchrun("launch", "exp.runfile", "-j", "1", halt, "--rerun-all", cwd=workdir)
+        assert launch.returncode == 0, launch.stdout + launch.stderr
+        assert "stopped after the first failure" not in launch.stdout
+        status = json.loads(run_batchrun("status", "exp.runfile", "--json", cwd=workdir).stdout)
+        assert status["counts"]["succeeded"] == 2, status["counts"]
+
+
+def test_a_detached_job_exiting_75_is_requeued_by_the_next_launch(make_runfile: MakeRunfile, workdir: Path) -> None:
+    cmd = 'echo "$BATCHRUN_ATTEMPT $BATCHRUN_REQUEUES" >> runs.txt; [ -f "$BATCHRUN_LOG_DIR/ckpt" ] && exit 0; touch "$BATCHRUN_LOG_DIR/ckpt"; exit 75'
+    make_runfile([cmd])
+    assert run_batchrun("launch", "exp.runfile", "--detach", cwd=workdir).returncode == 0
+    log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
+    wait_for(lambda: (log_dir / "exit").exists() and run_batchrun("status", "exp.runfile", cwd=workdir).stdout.startswith("exp.runfile: 1 job: 0 succeeded, 0 failed, 0 interrupted, 1 requeued"), what="the detached job's requeue")
+    wait = run_batchrun("wait", "exp.runfile", "--timeout", "0", cwd=workdir)
+    assert wait.returncode == 130 and "1 requeued" in wait.stdout, wait.stdout + wait.stderr
+    launch = run_batchrun("launch", "exp.runfile", cwd=workdir)
+    assert launch.returncode == 0, launch.stdout + launch.stderr
+    assert (workdir / "runs.txt").read_text() == "1 0\n2 1\n"
+
+
+# -- 14. code versions (issue 24) ----------------------------------------------------------------------
+
+
+def test_a_detached_launch_with_snapshot_runs_its_jobs_from_the_copy(workdir: Path) -> None:
+    for args in (["init", "-q"], ["config", "user.email", "t@example.com"], ["config", "user.name", "t"]):
+        subprocess.run(["git", *args], cwd=workdir, check=True)
+    (workdir / ".gitignore").write_text("runs/\n")
+    (workdir / "prog.py").write_text('print("v1")\n')
+    subprocess.run(["git", "add", "-A"], cwd=workdir, check=True)
+    subprocess.run(["git", "commit", "-qm", "first"], cwd=workdir, check=True)
+    go = workdir / "go"
+    cmd = f"while [ ! -f {go} ]; do sleep 0.05; done; python3 prog.py"
+    (workdir / "exp.runfile").write_text(cmd + "\n")
+    assert run_batchrun("launch", "exp.runfile", "--detach", "--snapshot", cwd=workdir).returncode == 0
+    (workdir / "prog.py").write_text('print("v2")\n')  # edited after the launch returned, before the job goes on
+    go.touch()
+    log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
+    wait_for(lambda: (log_dir / "exit").exists(), what="the detached job to end")
+    assert (log_dir / "out.log").read_text() == "v1\n"
+    # The edited tree is another version: status lists the job as run under it.
+    listed = run_batchrun("status", "exp.runfile", "--other-code", "--json", cwd=workdir)
+    assert list(json.loads(listed.stdout)["jobs"]) == [job_id_of(cmd)]

@@ -113,7 +113,7 @@ def test_status_json_matches_metadata_json(mixed: Mixed, workdir: Path, run_cli:
     doc = json.loads(out)
     meta = read_metadata(workdir / "runs" / "exp")
     assert doc["counts"] == {
-        "succeeded": 1, "failed": 1, "timeout": 0, "interrupted": 1, "killed": 0, "stopped": 0, "running": 0, "pending": 1, "ignored": 0, "removed": 0,
+        "succeeded": 1, "failed": 1, "timeout": 0, "interrupted": 1, "requeued": 0, "killed": 0, "stopped": 0, "running": 0, "pending": 1, "ignored": 0, "removed": 0,
     }
     assert doc["launch"] == {"running": False, "pid": None}
     assert doc["runs_dir"] == str(workdir / "runs" / "exp") and doc["runfile"] == "exp.runfile"

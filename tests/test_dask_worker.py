@@ -18,13 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 
+from batchrun.executors import jobfiles
 from batchrun.executors.dask import _forkserver as _dask_forkserver
 from batchrun.executors.dask import keys as _dask_keys
 from batchrun.executors.dask import worker as _dask_worker
 from batchrun.executors.jobfiles import job_lock_held, note_stop
-from batchrun.liveness import lock_held
 
 JOB_ID = "0123456789abcdef"
 
@@ -217,16 +216,21 @@ def test_the_run_lock_is_held_until_no_process_of_the_job_holds_its_out_log(tmp_
     assert lines(log_dir / "out.log") == ["stray"]
 
 
-def test_an_attempt_a_launch_stopped_leaves_no_record_even_if_it_exits_0(tmp_path: Path) -> None:
+def test_an_attempt_a_launch_stopped_records_the_stop_and_the_next_attempt_runs_even_if_claimed_in_its_shadow(tmp_path: Path) -> None:
     log_dir = tmp_path / "job"
     _dask_keys.claim_log_dir(str(log_dir), "key-1")
-    assert note_stop(log_dir)
+    assert note_stop(log_dir, "interrupted", 1)
     assert run_attempt(tmp_path, "key-1", "exit 0", attempt=1)[:2] == ("ran", 0)
-    assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
-    # Claiming the directory for the next attempt clears the note, once the
-    # first run's supervisor let go of run.lock (it holds it a moment after
-    # its report, until no process of the job is left).
-    wait_for(lambda: not lock_held(log_dir / _dask_keys.LOCK_NAME), what="the first run to let go of run.lock")
-    _dask_keys.claim_log_dir(str(log_dir), "key-2")
+    assert (log_dir / "exit").read_text() == "0 1 interrupted\n", "a stopped job's exit 0 was taken for its end"
+    # The next attempt is claimed while run.lock is still held (as by the first run's supervisor in its
+    # last moment): the claim keeps the first run's note and record. The note names attempt 1 and the
+    # record is a stop's, so attempt 2 still runs and records its own end.
+    fd = os.open(log_dir / _dask_keys.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        _dask_keys.claim_log_dir(str(log_dir), "key-2")
+    finally:
+        os.close(fd)
+    assert (log_dir / jobfiles.STOP_NAME).exists(), "the claim in the lock's shadow was meant to keep the note"
     assert run_attempt(tmp_path, "key-2", "exit 0", attempt=2)[:2] == ("ran", 0)
     assert (log_dir / "exit").read_text() == "0 2\n"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import read_metadata, run_batchrun, start_batchrun, wait_for
+from conftest import read_metadata, run_batchrun, slurm_skip_reason, start_batchrun, wait_for
 
 from batchrun.executors.slurm.executor import manifest_line, parse_squeue
 from batchrun.executors.slurm.submit import index_manifests, submitted_arrays, write_task_script
@@ -32,22 +32,9 @@ from batchrun.runfile.file import job_id_of
 MakeRunfile = Callable[..., Path]
 
 
-def _slurm_skip_reason() -> str | None:
-    for command in ("sbatch", "sinfo", "squeue", "scancel"):
-        if shutil.which(command) is None:
-            return f"SLURM not installed ({command} not on PATH); start a test cluster with tests/slurm/start-slurm.sh"
-    try:
-        answer = subprocess.run(["sinfo", "-h", "-o", "%P"], check=False, capture_output=True, text=True, timeout=15)
-    except subprocess.TimeoutExpired:
-        return "the SLURM controller does not answer (sinfo timed out); start it with tests/slurm/start-slurm.sh"
-    if answer.returncode != 0:
-        return f"the SLURM controller does not answer ({answer.stderr.strip()}); start it with tests/slurm/start-slurm.sh"
-    return None
-
-
 @pytest.fixture(scope="module")
 def slurm() -> None:
-    reason = _slurm_skip_reason()
+    reason = slurm_skip_reason()
     if reason is not None:
         pytest.skip(reason)
 

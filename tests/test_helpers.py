@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, wait_for
 
-from batchrun.executors import ExecutorOptions
+from batchrun.executors import ExecutorOptions, jobfiles
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.local.executor import LocalExecutor
@@ -136,7 +136,7 @@ def test_a_job_killed_by_a_signal_gets_no_record(pool: HelperPool, tmp_path: Pat
     assert not (log_dir / "exit").exists()
 
 
-def test_a_job_the_launch_stops_counts_as_stopped_and_gets_no_record_even_if_it_exits_0(tmp_path: Path, marker: str) -> None:
+def test_a_job_a_launch_stops_is_recorded_with_the_stop_it_noted_even_if_it_exits_0(tmp_path: Path, marker: str) -> None:
     executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
     log_dir = tmp_path / "logs" / JOB_ID
     log_dir.parent.mkdir()
@@ -144,10 +144,12 @@ def test_a_job_the_launch_stops_counts_as_stopped_and_gets_no_record_even_if_it_
     try:
         ref = executor.start(JOB_ID, f"trap 'exit 0' TERM; touch {ready}; while :; do sleep 0.05; done", str(log_dir), _env(log_dir, marker))
         wait_for(ready.exists, what="the job to trap TERM")
+        # The stop path notes the stop before its first signal (`launch.stopper`); the executor only delivers.
+        assert jobfiles.note_stop(log_dir, "killed", 1)
         assert executor.signal(JOB_ID, ref, signal.SIGTERM)
-        assert executor.wait(ref) == -signal.SIGTERM
-        assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
-        # The next attempt in the same log directory is recorded again.
+        assert executor.wait(ref) == 0
+        assert (log_dir / "exit").read_text() == "0 1 killed\n", "a stopped job's trapped exit 0 was taken for an end of its own"
+        # The next attempt in the same log directory is recorded plainly again.
         ref = executor.start(JOB_ID, "exit 5", str(log_dir), _env(log_dir, marker, attempt=2))
         assert executor.wait(ref) == 5
         assert (log_dir / "exit").read_text() == "5 2\n"
@@ -178,8 +180,9 @@ def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lo
     assert pool.wait(pid, timeout=0.2) is None, "the job still runs: the wait must time out"
     assert os.path.exists(f"/proc/{pid}") and job_lock_held(log_dir)
     gate.touch()
-    # No helper wrote a record: reported as killed, as when the old wrapper shell was SIGKILLed.
-    assert pool.wait(pid) == (-signal.SIGKILL, False)
+    # Not a subreaper (a launch is: tests/test_cli_lifecycle.py), so the job is nobody's to reap here and no
+    # helper wrote a record: it ended unseen, never a failure.
+    assert pool.wait(pid) == (jobfiles.Unrecorded.LOST, False)
     assert (log_dir / "out.log").read_text() == "done\n"
     # The pool replaces the dead helper.
     other = tmp_path / "other"

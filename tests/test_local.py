@@ -11,7 +11,7 @@ import pytest
 from conftest import kill_all, live_pids_with_env, wait_for
 
 from batchrun.executors import ExecutorOptions
-from batchrun.executors.jobfiles import job_lock_held, read_exit_record
+from batchrun.executors.jobfiles import Unrecorded, job_lock_held, note_stop, read_exit_record
 from batchrun.executors.local.executor import LocalExecutor
 
 JOB_IDS = ["0123456789abcdef", "fedcba9876543210", "00000000000000aa"]
@@ -65,21 +65,24 @@ def test_detached_jobs_lead_their_groups_outlive_the_executor_and_are_recorded(t
     # A later executor (a relaunch) follows them by their locks and records.
     again = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
     again._detached = {ref: (job[2], 3) for ref, job in zip(refs, _jobs(tmp_path, marker, commands), strict=True)}
-    assert [again.wait(ref) for ref in refs] == [4, 0, -signal.SIGKILL]
+    # The third, killed by a signal, has no record: it ended unseen (it runs again), never a failure.
+    assert [again.wait(ref) for ref in refs] == [4, 0, Unrecorded.LOST]
     assert [(tmp_path / "logs" / job_id / "exit").read_text() if (tmp_path / "logs" / job_id / "exit").exists() else None for job_id in JOB_IDS] == [
         "4 3\n", "0 3\n", None]
 
 
-def test_a_detached_job_the_launch_stops_is_stopped_whole_and_left_unrecorded(tmp_path: Path, marker: str) -> None:
+def test_a_detached_job_the_launch_stops_is_stopped_whole_and_recorded_as_the_stop(tmp_path: Path, marker: str) -> None:
     (tmp_path / "logs").mkdir()
     ready = tmp_path / "ready"
     executor = LocalExecutor(ExecutorOptions(runs_dir=str(tmp_path)))
     (ref,) = executor.start_many(_jobs(tmp_path, marker, [f"trap 'exit 0' TERM; touch {ready}; while :; do sleep 0.05; done"]))
     wait_for(ready.exists, what="the job to trap TERM")
     assert executor.wait(ref, timeout=0.1) is None
+    # The stop path notes the stop before its first signal (`launch.stopper`).
+    assert note_stop(tmp_path / "logs" / JOB_IDS[0], "interrupted", 3)
     assert executor.signal(JOB_IDS[0], ref, signal.SIGTERM)
-    assert executor.wait(ref, timeout=30) == -signal.SIGTERM
-    assert not (tmp_path / "logs" / JOB_IDS[0] / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
+    assert executor.wait(ref, timeout=30) == 0
+    assert read_exit_record(tmp_path / "logs" / JOB_IDS[0], 3)[::2] == (0, "interrupted"), "a stopped job's trapped exit 0 was taken for its end"  # type: ignore[index]
     assert live_pids_with_env(marker) == []
     executor.close()
 

@@ -6,7 +6,7 @@ original-format gridspec, a W&B grid, random and bayes spec, a runs directory,
 one written by the original batchrun 0.0.14, a dodo.py's, `batchrun run`'s)
 and `matrix_setup.ROLE_STATE` (pending, running under a live launch, left
 running by a killed launch, succeeded, failed, timeout, interrupted, killed,
-stopped, ignored, removed). A new command, kind of target or state joins the
+stopped, requeued, ignored, removed). A new command, kind of target or state joins the
 matrix by being added to its list.
 
 Each case asks one command about one job; every answer must name the job's
@@ -127,7 +127,7 @@ def _one_line_refusal(answer: Answer, says: str) -> None:
     assert answer.out == "", answer.out
 
 
-_COUNT = re.compile(r"(\d+) (succeeded|failed|timeout|interrupted|killed|stopped|running|pending|ignored|removed)")
+_COUNT = re.compile(r"(\d+) (succeeded|failed|timeout|interrupted|requeued|killed|stopped|running|pending|ignored|removed)")
 
 
 def _counts_in(line: str) -> dict[str, int]:
@@ -169,6 +169,22 @@ def check_status_csv(case: Case) -> None:
     assert Counter(row["state"] for row in rows) == +Counter(case.counts())
 
 
+def check_status_resources(case: Case) -> None:
+    """`status --resources` summarises the jobs that ran to an end, as `status` counts them."""
+    answer = case.ask("status", case.kind.given, "--resources", "--json")
+    assert answer.code == 0 and answer.err == "", answer
+    counts = case.counts()
+    assert json.loads(answer.out)["jobs"] == counts["succeeded"] + counts["failed"] + counts["timeout"], answer.out
+
+
+def check_status_other_code(case: Case) -> None:
+    """`status --other-code` lists the jobs run under a known code version other than the tree's now (outside git: any known one)."""
+    answer = case.ask("status", case.kind.given, "--other-code", "--json")
+    assert answer.code == 0 and answer.err == "", answer
+    every = json.loads(case.ask("status", case.kind.given, "--json").out)["jobs"]
+    assert set(json.loads(answer.out)["jobs"]) == {job_id for job_id, entry in every.items() if entry.get("code") is not None}
+
+
 def check_results(case: Case) -> None:
     answer = case.ask("results", case.kind.given, "--json")
     assert answer.code == 0, answer
@@ -200,6 +216,7 @@ _PLAN_GROUP = {
     "killed": "failed earlier, skipped",
     "stopped": "stopped early, skipped",
     "interrupted": "interrupted or never finished, to run again",
+    "requeued": "interrupted or never finished, to run again",
     "ignored": "ignored (doit ignore)",
     "removed": "removed from the runfile",
     "pending": "new, to run",
@@ -231,6 +248,11 @@ def check_plan(case: Case) -> None:
         elif line.startswith("    "):
             groups[label].append(line)
     listed = [label for label, jobs in groups.items() if any(case.job_id[:8] in job for job in jobs)]
+    # A job that ended while no launch watched (the requeued one: it exited 75 after its launch's
+    # kill) is listed in its state's group and, once more, among those a launch collects.
+    collect = [label for label in listed if label.startswith("ended while no launch was watching")]
+    assert bool(collect) == (case.state == "requeued" and case.variant == "settled"), (listed, answer.out)
+    listed = [label for label in listed if label not in collect]
     if wanted is None:  # a live launch's plan lists only what it runs and will run
         assert listed == [], answer.out
     else:
@@ -304,6 +326,8 @@ COMMANDS = [
     Command("status", check_status),
     Command("status-json", check_status_json),
     Command("status-csv", check_status_csv),
+    Command("status-resources", check_status_resources),
+    Command("status-other-code", check_status_other_code),
     Command("results", check_results),
     Command("report", check_report),
     Command("plan", check_plan),

@@ -46,6 +46,6 @@ def test_enums_are_their_json_values() -> None:
     assert json.dumps(values) == '{"state": "timeout", "mode": "overwrite", "order": "shuffle", "kind": "adopt"}'
     assert [f"{v}" for v in values.values()] == [str(v) for v in values.values()] == ["timeout", "overwrite", "shuffle", "adopt"]
     assert State.FINISHED == {"succeeded", "failed", "timeout"}
-    assert State.ALL == ("pending", "running", "succeeded", "failed", "interrupted", "timeout", "killed", "stopped")
+    assert State.ALL == ("pending", "running", "succeeded", "failed", "interrupted", "requeued", "timeout", "killed", "stopped")
     assert State.ENDED == State.FINISHED | {"killed", "stopped"}
     assert State("running") is State.RUNNING and "running" == State.RUNNING

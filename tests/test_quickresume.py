@@ -31,7 +31,7 @@ from batchrun.launch.quickresume import answer_from_fingerprint, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
 from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, read_fingerprint, summary_of
 from batchrun.store.journal import Journal
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import USAGE_FIELDS, JobRecord, State
 from batchrun.store.resume import read_resume
 from batchrun.store.rundir import RunsDir
 
@@ -75,12 +75,12 @@ def _states(work: Path) -> dict[str, tuple[str, int | None, bool]] | None:
 
 
 def _view(work: Path) -> list[tuple[str, dict[str, object]]] | None:
-    """metadata.json's entries in order, without what two runs of a job may record differently (times, pid, slot)."""
+    """metadata.json's entries in order, without what two runs of a job may record differently (times, pid, slot, what it used)."""
     try:
         entries = json.loads((work / "runs" / "exp" / "metadata.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    volatile = {"start", "end", "runtime", "pid", "job_ref", "slot"}
+    volatile = {"start", "end", "runtime", "pid", "job_ref", "slot", *USAGE_FIELDS}
     return [(job_id, {k: v for k, v in entry.items() if k not in volatile}) for job_id, entry in entries.items()]
 
 

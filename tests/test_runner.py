@@ -11,7 +11,7 @@ from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local.executor import LocalExecutor
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.runner import JobRunner, LaunchControl, job_env
+from batchrun.launch.runner import JobRunner, LaunchControl, job_env, settle_unwatched
 from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import Journal
@@ -84,7 +84,7 @@ def test_adopted_jobs_count_as_running_from_the_start(tmp_path: Path) -> None:
     assert events[:3] == ["adopt sleep 0", "adopt sleep 1", "adopt sleep 2"]
     assert [(j, watched) for j, _, watched in runner.stop_targets()] == [(job.job_id, False) for job in jobs]
     # Their processes are gone (never existed here): settling them leaves none running.
-    runner.settle_unwatched()
+    settle_unwatched(runner)
     runner.journal.close()
     assert runner.running_jobs() == 0
     assert {rec.state for rec in runner.journal.records.values()} == {State.INTERRUPTED}

@@ -126,7 +126,7 @@ def test_states_come_from_the_journal_and_removed_lines_are_counted_apart(workdi
     ]
     counts = status.counts()
     assert counts == {
-        "succeeded": 1, "failed": 1, "timeout": 0, "interrupted": 1, "killed": 0, "stopped": 0, "running": 0, "pending": 1, "ignored": 0, "removed": 1,
+        "succeeded": 1, "failed": 1, "timeout": 0, "interrupted": 1, "requeued": 0, "killed": 0, "stopped": 0, "running": 0, "pending": 1, "ignored": 0, "removed": 1,
     }
     assert [job.command for job in status.select(["failed", "removed"])] == ["exit 3", "echo gone"]
     assert not status.launch_running

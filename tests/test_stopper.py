@@ -66,7 +66,13 @@ def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_p
     wait_for(ready.exists, what="the job to start")
     watched: list[tuple[str, str | None, bool]] = [("f" * 16, "starting", True)]
     targets = [(JOB_ID, ref, False), *watched]
-    stopper = GroupStopper(executor, 5.0, lambda: list(targets), threading.Event())
+    noted: list[tuple[str, str, bool]] = []
+
+    def first_signal(job_id: str, ref: str | None, sig: int, state: str) -> bool:
+        noted.append((job_id, state, executor.alive(job_id, ref)))
+        return executor.signal(job_id, ref, sig)
+
+    stopper = GroupStopper(executor, 5.0, lambda: list(targets), threading.Event(), first_signal)
     stopper.start()
     wait_for(lambda: live_pids_with_env(marker) == [], what="the unwatched job to be stopped")
     time.sleep(0.2)
@@ -74,6 +80,7 @@ def test_the_group_stopper_waits_for_watched_jobs_and_stops_unwatched_ones(tmp_p
     targets.remove(watched[0])
     stopper.join()
     assert executor.wait(ref) == -signal.SIGTERM
+    assert noted[0] == (JOB_ID, "interrupted", True), "the stop was not noted before its first signal"
 
 
 @pytest.mark.parametrize("executor_class", [LocalExecutor, _LateKill])
@@ -98,7 +105,7 @@ def test_a_job_ending_as_its_stop_begins_finds_the_stop_started(monkeypatch: pyt
 
     lock = threading.RLock()
     running: dict[str, str | None] = {}  # the job has just ended: nothing to signal
-    ends = stopper.JobEnds(None, 0.0, lock, running, lambda: False)  # type: ignore[arg-type]
+    ends = stopper.JobEnds(None, 0.0, lock, running, lambda: False, lambda job_id, ref, sig, state: True)  # type: ignore[arg-type]
     seen: list[object] = []
     start = threading.Thread.start
 

@@ -74,19 +74,50 @@ def test_the_job_leads_its_own_session_with_no_ignored_or_blocked_signal_and_no_
     assert ended.returncode == 0 and ended.recorded and ended.rusage.ru_maxrss > 0
 
 
-def test_a_job_killed_by_a_signal_or_stopped_on_purpose_gets_no_record(tmp_path: Path) -> None:
+def test_a_job_killed_by_a_signal_gets_no_record_and_one_stopped_on_purpose_records_the_stop(tmp_path: Path) -> None:
     log_dir = tmp_path / "log"
     assert _library(log_dir, "kill -TERM $$").returncode == -signal.SIGTERM
     assert not (log_dir / "exit").exists()
-    # The stop note, left before a stop's first signal: even an `exit 0` is no finished job.
-    assert supervisor.note_stop(log_dir)
+    # The stop note, left before a stop's first signal: even an `exit 0` is no finished job, but the stop's state.
+    assert supervisor.note_stop(log_dir, "stopped", 1)
     env = {k.encode(): v.encode() for k, v in _env(log_dir).items()}
     job = supervisor.start(b"exit 0", str(log_dir).encode(), env, b"1", fresh=False)
     assert supervisor.finish(job).returncode == 0
-    assert not (log_dir / "exit").exists(), "a stopped job left a record: a relaunch would take it as finished"
-    # A fresh start (the next attempt) clears the note and the record is written again.
+    assert (log_dir / "exit").read_text() == "0 1 stopped\n"
+    assert read_exit_record(log_dir, 1)[::2] == (0, "stopped")  # type: ignore[index]
+    # Killed by the stop's signal: recorded too, with the shell's status.
+    job = supervisor.start(b"kill -KILL $$", str(log_dir).encode(), env, b"1", fresh=False)
+    assert supervisor.finish(job).returncode == -signal.SIGKILL
+    assert (log_dir / "exit").read_text() == "137 1 stopped\n"
+    # A fresh start (the next attempt) clears the note and the record is plain again.
     assert _library(log_dir, "exit 5", attempt="2").recorded
     assert (log_dir / "exit").read_text() == "5 2\n"
+
+
+def test_a_stop_note_for_another_attempt_is_an_earlier_attempts_and_ignored(tmp_path: Path) -> None:
+    """A Dask claim while attempt 1's supervisor still held run.lock kept its note: attempt 2 must still record."""
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    assert supervisor.note_stop(log_dir, "interrupted", 1)
+    env = {k.encode(): v.encode() for k, v in _env(log_dir, "2").items()}
+    job = supervisor.start(b"exit 0", str(log_dir).encode(), env, b"2", fresh=False)
+    assert supervisor.finish(job).recorded
+    assert (log_dir / "exit").read_text() == "0 2\n"
+
+
+def test_an_empty_stop_note_of_the_previous_release_is_a_stop_of_unknown_kind(tmp_path: Path) -> None:
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    (log_dir / supervisor.STOP_NAME).write_bytes(b"")
+    env = {k.encode(): v.encode() for k, v in _env(log_dir).items()}
+    supervisor.finish(supervisor.start(b"exit 0", str(log_dir).encode(), env, b"1", fresh=False))
+    assert (log_dir / "exit").read_text() == "0 1 interrupted\n"
+
+
+@pytest.mark.parametrize("text", ["0 1 finished\n", "0 1 stopped extra\n", "0 x stopped\n", "0 1 stopped"])
+def test_a_damaged_record_is_no_record(tmp_path: Path, text: str) -> None:
+    (tmp_path / "exit").write_text(text)
+    assert read_exit_record(tmp_path) is None
 
 
 def test_a_line_too_long_for_one_argument_runs_from_its_command_file(tmp_path: Path) -> None:

@@ -136,6 +136,11 @@ class RunsDirJobs:
     def forget(self, job_ids: Collection[str]) -> None:
         if self.in_run:
             return
+        if self._live is None and self.runs_dir.path.is_dir():
+            # Under the lock whatever the jobs' records: while a launch runs, a
+            # job with no record yet may be about to start, so forgetting it
+            # refuses as for any other (LockedError), instead of saying it forgot.
+            self._writable()
         records = self.records
         todo = []
         for job_id in job_ids:

@@ -119,13 +119,16 @@ class Progress:
                 if event.kind == EventKind.ADOPT and not self.tty and not self.quiet:
                     self.out.write(f"adopted   {job.job_id}  still running from an earlier launch: {job.command}\n")
                     self.out.flush()
-            elif event.kind == EventKind.RETRY:
-                # Ended, failed, and will run again in the same slot.
+            elif event.kind in (EventKind.RETRY, EventKind.REQUEUE):
+                # Ended, failed or asked to run again (exit 75), and will run again in the same slot.
                 self.running.pop(job.job_id, None)
                 if self.quiet:
                     return
                 rec = event.record
-                line = f"{'retrying':<12}{job.job_id}  attempt {rec.attempts} {rec.state} (exit {rec.status})  {job.command}"
+                if event.kind == EventKind.RETRY:
+                    line = f"{'retrying':<12}{job.job_id}  attempt {rec.attempts} {rec.state} (exit {rec.status})  {job.command}"
+                else:
+                    line = f"{'requeued':<12}{job.job_id}  attempt {rec.attempts} exited 75, runs again (requeue {rec.requeues})  {job.command}"
                 if not self.tty:
                     self.out.write(line + "\n")
                     self.out.flush()
@@ -220,7 +223,8 @@ class Progress:
             label = rec.state.upper()
         # Only a job that ended moves the counter; an interrupted one runs again.
         where = f"[{self.done}/{self.total}]" if rec.state in State.ENDED else "(runs again)"
-        return f"{label:<12}{event.job.job_id}  {format_duration(rec.runtime):>7}  {where}  {event.job.command}"
+        note = f"  ({event.note})" if event.note else ""
+        return f"{label:<12}{event.job.job_id}  {format_duration(rec.runtime):>7}  {where}  {event.job.command}{note}"
 
     def eta(self) -> float | None:
         """Seconds left, from the mean runtime of the jobs this launch finished."""
@@ -340,5 +344,6 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
         lines.append(f"  stopped by batchrun stop{rest}")
     if result.detached:
         lines.append(f"  {count(result.detached, 'job')} started and left running; follow them with: batchrun status {runfile}")
-    lines.append(f"  metadata: {result.metadata_path}")
+    if result.metadata_written:
+        lines.append(f"  metadata: {result.metadata_path}")
     return lines

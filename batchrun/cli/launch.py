@@ -64,6 +64,11 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--state_db_filename", "--state-db-filename", dest="state_db_filename", default="metadata.json", metavar="NAME", help="name of the metadata file (default metadata.json)")
     launch.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS", help="on Ctrl-C or SIGTERM, how long jobs get to exit after SIGTERM before SIGKILL (default 10)")
     launch.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed job up to N more times in this launch (earlier attempts' logs are kept as out.<n>.log)")
+    launch.add_argument("--max-requeues", type=int, default=10, metavar="N", help="run a job that exits 75 (requeue: it saved its state, run it again) up to N more times in this launch, not counted as failures (default 10)")
+    launch.add_argument(
+        "--checkpoint-signal", type=_checkpoint_signal, default=None, metavar="SIG@SECONDS",
+        help="with --timeout: send SIG (e.g. USR1) to the job's process group SECONDS before its timeout, as SLURM's --signal; a job that saves its state and exits 75 on it is requeued",
+    )
     launch.add_argument("--timeout", type=duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
     halt = launch.add_mutually_exclusive_group()
     halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
@@ -75,6 +80,7 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--executor", choices=["local", "slurm", "dask"], default="local", help="where jobs run: this machine (default), a SLURM cluster, or a Dask cluster")
     launch.add_argument("--sbatch-args", default="", metavar="ARGS", help='with --executor slurm: extra sbatch options, e.g. "--partition=gpu --gres=gpu:1 --time=02:00:00"')
     launch.add_argument("--scheduler", default=None, metavar="ADDRESS", help="with --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    launch.add_argument("--snapshot", action="store_true", help="run the jobs from a copy of the git tree's tracked files as they are now (in the runs directory), so editing the code while the launch runs changes no job")
     launch.add_argument("--detach", action="store_true", help="start (or submit) the pending jobs and exit; a later launch collects them (batchrun status shows them meanwhile)")
     cli_queue.add_launch_options(launch)
     launch.add_argument("--dry-run", action="store_true", help="show what this launch would do (as batchrun plan) and run nothing")
@@ -94,6 +100,21 @@ def _seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
     return value
+
+
+def _checkpoint_signal(text: str) -> tuple[int, float]:
+    """`USR1@120`, `SIGUSR1@2m`, `10@90`: a signal (name or number) and the seconds before the timeout it comes."""
+    import signal
+
+    name, sep, when = text.partition("@")
+    try:
+        signum = int(name) if name.isdigit() else int(signal.Signals[name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()])
+        signal.Signals(signum)
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected SIG@SECONDS with a signal name or number as SIG (USR1@120), not {text!r}") from None
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected SIG@SECONDS, e.g. USR1@120, not {text!r}")
+    return signum, duration(when)
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -140,6 +161,9 @@ def _state_of(args: argparse.Namespace) -> LaunchState:
         grace=args.grace,
         env=dict(args.env),
         retries=args.retries,
+        max_requeues=args.max_requeues,
+        checkpoint_signal=args.checkpoint_signal,
+        snapshot=args.snapshot,
         timeout=args.timeout,
         fail_fast=args.fail_fast,
         halt_now=args.halt_now,
@@ -299,9 +323,9 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
     if launch is not None:  # no job starts or ends in a quick answer: nothing to show but the plan
         launch.on_event = progress
         progress.best = _best_so_far(args.runfile, launch.runs_dir)
+        launch.on_warning = cli_queue.warn
         if args.follow:
             progress.following = launch.queued
-            launch.on_warning = cli_queue.warn
             if state.target.gridspec is not None:
                 launch.follower = cli_queue.gridspec_follower(state.target.gridspec, launch.runfile, state.target.runs_dir)
     stopper = launch if launch is not None else state.hold

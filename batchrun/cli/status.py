@@ -31,7 +31,7 @@ from batchrun.results.best_so_far import metric_columns
 from batchrun.results.tables import format_duration, format_text_cells
 from batchrun.status.lookup import job_entry, job_parameters, short_id_length
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import USAGE_FIELDS, JobRecord, State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -52,7 +52,7 @@ def add_parsers(subparsers: Any) -> None:
         parents=[where],
         help="count the jobs by state and list them, even while a launch runs",
         description=(
-            "Count the jobs of a runfile by state (succeeded, failed, timeout, interrupted, running, pending, "
+            "Count the jobs of a runfile by state (succeeded, failed, timeout, interrupted, requeued, running, pending, "
             "removed from the runfile) and list them: id, state, exit code, runtime, start, and the command "
             "(for a sweep, its parameters). Reads the live state without disturbing a running launch. "
             "Example: batchrun status exp.runfile --state failed"
@@ -62,6 +62,14 @@ def add_parsers(subparsers: Any) -> None:
     output = status.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object: counts and each job's metadata.json entry")
     output.add_argument("--csv", action="store_true", help="print the jobs as CSV, one row per job")
+    status.add_argument(
+        "--resources", action="store_true",
+        help="summarise what the jobs used: p50, p95 and max of peak memory, runtime and CPU, and --sbatch-args that fit (with --json: as JSON)",
+    )
+    status.add_argument(
+        "--other-code", action="store_true",
+        help="list only the jobs that ran under another code version than the working tree's now (git commit and uncommitted changes)",
+    )
     status.add_argument("--command", dest="show_command", action="store_true", help="show the command even for a sweep (default: its parameters)")
 
     logs = subparsers.add_parser(
@@ -89,7 +97,7 @@ def add_parsers(subparsers: Any) -> None:
             "Example: batchrun failed exp.runfile > retry.runfile && batchrun launch retry.runfile"
         ),
     )
-    failed.add_argument("--interrupted", action="store_true", help="also print the jobs that were interrupted")
+    failed.add_argument("--interrupted", action="store_true", help="also print the jobs that were interrupted or requeued (they run again on any launch)")
 
     plan = subparsers.add_parser(
         "plan",
@@ -131,7 +139,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     status = load_status(target, need_entries=args.json)
     states = states_of(args)
     jobs = status.select(states)
+    if args.other_code:
+        jobs = _under_other_code(jobs)
     out = sys.stdout
+    if args.resources:
+        from batchrun.cli.resources import write_resources
+        from batchrun.status.resources import COUNTED
+
+        # By the state each job is counted under, as every command counts it (a removed line's job is not among them).
+        write_resources(out, target.given, [job.record for job in jobs if job.category in COUNTED], args.json, args.csv)
+        return 0
     if args.json:
         _write_json(out, target, status, jobs)
     elif args.csv:
@@ -158,7 +175,7 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
 def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
     sweep = _sweep_columns(status)
     names, params = sweep if sweep is not None else ([], {})
-    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "holds", "host", "removed", "command"]
+    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "holds", "host", *USAGE_FIELDS, "code", "removed", "command"]
     header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -178,10 +195,21 @@ def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
             _blank(rec.slot if rec is not None and running else None),
             _blank(rec.holds.replace(";", " ") if rec is not None and running and rec.holds else None),
             _blank(rec.host if rec is not None else None),
+            *[_blank(getattr(rec, name) if rec is not None else None) for name in USAGE_FIELDS],
+            _blank(rec.code if rec is not None else None),
             "true" if job.removed else "false",
             job.command,
             *[_param_text(values.get(name)) for name in names],
         ])
+
+
+def _under_other_code(jobs: list[JobStatus]) -> list[JobStatus]:
+    """The jobs whose last attempt ran under a known code version other than the working directory's now."""
+    from batchrun.store.codeversion import current_version
+
+    now = current_version(os.getcwd())
+    name = now.name if now is not None else None
+    return [job for job in jobs if job.record is not None and job.record.code is not None and job.record.code != name]
 
 
 def _blank(value: object) -> object:
@@ -358,7 +386,7 @@ def _cmd_failed(args: argparse.Namespace) -> int:
     # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
     wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
     if args.interrupted:
-        wanted.add(State.INTERRUPTED)
+        wanted |= {State.INTERRUPTED, State.REQUEUED}
     lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
     sys.stdout.write("".join(lines))
     return 0

@@ -9,7 +9,7 @@ from batchrun.store.records import IGNORED, REMOVED, STATES, State
 __all__ = ["count", "counts_text"]
 
 # States a count line names only when some job is in them.
-_RARE = (State.TIMEOUT, State.KILLED, State.STOPPED, IGNORED)
+_RARE = (State.TIMEOUT, State.REQUEUED, State.KILLED, State.STOPPED, IGNORED)
 
 # Nouns whose plural is not the noun and an s.
 _PLURALS = {"was": "were", "it": "them"}

@@ -3,20 +3,27 @@
 `supervisor` writes them (and names them); everything else reads them here:
 - out.log's flock: held while any process of the job (or its supervisor,
   until the record is written) is alive;
-- `exit`: how the job ended, `<status> <attempt>` (`read_exit_record`);
+- `exit`: how the job ended, `<status> <attempt>`, or `<status> <attempt>
+  <state>` for a job a stop ended (`read_exit_record`);
+- `usage`: what the attempt used, `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`
+  (`read_usage`), written just before the exit record;
 - `.stopping`: the note a launch leaves before it signals a job on purpose
-  (`note_stop`), after which the supervisor writes no record.
+  (`note_stop`): the state the stop records and the attempt it is for
+  (`stop_state`), honoured by the supervisor and by whoever settles the job.
 These are the same for every executor, so a launch, `status` and `wait`
 read any job's end and liveness without knowing which executor ran it.
+`exitrecord` has their formats.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.executors.supervisor import EXIT_NAME, LOCK_NAME, OUT_NAME, STOP_NAME, note_stop, read_exit_record
+from batchrun.executors.exitrecord import EXIT_NAME, STOP_NAME, STOP_STATES, note_stop, read_exit_record, stop_state
+from batchrun.executors.supervisor import LOCK_NAME, OUT_NAME, USAGE_NAME
 from batchrun.liveness import LockTable, lock_held
 
 __all__ = [
@@ -24,16 +31,49 @@ __all__ = [
     "LOCK_NAME",
     "OUT_NAME",
     "STOP_NAME",
+    "STOP_STATES",
+    "Unrecorded",
     "job_alive",
     "job_lock_held",
     "note_stop",
     "read_exit_record",
+    "read_usage",
+    "stop_state",
     "wait_for_job_lock",
     "wait_unwatched",
 ]
 
-# What an unwatched job that ended with no record counts as: killed, as by SIGKILL (its supervisor died with it).
-_NO_RECORD_STATUS = -9
+
+
+class Unrecorded(enum.IntEnum):
+    """What `Executor.wait` returns for a job that ended with no exit record and whose status its executor could not learn.
+
+    Negative numbers no shell status or signal can be, so they pass where
+    a returncode does.
+    """
+
+    # Nobody saw it end (its supervisor died with it, a cluster lost it): it
+    # did not fail, and it runs again; never counted as a failure.
+    LOST = -1000
+
+
+def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | None:
+    """What an attempt used, as its supervisor wrote it (`supervisor.record_usage`): (max_rss_kb, user_cpu_s, sys_cpu_s); None if unknown.
+
+    Only that attempt's: an earlier attempt's file is none.
+    """
+    try:
+        with open(f"{log_dir}/{USAGE_NAME}", "rb") as f:
+            data = f.read(128)
+    except OSError:
+        return None
+    fields = data.split()
+    if not data.endswith(b"\n") or len(fields) != 4 or fields[0] != str(attempt).encode():
+        return None
+    try:
+        return int(fields[1]), float(fields[2]), float(fields[3])
+    except ValueError:
+        return None
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
@@ -74,10 +114,10 @@ def wait_unwatched(log_dir: Path | str, attempt: int | None, timeout: float | No
     """Wait for a job whose supervisor this process cannot hear (it died, or it never answered to us); its status, None on timeout.
 
     The lock is waited for first and the record read after (see
-    `launch.settle` for why). No record: the job ended unseen, killed.
+    `launch.settle` for why). No record: the job ended unseen (`Unrecorded.LOST`).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     if not wait_for_job_lock(log_dir, lambda: False, poll, deadline):
         return None
     record = read_exit_record(log_dir, attempt)
-    return record[0] if record is not None else _NO_RECORD_STATUS
+    return record[0] if record is not None else Unrecorded.LOST

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["find_job_processes", "group_alive", "job_processes", "kill_group"]
+__all__ = ["find_job_processes", "group_alive", "job_processes", "kill_group", "reap_strays"]
 
 
 def kill_group(pid: int, job_id: str, sig: int) -> bool:
@@ -53,6 +53,26 @@ def group_alive(pid: int) -> bool:
         if fields is not None and len(fields) > 2 and int(fields[2]) == pid and fields[0] != b"Z":
             return True
     return False
+
+
+def reap_strays(session: int) -> None:
+    """Reap the zombies among this process's children in `session`: the strays of a job adopted as a subreaper.
+
+    Best effort, for a launch whose slot helper died: strays that end later
+    stay zombies until it exits (they hold no lock and count as no process).
+    """
+    me = os.getpid()
+    try:
+        pids = _proc_pids()
+    except OSError:
+        return
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None and len(fields) > 3 and fields[0] == b"Z" and int(fields[1]) == me and int(fields[3]) == session:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def _proc_pids() -> list[int]:

@@ -9,11 +9,12 @@ Every job of every executor runs under a supervisor process that:
    its default (a line too long for one argument, see `MAX_ARG_STRLEN`, is
    sourced from `command.sh` in its log directory instead);
 3. waits for it with `wait4`, keeping its resource usage;
-4. writes the exit record, `<status> <attempt>\\n` in one write, unless the
-   job's shell died of a signal or a launch stopped it on purpose (the stop
-   note, written before the launch's first signal): such a job is not
-   finished, and a relaunch runs it again rather than take a trapped SIGTERM's
-   `exit 0` for success;
+4. writes the exit record, `<status> <attempt>\\n` in one write;
+   a job a launch was stopping on purpose (the stop note, written before the
+   launch's first signal) is recorded with the stop's state instead
+   (`<status> <attempt> killed`), so a trapped SIGTERM's `exit 0` is never
+   taken for success and the stop outlives the launch; a job whose shell a
+   signal killed otherwise gets no record (`exitrecord` has the formats);
 5. only then lets go of out.log, so a reader that finds the lock free and
    then reads the record (`launch.settle`) never meets a finished job without
    its record.
@@ -32,8 +33,12 @@ PYTHON* variables (`python -I -S`). It is used two ways:
 - as a script, by each SLURM array task:
   `python -I -S supervisor.py [--cwd DIR] LOG_DIR`, the line on stdin (a line
   of any length passes there), attempt and environment its own.
-The readers of these files live in `jobfiles`, which takes the names and the
-record's format from here.
+The files' formats are `exitrecord`'s (stdlib only too); their readers
+outside the executors go through `jobfiles`.
+
+A supervisor's only children are its jobs. The per-slot helpers are child
+subreapers (`become_subreaper`), so a job's strays (a `cmd &` whose shell
+exited) are reparented to the helper, not to the launch, and reaped by it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ from collections.abc import Callable, Mapping
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from resource import struct_rusage
+if TYPE_CHECKING or __package__:
+    import batchrun.executors.exitrecord as exitrecord
+else:
+    # As a script (-I leaves its folder off sys.path), or imported by one that put this folder there.
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    import exitrecord
 
 __all__ = [
     "COMMAND_FILE",
@@ -58,107 +69,91 @@ __all__ = [
     "MAX_ARG_STRLEN",
     "OUT_NAME",
     "STOP_NAME",
+    "USAGE_NAME",
     "Ended",
     "Job",
+    "become_subreaper",
     "clear_job_files",
     "command_argv",
     "ended",
     "finish",
     "main",
     "note_stop",
+    "prctl",
     "read_exit_record",
     "record_end",
+    "record_usage",
     "shield_signals",
     "start",
 ]
 
-EXIT_NAME = "exit"
 OUT_NAME = "out.log"
 ERR_NAME = "err.log"
 # The file whose flock says a job's processes are alive. It rides on out.log
 # rather than a file of its own: one file fewer to create per job.
 LOCK_NAME = OUT_NAME
-# Written by a launch before it signals a job's group: the job was stopped,
-# whatever status its shell exits with, so its supervisor writes no record.
-STOP_NAME = ".stopping"
 COMMAND_FILE = "command.sh"
+# What the last attempt used (`record_usage`), written just before its exit record.
+USAGE_NAME = "usage"
 # One argument longer than this (its bytes plus the NUL) is refused by Linux (E2BIG).
 MAX_ARG_STRLEN = 131_072
+# The record and the stop note: `exitrecord`'s, named here for the supervisor's users.
+EXIT_NAME = exitrecord.EXIT_NAME
+STOP_NAME = exitrecord.STOP_NAME
+read_exit_record = exitrecord.read_exit_record
+record_end = exitrecord.record_end
+note_stop = exitrecord.note_stop
+clear_job_files = exitrecord.clear_job_files
+
+# PR_SET_CHILD_SUBREAPER, from <linux/prctl.h>.
+_PR_SET_CHILD_SUBREAPER = 36
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 _DEVNULL: int | None = None
 
 
-def _path(log_dir: str | bytes | os.PathLike[str], name: str) -> bytes:
-    return os.fsencode(log_dir) + b"/" + name.encode()
+def prctl(option: int, value: int) -> bool:
+    """libc's prctl(option, value); False where there is none (not Linux) or it fails.
 
-
-# -- the record -------------------------------------------------------------
-
-
-def read_exit_record(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None) -> tuple[int, float] | None:
-    """The exit status and end time a job's supervisor recorded, if the record is whole.
-
-    With `attempt`, only a record of that attempt counts. A record that
-    names no attempt (written before records named them, or for a job run
-    without BATCHRUN_ATTEMPT) counts for any attempt. A damaged record (not
-    one line of one or two numbers) is no record.
+    Through `_ctypes`, a C module, not `ctypes`: importing ctypes would cost
+    these processes' start-up several milliseconds.
     """
     try:
-        with open(_path(log_dir, EXIT_NAME), "rb") as f:
-            data = f.read(64)
-            end = os.fstat(f.fileno()).st_mtime
-    except OSError:
-        return None
-    if not data.endswith(b"\n"):
-        return None
-    fields = data.split()
-    try:
-        status = int(fields[0])
-        recorded = int(fields[1]) if len(fields) > 1 else None
-    except (ValueError, IndexError):
-        return None
-    if len(fields) > 2 or (attempt is not None and recorded is not None and recorded != attempt):
-        return None
-    return status, end
+        import _ctypes  # noqa: PLC0415 - only where prctl is asked for
 
-
-def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> bool:
-    """Write the exit record of a job that exited (returncode >= 0) and that no launch stopped; whether it did.
-
-    One write of one short line: readers take it only when it is whole.
-    A full disk leaves no record (the job then runs again).
-    """
-    if returncode < 0 or os.path.lexists(_path(log_dir, STOP_NAME)):
+        function = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
+        return bool(_ctypes.call_function(function, (option, value, 0, 0, 0)) == 0)
+    except (OSError, AttributeError, ImportError):
         return False
-    line = b"%d %s\n" % (returncode, attempt if isinstance(attempt, bytes) else attempt.encode())
+
+
+def become_subreaper() -> bool:
+    """Make this process its descendants' reaper: a job whose own parent died is reparented here, not to init (Linux).
+
+    A launch is one, so a job whose slot helper died is its child: it can
+    reap it and learn its real status. The helpers are too, so that the
+    strays of their jobs do not land on the launch.
+    """
+    return prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def record_usage(log_dir: bytes, attempt: str | bytes, rusage: struct_rusage) -> None:
+    """Write what the job's attempt used, from its shell's `wait4`: `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`.
+
+    The shell's usage covers every process of the job it waited for, and
+    its peak resident memory is the largest of theirs (Linux: kilobytes).
+    No sampling: it costs one small write per job. Best effort: a job
+    whose usage cannot be written only has none shown.
+    """
+    line = b"%s %d %.3f %.3f\n" % (attempt if isinstance(attempt, bytes) else attempt.encode(), rusage.ru_maxrss, rusage.ru_utime, rusage.ru_stime)
     try:
-        fd = os.open(_path(log_dir, EXIT_NAME), _FLAGS | os.O_TRUNC, 0o644)
+        fd = os.open(log_dir + b"/" + USAGE_NAME.encode(), _FLAGS | os.O_TRUNC, 0o644)
         try:
             os.write(fd, line)
         finally:
             os.close(fd)
     except OSError:
-        return False
-    return True
-
-
-def note_stop(log_dir: str | bytes | os.PathLike[str]) -> bool:
-    """Tell a job's supervisor, before its first signal, that the job is being stopped; False without a log directory."""
-    try:
-        os.close(os.open(_path(log_dir, STOP_NAME), _FLAGS, 0o644))
-    except OSError:
-        return False
-    return True
-
-
-def clear_job_files(log_dir: str | bytes | os.PathLike[str]) -> None:
-    """Remove an earlier attempt's exit record and stop note, before a new attempt is started."""
-    for name in (EXIT_NAME, STOP_NAME):
-        try:
-            os.unlink(_path(log_dir, name))
-        except FileNotFoundError:
-            pass
+        pass
 
 
 # -- starting and ending a job ----------------------------------------------
@@ -283,9 +278,15 @@ def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes], attempt: b
 
 
 def finish(job: Job, before_record: Callable[[], None] | None = None) -> Ended:
-    """Wait for the job's shell, write its record (`record_end`), then let go of out.log's lock."""
+    """Wait for the job's shell, write its record (`record_end`), then let go of out.log's lock.
+
+    Any other child reaped meanwhile is a stray of a job, adopted as a subreaper: it is only reaped.
+    """
     try:
-        _, wait_status, rusage = os.wait4(job.pid, 0)
+        while True:
+            pid, wait_status, rusage = os.wait4(-1, 0)
+            if pid == job.pid:
+                break
     except BaseException:
         os.close(job.out_fd)
         raise
@@ -299,6 +300,7 @@ def ended(job: Job, wait_status: int, rusage: struct_rusage, before_record: Call
         job.proc.returncode = returncode  # reaped here: Popen must not wait for it again
         if before_record is not None:
             before_record()
+        record_usage(job.log_dir, job.attempt, rusage)  # before the record: whoever reads the record finds it
         recorded = record_end(job.log_dir, returncode, job.attempt)
     finally:
         os.close(job.out_fd)

@@ -29,18 +29,23 @@ def keep_old_logs(log_dir: str, attempt: int) -> None:
             pass
 
 
-def job_environment(base_env: dict[str, str], job: Job, slot: int, log_dir: str, attempt: int, gpus: list[str] | None = None) -> dict[str, str]:
+def job_environment(
+    base_env: dict[str, str], job: Job, slot: int, log_dir: str, attempt: int, gpus: list[str] | None = None, requeues: int = 0
+) -> dict[str, str]:
     """What a job sees: the launch's environment plus its own BATCHRUN_* variables and, when the launch has GPUs, exactly its GPUs.
 
     BATCHRUN_CPUS is the CPUs the job asked for (1 when it asked none),
     BATCHRUN_MEM the memory in megabytes (as SLURM_MEM_PER_NODE; 0 when it
     asked none). `gpus` None leaves CUDA_VISIBLE_DEVICES as the launch has it.
+    BATCHRUN_REQUEUES: how many of its attempts since it last ran to its end
+    were requeued (exited 75), so a job knows to resume from its checkpoint.
     """
     env = base_env.copy()
     env["BATCHRUN_JOB_ID"] = job.job_id
     env["BATCHRUN_SLOT"] = str(slot)
     env["BATCHRUN_LOG_DIR"] = log_dir
     env["BATCHRUN_ATTEMPT"] = str(attempt)
+    env["BATCHRUN_REQUEUES"] = str(requeues)
     env["BATCHRUN_METRICS"] = f"{log_dir}/{METRICS_NAME}"
     request = job.request
     env["BATCHRUN_CPUS"] = str(request.cpus if request is not None and request.cpus else 1)

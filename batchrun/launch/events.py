@@ -20,6 +20,7 @@ class EventKind(ValueEnum):
     START = "start"  # this launch started it
     ADOPT = "adopt"  # a killed launch left it running; this launch waits for it
     RETRY = "retry"  # it ended and failed, and runs again
+    REQUEUE = "requeue"  # it exited 75 (requeued), and runs again
     END = "end"  # it ended for this launch
     SUBMIT = "submit"  # --detach: started and left running
     QUEUE = "queue"  # --follow: its line entered the runfile; it runs when its turn comes
@@ -34,3 +35,4 @@ class JobEvent:
     job: Job
     record: JobRecord
     slot: int | None = None
+    note: str | None = None  # why it ended as it did, where the state does not say (--max-requeues spent)

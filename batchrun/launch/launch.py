@@ -25,17 +25,20 @@ from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
 from batchrun.launch.afterwards import kept_view, leave_fingerprint
 from batchrun.launch.capacity import check_plan, launch_capacity
+from batchrun.launch.detach import submit_detached
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import FixedJobs, JobQueue
+from batchrun.launch.gpumem import sample_gpu_memory
 from batchrun.launch.hold import RunsDirHold
 from batchrun.launch.livequeue import Follow, Follower
 from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.launch.plan import Plan, done_for_mode, make_plan
 from batchrun.launch.result import LaunchResult
-from batchrun.launch.runner import JobRunner, LaunchControl, submit_detached
-from batchrun.launch.settle import Outcome, journal_decisions, settle_in_flight
+from batchrun.launch.runner import JobRunner, LaunchControl, settle_unwatched
+from batchrun.launch.settle import Outcome, carried_stops, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
+from batchrun.store.codeversion import CodeVersion, capture, snapshot_of_cwd
 from batchrun.store.fingerprint import drop_summary
 from batchrun.store.journal import Journal
 from batchrun.store.ledger import Ledger
@@ -74,22 +77,24 @@ class Launch:
         self.plan: Plan | None = None
         # The runfile's jobs beside their records, once `prepare` loaded them.
         self.ledger: Ledger | None = None
-        # --follow: what watches the runfile (the caller may set a gridspec's
-        # follower before `run`; by default the runfile's own), and the feed.
+        # --follow: what watches the runfile (a gridspec's follower, set before `run`; else the runfile's own), and the feed.
         self.follower: Follower | None = None
         self.follow: Follow | None = None
-        # Where --follow's warnings go (a repeated line, an unreadable file): one line each; set before `run`.
+        # Where warnings go (--follow's repeated lines and unreadable files, a metrics path that is no regular file): one line each; set before `run`.
         self.on_warning: Callable[[str], None] = _ignore_warning
         self._stopper: GroupStopper | None = None
         base_env = {**os.environ, **options.env, "BATCHRUN_RUNS_DIR": str(self.runs_dir.path)}
         # Locally, what the jobs are packed into (None: a cluster places them); -j, unless given, as many as fit.
         self.capacity = launch_capacity(options, runfile.jobs.requests)
-        self.executor = _executor_of(options, self.runs_dir)
+        code, cwd = snapshot_of_cwd(self.runs_dir.path) if options.snapshot else (None, os.getcwd())  # --snapshot: a copy made before any job starts
+        self.code: CodeVersion | None = code
+        self.executor = _executor_of(options, self.runs_dir, cwd)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop,
             self.capacity,
         )
+        self.runner.code = self.code.name if self.code is not None else None
         if on_event is not None:
             self.on_event = on_event
 
@@ -123,7 +128,7 @@ class Launch:
         metadata = self.metadata
         try:
             # `batchrun stop` and `kill` reach this launch from now on (one noted before is acted on now).
-            hold.answer_with(self._on_control_stop, functools.partial(self.stop_jobs, state=State.KILLED))
+            hold.answer_with(functools.partial(_on_control_stop, self), functools.partial(self.stop_jobs, state=State.KILLED))
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
             resume = self.resume if not metadata.notices else None
@@ -136,6 +141,7 @@ class Launch:
             decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
+            self.runner.restop = carried_stops(decisions)
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             self.plan = _plan(self, adopt_ids, recovered, resume)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
@@ -158,6 +164,9 @@ class Launch:
         """
         if plan.nothing_to_do and not self.options.follow and queue is None:
             return
+        if self.code is None:  # which code the jobs run under: asked only of a launch that runs some
+            self.code = capture(os.getcwd(), self.runs_dir.path)
+            self.runner.code = self.code.name if self.code is not None else None
         if self.options.detach:
             self.executor.open()
             submit_detached(self.runner, list(plan.to_run))
@@ -186,18 +195,23 @@ class Launch:
         (`batchrun.dodo`), where doit rather than `run` then picks the jobs.
         """
         self.executor.open()
+        self.runner.on_warning = self.on_warning
         self.runner.adopt_all(plan.adopt)
         self.start_background()
 
     def start_background(self) -> None:
-        """Start keeping metadata.json up to date while jobs run."""
+        """Start keeping metadata.json up to date while jobs run, and (--gpus, local jobs) sampling their GPU memory."""
         self.metadata.start()
+        if self.options.gpus and self.executor.name == "local" and self.runner.gpu_memory is None:
+            self.runner.gpu_memory = sample_gpu_memory(self.runner.running, self.control.lock)
 
     def stop_background(self) -> None:
         """Wait for adopted jobs dispatch never reached and for a stop in progress, then stop the metadata thread."""
-        self.runner.settle_unwatched()
+        settle_unwatched(self.runner)
         if self._stopper is not None:
             self._stopper.join()
+        if self.runner.gpu_memory is not None:
+            self.runner.gpu_memory.close()
         self.metadata.stop()
 
     def running_jobs(self) -> int:
@@ -237,21 +251,9 @@ class Launch:
     # -- stopping -----------------------------------------------------------
 
     def stop_jobs(self, job_ids: list[str], state: str = State.KILLED) -> list[str]:
-        """Stop these running jobs while the launch goes on; the ids it is stopping.
-
-        The per-job stop `batchrun kill` uses (state `killed`) and adaptive
-        sweeps may use (state `stopped`): SIGTERM to the job's whole process
-        group, SIGKILL after --grace, then the job is recorded as `state`
-        (not retried, no --fail-fast) and its slot takes the next job.
-        Returns at once; jobs not running now are left out.
-        """
+        """`batchrun kill` (`killed`), an early stop (`stopped`): SIGTERM to each job's group, SIGKILL after --grace, recorded as `state`
+        (not retried, no --fail-fast); the launch goes on. Returns at once the ids it is stopping (jobs not running now are left out)."""
         return self.runner.stop_jobs(job_ids, state)
-
-    def _on_control_stop(self, now: bool) -> None:
-        if now:
-            self.request_stop()
-        else:
-            self.control.drain()
 
     def request_stop(self) -> None:
         """Ctrl-C / SIGTERM: start no new job, stop the running ones.
@@ -265,7 +267,7 @@ class Launch:
                 return
             control.stopping.set()
             control.interrupted = True
-            self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now)
+            self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now, self.runner.stops.signal_stop)
             self._stopper.start()
 
     # -- step 3: finish -----------------------------------------------------
@@ -301,6 +303,7 @@ class Launch:
             halted=control.halted,
             detached=runner.detached,
             drained=control.drained and not control.interrupted,
+            metadata_written=final_error is None and self.runs_dir.metadata.exists(),
         )
 
 
@@ -350,11 +353,19 @@ def _rebuild_view(metadata: MetadataSync, journal: Path, stamp_ok: bool, resumed
     metadata.build()
 
 
-def _executor_of(options: LaunchOptions, runs_dir: RunsDir) -> Executor:
-    """The launch's executor; each keeps those of the options that are its own settings."""
+def _on_control_stop(launch: Launch, now: bool) -> None:
+    """`batchrun stop` (drain: no new job) or `stop --now` (as Ctrl-C)."""
+    if now:
+        launch.request_stop()
+    else:
+        launch.control.drain()
+
+
+def _executor_of(options: LaunchOptions, runs_dir: RunsDir, cwd: str) -> Executor:
+    """The launch's executor, its jobs run in `cwd`; each keeps those of the options that are its own settings."""
     return make_executor(
         options.executor,
-        ExecutorOptions(n_jobs=options.n_jobs, cwd=os.getcwd(), runs_dir=str(runs_dir.path)),
+        ExecutorOptions(n_jobs=options.n_jobs, cwd=cwd, runs_dir=str(runs_dir.path)),
         sbatch_args=options.sbatch_args,
         scheduler=options.scheduler,
     )

@@ -57,7 +57,11 @@ class LaunchOptions:
     grace: float = 10.0
     env: dict[str, str] = field(default_factory=dict)
     retries: int = 0
+    # Runs again of a job that exits 75 (requeued), in this launch, before it counts as failed.
+    max_requeues: int = 10
     timeout: float | None = None
+    # --checkpoint-signal SIG@SECONDS: (signal number, seconds before the timeout) it reaches the job's group.
+    checkpoint_signal: tuple[int, float] | None = None
     fail_fast: bool = False
     halt_now: bool = False
     gpus: list[str] = field(default_factory=list)
@@ -77,6 +81,8 @@ class LaunchOptions:
     detach: bool = False
     # After the pending jobs, keep taking the lines that enter the runfile (launch --follow).
     follow: bool = False
+    # Run the jobs from a copy of the git tree as it was when the launch started (`store.codeversion.snapshot`).
+    snapshot: bool = False
 
     def __post_init__(self) -> None:
         # A name given for a member becomes the member; an unknown one stays for `check_options` to refuse.
@@ -122,6 +128,13 @@ def check_options(options: LaunchOptions) -> None:
         raise UsageError("--follow and --detach do not go together: a detached launch exits at once, so nothing follows the runfile")
     if options.retries < 0:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
+    if options.checkpoint_signal is not None and options.timeout is None:
+        raise UsageError("--checkpoint-signal needs --timeout: the signal comes that many seconds before the timeout")
+    if options.checkpoint_signal is not None and options.executor != "local":
+        # Their executors take any signal sent to a job for a stop; SLURM's own --signal is not mapped yet.
+        raise UsageError(f"--checkpoint-signal runs with the local executor only, not {options.executor}; on SLURM pass --sbatch-args \"--signal=B:USR1@120\"")
+    if options.max_requeues < 0:
+        raise UsageError(f"--max-requeues must be 0 or more, not {options.max_requeues}")
     parse_mode(options.mode)
     parse_order(options.order)
     if options.n_jobs < 1:

@@ -27,7 +27,7 @@ def exit_code_of(counts: Mapping[str, int], *, interrupted: bool = False, halted
     stopped it (`--fail-fast`, `--halt-now`: the jobs it stopped are left
     interrupted, but they are its doing, not the user's); 130 when it was
     interrupted (Ctrl-C, SIGTERM, `stop --now`) or a job is left interrupted
-    (it runs again on the next launch); 1 when a job of the runfile failed,
+    or requeued (it runs again on the next launch); 1 when a job of the runfile failed,
     timed out or was killed; else 0. Pending jobs (lines never started, a
     launch ended by `batchrun stop`), ignored and removed ones do not change
     it; `stopped` counts as done. How a launch ended is also in its
@@ -37,7 +37,7 @@ def exit_code_of(counts: Mapping[str, int], *, interrupted: bool = False, halted
         return error.exit_code
     if halted:
         return 1
-    if interrupted or counts.get(State.INTERRUPTED, 0):
+    if interrupted or counts.get(State.INTERRUPTED, 0) or counts.get(State.REQUEUED, 0):
         return 130
     if any(counts.get(state, 0) for state in NOT_SUCCEEDED):
         return 1
@@ -58,6 +58,7 @@ class LaunchResult:
     halted: str | None = None  # "fail-fast" or "halt-now" when a failure stopped the launch
     drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
     detached: int = 0  # jobs submitted and left running (--detach)
+    metadata_written: bool = True  # metadata_path holds this launch's last view (not so on a full disk)
 
     @property
     def exit_code(self) -> int:

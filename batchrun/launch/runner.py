@@ -10,30 +10,32 @@ stopped) from the moment the launch starts, even beyond -j.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor, jobfiles
-from batchrun.launch.attempt import job_environment, keep_old_logs, shell_status
+from batchrun.launch.attempt import job_environment, keep_old_logs
 from batchrun.launch.capacity import Capacity
 from batchrun.launch.events import EventKind, JobEvent
+from batchrun.launch.gpumem import GpuMemory
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
 from batchrun.launch.scheduler import Grant, Scheduler
-from batchrun.launch.settle import Outcome, journal_decisions, settle_one
-from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job
+from batchrun.launch.settle import AttemptEnd, Outcome, ended_from_files, journal_decisions, record_end, settle_one, watched_end
+from batchrun.launch.stopnotes import StopNotes
+from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job_warned
 from batchrun.metrics.cache import record_job_metrics
-from batchrun.metrics.file import METRICS_NAME
+from batchrun.metrics.file import METRICS_NAME, NOT_A_FILE, Skipped
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["JobRunner", "LaunchControl", "job_env", "next_attempt", "submit_detached"]
+__all__ = ["JobRunner", "LaunchControl", "job_env", "next_attempt", "settle_unwatched"]
 
 
 class LaunchControl:
@@ -88,15 +90,28 @@ class JobRunner:
         self.on_event: Callable[[JobEvent], None] = _ignore_event
         # Slots for -j and, for local jobs, the machine's resources (None: a cluster places jobs).
         self.scheduler = Scheduler(options.n_jobs, capacity)
+        # One warning line for the launch (a metrics path that is no regular file, the first time).
+        self.on_warning: Callable[[str], None] = _ignore_warning
+        self._metrics_skipped = Skipped()
         # job id -> the executor's reference (None: unknown, STARTING), for jobs a thread waits on.
         self.running: dict[str, str | None] = {}
         # Adopted jobs no thread waits on yet: job -> its reference.
         self.adopted: dict[str, tuple[Job, str | None]] = {}
         self.adopt_ids: set[str] = set()
+        # Adopted jobs an earlier launch was stopping (their note says so): job -> the state it records.
+        self.restop: dict[str, str] = {}
+        # The stops this launch makes, noted before their first signal.
+        self.stops = StopNotes(executor, journal, control.lock, logs, lambda job_id: job_id in self.adopt_ids)
         # Jobs being stopped while the launch goes on (`stop_jobs`).
-        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set)
+        self.ends = JobEnds(executor, options.grace, control.lock, self.running, control.stop_now.is_set, self.stops.signal_stop)
         self.ran = 0
         self.detached = 0
+        # Samples each running job's GPU memory (--gpus, local jobs, nvidia-smi on PATH), set by the launch.
+        self.gpu_memory: GpuMemory | None = None
+        # The code version the jobs start under (`store.codeversion`), set by the launch before the first.
+        self.code: str | None = None
+        # Jobs that exited 75 once more than --max-requeues allows (failed for that), until their end is shown.
+        self.requeues_spent: set[str] = set()
 
     # -- what the launch asks ---------------------------------------------
 
@@ -111,7 +126,7 @@ class JobRunner:
             return [(j, r, True) for j, r in self.running.items()] + [(j, r, False) for j, (_, r) in self.adopted.items()]
 
     def adopt_all(self, jobs: list[Job]) -> None:
-        """Make every adopted job a running job of this launch, shown at once."""
+        """Make every adopted job a running job of this launch, shown at once; carry on the stops an earlier launch began."""
         records = self.journal.records
         with self.control.lock:
             for job in jobs:
@@ -119,6 +134,8 @@ class JobRunner:
                 if self.scheduler.capacity is not None:
                     # What it holds is not free for new jobs until it ends.
                     self.scheduler.hold(job.job_id, records[job.job_id].holds)
+            for job_id, state in self.restop.items():
+                self.ends.resume(job_id, records[job_id].ref, state)
         for job in jobs:
             self.emit(EventKind.ADOPT, job, records[job.job_id], None)
 
@@ -126,43 +143,10 @@ class JobRunner:
         """Stop these running jobs while the launch goes on (`stopper.JobEnds.start`); the ids it stops."""
         return self.ends.start(job_ids, state)
 
-    def settle_unwatched(self) -> None:
-        """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
-
-        Dispatch ends early on a stop (their processes are then being
-        stopped), --fail-fast or a fatal error (running jobs may end): either
-        way they are this launch's running jobs, so it waits for them. Each
-        stays a stop target while it is waited for.
-        """
-        control = self.control
-        while True:
-            with control.lock:
-                if not self.adopted:
-                    return
-                job_id, (job, ref) = next(iter(self.adopted.items()))
-            log_dir = Path(self.logs) / job_id
-            self.executor.wait_adopted(job_id, ref, str(log_dir), control.stop_now.is_set)
-            self.scheduler.release(job_id)
-            with control.lock:
-                self.adopted.pop(job_id, None)
-                if job_id not in self.adopt_ids:
-                    continue
-                decision = settle_one(self.journal.records[job_id], log_dir, self._still_running, time.time())
-                if decision.outcome == Outcome.ADOPTED:
-                    continue  # outlived the stop: the next launch adopts it again
-                self.adopt_ids.discard(job_id)
-                journal_decisions(self.journal, [decision])
-                rec = self.journal.records[job_id]
-                self.on_change(job, rec)
-            self.emit(EventKind.END, job, rec, None)
-
-    def _still_running(self, rec: JobRecord, log_dir: Path) -> bool:
-        return self.executor.still_running(rec.job_id, rec.ref, str(log_dir))
-
-    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None) -> None:
+    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None, note: str | None = None) -> None:
         """Report an event; a display that fails (a closed pipe) never stops jobs."""
         try:
-            self.on_event(JobEvent(kind, job, rec, slot))
+            self.on_event(JobEvent(kind, job, rec, slot, note))
         except Exception:  # noqa: BLE001 - the records, not the display, matter
             self.on_event = _ignore_event
 
@@ -194,6 +178,9 @@ class JobRunner:
                 if rec is None:
                     rec = self._start_and_wait(job, grant, retries_left, fresh)
                     fresh = False
+                if rec is not None and rec.state == State.REQUEUED and not control.stopping.is_set():
+                    rec = None  # it asked to run again: not a failure, no retry spent
+                    continue
                 if rec is None or rec.state == State.SUCCEEDED or not rec.finished:
                     return rec
                 if retries_left == 0 or control.stopping.is_set():
@@ -225,7 +212,7 @@ class JobRunner:
                 return None
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-            rec = self.journal.record_start(job.job_id, attempt, start, grant.slot, self.host, grant.holds())
+            rec = self.journal.record_start(job.job_id, attempt, start, grant.slot, self.host, grant.holds(), self.code)
             self.running[job.job_id] = STARTING
             self.on_change(job, rec)
         try:
@@ -241,29 +228,24 @@ class JobRunner:
             self.on_change(job, rec)
         slot = grant.slot
         self.emit(EventKind.START, job, rec, slot)
-        timed_out = False
         # A request's time is the job's own time limit; else the launch's --timeout.
         timeout = job.request.time if job.request is not None and job.request.time is not None else self.options.timeout
         deadline = None if timeout is None else time.monotonic() + max(0.0, start + timeout - time.time())
-        returncode = wait_job(self.executor, ref, control.stop_now.is_set, deadline)
+        returncode = wait_job_warned(self.executor, job.job_id, ref, control.stop_now.is_set, deadline, self.options.checkpoint_signal)
         if returncode is None:
-            timed_out = True
+            self.stops.note_stop(job.job_id, State.TIMEOUT)
             returncode = stop_job(self.executor, job.job_id, ref, self.options.grace, control.stop_now.is_set)
         assert returncode is not None
-        ending = self.ends.wait(job.job_id)
+        self.ends.wait(job.job_id)  # a stop under way (kill, early stop) is over once its group is gone
         end = time.time()
+        usage = jobfiles.read_usage(log_dir, attempt)
+        gpu = self.gpu_memory.take(job.job_id) if self.gpu_memory is not None else None
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end, ending)
-            elif timed_out and not control.interrupted:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end, State.TIMEOUT)
-            elif returncode != 0 and control.interrupted:
-                # Stopped by us (or it chose to fail as we stopped it).
-                rec = self.journal.record_unfinished(job.job_id, attempt, start, end)
-            else:
-                rec = self.journal.record_end(job.job_id, attempt, shell_status(returncode), start, end)
+            self.journal.record_usage(job.job_id, attempt, usage, gpu)
+            how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
+            rec = record_end(self.journal, job.job_id, attempt, start, end, _requeue_or_fail(self, job.job_id, how))
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -275,9 +257,23 @@ class JobRunner:
         # The job's metrics, summarised once now, spare `batchrun results` parsing them
         # (one failed open without, unless the executor saw there is no file).
         if ref is None or not self.executor.left_no_metrics(ref):
-            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}")
-        retry = rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and not self.control.stopping.is_set()
-        self.emit(EventKind.RETRY if retry else EventKind.END, job, rec, slot)
+            skipped = self._metrics_skipped
+            warned = NOT_A_FILE in skipped.counts
+            record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}", skipped)
+            if not warned and NOT_A_FILE in skipped.counts:
+                self.on_warning(f"{skipped.first[NOT_A_FILE]}: not a regular file; a job's metrics are read only from one (others like it are skipped without a word)")
+        again = not self.control.stopping.is_set()
+        if rec.state == State.REQUEUED and again:
+            kind = EventKind.REQUEUE
+        elif rec.finished and rec.state != State.SUCCEEDED and retries_left > 0 and again:
+            kind = EventKind.RETRY
+        else:
+            kind = EventKind.END
+        note = None
+        if job.job_id in self.requeues_spent:
+            self.requeues_spent.discard(job.job_id)
+            note = f"exited 75 again after {self.options.max_requeues} requeues: --max-requeues {self.options.max_requeues} reached, failed"
+        self.emit(kind, job, rec, slot, note)
 
     def _adopt(self, job: Job, slot: int) -> JobRecord | None:
         """Wait for a job a killed launch left running; None if it must run again."""
@@ -295,23 +291,22 @@ class JobRunner:
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
         self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
-        ending = self.ends.wait(job.job_id)
-        exit_record = jobfiles.read_exit_record(log_dir, rec.attempts)
+        self.ends.wait(job.job_id)
+        how = ended_from_files(log_dir, rec.attempts)
+        usage = jobfiles.read_usage(log_dir, rec.attempts)
         now = time.time()
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
             self.adopt_ids.discard(job.job_id)
-            if ending is not None:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now, ending)
-            elif exit_record is not None:
-                status, end = exit_record
-                rec = self.journal.record_end(job.job_id, rec.attempts, status, rec.start or end, end)
-            else:
-                rec = self.journal.record_unfinished(job.job_id, rec.attempts, rec.start or now, now)
+            self.stops.forget(job.job_id, rec.attempts)
+            end = how.end if how is not None and how.end is not None else now
+            self.journal.record_usage(job.job_id, rec.attempts, usage)
+            rec = record_end(self.journal, job.job_id, rec.attempts, rec.start or end, end, _requeue_or_fail(self, job.job_id, how or _UNSEEN))
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
-        return rec if exit_record is not None or ending is not None or control.stopping.is_set() else None
+        # Requeued: the caller starts it again, as a job that must run again.
+        return rec if (how is not None and rec.state != State.REQUEUED) or control.stopping.is_set() else None
 
 
 def _on_failure(runner: JobRunner) -> None:
@@ -331,7 +326,17 @@ def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: in
     else:
         # A cluster executor: --gpus maps slot s to GPU s mod len, as it always did.
         shown = [gpus[grant.slot % len(gpus)]] if gpus else None
-    return job_environment(runner.base_env, job, grant.slot, log_dir, attempt, shown)
+    rec = runner.journal.records.get(job.job_id)
+    return job_environment(runner.base_env, job, grant.slot, log_dir, attempt, shown, rec.requeues if rec is not None else 0)
+
+
+def _requeue_or_fail(runner: JobRunner, job_id: str, how: AttemptEnd) -> AttemptEnd:
+    """A requeue (exit 75) past --max-requeues is a failure; any other end stays as it is."""
+    rec = runner.journal.records.get(job_id)
+    if how.state != State.REQUEUED or rec is None or rec.requeues < runner.options.max_requeues:
+        return how
+    runner.requeues_spent.add(job_id)
+    return AttemptEnd(State.FAILED, how.status, how.end, how.recorded)
 
 
 def next_attempt(runner: JobRunner, job: Job, log_dir: str) -> int:
@@ -343,46 +348,47 @@ def next_attempt(runner: JobRunner, job: Job, log_dir: str) -> int:
     return attempt
 
 
-def submit_detached(runner: JobRunner, jobs: list[Job]) -> None:
-    """--detach: start every pending job and return; a later launch collects them.
+def settle_unwatched(runner: JobRunner) -> None:
+    """Once dispatch is over, wait for the adopted jobs no thread came to, and settle them.
 
-    The jobs go to the executor in one `start_many` call: SLURM gets one
-    job array throttled to -j, not one submission per job.
+    Dispatch ends early on a stop (their processes are then being
+    stopped), --fail-fast or a fatal error (running jobs may end): either
+    way they are this launch's running jobs, so it waits for them. Each
+    stays a stop target while it is waited for.
     """
     control = runner.control
-    started = []
-    gpus = runner.options.gpus
-    share = Fraction(1, runner.options.jobs_per_gpu)
-    for slot, job in enumerate(jobs):
-        log_dir = f"{runner.logs}/{job.job_id}"
-        attempt = next_attempt(runner, job, log_dir)
-        slot_id = slot % runner.options.n_jobs
-        # Nothing waits for resources here (they all start now): only plain jobs are
-        # detached locally (`scheduler.check_requests`), each on its slot's GPU.
-        grant = Grant(slot_id, ((gpus[slot_id % len(gpus)], share),) if gpus else ())
+    while True:
         with control.lock:
-            rec = runner.journal.record_start(job.job_id, attempt, time.time(), slot_id, runner.host, grant.holds() if runner.scheduler.capacity else None)
-        started.append((job, rec, attempt, grant, log_dir))
-    try:
-        refs = runner.executor.start_many(
-            [(job.job_id, job.command, log_dir, job_env(runner, job, grant, log_dir, attempt)) for job, _, attempt, grant, log_dir in started],
-            [job.request for job, *_ in started],
-        )
-    except BatchrunError as error:
-        # Some jobs may have been submitted: their start records stay,
-        # and the next launch asks the executor which ones exist.
-        control.fail(error)
-        return
-    except OSError as error:
-        control.fail(MetadataError(f"{runner.logs}: cannot start jobs: {error.strerror}"))
-        return
-    for (job, rec, attempt, grant, _), ref in zip(started, refs, strict=True):
+            if not runner.adopted:
+                return
+            job_id, (job, ref) = next(iter(runner.adopted.items()))
+        log_dir = Path(runner.logs) / job_id
+        runner.executor.wait_adopted(job_id, ref, str(log_dir), control.stop_now.is_set)
+        runner.scheduler.release(job_id)
         with control.lock:
-            runner.journal.record_ref(job.job_id, attempt, ref)
+            runner.adopted.pop(job_id, None)
+            if job_id not in runner.adopt_ids:
+                continue
+            decision = settle_one(runner.journal.records[job_id], log_dir, functools.partial(_still_running, runner.executor), time.time())
+            if decision.outcome == Outcome.ADOPTED:
+                continue  # outlived the stop: the next launch adopts it again
+            runner.adopt_ids.discard(job_id)
+            journal_decisions(runner.journal, [decision])
+            rec = runner.journal.records[job_id]
             runner.on_change(job, rec)
-            runner.detached += 1
-        runner.emit(EventKind.SUBMIT, job, rec, grant.slot)
+        runner.emit(EventKind.END, job, rec, None)
+
+def _still_running(executor: Executor, rec: JobRecord, log_dir: Path) -> bool:
+    return executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
 
 def _ignore_event(event: JobEvent) -> None:
     pass
+
+
+def _ignore_warning(text: str) -> None:
+    pass
+
+
+# An adopted job gone with no record and no stop note: it did not finish, and runs again.
+_UNSEEN = AttemptEnd(State.INTERRUPTED)

@@ -11,6 +11,13 @@ Every wait here is bounded: after the grace, SIGKILL is sent again at every
 look until the group is gone, for at most `KILL_WAIT` (a process stuck in
 uninterruptible sleep, on a dead NFS mount, never goes); a job's own wait
 (`wait_job`) gives up that long after a stop was pressed (`stop_now`).
+
+Every stop's first signal goes through the launch (`FirstSignal`,
+`StopNotes.signal_stop`), once, here, for every executor: it writes the
+job's stop note (the state the stop records and the attempt) before the
+signal, so the job's supervisor and any later settlement record that
+state whatever becomes of the launch; and a first signal that reaches no
+process (the job had ended on its own) leaves the job its own end.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 from batchrun.executors import Executor
 
-__all__ = ["KILL_WAIT", "STARTING", "GroupStopper", "JobEnds", "end_group", "stop_job", "wait_gone", "wait_job"]
+__all__ = ["KILL_WAIT", "STARTING", "FirstSignal", "GroupStopper", "JobEnds", "end_group", "finish_stop", "stop_job", "wait_gone", "wait_job"]
 
 # How long SIGKILLs are repeated before giving up on a process (one stuck in
 # uninterruptible sleep, on a dead NFS mount, never goes).
@@ -33,9 +40,14 @@ _POLL = 0.05
 _WAIT_SLICE = 1.0
 # The reference of a job between its start record and its process.
 STARTING = "starting"
+# The state a launch's own stop (Ctrl-C, SIGTERM, --halt-now) records: run again next time.
+_INTERRUPTED = "interrupted"
 
 # (job id, executor reference or None, whether a thread of the launch waits for it and will drop it)
 Target = tuple[str, "str | None", bool]
+# (job id, ref, signal, state): note the stop as `state` for the job's current attempt, then send the
+# signal; whether it reached a process (`StopNotes.signal_stop`).
+FirstSignal = Callable[[str, "str | None", int, str], bool]
 
 
 def wait_gone(executor: Executor, job_id: str, ref: str | None, deadline: float, resignal: int | None = None) -> bool:
@@ -76,6 +88,24 @@ def wait_job(executor: Executor, ref: str, stop_now: Callable[[], bool], deadlin
             return -signal.SIGKILL
 
 
+def wait_job_warned(
+    executor: Executor, job_id: str, ref: str, stop_now: Callable[[], bool], deadline: float | None, warning: tuple[int, float] | None
+) -> int | None:
+    """`wait_job`, and with `warning` (signal, seconds) that signal to the job's group that many seconds before `deadline`.
+
+    The job's checkpoint signal (--checkpoint-signal): not a stop, so no
+    stop note; a job that saves its state and exits 75 on it is requeued.
+    """
+    if warning is None or deadline is None:
+        return wait_job(executor, ref, stop_now, deadline)
+    signum, seconds = warning
+    returncode = wait_job(executor, ref, stop_now, deadline - seconds)
+    if returncode is not None:
+        return returncode
+    executor.signal(job_id, ref, signum)
+    return wait_job(executor, ref, stop_now, deadline)
+
+
 def stop_job(executor: Executor, job_id: str, ref: str, grace: float, give_up: Callable[[], bool] = lambda: False) -> int:
     """Stop one job (--timeout): SIGTERM, SIGKILL after `grace`; its status.
 
@@ -108,6 +138,11 @@ def end_group(executor: Executor, job_id: str, ref: str | None, grace: float, gi
     shell: the job's own thread waits for it and records how it ended.
     """
     executor.signal(job_id, ref, signal.SIGTERM)
+    finish_stop(executor, job_id, ref, grace, give_up)
+
+
+def finish_stop(executor: Executor, job_id: str, ref: str | None, grace: float, give_up: Callable[[], bool] = lambda: False) -> None:
+    """`end_group` after its SIGTERM: the grace, then SIGKILL until no process of the group is left (at most `KILL_WAIT`)."""
     deadline = time.monotonic() + grace
     while executor.alive(job_id, ref) and time.monotonic() < deadline and not give_up():
         time.sleep(_POLL)
@@ -124,12 +159,15 @@ class JobEnds:
     purpose), and then `forget`s it under the launch's lock.
     """
 
-    def __init__(self, executor: Executor, grace: float, lock: threading.RLock, running: dict[str, str | None], give_up: Callable[[], bool]) -> None:
+    def __init__(
+        self, executor: Executor, grace: float, lock: threading.RLock, running: dict[str, str | None], give_up: Callable[[], bool], first_signal: FirstSignal
+    ) -> None:
         self.executor = executor
         self.grace = grace
         self.lock = lock  # the launch's lock over `running`
         self.running = running  # job id -> the executor's reference, of jobs a thread waits on
         self.give_up = give_up
+        self.first_signal = first_signal
         self._ending: dict[str, tuple[str, threading.Thread]] = {}
 
     def start(self, job_ids: Iterable[str], state: str) -> list[str]:
@@ -138,7 +176,7 @@ class JobEnds:
         with self.lock:
             for job_id in dict.fromkeys(job_ids):
                 if job_id in self.running and job_id not in self._ending:
-                    thread = threading.Thread(target=self._end_one, args=(job_id,), name=f"batchrun-stop-{job_id}", daemon=True)
+                    thread = threading.Thread(target=self._end_one, args=(job_id, state), name=f"batchrun-stop-{job_id}", daemon=True)
                     self._ending[job_id] = (state, thread)
                     threads.append((job_id, thread))
             # Started before the lock is released: the job's own thread, once its
@@ -147,7 +185,16 @@ class JobEnds:
                 thread.start()
         return [job_id for job_id, _ in threads]
 
-    def _end_one(self, job_id: str) -> None:
+    def resume(self, job_id: str, ref: str | None, state: str) -> None:
+        """Carry on a stop an earlier launch began (its note is on disk) for a job this launch adopted. Never blocks."""
+        with self.lock:
+            if job_id in self._ending:
+                return
+            thread = threading.Thread(target=end_group, args=(self.executor, job_id, ref, self.grace, self.give_up), name=f"batchrun-stop-{job_id}", daemon=True)
+            self._ending[job_id] = (state, thread)
+            thread.start()
+
+    def _end_one(self, job_id: str, state: str) -> None:
         while True:
             with self.lock:
                 if job_id not in self.running:
@@ -156,7 +203,8 @@ class JobEnds:
             if ref != STARTING:
                 break
             time.sleep(_POLL)  # its process exists once its reference is recorded
-        end_group(self.executor, job_id, ref, self.grace, self.give_up)
+        self.first_signal(job_id, ref, signal.SIGTERM, state)
+        finish_stop(self.executor, job_id, ref, self.grace, self.give_up)
 
     def wait(self, job_id: str) -> str | None:
         """After the job's shell exited: the state to record if it was stopped on purpose, once its group is gone."""
@@ -175,10 +223,11 @@ class JobEnds:
 class GroupStopper:
     """Stops every job of a launch on a thread of its own; a second request skips the grace."""
 
-    def __init__(self, executor: Executor, grace: float, targets: Callable[[], list[Target]], stop_now: threading.Event) -> None:
+    def __init__(self, executor: Executor, grace: float, targets: Callable[[], list[Target]], stop_now: threading.Event, first_signal: FirstSignal) -> None:
         self.executor = executor
         self.grace = grace
         self.targets = targets
+        self.first_signal = first_signal
         # Set by a second Ctrl-C, and by this stopper when it gives up:
         # threads waiting on adopted jobs stop waiting.
         self.stop_now = stop_now
@@ -209,7 +258,8 @@ class GroupStopper:
             for job_id, ref, _watched in targets:
                 if ref == STARTING or job_id in signalled:
                     continue
-                if executor.signal(job_id, ref, sig):
+                # The first stop of an attempt decides its state; later ones change nothing.
+                if self.first_signal(job_id, ref, sig, _INTERRUPTED):
                     signalled[job_id] = ref
             signalled = {j: r for j, r in signalled.items() if executor.alive(j, r)}
             if not signalled and not any(watched for _, _, watched in targets):

@@ -41,13 +41,14 @@ CACHE_NAME = ".metrics-cache.v1.jsonl"
 _APPEND_CHUNK = 1 << 20
 
 
-def record_job_metrics(runs_path: str, job_id: str, metrics_path: str) -> None:
+def record_job_metrics(runs_path: str, job_id: str, metrics_path: str, skipped: Skipped | None = None) -> None:
     """Append the cache line of a job that just ended; never raises (a cache never fails a launch).
 
-    A job without a metrics file costs one failed open.
+    A job without a metrics file costs one failed open. `skipped`, if
+    given, counts what was left out (a path that is no regular file).
     """
     try:
-        line = _entry_line(job_id, metrics_path, Skipped())
+        line = _entry_line(job_id, metrics_path, Skipped() if skipped is None else skipped)
         if line is not None:
             _append(f"{runs_path}/{CACHE_NAME}", [line])
     except Exception:  # noqa: BLE001, S110 - any failure only means results read the file later

@@ -8,10 +8,14 @@ flattened with dots (`{"train": {"loss": 1}}` is `train.loss`); other keys
 starting with `_` are batchrun's and ignored.
 
 Whatever a file holds, reading it never fails: lines that are not JSON
-objects, values that are not numbers, NaN and infinities are skipped and
-counted in a `Skipped` tally (the CLI prints the counts), and a file over
-`MAX_BYTES` is read from its last `MAX_BYTES` only, so one runaway job cannot
-stall a table of thousands. An unterminated last line that does not parse is
+objects (garbage, or objects nested too deep for the JSON parser), values
+that are not numbers, NaN and infinities are skipped and counted in a
+`Skipped` tally (the CLI prints the counts), and a file over `MAX_BYTES` is
+read from its last `MAX_BYTES` only, so one runaway job cannot stall a table
+of thousands. Whatever is at the path, reading never blocks: it is opened
+non-blocking and anything but a regular file (a FIFO, a directory, a
+device) is refused and counted (`open_metrics`), so a FIFO a job made there
+stalls no launch, monitor or command. An unterminated last line that does not parse is
 a write in progress (or cut by a kill), not an error, and is left out
 silently. Histories are thinned to at most `2 * HISTORY_POINTS` evenly spaced
 points per metric: the aggregates still see every value.
@@ -24,11 +28,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AGGREGATES", "HISTORY_POINTS", "MAX_BYTES", "METRICS_NAME", "RunMetrics", "Series", "Skipped", "read_metrics_file", "read_metrics_snapshot"]
+__all__ = [
+    "AGGREGATES",
+    "HISTORY_POINTS",
+    "MAX_BYTES",
+    "METRICS_NAME",
+    "NOT_A_FILE",
+    "RunMetrics",
+    "Series",
+    "Skipped",
+    "open_metrics",
+    "read_metrics_file",
+    "read_metrics_snapshot",
+]
 
 # How a metric's history becomes one number.
 AGGREGATES = ("last", "min", "max", "mean")
@@ -42,6 +59,8 @@ HISTORY_POINTS = 500
 _EXACT = 2**53
 # The Skipped reason for a file read from its end ({n}: how many files).
 _UNREADABLE = "skipped {n} metrics files that cannot be read"
+# The Skipped reason for a metrics path that holds no regular file.
+NOT_A_FILE = "skipped {n} metrics paths that are not regular files"
 _TAIL_READ = f"read only the last {MAX_BYTES >> 20} MiB of {{n}} metrics files over {MAX_BYTES >> 20} MiB"
 
 
@@ -153,11 +172,12 @@ class RunMetrics:
 
 def read_metrics_file(path: str, skipped: Skipped, keep_history: bool = False, into: RunMetrics | None = None) -> RunMetrics | None:
     """Read a metrics file, or None when there is none (or it cannot be read: counted)."""
-    fd = _open(path, skipped)
-    if fd is None:
+    opened = open_metrics(path, skipped)
+    if opened is None:
         return None
+    fd, _ = opened
     try:
-        # Unbuffered, no stat for the common small file: one read says whether it is over the limit.
+        # Unbuffered: one read says whether it is over the limit (it may have grown since the stat).
         data = os.read(fd, MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
             data = _tail(fd, os.fstat(fd).st_size, path, skipped)
@@ -180,12 +200,12 @@ def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.s
     metrics, and the cache would take the stale answer for the current one.
     None (as `read_metrics_file`) when there is no file or it cannot be read.
     """
-    fd = _open(path, skipped)
-    if fd is None:
+    opened = open_metrics(path, skipped)
+    if opened is None:
         return None
+    fd, info = opened
     try:
-        stat = os.fstat(fd)
-        size = stat.st_size
+        size = info.st_size
         if size > MAX_BYTES:
             data = _tail(fd, size, path, skipped)
         else:
@@ -201,18 +221,39 @@ def read_metrics_snapshot(path: str, skipped: Skipped) -> tuple[RunMetrics, os.s
     metrics = RunMetrics()
     if data:
         _parse(data, path, metrics, skipped, False)
-    return metrics, stat
+    return metrics, info
 
 
-def _open(path: str, skipped: Skipped) -> int | None:
-    """A metrics file opened for reading; None when there is none, or it cannot be read (counted)."""
+def open_metrics(path: str | os.PathLike[str], skipped: Skipped) -> tuple[int, os.stat_result] | None:
+    """A metrics file opened for reading, never blocking, and its stat; None when there is none, or it cannot be read or is no regular file (counted).
+
+    Opened with O_NONBLOCK: opening a FIFO for reading otherwise waits for
+    a writer, forever. Anything but a regular file is refused after the
+    open (its fstat, no race with a rename); that one fstat is the
+    caller's snapshot of the file's size.
+    """
     try:
-        return os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as err:
         skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
         return None
+    try:
+        info = os.fstat(fd)
+    except OSError as err:
+        os.close(fd)
+        skipped.add(_UNREADABLE, f"{path}: {err.strerror}")
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        skipped.add(NOT_A_FILE, f"{path}: {_KINDS.get(stat.S_IFMT(info.st_mode), 'not a regular file')}")
+        return None
+    return fd, info
+
+
+# What a metrics path that holds no regular file holds, as the warning says it.
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 def _tail(fd: int, size: int, path: str, skipped: Skipped) -> bytes:
@@ -232,7 +273,7 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
         # One parse for the whole file is several times faster than one per line; any bad
         # line (a blank one too: it makes ",,") falls back to line by line.
         objects = json.loads(b"[" + data[: end - 1].replace(b"\n", b",") + b"]") if end else []
-    except ValueError:
+    except (ValueError, RecursionError):
         lines = data[:end].split(b"\n")[:-1]
         objects, numbered = [], []
         for lineno, line in enumerate(lines, 1):
@@ -240,7 +281,7 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
                 continue
             try:
                 objects.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
                 objects.append(None)
             numbered.append(lineno)
     if unterminated.strip():
@@ -248,7 +289,7 @@ def _parse(data: bytes, path: str, metrics: RunMetrics, skipped: Skipped, keep: 
             objects.append(json.loads(unterminated))
             if numbered is not None:
                 numbered.append(len(lines) + 1)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # a line being written, or cut short by a kill
     step = -1
     # Values are gathered per metric and handed over in one piece: per value, only a type test and an append.
@@ -321,13 +362,19 @@ def _nth_line(lines: list[bytes], index: int) -> int:
 
 
 def _flat(obj: dict[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
-    for key, value in obj.items():
-        if key.startswith("_"):
-            continue
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
+    """(dotted name, value) of every leaf, in order; a stack, not recursion: nesting as deep as the parser allows costs no RecursionError."""
+    stack = [(iter(obj.items()), prefix)]
+    while stack:
+        items, at = stack[-1]
+        for key, value in items:
+            if key.startswith("_"):
+                continue
+            if isinstance(value, dict):
+                stack.append((iter(value.items()), f"{at}{key}."))
+                break
+            yield f"{at}{key}", value
         else:
-            yield f"{prefix}{key}", value
+            stack.pop()
 
 
 def _number(value: Any, name: str, path: str, skipped: Skipped) -> float | None:

@@ -29,7 +29,7 @@ from typing import Any
 from batchrun.results.importance import parameter_importance
 from batchrun.results.plots import curve, default_metric, group_document, history_axes, sweep_document
 from batchrun.results.table import Results, best_row, gridspec_metric
-from batchrun.results.tables import format_value
+from batchrun.results.tables import format_duration, format_value
 from batchrun.results.targets import sweep_target, target_spec, target_title
 from batchrun.store.records import State
 
@@ -127,6 +127,7 @@ def build_report(results: Results, metric: str | None = None, goal: str | None =
         _best_html(best, metric, goal, [p["name"] for p in doc["params"] if p["kind"] != "constant"]),
         "<div id='sweep'></div>",
         _failed_html(results),
+        _usage_html(rows, [p["name"] for p in doc["params"] if p["kind"] != "constant"]),
         f"<script type='application/json' id='batchrun-data'>{_json_for_script(data)}</script>",
         f"<script>{static_text('parcoords.js')}</script>",
         f"<script>{static_text('sweep.js')}</script>",
@@ -203,6 +204,26 @@ def _failed_html(results: Results) -> str:
         parts.append(f"<div class='failed'><p>line {_e(run.job.line)} <b>{_e(run.job.category)}</b>{_e(status)}: {_command_html(run.job.command)}</p><pre>{_e(_tail(os.path.join(run.log_dir, 'err.log')))}</pre></div>")
     if len(failed) > _FAILED_SHOWN:
         parts.append(f"<p>... and {len(failed) - _FAILED_SHOWN} more: batchrun status {_e(results.target.given)} --state failed</p>")
+    return "\n".join(parts)
+
+
+def _usage_html(rows: list[dict[str, Any]], params: list[str]) -> str:
+    """What the runs used, by value of each swept parameter: which settings are expensive (most telling parameter first)."""
+    from batchrun.results.usage import usage_by_parameter
+
+    usage = usage_by_parameter(rows, params)
+    if not usage:
+        return ""
+    parts = [
+        "<h2>What the runs used, by parameter</h2>",
+        "<table class='usage'><tr><th>parameter</th><th>value</th><th>runs</th><th>mean peak memory</th><th>mean CPU</th><th>mean runtime</th></tr>",
+    ]
+    for row in usage:
+        parts.append(
+            f"<tr><td>{_e(row.parameter)}</td><td>{_e(format_value(row.value))}</td><td>{row.runs}</td><td>{row.memory_mb:.0f} MB</td>"
+            f"<td>{_e(format_duration(row.cpu_s))}</td><td>{_e(format_duration(row.runtime_s))}</td></tr>"
+        )
+    parts.append("</table>")
     return "\n".join(parts)
 
 

@@ -39,13 +39,13 @@ from batchrun.results.tables import typed_value
 from batchrun.runfile.file import parse_parameters
 from batchrun.status.lookup import job_parameters
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import State
+from batchrun.store.records import USAGE_FIELDS, State
 from batchrun.store.target import Target
 
 __all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "read_results", "sort_rows", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
-COLUMNS = ("line", "job_id", "state", "runtime", "command", "log_dir")
+COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "code", "command", "log_dir")
 _NUMBER_CHARS = "0123456789+-.eE"
 
 
@@ -60,7 +60,7 @@ class Run:
     runtime: float | None
 
     def row(self, metric_names: Sequence[str], agg: str = "last") -> dict[str, Any]:
-        """A plain dict: line, job_id, state, parameters, metrics, runtime, command, log_dir."""
+        """A plain dict: line, job_id, state, parameters, metrics, runtime, what it used (`USAGE_FIELDS`), command, log_dir."""
         job = self.job
         row: dict[str, Any] = {"line": job.line, "job_id": job.job_id, "state": job.category}
         row.update(self.parameters)
@@ -68,6 +68,10 @@ class Run:
         for name in metric_names:
             row[name] = value(name, agg)
         row["runtime"] = self.runtime
+        rec = job.record
+        for name in USAGE_FIELDS:
+            row[name] = getattr(rec, name) if rec is not None else None
+        row["code"] = rec.code if rec is not None else None
         row["command"] = job.command
         row["log_dir"] = self.log_dir
         return row
@@ -167,7 +171,7 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
         if name in COLUMNS:
-            skipped.add("skipped {n} parameters named like a column (line, job_id, state, runtime, command, log_dir)", name)
+            skipped.add("skipped {n} parameters named like a column (" + ", ".join(COLUMNS) + ")", name)
             for run in runs:
                 run.parameters.pop(name, None)
     taken = set(COLUMNS) | set(param_names)

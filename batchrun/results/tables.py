@@ -9,6 +9,8 @@ import csv
 import sys
 from typing import IO, Any
 
+from batchrun.store.records import USAGE_FIELDS
+
 __all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_table"]
 
 # The short job id of tables; the full one is in --json and --csv.
@@ -87,7 +89,7 @@ def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metri
     if grouped:
         header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
     else:
-        header = ["line", "job_id", "state", *params, *metrics, "runtime", "command", "log_dir"]
+        header = ["line", "job_id", "state", *params, *metrics, "runtime", *USAGE_FIELDS, "code", "command", "log_dir"]
     writer.writerow(header)
     for row in rows:
         writer.writerow([_csv_cell(row.get(name)) for name in header])

@@ -12,10 +12,11 @@ saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
-    S <job_id> <attempt> <start> <slot> <host> [<holds>]   about to start, holding <holds> (`gpu=0,1;cpus=8;mem=64G`)
+    S <job_id> <attempt> <start> <slot> <host> [<holds>] [code=<code>]   about to start, holding <holds> (`gpu=0,1;cpus=8;mem=64G`), under that code version
     P <job_id> <attempt> <ref> 0                      started: the executor's reference (pid, ...)
-    E <job_id> <attempt> <status> <start> <end> [<state> [<host>]]   ended (finished)
-    I <job_id> <attempt> <start> <end> <state>        stopped unfinished (interrupted, ...)
+    U <job_id> <attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s> [<max_gpu_mem_mb>]   what the attempt used (before its E or I line)
+    E <job_id> <attempt> <status> <start> <end> [<state> [<host> [<code>]]]   ended (finished)
+    I <job_id> <attempt> <start> <end> <state> [<code>]   stopped unfinished (interrupted, requeued, ...)
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
     X <job_id>                                        ignored (doit ignore): skipped until forgotten
 
@@ -35,8 +36,8 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import JobRecord, State, canonical_time, known_state
-from batchrun.store.recordtable import KEEP_HOST, RecordTable
+from batchrun.store.records import REQUEUE_STATUS, JobRecord, State, canonical_time, known_state, start_extras, start_fields
+from batchrun.store.recordtable import KEEP, RecordTable
 
 __all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "replay"]
 
@@ -167,12 +168,20 @@ class Journal:
             os.ftruncate(fd, os.fstat(fd).st_size - written)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None) -> JobRecord:
-        """Record that a job is about to start (before its process exists), and what it holds beside its slot."""
+    def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None, code: str | None = None) -> JobRecord:
+        """Record that a job is about to start (before its process exists), what it holds beside its slot, and its code version if known."""
         start = canonical_time(start)
-        extra = f" {holds}" if holds else ""
-        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{extra}\n")
-        return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds))
+        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{start_extras(holds, code)}\n")
+        return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds, code))
+
+    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None) -> None:
+        """Record what an attempt used (`jobfiles.read_usage`, and its peak GPU memory if known), just before its end; nothing when unknown."""
+        if usage is None:
+            return
+        rss, user, system = usage
+        self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}{'' if gpu_mb is None else f' {gpu_mb}'}\n")
+        # As the line reads back (milliseconds), so a record in memory equals the same record replayed.
+        self.records.used(job_id, rss, float(f"{user:.3f}"), float(f"{system:.3f}"), gpu_mb)
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
@@ -276,22 +285,28 @@ def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
         # Earlier attempts keep their exit codes (their times are not kept).
         if rec.start is not None and rec.end is not None:
             for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
-                if code is None:
-                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {State.INTERRUPTED}\n")
+                if code is None or code == REQUEUE_STATUS:
+                    # A 75 was (almost always) a requeue: kept as one, so the requeue count survives.
+                    unfinished = State.INTERRUPTED if code is None else State.REQUEUED
+                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {unfinished}\n")
                 else:
                     lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
+        if rec.max_rss_kb is not None and rec.user_cpu_s is not None and rec.sys_cpu_s is not None and rec.state != State.RUNNING:
+            gpu = "" if rec.max_gpu_mem_mb is None else f" {rec.max_gpu_mem_mb}"
+            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}{gpu}\n")
         if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
             # The state and host ride along: the S line that held the host goes.
             extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
+            if rec.code is not None and rec.host:
+                extra += f" {rec.code}"
             lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
         elif rec.state == State.RUNNING and rec.start is not None:
             # Left running on purpose (detached): keep what adoption needs.
-            holds = f" {rec.holds}" if rec.holds else ""
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{holds}\n")
+            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{start_extras(rec.holds, rec.code)}\n")
             if rec.ref is not None:
                 lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
         elif rec.start is not None and rec.end is not None:
-            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}\n")
+            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}{'' if rec.code is None else ' ' + rec.code}\n")
         elif not rec.ignored:
             dropped.append(rec.job_id)  # forgotten and not run since: no line, as if never named
         if rec.ignored:
@@ -350,14 +365,18 @@ def replay(table: RecordTable, lines: Iterable[str | bytes], path: Path, first_l
             job_id = parts[1]
             if kind == "E":
                 state = known_state(parts[6]) if len(parts) > 6 else None
-                # A host is written by compaction, which drops the S line.
-                table.end(job_id, int(parts[2]), int(parts[3]), float(parts[4]), float(parts[5]), state, parts[7] if len(parts) > 7 else KEEP_HOST)
+                # A host and a code version are written by compaction, which drops the S line.
+                host, code = parts[7] if len(parts) > 7 else KEEP, parts[8] if len(parts) > 8 else KEEP
+                table.end(job_id, int(parts[2]), int(parts[3]), float(parts[4]), float(parts[5]), state, host, code)
             elif kind == "S":
-                table.start(job_id, int(parts[2]), float(parts[3]), int(parts[4]), parts[5], parts[6] if len(parts) > 6 else None)
+                table.start(job_id, int(parts[2]), float(parts[3]), int(parts[4]), parts[5], *start_fields(parts[6:]))
+            elif kind == "U":
+                table.used(job_id, int(parts[3]), float(parts[4]), float(parts[5]), int(parts[6]) if len(parts) > 6 else None)
             elif kind == "P":
                 table.started(job_id, parts[3])
             elif kind == "I":
-                table.stop(job_id, int(parts[2]), float(parts[3]), float(parts[4]), known_state(parts[5]))
+                # A code version is written by compaction, which drops the S line.
+                table.stop(job_id, int(parts[2]), float(parts[3]), float(parts[4]), known_state(parts[5]), parts[6] if len(parts) > 6 else KEEP)
             elif kind == "R":
                 table.reset(job_id)
             elif kind == "X":

@@ -184,6 +184,12 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
         "pid": int(rec.ref) if running and rec.ref is not None and rec.ref.isdigit() else None,
         "job_ref": rec.ref if running else None,
         "slot": rec.slot if running else None,
+        "max_rss_kb": rec.max_rss_kb,
+        "user_cpu_s": rec.user_cpu_s,
+        "sys_cpu_s": rec.sys_cpu_s,
+        # Only where known: most machines have no GPU.
+        **({"max_gpu_mem_mb": rec.max_gpu_mem_mb} if rec.max_gpu_mem_mb is not None else {}),
+        "code": rec.code,
         "log_dir": log_dir,
     }
     if running and rec.holds:

@@ -3,7 +3,7 @@
 A `JobRecord` object per job costs about 400 bytes (the object, its id
 string, two floats, a list of exit codes, the dict slot): 40 MB for 100,000
 jobs, 400 MB for a million. `RecordTable` keeps each field of `records.FIELDS`
-in a column (a `bytearray` or an `array`: 30-odd bytes a job in all), finds a
+in a column (a `bytearray` or an `array`: 60-odd bytes a job in all, half of it what each run used), finds a
 job's row through an `IdIndex` (8 bytes a job, and a sorted copy), and hands
 out `RecordView`s, `JobRecord`s that read and write their row. Values a
 column cannot hold (an exit status past 32 bits, a NaN time) go to a small
@@ -25,16 +25,16 @@ from typing import Any
 
 from batchrun.runfile.idindex import IdIndex
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names
-from batchrun.store.records import FIELDS, JobRecord, State
+from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
-__all__ = ["KEEP_HOST", "STATE_CODE", "RecordTable", "RecordView"]
+__all__ = ["KEEP", "STATE_CODE", "RecordTable", "RecordView"]
 
-# Sentinel: an end line that does not name a host leaves the host as it was.
-KEEP_HOST = object()
+# Sentinel: an end line that does not name a host (or a code version) leaves it as it was.
+KEEP: Any = object()
 
 
-class RecordTable(MutableMapping[str, JobRecord]):
-    """The records of a journal by job id, one row each, in the order jobs first appeared."""
+class _Rows(MutableMapping[str, JobRecord]):
+    """A `RecordTable`'s rows and columns: the mapping, and the rows by id and by state."""
 
     def __init__(self) -> None:
         self._keys = IdIndex()
@@ -60,6 +60,9 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._holds: Live = columns["holds"]
         self._ref: Live = columns["ref"]
         self._codes: Codes = columns["exit_codes"]
+        self._requeues: Ints = columns["requeues"]
+        self._code: Names = columns["code"]
+        self._usage: tuple[Ints, Floats, Floats, Ints] = tuple(columns[name] for name in USAGE_FIELDS)
         self._ignored: bytearray = columns["ignored"].values
         self._live = [column for field, column in zip(FIELDS, columns.values(), strict=True) if field.kind == "live"]
 
@@ -113,27 +116,6 @@ class RecordTable(MutableMapping[str, JobRecord]):
 
     def __repr__(self) -> str:
         return f"RecordTable({self._count} records)"
-
-    # -- on disk (`fingerprint`'s snapshot) -----------------------------------------
-
-    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
-        """The arrays, by name, and the rest (JSON-able) that `restore` takes back."""
-        return _dump(self)
-
-    @classmethod
-    def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any]) -> RecordTable:
-        """The table `dump` described (read back from disk: the caller checked the bytes).
-
-        Raises:
-            ValueError, KeyError, TypeError: it was written with other fields or states.
-        """
-        table = cls()
-        _load(table, sections, side)
-        return table
-
-    def _column_arrays(self) -> Iterator[Any]:
-        for column in self.columns.values():
-            yield from column.dump()[0].values()
 
     # -- rows -----------------------------------------------------------------
 
@@ -215,10 +197,36 @@ class RecordTable(MutableMapping[str, JobRecord]):
         for column in self._live:
             column.values.pop(row, None)
 
+
+
+class RecordTable(_Rows):
+    """The records of a journal by job id, one row each, in the order jobs first appeared."""
+
+    # -- on disk (`fingerprint`'s snapshot) -----------------------------------------
+
+    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+        """The arrays, by name, and the rest (JSON-able) that `restore` takes back."""
+        return _dump(self)
+
+    @classmethod
+    def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any]) -> RecordTable:
+        """The table `dump` described (read back from disk: the caller checked the bytes).
+
+        Raises:
+            ValueError, KeyError, TypeError: it was written with other fields or states.
+        """
+        table = cls()
+        _load(table, sections, side)
+        return table
+
+    def _column_arrays(self) -> Iterator[Any]:
+        for column in self.columns.values():
+            yield from column.dump()[0].values()
+
     # -- what each journal line does (the line format is in `journal`) ---------
 
-    def start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None) -> int:
-        """`S`: about to start, holding `holds` beside its slot. Returns the row."""
+    def start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None, code: str | None = None) -> int:
+        """`S`: about to start, holding `holds` beside its slot, under code version `code`. Returns the row."""
         row = self._row_for(job_id)
         self._state[row] = RUNNING_CODE
         self._attempts.set(row, attempt)
@@ -226,9 +234,20 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._slot.set(row, slot)
         self._host.set(row, host)
         self._holds.set(row, holds or None)
-        self._status.set(row, None)
-        self._end.set(row, None)
-        self._ref.set(row, None)
+        self._code.set(row, code)
+        # What it used is the attempt's own, once it ends (`used`).
+        for column in (self._status, self._end, self._ref, *self._usage):
+            column.set(row, None)
+        return row
+
+    def used(self, job_id: str, max_rss_kb: int, user_cpu_s: float, sys_cpu_s: float, max_gpu_mem_mb: int | None) -> int:
+        """`U`: what the attempt used (`records.USAGE_FIELDS`), just before its end."""
+        row = self._row_for(job_id)
+        rss, user, system, gpu = self._usage
+        rss.set(row, max_rss_kb)
+        user.set(row, user_cpu_s)
+        system.set(row, sys_cpu_s)
+        gpu.set(row, max_gpu_mem_mb)
         return row
 
     def started(self, job_id: str, ref: str) -> int:
@@ -237,29 +256,41 @@ class RecordTable(MutableMapping[str, JobRecord]):
         self._ref.set(row, ref)
         return row
 
-    def end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None, host: Any = KEEP_HOST) -> int:
-        """`E`: ran to its end with an exit status (the state: succeeded or failed by it, unless named)."""
+    def end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None, host: Any = KEEP, code: Any = KEEP) -> int:
+        """`E`: ran to its end with an exit status (the state: succeeded or failed by it, unless named); no requeue pending now."""
         row = self._row_for(job_id)
         self._attempts.set(row, attempt)
         self._status.set(row, status)
         self._start.set(row, start)
         self._end.set(row, end)
         self._state[row] = STATE_CODE[state] if state else STATE_CODE[State.SUCCEEDED if status == 0 else State.FAILED]
-        if host is not KEEP_HOST:
+        if host is not KEEP:
             self._host.set(row, host)
+        if code is not KEEP:
+            self._code.set(row, code)
         self._codes.add(row, status)
+        self._requeues.set(row, 0)
         self._stop_running(row)
         return row
 
-    def stop(self, job_id: str, attempt: int, start: float, end: float, state: str) -> int:
-        """`I`: stopped before its end (it runs again, unless killed or stopped on purpose)."""
+    def stop(self, job_id: str, attempt: int, start: float, end: float, state: str, code: Any = KEEP) -> int:
+        """`I`: stopped before its end (it runs again, unless killed or stopped on purpose); a requeue is counted, its status 75 kept.
+
+        As `JobRecord.ended_unfinished` does to a record standing alone.
+        """
         row = self._row_for(job_id)
         self._attempts.set(row, attempt)
         self._start.set(row, start)
         self._end.set(row, end)
         self._state[row] = STATE_CODE[state]
         self._status.set(row, None)
-        self._codes.add(row, None)
+        if code is not KEEP:
+            self._code.set(row, code)
+        if state == State.REQUEUED:
+            self._requeues.set(row, (self._requeues.get(row) or 0) + 1)
+            self._codes.add(row, REQUEUE_STATUS)
+        else:
+            self._codes.add(row, None)
         self._stop_running(row)
         return row
 
@@ -288,7 +319,7 @@ class RecordView(JobRecord):
 
     __slots__ = ("_row", "_table")
 
-    def __init__(self, table: RecordTable, row: int) -> None:  # noqa: B903 - not JobRecord's fields
+    def __init__(self, table: _Rows, row: int) -> None:  # noqa: B903 - not JobRecord's fields
         self._table = table
         self._row = row
 
@@ -317,7 +348,7 @@ RecordView.job_id = property(lambda self: self._table._keys.text(self._row), doc
 
 
 class _Values(ValuesView[JobRecord]):
-    def __init__(self, table: RecordTable) -> None:
+    def __init__(self, table: _Rows) -> None:
         super().__init__(table)
         self._table = table
 
@@ -327,7 +358,7 @@ class _Values(ValuesView[JobRecord]):
 
 
 class _Items(ItemsView[str, JobRecord]):
-    def __init__(self, table: RecordTable) -> None:
+    def __init__(self, table: _Rows) -> None:
         super().__init__(table)
         self._table = table
 

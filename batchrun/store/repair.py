@@ -32,7 +32,7 @@ from batchrun.executors import jobfiles
 from batchrun.liveness import MAX_PID, pid_alive
 from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import iter_metadata, salvage_metadata
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import AttemptEnd, JobRecord, State
 from batchrun.store.rundir import RunsDir
 
 __all__ = [
@@ -219,10 +219,11 @@ def _record_from_exit(runs_dir: RunsDir, job_id: str, attempts: int) -> JobRecor
     if exit_record is None:
         return None
     rec = JobRecord(job_id)
-    rec.status, rec.end = exit_record
+    how = AttemptEnd.from_record(*exit_record)
+    rec.state, rec.end = how.state, how.end
+    rec.status = how.status if how.state in State.FINISHED else None
     # When it started is not kept outside the journal: its end stands in.
     rec.start = rec.end
-    rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
     rec.attempts = attempts if attempts >= 1 else 1 + _earlier_attempts(log_dir)
     return rec
 

@@ -125,8 +125,13 @@ def acquire_lock(runs_dir: RunsDir) -> LaunchLock:
             f"{runs_dir.path}: another batchrun launch ({who}) is running this runfile; "
             "wait for it to finish or stop it first"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as err:
+        # A full disk (ENOSPC) or quota: one line, as for any runs directory that cannot be written.
+        os.close(fd)
+        raise MetadataError(f"{path}: cannot write the launch lock: {err.strerror}") from err
     return LaunchLock(fd, path)
 
 

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from batchrun.metrics.file import METRICS_NAME
+from batchrun.metrics.file import METRICS_NAME, Skipped, open_metrics
 from batchrun.sweeps.hyperband import HyperbandStopper
 from batchrun.sweeps.objective import is_number
 
@@ -38,6 +38,8 @@ class MetricsTail:
     def __init__(self, path: Path, name: str) -> None:
         self.path = path
         self.name = name
+        # Paths that hold no regular file, or cannot be read: counted, never waited on.
+        self.skipped = Skipped()
         self.values: list[float] = []
         self._offset = 0
         self._partial = b""
@@ -49,17 +51,21 @@ class MetricsTail:
         A file replaced or cut shorter (a job run again) is read afresh. A
         last line without its newline waits for the rest of it.
         """
-        try:
-            with open(self.path, "rb") as file:
-                st = os.fstat(file.fileno())
-                if st.st_ino != self._inode or st.st_size < self._offset:
-                    self._inode, self._offset, self._partial, self.values = st.st_ino, 0, b"", []
-                if st.st_size == self._offset:
-                    return False
-                file.seek(self._offset)
-                data = file.read(st.st_size - self._offset)
-        except (FileNotFoundError, NotADirectoryError):
+        # Never blocking, regular files only: a FIFO or a directory at the path is skipped (`metrics.file`).
+        opened = open_metrics(self.path, self.skipped)
+        if opened is None:
             return False
+        fd, st = opened
+        try:
+            if st.st_ino != self._inode or st.st_size < self._offset:
+                self._inode, self._offset, self._partial, self.values = st.st_ino, 0, b"", []
+            if st.st_size == self._offset:
+                return False
+            data = os.pread(fd, st.st_size - self._offset, self._offset)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
@@ -75,8 +81,8 @@ def _value(line: bytes, name: str) -> float | None:
     """The metric's value in one history line (W&B's filter_invalid), or None."""
     try:
         row = json.loads(line)
-    except ValueError:
-        return None  # half a line a killed job left
+    except (ValueError, RecursionError):
+        return None  # half a line a killed job left, garbage, or nesting deeper than the parser goes
     if not isinstance(row, dict) or "_summary" in row:
         return None
     value = row.get(name)
@@ -118,12 +124,18 @@ class HyperbandMonitor:
                 self.errors.append(error)
 
     def check(self) -> set[str]:
-        """One look at the metrics files; the runs asked to stop by it."""
+        """One look at the metrics files; the runs asked to stop by it.
+
+        Runs are judged from a view of what runs taken after the files were
+        read, not before: a run that ended meanwhile (its last values read
+        in this very look) is not stopped. One that ends between this view
+        and its stop's note keeps its own end (`launch.settle`).
+        """
         launch = self.launch
         with launch.control.lock:
             records = launch.journal.records
             jobs = [(job.job_id, records.get(job.job_id)) for job in launch.runfile.jobs]
-            running = set(launch.runner.running)
+            before = set(launch.runner.running)
         changed = False
         for job_id, rec in jobs:
             if job_id in self._settled:
@@ -132,12 +144,14 @@ class HyperbandMonitor:
             if tail is None:
                 tail = self.tails[job_id] = MetricsTail(self.logs / job_id / METRICS_NAME, self.stopper.metric)
             changed = tail.poll() or changed
-            if rec is not None and rec.finished and job_id not in running:
+            if rec is not None and rec.finished and job_id not in before:
                 self._settled.add(job_id)
         if not changed:
             return set()
         histories = {job_id: tail.values for job_id, tail in self.tails.items() if tail.values}
-        to_stop = self.stopper.runs_to_stop(histories, running - self.stopped)
+        with launch.control.lock:
+            running = set(launch.runner.running) - self.stopped
+        to_stop = self.stopper.runs_to_stop(histories, running)
         if to_stop:
             self.stopped.update(launch.stop_jobs(sorted(to_stop), _STOPPED))
         return to_stop

@@ -30,7 +30,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal
     from collections.abc import Callable
-    from typing import Any
 else:
     import _signal as signal
 if TYPE_CHECKING or __package__:
@@ -61,16 +60,6 @@ class Settings:
         self.lock_name = lock_name
 
 
-def _prctl() -> Any:
-    """libc's prctl, or None (not Linux, or no ctypes)."""
-    try:
-        import _ctypes  # noqa: PLC0415 - only where prctl exists; a C module, cheap
-
-        return _ctypes, _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), "prctl")  # type: ignore[arg-type]
-    except (OSError, AttributeError, ImportError):
-        return None
-
-
 def watch(parent: int, on_death: Callable[[], None]) -> None:
     """Call `on_death`, then exit, when process `parent` dies.
 
@@ -86,9 +75,8 @@ def watch(parent: int, on_death: Callable[[], None]) -> None:
 
     for sig in _WATCHED:
         signal.signal(sig, handler)
-    found = _prctl()
     # Without prctl (not Linux), poll getppid() every second.
-    if found is None or found[0].call_function(found[1], (_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)) != 0:
+    if not supervisor.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM):
         signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
     if os.getppid() != parent:
         on_death()
@@ -168,17 +156,18 @@ def _take_lock(settings: Settings, log_dir: str, key: str) -> int | None:
 
 
 def _recorded(log_dir: str) -> int | None:
-    """The status in a whole exit record, else None.
+    """The status in a whole exit record of a run that ended on its own, else None.
 
     The record is the job's whatever attempt wrote it (`<status> <attempt>`):
     the lock this supervisor now holds was held by that run, and a claim
     removes a record only while no run holds the lock, so a record here is
     the job's result from a run that started after the last claim (an
     earlier attempt that a relaunch found not yet running, or this attempt
-    run once already by Dask).
+    run once already by Dask). A record of a run a stop ended (it names the
+    stop's state) is no result: this attempt runs.
     """
     record = supervisor.read_exit_record(log_dir)
-    return None if record is None else record[0]
+    return None if record is None or record[2] is not None else record[0]
 
 
 def supervise(settings: Settings, zygote: int, request_fd: int, report_fd: int) -> None:

@@ -68,7 +68,7 @@ from batchrun.executors.dask.keys import KEY_NAME, LOCK_NAME, claim_log_dir, job
 from batchrun.executors.dask.resources import check_offered, worker_resources
 from batchrun.executors.dask.settings import DaskSettings
 from batchrun.executors.dask.worker import find_job_processes, run_job, signal_job_processes
-from batchrun.executors.jobfiles import note_stop, read_exit_record
+from batchrun.executors.jobfiles import read_exit_record
 from batchrun.liveness import LockTable
 from batchrun.resources import Request
 
@@ -81,6 +81,9 @@ log = logging.getLogger(__name__)
 _SIGNAL_SETTLE = 1.0
 # How often a launch looks whether an adopted job has released its lock.
 _ADOPT_POLL = 0.2
+# How long `wait` gives a finished task's result to arrive (a result(timeout=0)
+# of a done future can time out again and again while it is fetched).
+_RESULT_FETCH = 5.0
 # A Dask task's key: batchrun-<job id>-<12 hex digits> (`start`).
 _KEY = re.compile(r"^batchrun-[0-9a-f]{16}-[0-9a-f]{12}$")
 # The module the local cluster's workers preload (its dask_setup hook).
@@ -103,9 +106,8 @@ class DaskExecutor(Executor):
         self._connect_lock = threading.Lock()
         # key -> its future, for attempts this launch started and has not waited for.
         self._futures: dict[str, Any] = {}
-        # key -> the last signal sent to that attempt, and the first: it ended by that one.
+        # key -> the last signal sent to that attempt.
         self._signals: dict[str, int] = {}
-        self._first_signals: dict[str, int] = {}
         # job id -> log directory, as the launch named it.
         self._log_dirs: dict[str, str] = {}
         # Worker resources some worker was seen to offer (`resources.check_offered`).
@@ -196,9 +198,11 @@ class DaskExecutor(Executor):
         try:
             outcome, status, where = future.result(timeout=timeout)
         except (distributed.TimeoutError, TimeoutError):
-            if not future.done():
+            # Done, its result not fetched yet: one longer wait for it (not one
+            # of timeout 0 after another: that recursed until RecursionError).
+            if not future.done() or timeout == _RESULT_FETCH:
                 return None
-            return self.wait(ref, 0)
+            return self.wait(ref, _RESULT_FETCH)
         except distributed.KilledWorker:
             # Dask gave up after several workers died running it: the job was
             # killed with them (unless a run ended first and left its record).
@@ -226,8 +230,6 @@ class DaskExecutor(Executor):
                 return record[0]
             if outcome == "skipped":
                 return -self._signals.get(ref, signal.SIGTERM)
-        if outcome == "ran" and ref in self._first_signals:
-            return -self._first_signals[ref]  # stopped: ended by the first signal, whatever it then exited with
         return int(status)
 
     # -- stopping -----------------------------------------------------------
@@ -235,9 +237,6 @@ class DaskExecutor(Executor):
     def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
         if ref is not None:
             self._signals[ref] = sig
-            if sig and ref not in self._first_signals:
-                self._first_signals[ref] = sig
-                note_stop(self._log_dir(job_id))  # before the signal: its supervisor then writes no record
         if self._signal_workers(job_id, sig):
             return True
         future = self._futures.get(ref) if ref is not None else None

@@ -17,8 +17,8 @@ it jobs on its stdin; it answers on its stdout. Each message is one `write`:
   `X <errno> <message>\\n` if it could not start.
 
 Everything about running the job (its logs and lock, `/bin/sh -c LINE`, the
-wait, the exit record, the stop note, the order that keeps it crash-safe) is
-the supervisor's (`executors/supervisor.py`, imported from there). The
+wait, the exit record, the stop note, the order that keeps it crash-safe,
+being the subreaper of its jobs' strays) is the supervisor's (`executors/supervisor.py`, imported from there). The
 helper adds only the protocol: it answers batchrun after the record is
 written and the lock released; if batchrun died (EOF, EPIPE) it exits once
 its job is recorded; it reads its stdin only between jobs, so it always
@@ -58,6 +58,10 @@ COMMAND_FILE = supervisor.COMMAND_FILE
 # waits until it is dead, to place "the job ends in the instant batchrun is
 # killed" exactly.
 KILL_HOOK = "BATCHRUN_TEST_HELPER_KILL_BEFORE_RECORD"
+# Set (to 1) in a job's environment by tests only: once the job runs and
+# before it answers `S`, the helper SIGKILLs itself, to place "the helper
+# dies between starting its job and saying so" exactly.
+DIE_HOOK = "BATCHRUN_TEST_HELPER_DIE_BEFORE_ANSWER"
 
 
 def _reply(text: bytes) -> bool:
@@ -102,6 +106,8 @@ def run_one(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, byt
     job = _start(log_dir, attempt, command, env)
     if isinstance(job, bytes):
         return _reply(job)
+    if env.get(DIE_HOOK.encode()) == b"1":
+        os.kill(os.getpid(), signal.SIGKILL)
     alive = _reply(b"S %d\n" % job.pid)
     ended = supervisor.finish(job, before_record=lambda: _kill_hook(env))
     metrics = env.get(b"BATCHRUN_METRICS")
@@ -113,6 +119,7 @@ def serve_detached(stdin: object) -> int:
     """`--detach`: start each requested job and answer; after EOF, stay until every job has ended and been recorded."""
     if os.fork() > 0:
         os._exit(0)  # batchrun reaps this at once; the child serves, no child of batchrun's
+    supervisor.become_subreaper()  # not inherited through fork: the strays of its jobs are its own to reap
     # One descriptor per running job: as many as this process may have.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -183,6 +190,8 @@ def main(argv: list[str]) -> int:
     stdin = sys.stdin.buffer
     if argv[:1] == ["--detach"]:
         return serve_detached(stdin)
+    # The strays of its jobs are reparented here, and reaped as jobs end, rather than to the launch.
+    supervisor.become_subreaper()
     env: dict[bytes, bytes] = {}
     while True:
         request = _read_request(stdin)

@@ -13,6 +13,9 @@ A later launch tells "still running" (lock held) from "ended or never
 started" (lock free) by out.log's lock, with no pid bookkeeping and no
 pid-reuse hazard, and waits for an adopted job by waiting for the lock.
 References are the pids of the jobs' shells (each its group's leader).
+
+The launch is a child subreaper (`open`), so a job whose helper died is
+reparented to it, and reaped and recorded by it (`helpers`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
-from batchrun.executors.jobfiles import job_lock_held, note_stop, wait_for_job_lock, wait_unwatched
+from batchrun.executors.jobfiles import job_lock_held, wait_for_job_lock, wait_unwatched
 from batchrun.executors.local.helpers import Dispatcher, HelperPool
 from batchrun.executors.processes import find_job_processes, group_alive, kill_group
+from batchrun.executors.supervisor import become_subreaper
 from batchrun.resources import Request
 
 __all__ = ["LocalExecutor"]
@@ -39,10 +43,6 @@ class LocalExecutor(Executor):
         self._slots = HelperPool(options.cwd)
         # ref (pid) -> (log directory, attempt), for detached jobs this launch started and has not waited for.
         self._detached: dict[str, tuple[str, int | None]] = {}
-        # pid -> the first signal this launch sent its group: the job counts as
-        # ended by it, whatever its shell then exits with.
-        self._signalled: dict[int, int] = {}
-        self._noted: set[str] = set()
         # refs of ended jobs whose helper saw no metrics file (`left_no_metrics`).
         self._no_metrics: set[str] = set()
 
@@ -50,8 +50,11 @@ class LocalExecutor(Executor):
     def made(cls, ref: str) -> bool:
         return ref.isdigit()
 
+    def open(self) -> None:
+        # A job whose helper dies is reparented here, to be reaped and recorded (`helpers`).
+        become_subreaper()
+
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
-        self._noted.discard(job_id)  # a retry: its supervisor clears the last attempt's note
         return str(self._slots.start(job_id, command, log_dir, env))
 
     def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
@@ -64,7 +67,6 @@ class LocalExecutor(Executor):
 
     def start_detached(self, dispatcher: Dispatcher, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
         """Start one job of `start_many` through its dispatcher; its reference."""
-        self._noted.discard(job_id)
         ref = str(dispatcher.start(job_id, command, log_dir, env))
         attempt = env.get("BATCHRUN_ATTEMPT", "")
         self._detached[ref] = (log_dir, int(attempt) if attempt.isdigit() else None)
@@ -86,8 +88,7 @@ class LocalExecutor(Executor):
                 return None
             del self._detached[ref]
             returncode = status
-        sig = self._signalled.pop(int(ref), None)
-        return returncode if sig is None else -sig
+        return returncode
 
     def left_no_metrics(self, ref: str) -> bool:
         try:
@@ -98,16 +99,10 @@ class LocalExecutor(Executor):
 
     def signal(self, job_id: str, ref: str | None, sig: int) -> bool:
         pids = [int(ref)] if ref is not None and self.made(ref) else find_job_processes(job_id)
-        if pids and sig and job_id not in self._noted:
-            # Before the signal: its supervisor then writes no record.
-            self._noted.add(job_id)
-            note_stop(f"{self.options.runs_dir}/logs/{job_id}")
         hit = False
         for pid in pids:
             if kill_group(pid, job_id, sig):
                 hit = True
-                if sig:
-                    self._signalled.setdefault(pid, sig)
         return hit
 
     def alive(self, job_id: str, ref: str | None) -> bool:

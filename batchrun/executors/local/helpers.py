@@ -9,11 +9,17 @@ that records it. See `_slot_helper` for the protocol and `supervisor` for the
 order that keeps it crash-safe. `--detach` uses one helper in its detach mode
 for all its jobs (`Dispatcher`).
 
-A helper that dies (SIGKILL) leaves its job running in the job's own session
-with out.log's lock held: the job's thread then waits for that lock, as for
-a job adopted from a killed launch, and takes the exit record if there is
-one; without one the job ended unseen, and it is reported as killed
-(status -9): its recorder died with it.
+A helper that dies (SIGKILL) leaves its job running in the job's own
+session. The launch is a child subreaper (`supervisor.become_subreaper`),
+so the job is reparented to it: the job's thread reaps it, learning its real
+status, and writes its exit record as the helper would have (the same
+`record_end`, which honours a stop note). Where that cannot be (no subreaper
+outside Linux, or the helper died between reaping the job and recording it)
+the thread waits for out.log's lock, as for a job adopted from a killed
+launch, and takes the exit record if there is one; without one the job
+ended unseen (`Unrecorded.LOST`): never a failure, it runs again. When the
+helper and batchrun die together, nobody can learn the status: the next
+launch finds no record and runs the job once more (an accepted limit).
 """
 
 from __future__ import annotations
@@ -23,16 +29,21 @@ import os
 import select
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 
-from batchrun.executors.jobfiles import wait_unwatched
+from batchrun.executors.jobfiles import job_lock_held, wait_unwatched
+from batchrun.executors.processes import job_processes, reap_strays
+from batchrun.executors.supervisor import record_end
 
 __all__ = ["HELPER_PATH", "Dispatcher", "HelperGone", "HelperPool", "SlotHelper"]
 
 HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
 # How often the job of a dead helper is looked at.
 _ORPHAN_POLL = 0.05
+# How long a helper whose pipe closed may take to be gone (it was killed: milliseconds).
+_HELPER_EXIT = 5.0
 
 
 class HelperGone(OSError):
@@ -79,13 +90,46 @@ class SlotHelper:
         payload = "\0".join([job_id, log_dir, attempt, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
         self._write(b"%d\n%s" % (len(payload), payload))
         self._env = env
-        kind, rest = self._answer()
+        try:
+            kind, rest = self._answer()
+        except HelperGone:
+            # It died after it read the request: did the job start? (Its answer may not have been written yet.)
+            found = self._started_unanswered(job_id, log_dir)
+            if found is None:
+                raise HelperGone(sent=False) from None  # it did not: another helper starts it
+            kind, rest = b"S", b"%d" % found
         if kind == b"X":
             code, _, message = rest.partition(b" ")
             raise OSError(int(code), message.decode(errors="replace"))
         pid = int(rest)
         self.job = (pid, log_dir, int(attempt) if attempt.isdigit() else 0)
         return pid
+
+    def _started_unanswered(self, job_id: str, log_dir: str) -> int | None:
+        """After the helper died mid-start: the pid of the job's shell if the job runs, None if it never started.
+
+        Its out.log lock is held from before the fork until the last process
+        of the job ends, so a free lock (once the helper is gone) means no
+        process of this start exists; a held one, that the job's shell (the
+        leader of its own group, its environment naming the job) is there,
+        or about to exec.
+
+        Raises:
+            HelperGone: the lock is held but the shell cannot be found.
+        """
+        try:
+            self.proc.wait(_HELPER_EXIT)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + _HELPER_EXIT
+        while job_lock_held(log_dir):
+            for pid, group in job_processes(job_id, log_dir):
+                if pid == group:
+                    return pid
+            if time.monotonic() >= deadline:
+                raise HelperGone()
+            time.sleep(_ORPHAN_POLL)
+        return None
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Block until the running job ended and its record is written; its returncode (-N: signal N), None on timeout."""
@@ -107,10 +151,34 @@ class SlotHelper:
         return returncode
 
     def _wait_orphan(self, timeout: float | None) -> int | None:
-        """The helper died while its job ran: wait for the job's lock, then read its record."""
+        """The helper died while its job ran: reap the job, reparented to this subreaper, and record it; None on timeout.
+
+        A job that is no child of ours (see the module docstring) is waited
+        for by its lock, and its record read.
+        """
         assert self.job is not None
-        _, log_dir, attempt = self.job
-        return wait_unwatched(log_dir, attempt or None, timeout, _ORPHAN_POLL)
+        pid, log_dir, attempt = self.job
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Its pipes close before the kernel reparents its children: once it is
+        # reaped, the job is ours (or nobody's we can reach).
+        try:
+            self.proc.wait(_HELPER_EXIT)
+        except subprocess.TimeoutExpired:
+            pass
+        while True:
+            try:
+                reaped, wait_status, _ = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                return wait_unwatched(log_dir, attempt or None, left, _ORPHAN_POLL)
+            if reaped == pid:
+                returncode = os.waitstatus_to_exitcode(wait_status)
+                record_end(os.fsencode(log_dir), returncode, str(attempt or ""))
+                reap_strays(pid)
+                return returncode
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(_ORPHAN_POLL)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

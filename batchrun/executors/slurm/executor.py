@@ -37,7 +37,7 @@ from pathlib import Path
 
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
-from batchrun.executors.jobfiles import job_lock_held, note_stop, read_exit_record, wait_for_job_lock
+from batchrun.executors.jobfiles import job_lock_held, read_exit_record, wait_for_job_lock
 from batchrun.executors.processes import group_alive, kill_group
 from batchrun.executors.slurm import cluster
 from batchrun.executors.slurm.commands import SlurmCommands
@@ -279,9 +279,6 @@ class SlurmExecutor(Executor):
                 return False
             if tracked is not None:
                 tracked.signalled = sig
-            if sig:
-                # Before the signal: its supervisor then writes no record.
-                note_stop(tracked.log_dir if tracked is not None else f"{self.options.runs_dir}/logs/{job_id}")
             self._signals.append((ref, sig))
             self._cond.notify_all()
         if not self._threads:

@@ -158,6 +158,9 @@ class Submitter:
             args = ["sbatch", "--parsable", f"--array=0-{len(chunk) - 1}%{min(self._options.n_jobs, len(chunk))}"]
             args += [f"--job-name=batchrun-{Path(self._options.runs_dir).name}", f"--output={self._slurm_dir}/%A.out", "--open-mode=append"]
             args += [f"--dependency=afterany:{after}"] if after is not None else []
+            # Requeueable (scontrol requeue, PreemptMode=REQUEUE, a node failure): SLURM runs a task again
+            # under its same id, so batchrun waits on and records one job, never two at once.
+            args += [] if any(arg.startswith("--no-requeue") for arg in self._sbatch_args) else ["--requeue"]
             # The job's own request after --sbatch-args: a line's directive is more specific than the launch's defaults.
             array_id = self._sbatch([*args, *self._sbatch_args, *request_sbatch, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
             append_line(self._slurm_dir / SUBMITTED_NAME, f"{manifest.name} {array_id} {len(chunk)}\n")

@@ -19,6 +19,19 @@ there. Nothing here is imported unless a test asks for it.
                                  delivery that has not happened yet)
     BRFAULT_KILL_AFTER_APPEND=N  SIGKILL itself right after the N-th `runfile.append_commands`
                                  (a bayes launch's new points are on disk, none has started)
+    BRFAULT_KILL_AFTER_STOP_SIGNAL=1
+                                 SIGKILL itself right after the first signal of a stop reached a
+                                 job's group (`LocalExecutor.signal`: the stop was noted before it)
+    BRFAULT_END_BEFORE_STOP_SIGNAL=GATE
+                                 before the first signal of a stop is sent (it was noted), create
+                                 the file GATE and wait until the job, which waits for it, has
+                                 ended and been recorded: the job ends on its own between its
+                                 stop's note and its signal
+    BRFAULT_SLOW_END=S           once the first watched job's wait returned (its shell ended and
+                                 its record is written), sleep S s before the launch records it
+    BRFAULT_SLOW_FINAL_WRITE=S   sleep S s before the launch's last write of metadata.json
+    BRFAULT_KILL_AFTER_REQUEUE=1 SIGKILL itself right after the journal records a requeued
+                                 attempt (exit 75), before the next attempt's start record
 """
 
 from __future__ import annotations
@@ -114,6 +127,61 @@ def _install() -> None:
 
         local.LocalExecutor.signal = signal_job  # type: ignore[method-assign]
 
+    if env.get("BRFAULT_KILL_AFTER_STOP_SIGNAL") == "1":
+        deliver = local.LocalExecutor.signal
+
+        def signal_then_die(self: local.LocalExecutor, job_id: str, ref: str | None, sig: int) -> bool:
+            hit = deliver(self, job_id, ref, sig)
+            if sig and hit:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return hit
+
+        local.LocalExecutor.signal = signal_then_die  # type: ignore[method-assign]
+
+    if "BRFAULT_END_BEFORE_STOP_SIGNAL" in env:
+        gate = env["BRFAULT_END_BEFORE_STOP_SIGNAL"]
+        send_late = local.LocalExecutor.signal
+
+        def end_then_signal(self: local.LocalExecutor, job_id: str, ref: str | None, sig: int) -> bool:
+            if sig and not once.get("end_first"):
+                once["end_first"] = True
+                Path(gate).touch()
+                log_dir = f"{self.options.runs_dir}/logs/{job_id}"
+                deadline = time.monotonic() + 30
+                while (jobfiles.job_lock_held(log_dir) or not os.path.exists(f"{log_dir}/exit")) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            return send_late(self, job_id, ref, sig)
+
+        local.LocalExecutor.signal = end_then_signal  # type: ignore[method-assign]
+
+    if "BRFAULT_SLOW_END" in env:
+        from batchrun.launch import runner
+
+        pause = float(env["BRFAULT_SLOW_END"])
+        # The runner's wait for a job it watches (with its checkpoint signal, if any).
+        wait_job = runner.wait_job_warned
+
+        def slow_wait_job(*args: object, **kwargs: object) -> int | None:
+            returncode = wait_job(*args, **kwargs)  # type: ignore[arg-type]
+            if returncode is not None and not once.get("slow_end"):
+                once["slow_end"] = True
+                time.sleep(pause)
+            return returncode
+
+        runner.wait_job_warned = slow_wait_job  # type: ignore[assignment]
+
+    if "BRFAULT_SLOW_FINAL_WRITE" in env:
+        from batchrun.store import metasync
+
+        pause = float(env["BRFAULT_SLOW_FINAL_WRITE"])
+        write_final = metasync.MetadataSync.write_final
+
+        def slow_write_final(self: metasync.MetadataSync) -> object:
+            time.sleep(pause)
+            return write_final(self)
+
+        metasync.MetadataSync.write_final = slow_write_final  # type: ignore[method-assign,assignment]
+
     if "BRFAULT_KILL_AFTER_APPEND" in env:
         from batchrun.runfile import file as runfile
 
@@ -130,6 +198,20 @@ def _install() -> None:
             return jobs
 
         runfile.append_commands = append_commands  # type: ignore[assignment]
+
+    if env.get("BRFAULT_KILL_AFTER_REQUEUE") == "1":
+        from batchrun.store.journal import Journal
+        from batchrun.store.records import State
+
+        unfinished = Journal.record_unfinished
+
+        def record_unfinished(self: Journal, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> object:
+            rec = unfinished(self, job_id, attempt, start, end, state)
+            if state == State.REQUEUED:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return rec
+
+        Journal.record_unfinished = record_unfinished  # type: ignore[assignment,method-assign]
 
 
 _install()
