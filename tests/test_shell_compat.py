@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import batchrun_cmd
-from test_executor_slurm import _slurm_skip_reason
+from conftest import batchrun_cmd, slurm_skip_reason
 
 DATA = Path(__file__).resolve().parent / "data"
 # One argument longer than this (bytes, plus its NUL) is refused by Linux with E2BIG.
@@ -97,7 +96,7 @@ HOW = {"local": [], "detach": ["--detach"], "slurm": ["--executor", "slurm"], "d
 @pytest.fixture(scope="module", params=list(HOW))
 def launched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Launched:
     how = request.param
-    if how == "slurm" and (reason := _slurm_skip_reason()) is not None:
+    if how == "slurm" and (reason := slurm_skip_reason()) is not None:
         pytest.skip(reason)
     if how == "dask":
         pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'batchrun[dask]')")
