@@ -141,7 +141,7 @@ def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     log_dir = launched.work / "runs" / "corpus" / "logs" / job_id
     env = {**launched.env, "BATCHRUN_RUNS_DIR": str(log_dir.parent.parent), "BATCHRUN_JOB_ID": job_id,
            "BATCHRUN_SLOT": "0", "BATCHRUN_LOG_DIR": str(log_dir), "BATCHRUN_ATTEMPT": "1",
-           "BATCHRUN_METRICS": str(log_dir / "metrics.jsonl")}
+           "BATCHRUN_METRICS": str(log_dir / "metrics.jsonl"), "BATCHRUN_REQUEUES": "0", "BATCHRUN_CPUS": "1", "BATCHRUN_MEM": "0"}
     if len(line.encode()) < MAX_ARG_STRLEN:
         argv = ["/bin/sh", "-c", line]
     else:
