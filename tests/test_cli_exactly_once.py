@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, batchrun_cmd, kill_all, live_pids_with_env, read_metadata, wait_for
+from conftest import batchrun_cmd, fault_env, kill_all, live_pids_with_env, read_metadata, wait_for
 
 from batchrun.executors.jobfiles import job_lock_held
 from batchrun.executors.local._slot_helper import DIE_HOOK
@@ -28,22 +28,14 @@ from batchrun.runfile.file import job_id_of, load_runfile
 from batchrun.store.journal import Journal
 
 MakeRunfile = Callable[..., Path]
-FAULTS = Path(__file__).resolve().parent / "data" / "faults"
-
-
-def _env(**faults: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRFAULT_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(faults)
-    return env
 
 
 def _start(*args: str, cwd: Path, **faults: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(batchrun_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**faults))
+    return subprocess.Popen(batchrun_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fault_env(**faults))
 
 
 def _run(*args: str, cwd: Path, timeout: float = 120, **faults: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_env(**faults))
+    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=fault_env(**faults))
 
 
 def _states(runs: Path) -> dict[str, str]:

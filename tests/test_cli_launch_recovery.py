@@ -15,29 +15,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, batchrun_cmd, kill_all, live_pids_with_env, read_metadata, wait_for
+from conftest import batchrun_cmd, fault_env, kill_all, live_pids_with_env, read_metadata, wait_for
 
 from batchrun.runfile.file import job_id_of
 from batchrun.store.journal import Journal
 from batchrun.store.records import State
 
 MakeRunfile = Callable[..., Path]
-FAULTS = Path(__file__).resolve().parent / "data" / "faults"
-
-
-def _env(**faults: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRFAULT_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAULTS), str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(faults)
-    return env
 
 
 def _start(*args: str, cwd: Path, **faults: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(batchrun_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(**faults))
+    return subprocess.Popen(batchrun_cmd(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fault_env(**faults))
 
 
 def _run(*args: str, cwd: Path, **faults: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=120, env=_env(**faults))
+    return subprocess.run(batchrun_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=120, env=fault_env(**faults))
 
 
 def _lines(path: Path) -> int:
@@ -186,7 +178,7 @@ def test_timeout_returns_only_when_the_whole_group_is_gone(make_runfile: MakeRun
 def test_the_fault_hooks_are_off_by_default(workdir: Path) -> None:
     """A guard on the guard: without BRFAULT_ variables nothing is patched."""
     code = "import batchrun.executors.jobfiles as j, sys; sys.exit(j.read_exit_record.__module__ != 'batchrun.executors.exitrecord')"
-    assert subprocess.run([sys.executable, "-c", code], env=_env(), cwd=workdir).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], env=fault_env(), cwd=workdir).returncode == 0
 
 
 def test_a_fail_fast_launch_still_waits_for_every_adopted_job(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:

@@ -13,19 +13,20 @@ from pathlib import Path
 
 from conftest import read_metadata, run_batchrun
 
-from batchrun.launch.gpumem import GpuMemory, parse_compute_apps
+from batchrun.launch.gpumem import GpuMemory
 from batchrun.runfile.file import job_id_of
 
-RECORDED = Path(__file__).resolve().parent / "data" / "nvidia-smi" / "compute-apps.csv"
+RECORDED_SMI = Path(__file__).resolve().parent / "data" / "nvidia_smi" / "nvidia-smi"
 
 # Answers as nvidia-smi does, for the pids the jobs wrote into $SMI_DIR (1500 MiB each), and counts its calls.
 FAKE_SMI = f"""#!{sys.executable}
 import os, sys
 d = os.environ["SMI_DIR"]
-assert sys.argv[1:] == ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], sys.argv
+assert sys.argv[1:] == ["--query-compute-apps=gpu_uuid,pid,used_memory", "--format=csv,noheader,nounits"], sys.argv
 for name in sorted(os.listdir(d)):
     if name.isdigit():
-        print(f"{{name}}, 1500")
+        print(f"GPU-0e7f5a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b, {{name}}, 1500")
+        print(f"GPU-1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d, {{name}}, [N/A]")
 calls = os.path.join(d, "calls")
 n = int(open(calls).read()) if os.path.exists(calls) else 0
 open(calls + ".tmp", "w").write(str(n + 1))
@@ -33,9 +34,16 @@ os.replace(calls + ".tmp", calls)
 """
 
 
-def test_the_parser_reads_a_recorded_output_and_leaves_out_what_the_driver_would_not_say() -> None:
-    assert parse_compute_apps(RECORDED.read_text()) == [(3185, 12045), (3201, 8003)]
-    assert parse_compute_apps("") == []
+def test_a_sample_of_the_recorded_box_counts_only_what_the_driver_said(tmp_path: Path) -> None:
+    # The recorded 4-GPU box: process 4194002 holds 17996 MiB, 4194003 shows [N/A].
+    memory = GpuMemory(lambda: {4194002: "known", 4194003: "unknown"}, program=str(RECORDED_SMI))
+    getsid = os.getsid
+    os.getsid = lambda pid: pid  # type: ignore[assignment]  # the recorded pids are no processes here: each is its own session
+    try:
+        memory.sample()
+    finally:
+        os.getsid = getsid
+    assert memory.take("known") == 17996 and memory.take("unknown") is None
 
 
 def test_a_sample_puts_each_process_down_to_the_job_whose_session_it_is_in(tmp_path: Path) -> None:

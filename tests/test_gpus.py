@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from batchrun.errors import UsageError
 from batchrun.launch.gpus import APPS_QUERY, GPU_QUERY, busy_gpus, detect_gpus, parse_compute_apps, parse_gpu_list, resolve_gpus
@@ -25,7 +26,7 @@ def test_the_recorded_answers_parse() -> None:
     assert [index for index, _uuid in parse_gpu_list(recorded(GPU_QUERY))] == ["0", "1", "2", "3"]
     apps = parse_compute_apps(recorded(APPS_QUERY))
     assert [(uuid[:12], pid, mib) for uuid, pid, mib in apps] == [
-        ("GPU-0e7f5a2b", 4194001, 10236), ("GPU-1a2b3c4d", 4194002, 17996), ("GPU-1a2b3c4d", 4194003, 0), ("GPU-9a8b7c6d", 4194004, 0),
+        ("GPU-0e7f5a2b", 4194001, 10236), ("GPU-1a2b3c4d", 4194002, 17996), ("GPU-1a2b3c4d", 4194003, None), ("GPU-9a8b7c6d", 4194004, None),
     ]
 
 
@@ -51,6 +52,8 @@ def test_a_process_is_ours_when_its_environment_names_the_runs_directory() -> No
 
     job = subprocess.Popen(["sleep", "30"], env=dict(os.environ, BATCHRUN_RUNS_DIR="/runs/mine"))
     try:
+        # Until it has exec'd, the child's /proc environ is still this process's.
+        wait_for(lambda: Path(f"/proc/{job.pid}/cmdline").read_bytes().startswith(b"sleep\0"), what="sleep to exec")
         assert _ours(job.pid, "/runs/mine") and not _ours(job.pid, "/runs/other")
     finally:
         job.kill()

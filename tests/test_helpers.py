@@ -20,6 +20,7 @@ from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.local.executor import LocalExecutor
 from batchrun.executors.local.helpers import HelperPool
+from batchrun.executors.supervisor import become_subreaper
 
 JOB_ID = "0123456789abcdef"
 
@@ -173,6 +174,8 @@ def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Pa
 
 def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lock(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir, gate = tmp_path / "log", tmp_path / "gate"
+    # Launches run in this test process (cli.main) made it a subreaper: it would then reap the job itself.
+    become_subreaper(False)
     pid = pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done", str(log_dir), _env(log_dir, marker))
     helper = pool._busy[pid]
     helper.proc.kill()

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import batchrun_cmd
-from test_executor_slurm import _slurm_skip_reason
+from conftest import batchrun_cmd, slurm_skip_reason
 
 DATA = Path(__file__).resolve().parent / "data"
 # One argument longer than this (bytes, plus its NUL) is refused by Linux with E2BIG.
@@ -97,7 +96,7 @@ HOW = {"local": [], "detach": ["--detach"], "slurm": ["--executor", "slurm"], "d
 @pytest.fixture(scope="module", params=list(HOW))
 def launched(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Launched:
     how = request.param
-    if how == "slurm" and (reason := _slurm_skip_reason()) is not None:
+    if how == "slurm" and (reason := slurm_skip_reason()) is not None:
         pytest.skip(reason)
     if how == "dask":
         pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'batchrun[dask]')")
@@ -142,7 +141,7 @@ def _run_sh(line: str, launched: Launched, scratch: Path) -> Outcome:
     log_dir = launched.work / "runs" / "corpus" / "logs" / job_id
     env = {**launched.env, "BATCHRUN_RUNS_DIR": str(log_dir.parent.parent), "BATCHRUN_JOB_ID": job_id,
            "BATCHRUN_SLOT": "0", "BATCHRUN_LOG_DIR": str(log_dir), "BATCHRUN_ATTEMPT": "1",
-           "BATCHRUN_METRICS": str(log_dir / "metrics.jsonl")}
+           "BATCHRUN_METRICS": str(log_dir / "metrics.jsonl"), "BATCHRUN_REQUEUES": "0", "BATCHRUN_CPUS": "1", "BATCHRUN_MEM": "0"}
     if len(line.encode()) < MAX_ARG_STRLEN:
         argv = ["/bin/sh", "-c", line]
     else:

@@ -127,14 +127,15 @@ def prctl(option: int, value: int) -> bool:
         return False
 
 
-def become_subreaper() -> bool:
+def become_subreaper(on: bool = True) -> bool:
     """Make this process its descendants' reaper: a job whose own parent died is reparented here, not to init (Linux).
 
     A launch is one, so a job whose slot helper died is its child: it can
     reap it and learn its real status. The helpers are too, so that the
-    strays of their jobs do not land on the launch.
+    strays of their jobs do not land on the launch. `on=False` makes a
+    process stop being one (a test process that ran launches in-process).
     """
-    return prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    return prctl(_PR_SET_CHILD_SUBREAPER, int(on))
 
 
 def record_usage(log_dir: bytes, attempt: str | bytes, rusage: struct_rusage) -> None:

@@ -16,21 +16,12 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-__all__ = ["QUERY", "GpuMemory", "parse_compute_apps", "sample_gpu_memory"]
+from batchrun.launch.gpus import APPS_QUERY, parse_compute_apps
 
-QUERY = ("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+__all__ = ["GpuMemory", "sample_gpu_memory"]
+
 _INTERVAL = 2.0
 _TIMEOUT = 10.0
-
-
-def parse_compute_apps(text: str) -> list[tuple[int, int]]:
-    """(pid, MiB) of each process `nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits` lists; `[N/A]` ones left out."""
-    apps = []
-    for line in text.splitlines():
-        fields = [field.strip() for field in line.split(",")]
-        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
-            apps.append((int(fields[0]), int(fields[1])))
-    return apps
 
 
 class GpuMemory:
@@ -65,14 +56,16 @@ class GpuMemory:
         if self._program is None:
             return
         try:
-            done = subprocess.run([self._program, *QUERY], capture_output=True, text=True, timeout=_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+            done = subprocess.run([self._program, *APPS_QUERY], capture_output=True, text=True, timeout=_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return
         if done.returncode != 0:
             return
         sessions = self._jobs_by_session()
         now: dict[str, int] = {}
-        for pid, mib in parse_compute_apps(done.stdout):
+        for _gpu, pid, mib in parse_compute_apps(done.stdout):
+            if mib is None:
+                continue  # the driver would not say: not known, rather than 0
             try:
                 job_id = sessions.get(os.getsid(pid))
             except OSError:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from batchrun.errors import UsageError
 
-__all__ = ["NVIDIA_SMI", "busy_gpus", "detect_gpus", "parse_compute_apps", "parse_gpu_list", "resolve_gpus"]
+__all__ = ["APPS_QUERY", "GPU_QUERY", "NVIDIA_SMI", "busy_gpus", "detect_gpus", "parse_compute_apps", "parse_gpu_list", "resolve_gpus"]
 
 NVIDIA_SMI = "nvidia-smi"
 # Seconds nvidia-smi gets to answer: a wedged driver must not hang the launch.
@@ -57,8 +57,8 @@ def _rows(text: str) -> list[list[str]]:
     return [[field.strip() for field in line.split(",")] for line in text.splitlines() if line.strip() and "," in line]
 
 
-def _mib(field: str) -> int:
-    return int(field) if field.isdigit() else 0
+def _mib(field: str) -> int | None:
+    return int(field) if field.isdigit() else None  # `[N/A]`, `[Not Supported]`: the driver would not say (MIG, some containers)
 
 
 def parse_gpu_list(text: str) -> list[tuple[str, str]]:
@@ -66,8 +66,11 @@ def parse_gpu_list(text: str) -> list[tuple[str, str]]:
     return [(row[0], row[1]) for row in _rows(text) if len(row) >= 2 and row[0].isdigit()]
 
 
-def parse_compute_apps(text: str) -> list[tuple[str, int, int]]:
-    """`nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory` CSV -> [(gpu uuid, pid, MiB)]."""
+def parse_compute_apps(text: str) -> list[tuple[str, int, int | None]]:
+    """`nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory` CSV -> [(gpu uuid, pid, MiB or None where the driver would not say)].
+
+    The one reading of the compute-apps query: for busy GPUs here, and for each job's peak GPU memory (`gpumem`).
+    """
     return [(row[0], int(row[1]), _mib(row[2])) for row in _rows(text) if len(row) >= 3 and row[1].isdigit()]
 
 
@@ -94,7 +97,7 @@ def busy_gpus(gpus: Sequence[str], runs_dir: str, run: Run = _run_smi, ours: Cal
     """Those of `gpus` (indices or UUIDs) on which a process not of this runs directory holds memory."""
     listed = parse_gpu_list(run(GPU_QUERY))
     uuid_of = {index: uuid for index, uuid in listed}
-    held = {uuid for uuid, pid, mib in parse_compute_apps(run(APPS_QUERY)) if mib > 0 and not (ours or _ours)(pid, runs_dir)}
+    held = {uuid for uuid, pid, mib in parse_compute_apps(run(APPS_QUERY)) if mib and not (ours or _ours)(pid, runs_dir)}
     return [gpu for gpu in gpus if (uuid_of.get(gpu, gpu)) in held]
 
 
