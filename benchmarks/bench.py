@@ -11,8 +11,9 @@ best peer measured in the same run:
 4. batchrun's peak RSS for the big launch and its resumes;
 5. sweep generation of a 1,000,000-point grid, its time and peak RSS;
 6. overhead per job beyond the job itself, derived from 1 and 3;
-7. the 1,000,000-line runfile of that sweep (section `million`): its launch's peak RSS, a
-   no-op relaunch and `batchrun status`;
+7. the 1,000,000-line runfile of that sweep: `batchrun plan` of it with nothing run yet
+   (section `plan`), then (section `million`) its launch's peak RSS, a no-op relaunch and
+   `batchrun status`;
 8. `batchrun results` on a 100,000-job sweep with metrics, with and without the metrics cache
    (section `results`, see results_bench.py; `--results-baseline SRC` adds another source tree's).
 
@@ -231,16 +232,32 @@ def bench_sweep(bench: Bench) -> None:
 
 # --- 7. a million-line runfile --------------------------------------------------------------
 
-def bench_million(bench: Bench) -> None:
-    """Launch the runfile of a big sweep once, then time no-op relaunches and `status` of it."""
+def million_runfile(bench: Bench, label: str) -> tuple[Path, int]:
+    """A fresh directory holding `points.runfile`, the runfile of a big sweep of trivial jobs."""
     grid = bench.sizes.million_grid
     points = _product(grid)
-    work = bench.fresh_dir("million")
+    work = bench.fresh_dir(label)
     # `true` ignores its flags: every point is a trivial job, so the launch measures batchrun.
     (work / "points.yml").write_text(gridspec_text(grid, program='"true"'))
     run_measured([*bench.batchrun, "sweep", "points.yml", "-o", "points.runfile"], work)
     if count_lines(work / "points.runfile") != points:
         raise BenchError(f"the sweep of {points:,} points wrote the wrong number of lines")
+    return work, points
+
+
+def bench_plan(bench: Bench) -> None:
+    """`batchrun plan` of the big sweep's runfile with nothing run yet: every line pending."""
+    work, points = million_runfile(bench, "plan")
+    for rep in range(1, bench.sizes.repeat + 1):
+        run = run_measured([*bench.batchrun, "plan", "points.runfile"], work)
+        if f"new, to run: {points}" not in run.stdout:
+            raise BenchError(f"plan of {points:,} pending lines did not list them all as new: {run.stdout[-500:]!r}")
+        _record_seconds(bench, "million_plan", "batchrun", run, rep)
+
+
+def bench_million(bench: Bench) -> None:
+    """Launch the runfile of a big sweep once, then time no-op relaunches and `status` of it."""
+    work, points = million_runfile(bench, "million")
     progress(f"launching {points:,} jobs once with batchrun (~{points / 1000 / 60:.0f} min at 1,000 jobs/s)")
     launch = [*bench.batchrun, "launch", "points.runfile", "-j", str(WORKERS), "-q"]
     run = run_measured(launch, work)
@@ -313,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_resume(bench)
         if "sweep" in args.only:
             bench_sweep(bench)
+        if "plan" in args.only:
+            bench_plan(bench)
         if "million" in args.only:
             bench_million(bench)
         if "results" in args.only:

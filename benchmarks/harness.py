@@ -21,7 +21,7 @@ from pathlib import Path
 # Every runner gets the same number of workers; the targets were set at 2 on a 2-core machine.
 WORKERS = 2
 # `deleted` runs last: deleting a big runs directory slows file creation for about a minute.
-SECTIONS = ("throughput", "resume", "memory", "sweep", "million", "results", "deleted")
+SECTIONS = ("throughput", "resume", "memory", "sweep", "plan", "million", "results", "deleted")
 # The wider throughput row: more workers than cores, as users do to hide I/O waits.
 WIDE_WORKERS = 8
 # "Flat" sweep memory: the big grid may peak at most this much above a grid 100x smaller.

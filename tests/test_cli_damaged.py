@@ -148,14 +148,14 @@ def _sitecustomize(tmp_path: Path, code: str) -> dict[str, str]:
 # written (half) and the kill lands before the rename.
 _KILL_IN_METADATA_WRITE = """
     import os, signal
-    import batchrun.store.metadata as metadata
+    import batchrun.store.viewfile as viewfile
 
     def write_atomic(path, text):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text('{\\n  "0123456789abcdef": {"comm')
         os.kill(os.getpid(), signal.SIGKILL)
 
-    metadata.write_atomic = write_atomic
+    viewfile.write_atomic = write_atomic
 """
 
 

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.resources import parse_request
 from batchrun.runfile.file import Runfile, append_commands, load_runfile, parse_runfile_text
-from batchrun.runfile.jobtable import Job, JobTable
+from batchrun.runfile.idindex import short_prefix
+from batchrun.runfile.jobtable import Job, JobTable, extend_table
+from batchrun.runfile.parse import parse_commands
 
 
 def reference_parse(text: str) -> tuple[list[tuple[str, str, int]], list[tuple[str, int, int]], str]:
@@ -145,3 +148,72 @@ def test_ids_missing_names_keys_of_no_job_in_their_order() -> None:
     assert table.ids_missing(dict.fromkeys(ids[:2])) == []
     assert table.ids_missing(dict.fromkeys(["f" * 16, ids[1], "gone"])) == ["f" * 16, "gone"]
     assert table.ids_missing({}) == []
+
+
+def test_plain_blocks_parse_as_line_by_line() -> None:
+    """Blocks of plain ASCII lines (the C-level path) give what the line-by-line path gives, comments and blanks too."""
+    rng = random.Random(28)
+    pieces = ["true 1", "true 2", "echo a b", "# c", "", "#", "x#y", "echo 'q'"]
+    for _ in range(200):
+        text = "\n".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40))) + rng.choice(["", "\n", "\n\n"])
+        jobs, duplicates, digest = reference_parse(text)
+        runfile = parse_runfile_text(text, Path("p.runfile"))
+        assert [(job.command, job.job_id, job.lineno) for job in runfile.jobs] == jobs
+        assert (runfile.duplicates, runfile.digest) == (duplicates, digest)
+
+
+def test_many_blocks_plain_and_not() -> None:
+    """A runfile of several parsing blocks, some plain and some not, with repeats across blocks."""
+    lines = [f"true --a={i} --b={i % 7}" for i in range(120_000)]
+    lines[5] = "# header"
+    lines[70_000] = "  padded line  "
+    lines[90_000] = lines[10]  # a repeat in another block
+    lines[100_000] = ""
+    text = "\n".join(lines) + "\n"
+    jobs, duplicates, digest = reference_parse(text)
+    runfile = parse_runfile_text(text, Path("b.runfile"))
+    assert [(job.command, job.job_id, job.lineno) for job in runfile.jobs] == jobs
+    assert (runfile.duplicates, runfile.digest) == (duplicates, digest)
+    assert short_prefix(runfile.jobs.keys) == _reference_short_prefix([job_id for _c, job_id, _l in jobs])
+
+
+def _reference_short_prefix(ids: list[str]) -> int:
+    length = 8
+    while length < 16 and len({job_id[:length] for job_id in ids}) < len(ids):
+        length += 1
+    return length
+
+
+def test_short_prefix_tells_ids_apart() -> None:
+    rng = random.Random(3)
+    for n in (0, 1, 2, 5, 300):
+        table = JobTable()
+        for _i in range(n):
+            table.append_key(f"{rng.getrandbits(64):016x}")
+        ids = list(table.job_ids())
+        assert short_prefix(table.keys) == _reference_short_prefix(ids)
+    table = JobTable()
+    for job_id in ["abcdef0123456789", "abcdef0123456788", "abcdef01234567ff", "1111111111111111"]:
+        table.append_key(job_id)
+    assert short_prefix(table.keys) == 16
+    table.append_key("abcdef0123456789")  # the same id twice
+    assert short_prefix(table.keys) == 16
+    table = JobTable()
+    for job_id in ["aaaaaaaaa0000000", "aaaaaaaab0000000", "odd id"]:
+        table.append_key(job_id)
+    assert short_prefix(table.keys) == _reference_short_prefix(list(table.job_ids()))
+
+
+def test_directives_survive_dropped_repeats_and_a_table_extended_from_new_bytes() -> None:
+    text = b"echo a\n# batchrun: cpus=2\necho b\necho a\necho c\n"
+    table, repeats = parse_commands(text)
+    assert [(job.command, job.request) for job in table] == [("echo a", None), ("echo b", parse_request("cpus=2")), ("echo c", parse_request("cpus=2"))]
+    assert repeats == [("echo a", 1, 4)]
+    # The new lines parsed alone, then appended: the directive in effect goes on, a new one takes over.
+    more = b"echo d\n# batchrun: cpus=3\necho e\n"
+    new, _ = parse_commands(more, first_line=6)
+    extend_table(table, new, text + more, len(text))
+    assert table == parse_commands(text + more)[0]
+    assert [job.request for job in table][3:] == [parse_request("cpus=2"), parse_request("cpus=3")]
+    table.truncate(2)
+    assert [(job.command, job.request) for job in table] == [("echo a", None), ("echo b", parse_request("cpus=2"))]

@@ -9,7 +9,8 @@ import pytest
 
 from batchrun.errors import MetadataError
 from batchrun.store.journal import Journal
-from batchrun.store.records import State
+from batchrun.store.records import FIELDS, JobRecord, State
+from batchrun.store.recordtable import RecordTable
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:
@@ -154,3 +155,51 @@ def test_killed_and_stopped_jobs_replay_and_survive_compaction(tmp_path: Path) -
         assert not again.records["k" * 16].finished and State.KILLED in State.ENDED
         again._lines = 10_000  # long enough to be compacted
         again.compact()
+
+
+def _fields(rec: JobRecord) -> dict[str, object]:
+    """Every field of a record the journal keeps past a job's run (what only a running job has aside)."""
+    return {field.name: getattr(rec, field.name) for field in FIELDS if field.kind != "live"}
+
+
+def test_requeues_usage_and_code_version_are_the_same_written_replayed_compacted_and_restored(tmp_path: Path) -> None:
+    """The record table carries every field of a record (issue 24's with issue 28's store): what the journal's
+    methods leave in memory is what a replay, a replay of the compacted file and the resume snapshot's copy give."""
+    j = Journal(tmp_path)
+    j.open()
+    a, b, c = "a" * 16, "b" * 16, "c" * 16
+    # a: requeued twice, then ran to its end under another code version (its requeue count is spent).
+    j.record_start(a, 1, 10.0, 0, "node1", "gpu=0;cpus=2", "v1")
+    j.record_usage(a, 1, (2048, 0.1234, 0.5), 300)
+    j.record_unfinished(a, 1, 10.0, 11.0, State.REQUEUED)
+    j.record_start(a, 2, 12.0, 0, "node1", None, "v1")
+    j.record_unfinished(a, 2, 12.0, 13.0, State.REQUEUED)
+    assert (j.records[a].requeues, j.records[a].exit_codes, j.records[a].max_rss_kb) == (2, [75, 75], None)
+    j.record_start(a, 3, 14.0, 1, "node2", None, "v2")
+    j.record_usage(a, 3, (4096, 1.5, 0.25))
+    j.record_end(a, 3, 0, 14.0, 15.0)
+    # b: requeued, then left waiting to run again (its count stands).
+    j.record_start(b, 1, 10.0, 1, "node1", None, "v1")
+    j.record_usage(b, 1, (1000, 0.5, 0.125), 7)
+    j.record_unfinished(b, 1, 10.0, 11.0, State.REQUEUED)
+    # c: still running, holding a GPU.
+    j.record_start(c, 1, 16.0, 2, "node1", "gpu=1", "v2")
+    j.close()
+    written = {job_id: _fields(rec) for job_id, rec in j.records.items()}
+    assert written[a] == {**written[a], "state": State.SUCCEEDED, "requeues": 0, "code": "v2", "max_rss_kb": 4096, "user_cpu_s": 1.5, "max_gpu_mem_mb": None}
+    assert written[a]["exit_codes"] == [75, 75, 0]
+    assert written[b] == {**written[b], "state": State.REQUEUED, "requeues": 1, "code": "v1", "max_rss_kb": 1000, "sys_cpu_s": 0.125, "max_gpu_mem_mb": 7}
+    assert (j.records[c].holds, j.records[c].code, j.records[c].max_rss_kb) == ("gpu=1", "v2", None)
+    replayed = Journal(tmp_path)
+    replayed.load()
+    assert {job_id: _fields(rec) for job_id, rec in replayed.records.items()} == written
+    replayed._lines = 10_000  # long enough to be compacted
+    replayed.compact()
+    compacted = Journal(tmp_path)
+    compacted.load()
+    kept = {job_id: _fields(rec) for job_id, rec in compacted.records.items()}
+    # Compaction keeps the last attempt's times, and the host only of a job that ran to its end (an I line names none).
+    assert kept == {**written, b: {**written[b], "host": None}}
+    assert (compacted.records[c].holds, compacted.records[c].slot) == ("gpu=1", 2)
+    restored = RecordTable.restore(*compacted.records.dump())
+    assert {job_id: _fields(rec) for job_id, rec in restored.items()} == kept

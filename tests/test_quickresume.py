@@ -10,6 +10,7 @@ rewrites it).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,7 +31,8 @@ from batchrun.launch.quickresume import answer_from_fingerprint, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
 from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, read_fingerprint, summary_of
 from batchrun.store.journal import Journal
-from batchrun.store.records import JobRecord, State
+from batchrun.store.records import USAGE_FIELDS, JobRecord, State
+from batchrun.store.resume import read_resume
 from batchrun.store.rundir import RunsDir
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
@@ -72,21 +74,37 @@ def _states(work: Path) -> dict[str, tuple[str, int | None, bool]] | None:
     return {job_id: (rec.state, rec.status, rec.ignored) for job_id, rec in journal.records.items()}
 
 
-def _both(work: Path, *args: str, quick: bool) -> tuple[int, str, str]:
-    """Relaunch as the directory is, and again from a copy of it with the fingerprint gone; the same answer."""
+def _view(work: Path) -> list[tuple[str, dict[str, object]]] | None:
+    """metadata.json's entries in order, without what two runs of a job may record differently (times, pid, slot, what it used)."""
+    try:
+        entries = json.loads((work / "runs" / "exp" / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    volatile = {"start", "end", "runtime", "pid", "job_ref", "slot", *USAGE_FIELDS}
+    return [(job_id, {k: v for k, v in entry.items() if k not in volatile}) for job_id, entry in entries.items()]
+
+
+def _both(work: Path, *args: str, quick: bool, resume: bool | None = None) -> tuple[int, str, str]:
+    """Relaunch as the directory is, and again from a copy of it with the fingerprint gone; the same answer.
+
+    `resume`: whether the first relaunch starts from the fingerprint's snapshot (`store.resume`), when the test says.
+    """
     saved = work.parent / (work.name + ".saved")
     shutil.rmtree(saved, ignore_errors=True)
     shutil.copytree(work, saved, symlinks=True)
     before = _index_stat(work)
+    if resume is not None:
+        assert (read_resume(RunsDir(work / "runs" / "exp"), work / "exp.runfile") is not None) == resume
     fast = _launch(work, *args)
     took_quick = before is not None and _index_stat(work) == before
-    fast_states = _states(work)
+    fast_states, fast_view = _states(work), _view(work)
     shutil.rmtree(work)
     shutil.copytree(saved, work, symlinks=True)
     (work / "runs" / "exp" / FINGERPRINT_NAME).unlink(missing_ok=True)
     slow = _launch(work, *args)
     assert fast == slow
     assert fast_states == _states(work)
+    assert fast_view == _view(work)
     assert took_quick == quick, "the quick path did not answer" if quick else "the quick path answered"
     # The full path leaves a fingerprint again: a relaunch of it answers the same.
     return fast
@@ -148,7 +166,7 @@ def test_retry_failed_with_failures_and_overwrite_take_the_full_path(work: Path)
 )
 def test_an_edited_runfile_takes_the_full_path_then_is_quick(work: Path, edit: Callable[[list[str]], list[str]]) -> None:
     _edit_runfile(work, edit)
-    _both(work, quick=False)
+    _both(work, quick=False, resume=True)  # the records from the snapshot, whatever the runfile became
     _launch(work)
     _both(work, quick=True)  # removed jobs and new line numbers, from the index
 
@@ -165,7 +183,7 @@ def test_an_edited_runfile_takes_the_full_path_then_is_quick(work: Path, edit: C
 )
 def test_a_grown_journal_takes_the_full_path_then_is_quick(work: Path, journal_text: str) -> None:
     _append_journal(work, journal_text)
-    _both(work, quick=False)
+    _both(work, quick=False, resume=True)  # only the journal's new lines replayed
     _both(work, quick=True)
 
 
@@ -175,18 +193,18 @@ def test_a_journal_rewritten_to_the_same_size_takes_the_full_path(work: Path) ->
     # Another exit status of the same width: only the digest tells.
     path.write_bytes(data.replace(f"E {job_id_of('exit 3')} 1 3 ".encode(), f"E {job_id_of('exit 3')} 1 0 ".encode()))
     assert path.read_bytes() != data
-    _both(work, quick=False)
+    _both(work, quick=False, resume=False)
 
 
 def test_a_damaged_journal_gives_the_same_error(work: Path) -> None:
     _append_journal(work, "garbage line\nR 0123456789abcdef\n")
-    code, _, err = _both(work, quick=False)
+    code, _, err = _both(work, quick=False, resume=True)
     assert code == 2 and "corrupt job journal line" in err
 
 
 def test_a_lost_journal_is_rebuilt_with_the_same_notice(work: Path) -> None:
     (work / "runs" / "exp" / "jobs.journal").unlink()
-    _, _, err = _both(work, quick=False)
+    _, _, err = _both(work, quick=False, resume=False)
     assert "journal" in err
     _both(work, quick=True)
 
@@ -232,7 +250,7 @@ def test_a_kill_9_mid_launch_leaves_no_fingerprint_of_its_journal(work: Path) ->
     assert read_index(work / "runs" / "exp") is None
     states = _states(work)
     assert states is not None and any(state == State.RUNNING for state, _, _ in states.values())
-    _both(work, quick=False)  # settles what the killed launch left
+    _both(work, quick=False, resume=True)  # settles what the killed launch left, its lines replayed on the snapshot
     _both(work, quick=True)
 
 
@@ -324,3 +342,94 @@ def _write(tmp_path: Path, lines: list[str]) -> Path:
     path = tmp_path / "u.runfile"
     path.write_text("".join(f"{line}\n" for line in lines))
     return path
+
+
+# -- the snapshot: a relaunch that starts from the last launch's tables -------------------
+
+
+@pytest.fixture()
+def big(tmp_path: Path) -> Path:
+    """A finished launch of a runfile of several 64 KiB blocks: 1,200 jobs behind a long comment, with a repeat."""
+    work = tmp_path / "big"
+    work.mkdir()
+    lines = ["# " + "x" * 70] * 1000 + [f"true {i} {'y' * 40}" for i in range(1200)] + ["true 7 " + "y" * 40, "exit 5"]
+    (work / "exp.runfile").write_text("".join(f"{line}\n" for line in lines))
+    code, _, _ = _launch(work, "-j", "4")
+    assert code == 1
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda lines: [*lines, "echo new 1", "true 3 " + "y" * 40, "echo new 2"],  # appended, one a repeat of an old line
+        lambda lines: [*lines[:-50], *(f"echo replaced {i}" for i in range(50))],  # the last lines replaced
+        lambda lines: [*lines[:600], "echo inserted", *lines[600:]],  # in an unchanged block's middle
+        lambda lines: [*lines[:1500], "", "# a comment", *lines[1500:]],  # line numbers shift from there
+        lambda lines: [*lines[:1100], *lines[1300:], *lines[1100:1300]],  # moved lines: removed and back
+        lambda lines: lines[:1300],  # jobs removed: their entries go after the runfile's
+    ],
+    ids=["appended", "replaced", "inserted-comment-block", "blank-and-comment", "moved", "shortened"],
+)
+def test_a_relaunch_from_the_snapshot_says_and_leaves_what_the_full_path_does(big: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    _edit_runfile(big, edit)
+    _both(big, quick=False, resume=True)
+    # The launch after it starts from the snapshot that relaunch left.
+    _edit_runfile(big, lambda lines: [*lines, "echo after"])
+    _both(big, quick=False, resume=True)
+
+
+@pytest.mark.slow
+def test_crlf_and_bom_runfiles_resume_the_same(big: Path) -> None:
+    path = big / "exp.runfile"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n") + b"echo crlf\r\n")
+    _both(big, quick=False, resume=True)
+    with open(path, "ab") as f:
+        f.write(b"echo more\r\n")
+    _both(big, quick=False, resume=True)
+
+
+def test_a_moved_runs_directory_or_an_edited_metadata_json_resume_the_records_only(work: Path) -> None:
+    _edit_runfile(work, lambda lines: [*lines, "echo new"])
+    metadata = work / "runs" / "exp" / "metadata.json"
+    os.utime(metadata, ns=(1, 1))  # the fingerprint no longer vouches for it: rebuilt from the records
+    _both(work, quick=False, resume=True)
+    _edit_runfile(work, lambda lines: [*lines, "echo newer"])
+    moved = work / "moved"
+    (work / "runs" / "exp").rename(moved)
+    # Every entry names its log directory: a moved runs directory's view is rendered again.
+    _both(work, "--accounting_dir", str(moved), quick=False)
+
+
+def test_a_damaged_or_foreign_snapshot_is_not_used(work: Path) -> None:
+    from batchrun.store.jobsnapshot import SNAPSHOT_NAME
+
+    runs = work / "runs" / "exp"
+    snapshot = runs / SNAPSHOT_NAME
+    data = snapshot.read_bytes()
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is not None
+    snapshot.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped in the last section
+    _both(work, quick=True, resume=False)
+    snapshot.write_bytes(data.replace(b'"token":"', b'"token":"0', 1))  # another launch's
+    _both(work, quick=True, resume=False)
+    snapshot.unlink()
+    _edit_runfile(work, lambda lines: [*lines, "echo new"])
+    _both(work, quick=False, resume=False)
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is not None, "the full path left a snapshot again"
+
+
+def test_a_runfile_with_directives_leaves_no_snapshot_and_relaunches_the_same(work: Path) -> None:
+    runs = work / "runs" / "exp"
+    # Lines with a directive appended to a runfile that had none: the snapshot holds, and the new
+    # lines ask for what the directive says, as a full parse finds.
+    _edit_runfile(work, lambda lines: [*lines, "# batchrun: cpus=1", "echo asks"])
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is not None
+    _both(work, quick=False, resume=True)
+    asks = job_id_of("echo asks")
+    starts = [line for line in (runs / "jobs.journal").read_text().splitlines() if line.startswith(f"S {asks} ")]
+    assert starts and starts[-1].endswith(" cpus=1"), starts
+    # Now the runfile has a directive: no snapshot (a parse of the new lines alone could not tell what they ask for).
+    assert read_resume(RunsDir(runs), work / "exp.runfile") is None
+    _edit_runfile(work, lambda lines: [*lines, "echo after"])
+    _both(work, quick=False, resume=False)

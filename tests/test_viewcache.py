@@ -1,4 +1,4 @@
-"""Unit tests of the journal ids since a fingerprint's mark and the reading of metadata.json's rendered lines."""
+"""Unit tests of the journal ids since a fingerprint's mark and the reading of metadata.json's rendered lines by position."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.store.fingerprint import journal_mark
-from batchrun.store.viewcache import journal_ids_since, read_rendered_lines
+from batchrun.store.viewcache import journal_ids_since, read_old_view
 
 _A, _B = "0123456789abcdef", "fedcba9876543210"
 
@@ -48,7 +48,10 @@ def test_rendered_lines_are_read_as_written(tmp_path: Path) -> None:
     b = f'  "{_B}": {{"command": "echo \\u00e9, b", "state": "pending"}}'
     path = tmp_path / "metadata.json"
     path.write_text("{\n" + a + ",\n" + b + "\n}\n", encoding="utf-8")
-    assert read_rendered_lines(path) == {_A: a, _B: b}
+    view = read_old_view(path)
+    assert view is not None
+    assert [(view.keys.text(pos), view.line(pos)) for pos in range(len(view))] == [(_A, a.encode()), (_B, b.encode())]
+    view.close()
 
 
 @pytest.mark.parametrize("text", [
@@ -63,11 +66,11 @@ def test_rendered_lines_are_read_as_written(tmp_path: Path) -> None:
 def test_other_shapes_give_none(tmp_path: Path, text: str) -> None:
     path = tmp_path / "metadata.json"
     path.write_text(text, encoding="utf-8")
-    assert read_rendered_lines(path) is None
+    assert read_old_view(path) is None
 
 
 def test_undecodable_bytes_give_none(tmp_path: Path) -> None:
     path = tmp_path / "metadata.json"
     path.write_bytes(b'{\n  "0123456789abcdef": {"a": "\xff"}\n}\n')
-    assert read_rendered_lines(path) is None
-    assert read_rendered_lines(tmp_path / "absent.json") is None
+    assert read_old_view(path) is None
+    assert read_old_view(tmp_path / "absent.json") is None

@@ -27,7 +27,7 @@ Found by doit through the `doit.BACKEND` entry point `batchrun`
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,7 +114,7 @@ class RunsDirJobs:
             self._snapshot.load()
 
     @property
-    def records(self) -> dict[str, JobRecord]:
+    def records(self) -> Mapping[str, JobRecord]:
         journal = self._live or (self._writer[0] if self._writer else self._snapshot)
         return journal.records if journal is not None else {}
 

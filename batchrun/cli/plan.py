@@ -17,11 +17,11 @@ from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import Group, Plan
 from batchrun.runfile.file import Runfile
-from batchrun.status.lookup import short_id_length
-from batchrun.status.preview import Preview, preview, preview_launch
-from batchrun.status.view import GROUPS, load_status
+from batchrun.status.preview import Preview, preview_launch
+from batchrun.status.view import GROUPS
 from batchrun.store.records import IGNORED
 from batchrun.store.rundir import RunsDir
+from batchrun.store.target import target_runfile
 
 __all__ = ["PLAN_SHOWN", "cmd_plan", "dry_run"]
 
@@ -43,16 +43,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     target = target_of(args)
     if target.runfile is None:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
-    status = load_status(target, need_launched=False)
-    shown = preview(status, args.mode or "resume")
-    if status.runfile is not None:
-        _refuse_what_cannot_fit(status.runfile, shown.plan, _capacity_options(args, target.runs_dir.path))
+    runfile = target_runfile(target)
+    assert runfile is not None  # a runfile or gridspec target
+    shown = preview_launch(runfile, target.runs_dir, args.mode or "resume")
+    _refuse_what_cannot_fit(runfile, shown.plan, _capacity_options(args, target.runs_dir.path))
     adaptive = None
     if target.gridspec is not None:
         from batchrun.launch.adaptive import adaptive_of
 
         adaptive = adaptive_of(target.gridspec)
-    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, status.runfile)
+    _write_plan(sys.stdout, str(target.given), shown, args.show, adaptive, runfile)
     return 0
 
 
@@ -93,14 +93,14 @@ def _write_plan(out: IO[str], name: str, shown: Preview, limit: int, adaptive: A
         out.write(f"batchrun: {name}: {line}\n")
     more = 0
     if adaptive is not None and runfile is not None:
-        states = {job.job_id: job.category for jobs in shown.groups.values() for job in jobs}
+        states = shown.categories()
         out.write(f"batchrun: {spec or name}: {adaptive.plan_line(runfile, states)}\n")
         more = adaptive.to_propose(runfile, states)
     labels = dict(_GROUP_LABELS)
     labels["failed"] = "failed earlier, skipped (rerun them with --retry-failed)" if shown.mode == "resume" else "failed earlier, to run again"
     labels["succeeded"] = "succeeded, to run again" if shown.mode == "overwrite" else "already succeeded, skipped"
     labels["stopped"] = "stopped early, to run again" if shown.mode == "overwrite" else "stopped early, skipped"
-    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    id_len = shown.id_length
     for group in (*GROUPS, IGNORED):
         jobs = shown.groups[group]
         if not jobs:
@@ -121,7 +121,7 @@ def _write_running(out: IO[str], name: str, shown: Preview, limit: int) -> None:
     quoted = shlex.quote(name)
     out.write(f"batchrun: {name}: a launch{pid} is running it: {counts_text(shown.counts)}\n")
     out.write(f"  another launch is refused until it ends: batchrun wait {quoted} waits for it, batchrun stop {quoted} ends it\n")
-    id_len = short_id_length([job for jobs in shown.groups.values() for job in jobs])
+    id_len = shown.id_length
     for label, jobs in (("running now", shown.groups[Group.RUNNING]), ("pending, it starts them as slots free", shown.groups[Group.NEW])):
         if not jobs:
             continue

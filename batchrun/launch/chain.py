@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchrun.launch.hold import RunsDirHold
-from batchrun.launch.options import LaunchOptions
+from batchrun.launch.options import LaunchOptions, Mode
 from batchrun.launch.plan import Plan
 from batchrun.launch.quickresume import QuickAnswer, answer_from_fingerprint
 from batchrun.launch.result import LaunchResult
 from batchrun.runfile.file import Runfile, load_runfile
+from batchrun.store.resume import Resume, read_resume
 from batchrun.store.target import Target
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class LaunchState:
     hold: RunsDirHold | None = None
     quick: QuickAnswer | None = None
     runfile: Runfile | None = None
+    resume: Resume | None = None  # the last launch's snapshot, when it still holds
     total: int = 0  # jobs of the runfile
     duplicates: list[tuple[str, int, int]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # repairs made, for the CLI to print
@@ -96,11 +98,21 @@ def quick_answer(state: LaunchState) -> int | None:
 
 
 def load(state: LaunchState) -> int | None:
-    """Parse the runfile (a bayes search's may not exist yet: it starts empty)."""
+    """Parse the runfile (a bayes search's may not exist yet: it starts empty).
+
+    When the last launch's snapshot still describes it (`store.resume`), its
+    old lines are read back and only the bytes added since are parsed.
+    """
     if state.quick is not None:
         return None
     path = state.runfile_path
-    state.runfile = load_runfile(path) if not state.bayes or path.exists() else Runfile(path, [])
+    if state.bayes and not path.exists():
+        state.runfile = Runfile(path, [])
+    else:
+        assert state.hold is not None
+        if state.options.mode != Mode.OVERWRITE:
+            state.resume = read_resume(state.hold.runs_dir, path)
+        state.runfile = state.resume.runfile if state.resume is not None else load_runfile(path)
     state.total = len(state.runfile.jobs)
     state.duplicates = list(state.runfile.duplicates)
     return None
@@ -113,7 +125,7 @@ def prepare(state: LaunchState) -> int | None:
     from batchrun.launch.launch import Launch
 
     assert state.runfile is not None and state.hold is not None
-    state.launch = Launch(state.runfile, state.options, state.hold)
+    state.launch = Launch(state.runfile, state.options, state.hold, resume=state.resume)
     state.plan = state.launch.prepare()
     state.notices = list(state.launch.notices)
     return None

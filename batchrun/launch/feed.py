@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Protocol
 
 from batchrun.runfile.file import Job
@@ -70,7 +70,12 @@ class FixedJobs:
 
 
 class JobFeed:
-    """A launch's job source under --follow; thread-safe."""
+    """A launch's job source under --follow; thread-safe.
+
+    The plan's pending jobs are taken from their iterator as windows ask
+    (a million-line plan is never a list of `Job`s); the jobs the follower
+    reports after are queued behind them.
+    """
 
     def __init__(
         self,
@@ -78,11 +83,17 @@ class JobFeed:
         follower: RunfileFollower | GridspecFollower,
         stop: threading.Event,
         on_change: Callable[[FollowChange], None] | None = None,
+        count: int | None = None,
     ) -> None:
         self.follower = follower
         self.stop = stop
         self.on_change = on_change
-        self._backlog: deque[Job] = deque(pending)
+        # The plan's jobs not taken yet, and how many (for the display).
+        self._plan: Iterator[Job] | None = iter(pending)
+        self._plan_left = count if count is not None else (len(pending) if isinstance(pending, Sized) else 0)
+        # Jobs whose line left the file: the plan's copy of them is skipped (one put back is queued again, below).
+        self._dropped: set[str] = set()
+        self._backlog: deque[Job] = deque()  # jobs that entered the file, behind the plan's
         self._queued: set[str] = set()  # handed out, not yet started or dropped
         self._lock = threading.Lock()
 
@@ -102,11 +113,14 @@ class JobFeed:
             if change is not None:
                 gone = set(change.removed)
                 if gone:
+                    self._dropped |= gone
                     self._backlog = deque(job for job in self._backlog if job.job_id not in gone)
                 self._backlog.extend(job for job in change.added if job.job_id not in self._queued)
             jobs: list[Job] = []
-            while self._backlog and len(jobs) < limit:
-                job = self._backlog.popleft()
+            while len(jobs) < limit:
+                job = self._next_waiting()
+                if job is None:
+                    break
                 if job.job_id in self._queued or is_done(job.job_id):
                     continue
                 self._queued.add(job.job_id)
@@ -115,6 +129,18 @@ class JobFeed:
             self.on_change(change)
         return jobs
 
+    def _next_waiting(self) -> Job | None:
+        """The next job of the plan (unless dropped), then of the backlog; None when both are empty."""
+        while self._plan is not None:
+            job = next(self._plan, None)
+            if job is None:
+                self._plan, self._plan_left = None, 0
+                break
+            self._plan_left -= 1
+            if job.job_id not in self._dropped:
+                return job
+        return self._backlog.popleft() if self._backlog else None
+
     def should_start(self, job_id: str) -> bool:
         """Whether a queued job may start now: the launch goes on and its line is still in the file."""
         with self._lock:
@@ -122,6 +148,6 @@ class JobFeed:
         return not self.stop.is_set() and self.follower.wanted(job_id)
 
     def queued(self) -> int:
-        """How many jobs wait in windows or in the backlog (for the display)."""
+        """How many jobs wait in windows, in the plan or in the backlog (for the display)."""
         with self._lock:
-            return len(self._queued) + len(self._backlog)
+            return len(self._queued) + max(0, self._plan_left) + len(self._backlog)

@@ -14,18 +14,20 @@ the CLI renders, and returns a `LaunchResult` the CLI turns into an exit code.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
+from batchrun.launch.afterwards import kept_view, leave_fingerprint
 from batchrun.launch.capacity import check_plan, launch_capacity
 from batchrun.launch.detach import submit_detached
 from batchrun.launch.events import EventKind, JobEvent
-from batchrun.launch.feed import JobQueue
+from batchrun.launch.feed import FixedJobs, JobQueue
 from batchrun.launch.gpumem import sample_gpu_memory
 from batchrun.launch.hold import RunsDirHold
 from batchrun.launch.livequeue import Follow, Follower
@@ -36,18 +38,20 @@ from batchrun.launch.runner import JobRunner, LaunchControl, settle_unwatched
 from batchrun.launch.settle import Outcome, carried_stops, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
-from batchrun.runfile.jobtable import JobTable
 from batchrun.store.codeversion import CodeVersion, capture, snapshot_of_cwd
-from batchrun.store.fingerprint import Fingerprint, drop_summary, summary_of, write_fingerprint
+from batchrun.store.fingerprint import drop_summary
 from batchrun.store.journal import Journal
+from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
-from batchrun.store.records import NOT_SUCCEEDED, STATES, JobRecord, State, category_of
+from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import repair_runs_dir
+from batchrun.store.resume import OldView, Resume
 from batchrun.store.rundir import RunsDir
+from batchrun.store.viewcache import journal_ids_since
 
 # How a launch hands its jobs to doit: `doit_runner.run_job_tasks(launch, jobs, n_jobs)`;
 # the jobs are a list, or a `JobQueue` that grows while the launch runs (--follow, bayes).
-RunTasks = Callable[["Launch", "list[Job] | JobQueue", int], int]
+RunTasks = Callable[["Launch", "Sequence[Job] | JobQueue", int], int]
 
 __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchResult", "Mode", "Order", "Plan"]
 
@@ -55,9 +59,12 @@ __all__ = ["MODES", "EventKind", "JobEvent", "Launch", "LaunchOptions", "LaunchR
 class Launch:
     """One launch of one runfile."""
 
-    def __init__(self, runfile: Runfile, options: LaunchOptions, hold: RunsDirHold | None = None, on_event: Callable[[JobEvent], None] | None = None) -> None:
+    def __init__(
+        self, runfile: Runfile, options: LaunchOptions, hold: RunsDirHold | None = None, on_event: Callable[[JobEvent], None] | None = None, resume: Resume | None = None
+    ) -> None:
         check_options(options)
         self.runfile = runfile
+        self.resume = resume  # what the fingerprint's snapshot gave (`store.resume`): the records as the last launch left them
         self.first_digest = runfile.digest  # the fingerprint's summary is only for a runfile that did not grow
         self.options = options
         self.mode = options.mode
@@ -68,6 +75,8 @@ class Launch:
         self.control = LaunchControl()
         self.metadata = MetadataSync(self.runs_dir, runfile, self.journal, self.control.lock, self.control.fail)
         self.plan: Plan | None = None
+        # The runfile's jobs beside their records, once `prepare` loaded them.
+        self.ledger: Ledger | None = None
         # --follow: what watches the runfile (a gridspec's follower, set before `run`; else the runfile's own), and the feed.
         self.follower: Follower | None = None
         self.follow: Follow | None = None
@@ -122,31 +131,21 @@ class Launch:
             hold.answer_with(functools.partial(_on_control_stop, self), functools.partial(self.stop_jobs, state=State.KILLED))
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
             metadata.notices[:] = repair_runs_dir(self.runs_dir)
-            self.journal.load()
-            # metadata.json is only read and rebuilt when something changed
-            # since the last launch wrote it: a no-op resume stays cheap.
-            stamp_ok = metadata.unchanged()
-            if not stamp_ok:
-                metadata.read_old()
+            resume = self.resume if not metadata.notices else None
+            stamp_ok, kept, resumed = _load_records(self, resume)
             self.journal.open()
             metadata.import_legacy()
-            decisions = settle_in_flight(self.journal.records, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
+            records = self.journal.records
+            # Only the records in state running are settled: a dict of those few, not a walk of every record.
+            running = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
+            decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             self.runner.restop = carried_stops(decisions)
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
-            if self.mode == Mode.OVERWRITE:
-                # Before the records are forgotten: a refused launch forgets nothing.
-                check_plan((job for job in self.runfile.jobs if job.job_id not in adopt_ids) if self.runfile.jobs.requests else (), self.capacity, self.runfile.path, self.options.detach)
-                self.journal.record_reset([job.job_id for job in self.runfile.jobs if job.job_id not in adopt_ids])
-            self.plan = make_plan(
-                self.runfile.jobs, self.journal.records, self.mode, self.options.order, self.options.seed, adopt_ids, recovered, metadata.removed_jobs()
-            )
-            check_plan(self.plan.to_run if self.runfile.jobs.requests and self.mode != Mode.OVERWRITE else (), self.capacity, self.runfile.path, self.options.detach)
+            self.plan = _plan(self, adopt_ids, recovered, resume)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
-                if stamp_ok:
-                    metadata.read_old()
-                metadata.build()
+                _rebuild_view(metadata, self.journal.path, stamp_ok, kept if resumed else None)
         except BaseException:
             self.journal.close()
             hold.release()
@@ -163,26 +162,28 @@ class Launch:
         given, hands out the plan's jobs and then the ones it makes while the
         launch runs (`adaptive.BayesFeed`: a bayes search's points).
         """
-        jobs = plan.adopt + plan.to_run
-        if not jobs and not self.options.follow and queue is None:
+        if plan.nothing_to_do and not self.options.follow and queue is None:
             return
         if self.code is None:  # which code the jobs run under: asked only of a launch that runs some
             self.code = capture(os.getcwd(), self.runs_dir.path)
             self.runner.code = self.code.name if self.code is not None else None
         if self.options.detach:
             self.executor.open()
-            submit_detached(self.runner, plan.to_run)
+            submit_detached(self.runner, list(plan.to_run))
             return
         self.start(plan)
         try:
-            source: list[Job] | JobQueue = jobs
+            # One `Job` at a time from the plan's indices, as doit's windows take them.
+            jobs = itertools.chain(plan.adopt, plan.to_run)
+            source: JobQueue
             if self.options.follow:
                 follower = self.follower or Follow.of_runfile(self.runfile, None, None)
-                self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner)
+                count = len(plan.adopt) + len(plan.to_run)
+                self.follow = Follow(self.runfile, follower, jobs, self.control, self.journal, self.metadata, self.runner, count)
                 self.follow.on_warning = self.on_warning
                 source = self.follow.feed
-            elif queue is not None:
-                source = queue
+            else:
+                source = queue if queue is not None else FixedJobs(jobs)
             run_tasks(self, source, self.options.n_jobs)
         finally:
             self.stop_background()
@@ -282,9 +283,11 @@ class Launch:
             self.journal.close()
             if error is None and not runner.running and not runner.adopted and not runner.detached:
                 self.journal.compact()
-            counts, failed = _tally(self.runfile.jobs, self.journal.records)
+            ledger = self.ledger if self.ledger is not None else Ledger(self.runfile.jobs, self.journal.records)
+            keys = ledger.keys()
+            counts, failed = ledger.counts(keys), ledger.failed(keys)
             if error is None:
-                _leave_fingerprint(self, counts, failed)
+                leave_fingerprint(self, counts, failed, ledger)
         finally:
             self.hold.release()
         self.executor.close()
@@ -304,27 +307,50 @@ class Launch:
         )
 
 
-def _leave_fingerprint(launch: Launch, counts: dict[str, int], failed: list[tuple[Job, JobRecord]]) -> None:
-    """What lets the next launch skip work and `wait` answer as this one did (`store.fingerprint`).
+def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[OldView, tuple[int, str]] | None, bool]:
+    """`prepare`'s reading: the journal (from the snapshot's records, when it holds), and metadata.json's old entries when needed.
 
-    No summary for a runfile that grew while jobs ran (--follow, bayes): the
-    lines it gained are in `runfile.jobs`, but other edits made meanwhile are not.
+    metadata.json is only read and rebuilt when something changed since the
+    last launch wrote it: a no-op resume stays cheap, and one whose runfile
+    only grew keeps the file and adds to it. Returns whether the stamp
+    matched, the snapshot's view of the file, and whether it was taken.
     """
-    runfile, journal, runs_dir = launch.runfile, launch.journal, launch.runs_dir
-    summary = None
-    if not launch.options.follow and runfile.digest == launch.first_digest:
-        summary = summary_of(runfile, journal.records, counts, failed, journal.path, journal.size)
-    fingerprint = Fingerprint.take(
-        runs_dir.path,
-        journal.path,
-        runs_dir.metadata_name,
-        runfile.digest,
-        interrupted=launch.control.interrupted,
-        halted=launch.control.halted is not None,
-        summary=summary,
-    )
-    if fingerprint is not None:  # else no journal to vouch for: the next launch reads everything
-        write_fingerprint(runs_dir.path, fingerprint)
+    metadata = launch.metadata
+    if resume is not None:
+        # The records as of the snapshot, and only the journal's lines since.
+        launch.journal.load(resume.records, resume.journal_size, resume.journal_lines)
+    else:
+        launch.journal.load()
+    stamp_ok = metadata.unchanged()
+    kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)
+    resumed = kept is not None and resume is not None and metadata.resume_view(kept[0], resume.kept)
+    if not stamp_ok and not resumed:
+        metadata.read_old()
+    return stamp_ok, kept, resumed
+
+
+def _plan(launch: Launch, adopt_ids: set[str], recovered: int, resume: Resume | None) -> Plan:
+    """`prepare`'s plan over the ledger, refused when a job asks for more than the launch has (`capacity.check_plan`)."""
+    jobs, options = launch.runfile.jobs, launch.options
+    if launch.mode == Mode.OVERWRITE:
+        # Before the records are forgotten: a refused launch forgets nothing.
+        check_plan((job for job in jobs if job.job_id not in adopt_ids) if jobs.requests else (), launch.capacity, launch.runfile.path, options.detach)
+        launch.journal.record_reset([job_id for job_id in jobs.job_ids() if job_id not in adopt_ids])
+    launch.ledger = Ledger(jobs, launch.journal.records, resume.rows if resume is not None else None)
+    plan = make_plan(launch.ledger, None, launch.mode, options.order, options.seed, adopt_ids, recovered, launch.metadata.removed_jobs())
+    check_plan(plan.to_run if jobs.requests and launch.mode != Mode.OVERWRITE else (), launch.capacity, launch.runfile.path, options.detach)
+    return plan
+
+
+def _rebuild_view(metadata: MetadataSync, journal: Path, stamp_ok: bool, resumed: tuple[OldView, tuple[int, str]] | None) -> None:
+    """metadata.json after the plan: only what the journal named since the snapshot, when its view was taken; else rebuilt."""
+    touched = journal_ids_since(journal, resumed[1]) if resumed is not None else None
+    if touched is not None:
+        metadata.finish_resumed_view(touched)
+        return
+    if stamp_ok or resumed is not None:
+        metadata.read_old()
+    metadata.build()
 
 
 def _on_control_stop(launch: Launch, now: bool) -> None:
@@ -364,16 +390,8 @@ def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_di
     return executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
 
-def _tally(jobs: Sequence[Job], records: dict[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
+def _tally(jobs: Sequence[Job], records: Mapping[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
     """Counts of the runfile's jobs by `category_of`, and those that ended without succeeding (stopped is no failure)."""
-    counts: dict[str, int] = dict.fromkeys(STATES, 0)
-    failed = []
-    # By id: a JobTable builds a Job per access, and only the failed need one.
-    ids = jobs.job_ids() if isinstance(jobs, JobTable) else (job.job_id for job in jobs)
-    for i, job_id in enumerate(ids):
-        rec = records.get(job_id)
-        category = category_of(rec)
-        counts[category] += 1
-        if rec is not None and category in NOT_SUCCEEDED:
-            failed.append((jobs[i], rec))
-    return counts, failed
+    ledger = Ledger.of(jobs, records)
+    keys = ledger.keys()
+    return ledger.counts(keys), ledger.failed(keys)

@@ -18,7 +18,7 @@ This module never prints and never imports doit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from batchrun.launch.events import EventKind
@@ -40,8 +40,8 @@ class Follow:
     """The feed of a following launch and what its changes do to the launch's state."""
 
     def __init__(
-        self, runfile: Runfile, follower: Follower, pending: list[Job], control: LaunchControl, journal: Journal,
-        metadata: MetadataSync, runner: JobRunner,
+        self, runfile: Runfile, follower: Follower, pending: Iterable[Job], control: LaunchControl, journal: Journal,
+        metadata: MetadataSync, runner: JobRunner, count: int | None = None,
     ) -> None:
         self.runfile = runfile
         self.follower = follower
@@ -50,7 +50,7 @@ class Follow:
         self.metadata = metadata
         self.runner = runner
         self.on_warning: Callable[[str], None] = _ignore_warning
-        self.feed = JobFeed(pending, follower, control.stopping, self._on_change)
+        self.feed = JobFeed(pending, follower, control.stopping, self._on_change, count)
 
     @classmethod
     def of_runfile(cls, runfile: Runfile, gridspec: Path | None, resweep: Callable[[], object] | None) -> Follower:
@@ -78,18 +78,17 @@ class Follow:
         added = []
         metadata = self.metadata
         with self.control.lock:
-            known = metadata.jobs_by_id
-            gone = [known[job_id] for job_id in change.removed if job_id in known and self._never_ran(job_id)]
+            # The launch's jobs are the runfile's table: looked up by id, never a dict of every job.
+            table = self.runfile.jobs
+            gone_ids = [job_id for job_id in dict.fromkeys(change.removed) if table.has_id(job_id) and self._never_ran(job_id)]
+            gone = [table[table.index_of(job_id)] for job_id in gone_ids]
             if gone:
-                ids = {job.job_id for job in gone}
-                self.runfile.jobs[:] = [job for job in self.runfile.jobs if job.job_id not in ids]
-                for job_id in ids:
-                    del known[job_id]
+                table.remove_ids(set(gone_ids))
+                for job_id in gone_ids:
                     metadata.forget(job_id)
             for job in change.added:
-                if job.job_id not in known:
-                    known[job.job_id] = job
-                    self.runfile.jobs.append(job)
+                if not table.has_id(job.job_id):
+                    table.append(job)
                     added.append(job)
                     metadata.update(job, self.journal.records.get(job.job_id) or JobRecord(job.job_id))
         for job in gone:

@@ -175,8 +175,6 @@ def apply_decisions(records: Mapping[str, JobRecord], decisions: Iterable[Decisi
     """
     for decision in decisions:
         rec = records[decision.job_id]
-        # A copy of the list: the record may share it with a cache.
-        rec.exit_codes = list(rec.exit_codes)
         if decision.outcome == Outcome.COLLECTED:
             assert decision.how is not None
             if decision.usage is not None:
@@ -185,7 +183,9 @@ def apply_decisions(records: Mapping[str, JobRecord], decisions: Iterable[Decisi
             if decision.how.status is not None and decision.how.state in State.FINISHED:
                 rec.state = decision.how.state
                 rec.status = decision.how.status
-                rec.exit_codes.append(rec.status)
+                # A new list, assigned (as `ended_unfinished` does): a row of the journal's
+                # table (`RecordView`) keeps no appended list, and a cached record may share the old one.
+                rec.exit_codes = [*rec.exit_codes, rec.status]
                 rec.requeues = 0
             else:
                 rec.ended_unfinished(decision.how.state)  # requeued (exit 75), or stopped unfinished

@@ -11,11 +11,11 @@ caller indexes or iterates, so callers see an ordinary `Sequence[Job]`.
 What jobs ask for (directive lines, `batchrun.resources`) is kept per run
 of lines (`requestruns.RequestRuns`), not per job.
 
-Parsing runfile bytes into a table is `parse`'s (`parse_commands`).
-Duplicates are found by id, not by text: the ids are sorted once (packed
-with their index into one integer each, so the sort runs in C), equal ids
-sit side by side, and only those lines' texts are compared. The same sorted
-array answers `index_of` by bisection.
+The ids are an `idindex.IdIndex`: duplicates are found by id, not by text
+(the ids are sorted once, in C; equal ids sit side by side, and only those
+lines' texts are compared), and the same sorted array answers `index_of`.
+
+Parsing is `parse`'s (`parse_commands`).
 
 This module is pure: no I/O, no printing.
 """
@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from itertools import repeat
+from operator import add
+from typing import Any, overload
 
 from batchrun.resources import Request
+from batchrun.runfile.idindex import IdIndex
 from batchrun.runfile.requestruns import RequestRuns
 
-__all__ = ["Job", "JobTable"]
+__all__ = ["SMALL_MAX", "Job", "JobTable", "dump_table", "extend_table", "restore_table"]
 
-_U64 = (1 << 64) - 1
+# Offsets and line numbers in 4 bytes each (unsigned int), up to 4 GB of runfile.
+_SMALL = "I" if array("I").itemsize >= 4 else "L"
+SMALL_MAX = 2 ** (8 * array(_SMALL).itemsize) - 1
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per
@@ -58,31 +62,42 @@ class JobTable(Sequence[Job]):
     the changes a followed runfile makes.
     """
 
-    __slots__ = ("_blob", "_ends", "_ids", "_ids_unique", "_index", "_index_bits", "_lines", "_odd", "_starts", "_tail", "requests")
+    __slots__ = ("_blob", "_ends", "_ids_unique", "_keys", "_lines", "_starts", "generation", "requests")
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         # The runfile's own bytes (shared, not copied), or a bytearray once jobs are appended.
         self._blob: bytes | bytearray = b""
-        self._starts = array("q")
-        self._ends = array("q")
-        self._ids = array("Q")
-        self._lines = array("q")
-        # Ids that are not 16 lower-case hex digits (a caller's own `Job`): by index.
-        self._odd: dict[int, str] = {}
-        # The sorted (id's high bits | index) array of `index_of`, built on first use,
-        # and the ids appended since, by id.
-        self._index: array[int] | None = None
-        self._index_bits = 0
-        self._tail: dict[int, int] = {}
+        self._starts = array(_SMALL)
+        self._ends = array(_SMALL)
+        self._lines = array(_SMALL)
+        self._keys = IdIndex()
         # Known when the parse found it out (no two jobs share an id); None: ask the index.
         self._ids_unique: bool | None = None
-        self.requests = RequestRuns()  # what the jobs ask for, per run of lines
+        # Counts the times the table was emptied (`clear`, `jobs[:] = ...`): a job's index
+        # kept from before then names another job. Appends keep every index.
+        self.generation = 0
+        # What the jobs ask for, per run of lines.
+        self.requests = RequestRuns()
         self.extend(jobs)
 
     # -- reading -------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._keys)
+
+    @property
+    def blob(self) -> bytes | bytearray:
+        """The runfile's bytes the commands are in (a bytearray once jobs were appended; do not change it)."""
+        return self._blob
+
+    @property
+    def keys(self) -> IdIndex:
+        """The jobs' ids by index (do not change it)."""
+        return self._keys
+
+    def columns(self) -> tuple[array[int], array[int], array[int]]:
+        """Start and end offsets of each command in the runfile's bytes, and its line number (do not change them)."""
+        return self._starts, self._ends, self._lines
 
     @overload
     def __getitem__(self, i: int) -> Job: ...
@@ -92,8 +107,8 @@ class JobTable(Sequence[Job]):
 
     def __getitem__(self, i: int | slice) -> Job | list[Job]:
         if isinstance(i, slice):
-            return [self._job(k) for k in range(*i.indices(len(self._ids)))]
-        n = len(self._ids)
+            return [self._job(k) for k in range(*i.indices(len(self._keys)))]
+        n = len(self._keys)
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -101,79 +116,41 @@ class JobTable(Sequence[Job]):
         return self._job(i)
 
     def _job(self, i: int) -> Job:
-        job_id = self._odd.get(i) if self._odd else None
-        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), job_id or f"{self._ids[i]:016x}", self._lines[i], self.requests.at(i))
+        return Job(self._blob[self._starts[i] : self._ends[i]].decode(), self._keys.text(i), self._lines[i], self.requests.at(i))
+
+    def jobs_at(self, indices: Iterable[int]) -> Iterator[Job]:
+        """The jobs at these indices, one `Job` at a time."""
+        for i in indices:
+            yield self._job(i)
 
     def __iter__(self) -> Iterator[Job]:
-        blob, odd = self._blob, self._odd
+        blob, keys = self._blob, self._keys
         if self.requests:
-            asks = self.requests.each(len(self._ids))
-            for i, (start, end, digest, lineno, request) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, asks, strict=True)):
-                yield Job(blob[start:end].decode(), (odd.get(i) if odd else None) or f"{digest:016x}", lineno, request)
+            for start, end, job_id, lineno, request in zip(
+                self._starts, self._ends, keys.texts(), self._lines, self.requests.each(len(self)), strict=True
+            ):
+                yield Job(blob[start:end].decode(), job_id, lineno, request)
             return
-        for i, (start, end, digest, lineno) in enumerate(zip(self._starts, self._ends, self._ids, self._lines, strict=True)):
-            yield Job(blob[start:end].decode(), (odd.get(i) if odd else None) or f"{digest:016x}", lineno)
+        for start, end, job_id, lineno in zip(self._starts, self._ends, keys.texts(), self._lines, strict=True):
+            yield Job(blob[start:end].decode(), job_id, lineno)
 
     def job_ids(self) -> Iterator[str]:
         """The jobs' ids in order, without building `Job`s."""
-        odd = self._odd
-        for i, digest in enumerate(self._ids):
-            yield (odd.get(i) if odd else None) or f"{digest:016x}"
+        return self._keys.texts()
 
     def index_of(self, job_id: str) -> int:
         """The index of the (first) job with this id; -1 when none has it."""
-        if self._odd:
-            for i, odd in self._odd.items():
-                if odd == job_id:
-                    return i
-        digest = _digest_of(job_id)
-        if digest is None:
-            return -1
-        index = self._index
-        if index is None:
-            index = self._build_index()
-        bits = self._index_bits
-        mask = (1 << bits) - 1
-        key = digest & ~mask & _U64
-        ids = self._ids
-        pos = bisect_left(index, key)
-        while pos < len(index) and index[pos] & ~mask & _U64 == key:
-            i = index[pos] & mask
-            if ids[i] == digest and i not in self._odd:
-                return i
-            pos += 1
-        return self._tail.get(digest, -1)
+        return self._keys.row_of(job_id)
 
     def indices_of(self, job_id: str) -> list[int]:
         """The indices of every job with this id, in order (one, unless ids collide or repeat)."""
-        found = [i for i, odd in self._odd.items() if odd == job_id]
-        digest = _digest_of(job_id)
-        if digest is not None:
-            found.extend(i for i in self._indices_of_digest(digest) if i not in self._odd)
-        return sorted(found)
+        return self._keys.rows_of(job_id)
 
     def ids_repeat(self) -> bool:
         """Whether two jobs share an id (different commands whose SHA-256 start alike, or appended twice)."""
         if self._ids_unique is not None:
             return not self._ids_unique
-        if len(set(self._odd.values())) < len(self._odd):
-            return True
-        ids, odd = self._ids, self._odd
-        return any(len({ids[i] for i in group if i not in odd}) < len([i for i in group if i not in odd]) for group in self._high_groups())
-
-    def _high_groups(self) -> list[list[int]]:
-        """Indices whose ids share their high bits in the sorted index (where any repeated id is), in groups."""
-        index = self._build_index() if self._index is None or self._tail else self._index
-        mask = (1 << self._index_bits) - 1
-        groups: dict[int, list[int]] = {}
-        previous = first = -1
-        for packed in index:
-            key = packed & ~mask
-            if key == previous:
-                groups.setdefault(key, [first]).append(packed & mask)
-            else:
-                previous, first = key, packed & mask
-        return list(groups.values())
+        return self._keys.repeats()
 
     def ids_missing(self, keys: Collection[str]) -> list[str]:
         """The keys (in their order) that are no job's id: the records of jobs no longer in a runfile.
@@ -193,49 +170,33 @@ class JobTable(Sequence[Job]):
     def index_of_command(self, command: str) -> int:
         """The index of the job whose command is exactly `command`; -1 when none."""
         data = command.encode()
-        for i in self._indices_of_digest(_sha_digest(data)):
+        for i in self._keys.rows_of_digest(_sha_digest(data)):
             if self._command_bytes(i) == data:
                 return i
         return -1
 
-    def _indices_of_digest(self, digest: int) -> list[int]:
-        index = self._index if self._index is not None else self._build_index()
-        mask = (1 << self._index_bits) - 1
-        key = digest & ~mask & _U64
-        ids = self._ids
-        found = []
-        pos = bisect_left(index, key)
-        while pos < len(index) and index[pos] & ~mask & _U64 == key:
-            if ids[index[pos] & mask] == digest:
-                found.append(index[pos] & mask)
-            pos += 1
-        if digest in self._tail:
-            found.extend(i for i in range(len(index), len(ids)) if ids[i] == digest)
-        return sorted(found)
+    def command_bytes(self, i: int) -> bytes:
+        """The UTF-8 bytes of job i's command."""
+        return self._command_bytes(i)
 
     def _command_bytes(self, i: int) -> bytes:
         return bytes(self._blob[self._starts[i] : self._ends[i]])
 
-    def _build_index(self) -> array[int]:
-        n = len(self._ids)
-        bits = max(1, (n - 1).bit_length())
-        high = ~((1 << bits) - 1) & _U64
-        # One integer per job, sorted in C: no list of tuples, no dict of 1,000,000 keys.
-        index = array("Q", sorted([(digest & high) | i for i, digest in enumerate(self._ids)]))
-        self._index, self._index_bits, self._tail = index, bits, {}
-        return index
-
     def __contains__(self, job: object) -> bool:
         if not isinstance(job, Job):
             return False
-        return any(self._job(i) == job for i in self._odd) or (
-            (digest := _digest_of(job.job_id)) is not None and any(self._job(i) == job for i in self._indices_of_digest(digest))
-        )
+        return any(self._job(i) == job for i in self._keys.rows_of(job.job_id))
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JobTable):
-            return len(self) == len(other) and self._ids == other._ids and self._lines == other._lines and self._odd == other._odd and self.requests == other.requests and all(
-                self._command_bytes(i) == other._command_bytes(i) for i in range(len(self))
+            mine, theirs = self._keys, other._keys
+            return (
+                len(self) == len(other)
+                and mine.digests == theirs.digests
+                and self._lines == other._lines
+                and mine._odd == theirs._odd
+                and self.requests == other.requests
+                and all(self._command_bytes(i) == other._command_bytes(i) for i in range(len(self)))
             )
         if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
@@ -249,45 +210,73 @@ class JobTable(Sequence[Job]):
     # -- changing ------------------------------------------------------------
 
     def append(self, job: Job) -> None:
-        i = len(self._ids)
-        digest = _digest_of(job.job_id)
-        if digest is None:
-            self._odd[i] = job.job_id
-            digest = 0
         if job.request is not None or self.requests:
-            self.requests.note(i, job.request)
-        self._add(job.command.encode(), digest, job.lineno)
-        if self._index is not None:
-            self._tail.setdefault(digest, i)
-            if len(self._tail) > 1024 + len(self._index):
-                self._index = None  # rebuilt at the next look-up: twice the size each time, so O(n log n) in all
+            self.requests.note(len(self), job.request)
+        self._add(job.command.encode(), job.lineno)
+        self._keys.append(job.job_id)
 
     def append_key(self, job_id: str) -> None:
         """Append a bare id (no command, line 0): the cheap append of a table used as an ordered key index."""
-        digest = _digest_of(job_id)
-        if digest is None or self._index is not None:
-            self.append(Job("", job_id, 0))
-            return
         self._ids_unique = None
         end = len(self._blob)
         self._starts.append(end)
         self._ends.append(end)
-        self._ids.append(digest)
         self._lines.append(0)
+        self._keys.append(job_id)
 
     def extend(self, jobs: Iterable[Job]) -> None:
         for job in list(jobs):
             self.append(job)
 
-    def _add(self, command: bytes, digest: int, lineno: int) -> None:
+    def _add(self, command: bytes, lineno: int) -> None:
         self._ids_unique = None
         if not isinstance(self._blob, bytearray):
             self._blob = bytearray(self._blob)
+        if len(self._blob) + len(command) >= SMALL_MAX or lineno >= SMALL_MAX:
+            self._widen()
         self._starts.append(len(self._blob))
         self._blob += command
         self._ends.append(len(self._blob))
-        self._ids.append(digest)
         self._lines.append(lineno)
+
+    def _widen(self) -> None:
+        """Past 4 GB of commands (or 4 billion lines): offsets and line numbers in 8 bytes each."""
+        if self._starts.typecode != "q":
+            self._starts, self._ends, self._lines = array("q", self._starts), array("q", self._ends), array("q", self._lines)
+
+    def truncate(self, count: int) -> None:
+        """Keep the first `count` jobs only (and the bytes before the next one's line), as a parse of the text up to there would give.
+
+        Indices of the kept jobs do not change; `generation` counts up all the same.
+        """
+        if count >= len(self):
+            return
+        del self._starts[count:], self._ends[count:], self._lines[count:]
+        self._keys.truncate(count)
+        self.requests.truncate(count)
+        self._ids_unique = True if self._ids_unique else None  # fewer jobs: still none repeated
+        self.generation += 1
+
+    def remove_ids(self, job_ids: Collection[str]) -> None:
+        """Drop the jobs with these ids, keeping the others in order (a followed runfile lost lines).
+
+        Indices of jobs change: `generation` counts up, as after `clear`.
+        """
+        drop = {i for job_id in job_ids for i in self.indices_of(job_id)}
+        if drop:
+            self._keep([i for i in range(len(self)) if i not in drop])
+            self.generation += 1
+
+    def _keep(self, kept: list[int]) -> None:
+        """Keep only the jobs at these indices, in this order."""
+        self._starts = array(self._starts.typecode, map(self._starts.__getitem__, kept))
+        self._ends = array(self._ends.typecode, map(self._ends.__getitem__, kept))
+        self._lines = array(self._lines.typecode, map(self._lines.__getitem__, kept))
+        if self.requests:
+            kept_set = set(kept)
+            self.requests.drop([i for i in range(len(self._keys)) if i not in kept_set])
+        self._keys = self._keys.take(kept)
+        self._ids_unique = None
 
     def __setitem__(self, i: slice, jobs: Iterable[Job]) -> None:
         if not isinstance(i, slice) or i != slice(None):
@@ -298,21 +287,54 @@ class JobTable(Sequence[Job]):
 
     def clear(self) -> None:
         self._blob = b""
-        self._starts, self._ends, self._ids, self._lines = array("q"), array("q"), array("Q"), array("q")
-        self._odd, self._index, self._tail, self._ids_unique = {}, None, {}, None
+        self._starts, self._ends, self._lines = array(_SMALL), array(_SMALL), array(_SMALL)
+        self._keys = IdIndex()
+        self._ids_unique = None
         self.requests.clear()
+        self.generation += 1
+
+
+def extend_table(table: JobTable, other: JobTable, blob: bytes, offset: int) -> None:
+    """Append to `table` the jobs of `other`, parsed from `blob[offset:]`; `blob` becomes its bytes.
+
+    For a runfile whose text changed only from `offset` on: the caller
+    vouches that `blob[:offset]` holds the table's commands where they were.
+    """
+    table._ids_unique = None
+    if len(table) and table._ends[-1] > offset:
+        raise ValueError("extend_table: a kept job ends past the new bytes' start")
+    if offset + len(other._blob) >= SMALL_MAX:
+        table._widen()
+    table._blob = blob
+    table._starts.extend(map(add, other._starts, repeat(offset)))
+    table._ends.extend(map(add, other._ends, repeat(offset)))
+    table._lines.extend(other._lines)
+    odd = other._keys.has_odd()
+    for row, digest in enumerate(other._keys.digests):
+        if odd:
+            table._keys.append(other._keys.text(row))
+        else:
+            table._keys.append_digest(digest)
+    # The runs of `other` go on from where the table's last one is still in effect, as in a parse of the whole text.
+    table.requests.extend(other.requests, len(table) - len(other))
+
+
+def dump_table(table: JobTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+    """The table's arrays and the rest (JSON-able) that `restore_table` takes back, all but the runfile's bytes."""
+    sections, side = table.keys.dump()
+    out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
+    out.update(starts=table._starts, ends=table._ends, lines=table._lines)
+    return out, {"keys": side, "ids_unique": table._ids_unique}
+
+
+def restore_table(blob: bytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
+    """The table `dump_table` described, over the runfile's bytes (read back from disk: the caller checked them)."""
+    table = JobTable()
+    table._blob, table._starts, table._ends, table._lines = blob, sections["starts"], sections["ends"], sections["lines"]
+    table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
+    table._ids_unique = side["ids_unique"]
+    return table
 
 
 def _sha_digest(data: bytes) -> int:
     return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
-
-
-def _digest_of(job_id: str) -> int | None:
-    """A 16-hex-digit id as its integer; None for any other string."""
-    if len(job_id) != 16:
-        return None
-    try:
-        digest = int(job_id, 16)
-    except ValueError:
-        return None
-    return digest if f"{digest:016x}" == job_id else None

@@ -89,6 +89,17 @@ class RequestRuns:
             kept.note(start - gone, request)
         self._starts, self._requests = kept._starts, kept._requests
 
+    def truncate(self, count: int) -> None:
+        """Only jobs 0..count-1 stay: runs that start after them go (one that starts at `count` stays in effect for the next job appended)."""
+        while self._starts and self._starts[-1] > count:
+            self._starts.pop()
+            self._requests.pop()
+
+    def extend(self, other: RequestRuns, offset: int) -> None:
+        """Jobs whose runs `other` holds were appended from index `offset` on: their runs follow this one's."""
+        for start, request in zip(other._starts, other._requests, strict=True):
+            self.note(offset + start, request)
+
     def clear(self) -> None:
         self._starts = array("q")
         self._requests = []

@@ -1,21 +1,36 @@
 """What a launch would do now (`batchrun plan`, `launch --dry-run`): the launch's own planner over the jobs as they stand.
+
+The records are read as `status` reads them (no lock taken, nothing
+written; a job a dead launch left running settled in memory), but the jobs
+are never listed one object each: the plan is `make_plan`'s over a `Ledger`
+(one byte a job), and each group of jobs is a list of indices that builds a
+`JobStatus` only for the jobs shown. A million pending lines plan in the time
+of their parse, in a few bytes a line beyond the runfile's own.
 """
 
 from __future__ import annotations
 
+import time
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 from batchrun.launch.options import parse_mode
-from batchrun.launch.plan import Group, Plan, classify, is_ignored, make_plan
-from batchrun.runfile.file import (
-    Job,
-    Runfile,
-)
-from batchrun.status.view import GROUPS, JobStatus, RunsStatus, read_status
-from batchrun.store.records import IGNORED, JobRecord, State
-from batchrun.store.rundir import RunsDir
+from batchrun.launch.plan import Group, Plan, classify, make_plan
+from batchrun.liveness import LockTable
+from batchrun.runfile.file import Job, Runfile
+from batchrun.runfile.idindex import short_prefix
+from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_trusted, _settle_in_flight
+from batchrun.store.journal import Journal
+from batchrun.store.ledger import IGNORED_BIT, Ledger
+from batchrun.store.metadata import load_metadata
+from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
+from batchrun.store.recordtable import STATE_CODE, RecordTable
+from batchrun.store.repair import surviving_records
+from batchrun.store.rundir import RunsDir, launch_holder
 
-__all__ = ["Preview", "preview", "preview_launch"]
+__all__ = ["Preview", "preview_launch"]
 
 
 @dataclass
@@ -27,8 +42,14 @@ class Preview:
     total: int
     launch_running: bool
     launch_pid: int | None
-    groups: dict[str, list[JobStatus]] = field(default_factory=dict)  # GROUPS (and IGNORED) -> jobs, in listing order
+    groups: dict[str, Sequence[JobStatus]] = field(default_factory=dict)  # GROUPS (and IGNORED) -> jobs, in listing order
     counts: dict[str, int] = field(default_factory=dict)  # the jobs by state, as `status` counts them
+    # The shortest id prefix that tells every job listed apart.
+    id_length: int = 8
+
+    def categories(self) -> dict[str, str]:
+        """Every job's id -> the state it is counted under (`records.category_of`), in listing order."""
+        return {job.job_id: job.category for jobs in self.groups.values() for job in jobs}
 
 
 def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
@@ -40,40 +61,132 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
         UsageError: unknown mode.
         MetadataError: the journal or metadata.json is corrupt.
     """
-    return preview(read_status(runs_dir, runfile), mode)
-
-
-def preview(status: RunsStatus, mode: str = "resume") -> Preview:
-    """What a launch in `mode` would do with the jobs of `status` (read with a runfile).
-
-    The plan is `plan.make_plan`'s, the launch's own; the groups list
-    the jobs it concerns.
-
-    Raises:
-        UsageError: unknown mode.
-    """
     parsed = parse_mode(mode)
-    groups: dict[str, list[JobStatus]] = {name: [] for name in (*GROUPS, IGNORED)}
-    runfile_jobs: list[Job] = []
-    removed_jobs: list[Job] = []
-    records: dict[str, JobRecord] = {}
-    adopt_ids = set()
-    for job in status.jobs:
-        rec = job.record
-        if rec is not None:
-            records[job.job_id] = rec
-        running = job.state == State.RUNNING
-        if running:
-            adopt_ids.add(job.job_id)
-        if job.unwatched:
-            groups[Group.RECOVERED].append(job)
-        if job.removed:
-            groups[Group.REMOVED].append(job)
-            removed_jobs.append(Job(job.command, job.job_id, 0))
-            continue
-        runfile_jobs.append(Job(job.command, job.job_id, job.line or 0))
-        # Set aside by `doit ignore`: listed apart, as the plan counts it (not among the succeeded).
-        groups[IGNORED if not running and is_ignored(rec) else classify(rec, running)].append(job)
-    plan = make_plan(runfile_jobs, records, parsed, recovered=len(groups[Group.RECOVERED]), adopt_ids=adopt_ids, removed_jobs=removed_jobs)
-    total = len(status.runfile.jobs) if status.runfile is not None else 0
-    return Preview(plan, parsed, total, status.launch_running, status.launch_pid, groups, status.counts())
+    locks = LockTable()
+    now = time.time()
+    # As `status.view.read_status` reads them: the launch looked for before the journal is read.
+    launch_pid = launch_holder(runs_dir, locks)
+    launch_running = launch_pid is not None
+    journal = Journal(runs_dir.path)
+    journal.load()
+    records = journal.records
+    if not records:
+        # A lost journal: count what survives, as the next launch will.
+        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
+    ledger = Ledger(runfile.jobs, records)
+    entries: dict[str, dict[str, Any]] = {}
+    if not records or ledger.removed_ids() or not _metadata_trusted(runs_dir, launch_running):
+        entries = load_metadata(runs_dir.metadata)
+        _import_legacy(records, entries)
+    # Only records in state running are settled: a dict of those few.
+    running: dict[str, JobRecord] = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
+    settled = set() if launch_running else _settle_in_flight(running, runs_dir, locks, now, True)
+    adopt_ids = {rec.job_id for rec in map(records.view, records.running_rows())}
+    removed_ids = ledger.removed_ids()
+    removed = [_removed_job(job_id, records, entries) for job_id in removed_ids]
+    plan = make_plan(
+        ledger, None, parsed, recovered=len(settled), adopt_ids=adopt_ids, removed_jobs=[Job(job.command, job.job_id, 0) for job in removed]
+    )
+    keys = ledger.keys()
+    groups = _groups(ledger, keys, entries, removed, settled)
+    counts = ledger.counts(keys)
+    counts[REMOVED] += len(removed)
+    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, _id_length(runfile, removed_ids))
+
+
+def _removed_job(job_id: str, records: RecordTable, entries: dict[str, dict[str, Any]]) -> JobStatus:
+    """A record of no job of the runfile, with what metadata.json says of its command and line."""
+    entry = entries.get(job_id)
+    command = entry.get("command") if entry is not None else None
+    line = entry.get("line") if entry is not None else None
+    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        line = None
+    return JobStatus(job_id, command if isinstance(command, str) else "", line, records.get(job_id), entry, True)
+
+
+def _groups(
+    ledger: Ledger, keys: bytes, entries: dict[str, dict[str, Any]], removed: list[JobStatus], settled: set[str]
+) -> dict[str, Sequence[JobStatus]]:
+    """Each group's jobs: the runfile's by the state of their record (in file order), then the others."""
+    listed = _Listed(ledger, entries, settled)
+    groups: dict[str, Sequence[JobStatus]] = {}
+    for group in GROUPS:
+        table = bytearray(256)
+        for state in State.ALL:
+            if classify(_record_in(state), adopted=state == State.RUNNING) == group:
+                table[STATE_CODE[state]] = 1
+                # Set aside by `doit ignore`: listed apart, as the plan counts it, unless it runs.
+                if state == State.RUNNING:
+                    table[STATE_CODE[state] + IGNORED_BIT] = 1
+        groups[group] = listed.of(ledger.indices(bytes(table), keys))
+    ignored = bytearray(256)
+    for state in State.ALL:
+        if state != State.RUNNING:
+            ignored[STATE_CODE[state] + IGNORED_BIT] = 1
+    groups[IGNORED] = listed.of(ledger.indices(bytes(ignored), keys))
+    recovered = list(listed.of(array("q", sorted(i for i in map(ledger.jobs.index_of, settled) if i >= 0))))
+    groups[Group.RECOVERED] = [*recovered, *(job for job in removed if job.job_id in settled)]
+    groups[Group.REMOVED] = removed
+    for job in removed:
+        job.unwatched = job.job_id in settled
+    return groups
+
+
+def _record_in(state: str) -> JobRecord:
+    rec = JobRecord("")
+    rec.state = state
+    return rec
+
+
+def _id_length(runfile: Runfile, removed_ids: list[str]) -> int:
+    """The shortest id prefix that tells the runfile's jobs and the removed ones apart."""
+    keys = runfile.jobs.keys
+    if not removed_ids:
+        return short_prefix(keys)
+    both = keys.take(range(len(keys)))
+    for job_id in removed_ids:
+        both.append(job_id)
+    return short_prefix(both)
+
+
+class _Listed:
+    """Builds the `JobStatus` of the runfile's jobs by index, as they are read."""
+
+    def __init__(self, ledger: Ledger, entries: dict[str, dict[str, Any]], settled: set[str]) -> None:
+        self.ledger = ledger
+        self.entries = entries
+        self.settled = settled
+
+    def of(self, indices: array[int]) -> _Group:
+        return _Group(self, indices)
+
+    def status(self, i: int) -> JobStatus:
+        job = self.ledger.jobs[i]
+        listed = JobStatus(job.job_id, job.command, job.lineno, self.ledger.record(i), self.entries.get(job.job_id), False)
+        listed.unwatched = job.job_id in self.settled
+        return listed
+
+
+class _Group(Sequence[JobStatus]):
+    """The jobs of one group, by their indices in the runfile: a `JobStatus` built per job read."""
+
+    def __init__(self, listed: _Listed, indices: array[int]) -> None:
+        self._listed = listed
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, i: int) -> JobStatus: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[JobStatus]: ...
+
+    def __getitem__(self, i: int | slice) -> JobStatus | list[JobStatus]:
+        if isinstance(i, slice):
+            return [self._listed.status(k) for k in self._indices[i]]
+        return self._listed.status(self._indices[i])
+
+    def __iter__(self) -> Iterator[JobStatus]:
+        return map(self._listed.status, self._indices)

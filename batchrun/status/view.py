@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     return RunsStatus(runs_dir, runfile, jobs, launch_running, launch_pid, now)
 
 
-def _job_from_records(job_id: str, records: dict[str, JobRecord], entries: dict[str, dict[str, Any]], removed: bool) -> JobStatus:
+def _job_from_records(job_id: str, records: Mapping[str, JobRecord], entries: dict[str, dict[str, Any]], removed: bool) -> JobStatus:
     entry = entries.get(job_id)
     command = entry.get("command") if entry is not None else None
     line = entry.get("line") if entry is not None else None
@@ -227,7 +227,7 @@ def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
     return metadata_unchanged(runs_dir.path, runs_dir.metadata_name)
 
 
-def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
+def _import_legacy(records: MutableMapping[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
     """Entries the original batchrun wrote count as finished, as a launch counts them."""
     for job_id, entry in entries.items():
         if job_id in records or "state" in entry:
@@ -237,7 +237,7 @@ def _import_legacy(records: dict[str, JobRecord], entries: dict[str, dict[str, A
             records[job_id] = rec
 
 
-def _settle_in_flight(records: dict[str, JobRecord], runs_dir: RunsDir, locks: LockTable, now: float, ask_cluster: bool) -> set[str]:
+def _settle_in_flight(records: Mapping[str, JobRecord], runs_dir: RunsDir, locks: LockTable, now: float, ask_cluster: bool) -> set[str]:
     """Settle in memory the jobs a dead launch left `running`, as the next launch will.
 
     Returns the ids of those that ended meanwhile (the launch "recovers" them).

@@ -38,19 +38,20 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from batchrun.atomic import write_atomic
-from batchrun.runfile.file import Job, Runfile
-from batchrun.store.records import STATES, JobRecord, State
+from batchrun.store.jobsnapshot import drop as drop_snapshot
+from batchrun.store.jobsnapshot import new_token, write_sections
+from batchrun.store.summary import MAX_LISTED, Summary, is_count, journal_digest, summary_from_json, summary_of
 
 __all__ = [
     "FINGERPRINT_NAME",
     "MAX_LISTED",
     "Fingerprint",
+    "SnapshotRef",
     "Summary",
     "drop_summary",
     "last_launch",
@@ -68,9 +69,6 @@ FINGERPRINT_NAME = ".fingerprint"
 _LEGACY_NAMES = (".metadata.stamp", ".metadata.journal-mark", ".resume.index")
 _MAGIC = "batchrun-fingerprint"
 _VERSION = "1"
-# A summary names every failed job and repeated line for the summary and the
-# warnings; past these, a launch leaves none (the full path answers).
-MAX_LISTED = 1000
 # A fingerprint is a few kilobytes; anything far larger is not one and is not read whole.
 _MAX_BYTES = 16 * 1024 * 1024
 # How much of the journal before the mark's offset its digest covers: enough
@@ -79,26 +77,13 @@ _TAIL_BYTES = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
-class Summary:
-    """What a relaunch with nothing to do answers from: valid for the exact journal bytes it names."""
+class SnapshotRef:
+    """The snapshot written with the fingerprint (`jobsnapshot`, `resume`): what it is of."""
 
-    jobs: int  # jobs in the runfile
-    journal_sha256: str
+    token: str  # also in the snapshot's header: a snapshot of another launch does not match
+    runfile_size: int  # bytes of the runfile text its table was parsed from (byte order mark left out)
+    journal_sha256: str  # of the journal's first `journal_size` bytes, which its records are of
     journal_lines: int
-    records: int  # what `Journal.needs_compaction` weighs, with the lines
-    removed: int  # records of jobs no longer in the runfile
-    counts: dict[str, int]  # the runfile's jobs by `records.category_of`, as the launch's summary counted them
-    failed: tuple[tuple[str, int, str, int | None, str], ...]  # (job id, line, state, status, command), runfile order
-    duplicates: tuple[tuple[str, int, int], ...]  # (command, first line, repeated line)
-
-    def failed_jobs(self) -> list[tuple[Job, JobRecord]]:
-        """The failed jobs as the full path's tally lists them."""
-        out = []
-        for job_id, lineno, state, status, command in self.failed:
-            rec = JobRecord(job_id)
-            rec.state, rec.status = state, status
-            out.append((Job(command, job_id, lineno), rec))
-        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +98,7 @@ class Fingerprint:
     interrupted: bool
     halted: bool = False
     summary: Summary | None = None
+    snapshot: SnapshotRef | None = None
 
     @classmethod
     def take(
@@ -125,6 +111,7 @@ class Fingerprint:
         interrupted: bool = False,
         halted: bool = False,
         summary: Summary | None = None,
+        snapshot: SnapshotRef | None = None,
     ) -> Fingerprint | None:
         """The fingerprint of the runs directory as it is now; None when the journal cannot be read."""
         mark = journal_mark(journal_path)
@@ -139,6 +126,7 @@ class Fingerprint:
             interrupted=interrupted,
             halted=halted,
             summary=summary,
+            snapshot=snapshot,
         )
 
     def render(self) -> str:
@@ -151,12 +139,12 @@ class Fingerprint:
         return self.metadata_name == metadata_name and self.metadata_id == metadata_id(runs_dir / metadata_name)
 
     def matches(self, runs_dir: Path, journal_path: Path, metadata_name: str, runfile_digest: str) -> bool:
-        """Whether metadata.json, the journal's size and the runfile are still those this launch left."""
-        try:
-            size = journal_path.stat().st_size
-        except OSError:
-            size = 0
-        return self.runfile_digest == runfile_digest and self.journal_size == size and self.vouches_for_metadata(runs_dir, metadata_name)
+        """Whether metadata.json, the journal (its size, and its last bytes) and the runfile are still those this launch left."""
+        return (
+            self.runfile_digest == runfile_digest
+            and journal_mark(journal_path) == (self.journal_size, self.journal_tail)
+            and self.vouches_for_metadata(runs_dir, metadata_name)
+        )
 
 
 def _sha256(data: bytes) -> str:
@@ -196,60 +184,22 @@ def journal_mark(journal_path: Path, size: int | None = None) -> tuple[int, str]
     return size, hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def journal_digest(path: Path) -> tuple[int, str, int] | None:
-    """(size, SHA-256, lines) of a journal file; None when unreadable or not whole lines."""
-    digest = hashlib.sha256()
-    size = lines = 0
-    last = b""
-    try:
-        with open(path, "rb") as f:
-            # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-                lines += block.count(b"\n")
-                last = block[-1:]
-    except OSError:
-        return None
-    if last != b"\n":
-        return None  # empty, or a torn last line the full path would cut off
-    return size, digest.hexdigest(), lines
+def write_fingerprint(runs_dir: Path, fingerprint: Fingerprint, snapshot: tuple[dict[str, Any], dict[str, Any]] | None = None, *, keep_snapshot: bool = False) -> None:
+    """Replace the fingerprint, and the snapshot it names (`resume.snapshot_of`'s sections and side data).
 
-
-def summary_of(
-    runfile: Runfile, records: Mapping[str, JobRecord], counts: Mapping[str, int], failed: Sequence[tuple[Job, JobRecord]], journal_path: Path, journal_size: int
-) -> Summary | None:
-    """The summary of a launch that ended with these records; None when none may be written.
-
-    `counts` and `failed` are the launch's own tally of the runfile's jobs, so
-    that the summary says what its summary said. Call it once the journal is
-    closed (and compacted): the digest is taken of the file as it is then, and
-    `journal_size` is what the records reflect (`Journal.size`): a file of
-    another size had lines appended by another writer. None while any job is
-    running (a relaunch must settle it), for an empty runfile, and past
-    `MAX_LISTED` failures or repeated lines.
+    The snapshot is written first, under a new token the fingerprint then
+    names; without one (or one that cannot be written) the fingerprint names
+    none and the old file goes. `keep_snapshot`: the fingerprint names the
+    snapshot on disk as it is (only its summary changed). A failure only costs
+    the next launch the work it saves.
     """
-    if not runfile.jobs or not runfile.digest or len(runfile.duplicates) > MAX_LISTED or len(failed) > MAX_LISTED:
-        return None
-    if counts[State.RUNNING] or any(rec.state == State.RUNNING for rec in records.values()):
-        return None  # a removed job left running counts too
-    digest = journal_digest(journal_path)
-    if digest is None or digest[0] != journal_size:
-        return None
-    return Summary(
-        jobs=len(runfile.jobs),
-        journal_sha256=digest[1],
-        journal_lines=digest[2],
-        records=len(records),
-        removed=len(runfile.jobs.ids_missing(records)),
-        counts={state: counts[state] for state in STATES},
-        failed=tuple((job.job_id, job.lineno, str(rec.state), rec.status, job.command) for job, rec in failed),
-        duplicates=tuple(runfile.duplicates),
-    )
-
-
-def write_fingerprint(runs_dir: Path, fingerprint: Fingerprint) -> None:
-    """Replace the fingerprint; a failure only costs the next launch the work it saves."""
+    if not keep_snapshot:
+        ref = fingerprint.snapshot
+        if ref is not None and snapshot is not None and write_sections(runs_dir, token := new_token(), *snapshot):
+            fingerprint = dataclasses.replace(fingerprint, snapshot=dataclasses.replace(ref, token=token))
+        else:
+            fingerprint = dataclasses.replace(fingerprint, snapshot=None)
+            drop_snapshot(runs_dir)
     path = runs_dir / FINGERPRINT_NAME
     try:
         write_atomic(path, fingerprint.render())
@@ -269,7 +219,7 @@ def drop_summary(runs_dir: Path) -> None:
     """A full launch is about to change the records: the summary vouches for them no more (the rest stays true until it ends)."""
     fingerprint = read_fingerprint(runs_dir)
     if fingerprint is not None and fingerprint.summary is not None:
-        write_fingerprint(runs_dir, dataclasses.replace(fingerprint, summary=None))
+        write_fingerprint(runs_dir, dataclasses.replace(fingerprint, summary=None), keep_snapshot=True)
 
 
 def read_fingerprint(runs_dir: Path) -> Fingerprint | None:
@@ -308,15 +258,23 @@ def metadata_unchanged(runs_dir: Path, metadata_name: str) -> bool:
     return fingerprint is not None and fingerprint.vouches_for_metadata(runs_dir, metadata_name)
 
 
+def _snapshot_from_json(obj: Any) -> SnapshotRef | None:
+    if not (isinstance(obj, dict) and isinstance(obj["token"], str) and isinstance(obj["journal_sha256"], str)):
+        return None
+    if not (is_count(obj["runfile_size"]) and is_count(obj["journal_lines"])):
+        return None
+    return SnapshotRef(token=obj["token"], runfile_size=obj["runfile_size"], journal_sha256=obj["journal_sha256"], journal_lines=obj["journal_lines"])
+
+
 def _from_json(obj: Any) -> Fingerprint | None:
     texts = [obj[key] for key in ("metadata_name", "metadata_id", "runfile_digest", "journal_tail")]
-    if not all(isinstance(value, str) for value in texts) or not _count(obj["journal_size"]):
+    if not all(isinstance(value, str) for value in texts) or not is_count(obj["journal_size"]):
         return None
     if not isinstance(obj["interrupted"], bool) or not isinstance(obj["halted"], bool):
         return None
     summary = None
     if obj["summary"] is not None:
-        summary = _summary_from_json(obj["summary"])
+        summary = summary_from_json(obj["summary"])
         if summary is None:
             return None
     metadata_name, metadata_id_, runfile_digest, journal_tail = texts
@@ -329,43 +287,8 @@ def _from_json(obj: Any) -> Fingerprint | None:
         interrupted=obj["interrupted"],
         halted=obj["halted"],
         summary=summary,
+        # Written since the snapshot: absent from the fingerprints of earlier releases.
+        snapshot=_snapshot_from_json(obj["snapshot"]) if obj.get("snapshot") is not None else None,
     )
 
 
-def _summary_from_json(obj: Any) -> Summary | None:
-    ints = [obj[key] for key in ("jobs", "journal_lines", "records", "removed")]
-    if not all(_count(value) for value in ints) or not isinstance(obj["journal_sha256"], str):
-        return None
-    counts = obj["counts"]
-    if not isinstance(counts, dict) or set(counts) != set(STATES) or not all(_count(v) for v in counts.values()):
-        return None
-    if sum(counts.values()) != obj["jobs"]:
-        return None
-    failed = []
-    for job_id, lineno, state, status, command in obj["failed"]:
-        if not (isinstance(job_id, str) and _count(lineno) and state in State.ALL and isinstance(command, str)):
-            return None
-        if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
-            return None
-        failed.append((job_id, lineno, state, status, command))
-    duplicates = []
-    for command, first, again in obj["duplicates"]:
-        if not (isinstance(command, str) and _count(first) and _count(again)):
-            return None
-        duplicates.append((command, first, again))
-    jobs, journal_lines, records, removed = ints
-    return Summary(
-        jobs=jobs,
-        journal_sha256=obj["journal_sha256"],
-        journal_lines=journal_lines,
-        records=records,
-        removed=removed,
-        # Keyed and ordered as the launch's tally keys them: the CLI hands these on (--on-finish).
-        counts={state: int(counts[state]) for state in STATES},
-        failed=tuple(failed),
-        duplicates=tuple(duplicates),
-    )
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

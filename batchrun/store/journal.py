@@ -36,9 +36,10 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import REQUEUE_STATUS, JobRecord, State, canonical_time, replay, start_extras
+from batchrun.store.records import REQUEUE_STATUS, JobRecord, State, canonical_time, known_state, start_extras, start_fields
+from batchrun.store.recordtable import KEEP, RecordTable
 
-__all__ = ["JOURNAL_NAME", "Journal", "compaction_due"]
+__all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "replay"]
 
 JOURNAL_NAME = "jobs.journal"
 
@@ -63,7 +64,8 @@ class Journal:
 
     def __init__(self, runs_dir: Path) -> None:
         self.path = runs_dir / JOURNAL_NAME
-        self.records: dict[str, JobRecord] = {}
+        # Every job's record, compactly (`recordtable`): a mapping of job id to record.
+        self.records = RecordTable()
         self._fd: int | None = None
         self._valid_size: int | None = None  # bytes up to the last whole line, once loaded
         self._reserve = _Reserve(self.path.with_name(_RESERVE_NAME))
@@ -79,15 +81,24 @@ class Journal:
 
     # -- reading -----------------------------------------------------------
 
-    def load(self) -> None:
+    def load(self, records: RecordTable | None = None, start: int = 0, lines: int = 0) -> None:
         """Replay the journal file into `records`.
+
+        Given `records` as of the journal's first `start` bytes (made of
+        `lines` lines), only the bytes after those are read and replayed: a
+        relaunch from the fingerprint's snapshot (`store.fingerprint`),
+        whose reader checked that the journal still starts with them.
 
         Raises:
             MetadataError: a line in the middle of the file is not a journal
                 line (a torn last line is expected after a kill and skipped).
         """
+        if records is not None:
+            self.records = records
         try:
             with open(self.path, "rb") as f:
+                if start:
+                    f.seek(start)
                 data = f.read()
         except FileNotFoundError:
             return
@@ -97,17 +108,18 @@ class Journal:
         # kill in mid-write): ignored now, and cut off by `open` so the next
         # record does not glue onto it.
         torn = data[data.rfind(b"\n") + 1 :]
-        self._valid_size = len(data) - len(torn)
+        whole = len(data) - len(torn)
+        self._valid_size = start + whole
         try:
             # One decode for the whole file, not one per line: replaying is
             # most of a no-op relaunch.
-            lines: list[str] | list[bytes] = data[: self._valid_size].decode("ascii").split("\n")
+            text: list[str] | list[bytes] = data[:whole].decode("ascii").split("\n")
         except UnicodeDecodeError:
-            lines = data[: self._valid_size].split(b"\n")  # replayed line by line, to name the bad one
-        lines.pop()
-        self._lines = len(lines)
+            text = data[:whole].split(b"\n")  # replayed line by line, to name the bad one
+        text.pop()
+        self._lines = lines + len(text)
         self.size = self._valid_size
-        replay(self.records, lines, self.path)
+        replay(self.records, text, self.path, first_line=lines + 1)
 
     # -- writing -----------------------------------------------------------
 
@@ -160,17 +172,7 @@ class Journal:
         """Record that a job is about to start (before its process exists), what it holds beside its slot, and its code version if known."""
         start = canonical_time(start)
         self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{start_extras(holds, code)}\n")
-        rec = self._get(job_id)
-        rec.state = State.RUNNING
-        rec.attempts = attempt
-        rec.start = start
-        rec.slot = slot
-        rec.host = host
-        rec.holds = holds or None
-        rec.status = rec.end = rec.ref = None
-        rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = rec.max_gpu_mem_mb = None
-        rec.code = code
-        return rec
+        return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds, code))
 
     def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None) -> None:
         """Record what an attempt used (`jobfiles.read_usage`, and its peak GPU memory if known), just before its end; nothing when unknown."""
@@ -178,40 +180,26 @@ class Journal:
             return
         rss, user, system = usage
         self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}{'' if gpu_mb is None else f' {gpu_mb}'}\n")
-        rec = self._get(job_id)
-        rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = rss, float(f"{user:.3f}"), float(f"{system:.3f}")
-        rec.max_gpu_mem_mb = gpu_mb
+        # As the line reads back (milliseconds), so a record in memory equals the same record replayed.
+        self.records.used(job_id, rss, float(f"{user:.3f}"), float(f"{system:.3f}"), gpu_mb)
 
     def record_ref(self, job_id: str, attempt: int, ref: str) -> None:
         """Record the executor's reference to a started job (a pid, a SLURM id...)."""
         self._append(f"P {job_id} {attempt} {ref} 0\n")
-        self._get(job_id).ref = ref
+        self.records.started(job_id, ref)
 
     def record_end(self, job_id: str, attempt: int, status: int, start: float, end: float, state: str | None = None) -> JobRecord:
         """Record that a job ran to its end with an exit status: it is finished."""
         start, end = canonical_time(start), canonical_time(end)
         extra = f" {state}" if state is not None else ""
         self._append(f"E {job_id} {attempt} {status} {start:.6f} {end:.6f}{extra}\n")
-        rec = self._get(job_id)
-        rec.attempts = attempt
-        rec.status = status
-        rec.start = start
-        rec.end = end
-        rec.state = state or (State.SUCCEEDED if status == 0 else State.FAILED)
-        rec.exit_codes.append(status)
-        rec.requeues = 0
-        return rec
+        return self.records.view(self.records.end(job_id, attempt, status, start, end, state))
 
     def record_unfinished(self, job_id: str, attempt: int, start: float, end: float, state: str = State.INTERRUPTED) -> JobRecord:
         """Record that a job stopped before its end: it will run again."""
         start, end = canonical_time(start), canonical_time(end)
         self._append(f"I {job_id} {attempt} {start:.6f} {end:.6f} {state}\n")
-        rec = self._get(job_id)
-        rec.attempts = attempt
-        rec.start = start
-        rec.end = end
-        rec.ended_unfinished(state)
-        return rec
+        return self.records.view(self.records.stop(job_id, attempt, start, end, state))
 
     def record_reset(self, job_ids: Iterable[str]) -> None:
         """Forget jobs (--rerun-all): the next launch runs them again."""
@@ -220,11 +208,7 @@ class Journal:
             chunk = job_ids[start : start + 4096]
             self._append("".join(f"R {job_id}\n" for job_id in chunk), count=len(chunk))
         for job_id in job_ids:
-            old = self.records.get(job_id)
-            fresh = JobRecord(job_id)
-            if old is not None:
-                fresh.attempts, fresh.exit_codes = old.attempts, old.exit_codes
-            self.records[job_id] = fresh
+            self.records.reset(job_id)
 
     def record_ignore(self, job_ids: Iterable[str]) -> None:
         """Mark jobs ignored (doit ignore): skipped until forgotten."""
@@ -233,13 +217,7 @@ class Journal:
             chunk = job_ids[start : start + 4096]
             self._append("".join(f"X {job_id}\n" for job_id in chunk), count=len(chunk))
         for job_id in job_ids:
-            self._get(job_id).ignored = True
-
-    def _get(self, job_id: str) -> JobRecord:
-        rec = self.records.get(job_id)
-        if rec is None:
-            rec = self.records[job_id] = JobRecord(job_id)
-        return rec
+            self.records.ignore(job_id)
 
     def _sync_loop(self) -> None:
         while not self._closed.wait(_SYNC_INTERVAL):
@@ -372,7 +350,43 @@ class _Reserve:
         return True
 
 
+def replay(table: RecordTable, lines: Iterable[str | bytes], path: Path, first_line: int) -> None:
+    """Apply journal lines, in order, to `table` (the first is line `first_line` of the file): each through its transition.
 
-
-
-
+    Raises:
+        MetadataError: a line that is not a journal line, named by its number in `path`.
+    """
+    for lineno, raw in enumerate(lines, start=first_line):
+        if not raw:
+            continue
+        try:
+            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
+            kind = parts[0]
+            job_id = parts[1]
+            if kind == "E":
+                state = known_state(parts[6]) if len(parts) > 6 else None
+                # A host and a code version are written by compaction, which drops the S line.
+                host, code = parts[7] if len(parts) > 7 else KEEP, parts[8] if len(parts) > 8 else KEEP
+                table.end(job_id, int(parts[2]), int(parts[3]), float(parts[4]), float(parts[5]), state, host, code)
+            elif kind == "S":
+                table.start(job_id, int(parts[2]), float(parts[3]), int(parts[4]), parts[5], *start_fields(parts[6:]))
+            elif kind == "U":
+                table.used(job_id, int(parts[3]), float(parts[4]), float(parts[5]), int(parts[6]) if len(parts) > 6 else None)
+            elif kind == "P":
+                table.started(job_id, parts[3])
+            elif kind == "I":
+                # A code version is written by compaction, which drops the S line.
+                table.stop(job_id, int(parts[2]), float(parts[3]), float(parts[4]), known_state(parts[5]), parts[6] if len(parts) > 6 else KEEP)
+            elif kind == "R":
+                table.reset(job_id)
+            elif kind == "X":
+                table.ignore(job_id)
+            else:
+                raise ValueError(kind)
+        except (ValueError, IndexError, UnicodeDecodeError) as err:
+            # ascii(): any byte shows as an escape, and the message stays one line.
+            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
+            raise MetadataError(
+                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
+                "remove that line (jobs it recorded will run again)"
+            ) from err

@@ -4,8 +4,9 @@ The journal (`store/journal.py`) is the durable truth about jobs; metadata.json 
 a view of it for people and scripts, in the original batchrun's layout: one
 JSON object keyed by job id. It is always valid JSON (written to a temporary
 file and renamed over the old one) and is rewritten at most about once a
-second during a launch. Each entry is rendered once and cached, so a rewrite
-costs a join of cached strings, not a re-encoding of every job.
+second during a launch. An entry is rendered when its job changes, and a
+rewrite copies the other lines from the file as it was (`viewfile`), so it
+costs what changed, not a re-encoding of every job.
 
 Entries are written one per line (`"<job_id>": {...}`): still indented JSON
 that any JSON reader loads, greppable by job id, and fast to produce (the C
@@ -16,17 +17,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, parse_parameters
 from batchrun.store.records import JobRecord, State
-from batchrun.store.viewblocks import EntryBlocks, json_object_chunks
+from batchrun.store.viewfile import ViewFile, ViewSnapshot
 
-__all__ = ["MetadataView", "build_entry", "legacy_record", "iter_metadata", "load_metadata", "salvage_metadata"]
+__all__ = ["MetadataView", "build_entry", "iter_metadata", "legacy_record", "load_metadata", "render_entry", "salvage_metadata"]
 
 # What a reader of a damaged metadata.json is told: a launch repairs it.
 _REBUILD_FIX = "batchrun launch rebuilds it from the job journal"
@@ -198,51 +198,63 @@ def build_entry(job: Job, rec: JobRecord | None, log_dir: str, old: dict[str, An
 
 
 class MetadataView:
-    """metadata.json in memory, as one rendered line per job.
+    """metadata.json as a `viewfile.ViewFile`: the file last written, and the entries rendered since.
 
-    Only the rendering is kept, not the entry dicts, and compressed in
-    blocks (`batchrun.store.viewblocks`): a million rendered lines as strings
-    would be 460 MB.
+    Only changed entries are held, rendered (one JSON line each); a rewrite
+    copies the unchanged lines from the file as it was.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._entries = EntryBlocks()
+        self.file = ViewFile(path)
         self.dirty = False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.file)
 
     def set(self, job_id: str, entry: dict[str, Any], new: bool = False) -> None:
         """Add or replace one job's entry; renders only that entry.
 
-        `new`: the caller knows the job has no entry yet (a first build), so
-        no look-up is made.
+        `new`: the caller knows the job has no entry yet, so no look-up is made.
         """
-        self.set_rendered(job_id, f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}", new)
+        self.set_rendered(job_id, render_entry(job_id, entry), new)
 
-    def set_rendered(self, job_id: str, line: str, new: bool = False) -> None:
+    def set_rendered(self, job_id: str, line: str | bytes, new: bool = False) -> None:
         """Add an entry already rendered: an unchanged line of the old file, kept as is."""
+        data = line.encode() if isinstance(line, str) else line
         if new:
-            self._entries.append_new(job_id, line)
+            self.file.append_new(job_id, data)
         else:
-            self._entries.put(job_id, line)
+            self.file.put(job_id, data)
         self.dirty = True
 
     def remove(self, job_id: str) -> None:
         """Drop one job's entry (a pending job whose line left a followed runfile)."""
-        if self._entries.remove(job_id):
+        if self.file.remove(job_id):
             self.dirty = True
 
-    def snapshot(self) -> list[bytes]:
-        """The rendered entries now, in order, as compressed blocks (immutable: safe to write after the lock)."""
-        return self._entries.snapshot()
+    def snapshot(self) -> ViewSnapshot:
+        """The entries now (immutable: safe to write after the lock)."""
+        return self.file.snapshot()
 
-    def write(self, parts: list[bytes] | None = None) -> None:
+    def write(self, parts: ViewSnapshot | None = None) -> None:
         """Write metadata.json atomically, from `parts` or the current entries."""
         try:
-            write_atomic(self.path, json_object_chunks(self.snapshot() if parts is None else parts))
+            self.file.write(parts)
         except OSError as err:
-            raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror}") from err
+            raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror or err}") from err
         if parts is None:
             self.dirty = False
+
+    def rebuild(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        """Write metadata.json anew from (job id, rendered line) pairs, in order, never all in memory."""
+        try:
+            self.file.rebuild(entries)
+        except OSError as err:
+            raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror or err}") from err
+        self.dirty = False
+
+
+def render_entry(job_id: str, entry: dict[str, Any]) -> bytes:
+    """One entry's line in metadata.json: `  "<job id>": {...}`."""
+    return f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}".encode()

@@ -3,9 +3,12 @@
 The journal is the truth; metadata.json is rebuilt from it when a launch
 starts (only when something changed since the last launch wrote it, which
 its fingerprint tells, so a no-op resume stays cheap) and rewritten about once a
-second while jobs end, by a thread of its own. A rebuild after a small
-change keeps the old file's lines of the jobs the journal did not touch
-since (`batchrun.store.viewcache`), so it costs what changed, not every job.
+second while jobs end, by a thread of its own. The first build streams the
+file (never every entry in memory); a build after a small change keeps the
+old file's lines of the jobs the journal did not touch since
+(`batchrun.store.viewcache`), and a relaunch whose runfile only grew keeps
+the old file itself and adds what changed (`keep_file`). Every rewrite after
+copies the unchanged lines from the file as it was (`viewfile`).
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.fingerprint import read_fingerprint
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import MetadataView, build_entry, legacy_record
+from batchrun.store.metadata import MetadataView, build_entry, legacy_record, render_entry
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
+from batchrun.store.resume import OldView
 from batchrun.store.rundir import RunsDir
-from batchrun.store.viewcache import journal_ids_since, read_rendered_lines
+from batchrun.store.viewcache import KeptLines, journal_ids_since, read_old_view
 
 __all__ = ["MetadataSync"]
 
@@ -45,16 +49,18 @@ class MetadataSync:
         self.lock = lock  # the launch's lock over the journal and the records
         self.on_error = on_error
         self.logs = str(runs_dir.logs)
-        # Built only when a followed runfile or a bayes sweep asks (see `jobs_by_id`):
-        # a dict of 1,000,000 Jobs would be most of a big launch's memory.
+        # Built only when a bayes sweep asks (see `jobs_by_id`).
         self._by_id: dict[str, Job] | None = None
         self.old_entries: dict[str, dict[str, Any]] = {}
         # The old file's rendered lines, when they may be kept (see `_read_kept`),
         # and the journal mark they reflect.
-        self._kept: dict[str, str] | None = None
+        self._kept: KeptLines | None = None
         self._mark: tuple[int, str] | None = None
         # One line per repair of a damaged runs directory, for the CLI to print.
         self.notices: list[str] = []
+        # How many first entries `resume_view` kept; whether an entry without a state was written.
+        self._resumed: int | None = None
+        self.stateless = False
         # Jobs whose entry changed since the last flush.
         self._changed: dict[str, Job] = {}
         self._done = threading.Event()
@@ -62,13 +68,13 @@ class MetadataSync:
 
     @property
     def jobs_by_id(self) -> dict[str, Job]:
-        """The runfile's jobs by id, for callers that add and drop jobs while the launch runs."""
+        """The runfile's jobs by id, for a caller that keeps its own map (a bayes sweep's few points)."""
         if self._by_id is None:
             self._by_id = {job.job_id: job for job in self.runfile.jobs}
         return self._by_id
 
     def _in_runfile(self, job_id: str) -> bool:
-        return job_id in self._by_id if self._by_id is not None else self.runfile.jobs.has_id(job_id)
+        return self.runfile.jobs.has_id(job_id)
 
     def unchanged(self) -> bool:
         """Whether metadata.json, the journal's size and the runfile are those the last launch's fingerprint names."""
@@ -85,51 +91,65 @@ class MetadataSync:
         are imported; entries of current jobs are rebuilt from the journal.
         """
         self.old_entries = {}
-        self._kept = self._mark = None
-        if self._read_kept():
+        self._drop_kept()
+        if _read_kept(self):
             return
         for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
             if "state" not in entry or not self._in_runfile(job_id):
                 self.old_entries[job_id] = entry
 
-    def _read_kept(self) -> bool:
-        """Read the old file as rendered lines, decoding only what `read_old` keeps.
+    def resume_view(self, old: OldView, kept: int) -> bool:
+        """Take metadata.json as the last launch left it (the snapshot's `old` layout): the relaunch renders only what changed.
 
-        Only when metadata.json is the file the last launch finished with
-        (its fingerprint names it) and the journal still starts as it did
-        then (the fingerprint's mark): each line is then its job's record at
-        the mark. False when any of it does not hold; nothing is read then.
+        Its first entries, up to the first that is not the runfile's job at
+        that index (at most `kept`: those at the same line), stay as they are;
+        the entries after are read as `read_old` reads them (those of jobs
+        no longer in the runfile are kept, to be rendered after the runfile's).
+        False when a line cannot be read: then `read_old` and `build` as ever.
         """
-        if self.notices:
-            return False  # a repair changed the runs directory: rebuild whole
-        fingerprint = read_fingerprint(self.runs_dir.path)
-        path = self.runs_dir.metadata
-        if fingerprint is None or not fingerprint.vouches_for_metadata(self.runs_dir.path, self.runs_dir.metadata_name):
+        self.old_entries = {}
+        self._drop_kept()
+        keys, jobs = old.keys, self.runfile.jobs
+        same = _common_prefix(keys.digests, jobs.keys.digests, min(kept, len(keys), len(jobs)))
+        try:
+            with open(self.runs_dir.metadata, "rb") as f:
+                for pos in range(same, len(keys)):
+                    job_id = keys.text(pos)
+                    if not old.lens[pos] or jobs.has_id(job_id):
+                        continue
+                    f.seek(old.starts[pos])
+                    entry = json.loads(f.read(old.lens[pos])[22:])
+                    if not isinstance(entry, dict) or "state" not in entry:
+                        return False
+                    self.old_entries[job_id] = entry
+        except (OSError, RecursionError, ValueError):
+            self.old_entries = {}
             return False
-        mark = (fingerprint.journal_size, fingerprint.journal_tail)
-        if journal_ids_since(self.journal.path, mark) is None:
-            return False
-        lines = read_rendered_lines(path)
-        if lines is None:
-            return False
-        in_runfile = self._in_runfile
-        old: dict[str, dict[str, Any]] = {}
-        for job_id, line in lines.items():
-            # An entry batchrun rendered has its state right after the
-            # parameters; a JSON string cannot hold that unescaped.
-            if '}, "state": "' in line and in_runfile(job_id):
-                continue
-            try:
-                entry = json.loads(line[22:])
-            except (RecursionError, ValueError):
-                return False
-            if not isinstance(entry, dict):
-                return False
-            if "state" not in entry or not in_runfile(job_id):
-                old[job_id] = entry
-        self.old_entries = old
-        self._kept, self._mark = lines, mark
+        self.view.file.adopt(keys, old.starts, old.lens)
+        self._resumed = same
         return True
+
+    def finish_resumed_view(self, touched: set[str]) -> None:
+        """After `resume_view`: render the kept entries of jobs the journal named since, then everything after them.
+
+        The result is the file `build` writes, byte for byte (the entries
+        after the kept ones are dropped and added again in `build`'s order).
+        """
+        assert self._resumed is not None
+        same, view, jobs, records, logs = self._resumed, self.view, self.runfile.jobs, self.journal.records, self.logs
+        for job_id in touched:
+            i = jobs.index_of(job_id)
+            if 0 <= i < same:
+                view.set(job_id, build_entry(jobs[i], records.get(job_id), f"{logs}/{job_id}"))
+        keys = view.file.keys
+        for job_id in list(keys.texts(same)):
+            view.remove(job_id)
+        for job in jobs.jobs_at(range(same, len(jobs))):
+            view.set(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}"))
+        for job_id, line in self._extras():
+            view.set_rendered(job_id, line)
+        self.old_entries = {}
+        self._resumed = None
 
     def import_legacy(self) -> None:
         """Entries the original batchrun wrote count as finished: journal them."""
@@ -146,42 +166,30 @@ class MetadataSync:
         return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if not self._in_runfile(job_id)]
 
     def build(self) -> None:
-        """Render every entry from the journal (and what only the old file knew)."""
-        records = self.journal.records
-        old = self.old_entries
-        logs = self.logs
-        kept = self._kept or {}
-        # Jobs the journal named since the old file was written: their lines are stale.
-        touched = journal_ids_since(self.journal.path, self._mark) if self._mark is not None else None
-        if touched is None:
-            kept, touched = {}, set()
-        logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1]
-        view = self.view
-        # Every entry is new to an empty view when no two jobs share an id:
-        # added without a look-up (a first build of 1,000,000).
-        new = not len(view) and not self.runfile.jobs.ids_repeat()
-        for job in self.runfile.jobs:
-            job_id = job.job_id
-            line = kept.get(job_id)
-            if (
-                line is not None
-                and job_id not in touched
-                and job_id not in old
-                and line.endswith(f', "log_dir": {logs_json}{job_id}"}}')
-                and f', "line": {job.lineno}, "attempts": ' in line
-            ):
-                view.set_rendered(job_id, line, new)
-            else:
-                view.set(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)), new)
-        for job_id, entry in old.items():
+        """Write every entry from the journal (and what only the old file knew), streaming."""
+        try:
+            self.view.rebuild(_entries(self))
+        finally:
+            # Written now; the parsed file would only hold memory from here on.
+            self.old_entries = {}
+            self._drop_kept()
+
+    def _extras(self) -> Iterator[tuple[str, bytes]]:
+        """The entries of jobs no longer in the runfile, after the runfile's: from their records, else as the old file had them."""
+        records, logs = self.journal.records, self.logs
+        for job_id, entry in self.old_entries.items():
             if not self._in_runfile(job_id):
                 rec = records.get(job_id)
                 if rec is not None and "command" in entry:
                     job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
                     entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
-                self.view.set(job_id, entry, new)
-        # Rendered now; the parsed file would only hold memory from here on.
-        self.old_entries = {}
+                elif "state" not in entry:
+                    self.stateless = True  # an entry of the original batchrun, kept as it was
+                yield job_id, render_entry(job_id, entry)
+
+    def _drop_kept(self) -> None:
+        if self._kept is not None:
+            self._kept.close()
         self._kept = self._mark = None
 
     # -- while jobs run ------------------------------------------------------
@@ -239,15 +247,99 @@ class MetadataSync:
         try:
             self.view.write(parts)
         except MetadataError as err:
+            self.view.dirty = True  # what it held stays in the view: the next write tries again
             self.on_error(err)
 
     def write_final(self) -> MetadataError | None:
         """The last write, as the launch ends; the error, if it failed."""
         with self.lock:
             self._render_changed()
-        if len(self.view) or self.view.dirty:
+        if self.view.dirty or (len(self.view) and not self.view.path.exists()):
             try:
                 self.view.write()
             except MetadataError as err:
                 return err
         return None
+
+
+
+def _read_kept(sync: MetadataSync) -> bool:
+    """Read the old file as rendered lines, decoding only what `read_old` keeps.
+
+    Only when metadata.json is the file the last launch finished with
+    (its fingerprint names it) and the journal still starts as it did
+    then (the fingerprint's mark): each line is then its job's record at
+    the mark. False when any of it does not hold; nothing is read then.
+    """
+    if sync.notices:
+        return False  # a repair changed the runs directory: rebuild whole
+    fingerprint = read_fingerprint(sync.runs_dir.path)
+    if fingerprint is None or not fingerprint.vouches_for_metadata(sync.runs_dir.path, sync.runs_dir.metadata_name):
+        return False
+    mark = (fingerprint.journal_size, fingerprint.journal_tail)
+    if journal_ids_since(sync.journal.path, mark) is None:
+        return False
+    lines = read_old_view(sync.runs_dir.metadata)
+    if lines is None:
+        return False
+    in_runfile = sync._in_runfile
+    old: dict[str, dict[str, Any]] = {}
+    keys = lines.keys
+    for pos in range(len(lines)):
+        line = lines.line(pos)
+        job_id = keys.text(pos)
+        # An entry batchrun rendered has its state right after the
+        # parameters; a JSON string cannot hold that unescaped.
+        if b'}, "state": "' in line and in_runfile(job_id):
+            continue
+        try:
+            entry = json.loads(line[22:])
+        except (RecursionError, ValueError):
+            lines.close()
+            return False
+        if not isinstance(entry, dict):
+            lines.close()
+            return False
+        if "state" not in entry or not in_runfile(job_id):
+            old[job_id] = entry
+    sync.old_entries = old
+    sync._kept, sync._mark = lines, mark
+    return True
+
+
+def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
+    """Every entry `MetadataSync.build` writes: a kept line where it still holds, else rendered from the journal."""
+    records = sync.journal.records
+    old = sync.old_entries
+    logs = sync.logs
+    kept = sync._kept
+    # Jobs the journal named since the old file was written: their lines are stale.
+    touched = journal_ids_since(sync.journal.path, sync._mark) if sync._mark is not None else None
+    if touched is None:
+        kept, touched = None, set()
+    logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
+    for job in sync.runfile.jobs:
+        job_id = job.job_id
+        pos = kept.keys.row_of(job_id) if kept is not None and job_id not in touched and job_id not in old else -1
+        if pos >= 0:
+            assert kept is not None
+            line = kept.line(pos)
+            if line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}') and b', "line": %d, "attempts": ' % job.lineno in line:
+                yield job_id, line
+                continue
+        yield job_id, render_entry(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
+    yield from sync._extras()
+
+
+def _common_prefix(a: Any, b: Any, limit: int) -> int:
+    """How many first items of two arrays are equal, up to `limit` (slices compared in C, halving)."""
+    low, high = 0, limit
+    if a[:high] == b[:high]:
+        return high
+    while low < high:  # a[:low] == b[:low], a[:high] != b[:high]
+        mid = (low + high + 1) // 2
+        if a[low:mid] == b[low:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low

@@ -1,20 +1,20 @@
-"""A job's record, its states, and how journal lines replay into records.
+"""A job's record: its fields, its states, and the state a job is counted under.
 
-The line format is the journal's (see `journal`); this module reads it and
-knows nothing of files, processes or doit.
+How journal lines replay into records is the record table's (`recordtable`);
+the line format is the journal's (see `journal`). This module knows nothing
+of files, processes or doit.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
-from batchrun.errors import MetadataError
-
-__all__ = ["IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "USAGE_FIELDS", "AttemptEnd", "JobRecord", "State", "canonical_time", "category_of", "replay", "start_extras"]
+__all__ = [
+    "FIELDS", "IGNORED", "NOT_SUCCEEDED", "REMOVED", "REQUEUE_STATUS", "STATES", "USAGE_FIELDS", "AttemptEnd", "Field", "JobRecord", "State", "canonical_time",
+    "category_of", "category_of_state", "known_state", "start_extras", "start_fields",
+]
 
 
 class State(str, enum.Enum):
@@ -87,9 +87,62 @@ def category_of(rec: JobRecord | None, removed: bool = False) -> str:
         return REMOVED
     if rec is None:
         return State.PENDING
-    if rec.ignored and rec.state != State.RUNNING:
+    return category_of_state(rec.state, rec.ignored)
+
+
+def category_of_state(state: str, ignored: bool) -> str:
+    """`category_of` a record in this state, ignored or not."""
+    if ignored and state != State.RUNNING:
         return IGNORED
-    return rec.state
+    return state
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a job's record: its name, and how the record table stores it (`recordtable`).
+
+    Kinds: `state` (one of `State`), `int` and `float` (or None), `name` (a
+    text of few distinct values, such as a host: kept once), `live` (a value
+    only a running job has, such as its pid: dropped when the job stops
+    running), `codes` (a list of exit statuses, one per attempt), `flag` (a bool).
+    """
+
+    name: str
+    kind: str
+    default: object = None
+
+
+# A record's fields: the one place that says what a record holds. `JobRecord`,
+# the record table's columns and its snapshot on disk all follow this list, so
+# a new field (say, peak memory per attempt) is a line here and its kind.
+FIELDS = (
+    Field("state", "state", State.PENDING),
+    Field("status", "int"),
+    Field("start", "float"),
+    Field("end", "float"),
+    Field("attempts", "int", 0),
+    # Where and how it runs: meaningful only while it runs.
+    Field("slot", "live"),
+    Field("host", "name"),
+    # What it holds beside its slot, as its start record says (`gpu=0,1;cpus=8`): None for nothing.
+    Field("holds", "live"),
+    # The executor's reference to the running job: a pid, a SLURM job id...
+    Field("ref", "live"),
+    # Exit status of each attempt, in order (None: stopped unfinished; a requeued one's is 75).
+    Field("exit_codes", "codes", ()),
+    # Attempts requeued since the job last ran to its end (BATCHRUN_REQUEUES of the next one).
+    Field("requeues", "int", 0),
+    # The code version the last attempt ran under (`store.codeversion`), when its launch was in a git repository.
+    Field("code", "name"),
+    # What the last attempt used (its supervisor's wait4): peak resident memory, CPU seconds.
+    Field("max_rss_kb", "int"),
+    Field("user_cpu_s", "float"),
+    Field("sys_cpu_s", "float"),
+    # Its peak GPU memory (MiB), where nvidia-smi could tell (`launch.gpumem`).
+    Field("max_gpu_mem_mb", "int"),
+    # Set by `doit ignore` (an X line): skipped until forgotten (R).
+    Field("ignored", "flag", False),
+)
 
 
 @dataclass(frozen=True)
@@ -120,39 +173,42 @@ class AttemptEnd:
 
 
 class JobRecord:
-    """What the journal knows of one job; mutable, one per job id."""
+    """What the journal knows of one job (its fields: `FIELDS`).
 
-    __slots__ = (
-        "attempts", "code", "end", "exit_codes", "holds", "host", "ignored", "job_id", "max_gpu_mem_mb", "max_rss_kb", "ref", "requeues", "slot", "start",
-        "state", "status", "sys_cpu_s", "user_cpu_s",
-    )
+    A record standing alone is an ordinary mutable object; the records of a
+    journal are rows of a `recordtable.RecordTable`, read and written
+    through a `RecordView` of the same type.
+    """
+
+    __slots__ = ("job_id", *(field.name for field in FIELDS))
+
+    job_id: str
+    state: str
+    status: int | None
+    start: float | None
+    end: float | None
+    attempts: int
+    slot: int | None
+    host: str | None
+    holds: str | None
+    ref: str | None
+    exit_codes: list[int | None]
+    requeues: int
+    code: str | None
+    max_rss_kb: int | None
+    user_cpu_s: float | None
+    sys_cpu_s: float | None
+    max_gpu_mem_mb: int | None
+    ignored: bool
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        self.state: str = State.PENDING
-        self.status: int | None = None
-        self.start: float | None = None
-        self.end: float | None = None
+        self.state = State.PENDING
+        self.status = self.start = self.end = self.slot = self.host = self.holds = self.ref = None
         self.attempts = 0
-        self.slot: int | None = None
-        self.host: str | None = None
-        # What a running job holds beside its slot, as its start record says (`gpu=0,1;cpus=8`): None for nothing.
-        self.holds: str | None = None
-        # The executor's reference to the running job: a pid, a SLURM job id...
-        self.ref: str | None = None
-        # Exit status of each attempt, in order (None: stopped unfinished; a requeued one's is 75).
-        self.exit_codes: list[int | None] = []
-        # Attempts requeued since the job last ran to its end (BATCHRUN_REQUEUES of the next one).
+        self.exit_codes = []
         self.requeues = 0
-        # The code version the last attempt ran under (`store.codeversion`), when its launch was in a git repository.
-        self.code: str | None = None
-        # What the last attempt used (its supervisor's wait4): peak resident memory, CPU seconds.
-        self.max_rss_kb: int | None = None
-        self.user_cpu_s: float | None = None
-        self.sys_cpu_s: float | None = None
-        # Its peak GPU memory (MiB), where nvidia-smi could tell (`launch.gpumem`).
-        self.max_gpu_mem_mb: int | None = None
-        # Set by `doit ignore` (an X line): skipped until forgotten (R).
+        self.code = self.max_rss_kb = self.user_cpu_s = self.sys_cpu_s = self.max_gpu_mem_mb = None
         self.ignored = False
 
     @property
@@ -163,14 +219,16 @@ class JobRecord:
         return self.end - self.start
 
     def ended_unfinished(self, state: str) -> None:
-        """The last attempt stopped before its end, as `state` (an `I` line): it runs again."""
+        """The last attempt stopped before its end, as `state` (an `I` line): it runs again.
+
+        As the record table's `stop` does to a row; the list is assigned, not
+        appended to, so that it holds for a `RecordView` too.
+        """
         self.state = state
         self.status = None
         if state == State.REQUEUED:
             self.requeues += 1
-            self.exit_codes.append(REQUEUE_STATUS)
-        else:
-            self.exit_codes.append(None)
+        self.exit_codes = [*self.exit_codes, REQUEUE_STATUS if state == State.REQUEUED else None]
 
     @property
     def finished(self) -> bool:
@@ -190,79 +248,18 @@ def start_extras(holds: str | None, code: str | None) -> str:
     return (f" {holds}" if holds else "") + ("" if code is None else f" {_CODE_PREFIX}{code}")
 
 
-def replay(records: dict[str, JobRecord], lines: Iterable[str | bytes], path: Path) -> None:
-    """Apply journal lines, in order, to `records` (the format is in the module docstring).
-
-    Raises:
-        MetadataError: a line that is not a journal line, named by its number in `path`.
-    """
-    for lineno, raw in enumerate(lines, start=1):
-        if not raw:
-            continue
-        try:
-            parts = (raw if isinstance(raw, str) else raw.decode("ascii")).split(" ")
-            kind = parts[0]
-            job_id = parts[1]
-            rec = records.get(job_id)
-            if rec is None:
-                rec = records[job_id] = JobRecord(job_id)
-            if kind == "E":
-                rec.attempts = int(parts[2])
-                rec.status = int(parts[3])
-                rec.start = float(parts[4])
-                rec.end = float(parts[5])
-                rec.state = State.SUCCEEDED if rec.status == 0 else State.FAILED
-                if len(parts) > 6:
-                    rec.state = _known_state(parts[6])
-                if len(parts) > 7:
-                    rec.host = parts[7]  # written by compaction, which drops the S line
-                if len(parts) > 8:
-                    rec.code = parts[8]  # likewise
-                rec.exit_codes.append(rec.status)
-                rec.requeues = 0
-            elif kind == "S":
-                rec.attempts = int(parts[2])
-                rec.start = float(parts[3])
-                rec.slot = int(parts[4])
-                rec.host = parts[5]
-                rec.holds = rec.code = None
-                for extra in parts[6:]:
-                    if extra.startswith(_CODE_PREFIX):
-                        rec.code = extra[len(_CODE_PREFIX) :]
-                    else:
-                        rec.holds = extra
-                rec.state = State.RUNNING
-                rec.status = rec.end = rec.ref = None
-                rec.max_rss_kb = rec.user_cpu_s = rec.sys_cpu_s = rec.max_gpu_mem_mb = None
-            elif kind == "U":
-                rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s = int(parts[3]), float(parts[4]), float(parts[5])
-                rec.max_gpu_mem_mb = int(parts[6]) if len(parts) > 6 else None
-            elif kind == "P":
-                rec.ref = parts[3]
-            elif kind == "I":
-                rec.attempts = int(parts[2])
-                rec.start = float(parts[3])
-                rec.end = float(parts[4])
-                rec.ended_unfinished(_known_state(parts[5]))
-                if len(parts) > 6:
-                    rec.code = parts[6]  # written by compaction, which drops the S line
-            elif kind == "R":
-                fresh = records[job_id] = JobRecord(job_id)
-                fresh.attempts, fresh.exit_codes = rec.attempts, rec.exit_codes
-            elif kind == "X":
-                rec.ignored = True
-            else:
-                raise ValueError(kind)
-        except (ValueError, IndexError, UnicodeDecodeError) as err:
-            # ascii(): any byte shows as an escape, and the message stays one line.
-            shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
-            raise MetadataError(
-                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
-                "remove that line (jobs it recorded will run again)"
-            ) from err
+def start_fields(extras: list[str]) -> tuple[str | None, str | None]:
+    """`start_extras` read back from an S line's fields after its host: (holds, code)."""
+    holds = code = None
+    for extra in extras:
+        if extra.startswith(_CODE_PREFIX):
+            code = extra[len(_CODE_PREFIX) :]
+        else:
+            holds = extra
+    return holds, code
 
 
-def _known_state(text: str) -> str:
+def known_state(text: str) -> str:
     """A state read back from a line; anything else is a corrupt line, not a
     new state that later code would fail on."""
     if text not in _KNOWN_STATES:

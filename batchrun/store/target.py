@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import InputError
+from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
 from batchrun.store.rundir import DEFAULT_METADATA_NAME, RunsDir
 
-__all__ = ["Target", "is_gridspec", "resolve_target"]
+__all__ = ["Target", "is_gridspec", "resolve_target", "target_runfile"]
 
 # A target with one of these suffixes is a gridspec: it stands for its runfile `<stem>.runfile`.
 _GRIDSPEC_SUFFIXES = (".yml", ".yaml")
@@ -64,3 +65,22 @@ def resolve_target(path: Path, accounting_dir: Path | None = None, metadata_name
         runfile = default_runfile_path(path)
         return Target(path, RunsDir.for_runfile(runfile, accounting_dir, metadata_name), runfile, path)
     return Target(path, RunsDir.for_runfile(path, accounting_dir, metadata_name), path)
+
+
+def target_runfile(target: Target) -> Runfile | None:
+    """The jobs a target stands for: its runfile, or for a gridspec whose runfile was never written, the gridspec's own
+    commands (none yet for a bayes search, whose launch appends its points); None for a runs directory.
+
+    Raises:
+        InputError: the runfile or gridspec cannot be read.
+    """
+    if target.gridspec is not None:
+        from batchrun.sweeps import gridspec as sweep  # only for gridspecs: it pulls in YAML and the sweep rules
+
+        spec = sweep.load_gridspec(target.gridspec)  # read first: a broken gridspec is an error even beside its runfile
+        if target.runfile is not None and target.runfile.exists():
+            return load_runfile(target.runfile)
+        if spec.method == "bayes":
+            return parse_runfile_text("", target.runfile or target.gridspec)
+        return parse_runfile_text("\n".join(spec.iter_commands()), target.runfile or target.gridspec)
+    return load_runfile(target.runfile) if target.runfile is not None else None

@@ -17,15 +17,16 @@ matches, and the view is rebuilt whole. Nothing here raises.
 
 from __future__ import annotations
 
+import codecs
+import mmap
 import os
+from array import array
 from pathlib import Path
 
+from batchrun.runfile.idindex import IdIndex, digest_of
 from batchrun.store.fingerprint import journal_mark
 
-__all__ = ["journal_ids_since", "read_rendered_lines"]
-
-# A rendered line of `store.metadata.MetadataView`: `  "<16 hex digits>": {...}`.
-_HEX = frozenset("0123456789abcdef")
+__all__ = ["KeptLines", "journal_ids_since", "read_old_view"]
 
 
 def journal_ids_since(journal_path: Path, mark: tuple[int, str]) -> set[str] | None:
@@ -64,31 +65,79 @@ def journal_ids_since(journal_path: Path, mark: tuple[int, str]) -> set[str] | N
     return ids
 
 
-def read_rendered_lines(path: Path) -> dict[str, str] | None:
-    """metadata.json's entries as their rendered lines (`  "<id>": {...}`), by job id.
+class KeptLines:
+    """The lines of a metadata.json batchrun wrote, by position: their job ids and where each line is."""
 
-    Only the file batchrun writes, one entry per line, is read this way
-    (line by line: the 30 MB of a 100,000-job file are never held twice);
-    any other shape, or an undecodable byte, gives None, and the caller
-    parses the file as usual.
+    def __init__(self, data: mmap.mmap | bytes, keys: IdIndex, starts: array[int], lens: array[int]) -> None:
+        self.data = data
+        self.keys = keys
+        self.starts = starts
+        self.lens = lens
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def line(self, pos: int) -> bytes:
+        """The rendered line at a position (`  "<id>": {...}`)."""
+        start = self.starts[pos]
+        return bytes(self.data[start : start + self.lens[pos]])
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+
+
+def read_old_view(path: Path) -> KeptLines | None:
+    """The file batchrun writes, one entry per line, read as rendered lines by position (the file is mapped, not read).
+
+    Any other shape, a job id twice, or an undecodable byte gives None, and
+    the caller parses the file as usual.
     """
-    lines: dict[str, str] = {}
-    closed = False
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            if f.readline() != "{\n":
-                return None
-            for raw in f:
-                if closed:
-                    return None  # anything after the closing brace
-                if raw == "}\n":
-                    closed = True
-                    continue
-                line = raw[:-2] if raw.endswith(",\n") else raw[:-1]
-                job_id = line[3:19]
-                if line[:3] != '  "' or line[19:23] != '": {' or line[-1:] != "}" or not _HEX.issuperset(job_id) or job_id in lines:
-                    return None
-                lines[job_id] = line
-    except (OSError, UnicodeDecodeError):
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except (OSError, ValueError):
         return None
-    return lines if closed else None
+    view = _scan(data)
+    if view is None and isinstance(data, mmap.mmap):
+        data.close()
+    return view
+
+
+def _scan(data: mmap.mmap | bytes) -> KeptLines | None:
+    if data[:2] != b"{\n" or not _utf8(data):
+        return None
+    keys, starts, lens = IdIndex(), array("q"), array("I")
+    pos = 2
+    size = len(data)
+    while True:
+        end = data.find(b"\n", pos)
+        if end < 0:
+            return None
+        if data[pos:end] == b"}" and end + 1 == size:
+            break
+        cut = end - 1 if data[end - 1 : end] == b"," else end
+        head = data[pos : pos + 23]
+        job_id = head[3:19].decode("ascii", "replace")
+        if head[:3] != b'  "' or head[19:23] != b'": {' or data[cut - 1 : cut] != b"}" or digest_of(job_id) is None:
+            return None
+        keys.append(job_id)
+        starts.append(pos)
+        lens.append(cut - pos)
+        pos = end + 1
+    if not len(keys) or keys.repeats():
+        return None
+    return KeptLines(data, keys, starts, lens)
+
+
+def _utf8(data: mmap.mmap | bytes) -> bool:
+    """Whether the bytes decode as UTF-8, checked a block at a time."""
+    check = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(data), 1 << 20):
+            check.decode(data[start : start + (1 << 20)])
+        check.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True

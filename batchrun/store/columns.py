@@ -1,0 +1,263 @@
+"""The columns of the record table (`recordtable`): one per kind of field of `records.FIELDS`.
+
+Each holds one value per row in an `array` or a `bytearray`; a value its
+array cannot hold (None, an int past 32 bits, a NaN) is marked and kept in a
+small dict beside it, so that nothing a journal line says is lost. Each
+dumps its arrays and side data for the fingerprint's snapshot and loads them
+back. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from typing import Any
+
+from batchrun.store.records import State
+
+__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Names", "States"]
+
+# A state's code in the state column, and back.
+STATE_CODE: dict[str, int] = {str(state): code for code, state in enumerate(State.ALL)}
+_STATE_OF = State.ALL
+RUNNING_CODE = STATE_CODE[State.RUNNING]
+PENDING_CODE = STATE_CODE[State.PENDING]
+# The int columns' marker for "None, or a value kept in the column's dict".
+_INT_NONE = -(2**31)
+_FLOAT_NONE = float("nan")
+
+
+class Ints:
+    """Nullable integers: 4 bytes a row; None and values past 32 bits are marked, the latter kept aside."""
+
+    __slots__ = ("default", "odd", "values")
+
+    def __init__(self, default: int | None) -> None:
+        self.values = array("i")
+        self.odd: dict[int, int] = {}
+        self.default = default
+
+    def append(self) -> None:
+        self.values.append(_INT_NONE if self.default is None else self.default)
+
+    def get(self, row: int) -> int | None:
+        value = self.values[row]
+        return value if value != _INT_NONE else self.odd.get(row)
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {"": self.values}, {str(row): value for row, value in self.odd.items()}
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.values, self.odd = sections[""], {int(row): int(value) for row, value in side.items()}
+
+    def set(self, row: int, value: int | None) -> None:
+        if value is not None and _INT_NONE < value < 2**31:
+            self.values[row] = value
+            if self.odd:
+                self.odd.pop(row, None)
+        else:
+            self.values[row] = _INT_NONE
+            if value is None:
+                self.odd.pop(row, None)
+            else:
+                self.odd[row] = value
+
+
+class Floats:
+    """Nullable floats: 8 bytes a row; NaN marks None, and a real NaN is kept aside."""
+
+    __slots__ = ("odd", "values")
+
+    def __init__(self, default: Any = None) -> None:
+        self.values = array("d")
+        self.odd: dict[int, float] = {}
+
+    def append(self) -> None:
+        self.values.append(_FLOAT_NONE)
+
+    def get(self, row: int) -> float | None:
+        value = self.values[row]
+        return value if value == value else self.odd.get(row)
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {"": self.values}, {str(row): value for row, value in self.odd.items()}
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.values, self.odd = sections[""], {int(row): float(value) for row, value in side.items()}
+
+    def set(self, row: int, value: float | None) -> None:
+        if value is not None and value == value:
+            self.values[row] = value
+            if self.odd:
+                self.odd.pop(row, None)
+        else:
+            self.values[row] = _FLOAT_NONE
+            if value is None:
+                self.odd.pop(row, None)
+            else:
+                self.odd[row] = value
+
+
+class Names:
+    """Texts of few distinct values (hosts): each kept once, 2 bytes a row (0 for None)."""
+
+    __slots__ = ("codes", "names", "values")
+
+    def __init__(self, default: Any = None) -> None:
+        self.values = array("H")
+        self.names: list[str | None] = [None]
+        self.codes: dict[str | None, int] = {None: 0}
+
+    def append(self) -> None:
+        self.values.append(0)
+
+    def get(self, row: int) -> str | None:
+        return self.names[self.values[row]]
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {"": self.values}, self.names[1:]
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.values = sections[""]
+        self.names = [None, *(str(name) for name in side)]
+        self.codes = {name: code for code, name in enumerate(self.names)}
+
+    def set(self, row: int, value: str | None) -> None:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.names)
+            self.names.append(value)
+            if code >= 2**16 and self.values.typecode == "H":
+                self.values = array("I", self.values)
+        self.values[row] = code
+
+
+class Live:
+    """Values only a running job has (its slot, its pid): by row, dropped when it stops running."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, default: Any = None) -> None:
+        self.values: dict[int, Any] = {}
+
+    def append(self) -> None:
+        pass
+
+    def get(self, row: int) -> Any:
+        return self.values.get(row)
+
+    def set(self, row: int, value: Any) -> None:
+        if value is None:
+            self.values.pop(row, None)
+        else:
+            self.values[row] = value
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {}, [[row, value] for row, value in self.values.items()]
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.values = {int(row): value for row, value in side}
+
+
+class Codes:
+    """A list of exit statuses per row: how many (0, 1, more) in a byte, the last in an int column, longer lists aside."""
+
+    __slots__ = ("count", "last", "longer")
+
+    def __init__(self, default: Any = None) -> None:
+        self.count = bytearray()
+        self.last = Ints(None)
+        self.longer: dict[int, list[int | None]] = {}
+
+    def append(self) -> None:
+        self.count.append(0)
+        self.last.append()
+
+    def get(self, row: int) -> list[int | None]:
+        count = self.count[row]
+        if count == 0:
+            return []
+        if count == 1:
+            return [self.last.get(row)]
+        return list(self.longer[row])
+
+    def set(self, row: int, value: Iterable[int | None]) -> None:
+        codes = list(value)
+        self.longer.pop(row, None)
+        self.count[row] = min(len(codes), 2)
+        self.last.set(row, codes[-1] if codes else None)
+        if len(codes) > 1:
+            self.longer[row] = codes
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        last, odd = self.last.dump()
+        return {"count": array("B", self.count), "last": last[""]}, {"last": odd, "longer": {str(row): codes for row, codes in self.longer.items()}}
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.count = bytearray(sections["count"].tobytes())
+        self.last.load({"": sections["last"]}, side["last"])
+        self.longer = {int(row): list(codes) for row, codes in side["longer"].items()}
+
+    def add(self, row: int, code: int | None) -> None:
+        count = self.count[row]
+        if count == 0:
+            self.count[row] = 1
+        elif count == 1:
+            self.count[row] = 2
+            self.longer[row] = [self.last.get(row), code]
+        else:
+            self.longer[row].append(code)
+        self.last.set(row, code)
+
+
+class Flags:
+    """Booleans: a byte a row."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, default: Any = None) -> None:
+        self.values = bytearray()
+
+    def append(self) -> None:
+        self.values.append(0)
+
+    def get(self, row: int) -> bool:
+        return bool(self.values[row])
+
+    def set(self, row: int, value: bool) -> None:
+        self.values[row] = 1 if value else 0
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {"": array("B", self.values)}, None
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.values = bytearray(sections[""].tobytes())
+
+
+class States:
+    """A job's state: its code (`STATE_CODE`) in a byte."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, default: Any = None) -> None:
+        self.values = bytearray()
+
+    def append(self) -> None:
+        self.values.append(PENDING_CODE)
+
+    def get(self, row: int) -> str:
+        return _STATE_OF[self.values[row]]
+
+    def set(self, row: int, value: str) -> None:
+        self.values[row] = STATE_CODE[value]
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return {"": array("B", self.values)}, [str(state) for state in _STATE_OF]
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        if side != [str(state) for state in _STATE_OF]:
+            raise ValueError("the states are not this version's")
+        self.values = bytearray(sections[""].tobytes())
+
+
+COLUMN_OF_KIND: dict[str, Any] = {"state": States, "int": Ints, "float": Floats, "name": Names, "live": Live, "codes": Codes, "flag": Flags}

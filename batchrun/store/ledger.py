@@ -1,0 +1,195 @@
+"""A runfile's jobs beside their records: each job's record row, and what the rows say, in C-level passes.
+
+The planner, a launch's final tally, and the fingerprint's summary and
+snapshot all ask the same questions of every job of a runfile: has it a
+record, in which state, is it ignored. Asked one job at a time (a `Job`, its
+id string, a look-up) that is a few microseconds a job: seconds at a million.
+Here each job's record row is found once (`refresh`: a look-up only for jobs
+that had none), and the questions are answered over byte strings: one byte a
+job, its state code (`recordtable.STATE_CODE`) plus `IGNORED_BIT` when
+`doit ignore` set it aside; a job without a record reads as pending.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from itertools import compress, islice, repeat
+from operator import add, mul, ne, or_, sub
+
+from batchrun.runfile.jobtable import Job, JobTable
+from batchrun.store.records import NOT_SUCCEEDED, STATES, JobRecord, State, category_of_state
+from batchrun.store.recordtable import STATE_CODE, RecordTable
+
+__all__ = ["IGNORED_BIT", "INDEX", "ROW", "Ledger", "key_table"]
+
+# Job indices and record rows, 4 bytes each (2 billion jobs).
+INDEX = "i"
+ROW = INDEX
+# Added to a job's state code when it is ignored.
+IGNORED_BIT = 16
+_STATE_OF = State.ALL
+_PENDING = STATE_CODE[State.PENDING]
+# Every key a job can have: (key, state, ignored).
+_KEYS = [(code + bit, state, bool(bit)) for code, state in enumerate(_STATE_OF) for bit in (0, IGNORED_BIT)]
+
+
+def key_table(wanted: Iterable[tuple[str, bool]]) -> bytes:
+    """A `bytes.translate` table mapping the keys of these (state, ignored) pairs to 1, every other byte to 0."""
+    table = bytearray(256)
+    for state, ignored in wanted:
+        table[STATE_CODE[state] + (IGNORED_BIT if ignored else 0)] = 1
+    return bytes(table)
+
+
+class Ledger:
+    """The jobs of a runfile (`JobTable`) and the row of each one's record in a `RecordTable`."""
+
+    def __init__(self, jobs: JobTable, records: RecordTable, rows: array[int] | None = None) -> None:
+        self.jobs = jobs
+        self.records = records
+        # Job index -> its record's row, -1 for none (yet); given when known (read back from disk).
+        self._rows: array[int] = rows if rows is not None else array(ROW)
+        self._generation = jobs.generation
+        self._version = -1  # the records' version the rows were last looked up at
+        self._deletions = 0  # and how many records had been deleted then
+        self._removed: tuple[tuple[int, int, int, int], list[str]] | None = None
+
+    @classmethod
+    def of(cls, jobs: Iterable[Job], records: Mapping[str, JobRecord]) -> Ledger:
+        """A ledger of any jobs and records (a list, a dict: copied into tables)."""
+        table = jobs if isinstance(jobs, JobTable) else JobTable(jobs)
+        if not isinstance(records, RecordTable):
+            copy = RecordTable()
+            for job_id, rec in records.items():
+                copy[job_id] = rec
+            records = copy
+        return cls(table, records)
+
+    @property
+    def rows(self) -> array[int]:
+        """Each job's record row (-1: none), found for the jobs that had none."""
+        self.refresh()
+        return self._rows
+
+    def refresh(self) -> None:
+        """Find the record rows of jobs that had none: new jobs, and jobs that got a record since."""
+        jobs, records, rows = self.jobs, self.records, self._rows
+        n = len(jobs)
+        known = len(rows)
+        grew = known < n
+        if jobs.generation != self._generation or len(rows) > n:
+            # The table was rebuilt (a followed runfile lost lines): every job anew.
+            rows = self._rows = array(ROW, [-1]) * n
+            self._generation = jobs.generation
+            self._version = -1
+            self._deletions = -1
+        elif grew:
+            rows.extend(repeat(-1, n - len(rows)))
+        if records.version == self._version and not grew:
+            return  # no record made or deleted since the rows were looked up, and no new job
+        # Only the new jobs, unless records were made or deleted since: then every job without one.
+        first = known if records.version == self._version else 0
+        if records.deletions != self._deletions and len(records):
+            # Rows of deleted records (compaction) are looked up again: the job may have a new one.
+            self._deletions = records.deletions
+            present = b"\0" + bytes(records.present)
+            gone = bytes(map(present.__getitem__, map(add, rows, repeat(1))))
+            pos = gone.find(0)
+            while pos >= 0:
+                rows[pos] = -1
+                pos = gone.find(0, pos + 1)
+        self._version = records.version
+        if not len(records):
+            return
+        keys = jobs.keys
+        digests, odd = keys.digests, keys.has_odd()
+        pos = _find(rows, -1, first)
+        while pos >= 0:
+            rows[pos] = records.row_of(keys.text(pos)) if odd else records.row_of_digest(digests[pos])
+            pos = _find(rows, -1, pos + 1)
+
+    def record(self, i: int) -> JobRecord | None:
+        """Job i's record, None when it has none."""
+        row = self.rows[i]
+        return self.records.view(row) if row >= 0 else None
+
+    def keys(self) -> bytes:
+        """One byte a job: its record's state code, plus `IGNORED_BIT` when ignored (pending for none)."""
+        records = self.records
+        if not len(records):
+            return bytes([_PENDING]) * len(self.jobs)
+        rows = self.rows
+        # In record-row order, with the key of "no record" in front, so that row -1 + 1 reads it.
+        ignored = records.ignored_flags
+        if 1 in ignored:
+            by_row = bytes([_PENDING]) + bytes(map(or_, records.state_codes, map(mul, ignored, repeat(IGNORED_BIT))))
+        else:
+            by_row = bytes([_PENDING]) + records.state_codes
+        return bytes(map(by_row.__getitem__, map(add, rows, repeat(1))))
+
+    def indices(self, table: bytes, keys: bytes | None = None) -> array[int]:
+        """The indices of jobs whose key `table` (from `key_table`) maps to 1, in order."""
+        keys = self.keys() if keys is None else keys
+        mask = keys.translate(table)
+        if 1 not in mask:
+            return array(INDEX)
+        return array(INDEX, compress(range(len(keys)), mask))
+
+    def counts(self, keys: bytes | None = None) -> dict[str, int]:
+        """How many of the runfile's jobs are in each of `STATES` (`records.category_of`)."""
+        keys = self.keys() if keys is None else keys
+        counts = dict.fromkeys(STATES, 0)
+        for key, state, ignored in _KEYS:
+            found = keys.count(key)
+            if found:
+                counts[category_of_state(state, ignored)] += found
+        return counts
+
+    def failed(self, keys: bytes | None = None) -> list[tuple[Job, JobRecord]]:
+        """The jobs that ended without succeeding (`NOT_SUCCEEDED`; not ignored), in runfile order, with their records."""
+        wanted = key_table((state, False) for state in NOT_SUCCEEDED)
+        rows = self.rows
+        return [(self.jobs[i], self.records.view(rows[i])) for i in self.indices(wanted, keys)]
+
+    def removed_ids(self) -> list[str]:
+        """The ids of records of no job of the runfile (its line was removed), in record order."""
+        rows, records = self.rows, self.records
+        state = (records.version, records.deletions, len(rows), self._generation)
+        if self._removed is not None and self._removed[0] == state:
+            return list(self._removed[1])
+        referenced = len(rows) - rows.count(-1)
+        removed: list[str] = []
+        if referenced != len(records):  # else every record is a job's: the jobs' rows are distinct
+            present, keys = records.present, records.keys_index
+            removed = [keys.text(row) for row in _missing(rows, len(present)) if present[row]]
+        self._removed = (state, removed)
+        return list(removed)
+
+
+def _missing(rows: array[int], count: int) -> list[int]:
+    """The numbers in [0, count) that `rows` (distinct, and -1 for none) does not hold, in order.
+
+    The rows sorted, in C; a gap shows where a row is more than its place ahead of the one before.
+    """
+    ordered = sorted(rows)
+    ordered = ordered[bisect_left(ordered, 0) :]
+    if not ordered:
+        return list(range(count))
+    ahead = list(map(sub, ordered, range(len(ordered))))  # how many rows are missing before each
+    missing = list(range(ordered[0]))
+    for i in compress(range(len(ahead) - 1), map(ne, ahead, islice(ahead, 1, None))):
+        missing.extend(range(ordered[i] + 1, ordered[i + 1]))
+    missing.extend(range(ordered[-1] + 1, count))
+    return missing
+
+
+def _find(rows: array[int], value: int, start: int) -> int:
+    """The first index from `start` holding `value`, in C; -1 when none."""
+    try:
+        return rows.index(value, start)
+    except ValueError:
+        return -1

@@ -1,0 +1,271 @@
+"""A relaunch from the fingerprint's snapshot: the runfile's table and the records as the last launch left them, plus what changed since.
+
+`launch` takes this step after the hold: `read_resume` answers with the
+runfile (the jobs of its unchanged first part read back, only the rest
+parsed), the records (as of the fingerprint's journal size: `Journal.load`
+replays only the lines after), each job's record row, and metadata.json's
+layout (`metasync.MetadataSync.resume_view` renders only what changed). It
+answers None at any doubt, and the launch reads everything as ever; both give
+the same jobs and records (the differential tests of `tests/test_quickresume.py`
+run each case both ways).
+
+Which part of the runfile is unchanged: the snapshot keeps a digest of each
+block of the text it was parsed from (blocks of about 64 KiB, cut after a
+newline); the blocks the new text still has, from the start, hold the same
+jobs at the same lines. The text from the first changed block on is parsed,
+and its first jobs, found the same as the old ones at the same lines and
+places, keep their old index (`Resume.kept`): lines appended, or the last
+ones replaced, cost what they changed.
+
+A launch that ends leaves the snapshot through `fingerprint.write_fingerprint`
+(`snapshot_of` makes it). Nothing here raises for a bad snapshot.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchrun.runfile.file import Runfile
+from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
+from batchrun.runfile.parse import parse_commands
+from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
+from batchrun.store.jobsnapshot import read_sections
+from batchrun.store.journal import JOURNAL_NAME
+from batchrun.store.recordtable import RecordTable
+from batchrun.store.rundir import RunsDir
+
+__all__ = ["Resume", "read_resume", "snapshot_of"]
+
+# The runfile's text is compared a block of about this many bytes at a time (cut after a newline).
+_BLOCK = 64 * 1024
+_DIGEST_SIZE = 16
+
+
+@dataclass
+class OldView:
+    """metadata.json as the last launch left it: its entries' keys, in order, and where each line is."""
+
+    keys: IdIndex
+    starts: array[int]
+    lens: array[int]
+    logs: str  # the logs directory its entries name
+
+
+@dataclass
+class Resume:
+    """What a relaunch starts from instead of reading everything."""
+
+    runfile: Runfile
+    kept: int  # the runfile's first jobs, the same as the snapshot's at the same index and line
+    records: RecordTable  # as of the journal's first `journal_size` bytes
+    rows: array[int]  # each job's record row (-1: none, or not known yet)
+    journal_size: int
+    journal_lines: int
+    view: OldView | None  # None: not known
+    fingerprint: Fingerprint
+
+
+def snapshot_of(
+    runfile: Runfile, records: RecordTable, rows: array[int], view: tuple[IdIndex, array[int], array[int]] | None, logs: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The snapshot's sections and side data for a launch that ends with these; None when none may be written.
+
+    None while a record is running (a relaunch must settle it), when the
+    table is not the runfile's own bytes (jobs were appended while it ran),
+    or when the runfile has directives (a parse of its changed part alone
+    could not tell which request is in effect where it starts).
+    `view`: metadata.json's keys and layout, when every entry is one batchrun
+    rendered from a record (it has a state).
+    """
+    jobs = runfile.jobs
+    if records.running_rows() or not isinstance(jobs.blob, bytes) or len(rows) != len(jobs) or jobs.requests:
+        return None
+    sections: dict[str, Any] = {}
+    job_sections, job_side = dump_table(jobs)
+    sections.update({f"jobs.{name}": values for name, values in job_sections.items()})
+    record_sections, record_side = records.dump()
+    sections.update({f"records.{name}": values for name, values in record_sections.items()})
+    # A row of a deleted record is no job's row any more.
+    present = b"\0" + bytes(records.present)
+    sections["rows"] = array(rows.typecode, (row if present[row + 1] else -1 for row in rows)) if b"\0" in present[1:] else rows
+    ends, digests = _block_digests(jobs.blob)
+    sections["blocks.ends"], sections["blocks.digests"] = ends, digests
+    side: dict[str, Any] = {"jobs": job_side, "records": record_side, "duplicates": runfile.duplicates, "blob": len(jobs.blob), "view": None}
+    if view is not None:
+        view_sections, view_side = view[0].dump()
+        sections.update({f"view.keys.{name}": values for name, values in view_sections.items()})
+        sections["view.starts"], sections["view.lens"] = view[1], view[2]
+        side["view"] = {"keys": view_side, "logs": logs}
+    return sections, side
+
+
+def read_resume(runs_dir: RunsDir, runfile_path: Path) -> Resume | None:
+    """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything)."""
+    fingerprint = read_fingerprint(runs_dir.path)
+    if fingerprint is None or fingerprint.snapshot is None:
+        return None
+    ref = fingerprint.snapshot
+    if _journal_prefix_digest(runs_dir.path / JOURNAL_NAME, fingerprint.journal_size) != ref.journal_sha256:
+        return None  # rewritten (compacted, repaired) or shorter: the records are not of it
+    raw = _read(runfile_path)
+    if raw is None or not _clean(raw):
+        return None  # the full read reports what is wrong with it
+    read = read_sections(runs_dir.path, ref.token)
+    if read is None:
+        return None
+    try:
+        return _restore(read[0], read[1], runfile_path, raw, fingerprint)
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):
+        return None
+
+
+def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, raw: bytes, fingerprint: Fingerprint) -> Resume | None:
+    def part(name: str) -> dict[str, array[Any]]:
+        return {key[len(name) + 1 :]: values for key, values in sections.items() if key.startswith(f"{name}.")}
+
+    assert fingerprint.snapshot is not None
+    ref: SnapshotRef = fingerprint.snapshot
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
+    old_size = side["blob"]
+    cut = _unchanged_prefix(text, old_size, sections["blocks.ends"], sections["blocks.digests"].tobytes())
+    # The new text holds the kept jobs where the old one did (the blocks before `cut` are the same bytes).
+    jobs = restore_table(text, part("jobs"), side["jobs"])
+    records = RecordTable.restore(part("records"), side["records"])
+    old_rows = sections["rows"]
+    starts, _ends, lines = jobs.columns()
+    if len(old_rows) != len(jobs) or ref.runfile_size != old_size:
+        return None
+    kept_jobs = bisect_left(starts, cut)  # jobs wholly in the unchanged blocks
+    old_digests, old_lines, old_starts = array("Q", jobs.keys.digests), array(lines.typecode, lines), array(starts.typecode, starts)
+    jobs.truncate(kept_jobs)
+    first_line = text.count(b"\n", 0, cut) + 1
+    duplicates = [(str(command), int(first), int(again)) for command, first, again in side["duplicates"] if int(again) < first_line]
+    new = _append_new_lines(jobs, duplicates, text, cut, first_line)
+    # The first new jobs that are the old ones at the same line and place keep their index (and record row).
+    kept = kept_jobs
+    new_starts, _, new_lines = new.columns()
+    while (
+        kept < len(old_digests)
+        and kept - kept_jobs < len(new)
+        and new.keys.digests[kept - kept_jobs] == old_digests[kept]
+        and new_lines[kept - kept_jobs] == old_lines[kept]
+        and new_starts[kept - kept_jobs] + cut == old_starts[kept]
+    ):
+        kept += 1
+    rows = array(old_rows.typecode, old_rows[:kept])
+    view = None
+    if side["view"] is not None:
+        keys = IdIndex.restore(part("view.keys"), side["view"]["keys"])
+        view_starts, view_lens = sections["view.starts"], sections["view.lens"]
+        if len(view_starts) == len(view_lens) == len(keys):
+            view = OldView(keys, view_starts, view_lens, str(side["view"]["logs"]))
+    runfile = Runfile(path, jobs, duplicates, digest)
+    return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint)
+
+
+def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], text: bytes, cut: int, first_line: int) -> JobTable:
+    """Parse the text from `cut` and add its jobs; a command the kept lines have is a repeat, as a full parse finds."""
+    unique = not jobs.ids_repeat()
+    new, new_repeats = parse_commands(text[cut:], first_line)
+    keys = jobs.keys
+    old_lines = jobs.columns()[2]
+    kept: list[int] = []
+    repeats: list[tuple[str, int, int]] = []
+    for command_text, first, again in new_repeats:
+        # Repeated among the new lines, and maybe of a kept line first.
+        data = command_text.encode()
+        old = next((row for row in keys.rows_of_digest(_digest(data)) if jobs.command_bytes(row) == data), None)
+        repeats.append((command_text, old_lines[old] if old is not None else first, again))
+    new_lines = new.columns()[2]
+    for i in range(len(new)):
+        matches = keys.rows_of_digest(new.keys.digests[i]) if len(jobs) else []
+        if matches:
+            command = new.command_bytes(i)
+            first_row = next((row for row in matches if jobs.command_bytes(row) == command), None)
+            if first_row is not None:
+                repeats.append((command.decode(), old_lines[first_row], new_lines[i]))
+                continue
+            unique = False
+        kept.append(i)
+    if len(kept) < len(new):
+        new._keep(kept)
+    unique = unique and not new.ids_repeat()
+    extend_table(jobs, new, text, cut)
+    jobs._ids_unique = unique
+    duplicates.extend(sorted(repeats, key=lambda repeat: repeat[2]))
+    return new
+
+
+def _block_digests(blob: bytes) -> tuple[array[int], array[int]]:
+    """The ends of the text's blocks (each cut just after a newline, the last at its end) and their digests."""
+    ends, digests = array("q"), bytearray()
+    start = 0
+    while start < len(blob):
+        cut = blob.find(b"\n", start + _BLOCK - 1)
+        end = len(blob) if cut < 0 else cut + 1
+        ends.append(end)
+        digests += hashlib.blake2b(blob[start:end], digest_size=_DIGEST_SIZE).digest()
+        start = end
+    return ends, array("B", digests)
+
+
+def _unchanged_prefix(text: bytes, old_size: int, ends: array[int], digests: bytes) -> int:
+    """How many bytes from the start of `text` are blocks of the old text, each ending with a newline."""
+    cut = start = 0
+    for i, end in enumerate(ends):
+        if end > len(text) or end > old_size or text[end - 1 : end] != b"\n":
+            break
+        if hashlib.blake2b(text[start:end], digest_size=_DIGEST_SIZE).digest() != digests[i * _DIGEST_SIZE : (i + 1) * _DIGEST_SIZE]:
+            break
+        cut = start = end
+    return cut
+
+
+def _digest(command: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(command).digest()[:8], "big")
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data[3:] if data.startswith(codecs.BOM_UTF8) else data
+
+
+def _clean(data: bytes) -> bool:
+    """Whether the bytes are text `load_runfile` takes (else its full read reports them)."""
+    if b"\0" in data:
+        return False
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _journal_prefix_digest(path: Path, size: int) -> str | None:
+    """SHA-256 of the journal's first `size` bytes; None when shorter or unreadable."""
+    digest = hashlib.sha256()
+    left = size
+    try:
+        with open(path, "rb") as f:
+            while left:
+                block = f.read(min(left, 1 << 20))
+                if not block:
+                    return None
+                digest.update(block)
+                left -= len(block)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -1,0 +1,80 @@
+"""metadata.json as the file last written plus the changes: the bytes a dict of rendered lines wrote, in every order of changes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from batchrun.store.metadata import MetadataView
+from batchrun.store.viewfile import ViewFile
+
+
+def dict_file(rendered: dict[str, bytes]) -> bytes:
+    """metadata.json as a dict of rendered lines (the view before the file-backed one) wrote it."""
+    parts = list(rendered.values())
+    if not parts:
+        return b"{}\n"
+    return b"{\n" + b",\n".join(parts) + b"\n}\n"
+
+
+def test_same_bytes_as_a_dict_through_puts_removes_re_adds_and_rewrites(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    path = tmp_path / "metadata.json"
+    model: dict[str, bytes] = {}
+    view = ViewFile(path)
+    keys = [f"{rng.getrandbits(64):016x}" for _ in range(300)] + ["legacy-key", "ünïcode"]
+    for step in range(6000):
+        key = rng.choice(keys)
+        if rng.random() < 0.2:
+            assert view.remove(key) == (model.pop(key, None) is not None)
+        else:
+            line = f'  "{key}": {json.dumps({"step": step, "text": "é" * rng.randrange(3)}, ensure_ascii=False)}'.encode()
+            model[key] = line
+            view.put(key, line)
+        assert len(view) == len(model)
+        if step % 97 == 0:
+            # A rewrite now and then: later ones copy what it wrote.
+            view.write()
+            assert path.read_bytes() == dict_file(model)
+            assert view.line(key) == model.get(key)
+    view.write()
+    assert path.read_bytes() == dict_file(model)
+    for key in list(model):
+        view.remove(key)
+    view.write()
+    assert path.read_bytes() == b"{}\n"
+
+
+def test_rebuild_streams_the_entries_and_later_writes_copy_them(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.json"
+    view = ViewFile(path)
+    model = {f"{i:016x}": f'  "{i:016x}": {{"line": {i}}}'.encode() for i in range(5000)}
+    view.rebuild(model.items())
+    assert path.read_bytes() == dict_file(model)
+    assert view.layout() is not None
+    view.put(f"{5:016x}", b'  "0000000000000005": {"line": "changed"}')
+    model[f"{5:016x}"] = b'  "0000000000000005": {"line": "changed"}'
+    assert view.layout() is None, "a change not written yet"
+    snap = view.snapshot()
+    view.put(f"{6:016x}", b'  "0000000000000006": {"line": "later"}')  # after the snapshot: the next write's
+    view.write(snap)
+    assert path.read_bytes() == dict_file(model)
+    model[f"{6:016x}"] = b'  "0000000000000006": {"line": "later"}'
+    view.write()
+    assert path.read_bytes() == dict_file(model)
+    view.rebuild([])
+    assert path.read_bytes() == b"{}\n"
+
+
+def test_view_writes_the_file_and_snapshots_stay_as_taken(tmp_path: Path) -> None:
+    view = MetadataView(tmp_path / "metadata.json")
+    view.write()
+    assert (tmp_path / "metadata.json").read_bytes() == b"{}\n"
+    view.set("a" * 16, {"command": "echo é", "line": 1}, new=True)
+    taken = view.snapshot()
+    view.set("a" * 16, {"command": "echo é", "line": 2})
+    view.write(taken)
+    assert json.loads((tmp_path / "metadata.json").read_text()) == {"a" * 16: {"command": "echo é", "line": 1}}
+    view.write()
+    assert (tmp_path / "metadata.json").read_text(encoding="utf-8") == '{\n  "aaaaaaaaaaaaaaaa": {"command": "echo é", "line": 2}\n}\n'
