@@ -43,6 +43,7 @@ __all__ = [
     "parse_gpus",
     "parse_request",
     "parse_size",
+    "time_limit",
 ]
 
 # The keys a request takes, in the order they are written.
@@ -93,6 +94,14 @@ class Request:
 
 
 NO_REQUEST = Request()
+
+
+def time_limit(request: Request | None, timeout: float | None) -> float | None:
+    """A job's time limit in seconds: its own request's `time` (its directive's), else the launch's `--timeout`; None: none.
+
+    The one rule for it: the launch enforces it locally, SLURM as `--time`.
+    """
+    return request.time if request is not None and request.time is not None else timeout
 
 
 def directive_body(line: str) -> str | None:

@@ -180,5 +180,5 @@ def test_a_checkpoint_signal_is_refused_without_a_timeout_or_in_another_form(wor
         answer = _run("launch", "exp.runfile", "--timeout", "60", "--checkpoint-signal", bad, cwd=workdir)
         assert answer.returncode == 2 and answer.stderr.count("\n") == 1 and "--checkpoint-signal" in answer.stderr, answer.stderr
     answer = _run("launch", "exp.runfile", "--timeout", "60", "--checkpoint-signal", "USR1@10", "--executor", "dask", cwd=workdir)
-    assert answer.returncode == 2 and answer.stderr.startswith("batchrun: error: --checkpoint-signal runs with the local executor only, not dask"), answer.stderr
+    assert answer.returncode == 2 and answer.stderr == "batchrun: error: --checkpoint-signal runs with the local and slurm executors, not dask\n", answer.stderr
     assert not (workdir / "runs").exists()

@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 from conftest import read_metadata, run_batchrun, slurm_skip_reason, start_batchrun, wait_for
 
-from batchrun.executors.slurm.executor import manifest_line, parse_squeue
+from batchrun.errors import ExecutorError
+from batchrun.executors.base import ExecutorOptions
+from batchrun.executors.jobfiles import Unrecorded
+from batchrun.executors.slurm.executor import SlurmExecutor, SlurmSettings, _Tracked, manifest_line, parse_squeue
 from batchrun.executors.slurm.submit import index_manifests, submitted_arrays, write_task_script
 from batchrun.executors.slurm.text import manifest_job_id, parse_submitted, task_script
 from batchrun.runfile.file import job_id_of
@@ -119,6 +122,31 @@ def test_a_damaged_task_script_is_replaced(tmp_path: Path) -> None:
     write_task_script(tmp_path, "/some/dir")
     assert script.read_text() == task_script("/some/dir")
     assert os.access(script, os.X_OK)
+
+
+@pytest.mark.parametrize("args", [["--signal=B:USR1@60"], ["--signal", "RB:10@5"], ["-p", "x", "--signal=b:TERM"]])
+def test_a_signal_for_the_batch_shell_in_sbatch_args_is_refused_for_the_checkpoint_signal(tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch shell is the job's supervisor: SLURM's B: signal would kill it, leaving the job without its record."""
+    executor = SlurmExecutor(ExecutorOptions(runs_dir=str(tmp_path)), SlurmSettings(sbatch_args=args))
+    with pytest.raises(ExecutorError, match=r"pass --checkpoint-signal SIG@SECONDS \(with --timeout\)"):
+        executor.open()
+    # A signal for job steps (srun) passes: no sbatch on this PATH is the next thing open finds.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    executor = SlurmExecutor(ExecutorOptions(runs_dir=str(tmp_path)), SlurmSettings(sbatch_args=["--signal=USR1@60", "--signal", "10"]))
+    with pytest.raises(ExecutorError, match="sbatch not found on PATH"):
+        executor.open()
+
+
+def test_a_task_slurm_ended_at_its_time_limit_without_a_record_timed_out_others_keep_their_status(tmp_path: Path) -> None:
+    for state, record, status in [("TIMEOUT", None, Unrecorded.TIMED_OUT), ("CANCELLED", None, -9), ("TIMEOUT", "0 1\n", 0), ("", None, -9)]:
+        log_dir = tmp_path / state / str(status)
+        log_dir.mkdir(parents=True)
+        if record is not None:
+            (log_dir / "exit").write_text(record)
+        tracked = _Tracked(str(log_dir))
+        tracked.settle_gone("12_0", state, tmp_path)
+        assert (tracked.status, tracked.done.is_set()) == (status, True), state
+        assert ("without an exit record" in (log_dir / "err.log").read_text()) if record is None else not (log_dir / "err.log").exists()
 
 
 def test_missing_sbatch_or_controller_is_a_one_line_error(make_runfile: MakeRunfile, workdir: Path) -> None:

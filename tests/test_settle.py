@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.executors import jobfiles
-from batchrun.launch.settle import Outcome, apply_decisions, journal_decisions, settle_in_flight, settle_one
+from batchrun.launch.settle import Outcome, apply_decisions, journal_decisions, record_end, settle_in_flight, settle_one, watched_end
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
@@ -96,3 +96,21 @@ def test_the_journal_and_memory_tell_the_same_story(tmp_path: Path) -> None:
 
     assert {j: key(r) for j, r in in_memory.items()} == {j: key(r) for j, r in replayed.records.items()}
     assert [replayed.records[j].state for j in ids] == [State.SUCCEEDED, State.FAILED, State.INTERRUPTED, State.SUCCEEDED]
+
+
+def test_a_job_its_cluster_stopped_at_its_time_limit_is_a_timeout_never_a_failure(tmp_path: Path) -> None:
+    """SLURM's --time: the supervisor died with the job, so no record says how it ended; the executor says it timed out."""
+    end = watched_end(tmp_path, 1, jobfiles.Unrecorded.TIMED_OUT, None, False)
+    assert (end.state, end.status) == (State.TIMEOUT, None)
+    # Stopped by the launch meanwhile (Ctrl-C): the stop's state, with no made-up status.
+    end = watched_end(tmp_path, 1, jobfiles.Unrecorded.TIMED_OUT, State.INTERRUPTED, True)
+    assert (end.state, end.status) == (State.INTERRUPTED, None)
+    journal = Journal(tmp_path)
+    journal.open()
+    rec = record_end(journal, "a" * 16, 1, 1.0, 2.0, watched_end(tmp_path, 1, jobfiles.Unrecorded.TIMED_OUT, None, False))
+    assert (rec.state, rec.exit_codes, rec.finished) == (State.TIMEOUT, [None], True)
+    journal.close()
+    replay = Journal(tmp_path)
+    replay.load()
+    replayed = replay.records["a" * 16]
+    assert (replayed.state, replayed.exit_codes) == (State.TIMEOUT, [None])

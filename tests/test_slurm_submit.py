@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from test_slurm_commands import FakeSlurm
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
 from batchrun.executors.slurm.commands import SlurmCommands
+from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.submit import (
     Submission,
     Submitter,
@@ -21,6 +23,8 @@ from batchrun.executors.slurm.submit import (
     remove_spent,
     submitted_arrays,
 )
+from batchrun.executors.slurm.text import request_args, signal_args, task_script
+from batchrun.resources import Request
 
 JOBS = [f"{i:016x}" for i in range(5)]
 
@@ -30,7 +34,7 @@ def fake(tmp_path: Path) -> FakeSlurm:
     return FakeSlurm(tmp_path)
 
 
-def submitter(fake: FakeSlurm, n_jobs: int = 2) -> tuple[Submitter, list[tuple[str, str, bool]]]:
+def submitter(fake: FakeSlurm, n_jobs: int = 2, settings: SlurmSettings | None = None) -> tuple[Submitter, list[tuple[str, str, bool]]]:
     slurm_dir = fake.bin.parent / "runs" / "slurm"
     slurm_dir.mkdir(parents=True)
     registered: list[tuple[str, str, bool]] = []
@@ -38,7 +42,7 @@ def submitter(fake: FakeSlurm, n_jobs: int = 2) -> tuple[Submitter, list[tuple[s
     options = ExecutorOptions(n_jobs=n_jobs, cwd=str(fake.bin.parent), runs_dir=str(slurm_dir.parent))
     commands = SlurmCommands(options.cwd, fake.env, [], list)
     env = dict(fake.env)
-    return Submitter(options, commands, slurm_dir, env, cond, threading.Event(), lambda *r: registered.append(r)), registered
+    return Submitter(options, commands, slurm_dir, env, cond, threading.Event(), lambda *r: registered.append(r), settings), registered
 
 
 def requests(n: int) -> list[Submission]:
@@ -117,3 +121,32 @@ def test_remove_spent_keeps_what_queued_tasks_still_read(tmp_path: Path) -> None
     assert len(list(tmp_path.iterdir())) == 5
     remove_spent(tmp_path, lambda: {"12_0": ("RUNNING", f"/x/batchrun-task.sh {tmp_path / 'a.manifest'}")})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["12.out", "13.out", "a.manifest", "submitted"]
+
+
+def test_a_time_limit_is_whole_minutes_rounded_up_and_a_jobs_own_time_wins_over_the_timeout() -> None:
+    assert request_args(None) == [] and signal_args(None) == []
+    assert request_args(None, 3601) == ["--time=1:01:00"]
+    assert request_args(Request(time=0.5), None) == ["--time=0:01:00"]  # never --time=0, which is no limit
+    assert request_args(Request(time=90), 7200) == ["--time=0:02:00"]
+    assert request_args(Request(cpus=2), 60) == ["--cpus-per-task=2", "--time=0:01:00"]
+    assert signal_args((signal.SIGUSR1, 89.5)) == ["--signal=B:USR1@90"]
+
+
+def test_timeout_and_checkpoint_signal_reach_sbatch_after_its_args_as_time_and_signal(fake: FakeSlurm) -> None:
+    fake.command("sbatch", f"echo $(( $(wc -l < {fake.calls}) + 100 ))")
+    settings = SlurmSettings(sbatch_args=["--comment=x", "--time=9:00:00"], timeout=121, checkpoint_signal=(signal.SIGUSR1, 90))
+    sub, _ = submitter(fake, settings=settings)
+    batch = requests(3)
+    batch[1].request = Request(time=30)  # its own time limit, as its directive says
+    batch[2].request = Request(cpus=2)  # asks no time: the launch's --timeout
+    sub.submit(batch)
+    calls = fake.called()
+    assert len(calls) == 3, "one array per distinct request and time limit"
+    asks = [call.split(" --comment=x --time=9:00:00 ")[1].split(" /")[0] for call in calls]
+    # sbatch takes the last of an option given twice: the time limit batchrun was given wins over --sbatch-args'.
+    assert asks == ["--time=0:03:00 --signal=B:USR1@90", "--time=0:01:00 --signal=B:USR1@90", "--cpus-per-task=2 --time=0:03:00 --signal=B:USR1@90"]
+
+
+def test_the_task_script_has_the_supervisor_pass_the_checkpoint_signal_on() -> None:
+    assert "--forward" not in task_script("/d")
+    assert ' --cwd /d --forward USR2 "$BATCHRUN_LOG_DIR" < "$BATCHRUN_LOG_DIR/command.sh"\n' in task_script("/d", signal.SIGUSR2)

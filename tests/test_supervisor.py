@@ -6,6 +6,7 @@ the script every SLURM array task runs (`python -I -S supervisor.py`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from batchrun.executors import supervisor
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
@@ -138,6 +140,38 @@ def test_the_script_runs_the_job_where_it_is_told_and_records_a_failure_to_get_t
     assert done.returncode == 1
     assert (log_dir / "err.log").read_text() == "batchrun: cannot enter /nonexistent: No such file or directory\n"
     assert (log_dir / "exit").read_text() == "1 1\n"
+
+
+# The job of a checkpoint signal: its shell and a process of its group each note the signal, then it exits 75.
+CHECKPOINTING = (
+    'echo $$ > group; sh -c \'trap "echo child >> got; exit 0" USR1; touch ready; while :; do sleep 0.05; done\' & '
+    'trap "wait; echo shell >> got; exit 75" USR1; wait'
+)
+
+
+def test_the_forwarded_signal_reaches_the_jobs_group_and_is_no_stop(tmp_path: Path) -> None:
+    """SLURM's `--signal=B:USR1` reaches the batch shell alone: the supervisor, which passes it on to the job's group."""
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    args = [sys.executable, "-I", "-S", SCRIPT, "--cwd", str(log_dir), "--forward", "USR1", str(log_dir)]
+    (tmp_path / "line").write_text(CHECKPOINTING)
+    with (tmp_path / "line").open("rb") as line:
+        proc = subprocess.Popen(args, stdin=line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(log_dir))
+    try:
+        wait_for(lambda: (log_dir / "ready").exists(), what="the job to start")
+        proc.send_signal(signal.SIGUSR1)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int((log_dir / "group").read_text()), signal.SIGKILL)  # a job the signal did not end
+    # The supervisor neither died of it nor took it for a stop: the job's own exit 75 is its record.
+    assert (proc.returncode, out, err) == (75, b"", b"")
+    assert sorted((log_dir / "got").read_text().split()) == ["child", "shell"]
+    assert (log_dir / "exit").read_text() == "75 1\n"
+    assert not job_lock_held(log_dir)
 
 
 def test_the_supervisor_runs_on_the_standard_library_alone() -> None:

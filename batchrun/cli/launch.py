@@ -67,9 +67,9 @@ def add_launch_options(launch: argparse.ArgumentParser) -> None:
     launch.add_argument("--max-requeues", type=int, default=10, metavar="N", help="run a job that exits 75 (requeue: it saved its state, run it again) up to N more times in this launch, not counted as failures (default 10)")
     launch.add_argument(
         "--checkpoint-signal", type=_checkpoint_signal, default=None, metavar="SIG@SECONDS",
-        help="with --timeout: send SIG (e.g. USR1) to the job's process group SECONDS before its timeout, as SLURM's --signal; a job that saves its state and exits 75 on it is requeued",
+        help="with --timeout: send SIG (e.g. USR1) to the job's process group SECONDS before its timeout; a job that saves its state and exits 75 on it is requeued (on SLURM: sbatch --signal=B:SIG@SECONDS, which batchrun passes on to the job)",
     )
-    launch.add_argument("--timeout", type=duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout")
+    launch.add_argument("--timeout", type=duration, default=None, metavar="DURATION", help="stop a job that runs longer (90, 30m, 2h): SIGTERM, SIGKILL after --grace; recorded as timeout (on SLURM: sbatch --time, in whole minutes)")
     halt = launch.add_mutually_exclusive_group()
     halt.add_argument("--fail-fast", action="store_true", help="start no new job after the first failure; let running ones finish; exit 1")
     halt.add_argument("--halt-now", action="store_true", help="after the first failure, also stop the running jobs; exit 1")

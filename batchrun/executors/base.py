@@ -62,6 +62,10 @@ class Executor(abc.ABC):
     # the command it asks with, while it waits): None for executors that need none.
     cluster: ClassVar[str | None] = None
     cluster_query: ClassVar[str] = ""
+    # True when the cluster itself enforces each job's time limit (from the job's
+    # start, not its submission) and sends its checkpoint signal, as SLURM's
+    # --time and --signal do: the launch then sets no deadline of its own.
+    enforces_time_limit: ClassVar[bool] = False
 
     def __init__(self, options: ExecutorOptions, settings: Any = None) -> None:
         self.options = options

@@ -55,6 +55,9 @@ class Unrecorded(enum.IntEnum):
     # Nobody saw it end (its supervisor died with it, a cluster lost it): it
     # did not fail, and it runs again; never counted as a failure.
     LOST = -1000
+    # Its cluster stopped it at its time limit (SLURM's --time) and its
+    # supervisor died with it: recorded `timeout`, as a launch's own --timeout is.
+    TIMED_OUT = -1001
 
 
 def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | None:

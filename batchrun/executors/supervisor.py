@@ -31,8 +31,11 @@ PYTHON* variables (`python -I -S`). It is used two ways:
   folder (they run with -I, which leaves their own folder off sys.path, so
   they add this one);
 - as a script, by each SLURM array task:
-  `python -I -S supervisor.py [--cwd DIR] LOG_DIR`, the line on stdin (a line
-  of any length passes there), attempt and environment its own.
+  `python -I -S supervisor.py [--cwd DIR] [--forward SIG] LOG_DIR`, the line
+  on stdin (a line of any length passes there), attempt and environment its
+  own. It is the task's batch shell, which SLURM's `--signal=B:SIG` reaches:
+  `--forward SIG` (the checkpoint signal) passes SIG on to the job's group,
+  no stop (no stop note): the job saves its state and exits 75, or not.
 The files' formats are `exitrecord`'s (stdlib only too); their readers
 outside the executors go through `jobfiles`.
 
@@ -77,6 +80,7 @@ __all__ = [
     "command_argv",
     "ended",
     "finish",
+    "forward_signal",
     "main",
     "note_stop",
     "prctl",
@@ -334,19 +338,37 @@ def _no_op(signum: int, frame: object) -> None:
     """A handler that does nothing: the signal is ignored here but not by the jobs."""
 
 
+def forward_signal(job: Job, signum: int) -> None:
+    """Pass `signum` on to the job's group from now on, until its shell is reaped (its group id may then be reused); unblock it (blocked before `start`: none is lost)."""
+
+    def handler(signum: int, frame: object) -> None:
+        if job.proc.returncode is None:
+            try:
+                os.killpg(job.pid, signum)
+            except OSError:
+                pass  # its group is gone: the job is ending anyway
+
+    signal.signal(signum, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+
+
 # -- as a script: one job, for a SLURM array task ----------------------------
 
 
 def main(argv: list[str]) -> int:
-    """`supervisor.py [--cwd DIR] LOG_DIR`, the line on stdin; exits as `/bin/sh -c LINE` would (128 + N for signal N).
+    """`supervisor.py [--cwd DIR] [--forward SIG] LOG_DIR`, the line on stdin; exits as `/bin/sh -c LINE` would (128 + N for signal N).
 
     The log directory exists and holds no earlier record (the launch prepared
     it when it queued the job); out.log and err.log are truncated, as a
-    shell's `>` would.
+    shell's `>` would. `--forward SIG` (`USR1`): see `forward_signal`.
     """
-    cwd = None
-    if argv[:1] == ["--cwd"]:
-        cwd, argv = argv[1], argv[2:]
+    options: dict[str, str | None] = {"--cwd": None, "--forward": None}
+    while argv[:1] and argv[0] in options:
+        options[argv[0]], argv = argv[1], argv[2:]
+    cwd, forward = options["--cwd"], options["--forward"]
+    signum = signal.Signals["SIG" + forward] if forward is not None else None
+    if signum is not None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signum})  # until the job runs to take it
     (log_dir,) = argv
     command = sys.stdin.buffer.read()
     shield_signals()
@@ -367,6 +389,8 @@ def main(argv: list[str]) -> int:
                 os.close(out_fd)
             return 1
     job = start(command, log_dir_b, dict(env), attempt, fresh=False, append=False)
+    if signum is not None:
+        forward_signal(job, signum)
     ended = finish(job)
     return ended.returncode if ended.returncode >= 0 else 128 - ended.returncode
 

@@ -368,6 +368,8 @@ def _executor_of(options: LaunchOptions, runs_dir: RunsDir, cwd: str) -> Executo
         ExecutorOptions(n_jobs=options.n_jobs, cwd=cwd, runs_dir=str(runs_dir.path)),
         sbatch_args=options.sbatch_args,
         scheduler=options.scheduler,
+        timeout=options.timeout,
+        checkpoint_signal=options.checkpoint_signal,
     )
 
 

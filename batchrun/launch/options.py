@@ -130,9 +130,9 @@ def check_options(options: LaunchOptions) -> None:
         raise UsageError(f"--retries must be 0 or more, not {options.retries}")
     if options.checkpoint_signal is not None and options.timeout is None:
         raise UsageError("--checkpoint-signal needs --timeout: the signal comes that many seconds before the timeout")
-    if options.checkpoint_signal is not None and options.executor != "local":
-        # Their executors take any signal sent to a job for a stop; SLURM's own --signal is not mapped yet.
-        raise UsageError(f"--checkpoint-signal runs with the local executor only, not {options.executor}; on SLURM pass --sbatch-args \"--signal=B:USR1@120\"")
+    if options.checkpoint_signal is not None and options.executor not in ("local", "slurm"):
+        # Dask takes any signal sent to a job for a stop; SLURM sends it itself (its --signal).
+        raise UsageError(f"--checkpoint-signal runs with the local and slurm executors, not {options.executor}")
     if options.max_requeues < 0:
         raise UsageError(f"--max-requeues must be 0 or more, not {options.max_requeues}")
     parse_mode(options.mode)

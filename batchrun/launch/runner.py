@@ -31,6 +31,7 @@ from batchrun.launch.stopnotes import StopNotes
 from batchrun.launch.stopper import STARTING, JobEnds, Target, stop_job, wait_job_warned
 from batchrun.metrics.cache import record_job_metrics
 from batchrun.metrics.file import METRICS_NAME, NOT_A_FILE, Skipped
+from batchrun.resources import time_limit
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
@@ -228,8 +229,8 @@ class JobRunner:
             self.on_change(job, rec)
         slot = grant.slot
         self.emit(EventKind.START, job, rec, slot)
-        # A request's time is the job's own time limit; else the launch's --timeout.
-        timeout = job.request.time if job.request is not None and job.request.time is not None else self.options.timeout
+        # The job's time limit and its checkpoint signal: the launch's to enforce, unless its cluster does (SLURM).
+        timeout = None if self.executor.enforces_time_limit else time_limit(job.request, self.options.timeout)
         deadline = None if timeout is None else time.monotonic() + max(0.0, start + timeout - time.time())
         returncode = wait_job_warned(self.executor, job.job_id, ref, control.stop_now.is_set, deadline, self.options.checkpoint_signal)
         if returncode is None:

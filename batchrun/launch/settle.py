@@ -76,9 +76,11 @@ def watched_end(log_dir: Path | str, attempt: int, returncode: int, noted: str |
         if found is not None:
             return found
         # No record and no note on disk (the note could not be written): what this launch did.
-        return AttemptEnd.stopped_as(noted, None if returncode == jobfiles.Unrecorded.LOST else shell_status(returncode))
+        return AttemptEnd.stopped_as(noted, None if returncode in tuple(jobfiles.Unrecorded) else shell_status(returncode))
     if returncode == jobfiles.Unrecorded.LOST:
         return AttemptEnd(State.INTERRUPTED)  # nobody saw it end: never a failure, it runs again
+    if returncode == jobfiles.Unrecorded.TIMED_OUT:
+        return AttemptEnd.stopped_as(State.TIMEOUT)  # its cluster's time limit stopped it; its status is unknown
     if interrupted and returncode != 0:
         return AttemptEnd(State.INTERRUPTED)  # stopped by us (or it chose to fail as we stopped it)
     return AttemptEnd.exited(shell_status(returncode))

@@ -17,6 +17,11 @@ task SLURM no longer runs that leaves no exit record within a few seconds was
 lost (cancelled, node failure, launch failure) and ends with status -9, never
 as a success. Signals are gathered the same way into a few `scancel` calls.
 
+A job's time limit (its `time`, else --timeout) is SLURM's `--time`, which
+SLURM enforces from the task's start (`enforces_time_limit`): a task it ended
+TIMEOUT with no exit record is recorded `timeout`. The checkpoint signal is
+`--signal=B:SIG@SECONDS`, passed on to the job by its supervisor.
+
 References are `ARRAYID_TASK`. A later launch asks `squeue` whether a task is
 still queued or running and adopts it; a job whose reference the journal
 missed (batchrun killed between sbatch and the journal line) is found again
@@ -37,7 +42,7 @@ from pathlib import Path
 
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
-from batchrun.executors.jobfiles import job_lock_held, read_exit_record, wait_for_job_lock
+from batchrun.executors.jobfiles import Unrecorded, job_lock_held, read_exit_record, wait_for_job_lock
 from batchrun.executors.processes import group_alive, kill_group
 from batchrun.executors.slurm import cluster
 from batchrun.executors.slurm.commands import SlurmCommands
@@ -61,6 +66,7 @@ from batchrun.executors.slurm.text import (
     last_line,
     manifest_line,
     parse_squeue,
+    refused_sbatch_args,
     shell_quote,
 )
 from batchrun.liveness import LockTable
@@ -86,8 +92,6 @@ _LOST_STATUS = -9
 # How old an answer `alive` accepts (the stopper asks every 50 ms).
 _ALIVE_MAX_AGE = 0.25
 _OPEN_TIMEOUT = 20.0
-# sbatch options batchrun sets itself.
-_RESERVED_SBATCH = ("--array", "-a", "--wrap", "--parsable")
 
 
 @dataclass
@@ -102,7 +106,7 @@ class _Tracked:
     signalled: int | None = None  # the last signal batchrun sent it
 
     def settle_gone(self, ref: str, state: str, slurm_dir: Path) -> None:
-        """SLURM no longer runs it: its exit record's status, else lost (noted in err.log)."""
+        """SLURM no longer runs it: its exit record's status, else timed out (SLURM's --time), else lost (noted in err.log)."""
         record = read_exit_record(Path(self.log_dir))
         if record is not None:
             self.status = record[0]
@@ -110,8 +114,9 @@ class _Tracked:
             how = f"ended {state}" if state else "is no longer known to squeue"
             note = f"batchrun: SLURM job {ref} {how} without an exit record; SLURM's output: {slurm_dir}/{ref.split('_')[0]}.out\n"
             append_line(Path(self.log_dir) / "err.log", note)
-            # Killed by the signal batchrun sent, as the local executor reports it.
-            self.status = -self.signalled if self.signalled else _LOST_STATUS
+            # Stopped by SLURM at its time limit (its supervisor died of the SIGTERM, how the job ended is unknown);
+            # else killed by the signal batchrun sent, as the local executor reports it.
+            self.status = Unrecorded.TIMED_OUT if state == "TIMEOUT" else -self.signalled if self.signalled else _LOST_STATUS
         self.done.set()
 
 
@@ -122,6 +127,7 @@ class SlurmExecutor(Executor):
     Settings = SlurmSettings
     cluster = "SLURM"
     cluster_query = "squeue"
+    enforces_time_limit = True
 
     def __init__(self, options: ExecutorOptions, settings: SlurmSettings | None = None) -> None:
         super().__init__(options, settings)
@@ -139,7 +145,7 @@ class SlurmExecutor(Executor):
         # sbatch hands this environment to the tasks; manifests add what jobs need on top.
         env = dict(os.environ)
         self._commands = SlurmCommands(options.cwd, env, cluster_option(self.settings.sbatch_args), self._watched_refs)
-        self._submitter = Submitter(options, self._commands, self.slurm_dir, env, self._cond, self._closed, self._register, self.settings.sbatch_args)
+        self._submitter = Submitter(options, self._commands, self.slurm_dir, env, self._cond, self._closed, self._register, self.settings)
 
     @classmethod
     def made(cls, ref: str) -> bool:
@@ -171,9 +177,9 @@ class SlurmExecutor(Executor):
     # -- set-up -------------------------------------------------------------
 
     def open(self) -> None:
-        for arg in self.settings.sbatch_args:
-            if arg.split("=", 1)[0] in _RESERVED_SBATCH:
-                raise ExecutorError(f"--sbatch-args must not contain {arg!r}: batchrun submits job arrays itself")
+        refusal = refused_sbatch_args(self.settings.sbatch_args)
+        if refusal is not None:
+            raise ExecutorError(refusal)
         if shutil.which("sbatch") is None:
             raise ExecutorError("sbatch not found on PATH: --executor slurm needs the SLURM client commands (sbatch, squeue, scancel)")
         answer = self._commands.run(["sinfo", "-h", "-o", "%P", *self._commands.clusters], _OPEN_TIMEOUT)
@@ -184,7 +190,8 @@ class SlurmExecutor(Executor):
         if config.returncode == 0 and match:
             self._submitter.max_array = max(1, int(match.group(1)))
         try:
-            write_task_script(self.slurm_dir, self.options.cwd)
+            forward = self.settings.checkpoint_signal[0] if self.settings.checkpoint_signal is not None else None
+            write_task_script(self.slurm_dir, self.options.cwd, forward)
         except OSError as err:
             raise ExecutorError(f"{self.slurm_dir}: cannot write the SLURM task script: {err.strerror}") from err
         for name, target in (("submit", self._submitter.loop), ("monitor", self._monitor_loop), ("signal", self._signal_loop)):

@@ -4,7 +4,9 @@ Jobs that start together go to SLURM together: the submitter thread sends
 every job queued within a short window (or as soon as every free slot asked)
 as one `sbatch --array=0-K%N` per distinct request (jobs asking for the same
 GPUs, CPUs, memory and time share an array, which carries `--gres`,
-`--cpus-per-task`, `--mem` and `--time` for all its tasks). Before submitting it writes a manifest (line
+`--cpus-per-task`, `--mem` and `--time` for all its tasks; `--time` is the
+launch's --timeout for jobs whose request names no time, and
+--checkpoint-signal is every array's `--signal`). Before submitting it writes a manifest (line
 K+1 holds task K's job id, environment and command) and, after, a line in
 the `submitted` log; a later launch reads both back to find jobs the journal
 has no reference for, and skips whatever in them is damaged.
@@ -18,7 +20,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from batchrun.atomic import write_atomic
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
 from batchrun.executors.slurm.commands import SlurmCommands
+from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.text import (
     SUBMITTED_NAME,
     TASK_SCRIPT_NAME,
@@ -34,6 +37,7 @@ from batchrun.executors.slurm.text import (
     manifest_line,
     parse_submitted,
     request_args,
+    signal_args,
     task_script,
 )
 from batchrun.executors.supervisor import clear_job_files
@@ -84,11 +88,12 @@ class Submitter:
         cond: threading.Condition,
         closed: threading.Event,
         register: Callable[[str, str, bool], None],
-        sbatch_args: Sequence[str] = (),
+        settings: SlurmSettings | None = None,
     ) -> None:
         self._options = options
-        # The user's extra sbatch options (`SlurmSettings.sbatch_args`).
-        self._sbatch_args = list(sbatch_args)
+        # The user's extra sbatch options, the launch's --timeout and --checkpoint-signal.
+        self._settings = settings if settings is not None else SlurmSettings()
+        self._sbatch_args = list(self._settings.sbatch_args)
         self._commands = commands
         self._slurm_dir = slurm_dir
         # sbatch hands this environment to the tasks; manifests add what jobs need on top.
@@ -139,7 +144,7 @@ class Submitter:
         """sbatch `requests` as arrays of at most MaxArraySize tasks, one array (or more) per distinct request, and set their refs."""
         groups: dict[tuple[str, ...], list[Submission]] = {}
         for submission in requests:
-            groups.setdefault(tuple(request_args(submission.request)), []).append(submission)
+            groups.setdefault(tuple(request_args(submission.request, self._settings.timeout)), []).append(submission)
         for group_args, group in groups.items():
             after = self._submit_group(group, list(group_args), after, chain, track)
 
@@ -161,8 +166,10 @@ class Submitter:
             # Requeueable (scontrol requeue, PreemptMode=REQUEUE, a node failure): SLURM runs a task again
             # under its same id, so batchrun waits on and records one job, never two at once.
             args += [] if any(arg.startswith("--no-requeue") for arg in self._sbatch_args) else ["--requeue"]
-            # The job's own request after --sbatch-args: a line's directive is more specific than the launch's defaults.
-            array_id = self._sbatch([*args, *self._sbatch_args, *request_sbatch, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
+            # The job's own request and time limit, and the checkpoint signal, after --sbatch-args: batchrun's
+            # options and a line's directive are more specific than the launch's sbatch defaults.
+            asks = [*request_sbatch, *signal_args(self._settings.checkpoint_signal)]
+            array_id = self._sbatch([*args, *self._sbatch_args, *asks, str(self._slurm_dir / TASK_SCRIPT_NAME), str(manifest)], manifest)
             append_line(self._slurm_dir / SUBMITTED_NAME, f"{manifest.name} {array_id} {len(chunk)}\n")
             with self._cond:
                 for task, request in enumerate(chunk):
@@ -216,15 +223,18 @@ def append_line(path: Path, line: str) -> None:
             os.close(fd)
 
 
-def write_task_script(slurm_dir: Path, cwd: str) -> None:
-    """Write the script every array task runs, unless it is there already (byte for byte).
+def write_task_script(slurm_dir: Path, cwd: str, forward: int | None = None) -> None:
+    """Write the script every array task runs, unless it is there already (byte for byte); `forward`: the checkpoint signal.
+
+    sbatch keeps a copy of the script it submits, so tasks queued by an
+    earlier launch run the script they were submitted with.
 
     Raises:
         OSError: the directory or the script cannot be written.
     """
     slurm_dir.mkdir(parents=True, exist_ok=True)
     script = slurm_dir / TASK_SCRIPT_NAME
-    data = task_script(cwd).encode("utf-8", "surrogateescape")
+    data = task_script(cwd, forward).encode("utf-8", "surrogateescape")
     try:
         same = script.read_bytes() == data
     except FileNotFoundError:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 
-from batchrun.resources import Request
+from batchrun.executors.supervisor import COMMAND_FILE
+from batchrun.resources import Request, time_limit
 
 __all__ = [
     "ENDED",
@@ -25,8 +27,10 @@ __all__ = [
     "manifest_line",
     "parse_squeue",
     "parse_submitted",
+    "refused_sbatch_args",
     "request_args",
     "shell_quote",
+    "signal_args",
     "task_script",
 ]
 
@@ -41,6 +45,8 @@ ENDED = frozenset(
 )
 _REF = re.compile(r"^(\d+)_(\d+)$")
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# sbatch options batchrun sets itself.
+_RESERVED_SBATCH = ("--array", "-a", "--wrap", "--parsable")
 # A job id as batchrun writes it into a manifest line.
 _JOB_ID = re.compile(rb"^: ([0-9a-f]{16});")
 
@@ -68,7 +74,7 @@ def manifest_line(job_id: str, command: str, env: dict[str, str], base_env: dict
     return "; ".join(parts) + "\n"
 
 
-def task_script(cwd: str, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH) -> str:
+def task_script(cwd: str, forward: int | None = None, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH) -> str:
     """The script every array task runs, with its manifest's path as $1.
 
     It sets the job's environment from its manifest line and hands the line
@@ -76,8 +82,14 @@ def task_script(cwd: str, python: str = sys.executable, supervisor: str = SUPERV
     runs batchrun, at the same path on every node) on its stdin, where a line
     of any length passes. The supervisor runs it exactly as a local job runs
     (`/bin/sh -c LINE` in the launch's directory) and writes its exit record;
-    a task that cannot start it leaves no record: the job is lost.
+    a task that cannot start it leaves no record: the job is lost. The
+    supervisor replaces the script's shell (`exec`), so it is the batch shell
+    that `--signal=B:SIG` reaches: with `forward` (the checkpoint signal) it
+    passes that signal on to the job's process group. Its stdin is therefore
+    a file, `command.sh` in the job's log directory: the end of a pipe would
+    run it in a child of the batch shell, and the signal would kill the shell.
     """
+    forwarding = f" --forward {_signal_name(forward)}" if forward is not None else ""
     return (
         "#!/bin/sh\n"
         "# batchrun: array task K runs the job on line K+1 of the manifest $1, under batchrun's supervisor.\n"
@@ -85,7 +97,8 @@ def task_script(cwd: str, python: str = sys.executable, supervisor: str = SUPERV
         '__batchrun_line=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1)){p;q;}" "$1") && [ -n "$__batchrun_line" ] || {\n'
         '    echo "batchrun: no line for task $SLURM_ARRAY_TASK_ID in $1" >&2; exit 1; }\n'
         'eval "$__batchrun_line"\n'
-        f'printf %s "$__batchrun_cmd" | exec {shell_quote(python)} -I -S {shell_quote(supervisor)} --cwd {shell_quote(cwd)} "$BATCHRUN_LOG_DIR"\n'
+        f'printf %s "$__batchrun_cmd" > "$BATCHRUN_LOG_DIR/{COMMAND_FILE}" || exit 1\n'
+        f'exec {shell_quote(python)} -I -S {shell_quote(supervisor)} --cwd {shell_quote(cwd)}{forwarding} "$BATCHRUN_LOG_DIR" < "$BATCHRUN_LOG_DIR/{COMMAND_FILE}"\n'
     )
 
 
@@ -109,6 +122,26 @@ def cluster_option(sbatch_args: list[str]) -> list[str]:
         if arg.startswith("-M") and len(arg) > 2:
             return [f"--clusters={arg[2:]}"]
     return []
+
+
+def refused_sbatch_args(sbatch_args: list[str]) -> str | None:
+    """Why these `--sbatch-args` cannot be used, or None.
+
+    batchrun sets `--array` and the like itself; and a `--signal` for the
+    batch shell (`B:`, `RB:`) would kill batchrun's job supervisor, which
+    is the batch shell: the checkpoint signal is the way to it.
+    """
+    for i, arg in enumerate(sbatch_args):
+        if arg.split("=", 1)[0] in _RESERVED_SBATCH:
+            return f"--sbatch-args must not contain {arg!r}: batchrun submits job arrays itself"
+        spec = arg.split("=", 1)[1] if arg.startswith("--signal=") else " ".join(sbatch_args[i + 1 : i + 2]) if arg == "--signal" else ""
+        flags, colon, _ = spec.partition(":")
+        if colon and "B" in flags.upper():
+            return (
+                f"--sbatch-args {arg if '=' in arg else f'{arg} {spec}'!r}: that signal would kill the batch shell, batchrun's job supervisor; "
+                "pass --checkpoint-signal SIG@SECONDS (with --timeout), which it passes on to the job"
+            )
+    return None
 
 
 def last_line(text: str) -> str:
@@ -136,23 +169,43 @@ def parse_submitted(data: bytes, manifest_name: str) -> list[str]:
     return arrays
 
 
-def request_args(request: Request | None) -> list[str]:
-    """The sbatch options that ask SLURM for what a job requests (`batchrun.resources`).
+def request_args(request: Request | None, timeout: float | None = None) -> list[str]:
+    """The sbatch options that ask SLURM for what a job requests (`batchrun.resources`), and for its time limit.
 
     A fraction of a GPU asks for one whole GPU (`--gres=gpu:1`): SLURM's gres
-    hands out whole devices. Memory goes in megabytes, rounded up; time as
-    H:MM:SS, seconds rounded up (SLURM counts whole minutes).
+    hands out whole devices. Memory goes in megabytes, rounded up. The time
+    limit is the job's own `time`, else the launch's `--timeout`
+    (`resources.time_limit`), rounded up to whole minutes, as SLURM counts
+    them (at least one: `--time=0` would be no limit).
     """
-    if request is None:
-        return []
     args = []
-    if request.gpus:
+    if request is not None and request.gpus:
         args.append(f"--gres=gpu:{max(1, math.ceil(request.gpus))}")
-    if request.cpus:
+    if request is not None and request.cpus:
         args.append(f"--cpus-per-task={request.cpus}")
-    if request.mem:
+    if request is not None and request.mem:
         args.append(f"--mem={-(-request.mem // (1 << 20))}M")
-    if request.time:
-        seconds = math.ceil(request.time)
-        args.append(f"--time={seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}")
+    seconds = time_limit(request, timeout)
+    if seconds is not None:
+        minutes = max(1, math.ceil(seconds / 60))
+        args.append(f"--time={minutes // 60}:{minutes % 60:02d}:00")
     return args
+
+
+def signal_args(checkpoint_signal: tuple[int, float] | None) -> list[str]:
+    """`--checkpoint-signal SIG@SECONDS` as sbatch's `--signal=B:SIG@SECONDS` (whole seconds, rounded up).
+
+    `B:` sends it to the batch shell alone, which is the job's supervisor
+    (`task_script`): it passes it on to the job's process group. Without
+    `B:` SLURM would signal only job steps (`srun`), which a batchrun job
+    need not have.
+    """
+    if checkpoint_signal is None:
+        return []
+    signum, seconds = checkpoint_signal
+    return [f"--signal=B:{_signal_name(signum)}@{math.ceil(seconds)}"]
+
+
+def _signal_name(signum: int) -> str:
+    """`USR1` for SIGUSR1: the name SLURM's `--signal` and the supervisor's `--forward` read."""
+    return signal.Signals(signum).name.removeprefix("SIG")
