@@ -21,14 +21,12 @@ from batchrun.launch.plan import Group, Plan, classify, make_plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.idindex import short_prefix
-from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_trusted, _settle_in_flight
-from batchrun.store.journal import Journal
+from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_trusted, _settle_in_flight, read_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger
 from batchrun.store.metadata import load_metadata
 from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
 from batchrun.store.recordtable import STATE_CODE, RecordTable
-from batchrun.store.repair import surviving_records
-from batchrun.store.rundir import RunsDir, launch_holder
+from batchrun.store.rundir import RunsDir
 
 __all__ = ["Preview", "preview_launch"]
 
@@ -64,15 +62,8 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     parsed = parse_mode(mode)
     locks = LockTable()
     now = time.time()
-    # As `status.view.read_status` reads them: the launch looked for before the journal is read.
-    launch_pid = launch_holder(runs_dir, locks)
+    launch_pid, records = read_records(runs_dir, locks)  # as `status.view.read_status` reads them
     launch_running = launch_pid is not None
-    journal = Journal(runs_dir.path)
-    journal.load()
-    records = journal.records
-    if not records:
-        # A lost journal: count what survives, as the next launch will.
-        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
     ledger = Ledger(runfile.jobs, records)
     entries: dict[str, dict[str, Any]] = {}
     if not records or ledger.removed_ids() or not _metadata_trusted(runs_dir, launch_running):

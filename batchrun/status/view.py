@@ -39,6 +39,7 @@ from batchrun.store.fingerprint import metadata_unchanged
 from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import legacy_record, load_metadata
 from batchrun.store.records import STATES, JobRecord, State, category_of
+from batchrun.store.recordtable import RecordTable
 from batchrun.store.repair import surviving_records
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
@@ -161,19 +162,10 @@ def read_status(runs_dir: RunsDir, runfile: Runfile | None, need_entries: bool =
     Raises:
         MetadataError: the journal or metadata.json is corrupt.
     """
-    # The launch is looked for before the journal is read: a launch that
-    # ends in between leaves its jobs' ends in the journal or in their exit
-    # records, and both are read after.
     locks = LockTable()
     now = time.time()
-    launch_pid = launch_holder(runs_dir, locks)
+    launch_pid, records = read_records(runs_dir, locks)
     launch_running = launch_pid is not None
-    journal = Journal(runs_dir.path)
-    journal.load()
-    records = journal.records
-    if not records:
-        # A lost journal: count what survives, as the next launch will.
-        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
     removed_ids = runfile.jobs.ids_missing(records) if runfile is not None else []
     if need_entries or runfile is None or not records or removed_ids or not _metadata_trusted(runs_dir, launch_running):
         entries = load_metadata(runs_dir.metadata)
@@ -225,6 +217,23 @@ def _metadata_trusted(runs_dir: RunsDir, launch_running: bool) -> bool:
     if launch_running:
         return True
     return metadata_unchanged(runs_dir.path, runs_dir.metadata_name)
+
+
+def read_records(runs_dir: RunsDir, locks: LockTable) -> tuple[int | None, RecordTable]:
+    """The pid of the launch running the runs directory (None: none), and the journal's records.
+
+    The launch is looked for before the journal is read: a launch that
+    ends in between leaves its jobs' ends in the journal or in their exit
+    records, and both are read after. A lost journal gives what survives
+    of it, as the next launch will count it.
+    """
+    launch_pid = launch_holder(runs_dir, locks)
+    journal = Journal(runs_dir.path)
+    journal.load()
+    records = journal.records
+    if not records:
+        records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
+    return launch_pid, records
 
 
 def _import_legacy(records: MutableMapping[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:
