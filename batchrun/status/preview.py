@@ -21,11 +21,11 @@ from batchrun.launch.plan import Group, Plan, classify, make_plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.idindex import short_prefix
-from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _metadata_trusted, _settle_in_flight, read_records
+from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, read_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger
 from batchrun.store.metadata import load_metadata
 from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
-from batchrun.store.recordtable import STATE_CODE, RecordTable
+from batchrun.store.recordtable import STATE_CODE
 from batchrun.store.rundir import RunsDir
 
 __all__ = ["Preview", "preview_launch"]
@@ -74,7 +74,7 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     settled = set() if launch_running else _settle_in_flight(running, runs_dir, locks, now, True)
     adopt_ids = {rec.job_id for rec in map(records.view, records.running_rows())}
     removed_ids = ledger.removed_ids()
-    removed = [_removed_job(job_id, records, entries) for job_id in removed_ids]
+    removed = [_job_from_records(job_id, records, entries, True) for job_id in removed_ids]
     plan = make_plan(
         ledger, None, parsed, recovered=len(settled), adopt_ids=adopt_ids, removed_jobs=[Job(job.command, job.job_id, 0) for job in removed]
     )
@@ -83,16 +83,6 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     counts = ledger.counts(keys)
     counts[REMOVED] += len(removed)
     return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, _id_length(runfile, removed_ids))
-
-
-def _removed_job(job_id: str, records: RecordTable, entries: dict[str, dict[str, Any]]) -> JobStatus:
-    """A record of no job of the runfile, with what metadata.json says of its command and line."""
-    entry = entries.get(job_id)
-    command = entry.get("command") if entry is not None else None
-    line = entry.get("line") if entry is not None else None
-    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
-        line = None
-    return JobStatus(job_id, command if isinstance(command, str) else "", line, records.get(job_id), entry, True)
 
 
 def _groups(
