@@ -61,6 +61,22 @@ def test_the_loader_hands_out_windows_of_jobs_not_done(tmp_path: Path, monkeypat
     assert third is None
 
 
+def test_the_first_window_doit_keeps_all_run_is_the_small_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # doit's command holds the task list it loaded first until the run ends.
+    runs = RunsDir(tmp_path)
+    journal = Journal(tmp_path)
+    journal.open()
+    jobs = [Job(f"echo {i}", f"{i:016x}", i + 1) for i in range(9)]
+    source = RunsDirJobs(runs, {job.job_id for job in jobs}, "retry_failed", journal)
+    monkeypatch.setattr(doit_runner, "WINDOW", 5)
+    monkeypatch.setattr(doit_runner, "FIRST_WINDOW", 2)
+    loader = doit_runner.JobTaskLoader(_Runner(None), source, jobs, lambda: False)
+    first, second = loader.load_tasks(None, None), loader.next_window()
+    journal.close()
+    assert [t.name for t in first] == [job.job_id for job in jobs[:2]]
+    assert [t.name for t in second or []] == [job.job_id for job in jobs[2:7]]
+
+
 def test_a_job_task_title_is_its_name_and_command() -> None:
     assert doit_runner.job_title(Task("exp:abc", ["true"], doc="python3 train.py")) == "exp:abc: python3 train.py"
     assert doit_runner.job_title(Task("other", ["true"])) == "other"

@@ -70,6 +70,9 @@ __all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentRepor
 # about 5 KB; 2,000 keeps a window near 10 MB while the cost of building the
 # next window stays far below one job's run time.
 WINDOW = 2000
+# The first window is smaller: doit's command keeps the task list it loaded
+# first (and its TaskControl) until the run ends, so its Tasks outlive it.
+FIRST_WINDOW = 64
 
 # The backend's name in doit's `doit.BACKEND` entry-point group.
 BACKEND_NAME = "batchrun"
@@ -291,15 +294,15 @@ class JobTaskLoader(TaskLoader2):
         return {"verbosity": 0}
 
     def load_tasks(self, cmd: Any, pos_args: Any) -> list[Task]:
-        return self.next_window() or []
+        return self.next_window(FIRST_WINDOW) or []
 
-    def next_window(self) -> list[Task] | None:
-        """The next window's tasks; [] when the job source has nothing yet, None when it has no more."""
+    def next_window(self, size: int | None = None) -> list[Task] | None:
+        """The next window's tasks (up to `size`); [] when the job source has nothing yet, None when it has no more."""
         if self._collect:
             # The last window's Tasks sit in reference cycles (task <-> action):
             # free them before building the next, or memory grows with the run.
             gc.collect()
-        jobs = self.queue.next_jobs(WINDOW, self.skip)
+        jobs = self.queue.next_jobs(WINDOW if size is None else size, self.skip)
         # Not again while a following launch polls an unchanged file.
         self._collect = bool(jobs)
         if jobs is None:

@@ -20,6 +20,7 @@ import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
 import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
+from batchrun.cli.allocator import fix_mmap_threshold
 from batchrun.errors import BatchrunError, UsageError
 
 __all__ = ["main"]
@@ -136,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         130: interrupted (Ctrl-C, SIGTERM, SIGHUP), after the state was saved.
         124: `batchrun wait --timeout` expired while the launch still ran.
     """
+    fix_mmap_threshold()
     # Usually installed already by `__main__`, before this module's imports.
     if _signals.install():
         _signals.take_pending()  # left from an earlier in-process call
