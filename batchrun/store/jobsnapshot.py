@@ -53,17 +53,19 @@ def new_token() -> str:
 def write_sections(runs_dir: Path, token: str, sections: dict[str, Any], side: dict[str, Any]) -> bool:
     """Write the snapshot: named arrays (or bytes-likes) and JSON-able side data; False when it could not be written."""
     listed = []
-    blobs = []
-    for name, values in sections.items():
-        data = values if isinstance(values, array) else array("B", values)
-        view = memoryview(data).cast("B")
-        listed.append([name, data.typecode, len(data), zlib.crc32(view)])
-        blobs.append(view)
-    header = json.dumps({"token": token, "sections": listed, "side": side}, separators=(",", ":"), allow_nan=True)
+    # The sections' own bytes, written as they are: a copy of each would
+    # double the snapshot in memory (14 MB at 100,000 jobs) as the launch ends.
+    views = [memoryview(values).cast("B") for values in sections.values()]
     try:
-        write_atomic(runs_dir / SNAPSHOT_NAME, [f"{_MAGIC} {_VERSION} {sys.byteorder}\n{header}\n".encode(), *(bytes(blob) for blob in blobs)])
+        for (name, values), view in zip(sections.items(), views, strict=True):
+            listed.append([name, values.typecode if isinstance(values, array) else "B", len(values), zlib.crc32(view)])
+        header = json.dumps({"token": token, "sections": listed, "side": side}, separators=(",", ":"), allow_nan=True)
+        write_atomic(runs_dir / SNAPSHOT_NAME, [f"{_MAGIC} {_VERSION} {sys.byteorder}\n{header}\n".encode(), *views])
     except (OSError, ValueError):
         return False
+    finally:
+        for view in views:
+            view.release()
     return True
 
 
