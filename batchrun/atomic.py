@@ -31,11 +31,12 @@ def temp_path_of(path: Path, attempt: int = 0) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{suffix}.tmp")
 
 
-def write_atomic(path: Path | str, content: str | bytes | Iterable[str] | Iterable[bytes], *, sync: bool = False, mode: int | None = None) -> None:
+def write_atomic(path: Path | str, content: str | bytes | Iterable[str] | Iterable[bytes | memoryview], *, sync: bool = False, mode: int | None = None) -> None:
     """Write `content` to `path` so that readers see the old file or the new one.
 
     `content` is text (written as UTF-8, surrogates kept), bytes, or pieces of
-    either, written in order (a big file streams, never held whole). `sync`
+    either (or memoryviews, written as they are), written in order (a big
+    file streams, never held whole). `sync`
     flushes the file to stable storage before the rename, for records a power
     loss must not take (a compacted journal); `mode` sets the new file's mode
     (else the umask decides, as for any new file).

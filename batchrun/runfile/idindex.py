@@ -19,6 +19,7 @@ no I/O.
 from __future__ import annotations
 
 import sys
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -57,7 +58,7 @@ def ids_from_digests(digests: bytes, stride: int = 1) -> array[int]:
 class IdIndex:
     """Ids in row order, with a look-up from id to row."""
 
-    __slots__ = ("_bits", "_ids", "_index", "_near_cache", "_odd", "_shift", "_tail")
+    __slots__ = ("_bits", "_guard", "_ids", "_index", "_near_cache", "_odd", "_shift", "_sorted", "_tail")
 
     def __init__(self, ids: array[int] | None = None) -> None:
         self._ids: array[int] = ids if ids is not None else array("Q")
@@ -70,6 +71,13 @@ class IdIndex:
         self._shift = 64  # an entry's high part is the id shifted right by this
         self._tail = _Tail()
         self._near_cache: list[int] | None = None
+        # What a look-up reads, published in one assignment: a launch appends
+        # rows (under its own lock) while other threads look ids up, and a
+        # look-up may build the index; one must never see another's half.
+        self._sorted: tuple[array[float], int, int, _Tail] | None = None
+        # Taken by an append and by a build, so that no row appended while the
+        # index is being built is left out of both the index and the tail.
+        self._guard = threading.Lock()
 
     # -- reading ------------------------------------------------------------
 
@@ -109,8 +117,8 @@ class IdIndex:
 
     def row_of_digest(self, digest: int) -> int:
         """The first row (not an odd id's) whose id is this integer; -1 when none."""
-        index = self._index if self._index is not None else self._build()
-        bits, high = self._bits, digest >> self._shift
+        index, bits, shift, tail = self._state()
+        high = digest >> shift
         ids, odd = self._ids, self._odd
         pos = bisect_left(index, float(high << bits))
         while pos < len(index):
@@ -121,7 +129,7 @@ class IdIndex:
             if ids[row] == digest and row not in odd:
                 return row
             pos += 1
-        return self._tail.find(digest, ids)
+        return tail.find(digest, ids)
 
     def rows_of(self, job_id: str) -> list[int]:
         """Every row with this id, in order (one, unless ids collide or repeat)."""
@@ -133,8 +141,8 @@ class IdIndex:
 
     def rows_of_digest(self, digest: int) -> list[int]:
         """Every row whose id is this integer (odd ids' rows hold 0)."""
-        index = self._index if self._index is not None else self._build()
-        bits, high = self._bits, digest >> self._shift
+        index, bits, shift, tail = self._state()
+        high = digest >> shift
         ids = self._ids
         found = []
         pos = bisect_left(index, float(high << bits))
@@ -145,7 +153,7 @@ class IdIndex:
             if ids[packed & ((1 << bits) - 1)] == digest:
                 found.append(packed & ((1 << bits) - 1))
             pos += 1
-        if self._tail.find(digest, ids) >= 0:
+        if tail.find(digest, ids) >= 0:
             found.extend(row for row in range(len(index), len(ids)) if ids[row] == digest)
         return sorted(found)
 
@@ -205,19 +213,20 @@ class IdIndex:
         return row
 
     def append_digest(self, digest: int) -> int:
-        row = len(self._ids)
-        self._ids.append(digest)
-        if self._index is not None:
-            if len(self._tail) >= 1024 + len(self._index):
-                self._index = None  # built again at the next look-up: twice the size each time
-            elif row not in self._odd:
-                self._tail.add(digest, row, self._ids)
+        with self._guard:
+            row = len(self._ids)
+            self._ids.append(digest)
+            if self._index is not None:
+                if len(self._tail) >= 1024 + len(self._index):
+                    self._index = self._sorted = None  # built again at the next look-up: twice the size each time
+                elif row not in self._odd:
+                    self._tail.add(digest, row, self._ids)
         return row
 
     def extend_digests(self, digests: Iterable[int]) -> None:
         """Add rows with these integer ids (no odd ids); the index is built again when next asked."""
         self._ids.extend(digests)
-        self._index = None
+        self._index = self._sorted = None
 
     def take(self, rows: Iterable[int]) -> IdIndex:
         """A new index of these rows' ids, in this order."""
@@ -229,7 +238,7 @@ class IdIndex:
         return taken
 
     def clear(self) -> None:
-        self._ids, self._odd, self._index, self._tail, self._near_cache = array("Q"), {}, None, _Tail(), None
+        self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, _Tail(), None
 
     def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
         """The arrays and the rest (JSON-able) that `restore` takes back: the ids and, when built, the sorted index."""
@@ -266,16 +275,23 @@ class IdIndex:
 
     def _adopt(self, index: array[float], bits: int, shift: int) -> None:
         """Use a sorted index of the first len(index) rows; the rows after it go to the tail."""
-        self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, _Tail(), None
+        tail = _Tail()
         ids = self._ids
         for row in range(len(index), len(ids)):
             if row not in self._odd:
-                self._tail.add(ids[row], row, ids)
+                tail.add(ids[row], row, ids)
+        self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, tail, None
+        self._sorted = (index, bits, shift, tail)
 
     def _current(self) -> array[float]:
-        return self._build() if self._index is None or len(self._tail) else self._index
+        return self._build()[0] if self._index is None or len(self._tail) else self._index
 
-    def _build(self) -> array[float]:
+    def _state(self) -> tuple[array[float], int, int, _Tail]:
+        """The sorted index, its layout and its tail, as one consistent whole (built first when there is none)."""
+        state = self._sorted
+        return state if state is not None else self._build()
+
+    def _build(self) -> tuple[array[float], int, int, _Tail]:
         """Sort the rows by id, in C.
 
         Each entry packs an id's high part and its row into one integer below
@@ -284,12 +300,15 @@ class IdIndex:
         a float is exact. Ids that share a high part are told apart by their
         full ids, in the rows.
         """
-        n = len(self._ids)
-        bits, shift = _layout(n)
-        packed = map(or_, map(lshift, map(rshift, self._ids, repeat(shift)), repeat(bits)), range(n))
-        index = array("d", sorted(map(float, packed)))
-        self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, _Tail(), None
-        return index
+        with self._guard:
+            n = len(self._ids)
+            bits, shift = _layout(n)
+            packed = map(or_, map(lshift, map(rshift, self._ids, repeat(shift)), repeat(bits)), range(n))
+            index = array("d", sorted(map(float, packed)))
+            tail = _Tail()
+            self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, tail, None
+            self._sorted = state = (index, bits, shift, tail)
+        return state
 
 
 def short_prefix(keys: IdIndex) -> int:
@@ -352,20 +371,23 @@ class _Tail:
     def add(self, digest: int, row: int, ids: array[int]) -> None:
         """Note an appended row (kept only if no earlier appended row has its id)."""
         if 2 * (self._count + 1) > len(self._slots):
-            old = [r for r in self._slots if r >= 0]
-            self._slots = array("q", [-1]) * max(64, 4 * len(self._slots))
-            self._count = 0
-            for r in old:
-                self._put(ids[r], r, ids)
-        self._put(digest, row, ids)
+            # Filled whole before it replaces the old: a look-up in another thread meets one table or the other.
+            slots = array("q", [-1]) * max(64, 4 * len(self._slots))
+            for r in self._slots:
+                if r >= 0:
+                    _put(slots, ids[r], r, ids)
+            self._slots = slots
+        if _put(self._slots, digest, row, ids):
+            self._count += 1
 
-    def _put(self, digest: int, row: int, ids: array[int]) -> None:
-        slots = self._slots
-        mask = len(slots) - 1
-        pos = digest & mask
-        while (other := slots[pos]) >= 0:
-            if ids[other] == digest:
-                return
-            pos = (pos + 1) & mask
-        slots[pos] = row
-        self._count += 1
+
+def _put(slots: array[int], digest: int, row: int, ids: array[int]) -> bool:
+    """Put a row in an open-addressing table; False when a row with its id is there already."""
+    mask = len(slots) - 1
+    pos = digest & mask
+    while (other := slots[pos]) >= 0:
+        if ids[other] == digest:
+            return False
+        pos = (pos + 1) & mask
+    slots[pos] = row
+    return True

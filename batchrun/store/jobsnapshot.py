@@ -60,7 +60,8 @@ def write_sections(runs_dir: Path, token: str, sections: dict[str, Any], side: d
         for (name, values), view in zip(sections.items(), views, strict=True):
             listed.append([name, values.typecode if isinstance(values, array) else "B", len(values), zlib.crc32(view)])
         header = json.dumps({"token": token, "sections": listed, "side": side}, separators=(",", ":"), allow_nan=True)
-        write_atomic(runs_dir / SNAPSHOT_NAME, [f"{_MAGIC} {_VERSION} {sys.byteorder}\n{header}\n".encode(), *views])
+        pieces: list[bytes | memoryview] = [f"{_MAGIC} {_VERSION} {sys.byteorder}\n{header}\n".encode(), *views]
+        write_atomic(runs_dir / SNAPSHOT_NAME, pieces)
     except (OSError, ValueError):
         return False
     finally:
