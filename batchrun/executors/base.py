@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import batchrun.executors.exitlog as exitlog
 from batchrun.executors.jobfiles import job_alive
 from batchrun.liveness import LockTable
 from batchrun.resources import Request
@@ -70,6 +71,8 @@ class Executor(abc.ABC):
     def __init__(self, options: ExecutorOptions, settings: Any = None) -> None:
         self.options = options
         self.settings = self.Settings() if settings is None else settings
+        # The name of this launch's exit log (`exitlog`), which its jobs' supervisors append to.
+        self.launch = exitlog.launch_name()
 
     @classmethod
     def settings_from(cls, values: Mapping[str, Any]) -> Any:
@@ -142,7 +145,7 @@ class Executor(abc.ABC):
         """Whether a job an earlier launch started (and did not see end) is still queued or running."""
 
     @abc.abstractmethod
-    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         """Block until an adopted job is gone (or `should_stop` says to give up)."""
 
     def cancel_queued(self) -> None:  # noqa: B027 - an optional hook

@@ -291,7 +291,7 @@ class JobRunner:
             self.emit(EventKind.ADOPT, job, rec, slot)
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
-        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
+        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set, rec.attempts)
         self.ends.wait(job.job_id)
         how = ended_from_files(log_dir, rec.attempts)
         usage = jobfiles.read_usage(log_dir, rec.attempts)

@@ -57,10 +57,11 @@ class HelperGone(OSError):
 class SlotHelper:
     """One helper process and the job it runs now, if any. Used by one thread at a time."""
 
-    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = ()) -> None:
+    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = (), launch: str | None = None) -> None:
+        self.launch = launch
         self.proc = subprocess.Popen(
             # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
-            [sys.executable, "-I", "-S", HELPER_PATH, *mode],
+            [sys.executable, "-I", "-S", HELPER_PATH, *mode, *(("--launch", launch) if launch else ())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
             start_new_session=True, cwd=cwd, bufsize=0,
@@ -173,7 +174,7 @@ class SlotHelper:
                 return wait_unwatched(log_dir, attempt or None, left, _ORPHAN_POLL)
             if reaped == pid:
                 returncode = os.waitstatus_to_exitcode(wait_status)
-                record_end(os.fsencode(log_dir), returncode, str(attempt or ""))
+                record_end(os.fsencode(log_dir), returncode, str(attempt or ""), launch=self.launch)
                 reap_strays(pid)
                 return returncode
             if deadline is not None and time.monotonic() >= deadline:
@@ -217,8 +218,8 @@ class SlotHelper:
 class Dispatcher(SlotHelper):
     """A helper in its detach mode (`--detach`): it supervises every job it starts, outliving batchrun; nothing waits for it here."""
 
-    def __init__(self, cwd: str | None = None) -> None:
-        super().__init__(cwd, ("--detach",))
+    def __init__(self, cwd: str | None = None, launch: str | None = None) -> None:
+        super().__init__(cwd, ("--detach",), launch)
         # It forks at once and the process started here exits: the one that
         # serves (and outlives batchrun) is no child of batchrun's to reap.
         self.proc.wait()
@@ -232,8 +233,9 @@ class Dispatcher(SlotHelper):
 class HelperPool:
     """The launch's helpers: an idle one serves each start, a new one is made when none is idle."""
 
-    def __init__(self, cwd: str | None = None) -> None:
+    def __init__(self, cwd: str | None = None, launch: str | None = None) -> None:
         self.cwd = cwd
+        self.launch = launch  # the exit log its helpers append to (`exitlog`)
         self._idle: list[SlotHelper] = []
         # pid of a running job -> its helper
         self._busy: dict[int, SlotHelper] = {}
@@ -247,7 +249,7 @@ class HelperPool:
             try:
                 helper = self._idle.pop()
             except IndexError:
-                helper = SlotHelper(self.cwd)
+                helper = SlotHelper(self.cwd, launch=self.launch)
             try:
                 pid = helper.start(job_id, command, log_dir, env)
             except HelperGone as gone:
