@@ -108,8 +108,12 @@ def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marke
 def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     env = _env(log_dir, marker, BATCHRUN_METRICS=str(log_dir / "metrics.jsonl"))
-    assert pool.wait(pool.start(JOB_ID, "true", str(log_dir), env)) == (0, True)
-    assert pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env)) == (1, False)
+    ended = pool.wait(pool.start(JOB_ID, "true", str(log_dir), env))
+    assert ended is not None and ended[:2] == (0, True)
+    # What the job used comes with its end, as its record holds it.
+    assert ended[2] is not None and ended[2][0] > 0, "the job's peak memory did not come with its end"
+    ended = pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env))
+    assert ended is not None and ended[:2] == (1, False)
 
 
 def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
@@ -185,7 +189,7 @@ def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lo
     gate.touch()
     # Not a subreaper (a launch is: tests/test_cli_lifecycle.py), so the job is nobody's to reap here and no
     # helper wrote a record: it ended unseen, never a failure.
-    assert pool.wait(pid) == (jobfiles.Unrecorded.LOST, False)
+    assert pool.wait(pid) == (jobfiles.Unrecorded.LOST, False, None)
     assert (log_dir / "out.log").read_text() == "done\n"
     # The pool replaces the dead helper.
     other = tmp_path / "other"

@@ -121,6 +121,10 @@ class Executor(abc.ABC):
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the job ends; its shell's status (-N: killed by signal N), None on timeout."""
 
+    def ended_usage(self, ref: str) -> tuple[int, float, float] | None:
+        """Once `wait` returned: what the job used, (max_rss_kb, user_cpu_s, sys_cpu_s), if the executor was told; None: its record says (`jobfiles.read_usage`)."""
+        return None
+
     def left_no_metrics(self, ref: str) -> bool:
         """Once `wait` returned: True when the executor saw the job end with no metrics file (the launch then skips reading it)."""
         return False

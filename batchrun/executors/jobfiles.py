@@ -38,6 +38,7 @@ __all__ = [
     "STOP_STATES",
     "Unrecorded",
     "attempt_of",
+    "exit_time",
     "job_alive",
     "job_lock_held",
     "note_stop",
@@ -93,6 +94,12 @@ def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | 
         return int(fields[1]), float(fields[2]), float(fields[3])
     except ValueError:
         return None
+
+
+def exit_time(log_dir: Path | str, attempt: int | None = None) -> float | None:
+    """When the job's attempt (by default its newest) ended, by its exit record (`read_exit_record`); None when it has none."""
+    record = read_exit_record(log_dir, attempt)
+    return None if record is None else record[1]
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:

@@ -13,7 +13,9 @@ it jobs on its stdin; it answers on its stdout. Each message is one `write`:
 - answers: `S <pid>\\n` once the job runs, `E <returncode> <m>\\n` once it
   ended and its record is written (returncode as `subprocess` gives it, -N
   for a signal; `m` 1 if the job's metrics file, `$BATCHRUN_METRICS`,
-  exists then, else 0: batchrun then skips reading it), or
+  exists then, else 0: batchrun then skips reading it), followed by what
+  the job used, `<max_rss_kb> <user_cpu_s> <sys_cpu_s>`, as its record
+  holds it (batchrun then need not read the record for it), or
   `X <errno> <message>\\n` if it could not start.
 
 Everything about running the job (its logs and lock, `/bin/sh -c LINE`, the
@@ -117,7 +119,8 @@ def run_one(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, byt
     _kill_hook(env, KILL_AFTER_HOOK)
     metrics = env.get(b"BATCHRUN_METRICS")
     wrote = b"1" if metrics is None or os.path.lexists(metrics) else b"0"
-    return _reply(b"E %d %s\n" % (ended.returncode, wrote)) and alive
+    usage = ended.rusage
+    return _reply(b"E %d %s %d %.3f %.3f\n" % (ended.returncode, wrote, usage.ru_maxrss, usage.ru_utime, usage.ru_stime)) and alive
 
 
 def serve_detached(stdin: object) -> int:

@@ -45,6 +45,8 @@ class LocalExecutor(Executor):
         self._detached: dict[str, tuple[str, int | None]] = {}
         # refs of ended jobs whose helper saw no metrics file (`left_no_metrics`).
         self._no_metrics: set[str] = set()
+        # ref -> what an ended job used, as its helper said (`ended_usage`).
+        self._usage: dict[str, tuple[int, float, float]] = {}
 
     @classmethod
     def made(cls, ref: str) -> bool:
@@ -77,9 +79,11 @@ class LocalExecutor(Executor):
             ended = self._slots.wait(int(ref), timeout)
             if ended is None:
                 return None
-            returncode, no_metrics = ended
+            returncode, no_metrics, usage = ended
             if no_metrics:
                 self._no_metrics.add(ref)
+            if usage is not None:
+                self._usage[ref] = usage
         else:
             # Its supervisor answers to nobody: its lock, then its record, say how it ended.
             status = wait_unwatched(*detached, timeout)
@@ -88,6 +92,9 @@ class LocalExecutor(Executor):
             del self._detached[ref]
             returncode = status
         return returncode
+
+    def ended_usage(self, ref: str) -> tuple[int, float, float] | None:
+        return self._usage.pop(ref, None)
 
     def left_no_metrics(self, ref: str) -> bool:
         try:

@@ -76,6 +76,8 @@ class SlotHelper:
         self.job: tuple[int, str, int] | None = None
         # The last job that ended left no metrics file (its helper looked).
         self.no_metrics = False
+        # What the last job that ended used, as its helper said: (max_rss_kb, user_cpu_s, sys_cpu_s).
+        self.usage: tuple[int, float, float] | None = None
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
         """Start a job; its pid (also its process group and session).
@@ -141,11 +143,13 @@ class SlotHelper:
                 return None
         try:
             _kind, rest = self._answer()
-            code, _, wrote = rest.partition(b" ")
+            code, wrote, *used = rest.split(b" ")
             returncode: int | None = int(code)
             self.no_metrics = wrote == b"0"
+            self.usage = (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
         except HelperGone:
             self.no_metrics = False
+            self.usage = None
             returncode = self._wait_orphan(timeout)
         if returncode is not None:
             self.job = None
@@ -262,8 +266,8 @@ class HelperPool:
             self._busy[pid] = helper
             return pid
 
-    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool] | None:
-        """The job's returncode and whether it surely left no metrics file; None on timeout."""
+    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool, tuple[int, float, float] | None] | None:
+        """The job's returncode, whether it surely left no metrics file, and what it used if its helper said; None on timeout."""
         helper = self._busy[pid]
         returncode = helper.wait(timeout)
         if returncode is None:
@@ -271,7 +275,7 @@ class HelperPool:
         del self._busy[pid]
         if not helper.gone:
             self._idle.append(helper)
-        return returncode, helper.no_metrics
+        return returncode, helper.no_metrics, helper.usage
 
     def close(self) -> None:
         """End every helper; busy ones exit once their jobs are recorded (a stop that gave up on a job)."""
