@@ -285,6 +285,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and 1 repetition, a quick check; implies --no-write")
     parser.add_argument("--repeat", type=int, metavar="N", help="repetitions of each measurement (default 3)")
+    parser.add_argument("--jobs", type=int, metavar="N", help="trivial jobs per throughput run (default 10,000)")
     parser.add_argument("--only", metavar="LIST", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (memory and resume share "
                              "one big launch)")
@@ -302,6 +303,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.only = only
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     return args
 
 
@@ -311,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.repeat is not None:
         sizes = Sizes(**{**sizes.__dict__, "repeat": args.repeat})
+    if args.jobs is not None:
+        sizes = Sizes(**{**sizes.__dict__, "jobs": args.jobs})
     batchrun = shlex.split(args.batchrun) if args.batchrun else [sys.executable, "-m", "batchrun"]
     notes: list[str] = []
     peers = detect_peers(notes)

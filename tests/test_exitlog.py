@@ -129,3 +129,13 @@ def test_a_record_torn_in_the_launch_file_runs_its_job_again_and_costs_nothing_e
     assert side.read_text() == "ran\nran\n"
     (entry,) = read_metadata(runs).values()
     assert (entry["state"], entry["attempts"]) == ("succeeded", 2)
+
+
+def test_a_record_that_cannot_be_one_short_line_goes_to_the_job_own_file(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for name in ("with blank", "tab\there"):
+        log_dir = _log_dir(runs, name)
+        assert exitrecord.record_end(bytes(log_dir), 2, b"1", launch="L1")
+        assert (log_dir / "exit").read_text() == "2 1\n"
+        assert jobfiles.read_exit_record(log_dir, 1)[0] == 2  # type: ignore[index]
+    assert not (runs / exitlog.FOLDER / "L1").exists()

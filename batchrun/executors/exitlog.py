@@ -84,15 +84,20 @@ def _split(log_dir: bytes) -> tuple[bytes, bytes]:
 
 
 def append(log_dir: bytes, attempt: bytes, status: int, state: bytes | None, rusage: struct_rusage | None, launch: bytes | None = None) -> bool | None:
-    """Append a job's record to the file of `launch` (by default this process's); whether it was written, None when no launch is named."""
+    """Append a job's record to the file of `launch` (by default this process's); whether it was written.
+
+    None when no launch is named, or the record cannot be one short line
+    (a log directory whose name has a blank, or is very long; an attempt
+    that is no number): the caller writes the job's own file instead.
+    """
     launch = launch or _launch
-    if launch is None:
+    if launch is None or not attempt.isdigit():
         return None
     folder, job = _split(log_dir)
     usage = b"%d %.3f %.3f" % (rusage.ru_maxrss, rusage.ru_utime, rusage.ru_stime) if rusage is not None else b"- - -"
     line = b"%s %s %d %s %.3f %s\n" % (job, attempt, status, state or b"-", time.time(), usage)
-    if len(line) >= _MAX_LINE or b"\n" in line[:-1]:
-        return False
+    if len(line) >= _MAX_LINE or len(job.split()) != 1 or job != job.strip():
+        return None
     try:
         fd = _files.get(folder + b"/" + launch)
         if fd is None:
