@@ -5,7 +5,9 @@ Measures, each several times in one run, and prints medians and ratios to the
 best peer measured in the same run:
 
 1. throughput: trivial jobs (`true N`) at -j 2 and at -j 8 from a fresh directory, and at
-   -j 2 right after a runs directory was deleted (section `deleted`, run last);
+   -j 2 right after a runs directory was deleted (section `deleted`, run last); GNU parallel
+   with `--joblog --results DIR`, the same work as batchrun's (a journal line, and a directory
+   with the job's stdout and stderr, per job), xargs with none of it;
 2. no-op resume of a finished runfile;
 3. partial resume: the same, all but 100 lines finished;
 4. batchrun's peak RSS for the big launch and its resumes;
@@ -100,8 +102,10 @@ def run_trivial(bench: Bench, tool: str, text: str, workers: int, measure: str, 
         run = run_measured([*bench.batchrun, "launch", runfile.name, "-j", str(workers), "-q"], work)
         check_ran(bench, run, n, measure)
     elif tool == "parallel":
-        run = run_measured(["parallel", "-j", str(workers), "--joblog", "joblog"], work, stdin=runfile,
-                           env=parallel_env())
+        # The same work as batchrun's: a journal line per job (`--joblog`), and a directory with
+        # the job's stdout and stderr in files per job (`--results`), as batchrun's logs/ keeps.
+        run = run_measured(["parallel", "-j", str(workers), "--joblog", "joblog", "--results", "results"], work,
+                           stdin=runfile, env=parallel_env())
         check_joblog(work / "joblog", n, measure)
     else:
         run = run_measured(["xargs", "-P", str(workers), "-I{}", "sh", "-c", "{}"], work, stdin=runfile)
@@ -281,6 +285,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes and 1 repetition, a quick check; implies --no-write")
     parser.add_argument("--repeat", type=int, metavar="N", help="repetitions of each measurement (default 3)")
+    parser.add_argument("--jobs", type=int, metavar="N", help="trivial jobs per throughput run (default 10,000)")
     parser.add_argument("--only", metavar="LIST", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (memory and resume share "
                              "one big launch)")
@@ -298,6 +303,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.only = only
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     return args
 
 
@@ -307,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.repeat is not None:
         sizes = Sizes(**{**sizes.__dict__, "repeat": args.repeat})
+    if args.jobs is not None:
+        sizes = Sizes(**{**sizes.__dict__, "jobs": args.jobs})
     batchrun = shlex.split(args.batchrun) if args.batchrun else [sys.executable, "-m", "batchrun"]
     notes: list[str] = []
     peers = detect_peers(notes)

@@ -76,6 +76,27 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def exit_text(log_dir: Path) -> str | None:
+    """A job's exit record as its own `exit` file says it (`<status> <attempt>[ <state>]\\n`), read from its launch's exit log or that file; None when it has none."""
+    from batchrun.executors import exitlog  # noqa: PLC0415 - the package under test, imported where used
+
+    record = exitlog.lookup(log_dir)
+    if record is not None:
+        return f"{record.status} {record.attempt}" + (f" {record.state}" if record.state else "") + "\n"
+    try:
+        return (log_dir / "exit").read_text()
+    except FileNotFoundError:
+        return None
+
+
+def damage_exit_record(log_dir: Path, junk: bytes) -> None:
+    """Replace a job's exit record, in its launch's exit log and its own file, with `junk`."""
+    for path in (log_dir.parent.parent / ".exits").glob("*"):
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(junk if line.startswith(log_dir.name.encode() + b" ") else line for line in lines))
+    (log_dir / "exit").write_bytes(junk)
+
+
 def live_pids_with_env(marker: str) -> list[int]:
     """Live (non-zombie) processes whose environment contains `marker`."""
     found = []

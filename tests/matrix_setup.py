@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from conftest import REPO, batchrun_cmd
+from conftest import REPO, batchrun_cmd, exit_text
 
 from batchrun.liveness import lock_held
 from batchrun.runfile.file import job_id_of
@@ -376,7 +376,7 @@ def _requeue_unwatched(d: Path, kind: Kind, names: dict[str, str], commands: dic
         os.killpg(os.getpgid(int(re.sub(r".*-", "", mark.name))), signal.SIGKILL)
     (d / "go-requeue").touch()
     logs = _logs_of(d, kind)
-    wait_for(lambda: (logs / requeued / "exit").exists(), f"{kind.name}: the requeued job's exit record")
+    wait_for(lambda: exit_text(logs / requeued) is not None, f"{kind.name}: the requeued job's exit record")
     wait_for(lambda: not lock_held(logs / requeued / "out.log") and not lock_held(logs / interrupted / "out.log"), f"{kind.name}: both jobs to end")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from conftest import batchrun_cmd, read_metadata, run_batchrun, wait_for
 
+from batchrun.executors.jobfiles import job_lock_held
 from batchrun.runfile.file import job_id_of
 from batchrun.store.journal import Journal
 
@@ -89,7 +90,7 @@ def test_snapshot_runs_every_job_from_the_tree_as_it_was_when_the_launch_started
         launch = subprocess.Popen(batchrun_cmd("launch", "exp.runfile", "-j", "1", "--rerun-all", *(["--snapshot"] if snapshot else [])),
                                   cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         log_dir = repo / "runs" / "exp" / "logs" / job_id_of(first)
-        wait_for(lambda log_dir=log_dir: (log_dir / "out.log").exists() and not (log_dir / "exit").exists(), what="the first job to start")
+        wait_for(lambda log_dir=log_dir: (log_dir / "out.log").exists() and job_lock_held(log_dir), what="the first job to start")
         (repo / "prog.py").write_text('print("v3")\n')  # edited while the launch runs, before the second job starts
         go.touch()
         out, err = launch.communicate(timeout=60)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import batchrun_cmd, run_batchrun, wait_for
+from conftest import batchrun_cmd, damage_exit_record, run_batchrun, wait_for
 
 from batchrun.store.journal import Journal
 
@@ -215,7 +215,7 @@ def test_exit_records_alone_keep_finished_jobs(make_runfile: MakeRunfile, workdi
         (runs / "metadata.json").unlink()
     # One exit record is garbage: that job is not believed finished.
     garbage = sorted((runs / "logs").iterdir())[0]
-    (garbage / "exit").write_bytes(b"\xff\xfe\x00 junk\n")
+    damage_exit_record(garbage, b"\xff\xfe\x00 junk\n")
     proc = run_batchrun("launch", "exp.runfile", "-q", cwd=workdir)
     _no_crash(proc)
     assert proc.returncode == 1, proc.stderr
@@ -285,7 +285,7 @@ def test_damaged_job_logs_and_exit_records_are_read_without_error(make_runfile: 
     side, runs = _first_launch(make_runfile, workdir)
     first, second, _ = sorted((runs / "logs").iterdir())
     (first / "out.log").write_bytes(b"ok\xff\xfe\x00bin\n")
-    (second / "exit").write_bytes(bytes(range(256)))
+    damage_exit_record(second, bytes(range(256)))
     proc = subprocess.run(batchrun_cmd("logs", "exp.runfile", first.name), cwd=workdir, capture_output=True)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"ok\xff\xfe\x00bin\n", b"")
     for command in (["status", "exp.runfile"], ["failed", "exp.runfile"], ["launch", "exp.runfile", "-q"]):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import batchrun_cmd, fault_env, kill_all, live_pids_with_env, read_metadata, wait_for
+from conftest import batchrun_cmd, exit_text, fault_env, kill_all, live_pids_with_env, read_metadata, wait_for
 
 from batchrun.executors.jobfiles import job_lock_held
 from batchrun.executors.local._slot_helper import DIE_HOOK
@@ -82,7 +82,7 @@ def test_a_killed_job_stays_killed_when_the_launch_dies_right_after_the_kill_sig
     assert launch.returncode == -signal.SIGKILL
     # The job traps the SIGTERM and exits 0; its helper, which outlives the launch, records it.
     wait_for(lambda: not job_lock_held(log_dir), what="the job to end")
-    assert (log_dir / "exit").read_text() == "0 1 killed\n"
+    assert exit_text(log_dir) == "0 1 killed\n"
     again = _run("launch", "exp.runfile", cwd=workdir)
     assert again.returncode == 1, again.stdout + again.stderr  # killed: not every job succeeded
     assert side.read_text().split() == ["ran", "trapped"], "the killed job ran again"
@@ -106,7 +106,7 @@ def test_a_killed_job_whose_helper_died_too_stays_killed_by_its_note(make_runfil
     gate.touch()
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
     wait_for(lambda: not job_lock_held(log_dir), what="the job to end")
-    assert not (log_dir / "exit").exists()
+    assert exit_text(log_dir) is None
     again = _run("launch", "exp.runfile", cwd=workdir)
     assert again.returncode == 1, again.stdout + again.stderr
     assert side.read_text().split() == ["ran"], "the killed job ran again"
@@ -190,7 +190,7 @@ def test_a_job_whose_slot_helper_is_sigkilled_is_reaped_by_the_launch_with_its_r
     out, err = launch.communicate(timeout=60)
     assert launch.returncode == 1, out + err  # the other job exits 4
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
-    assert (log_dir / "exit").read_text() == "0 1\n", "the launch did not record what it reaped"
+    assert exit_text(log_dir) == "0 1\n", "the launch did not record what it reaped"
     assert read_metadata(workdir / "runs" / "exp")[job_id_of(line)]["state"] == "succeeded"
     assert side.read_text() == "done\n"
     assert "1 succeeded, 1 failed" in out
@@ -358,13 +358,13 @@ def test_a_job_that_ended_before_its_kill_reached_it_is_recorded_as_it_ended(mak
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
     # The job's end is held back in the launch for 5 s after its record is written: the kill lands in between.
     launch = _start("launch", "exp.runfile", cwd=workdir, BRFAULT_SLOW_END="5")
-    wait_for(lambda: (log_dir / "exit").exists(), what="the job to end")
+    wait_for(lambda: exit_text(log_dir) is not None, what="the job to end")
     killed = _run("kill", "exp.runfile", "1", cwd=workdir)
     assert killed.returncode == 0, killed.stderr
     out, err = launch.communicate(timeout=60)
     assert launch.returncode == 0, out + err
     assert _states(workdir / "runs" / "exp") == {job_id_of(line): "succeeded"}
-    assert (log_dir / "exit").read_text() == "0 1\n"
+    assert exit_text(log_dir) == "0 1\n"
 
 
 @pytest.mark.parametrize("stop", ["kill", "stop-now"])

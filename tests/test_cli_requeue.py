@@ -14,7 +14,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import batchrun_cmd, fault_env, read_metadata, wait_for
+from conftest import batchrun_cmd, exit_text, fault_env, read_metadata, wait_for
 
 from batchrun.runfile.file import job_id_of
 
@@ -135,7 +135,7 @@ def test_a_job_exiting_75_after_its_launch_was_killed_is_requeued_by_the_next(wo
     launch.wait(timeout=30)
     (workdir / "go").touch()
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
-    wait_for(lambda: (log_dir / "exit").exists(), what="the job's exit record")
+    wait_for(lambda: exit_text(log_dir) is not None, what="the job's exit record")
     wait_for(lambda: _status_json(workdir)["counts"]["requeued"] == 1, what="status to settle it requeued")  # type: ignore[index]
     relaunch = _run("launch", "exp.runfile", cwd=workdir)
     assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr

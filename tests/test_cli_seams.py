@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, run_batchrun, start_batchrun, wait_for
+from conftest import REPO, exit_text, run_batchrun, start_batchrun, wait_for
 
 from batchrun.cli.display import Progress
 from batchrun.launch.events import JobEvent
@@ -219,7 +219,7 @@ def test_an_ignored_job_is_listed_and_summed_as_ignored_everywhere(workdir: Path
 def test_jobs_that_ended_unwatched_are_counted_once(make_runfile: MakeRunfile, workdir: Path) -> None:
     make_runfile(["echo a", "echo b"])
     assert run_batchrun("launch", "exp.runfile", "--detach", cwd=workdir).returncode == 0
-    wait_for(lambda: len(list((workdir / "runs/exp/logs").glob("*/exit"))) == 2, what="the detached jobs to end")
+    wait_for(lambda: sum(exit_text(log_dir) is not None for log_dir in (workdir / "runs/exp/logs").iterdir()) == 2, what="the detached jobs to end")
     again = run_batchrun("launch", "exp.runfile", cwd=workdir)
     assert again.stdout.splitlines()[0] == "batchrun: exp.runfile: 2 jobs, 2 already succeeded, 0 to run; of these, 2 ended while no launch was watching (collected now)"
 
@@ -349,7 +349,7 @@ def test_a_detached_job_exiting_75_is_requeued_by_the_next_launch(make_runfile: 
     make_runfile([cmd])
     assert run_batchrun("launch", "exp.runfile", "--detach", cwd=workdir).returncode == 0
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
-    wait_for(lambda: (log_dir / "exit").exists() and run_batchrun("status", "exp.runfile", cwd=workdir).stdout.startswith("exp.runfile: 1 job: 0 succeeded, 0 failed, 0 interrupted, 1 requeued"), what="the detached job's requeue")
+    wait_for(lambda: exit_text(log_dir) is not None and run_batchrun("status", "exp.runfile", cwd=workdir).stdout.startswith("exp.runfile: 1 job: 0 succeeded, 0 failed, 0 interrupted, 1 requeued"), what="the detached job's requeue")
     wait = run_batchrun("wait", "exp.runfile", "--timeout", "0", cwd=workdir)
     assert wait.returncode == 130 and "1 requeued" in wait.stdout, wait.stdout + wait.stderr
     launch = run_batchrun("launch", "exp.runfile", cwd=workdir)
@@ -374,7 +374,7 @@ def test_a_detached_launch_with_snapshot_runs_its_jobs_from_the_copy(workdir: Pa
     (workdir / "prog.py").write_text('print("v2")\n')  # edited after the launch returned, before the job goes on
     go.touch()
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(cmd)
-    wait_for(lambda: (log_dir / "exit").exists(), what="the detached job to end")
+    wait_for(lambda: exit_text(log_dir) is not None, what="the detached job to end")
     assert (log_dir / "out.log").read_text() == "v1\n"
     # The edited tree is another version: status lists the job as run under it.
     listed = run_batchrun("status", "exp.runfile", "--other-code", "--json", cwd=workdir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import batchrun_cmd, read_metadata, run_batchrun, start_batchrun, wait_for
+from conftest import batchrun_cmd, exit_text, read_metadata, run_batchrun, start_batchrun, wait_for
 
 from batchrun.cli import app as cli
 from batchrun.runfile.file import job_id_of
@@ -216,8 +216,8 @@ def test_status_after_kill_9_settles_jobs_like_the_next_launch_without_writing(m
     assert "1 running" in out.splitlines()[0]
     assert "1 job still running with no launch watching; the next launch adopts it" in out
     go.touch()
-    exit_file = workdir / "runs" / "exp" / "logs" / job_id_of(job) / "exit"
-    wait_for(exit_file.exists, what="the job to end")
+    log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(job)
+    wait_for(lambda: exit_text(log_dir) is not None, what="the job to end")
     code, out, _ = run_cli("status", "exp.runfile", "--state", "failed")
     assert out.splitlines()[0] == "exp.runfile: 1 job: 0 succeeded, 1 failed, 0 interrupted, 0 running, 0 pending"
     assert out.splitlines()[-1].split()[2:4] == ["failed", "5"]

@@ -15,7 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import batchrun_cmd, read_metadata, run_batchrun, wait_for
+from conftest import batchrun_cmd, exit_text, read_metadata, run_batchrun, wait_for
 
 from batchrun.executors.jobfiles import read_usage
 from batchrun.runfile.file import job_id_of
@@ -86,7 +86,7 @@ def test_the_usage_of_a_job_that_ended_after_its_launch_was_killed_is_collected(
     launch.send_signal(signal.SIGKILL)
     launch.wait(timeout=30)
     (workdir / "go").touch()
-    wait_for(lambda: (log_dir / "exit").exists(), what="the job's exit record")
+    wait_for(lambda: exit_text(log_dir) is not None, what="the job's exit record")
     usage = read_usage(log_dir, 1)
     assert usage is not None and usage[0] > 150 * 1024
     # Read-only: status settles it as the next launch will, usage included.

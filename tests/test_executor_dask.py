@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    exit_text,
     kill_all,
     live_pids_with_env,
     read_metadata,
@@ -110,8 +111,9 @@ def test_same_job_ids_states_and_outputs_as_the_local_executor(cluster: Cluster,
     assert got[job_id_of("echo one")] == ("succeeded", 0)
     for command in commands:
         job = job_id_of(command)
-        for name in ("out.log", "err.log", "exit"):
+        for name in ("out.log", "err.log"):
             assert (workdir / "dask" / "logs" / job / name).read_text() == (workdir / "local" / "logs" / job / name).read_text()
+        assert exit_text(workdir / "dask" / "logs" / job) == exit_text(workdir / "local" / "logs" / job)
 
 
 def test_kill_9_of_batchrun_then_relaunch_runs_each_job_once(cluster: Cluster, make_runfile: MakeRunfile, workdir: Path) -> None:
@@ -345,7 +347,7 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(make_runfile: MakeRunfi
     bad = run_batchrun("launch", "exp.runfile", "--executor", "dask", "--scheduler", "nowhere", cwd=workdir, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr == "batchrun: error: bad Dask scheduler address 'nowhere'; expected tcp://HOST:PORT\n"
-    assert not (workdir / "runs" / "exp" / "logs" / job_id_of("echo never") / "exit").exists()
+    assert exit_text(workdir / "runs" / "exp" / "logs" / job_id_of("echo never")) is None
 
 
 def test_without_the_extra_dask_is_an_error_naming_the_install(make_runfile: MakeRunfile, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:

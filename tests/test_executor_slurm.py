@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import read_metadata, run_batchrun, slurm_skip_reason, start_batchrun, wait_for
+from conftest import exit_text, read_metadata, run_batchrun, slurm_skip_reason, start_batchrun, wait_for
 
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
@@ -167,7 +167,7 @@ def test_missing_sbatch_or_controller_is_a_one_line_error(make_runfile: MakeRunf
         "batchrun: error: the SLURM controller does not answer (sinfo: slurm_load_partitions: "
         "Unable to contact slurm controller (connect failure)); is slurmctld running?\n"
     )
-    assert not (workdir / "runs" / "exp" / "logs" / job_id_of("echo never") / "exit").exists()
+    assert exit_text(workdir / "runs" / "exp" / "logs" / job_id_of("echo never")) is None
 
 
 # -- against a real SLURM -----------------------------------------------------
@@ -195,8 +195,9 @@ def test_same_job_ids_states_exit_codes_and_output_as_local(slurm: None, make_ru
     for command in commands:
         local = workdir / "runs" / "local" / "logs" / job_id_of(command)
         remote = workdir / "runs" / "slurm" / "logs" / job_id_of(command)
-        for log in ("out.log", "err.log", "exit"):
+        for log in ("out.log", "err.log"):
             assert (remote / log).read_text() == (local / log).read_text(), (command, log)
+        assert exit_text(remote) == exit_text(local), command
     # Manifests are removed once their tasks ended; the task script stays.
     assert sorted(path.name for path in (workdir / "runs" / "slurm" / "slurm").iterdir()) == ["batchrun-task.sh", "submitted"]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kill_all, live_pids_with_env, read_metadata, run_batchrun, wait_for
+from conftest import exit_text, kill_all, live_pids_with_env, read_metadata, run_batchrun, wait_for
 
 from batchrun.executors import ExecutorOptions, jobfiles
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
@@ -53,7 +53,7 @@ def test_a_job_runs_as_sh_c_and_its_helper_records_the_exit_and_attempt(pool: He
     assert _run(pool, log_dir, 'echo "$0 $#"; echo err >&2; exit 7', _env(log_dir, marker, attempt=3)) == 7
     assert (log_dir / "out.log").read_text() == "/bin/sh 0\n"
     assert (log_dir / "err.log").read_text() == "err\n"
-    assert (log_dir / "exit").read_text() == "7 3\n"
+    assert exit_text(log_dir) == "7 3\n"
     assert read_exit_record(log_dir, 3) is not None and read_exit_record(log_dir, 2) is None
     assert not job_lock_held(log_dir), "the helper still holds the job's lock after answering"
 
@@ -108,8 +108,12 @@ def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marke
 def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     env = _env(log_dir, marker, BATCHRUN_METRICS=str(log_dir / "metrics.jsonl"))
-    assert pool.wait(pool.start(JOB_ID, "true", str(log_dir), env)) == (0, True)
-    assert pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env)) == (1, False)
+    ended = pool.wait(pool.start(JOB_ID, "true", str(log_dir), env))
+    assert ended is not None and ended[:2] == (0, True)
+    # What the job used comes with its end, as its record holds it.
+    assert ended[2] is not None and ended[2][0] > 0, "the job's peak memory did not come with its end"
+    ended = pool.wait(pool.start(JOB_ID, 'echo "{}" > "$BATCHRUN_METRICS"; exit 1', str(log_dir), env))
+    assert ended is not None and ended[:2] == (1, False)
 
 
 def test_a_line_too_long_for_one_argument_runs_from_its_command_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
@@ -134,7 +138,7 @@ def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: Helper
 def test_a_job_killed_by_a_signal_gets_no_record(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     assert _run(pool, log_dir, "kill -TERM $$", _env(log_dir, marker)) == -signal.SIGTERM
-    assert not (log_dir / "exit").exists()
+    assert exit_text(log_dir) is None
 
 
 def test_a_job_a_launch_stops_is_recorded_with_the_stop_it_noted_even_if_it_exits_0(tmp_path: Path, marker: str) -> None:
@@ -149,11 +153,11 @@ def test_a_job_a_launch_stops_is_recorded_with_the_stop_it_noted_even_if_it_exit
         assert jobfiles.note_stop(log_dir, "killed", 1)
         assert executor.signal(JOB_ID, ref, signal.SIGTERM)
         assert executor.wait(ref) == 0
-        assert (log_dir / "exit").read_text() == "0 1 killed\n", "a stopped job's trapped exit 0 was taken for an end of its own"
+        assert exit_text(log_dir) == "0 1 killed\n", "a stopped job's trapped exit 0 was taken for an end of its own"
         # The next attempt in the same log directory is recorded plainly again.
         ref = executor.start(JOB_ID, "exit 5", str(log_dir), _env(log_dir, marker, attempt=2))
         assert executor.wait(ref) == 5
-        assert (log_dir / "exit").read_text() == "5 2\n"
+        assert exit_text(log_dir) == "5 2\n"
     finally:
         executor.close()
 
@@ -168,7 +172,7 @@ def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Pa
     assert job_lock_held(log_dir)
     gate.touch()
     assert helper.proc.wait(timeout=60) == 0
-    assert (log_dir / "exit").read_text() == "6 1\n"
+    assert exit_text(log_dir) == "6 1\n"
     assert not job_lock_held(log_dir)
 
 
@@ -185,7 +189,7 @@ def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lo
     gate.touch()
     # Not a subreaper (a launch is: tests/test_cli_lifecycle.py), so the job is nobody's to reap here and no
     # helper wrote a record: it ended unseen, never a failure.
-    assert pool.wait(pid) == (jobfiles.Unrecorded.LOST, False)
+    assert pool.wait(pid) == (jobfiles.Unrecorded.LOST, False, None)
     assert (log_dir / "out.log").read_text() == "done\n"
     # The pool replaces the dead helper.
     other = tmp_path / "other"

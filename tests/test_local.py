@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kill_all, live_pids_with_env, wait_for
+from conftest import exit_text, kill_all, live_pids_with_env, wait_for
 
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.jobfiles import Unrecorded, job_lock_held, note_stop, read_exit_record
@@ -67,7 +67,7 @@ def test_detached_jobs_lead_their_groups_outlive_the_executor_and_are_recorded(t
     again._detached = {ref: (job[2], 3) for ref, job in zip(refs, _jobs(tmp_path, marker, commands), strict=True)}
     # The third, killed by a signal, has no record: it ended unseen (it runs again), never a failure.
     assert [again.wait(ref) for ref in refs] == [4, 0, Unrecorded.LOST]
-    assert [(tmp_path / "logs" / job_id / "exit").read_text() if (tmp_path / "logs" / job_id / "exit").exists() else None for job_id in JOB_IDS] == [
+    assert [exit_text(tmp_path / "logs" / job_id) for job_id in JOB_IDS] == [
         "4 3\n", "0 3\n", None]
 
 

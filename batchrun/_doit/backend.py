@@ -27,6 +27,7 @@ Found by doit through the `doit.BACKEND` entry point `batchrun`
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -239,6 +240,8 @@ class JobDone:
     """
 
     __slots__ = ("job_id", "last", "source")
+    # doit asks every up-to-date check for its signature, job after job: worked out once here.
+    __signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("task", "values")])
 
     def __init__(self, source: JobSource, job_id: str) -> None:
         self.source = source

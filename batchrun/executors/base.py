@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import batchrun.executors.exitlog as exitlog
 from batchrun.executors.jobfiles import job_alive
 from batchrun.liveness import LockTable
 from batchrun.resources import Request
@@ -70,6 +71,8 @@ class Executor(abc.ABC):
     def __init__(self, options: ExecutorOptions, settings: Any = None) -> None:
         self.options = options
         self.settings = self.Settings() if settings is None else settings
+        # The name of this launch's exit log (`exitlog`), which its jobs' supervisors append to.
+        self.launch = exitlog.launch_name()
 
     @classmethod
     def settings_from(cls, values: Mapping[str, Any]) -> Any:
@@ -118,6 +121,10 @@ class Executor(abc.ABC):
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """Block until the job ends; its shell's status (-N: killed by signal N), None on timeout."""
 
+    def ended_usage(self, ref: str) -> tuple[int, float, float] | None:
+        """Once `wait` returned: what the job used, (max_rss_kb, user_cpu_s, sys_cpu_s), if the executor was told; None: its record says (`jobfiles.read_usage`)."""
+        return None
+
     def left_no_metrics(self, ref: str) -> bool:
         """Once `wait` returned: True when the executor saw the job end with no metrics file (the launch then skips reading it)."""
         return False
@@ -142,7 +149,7 @@ class Executor(abc.ABC):
         """Whether a job an earlier launch started (and did not see end) is still queued or running."""
 
     @abc.abstractmethod
-    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         """Block until an adopted job is gone (or `should_stop` says to give up)."""
 
     def cancel_queued(self) -> None:  # noqa: B027 - an optional hook

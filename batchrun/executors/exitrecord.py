@@ -1,9 +1,12 @@
-"""The files a job's end leaves in its log directory: the exit record and the stop note.
+"""A job's exit record and its stop note: who writes them, and how they are read.
 
 Standard library only, importing nothing from batchrun: the supervisor
 (`supervisor.py`) imports it in processes that must start in milliseconds,
 as a script beside it (`python -I -S`) as well as in the package.
 
+- the exit record: a line of its launch's exit log (`exitlog`, one file per
+  launch in the runs directory) when the writing process was told its
+  launch; else, as the previous release wrote it, the job's own file:
 - `exit`: `<status> <attempt>\\n`, the job ran to its end on its own; or
   `<status> <attempt> <state>\\n`, it ended while a stop recorded as
   `state` was under way (the stop note, below). One write, taken only when
@@ -23,8 +26,19 @@ from __future__ import annotations
 
 import os
 
+# Not typing.TYPE_CHECKING: importing typing costs start-up time; mypy takes this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from resource import struct_rusage
+if TYPE_CHECKING or __package__:
+    import batchrun.executors.exitlog as exitlog
+else:
+    import exitlog  # a script's folder, put on sys.path by the script (see `supervisor`)
+
 __all__ = [
     "EXIT_NAME",
+    "launch_set",
+    "set_launch",
     "STOP_NAME",
     "STOP_STATES",
     "clear_job_files",
@@ -45,6 +59,9 @@ _STOP_BYTES = frozenset(state.encode() for state in STOP_STATES)
 _UNKNOWN_STOP = b"interrupted"
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+# Which launch's exit log this process writes: `exitlog`'s, named here for the supervisor's users.
+set_launch = exitlog.set_launch
+launch_set = exitlog.launch_set
 
 
 def _path(log_dir: str | bytes | os.PathLike[str], name: str) -> bytes:
@@ -130,8 +147,11 @@ def clear_job_files(log_dir: str | bytes | os.PathLike[str]) -> None:
 # -- the record -----------------------------------------------------------------
 
 
-def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> bool:
+def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes, rusage: struct_rusage | None = None, launch: str | None = None) -> bool:
     """Write the exit record of a job's shell that ended (returncode: -N for signal N); whether it was written.
+
+    In the exit log (`exitlog`, with what it used, `rusage`) of `launch`,
+    or of the launch this process was told, else in the job's `exit` file.
 
     A job its attempt's stop note names is recorded with that note's state
     (and its shell's status, 128 + N for a signal). Any other job whose
@@ -143,6 +163,10 @@ def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> b
     if stop is None and returncode < 0:
         return False
     status = returncode if returncode >= 0 else 128 - returncode
+    log_dir = os.fsencode(log_dir)
+    appended = exitlog.append(log_dir, _attempt_bytes(attempt), status, None if stop is None else stop.encode(), rusage, os.fsencode(launch) if launch else None)
+    if appended is not None:
+        return appended
     line = b"%d %s\n" % (status, _attempt_bytes(attempt))
     if stop is not None:
         line = line[:-1] + b" " + stop.encode() + b"\n"
@@ -157,14 +181,29 @@ def record_end(log_dir: str | bytes, returncode: int, attempt: str | bytes) -> b
     return True
 
 
-def read_exit_record(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None) -> tuple[int, float, str | None] | None:
+def read_exit_record(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None, logs: bool = True) -> tuple[int, float, str | None] | None:
     """(status, end time, the stop's state or None) from a whole exit record; None when there is none.
 
-    With `attempt`, only a record of that attempt counts. A record that
-    names no attempt (written before records named them, or for a job run
-    without BATCHRUN_ATTEMPT) counts for any attempt. A damaged record (not
-    one line of one or two numbers and perhaps a stop's state) is no record.
+    The launch's exit log is read first (`exitlog.lookup`), then the job's
+    `exit` file (the previous release's, or a writer told no launch). With
+    `attempt`, only a record of that attempt counts. A record that names
+    no attempt (written before records named them, or for a job run without
+    BATCHRUN_ATTEMPT) counts for any attempt. A damaged record (not one line
+    of one or two numbers and perhaps a stop's state) is no record.
+    `logs=False`: the job's file alone (Dask's supervisors, which write it
+    and take a record there as one made since the launch's last claim).
     """
+    logged = exitlog.lookup(log_dir, attempt) if logs else None
+    if logged is not None and attempt is not None:
+        return logged.status, logged.end, logged.state
+    own = _read_own(log_dir, attempt)
+    if logged is None or (own is not None and own[0] > logged.attempt):
+        return None if own is None else own[1]
+    return logged.status, logged.end, logged.state  # the newest of the two, asked for any attempt
+
+
+def _read_own(log_dir: str | bytes | os.PathLike[str], attempt: int | None) -> tuple[int, tuple[int, float, str | None]] | None:
+    """The job's own `exit` file's record: (its attempt, the record)."""
     found = _read(_path(log_dir, EXIT_NAME))
     if found is None:
         return None
@@ -182,4 +221,4 @@ def read_exit_record(log_dir: str | bytes | os.PathLike[str], attempt: int | Non
         return None
     if attempt is not None and recorded and recorded != attempt:
         return None
-    return status, end, None if state is None else state.decode()
+    return recorded, (status, end, None if state is None else state.decode())

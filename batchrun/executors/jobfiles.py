@@ -3,10 +3,13 @@
 `supervisor` writes them (and names them); everything else reads them here:
 - out.log's flock: held while any process of the job (or its supervisor,
   until the record is written) is alive;
-- `exit`: how the job ended, `<status> <attempt>`, or `<status> <attempt>
-  <state>` for a job a stop ended (`read_exit_record`);
-- `usage`: what the attempt used, `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`
-  (`read_usage`), written just before the exit record;
+- the exit record, a line of the launch's exit log (`exitlog`, one file per
+  launch in the runs directory) with what the attempt used; or, from a
+  writer told no launch and from the previous release, the job's `exit`
+  file: `<status> <attempt>`, or `<status> <attempt> <state>` for a job a
+  stop ended (`read_exit_record`), and its `usage` file, `<attempt>
+  <max_rss_kb> <user_cpu_s> <sys_cpu_s>` (`read_usage`), written just
+  before the exit record;
 - `.stopping`: the note a launch leaves before it signals a job on purpose
   (`note_stop`): the state the stop records and the attempt it is for
   (`stop_state`), honoured by the supervisor and by whoever settles the job.
@@ -19,9 +22,10 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import batchrun.executors.exitlog as exitlog
 from batchrun.executors.exitrecord import EXIT_NAME, STOP_NAME, STOP_STATES, note_stop, read_exit_record, stop_state
 from batchrun.executors.supervisor import LOCK_NAME, OUT_NAME, USAGE_NAME
 from batchrun.liveness import LockTable, lock_held
@@ -33,6 +37,8 @@ __all__ = [
     "STOP_NAME",
     "STOP_STATES",
     "Unrecorded",
+    "attempt_of",
+    "exit_time",
     "job_alive",
     "job_lock_held",
     "note_stop",
@@ -60,11 +66,22 @@ class Unrecorded(enum.IntEnum):
     TIMED_OUT = -1001
 
 
+def attempt_of(env: Mapping[str, str]) -> int | None:
+    """The attempt a job's environment names (BATCHRUN_ATTEMPT); None when it names none."""
+    attempt = env.get("BATCHRUN_ATTEMPT", "")
+    return int(attempt) if attempt.isdigit() else None
+
+
 def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | None:
     """What an attempt used, as its supervisor wrote it (`supervisor.record_usage`): (max_rss_kb, user_cpu_s, sys_cpu_s); None if unknown.
 
-    Only that attempt's: an earlier attempt's file is none.
+    Only that attempt's: an earlier attempt's is none. The launch's exit
+    log (`exitlog`) holds it with the record; a writer told no launch (and
+    the previous release) wrote it to the job's `usage` file.
     """
+    logged = exitlog.lookup(log_dir, attempt)
+    if logged is not None and logged.attempt == attempt:
+        return logged.usage
     try:
         with open(f"{log_dir}/{USAGE_NAME}", "rb") as f:
             data = f.read(128)
@@ -77,6 +94,12 @@ def read_usage(log_dir: Path | str, attempt: int) -> tuple[int, float, float] | 
         return int(fields[1]), float(fields[2]), float(fields[3])
     except ValueError:
         return None
+
+
+def exit_time(log_dir: Path | str, attempt: int | None = None) -> float | None:
+    """When the job's attempt (by default its newest) ended, by its exit record (`read_exit_record`); None when it has none."""
+    record = read_exit_record(log_dir, attempt)
+    return None if record is None else record[1]
 
 
 def job_lock_held(log_dir: Path | str, name: str = LOCK_NAME) -> bool:
@@ -96,7 +119,7 @@ def job_alive(log_dir: Path, locks: LockTable | None = None, launch_running: boo
         if held is not None:
             return held
         if launch_running:
-            return not (log_dir / EXIT_NAME).exists()
+            return read_exit_record(log_dir) is None
     return job_lock_held(log_dir)
 
 

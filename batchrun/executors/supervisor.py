@@ -101,7 +101,6 @@ COMMAND_FILE = "command.sh"
 USAGE_NAME = "usage"
 # One argument longer than this (its bytes plus the NUL) is refused by Linux (E2BIG).
 MAX_ARG_STRLEN = 131_072
-# The record and the stop note: `exitrecord`'s, named here for the supervisor's users.
 EXIT_NAME = exitrecord.EXIT_NAME
 STOP_NAME = exitrecord.STOP_NAME
 read_exit_record = exitrecord.read_exit_record
@@ -109,8 +108,7 @@ record_end = exitrecord.record_end
 note_stop = exitrecord.note_stop
 clear_job_files = exitrecord.clear_job_files
 
-# PR_SET_CHILD_SUBREAPER, from <linux/prctl.h>.
-_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 _DEVNULL: int | None = None
@@ -145,10 +143,9 @@ def become_subreaper(on: bool = True) -> bool:
 def record_usage(log_dir: bytes, attempt: str | bytes, rusage: struct_rusage) -> None:
     """Write what the job's attempt used, from its shell's `wait4`: `<attempt> <max_rss_kb> <user_cpu_s> <sys_cpu_s>`.
 
+    For a writer told no launch (the launch's exit log holds it otherwise).
     The shell's usage covers every process of the job it waited for, and
     its peak resident memory is the largest of theirs (Linux: kilobytes).
-    No sampling: it costs one small write per job. Best effort: a job
-    whose usage cannot be written only has none shown.
     """
     line = b"%s %d %.3f %.3f\n" % (attempt if isinstance(attempt, bytes) else attempt.encode(), rusage.ru_maxrss, rusage.ru_utime, rusage.ru_stime)
     try:
@@ -305,8 +302,9 @@ def ended(job: Job, wait_status: int, rusage: struct_rusage, before_record: Call
         job.proc.returncode = returncode  # reaped here: Popen must not wait for it again
         if before_record is not None:
             before_record()
-        record_usage(job.log_dir, job.attempt, rusage)  # before the record: whoever reads the record finds it
-        recorded = record_end(job.log_dir, returncode, job.attempt)
+        if not exitrecord.launch_set():  # else the record holds it
+            record_usage(job.log_dir, job.attempt, rusage)  # before the record: whoever reads the record finds it
+        recorded = record_end(job.log_dir, returncode, job.attempt, rusage)
     finally:
         os.close(job.out_fd)
     return Ended(returncode, rusage, recorded)
@@ -356,15 +354,17 @@ def forward_signal(job: Job, signum: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`supervisor.py [--cwd DIR] [--forward SIG] LOG_DIR`, the line on stdin; exits as `/bin/sh -c LINE` would (128 + N for signal N).
+    """`supervisor.py [--cwd DIR] [--forward SIG] [--launch NAME] LOG_DIR`, the line on stdin; exits as `/bin/sh -c LINE` would (128 + N for signal N).
 
     The log directory exists and holds no earlier record (the launch prepared
     it when it queued the job); out.log and err.log are truncated, as a
-    shell's `>` would. `--forward SIG` (`USR1`): see `forward_signal`.
+    shell's `>` would. `--forward SIG` (`USR1`): see `forward_signal`;
+    `--launch NAME`: the launch's exit log (`exitlog`) takes the record.
     """
-    options: dict[str, str | None] = {"--cwd": None, "--forward": None}
+    options: dict[str, str | None] = {"--cwd": None, "--forward": None, "--launch": None}
     while argv[:1] and argv[0] in options:
         options[argv[0]], argv = argv[1], argv[2:]
+    exitrecord.set_launch(options["--launch"])
     cwd, forward = options["--cwd"], options["--forward"]
     signum = signal.Signals["SIG" + forward] if forward is not None else None
     if signum is not None:

@@ -239,7 +239,7 @@ class JobRunner:
         assert returncode is not None
         self.ends.wait(job.job_id)  # a stop under way (kill, early stop) is over once its group is gone
         end = time.time()
-        usage = jobfiles.read_usage(log_dir, attempt)
+        usage = (self.executor.ended_usage(ref) if ref is not None else None) or jobfiles.read_usage(log_dir, attempt)
         gpu = self.gpu_memory.take(job.job_id) if self.gpu_memory is not None else None
         with control.lock:
             self.running.pop(job.job_id, None)
@@ -291,7 +291,7 @@ class JobRunner:
             self.emit(EventKind.ADOPT, job, rec, slot)
         log_dir = Path(self.logs) / job.job_id
         # The lock is waited for first, the exit record read after (see `settle`).
-        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set)
+        self.executor.wait_adopted(job.job_id, rec.ref, str(log_dir), control.stop_now.is_set, rec.attempts)
         self.ends.wait(job.job_id)
         how = ended_from_files(log_dir, rec.attempts)
         usage = jobfiles.read_usage(log_dir, rec.attempts)

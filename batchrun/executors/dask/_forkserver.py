@@ -166,7 +166,7 @@ def _recorded(log_dir: str) -> int | None:
     run once already by Dask). A record of a run a stop ended (it names the
     stop's state) is no result: this attempt runs.
     """
-    record = supervisor.read_exit_record(log_dir)
+    record = supervisor.read_exit_record(log_dir, logs=False)
     return None if record is None or record[2] is not None else record[0]
 
 

@@ -225,7 +225,7 @@ class DaskExecutor(Executor):
             )
         if outcome in ("skipped", "killed"):
             # A run may have ended just before the stop or the worker's death.
-            record = read_exit_record(Path(log_dir)) if log_dir else None
+            record = read_exit_record(Path(log_dir), logs=False) if log_dir else None  # its supervisor writes the job's file
             if record is not None:
                 return record[0]
             if outcome == "skipped":
@@ -320,7 +320,7 @@ class DaskExecutor(Executor):
         self._log_dirs[job_id] = log_dir
         return job_alive(log_dir)
 
-    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         self._log_dirs[job_id] = log_dir
         while job_alive(log_dir):
             if should_stop():

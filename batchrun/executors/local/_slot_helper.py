@@ -1,6 +1,6 @@
 """The per-slot helper process: runs each job under the supervisor, one after another; or, with `--detach`, starts jobs that outlive it.
 
-Run as a script (`python -I -S _slot_helper.py [--detach]`, standard library
+Run as a script (`python -I -S _slot_helper.py [--detach] [--launch NAME]`, standard library
 only, so it starts in milliseconds and carries no batchrun heap). batchrun
 starts one per slot in a session of its own (`helpers.SlotHelper`) and sends
 it jobs on its stdin; it answers on its stdout. Each message is one `write`:
@@ -13,7 +13,9 @@ it jobs on its stdin; it answers on its stdout. Each message is one `write`:
 - answers: `S <pid>\\n` once the job runs, `E <returncode> <m>\\n` once it
   ended and its record is written (returncode as `subprocess` gives it, -N
   for a signal; `m` 1 if the job's metrics file, `$BATCHRUN_METRICS`,
-  exists then, else 0: batchrun then skips reading it), or
+  exists then, else 0: batchrun then skips reading it), followed by what
+  the job used, `<max_rss_kb> <user_cpu_s> <sys_cpu_s>`, as its record
+  holds it (batchrun then need not read the record for it), or
   `X <errno> <message>\\n` if it could not start.
 
 Everything about running the job (its logs and lock, `/bin/sh -c LINE`, the
@@ -45,9 +47,10 @@ import sys
 # mypy takes as true, as typing.TYPE_CHECKING (importing typing costs time).
 TYPE_CHECKING = False
 if TYPE_CHECKING or __package__:
-    from batchrun.executors import supervisor
+    from batchrun.executors import exitrecord, supervisor
 else:
     sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import exitrecord
     import supervisor
 
 # As the supervisor's: tests and batchrun's side name them here.
@@ -58,6 +61,9 @@ COMMAND_FILE = supervisor.COMMAND_FILE
 # waits until it is dead, to place "the job ends in the instant batchrun is
 # killed" exactly.
 KILL_HOOK = "BATCHRUN_TEST_HELPER_KILL_BEFORE_RECORD"
+# The same once the record is written (appended to the launch's exit log),
+# before the helper answers: "batchrun is killed right after the append".
+KILL_AFTER_HOOK = "BATCHRUN_TEST_HELPER_KILL_AFTER_RECORD"
 # Set (to 1) in a job's environment by tests only: once the job runs and
 # before it answers `S`, the helper SIGKILLs itself, to place "the helper
 # dies between starting its job and saying so" exactly.
@@ -73,8 +79,8 @@ def _reply(text: bytes) -> bool:
     return True
 
 
-def _kill_hook(env: dict[bytes, bytes]) -> None:
-    if env.get(KILL_HOOK.encode()) != b"1":
+def _kill_hook(env: dict[bytes, bytes], hook: str = KILL_HOOK) -> None:
+    if env.get(hook.encode()) != b"1":
         return
     pid = os.getppid()
     try:
@@ -110,9 +116,11 @@ def run_one(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, byt
         os.kill(os.getpid(), signal.SIGKILL)
     alive = _reply(b"S %d\n" % job.pid)
     ended = supervisor.finish(job, before_record=lambda: _kill_hook(env))
+    _kill_hook(env, KILL_AFTER_HOOK)
     metrics = env.get(b"BATCHRUN_METRICS")
     wrote = b"1" if metrics is None or os.path.lexists(metrics) else b"0"
-    return _reply(b"E %d %s\n" % (ended.returncode, wrote)) and alive
+    usage = ended.rusage
+    return _reply(b"E %d %s %d %.3f %.3f\n" % (ended.returncode, wrote, usage.ru_maxrss, usage.ru_utime, usage.ru_stime)) and alive
 
 
 def serve_detached(stdin: object) -> int:
@@ -187,6 +195,9 @@ def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes
 
 def main(argv: list[str]) -> int:
     supervisor.shield_signals()
+    if argv[-2:-1] == ["--launch"]:
+        exitrecord.set_launch(argv[-1])  # its jobs' records go to the launch's exit log
+        argv = argv[:-2]
     stdin = sys.stdin.buffer
     if argv[:1] == ["--detach"]:
         return serve_detached(stdin)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
-from batchrun.executors.jobfiles import job_lock_held, wait_for_job_lock, wait_unwatched
+from batchrun.executors.jobfiles import attempt_of, job_lock_held, wait_for_job_lock, wait_unwatched
 from batchrun.executors.local.helpers import Dispatcher, HelperPool
 from batchrun.executors.processes import find_job_processes, group_alive, kill_group
 from batchrun.executors.supervisor import become_subreaper
@@ -40,11 +40,13 @@ class LocalExecutor(Executor):
 
     def __init__(self, options: ExecutorOptions, settings: object = None) -> None:
         super().__init__(options, settings)
-        self._slots = HelperPool(options.cwd)
+        self._slots = HelperPool(options.cwd, self.launch)
         # ref (pid) -> (log directory, attempt), for detached jobs this launch started and has not waited for.
         self._detached: dict[str, tuple[str, int | None]] = {}
         # refs of ended jobs whose helper saw no metrics file (`left_no_metrics`).
         self._no_metrics: set[str] = set()
+        # ref -> what an ended job used, as its helper said (`ended_usage`).
+        self._usage: dict[str, tuple[int, float, float]] = {}
 
     @classmethod
     def made(cls, ref: str) -> bool:
@@ -59,7 +61,7 @@ class LocalExecutor(Executor):
 
     def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
         """--detach: every job started and supervised by one helper that outlives batchrun (a Python per job would cost 20 ms and 1.5 MB each)."""
-        dispatcher = Dispatcher(self.options.cwd)
+        dispatcher = Dispatcher(self.options.cwd, self.launch)
         try:
             return [self.start_detached(dispatcher, *job) for job in jobs]
         finally:
@@ -68,8 +70,7 @@ class LocalExecutor(Executor):
     def start_detached(self, dispatcher: Dispatcher, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> str:
         """Start one job of `start_many` through its dispatcher; its reference."""
         ref = str(dispatcher.start(job_id, command, log_dir, env))
-        attempt = env.get("BATCHRUN_ATTEMPT", "")
-        self._detached[ref] = (log_dir, int(attempt) if attempt.isdigit() else None)
+        self._detached[ref] = (log_dir, attempt_of(env))
         return ref
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
@@ -78,9 +79,11 @@ class LocalExecutor(Executor):
             ended = self._slots.wait(int(ref), timeout)
             if ended is None:
                 return None
-            returncode, no_metrics = ended
+            returncode, no_metrics, usage = ended
             if no_metrics:
                 self._no_metrics.add(ref)
+            if usage is not None:
+                self._usage[ref] = usage
         else:
             # Its supervisor answers to nobody: its lock, then its record, say how it ended.
             status = wait_unwatched(*detached, timeout)
@@ -89,6 +92,9 @@ class LocalExecutor(Executor):
             del self._detached[ref]
             returncode = status
         return returncode
+
+    def ended_usage(self, ref: str) -> tuple[int, float, float] | None:
+        return self._usage.pop(ref, None)
 
     def left_no_metrics(self, ref: str) -> bool:
         try:
@@ -113,7 +119,7 @@ class LocalExecutor(Executor):
     def still_running(self, job_id: str, ref: str | None, log_dir: str) -> bool:
         return job_lock_held(Path(log_dir))
 
-    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         wait_for_job_lock(Path(log_dir), should_stop)
 
     def close(self) -> None:

@@ -57,10 +57,11 @@ class HelperGone(OSError):
 class SlotHelper:
     """One helper process and the job it runs now, if any. Used by one thread at a time."""
 
-    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = ()) -> None:
+    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = (), launch: str | None = None) -> None:
+        self.launch = launch
         self.proc = subprocess.Popen(
             # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
-            [sys.executable, "-I", "-S", HELPER_PATH, *mode],
+            [sys.executable, "-I", "-S", HELPER_PATH, *mode, *(("--launch", launch) if launch else ())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
             start_new_session=True, cwd=cwd, bufsize=0,
@@ -75,6 +76,8 @@ class SlotHelper:
         self.job: tuple[int, str, int] | None = None
         # The last job that ended left no metrics file (its helper looked).
         self.no_metrics = False
+        # What the last job that ended used, as its helper said: (max_rss_kb, user_cpu_s, sys_cpu_s).
+        self.usage: tuple[int, float, float] | None = None
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
         """Start a job; its pid (also its process group and session).
@@ -140,11 +143,13 @@ class SlotHelper:
                 return None
         try:
             _kind, rest = self._answer()
-            code, _, wrote = rest.partition(b" ")
+            code, wrote, *used = rest.split(b" ")
             returncode: int | None = int(code)
             self.no_metrics = wrote == b"0"
+            self.usage = (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
         except HelperGone:
             self.no_metrics = False
+            self.usage = None
             returncode = self._wait_orphan(timeout)
         if returncode is not None:
             self.job = None
@@ -173,7 +178,7 @@ class SlotHelper:
                 return wait_unwatched(log_dir, attempt or None, left, _ORPHAN_POLL)
             if reaped == pid:
                 returncode = os.waitstatus_to_exitcode(wait_status)
-                record_end(os.fsencode(log_dir), returncode, str(attempt or ""))
+                record_end(os.fsencode(log_dir), returncode, str(attempt or ""), launch=self.launch)
                 reap_strays(pid)
                 return returncode
             if deadline is not None and time.monotonic() >= deadline:
@@ -217,8 +222,8 @@ class SlotHelper:
 class Dispatcher(SlotHelper):
     """A helper in its detach mode (`--detach`): it supervises every job it starts, outliving batchrun; nothing waits for it here."""
 
-    def __init__(self, cwd: str | None = None) -> None:
-        super().__init__(cwd, ("--detach",))
+    def __init__(self, cwd: str | None = None, launch: str | None = None) -> None:
+        super().__init__(cwd, ("--detach",), launch)
         # It forks at once and the process started here exits: the one that
         # serves (and outlives batchrun) is no child of batchrun's to reap.
         self.proc.wait()
@@ -232,8 +237,9 @@ class Dispatcher(SlotHelper):
 class HelperPool:
     """The launch's helpers: an idle one serves each start, a new one is made when none is idle."""
 
-    def __init__(self, cwd: str | None = None) -> None:
+    def __init__(self, cwd: str | None = None, launch: str | None = None) -> None:
         self.cwd = cwd
+        self.launch = launch  # the exit log its helpers append to (`exitlog`)
         self._idle: list[SlotHelper] = []
         # pid of a running job -> its helper
         self._busy: dict[int, SlotHelper] = {}
@@ -247,7 +253,7 @@ class HelperPool:
             try:
                 helper = self._idle.pop()
             except IndexError:
-                helper = SlotHelper(self.cwd)
+                helper = SlotHelper(self.cwd, launch=self.launch)
             try:
                 pid = helper.start(job_id, command, log_dir, env)
             except HelperGone as gone:
@@ -260,8 +266,8 @@ class HelperPool:
             self._busy[pid] = helper
             return pid
 
-    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool] | None:
-        """The job's returncode and whether it surely left no metrics file; None on timeout."""
+    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool, tuple[int, float, float] | None] | None:
+        """The job's returncode, whether it surely left no metrics file, and what it used if its helper said; None on timeout."""
         helper = self._busy[pid]
         returncode = helper.wait(timeout)
         if returncode is None:
@@ -269,7 +275,7 @@ class HelperPool:
         del self._busy[pid]
         if not helper.gone:
             self._idle.append(helper)
-        return returncode, helper.no_metrics
+        return returncode, helper.no_metrics, helper.usage
 
     def close(self) -> None:
         """End every helper; busy ones exit once their jobs are recorded (a stop that gave up on a job)."""

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions, Unwatched
-from batchrun.executors.jobfiles import Unrecorded, job_lock_held, read_exit_record, wait_for_job_lock
+from batchrun.executors.jobfiles import Unrecorded, attempt_of, job_lock_held, read_exit_record, wait_for_job_lock
 from batchrun.executors.processes import group_alive, kill_group
 from batchrun.executors.slurm import cluster
 from batchrun.executors.slurm.commands import SlurmCommands
@@ -100,6 +100,7 @@ class _Tracked:
 
     log_dir: str
     owned: bool = False  # started by start(): counts against -j
+    attempt: int | None = None  # the attempt whose record ends it (None: any, the newest)
     done: threading.Event = field(default_factory=threading.Event)
     status: int | None = None
     gone_since: float | None = None
@@ -107,7 +108,7 @@ class _Tracked:
 
     def settle_gone(self, ref: str, state: str, slurm_dir: Path) -> None:
         """SLURM no longer runs it: its exit record's status, else timed out (SLURM's --time), else lost (noted in err.log)."""
-        record = read_exit_record(Path(self.log_dir))
+        record = read_exit_record(Path(self.log_dir), self.attempt)
         if record is not None:
             self.status = record[0]
         else:
@@ -139,6 +140,7 @@ class SlurmExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._tracked: dict[str, _Tracked] = {}
         self._log_dirs: dict[str, str] = {}  # jobs of start_many, in case someone waits
+        self._attempts: dict[str, int | None] = {}  # log directory -> the attempt submitted: its record is that one's
         self._signals: list[tuple[str, int]] = []
         self._resolved: dict[str, str | None] = {}
         self._manifest_index: dict[str, tuple[str, int]] | None = None
@@ -170,7 +172,7 @@ class SlurmExecutor(Executor):
     def _register(self, ref: str, log_dir: str, track: bool) -> None:
         """A task was submitted (called under the condition): watch it for `wait`, or remember where it logs."""
         if track:
-            self._tracked[ref] = _Tracked(log_dir, owned=True)
+            self._tracked[ref] = _Tracked(log_dir, owned=True, attempt=self._attempts.get(log_dir))
         else:
             self._log_dirs[ref] = log_dir
 
@@ -191,7 +193,7 @@ class SlurmExecutor(Executor):
             self._submitter.max_array = max(1, int(match.group(1)))
         try:
             forward = self.settings.checkpoint_signal[0] if self.settings.checkpoint_signal is not None else None
-            write_task_script(self.slurm_dir, self.options.cwd, forward)
+            write_task_script(self.slurm_dir, self.options.cwd, forward, self.launch)
         except OSError as err:
             raise ExecutorError(f"{self.slurm_dir}: cannot write the SLURM task script: {err.strerror}") from err
         for name, target in (("submit", self._submitter.loop), ("monitor", self._monitor_loop), ("signal", self._signal_loop)):
@@ -213,6 +215,7 @@ class SlurmExecutor(Executor):
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         prepare_log_dir(log_dir)
+        self._attempts[log_dir] = attempt_of(env)
         submission = Submission(job_id, command, log_dir, env, request)
         with self._cond:
             if self._closed.is_set() or not self._threads:
@@ -236,6 +239,7 @@ class SlurmExecutor(Executor):
         submissions = []
         for (job_id, command, log_dir, env), request in zip(jobs, asks, strict=True):
             prepare_log_dir(log_dir)
+            self._attempts[log_dir] = attempt_of(env)
             submissions.append(Submission(job_id, command, log_dir, env, request))
         self._submitter.submit(submissions, chain=True, track=False)
         return [submission.ref or "" for submission in submissions]
@@ -244,7 +248,7 @@ class SlurmExecutor(Executor):
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         with self._lock:
-            tracked = self._tracked.get(ref) or self._tracked.setdefault(ref, _Tracked(self._log_dirs[ref]))
+            tracked = self._tracked.get(ref) or self._tracked.setdefault(ref, _Tracked(self._log_dirs[ref], attempt=self._attempts.get(self._log_dirs[ref])))
         if not tracked.done.wait(timeout):
             return None
         self._untrack(ref, tracked)
@@ -336,13 +340,13 @@ class SlurmExecutor(Executor):
         # The command guards against a job id SLURM reused after its state was wiped.
         return bool(state) and state not in ENDED and TASK_SCRIPT_NAME in command
 
-    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool]) -> None:
+    def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         resolved = None if ref is not None and ref.isdigit() else self._resolve(job_id, ref)
         if resolved is None:
             wait_for_job_lock(Path(log_dir), should_stop)
             return
         with self._lock:
-            tracked = self._tracked.setdefault(resolved, _Tracked(log_dir))
+            tracked = self._tracked.setdefault(resolved, _Tracked(log_dir, attempt=attempt))
         while not tracked.done.wait(0.2) and not should_stop():
             pass
         self._untrack(resolved, tracked)
@@ -373,7 +377,7 @@ def _monitor_round(watched: list[tuple[str, _Tracked]], commands: SlurmCommands,
     """One look at the watched jobs: their exit records, then (at most every few seconds) squeue for the rest; when it asked."""
     waiting = []
     for ref, tracked in watched:
-        record = read_exit_record(Path(tracked.log_dir))
+        record = read_exit_record(Path(tracked.log_dir), tracked.attempt)
         if record is not None:
             tracked.status = record[0]
             tracked.done.set()

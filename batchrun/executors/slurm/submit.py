@@ -223,7 +223,7 @@ def append_line(path: Path, line: str) -> None:
             os.close(fd)
 
 
-def write_task_script(slurm_dir: Path, cwd: str, forward: int | None = None) -> None:
+def write_task_script(slurm_dir: Path, cwd: str, forward: int | None = None, launch: str | None = None) -> None:
     """Write the script every array task runs, unless it is there already (byte for byte); `forward`: the checkpoint signal.
 
     sbatch keeps a copy of the script it submits, so tasks queued by an
@@ -234,7 +234,7 @@ def write_task_script(slurm_dir: Path, cwd: str, forward: int | None = None) -> 
     """
     slurm_dir.mkdir(parents=True, exist_ok=True)
     script = slurm_dir / TASK_SCRIPT_NAME
-    data = task_script(cwd, forward).encode("utf-8", "surrogateescape")
+    data = task_script(cwd, forward, launch=launch).encode("utf-8", "surrogateescape")
     try:
         same = script.read_bytes() == data
     except FileNotFoundError:

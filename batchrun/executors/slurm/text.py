@@ -74,7 +74,7 @@ def manifest_line(job_id: str, command: str, env: dict[str, str], base_env: dict
     return "; ".join(parts) + "\n"
 
 
-def task_script(cwd: str, forward: int | None = None, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH) -> str:
+def task_script(cwd: str, forward: int | None = None, python: str = sys.executable, supervisor: str = SUPERVISOR_PATH, launch: str | None = None) -> str:
     """The script every array task runs, with its manifest's path as $1.
 
     It sets the job's environment from its manifest line and hands the line
@@ -88,8 +88,10 @@ def task_script(cwd: str, forward: int | None = None, python: str = sys.executab
     passes that signal on to the job's process group. Its stdin is therefore
     a file, `command.sh` in the job's log directory: the end of a pipe would
     run it in a child of the batch shell, and the signal would kill the shell.
+    With `launch`, the record goes to that launch's exit log (`exitlog`).
     """
     forwarding = f" --forward {_signal_name(forward)}" if forward is not None else ""
+    forwarding += f" --launch {shell_quote(launch)}" if launch else ""
     return (
         "#!/bin/sh\n"
         "# batchrun: array task K runs the job on line K+1 of the manifest $1, under batchrun's supervisor.\n"
