@@ -113,6 +113,22 @@ def test_a_launch_killed_right_after_a_supervisor_appended_a_record_is_settled_f
     (entry,) = read_metadata(runs).values()
     assert (entry["state"], entry["status"], entry["attempts"]) == ("failed", 3, 1)
     assert entry.get("max_rss_kb") is not None, "what the job used was lost with the launch"
+    assert not (runs / exitlog.FOLDER).exists(), "the exit logs outlived the launch that journaled every record"
+
+
+def test_a_launch_that_leaves_a_job_running_keeps_the_exit_logs_and_the_next_one_drops_them(make_runfile: MakeRunfile, workdir: Path) -> None:
+    go = workdir / "go"
+    make_runfile(["true", f"while [ ! -f {go} ]; do sleep 0.05; done"])
+    detached = run_batchrun("launch", "exp.runfile", "-j", "2", "--detach", cwd=workdir)
+    assert detached.returncode == 0, detached.stderr
+    runs = workdir / "runs" / "exp"
+    go.touch()
+    done = run_batchrun("wait", "exp.runfile", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert (runs / exitlog.FOLDER).is_dir(), "the detached launch's records are only in its exit log until a launch journals them"
+    again = run_batchrun("launch", "exp.runfile", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert not (runs / exitlog.FOLDER).exists()
 
 
 def test_a_record_torn_in_the_launch_file_runs_its_job_again_and_costs_nothing_else(make_runfile: MakeRunfile, workdir: Path) -> None:

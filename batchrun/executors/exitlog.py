@@ -33,8 +33,12 @@ disk) or does not parse is no record.
 
 Readers (`lookup`) keep what they read of each file and read only its new
 bytes next time (the files only grow), keeping each job's record of its
-highest attempt: the one any reader asks about. Nothing removes a record:
-a later attempt's record supersedes it, and a reader asks by attempt.
+highest attempt: the one any reader asks about. A later attempt's record
+supersedes an earlier one, and a reader asks by attempt. The files go
+(`drop_all`) when a launch ends with every record in its journal and no job
+running: no record in them is needed any more, and a million-job runs
+directory would otherwise keep tens of megabytes of them per launch, which
+the next settlement would read.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from resource import struct_rusage
 
-__all__ = ["FOLDER", "Record", "append", "launch_name", "launch_set", "lookup", "set_launch"]
+__all__ = ["FOLDER", "Record", "append", "drop_all", "launch_name", "launch_set", "lookup", "set_launch"]
 
 # The folder of the launches' files, in the runs directory.
 FOLDER = ".exits"
@@ -195,3 +199,28 @@ def lookup(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None) 
         return found
     known.refresh(folder)
     return known.find(job, attempt)
+
+
+def drop_all(runs_dir: str | bytes | os.PathLike[str]) -> None:
+    """Remove the runs directory's launch files, once the journal holds every record they have and no job runs.
+
+    The caller holds the runs directory's lock and has synced its journal.
+    This process's open files and what it read of them go too.
+    """
+    folder = os.fsencode(runs_dir).rstrip(b"/") + b"/" + FOLDER.encode()
+    for path in [path for path in _files if path.startswith(folder + b"/")]:
+        os.close(_files.pop(path))
+    _folders.pop(folder, None)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(folder + b"/" + name)
+        except OSError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from batchrun.executors.exitlog import drop_all
 from batchrun.launch.options import LaunchOptions, Mode
 from batchrun.launch.runner import LaunchControl
 from batchrun.runfile.file import Job, Runfile
@@ -69,6 +70,12 @@ def leave_fingerprint(launch: Finishing, counts: dict[str, int], failed: list[tu
     )
     if fingerprint is not None:  # else no journal to vouch for: the next launch reads everything
         write_fingerprint(runs_dir.path, fingerprint, snapshot)
+
+
+def drop_exit_logs(journal: Journal, runs_dir: RunsDir) -> None:
+    """Remove the launches' exit logs once the closed (synced) journal holds every record and no job runs (`exitlog.drop_all`)."""
+    if not journal.records.running_rows():
+        drop_all(runs_dir.path)
 
 
 def kept_view(resume: Resume | None, mode: str, runs_dir: RunsDir, notices: list[str]) -> tuple[OldView, tuple[int, str]] | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from batchrun.errors import BatchrunError, UsageError
 from batchrun.executors import Executor, ExecutorOptions, make_executor
-from batchrun.launch.afterwards import kept_view, leave_fingerprint
+from batchrun.launch.afterwards import drop_exit_logs, kept_view, leave_fingerprint
 from batchrun.launch.capacity import check_plan, launch_capacity
 from batchrun.launch.detach import submit_detached
 from batchrun.launch.events import EventKind, JobEvent
@@ -283,6 +283,7 @@ class Launch:
             self.journal.close()
             if error is None and not runner.running and not runner.adopted and not runner.detached:
                 self.journal.compact()
+                drop_exit_logs(self.journal, self.runs_dir)
             ledger = self.ledger if self.ledger is not None else Ledger(self.runfile.jobs, self.journal.records)
             keys = ledger.keys()
             counts, failed = ledger.counts(keys), ledger.failed(keys)
