@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -308,6 +309,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def warm_up(batchrun: Sequence[str]) -> None:
+    """Let Python write the package's bytecode, as on a user's machine, and write it now: a tiny launch and each read command.
+
+    With PYTHONDONTWRITEBYTECODE set (some sandboxes and CI images set it),
+    every batchrun start compiles its modules again: about 0.25 s, which is
+    half of a small relaunch. pip writes the bytecode as it installs.
+    """
+    import os  # noqa: PLC0415
+
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="batchrun-warm-") as tmp:
+        Path(tmp, "warm.runfile").write_text("true 1\ntrue 2\n")
+        for command in (["launch", "-q"], ["launch", "-q"], ["status"], ["plan"], ["results"]):
+            subprocess.run([*batchrun, command[0], "warm.runfile", *command[1:]], cwd=tmp, capture_output=True, check=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -325,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"cannot run batchrun as `{shlex.join(batchrun)}`; pass --batchrun CMD")
         return 2
 
+    warm_up(batchrun)
     harness.SUBREAPER = become_subreaper()
     if not harness.SUBREAPER:
         notes.append("Peak RSS figures include this script's own peak (a child starts as its copy): "
