@@ -113,10 +113,10 @@ def test_a_launch_killed_right_after_a_supervisor_appended_a_record_is_settled_f
     (entry,) = read_metadata(runs).values()
     assert (entry["state"], entry["status"], entry["attempts"]) == ("failed", 3, 1)
     assert entry.get("max_rss_kb") is not None, "what the job used was lost with the launch"
-    assert not (runs / exitlog.FOLDER).exists(), "the exit logs outlived the launch that journaled every record"
+    assert not exits.exists(), "the killed launch's exit log outlived the launch that settled it"
 
 
-def test_a_launch_that_leaves_a_job_running_keeps_the_exit_logs_and_the_next_one_drops_them(make_runfile: MakeRunfile, workdir: Path) -> None:
+def test_a_launch_that_leaves_a_job_running_keeps_the_exit_logs_and_the_next_one_drops_them_once_settled(make_runfile: MakeRunfile, workdir: Path) -> None:
     go = workdir / "go"
     make_runfile(["true", f"while [ ! -f {go} ]; do sleep 0.05; done"])
     detached = run_batchrun("launch", "exp.runfile", "-j", "2", "--detach", cwd=workdir)

@@ -35,10 +35,10 @@ Readers (`lookup`) keep what they read of each file and read only its new
 bytes next time (the files only grow), keeping each job's record of its
 highest attempt: the one any reader asks about. A later attempt's record
 supersedes an earlier one, and a reader asks by attempt. The files go
-(`drop_all`) when a launch ends with every record in its journal and no job
-running: no record in them is needed any more, and a million-job runs
-directory would otherwise keep tens of megabytes of them per launch, which
-the next settlement would read.
+(`drop_all`) when the next launch has settled what they hold into its
+journal and no job runs: no record in them is needed any more, and a
+million-job runs directory would otherwise keep tens of megabytes of them
+per launch, which each settlement would read.
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def lookup(log_dir: str | bytes | os.PathLike[str], attempt: int | None = None) 
 def drop_all(runs_dir: str | bytes | os.PathLike[str]) -> None:
     """Remove the runs directory's launch files, once the journal holds every record they have and no job runs.
 
-    The caller holds the runs directory's lock and has synced its journal.
+    The caller holds the runs directory's lock and has synced its journal;
+    no job of the runs directory is running, so nothing appends to them.
     This process's open files and what it read of them go too.
     """
     folder = os.fsencode(runs_dir).rstrip(b"/") + b"/" + FOLDER.encode()

@@ -73,8 +73,14 @@ def leave_fingerprint(launch: Finishing, counts: dict[str, int], failed: list[tu
 
 
 def drop_exit_logs(journal: Journal, runs_dir: RunsDir) -> None:
-    """Remove the launches' exit logs once the closed (synced) journal holds every record and no job runs (`exitlog.drop_all`)."""
+    """Remove the earlier launches' exit logs once the journal holds every record, synced, and no job runs (`exitlog.drop_all`).
+
+    Taken after settlement, before any job of this launch starts: what a
+    killed launch left was read for the jobs it left running, and a launch
+    that ended leaves its log until then (for `status` and `wait`).
+    """
     if not journal.records.running_rows():
+        journal.sync()
         drop_all(runs_dir.path)
 
 

@@ -140,6 +140,7 @@ class Launch:
             running = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
             decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
             journal_decisions(self.journal, decisions)
+            drop_exit_logs(self.journal, self.runs_dir)
             self.runner.adopt_ids = adopt_ids = {d.job_id for d in decisions if d.outcome == Outcome.ADOPTED}
             self.runner.restop = carried_stops(decisions)
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
@@ -283,7 +284,6 @@ class Launch:
             self.journal.close()
             if error is None and not runner.running and not runner.adopted and not runner.detached:
                 self.journal.compact()
-                drop_exit_logs(self.journal, self.runs_dir)
             ledger = self.ledger if self.ledger is not None else Ledger(self.runfile.jobs, self.journal.records)
             keys = ledger.keys()
             counts, failed = ledger.counts(keys), ledger.failed(keys)
