@@ -19,6 +19,7 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from batchrun.liveness import LockTable
@@ -33,7 +34,7 @@ from batchrun.store.resume import read_resume
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
 
-__all__ = ["WINDOW", "CompactStatus", "read_compact", "usable_for"]
+__all__ = ["WINDOW", "CompactStatus", "entries_beside", "read_compact", "read_jobs", "usable_for"]
 
 # Jobs made into `JobStatus`es at a time.
 WINDOW = 8192
@@ -137,23 +138,12 @@ def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
     assert target.runfile is not None
     locks = LockTable()
     now = time.time()
-    # The launch is looked for before the journal is read (`view.read_records`).
-    launch_pid = launch_holder(runs_dir, locks)
+    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks)
     launch_running = launch_pid is not None
-    # The runfile's table and the records as the last launch left them, and the journal's lines since (as a relaunch reads them).
-    resume = read_resume(runs_dir, target.runfile)
-    if resume is not None:
-        runfile = resume.runfile
-        records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
-        ledger = Ledger(runfile.jobs, records, resume.rows)
-    else:
-        runfile = load_runfile(target.runfile)
-        records = journal_records(runs_dir)
-        ledger = Ledger(runfile.jobs, records)
     removed_ids = ledger.removed_ids()
     entries: dict[str, dict[str, Any]] = {}
     if not len(records) or removed_ids or not _metadata_trusted(runs_dir, launch_running):
-        entries = _entries_beside(runs_dir, runfile, records)
+        entries = entries_beside(runs_dir, runfile, records)
         removed_ids = ledger.removed_ids()
     settled: set[str] = set()
     if not launch_running and records.running_rows():
@@ -164,7 +154,29 @@ def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
     return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled)
 
 
-def _entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable) -> dict[str, dict[str, Any]]:
+def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable) -> tuple[int | None, Runfile, RecordTable, Ledger]:
+    """The pid of the launch running the runs directory (None: none), the runfile, the journal's records, and the ledger of the two.
+
+    The launch is looked for before the journal is read (`view.read_records`).
+    The runfile's table and the records come from the fingerprint's snapshot
+    when it still holds (`store.resume`, as a relaunch reads them: no parse,
+    no replay but of the journal's lines since), else from a full read.
+
+    Raises:
+        RunfileError: the runfile cannot be read.
+        MetadataError: the journal is corrupt.
+    """
+    launch_pid = launch_holder(runs_dir, locks)
+    resume = read_resume(runs_dir, runfile_path)
+    if resume is not None:
+        records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
+        return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)
+    runfile = load_runfile(runfile_path)
+    records = journal_records(runs_dir)
+    return launch_pid, runfile, records, Ledger(runfile.jobs, records)
+
+
+def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable) -> dict[str, dict[str, Any]]:
     """metadata.json read one entry at a time: the original batchrun's entries become records
     (`view._import_legacy`), and only the entries of jobs not in the runfile are kept."""
     kept: dict[str, dict[str, Any]] = {}
