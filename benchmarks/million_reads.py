@@ -139,24 +139,22 @@ def check(batchrun: list[str], work: Path) -> None:
     print("check: status of a built runs directory reads as a real launch's (30 lines)", flush=True)
 
 
-def measure(batchrun: list[str], work: Path, label: str, reads: list[str] | None = None) -> list[tuple[str, str, float, float]]:
+def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | None = None) -> list[tuple[str, str, str, float, float]]:
+    """Each read command, run by each batchrun in turn (interleaved: the machine's load falls on each alike)."""
     rows = []
     for name, extra in READS:
         if reads is not None and name not in reads:
             continue
-        if name == "plan" and label == "finished":
-            argv = [*batchrun, "plan", "jobs.runfile"]
-        elif extra is None:
-            argv = [*batchrun, name, "jobs.runfile"]
-        else:
-            argv = [*batchrun, "status", "jobs.runfile", *extra]
-        try:
-            run = run_measured(argv, work)
-        except BenchError as err:
-            print(f"  {label:<9} {name:<22} failed: {str(err).splitlines()[0]}", flush=True)
-            continue
-        print(f"  {label:<9} {name:<22} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
-        rows.append((label, name, run.seconds, run.rss_mb))
+        for tool in tools:
+            argv = [*tool, name, "jobs.runfile"] if extra is None else [*tool, "status", "jobs.runfile", *extra]
+            who = "after" if tool is tools[-1] else "before"
+            try:
+                run = run_measured(argv, work)
+            except BenchError as err:
+                print(f"  {label:<9} {name:<22} {who:<6} failed: {str(err).splitlines()[0]}", flush=True)
+                continue
+            print(f"  {label:<9} {name:<22} {who:<6} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
+            rows.append((label, name, shlex.join(tool), run.seconds, run.rss_mb))
     return rows
 
 
@@ -169,20 +167,21 @@ def main() -> int:
     parser.add_argument("--reads", default=None, help="which commands, comma separated (default: all of READS)")
     parser.add_argument("--check", action="store_true", help="first compare a small built runs directory with a real launch's")
     args = parser.parse_args()
+    # The last one is "after"; any before it "before".
     tools = [shlex.split(text) for text in args.batchrun] or [[sys.executable, "-m", "batchrun"]]
+    for tool in tools:
+        print(f"{'after' if tool is tools[-1] else 'before'}: {shlex.join(tool)}", flush=True)
     if args.check:
         check(tools[-1], args.work / "check")
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    results = []
+    results: list[tuple[str, str, str, float, float]] = []
     for label in args.only.split(","):
         where = args.work / f"{label}-{args.lines}"
         if not (where / "runs" / "jobs" / "metadata.json").exists():
             began = time.perf_counter()
             build(where, args.lines, finished=label == "finished")
             print(f"built {where} in {time.perf_counter() - began:.0f} s", flush=True)
-        for tool in tools:
-            print(f"{shlex.join(tool)}:", flush=True)
-            results.append((shlex.join(tool), measure(tool, where, label, args.reads.split(",") if args.reads else None)))
+        results.extend(measure(tools, where, label, args.reads.split(",") if args.reads else None))
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 

@@ -200,7 +200,7 @@ def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str
         running=status.running_jobs(),
         id_length=status.id_length(),
         windows=windows,
-        every=status.windows,
+        every=lambda: status.windows(size=256),  # small windows: a sweep is told apart from other commands by its first jobs
     )
 
 
