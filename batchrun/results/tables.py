@@ -112,23 +112,17 @@ def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], met
 
 def write_table_windows(out: IO[str], windows: Callable[[], Iterator[list[dict[str, Any]]]], params: list[str], metrics: list[str], grouped: bool = False) -> None:
     """`write_table` of rows made a window at a time (`windows` is called twice: once for the widths, once to print)."""
-    widths: list[int] | None = None
-    numeric: list[bool] = []
-    names: list[str] = []
+    columns = _table_columns([], params, metrics, grouped)
+    names = [name for name, _, _ in columns]
+    widths = [len(name) for name in names]
+    # Numbers right-aligned, as in any table of figures; texts left. A column of
+    # numbers (True) has only number texts: checked as those told from their cells (None).
+    numeric = [kind is not False for _, _, kind in columns]
     for rows in windows():
-        columns = _table_columns(rows, params, metrics, grouped)
-        if widths is None:
-            names = [name for name, _, _ in columns]
-            widths = [len(name) for name in names]
-            # Numbers right-aligned, as in any table of figures; texts left. A column of
-            # numbers (True) has only number texts: checked as those told from their cells (None).
-            numeric = [kind is not False for _, _, kind in columns]
-        for k, (_, cells, _) in enumerate(columns):
+        for k, (_, cells, _) in enumerate(_table_columns(rows, params, metrics, grouped)):
             widths[k] = max(widths[k], max(map(len, cells), default=0))
             if numeric[k]:
                 numeric[k] = all(map(_is_number_text, cells))
-    if widths is None:
-        return
     out.write("  ".join(name.rjust(width) if right else name.ljust(width) for name, width, right in zip(names, widths, numeric, strict=True)).rstrip() + "\n")
     for rows in windows():
         columns = _table_columns(rows, params, metrics, grouped)
