@@ -24,7 +24,7 @@ from typing import Any
 
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Runfile, load_runfile
-from batchrun.runfile.idindex import IdIndex, short_prefix
+from batchrun.runfile.idindex import short_prefix
 from batchrun.status.view import JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, check_launched, journal_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger, key_table
 from batchrun.store.metadata import iter_metadata
@@ -34,7 +34,7 @@ from batchrun.store.resume import read_resume
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
 
-__all__ = ["WINDOW", "CompactStatus", "entries_beside", "read_compact", "read_jobs", "usable_for"]
+__all__ = ["WINDOW", "CompactStatus", "entries_beside", "id_length", "read_compact", "read_jobs", "usable_for"]
 
 # Jobs made into `JobStatus`es at a time.
 WINDOW = 8192
@@ -118,13 +118,18 @@ class CompactStatus:
 
     def id_length(self) -> int:
         """`lookup.short_id_length` of every job: the shortest prefix, from 8 digits up, that tells them apart."""
-        keys = self.runfile.jobs.keys
-        if self.removed:
-            both = IdIndex()
-            for job_id in (*keys.texts(), *(job.job_id for job in self.removed)):
-                both.append(job_id)
-            keys = both
+        return id_length(self.runfile, [job.job_id for job in self.removed])
+
+
+def id_length(runfile: Runfile, removed_ids: list[str]) -> int:
+    """The shortest id prefix, from 8 digits up, that tells the runfile's jobs and the removed ones apart (`lookup.short_id_length`)."""
+    keys = runfile.jobs.keys
+    if not removed_ids:
         return short_prefix(keys)
+    both = keys.take(range(len(keys)))
+    for job_id in removed_ids:
+        both.append(job_id)
+    return short_prefix(both)
 
 
 def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:

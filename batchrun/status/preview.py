@@ -20,8 +20,7 @@ from batchrun.launch.options import parse_mode
 from batchrun.launch.plan import Group, Plan, classify, make_plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Job, Runfile
-from batchrun.runfile.idindex import short_prefix
-from batchrun.status.compact import entries_beside
+from batchrun.status.compact import entries_beside, id_length
 from batchrun.status.view import GROUPS, JobStatus, _job_from_records, _metadata_trusted, _settle_in_flight, read_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger
 from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
@@ -88,7 +87,7 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume", re
     groups = _groups(ledger, keys, entries, removed, settled)
     counts = ledger.counts(keys)
     counts[REMOVED] += len(removed)
-    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, _id_length(runfile, removed_ids))
+    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, id_length(runfile, removed_ids))
 
 
 def _groups(
@@ -123,17 +122,6 @@ def _record_in(state: str) -> JobRecord:
     rec = JobRecord("")
     rec.state = state
     return rec
-
-
-def _id_length(runfile: Runfile, removed_ids: list[str]) -> int:
-    """The shortest id prefix that tells the runfile's jobs and the removed ones apart."""
-    keys = runfile.jobs.keys
-    if not removed_ids:
-        return short_prefix(keys)
-    both = keys.take(range(len(keys)))
-    for job_id in removed_ids:
-        both.append(job_id)
-    return short_prefix(both)
 
 
 class _Listed:
