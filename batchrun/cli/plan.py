@@ -16,7 +16,9 @@ from batchrun.cli.words import counts_text
 from batchrun.errors import UsageError
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import Group, Plan
+from batchrun.liveness import LockTable
 from batchrun.runfile.file import Runfile
+from batchrun.status.compact import read_jobs, usable_for
 from batchrun.status.preview import Preview, preview_launch
 from batchrun.status.view import GROUPS
 from batchrun.store.records import IGNORED
@@ -43,9 +45,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
     target = target_of(args)
     if target.runfile is None:
         raise UsageError(f"{target.given}: a plan needs the runfile, which says which jobs to run; give the runfile (or gridspec) instead of the runs directory")
-    runfile = target_runfile(target)
+    read = None
+    runfile: Runfile | None
+    if usable_for(target):
+        assert target.runfile is not None
+        # The fingerprint's snapshot when it holds (`compact.read_jobs`): a million finished lines without a replay.
+        read = read_jobs(target.runs_dir, target.runfile, LockTable())
+        runfile = read[1]
+    else:
+        runfile = target_runfile(target)
     assert runfile is not None  # a runfile or gridspec target
-    shown = preview_launch(runfile, target.runs_dir, args.mode or "resume")
+    shown = preview_launch(runfile, target.runs_dir, args.mode or "resume", read)
     _refuse_what_cannot_fit(runfile, shown.plan, _capacity_options(args, target.runs_dir.path))
     adaptive = None
     if target.gridspec is not None:

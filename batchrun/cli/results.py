@@ -18,7 +18,7 @@ from batchrun.cli.target import add_state_option, states_of, target_of, target_p
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
-from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table
+from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table, write_table_windows
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
@@ -123,6 +123,13 @@ def _cmd_results(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> int:
     from batchrun.results.table import best_row, group_over, sort_rows
 
+    if not (args.over or args.sort or args.best or args.top or args.json or args.csv):
+        from batchrun.status.compact import usable_for
+
+        target = target_of(args)
+        if usable_for(target):
+            _streamed(args, target)
+            return 0
     results = _read(args)
     rows = results.rows(args.agg)
     if args.state:
@@ -164,6 +171,16 @@ def _results(args: argparse.Namespace) -> int:
     else:
         write_table(out, rows, params, metrics, bool(args.over))
     return 0
+
+
+def _streamed(args: argparse.Namespace, target: Any) -> None:
+    """The plain table of a runfile's results, read a window of jobs at a time (`results.stream`): a million jobs in flat memory."""
+    from batchrun.results.stream import read_streamed
+
+    streamed = read_streamed(target, args.scrape)
+    warn_skipped(streamed.skipped.lines())
+    states = states_of(args) if args.state else []
+    write_table_windows(sys.stdout, lambda: streamed.windows(args.agg, states), streamed.parameter_names, streamed.metric_names)
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -3,35 +3,30 @@
 `cli/app.py` adds these parsers with `add_parsers` and hands their parsed
 arguments to `run`, inside its one `except BatchrunError`; `logs` and `plan` are in
 their own modules (`cli/logs`, `cli/plan`). The reading is
-`batchrun.status.view`'s; this module only chooses what to show and prints it.
-The job table is written by hand rather than with rich: a 100,000-row table
-has to be formatted in a fraction of a second.
+`batchrun.status.view`'s, or for a runfile `batchrun.status.compact`'s (streamed,
+for a million lines); this module only chooses what to show and prints it, the
+table and CSV through `cli/statustable`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import shlex
-import shutil
 import sys
-import time
-from collections.abc import Sequence
-from itertools import repeat
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from batchrun.cli.logs import cmd_logs
 from batchrun.cli.plan import PLAN_SHOWN, cmd_plan
+from batchrun.cli.statustable import Listing, sweep_of, write_csv, write_table
 from batchrun.cli.target import add_capacity_options, add_state_option, int_at_least, states_of, target_of, target_parser
 from batchrun.cli.words import count, counts_text
 from batchrun.launch.options import MODES
-from batchrun.results.best_so_far import metric_columns
-from batchrun.results.tables import format_duration, format_text_cells
-from batchrun.status.lookup import job_entry, job_parameters, short_id_length
+from batchrun.status.compact import CompactStatus, read_compact, usable_for
+from batchrun.status.lookup import job_entry, short_id_length
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import USAGE_FIELDS, JobRecord, State
+from batchrun.store.records import State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -136,12 +131,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     target = target_of(args)
-    status = load_status(target, need_entries=args.json)
     states = states_of(args)
+    out = sys.stdout
+    if usable_for(target) and not args.json and not args.resources:
+        # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
+        _write_listing(out, args, _compact_listing(target, read_compact(target), states, args.other_code), states)
+        return 0
+    status = load_status(target, need_entries=args.json)
     jobs = status.select(states)
     if args.other_code:
-        jobs = _under_other_code(jobs)
-    out = sys.stdout
+        code = _code_now()
+        jobs = [job for job in jobs if _other_code(job, code)]
     if args.resources:
         from batchrun.cli.resources import write_resources
         from batchrun.status.resources import COUNTED
@@ -151,11 +151,57 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         _write_json(out, target, status, jobs)
-    elif args.csv:
-        _write_csv(out, status, jobs)
-    else:
-        _write_table(out, target, status, jobs, states, show_command=args.show_command)
+        return 0
+    _write_listing(out, args, _listing(target, status, jobs), states)
     return 0
+
+
+def _write_listing(out: IO[str], args: argparse.Namespace, listing: Listing, states: Sequence[str]) -> None:
+    if args.csv:
+        write_csv(out, listing)
+    else:
+        write_table(out, listing, states, args.show_command, counts_text, count)
+
+
+def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus]) -> Listing:
+    """What the table lists, from every job held (`RunsStatus`): the listed jobs are one window."""
+    running = [job for job in status.jobs if job.record is not None and job.record.state == State.RUNNING and not job.removed]
+    return Listing(
+        given=str(target.given),
+        runs_dir=status.runs_dir.path,
+        counts=status.counts(),
+        launch_running=status.launch_running,
+        launch_pid=status.launch_pid,
+        now=status.now,
+        running=running,
+        id_length=short_id_length(status.jobs),
+        windows=lambda: iter([jobs]),
+        every=lambda: iter([status.jobs]),
+        given_parameters=status.parameter_names,
+    )
+
+
+def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str], other_code: bool) -> Listing:
+    """What the table lists, from jobs held by column (`CompactStatus`): the listed jobs are made a window at a time."""
+    indices, removed = status.indices(states), status.select_removed(states)
+    now = _code_now() if other_code else None
+
+    def windows() -> Iterator[Sequence[JobStatus]]:
+        for window in status.windows(indices, removed):
+            yield [job for job in window if _other_code(job, now)] if other_code else window
+
+    return Listing(
+        given=str(target.given),
+        runs_dir=status.runs_dir.path,
+        counts=status.counts(),
+        launch_running=status.launch_running,
+        launch_pid=status.launch_pid,
+        now=status.now,
+        running=status.running_jobs(),
+        id_length=status.id_length(),
+        windows=windows,
+        every=lambda: status.windows(size=256),  # small windows: a sweep is told apart from other commands by its first jobs
+    )
 
 
 def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus]) -> None:
@@ -172,209 +218,28 @@ def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[Job
     out.write("\n")
 
 
-def _write_csv(out: IO[str], status: RunsStatus, jobs: list[JobStatus]) -> None:
-    sweep = _sweep_columns(status)
-    names, params = sweep if sweep is not None else ([], {})
-    fixed = ["job_id", "line", "state", "status", "runtime", "start", "end", "attempts", "slot", "holds", "host", *USAGE_FIELDS, "code", "removed", "command"]
-    header = fixed + [name if name not in fixed else f"parameters.{name}" for name in names]
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for job in jobs:
-        rec = job.record
-        running = rec is not None and rec.state == State.RUNNING
-        values = params.get(job.job_id, {})
-        writer.writerow([
-            job.job_id,
-            job.line if job.line is not None else "",
-            job.category,  # as the table lists it and the counts count it
-            _blank(rec.status if rec is not None else None),
-            _blank(rec.runtime if rec is not None else None),
-            _blank(rec.start if rec is not None else None),
-            _blank(rec.end if rec is not None else None),
-            rec.attempts if rec is not None else 0,
-            _blank(rec.slot if rec is not None and running else None),
-            _blank(rec.holds.replace(";", " ") if rec is not None and running and rec.holds else None),
-            _blank(rec.host if rec is not None else None),
-            *[_blank(getattr(rec, name) if rec is not None else None) for name in USAGE_FIELDS],
-            _blank(rec.code if rec is not None else None),
-            "true" if job.removed else "false",
-            job.command,
-            *[_param_text(values.get(name)) for name in names],
-        ])
-
-
-def _under_other_code(jobs: list[JobStatus]) -> list[JobStatus]:
-    """The jobs whose last attempt ran under a known code version other than the working directory's now."""
+def _code_now() -> str | None:
+    """The name of the working directory's code version now (`--other-code`)."""
     from batchrun.store.codeversion import current_version
 
     now = current_version(os.getcwd())
-    name = now.name if now is not None else None
-    return [job for job in jobs if job.record is not None and job.record.code is not None and job.record.code != name]
+    return now.name if now is not None else None
 
 
-def _blank(value: object) -> object:
-    return "" if value is None else value
-
-
-def _param_text(value: object) -> str:
-    if value is None:
-        return ""
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
-def _write_table(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus], states: Sequence[str], show_command: bool) -> None:
-    out.write(f"{target.given}: {counts_text(status.counts())}\n")
-    out.write(f"runs directory: {status.runs_dir.path}\n")
-    running = [job for job in status.jobs if job.record is not None and job.record.state == State.RUNNING and not job.removed]
-    if status.launch_running:
-        pid = f" (pid {status.launch_pid})" if status.launch_pid else ""
-        out.write(f"a launch{pid} is running: {count(len(running), 'job')} running now\n")
-    elif running:
-        out.write(f"{count(len(running), 'job')} still running with no launch watching; the next launch adopts {'it' if len(running) == 1 else 'them'}\n")
-    if states:
-        out.write(f"showing {count(len(jobs), 'job')}: {' or '.join(states)}\n")
-    if not jobs:
-        return
-    sweep = None if show_command else _sweep_columns(status)
-    id_len = short_id_length(status.jobs)
-    # Built column by column with comprehensions: this runs for every job,
-    # and a 100,000-job table must take well under a second.
-    now = status.now
-    starts = _StartFormatter(now)
-    recs = [job.record for job in jobs]
-    running_state = State.RUNNING
-    header = ["LINE", "ID", "STATE", "EXIT", "RUNTIME", "START"]
-    columns: list[list[str]] = [
-        ["-" if job.removed or job.line is None else str(job.line) for job in jobs],
-        [job.job_id[:id_len] for job in jobs],
-        [job.category for job in jobs],  # as counted above (`records.category_of`): an ignored job is listed ignored
-        ["-" if rec is None or rec.status is None else str(rec.status) for rec in recs],
-        [_runtime_text(rec, now) for rec in recs],
-        [starts(rec.start) if rec is not None else "-" for rec in recs],
-    ]
-    if running:
-        header.append("SLOT")
-        columns.append([str(rec.slot) if rec is not None and rec.state == running_state and rec.slot is not None else "" for rec in recs])
-        if any(job.record is not None and job.record.holds for job in running):
-            header.append("HOLDS")  # what each running job holds beside its slot: its GPUs, CPUs, memory
-            columns.append([rec.holds.replace(";", " ") if rec is not None and rec.state == running_state and rec.holds else "" for rec in recs])
-    # As `batchrun results` orders and formats them: parameters, then metrics (the last value of each).
-    if sweep is not None:
-        names, params = sweep
-        empty: dict[str, Any] = {}
-        values = [params.get(job.job_id, empty) for job in jobs]
-        for name in names:
-            header.append(name)
-            columns.append(format_text_cells([v.get(name) for v in values]))
-    metric_header, metric_cells = metric_columns(status, jobs)  # batchrun.results.best_so_far
-    header, columns = header + metric_header, columns + metric_cells
-    if sweep is None:
-        header.append("COMMAND")
-        columns.append([job.command for job in jobs])
-    _write_columns(out, header, columns)
-
-
-def _runtime_text(rec: JobRecord | None, now: float) -> str:
-    """The runtime, or for a running job the time it has run so far."""
-    if rec is None:
-        return "-"
-    if rec.state == State.RUNNING:
-        return format_duration(now - rec.start) if rec.start is not None else "-"
-    runtime = rec.runtime
-    # format_duration's most common case, inline.
-    return f"{runtime:.2f}s" if runtime is not None and 0 <= runtime < 10 else format_duration(runtime)
-
-
-def _write_columns(out: IO[str], header: list[str], columns: list[list[str]]) -> None:
-    """Left-aligned columns two spaces apart; the last one (the command) is not
-    padded and, on a terminal, lines are cut at its width."""
-    widths = [max(len(name), max(map(len, column), default=0)) for name, column in zip(header[:-1], columns[:-1], strict=True)]
-    fmt = "".join(f"{{:<{width}}}  " for width in widths) + "{}"
-    lines = [line.rstrip() for line in (fmt.format(*header), *map(fmt.format, *columns))]
-    limit = shutil.get_terminal_size().columns if out.isatty() else 0
-    if limit:
-        lines = [line if len(line) <= limit else line[: limit - 3] + "..." for line in lines]
-    out.write("\n".join(lines))
-    out.write("\n")
-
-
-class _StartFormatter:
-    """Today's times as `13:02:11`, older ones with their date; cached per second."""
-
-    def __init__(self, now: float) -> None:
-        t = time.localtime(now)
-        self.day_start = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
-        self.cache: dict[int, str] = {}
-
-    def __call__(self, start: float | None) -> str:
-        if start is None:
-            return "-"
-        second = int(start)
-        text = self.cache.get(second)
-        if text is None:
-            fmt = "%H:%M:%S" if second >= self.day_start else "%Y-%m-%d %H:%M"
-            text = self.cache[second] = time.strftime(fmt, time.localtime(second))
-        return text
+def _other_code(job: JobStatus, name: str | None) -> bool:
+    """Whether the job's last attempt ran under a known code version other than `name`."""
+    return job.record is not None and job.record.code is not None and job.record.code != name
 
 
 # -- sweeps ----------------------------------------------------------------------
 
 
 def _sweep_columns(status: RunsStatus) -> tuple[list[str], dict[str, dict[str, Any]]] | None:
-    """The parameter names of a sweep and each job's parameters, or None if not a sweep.
-
-    A gridspec's jobs are a sweep by definition. Otherwise the jobs (at least
-    two) are one when each is the same program text followed only by
-    `--name=value` words: then the parameters say everything.
-    """
-    params: dict[str, dict[str, Any]] = {}
-    if status.parameter_names is not None:
-        for job in status.jobs:
-            params[job.job_id] = job_parameters(job)
-        return list(status.parameter_names), params
-    jobs = [job for job in status.jobs if not job.removed]
-    if len(jobs) < 2:
+    """The parameter names of a sweep and each job's parameters, or None if not a sweep (`statustable.sweep_of`)."""
+    sweep = sweep_of(status.jobs, status.parameter_names)
+    if sweep is None:
         return None
-    names: dict[str, None] = {}
-    program = None
-    for job in jobs:
-        head, sep, tail = job.command.partition(" --")
-        if not sep or (program is not None and head != program):
-            return None
-        program = head
-        if tail.count(" ") == tail.count(" --") and "'" not in tail and '"' not in tail and "\\" not in tail and "\t" not in tail:
-            # The common case, split without shlex: every space starts a " --".
-            found = {key: value if eq else True for key, eq, value in map(str.partition, tail.split(" --"), repeat("="))}
-        else:
-            words = _split_words("--" + tail)
-            if words is None or not all(word.startswith("--") for word in words):
-                return None
-            found = {key: value if eq else True for key, eq, value in (word[2:].partition("=") for word in words)}
-        if "" in found:
-            return None
-        if not names.keys() >= found.keys():
-            names.update(dict.fromkeys(found))
-        params[job.job_id] = found
-    for job in status.jobs:
-        if job.removed:
-            params[job.job_id] = job_parameters(job)
-    return list(names), params
-
-
-def _split_words(command: str) -> list[str] | None:
-    """Shell words as `parse_parameters` splits them; None when unbalanced."""
-    if not any(c in command for c in "'\"\\"):
-        return command.split()
-    lexer = shlex.shlex(command, posix=True)
-    lexer.whitespace_split = True
-    try:
-        return list(lexer)
-    except ValueError:
-        return None
+    return sweep.names, {job.job_id: sweep.params_of(job) for job in status.jobs}
 
 
 # -- failed ----------------------------------------------------------------------
@@ -382,12 +247,16 @@ def _split_words(command: str) -> list[str] | None:
 
 def _cmd_failed(args: argparse.Namespace) -> int:
     target = target_of(args)
-    status = load_status(target)
     # What --retry-failed runs again (killed too); interrupted ones any launch runs again.
     wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
     if args.interrupted:
         wanted |= {State.INTERRUPTED, State.REQUEUED}
-    lines = [job.command + "\n" for job in status.jobs if job.category in wanted and job.command]
+    if usable_for(target):
+        status = read_compact(target)
+        for window in status.windows(status.indices(sorted(wanted)), status.select_removed(sorted(wanted))):
+            sys.stdout.write("".join([job.command + "\n" for job in window if job.command]))
+        return 0
+    status_all = load_status(target)
+    lines = [job.command + "\n" for job in status_all.jobs if job.category in wanted and job.command]
     sys.stdout.write("".join(lines))
     return 0
-

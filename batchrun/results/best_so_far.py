@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from batchrun.metrics.file import METRICS_NAME, RunMetrics, Skipped, read_metrics_file
 from batchrun.status.view import JobStatus, RunsStatus
 
-__all__ = ["STATUS_METRICS_LIMIT", "STATUS_METRICS_SHOWN", "BestSoFar", "metric_columns"]
+__all__ = ["STATUS_METRICS_LIMIT", "STATUS_METRICS_SHOWN", "BestSoFar", "metric_cells", "metric_columns", "metric_lookup"]
 
 # Above this many listed jobs, `status` shows no metric columns: reading every job's file would cost seconds.
 STATUS_METRICS_LIMIT = 5000
@@ -71,22 +71,35 @@ class BestSoFar:
 
 def metric_columns(status: RunsStatus, jobs: Sequence[JobStatus], first: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Header names and text columns of the last value of up to `STATUS_METRICS_SHOWN` metrics of `jobs`."""
-    started = [job for job in jobs if job.record is not None]
+    started = [job.job_id for job in jobs if job.record is not None]
     if not started or len(started) > STATUS_METRICS_LIMIT:
         return [], []
-    logs = status.runs_dir.logs
+    ordered, found = metric_lookup(status.runs_dir.logs, started, first)
+    return ordered, metric_cells(ordered, found, jobs)
+
+
+def metric_lookup(logs: Path, started: Iterable[str], first: str | None = None) -> tuple[list[str], dict[str, RunMetrics]]:
+    """The metrics shown (up to `STATUS_METRICS_SHOWN`, `first` first) and each job's metrics, of the jobs that started (at most `STATUS_METRICS_LIMIT`).
+
+    `metric_cells` makes their columns for any window of the jobs listed.
+    """
     skipped = Skipped()
     found: dict[str, RunMetrics] = {}
     names: dict[str, None] = {}
-    for job in started:
-        metrics = read_metrics_file(str(logs / job.job_id / METRICS_NAME), skipped)
+    for job_id in started:
+        metrics = read_metrics_file(str(logs / job_id / METRICS_NAME), skipped)
         if metrics is not None:
-            found[job.job_id] = metrics
+            found[job_id] = metrics
             names.update(dict.fromkeys(metrics.names()))
     if not names:
-        return [], []
+        return [], {}
     ordered = [first] if first in names else []
     ordered += [name for name in names if name != first][: STATUS_METRICS_SHOWN - len(ordered)]
+    return ordered, found
+
+
+def metric_cells(ordered: list[str], found: dict[str, RunMetrics], jobs: Sequence[JobStatus]) -> list[list[str]]:
+    """The text columns of these metrics (`metric_lookup`) for these jobs: the last value, blank for none."""
     empty = RunMetrics()
     columns = []
     for name in ordered:
@@ -95,4 +108,4 @@ def metric_columns(status: RunsStatus, jobs: Sequence[JobStatus], first: str | N
             value = found.get(job.job_id, empty).value(name)
             column.append("" if value is None or not math.isfinite(value) else f"{value:.6g}")
         columns.append(column)
-    return ordered, columns
+    return columns

@@ -138,36 +138,18 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
     cache = None if keep_history else MetricsCache(str(status.runs_dir.path))
     seen_params: dict[str, None] = dict.fromkeys(gridspec_names or ())
     seen_metrics: dict[str, None] = {}
+    reader = RunReader(logs, now, cache, rules, gridspec_names, points, keep_history)
     for job in status.jobs:
-        log_dir = f"{logs}/{job.job_id}"
-        rec = job.record
-        values = points.values(job.command) if points is not None else None
-        params = _parameters(job, gridspec_names) if values is None else values
+        run = reader.run(job, skipped)
         if gridspec_names is None:
-            for name in params:
+            for name in run.parameters:
                 if name not in seen_params:
                     seen_params[name] = None
-        metrics: RunMetrics | None = None
-        runtime = None
-        if rec is not None:
-            path = f"{log_dir}/{METRICS_NAME}"
-            if cache is not None:
-                metrics = cache.read(job.job_id, path, skipped, finished=rec.state != State.RUNNING)
-            else:
-                metrics = read_metrics_file(path, skipped, keep_history)
-            if rules:
-                metrics = metrics or RunMetrics()
-                scrape_log(f"{log_dir}/out.log", rules, metrics, skipped, keep_history)
-            runtime = rec.runtime
-            if runtime is None and rec.state == State.RUNNING and rec.start is not None:
-                runtime = max(0.0, now - rec.start)
-        if metrics is None:
-            metrics = RunMetrics()
-        else:
-            # In `names()` order (history, then summary), without a generator per job.
-            seen_metrics.update(dict.fromkeys(metrics.series))
-            seen_metrics.update(dict.fromkeys(metrics.summary))
-        runs.append(Run(job, log_dir, params, metrics, runtime))
+        metrics = run.metrics
+        # In `names()` order (history, then summary), without a generator per job.
+        seen_metrics.update(dict.fromkeys(metrics.series))
+        seen_metrics.update(dict.fromkeys(metrics.summary))
+        runs.append(run)
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
         if name in COLUMNS:
@@ -194,6 +176,37 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
     if target.gridspec is not None:
         results.goal_metric, results.goal = gridspec_metric(target.gridspec)
     return results
+
+
+class RunReader:
+    """Reads one job's run: its parameters, its metrics (through the cache), its runtime; the same for a held or a streamed read."""
+
+    def __init__(self, logs: str, now: float, cache: MetricsCache | None, rules: list[ScrapeRule], names: list[str] | None, points: Any, keep_history: bool) -> None:
+        self.logs, self.now, self.cache, self.rules, self.names, self.points, self.keep_history = logs, now, cache, rules, names, points, keep_history
+
+    def run(self, job: JobStatus, skipped: Skipped, no_file: bool = False) -> Run:
+        """`no_file`: the job is known to have no metrics file (it had none a moment ago): not looked for."""
+        log_dir = f"{self.logs}/{job.job_id}"
+        rec = job.record
+        values = self.points.values(job.command) if self.points is not None else None
+        params = _parameters(job, self.names) if values is None else values
+        metrics: RunMetrics | None = None
+        runtime = None
+        if rec is not None:
+            path = f"{log_dir}/{METRICS_NAME}"
+            if no_file:
+                pass
+            elif self.cache is not None:
+                metrics = self.cache.read(job.job_id, path, skipped, finished=rec.state != State.RUNNING)
+            else:
+                metrics = read_metrics_file(path, skipped, self.keep_history)
+            if self.rules:
+                metrics = metrics or RunMetrics()
+                scrape_log(f"{log_dir}/out.log", self.rules, metrics, skipped, self.keep_history)
+            runtime = rec.runtime
+            if runtime is None and rec.state == State.RUNNING and rec.start is not None:
+                runtime = max(0.0, self.now - rec.start)
+        return Run(job, log_dir, params, metrics if metrics is not None else RunMetrics(), runtime)
 
 
 def _quoted_flags(target: Target) -> bool:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from batchrun.store.records import USAGE_FIELDS
 
-__all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_table"]
+__all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_table", "write_table_windows"]
 
 # The short job id of tables; the full one is in --json and --csv.
 _SHORT_ID = 8
@@ -106,8 +107,33 @@ def _csv_cell(value: Any) -> Any:
 
 def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
     """Rows as aligned columns (grouped rows: mean ± std (count) per metric)."""
+    write_table_windows(out, lambda: iter([rows]), params, metrics, grouped)
+
+
+def write_table_windows(out: IO[str], windows: Callable[[], Iterator[list[dict[str, Any]]]], params: list[str], metrics: list[str], grouped: bool = False) -> None:
+    """`write_table` of rows made a window at a time (`windows` is called twice: once for the widths, once to print)."""
+    columns = _table_columns([], params, metrics, grouped)
+    names = [name for name, _, _ in columns]
+    widths = [len(name) for name in names]
+    # Numbers right-aligned, as in any table of figures; texts left. A column of
+    # numbers (True) has only number texts: checked as those told from their cells (None).
+    numeric = [kind is not False for _, _, kind in columns]
+    for rows in windows():
+        for k, (_, cells, _) in enumerate(_table_columns(rows, params, metrics, grouped)):
+            widths[k] = max(widths[k], max(map(len, cells), default=0))
+            if numeric[k]:
+                numeric[k] = all(map(_is_number_text, cells))
+    out.write("  ".join(name.rjust(width) if right else name.ljust(width) for name, width, right in zip(names, widths, numeric, strict=True)).rstrip() + "\n")
+    for rows in windows():
+        columns = _table_columns(rows, params, metrics, grouped)
+        padded = [[text.rjust(width) if right else text.ljust(width) for text in cells] for (_, cells, _), width, right in zip(columns, widths, numeric, strict=True)]
+        out.write("".join("  ".join(line).rstrip() + "\n" for line in zip(*padded, strict=True)))
+
+
+def _table_columns(rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> list[tuple[str, list[str], bool | None]]:
+    """The table's columns of these rows: name, cells, numeric (None: tell from the cells)."""
     # Built a column at a time: one formatting rule per column, not one test per cell (100,000 rows).
-    columns: list[tuple[str, list[str], bool | None]]  # name, cells, numeric (None: tell from the cells)
+    columns: list[tuple[str, list[str], bool | None]]
     if grouped:
         columns = [(p, _cells([row.get(p) for row in rows]), None) for p in params]
         columns.append(("runs", [str(row["runs"]) for row in rows], True))
@@ -123,14 +149,7 @@ def write_table(out: IO[str], rows: list[dict[str, Any]], params: list[str], met
             kinds = {type(value) for value in values}
             columns.append((name, _cells(values), True if kinds <= {int, float, type(None)} else None))
         columns.append(("runtime", [_runtime(row["runtime"]) for row in rows], None))
-    padded = []
-    for name, cells, numeric in columns:
-        width = max(len(name), max(map(len, cells), default=0))
-        # Numbers right-aligned, as in any table of figures; texts left.
-        if numeric is None:
-            numeric = all(map(_is_number_text, cells))
-        padded.append([text.rjust(width) if numeric else text.ljust(width) for text in (name, *cells)])
-    out.write("".join("  ".join(line).rstrip() + "\n" for line in zip(*padded, strict=True)))
+    return columns
 
 
 def _cells(values: list[Any]) -> list[str]:

@@ -20,15 +20,17 @@ from batchrun.launch.options import parse_mode
 from batchrun.launch.plan import Group, Plan, classify, make_plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Job, Runfile
-from batchrun.runfile.idindex import short_prefix
-from batchrun.status.view import GROUPS, JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, read_records
+from batchrun.status.compact import entries_beside, id_length
+from batchrun.status.view import GROUPS, JobStatus, _job_from_records, _metadata_trusted, _settle_in_flight, read_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger
-from batchrun.store.metadata import load_metadata
 from batchrun.store.records import IGNORED, REMOVED, JobRecord, State
-from batchrun.store.recordtable import STATE_CODE
+from batchrun.store.recordtable import STATE_CODE, RecordTable
 from batchrun.store.rundir import RunsDir
 
-__all__ = ["Preview", "preview_launch"]
+__all__ = ["Preview", "Read", "preview_launch"]
+
+# A runs directory read already: the launch's pid, the runfile, the records, their ledger (`compact.read_jobs`).
+Read = tuple[int | None, Runfile, RecordTable, Ledger]
 
 
 @dataclass
@@ -50,10 +52,11 @@ class Preview:
         return {job.job_id: job.category for jobs in self.groups.values() for job in jobs}
 
 
-def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") -> Preview:
+def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume", read: Read | None = None) -> Preview:
     """Plan a launch of `runfile` with the launch's planner, touching nothing (`launch --dry-run`).
 
     While a launch runs, this is the plan of the next one if it stopped now.
+    `read`: the runs directory read already (`compact.read_jobs`, whose runfile `runfile` is).
 
     Raises:
         UsageError: unknown mode.
@@ -62,13 +65,15 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     parsed = parse_mode(mode)
     locks = LockTable()
     now = time.time()
-    launch_pid, records = read_records(runs_dir, locks)  # as `status.view.read_status` reads them
+    if read is None:
+        launch_pid, records = read_records(runs_dir, locks)  # as `status.view.read_status` reads them
+        ledger = Ledger(runfile.jobs, records)
+    else:
+        launch_pid, _, records, ledger = read
     launch_running = launch_pid is not None
-    ledger = Ledger(runfile.jobs, records)
     entries: dict[str, dict[str, Any]] = {}
     if not records or ledger.removed_ids() or not _metadata_trusted(runs_dir, launch_running):
-        entries = load_metadata(runs_dir.metadata)
-        _import_legacy(records, entries)
+        entries = entries_beside(runs_dir, runfile, records)  # one entry at a time: only the removed jobs' are kept
     # Only records in state running are settled: a dict of those few.
     running: dict[str, JobRecord] = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
     settled = set() if launch_running else _settle_in_flight(running, runs_dir, locks, now, True)
@@ -82,7 +87,7 @@ def preview_launch(runfile: Runfile, runs_dir: RunsDir, mode: str = "resume") ->
     groups = _groups(ledger, keys, entries, removed, settled)
     counts = ledger.counts(keys)
     counts[REMOVED] += len(removed)
-    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, _id_length(runfile, removed_ids))
+    return Preview(plan, parsed, len(runfile.jobs), launch_running, launch_pid, groups, counts, id_length(runfile, removed_ids))
 
 
 def _groups(
@@ -117,17 +122,6 @@ def _record_in(state: str) -> JobRecord:
     rec = JobRecord("")
     rec.state = state
     return rec
-
-
-def _id_length(runfile: Runfile, removed_ids: list[str]) -> int:
-    """The shortest id prefix that tells the runfile's jobs and the removed ones apart."""
-    keys = runfile.jobs.keys
-    if not removed_ids:
-        return short_prefix(keys)
-    both = keys.take(range(len(keys)))
-    for job_id in removed_ids:
-        both.append(job_id)
-    return short_prefix(both)
 
 
 class _Listed:

@@ -44,7 +44,7 @@ from batchrun.store.repair import surviving_records
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
 
-__all__ = ["GROUPS", "JobStatus", "RunsStatus", "load_status", "read_status"]
+__all__ = ["GROUPS", "JobStatus", "RunsStatus", "check_launched", "journal_records", "load_status", "read_status"]
 
 # What a launch would do with each job, in the order `plan` lists them.
 GROUPS = tuple(Group)
@@ -117,12 +117,7 @@ def load_status(target: Target, need_launched: bool = True, need_entries: bool =
         MetadataError: the journal or metadata.json is corrupt.
     """
     runs_dir = target.runs_dir
-    launched = (runs_dir.path / JOURNAL_NAME).exists() or runs_dir.metadata.exists()
-    if not launched:
-        if target.runfile is None:
-            raise InputError(f"not a runs directory (no {JOURNAL_NAME} or {runs_dir.metadata_name} in it)", target.given)
-        if need_launched:
-            raise UsageError(f"nothing launched yet for {target.given}; run {target.launch_command}")
+    check_launched(target, need_launched)
     names = None
     runfile = None
     if target.gridspec is not None:
@@ -141,6 +136,17 @@ def load_status(target: Target, need_launched: bool = True, need_entries: bool =
     status = read_status(runs_dir, runfile, need_entries, ask_cluster)
     status.parameter_names = names
     return status
+
+
+def check_launched(target: Target, need_launched: bool) -> None:
+    """Raise `load_status`'s errors for a target nothing was launched for (`need_launched`), or a path that is no runs directory."""
+    runs_dir = target.runs_dir
+    launched = (runs_dir.path / JOURNAL_NAME).exists() or runs_dir.metadata.exists()
+    if not launched:
+        if target.runfile is None:
+            raise InputError(f"not a runs directory (no {JOURNAL_NAME} or {runs_dir.metadata_name} in it)", target.given)
+        if need_launched:
+            raise UsageError(f"nothing launched yet for {target.given}; run {target.launch_command}")
 
 
 def _load_gridspec(path: Path) -> Any:
@@ -228,12 +234,18 @@ def read_records(runs_dir: RunsDir, locks: LockTable) -> tuple[int | None, Recor
     of it, as the next launch will count it.
     """
     launch_pid = launch_holder(runs_dir, locks)
+    return launch_pid, journal_records(runs_dir)
+
+
+def journal_records(runs_dir: RunsDir, records: RecordTable | None = None, start: int = 0, lines: int = 0) -> RecordTable:
+    """The journal's records (`Journal.load`: given `records` as of its first `start` bytes, only the rest is
+    replayed); a lost journal gives what survives of it, as the next launch will count it."""
     journal = Journal(runs_dir.path)
-    journal.load()
+    journal.load(records, start, lines)
     records = journal.records
     if not records:
         records.update((rec.job_id, rec) for rec in surviving_records(runs_dir))
-    return launch_pid, records
+    return records
 
 
 def _import_legacy(records: MutableMapping[str, JobRecord], entries: dict[str, dict[str, Any]]) -> None:

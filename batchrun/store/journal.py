@@ -33,6 +33,7 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
@@ -48,10 +49,11 @@ JOURNAL_NAME = "jobs.journal"
 _RESERVE_NAME = ".journal.reserve"
 _RESERVE_BYTES = 64 * 1024
 
+# How much of the journal is read (and held) at a time when it is loaded.
+_READ_BLOCK = 8 << 20
+
 # How often the group-commit thread flushes the journal to stable storage.
 _SYNC_INTERVAL = 1.0
-
-
 
 
 class Journal:
@@ -84,10 +86,9 @@ class Journal:
     def load(self, records: RecordTable | None = None, start: int = 0, lines: int = 0) -> None:
         """Replay the journal file into `records`.
 
-        Given `records` as of the journal's first `start` bytes (made of
-        `lines` lines), only the bytes after those are read and replayed: a
-        relaunch from the fingerprint's snapshot (`store.fingerprint`),
-        whose reader checked that the journal still starts with them.
+        Given `records` as of the journal's first `start` bytes (`lines` lines),
+        only the bytes after those are replayed: a relaunch from the fingerprint's
+        snapshot (`store.fingerprint`), whose reader checked the journal still starts with them.
 
         Raises:
             MetadataError: a line in the middle of the file is not a journal
@@ -99,27 +100,34 @@ class Journal:
             with open(self.path, "rb") as f:
                 if start:
                     f.seek(start)
-                data = f.read()
+                done, lines = self._replay_blocks(f, start, lines)
         except FileNotFoundError:
             return
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot read the job journal: {err.strerror}") from err
-        # The last line is empty after a final newline, else a torn line (a
-        # kill in mid-write): ignored now, and cut off by `open` so the next
-        # record does not glue onto it.
-        torn = data[data.rfind(b"\n") + 1 :]
-        whole = len(data) - len(torn)
-        self._valid_size = start + whole
-        try:
-            # One decode for the whole file, not one per line: replaying is
-            # most of a no-op relaunch.
-            text: list[str] | list[bytes] = data[:whole].decode("ascii").split("\n")
-        except UnicodeDecodeError:
-            text = data[:whole].split(b"\n")  # replayed line by line, to name the bad one
-        text.pop()
-        self._lines = lines + len(text)
-        self.size = self._valid_size
-        replay(self.records, text, self.path, first_line=lines + 1)
+        # After the last newline: a torn line (a kill in mid-write), ignored now and cut off by `open`.
+        self._valid_size = self.size = done
+        self._lines = lines
+
+    def _replay_blocks(self, f: BinaryIO, offset: int, lines: int) -> tuple[int, int]:
+        """Replay the whole lines from `offset` on, a block at a time (a million jobs' journal is hundreds of MB): (offset after them, lines in all)."""
+        rest = b""
+        while block := f.read(_READ_BLOCK):
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if not cut:
+                continue
+            try:
+                # One decode a block, not one per line: replaying is most of a no-op relaunch.
+                text: list[str] | list[bytes] = data[:cut].decode("ascii").split("\n")
+            except UnicodeDecodeError:
+                text = data[:cut].split(b"\n")  # replayed line by line, to name the bad one
+            text.pop()
+            replay(self.records, text, self.path, first_line=lines + 1)
+            lines += len(text)
+            offset += cut
+        return offset, lines
 
     # -- writing -----------------------------------------------------------
 

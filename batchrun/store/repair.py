@@ -23,6 +23,7 @@ import math
 import os
 import re
 import time
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,12 @@ def surviving_records(runs_dir: RunsDir) -> Iterator[JobRecord]:
     run) is believed over an older exit record. Entries of the original
     batchrun (no `state`) are left to `legacy_record`.
     """
-    seen: set[str] = set()
+    # The ids as integers, in an array (a set of a million id strings is 100 MB; most logs/ are smaller).
+    seen = array("Q")
     for job_id, entry in _read_entries(runs_dir.metadata):
         if not _JOB_ID.fullmatch(job_id) or "state" not in entry:
             continue
-        seen.add(job_id)
+        seen.append(int(job_id, 16))
         rec = _record_from_entry(job_id, entry)
         state = entry.get("state")
         if rec is None and (state in State.FINISHED or not isinstance(state, str) or not _STATE_WORD.fullmatch(state)):
@@ -177,8 +179,10 @@ def surviving_records(runs_dir: RunsDir) -> Iterator[JobRecord]:
         names = os.listdir(runs_dir.logs)
     except OSError:
         return
+    names = [name for name in names if _JOB_ID.fullmatch(name)]
+    known = set(seen) if names else set()
     for job_id in names:
-        if job_id not in seen and _JOB_ID.fullmatch(job_id):
+        if int(job_id, 16) not in known:
             rec = _record_from_exit(runs_dir, job_id, 0)
             if rec is not None:
                 yield rec

@@ -1,0 +1,116 @@
+"""`batchrun results`' table of a runfile, read a window of jobs at a time.
+
+`table.read_results` holds a `Run` and a row per job: at a million jobs that
+is gigabytes. The plain table (no --sort, --top, --over, --best or --json,
+which need every row at once) needs only the names of the parameters and
+metrics, then the rows in order: `read_streamed` reads every job once for the
+names (as `read_results` does, the same `RunReader`, the metrics cache
+filled as it would be), and `StreamedResults.windows` makes the rows again a
+window of jobs at a time (`status.compact`), each as `read_results` makes it.
+
+Only for a runfile target (`compact.usable_for`): a gridspec's values come from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchrun.metrics.cache import MetricsCache
+from batchrun.metrics.file import Skipped
+from batchrun.metrics.scrape import ScrapeRule
+from batchrun.results.table import COLUMNS, Run, RunReader, without_gc
+from batchrun.status.compact import CompactStatus, read_compact
+from batchrun.store.records import State
+from batchrun.store.target import Target
+
+__all__ = ["StreamedResults", "read_streamed"]
+
+
+@dataclass
+class StreamedResults:
+    """The runs of a runfile's jobs, to be read again a window at a time."""
+
+    status: CompactStatus
+    reader: RunReader
+    parameter_names: list[str]
+    metric_names: list[str]
+    skipped: Skipped
+    # Parameters named like a column, and metrics named like a parameter or a column: left out of every row.
+    dropped_parameters: list[str] = field(default_factory=list)
+    dropped_metrics: list[str] = field(default_factory=list)
+    # 1 for each job (in `status.windows` order) whose metrics `read_streamed` found (or a scrape rule may find).
+    found: bytearray = field(default_factory=bytearray)
+
+    def windows(self, agg: str = "last", states: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
+        """The rows (`Run.row`) of the jobs in `states` (all when empty), in runfile order, a window of jobs at a time."""
+        wanted = set(states)
+        names, metric_names = self.parameter_names, self.metric_names
+        found, k = self.found, 0
+        for window in self.status.windows():
+            with without_gc():  # the rows are many small objects, and no cycles
+                rows = []
+                for job in window:
+                    # What reading skipped was counted once, by `read_streamed`; a file it did not find is not looked for again.
+                    run = self._run(self.reader.run(job, Skipped(), not found[k]), names)
+                    k += 1
+                    row = run.row(metric_names, agg)
+                    if not wanted or row["state"] in wanted:
+                        rows.append(row)
+            yield rows
+
+    def _run(self, run: Run, names: list[str]) -> Run:
+        """The run as `read_results` leaves it: names that clash left out, and every parameter in every row."""
+        for name in self.dropped_parameters:
+            run.parameters.pop(name, None)
+        for name in self.dropped_metrics:
+            run.metrics.drop(name)
+        if len(run.parameters) != len(names):
+            run.parameters = {name: run.parameters.get(name) for name in names}
+        return run
+
+
+def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = ()) -> StreamedResults:
+    """Read every job of a runfile target once for the names of its parameters and metrics (`table.read_results`' rules).
+
+    Raises:
+        UsageError, InputError, MetadataError: as `status.view.load_status`.
+    """
+    status = read_compact(target)
+    skipped = Skipped()
+    cache = MetricsCache(str(status.runs_dir.path))
+    reader = RunReader(str(status.runs_dir.logs), status.now, cache, list(scrape), None, None, False)
+    seen_params: dict[str, None] = {}
+    seen_metrics: dict[str, None] = {}
+    having: dict[str, int] = {}  # metric -> how many runs have it
+    found = bytearray()
+    with without_gc():
+        for window in status.windows():
+            for job in window:
+                run = reader.run(job, skipped)
+                found.append(1 if scrape or run.metrics.series or run.metrics.summary or job.record is None or job.record.state == State.RUNNING else 0)
+                for name in run.parameters:
+                    if name not in seen_params:
+                        seen_params[name] = None
+                metrics = run.metrics
+                # In `names()` order (history, then summary), without a generator per job.
+                seen_metrics.update(dict.fromkeys(metrics.series))
+                seen_metrics.update(dict.fromkeys(metrics.summary))
+                for name in {*metrics.series, *metrics.summary}:
+                    having[name] = having.get(name, 0) + 1
+    cache.save()
+    reader.cache = MetricsCache(str(status.runs_dir.path))  # with what this read added, for the reads again
+    param_names = [name for name in seen_params if name not in COLUMNS]
+    dropped_params = [name for name in seen_params if name in COLUMNS]
+    for name in dropped_params:
+        skipped.add("skipped {n} parameters named like a column (" + ", ".join(COLUMNS) + ")", name)
+    taken = set(COLUMNS) | set(param_names)
+    metric_names, dropped_metrics = [], []
+    for name in seen_metrics:
+        if name in taken:
+            skipped.add("skipped {n} values of metrics named like a parameter or a column (rename them)", name, having[name])
+            dropped_metrics.append(name)
+        else:
+            metric_names.append(name)
+    return StreamedResults(status, reader, param_names, metric_names, skipped, dropped_params, dropped_metrics, found)

@@ -1,0 +1,199 @@
+"""The state of every job of a runfile kept compactly, for the read commands to stream (`status`, `failed`).
+
+`view.read_status` builds a `JobStatus` per job: at a million lines that is
+a gigabyte and minutes. `read_compact` reads the same things the same way
+(the launch looked for before the journal, a lost journal's survivors,
+metadata.json only when needed, jobs a dead launch left running settled in
+memory), but keeps the runfile's `JobTable`, the journal's `RecordTable` and
+each job's state byte (`store.ledger`): counts come from C-level passes, and
+`JobStatus`es are built a window at a time (`CompactStatus.windows`), each
+exactly as `read_status` builds it.
+
+Only a runfile target (not a gridspec, not a runs directory alone) is read
+this way; `usable_for` says so. Pure: no printing.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchrun.liveness import LockTable
+from batchrun.runfile.file import Runfile, load_runfile
+from batchrun.runfile.idindex import short_prefix
+from batchrun.status.view import JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, check_launched, journal_records
+from batchrun.store.ledger import IGNORED_BIT, Ledger, key_table
+from batchrun.store.metadata import iter_metadata
+from batchrun.store.records import REMOVED, State, category_of_state
+from batchrun.store.recordtable import STATE_CODE, RecordTable
+from batchrun.store.resume import read_resume
+from batchrun.store.rundir import RunsDir, launch_holder
+from batchrun.store.target import Target
+
+__all__ = ["WINDOW", "CompactStatus", "entries_beside", "id_length", "read_compact", "read_jobs", "usable_for"]
+
+# Jobs made into `JobStatus`es at a time.
+WINDOW = 8192
+# Every (state, ignored) pair a record can have, and the category it is counted under.
+_PAIRS = [(state, ignored, category_of_state(state, ignored)) for state in State.ALL for ignored in (False, True)]
+
+
+def usable_for(target: Target) -> bool:
+    """Whether `read_compact` reads this target: a runfile (not a gridspec) that a launch ran."""
+    return target.gridspec is None and target.runfile is not None
+
+
+@dataclass
+class CompactStatus:
+    """Every job of a runfile and its runs directory, as of `now`, held by column."""
+
+    runs_dir: RunsDir
+    runfile: Runfile
+    records: RecordTable
+    ledger: Ledger
+    # One byte a job of the runfile: its state code, plus the ignored bit (`ledger.Ledger.keys`).
+    keys: bytes
+    # The jobs of records no line of the runfile has any more, as `read_status` lists them (last).
+    removed: list[JobStatus]
+    launch_running: bool
+    launch_pid: int | None
+    now: float
+    settled: set[str] = field(default_factory=set)
+    parameter_names: list[str] | None = None
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each of `STATES` (`RunsStatus.counts`)."""
+        counts = self.ledger.counts(self.keys)
+        counts[REMOVED] += len(self.removed)
+        return counts
+
+    def __len__(self) -> int:
+        return len(self.runfile.jobs) + len(self.removed)
+
+    def indices(self, states: Iterable[str] | None) -> array[int] | None:
+        """The indices of the runfile's jobs counted under any of `states`; None for all of them."""
+        if not states:
+            return None
+        wanted = set(states)
+        return self.ledger.indices(key_table((state, ignored) for state, ignored, category in _PAIRS if category in wanted), self.keys)
+
+    def select_removed(self, states: Iterable[str] | None) -> list[JobStatus]:
+        return list(self.removed) if not states or REMOVED in set(states) else []
+
+    def windows(self, indices: array[int] | None = None, removed: list[JobStatus] | None = None, size: int = WINDOW) -> Iterator[list[JobStatus]]:
+        """The jobs at `indices` (all when None), then `removed` (all removed jobs when None), as `JobStatus`es, a window at a time."""
+        table = self.runfile.jobs
+        total = len(table) if indices is None else len(indices)
+        rows = self.ledger.rows
+        records, settled = self.records, self.settled
+        view = records.view
+        texts = table.keys.text
+        for first in range(0, total, size):
+            chosen = range(first, min(total, first + size)) if indices is None else indices[first : first + size]
+            window = []
+            for i, job in zip(chosen, table.jobs_at(chosen), strict=True):
+                row = rows[i]
+                status = JobStatus(texts(i), job.command, job.lineno, view(row) if row >= 0 else None, None, False)
+                if settled and status.job_id in settled:
+                    status.unwatched = True
+                window.append(status)
+            yield window
+        rest = self.removed if removed is None else removed
+        if rest:
+            yield list(rest)
+
+    def running_count(self) -> int:
+        """How many of the runfile's jobs are running now."""
+        running = STATE_CODE[State.RUNNING]
+        return self.keys.count(running) + self.keys.count(running + IGNORED_BIT)
+
+    def running_jobs(self) -> list[JobStatus]:
+        """The runfile's jobs running now (few: one per slot)."""
+        found = self.indices([State.RUNNING])
+        return [job for window in self.windows(found, []) for job in window]
+
+    def id_length(self) -> int:
+        """`lookup.short_id_length` of every job: the shortest prefix, from 8 digits up, that tells them apart."""
+        return id_length(self.runfile, [job.job_id for job in self.removed])
+
+
+def id_length(runfile: Runfile, removed_ids: list[str]) -> int:
+    """The shortest id prefix, from 8 digits up, that tells the runfile's jobs and the removed ones apart (`lookup.short_id_length`)."""
+    keys = runfile.jobs.keys
+    if not removed_ids:
+        return short_prefix(keys)
+    both = keys.take(range(len(keys)))
+    for job_id in removed_ids:
+        both.append(job_id)
+    return short_prefix(both)
+
+
+def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
+    """`view.load_status` of a runfile target (`usable_for`), held compactly.
+
+    Raises:
+        UsageError, InputError, MetadataError: as `load_status`.
+    """
+    runs_dir = target.runs_dir
+    check_launched(target, need_launched=True)
+    assert target.runfile is not None
+    locks = LockTable()
+    now = time.time()
+    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks)
+    launch_running = launch_pid is not None
+    removed_ids = ledger.removed_ids()
+    entries: dict[str, dict[str, Any]] = {}
+    if not len(records) or removed_ids or not _metadata_trusted(runs_dir, launch_running):
+        entries = entries_beside(runs_dir, runfile, records)
+        removed_ids = ledger.removed_ids()
+    settled: set[str] = set()
+    if not launch_running and records.running_rows():
+        settled = _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
+    removed = [_job_from_records(job_id, records, entries, removed=True) for job_id in removed_ids]
+    for job in removed:
+        job.unwatched = job.job_id in settled
+    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled)
+
+
+def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable) -> tuple[int | None, Runfile, RecordTable, Ledger]:
+    """The pid of the launch running the runs directory (None: none), the runfile, the journal's records, and the ledger of the two.
+
+    The launch is looked for before the journal is read (`view.read_records`).
+    The runfile's table and the records come from the fingerprint's snapshot
+    when it still holds (`store.resume`, as a relaunch reads them: no parse,
+    no replay but of the journal's lines since), else from a full read.
+
+    Raises:
+        RunfileError: the runfile cannot be read.
+        MetadataError: the journal is corrupt.
+    """
+    launch_pid = launch_holder(runs_dir, locks)
+    resume = read_resume(runs_dir, runfile_path)
+    if resume is not None:
+        records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
+        return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)
+    runfile = load_runfile(runfile_path)
+    records = journal_records(runs_dir)
+    return launch_pid, runfile, records, Ledger(runfile.jobs, records)
+
+
+def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable) -> dict[str, dict[str, Any]]:
+    """metadata.json read one entry at a time: the original batchrun's entries become records
+    (`view._import_legacy`), and only the entries of jobs not in the runfile are kept."""
+    kept: dict[str, dict[str, Any]] = {}
+    legacy: dict[str, dict[str, Any]] = {}
+    has = runfile.jobs.has_id
+    for job_id, entry in iter_metadata(runs_dir.metadata):
+        if job_id not in records and "state" not in entry:
+            legacy[job_id] = entry
+        if not has(job_id):
+            kept[job_id] = entry
+        if len(legacy) >= 4096:
+            _import_legacy(records, legacy)
+            legacy.clear()
+    _import_legacy(records, legacy)
+    return kept

@@ -1,0 +1,153 @@
+"""`status`, `failed` and `results` streamed over the compact job table give exactly what the held path gives.
+
+A runs directory of thousands of jobs in every state (succeeded, failed,
+timeout, interrupted, requeued, killed, stopped, running with no launch,
+pending, ignored, removed from the runfile) is written with the journal's
+own writers, as a launch writes it; the streamed commands run through the
+real CLI (several windows of `status.compact.WINDOW` jobs), and the golden
+is the same output made in another process by the path that holds every job
+(`view.load_status`, one window).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_batchrun
+
+from batchrun.runfile.file import job_id_of, load_runfile
+from batchrun.status.compact import WINDOW
+from batchrun.store.journal import Journal
+from batchrun.store.metadata import MetadataView, build_entry, render_entry
+from batchrun.store.records import State
+from batchrun.store.rundir import RunsDir
+
+pytestmark = pytest.mark.timeout(600)
+
+# The held path's output, made in a process of its own: the golden.
+_HELD = """
+import sys
+from pathlib import Path
+from batchrun.cli import status as cli
+from batchrun.cli.statustable import write_csv, write_table
+from batchrun.cli.words import count, counts_text
+from batchrun.status.view import load_status
+from batchrun.store.target import resolve_target
+
+command, given, *states = sys.argv[1:]
+target = resolve_target(Path(given), None, "metadata.json")
+status = load_status(target)
+if command == "results":
+    from batchrun.results.table import read_results
+    from batchrun.results.tables import warn_skipped, write_table
+    results = read_results(target)
+    warn_skipped(results.skipped.lines())
+    rows = [row for row in results.rows() if not states or row["state"] in states]
+    write_table(sys.stdout, rows, results.parameter_names, results.metric_names, False)
+    sys.exit(0)
+if command == "failed":
+    wanted = set(states)
+    sys.stdout.write("".join(job.command + "\\n" for job in status.jobs if job.category in wanted and job.command))
+    sys.exit(0)
+jobs = status.select(states)
+if command == "other-code":
+    jobs = [job for job in jobs if cli._other_code(job, cli._code_now())]
+listing = cli._listing(target, status, jobs)
+if command == "csv":
+    write_csv(sys.stdout, listing)
+else:
+    write_table(sys.stdout, listing, states, command == "show-command", counts_text, count)
+"""
+
+
+def _held(workdir: Path, command: str, *states: str) -> tuple[str, str]:
+    done = subprocess.run([sys.executable, "-c", _HELD, command, "exp.runfile", *states], cwd=workdir, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def _build(workdir: Path, lines: list[str], removed: list[str]) -> None:
+    """Every job of `lines` and `removed` in a state by its number, then `removed` dropped from the runfile."""
+    runfile_path = workdir / "exp.runfile"
+    runfile_path.write_text("".join(f"{line}\n" for line in [*lines, *removed]))
+    runfile = load_runfile(runfile_path)
+    runs = RunsDir(workdir / "runs" / "exp")
+    runs.create()
+    journal = Journal(runs.path)
+    journal.open()
+    ignored = []
+    for n, job in enumerate(runfile.jobs):
+        kind, t = n % 11, 1_700_000_000.0 + n * 0.37
+        if kind == 10:
+            continue  # pending
+        journal.record_start(job.job_id, 1 + n % 2, t, n % 4, "node1" if n % 3 else "node2", "cpus=2" if n % 5 == 0 else None, "v1" if n % 2 else "v2")
+        journal.record_ref(job.job_id, 1, str(4000 + n))
+        if kind == 9:
+            continue  # running: no launch watches it, and no exit record says it ended
+        journal.record_usage(job.job_id, 1, (1000 + n, 0.5, 0.25))
+        if kind < 4:
+            journal.record_end(job.job_id, 1, [0, 1, 124, 3][kind], t, t + n % 97 * 1.5, [None, None, State.TIMEOUT, None][kind])
+        else:
+            journal.record_unfinished(job.job_id, 1, t, t + 2.0, [State.INTERRUPTED, State.REQUEUED, State.KILLED, State.STOPPED, State.INTERRUPTED][kind - 4])
+        if n % 13 == 0:
+            ignored.append(job.job_id)
+    journal.record_ignore(ignored)
+    journal.sync()
+    journal.close()
+    logs = runs.logs
+    MetadataView(runs.metadata).rebuild(
+        (job.job_id, render_entry(job.job_id, build_entry(job, journal.records.get(job.job_id), f"{logs}/{job.job_id}"))) for job in runfile.jobs
+    )
+    runfile_path.write_text("".join(f"{line}\n" for line in lines))
+
+
+def _with_metrics(workdir: Path, lines: list[str]) -> None:
+    for n, line in enumerate(lines):
+        if n % 7 == 0:
+            log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
+            log_dir.mkdir(parents=True, exist_ok=True)
+            # A metric named like a parameter (seed) is left out of every row, and said so.
+            extra = {"seed": n} if n % 3 == 0 else {}
+            (log_dir / "metrics.jsonl").write_text(json.dumps({"loss": 1 / (n + 3), "acc": n % 10 / 10, **extra}) + "\n")
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["commands", "sweep"])
+def test_streamed_reads_are_the_held_reads_to_the_byte(workdir: Path, sweep: bool) -> None:
+    count = 2 * WINDOW + 1234 if not sweep else 3000
+    if sweep:
+        # A parameter named like a column (runtime) is left out of every row, and said so.
+        lines = [f"python3 train.py --lr=0.{n % 9 + 1} --seed={n}" + (" --fast" if n % 4 == 0 else "") + (" --runtime=9" if n % 50 == 0 else "") for n in range(count)]
+        removed = [f"python3 train.py --lr=0.5 --seed=-{n}" for n in range(40)]
+    else:
+        lines = [f"echo job {n}" if n % 3 else f"sh -c 'exit {n % 256}' {n}" for n in range(count)]
+        removed = [f"echo removed {n}" for n in range(40)]
+    _build(workdir, lines, removed)
+    if sweep:
+        _with_metrics(workdir, lines)
+    cases = [
+        (["status", "exp.runfile"], ("table",)),
+        (["status", "exp.runfile", "--state", "failed", "--state", "removed"], ("table", "failed", "removed")),
+        (["status", "exp.runfile", "--state", "pending"], ("table", "pending")),
+        (["status", "exp.runfile", "--state", "ignored"], ("table", "ignored")),
+        (["status", "exp.runfile", "--command"], ("show-command",)),
+        (["status", "exp.runfile", "--csv"], ("csv",)),
+        (["status", "exp.runfile", "--other-code"], ("other-code",)),
+        (["failed", "exp.runfile"], ("failed", State.FAILED, State.TIMEOUT, State.KILLED)),
+        (["failed", "exp.runfile", "--interrupted"], ("failed", State.FAILED, State.TIMEOUT, State.KILLED, State.INTERRUPTED, State.REQUEUED)),
+        (["results", "exp.runfile"], ("results",)),
+        (["results", "exp.runfile", "--state", "succeeded", "--state", "removed"], ("results", "succeeded", "removed")),
+    ]
+    journal = (workdir / "runs" / "exp" / "jobs.journal").read_bytes()
+    for argv, held in cases:
+        streamed = run_batchrun(*argv, cwd=workdir, timeout=240)
+        assert streamed.returncode == 0, streamed.stderr
+        assert (streamed.stdout, streamed.stderr) == _held(workdir, *held), argv
+    first = run_batchrun("status", "exp.runfile", cwd=workdir).stdout.splitlines()
+    assert "removed" in first[0] and "ignored" in first[0] and "1 running" not in first[0]
+    # Every job listed, in several windows (a removed line that never ran left nothing to list).
+    assert count + 4 < len(first) <= count + len(removed) + 4
+    assert (workdir / "runs" / "exp" / "jobs.journal").read_bytes() == journal, "a read command wrote to the journal"
