@@ -71,13 +71,9 @@ class IdIndex:
         self._shift = 64  # an entry's high part is the id shifted right by this
         self._tail = _Tail()
         self._near_cache: list[int] | None = None
-        # What a look-up reads, published in one assignment: a launch appends
-        # rows (under its own lock) while other threads look ids up, and a
-        # look-up may build the index; one must never see another's half.
+        # What a look-up reads, published whole: a launch appends while other threads look up (and may build).
         self._sorted: tuple[array[float], int, int, _Tail] | None = None
-        # Taken by an append and by a build, so that no row appended while the
-        # index is being built is left out of both the index and the tail.
-        self._guard = threading.Lock()
+        self._guard = threading.Lock()  # no row appended during a build is left out of both index and tail
 
     # -- reading ------------------------------------------------------------
 
@@ -288,8 +284,7 @@ class IdIndex:
 
     def _state(self) -> tuple[array[float], int, int, _Tail]:
         """The sorted index, its layout and its tail, as one consistent whole (built first when there is none)."""
-        state = self._sorted
-        return state if state is not None else self._build()
+        return self._sorted or self._build()
 
     def _build(self) -> tuple[array[float], int, int, _Tail]:
         """Sort the rows by id, in C.

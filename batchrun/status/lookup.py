@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from batchrun.errors import UsageError
-from batchrun.executors.jobfiles import EXIT_NAME, job_alive
+from batchrun.executors.jobfiles import exit_time, job_alive
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import (
     Job,
@@ -43,11 +42,7 @@ def probe_job(runs_dir: RunsDir, job_id: str) -> JobProbe:
     log_dir = runs_dir.log_dir(job_id)
     launch_running = launch_holder(runs_dir, locks) is not None
     running = job_alive(log_dir, locks, launch_running)
-    try:
-        exit_time: float | None = os.stat(log_dir / EXIT_NAME).st_mtime
-    except OSError:
-        exit_time = None
-    return JobProbe(running, launch_running, exit_time)
+    return JobProbe(running, launch_running, exit_time(log_dir))
 
 
 def job_parameters(job: JobStatus) -> dict[str, Any]:
