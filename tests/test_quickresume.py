@@ -433,3 +433,21 @@ def test_a_runfile_with_directives_leaves_no_snapshot_and_relaunches_the_same(wo
     assert read_resume(RunsDir(runs), work / "exp.runfile") is None
     _edit_runfile(work, lambda lines: [*lines, "echo after"])
     _both(work, quick=False, resume=False)
+
+
+def test_a_read_without_the_view_skips_its_sections_and_gives_the_same_jobs_and_records(work: Path) -> None:
+    from batchrun.store.jobsnapshot import read_sections
+
+    runs = RunsDir(work / "runs" / "exp")
+    _edit_runfile(work, lambda lines: [*lines, "echo new"])  # a changed tail: the kept jobs are told apart
+    full = read_resume(runs, work / "exp.runfile")
+    light = read_resume(runs, work / "exp.runfile", view=False)
+    assert full is not None and light is not None
+    assert full.view is not None and light.view is None
+    assert list(light.runfile.jobs.job_ids()) == list(full.runfile.jobs.job_ids())
+    assert light.kept == full.kept == len(full.runfile.jobs) - 1  # all but the new line
+    assert {job_id: rec.state for job_id, rec in light.records.items()} == {job_id: rec.state for job_id, rec in full.records.items()}
+    fingerprint = read_fingerprint(runs.path)
+    assert fingerprint is not None and fingerprint.snapshot is not None
+    sections = read_sections(runs.path, fingerprint.snapshot.token, skip=("view.",))
+    assert sections is not None and sections[0] and not any(name.startswith("view.") for name in sections[0])

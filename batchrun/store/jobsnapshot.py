@@ -70,8 +70,11 @@ def write_sections(runs_dir: Path, token: str, sections: dict[str, Any], side: d
     return True
 
 
-def read_sections(runs_dir: Path, token: str) -> tuple[dict[str, array[Any]], dict[str, Any]] | None:
-    """The arrays and side data of the snapshot with this token; None when absent, another, or damaged in any way."""
+def read_sections(runs_dir: Path, token: str, skip: tuple[str, ...] = ()) -> tuple[dict[str, array[Any]], dict[str, Any]] | None:
+    """The arrays and side data of the snapshot with this token; None when absent, another, or damaged in any way.
+
+    Sections whose names start with one of `skip` are passed over, unread (and unchecked).
+    """
     try:
         with open(runs_dir / SNAPSHOT_NAME, "rb") as f:
             if f.readline(256) != f"{_MAGIC} {_VERSION} {sys.byteorder}\n".encode():
@@ -85,6 +88,9 @@ def read_sections(runs_dir: Path, token: str) -> tuple[dict[str, array[Any]], di
             sections: dict[str, array[Any]] = {}
             for name, typecode, count, crc in header["sections"]:
                 values = array(typecode)
+                if skip and str(name).startswith(skip):
+                    f.seek(values.itemsize * count, 1)
+                    continue
                 values.fromfile(f, count)  # EOFError when short
                 if zlib.crc32(memoryview(values).cast("B")) != crc:
                     return None

@@ -106,8 +106,12 @@ def snapshot_of(
     return sections, side
 
 
-def read_resume(runs_dir: RunsDir, runfile_path: Path) -> Resume | None:
-    """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything)."""
+def read_resume(runs_dir: RunsDir, runfile_path: Path, *, view: bool = True) -> Resume | None:
+    """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything).
+
+    `view=False`: without metadata.json's layout (`Resume.view` None), which
+    only a launch that keeps the file uses: a read command skips its bytes.
+    """
     fingerprint = read_fingerprint(runs_dir.path)
     if fingerprint is None or fingerprint.snapshot is None:
         return None
@@ -117,7 +121,7 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path) -> Resume | None:
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
         return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token)
+    read = read_sections(runs_dir.path, ref.token, skip=() if view else ("view.",))
     if read is None:
         return None
     try:
@@ -144,7 +148,8 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     if len(old_rows) != len(jobs) or ref.runfile_size != old_size:
         return None
     kept_jobs = bisect_left(starts, cut)  # jobs wholly in the unchanged blocks
-    old_digests, old_lines, old_starts = array("Q", jobs.keys.digests), array(lines.typecode, lines), array(starts.typecode, starts)
+    # The jobs after them, as they were (only those are compared below; a copy of all would be the peak).
+    old_digests, old_lines, old_starts = jobs.keys.digests[kept_jobs:], lines[kept_jobs:], starts[kept_jobs:]
     jobs.truncate(kept_jobs)
     first_line = text.count(b"\n", 0, cut) + 1
     duplicates = [(str(command), int(first), int(again)) for command, first, again in side["duplicates"] if int(again) < first_line]
@@ -153,16 +158,16 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     kept = kept_jobs
     new_starts, _, new_lines = new.columns()
     while (
-        kept < len(old_digests)
+        kept - kept_jobs < len(old_digests)
         and kept - kept_jobs < len(new)
-        and new.keys.digests[kept - kept_jobs] == old_digests[kept]
-        and new_lines[kept - kept_jobs] == old_lines[kept]
-        and new_starts[kept - kept_jobs] + cut == old_starts[kept]
+        and new.keys.digests[kept - kept_jobs] == old_digests[kept - kept_jobs]
+        and new_lines[kept - kept_jobs] == old_lines[kept - kept_jobs]
+        and new_starts[kept - kept_jobs] + cut == old_starts[kept - kept_jobs]
     ):
         kept += 1
     rows = array(old_rows.typecode, old_rows[:kept])
     view = None
-    if side["view"] is not None:
+    if side["view"] is not None and "view.starts" in sections:
         keys = IdIndex.restore(part("view.keys"), side["view"]["keys"])
         view_starts, view_lens = sections["view.starts"], sections["view.lens"]
         if len(view_starts) == len(view_lens) == len(keys):
