@@ -20,7 +20,7 @@ from typing import Any
 from batchrun.metrics.cache import MetricsCache
 from batchrun.metrics.file import Skipped
 from batchrun.metrics.scrape import ScrapeRule
-from batchrun.results.table import COLUMNS, Run, RunReader, without_gc
+from batchrun.results.table import COLUMNS, Run, RunReader, note_names, without_gc
 from batchrun.status.compact import CompactStatus, read_compact
 from batchrun.store.records import State
 from batchrun.store.target import Target
@@ -90,13 +90,8 @@ def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = ()) -> Streamed
             for job in window:
                 run = reader.run(job, skipped)
                 found.append(1 if scrape or run.metrics.series or run.metrics.summary or job.record is None or job.record.state == State.RUNNING else 0)
-                for name in run.parameters:
-                    if name not in seen_params:
-                        seen_params[name] = None
+                note_names(run, seen_params, seen_metrics)
                 metrics = run.metrics
-                # In `names()` order (history, then summary), without a generator per job.
-                seen_metrics.update(dict.fromkeys(metrics.series))
-                seen_metrics.update(dict.fromkeys(metrics.summary))
                 for name in {*metrics.series, *metrics.summary}:
                     having[name] = having.get(name, 0) + 1
     cache.save()

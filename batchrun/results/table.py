@@ -42,7 +42,7 @@ from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import USAGE_FIELDS, State
 from batchrun.store.target import Target
 
-__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "read_results", "sort_rows", "without_gc"]
+__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "note_names", "read_results", "sort_rows", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "code", "command", "log_dir")
@@ -124,6 +124,17 @@ def read_results(target: Target, scrape: Sequence[ScrapeRule] = (), keep_history
         return _read_results(target, scrape, keep_history)
 
 
+def note_names(run: Run, params: dict[str, None] | None, metrics: dict[str, None]) -> None:
+    """Add a run's parameter names (unless `params` is None) and metric names, each first seen first: a table's columns in order."""
+    if params is not None:
+        for name in run.parameters:
+            if name not in params:
+                params[name] = None
+    # In `names()` order (history, then summary), without a generator per job.
+    metrics.update(dict.fromkeys(run.metrics.series))
+    metrics.update(dict.fromkeys(run.metrics.summary))
+
+
 def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bool) -> Results:
     # A gridspec's jobs take their values from it: metadata.json's parsed flags are not needed.
     status = load_status(target, need_entries=target.gridspec is None and _quoted_flags(target))
@@ -141,14 +152,7 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
     reader = RunReader(logs, now, cache, rules, gridspec_names, points, keep_history)
     for job in status.jobs:
         run = reader.run(job, skipped)
-        if gridspec_names is None:
-            for name in run.parameters:
-                if name not in seen_params:
-                    seen_params[name] = None
-        metrics = run.metrics
-        # In `names()` order (history, then summary), without a generator per job.
-        seen_metrics.update(dict.fromkeys(metrics.series))
-        seen_metrics.update(dict.fromkeys(metrics.summary))
+        note_names(run, seen_params if gridspec_names is None else None, seen_metrics)
         runs.append(run)
     param_names = [name for name in seen_params if name not in COLUMNS]
     for name in seen_params:
