@@ -441,13 +441,30 @@ def test_a_read_without_the_view_skips_its_sections_and_gives_the_same_jobs_and_
     runs = RunsDir(work / "runs" / "exp")
     _edit_runfile(work, lambda lines: [*lines, "echo new"])  # a changed tail: the kept jobs are told apart
     full = read_resume(runs, work / "exp.runfile")
-    light = read_resume(runs, work / "exp.runfile", view=False)
+    light = read_resume(runs, work / "exp.runfile", light=True)
     assert full is not None and light is not None
     assert full.view is not None and light.view is None
     assert list(light.runfile.jobs.job_ids()) == list(full.runfile.jobs.job_ids())
     assert light.kept == full.kept == len(full.runfile.jobs) - 1  # all but the new line
     assert {job_id: rec.state for job_id, rec in light.records.items()} == {job_id: rec.state for job_id, rec in full.records.items()}
+    assert any(rec.max_rss_kb is not None for rec in full.records.values())
+    assert all(rec.max_rss_kb is None and rec.user_cpu_s is None for rec in light.records.values())
     fingerprint = read_fingerprint(runs.path)
     assert fingerprint is not None and fingerprint.snapshot is not None
     sections = read_sections(runs.path, fingerprint.snapshot.token, skip=("view.",))
     assert sections is not None and sections[0] and not any(name.startswith("view.") for name in sections[0])
+
+
+def test_a_light_read_has_no_usage_until_the_journal_sets_some() -> None:
+    from batchrun.store.columns import Floats, Ints, Unread
+
+    ints, floats = Unread(Ints(None), 3), Unread(Floats(), 3)
+    assert [ints.get(row) for row in range(3)] == [None, None, None] and floats.get(2) is None
+    ints.set(1, None)  # a cleared row: still nothing held
+    assert ints.count == 3
+    ints.append()
+    ints.set(3, 12_000)  # a U line replayed after the snapshot: a real column from then on
+    floats.set(0, 0.5)
+    assert [ints.get(row) for row in range(4)] == [None, None, None, 12_000]
+    assert [floats.get(row) for row in range(3)] == [0.5, None, None]
+    assert len(ints.dump()[0][""]) == 4

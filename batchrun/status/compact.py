@@ -172,7 +172,7 @@ def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable) -> tuple[
         MetadataError: the journal is corrupt.
     """
     launch_pid = launch_holder(runs_dir, locks)
-    resume = read_resume(runs_dir, runfile_path, view=False)  # a read keeps no metadata.json layout
+    resume = read_resume(runs_dir, runfile_path, light=True)  # no metadata.json layout, no usage: not shown
     if resume is not None:
         records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
         return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)

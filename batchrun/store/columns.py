@@ -15,7 +15,7 @@ from typing import Any
 
 from batchrun.store.records import State
 
-__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Names", "States"]
+__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Names", "States", "Unread"]
 
 # A state's code in the state column, and back.
 STATE_CODE: dict[str, int] = {str(state): code for code, state in enumerate(State.ALL)}
@@ -130,6 +130,44 @@ class Names:
             if code >= 2**16 and self.values.typecode == "H":
                 self.values = array("I", self.values)
         self.values[row] = code
+
+
+class Unread:
+    """A column a read left unread from the snapshot (`RecordTable.restore(skip=...)`): None for each row it had.
+
+    A read command that shows none of a column (what each run used, in
+    `status`'s table) need not hold it: 24 MB at a million jobs. Rows the
+    journal adds after the snapshot, and values set, make it a real column
+    (`Ints` or `Floats`, given empty) from then on.
+    """
+
+    __slots__ = ("count", "inner", "none")
+
+    def __init__(self, inner: Ints | Floats, count: int) -> None:
+        self.inner, self.count = inner, count
+        self.none = _FLOAT_NONE if isinstance(inner, Floats) else _INT_NONE
+
+    def _real(self) -> Ints | Floats:
+        if self.count >= 0:
+            self.inner.values = array(self.inner.values.typecode, [self.none]) * self.count
+            self.count = -1
+        return self.inner
+
+    def append(self) -> None:
+        if self.count >= 0:
+            self.count += 1
+        else:
+            self.inner.append()
+
+    def get(self, row: int) -> Any:
+        return None if self.count >= 0 else self.inner.get(row)
+
+    def set(self, row: int, value: Any) -> None:
+        if value is not None or self.count < 0:
+            self._real().set(row, value)
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        return self._real().dump()
 
 
 class Live:

@@ -24,7 +24,7 @@ from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any
 
 from batchrun.runfile.idindex import IdIndex
-from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names
+from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
 __all__ = ["KEEP", "STATE_CODE", "RecordTable", "RecordView"]
@@ -62,7 +62,7 @@ class _Rows(MutableMapping[str, JobRecord]):
         self._codes: Codes = columns["exit_codes"]
         self._requeues: Ints = columns["requeues"]
         self._code: Names = columns["code"]
-        self._usage: tuple[Ints, Floats, Floats, Ints] = tuple(columns[name] for name in USAGE_FIELDS)
+        self._usage: tuple[Any, Any, Any, Any] = tuple(columns[name] for name in USAGE_FIELDS)  # Ints, Floats, Floats, Ints (or Unread)
         self._ignored: bytearray = columns["ignored"].values
         self._live = [column for field, column in zip(FIELDS, columns.values(), strict=True) if field.kind == "live"]
 
@@ -220,8 +220,7 @@ class RecordTable(_Rows):
         return table
 
     def _column_arrays(self) -> Iterator[Any]:
-        for column in self.columns.values():
-            yield from column.dump()[0].values()
+        yield from (values for column in self.columns.values() if not isinstance(column, Unread) for values in column.dump()[0].values())
 
     # -- what each journal line does (the line format is in `journal`) ---------
 
@@ -390,6 +389,9 @@ def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, A
     rows = len(table._keys)
     for name, column in table.columns.items():
         parts = {key[len(name) + 1 :] if key != name else "": values for key, values in sections.items() if key == name or key.startswith(f"{name}.")}
+        if not parts and name in USAGE_FIELDS:
+            table.columns[name] = Unread(column, rows)  # left unread by a read that shows none of it (`resume.read_resume`)
+            continue
         column.load(parts, side["columns"][name])
     table._bind_columns()
     if len(table._present) != rows or any(len(values) != rows for values in table._column_arrays()):

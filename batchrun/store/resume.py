@@ -38,6 +38,7 @@ from batchrun.runfile.parse import parse_commands
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
 from batchrun.store.jobsnapshot import read_sections
 from batchrun.store.journal import JOURNAL_NAME
+from batchrun.store.records import USAGE_FIELDS
 from batchrun.store.recordtable import RecordTable
 from batchrun.store.rundir import RunsDir
 
@@ -46,6 +47,8 @@ __all__ = ["Resume", "read_resume", "snapshot_of"]
 # The runfile's text is compared a block of about this many bytes at a time (cut after a newline).
 _BLOCK = 64 * 1024
 _DIGEST_SIZE = 16
+# The sections a read command passes over (`read_resume(light=True)`).
+_LIGHT_SKIP = ("view.", *(f"records.{name}" for name in USAGE_FIELDS))
 
 
 @dataclass
@@ -106,11 +109,13 @@ def snapshot_of(
     return sections, side
 
 
-def read_resume(runs_dir: RunsDir, runfile_path: Path, *, view: bool = True) -> Resume | None:
+def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False) -> Resume | None:
     """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything).
 
-    `view=False`: without metadata.json's layout (`Resume.view` None), which
-    only a launch that keeps the file uses: a read command skips its bytes.
+    `light`, for a read command: without metadata.json's layout (`Resume.view`
+    None: only a launch that keeps the file uses it) and what each run used
+    (None in every record read back: `status`'s table shows none of it); their
+    bytes are passed over.
     """
     fingerprint = read_fingerprint(runs_dir.path)
     if fingerprint is None or fingerprint.snapshot is None:
@@ -121,7 +126,7 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, view: bool = True) -> 
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
         return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token, skip=() if view else ("view.",))
+    read = read_sections(runs_dir.path, ref.token, skip=_LIGHT_SKIP if light else ())
     if read is None:
         return None
     try:
