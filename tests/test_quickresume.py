@@ -441,7 +441,7 @@ def test_a_read_without_the_view_skips_its_sections_and_gives_the_same_jobs_and_
     runs = RunsDir(work / "runs" / "exp")
     _edit_runfile(work, lambda lines: [*lines, "echo new"])  # a changed tail: the kept jobs are told apart
     full = read_resume(runs, work / "exp.runfile")
-    light = read_resume(runs, work / "exp.runfile", light=True)
+    light = read_resume(runs, work / "exp.runfile", light=True, usage=False)
     assert full is not None and light is not None
     assert full.view is not None and light.view is None
     assert list(light.runfile.jobs.job_ids()) == list(full.runfile.jobs.job_ids())

@@ -50,7 +50,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if usable_for(target):
         assert target.runfile is not None
         # The fingerprint's snapshot when it holds (`compact.read_jobs`): a million finished lines without a replay.
-        read = read_jobs(target.runs_dir, target.runfile, LockTable())
+        read = read_jobs(target.runs_dir, target.runfile, LockTable(), usage=False)
         runfile = read[1]
     else:
         runfile = target_runfile(target)

@@ -135,7 +135,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     out = sys.stdout
     if usable_for(target) and not args.json and not args.resources:
         # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
-        _write_listing(out, args, _compact_listing(target, read_compact(target), states, args.other_code), states)
+        # What each run used is in the CSV only.
+        _write_listing(out, args, _compact_listing(target, read_compact(target, usage=args.csv), states, args.other_code), states)
         return 0
     status = load_status(target, need_entries=args.json)
     jobs = status.select(states)
@@ -252,7 +253,7 @@ def _cmd_failed(args: argparse.Namespace) -> int:
     if args.interrupted:
         wanted |= {State.INTERRUPTED, State.REQUEUED}
     if usable_for(target):
-        status = read_compact(target)
+        status = read_compact(target, usage=False)
         for window in status.windows(status.indices(sorted(wanted)), status.select_removed(sorted(wanted))):
             sys.stdout.write("".join([job.command + "\n" for job in window if job.command]))
         return 0

@@ -77,7 +77,7 @@ def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = ()) -> Streamed
     Raises:
         UsageError, InputError, MetadataError: as `status.view.load_status`.
     """
-    status = read_compact(target)
+    status = read_compact(target, usage=False)  # the table shows none of it
     skipped = Skipped()
     cache = MetricsCache(str(status.runs_dir.path))
     reader = RunReader(str(status.runs_dir.logs), status.now, cache, list(scrape), None, None, False)

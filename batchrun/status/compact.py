@@ -132,8 +132,8 @@ def id_length(runfile: Runfile, removed_ids: list[str]) -> int:
     return short_prefix(both)
 
 
-def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
-    """`view.load_status` of a runfile target (`usable_for`), held compactly.
+def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True) -> CompactStatus:
+    """`view.load_status` of a runfile target (`usable_for`), held compactly; `usage=False`: without what each run used (None).
 
     Raises:
         UsageError, InputError, MetadataError: as `load_status`.
@@ -143,7 +143,7 @@ def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
     assert target.runfile is not None
     locks = LockTable()
     now = time.time()
-    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks)
+    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks, usage=usage)
     launch_running = launch_pid is not None
     removed_ids = ledger.removed_ids()
     entries: dict[str, dict[str, Any]] = {}
@@ -159,7 +159,7 @@ def read_compact(target: Target, ask_cluster: bool = True) -> CompactStatus:
     return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled)
 
 
-def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable) -> tuple[int | None, Runfile, RecordTable, Ledger]:
+def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage: bool = True) -> tuple[int | None, Runfile, RecordTable, Ledger]:
     """The pid of the launch running the runs directory (None: none), the runfile, the journal's records, and the ledger of the two.
 
     The launch is looked for before the journal is read (`view.read_records`).
@@ -172,7 +172,7 @@ def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable) -> tuple[
         MetadataError: the journal is corrupt.
     """
     launch_pid = launch_holder(runs_dir, locks)
-    resume = read_resume(runs_dir, runfile_path, light=True)  # no metadata.json layout, no usage: not shown
+    resume = read_resume(runs_dir, runfile_path, light=True, usage=usage)
     if resume is not None:
         records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
         return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)

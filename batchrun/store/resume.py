@@ -47,8 +47,9 @@ __all__ = ["Resume", "read_resume", "snapshot_of"]
 # The runfile's text is compared a block of about this many bytes at a time (cut after a newline).
 _BLOCK = 64 * 1024
 _DIGEST_SIZE = 16
-# The sections a read command passes over (`read_resume(light=True)`).
-_LIGHT_SKIP = ("view.", *(f"records.{name}" for name in USAGE_FIELDS))
+# The sections a read command may pass over (`read_resume`): metadata.json's layout, what each run used.
+_VIEW = ("view.",)
+_USAGE = tuple(f"records.{name}" for name in USAGE_FIELDS)
 
 
 @dataclass
@@ -109,13 +110,13 @@ def snapshot_of(
     return sections, side
 
 
-def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False) -> Resume | None:
+def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, usage: bool = True) -> Resume | None:
     """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything).
 
     `light`, for a read command: without metadata.json's layout (`Resume.view`
-    None: only a launch that keeps the file uses it) and what each run used
-    (None in every record read back: `status`'s table shows none of it); their
-    bytes are passed over.
+    None: only a launch that keeps the file uses it); with `usage=False` also
+    without what each run used (None in every record read back: `status`'s
+    table shows none of it, its CSV does). Their bytes are passed over.
     """
     fingerprint = read_fingerprint(runs_dir.path)
     if fingerprint is None or fingerprint.snapshot is None:
@@ -126,7 +127,7 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False) -
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
         return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token, skip=_LIGHT_SKIP if light else ())
+    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()))
     if read is None:
         return None
     try:
