@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from batchrun.executors.exitlog import drop_all
+from batchrun.executors.exitlog import FOLDER, drop_all
 from batchrun.launch.options import LaunchOptions, Mode
 from batchrun.launch.runner import LaunchControl
 from batchrun.runfile.file import Job, Runfile
@@ -79,7 +79,8 @@ def drop_exit_logs(journal: Journal, runs_dir: RunsDir) -> None:
     killed launch left was read for the jobs it left running, and a launch
     that ended leaves its log until then (for `status` and `wait`).
     """
-    if not journal.records.running_rows():
+    # No sync when there is no exit log to drop: the last launch ran no job (or this one is the first).
+    if (runs_dir.path / FOLDER).is_dir() and not journal.records.running_rows():
         journal.sync()
         drop_all(runs_dir.path)
 

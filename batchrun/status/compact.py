@@ -88,16 +88,13 @@ class CompactStatus:
         """The jobs at `indices` (all when None), then `removed` (all removed jobs when None), as `JobStatus`es, a window at a time."""
         table = self.runfile.jobs
         total = len(table) if indices is None else len(indices)
-        rows = self.ledger.rows
-        records, settled = self.records, self.settled
-        view = records.view
+        record, settled = self.ledger.record, self.settled
         texts = table.keys.text
         for first in range(0, total, size):
             chosen = range(first, min(total, first + size)) if indices is None else indices[first : first + size]
             window = []
             for i, job in zip(chosen, table.jobs_at(chosen), strict=True):
-                row = rows[i]
-                status = JobStatus(texts(i), job.command, job.lineno, view(row) if row >= 0 else None, None, False)
+                status = JobStatus(texts(i), job.command, job.lineno, record(i), None, False)
                 if settled and status.job_id in settled:
                     status.unwatched = True
                 window.append(status)
