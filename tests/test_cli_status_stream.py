@@ -40,7 +40,28 @@ from batchrun.store.target import resolve_target
 
 command, given, *states = sys.argv[1:]
 target = resolve_target(Path(given), None, "metadata.json")
-status = load_status(target)
+status = load_status(target, need_entries=command == "json")
+if command == "json":
+    import json
+    from batchrun.status.lookup import job_entry
+    jobs = status.select(states)
+    doc = {
+        "runs_dir": str(status.runs_dir.path), "runfile": str(target.runfile), "launch": {"running": status.launch_running, "pid": status.launch_pid},
+        "counts": status.counts(), "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed, "category": job.category} for job in jobs},
+    }
+    print(json.dumps(doc, ensure_ascii=False))
+    sys.exit(0)
+if command.startswith("resources"):
+    from batchrun.cli.resources import write_resources
+    from batchrun.status.resources import COUNTED, percentile
+    from batchrun.status import resources
+    def three(values):  # the summary as a whole sort makes it
+        values = sorted([*(value for chunk in values.chunks for value in chunk), *values.buffer])
+        return None if not values else (percentile(values, 50), percentile(values, 95), values[-1])
+    resources._three = three
+    records = [job.record for job in status.select(states) if job.category in COUNTED]
+    write_resources(sys.stdout, target.given, lambda: records, command.endswith("json"), command.endswith("csv"))
+    sys.exit(0)
 if command == "results":
     from batchrun.results.table import read_results
     from batchrun.results.tables import warn_skipped, write_table
@@ -136,6 +157,11 @@ def test_streamed_reads_are_the_held_reads_to_the_byte(workdir: Path, sweep: boo
         (["status", "exp.runfile", "--command"], ("show-command",)),
         (["status", "exp.runfile", "--csv"], ("csv",)),
         (["status", "exp.runfile", "--other-code"], ("other-code",)),
+        (["status", "exp.runfile", "--json"], ("json",)),
+        (["status", "exp.runfile", "--json", "--state", "failed", "--state", "removed", "--state", "running"], ("json", "failed", "removed", "running")),
+        (["status", "exp.runfile", "--resources"], ("resources",)),
+        (["status", "exp.runfile", "--resources", "--json", "--state", "failed"], ("resources-json", "failed")),
+        (["status", "exp.runfile", "--resources", "--csv"], ("resources-csv",)),
         (["failed", "exp.runfile"], ("failed", State.FAILED, State.TIMEOUT, State.KILLED)),
         (["failed", "exp.runfile", "--interrupted"], ("failed", State.FAILED, State.TIMEOUT, State.KILLED, State.INTERRUPTED, State.REQUEUED)),
         (["results", "exp.runfile"], ("results",)),

@@ -95,3 +95,52 @@ def test_a_corrupt_line_is_named_by_its_number_across_blocks(workdir: Path, monk
     monkeypatch.setattr(journal_module, "_READ_BLOCK", 16)
     with pytest.raises(MetadataError, match=r"jobs.journal:10: corrupt job journal line"):
         Journal(runs).load()
+
+
+def test_resources_percentiles_of_sorted_chunks_are_those_of_one_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status --resources` sorts a measure's values a chunk at a time and merges them: the same p50, p95 and max as one sort."""
+    import random
+
+    from batchrun.status import resources
+
+    monkeypatch.setattr(resources, "_CHUNK", 7)
+    rng = random.Random(28)
+    for n in (1, 2, 7, 8, 50, 333):
+        values = [rng.choice([0.5, 1.25, 3.0]) if n % 2 else rng.uniform(0, 100) for _ in range(n)]
+        kept = resources._Sorted()
+        for value in values:
+            kept.add(value)
+        ordered = sorted(values)
+        assert kept.three() == (resources.percentile(ordered, 50), resources.percentile(ordered, 95), ordered[-1])
+
+
+@pytest.mark.parametrize("layout", ["in order", "shuffled", "a job twice", "indented"])
+def test_entries_read_a_window_at_a_time_are_the_held_ones(workdir: Path, layout: str) -> None:
+    """`read_compact(entries=True)` gives each job the metadata.json entry `load_status(need_entries=True)` does, in any layout."""
+    import json
+    import random
+
+    from batchrun.store.metadata import MetadataView, render_entry
+
+    path = _runs(workdir, 60)
+    runs = RunsDir(workdir / "runs" / "exp")
+    runfile = load_runfile(path)
+    entries = [(job.job_id, {"command": job.command, "line": job.lineno, "n": n}) for n, job in enumerate(runfile.jobs) if n % 9 != 3]
+    entries.append(("f" * 16, {"command": "echo gone", "line": 61}))  # a line removed from the runfile, between the others
+    entries.insert(10, entries.pop())
+    if layout == "shuffled":
+        random.Random(28).shuffle(entries)
+    if layout == "a job twice":
+        entries.append((entries[5][0], {**entries[5][1], "n": "again"}))
+    if layout == "indented":
+        runs.metadata.write_text(json.dumps(dict(entries), indent=2))
+    else:
+        MetadataView(runs.metadata).rebuild((job_id, render_entry(job_id, entry)) for job_id, entry in entries)
+    target = resolve_target(path, None, "metadata.json")
+    held = load_status(target, need_entries=True)
+    compact = read_compact(target, entries=True)
+    index = compact.entries
+    assert index is not None and (index.held is not None, index.in_order) == {"in order": (False, True), "indented": (True, True)}.get(layout, (False, False))
+    streamed = [job for window in compact.windows(size=7) for job in window]
+    assert [(job.job_id, job.entry) for job in streamed] == [(job.job_id, job.entry) for job in held.jobs]
+    assert [(job.job_id, job.entry) for job in streamed] == [(job.job_id, job.entry) for window in compact.windows(size=5) for job in window]

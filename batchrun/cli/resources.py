@@ -18,8 +18,8 @@ def _megabytes(mb: float) -> str:
     return f"{mb:.0f}M"
 
 
-def write_resources(out: IO[str], given: object, records: Iterable[JobRecord | None], as_json: bool, as_csv: bool) -> None:
-    """Print the summary: a table, or one JSON object, or CSV rows (measure, p50, p95, max)."""
+def write_resources(out: IO[str], given: object, records: Callable[[], Iterable[JobRecord | None]], as_json: bool, as_csv: bool) -> None:
+    """Print the summary (of the records `records` gives, again for each measure): a table, or one JSON object, or CSV rows (measure, p50, p95, max)."""
     resources = summarise(records)
     if as_json:
         out.write(json.dumps(resources.as_dict()) + "\n")

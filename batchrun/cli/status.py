@@ -23,10 +23,11 @@ from batchrun.cli.statustable import Listing, sweep_of, write_csv, write_table
 from batchrun.cli.target import add_capacity_options, add_state_option, int_at_least, states_of, target_of, target_parser
 from batchrun.cli.words import count, counts_text
 from batchrun.launch.options import MODES
-from batchrun.status.compact import CompactStatus, read_compact, usable_for
+from batchrun.status.compact import WINDOW, CompactStatus, read_compact, usable_for
 from batchrun.status.lookup import job_entry, short_id_length
+from batchrun.status.resources import COUNTED
 from batchrun.status.view import JobStatus, RunsStatus, load_status
-from batchrun.store.records import State
+from batchrun.store.records import JobRecord, State
 from batchrun.store.target import Target
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -133,28 +134,48 @@ def _cmd_status(args: argparse.Namespace) -> int:
     target = target_of(args)
     states = states_of(args)
     out = sys.stdout
-    if usable_for(target) and not args.json and not args.resources:
+    if usable_for(target):
         # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
-        # What each run used is in the CSV only.
-        _write_listing(out, args, _compact_listing(target, read_compact(target, usage=args.csv), states, args.other_code), states)
-        return 0
+        # What each run used is in the CSV, the JSON and the resources only.
+        # Only the table looks jobs up by id (their shortest distinct prefix): the others leave the ids' sorted indexes unread.
+        whole = args.csv or args.json or args.resources
+        compact = read_compact(target, usage=whole, entries=args.json and not args.resources, indexes=not whole)
+        # Jobs that share an id are one key of the JSON object: the held path says which wins.
+        if not (args.json and compact.runfile.jobs.ids_repeat()):
+            # A job's entry is a few kB as dicts: JSON's windows are smaller.
+            # The resources summarise only the jobs counted as ran to an end: only those are made.
+            shown = states or (list(COUNTED) if args.resources else [])
+            listing = _compact_listing(target, compact, shown, args.other_code, size=512 if args.json else WINDOW)
+            if args.resources:
+                _write_resources(out, target, listing, args)
+            elif args.json:
+                _write_json_windows(out, target, compact, listing)
+            else:
+                _write_listing(out, args, listing, states)
+            return 0
     status = load_status(target, need_entries=args.json)
     jobs = status.select(states)
     if args.other_code:
         code = _code_now()
         jobs = [job for job in jobs if _other_code(job, code)]
+    listing = _listing(target, status, jobs)
     if args.resources:
-        from batchrun.cli.resources import write_resources
-        from batchrun.status.resources import COUNTED
-
-        # By the state each job is counted under, as every command counts it (a removed line's job is not among them).
-        write_resources(out, target.given, [job.record for job in jobs if job.category in COUNTED], args.json, args.csv)
-        return 0
-    if args.json:
-        _write_json(out, target, status, jobs)
-        return 0
-    _write_listing(out, args, _listing(target, status, jobs), states)
+        _write_resources(out, target, listing, args)
+    elif args.json:
+        _write_json_windows(out, target, status, listing)
+    else:
+        _write_listing(out, args, listing, states)
     return 0
+
+
+def _write_resources(out: IO[str], target: Target, listing: Listing, args: argparse.Namespace) -> None:
+    from batchrun.cli.resources import write_resources
+
+    # By the state each job is counted under, as every command counts it (a removed line's job is not among them).
+    def records() -> Iterator[JobRecord | None]:
+        return (job.record for window in listing.windows() for job in window if job.category in COUNTED)
+
+    write_resources(out, target.given, records, args.json, args.csv)
 
 
 def _write_listing(out: IO[str], args: argparse.Namespace, listing: Listing, states: Sequence[str]) -> None:
@@ -182,13 +203,13 @@ def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus]) -> Listi
     )
 
 
-def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str], other_code: bool) -> Listing:
+def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str], other_code: bool, size: int = WINDOW) -> Listing:
     """What the table lists, from jobs held by column (`CompactStatus`): the listed jobs are made a window at a time."""
     indices, removed = status.indices(states), status.select_removed(states)
     now = _code_now() if other_code else None
 
     def windows() -> Iterator[Sequence[JobStatus]]:
-        for window in status.windows(indices, removed):
+        for window in status.windows(indices, removed, size):
             yield [job for job in window if _other_code(job, now)] if other_code else window
 
     return Listing(
@@ -205,18 +226,25 @@ def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str
     )
 
 
-def _write_json(out: IO[str], target: Target, status: RunsStatus, jobs: list[JobStatus]) -> None:
-    doc = {
+def _write_json_windows(out: IO[str], target: Target, status: RunsStatus | CompactStatus, listing: Listing) -> None:
+    """One JSON object, the jobs' entries written a window at a time: the bytes `json.dumps` makes of it whole."""
+    head = {
         "runs_dir": str(status.runs_dir.path),
         "runfile": str(target.runfile) if target.runfile is not None else None,
         "launch": {"running": status.launch_running, "pid": status.launch_pid},
         "counts": status.counts(),
-        # `category`: the state the job is counted and listed under (`ignored`, `removed`, or its `state`), as in the counts.
-        "jobs": {job.job_id: {**job_entry(status, job), "removed": job.removed, "category": job.category} for job in jobs},
     }
-    # dumps, not dump: dump encodes in many small Python-level chunks.
-    out.write(json.dumps(doc, ensure_ascii=False))
-    out.write("\n")
+    out.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "jobs": {')
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    sep = ""
+    for window in listing.windows():
+        # `category`: the state the job is counted and listed under (`ignored`, `removed`, or its `state`), as in the counts.
+        # A dict, as the whole object was: jobs that share an id are one key (streamed windows never share one).
+        entries = {job.job_id: {**job_entry(status, job), "removed": job.removed, "category": job.category} for job in window}
+        if entries:
+            out.write(sep + ", ".join([f"{dumps(job_id)}: {dumps(entry)}" for job_id, entry in entries.items()]))
+            sep = ", "
+    out.write("}}\n")
 
 
 def _code_now() -> str | None:

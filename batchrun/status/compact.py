@@ -25,6 +25,7 @@ from typing import Any
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Runfile, load_runfile
 from batchrun.runfile.idindex import short_prefix
+from batchrun.status.entries import EntryIndex
 from batchrun.status.view import JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, check_launched, journal_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger, key_table
 from batchrun.store.metadata import iter_metadata
@@ -36,8 +37,8 @@ from batchrun.store.target import Target
 
 __all__ = ["WINDOW", "CompactStatus", "entries_beside", "id_length", "read_compact", "read_jobs", "usable_for"]
 
-# Jobs made into `JobStatus`es at a time.
-WINDOW = 8192
+# Jobs made into `JobStatus`es at a time: a window's objects are a few MB, while the passes over a million jobs stay as quick.
+WINDOW = 2048
 # Every (state, ignored) pair a record can have, and the category it is counted under.
 _PAIRS = [(state, ignored, category_of_state(state, ignored)) for state in State.ALL for ignored in (False, True)]
 
@@ -64,6 +65,8 @@ class CompactStatus:
     now: float
     settled: set[str] = field(default_factory=set)
     parameter_names: list[str] | None = None
+    # Each runfile job's metadata.json entry, read again a window at a time (`read_compact(entries=True)`).
+    entries: EntryIndex | None = None
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each of `STATES` (`RunsStatus.counts`)."""
@@ -90,11 +93,13 @@ class CompactStatus:
         total = len(table) if indices is None else len(indices)
         record, settled = self.ledger.record, self.settled
         texts = table.keys.text
+        entry = self.entries.get if self.entries is not None else lambda i, job_id: None
         for first in range(0, total, size):
             chosen = range(first, min(total, first + size)) if indices is None else indices[first : first + size]
             window = []
             for i, job in zip(chosen, table.jobs_at(chosen), strict=True):
-                status = JobStatus(texts(i), job.command, job.lineno, record(i), None, False)
+                job_id = texts(i)
+                status = JobStatus(job_id, job.command, job.lineno, record(i), entry(i, job_id), False)
                 if settled and status.job_id in settled:
                     status.unwatched = True
                 window.append(status)
@@ -129,8 +134,10 @@ def id_length(runfile: Runfile, removed_ids: list[str]) -> int:
     return short_prefix(both)
 
 
-def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True) -> CompactStatus:
-    """`view.load_status` of a runfile target (`usable_for`), held compactly; `usage=False`: without what each run used (None).
+def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True, entries: bool = False, indexes: bool = True) -> CompactStatus:
+    """`view.load_status` of a runfile target (`usable_for`), held compactly; `usage=False`: without what each run used (None);
+    `entries`: with each job's metadata.json entry (`load_status(need_entries=True)`), found now and read a window at a time;
+    `indexes=False`: without the ids' sorted indexes, for a read that looks up few jobs by id (`store.resume.read_resume`).
 
     Raises:
         UsageError, InputError, MetadataError: as `load_status`.
@@ -140,23 +147,27 @@ def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True
     assert target.runfile is not None
     locks = LockTable()
     now = time.time()
-    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks, usage=usage)
+    launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks, usage=usage, indexes=indexes)
     launch_running = launch_pid is not None
     removed_ids = ledger.removed_ids()
-    entries: dict[str, dict[str, Any]] = {}
-    if not len(records) or removed_ids or not _metadata_trusted(runs_dir, launch_running):
-        entries = entries_beside(runs_dir, runfile, records)
+    kept: dict[str, dict[str, Any]] = {}
+    table = runfile.jobs
+    index = EntryIndex(runs_dir.metadata, len(table), table.keys.text, table.index_of) if entries else None
+    if entries or not len(records) or removed_ids or not _metadata_trusted(runs_dir, launch_running):
+        kept = entries_beside(runs_dir, runfile, records, index)
         removed_ids = ledger.removed_ids()
+    if index is not None:
+        index.finish()
     settled: set[str] = set()
     if not launch_running and records.running_rows():
         settled = _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
-    removed = [_job_from_records(job_id, records, entries, removed=True) for job_id in removed_ids]
+    removed = [_job_from_records(job_id, records, kept, removed=True) for job_id in removed_ids]
     for job in removed:
         job.unwatched = job.job_id in settled
-    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled)
+    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled, entries=index)
 
 
-def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage: bool = True) -> tuple[int | None, Runfile, RecordTable, Ledger]:
+def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage: bool = True, indexes: bool = True) -> tuple[int | None, Runfile, RecordTable, Ledger]:
     """The pid of the launch running the runs directory (None: none), the runfile, the journal's records, and the ledger of the two.
 
     The launch is looked for before the journal is read (`view.read_records`).
@@ -169,7 +180,7 @@ def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage:
         MetadataError: the journal is corrupt.
     """
     launch_pid = launch_holder(runs_dir, locks)
-    resume = read_resume(runs_dir, runfile_path, light=True, usage=usage)
+    resume = read_resume(runs_dir, runfile_path, light=True, usage=usage, indexes=indexes)
     if resume is not None:
         records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
         return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)
@@ -178,16 +189,17 @@ def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage:
     return launch_pid, runfile, records, Ledger(runfile.jobs, records)
 
 
-def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable) -> dict[str, dict[str, Any]]:
+def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable, index: EntryIndex | None = None) -> dict[str, dict[str, Any]]:
     """metadata.json read one entry at a time: the original batchrun's entries become records
-    (`view._import_legacy`), and only the entries of jobs not in the runfile are kept."""
+    (`view._import_legacy`), and only the entries of jobs not in the runfile are kept; `index` notes where the others are."""
     kept: dict[str, dict[str, Any]] = {}
     legacy: dict[str, dict[str, Any]] = {}
-    has = runfile.jobs.has_id
-    for job_id, entry in iter_metadata(runs_dir.metadata):
-        if job_id not in records and "state" not in entry:
+    row_of = runfile.jobs.index_of
+    found = ((job_id, entry, row_of(job_id)) for job_id, entry in iter_metadata(runs_dir.metadata)) if index is None else index.scan()
+    for job_id, entry, row in found:
+        if "state" not in entry and job_id not in records:  # in this order: batchrun's entries need no look-up
             legacy[job_id] = entry
-        if not has(job_id):
+        if row < 0:
             kept[job_id] = entry
         if len(legacy) >= 4096:
             _import_legacy(records, legacy)

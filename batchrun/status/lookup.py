@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchrun.errors import UsageError
 from batchrun.executors.jobfiles import exit_time, job_alive
@@ -18,6 +18,9 @@ from batchrun.status.view import JobStatus, RunsStatus
 from batchrun.store.metadata import build_entry
 from batchrun.store.records import State
 from batchrun.store.rundir import RunsDir, launch_holder
+
+if TYPE_CHECKING:
+    from batchrun.status.compact import CompactStatus
 
 __all__ = ["JobProbe", "find_job", "job_entry", "job_parameters", "probe_job", "short_id_length"]
 
@@ -55,7 +58,7 @@ def job_parameters(job: JobStatus) -> dict[str, Any]:
     return dict(parse_parameters(job.command))
 
 
-def job_entry(status: RunsStatus, job: JobStatus) -> dict[str, Any]:
+def job_entry(status: RunsStatus | CompactStatus, job: JobStatus) -> dict[str, Any]:
     """The job's metadata.json entry as of now.
 
     It is metadata.json's own entry while that agrees with the journal (so

@@ -8,8 +8,10 @@ cluster for next time: the 95th percentile with headroom, in SLURM's terms.
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from batchrun.store.records import JobRecord, State
@@ -18,6 +20,8 @@ __all__ = ["COUNTED", "HEADROOM", "Resources", "percentile", "summarise"]
 
 # The hint asks for this much more than the 95th percentile: a rerun varies.
 HEADROOM = 1.25
+# Values sorted at a time (`_ranked`).
+_CHUNK = 1 << 16
 # The jobs whose usage counts: those that ran to an end (a killed or interrupted run stopped early).
 COUNTED = (State.SUCCEEDED, State.FAILED, State.TIMEOUT)
 
@@ -63,29 +67,95 @@ class Resources:
         }
 
 
-def _three(values: list[float]) -> tuple[float, float, float] | None:
-    if not values:
-        return None
-    values.sort()
-    return percentile(values, 50), percentile(values, 95), values[-1]
+class _Sorted:
+    """Values kept as sorted chunks of `_CHUNK` (8 bytes a value), for percentiles: a million values are
+    never a million float objects at once (32 MB), nor an array and a sorted copy of it."""
+
+    def __init__(self) -> None:
+        self.chunks: list[array[float]] = []
+        self.buffer: list[float] = []
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.buffer.append(value)
+        self.count += 1
+        if len(self.buffer) >= _CHUNK:
+            self.chunks.append(array("d", sorted(self.buffer)))
+            self.buffer.clear()
+
+    def three(self) -> tuple[float, float, float] | None:
+        """p50, p95 and max, as `percentile` of them all sorted gives them."""
+        n = self.count
+        if not n:
+            return None
+        if self.buffer:
+            self.chunks.append(array("d", sorted(self.buffer)))
+            self.buffer.clear()
+        ranked = self._ranked({*_ranks(n, 50), *_ranks(n, 95), n - 1})
+        return _at(ranked, n, 50), _at(ranked, n, 95), ranked[n - 1]
+
+    def _ranked(self, wanted: set[int]) -> dict[int, float]:
+        """The values at these positions of them all sorted: the chunks merged."""
+        last, found = max(wanted), {}
+        for position, value in enumerate(heapq.merge(*self.chunks)):  # stable: equal values in the order a whole sort keeps
+            if position in wanted:
+                found[position] = value
+            if position >= last:
+                break
+        return found
 
 
-def summarise(records: Iterable[JobRecord | None]) -> Resources:
-    """Summarise the records (`JobRecord`s, or None for a job never run) of a target's jobs; those not in `COUNTED` are left out."""
-    memory: list[float] = []
-    runtime: list[float] = []
-    cpu: list[float] = []
-    gpu: list[float] = []
+def _three(values: _Sorted) -> tuple[float, float, float] | None:
+    return values.three()
+
+
+def _ranks(n: int, q: float) -> tuple[int, int]:
+    """The two positions of sorted values `percentile` reads for q."""
+    low = math.floor((n - 1) * q / 100)
+    return low, min(low + 1, n - 1)
+
+
+def _at(ranked: dict[int, float], n: int, q: float) -> float:
+    """`percentile` of the values, from the ones at its two positions."""
+    low, high = _ranks(n, q)
+    rank = (n - 1) * q / 100
+    return ranked[low] + (ranked[high] - ranked[low]) * (rank - low)
+
+
+def summarise(records: Callable[[], Iterable[JobRecord | None]]) -> Resources:
+    """Summarise the records (`JobRecord`s, or None for a job never run) of a target's jobs; those not in `COUNTED` are left out.
+
+    `records` gives them again for each measure: one measure's values are
+    held at a time (8 MB at a million jobs), not four.
+    """
     jobs = 0
-    for rec in records:
-        if rec is None or rec.state not in COUNTED:
-            continue
+    runtime = _Sorted()
+    measured = gpus = False
+    for rec in _counted(records()):
         jobs += 1
         if rec.runtime is not None:
-            runtime.append(rec.runtime)
-        if rec.max_rss_kb is not None:
-            memory.append(rec.max_rss_kb / 1024)
-            cpu.append((rec.user_cpu_s or 0.0) + (rec.sys_cpu_s or 0.0))
-        if rec.max_gpu_mem_mb is not None:
-            gpu.append(float(rec.max_gpu_mem_mb))
-    return Resources(jobs, len(memory), _three(memory), _three(runtime), _three(cpu), _three(gpu))
+            runtime.add(rec.runtime)
+        measured = measured or rec.max_rss_kb is not None
+        gpus = gpus or rec.max_gpu_mem_mb is not None
+    runtime_s = _three(runtime)
+    del runtime
+    memory = _values(records, lambda rec: None if rec.max_rss_kb is None else rec.max_rss_kb / 1024) if measured else _Sorted()
+    memory_mb, count = _three(memory), memory.count
+    del memory
+    cpu_s = _three(_values(records, lambda rec: None if rec.max_rss_kb is None else (rec.user_cpu_s or 0.0) + (rec.sys_cpu_s or 0.0))) if measured else None
+    gpu_mb = _three(_values(records, lambda rec: None if rec.max_gpu_mem_mb is None else float(rec.max_gpu_mem_mb))) if gpus else None
+    return Resources(jobs, count, memory_mb, runtime_s, cpu_s, gpu_mb)
+
+
+def _counted(records: Iterable[JobRecord | None]) -> Iterator[JobRecord]:
+    return (rec for rec in records if rec is not None and rec.state in COUNTED)
+
+
+def _values(records: Callable[[], Iterable[JobRecord | None]], value: Callable[[JobRecord], float | None]) -> _Sorted:
+    """One measure of every counted record that has it."""
+    values = _Sorted()
+    for rec in _counted(records()):
+        found = value(rec)
+        if found is not None:
+            values.add(found)
+    return values

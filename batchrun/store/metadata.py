@@ -16,17 +16,18 @@ JSON encoder is only used without `indent`).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, parse_parameters
 from batchrun.store.records import JobRecord, State
 from batchrun.store.viewfile import ViewFile, ViewSnapshot
 
-__all__ = ["MetadataView", "build_entry", "iter_metadata", "legacy_record", "load_metadata", "render_entry", "salvage_metadata"]
+__all__ = ["MetadataView", "build_entry", "iter_metadata", "iter_metadata_spans", "legacy_record", "load_metadata", "entry_of_line", "read_entry_at", "render_entry", "salvage_metadata"]
 
 # What a reader of a damaged metadata.json is told: a launch repairs it.
 _REBUILD_FIX = "batchrun launch rebuilds it from the job journal"
@@ -106,6 +107,60 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise MetadataError(f"{path}:{lineno}: corrupt metadata; {fix}")
     # Not batchrun's line layout: parse it whole (and report a real error).
     yield from load_metadata(path).items()
+
+
+def iter_metadata_spans(f: BinaryIO, path: Path) -> Iterator[tuple[str, dict[str, Any], int, int]]:
+    """`iter_metadata` of the open file `f`, each entry with where its line starts and its length (`read_entry_at` reads it again).
+
+    A file not in batchrun's line layout, or damaged, gives every entry of
+    `load_metadata(path)` instead, each with the start -1 (the errors are
+    `load_metadata`'s, as a whole read would raise them).
+    """
+    first = f.readline()
+    start = len(first)
+    found: list[tuple[str, dict[str, Any], int, int]] = []
+    if first == b"{\n":
+        for line in f:
+            if line in (b"}\n", b"}"):
+                if not f.read().strip():
+                    yield from found
+                    return
+                break
+            entry = entry_of_line(line)
+            if entry is None:
+                break
+            found.append((entry[0], entry[1], start, len(line)))
+            start += len(line)
+            if len(found) >= 1024:
+                yield from found
+                found.clear()
+    # Some entries may have been given already: the same ones come again, whole, and win.
+    for job_id, value in load_metadata(path).items():
+        yield job_id, value, -1, 0
+
+
+def read_entry_at(fd: int, start: int, length: int) -> dict[str, Any]:
+    """The entry of the line `iter_metadata_spans` found at `start` (the file as it was then: `fd` kept open)."""
+    entry = entry_of_line(os.pread(fd, length, start))
+    if entry is None:
+        raise MetadataError(f"entry at byte {start} of metadata.json changed while read")
+    return entry[1]
+
+
+def entry_of_line(line: bytes) -> tuple[str, dict[str, Any]] | None:
+    """A line of batchrun's layout, `  "<job id>": {...},`, as `iter_metadata` reads it; None when it is not one."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    key, sep, value = text.rstrip("\n").rstrip(",").partition(": ")
+    if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
+        return None
+    try:
+        entry = json.loads(value)
+    except (RecursionError, ValueError):
+        return None
+    return (key[3:-1], entry) if isinstance(entry, dict) else None
 
 
 def salvage_metadata(path: Path) -> dict[str, dict[str, Any]]:

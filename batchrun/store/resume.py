@@ -49,6 +49,7 @@ _BLOCK = 64 * 1024
 _DIGEST_SIZE = 16
 # The sections a read command may pass over (`read_resume`): metadata.json's layout, what each run used.
 _VIEW = ("view.",)
+_INDEXES = ("jobs.keys.index", "records.keys.index")
 _USAGE = tuple(f"records.{name}" for name in USAGE_FIELDS)
 
 
@@ -110,13 +111,15 @@ def snapshot_of(
     return sections, side
 
 
-def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, usage: bool = True) -> Resume | None:
+def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, usage: bool = True, indexes: bool = True) -> Resume | None:
     """The relaunch's start from the fingerprint's snapshot; None at any doubt (the launch then reads everything).
 
     `light`, for a read command: without metadata.json's layout (`Resume.view`
     None: only a launch that keeps the file uses it); with `usage=False` also
     without what each run used (None in every record read back: `status`'s
     table shows none of it, its CSV does). Their bytes are passed over.
+    `indexes=False`: without the ids' sorted indexes (16 MB at a million
+    jobs), for a read that looks no job up by id; one that does sorts them then.
     """
     fingerprint = read_fingerprint(runs_dir.path)
     if fingerprint is None or fingerprint.snapshot is None:
@@ -127,7 +130,7 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
         return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()))
+    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()) + (_INDEXES if not indexes else ()))
     if read is None:
         return None
     try:
@@ -171,7 +174,8 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
         and new_starts[kept - kept_jobs] + cut == old_starts[kept - kept_jobs]
     ):
         kept += 1
-    rows = array(old_rows.typecode, old_rows[:kept])
+    # The old rows themselves when every job is kept (a read's common case): a copy would be the read's peak.
+    rows = old_rows if kept == len(old_rows) else old_rows[:kept]
     view = None
     if side["view"] is not None and "view.starts" in sections:
         keys = IdIndex.restore(part("view.keys"), side["view"]["keys"])
