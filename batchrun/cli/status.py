@@ -145,7 +145,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             # A job's entry is a few kB as dicts: JSON's windows are smaller.
             # The resources summarise only the jobs counted as ran to an end: only those are made.
             shown = states or (list(COUNTED) if args.resources else [])
-            listing = _compact_listing(target, compact, shown, args.other_code, size=512 if args.json else WINDOW)
+            listing = _compact_listing(target, compact, shown, args.other_code, size=512 if args.json else WINDOW, table=not whole)
             if args.resources:
                 _write_resources(out, target, listing, args)
             elif args.json:
@@ -203,8 +203,11 @@ def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus]) -> Listi
     )
 
 
-def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str], other_code: bool, size: int = WINDOW) -> Listing:
-    """What the table lists, from jobs held by column (`CompactStatus`): the listed jobs are made a window at a time."""
+def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str], other_code: bool, size: int = WINDOW, table: bool = True) -> Listing:
+    """What the table lists, from jobs held by column (`CompactStatus`): the listed jobs are made a window at a time.
+
+    `table=False`: for what shows whole ids (no shortest prefix made: it sorts every id).
+    """
     indices, removed = status.indices(states), status.select_removed(states)
     now = _code_now() if other_code else None
 
@@ -220,7 +223,7 @@ def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str
         launch_pid=status.launch_pid,
         now=status.now,
         running=status.running_jobs(),
-        id_length=status.id_length(),
+        id_length=status.id_length() if table else 16,
         windows=windows,
         every=lambda: status.windows(size=256),  # small windows: a sweep is told apart from other commands by its first jobs
     )
