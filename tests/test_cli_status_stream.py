@@ -39,6 +39,11 @@ from batchrun.status.view import load_status
 from batchrun.store.target import resolve_target
 
 command, given, *states = sys.argv[1:]
+if command == "results-held":  # the CLI itself, every job held
+    from batchrun.cli.app import main
+    from batchrun.status import compact
+    compact.usable_for = lambda target: False
+    sys.exit(main(["results", given, *states]))
 target = resolve_target(Path(given), None, "metadata.json")
 status = load_status(target, need_entries=command == "json")
 if command == "json":
@@ -85,10 +90,25 @@ else:
 """
 
 
-def _held(workdir: Path, command: str, *states: str) -> tuple[str, str]:
+# `results` forms streamed in order (`results.order`), by a metric (loss), a parameter (seed; lr as text), a column (runtime).
+_RESULTS_FORMS = [
+    ["--json"],
+    ["--csv", "--state", "failed", "--state", "removed"],
+    ["--sort", "runtime", "--top", "2500"],
+    ["--sort", "-line", "--csv"],
+    ["--sort", "-loss", "--json", "--top", "40"],
+    ["--sort", "seed", "--state", "succeeded"],
+    ["--sort", "lr"],
+    ["--sort", "-command", "--top", "5"],
+    ["--best", "loss"],
+    ["--best", "acc:max", "--sort", "-runtime", "--json"],
+    ["--sort", "nothing"],
+]
+
+
+def _held(workdir: Path, command: str, *states: str) -> tuple[int, str, str]:
     done = subprocess.run([sys.executable, "-c", _HELD, command, "exp.runfile", *states], cwd=workdir, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout, done.stderr
+    return done.returncode, done.stdout, done.stderr
 
 
 def _build(workdir: Path, lines: list[str], removed: list[str]) -> None:
@@ -166,12 +186,12 @@ def test_streamed_reads_are_the_held_reads_to_the_byte(workdir: Path, sweep: boo
         (["failed", "exp.runfile", "--interrupted"], ("failed", State.FAILED, State.TIMEOUT, State.KILLED, State.INTERRUPTED, State.REQUEUED)),
         (["results", "exp.runfile"], ("results",)),
         (["results", "exp.runfile", "--state", "succeeded", "--state", "removed"], ("results", "succeeded", "removed")),
+        *((["results", "exp.runfile", *extra], ("results-held", *extra)) for extra in _RESULTS_FORMS),
     ]
     journal = (workdir / "runs" / "exp" / "jobs.journal").read_bytes()
     for argv, held in cases:
         streamed = run_batchrun(*argv, cwd=workdir, timeout=240)
-        assert streamed.returncode == 0, streamed.stderr
-        assert (streamed.stdout, streamed.stderr) == _held(workdir, *held), argv
+        assert (streamed.returncode, streamed.stdout, streamed.stderr) == _held(workdir, *held), argv
     first = run_batchrun("status", "exp.runfile", cwd=workdir).stdout.splitlines()
     assert "removed" in first[0] and "ignored" in first[0] and "1 running" not in first[0]
     # Every job listed, in several windows (a removed line that never ran left nothing to list).

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from batchrun.cli.resultsstream import json_row, streamed_results, write_best
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
 from batchrun.metrics.file import AGGREGATES
-from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv, write_table, write_table_windows
+from batchrun.results.tables import warn_skipped, write_csv, write_table
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
@@ -104,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-def _read(args: argparse.Namespace, keep_history: bool = False) -> Any:
+def _read(args: argparse.Namespace, keep_history: bool = False, warn: bool = True) -> Any:
     from batchrun.results.table import read_results
 
     target = target_of(args)
     results = read_results(target, args.scrape, keep_history)
-    warn_skipped(results.skipped.lines())
+    if warn:  # else already said, by a streamed read that left the rest to this one
+        warn_skipped(results.skipped.lines())
     return results
 
 
@@ -123,14 +124,16 @@ def _cmd_results(args: argparse.Namespace) -> int:
 def _results(args: argparse.Namespace) -> int:
     from batchrun.results.table import best_row, group_over, sort_rows
 
-    if not (args.over or args.sort or args.best or args.top or args.json or args.csv):
+    warned = False
+    if not args.over:
         from batchrun.status.compact import usable_for
 
         target = target_of(args)
         if usable_for(target):
-            _streamed(args, target)
-            return 0
-    results = _read(args)
+            if streamed_results(args, target):
+                return 0
+            warned = True
+    results = _read(args, warn=not warned)
     rows = results.rows(args.agg)
     if args.state:
         wanted = set(states_of(args))
@@ -157,46 +160,20 @@ def _results(args: argparse.Namespace) -> int:
         if best is None:
             raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
         if args.json:
-            print(json.dumps(_json_row(best), indent=2))
+            print(json.dumps(json_row(best), indent=2))
         else:
-            _write_best(sys.stdout, best, metric, goal, params, bool(args.over))
+            write_best(sys.stdout, best, metric, goal, params, bool(args.over))
         return 0
     if args.top is not None:
         rows = rows[: args.top]
     out = sys.stdout
     if args.json:
-        out.write(json.dumps([_json_row(row) for row in rows], indent=1) + "\n")
+        out.write(json.dumps([json_row(row) for row in rows], indent=1) + "\n")
     elif args.csv:
         write_csv(out, rows, params, metrics, bool(args.over))
     else:
         write_table(out, rows, params, metrics, bool(args.over))
     return 0
-
-
-def _streamed(args: argparse.Namespace, target: Any) -> None:
-    """The plain table of a runfile's results, read a window of jobs at a time (`results.stream`): a million jobs in flat memory."""
-    from batchrun.results.stream import read_streamed
-
-    streamed = read_streamed(target, args.scrape)
-    warn_skipped(streamed.skipped.lines())
-    states = states_of(args) if args.state else []
-    write_table_windows(sys.stdout, lambda: streamed.windows(args.agg, states), streamed.parameter_names, streamed.metric_names)
-
-
-def _json_row(row: dict[str, Any]) -> dict[str, Any]:
-    # Non-finite numbers never reach rows (they are skipped on reading); this keeps the JSON strict anyway.
-    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
-
-
-def _write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: list[str], grouped: bool) -> None:
-    value = format_value(best[metric])
-    setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
-    if grouped:
-        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {count(best[f'{metric}_n'], 'run')}): {setting}\n")
-        return
-    out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
-    out.write(f"  command: {best['command']}\n")
-    out.write(f"  log dir: {best['log_dir']}\n")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

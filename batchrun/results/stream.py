@@ -13,6 +13,7 @@ Only for a runfile target (`compact.usable_for`): a gridspec's values come from 
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from batchrun.metrics.file import Skipped
 from batchrun.metrics.scrape import ScrapeRule
 from batchrun.results.table import COLUMNS, Run, RunReader, note_names, without_gc
 from batchrun.status.compact import CompactStatus, read_compact
+from batchrun.status.view import JobStatus
 from batchrun.store.records import State
 from batchrun.store.target import Target
 
@@ -45,20 +47,35 @@ class StreamedResults:
 
     def windows(self, agg: str = "last", states: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
         """The rows (`Run.row`) of the jobs in `states` (all when empty), in runfile order, a window of jobs at a time."""
+        for window in self.positioned(agg, states):
+            yield [row for _, row in window]
+
+    def positioned(self, agg: str = "last", states: Sequence[str] = ()) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """`windows`, each row with its job's position (in `status.windows` order: the runfile's jobs, then removed ones)."""
         wanted = set(states)
-        names, metric_names = self.parameter_names, self.metric_names
-        found, k = self.found, 0
+        k = 0
         for window in self.status.windows():
             with without_gc():  # the rows are many small objects, and no cycles
                 rows = []
                 for job in window:
-                    # What reading skipped was counted once, by `read_streamed`; a file it did not find is not looked for again.
-                    run = self._run(self.reader.run(job, Skipped(), not found[k]), names)
-                    k += 1
-                    row = run.row(metric_names, agg)
+                    row = self._row(job, k, agg)
                     if not wanted or row["state"] in wanted:
-                        rows.append(row)
+                        rows.append((k, row))
+                    k += 1
             yield rows
+
+    def rows_at(self, positions: Sequence[int], agg: str = "last") -> list[dict[str, Any]]:
+        """The rows of the jobs at these positions (`positioned`), in that order (a window's worth)."""
+        status = self.status
+        count = len(status.runfile.jobs)
+        inside = array("q", [k for k in positions if k < count])
+        jobs = {k: job for window, first in _windows_at(status, inside) for k, job in zip(inside[first : first + len(window)], window, strict=True)}
+        with without_gc():
+            return [self._row(jobs[k] if k < count else status.removed[k - count], k, agg) for k in positions]
+
+    def _row(self, job: JobStatus, k: int, agg: str) -> dict[str, Any]:
+        # What reading skipped was counted once, by `read_streamed`; a file it did not find is not looked for again.
+        return self._run(self.reader.run(job, Skipped(), not self.found[k]), self.parameter_names).row(self.metric_names, agg)
 
     def _run(self, run: Run, names: list[str]) -> Run:
         """The run as `read_results` leaves it: names that clash left out, and every parameter in every row."""
@@ -71,13 +88,20 @@ class StreamedResults:
         return run
 
 
-def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = ()) -> StreamedResults:
+def _windows_at(status: CompactStatus, indices: array[int]) -> Iterator[tuple[list[JobStatus], int]]:
+    first = 0
+    for window in status.windows(indices, []):
+        yield window, first
+        first += len(window)
+
+
+def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = (), usage: bool = False) -> StreamedResults:
     """Read every job of a runfile target once for the names of its parameters and metrics (`table.read_results`' rules).
 
     Raises:
         UsageError, InputError, MetadataError: as `status.view.load_status`.
     """
-    status = read_compact(target, usage=False)  # the table shows none of it
+    status = read_compact(target, usage=usage)  # `usage`: the CSV and JSON show what each run used, the table none of it
     skipped = Skipped()
     cache = MetricsCache(str(status.runs_dir.path))
     reader = RunReader(str(status.runs_dir.logs), status.now, cache, list(scrape), None, None, False)

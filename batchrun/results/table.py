@@ -42,7 +42,7 @@ from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import USAGE_FIELDS, State
 from batchrun.store.target import Target
 
-__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "note_names", "read_results", "sort_rows", "without_gc"]
+__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "note_names", "read_results", "sort_rows", "sortable", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "code", "command", "log_dir")
@@ -309,8 +309,8 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """Sort by a column (`-name` for descending); rows without a value go last either way."""
     descending = key.startswith("-")
     name = key[1:] if descending else key
-    present = [row for row in rows if _sortable(row.get(name))]
-    missing = [row for row in rows if not _sortable(row.get(name))]
+    present = [row for row in rows if sortable(row.get(name))]
+    missing = [row for row in rows if not sortable(row.get(name))]
     try:
         present.sort(key=lambda row: row[name], reverse=descending)
     except TypeError:  # numbers and texts in one column: compare as text
@@ -318,7 +318,8 @@ def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return present + missing
 
 
-def _sortable(value: Any) -> bool:
+def sortable(value: Any) -> bool:
+    """Whether `sort_rows` sorts a row by this value (else it goes last)."""
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 

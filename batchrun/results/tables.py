@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from batchrun.store.records import USAGE_FIELDS
 
-__all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_table", "write_table_windows"]
+__all__ = ["format_duration", "format_text_cells", "format_value", "mean_text", "typed_value", "warn_skipped", "write_csv", "write_csv_windows", "write_table", "write_table_windows"]
 
 # The short job id of tables; the full one is in --json and --csv.
 _SHORT_ID = 8
@@ -86,14 +86,19 @@ def warn_skipped(lines: list[str]) -> None:
 
 def write_csv(out: IO[str], rows: list[dict[str, Any]], params: list[str], metrics: list[str], grouped: bool) -> None:
     """Rows as CSV: every column, floats to the last digit (`repr`), None as empty."""
+    write_csv_windows(out, iter([rows]), params, metrics, grouped)
+
+
+def write_csv_windows(out: IO[str], windows: Iterator[list[dict[str, Any]]], params: list[str], metrics: list[str], grouped: bool) -> None:
+    """`write_csv` of rows made a window at a time."""
     writer = csv.writer(out, lineterminator="\n")
     if grouped:
         header = [*params, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))]
     else:
         header = ["line", "job_id", "state", *params, *metrics, "runtime", *USAGE_FIELDS, "code", "command", "log_dir"]
     writer.writerow(header)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(name)) for name in header])
+    for rows in windows:
+        writer.writerows([_csv_cell(row.get(name)) for name in header] for row in rows)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -1,0 +1,129 @@
+"""`batchrun results` of a runfile, a window of jobs at a time (`results.stream`): a million jobs in flat memory.
+
+Every form but `--over` (its groups' means and deviations are the held
+rows' `table.group_over`): the plain table, `--state`, `--sort` (the key
+column held compactly, `results.order`), `--top`, `--best`, `--json` and
+`--csv`, each to the byte what `cli/results` makes of every row held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import IO, Any
+
+from batchrun.cli.target import states_of
+from batchrun.cli.words import count
+from batchrun.errors import UsageError
+from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv_windows, write_table_windows
+from batchrun.store.target import Target
+
+__all__ = ["json_row", "streamed_results", "write_best"]
+
+Windows = Callable[[], Iterator[list[dict[str, Any]]]]
+
+
+def streamed_results(args: argparse.Namespace, target: Target) -> bool:
+    """Print the results as `cli/results` does; False, having printed nothing but what reading skipped, when the held rows must do it."""
+    from batchrun.results.order import sorted_positions
+    from batchrun.results.stream import read_streamed
+
+    # The CSV and JSON (and --best's JSON) show what each run used; the table none of it.
+    streamed = read_streamed(target, args.scrape, usage=args.json or args.csv)
+    warn_skipped(streamed.skipped.lines())
+    states = states_of(args) if args.state else []
+    params, metrics = streamed.parameter_names, streamed.metric_names
+    rows: Windows = lambda: streamed.windows(args.agg, states)  # noqa: E731
+    if args.sort is not None:
+        name = args.sort.lstrip("-")
+        any_row = any(window for window in streamed.windows(args.agg, states))
+        from batchrun.results.table import COLUMNS
+
+        columns = {*COLUMNS, *params, *metrics} if any_row else {*params, *metrics}
+        if name not in columns and name not in metrics:
+            raise UsageError(f"--sort {args.sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
+        order = sorted_positions(streamed.positioned(args.agg, states), args.sort)
+        if order is None:
+            return False  # not numbers: sorted as the held rows are
+
+        def rows() -> Iterator[list[dict[str, Any]]]:
+            positions = order()
+            while chunk := list(islice(positions, 2048)):
+                yield streamed.rows_at(chunk, args.agg)
+
+    if args.best is not None:
+        metric, goal = args.best
+        if metric not in metrics:
+            raise UsageError(f"--best {metric}: no such metric in {args.target} (metrics: {', '.join(metrics) or 'none'})")
+        best = _best_row(rows, metric, goal)
+        if best is None:
+            raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
+        if args.json:
+            print(json.dumps(json_row(best), indent=2))
+        else:
+            write_best(sys.stdout, best, metric, goal, params, False)
+        return True
+    shown = rows if args.top is None else _top(rows, args.top)
+    out = sys.stdout
+    if args.json:
+        _write_json(out, shown)
+    elif args.csv:
+        write_csv_windows(out, shown(), params, metrics, False)
+    else:
+        write_table_windows(out, shown, params, metrics)
+    return True
+
+
+def _top(rows: Windows, top: int) -> Windows:
+    def first() -> Iterator[list[dict[str, Any]]]:
+        left = top
+        for window in rows():
+            if left <= 0:
+                return
+            yield window[:left]
+            left -= len(window)
+
+    return first
+
+
+def _best_row(rows: Windows, metric: str, goal: str) -> dict[str, Any] | None:
+    """`table.best_row` of the rows, a window at a time: the first of ties."""
+    best: dict[str, Any] | None = None
+    for window in rows():
+        for row in window:
+            value = row.get(metric)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+                continue
+            if best is None or (value < best[metric] if goal == "min" else value > best[metric]):
+                best = row
+    return best
+
+
+def _write_json(out: IO[str], rows: Windows) -> None:
+    """`json.dumps(rows, indent=1)`, a row at a time: each one's text indented one level more, as the list's items are."""
+    first = True
+    for window in rows():
+        for row in window:
+            out.write(("[\n " if first else ",\n ") + json.dumps(json_row(row), indent=1).replace("\n", "\n "))
+            first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
+def json_row(row: dict[str, Any]) -> dict[str, Any]:
+    # Non-finite numbers never reach rows (they are skipped on reading); this keeps the JSON strict anyway.
+    return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
+
+
+def write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: list[str], grouped: bool) -> None:
+    value = format_value(best[metric])
+    setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
+    if grouped:
+        out.write(f"best {metric} {mean_text(best, metric).rsplit(' (', 1)[0]} ({goal}, mean of {count(best[f'{metric}_n'], 'run')}): {setting}\n")
+        return
+    out.write(f"best {metric} {value} ({goal}): line {best['line']}, job {best['job_id']}, {best['state']}\n")
+    out.write(f"  command: {best['command']}\n")
+    out.write(f"  log dir: {best['log_dir']}\n")
