@@ -15,7 +15,8 @@ entries a launch writes. `--check` builds a small one the same way beside a
 real launch of the same runfile and compares `batchrun status` of the two
 (times left out). Then each read command runs under `wait4` (`harness.run_measured`):
 `status` (its table, `--state failed`, `--json`, `--csv`, `--resources`,
-`--other-code`), `failed`, `plan`, `results`, for each `--batchrun` given.
+`--other-code`), `failed`, `plan`, `results` (plain, `--json`, `--csv`,
+`--sort`, `--top`, `--best`), for each `--batchrun` given.
 
     python benchmarks/million_reads.py --lines 1000000 \\
         --batchrun 'env PYTHONPATH=/work/main python -m batchrun' --batchrun 'python -m batchrun'
@@ -43,17 +44,22 @@ from batchrun.store.metadata import MetadataView, build_entry, render_entry
 from batchrun.store.resume import snapshot_of
 from batchrun.store.rundir import RunsDir
 
-# Commands timed on each runs directory: (label, arguments after the target).
+# Commands timed on each runs directory: (label, command, arguments after the target).
 READS = (
-    ("status", []),
-    ("status --state failed", ["--state", "failed"]),
-    ("status --json", ["--json"]),
-    ("status --csv", ["--csv"]),
-    ("status --resources", ["--resources"]),
-    ("status --other-code", ["--other-code"]),
-    ("failed", None),
-    ("plan", None),
-    ("results", None),
+    ("status", "status", []),
+    ("status --state failed", "status", ["--state", "failed"]),
+    ("status --json", "status", ["--json"]),
+    ("status --csv", "status", ["--csv"]),
+    ("status --resources", "status", ["--resources"]),
+    ("status --other-code", "status", ["--other-code"]),
+    ("failed", "failed", []),
+    ("plan", "plan", []),
+    ("results", "results", []),
+    ("results --json", "results", ["--json"]),
+    ("results --csv", "results", ["--csv"]),
+    ("results --sort -runtime", "results", ["--sort", "-runtime"]),
+    ("results --sort loss --top 5", "results", ["--sort", "loss", "--top", "5"]),
+    ("results --best loss", "results", ["--best", "loss"]),
 )
 # Every how many jobs one writes a metrics file.
 METRICS_EVERY = 10_000
@@ -142,18 +148,18 @@ def check(batchrun: list[str], work: Path) -> None:
 def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | None = None) -> list[tuple[str, str, str, float, float]]:
     """Each read command, run by each batchrun in turn (interleaved: the machine's load falls on each alike)."""
     rows = []
-    for name, extra in READS:
+    for name, command, extra in READS:
         if reads is not None and name not in reads:
             continue
         for tool in tools:
-            argv = [*tool, name, "jobs.runfile"] if extra is None else [*tool, "status", "jobs.runfile", *extra]
+            argv = [*tool, command, "jobs.runfile", *extra]
             who = "after" if tool is tools[-1] else "before"
             try:
                 run = run_measured(argv, work)
             except BenchError as err:
-                print(f"  {label:<9} {name:<22} {who:<6} failed: {str(err).splitlines()[0]}", flush=True)
+                print(f"  {label:<9} {name:<28} {who:<6} failed: {str(err).splitlines()[0]}", flush=True)
                 continue
-            print(f"  {label:<9} {name:<22} {who:<6} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
+            print(f"  {label:<9} {name:<28} {who:<6} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
             rows.append((label, name, shlex.join(tool), run.seconds, run.rss_mb))
     return rows
 

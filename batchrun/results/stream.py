@@ -101,7 +101,7 @@ def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = (), usage: bool
     Raises:
         UsageError, InputError, MetadataError: as `status.view.load_status`.
     """
-    status = read_compact(target, usage=usage)  # `usage`: the CSV and JSON show what each run used, the table none of it
+    status = read_compact(target, usage=usage, indexes=False)  # `usage`: the CSV and JSON show what each run used, the table none of it
     skipped = Skipped()
     cache = MetricsCache(str(status.runs_dir.path))
     reader = RunReader(str(status.runs_dir.logs), status.now, cache, list(scrape), None, None, False)
