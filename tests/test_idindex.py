@@ -54,3 +54,21 @@ def test_a_row_appended_while_another_thread_builds_the_index_is_not_lost(monkey
     monkeypatch.setattr(idindex, "_layout", layout)
     assert keys.row_of(late) == 1300
     assert [keys.row_of(job_id) for job_id in ids] == list(range(1300))
+
+
+def test_the_index_sorted_a_part_at_a_time_is_the_whole_sort_with_repeats_and_odd_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small part size, so that a few thousand rows sort in 16 parts; ids
+    # repeated and odd (text) ids included, as a journal can have them.
+    monkeypatch.setattr(idindex, "_PART_ROWS_LOG", 8)
+    ids = _ids(0, 5000) + _ids(0, 200) + ["legacy-key"]
+    keys = IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+    index, bits, shift, _ = keys._build()
+    digests = keys.digests
+    whole = sorted(float(((digests[row] >> shift) << bits) | row) for row in range(len(ids)))
+    assert list(index) == whole
+    assert [keys.row_of(job_id) for job_id in ids[:5000]] == list(range(5000))
+    assert keys.rows_of(ids[7]) == [7, 5007]
+    assert keys.row_of("legacy-key") == len(ids) - 1
+    assert keys.repeats()

@@ -28,6 +28,8 @@ from math import fmod
 from operator import eq, floordiv, gt, lshift, or_, rshift
 from typing import Any
 
+from batchrun.runfile.idtail import Tail
+
 __all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
@@ -69,10 +71,10 @@ class IdIndex:
         self._index: array[float] | None = None
         self._bits = 0  # low bits of an index entry: its row
         self._shift = 64  # an entry's high part is the id shifted right by this
-        self._tail = _Tail()
+        self._tail = Tail()
         self._near_cache: list[int] | None = None
         # What a look-up reads, published whole: a launch appends while other threads look up (and may build).
-        self._sorted: tuple[array[float], int, int, _Tail] | None = None
+        self._sorted: tuple[array[float], int, int, Tail] | None = None
         self._guard = threading.Lock()  # no row appended during a build is left out of both index and tail
 
     # -- reading ------------------------------------------------------------
@@ -234,7 +236,7 @@ class IdIndex:
         return taken
 
     def clear(self) -> None:
-        self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, _Tail(), None
+        self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, Tail(), None
 
     def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
         """The arrays and the rest (JSON-able) that `restore` takes back: the ids and, when built, the sorted index."""
@@ -271,7 +273,7 @@ class IdIndex:
 
     def _adopt(self, index: array[float], bits: int, shift: int) -> None:
         """Use a sorted index of the first len(index) rows; the rows after it go to the tail."""
-        tail = _Tail()
+        tail = Tail()
         ids = self._ids
         for row in range(len(index), len(ids)):
             if row not in self._odd:
@@ -282,11 +284,11 @@ class IdIndex:
     def _current(self) -> array[float]:
         return self._build()[0] if self._index is None or len(self._tail) else self._index
 
-    def _state(self) -> tuple[array[float], int, int, _Tail]:
+    def _state(self) -> tuple[array[float], int, int, Tail]:
         """The sorted index, its layout and its tail, as one consistent whole (built first when there is none)."""
         return self._sorted or self._build()
 
-    def _build(self) -> tuple[array[float], int, int, _Tail]:
+    def _build(self) -> tuple[array[float], int, int, Tail]:
         """Sort the rows by id, in C.
 
         Each entry packs an id's high part and its row into one integer below
@@ -298,9 +300,8 @@ class IdIndex:
         with self._guard:
             n = len(self._ids)
             bits, shift = _layout(n)
-            packed = map(or_, map(lshift, map(rshift, self._ids, repeat(shift)), repeat(bits)), range(n))
-            index = array("d", sorted(map(float, packed)))
-            tail = _Tail()
+            index = _sorted_entries(self._ids, bits, shift)
+            tail = Tail()
             self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, tail, None
             self._sorted = state = (index, bits, shift, tail)
         return state
@@ -328,61 +329,37 @@ def short_prefix(keys: IdIndex) -> int:
     return min(16, length)
 
 
+def _sorted_entries(ids: array[int], bits: int, shift: int) -> array[float]:
+    """The index entries of these ids, sorted: a part at a time, by the ids' first bits.
+
+    `sorted` holds a list of float objects, 32 bytes an entry: 32 MB at a
+    million rows, at the peak of whatever command builds an index. Entries
+    whose ids differ in their first bits sort apart, so sorting each part
+    (the ids starting with 000, 001, ...) and laying the parts end to end is
+    the whole sort, holding one part at a time. Each part costs two passes
+    over every row, in C; SHA-256 ids spread evenly over the parts.
+    """
+    n = len(ids)
+    part_bits = min(_PART_BITS_MAX, (n >> _PART_ROWS_LOG).bit_length(), 64 - shift)
+    if part_bits <= 0:
+        packed = map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))
+        return array("d", sorted(map(float, packed)))
+    entries = array("d", map(float, map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))))
+    firsts = bytes(map(rshift, ids, repeat(64 - part_bits)))
+    index = array("d")
+    for part in range(1 << part_bits):
+        index.fromlist(sorted(compress(entries, firsts.translate(_PICK[part]))))
+    return index
+
+
+# `_sorted_entries` sorts parts of about 2**17 rows (4 MB of floats at a time), in at most 2**4 parts.
+_PART_ROWS_LOG = 17
+_PART_BITS_MAX = 4
+# A `bytes.translate` table per first-bits value: that byte to 1, every other to 0.
+_PICK = [bytes(int(byte == part) for byte in range(256)) for part in range(1 << _PART_BITS_MAX)]
+
+
 def _layout(n: int) -> tuple[int, int]:
     """(row bits, id shift) of an index of n rows: row and id's high part fill 53 bits."""
     bits = max(1, (n - 1).bit_length())
     return bits, 64 - max(0, 53 - bits)
-
-
-class _Tail:
-    """Rows appended since the index was built, found by id: open addressing over an array of rows.
-
-    A dict of integer ids costs about 110 bytes an entry (half a million rows
-    appended during a launch: 55 MB); this costs 8 to 16 bytes.
-    """
-
-    __slots__ = ("_count", "_slots")
-
-    def __init__(self) -> None:
-        self._slots = array("q")  # a row, or -1; the size a power of two, at most half full
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def find(self, digest: int, ids: array[int]) -> int:
-        """The first appended row whose id is this integer; -1 when none."""
-        slots = self._slots
-        if not slots:
-            return -1
-        mask = len(slots) - 1
-        pos = digest & mask  # ids are SHA-256 bits: any bits spread evenly
-        while (row := slots[pos]) >= 0:
-            if ids[row] == digest:
-                return row
-            pos = (pos + 1) & mask
-        return -1
-
-    def add(self, digest: int, row: int, ids: array[int]) -> None:
-        """Note an appended row (kept only if no earlier appended row has its id)."""
-        if 2 * (self._count + 1) > len(self._slots):
-            # Filled whole before it replaces the old: a look-up in another thread meets one table or the other.
-            slots = array("q", [-1]) * max(64, 4 * len(self._slots))
-            for r in self._slots:
-                if r >= 0:
-                    _put(slots, ids[r], r, ids)
-            self._slots = slots
-        if _put(self._slots, digest, row, ids):
-            self._count += 1
-
-
-def _put(slots: array[int], digest: int, row: int, ids: array[int]) -> bool:
-    """Put a row in an open-addressing table; False when a row with its id is there already."""
-    mask = len(slots) - 1
-    pos = digest & mask
-    while (other := slots[pos]) >= 0:
-        if ids[other] == digest:
-            return False
-        pos = (pos + 1) & mask
-    slots[pos] = row
-    return True
