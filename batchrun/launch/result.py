@@ -9,7 +9,7 @@ too, so a launch and a `wait` on its records always agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class LaunchResult:
     """The outcome of a launch for the jobs of its runfile."""
 
     counts: dict[str, int]  # jobs of the runfile by `records.category_of`
-    failed: list[tuple[Job, JobRecord]]  # those that failed, timed out or were killed, in runfile order
+    failed: Sequence[tuple[Job, JobRecord]]  # those that failed, timed out or were killed, in runfile order
     interrupted: bool  # a signal (or `stop --now`) stopped the launch
     ran: int
     metadata_path: Path
