@@ -108,6 +108,11 @@ class ViewFile:
             self._changed, self._dead = {}, set()
             self._count = len(lens) - lens.count(0)
 
+    def share_keys(self, keys: IdIndex) -> None:
+        """Hold `keys`' twin as the entries' keys when they are the same ids in the same order (`IdIndex.twin_of`)."""
+        with self._lock:
+            self._keys = self._keys.twin_of(keys)
+
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
         self._changed[pos] = line
