@@ -81,9 +81,9 @@ def test_a_twin_shares_the_ids_until_either_changes_them() -> None:
         keys.append(job_id)
         other.append(job_id)
     assert keys.row_of(ids[5]) == 5  # keys has a sorted index (and a tail of later rows)
-    twin = other.twin_of(keys)
+    twin = idindex.twin_of(other, keys)
     assert twin is not other and twin.digests is keys.digests  # one copy of the ids held
-    assert other.twin_of(IdIndex()) is other  # other ids: no twin
+    assert idindex.twin_of(other, IdIndex()) is other  # other ids: no twin
     # Each side's appends are its own: the one that changes copies first.
     new = _ids(3000, 1200)
     for job_id in new[:600]:

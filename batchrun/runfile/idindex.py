@@ -30,7 +30,7 @@ from typing import Any
 
 from batchrun.runfile.idtail import Tail
 
-__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix"]
+__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix", "twin_of"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
 _SHORT_MIN = 8
@@ -162,7 +162,7 @@ class IdIndex:
         bits = self._bits
         # Neighbours with equal high parts are among those sharing the first 32 bits.
         same = [pos for pos in near if int(index[pos]) >> bits == int(index[pos + 1]) >> bits]
-        return self._runs(index, same)
+        return _runs(index, same, bits)
 
     def _near(self) -> tuple[array[float], list[int]]:
         """The sorted index, and the positions p where entries p and p + 1 share an id's first 32 bits (or the
@@ -178,19 +178,6 @@ class IdIndex:
                 near = list(compress(range(len(keys) - 1), map(eq, keys, islice(keys, 1, None))))
             self._near_cache = near
         return index, self._near_cache
-
-    def _runs(self, index: array[float], positions: list[int]) -> list[list[int]]:
-        """The rows of runs of neighbouring entries: position p joins entry p + 1 to entry p's run."""
-        mask = (1 << self._bits) - 1
-        runs: list[list[int]] = []
-        last = -2
-        for pos in positions:
-            if pos == last + 1:
-                runs[-1].append(int(index[pos + 1]) & mask)
-            else:
-                runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
-            last = pos
-        return runs
 
     def repeats(self) -> bool:
         """Whether two rows share an id (different commands whose SHA-256 start alike, or appended twice)."""
@@ -232,31 +219,6 @@ class IdIndex:
         if self._shared:
             self._ids, self._shared = array("Q", self._ids), False
         return self._ids
-
-    def twin_of(self, other: IdIndex) -> IdIndex:
-        """`other`'s twin when it holds the same ids in the same rows, else this index: one copy of them held, not two.
-
-        A runs directory's job table, its record table and metadata.json's
-        entries often hold the same ids in the same order (every job ran, in
-        runfile order): 16 bytes a job each, ids and sorted index (48 MB at a
-        million jobs for the three). A twin shares the other's arrays; either
-        copies the ids before it changes them (the sorted index is never
-        changed in place), so neither sees the other's changes.
-        """
-        if self is other:
-            return self
-        if self._odd or other._odd or len(self._ids) != len(other._ids):
-            if self._ids is other._ids:  # handed the same array (a snapshot's equal sections) but no twin: its own copy
-                self._ids = array("Q", self._ids)
-            return self
-        index, bits, shift, _ = other._state()  # a sorted index of other's first rows (built outside the guard)
-        with other._guard:
-            if self._ids != other._ids:
-                return self
-            twin = IdIndex(other._ids)
-            twin._adopt(index, bits, shift)  # rows after the index (other's tail) go to the twin's own tail
-            twin._shared = other._shared = True
-        return twin
 
     def take(self, rows: Iterable[int]) -> IdIndex:
         """A new index of these rows' ids, in this order."""
@@ -339,6 +301,46 @@ class IdIndex:
         return state
 
 
+def twin_of(keys: IdIndex, other: IdIndex) -> IdIndex:
+    """`other`'s twin when `keys` holds the same ids in the same rows, else `keys`: one copy of them held, not two.
+
+    A runs directory's job table, its record table and metadata.json's
+    entries often hold the same ids in the same order (every job ran, in
+    runfile order): 16 bytes a job each, ids and sorted index (48 MB at a
+    million jobs for the three). A twin shares the other's arrays; either
+    copies the ids before it changes them (`_own_ids`; the sorted index is
+    never changed in place), so neither sees the other's changes.
+    """
+    if keys is other:
+        return keys
+    if keys._odd or other._odd or len(keys._ids) != len(other._ids):
+        if keys._ids is other._ids:  # handed the same array (a snapshot's equal sections) but no twin: its own copy
+            keys._ids = array("Q", keys._ids)
+        return keys
+    index, bits, shift, _ = other._state()  # a sorted index of other's first rows (built outside the guard)
+    with other._guard:
+        if keys._ids != other._ids:
+            return keys
+        twin = IdIndex(other._ids)
+        twin._adopt(index, bits, shift)  # rows after the index (other's tail) go to the twin's own tail
+        twin._shared = other._shared = True
+    return twin
+
+
+def _runs(index: array[float], positions: list[int], bits: int) -> list[list[int]]:
+    """The rows of runs of neighbouring index entries (`bits` low bits: the row): position p joins entry p + 1 to entry p's run."""
+    mask = (1 << bits) - 1
+    runs: list[list[int]] = []
+    last = -2
+    for pos in positions:
+        if pos == last + 1:
+            runs[-1].append(int(index[pos + 1]) & mask)
+        else:
+            runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
+        last = pos
+    return runs
+
+
 def short_prefix(keys: IdIndex) -> int:
     """The shortest id prefix, from 8 hex digits up, that tells every row's id of `keys` apart (16 when two are equal)."""
     if keys._odd:
@@ -354,7 +356,7 @@ def short_prefix(keys: IdIndex) -> int:
     # neighbours in sorted order: compare those whole.
     ids = keys._ids
     length = _SHORT_MIN
-    for run in keys._runs(index, near):
+    for run in _runs(index, near, keys._bits):
         for i, a in enumerate(run):
             for b in run[i + 1 :]:
                 length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)

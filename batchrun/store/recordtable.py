@@ -23,7 +23,7 @@ from array import array
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any
 
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
@@ -385,7 +385,7 @@ def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, A
     if side["fields"] != [field.name for field in FIELDS]:
         raise ValueError("the record fields are not this version's")
     keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
-    table._keys = keys.twin_of(twin) if twin is not None else keys
+    table._keys = twin_of(keys, twin) if twin is not None else keys
     table._present = bytearray(sections["present"].tobytes())
     rows = len(table._keys)
     for name, column in table.columns.items():

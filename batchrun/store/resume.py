@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.runfile.file import Runfile
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.parse import parse_commands
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
@@ -51,7 +51,7 @@ _DIGEST_SIZE = 16
 _VIEW = ("view.",)
 _USAGE = tuple(f"records.{name}" for name in USAGE_FIELDS)
 # Sections often the same bytes as the job table's (every job ran in runfile order; metadata.json's first
-# entries are the jobs'): read as that one array (`read_sections`), held once (`IdIndex.twin_of`).
+# entries are the jobs'): read as that one array (`read_sections`), held once (`idindex.twin_of`).
 _SAME = {f"{part}.keys.{name}": f"jobs.keys.{name}" for part in ("records", "view") for name in ("ids", "index")}
 
 
@@ -151,9 +151,9 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     cut = _unchanged_prefix(text, old_size, sections["blocks.ends"], sections["blocks.digests"].tobytes())
     # The new text holds the kept jobs where the old one did (the blocks before `cut` are the same bytes).
     jobs = restore_table(text, part("jobs"), side["jobs"])
-    # Before the job table changes: sections read as its own (`_SAME`) become twins of its ids (`IdIndex.twin_of`).
+    # Before the job table changes: sections read as its own (`_SAME`) become twins of its ids (`idindex.twin_of`).
     records = RecordTable.restore(part("records"), side["records"], twin=jobs.keys)
-    view_keys = IdIndex.restore(part("view.keys"), side["view"]["keys"]).twin_of(jobs.keys) if side["view"] is not None and "view.keys.ids" in sections else None
+    view_keys = twin_of(IdIndex.restore(part("view.keys"), side["view"]["keys"]), jobs.keys) if side["view"] is not None and "view.keys.ids" in sections else None
     old_rows = sections["rows"]
     starts, _ends, lines = jobs.columns()
     if len(old_rows) != len(jobs) or ref.runfile_size != old_size:

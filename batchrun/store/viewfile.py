@@ -30,7 +30,7 @@ from operator import add
 from pathlib import Path
 
 from batchrun.atomic import write_atomic
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 
 __all__ = ["ViewFile", "ViewSnapshot"]
 
@@ -109,9 +109,9 @@ class ViewFile:
             self._count = len(lens) - lens.count(0)
 
     def share_keys(self, keys: IdIndex) -> None:
-        """Hold `keys`' twin as the entries' keys when they are the same ids in the same order (`IdIndex.twin_of`)."""
+        """Hold `keys`' twin as the entries' keys when they are the same ids in the same order (`idindex.twin_of`)."""
         with self._lock:
-            self._keys = self._keys.twin_of(keys)
+            self._keys = twin_of(self._keys, keys)
 
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
