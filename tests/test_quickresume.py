@@ -504,3 +504,19 @@ def test_a_section_the_same_as_an_earlier_one_is_read_as_that_one_array(tmp_path
     assert got["b"] is got["a"] == ids  # the same bytes: one array
     assert got["c"] is not got["a"] and got["c"] == other  # one byte apart: read as its own
     assert got["d"] == ids[:50] and got["e"].tobytes() == b"after"  # another length; what follows is read whole
+
+
+def test_a_relaunch_past_the_listed_failures_is_answered_from_the_fingerprint_with_their_count(tmp_path: Path) -> None:
+    # The summary lists the first MAX_LISTED failed jobs and counts all: a big sweep with many
+    # failures is still answered without a replay, and says how many failed. Its fingerprint is
+    # version 2, which an earlier release (version 1 only) passes over for its full path.
+    from batchrun.store.fingerprint import MAX_LISTED
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "exp.runfile").write_text("".join(f"false {i}\n" for i in range(MAX_LISTED + 5)) + "true\n")
+    code, out, _ = _launch(work)
+    assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out
+    assert (work / "runs" / "exp" / FINGERPRINT_NAME).read_bytes().startswith(b"batchrun-fingerprint 2 ")
+    code, out, _ = _both(work, quick=True)
+    assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out and "false 0" in out
