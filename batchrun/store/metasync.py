@@ -170,6 +170,8 @@ class MetadataSync:
         """Write every entry from the journal (and what only the old file knew), streaming."""
         try:
             self.view.rebuild(_entries(self))
+            # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
+            self.view.file.share_keys(self.runfile.jobs.keys)
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}
