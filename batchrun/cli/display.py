@@ -159,7 +159,7 @@ class Progress:
             elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
-                if self.best is not None:
+                if self.best is not None and event.metrics:
                     self.best.update(job.job_id, job.lineno)
                 if rec.state in State.ENDED:
                     self.done += 1
