@@ -43,6 +43,28 @@ import time
 from typing import Any
 
 
+def _has_exit_record(runs_dir: str, job_id: str) -> bool:
+    """Whether the job's supervisor wrote its exit record: a line of its launch's exit log (`.exits/`), or its own `exit` file.
+
+    Read here, not through `exitlog.lookup`, so the launch's own cache of those files is left as it was.
+    """
+    import glob
+
+    from batchrun.executors import exitlog
+
+    if os.path.exists(f"{runs_dir}/logs/{job_id}/exit"):
+        return True
+    start = f"{job_id} ".encode()
+    for path in glob.glob(f"{runs_dir}/{exitlog.FOLDER}/*"):
+        try:
+            with open(path, "rb") as file:
+                if any(line.startswith(start) for line in file):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def _install() -> None:
     env = os.environ
     if not any(name.startswith("BRFAULT_") for name in env):
@@ -148,7 +170,7 @@ def _install() -> None:
                 Path(gate).touch()
                 log_dir = f"{self.options.runs_dir}/logs/{job_id}"
                 deadline = time.monotonic() + 30
-                while (jobfiles.job_lock_held(log_dir) or not os.path.exists(f"{log_dir}/exit")) and time.monotonic() < deadline:
+                while (jobfiles.job_lock_held(log_dir) or not _has_exit_record(self.options.runs_dir, job_id)) and time.monotonic() < deadline:
                     time.sleep(0.01)
             return send_late(self, job_id, ref, sig)
 
