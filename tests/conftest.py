@@ -146,3 +146,29 @@ def slurm_skip_reason() -> str | None:
     if answer.returncode != 0:
         return f"the SLURM controller does not answer ({answer.stderr.strip()}); start it with tests/slurm/start-slurm.sh"
     return None
+
+
+# Under pytest-xdist (`-n 2 --dist loadgroup`, pyproject's addopts), the tests of one group run in one
+# worker, one after another: those sharing the one-node SLURM cluster (and test_shell_compat, whose
+# module fixture launches its corpus once per executor, SLURM's among them), those starting Dask
+# clusters, those driving Chromium, and the matrix, whose runs directories are made once per module.
+# Every other test goes to whichever worker is free.
+XDIST_GROUPS = {
+    "test_executor_slurm": "slurm",
+    "test_slurm_requeue": "slurm",
+    "test_shell_compat": "slurm",
+    "test_cli_queue": "slurm",
+    "test_executor_dask": "dask",
+    "test_dask_worker": "dask",
+    "test_ui_browser": "browser",
+    "test_report_browser": "browser",
+    "test_matrix": "matrix",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = XDIST_GROUPS.get(item.path.stem)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
