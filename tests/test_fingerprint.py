@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from batchrun.launch.launch import _tally
 from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text, runfile_digest
 from batchrun.store.fingerprint import (
     FINGERPRINT_NAME,
+    MAX_LISTED,
     Fingerprint,
     Summary,
     journal_digest,
@@ -154,7 +156,7 @@ def test_a_torn_or_empty_journal_has_no_digest(tmp_path: Path) -> None:
     assert journal_digest(tmp_path / "missing") is None
 
 
-def test_no_summary_while_a_job_runs_or_past_the_listed_failures(tmp_path: Path) -> None:
+def test_no_summary_while_a_job_runs_and_the_first_failures_past_the_listed_ones(tmp_path: Path) -> None:
     runfile = parse_runfile_text("".join(f"exit {n}\n" for n in range(1, 1003)), tmp_path / "x.runfile")
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -163,7 +165,9 @@ def test_no_summary_while_a_job_runs_or_past_the_listed_failures(tmp_path: Path)
     for job in runfile.jobs:
         journal.record_end(job.job_id, 1, 1, 1.0, 2.0)
     journal.close()
-    assert _summary(runfile, journal.records, journal) is None  # 1002 failed
+    summary = _summary(runfile, journal.records, journal)  # 1002 failed: the first MAX_LISTED listed, all counted
+    assert summary is not None and summary.failed_count == 1002 and not summary.lists_every_failure
+    assert [command for *_, command in summary.failed] == [f"exit {n}" for n in range(1, MAX_LISTED + 1)]
     running = {"a": JobRecord("a")}
     running["a"].state = State.RUNNING
     assert _summary(runfile, running, journal) is None
@@ -257,6 +261,9 @@ def _with_body(runs: Path, fingerprint: Fingerprint, edit: object) -> None:
         lambda b: b["summary"].update(duplicates=[["x", 1]]),
         lambda b: b["summary"].update(duplicates=[[1, 1, 2]]),
         lambda b: b["summary"].pop("removed"),
+        lambda b: b["summary"].update(failed_count=0),  # fewer than it lists
+        lambda b: b["summary"].update(failed_count=5),  # more than it lists, yet it lists fewer than MAX_LISTED
+        lambda b: b["summary"].update(failed_count=True),
         lambda b: b.update(summary=[]),
         lambda b: b.pop("journal_tail"),
         lambda b: b.clear(),
@@ -265,6 +272,21 @@ def _with_body(runs: Path, fingerprint: Fingerprint, edit: object) -> None:
 def test_a_well_signed_fingerprint_with_bad_fields_reads_as_none(tmp_path: Path, edit: object) -> None:
     runs, fingerprint = _finished(tmp_path)
     _with_body(runs, fingerprint, edit)
+    assert read_fingerprint(runs) is None
+
+
+def test_a_summary_of_the_first_failures_is_version_2_and_only_version_2(tmp_path: Path) -> None:
+    runs, fingerprint = _finished(tmp_path)
+    assert fingerprint.summary is not None and fingerprint.summary.lists_every_failure
+    listed = (fingerprint.summary.failed * MAX_LISTED)[:MAX_LISTED]
+    some = dataclasses.replace(fingerprint, summary=dataclasses.replace(fingerprint.summary, failed=listed, failed_count=MAX_LISTED + 7))
+    data = some.render().encode()
+    assert data.startswith(b"batchrun-fingerprint 2 ")
+    (runs / FINGERPRINT_NAME).write_bytes(data)
+    read = read_fingerprint(runs)
+    assert read == some and read.summary is not None and read.summary.failed_count == MAX_LISTED + 7
+    # Signed as version 1, an earlier release would take the listed failures for all: refused.
+    _with_body(runs, some, lambda b: None)
     assert read_fingerprint(runs) is None
 
 

@@ -130,8 +130,12 @@ def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: Helper
         pool.start(JOB_ID, "true", str(log_dir), _env(log_dir, marker))
     with pytest.raises(OSError, match="embedded null byte"):
         pool.start(JOB_ID, "echo a\0b", str(tmp_path / "nul"), _env(tmp_path / "nul", marker))
+    # A value no environment can hold (the helper passes its own environment on while it can).
+    with pytest.raises(OSError, match="embedded null byte"):
+        pool.start(JOB_ID, "true", str(tmp_path / "nul-env"), _env(tmp_path / "nul-env", marker, BAD="a\0b"))
     ok = tmp_path / "ok"
-    assert _run(pool, ok, "exit 3", _env(ok, marker)) == 3
+    assert _run(pool, ok, 'echo "[${BAD-unset}]"; exit 3', _env(ok, marker)) == 3
+    assert (ok / "out.log").read_text() == "[unset]\n"
     assert len(pool._idle) == 1, "a job that could not start cost its helper"
 
 

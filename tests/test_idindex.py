@@ -54,3 +54,44 @@ def test_a_row_appended_while_another_thread_builds_the_index_is_not_lost(monkey
     monkeypatch.setattr(idindex, "_layout", layout)
     assert keys.row_of(late) == 1300
     assert [keys.row_of(job_id) for job_id in ids] == list(range(1300))
+
+
+def test_the_index_sorted_a_part_at_a_time_is_the_whole_sort_with_repeats_and_odd_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small part size, so that a few thousand rows sort in 16 parts; ids
+    # repeated and odd (text) ids included, as a journal can have them.
+    monkeypatch.setattr(idindex, "_PART_ROWS_LOG", 8)
+    ids = _ids(0, 5000) + _ids(0, 200) + ["legacy-key"]
+    keys = IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+    index, bits, shift, _ = keys._build()
+    digests = keys.digests
+    whole = sorted(float(((digests[row] >> shift) << bits) | row) for row in range(len(ids)))
+    assert list(index) == whole
+    assert [keys.row_of(job_id) for job_id in ids[:5000]] == list(range(5000))
+    assert keys.rows_of(ids[7]) == [7, 5007]
+    assert keys.row_of("legacy-key") == len(ids) - 1
+    assert keys.repeats()
+
+
+def test_a_twin_shares_the_ids_until_either_changes_them() -> None:
+    ids = _ids(0, 3000)
+    keys, other = IdIndex(), IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+        other.append(job_id)
+    assert keys.row_of(ids[5]) == 5  # keys has a sorted index (and a tail of later rows)
+    twin = idindex.twin_of(other, keys)
+    assert twin is not other and twin.digests is keys.digests  # one copy of the ids held
+    assert idindex.twin_of(other, IdIndex()) is other  # other ids: no twin
+    # Each side's appends are its own: the one that changes copies first.
+    new = _ids(3000, 1200)
+    for job_id in new[:600]:
+        keys.append(job_id)
+    for job_id in new[600:]:
+        twin.append(job_id)
+    assert keys.digests is not twin.digests
+    assert [keys.row_of(job_id) for job_id in ids[:3] + new[:2] + new[600:602]] == [0, 1, 2, 3000, 3001, -1, -1]
+    assert [twin.row_of(job_id) for job_id in ids[:3] + new[:2] + new[600:602]] == [0, 1, 2, -1, -1, 3000, 3001]
+    keys.truncate(10)
+    assert len(keys) == 10 and len(twin) == 3600 and twin.row_of(ids[2999]) == 2999

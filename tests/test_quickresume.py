@@ -468,3 +468,55 @@ def test_a_light_read_has_no_usage_until_the_journal_sets_some() -> None:
     assert [ints.get(row) for row in range(4)] == [None, None, None, 12_000]
     assert [floats.get(row) for row in range(3)] == [0.5, None, None]
     assert len(ints.dump()[0][""]) == 4
+
+
+def test_ids_the_job_table_holds_are_held_once_by_the_records_and_the_view(work: Path) -> None:
+    # Every job ran, in runfile order (-j 1): the records' and metadata.json's ids are the job
+    # table's, in the same rows, and a relaunch holds one copy of them (48 MB a million jobs for three).
+    runs = RunsDir(work / "runs" / "exp")
+    resume = read_resume(runs, work / "exp.runfile")
+    assert resume is not None and resume.view is not None
+    jobs = resume.runfile.jobs.keys
+    assert resume.records.keys_index.digests is jobs.digests and resume.view.keys.digests is jobs.digests
+    # A relaunch after a line was added reads the same records beside a longer job table: not shared,
+    # and the same records and states as before.
+    _edit_runfile(work, lambda lines: [*lines, "echo added"])
+    grown = read_resume(runs, work / "exp.runfile")
+    assert grown is not None and grown.records.keys_index.digests is not grown.runfile.jobs.keys.digests
+    assert {job_id: rec.state for job_id, rec in grown.records.items()} == {job_id: rec.state for job_id, rec in resume.records.items()}
+
+
+@pytest.mark.parametrize("block", [1 << 20, 24], ids=["one-block", "blocks-of-24-bytes"])
+def test_a_section_the_same_as_an_earlier_one_is_read_as_that_one_array(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    from array import array
+
+    from batchrun.store import jobsnapshot
+
+    monkeypatch.setattr(jobsnapshot, "_BLOCK", block)
+    ids = array("Q", range(1000, 1100))
+    other = array("Q", ids)
+    other[99] += 1  # differs in its last byte only
+    sections = {"a": ids, "b": array("Q", ids), "c": other, "d": array("Q", ids[:50]), "e": array("B", b"after")}
+    assert jobsnapshot.write_sections(tmp_path, "t", sections, {})
+    read = jobsnapshot.read_sections(tmp_path, "t", same={"b": "a", "c": "a", "d": "a"})
+    assert read is not None
+    got = read[0]
+    assert got["b"] is got["a"] == ids  # the same bytes: one array
+    assert got["c"] is not got["a"] and got["c"] == other  # one byte apart: read as its own
+    assert got["d"] == ids[:50] and got["e"].tobytes() == b"after"  # another length; what follows is read whole
+
+
+def test_a_relaunch_past_the_listed_failures_is_answered_from_the_fingerprint_with_their_count(tmp_path: Path) -> None:
+    # The summary lists the first MAX_LISTED failed jobs and counts all: a big sweep with many
+    # failures is still answered without a replay, and says how many failed. Its fingerprint is
+    # version 2, which an earlier release (version 1 only) passes over for its full path.
+    from batchrun.store.fingerprint import MAX_LISTED
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "exp.runfile").write_text("".join(f"false {i}\n" for i in range(MAX_LISTED + 5)) + "true\n")
+    code, out, _ = _launch(work)
+    assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out
+    assert (work / "runs" / "exp" / FINGERPRINT_NAME).read_bytes().startswith(b"batchrun-fingerprint 2 ")
+    code, out, _ = _both(work, quick=True)
+    assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out and "false 0" in out

@@ -6,6 +6,9 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
+from batchrun.store import viewfile
 from batchrun.store.metadata import MetadataView
 from batchrun.store.viewfile import ViewFile
 
@@ -18,7 +21,11 @@ def dict_file(rendered: dict[str, bytes]) -> bytes:
     return b"{\n" + b",\n".join(parts) + b"\n}\n"
 
 
-def test_same_bytes_as_a_dict_through_puts_removes_re_adds_and_rewrites(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows", [1 << 16, 3], ids=["whole-runs", "runs-in-blocks-of-3"])
+def test_same_bytes_as_a_dict_through_puts_removes_re_adds_and_rewrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    # A rewrite shifts and scans the unchanged runs a block of positions at a time (bounded memory at a
+    # million entries): blocks of 3 put block edges inside every run, and runs that start or end without lines.
+    monkeypatch.setattr(viewfile, "_ROWS", rows)
     rng = random.Random(7)
     path = tmp_path / "metadata.json"
     model: dict[str, bytes] = {}

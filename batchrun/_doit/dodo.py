@@ -170,9 +170,9 @@ def _finish_action(session: _Session) -> TaskFailed | None:
         return TaskFailed(f"batchrun: {session.runfile.path}: interrupted; run again to finish")
     if result.failed:
         names = ", ".join(f"{job.job_id} ({f'exit {rec.status}' if rec.status is not None else rec.state})" for job, rec in result.failed[:5])
-        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
+        more = f" and {result.failures - 5} more" if result.failures > 5 else ""
         return TaskFailed(
-            f"batchrun: {len(result.failed)} job(s) of {session.runfile.path} failed: {names}{more}; "
+            f"batchrun: {result.failures} job(s) of {session.runfile.path} failed: {names}{more}; "
             f"logs in {result.runs_dir / 'logs'}"
         )
     return None

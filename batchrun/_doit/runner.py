@@ -39,7 +39,6 @@ stop flag) and `task._actions` (a job task's title comes from its doc).
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -116,6 +115,10 @@ class JobAction(BaseAction):
     def execute(self, out: Any = None, err: Any = None) -> TaskError | None:
         # A job's non-zero exit is data (recorded in the journal), not a doit
         # failure: doit's part is only to run unfinished jobs once.
+        # doit set `task` to the Task that holds this action, a reference cycle:
+        # let go of it so the Task goes by reference counting once its window is
+        # done, not in a collection that stops every thread (`next_window`).
+        self.task = None
         try:
             record = self.runner.run_job(self.job)
         except BatchrunError as error:
@@ -197,6 +200,11 @@ class PoolRunner(Runner):
         self._halt = False
 
     def _use(self, dispatcher: Any) -> None:
+        if self._gen is not None:
+            # The generator's frame and its dispatcher hold each other: closed,
+            # the last window's nodes and Tasks go by reference counting, now,
+            # not in a collection that stops every thread.
+            self._gen.close()
         self._gen = dispatcher.generator
         self._tasks = dispatcher.tasks
 
@@ -288,7 +296,6 @@ class JobTaskLoader(TaskLoader2):
         self.should_stop = should_stop
         self.queue: JobQueue = FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
         self.skip = skip or source.done
-        self._collect = True
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"verbosity": 0}
@@ -298,13 +305,11 @@ class JobTaskLoader(TaskLoader2):
 
     def next_window(self, size: int | None = None) -> list[Task] | None:
         """The next window's tasks (up to `size`); [] when the job source has nothing yet, None when it has no more."""
-        if self._collect:
-            # The last window's Tasks sit in reference cycles (task <-> action):
-            # free them before building the next, or memory grows with the run.
-            gc.collect()
+        # No collection here: a window's Tasks hold no reference cycle once run
+        # (`JobAction.execute`, `PoolRunner._use`), so they go by reference
+        # counting; a collection of the whole heap per window stopped every
+        # thread for tens of milliseconds.
         jobs = self.queue.next_jobs(WINDOW if size is None else size, self.skip)
-        # Not again while a following launch polls an unchanged file.
-        self._collect = bool(jobs)
         if jobs is None:
             return None
         return [job_task(self.runner, self.source, job) for job in jobs]

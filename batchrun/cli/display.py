@@ -159,7 +159,7 @@ class Progress:
             elif event.kind == EventKind.END:
                 self.running.pop(job.job_id, None)
                 rec = event.record
-                if self.best is not None:
+                if self.best is not None and event.metrics:
                     self.best.update(job.job_id, job.lineno)
                 if rec.state in State.ENDED:
                     self.done += 1
@@ -322,7 +322,7 @@ def summary_lines(result: LaunchResult, runfile: str, failed_before: int) -> lis
         for job, rec in result.failed[:_SUMMARY_FAILED]:
             why = f"failed (exit {rec.status})" if rec.state == State.FAILED else str(rec.state)
             lines.append(f"  {why}: {job.job_id}  line {job.lineno}  {job.command}")
-        more = len(result.failed) - _SUMMARY_FAILED
+        more = result.failures - _SUMMARY_FAILED
         if more > 0:
             lines.append(f"  ... and {more} more: batchrun status {runfile} --state failed,timeout,killed")
         if failed_before:

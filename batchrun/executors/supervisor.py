@@ -246,8 +246,8 @@ class Ended:
         self.recorded = recorded
 
 
-def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes], attempt: bytes, fresh: bool = True, append: bool = False) -> Job:
-    """Open the logs, take the lock and start `/bin/sh -c LINE` in a session of its own; `finish` must follow.
+def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes] | None, attempt: bytes, fresh: bool = True, append: bool = False) -> Job:
+    """Open the logs, take the lock and start `/bin/sh -c LINE` in a session of its own (`env` None: this process's environment); `finish` must follow.
 
     Raises:
         OSError: the log files cannot be created, or the shell cannot start.

@@ -7,6 +7,7 @@ snapshot describes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from batchrun.executors.exitlog import FOLDER, drop_all
@@ -42,7 +43,7 @@ class Finishing(Protocol):
     control: LaunchControl
 
 
-def leave_fingerprint(launch: Finishing, counts: dict[str, int], failed: list[tuple[Job, JobRecord]], ledger: Ledger) -> None:
+def leave_fingerprint(launch: Finishing, counts: dict[str, int], failed: Sequence[tuple[Job, JobRecord]], ledger: Ledger) -> None:
     """What lets the next launch skip work and `wait` answer as this one did (`store.fingerprint`).
 
     No summary and no snapshot for a runfile that grew while jobs ran

@@ -36,3 +36,4 @@ class JobEvent:
     record: JobRecord
     slot: int | None = None
     note: str | None = None  # why it ended as it did, where the state does not say (--max-requeues spent)
+    metrics: bool = True  # False: it surely left no metrics file (its helper looked), so none is read for it

@@ -393,7 +393,7 @@ def _still_running(executor: Executor, runs_dir: RunsDir, rec: JobRecord, log_di
     return executor.still_running(rec.job_id, rec.ref, str(log_dir))
 
 
-def _tally(jobs: Sequence[Job], records: Mapping[str, JobRecord]) -> tuple[dict[str, int], list[tuple[Job, JobRecord]]]:
+def _tally(jobs: Sequence[Job], records: Mapping[str, JobRecord]) -> tuple[dict[str, int], Sequence[tuple[Job, JobRecord]]]:
     """Counts of the runfile's jobs by `category_of`, and those that ended without succeeding (stopped is no failure)."""
     ledger = Ledger.of(jobs, records)
     keys = ledger.keys()

@@ -45,6 +45,7 @@ class QuickAnswer:
         return LaunchResult(
             counts=dict(self.summary.counts),
             failed=self.summary.failed_jobs(),
+            failed_count=self.summary.failed_count,
             interrupted=hold.interrupted,
             ran=0,
             metadata_path=hold.runs_dir.metadata,

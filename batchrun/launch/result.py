@@ -9,7 +9,7 @@ too, so a launch and a `wait` on its records always agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,8 @@ class LaunchResult:
     """The outcome of a launch for the jobs of its runfile."""
 
     counts: dict[str, int]  # jobs of the runfile by `records.category_of`
-    failed: list[tuple[Job, JobRecord]]  # those that failed, timed out or were killed, in runfile order
+    failed: Sequence[tuple[Job, JobRecord]]  # those that failed, timed out or were killed, in runfile order
+    failed_count: int | None = None  # how many did, when `failed` lists only the first (a relaunch answered from its fingerprint)
     interrupted: bool  # a signal (or `stop --now`) stopped the launch
     ran: int
     metadata_path: Path
@@ -59,6 +60,11 @@ class LaunchResult:
     drained: bool = False  # ended by `batchrun stop`: no new job started, running ones finished
     detached: int = 0  # jobs submitted and left running (--detach)
     metadata_written: bool = True  # metadata_path holds this launch's last view (not so on a full disk)
+
+    @property
+    def failures(self) -> int:
+        """How many jobs failed, timed out or were killed (`failed` may list only the first)."""
+        return len(self.failed) if self.failed_count is None else self.failed_count
 
     @property
     def exit_code(self) -> int:

@@ -144,10 +144,10 @@ class JobRunner:
         """Stop these running jobs while the launch goes on (`stopper.JobEnds.start`); the ids it stops."""
         return self.ends.start(job_ids, state)
 
-    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None, note: str | None = None) -> None:
+    def emit(self, kind: EventKind, job: Job, rec: JobRecord, slot: int | None, note: str | None = None, metrics: bool = True) -> None:
         """Report an event; a display that fails (a closed pipe) never stops jobs."""
         try:
-            self.on_event(JobEvent(kind, job, rec, slot, note))
+            self.on_event(JobEvent(kind, job, rec, slot, note, metrics))
         except Exception:  # noqa: BLE001 - the records, not the display, matter
             self.on_event = _ignore_event
 
@@ -244,7 +244,7 @@ class JobRunner:
         with control.lock:
             self.running.pop(job.job_id, None)
             self.ends.forget(job.job_id)
-            self.journal.record_usage(job.job_id, attempt, usage, gpu)
+            self.journal.record_usage(job.job_id, attempt, usage, gpu, hold=True)  # written with the end line
             how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
             rec = record_end(self.journal, job.job_id, attempt, start, end, _requeue_or_fail(self, job.job_id, how))
             self.ran += 1
@@ -257,7 +257,8 @@ class JobRunner:
     def _emit_end(self, job: Job, rec: JobRecord, slot: int, retries_left: int, ref: str | None = None) -> None:
         # The job's metrics, summarised once now, spare `batchrun results` parsing them
         # (one failed open without, unless the executor saw there is no file).
-        if ref is None or not self.executor.left_no_metrics(ref):
+        metrics = ref is None or not self.executor.left_no_metrics(ref)
+        if metrics:
             skipped = self._metrics_skipped
             warned = NOT_A_FILE in skipped.counts
             record_job_metrics(os.path.dirname(self.logs), job.job_id, f"{self.logs}/{job.job_id}/{METRICS_NAME}", skipped)
@@ -274,7 +275,7 @@ class JobRunner:
         if job.job_id in self.requeues_spent:
             self.requeues_spent.discard(job.job_id)
             note = f"exited 75 again after {self.options.max_requeues} requeues: --max-requeues {self.options.max_requeues} reached, failed"
-        self.emit(kind, job, rec, slot, note)
+        self.emit(kind, job, rec, slot, note, metrics)
 
     def _adopt(self, job: Job, slot: int) -> JobRecord | None:
         """Wait for a job a killed launch left running; None if it must run again."""

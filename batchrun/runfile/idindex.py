@@ -28,7 +28,9 @@ from math import fmod
 from operator import eq, floordiv, gt, lshift, or_, rshift
 from typing import Any
 
-__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix"]
+from batchrun.runfile.idtail import Tail
+
+__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix", "twin_of"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
 _SHORT_MIN = 8
@@ -58,7 +60,7 @@ def ids_from_digests(digests: bytes, stride: int = 1) -> array[int]:
 class IdIndex:
     """Ids in row order, with a look-up from id to row."""
 
-    __slots__ = ("_bits", "_guard", "_ids", "_index", "_near_cache", "_odd", "_shift", "_sorted", "_tail")
+    __slots__ = ("_bits", "_guard", "_ids", "_index", "_near_cache", "_odd", "_shared", "_shift", "_sorted", "_tail")
 
     def __init__(self, ids: array[int] | None = None) -> None:
         self._ids: array[int] = ids if ids is not None else array("Q")
@@ -69,11 +71,12 @@ class IdIndex:
         self._index: array[float] | None = None
         self._bits = 0  # low bits of an index entry: its row
         self._shift = 64  # an entry's high part is the id shifted right by this
-        self._tail = _Tail()
+        self._tail = Tail()
         self._near_cache: list[int] | None = None
         # What a look-up reads, published whole: a launch appends while other threads look up (and may build).
-        self._sorted: tuple[array[float], int, int, _Tail] | None = None
+        self._sorted: tuple[array[float], int, int, Tail] | None = None
         self._guard = threading.Lock()  # no row appended during a build is left out of both index and tail
+        self._shared = False  # `_ids` may be another index's too (`twin`): copied before it changes
 
     # -- reading ------------------------------------------------------------
 
@@ -159,7 +162,7 @@ class IdIndex:
         bits = self._bits
         # Neighbours with equal high parts are among those sharing the first 32 bits.
         same = [pos for pos in near if int(index[pos]) >> bits == int(index[pos + 1]) >> bits]
-        return self._runs(index, same)
+        return _runs(index, same, bits)
 
     def _near(self) -> tuple[array[float], list[int]]:
         """The sorted index, and the positions p where entries p and p + 1 share an id's first 32 bits (or the
@@ -175,19 +178,6 @@ class IdIndex:
                 near = list(compress(range(len(keys) - 1), map(eq, keys, islice(keys, 1, None))))
             self._near_cache = near
         return index, self._near_cache
-
-    def _runs(self, index: array[float], positions: list[int]) -> list[list[int]]:
-        """The rows of runs of neighbouring entries: position p joins entry p + 1 to entry p's run."""
-        mask = (1 << self._bits) - 1
-        runs: list[list[int]] = []
-        last = -2
-        for pos in positions:
-            if pos == last + 1:
-                runs[-1].append(int(index[pos + 1]) & mask)
-            else:
-                runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
-            last = pos
-        return runs
 
     def repeats(self) -> bool:
         """Whether two rows share an id (different commands whose SHA-256 start alike, or appended twice)."""
@@ -211,7 +201,7 @@ class IdIndex:
     def append_digest(self, digest: int) -> int:
         with self._guard:
             row = len(self._ids)
-            self._ids.append(digest)
+            self._own_ids().append(digest)
             if self._index is not None:
                 if len(self._tail) >= 1024 + len(self._index):
                     self._index = self._sorted = None  # built again at the next look-up: twice the size each time
@@ -221,8 +211,14 @@ class IdIndex:
 
     def extend_digests(self, digests: Iterable[int]) -> None:
         """Add rows with these integer ids (no odd ids); the index is built again when next asked."""
-        self._ids.extend(digests)
+        self._own_ids().extend(digests)
         self._index = self._sorted = None
+
+    def _own_ids(self) -> array[int]:
+        """The ids array, copied first if a twin may share it (the twin keeps the old one)."""
+        if self._shared:
+            self._ids, self._shared = array("Q", self._ids), False
+        return self._ids
 
     def take(self, rows: Iterable[int]) -> IdIndex:
         """A new index of these rows' ids, in this order."""
@@ -234,7 +230,7 @@ class IdIndex:
         return taken
 
     def clear(self) -> None:
-        self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, _Tail(), None
+        self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, Tail(), None
 
     def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
         """The arrays and the rest (JSON-able) that `restore` takes back: the ids and, when built, the sorted index."""
@@ -261,7 +257,7 @@ class IdIndex:
         """Keep the first `count` rows only; the sorted index keeps its entries of those (filtered in C, no sort)."""
         if count >= len(self._ids):
             return
-        del self._ids[count:]
+        del self._own_ids()[count:]
         self._odd = {row: text for row, text in self._odd.items() if row < count}
         index = self._index
         if index is not None:
@@ -271,7 +267,7 @@ class IdIndex:
 
     def _adopt(self, index: array[float], bits: int, shift: int) -> None:
         """Use a sorted index of the first len(index) rows; the rows after it go to the tail."""
-        tail = _Tail()
+        tail = Tail()
         ids = self._ids
         for row in range(len(index), len(ids)):
             if row not in self._odd:
@@ -282,11 +278,11 @@ class IdIndex:
     def _current(self) -> array[float]:
         return self._build()[0] if self._index is None or len(self._tail) else self._index
 
-    def _state(self) -> tuple[array[float], int, int, _Tail]:
+    def _state(self) -> tuple[array[float], int, int, Tail]:
         """The sorted index, its layout and its tail, as one consistent whole (built first when there is none)."""
         return self._sorted or self._build()
 
-    def _build(self) -> tuple[array[float], int, int, _Tail]:
+    def _build(self) -> tuple[array[float], int, int, Tail]:
         """Sort the rows by id, in C.
 
         Each entry packs an id's high part and its row into one integer below
@@ -298,12 +294,51 @@ class IdIndex:
         with self._guard:
             n = len(self._ids)
             bits, shift = _layout(n)
-            packed = map(or_, map(lshift, map(rshift, self._ids, repeat(shift)), repeat(bits)), range(n))
-            index = array("d", sorted(map(float, packed)))
-            tail = _Tail()
+            index = _sorted_entries(self._ids, bits, shift)
+            tail = Tail()
             self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, tail, None
             self._sorted = state = (index, bits, shift, tail)
         return state
+
+
+def twin_of(keys: IdIndex, other: IdIndex) -> IdIndex:
+    """`other`'s twin when `keys` holds the same ids in the same rows, else `keys`: one copy of them held, not two.
+
+    A runs directory's job table, its record table and metadata.json's
+    entries often hold the same ids in the same order (every job ran, in
+    runfile order): 16 bytes a job each, ids and sorted index (48 MB at a
+    million jobs for the three). A twin shares the other's arrays; either
+    copies the ids before it changes them (`_own_ids`; the sorted index is
+    never changed in place), so neither sees the other's changes.
+    """
+    if keys is other:
+        return keys
+    if keys._odd or other._odd or len(keys._ids) != len(other._ids):
+        if keys._ids is other._ids:  # handed the same array (a snapshot's equal sections) but no twin: its own copy
+            keys._ids = array("Q", keys._ids)
+        return keys
+    index, bits, shift, _ = other._state()  # a sorted index of other's first rows (built outside the guard)
+    with other._guard:
+        if keys._ids != other._ids:
+            return keys
+        twin = IdIndex(other._ids)
+        twin._adopt(index, bits, shift)  # rows after the index (other's tail) go to the twin's own tail
+        twin._shared = other._shared = True
+    return twin
+
+
+def _runs(index: array[float], positions: list[int], bits: int) -> list[list[int]]:
+    """The rows of runs of neighbouring index entries (`bits` low bits: the row): position p joins entry p + 1 to entry p's run."""
+    mask = (1 << bits) - 1
+    runs: list[list[int]] = []
+    last = -2
+    for pos in positions:
+        if pos == last + 1:
+            runs[-1].append(int(index[pos + 1]) & mask)
+        else:
+            runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
+        last = pos
+    return runs
 
 
 def short_prefix(keys: IdIndex) -> int:
@@ -321,68 +356,44 @@ def short_prefix(keys: IdIndex) -> int:
     # neighbours in sorted order: compare those whole.
     ids = keys._ids
     length = _SHORT_MIN
-    for run in keys._runs(index, near):
+    for run in _runs(index, near, keys._bits):
         for i, a in enumerate(run):
             for b in run[i + 1 :]:
                 length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)
     return min(16, length)
 
 
+def _sorted_entries(ids: array[int], bits: int, shift: int) -> array[float]:
+    """The index entries of these ids, sorted: a part at a time, by the ids' first bits.
+
+    `sorted` holds a list of float objects, 32 bytes an entry: 32 MB at a
+    million rows, at the peak of whatever command builds an index. Entries
+    whose ids differ in their first bits sort apart, so sorting each part
+    (the ids starting with 000, 001, ...) and laying the parts end to end is
+    the whole sort, holding one part at a time. Each part costs two passes
+    over every row, in C; SHA-256 ids spread evenly over the parts.
+    """
+    n = len(ids)
+    part_bits = min(_PART_BITS_MAX, (n >> _PART_ROWS_LOG).bit_length(), 64 - shift)
+    if part_bits <= 0:
+        packed = map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))
+        return array("d", sorted(map(float, packed)))
+    entries = array("d", map(float, map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))))
+    firsts = bytes(map(rshift, ids, repeat(64 - part_bits)))
+    index = array("d")
+    for part in range(1 << part_bits):
+        index.fromlist(sorted(compress(entries, firsts.translate(_PICK[part]))))
+    return index
+
+
+# `_sorted_entries` sorts parts of about 2**17 rows (4 MB of floats at a time), in at most 2**4 parts.
+_PART_ROWS_LOG = 17
+_PART_BITS_MAX = 4
+# A `bytes.translate` table per first-bits value: that byte to 1, every other to 0.
+_PICK = [bytes(int(byte == part) for byte in range(256)) for part in range(1 << _PART_BITS_MAX)]
+
+
 def _layout(n: int) -> tuple[int, int]:
     """(row bits, id shift) of an index of n rows: row and id's high part fill 53 bits."""
     bits = max(1, (n - 1).bit_length())
     return bits, 64 - max(0, 53 - bits)
-
-
-class _Tail:
-    """Rows appended since the index was built, found by id: open addressing over an array of rows.
-
-    A dict of integer ids costs about 110 bytes an entry (half a million rows
-    appended during a launch: 55 MB); this costs 8 to 16 bytes.
-    """
-
-    __slots__ = ("_count", "_slots")
-
-    def __init__(self) -> None:
-        self._slots = array("q")  # a row, or -1; the size a power of two, at most half full
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def find(self, digest: int, ids: array[int]) -> int:
-        """The first appended row whose id is this integer; -1 when none."""
-        slots = self._slots
-        if not slots:
-            return -1
-        mask = len(slots) - 1
-        pos = digest & mask  # ids are SHA-256 bits: any bits spread evenly
-        while (row := slots[pos]) >= 0:
-            if ids[row] == digest:
-                return row
-            pos = (pos + 1) & mask
-        return -1
-
-    def add(self, digest: int, row: int, ids: array[int]) -> None:
-        """Note an appended row (kept only if no earlier appended row has its id)."""
-        if 2 * (self._count + 1) > len(self._slots):
-            # Filled whole before it replaces the old: a look-up in another thread meets one table or the other.
-            slots = array("q", [-1]) * max(64, 4 * len(self._slots))
-            for r in self._slots:
-                if r >= 0:
-                    _put(slots, ids[r], r, ids)
-            self._slots = slots
-        if _put(self._slots, digest, row, ids):
-            self._count += 1
-
-
-def _put(slots: array[int], digest: int, row: int, ids: array[int]) -> bool:
-    """Put a row in an open-addressing table; False when a row with its id is there already."""
-    mask = len(slots) - 1
-    pos = digest & mask
-    while (other := slots[pos]) >= 0:
-        if ids[other] == digest:
-            return False
-        pos = (pos + 1) & mask
-    slots[pos] = row
-    return True

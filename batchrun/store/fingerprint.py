@@ -69,6 +69,7 @@ FINGERPRINT_NAME = ".fingerprint"
 _LEGACY_NAMES = (".metadata.stamp", ".metadata.journal-mark", ".resume.index")
 _MAGIC = "batchrun-fingerprint"
 _VERSION = "1"
+_VERSION_SOME_FAILED = "2"
 # A fingerprint is a few kilobytes; anything far larger is not one and is not read whole.
 _MAX_BYTES = 16 * 1024 * 1024
 # How much of the journal before the mark's offset its digest covers: enough
@@ -132,7 +133,10 @@ class Fingerprint:
     def render(self) -> str:
         fields = asdict(self)
         body = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-        return f"{_MAGIC} {_VERSION} {_sha256(body.encode())}\n{body}\n"
+        # A summary that lists only the first failures is version 2: an earlier release (which reads
+        # version 1 only) would take the listed ones for all; it takes its full path instead.
+        version = _VERSION if self.summary is None or self.summary.lists_every_failure else _VERSION_SOME_FAILED
+        return f"{_MAGIC} {version} {_sha256(body.encode())}\n{body}\n"
 
     def vouches_for_metadata(self, runs_dir: Path, metadata_name: str) -> bool:
         """Whether metadata.json is still the file this launch left (its name, size and mtime)."""
@@ -236,12 +240,16 @@ def read_fingerprint(runs_dir: Path) -> Fingerprint | None:
     if not sep or rest.count(b"\n") != 1:
         return None
     body = rest[:-1]
-    if head != f"{_MAGIC} {_VERSION} {_sha256(body)}".encode():
+    version = next((v for v in (_VERSION, _VERSION_SOME_FAILED) if head == f"{_MAGIC} {v} {_sha256(body)}".encode()), None)
+    if version is None:
         return None
     try:
-        return _from_json(json.loads(body.decode("utf-8")))
+        fingerprint = _from_json(json.loads(body.decode("utf-8")))
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
+    if fingerprint is None or (fingerprint.summary is not None and fingerprint.summary.lists_every_failure != (version == _VERSION)):
+        return None
+    return fingerprint
 
 
 def last_launch(runs_dir: Path, journal_path: Path) -> Fingerprint | None:

@@ -1,14 +1,13 @@
 """The durable record of every job of a runs directory: an append-only journal.
 
-doit's own dependency backends keep every change in memory and write it when
-the whole run ends, so a kill -9 half-way through a launch would forget every
-finished job. batchrun therefore records each step of each job the moment it
-happens, as one line appended with a single `os.write` on an `O_APPEND`
-descriptor: once `write` returns the line is in the kernel and survives the
-death of batchrun (a background thread `fdatasync`s about once a second, which
-bounds what a power loss can take). The journal is also doit's dependency
-database for job tasks: `_doit.backend` hands doit each job's record as the task's
-saved values, and doit's `forget` and `ignore` append `R` and `X` lines.
+doit's own dependency backends keep every change in memory and write it when the
+whole run ends, so a kill -9 half-way through a launch would forget every finished
+job. batchrun records each step of each job the moment it happens, as a line
+appended with one `os.write` on an `O_APPEND` descriptor (an attempt's U and E
+lines in one write): once `write` returns it is in the kernel and survives the
+death of batchrun (a thread `fdatasync`s about once a second, bounding what a power
+loss can take). The journal is also doit's dependency database for job tasks
+(`_doit.backend`); doit's `forget` and `ignore` append `R` and `X` lines.
 
 Line format (space separated; a torn last line from a kill is ignored):
 
@@ -20,8 +19,7 @@ Line format (space separated; a torn last line from a kill is ignored):
     R <job_id>                                        forgotten (doit forget, --rerun-all): run again
     X <job_id>                                        ignored (doit ignore): skipped until forgotten
 
-Blank lines are skipped. Journals written before a line kind existed load as
-they always did: a reader only ever learns new kinds.
+Blank lines are skipped. Older journals load as they always did: a reader only ever learns new kinds.
 
 This module knows nothing of doit, processes or metadata.json.
 """
@@ -74,10 +72,10 @@ class Journal:
         self._lock = threading.Lock()
         self._dirty = False
         self._lines = 0
-        # Bytes of whole lines in the file as far as this journal knows (what
-        # it loaded or rewrote, plus what it appended): a larger file means
-        # another writer appended lines these records do not hold.
+        # Bytes of whole lines in the file as far as this journal knows (loaded or rewritten, plus
+        # appended): a larger file means another writer appended lines these records do not hold.
         self.size = 0
+        self._held = ""  # a U line `record_usage(hold=True)` left for the next line's write
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -150,7 +148,9 @@ class Journal:
         fd = self._fd
         if fd is None:
             raise MetadataError(f"{self.path}: journal is not open")
-        data = line.encode("ascii")
+        data = (self._held + line).encode("ascii")
+        count += bool(self._held)
+        self._held = ""
         try:
             self._write(fd, data)
         except OSError as err:
@@ -168,9 +168,9 @@ class Journal:
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
-        """One write of one line on O_APPEND: atomic with respect to other
-        writers and durable against the death of this process. A short write
-        (the disk filled mid-line) is cut off again, so no torn line stays."""
+        """One write on O_APPEND: atomic to other writers, durable against this process's death.
+
+        A short write (the disk filled mid-line) is cut off again, so no torn line stays."""
         written = os.write(fd, data)
         if written != len(data):
             os.ftruncate(fd, os.fstat(fd).st_size - written)
@@ -182,12 +182,16 @@ class Journal:
         self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{start_extras(holds, code)}\n")
         return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds, code))
 
-    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None) -> None:
-        """Record what an attempt used (`jobfiles.read_usage`, and its peak GPU memory if known), just before its end; nothing when unknown."""
+    def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None, hold: bool = False) -> None:
+        """Record what an attempt used (`jobfiles.read_usage`, its peak GPU memory if known) before its end; nothing when unknown; `hold`: in one write with the next line."""
         if usage is None:
             return
         rss, user, system = usage
-        self._append(f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}{'' if gpu_mb is None else f' {gpu_mb}'}\n")
+        line = f"U {job_id} {attempt} {rss} {user:.3f} {system:.3f}{'' if gpu_mb is None else f' {gpu_mb}'}\n"
+        if hold:
+            self._held = line
+        else:
+            self._append(line)
         # As the line reads back (milliseconds), so a record in memory equals the same record replayed.
         self.records.used(job_id, rss, float(f"{user:.3f}"), float(f"{system:.3f}"), gpu_mb)
 
@@ -239,9 +243,7 @@ class Journal:
             try:
                 os.fdatasync(fd)
             except OSError:
-                # The appends already reached the kernel; a failed flush only
-                # widens what a power loss could take. The next write reports
-                # a real storage fault.
+                # The appends reached the kernel; a failed flush only widens what a power loss could take.
                 self._dirty = True
 
     def needs_compaction(self) -> bool:
@@ -394,7 +396,5 @@ def replay(table: RecordTable, lines: Iterable[str | bytes], path: Path, first_l
         except (ValueError, IndexError, UnicodeDecodeError) as err:
             # ascii(): any byte shows as an escape, and the message stays one line.
             shown = raw[:60] if isinstance(raw, str) else raw[:60].decode("latin-1")
-            raise MetadataError(
-                f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; "
-                "remove that line (jobs it recorded will run again)"
-            ) from err
+            message = f"{path}:{lineno}: corrupt job journal line {ascii(shown)}; remove that line (jobs it recorded will run again)"
+            raise MetadataError(message) from err

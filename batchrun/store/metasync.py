@@ -61,8 +61,9 @@ class MetadataSync:
         # How many first entries `resume_view` kept; whether an entry without a state was written.
         self._resumed: int | None = None
         self.stateless = False
-        # Jobs whose entry changed since the last flush.
+        # Jobs whose entry changed since the last flush; those forgotten while a flush renders.
         self._changed: dict[str, Job] = {}
+        self._forgotten: set[str] = set()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -169,6 +170,8 @@ class MetadataSync:
         """Write every entry from the journal (and what only the old file knew), streaming."""
         try:
             self.view.rebuild(_entries(self))
+            # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
+            self.view.file.share_keys(self.runfile.jobs.keys)
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}
@@ -207,6 +210,7 @@ class MetadataSync:
     def forget(self, job_id: str) -> None:
         """A pending job left the followed runfile: no entry for it. Called under the launch's lock."""
         self._changed.pop(job_id, None)
+        self._forgotten.add(job_id)
         self.view.remove(job_id)
 
     def _render_changed(self) -> None:
@@ -238,12 +242,22 @@ class MetadataSync:
             interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
 
     def flush(self) -> None:
+        # The entries are taken under the launch's lock, but encoded (most of
+        # the cost) outside it: the worker threads wait on that lock.
         with self.lock:
             if not self.view.dirty:
                 return
-            self._render_changed()
+            records = self.journal.records
+            entries = [(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}")) for job_id, job in self._changed.items()]
+            self._changed.clear()
+            self._forgotten.clear()
+        lines = [(job_id, render_entry(job_id, entry)) for job_id, entry in entries]
+        with self.lock:
+            for job_id, line in lines:
+                if job_id not in self._forgotten:  # else its line left the runfile meanwhile
+                    self.view.set_rendered(job_id, line)
             parts = self.view.snapshot()
-            self.view.dirty = False
+            self.view.dirty = bool(self._changed)  # changed meanwhile: rendered at the next flush
         try:
             self.view.write(parts)
         except MetadataError as err:

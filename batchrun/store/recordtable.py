@@ -23,7 +23,7 @@ from array import array
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
 from typing import Any
 
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
@@ -209,14 +209,14 @@ class RecordTable(_Rows):
         return _dump(self)
 
     @classmethod
-    def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any]) -> RecordTable:
-        """The table `dump` described (read back from disk: the caller checked the bytes).
+    def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any], twin: IdIndex | None = None) -> RecordTable:
+        """The table `dump` described (read back from disk: the caller checked the bytes); its ids `twin`'s when the same.
 
         Raises:
             ValueError, KeyError, TypeError: it was written with other fields or states.
         """
         table = cls()
-        _load(table, sections, side)
+        _load(table, sections, side, twin)
         return table
 
     def _column_arrays(self) -> Iterator[Any]:
@@ -380,11 +380,12 @@ def _dump(table: RecordTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
     return out, side
 
 
-def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, Any]) -> None:
+def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, Any], twin: IdIndex | None) -> None:
     """`RecordTable.restore`: an empty table's keys and columns as `dump` wrote them."""
     if side["fields"] != [field.name for field in FIELDS]:
         raise ValueError("the record fields are not this version's")
-    table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
+    keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
+    table._keys = twin_of(keys, twin) if twin is not None else keys
     table._present = bytearray(sections["present"].tobytes())
     rows = len(table._keys)
     for name, column in table.columns.items():

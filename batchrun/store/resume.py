@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.runfile.file import Runfile
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.parse import parse_commands
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
@@ -50,6 +50,9 @@ _DIGEST_SIZE = 16
 # The sections a read command may pass over (`read_resume`): metadata.json's layout, what each run used.
 _VIEW = ("view.",)
 _USAGE = tuple(f"records.{name}" for name in USAGE_FIELDS)
+# Sections often the same bytes as the job table's (every job ran in runfile order; metadata.json's first
+# entries are the jobs'): read as that one array (`read_sections`), held once (`idindex.twin_of`).
+_SAME = {f"{part}.keys.{name}": f"jobs.keys.{name}" for part in ("records", "view") for name in ("ids", "index")}
 
 
 @dataclass
@@ -127,7 +130,7 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
         return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()))
+    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()), same=_SAME)
     if read is None:
         return None
     try:
@@ -148,7 +151,9 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     cut = _unchanged_prefix(text, old_size, sections["blocks.ends"], sections["blocks.digests"].tobytes())
     # The new text holds the kept jobs where the old one did (the blocks before `cut` are the same bytes).
     jobs = restore_table(text, part("jobs"), side["jobs"])
-    records = RecordTable.restore(part("records"), side["records"])
+    # Before the job table changes: sections read as its own (`_SAME`) become twins of its ids (`idindex.twin_of`).
+    records = RecordTable.restore(part("records"), side["records"], twin=jobs.keys)
+    view_keys = twin_of(IdIndex.restore(part("view.keys"), side["view"]["keys"]), jobs.keys) if side["view"] is not None and "view.keys.ids" in sections else None
     old_rows = sections["rows"]
     starts, _ends, lines = jobs.columns()
     if len(old_rows) != len(jobs) or ref.runfile_size != old_size:
@@ -173,11 +178,10 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
         kept += 1
     rows = array(old_rows.typecode, old_rows[:kept])
     view = None
-    if side["view"] is not None and "view.starts" in sections:
-        keys = IdIndex.restore(part("view.keys"), side["view"]["keys"])
+    if side["view"] is not None and "view.starts" in sections and view_keys is not None:
         view_starts, view_lens = sections["view.starts"], sections["view.lens"]
-        if len(view_starts) == len(view_lens) == len(keys):
-            view = OldView(keys, view_starts, view_lens, str(side["view"]["logs"]))
+        if len(view_starts) == len(view_lens) == len(view_keys):
+            view = OldView(view_keys, view_starts, view_lens, str(side["view"]["logs"]))
     runfile = Runfile(path, jobs, duplicates, digest)
     return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint)
 

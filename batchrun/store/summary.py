@@ -21,8 +21,9 @@ from batchrun.store.recordtable import RecordTable
 
 __all__ = ["MAX_LISTED", "Summary", "is_count", "journal_digest", "summary_from_json", "summary_of"]
 
-# A summary names every failed job and repeated line for the summary and the
-# warnings; past these, a launch leaves none (the full path answers).
+# A summary names every repeated line for the warnings (past this many, a
+# launch leaves none: the full path answers), and the first this many failed
+# jobs with the count of all (the launch's summary prints five and the count).
 MAX_LISTED = 1000
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,11 +36,16 @@ class Summary:
     records: int  # what `Journal.needs_compaction` weighs, with the lines
     removed: int  # records of jobs no longer in the runfile
     counts: dict[str, int]  # the runfile's jobs by `records.category_of`, as the launch's summary counted them
-    failed: tuple[tuple[str, int, str, int | None, str], ...]  # (job id, line, state, status, command), runfile order
+    failed: tuple[tuple[str, int, str, int | None, str], ...]  # (job id, line, state, status, command), runfile order: the first `MAX_LISTED`
     duplicates: tuple[tuple[str, int, int], ...]  # (command, first line, repeated line)
+    failed_count: int  # how many failed: more than `failed` lists when past `MAX_LISTED`
+
+    @property
+    def lists_every_failure(self) -> bool:
+        return self.failed_count == len(self.failed)
 
     def failed_jobs(self) -> list[tuple[Job, JobRecord]]:
-        """The failed jobs as the full path's tally lists them."""
+        """The failed jobs as the full path's tally lists them (its first `MAX_LISTED`: `failed_count` counts all)."""
         out = []
         for job_id, lineno, state, status, command in self.failed:
             rec = JobRecord(job_id)
@@ -86,10 +92,10 @@ def summary_of(
     `journal_size` is what the records reflect (`Journal.size`): a file of
     another size had lines appended by another writer. None while any job is
     running (a relaunch must settle it), for an empty runfile, and past
-    `MAX_LISTED` failures or repeated lines. `digest`: the journal's
+    `MAX_LISTED` repeated lines. `digest`: the journal's
     `journal_digest`, when the caller took it already.
     """
-    if not runfile.jobs or not runfile.digest or len(runfile.duplicates) > MAX_LISTED or len(failed) > MAX_LISTED:
+    if not runfile.jobs or not runfile.digest or len(runfile.duplicates) > MAX_LISTED:
         return None
     running = records.running_rows() if isinstance(records, RecordTable) else [rec for rec in records.values() if rec.state == State.RUNNING]
     if counts[State.RUNNING] or running:
@@ -104,8 +110,9 @@ def summary_of(
         records=len(records),
         removed=len(ledger.removed_ids() if ledger is not None else runfile.jobs.ids_missing(records)),
         counts={state: counts[state] for state in STATES},
-        failed=tuple((job.job_id, job.lineno, str(rec.state), rec.status, job.command) for job, rec in failed),
+        failed=tuple((job.job_id, job.lineno, str(rec.state), rec.status, job.command) for job, rec in failed[:MAX_LISTED]),
         duplicates=tuple(runfile.duplicates),
+        failed_count=len(failed),
     )
 
 
@@ -125,6 +132,10 @@ def summary_from_json(obj: Any) -> Summary | None:
         if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
             return None
         failed.append((job_id, lineno, state, status, command))
+    # Written since summaries list only the first failures: absent, every failure is listed.
+    failed_count = obj.get("failed_count", len(failed))
+    if not is_count(failed_count) or failed_count < len(failed) or (len(failed) < failed_count and len(failed) != MAX_LISTED):
+        return None
     duplicates = []
     for command, first, again in obj["duplicates"]:
         if not (isinstance(command, str) and is_count(first) and is_count(again)):
@@ -141,6 +152,7 @@ def summary_from_json(obj: Any) -> Summary | None:
         counts={state: int(counts[state]) for state in STATES},
         failed=tuple(failed),
         duplicates=tuple(duplicates),
+        failed_count=failed_count,
     )
 
 

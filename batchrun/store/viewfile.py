@@ -30,7 +30,7 @@ from operator import add
 from pathlib import Path
 
 from batchrun.atomic import write_atomic
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, twin_of
 
 __all__ = ["ViewFile", "ViewSnapshot"]
 
@@ -38,6 +38,8 @@ __all__ = ["ViewFile", "ViewSnapshot"]
 _SEP = b",\n"
 # Bytes copied from the old file per read.
 _CHUNK = 1 << 20
+# Positions shifted or scanned at a time (`_shifted`, `_present_span`).
+_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ class ViewFile:
             self._base_count = len(keys)
             self._changed, self._dead = {}, set()
             self._count = len(lens) - lens.count(0)
+
+    def share_keys(self, keys: IdIndex) -> None:
+        """Hold `keys`' twin as the entries' keys when they are the same ids in the same order (`idindex.twin_of`)."""
+        with self._lock:
+            self._keys = twin_of(self._keys, keys)
 
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
@@ -230,8 +237,7 @@ def _pieces(snap: ViewSnapshot, source: object, starts: array[int], lens: array[
                 yield head
                 out += len(head)
                 # The run's lines keep their places relative to each other: one shift for all.
-                starts[pos:end] = array("q", map(add, snap.starts[pos:end], repeat(out - src_start)))
-                lens[pos:end] = snap.lens[pos:end]
+                _shifted(snap, starts, lens, pos, end, out - src_start)
                 yield from _read(source, src_start, src_end)
                 out += src_end - src_start
                 first = False
@@ -250,15 +256,37 @@ def _pieces(snap: ViewSnapshot, source: object, starts: array[int], lens: array[
     yield b"{}\n" if first else b"\n}\n"
 
 
+def _shifted(snap: ViewSnapshot, starts: array[int], lens: array[int], lo: int, hi: int, shift: int) -> None:
+    """Positions [lo, hi) of the new arrays: the old lines' places, moved by `shift`.
+
+    A block of rows at a time: a run is most of the file, and whole-run
+    slices and their shifted copies would be 20 bytes a job at the write's
+    peak (20 MB at a million), beside the new arrays themselves.
+    """
+    for a in range(lo, hi, _ROWS):
+        b = min(hi, a + _ROWS)
+        starts[a:b] = array("q", map(add, snap.starts[a:b], repeat(shift)))
+        lens[a:b] = snap.lens[a:b]
+
+
 def _present_span(lens: array[int], lo: int, hi: int) -> tuple[int, int] | None:
-    """The first and last positions in [lo, hi) that have a line; None when none has (found in C)."""
-    data = lens[lo:hi].tobytes()
-    left = len(data) - len(data.lstrip(b"\0"))
-    if left == len(data):
-        return None
-    right = len(data.rstrip(b"\0"))
+    """The first and last positions in [lo, hi) that have a line; None when none has (found in C, a block at a time)."""
     size = lens.itemsize
-    return lo + left // size, lo + (right - 1) // size
+    first = None
+    for a in range(lo, hi, _ROWS):
+        data = lens[a : min(hi, a + _ROWS)].tobytes()
+        left = len(data) - len(data.lstrip(b"\0"))
+        if left < len(data):
+            first = a + left // size
+            break
+    if first is None:
+        return None
+    for b in range(hi, first, -_ROWS):
+        a = max(first, b - _ROWS)
+        right = len(lens[a:b].tobytes().rstrip(b"\0"))
+        if right:
+            return first, a + (right - 1) // size
+    return first, first  # not reached: the block holding `first` has a line
 
 
 def _read(source: object, start: int, end: int) -> Iterator[bytes]:

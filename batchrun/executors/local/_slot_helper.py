@@ -100,7 +100,7 @@ def _kill_hook(env: dict[bytes, bytes], hook: str = KILL_HOOK) -> None:
 def _start(log_dir: bytes, attempt: bytes, command: bytes, env: dict[bytes, bytes]) -> supervisor.Job | bytes:
     """The started job, or the `X` answer saying why it could not start."""
     try:
-        return supervisor.start(command, log_dir, env, attempt)
+        return supervisor.start(command, log_dir, None if _own_env else env, attempt)
     except OSError as error:
         return b"X %d %s\n" % (error.errno or errno.EIO, (error.strerror or "").encode())
     except ValueError:  # a NUL byte in the line or the environment: no exec could take it
@@ -170,14 +170,28 @@ def _reap(jobs: dict[int, supervisor.Job], options: int) -> None:
             return
 
 
+# Whether this process's own environment is the jobs' (`_apply` keeps it so): Popen
+# then passes it on as it is, rather than building it anew from `env` for each job.
+_own_env = True
+
+
 def _apply(env: dict[bytes, bytes], changes: list[bytes]) -> None:
-    """Apply a request's environment changes (`KEY=VALUE` sets, a bare `KEY` removes)."""
+    """Apply a request's environment changes (`KEY=VALUE` sets, a bare `KEY` removes) to `env` and to this process's environment."""
+    global _own_env  # noqa: PLW0603 - one per process
     for change in changes:
         key, sep, value = change.partition(b"=")
         if sep:
             env[key] = value
         else:
             env.pop(key, None)
+        if _own_env:
+            try:
+                if sep:
+                    os.environb[key] = value
+                else:
+                    os.environb.pop(key, None)
+            except (ValueError, OSError):
+                _own_env = False  # a name or value putenv refuses: `env` itself goes to Popen, which says why
 
 
 def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes]] | None:
@@ -195,6 +209,7 @@ def _read_request(stdin: object) -> tuple[bytes, bytes, bytes, bytes, list[bytes
 
 def main(argv: list[str]) -> int:
     supervisor.shield_signals()
+    os.environb.clear()  # the jobs' environment is what batchrun sends (`_apply`)
     if argv[-2:-1] == ["--launch"]:
         exitrecord.set_launch(argv[-1])  # its jobs' records go to the launch's exit log
         argv = argv[:-2]

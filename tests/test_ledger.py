@@ -1,0 +1,39 @@
+"""`store.ledger.Ledger`: a runfile's jobs beside their records, answered over state bytes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from batchrun.runfile.jobtable import Job
+from batchrun.store.ledger import Ledger
+from batchrun.store.records import JobRecord, State
+
+
+def _job(i: int) -> Job:
+    command = f"run {i}"
+    return Job(command, hashlib.sha256(command.encode()).hexdigest()[:16], i + 1)
+
+
+def test_failed_jobs_are_made_when_asked_in_runfile_order_with_their_records() -> None:
+    # A launch's result names every failed job, but its readers print a few
+    # and count the rest: the ledger hands them out by index, not as a list.
+    jobs = [_job(i) for i in range(40)]
+    records = {}
+    for i, job in enumerate(jobs):
+        if i % 3 == 0:
+            continue  # never ran: pending, not failed
+        rec = JobRecord(job.job_id)
+        rec.state = State.FAILED if i % 4 == 0 else State.TIMEOUT if i % 5 == 0 else State.SUCCEEDED
+        rec.status = 1 if rec.state == State.FAILED else None if rec.state == State.TIMEOUT else 0
+        records[job.job_id] = rec
+    failed = Ledger.of(jobs, records).failed()
+    expected = [i for i in range(40) if i % 3 and (i % 4 == 0 or i % 5 == 0)]
+    assert len(failed) == len(expected) == 10
+    assert [job.lineno for job, _ in failed] == [i + 1 for i in expected]
+    assert [(rec.job_id, rec.state, rec.status) for _, rec in failed[:2]] == [
+        (jobs[4].job_id, State.FAILED, 1),
+        (jobs[5].job_id, State.TIMEOUT, None),
+    ]
+    assert failed[-1][0] is not None and failed[-1][0].job_id == jobs[expected[-1]].job_id
+    assert [job.job_id for job, _ in failed[3:5]] == [jobs[i].job_id for i in expected[3:5]]
+    assert not Ledger.of(jobs[:1], {}).failed()
