@@ -146,3 +146,38 @@ def slurm_skip_reason() -> str | None:
     if answer.returncode != 0:
         return f"the SLURM controller does not answer ({answer.stderr.strip()}); start it with tests/slurm/start-slurm.sh"
     return None
+
+
+# Under pytest-xdist (`-n 2 --dist loadgroup`, pyproject's addopts), the tests of one group run in one
+# worker, one after another: those sharing the one-node SLURM cluster (and test_shell_compat, whose
+# module fixture launches its corpus once per executor, SLURM's among them), those starting Dask
+# clusters, those driving Chromium, and the matrix, whose runs directories are made once per module.
+# Every other test goes to whichever worker is free. The groups are named here, by module, and read
+# by the scheduler below: xdist's own `xdist_group` marks do not reach its scheduler under pytest 9
+# (xdist 3.8 renames the test's `_nodeid`, which pytest 9 no longer reads).
+XDIST_GROUPS = {
+    "test_executor_slurm": "slurm",
+    "test_slurm_requeue": "slurm",
+    "test_shell_compat": "slurm",
+    "test_cli_queue": "slurm",
+    "test_executor_dask": "dask",
+    "test_dask_worker": "dask",
+    "test_ui_browser": "browser",
+    "test_report_browser": "browser",
+    "test_matrix": "matrix",
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, there only when it is installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """For `--dist loadgroup`: xdist's scheduler by scope, each group of XDIST_GROUPS one scope, every other test a scope of its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under xdist
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            group = XDIST_GROUPS.get(Path(nodeid.split("::", 1)[0]).stem)
+            return group if group is not None else nodeid
+
+    return GroupScheduling(config, log)

@@ -331,11 +331,13 @@ def test_the_summary_names_no_metadata_json_a_full_disk_kept_from_being_written(
     runs = disk / "runs"
     line = f"head -c 10000000 /dev/zero > {disk}/job-filler; true"
     make_runfile([line])
-    # The job fills the disk and ends; then this test fills what is left, while the launch, held back 3 s,
-    # has yet to write metadata.json for the last time.
-    launch = _start("launch", "exp.runfile", "--accounting_dir", str(runs), cwd=workdir, BRFAULT_SLOW_FINAL_WRITE="3")
+    # The job fills the disk and ends; then this test fills what is left, while the launch, held back
+    # until the gate opens, has yet to write metadata.json for the last time.
+    gate = workdir / "gate"
+    launch = _start("launch", "exp.runfile", "--accounting_dir", str(runs), cwd=workdir, BRFAULT_SLOW_FINAL_WRITE=str(gate))
     wait_for(lambda: (runs / "jobs.journal").exists() and _states(runs).get(job_id_of(line)) == "succeeded", what="the job's end to be journaled")
     _fill(disk)
+    gate.touch()
     out, err = launch.communicate(timeout=60)
     assert launch.returncode == 2, out + err
     assert "internal error" not in err and err.count("\n") == 1 and err.startswith("batchrun: error: "), err
@@ -356,11 +358,13 @@ def test_a_job_that_ended_before_its_kill_reached_it_is_recorded_as_it_ended(mak
     line = f"export {marker}=1; sleep 0.3"
     make_runfile([line])
     log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
-    # The job's end is held back in the launch for 5 s after its record is written: the kill lands in between.
-    launch = _start("launch", "exp.runfile", cwd=workdir, BRFAULT_SLOW_END="5")
+    # The job's end is held back in the launch after its record is written, until the gate opens: the kill lands in between.
+    gate = workdir / "gate"
+    launch = _start("launch", "exp.runfile", cwd=workdir, BRFAULT_SLOW_END=str(gate))
     wait_for(lambda: exit_text(log_dir) is not None, what="the job to end")
     killed = _run("kill", "exp.runfile", "1", cwd=workdir)
     assert killed.returncode == 0, killed.stderr
+    gate.touch()
     out, err = launch.communicate(timeout=60)
     assert launch.returncode == 0, out + err
     assert _states(workdir / "runs" / "exp") == {job_id_of(line): "succeeded"}

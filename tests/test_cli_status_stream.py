@@ -81,7 +81,8 @@ if command == "failed":
     sys.exit(0)
 jobs = status.select(states)
 if command == "other-code":
-    jobs = [job for job in jobs if cli._other_code(job, cli._code_now())]
+    now = cli._code_now()  # asks git: once, not once per job
+    jobs = [job for job in jobs if cli._other_code(job, now)]
 listing = cli._listing(target, status, jobs)
 if command == "csv":
     write_csv(sys.stdout, listing)

@@ -27,9 +27,12 @@ there. Nothing here is imported unless a test asks for it.
                                  the file GATE and wait until the job, which waits for it, has
                                  ended and been recorded: the job ends on its own between its
                                  stop's note and its signal
-    BRFAULT_SLOW_END=S           once the first watched job's wait returned (its shell ended and
-                                 its record is written), sleep S s before the launch records it
-    BRFAULT_SLOW_FINAL_WRITE=S   sleep S s before the launch's last write of metadata.json
+    BRFAULT_SLOW_END=S|GATE      once the first watched job's wait returned (its shell ended and
+                                 its record is written), sleep S s (or wait until the file GATE
+                                 exists) before the launch records it
+    BRFAULT_SLOW_FINAL_WRITE=S|GATE
+                                 sleep S s (or wait until the file GATE exists) before the
+                                 launch's last write of metadata.json
     BRFAULT_KILL_AFTER_REQUEUE=1 SIGKILL itself right after the journal records a requeued
                                  attempt (exit 75), before the next attempt's start record
 """
@@ -41,6 +44,38 @@ import signal
 import threading
 import time
 from typing import Any
+
+
+def _hold(how: str) -> None:
+    """Sleep `how` seconds, or, when it names a file, wait until the test creates it (60 s at most): the test says when."""
+    try:
+        time.sleep(float(how))
+    except ValueError:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(how) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _has_exit_record(runs_dir: str, job_id: str) -> bool:
+    """Whether the job's supervisor wrote its exit record: a line of its launch's exit log (`.exits/`), or its own `exit` file.
+
+    Read here, not through `exitlog.lookup`, so the launch's own cache of those files is left as it was.
+    """
+    import glob
+
+    from batchrun.executors import exitlog
+
+    if os.path.exists(f"{runs_dir}/logs/{job_id}/exit"):
+        return True
+    start = f"{job_id} ".encode()
+    for path in glob.glob(f"{runs_dir}/{exitlog.FOLDER}/*"):
+        try:
+            with open(path, "rb") as file:
+                if any(line.startswith(start) for line in file):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _install() -> None:
@@ -148,7 +183,7 @@ def _install() -> None:
                 Path(gate).touch()
                 log_dir = f"{self.options.runs_dir}/logs/{job_id}"
                 deadline = time.monotonic() + 30
-                while (jobfiles.job_lock_held(log_dir) or not os.path.exists(f"{log_dir}/exit")) and time.monotonic() < deadline:
+                while (jobfiles.job_lock_held(log_dir) or not _has_exit_record(self.options.runs_dir, job_id)) and time.monotonic() < deadline:
                     time.sleep(0.01)
             return send_late(self, job_id, ref, sig)
 
@@ -157,7 +192,7 @@ def _install() -> None:
     if "BRFAULT_SLOW_END" in env:
         from batchrun.launch import runner
 
-        pause = float(env["BRFAULT_SLOW_END"])
+        end_hold = env["BRFAULT_SLOW_END"]
         # The runner's wait for a job it watches (with its checkpoint signal, if any).
         wait_job = runner.wait_job_warned
 
@@ -165,7 +200,7 @@ def _install() -> None:
             returncode = wait_job(*args, **kwargs)  # type: ignore[arg-type]
             if returncode is not None and not once.get("slow_end"):
                 once["slow_end"] = True
-                time.sleep(pause)
+                _hold(end_hold)
             return returncode
 
         runner.wait_job_warned = slow_wait_job  # type: ignore[assignment]
@@ -173,11 +208,11 @@ def _install() -> None:
     if "BRFAULT_SLOW_FINAL_WRITE" in env:
         from batchrun.store import metasync
 
-        pause = float(env["BRFAULT_SLOW_FINAL_WRITE"])
+        write_hold = env["BRFAULT_SLOW_FINAL_WRITE"]
         write_final = metasync.MetadataSync.write_final
 
         def slow_write_final(self: metasync.MetadataSync) -> object:
-            time.sleep(pause)
+            _hold(write_hold)
             return write_final(self)
 
         metasync.MetadataSync.write_final = slow_write_final  # type: ignore[method-assign,assignment]
