@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchrun.cli.resultsstream import json_row, streamed_results, write_best
+from batchrun.cli.resultsstream import answer_best, json_row, streamed_results
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
@@ -153,16 +153,7 @@ def _results(args: argparse.Namespace) -> int:
             raise UsageError(f"--sort {args.sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
         rows = sort_rows(rows, args.sort)
     if args.best is not None:
-        metric, goal = args.best
-        if metric not in metrics:
-            raise UsageError(f"--best {metric}: no such metric in {args.target} (metrics: {', '.join(metrics) or 'none'})")
-        best = best_row(rows, metric, goal)
-        if best is None:
-            raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
-        if args.json:
-            print(json.dumps(json_row(best), indent=2))
-        else:
-            write_best(sys.stdout, best, metric, goal, params, bool(args.over))
+        answer_best(args, metrics, params, bool(args.over), lambda metric, goal: best_row(rows, metric, goal))
         return 0
     if args.top is not None:
         rows = rows[: args.top]

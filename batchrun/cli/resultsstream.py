@@ -13,8 +13,8 @@ import gc
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, islice
 from typing import IO, Any
 
 from batchrun.cli.target import states_of
@@ -57,16 +57,9 @@ def streamed_results(args: argparse.Namespace, target: Target) -> bool:
                 yield streamed.rows_at(chunk, args.agg)
 
     if args.best is not None:
-        metric, goal = args.best
-        if metric not in metrics:
-            raise UsageError(f"--best {metric}: no such metric in {args.target} (metrics: {', '.join(metrics) or 'none'})")
-        best = _best_row(rows, metric, goal)
-        if best is None:
-            raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
-        if args.json:
-            print(json.dumps(json_row(best), indent=2))
-        else:
-            write_best(sys.stdout, best, metric, goal, params, False)
+        from batchrun.results.table import best_row
+
+        answer_best(args, metrics, params, False, lambda metric, goal: best_row(chain.from_iterable(rows()), metric, goal))
         return True
     shown = rows if args.top is None else _top(rows, args.top)
     out = sys.stdout
@@ -91,17 +84,20 @@ def _top(rows: Windows, top: int) -> Windows:
     return first
 
 
-def _best_row(rows: Windows, metric: str, goal: str) -> dict[str, Any] | None:
-    """`table.best_row` of the rows, a window at a time: the first of ties."""
-    best: dict[str, Any] | None = None
-    for window in rows():
-        for row in window:
-            value = row.get(metric)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-                continue
-            if best is None or (value < best[metric] if goal == "min" else value > best[metric]):
-                best = row
-    return best
+def answer_best(
+    args: argparse.Namespace, metrics: Sequence[str], params: Sequence[str], over: bool, find: Callable[[str, str], dict[str, Any] | None]
+) -> None:
+    """`results --best METRIC[:GOAL]`: the run `find` gives for the metric and goal, printed (a table, or JSON with --json)."""
+    metric, goal = args.best
+    if metric not in metrics:
+        raise UsageError(f"--best {metric}: no such metric in {args.target} (metrics: {', '.join(metrics) or 'none'})")
+    best = find(metric, goal)
+    if best is None:
+        raise UsageError(f"--best {metric}: no run has a value of {metric} yet")
+    if args.json:
+        print(json.dumps(json_row(best), indent=2))
+    else:
+        write_best(sys.stdout, best, metric, goal, params, over)
 
 
 def _write_json(out: IO[str], rows: Windows) -> None:
@@ -122,7 +118,7 @@ def json_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: (None if isinstance(value, float) and not math.isfinite(value) else value) for key, value in row.items()}
 
 
-def write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: list[str], grouped: bool) -> None:
+def write_best(out: IO[str], best: dict[str, Any], metric: str, goal: str, params: Sequence[str], grouped: bool) -> None:
     value = format_value(best[metric])
     setting = " ".join(f"{name}={format_value(best.get(name))}" for name in params)
     if grouped:

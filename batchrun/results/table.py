@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,7 +323,7 @@ def sortable(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def best_row(rows: list[dict[str, Any]], metric: str, goal: str = "min") -> dict[str, Any] | None:
+def best_row(rows: Iterable[dict[str, Any]], metric: str, goal: str = "min") -> dict[str, Any] | None:
     """The row with the lowest (`goal` "min") or highest ("max") value of `metric`; the first of ties."""
     best = None
     for row in rows:
