@@ -90,17 +90,11 @@ def iter_metadata(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                         if not f.read().strip():
                             return
                         break
-                    key, sep, value = line.rstrip("\n").rstrip(",").partition(": ")
-                    if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
-                        break
-                    try:
-                        entry = json.loads(value)
-                    except (RecursionError, ValueError):
-                        break
-                    if not isinstance(entry, dict):
+                    found = _entry_of_text(line)
+                    if found is None:
                         break
                     yielded = True
-                    yield key[3:-1], entry
+                    yield found
         except UnicodeDecodeError:
             pass
     if yielded:
@@ -153,6 +147,11 @@ def entry_of_line(line: bytes) -> tuple[str, dict[str, Any]] | None:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return _entry_of_text(text)
+
+
+def _entry_of_text(text: str) -> tuple[str, dict[str, Any]] | None:
+    """`entry_of_line` of a decoded line: the one rule for what a line of batchrun's layout is."""
     key, sep, value = text.rstrip("\n").rstrip(",").partition(": ")
     if not (sep and key.startswith('  "') and key.endswith('"') and value.startswith("{")):
         return None
