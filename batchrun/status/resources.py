@@ -30,10 +30,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) of sorted `values`, by linear interpolation (numpy's default)."""
     if not values:
         raise ValueError("no values")
-    rank = (len(values) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (rank - low)
+    return _interpolate(values.__getitem__, len(values), q)
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class _Sorted:
             self.chunks.append(array("d", sorted(self.buffer)))
             self.buffer.clear()
         ranked = self._ranked({*_ranks(n, 50), *_ranks(n, 95), n - 1})
-        return _at(ranked, n, 50), _at(ranked, n, 95), ranked[n - 1]
+        return _interpolate(ranked.__getitem__, n, 50), _interpolate(ranked.__getitem__, n, 95), ranked[n - 1]
 
     def _ranked(self, wanted: set[int]) -> dict[int, float]:
         """The values at these positions of them all sorted: the chunks merged."""
@@ -105,21 +102,16 @@ class _Sorted:
         return found
 
 
-def _three(values: _Sorted) -> tuple[float, float, float] | None:
-    return values.three()
-
-
 def _ranks(n: int, q: float) -> tuple[int, int]:
-    """The two positions of sorted values `percentile` reads for q."""
+    """The two positions of n sorted values `percentile` reads for q."""
     low = math.floor((n - 1) * q / 100)
     return low, min(low + 1, n - 1)
 
 
-def _at(ranked: dict[int, float], n: int, q: float) -> float:
-    """`percentile` of the values, from the ones at its two positions."""
+def _interpolate(at: Callable[[int], float], n: int, q: float) -> float:
+    """The q-th percentile of n sorted values, `at(position)` each: between the two at `_ranks`, linearly."""
     low, high = _ranks(n, q)
-    rank = (n - 1) * q / 100
-    return ranked[low] + (ranked[high] - ranked[low]) * (rank - low)
+    return at(low) + (at(high) - at(low)) * ((n - 1) * q / 100 - low)
 
 
 def summarise(records: Callable[[], Iterable[JobRecord | None]]) -> Resources:
@@ -137,13 +129,13 @@ def summarise(records: Callable[[], Iterable[JobRecord | None]]) -> Resources:
             runtime.add(rec.runtime)
         measured = measured or rec.max_rss_kb is not None
         gpus = gpus or rec.max_gpu_mem_mb is not None
-    runtime_s = _three(runtime)
+    runtime_s = runtime.three()
     del runtime
     memory = _values(records, lambda rec: None if rec.max_rss_kb is None else rec.max_rss_kb / 1024) if measured else _Sorted()
-    memory_mb, count = _three(memory), memory.count
+    memory_mb, count = memory.three(), memory.count
     del memory
-    cpu_s = _three(_values(records, lambda rec: None if rec.max_rss_kb is None else (rec.user_cpu_s or 0.0) + (rec.sys_cpu_s or 0.0))) if measured else None
-    gpu_mb = _three(_values(records, lambda rec: None if rec.max_gpu_mem_mb is None else float(rec.max_gpu_mem_mb))) if gpus else None
+    cpu_s = _values(records, lambda rec: None if rec.max_rss_kb is None else (rec.user_cpu_s or 0.0) + (rec.sys_cpu_s or 0.0)).three() if measured else None
+    gpu_mb = _values(records, lambda rec: None if rec.max_gpu_mem_mb is None else float(rec.max_gpu_mem_mb)).three() if gpus else None
     return Resources(jobs, count, memory_mb, runtime_s, cpu_s, gpu_mb)
 
 
