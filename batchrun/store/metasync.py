@@ -213,11 +213,17 @@ class MetadataSync:
         self._forgotten.add(job_id)
         self.view.remove(job_id)
 
-    def _render_changed(self) -> None:
+    def _take_changed(self) -> list[tuple[str, dict[str, Any]]]:
+        """The changed jobs' entries, built from their records, and the changes cleared. Called under the launch's lock."""
         records = self.journal.records
-        for job_id, job in self._changed.items():
-            self.view.set(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}"))
+        entries = [(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}")) for job_id, job in self._changed.items()]
         self._changed.clear()
+        self._forgotten.clear()
+        return entries
+
+    def _render_changed(self) -> None:
+        for job_id, entry in self._take_changed():
+            self.view.set(job_id, entry)
 
     def start(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""
@@ -247,10 +253,7 @@ class MetadataSync:
         with self.lock:
             if not self.view.dirty:
                 return
-            records = self.journal.records
-            entries = [(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}")) for job_id, job in self._changed.items()]
-            self._changed.clear()
-            self._forgotten.clear()
+            entries = self._take_changed()
         lines = [(job_id, render_entry(job_id, entry)) for job_id, entry in entries]
         with self.lock:
             for job_id, line in lines:
