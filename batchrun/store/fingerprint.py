@@ -240,7 +240,8 @@ def read_fingerprint(runs_dir: Path) -> Fingerprint | None:
     if not sep or rest.count(b"\n") != 1:
         return None
     body = rest[:-1]
-    version = next((v for v in (_VERSION, _VERSION_SOME_FAILED) if head == f"{_MAGIC} {v} {_sha256(body)}".encode()), None)
+    digest = _sha256(body)
+    version = next((v for v in (_VERSION, _VERSION_SOME_FAILED) if head == f"{_MAGIC} {v} {digest}".encode()), None)
     if version is None:
         return None
     try:

@@ -182,7 +182,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     # The old rows themselves when every job is kept (a read's common case): a copy would be the read's peak.
     rows = old_rows if kept == len(old_rows) else old_rows[:kept]
     view = None
-    if side["view"] is not None and "view.starts" in sections and view_keys is not None:
+    if view_keys is not None and "view.starts" in sections:
         view_starts, view_lens = sections["view.starts"], sections["view.lens"]
         if len(view_starts) == len(view_lens) == len(view_keys):
             view = OldView(view_keys, view_starts, view_lens, str(side["view"]["logs"]))
