@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchrun.cli.resultsstream import answer_best, json_row, streamed_results
+from batchrun.cli.resultsstream import answer_best, check_sort, json_row, streamed_results
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
@@ -148,9 +148,7 @@ def _results(args: argparse.Namespace) -> int:
         params = [name for name in params if name not in args.over]
     columns = set(rows[0]) if rows else set(params) | set(metrics)
     if args.sort is not None:
-        name = args.sort.lstrip("-")
-        if name not in columns and name not in metrics:
-            raise UsageError(f"--sort {args.sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
+        check_sort(args.sort, columns, metrics)
         rows = sort_rows(rows, args.sort)
     if args.best is not None:
         answer_best(args, metrics, params, bool(args.over), lambda metric, goal: best_row(rows, metric, goal))

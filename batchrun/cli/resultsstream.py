@@ -23,7 +23,7 @@ from batchrun.errors import UsageError
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv_windows, write_table_windows
 from batchrun.store.target import Target
 
-__all__ = ["json_row", "streamed_results", "write_best"]
+__all__ = ["answer_best", "check_sort", "json_row", "streamed_results", "write_best"]
 
 Windows = Callable[[], Iterator[list[dict[str, Any]]]]
 
@@ -40,13 +40,10 @@ def streamed_results(args: argparse.Namespace, target: Target) -> bool:
     params, metrics = streamed.parameter_names, streamed.metric_names
     rows: Windows = lambda: streamed.windows(args.agg, states)  # noqa: E731
     if args.sort is not None:
-        name = args.sort.lstrip("-")
         any_row = any(window for window in streamed.windows(args.agg, states))
         from batchrun.results.table import COLUMNS
 
-        columns = {*COLUMNS, *params, *metrics} if any_row else {*params, *metrics}
-        if name not in columns and name not in metrics:
-            raise UsageError(f"--sort {args.sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
+        check_sort(args.sort, {*COLUMNS, *params, *metrics} if any_row else {*params, *metrics}, metrics)
         order = sorted_positions(streamed.positioned(args.agg, states), args.sort)
         if order is None:
             return False  # not numbers: sorted as the held rows are
@@ -82,6 +79,13 @@ def _top(rows: Windows, top: int) -> Windows:
             left -= len(window)
 
     return first
+
+
+def check_sort(sort: str, columns: set[str], metrics: Sequence[str]) -> None:
+    """`results --sort [-]NAME`: refused when no column (or metric) has that name."""
+    name = sort.lstrip("-")
+    if name not in columns and name not in metrics:
+        raise UsageError(f"--sort {sort}: no column {name!r} (metrics: {', '.join(metrics) or 'none'})")
 
 
 def answer_best(

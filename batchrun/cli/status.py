@@ -134,11 +134,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     target = target_of(args)
     states = states_of(args)
     out = sys.stdout
+    # What each run used is in the CSV, the JSON and the resources only, and whole ids: only the table
+    # shows each id's shortest distinct prefix (which sorts every id).
+    whole = args.csv or args.json or args.resources
     if usable_for(target):
         # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
-        # What each run used is in the CSV, the JSON and the resources only.
-        # Only the table looks jobs up by id (their shortest distinct prefix): the others leave the ids' sorted indexes unread.
-        whole = args.csv or args.json or args.resources
+        # Only the table looks jobs up by id: the others leave the ids' sorted indexes unread.
         compact = read_compact(target, usage=whole, entries=args.json and not args.resources, indexes=not whole)
         # Jobs that share an id are one key of the JSON object: the held path says which wins.
         if not (args.json and compact.runfile.jobs.ids_repeat()):
@@ -158,7 +159,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.other_code:
         code = _code_now()
         jobs = [job for job in jobs if _other_code(job, code)]
-    listing = _listing(target, status, jobs)
+    listing = _listing(target, status, jobs, table=not whole)
     if args.resources:
         _write_resources(out, target, listing, args)
     elif args.json:
@@ -185,8 +186,11 @@ def _write_listing(out: IO[str], args: argparse.Namespace, listing: Listing, sta
         write_table(out, listing, states, args.show_command, counts_text, count)
 
 
-def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus]) -> Listing:
-    """What the table lists, from every job held (`RunsStatus`): the listed jobs are one window."""
+def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus], table: bool = True) -> Listing:
+    """What the table lists, from every job held (`RunsStatus`): the listed jobs are one window.
+
+    `table=False`: for what shows whole ids (no shortest prefix made: it sorts every id).
+    """
     running = [job for job in status.jobs if job.record is not None and job.record.state == State.RUNNING and not job.removed]
     return Listing(
         given=str(target.given),
@@ -196,7 +200,7 @@ def _listing(target: Target, status: RunsStatus, jobs: list[JobStatus]) -> Listi
         launch_pid=status.launch_pid,
         now=status.now,
         running=running,
-        id_length=short_id_length(status.jobs),
+        id_length=short_id_length(status.jobs) if table else 16,
         windows=lambda: iter([jobs]),
         every=lambda: iter([status.jobs]),
         given_parameters=status.parameter_names,
