@@ -137,6 +137,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     # What each run used is in the CSV, the JSON and the resources only, and whole ids: only the table
     # shows each id's shortest distinct prefix (which sorts every id).
     whole = args.csv or args.json or args.resources
+    source: RunsStatus | CompactStatus | None = None
     if usable_for(target):
         # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
         # Only the table looks jobs up by id: the others leave the ids' sorted indexes unread.
@@ -146,24 +147,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
             # A job's entry is a few kB as dicts: JSON's windows are smaller.
             # The resources summarise only the jobs counted as ran to an end: only those are made.
             shown = states or (list(COUNTED) if args.resources else [])
+            source = compact
             listing = _compact_listing(target, compact, shown, args.other_code, size=512 if args.json else WINDOW, table=not whole)
-            if args.resources:
-                _write_resources(out, target, listing, args)
-            elif args.json:
-                _write_json_windows(out, target, compact, listing)
-            else:
-                _write_listing(out, args, listing, states)
-            return 0
-    status = load_status(target, need_entries=args.json)
-    jobs = status.select(states)
-    if args.other_code:
-        code = _code_now()
-        jobs = [job for job in jobs if _other_code(job, code)]
-    listing = _listing(target, status, jobs, table=not whole)
+    if source is None:
+        status = load_status(target, need_entries=args.json)
+        jobs = status.select(states)
+        if args.other_code:
+            code = _code_now()
+            jobs = [job for job in jobs if _other_code(job, code)]
+        source = status
+        listing = _listing(target, status, jobs, table=not whole)
     if args.resources:
         _write_resources(out, target, listing, args)
     elif args.json:
-        _write_json_windows(out, target, status, listing)
+        _write_json_windows(out, target, source, listing)
     else:
         _write_listing(out, args, listing, states)
     return 0
