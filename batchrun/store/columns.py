@@ -11,52 +11,131 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
+from itertools import compress, repeat
+from math import copysign
+from operator import eq
 from typing import Any
 
 from batchrun.store.records import State
 
-__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Names", "States", "Unread"]
+__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Millis", "Names", "States", "Unread"]
 
 # A state's code in the state column, and back.
 STATE_CODE: dict[str, int] = {str(state): code for code, state in enumerate(State.ALL)}
 _STATE_OF = State.ALL
 RUNNING_CODE = STATE_CODE[State.RUNNING]
 PENDING_CODE = STATE_CODE[State.PENDING]
-# The int columns' marker for "None, or a value kept in the column's dict".
-_INT_NONE = -(2**31)
+# The int columns' marker for "None, or a value kept in the column's dict": the narrowest value of each type.
+_NONE_OF = {"b": -(2**7), "h": -(2**15), "i": -(2**31)}
+_INT_NONE = _NONE_OF["i"]
 _FLOAT_NONE = float("nan")
 
 
 class Ints:
-    """Nullable integers: 4 bytes a row; None and values past 32 bits are marked, the latter kept aside."""
+    """Nullable integers in as few bytes a row as the values need: None and values past 32 bits are marked, the latter kept aside.
 
-    __slots__ = ("default", "odd", "values")
+    A column starts at a byte a row and widens (2, then 4 bytes) the first
+    time a value needs it: exit statuses, attempts and requeues mostly fit a
+    byte, and a million jobs' four such columns then hold 4 MB, not 16. The
+    marker of None is the narrowest value of the array's type.
+    """
+
+    __slots__ = ("default", "none", "odd", "values")
 
     def __init__(self, default: int | None) -> None:
-        self.values = array("i")
+        self.values = array("b")
+        self.none = _NONE_OF["b"]
         self.odd: dict[int, int] = {}
         self.default = default
 
     def append(self) -> None:
-        self.values.append(_INT_NONE if self.default is None else self.default)
+        self.values.append(self.none if self.default is None else self.default)
+
+    def add_nones(self, count: int) -> None:
+        """Add `count` rows of None (to an empty column)."""
+        self.values.extend(array(self.values.typecode, [self.none]) * count)
 
     def get(self, row: int) -> int | None:
         value = self.values[row]
-        return value if value != _INT_NONE else self.odd.get(row)
+        return value if value != self.none else self.odd.get(row)
 
     def dump(self) -> tuple[dict[str, array[Any]], Any]:
         return {"": self.values}, {str(row): value for row, value in self.odd.items()}
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
-        self.values, self.odd = sections[""], {int(row): int(value) for row, value in side.items()}
+        values = sections[""]
+        if values.typecode not in _NONE_OF:
+            raise ValueError(f"an int column of type {values.typecode!r}")
+        self.values, self.none = values, _NONE_OF[values.typecode]
+        self.odd = {int(row): int(value) for row, value in side.items()}
 
     def set(self, row: int, value: int | None) -> None:
-        if value is not None and _INT_NONE < value < 2**31:
+        if value is not None and self.none < value <= -self.none - 1:
             self.values[row] = value
             if self.odd:
                 self.odd.pop(row, None)
+        elif value is not None and _INT_NONE < value < 2**31:
+            self._widen(value)
+            self.set(row, value)
         else:
-            self.values[row] = _INT_NONE
+            self.values[row] = self.none
+            if value is None:
+                self.odd.pop(row, None)
+            else:
+                self.odd[row] = value
+
+    def _widen(self, value: int) -> None:
+        """Hold `value` from now on: the same values, in the narrowest wider type that takes it (its markers moved)."""
+        code = next(code for code, none in _NONE_OF.items() if none < value <= -none - 1)
+        old, none = self.values, _NONE_OF[code]
+        self.values = array(code, old)
+        for row in compress(range(len(old)), map(eq, old, repeat(self.none))):
+            self.values[row] = none
+        self.none = none
+
+
+class Millis:
+    """Nullable floats that journal lines give to the millisecond (CPU seconds, `%.3f`): a whole number of them, in an `Ints`.
+
+    `m / 1000` is the float nearest to m thousandths, as is the float a
+    `%.3f` text reads back as, so the values come back bit for bit; any other
+    value (more digits, NaN, past 24 days) is kept aside. Half or a quarter of
+    the 8 bytes a row of `Floats`.
+    """
+
+    __slots__ = ("ints", "odd")
+
+    def __init__(self, default: Any = None) -> None:
+        self.ints = Ints(None)
+        self.odd: dict[int, float] = {}
+
+    def append(self) -> None:
+        self.ints.append()
+
+    def add_nones(self, count: int) -> None:
+        """Add `count` rows of None (to an empty column)."""
+        self.ints.add_nones(count)
+
+    def get(self, row: int) -> float | None:
+        millis = self.ints.get(row)
+        return millis / 1000 if millis is not None else self.odd.get(row)
+
+    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+        ints, odd = self.ints.dump()
+        return ints, {"ints": odd, "odd": {str(row): value for row, value in self.odd.items()}}
+
+    def load(self, sections: dict[str, array[Any]], side: Any) -> None:
+        self.ints.load(sections, side["ints"])
+        self.odd = {int(row): float(value) for row, value in side["odd"].items()}
+
+    def set(self, row: int, value: float | None) -> None:
+        millis = round(value * 1000) if value is not None and value == value and abs(value) < 2e6 else None
+        if millis is not None and millis / 1000 == value and (millis or copysign(1, value) > 0):  # -0.0 aside
+            self.ints.set(row, millis)
+            if self.odd:
+                self.odd.pop(row, None)
+        else:
+            self.ints.set(row, None)
             if value is None:
                 self.odd.pop(row, None)
             else:
@@ -74,6 +153,10 @@ class Floats:
 
     def append(self) -> None:
         self.values.append(_FLOAT_NONE)
+
+    def add_nones(self, count: int) -> None:
+        """Add `count` rows of None (to an empty column)."""
+        self.values.extend(array("d", [_FLOAT_NONE]) * count)
 
     def get(self, row: int) -> float | None:
         value = self.values[row]
@@ -99,12 +182,12 @@ class Floats:
 
 
 class Names:
-    """Texts of few distinct values (hosts): each kept once, 2 bytes a row (0 for None)."""
+    """Texts of few distinct values (hosts): each kept once, a byte a row (0 for None), 2 past 255 of them."""
 
     __slots__ = ("codes", "names", "values")
 
     def __init__(self, default: Any = None) -> None:
-        self.values = array("H")
+        self.values = array("B")
         self.names: list[str | None] = [None]
         self.codes: dict[str | None, int] = {None: 0}
 
@@ -127,8 +210,9 @@ class Names:
         if code is None:
             code = self.codes[value] = len(self.names)
             self.names.append(value)
-            if code >= 2**16 and self.values.typecode == "H":
-                self.values = array("I", self.values)
+            wider = "H" if code == 2**8 else "I" if code == 2**16 else None
+            if wider is not None and self.values.itemsize < array(wider).itemsize:
+                self.values = array(wider, self.values)
         self.values[row] = code
 
 
@@ -141,15 +225,14 @@ class Unread:
     (`Ints` or `Floats`, given empty) from then on.
     """
 
-    __slots__ = ("count", "inner", "none")
+    __slots__ = ("count", "inner")
 
-    def __init__(self, inner: Ints | Floats, count: int) -> None:
+    def __init__(self, inner: Ints | Floats | Millis, count: int) -> None:
         self.inner, self.count = inner, count
-        self.none = _FLOAT_NONE if isinstance(inner, Floats) else _INT_NONE
 
-    def _real(self) -> Ints | Floats:
+    def _real(self) -> Ints | Floats | Millis:
         if self.count >= 0:
-            self.inner.values = array(self.inner.values.typecode, [self.none]) * self.count
+            self.inner.add_nones(self.count)
             self.count = -1
         return self.inner
 
@@ -298,4 +381,4 @@ class States:
         self.values = bytearray(sections[""].tobytes())
 
 
-COLUMN_OF_KIND: dict[str, Any] = {"state": States, "int": Ints, "float": Floats, "name": Names, "live": Live, "codes": Codes, "flag": Flags}
+COLUMN_OF_KIND: dict[str, Any] = {"state": States, "int": Ints, "float": Floats, "millis": Millis, "name": Names, "live": Live, "codes": Codes, "flag": Flags}

@@ -15,7 +15,7 @@ journal's new lines and renders what changed.
 Format of `.fingerprint.jobs` (written atomically, after it the fingerprint
 that names its token):
 
-    batchrun-jobs 1 <little|big>
+    batchrun-jobs 2 <little|big>
     <one JSON object: token, sections [[name, typecode, count, crc32], ...], side data>
     <each section's bytes, in order>
 
@@ -41,7 +41,9 @@ __all__ = ["SNAPSHOT_NAME", "new_token", "read_sections", "write_sections"]
 
 SNAPSHOT_NAME = ".fingerprint.jobs"
 _MAGIC = "batchrun-jobs"
-_VERSION = "1"
+# 2: the record columns in as few bytes a row as their values need (`columns.Ints`), CPU seconds
+# as milliseconds. A release that reads 1 only takes its full path on a 2, as this one does on a 1.
+_VERSION = "2"
 # Bytes compared at a time by `_read_same`.
 _BLOCK = 1 << 20
 # The header is a few kilobytes (side data: odd values, hosts); far larger is not one.

@@ -101,7 +101,8 @@ def category_of_state(state: str, ignored: bool) -> str:
 class Field:
     """One field of a job's record: its name, and how the record table stores it (`recordtable`).
 
-    Kinds: `state` (one of `State`), `int` and `float` (or None), `name` (a
+    Kinds: `state` (one of `State`), `int` and `float` (or None), `millis` (a
+    float the journal gives to the millisecond, or None), `name` (a
     text of few distinct values, such as a host: kept once), `live` (a value
     only a running job has, such as its pid: dropped when the job stops
     running), `codes` (a list of exit statuses, one per attempt), `flag` (a bool).
@@ -136,8 +137,8 @@ FIELDS = (
     Field("code", "name"),
     # What the last attempt used (its supervisor's wait4): peak resident memory, CPU seconds.
     Field("max_rss_kb", "int"),
-    Field("user_cpu_s", "float"),
-    Field("sys_cpu_s", "float"),
+    Field("user_cpu_s", "millis"),
+    Field("sys_cpu_s", "millis"),
     # Its peak GPU memory (MiB), where nvidia-smi could tell (`launch.gpumem`).
     Field("max_gpu_mem_mb", "int"),
     # Set by `doit ignore` (an X line): skipped until forgotten (R).
