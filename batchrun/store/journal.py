@@ -35,7 +35,8 @@ from typing import BinaryIO
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
-from batchrun.store.records import REQUEUE_STATUS, JobRecord, State, canonical_time, known_state, start_extras, start_fields
+from batchrun.store.compaction import blocks, compacted_lines, compaction_due
+from batchrun.store.records import JobRecord, State, canonical_time, known_state, start_extras, start_fields
 from batchrun.store.recordtable import KEEP, RecordTable
 
 __all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "replay"]
@@ -264,13 +265,14 @@ class Journal:
             raise MetadataError(f"{self.path}: compact() needs a closed journal")
         if not self.needs_compaction():
             return
-        lines, dropped = _compacted(self.records.values())
+        dropped: list[str] = []
+        counts = [0, 0]  # lines, bytes (ASCII: a byte a character)
         try:
-            write_atomic(self.path, lines, sync=True)
+            # Streamed a block of lines at a time: a million jobs' lines in a list were 400 MB.
+            write_atomic(self.path, blocks(compacted_lines(self.records.values(), dropped), counts), sync=True)
         except OSError:
             return  # compaction is an optimisation: the long journal stays valid
-        self._lines = len(lines)
-        self.size = sum(map(len, lines))  # ASCII: one byte per character
+        self._lines, self.size = counts
         # The records stay what a replay of the new file gives.
         for job_id in dropped:
             del self.records[job_id]
@@ -285,48 +287,6 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _compacted(records: Iterable[JobRecord]) -> tuple[list[str], list[str]]:
-    """The lines of a compacted journal, and the ids of records it keeps no line for."""
-    lines: list[str] = []
-    dropped: list[str] = []
-    for rec in records:
-        # Earlier attempts keep their exit codes (their times are not kept).
-        if rec.start is not None and rec.end is not None:
-            for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
-                if code is None or code == REQUEUE_STATUS:
-                    # A 75 was (almost always) a requeue: kept as one, so the requeue count survives.
-                    unfinished = State.INTERRUPTED if code is None else State.REQUEUED
-                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {unfinished}\n")
-                else:
-                    lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
-        if rec.max_rss_kb is not None and rec.user_cpu_s is not None and rec.sys_cpu_s is not None and rec.state != State.RUNNING:
-            gpu = "" if rec.max_gpu_mem_mb is None else f" {rec.max_gpu_mem_mb}"
-            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}{gpu}\n")
-        if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
-            # The state and host ride along: the S line that held the host goes.
-            extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
-            if rec.code is not None and rec.host:
-                extra += f" {rec.code}"
-            lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
-        elif rec.state == State.RUNNING and rec.start is not None:
-            # Left running on purpose (detached): keep what adoption needs.
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{start_extras(rec.holds, rec.code)}\n")
-            if rec.ref is not None:
-                lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
-        elif rec.start is not None and rec.end is not None:
-            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}{'' if rec.code is None else ' ' + rec.code}\n")
-        elif not rec.ignored:
-            dropped.append(rec.job_id)  # forgotten and not run since: no line, as if never named
-        if rec.ignored:
-            lines.append(f"X {rec.job_id}\n")
-    return lines, dropped
-
-
-def compaction_due(lines: int, records: int) -> bool:
-    """Whether a journal of this many lines for this many records is due a rewrite (`Journal.compact`)."""
-    return lines > 2 * max(records, 1) + 1000
 
 
 class _Reserve:
