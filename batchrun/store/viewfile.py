@@ -172,7 +172,8 @@ class ViewFile:
             OSError: the file cannot be written, or the file last written can no longer be read.
         """
         snap = snap if snap is not None else self.snapshot()
-        starts, lens = array("q", bytes(8 * snap.count)), array("I", bytes(4 * snap.count))
+        # Made whole at once (not from a zeroed bytes copy: 12 bytes a position more at the write's peak).
+        starts, lens = array("q", [0]) * snap.count, array("I", [0]) * snap.count
         source = open(self.path, "rb") if snap.base_count and not _all_changed(snap) else None  # noqa: SIM115 - closed below
         try:
             write_atomic(self.path, _pieces(snap, source, starts, lens))
