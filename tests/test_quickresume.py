@@ -520,3 +520,20 @@ def test_a_relaunch_past_the_listed_failures_is_answered_from_the_fingerprint_wi
     assert (work / "runs" / "exp" / FINGERPRINT_NAME).read_bytes().startswith(b"batchrun-fingerprint 2 ")
     code, out, _ = _both(work, quick=True)
     assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out and "false 0" in out
+
+
+@pytest.mark.slow
+def test_a_packed_runfile_relaunches_from_the_snapshot_as_the_full_path_does(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A long runfile's bytes are held packed (`runfile.packed`): here a short one's, in blocks of 97 bytes,
+    # so that commands, the snapshot's block digests and the new bytes' parse all cross block edges.
+    from batchrun.runfile import packed
+
+    monkeypatch.setattr(packed, "PACK_FROM", 0)
+    monkeypatch.setattr(packed, "BLOCK", 97)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("BRFAULT_PACK", "1")
+    assert isinstance(load_runfile(big / "exp.runfile").jobs.blob, packed.PackedBytes)
+    _edit_runfile(big, lambda lines: [*lines, "echo new 1", "true 3 " + "y" * 40, "echo new 2"])
+    _both(big, quick=False, resume=True)
+    _edit_runfile(big, lambda lines: [*lines[:600], "echo inserted", *lines[600:]])
+    _both(big, quick=False, resume=True)

@@ -32,6 +32,7 @@ from typing import Any, overload
 
 from batchrun.resources import Request
 from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.packed import PackedBytes, packed_if_long
 from batchrun.runfile.requestruns import RequestRuns
 
 __all__ = ["SMALL_MAX", "Job", "JobTable", "dump_table", "extend_table", "restore_table"]
@@ -66,7 +67,7 @@ class JobTable(Sequence[Job]):
 
     def __init__(self, jobs: Iterable[Job] = ()) -> None:
         # The runfile's own bytes (shared, not copied), or a bytearray once jobs are appended.
-        self._blob: bytes | bytearray = b""
+        self._blob: bytes | bytearray | PackedBytes = b""
         self._starts = array(_SMALL)
         self._ends = array(_SMALL)
         self._lines = array(_SMALL)
@@ -86,8 +87,8 @@ class JobTable(Sequence[Job]):
         return len(self._keys)
 
     @property
-    def blob(self) -> bytes | bytearray:
-        """The runfile's bytes the commands are in (a bytearray once jobs were appended; do not change it)."""
+    def blob(self) -> bytes | bytearray | PackedBytes:
+        """The runfile's bytes the commands are in (packed when long, a bytearray once jobs were appended; do not change it)."""
         return self._blob
 
     @property
@@ -231,7 +232,7 @@ class JobTable(Sequence[Job]):
     def _add(self, command: bytes, lineno: int) -> None:
         self._ids_unique = None
         if not isinstance(self._blob, bytearray):
-            self._blob = bytearray(self._blob)
+            self._blob = bytearray(bytes(self._blob))
         if len(self._blob) + len(command) >= SMALL_MAX or lineno >= SMALL_MAX:
             self._widen()
         self._starts.append(len(self._blob))
@@ -305,7 +306,7 @@ def extend_table(table: JobTable, other: JobTable, blob: bytes, offset: int) -> 
         raise ValueError("extend_table: a kept job ends past the new bytes' start")
     if offset + len(other._blob) >= SMALL_MAX:
         table._widen()
-    table._blob = blob
+    table._blob = packed_if_long(blob)
     table._starts.extend(map(add, other._starts, repeat(offset)))
     table._ends.extend(map(add, other._ends, repeat(offset)))
     table._lines.extend(other._lines)
@@ -330,7 +331,7 @@ def dump_table(table: JobTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
 def restore_table(blob: bytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
     """The table `dump_table` described, over the runfile's bytes (read back from disk: the caller checked them)."""
     table = JobTable()
-    table._blob, table._starts, table._ends, table._lines = blob, sections["starts"], sections["ends"], sections["lines"]
+    table._blob, table._starts, table._ends, table._lines = packed_if_long(blob), sections["starts"], sections["ends"], sections["lines"]
     table._keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
     table._ids_unique = side["ids_unique"]
     return table

@@ -20,6 +20,7 @@ from operator import add, methodcaller
 from batchrun.resources import directive_request
 from batchrun.runfile.idindex import ids_from_digests
 from batchrun.runfile.jobtable import SMALL_MAX, JobTable
+from batchrun.runfile.packed import packed_if_long
 
 __all__ = ["DirectiveError", "parse_commands"]
 
@@ -176,6 +177,7 @@ def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tup
         parse = _parse_plain if _plain(block) else _parse_lines
         lineno += parse(table, offset, block, lineno)
     duplicates = _drop_duplicates(table)
+    table._blob = packed_if_long(data)
     return table, duplicates
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from batchrun.runfile.file import Runfile
 from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
+from batchrun.runfile.packed import PackedBytes
 from batchrun.runfile.parse import parse_commands
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, read_fingerprint
 from batchrun.store.jobsnapshot import read_sections
@@ -93,7 +94,7 @@ def snapshot_of(
     rendered from a record (it has a state).
     """
     jobs = runfile.jobs
-    if records.running_rows() or not isinstance(jobs.blob, bytes) or len(rows) != len(jobs) or jobs.requests:
+    if records.running_rows() or isinstance(jobs.blob, bytearray) or len(rows) != len(jobs) or jobs.requests:
         return None
     sections: dict[str, Any] = {}
     job_sections, job_side = dump_table(jobs)
@@ -223,7 +224,7 @@ def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], te
     return new
 
 
-def _block_digests(blob: bytes) -> tuple[array[int], array[int]]:
+def _block_digests(blob: bytes | PackedBytes) -> tuple[array[int], array[int]]:
     """The ends of the text's blocks (each cut just after a newline, the last at its end) and their digests."""
     ends, digests = array("q"), bytearray()
     start = 0

@@ -35,6 +35,8 @@ there. Nothing here is imported unless a test asks for it.
                                  launch's last write of metadata.json
     BRFAULT_KILL_AFTER_REQUEUE=1 SIGKILL itself right after the journal records a requeued
                                  attempt (exit 75), before the next attempt's start record
+    BRFAULT_PACK=1               every runfile's bytes are packed (`runfile.packed`), in blocks of
+                                 97 bytes: a short runfile is held as a long one is (not a fault)
 """
 
 from __future__ import annotations
@@ -247,6 +249,11 @@ def _install() -> None:
             return rec
 
         Journal.record_unfinished = record_unfinished  # type: ignore[assignment,method-assign]
+
+    if env.get("BRFAULT_PACK") == "1":
+        from batchrun.runfile import packed
+
+        packed.PACK_FROM, packed.BLOCK = 0, 97
 
 
 _install()

@@ -1,0 +1,56 @@
+"""runfile.packed: a long runfile's bytes held compressed read back exactly as the bytes, however sliced."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from batchrun.runfile import packed
+from batchrun.runfile.file import job_id_of
+from batchrun.runfile.jobtable import Job
+from batchrun.runfile.packed import PackedBytes, packed_if_long
+from batchrun.runfile.parse import parse_commands
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 16])
+def test_every_slice_and_find_is_the_bytes_one(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(packed, "BLOCK", block)
+    rng = random.Random(block)
+    data = b"".join(f"python train.py --lr {rng.random():.4f} --seed {i} é\n".encode() for i in range(40))
+    held = PackedBytes(data)
+    assert len(held) == len(data) and bytes(held) == data and b"".join(held.blocks()) == data
+    spans = [(0, len(data)), (0, 0), (5, 5), (len(data) - 1, len(data) + 10), (-10, None), (None, 3)]
+    spans += [tuple(sorted((rng.randrange(len(data) + 1), rng.randrange(len(data) + 1)))) for _ in range(300)]
+    for start, stop in spans:
+        assert held[start:stop] == data[start:stop], (start, stop)
+    for start in [0, 1, *(rng.randrange(len(data) + 5) for _ in range(100))]:
+        assert held.find(b"\n", start) == data.find(b"\n", start)
+        assert held.find(b"!", start) == -1
+    with pytest.raises(ValueError):
+        held[::2]
+    with pytest.raises(TypeError):
+        held[3]  # type: ignore[call-overload]
+
+
+def test_only_long_unchanging_bytes_are_packed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packed, "PACK_FROM", 100)
+    assert isinstance(packed_if_long(b"x" * 100), PackedBytes)
+    assert packed_if_long(b"x" * 99) == b"x" * 99
+    grown = bytearray(b"x" * 200)  # a followed runfile's table, appended to: left as it is
+    assert packed_if_long(grown) is grown
+
+
+def test_a_packed_table_gives_the_same_jobs_and_takes_appends(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = "".join(f"echo {i} {'y' * (i % 13)}\n" + ("# note\n\n" if i % 7 == 0 else "") for i in range(500)).encode() + b"echo 3 yyy\n"
+    plain, plain_repeats = parse_commands(data)
+    monkeypatch.setattr(packed, "PACK_FROM", 0)
+    monkeypatch.setattr(packed, "BLOCK", 29)
+    table, repeats = parse_commands(data)
+    assert isinstance(table.blob, PackedBytes) and repeats == plain_repeats
+    assert list(table) == list(plain) and list(table.jobs_at([499, 0, 250])) == list(plain.jobs_at([499, 0, 250]))
+    assert [table.command_bytes(i) for i in range(len(table))] == [plain.command_bytes(i) for i in range(len(plain))]
+    new = Job("echo appended", job_id_of("echo appended"), 999)
+    table.append(new)
+    plain.append(new)
+    assert list(table) == list(plain) and isinstance(table.blob, bytearray)
