@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.ledger import Ledger
@@ -73,21 +73,13 @@ class JournalPrefix:
 def journal_prefix(path: Path, size: int) -> JournalPrefix | None:
     """The journal's first `size` bytes, hashed; None when shorter, unreadable, or not ending a line."""
     digest = hashlib.sha256()
-    left, lines, last = size, 0, b""
     try:
         with open(path, "rb") as f:
             file_id = _file_id(f.fileno())
-            while left:
-                block = f.read(min(left, 1 << 20))
-                if not block:
-                    return None
-                digest.update(block)
-                lines += block.count(b"\n")
-                last = block[-1:]
-                left -= len(block)
+            read, lines, last = _hash_blocks(f, digest, size)
     except OSError:
         return None
-    return JournalPrefix(size, lines, digest, file_id) if last == b"\n" else None
+    return JournalPrefix(size, lines, digest, file_id) if read == size and last == b"\n" else None
 
 
 def journal_digest(path: Path, prefix: JournalPrefix | None = None) -> tuple[int, str, int] | None:
@@ -107,17 +99,25 @@ def journal_digest(path: Path, prefix: JournalPrefix | None = None) -> tuple[int
             if prefix is not None and _file_id(f.fileno()) == prefix.file_id and os.fstat(f.fileno()).st_size >= prefix.size:
                 f.seek(prefix.size)
                 digest, size, lines, last = prefix.sha256.copy(), prefix.size, prefix.lines, b"\n"
-            # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-                lines += block.count(b"\n")
-                last = block[-1:]
+            read, more, tail = _hash_blocks(f, digest)
     except OSError:
         return None
-    if last != b"\n":
+    if (tail or last) != b"\n":
         return None  # empty, or a torn last line the full path would cut off
-    return size, digest.hexdigest(), lines
+    return size + read, digest.hexdigest(), lines + more
+
+
+def _hash_blocks(f: BinaryIO, digest: Any, limit: int | None = None) -> tuple[int, int, bytes]:
+    """Hash the file from where it is, to its end or `limit` bytes: (bytes read, newlines among them, the last byte)."""
+    read = lines = 0
+    last = b""
+    # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
+    while block := f.read(1 << 20 if limit is None else min(limit - read, 1 << 20)):
+        digest.update(block)
+        read += len(block)
+        lines += block.count(b"\n")
+        last = block[-1:]
+    return read, lines, last
 
 
 def _file_id(fd: int) -> tuple[int, int]:
