@@ -91,7 +91,14 @@ def short_id_length(jobs: Iterable[JobStatus]) -> int:
     return length
 
 
-def find_job(status: RunsStatus, text: str) -> JobStatus:
+def _jobs(status: RunsStatus | CompactStatus) -> Iterable[JobStatus]:
+    """Every job, held or made a window at a time (a compact status of a million jobs holds no `JobStatus` list)."""
+    if isinstance(status, RunsStatus):
+        return status.jobs
+    return (job for window in status.windows() for job in window)
+
+
+def find_job(status: RunsStatus | CompactStatus, text: str) -> JobStatus:
     """The one job `text` names: a runfile line number, an id prefix, or part of a command.
 
     A number is a line number: a line that holds no job is an error, never
@@ -109,24 +116,24 @@ def find_job(status: RunsStatus, text: str) -> JobStatus:
         job = _job_on_line(status, int(text))
         if job is not None:
             return job
-        by_id = [job for job in status.jobs if job.job_id.startswith(text)] if len(text) >= _SHORT_ID else []
+        by_id = [job for job in _jobs(status) if job.job_id.startswith(text)] if len(text) >= _SHORT_ID else []
         if by_id:
             return _only(by_id, f"job id prefix {text!r}", "give more digits of the id")
         where = f"line {int(text)} of {status.runfile.path}" if status.runfile is not None else f"line {int(text)} of the runfile"
         raise UsageError(f"{where} holds no job (a blank or # line, or past the last job); see batchrun status for the jobs' lines")
     lowered = text.lower()
     if all(c in "0123456789abcdef" for c in lowered):
-        matches = [job for job in status.jobs if job.job_id.startswith(lowered)]
+        matches = [job for job in _jobs(status) if job.job_id.startswith(lowered)]
         if matches:
             return _only(matches, f"job id prefix {text!r}", "give more digits of the id")
-    matches = [job for job in status.jobs if text in job.command]
+    matches = [job for job in _jobs(status) if text in job.command]
     if not matches:
         raise UsageError(f"no job matches {text!r} (not a line with a command, a job id prefix, or part of a command); see batchrun status")
     return _only(matches, repr(text), "give a longer part of the command, the line number or the job id")
 
 
-def _job_on_line(status: RunsStatus, lineno: int) -> JobStatus | None:
-    for job in status.jobs:
+def _job_on_line(status: RunsStatus | CompactStatus, lineno: int) -> JobStatus | None:
+    for job in _jobs(status):
         if job.line == lineno and not job.removed:
             return job
     if status.runfile is not None:
