@@ -30,7 +30,7 @@ from batchrun.results.usage import UsageRow, UsageTally
 from batchrun.store.records import State
 from batchrun.store.target import Target
 
-__all__ = ["BEST_KEPT", "FAILED_SHOWN", "FAILED_STATES", "HISTORY_METRICS", "ROWS", "Failed", "ReportData", "read_report_data", "report_data"]
+__all__ = ["BEST_KEPT", "FAILED_SHOWN", "FAILED_STATES", "HISTORY_METRICS", "ROWS", "Failed", "ReportData", "long_runfile", "read_report_data", "report_data"]
 
 # Rows a page holds at most (plotly's scattergl draws ~100,000 points per trace well; the page has a plot per parameter).
 ROWS = 10_000
@@ -85,10 +85,8 @@ def read_report_data(
         UsageError: nothing was launched; `metric` is not one of the sweep's.
         InputError, MetadataError: as `status.view.load_status`.
     """
-    from batchrun.status.compact import usable_for
-
     bound = ROWS if bound is None else bound
-    if usable_for(target) and _lines_over(target, bound):
+    if long_runfile(target, bound):
         return _streamed(target, scrape, agg, metric, goal, bound)
     return report_data(read_results(target, scrape, keep_history=True), agg, metric, goal, bound)
 
@@ -114,10 +112,15 @@ def report_data(results: Results, agg: str = "last", metric: str | None = None, 
     return data
 
 
-def _lines_over(target: Target, bound: int) -> bool:
-    """Whether the runfile has more lines than `bound` (an upper bound on its jobs, counted without parsing)."""
-    if target.runfile is None:
+def long_runfile(target: Target, bound: int | None = None) -> bool:
+    """Whether the target is a runfile (`compact.usable_for`) of more lines than `bound` (`ROWS`): an upper bound on
+    its jobs, counted without parsing. Such a runfile is read a window at a time, and shown by a sample."""
+    from batchrun.status.compact import usable_for
+
+    if not usable_for(target):
         return False
+    assert target.runfile is not None
+    bound = ROWS if bound is None else bound
     lines = 0
     try:
         with open(target.runfile, "rb") as f:

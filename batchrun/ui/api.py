@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import Any
+from array import array
+from typing import TYPE_CHECKING, Any
 
 from batchrun.errors import BatchrunError
 from batchrun.launch.control import request_kill, request_stop
@@ -22,6 +23,10 @@ from batchrun.results.plots import curve, group_document, history_axes
 from batchrun.status.lookup import job_entry
 from batchrun.ui.registry import Registry
 from batchrun.ui.watch import SweepWatch
+
+if TYPE_CHECKING:
+    from batchrun.results.table import Run
+    from batchrun.status.compact import CompactStatus
 
 __all__ = ["LOG_NAMES", "Api"]
 
@@ -117,12 +122,16 @@ class Api:
     def run(self, watch: SweepWatch, job_id: str) -> dict[str, Any]:
         """One run: its row, metadata.json entry, resources, every metric's aggregates and curve."""
         results = watch.results
-        if results is None or watch.log_dir(job_id) is None:
+        if (results is None and not watch.sampled) or watch.log_dir(job_id) is None:
             raise ApiError(404, "no such job in this runs directory")
-        run = next((r for r in results.runs if r.job.job_id == job_id), None)
+        if results is not None:
+            run = next((r for r in results.runs if r.job.job_id == job_id), None)
+            status: Any = results.status
+        else:
+            run, status = _run_of(watch, job_id)
         if run is None:
             raise ApiError(404, "no such job in this runs directory")
-        entry = job_entry(results.status, run.job)
+        entry = job_entry(status, run.job)
         metrics = self._metrics(watch, job_id) or RunMetrics()
         summary = []
         curves = {}
@@ -188,6 +197,21 @@ class Api:
         except BatchrunError as err:
             raise ApiError(409, str(err)) from err
         return {"pid": answer.pid, "now": now}
+
+
+def _run_of(watch: SweepWatch, job_id: str) -> tuple[Run | None, CompactStatus]:
+    """One job of a long runfile (shown by a sample, `SweepWatch.sampled`), read from the runs directory held by column."""
+    from batchrun.metrics.file import Skipped
+    from batchrun.results.table import RunReader
+    from batchrun.status.compact import read_compact
+
+    status = read_compact(watch.target, ask_cluster=False)
+    table = status.runfile.jobs
+    if not table.has_id(job_id):
+        return None, status
+    job = next(status.windows(array("q", [table.index_of(job_id)]), []))[0]
+    reader = RunReader(str(status.runs_dir.logs), status.now, None, [], None, None, False)
+    return reader.run(job, Skipped()), status
 
 
 def _whole_utf8(data: bytes) -> int:
