@@ -185,6 +185,16 @@ def run(tool: list[str], work: Path, lines: int) -> None:
     timed([*tool, "run", "--dry-run", command], here, "run --dry-run (braces)")
     timed([*tool, "sweep", command], here, "sweep 'CMD' (the runfile run writes)")
     timed([*tool, "run", "--count", "echo", "{1}", "{2}", ":::", *map(str, range(side)), ":::", *map(str, range(lines // side))], here, "run --count (:::)")
+    # `run` itself: the runfile written, then launched (`-j 2`) for 20 s and stopped as `batchrun stop` does.
+    with open(here / "_run.err", "wb") as err:
+        launched = subprocess.Popen(["/usr/bin/time", "-f", "%M KB %e s", *tool, "run", "-j", "2", "-q", "--name", "echo", command], cwd=here,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        time.sleep(20)
+        timed([*tool, "stop", "echo.runfile"], here, "stop (of that run)")
+    finally:
+        launched.wait()
+    _report("run -j 2 (written, launched 20 s, stopped)", (here / "_run.err").read_text(errors="replace"), launched.returncode)
 
 
 DODO = "from batchrun.dodo import DOIT_CONFIG, runfile_tasks  # noqa: F401\n\n\ndef task_jobs():\n    yield from runfile_tasks('jobs.runfile')\n"

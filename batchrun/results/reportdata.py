@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from batchrun.metrics.file import METRICS_NAME, RunMetrics, Series, Skipped, read_metrics_file
@@ -63,7 +64,9 @@ class ReportData:
     metric_names: list[str]
     total: int
     counts: dict[str, int]
-    rows: list[dict[str, Any]]
+    # The rows shown, as their values in `columns` order: a tuple each weighs a fifth of a dict, beside a million jobs' read.
+    columns: tuple[str, ...]
+    values: list[tuple[Any, ...]]
     best: dict[str, Any] | None
     failed: list[Failed]
     failed_count: int
@@ -73,6 +76,12 @@ class ReportData:
     # Every how many runs one is shown (1: all of them).
     stride: int = 1
     skipped: Skipped = field(default_factory=Skipped)
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows shown (`Run.row`s with the record's `start` and `end`), in runfile order."""
+        columns = self.columns
+        return [dict(zip(columns, values, strict=True)) for values in self.values]
     history: Callable[[str, str], Series | None] = field(default=lambda job_id, metric: None)
 
 
@@ -174,7 +183,8 @@ def _collect(
     tally = UsageTally([name for name in results.parameter_names])
     ranked = [(name, goal if name == metric else "min") for name in results.metric_names[:HISTORY_METRICS]]
     leaders: dict[str, list[tuple[Any, int, dict[str, Any]]]] = {name: [] for name, _ in ranked}
-    shown: dict[int, dict[str, Any]] = {}
+    shown: dict[int, tuple[Any, ...]] = {}
+    columns: tuple[str, ...] = ()
     failed: list[Failed] = []
     failed_count = 0
     best = None
@@ -189,8 +199,10 @@ def _collect(
                 failed.append(Failed(run.job.line, run.job.category, rec.status if rec is not None else None, run.job.command, run.log_dir))
         if metric is not None:
             best = best_row([row] if best is None else [best, row], metric, goal)
+        if not columns:
+            columns = tuple(row)  # every row has the same columns (`Run.row`, every parameter in each), not always in one order
         if stride == 1 or k % stride == 0:
-            shown[k] = row
+            shown[k] = tuple(row.get(name) for name in columns)
         elif ranked:
             for name, name_goal in ranked:
                 value = row.get(name)
@@ -200,9 +212,9 @@ def _collect(
         for kept in leaders.values():
             _prune(kept, BEST_KEPT)
             for _, k, row in kept:
-                shown[k] = row
-    rows = [shown[k] for k in sorted(shown)]
-    return ReportData(target, results.parameter_names, results.metric_names, total, counts, rows, best, failed, failed_count, tally.rows(), metric, goal, stride, results.skipped)
+                shown[k] = tuple(row.get(name) for name in columns)
+    values = [shown[k] for k in sorted(shown)]
+    return ReportData(target, results.parameter_names, results.metric_names, total, counts, columns, values, best, failed, failed_count, tally.rows(), metric, goal, stride, results.skipped)
 
 
 def _keep_best(kept: list[tuple[Any, int, dict[str, Any]]], item: tuple[Any, int, dict[str, Any]], count: int) -> None:
