@@ -267,3 +267,17 @@ def test_a_long_runfile_is_shown_by_a_sample_with_its_counts_exact(finished: Pat
         assert run["record"]["status"] == 0 and run["resources"]["peak memory (kB)"] > 0 and run["metrics"][0]["count"] == 12
         other = next(s for s in ui.json("/api/overview")["sweeps"] if s["title"] != "exp.runfile")
         assert "sampled" in ui.json(f"/api/sweep/{other['sid']}")
+
+
+def test_a_sampled_sweep_is_read_again_only_when_it_changed(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchrun.results import reportdata
+    from batchrun.ui import watch as watch_module
+
+    monkeypatch.setattr(reportdata, "ROWS", 4)
+    reads = []
+    monkeypatch.setattr(watch_module, "read_report_data", lambda target: reads.append(target) or reportdata.read_report_data(target))
+    watch = watch_module.SweepWatch(finished / "runs" / "exp")
+    assert watch.refresh() and watch.sampled and watch.results is None and len(reads) == 1
+    assert not watch.refresh() and len(reads) == 1  # nothing runs, nothing changed: not read again (a million lines take tens of seconds)
+    doc = watch.document()
+    assert doc is not None and doc["sampled"]["total"] == 17 and doc["counts"] == {"succeeded": 17}

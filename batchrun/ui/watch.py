@@ -107,8 +107,11 @@ class SweepWatch:
         target = self.target
         running: list[Any] = []
         results = self.results
+        state = self.state
         if self.sampled:
-            running.append(time.time())  # a sample keeps no runs: while anything may run, look again
+            # A sample keeps no runs; its counts are of all of them: while one runs, its runtime and metrics change.
+            if state is not None and state.header.get("counts", {}).get("running"):
+                running.append(time.time())
         elif results is not None:
             for run in results.runs:
                 if run.job.state == "running":
