@@ -148,8 +148,11 @@ def ui(tool: list[str], work: Path) -> None:
         overview = json.loads(get("/api/overview"))
         for sweep in overview["sweeps"]:
             sid = sweep["id"] if "id" in sweep else sweep["sid"]
-            get(f"/api/sweep/{sid}")
+            doc = json.loads(get(f"/api/sweep/{sid}"))
             get(f"/api/sweep/{sid}?since=1")
+            row = doc["rows"][len(doc["rows"]) // 2]
+            get(f"/api/sweep/{sid}/run/{row[doc['columns'].index('job_id')]}")
+            get(f"/api/sweep/{sid}/importance?metric={doc['metric']}")
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)

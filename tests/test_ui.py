@@ -275,7 +275,7 @@ def test_a_sampled_sweep_is_read_again_only_when_it_changed(finished: Path, monk
 
     monkeypatch.setattr(reportdata, "ROWS", 4)
     reads = []
-    monkeypatch.setattr(watch_module, "read_report_data", lambda target: reads.append(target) or reportdata.read_report_data(target))
+    monkeypatch.setattr(watch_module, "read_report_data", lambda target, **options: reads.append(target) or reportdata.read_report_data(target, **options))
     watch = watch_module.SweepWatch(finished / "runs" / "exp")
     assert watch.refresh() and watch.sampled and watch.results is None and len(reads) == 1
     assert not watch.refresh() and len(reads) == 1  # nothing runs, nothing changed: not read again (a million lines take tens of seconds)

@@ -163,7 +163,7 @@ class SweepWatch:
 
     def _sampled_document(self) -> dict[str, Any]:
         """A long runfile's document, read a window at a time: exact counts, the rows of a sample (`results.reportdata`)."""
-        data = read_report_data(self.target)
+        data = read_report_data(self.target, usage=False)  # the page shows no usage
         doc = rows_document(self.title, data.counts, data.parameter_names, data.metric_names, (data.metric, data.goal), data.rows, target_spec(self.target))
         doc["sampled"] = {"total": data.total, "shown": len(data.rows), "every": data.stride} if data.stride > 1 else None
         return doc
