@@ -267,6 +267,8 @@ def test_a_long_runfile_is_shown_by_a_sample_with_its_counts_exact(finished: Pat
         assert run["record"]["status"] == 0 and run["resources"]["peak memory (kB)"] > 0 and run["metrics"][0]["count"] == 12
         other = next(s for s in ui.json("/api/overview")["sweeps"] if s["title"] != "exp.runfile")
         assert "sampled" in ui.json(f"/api/sweep/{other['sid']}")
+    with serve(finished) as whole:  # the same run, read whole: the same answer
+        assert whole.json(f"/api/sweep/{sweep['sid']}/run/{doc['rows'][0][1]}") == run
 
 
 def test_a_sampled_sweep_is_read_again_only_when_it_changed(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,6 +233,13 @@ class SweepWatch:
         columns = state.columns
         return [dict(zip(columns, row, strict=True)) for row in state.rows.values()]
 
+    def row(self, job_id: str) -> dict[str, Any] | None:
+        """A job's row (column name -> value), for a job id of this sweep's document only."""
+        state = self.state
+        if state is None or job_id not in state.rows:
+            return None
+        return dict(zip(state.columns, state.rows[job_id], strict=True))
+
     def log_dir(self, job_id: str) -> str | None:
         """A job's log directory, for a job id of this sweep only (None for any other text)."""
         state = self.state
