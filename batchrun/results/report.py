@@ -4,7 +4,9 @@ It opens from disk with no network and no server. The page is the sweep
 document of `results.plots` (rows, axes, the metric) plus what a live page
 would fetch: the histories of the best `_HISTORY_RUNS` runs of each metric,
 the importance of parameters, and the groups over a seed; the same
-`static/sweep.js` draws it. plotly's JavaScript (the `report` extra; only
+`static/sweep.js` draws it. What the page holds is read by
+`results.reportdata` (past 10,000 runs, a sample of the rows, said so in
+the page; counts, failures and usage of every run). plotly's JavaScript (the `report` extra; only
 this module and `batchrun ui` touch it) is written once per directory beside
 the report, as plotly's own `write_html(include_plotlyjs="directory")`
 does, so a report of a few runs weighs kilobytes; `embed` puts it in the page

@@ -184,7 +184,7 @@ def _collect(
 ) -> ReportData:
     """One pass over every run: the exact tallies, every `stride`-th row, and the best rows of each history metric."""
     stride = max(1, math.ceil(total / bound))
-    tally = UsageTally([name for name in results.parameter_names])
+    tally = UsageTally(results.parameter_names)
     ranked = [(name, goal if name == metric else "min") for name in results.metric_names[:HISTORY_METRICS]]
     leaders: dict[str, list[tuple[Any, int, dict[str, Any]]]] = {name: [] for name, _ in ranked}
     shown: dict[int, tuple[Any, ...]] = {}
