@@ -193,3 +193,18 @@ def test_report_past_its_bound_shows_a_sample_and_says_so_with_counts_failures_a
         if start in whole:
             assert _section(part, start, end) == _section(whole, start, end), start
     assert "Failed runs (1)" in part and "<p class='best'>" in part
+
+
+def test_a_streamed_read_of_a_gridspec_is_judged_by_its_metric(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from batchrun.results.reportdata import _chosen
+    from batchrun.store.rundir import RunsDir
+    from batchrun.store.target import Target
+
+    spec = tmp_path / "grid.yml"
+    spec.write_text("program: echo\nmetric: {name: acc, goal: maximize}\nparameters:\n  a: {values: [1, 2]}\n")
+    target = Target(spec, RunsDir(tmp_path / "runs" / "grid"), tmp_path / "grid.runfile", spec)
+    assert _chosen(SimpleNamespace(metric_names=["loss", "acc"]), target, None, None) == ("acc", "max")
+    assert _chosen(SimpleNamespace(metric_names=["loss"]), target, None, None) == ("loss", "min")
+    assert _chosen(SimpleNamespace(metric_names=["loss"]), Target(spec, target.runs_dir, target.runfile), None, None) == ("loss", "min")

@@ -150,8 +150,12 @@ def _chosen(results: Any, target: Target, metric: str | None, goal: str | None) 
     from batchrun.errors import UsageError
 
     if metric is None:
-        # A streamed read is of a runfile, which names no metric: the first one.
-        metric, default_goal = default_metric(results) if isinstance(results, Results) else (next(iter(results.metric_names), None), "min")
+        if isinstance(results, Results):
+            metric, default_goal = default_metric(results)
+        else:  # a streamed read: the gridspec's metric, should it be of one, else the first
+            named, default_goal = gridspec_metric(target.gridspec) if target.gridspec is not None else (None, "min")
+            metric = named if named in results.metric_names else next(iter(results.metric_names), None)
+            default_goal = default_goal if metric == named else "min"
         return metric, goal or default_goal
     if metric not in results.metric_names:
         raise UsageError(f"--metric {metric}: no such metric in {target.given} (metrics: {', '.join(results.metric_names) or 'none'})")
