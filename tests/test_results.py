@@ -58,7 +58,9 @@ def test_group_over_seed() -> None:
 
 def _mixed_rows(count: int) -> list[dict[str, object]]:
     """Rows whose columns hold what a results row can: floats, ints, bools, big ints, texts (one read with surrogateescape), lists, None, nan."""
-    texts = ["b", "a", "ä", "\udcff", "", "a b", "Z", "é"]
+    from batchrun.store.records import State
+
+    texts = ["b", "a", "ä", "\udcff", "", "a b", "Z", "é", State.FAILED, "failed"]  # a state is a str enum, equal to its text
     return [
         {
             "line": n,

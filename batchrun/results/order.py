@@ -54,7 +54,7 @@ def sorted_positions(windows: Iterable[list[tuple[int, dict[str, Any]]]], key: s
             value = row.get(name)
             if not sortable(value):
                 missing.append(k)
-            elif type(value) is str and not numbers:
+            elif isinstance(value, str) and type(value).__lt__ is str.__lt__ and not numbers:  # a state is a str enum: compared as its text
                 texts.add(value, k)
             elif (isinstance(value, float) or (isinstance(value, int) and -_EXACT <= value <= _EXACT)) and not texts:
                 numbers.add(float(value), k)
