@@ -2,8 +2,7 @@
 
 Every form: the plain table, `--state`, `--sort` (the key column held
 compactly, `results.order`), `--top`, `--best`, `--json`, `--csv` and
-`--over` (per group accumulators, `results.groups`; its groups' rows held
-only to sort them), each to the byte what `cli/results` makes of every row held.
+`--over` (per group accumulators, `results.groups`, sorted as the rows are), each to the byte what `cli/results` makes of every row held.
 """
 
 from __future__ import annotations
@@ -82,6 +81,7 @@ def check_over(args: argparse.Namespace, params: Sequence[str]) -> None:
 def _grouped(args: argparse.Namespace, streamed: Any, states: Sequence[str]) -> tuple[Windows, list[str]]:
     """`--over`: the groups' rows (`results.groups`), sorted when asked (the groups held: one row each), and the parameters kept."""
     from batchrun.results.groups import Groups
+    from batchrun.results.order import sorted_positions
     from batchrun.results.table import sort_rows
 
     metrics = streamed.metric_names
@@ -92,8 +92,17 @@ def _grouped(args: argparse.Namespace, streamed: Any, states: Sequence[str]) -> 
         return groups.windows, groups.kept
     columns = {*groups.kept, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))} if len(groups) else {*groups.kept, *metrics}
     check_sort(args.sort, columns, metrics)
-    held = sort_rows([row for window in groups.windows() for row in window], args.sort)
-    return (lambda: iter([held])), groups.kept
+    order = sorted_positions(groups.positioned(), args.sort)
+    if order is None:  # not all numbers nor all texts: the groups' rows held, as `cli/results` sorts them
+        held = sort_rows([row for window in groups.windows() for row in window], args.sort)
+        return (lambda: iter([held])), groups.kept
+
+    def rows() -> Iterator[list[dict[str, Any]]]:
+        positions = order()
+        while chunk := list(islice(positions, 2048)):
+            yield [groups.row(g) for g in chunk]
+
+    return rows, groups.kept
 
 
 def _top(rows: Windows, top: int) -> Windows:

@@ -88,17 +88,23 @@ class Groups:
         self._cells: list[tuple[Any, ...]] = []  # the group's first row's values of the kept parameters
         self._runs = array("q")
         self._values = [_Values() for _ in self.metric_names]
+        # Each metric's values by group (`_Values.by_group`), made once all rows are added.
+        self._orders: list[tuple[array[int], array[int]]] | None = None
 
     def __len__(self) -> int:
         return len(self._cells)
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._orders = None
         index, cells, runs, kept = self._index, self._cells, self._runs, self.kept
         metrics = list(zip(self.metric_names, self._values, strict=True))
         for row in rows:
-            values = tuple([row.get(name) for name in kept])
-            key = tuple([group_key(value) for value in values])
-            group = index.get(key)
+            key = values = tuple([row.get(name) for name in kept])
+            try:
+                group = index.get(key)  # hashable values are their own key (`group_key`): one tuple for both
+            except TypeError:
+                key = tuple([group_key(value) for value in values])
+                group = index.get(key)
             if group is None:
                 group = index[key] = len(cells)
                 cells.append(values)
@@ -111,14 +117,21 @@ class Groups:
 
     def windows(self, size: int = 2048) -> Iterator[list[dict[str, Any]]]:
         """The groups' rows, in the order each group was first seen, a window at a time: `group_over`'s, to the bit."""
+        for window in self.positioned(size):
+            yield [row for _, row in window]
+
+    def positioned(self, size: int = 2048) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        """`windows`, each row with its group's number (for `rows_at`)."""
         count = len(self._cells)
-        orders = [found.by_group(count) for found in self._values]
         for first in range(0, count, size):
-            window = []
-            for g in range(first, min(count, first + size)):
-                grouped: dict[str, Any] = dict(zip(self.kept, self._cells[g], strict=True))
-                grouped["runs"] = self._runs[g]
-                for metric, found, (ends, order) in zip(self.metric_names, self._values, orders, strict=True):
-                    add_summary(grouped, metric, [found.value(i) for i in order[ends[g] : ends[g + 1]]])
-                window.append(grouped)
-            yield window
+            yield [(g, self.row(g)) for g in range(first, min(count, first + size))]
+
+    def row(self, g: int) -> dict[str, Any]:
+        """Group `g`'s row: its cells, its count of runs, each metric's mean, deviation and count (`table.add_summary`)."""
+        if self._orders is None:
+            self._orders = [found.by_group(len(self._cells)) for found in self._values]
+        grouped: dict[str, Any] = dict(zip(self.kept, self._cells[g], strict=True))
+        grouped["runs"] = self._runs[g]
+        for metric, found, (ends, order) in zip(self.metric_names, self._values, self._orders, strict=True):
+            add_summary(grouped, metric, [found.value(i) for i in order[ends[g] : ends[g + 1]]])
+        return grouped
