@@ -104,7 +104,7 @@ class _StoredPoints:
     def __init__(self, points: PointValues) -> None:
         self._points = points
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the results are read; gone when closed
-        self._ends = array("q", [0])
+        self._ends = array("I", [0])  # where each job's values end: 4 bytes a job up to 4 GB of them
         weakref.finalize(self, self._file.close)
 
     def add(self, command: str) -> dict[str, Any] | None:
@@ -112,7 +112,10 @@ class _StoredPoints:
         values = self._points.values(command)
         data = pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
         self._file.write(data)
-        self._ends.append(self._ends[-1] + len(data))
+        end = self._ends[-1] + len(data)
+        if end > 0xFFFFFFFF and self._ends.typecode == "I":
+            self._ends = array("q", self._ends)  # past 4 GB of values
+        self._ends.append(end)
         return values
 
     def done(self) -> None:
