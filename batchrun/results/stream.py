@@ -1,9 +1,10 @@
-"""`batchrun results`' table of a runfile, read a window of jobs at a time.
+"""`batchrun results`' rows of a runfile or gridspec, read a window of jobs at a time.
 
 `table.read_results` holds a `Run` and a row per job: at a million jobs that
-is gigabytes. The plain table (no --sort, --top, --over, --best or --json,
-which need every row at once) needs only the names of the parameters and
-metrics, then the rows in order: `read_streamed` reads every job once for the
+is gigabytes. Every form of `results` (`cli/resultsstream`) needs only the
+names of the parameters and metrics, then the rows in order (or in an order
+`results.order` found, or folded into groups by `results.groups`), never all
+at once: `read_streamed` reads every job once for the
 names (as `read_results` does, the same `RunReader`, the metrics cache
 filled as it would be), and `StreamedResults.windows` makes the rows again a
 window of jobs at a time (`status.compact`), each as `read_results` makes it.
