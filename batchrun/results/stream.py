@@ -37,6 +37,9 @@ from batchrun.store.target import Target
 
 __all__ = ["StreamedResults", "read_streamed"]
 
+# Jobs whose gridspec values are read at a time, reading them in order.
+_READ_AHEAD = 2048
+
 
 @dataclass
 class StreamedResults:
@@ -107,6 +110,7 @@ class _StoredPoints:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the results are read; gone when closed
         self._ends = array("I", [0])  # where each job's values end: 4 bytes a job up to 4 GB of them
         weakref.finalize(self, self._file.close)
+        self._block: tuple[int, int, bytes] = (0, 0, b"")  # the jobs whose values were read last, and their bytes
 
     def add(self, command: str) -> dict[str, Any] | None:
         """The values of the next job's point (`PointValues.values`), kept for `at`."""
@@ -124,8 +128,15 @@ class _StoredPoints:
 
     def at(self, k: int) -> dict[str, Any] | None:
         """The values `add` found for the job at position `k`: a fresh copy each time."""
-        start = self._ends[k]
-        loaded: dict[str, Any] | None = pickle.loads(os.pread(self._file.fileno(), self._ends[k + 1] - start, start))
+        ends = self._ends
+        first, last, block = self._block
+        if not first <= k < last:
+            # Read in order (the windows): the next jobs' values in one read; else (a sort's order) this job's alone.
+            last = min(len(ends) - 1, k + _READ_AHEAD) if k == last else k + 1
+            first, block = k, os.pread(self._file.fileno(), ends[last] - ends[k], ends[k])
+            self._block = (first, last, block)
+        base = ends[first]
+        loaded: dict[str, Any] | None = pickle.loads(block[ends[k] - base : ends[k + 1] - base])
         return loaded
 
 
