@@ -167,17 +167,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("batchrun report needs plotly: pip install 'batchrun[report]'") from None
     from batchrun.results.report import write_report
+    from batchrun.results.reportdata import read_report_data
 
-    results = _read(args, keep_history=True)
     metric, goal = (None, None) if args.metric is None else _best(args.metric)
-    if metric is not None and metric not in results.metric_names:
-        raise UsageError(f"--metric {metric}: no such metric in {args.target} (metrics: {', '.join(results.metric_names) or 'none'})")
+    # Past `reportdata.ROWS` runs the page shows a sample and says so; a long runfile is read a window at a time.
+    data = read_report_data(target_of(args), args.scrape, args.agg, metric, goal)
+    warn_skipped(data.skipped.lines())
     try:
-        report = write_report(results, args.out, metric=metric, goal=goal, agg=args.agg, embed=args.embed)
+        report = write_report(data, args.out, embed=args.embed)
     except OSError as err:
         raise UsageError(f"{err.filename or args.out}: cannot write: {err.strerror}") from err
     beside = f"; plotly.js beside it: {report.plotly_path.name}" if report.plotly_path is not None else ""
-    print(f"batchrun: wrote {args.out} ({count(len(results.runs), 'run')}, {_size(report.size)}{beside})")
+    print(f"batchrun: wrote {args.out} ({count(data.total, 'run')}, {_size(report.size)}{beside})")
     return 0
 
 

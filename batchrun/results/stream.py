@@ -77,6 +77,18 @@ class StreamedResults:
                     k += 1
             yield rows
 
+    def runs(self, agg: str = "last") -> Iterator[list[tuple[Run, dict[str, Any]]]]:
+        """Every job's run with its row (`windows`' rows), in `windows` order, a window at a time: for the report, which needs the records too."""
+        k = 0
+        for window in self.status.windows():
+            with without_gc():
+                runs = []
+                for job in window:
+                    run = self._run(self.reader.run(job, Skipped(), not self.found[k]), self.parameter_names)
+                    runs.append((run, run.row(self.metric_names, agg)))
+                    k += 1
+            yield runs
+
     def rows_at(self, positions: Sequence[int], agg: str = "last") -> list[dict[str, Any]]:
         """The rows of the jobs at these positions (`positioned`), in that order (a window's worth)."""
         status = self.status
