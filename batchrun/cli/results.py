@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchrun.cli.resultsstream import answer_best, check_sort, json_row, streamed_results
+from batchrun.cli.resultsstream import answer_best, check_over, check_sort, json_row, streamed_results
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
@@ -123,16 +123,14 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from batchrun.results.table import best_row, group_over, sort_rows
+    from batchrun.status.compact import usable_for
 
     warned = False
-    if not args.over:
-        from batchrun.status.compact import usable_for
-
-        target = target_of(args)
-        if usable_for(target):
-            if streamed_results(args, target):
-                return 0
-            warned = True
+    target = target_of(args)
+    if usable_for(target):
+        if streamed_results(args, target):
+            return 0
+        warned = True
     results = _read(args, warn=not warned)
     rows = results.rows(args.agg)
     if args.state:
@@ -140,9 +138,7 @@ def _results(args: argparse.Namespace) -> int:
         rows = [row for row in rows if row["state"] in wanted]
     metrics = results.metric_names
     params = results.parameter_names
-    for name in args.over:
-        if name not in params:
-            raise UsageError(f"--over {name}: not a parameter of {args.target} (parameters: {', '.join(params) or 'none'})")
+    check_over(args, params)
     if args.over:
         rows = group_over(rows, args.over, params, metrics)
         params = [name for name in params if name not in args.over]
