@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,41 @@ def test_view_writes_the_file_and_snapshots_stay_as_taken(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "metadata.json").read_text()) == {"a" * 16: {"command": "echo é", "line": 1}}
     view.write()
     assert (tmp_path / "metadata.json").read_text(encoding="utf-8") == '{\n  "aaaaaaaaaaaaaaaa": {"command": "echo é", "line": 2}\n}\n'
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 4, 9, None], ids=["first-piece", "second-piece", "fifth-piece", "tenth-piece", "at-the-rename"])
+def test_a_failed_write_leaves_the_positions_those_of_the_file_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int | None) -> None:
+    # A write moves the position arrays in place as it goes; when it fails (a full disk) they are moved back,
+    # so the next write still copies the right bytes of the file that stayed.
+    monkeypatch.setattr(viewfile, "_ROWS", 3)
+    rng = random.Random(fail_at)
+    path = tmp_path / "metadata.json"
+    view = ViewFile(path)
+    model: dict[str, bytes] = {}
+    keys = [f"{rng.getrandbits(64):016x}" for _ in range(80)]
+    real = viewfile.write_atomic
+
+    def fails(target: Path, pieces: Iterator[bytes], **options: object) -> None:
+        for n, _ in enumerate(pieces):
+            if n == fail_at:
+                raise OSError(28, "No space left on device")
+        raise OSError(5, "the rename failed")
+
+    for step in range(12):
+        for key in rng.sample(keys, 25):
+            if rng.random() < 0.2:
+                view.remove(key)
+                model.pop(key, None)
+            else:
+                model[key] = f'  "{key}": {json.dumps({"step": step, "pad": "x" * rng.randrange(40)})}'.encode()
+                view.put(key, model[key])
+        if step % 3:
+            before = path.read_bytes() if path.exists() else None
+            monkeypatch.setattr(viewfile, "write_atomic", fails)
+            with pytest.raises(OSError):
+                view.write()
+            monkeypatch.setattr(viewfile, "write_atomic", real)
+            assert (path.read_bytes() if path.exists() else None) == before
+        view.write()
+        assert path.read_bytes() == dict_file(model)
+        assert all(view.line(key) == model.get(key) for key in keys)
