@@ -95,6 +95,9 @@ class _LaunchLike(JobRunner, Protocol):
     @property
     def options(self) -> Any: ...
 
+    @property
+    def executor(self) -> Any: ...
+
     def should_stop_dispatch(self) -> bool: ...
 
     def is_running(self, job_id: str) -> bool: ...
@@ -103,9 +106,10 @@ class _LaunchLike(JobRunner, Protocol):
 class JobAction(BaseAction):
     """A doit action that runs one job (under batchrun launch or plain doit)."""
 
-    def __init__(self, runner: JobRunner, job: Job) -> None:
+    def __init__(self, runner: JobRunner, job: Job, done: JobDone | None = None) -> None:
         self.runner = runner
         self.job = job
+        self.done = done  # its task's up-to-date check, told the record the job's run left
         self.task: Task | None = None
         self.out: str | None = None
         self.err: str | None = None
@@ -123,6 +127,8 @@ class JobAction(BaseAction):
             record = self.runner.run_job(self.job)
         except BatchrunError as error:
             return TaskError(f"batchrun: {error}")
+        if self.done is not None:
+            self.done.ran = record
         # A job that ended is recorded, whatever else went wrong: a doit
         # failure here would make doit forget it (`remove_success`).
         if self.runner.fatal is not None and (record is None or not record.finished):
@@ -139,16 +145,20 @@ def job_title(task: Task) -> str:
 
 
 def job_task(runner: JobRunner, source: JobSource, job: Job) -> Task:
-    return Task(
+    done = JobDone(source, job.job_id)
+    task = Task(
         job.job_id,
-        [JobAction(runner, job)],
-        uptodate=[JobDone(source, job.job_id)],
+        [JobAction(runner, job, done)],
+        uptodate=[done],
         # Job output goes straight to its log files; doit's capture would
         # swap sys.stdout between threads.
         io={"capture": False},
         title=job_title,
         doc=job.command,
     )
+    # A job task has no parameters: the options doit would parse for it (a parser made per task) are none.
+    task.options = {}
+    return task
 
 
 class SilentReporter(ConsoleReporter):
@@ -354,6 +364,11 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
         return done(job_id) or launch.is_running(job_id)
 
     loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, skip)
+    # A fixed list of local jobs: a worker more per slot, waiting for the slot a job's success frees
+    # (`JobRunner.run_job`), starts the next job while the last one's end is recorded and told.
+    # Not at -j 1, whose jobs run one after another strictly in order: two workers hand out
+    # jobs at once only when both just ended one, and then either may reach its slot first.
+    standby = n_jobs if n_jobs > 1 and isinstance(jobs, FixedJobs) and launch.executor.name == "local" else 0
     main = _BatchrunDoit(
         loader,
         config_filenames=(),
@@ -365,6 +380,6 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
     )
     register_jobs("", source)
     try:
-        return int(main.run([_LaunchCmd.name, "-n", str(n_jobs)]))
+        return int(main.run([_LaunchCmd.name, "-n", str(n_jobs + standby)]))
     finally:
         unregister_jobs("")
