@@ -209,26 +209,6 @@ def test_jobs_whose_helpers_die_between_starting_them_and_saying_so_run_once_and
     assert [records.records[job_id_of(line)].status for line in lines] == [0, 1, 2, 3]
 
 
-def test_jobs_waiting_for_a_slot_when_the_launch_is_killed_never_started_and_run_once_on_relaunch(make_runfile: MakeRunfile, workdir: Path, marker: str) -> None:
-    """A worker more per slot holds the next job until a slot frees (`_doit.runner.run_job_tasks`): killed then, that job was never started or recorded."""
-    side, gate = workdir / "side", workdir / "gate"
-    gated = [f"export {marker}=1; echo $$ > {workdir}/pid{i}; {_gate(gate)}; echo g{i} >> {side}" for i in range(2)]
-    waiting = [f"echo w{i} >> {side}" for i in range(2)]
-    make_runfile([*gated, *waiting])
-    launch = _start("launch", "exp.runfile", "-j", "2", cwd=workdir)
-    ids = [job_id_of(line) for line in gated]
-    wait_for(lambda: all(_refs(workdir).get(job_id) is not None for job_id in ids), what="both gated jobs to start")
-    launch.kill()
-    launch.communicate(timeout=60)
-    # Both slots were held the whole time: the waiting jobs never started and have no record.
-    assert set(_states(workdir / "runs" / "exp")) == set(ids)
-    assert not side.exists()
-    gate.touch()
-    again = _run("launch", "exp.runfile", "-j", "2", cwd=workdir)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert sorted(side.read_text().split()) == ["g0", "g1", "w0", "w1"], "a job ran twice, or not at all"
-
-
 # -- 3./4. whatever is at a metrics path, nothing hangs and nothing breaks -------
 
 

@@ -39,26 +39,6 @@ def test_retries_give_up_after_n_more_attempts(make_runfile: MakeRunfile, workdi
     assert entry["exit_codes"] == [7, 7] and entry["state"] == "failed"
 
 
-def test_a_waiting_worker_per_slot_never_runs_more_than_j_and_a_failure_keeps_its_slot_for_its_retry(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
-    # A launch keeps a worker more per slot, waiting for the slot a success frees
-    # (`_doit.runner.run_job_tasks`): still never more than -j jobs at once, each in a
-    # slot of its own; a failed attempt keeps its slot for its retry.
-    trace = workdir / "trace"
-    flaky = f"test -e {workdir}/flag || {{ touch {workdir}/flag; exit 1; }}; echo retried >> {trace}"
-    steps = [f"echo s$BATCHRUN_SLOT >> {trace}; sleep 0.05; echo e$BATCHRUN_SLOT >> {trace} # {i}" for i in range(10)]
-    make_runfile([flaky, *steps])
-    assert run_cli("launch", "exp.runfile", "-j", "2", "--retries", "1", "-q")[0] == 0
-    running: set[str] = set()
-    for word in trace.read_text().split():
-        if word[0] == "s":
-            assert word[1:] in {"0", "1"} and word[1:] not in running
-            running.add(word[1:])
-            assert len(running) <= 2
-        elif word[0] == "e":
-            running.remove(word[1:])
-    assert "retried" in trace.read_text().split()
-
-
 def test_timeout_stops_the_whole_job_and_counts_as_failed(make_runfile: MakeRunfile, workdir: Path, run_cli: RunCli) -> None:
     marker = f"BRTIMEOUT{os.getpid()}"
     cmd = f"export {marker}=1; sh -c 'trap \"\" TERM; sleep 60' & sleep 60"

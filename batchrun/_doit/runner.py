@@ -85,9 +85,6 @@ class _LaunchLike(JobRunner, Protocol):
     @property
     def options(self) -> Any: ...
 
-    @property
-    def executor(self) -> Any: ...
-
     def should_stop_dispatch(self) -> bool: ...
 
     def is_running(self, job_id: str) -> bool: ...
@@ -297,11 +294,6 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
         return done(job_id) or launch.is_running(job_id)
 
     loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, skip)
-    # A fixed list of local jobs: a worker more per slot, waiting for the slot a job's success frees
-    # (`JobRunner.run_job`), starts the next job while the last one's end is recorded and told.
-    # Not at -j 1, whose jobs run one after another strictly in order: two workers hand out
-    # jobs at once only when both just ended one, and then either may reach its slot first.
-    standby = n_jobs if n_jobs > 1 and isinstance(jobs, FixedJobs) and launch.executor.name == "local" else 0
     main = _BatchrunDoit(
         loader,
         config_filenames=(),
@@ -313,6 +305,6 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
     )
     register_jobs("", source)
     try:
-        return int(main.run([_LaunchCmd.name, "-n", str(n_jobs + standby)]))
+        return int(main.run([_LaunchCmd.name, "-n", str(n_jobs)]))
     finally:
         unregister_jobs("")

@@ -171,14 +171,13 @@ class JobRunner:
             return None
         if grant is None:
             return None
-        lease = [grant]  # given back once: by a success's end (`_start_and_wait`), else below
         try:
             retries_left = self.options.retries
             rec = self._adopt(job, grant.slot) if job.job_id in self.adopt_ids else None
             fresh = once and rec is None
             while True:
                 if rec is None:
-                    rec = self._start_and_wait(job, grant, retries_left, fresh, lease)
+                    rec = self._start_and_wait(job, grant, retries_left, fresh)
                     fresh = False
                 if rec is not None and rec.state == State.REQUEUED and not control.stopping.is_set():
                     rec = None  # it asked to run again: not a failure, no retry spent
@@ -197,10 +196,9 @@ class JobRunner:
             control.fail(MetadataError(f"{self.logs}/{job.job_id}: cannot start job: {error.strerror}"))
             return None
         finally:
-            if lease:
-                self.scheduler.give(lease.pop())
+            self.scheduler.give(grant)
 
-    def _start_and_wait(self, job: Job, grant: Grant, retries_left: int = 0, once: bool = False, lease: list[Grant] | None = None) -> JobRecord | None:
+    def _start_and_wait(self, job: Job, grant: Grant, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
         log_dir = f"{self.logs}/{job.job_id}"
         with control.lock:
@@ -248,9 +246,6 @@ class JobRunner:
             self.ends.forget(job.job_id)
             self.journal.record_usage(job.job_id, attempt, usage, gpu, hold=True)  # written with the end line
             how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
-            if lease and how.state == State.SUCCEEDED:
-                # Final (no retry, no requeue): a waiting worker starts the next job while this one's end is told.
-                self.scheduler.give(lease.pop())
             rec = record_end(self.journal, job.job_id, attempt, start, end, _requeue_or_fail(self, rec, how))
             self.ran += 1
             self.on_change(job, rec)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -114,7 +113,6 @@ class Scheduler:
         self._gpus: dict[str, Fraction] = dict.fromkeys(capacity.gpus, _ONE) if capacity else {}
         self._waiting: list[Need] = []  # jobs that did not fit yet, longest waiting first
         self._held: dict[str, Grant] = {}  # adopted jobs' holdings, by job id, until their thread takes them
-        self._line: deque[object] = deque()  # workers waiting for a slot only, first come first
 
     # -- jobs a killed launch left running ------------------------------------
 
@@ -147,22 +145,13 @@ class Scheduler:
             # The common case first: a job that asks nothing of a launch without GPUs needs only a slot.
             need = None if capacity is None or (request is None and not capacity.gpus) else capacity.need(request)
             if held is not None or need is None or need.empty:
-                # First come, first served: a worker that finds others waiting for a
-                # slot waits behind them, so jobs start in the order they were handed out.
-                ticket = object()
-                self._line.append(ticket)
-                try:
-                    while not self._slots or self._line[0] is not ticket:
-                        if stop():
-                            if held is not None:
-                                self._held[job_id] = held
-                            return None
-                        self._cond.wait(_STOP_POLL)
-                    slot = heapq.heappop(self._slots)
-                finally:
-                    self._line.remove(ticket)
-                    if self._line:
-                        self._cond.notify_all()  # the next in line may take a slot still free
+                while not self._slots:
+                    if stop():
+                        if held is not None:
+                            self._held[job_id] = held
+                        return None
+                    self._cond.wait(_STOP_POLL)
+                slot = heapq.heappop(self._slots)
                 return Grant(slot, held.gpus, held.cpus, held.mem) if held is not None else Grant(slot)
             assert capacity is not None
             refusal = capacity.refusal(request)
