@@ -1,13 +1,16 @@
 """The read commands on a 1,000,000-line runfile: seconds and peak RSS, before and after (issue 28, item 1).
 
 Builds, without running a million processes, two runs directories of one
-runfile of `true N` lines (every 7th line `false N`):
+runfile of `true N` lines (every 7th line `false N`), and one of a gridspec:
 
 * `pending/`: a launch stopped before any job started (an empty journal,
   metadata.json of pending entries, the fingerprint of an interrupted launch);
 * `finished/`: every job ended (succeeded, or failed for the `false` lines),
   a few with a metrics file, as a launch leaves it (with the fingerprint's
-  summary and its snapshot, `.fingerprint.jobs`).
+  summary and its snapshot, `.fingerprint.jobs`);
+* `grid/`: `grid.yml`, lr x wd x seed (10 seeds), its runfile written by
+  `sweeps.gridspec.write_runfile` and every job ended (every 7th failed), as
+  `finished/`; its reads name `grid.yml` (`GRID_READS`: `results --over seed`).
 
 Both are written with batchrun's own store writers (`Journal.record_*`,
 `MetadataView.rebuild` of `build_entry`s, `write_fingerprint`): the lines and
@@ -16,7 +19,8 @@ real launch of the same runfile and compares `batchrun status` of the two
 (times left out). Then each read command runs under `wait4` (`harness.run_measured`):
 `status` (its table, `--state failed`, `--json`, `--csv`, `--resources`,
 `--other-code`), `failed`, `plan`, `results` (plain, `--json`, `--csv`,
-`--sort`, `--top`, `--best`), for each `--batchrun` given.
+`--sort` by a number and by a text, `--top`, `--best`), and of the gridspec
+(`status`, `failed`, `plan`, `results`, `--over`), for each `--batchrun` given.
 
     python benchmarks/million_reads.py --lines 1000000 \\
         --batchrun 'env PYTHONPATH=/work/main python -m batchrun' --batchrun 'python -m batchrun'
@@ -60,7 +64,22 @@ READS = (
     ("results --sort -runtime", "results", ["--sort", "-runtime"]),
     ("results --sort loss --top 5", "results", ["--sort", "loss", "--top", "5"]),
     ("results --best loss", "results", ["--best", "loss"]),
+    ("results --sort command", "results", ["--sort", "command"]),
+    ("results --sort -state --top 5", "results", ["--sort", "-state", "--top", "5"]),
 )
+# Commands timed on a gridspec's runs directory (`grid`: lr x wd x seed, 10 seeds, every job ended), its target grid.yml.
+GRID_READS = (
+    ("status", "status", []),
+    ("failed", "failed", []),
+    ("plan", "plan", []),
+    ("results", "results", []),
+    ("results --csv", "results", ["--csv"]),
+    ("results --over seed", "results", ["--over", "seed"]),
+    ("results --over seed --sort loss", "results", ["--over", "seed", "--sort", "loss"]),
+    ("results --over seed --over wd --json", "results", ["--over", "seed", "--over", "wd", "--json"]),
+)
+# The seeds of the gridspec, and its values of wd: lr has as many as make the lines.
+SEEDS, WDS = 10, 100
 # Every how many jobs one writes a metrics file.
 METRICS_EVERY = 10_000
 
@@ -69,14 +88,31 @@ def runfile_lines(count: int) -> list[str]:
     return [f"false {i}" if i % 7 == 0 else f"true {i}" for i in range(1, count + 1)]
 
 
-def build(work: Path, lines: int, finished: bool) -> Path:
-    """A runfile `jobs.runfile` in `work` and its runs directory `runs/jobs`, every job pending or every job ended."""
+def build_grid(work: Path, lines: int) -> Path:
+    """A gridspec `grid.yml` of about `lines` points (lr x wd x seed), its runfile `grid.runfile` and its runs directory, every job ended."""
+    from batchrun.sweeps.gridspec import load_gridspec, write_runfile
+
     work.mkdir(parents=True, exist_ok=True)
-    runfile_path = work / "jobs.runfile"
+    lrs = max(1, lines // (SEEDS * WDS))
+    spec = work / "grid.yml"
+    spec.write_text(
+        "program: train.py\nmetric: {name: loss, goal: minimize}\nparameters:\n"
+        f"  lr: {{values: [{', '.join(str(round(0.0001 * (i + 1), 6)) for i in range(lrs))}]}}\n"
+        f"  wd: {{values: [{', '.join(str(i / 1000) for i in range(WDS))}]}}\n"
+        f"  seed: {{values: [{', '.join(str(i) for i in range(SEEDS))}]}}\n"
+    )
+    write_runfile(load_gridspec(spec), work / "grid.runfile")
+    return build(work, lines, finished=True, name="grid")
+
+
+def build(work: Path, lines: int, finished: bool, name: str = "jobs") -> Path:
+    """A runfile `name`.runfile in `work` (`jobs.runfile`: written here) and its runs directory `runs/name`, every job pending or every job ended."""
+    work.mkdir(parents=True, exist_ok=True)
+    runfile_path = work / f"{name}.runfile"
     if not runfile_path.exists():
         runfile_path.write_text("".join(f"{line}\n" for line in runfile_lines(lines)))
     runfile = load_runfile(runfile_path)
-    runs = RunsDir(work / "runs" / "jobs")
+    runs = RunsDir(work / "runs" / name)
     runs.create()
     journal = Journal(runs.path)
     journal.load()
@@ -88,7 +124,7 @@ def build(work: Path, lines: int, finished: bool) -> Path:
             journal.record_start(job.job_id, 1, t, n % 2, "node1")
             journal.record_ref(job.job_id, 1, str(100000 + n % 30000))
             journal.record_usage(job.job_id, 1, (1800 + n % 300, 0.001, 0.002))
-            journal.record_end(job.job_id, 1, 1 if job.command.startswith("false") else 0, t, t + 0.005 + (n % 50) * 0.01)
+            journal.record_end(job.job_id, 1, 1 if job.command.startswith("false") or (name == "grid" and n % 7 == 0) else 0, t, t + 0.005 + (n % 50) * 0.01)
             if n % METRICS_EVERY == 0:
                 log_dir = runs.log_dir(job.job_id)
                 log_dir.mkdir(parents=True, exist_ok=True)
@@ -148,11 +184,12 @@ def check(batchrun: list[str], work: Path) -> None:
 def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | None = None) -> list[tuple[str, str, str, float, float]]:
     """Each read command, run by each batchrun in turn (interleaved: the machine's load falls on each alike)."""
     rows = []
-    for name, command, extra in READS:
+    target = "grid.yml" if label == "grid" else "jobs.runfile"
+    for name, command, extra in GRID_READS if label == "grid" else READS:
         if reads is not None and name not in reads:
             continue
         for tool in tools:
-            argv = [*tool, command, "jobs.runfile", *extra]
+            argv = [*tool, command, target, *extra]
             who = "after" if tool is tools[-1] else "before"
             try:
                 run = run_measured(argv, work)
@@ -169,7 +206,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/million-reads"))
     parser.add_argument("--batchrun", action="append", default=[], help="a batchrun command line (repeatable; default: this tree's)")
-    parser.add_argument("--only", default="pending,finished", help="which runs directories: pending, finished")
+    parser.add_argument("--only", default="pending,finished,grid", help="which runs directories: pending, finished, grid (a gridspec's)")
     parser.add_argument("--reads", default=None, help="which commands, comma separated (default: all of READS)")
     parser.add_argument("--check", action="store_true", help="first compare a small built runs directory with a real launch's")
     args = parser.parse_args()
@@ -183,9 +220,12 @@ def main() -> int:
     results: list[tuple[str, str, str, float, float]] = []
     for label in args.only.split(","):
         where = args.work / f"{label}-{args.lines}"
-        if not (where / "runs" / "jobs" / "metadata.json").exists():
+        if not (where / "runs" / ("grid" if label == "grid" else "jobs") / "metadata.json").exists():
             began = time.perf_counter()
-            build(where, args.lines, finished=label == "finished")
+            if label == "grid":
+                build_grid(where, args.lines)
+            else:
+                build(where, args.lines, finished=label == "finished")
             print(f"built {where} in {time.perf_counter() - began:.0f} s", flush=True)
         results.extend(measure(tools, where, label, args.reads.split(",") if args.reads else None))
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)

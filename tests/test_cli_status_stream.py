@@ -39,11 +39,12 @@ from batchrun.status.view import load_status
 from batchrun.store.target import resolve_target
 
 command, given, *states = sys.argv[1:]
-if command == "results-held":  # the CLI itself, every job held
+if command in ("results-held", "cli-held"):  # the CLI itself, every job held
+    from batchrun.cli import plan, status as cli_status
     from batchrun.cli.app import main
     from batchrun.status import compact
-    compact.usable_for = lambda target: False
-    sys.exit(main(["results", given, *states]))
+    compact.usable_for = cli_status.usable_for = plan.usable_for = lambda target: False
+    sys.exit(main(["results", given, *states] if command == "results-held" else states))
 target = resolve_target(Path(given), None, "metadata.json")
 status = load_status(target, need_entries=command == "json")
 if command == "json":
@@ -104,6 +105,13 @@ _RESULTS_FORMS = [
     ["--best", "loss"],
     ["--best", "acc:max", "--sort", "-runtime", "--json"],
     ["--sort", "nothing"],
+    ["--sort", "state", "--csv"],
+    ["--sort", "-job_id", "--top", "300"],
+    ["--over", "seed"],
+    ["--over", "seed", "--over", "runtime", "--sort", "-loss", "--json", "--top", "30"],
+    ["--over", "lr", "--csv", "--state", "succeeded"],
+    ["--over", "seed", "--best", "acc:max"],
+    ["--over", "seed", "--sort", "nothing"],
 ]
 
 
@@ -112,12 +120,12 @@ def _held(workdir: Path, command: str, *states: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def _build(workdir: Path, lines: list[str], removed: list[str]) -> None:
-    """Every job of `lines` and `removed` in a state by its number, then `removed` dropped from the runfile."""
-    runfile_path = workdir / "exp.runfile"
+def _build(workdir: Path, lines: list[str], removed: list[str], name: str = "exp") -> None:
+    """Every job of `lines` and `removed` in a state by its number, then `removed` dropped from the runfile `name`.runfile."""
+    runfile_path = workdir / f"{name}.runfile"
     runfile_path.write_text("".join(f"{line}\n" for line in [*lines, *removed]))
     runfile = load_runfile(runfile_path)
-    runs = RunsDir(workdir / "runs" / "exp")
+    runs = RunsDir(workdir / "runs" / name)
     runs.create()
     journal = Journal(runs.path)
     journal.open()
@@ -147,10 +155,10 @@ def _build(workdir: Path, lines: list[str], removed: list[str]) -> None:
     runfile_path.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _with_metrics(workdir: Path, lines: list[str]) -> None:
+def _with_metrics(workdir: Path, lines: list[str], name: str = "exp") -> None:
     for n, line in enumerate(lines):
         if n % 7 == 0:
-            log_dir = workdir / "runs" / "exp" / "logs" / job_id_of(line)
+            log_dir = workdir / "runs" / name / "logs" / job_id_of(line)
             log_dir.mkdir(parents=True, exist_ok=True)
             # A metric named like a parameter (seed) is left out of every row, and said so.
             extra = {"seed": n} if n % 3 == 0 else {}
@@ -198,3 +206,50 @@ def test_streamed_reads_are_the_held_reads_to_the_byte(workdir: Path, sweep: boo
     # Every job listed, in several windows (a removed line that never ran left nothing to list).
     assert count + 4 < len(first) <= count + len(removed) + 4
     assert (workdir / "runs" / "exp" / "jobs.journal").read_bytes() == journal, "a read command wrote to the journal"
+
+
+_SPACE = "metric: {name: loss, goal: minimize}\nparameters:\n  lr: {values: [0.1, 1e-3, 0.5]}\n  opt: {values: [adam, sgd, '007']}\n  seed: {values: [%s]}\n"
+_SPECS = {
+    "grid": "program: train.py\n" + _SPACE % ", ".join(map(str, range(1, 61))),
+    "random": "program: train.py\nmethod: random\nrun_cap: 500\nseed: 3\n" + _SPACE.replace("{values: [0.1, 1e-3, 0.5]}", "{min: 0.0, max: 1.0}") % "1, 2, 3",
+    "hyperband": "program: train.py\nearly_terminate: {type: hyperband, min_iter: 3, eta: 3}\n" + _SPACE % ", ".join(map(str, range(1, 61))),
+    "bayes": "program: train.py\nmethod: bayes\nrun_cap: 500\n" + _SPACE.replace("{values: [0.1, 1e-3, 0.5]}", "{min: 0.0, max: 1.0}") % "1, 2, 3",
+}
+
+
+@pytest.mark.parametrize("kind", list(_SPECS))
+def test_streamed_gridspec_reads_are_the_held_reads_to_the_byte(workdir: Path, kind: str) -> None:
+    from batchrun.sweeps.gridspec import load_gridspec, write_runfile
+
+    (workdir / "grid.yml").write_text(_SPECS[kind])
+    spec = load_gridspec(workdir / "grid.yml")
+    if kind == "bayes":  # as its launch appends them: a line per point proposed, after its header
+        from batchrun.sweeps.bayes import BayesSpec
+
+        bayes = BayesSpec(spec)
+        lines = [bayes.command({"lr": n / 512, "opt": ["adam", "sgd", "007"][n % 3], "seed": n % 3 + 1}) for n in range(500)]
+        header = "# batchrun: the points of a bayes search of grid.yml, one line each, appended as they are proposed"
+    else:
+        write_runfile(spec, workdir / "grid.runfile")
+        lines, header = (workdir / "grid.runfile").read_text().splitlines(), None
+    # A line edited by hand takes its parameters from its flags; a removed one is listed last.
+    lines[5] = lines[5].replace("--seed=", "--seed=9")
+    _build(workdir, lines, [lines[0] + " --again"], "grid")
+    if header is not None:
+        (workdir / "grid.runfile").write_text("".join(f"{line}\n" for line in [header, *lines]))
+    _with_metrics(workdir, lines, "grid")
+    forms = [["status", "grid.yml"], ["plan", "grid.yml"], ["results", "grid.yml", "--over", "seed", "--sort", "loss"], ["results", "grid.yml", "--sort", "-opt", "--json"]]
+    if kind == "grid":
+        forms += [
+            ["status", "grid.yml", "--csv"],
+            ["status", "grid.yml", "--json", "--state", "failed"],
+            ["failed", "grid.yml"],
+            ["results", "grid.yml"],
+            ["results", "grid.yml", "--csv", "--over", "seed", "--over", "opt"],
+            ["results", "grid.yml", "--best", "loss"],
+        ]
+    for argv in forms:
+        streamed = run_batchrun(*argv, cwd=workdir, timeout=240)
+        done = subprocess.run([sys.executable, "-c", _HELD, "cli-held", "-", *argv], cwd=workdir, capture_output=True, text=True, timeout=240, check=False)
+        assert (streamed.returncode, streamed.stdout, streamed.stderr) == (done.returncode, done.stdout, done.stderr), argv
+        assert streamed.returncode in (0, 1) and streamed.stdout, argv

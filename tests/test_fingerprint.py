@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batchrun.atomic import write_atomic
 from batchrun.launch.launch import _tally
 from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text, runfile_digest
 from batchrun.store.fingerprint import (
@@ -19,6 +20,7 @@ from batchrun.store.fingerprint import (
     Summary,
     journal_digest,
     journal_mark,
+    journal_prefix,
     metadata_id,
     metadata_unchanged,
     read_fingerprint,
@@ -154,6 +156,27 @@ def test_a_torn_or_empty_journal_has_no_digest(tmp_path: Path) -> None:
     path.write_bytes(b"R 0123456789abcdef\nR 01")
     assert journal_digest(path) is None
     assert journal_digest(tmp_path / "missing") is None
+
+
+def test_the_journal_digest_goes_on_from_a_prefix_hashed_before_only_in_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.journal"
+    path.write_bytes(b"R 0123456789abcdef\n" * 3)
+    assert journal_prefix(path, 19 * 3 + 1) is None  # longer than the file
+    assert journal_prefix(path, 10) is None  # not a whole line
+    prefix = journal_prefix(path, 19 * 2)
+    assert prefix is not None and prefix.lines == 2
+    with open(path, "ab") as f:
+        f.write(b"X 0123456789abcdef\n")
+    assert journal_digest(path, prefix) == journal_digest(path)
+    # Its first bytes changed in place: the digest is of the bytes hashed before, which no longer match the file.
+    path.write_bytes(b"R fedcba9876543210\n" + path.read_bytes()[19:])
+    went_on = journal_digest(path, prefix)
+    assert went_on is not None and went_on != journal_digest(path)
+    # Another file renamed over it (a compaction writes one): hashed whole.
+    write_atomic(path, b"R fedcba9876543210\n" * 4)
+    assert journal_digest(path, prefix) == journal_digest(path)
+    path.write_bytes(b"R 01")  # shorter than the prefix, torn
+    assert journal_digest(path, prefix) is None
 
 
 def test_no_summary_while_a_job_runs_and_the_first_failures_past_the_listed_ones(tmp_path: Path) -> None:

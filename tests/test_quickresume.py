@@ -29,10 +29,11 @@ from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import make_plan
 from batchrun.launch.quickresume import answer_from_fingerprint, plan_of
 from batchrun.runfile.file import Runfile, job_id_of, load_runfile
-from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, read_fingerprint, summary_of
+from batchrun.store.fingerprint import FINGERPRINT_NAME, Summary, journal_digest, read_fingerprint, summary_of
+from batchrun.store.jobsnapshot import read_sections
 from batchrun.store.journal import Journal
 from batchrun.store.records import USAGE_FIELDS, JobRecord, State
-from batchrun.store.resume import read_resume
+from batchrun.store.resume import _block_digests, read_resume
 from batchrun.store.rundir import RunsDir
 
 FAULTS = Path(__file__).resolve().parent / "data" / "faults"
@@ -349,7 +350,7 @@ def _write(tmp_path: Path, lines: list[str]) -> Path:
 
 @pytest.fixture()
 def big(tmp_path: Path) -> Path:
-    """A finished launch of a runfile of several 64 KiB blocks: 1,200 jobs behind a long comment, with a repeat."""
+    """A finished launch of a runfile of many blocks (`resume._BLOCK`): 1,200 jobs behind a long comment, with a repeat."""
     work = tmp_path / "big"
     work.mkdir()
     lines = ["# " + "x" * 70] * 1000 + [f"true {i} {'y' * 40}" for i in range(1200)] + ["true 7 " + "y" * 40, "exit 5"]
@@ -520,3 +521,29 @@ def test_a_relaunch_past_the_listed_failures_is_answered_from_the_fingerprint_wi
     assert (work / "runs" / "exp" / FINGERPRINT_NAME).read_bytes().startswith(b"batchrun-fingerprint 2 ")
     code, out, _ = _both(work, quick=True)
     assert code == 1 and f"  ... and {MAX_LISTED} more: batchrun status" in out and "false 0" in out
+
+
+def test_the_blocks_a_relaunch_kept_keep_their_digests_and_cuts() -> None:
+    blob = b"".join(b"echo %d %s\n" % (i, b"z" * (i % 97)) for i in range(6000))
+    ends, digests = _block_digests(blob)
+    assert len(ends) > 3
+    for matched in range(len(ends) + 1):  # the last block is the short end of the text
+        kept = (ends[:matched], digests.tobytes()[: matched * 16])
+        grown = blob[: ends[matched - 1] if matched else 0] + b"echo new\n" * 9000
+        assert _block_digests(grown, kept) == _block_digests(grown)
+
+
+@pytest.mark.slow
+def test_a_relaunch_from_the_snapshot_leaves_the_snapshot_a_full_launch_would(big: Path) -> None:
+    _edit_runfile(big, lambda lines: [*lines, *(f"echo new {i}" for i in range(3))])
+    runs = RunsDir(big / "runs" / "exp")
+    resume = read_resume(runs, big / "exp.runfile")
+    assert resume is not None and resume.journal_prefix is not None and len(resume.blocks[0]) > 1
+    _launch(big)
+    fingerprint = read_fingerprint(runs.path)
+    assert fingerprint is not None and fingerprint.snapshot is not None and fingerprint.summary is not None
+    sections = read_sections(runs.path, fingerprint.snapshot.token)
+    assert sections is not None
+    assert (sections[0]["blocks.ends"], sections[0]["blocks.digests"]) == _block_digests((big / "exp.runfile").read_bytes())
+    # The digest it went on from the old journal's own: the journal's, as hashed whole.
+    assert journal_digest(runs.path / "jobs.journal") == (fingerprint.journal_size, fingerprint.summary.journal_sha256, fingerprint.summary.journal_lines)

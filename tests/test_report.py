@@ -159,3 +159,52 @@ def test_a_thousand_runs_stay_under_1_mb(workdir: Path) -> None:
     page = (workdir / "report.html").read_bytes()
     assert len(page) < 1_000_000
     assert len(_data(page.decode())["doc"]["rows"]) == 1000
+
+
+# The CLI with the report's bounds lowered: a page of 4 runs (and the best of each metric) for a runfile of 14.
+_SAMPLED = "import sys; from batchrun.results import reportdata; reportdata.ROWS, reportdata.BEST_KEPT = 4, 1; from batchrun.cli.app import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _section(page: str, start: str, end: str) -> str:
+    return page[page.index(start) : page.index(end, page.index(start))]
+
+
+def test_report_past_its_bound_shows_a_sample_and_says_so_with_counts_failures_and_usage_exact(workdir: Path) -> None:
+    import subprocess
+
+    _, runs, _ = report_runfile(workdir)
+    full = run_batchrun("report", "exp.runfile", "-o", "full.html", cwd=workdir)
+    sampled = subprocess.run([sys.executable, "-c", _SAMPLED, "report", "exp.runfile", "-o", "sampled.html"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0 and sampled.returncode == 0, full.stderr + sampled.stderr
+    assert sampled.stdout.startswith(f"batchrun: wrote sampled.html ({runs} runs, ")
+    whole, part = (workdir / "full.html").read_text(), (workdir / "sampled.html").read_text()
+    assert "id='sampled'" not in whole
+    note = _section(part, "<p class='br-note sampled'", "</p>")
+    assert f"This sweep has {runs} runs" in note and "every 4th run in runfile order, and the best 1 of each" in note and "batchrun results exp.runfile" in note
+    # The rows: lines 1, 5, 9, 13 (every 4th) and the best loss (the lowest lr and seed, line 5 or another).
+    doc = _data(part)["doc"]
+    lines = [row[doc["columns"].index("line")] for row in doc["rows"]]
+    assert lines[:1] == [1] and {1, 5, 9, 13} <= set(lines) and len(lines) <= 4 + 2
+    # Exact whatever the sample: the counts (as status counts them), the best run, the failed runs, what the runs used.
+    status = json.loads(run_batchrun("status", "exp.runfile", "--json", cwd=workdir).stdout)
+    assert doc["counts"] == _data(whole)["doc"]["counts"] == {"succeeded": runs - 1, "failed": 1}
+    assert {state: count for state, count in status["counts"].items() if count} == doc["counts"]
+    for start, end in (("<p class='counts'", "</p>"), ("<p class='best'>", "</p>"), ("<h2>Failed runs", "<script"), ("<h2>What the runs used", "</table>")):
+        if start in whole:
+            assert _section(part, start, end) == _section(whole, start, end), start
+    assert "Failed runs (1)" in part and "<p class='best'>" in part
+
+
+def test_a_streamed_read_of_a_gridspec_is_judged_by_its_metric(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from batchrun.results.reportdata import _chosen
+    from batchrun.store.rundir import RunsDir
+    from batchrun.store.target import Target
+
+    spec = tmp_path / "grid.yml"
+    spec.write_text("program: echo\nmetric: {name: acc, goal: maximize}\nparameters:\n  a: {values: [1, 2]}\n")
+    target = Target(spec, RunsDir(tmp_path / "runs" / "grid"), tmp_path / "grid.runfile", spec)
+    assert _chosen(SimpleNamespace(metric_names=["loss", "acc"]), target, None, None) == ("acc", "max")
+    assert _chosen(SimpleNamespace(metric_names=["loss"]), target, None, None) == ("loss", "min")
+    assert _chosen(SimpleNamespace(metric_names=["loss"]), Target(spec, target.runs_dir, target.runfile), None, None) == ("loss", "min")

@@ -56,6 +56,55 @@ def test_group_over_seed() -> None:
     assert single == [{"lr": 0.1, "runs": 1, "loss": 0.5, "loss_std": 0.0, "loss_n": 1, "acc": None, "acc_std": None, "acc_n": 0}]
 
 
+def _mixed_rows(count: int) -> list[dict[str, object]]:
+    """Rows whose columns hold what a results row can: floats, ints, bools, big ints, texts (one read with surrogateescape), lists, None, nan."""
+    from batchrun.store.records import State
+
+    texts = ["b", "a", "ä", "\udcff", "", "a b", "Z", "é", State.FAILED, "failed"]  # a state is a str enum, equal to its text
+    return [
+        {
+            "line": n,
+            "lr": [0.1, 0.25, 1, True, None][n % 5],
+            "opt": [[1, 2], "adam", "sgd"][n % 3],
+            "seed": n % 4,
+            "loss": [0.5 / (n + 1), n, True, None, math.nan, 2**60 + n, float(n % 3)][n % 7],
+            "name": texts[n * 5 % len(texts)] if n % 9 else None,
+            "mixed": n if n % 2 else str(n),
+        }
+        for n in range(300)
+    ]
+
+
+def test_streamed_groups_are_group_over_to_the_bit() -> None:
+    from batchrun.results.groups import Groups
+
+    rows = _mixed_rows(300)
+    for over in (["seed"], ["seed", "opt"], ["lr", "opt", "seed"]):
+        groups = Groups(over, ["lr", "opt", "seed"], ["loss", "line"])
+        for first in range(0, len(rows), 64):
+            groups.add(rows[first : first + 64])
+        made = [row for window in groups.windows(size=5) for row in window]
+        held = group_over(rows, over, ["lr", "opt", "seed"], ["loss", "line"])
+        assert repr(made) == repr(held) and [[type(v) for v in row.values()] for row in made] == [[type(v) for v in row.values()] for row in held]
+
+
+@pytest.mark.parametrize("key", ["name", "-name", "loss", "-line", "seed", "mixed", "opt"])
+def test_sorted_positions_are_sort_rows_order(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchrun.results import order
+
+    monkeypatch.setattr(order, "_CHUNK", 7)  # many chunks, merged
+    monkeypatch.setattr(order, "_BLOCK", 5)  # records cut across the reads of a chunk's file
+    rows = [row for row in _mixed_rows(300) if key.lstrip("-") != "loss" or type(row["loss"]) is not int or row["loss"] < 2**53]
+    positioned = [[(k, row) for k, row in enumerate(rows)][first : first + 50] for first in range(0, len(rows), 50)]
+    found = order.sorted_positions(positioned, key)
+    if key in ("mixed", "opt"):  # numbers and texts, or lists: for `sort_rows` on the held rows
+        assert found is None
+        return
+    assert found is not None
+    assert [rows[k]["line"] for k in found()] == [row["line"] for row in sort_rows(rows, key)]
+    assert list(found()) == list(found())  # again at each call
+
+
 def test_scrape_rules() -> None:
     rule = parse_scrape("loss=loss: ([0-9.]+)")
     assert rule.name == "loss" and rule.pattern.pattern == "loss: ([0-9.]+)"

@@ -144,3 +144,22 @@ def test_entries_read_a_window_at_a_time_are_the_held_ones(workdir: Path, layout
     streamed = [job for window in compact.windows(size=7) for job in window]
     assert [(job.job_id, job.entry) for job in streamed] == [(job.job_id, job.entry) for job in held.jobs]
     assert [(job.job_id, job.entry) for job in streamed] == [(job.job_id, job.entry) for window in compact.windows(size=5) for job in window]
+
+
+def test_find_job_in_a_compact_status_finds_what_the_held_one_does(workdir: Path) -> None:
+    from batchrun.errors import UsageError
+    from batchrun.status.lookup import find_job
+
+    _runs(workdir)
+    target = resolve_target(Path("exp.runfile"), None, "metadata.json")
+    held, compact = load_status(target), read_compact(target, usage=False)
+    some = held.jobs[7].job_id
+    for text in ("1", "8", "50", some[:6], some.upper(), "echo 17", "gone", "51", "echo", "nothing-like-it", "0"):
+        answers = []
+        for status in (held, compact):
+            try:
+                job = find_job(status, text)
+                answers.append((job.job_id, job.line, job.command, job.category, job.removed))
+            except UsageError as err:
+                answers.append(str(err))
+        assert answers[0] == answers[1], text

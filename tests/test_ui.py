@@ -90,9 +90,9 @@ class Ui:
 
 
 @contextmanager
-def serve(folder: Path, *args: str) -> Iterator[Ui]:
+def serve(folder: Path, *args: str, command: list[str] | None = None) -> Iterator[Ui]:
     """`batchrun ui` on any free port; stopped with SIGTERM, which must end it cleanly (exit 0)."""
-    proc = subprocess.Popen(batchrun_cmd("ui", str(folder), "--port", "0", *args), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*(command or batchrun_cmd()), "ui", str(folder), "--port", "0", *args], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:
         first = proc.stdout.readline()
@@ -244,3 +244,42 @@ def test_command_errors_are_one_line(tmp_path: Path, tmp_path_factory: pytest.Te
     proc = run_batchrun("ui", str(tmp_path), cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(fake)})
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == "batchrun: error: batchrun ui needs tornado and plotly: pip install 'batchrun[ui]'\n"
+
+
+# The CLI with the sample's bounds lowered: a runfile of more than 4 lines is shown by a sample.
+_SAMPLED = [sys.executable, "-c", "import sys; from batchrun.results import reportdata; reportdata.ROWS, reportdata.BEST_KEPT = 4, 1; from batchrun.cli.app import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def test_a_long_runfile_is_shown_by_a_sample_with_its_counts_exact(finished: Path) -> None:
+    with serve(finished, command=_SAMPLED) as ui:
+        sweep = next(s for s in ui.json("/api/overview")["sweeps"] if s["title"] == "exp.runfile")
+        assert sweep["total"] == 17 and sweep["counts"] == {"succeeded": 17} and sweep["last_activity"] is not None
+        doc = ui.json(f"/api/sweep/{sweep['sid']}")
+        lines = [row[0] for row in doc["rows"]]
+        # Every 5th run (17 / 4 rounded up), and the best of each metric (loss, acc): the counts stay of all 17.
+        assert {1, 6, 11, 16} <= set(lines) and len(lines) <= 6 and doc["counts"] == {"succeeded": 17}
+        assert doc["sampled"] == {"total": 17, "shown": len(lines), "every": 5}
+        again = ui.json(f"/api/sweep/{sweep['sid']}?since={doc['version']}")
+        assert not again["full"] and again["rows"] == [] and again["sampled"] == doc["sampled"]
+        # A run of the sample answers as any run does; a run outside it is not reachable.
+        run = ui.json(f"/api/sweep/{sweep['sid']}/run/{doc['rows'][0][1]}")
+        assert run["line"] == 1 and run["state"] == "succeeded" and run["parameters"] == {"lr": 0.0001, "seed": 1, "opt": "adam"}
+        assert run["record"]["status"] == 0 and run["resources"]["peak memory (kB)"] > 0 and run["metrics"][0]["count"] == 12
+        other = next(s for s in ui.json("/api/overview")["sweeps"] if s["title"] != "exp.runfile")
+        assert "sampled" in ui.json(f"/api/sweep/{other['sid']}")
+    with serve(finished) as whole:  # the same run, read whole: the same answer
+        assert whole.json(f"/api/sweep/{sweep['sid']}/run/{doc['rows'][0][1]}") == run
+
+
+def test_a_sampled_sweep_is_read_again_only_when_it_changed(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batchrun.results import reportdata
+    from batchrun.ui import watch as watch_module
+
+    monkeypatch.setattr(reportdata, "ROWS", 4)
+    reads = []
+    monkeypatch.setattr(watch_module, "read_report_data", lambda target, **options: reads.append(target) or reportdata.read_report_data(target, **options))
+    watch = watch_module.SweepWatch(finished / "runs" / "exp")
+    assert watch.refresh() and watch.sampled and watch.results is None and len(reads) == 1
+    assert not watch.refresh() and len(reads) == 1  # nothing runs, nothing changed: not read again (a million lines take tens of seconds)
+    doc = watch.document()
+    assert doc is not None and doc["sampled"]["total"] == 17 and doc["counts"] == {"succeeded": 17}

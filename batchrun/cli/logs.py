@@ -10,15 +10,19 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from batchrun.cli.target import target_of
 from batchrun.errors import MetadataError, UsageError
 from batchrun.status.lookup import find_job, probe_job
 from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import State
+from batchrun.store.target import Target
 
-__all__ = ["cmd_logs"]
+if TYPE_CHECKING:
+    from batchrun.status.compact import CompactStatus
+
+__all__ = ["cmd_logs", "jobs_of"]
 
 # How often `logs --follow` looks for new output and for the job's end.
 _FOLLOW_POLL = 0.25
@@ -30,10 +34,18 @@ _COPY_CHUNK = 1 << 20
 _TAIL_BLOCK = 65536
 
 
+def jobs_of(target: Target) -> RunsStatus | CompactStatus:
+    """The target's jobs, to find one in (`lookup.find_job`): a runfile's held by column (`status.compact`), not a
+    `JobStatus` each, which at a million lines is over a GB."""
+    from batchrun.status.compact import read_compact, usable_for
+
+    return read_compact(target, usage=False) if usable_for(target) else load_status(target)
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     """Run `batchrun logs`."""
     target = target_of(args)
-    status = load_status(target)
+    status = jobs_of(target)
     job = find_job(status, args.job)
     name = "err.log" if args.err else "out.log"
     path = status.runs_dir.log_dir(job.job_id) / name
@@ -60,7 +72,7 @@ def _where(job: JobStatus) -> str:
     return "removed from the runfile" if job.removed else f"line {job.line}"
 
 
-def _follow(status: RunsStatus, job: JobStatus, path: Path, tail: int | None, out: IO[bytes]) -> int:
+def _follow(status: RunsStatus | CompactStatus, job: JobStatus, path: Path, tail: int | None, out: IO[bytes]) -> int:
     """Print the log and what is appended to it until the job ends, like `tail -f`.
 
     A job that has not started yet is waited for while the launch runs; a

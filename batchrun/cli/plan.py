@@ -18,7 +18,7 @@ from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import Group, Plan
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Runfile
-from batchrun.status.compact import read_jobs, usable_for
+from batchrun.status.compact import gridspec_names, read_jobs, usable_for
 from batchrun.status.preview import Preview, preview_launch
 from batchrun.status.view import GROUPS
 from batchrun.store.records import IGNORED
@@ -49,6 +49,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     runfile: Runfile | None
     if usable_for(target):
         assert target.runfile is not None
+        gridspec_names(target)  # a broken gridspec is an error even beside its runfile, as `target_runfile` says
         # The fingerprint's snapshot when it holds (`compact.read_jobs`): a million finished lines without a replay.
         read = read_jobs(target.runs_dir, target.runfile, LockTable(), usage=False)
         runfile = read[1]

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batchrun.cli.logs import jobs_of
 from batchrun.cli.target import duration_or_zero, target_of, target_parser
 from batchrun.cli.words import count, counts_text
 from batchrun.errors import UsageError
 from batchrun.launch.control import request_kill, request_stop
 from batchrun.status.lookup import find_job
 from batchrun.status.outcome import wait_for
-from batchrun.status.view import load_status
 from batchrun.store.target import Target
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _cmd_kill(args: argparse.Namespace, target: Target) -> int:
 
     if launch_holder(target.runs_dir) is None:
         raise UsageError(f"no launch of {_name(target)} is running ({target.runs_dir.path} is not locked); nothing to kill")
-    status = load_status(target)
+    status = jobs_of(target)
     jobs = {}
     for text in args.jobs:
         job = find_job(status, text)

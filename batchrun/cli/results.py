@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from batchrun.cli.resultsstream import answer_best, check_sort, json_row, streamed_results
+from batchrun.cli.resultsstream import answer_best, check_over, check_sort, json_row, streamed_results
 from batchrun.cli.target import add_state_option, states_of, target_of, target_parser
 from batchrun.cli.words import count
 from batchrun.errors import UsageError
@@ -123,16 +123,14 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from batchrun.results.table import best_row, group_over, sort_rows
+    from batchrun.status.compact import usable_for
 
     warned = False
-    if not args.over:
-        from batchrun.status.compact import usable_for
-
-        target = target_of(args)
-        if usable_for(target):
-            if streamed_results(args, target):
-                return 0
-            warned = True
+    target = target_of(args)
+    if usable_for(target):
+        if streamed_results(args, target):
+            return 0
+        warned = True
     results = _read(args, warn=not warned)
     rows = results.rows(args.agg)
     if args.state:
@@ -140,9 +138,7 @@ def _results(args: argparse.Namespace) -> int:
         rows = [row for row in rows if row["state"] in wanted]
     metrics = results.metric_names
     params = results.parameter_names
-    for name in args.over:
-        if name not in params:
-            raise UsageError(f"--over {name}: not a parameter of {args.target} (parameters: {', '.join(params) or 'none'})")
+    check_over(args, params)
     if args.over:
         rows = group_over(rows, args.over, params, metrics)
         params = [name for name in params if name not in args.over]
@@ -171,17 +167,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("batchrun report needs plotly: pip install 'batchrun[report]'") from None
     from batchrun.results.report import write_report
+    from batchrun.results.reportdata import read_report_data
 
-    results = _read(args, keep_history=True)
     metric, goal = (None, None) if args.metric is None else _best(args.metric)
-    if metric is not None and metric not in results.metric_names:
-        raise UsageError(f"--metric {metric}: no such metric in {args.target} (metrics: {', '.join(results.metric_names) or 'none'})")
+    # Past `reportdata.ROWS` runs the page shows a sample and says so; a long runfile is read a window at a time.
+    data = read_report_data(target_of(args), args.scrape, args.agg, metric, goal)
+    warn_skipped(data.skipped.lines())
     try:
-        report = write_report(results, args.out, metric=metric, goal=goal, agg=args.agg, embed=args.embed)
+        report = write_report(data, args.out, embed=args.embed)
     except OSError as err:
         raise UsageError(f"{err.filename or args.out}: cannot write: {err.strerror}") from err
     beside = f"; plotly.js beside it: {report.plotly_path.name}" if report.plotly_path is not None else ""
-    print(f"batchrun: wrote {args.out} ({count(len(results.runs), 'run')}, {_size(report.size)}{beside})")
+    print(f"batchrun: wrote {args.out} ({count(data.total, 'run')}, {_size(report.size)}{beside})")
     return 0
 
 

@@ -1,9 +1,8 @@
 """`batchrun results` of a runfile, a window of jobs at a time (`results.stream`): a million jobs in flat memory.
 
-Every form but `--over` (its groups' means and deviations are the held
-rows' `table.group_over`): the plain table, `--state`, `--sort` (the key
-column held compactly, `results.order`), `--top`, `--best`, `--json` and
-`--csv`, each to the byte what `cli/results` makes of every row held.
+Every form: the plain table, `--state`, `--sort` (the key column held
+compactly, `results.order`), `--top`, `--best`, `--json`, `--csv` and
+`--over` (per group accumulators, `results.groups`, sorted as the rows are), each to the byte what `cli/results` makes of every row held.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from batchrun.errors import UsageError
 from batchrun.results.tables import format_value, mean_text, warn_skipped, write_csv_windows, write_table_windows
 from batchrun.store.target import Target
 
-__all__ = ["answer_best", "check_sort", "json_row", "streamed_results", "write_best"]
+__all__ = ["answer_best", "check_over", "check_sort", "json_row", "streamed_results", "write_best"]
 
 Windows = Callable[[], Iterator[list[dict[str, Any]]]]
 
@@ -34,12 +33,15 @@ def streamed_results(args: argparse.Namespace, target: Target) -> bool:
     from batchrun.results.stream import read_streamed
 
     # The CSV and JSON (and --best's JSON) show what each run used; the table none of it.
-    streamed = read_streamed(target, args.scrape, usage=args.json or args.csv)
+    streamed = read_streamed(target, args.scrape, usage=(args.json or args.csv) and not args.over)
     warn_skipped(streamed.skipped.lines())
     states = states_of(args) if args.state else []
     params, metrics = streamed.parameter_names, streamed.metric_names
     rows: Windows = lambda: streamed.windows(args.agg, states)  # noqa: E731
-    if args.sort is not None:
+    if args.over:
+        check_over(args, params)
+        rows, params = _grouped(args, streamed, states)
+    elif args.sort is not None:
         any_row = any(window for window in streamed.windows(args.agg, states))
         from batchrun.results.table import COLUMNS
 
@@ -56,17 +58,51 @@ def streamed_results(args: argparse.Namespace, target: Target) -> bool:
     if args.best is not None:
         from batchrun.results.table import best_row
 
-        answer_best(args, metrics, params, False, lambda metric, goal: best_row(chain.from_iterable(rows()), metric, goal))
+        answer_best(args, metrics, params, bool(args.over), lambda metric, goal: best_row(chain.from_iterable(rows()), metric, goal))
         return True
     shown = rows if args.top is None else _top(rows, args.top)
     out = sys.stdout
     if args.json:
         _write_json(out, shown)
     elif args.csv:
-        write_csv_windows(out, shown(), params, metrics, False)
+        write_csv_windows(out, shown(), params, metrics, bool(args.over))
     else:
-        write_table_windows(out, shown, params, metrics)
+        write_table_windows(out, shown, params, metrics, bool(args.over))
     return True
+
+
+def check_over(args: argparse.Namespace, params: Sequence[str]) -> None:
+    """`results --over NAME`: refused when NAME is not a parameter."""
+    for name in args.over:
+        if name not in params:
+            raise UsageError(f"--over {name}: not a parameter of {args.target} (parameters: {', '.join(params) or 'none'})")
+
+
+def _grouped(args: argparse.Namespace, streamed: Any, states: Sequence[str]) -> tuple[Windows, list[str]]:
+    """`--over`: the groups' rows (`results.groups`), sorted when asked (the groups held: one row each), and the parameters kept."""
+    from batchrun.results.groups import Groups
+    from batchrun.results.order import sorted_positions
+    from batchrun.results.table import sort_rows
+
+    metrics = streamed.metric_names
+    groups = Groups(args.over, streamed.parameter_names, metrics)
+    for window in streamed.windows(args.agg, states):
+        groups.add(window)
+    if args.sort is None:
+        return groups.windows, groups.kept
+    columns = {*groups.kept, "runs", *(f"{m}{suffix}" for m in metrics for suffix in ("", "_std", "_n"))} if len(groups) else {*groups.kept, *metrics}
+    check_sort(args.sort, columns, metrics)
+    order = sorted_positions(groups.positioned(), args.sort)
+    if order is None:  # not all numbers nor all texts: the groups' rows held, as `cli/results` sorts them
+        held = sort_rows([row for window in groups.windows() for row in window], args.sort)
+        return (lambda: iter([held])), groups.kept
+
+    def rows() -> Iterator[list[dict[str, Any]]]:
+        positions = order()
+        while chunk := list(islice(positions, 2048)):
+            yield [groups.row(g) for g in chunk]
+
+    return rows, groups.kept
 
 
 def _top(rows: Windows, top: int) -> Windows:

@@ -227,6 +227,7 @@ def _compact_listing(target: Target, status: CompactStatus, states: Sequence[str
         id_length=status.id_length() if table else 16,
         windows=windows,
         every=lambda: status.windows(size=256),  # small windows: a sweep is told apart from other commands by its first jobs
+        given_parameters=status.parameter_names,
     )
 
 

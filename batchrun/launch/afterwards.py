@@ -53,11 +53,13 @@ def leave_fingerprint(launch: Finishing, counts: dict[str, int], failed: Sequenc
     runfile, journal, runs_dir = launch.runfile, launch.journal, launch.runs_dir
     summary = snapshot = ref = None
     if not launch.options.follow and runfile.digest == launch.first_digest:
-        digest = journal_digest(journal.path)
+        # A relaunch from the snapshot hashed the journal's first bytes already (`resume.read_resume`).
+        prefix = launch.resume.journal_prefix if launch.resume is not None and not launch.metadata.notices else None
+        digest = journal_digest(journal.path, prefix)
         summary = summary_of(runfile, journal.records, counts, failed, journal.path, journal.size, ledger, digest)
         if digest is not None and digest[0] == journal.size:
             layout = view_layout(launch.metadata, kept_view(launch.resume, launch.mode, runs_dir, launch.metadata.notices), runs_dir)
-            snapshot = snapshot_of(runfile, journal.records, ledger.rows, layout, str(runs_dir.logs))
+            snapshot = snapshot_of(runfile, journal.records, ledger.rows, layout, str(runs_dir.logs), launch.resume)
             ref = SnapshotRef(token="", runfile_size=len(runfile.jobs.blob), journal_sha256=digest[1], journal_lines=digest[2])
     fingerprint = Fingerprint.take(
         runs_dir.path,

@@ -42,6 +42,7 @@ __all__ = [
     "history_axes",
     "log_scale",
     "parameter_axis",
+    "rows_document",
     "spec_distributions",
     "sweep_document",
 ]
@@ -151,30 +152,43 @@ def default_metric(results: Results) -> tuple[str | None, str]:
 def sweep_document(results: Results, title: str, spec: Any = None, agg: str = "last") -> dict[str, Any]:
     """The JSON-ready document both pages draw: title, counts, axes, the default metric, and one row per run."""
     rows = results.rows(agg)
-    distributions = spec_distributions(spec)
-    params = [parameter_axis(name, (row.get(name) for row in rows), distributions.get(name)) for name in results.parameter_names]
-    metrics = [{"name": name, "log": log_scale(row.get(name) for row in rows)} for name in results.metric_names]
-    metric, goal = default_metric(results)
-    columns = [*_LEADING, *results.parameter_names, *results.metric_names, "command"]
-    # A category's values travel as their labels, so the page places each exactly where its tick is.
-    texts = {axis["name"] for axis in params if axis["kind"] == "category"}
-    table = []
     for row, run in zip(rows, results.runs, strict=True):
         rec = run.job.record
         row["start"] = rec.start if rec is not None else None
         row["end"] = rec.end if rec is not None else None
+    counts = {state: count for state, count in results.status.counts().items() if count}
+    return rows_document(title, counts, results.parameter_names, results.metric_names, default_metric(results), rows, spec)
+
+
+def rows_document(
+    title: str, counts: dict[str, int], parameter_names: Sequence[str], metric_names: Sequence[str], metric: tuple[str | None, str],
+    rows: list[dict[str, Any]], spec: Any = None,
+) -> dict[str, Any]:
+    """`sweep_document` of these rows (`Run.row`s with the record's `start` and `end`), whatever runs they are of.
+
+    `counts` are the sweep's, not the rows': a report of a sample of the runs
+    still counts all of them. A category's values in `rows` become their labels.
+    """
+    distributions = spec_distributions(spec)
+    params = [parameter_axis(name, (row.get(name) for row in rows), distributions.get(name)) for name in parameter_names]
+    metrics = [{"name": name, "log": log_scale(row.get(name) for row in rows)} for name in metric_names]
+    columns = [*_LEADING, *parameter_names, *metric_names, "command"]
+    # A category's values travel as their labels, so the page places each exactly where its tick is.
+    texts = {axis["name"] for axis in params if axis["kind"] == "category"}
+    table = []
+    for row in rows:
         for name in texts:
             if row.get(name) is not None:
                 row[name] = format_value(row[name])
         table.append([_json_value(row.get(name)) for name in columns])
     return {
         "title": title,
-        "counts": {state: count for state, count in results.status.counts().items() if count},
+        "counts": counts,
         "columns": columns,
         "params": params,
         "metrics": metrics,
-        "metric": metric,
-        "goal": goal,
+        "metric": metric[0],
+        "goal": metric[1],
         "rows": table,
     }
 

@@ -4,7 +4,9 @@ It opens from disk with no network and no server. The page is the sweep
 document of `results.plots` (rows, axes, the metric) plus what a live page
 would fetch: the histories of the best `_HISTORY_RUNS` runs of each metric,
 the importance of parameters, and the groups over a seed; the same
-`static/sweep.js` draws it. plotly's JavaScript (the `report` extra; only
+`static/sweep.js` draws it. What the page holds is read by
+`results.reportdata` (past 10,000 runs, a sample of the rows, said so in
+the page; counts, failures and usage of every run). plotly's JavaScript (the `report` extra; only
 this module and `batchrun ui` touch it) is written once per directory beside
 the report, as plotly's own `write_html(include_plotlyjs="directory")`
 does, so a report of a few runs weighs kilobytes; `embed` puts it in the page
@@ -26,25 +28,22 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from batchrun.results import reportdata
 from batchrun.results.importance import parameter_importance
-from batchrun.results.plots import curve, default_metric, group_document, history_axes, sweep_document
-from batchrun.results.table import Results, best_row, gridspec_metric
+from batchrun.results.plots import curve, group_document, history_axes, rows_document
+from batchrun.results.reportdata import HISTORY_METRICS, ReportData, report_data
+from batchrun.results.table import Results
 from batchrun.results.tables import format_duration, format_value
 from batchrun.results.targets import sweep_target, target_spec, target_title
-from batchrun.store.records import State
+from batchrun.results.usage import UsageRow
 
 __all__ = ["Report", "build_report", "plotly_js", "static_text", "write_report"]
 
-# History curves for this many runs of each metric (the best), and at most this many metrics.
+# History curves for this many runs of each metric (the best; `reportdata.HISTORY_METRICS` metrics).
 _HISTORY_RUNS = 30
-_HISTORY_METRICS = 8
-# Lines of err.log shown per failed run, and failed runs shown.
+# Lines of err.log shown per failed run.
 _ERR_LINES = 15
 _ERR_BYTES = 8192
-_FAILED_SHOWN = 50
-
-# Stopped runs (hyperband) are not failures: they are judged by what they logged.
-_FAILED_STATES = (State.FAILED, State.TIMEOUT, State.KILLED, State.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -68,49 +67,48 @@ def plotly_js() -> tuple[str, str]:
     return get_plotlyjs_version(), get_plotlyjs()
 
 
-def write_report(results: Results, out: Path, metric: str | None = None, goal: str | None = None, agg: str = "last", embed: bool = False) -> Report:
+def write_report(
+    source: Results | ReportData, out: Path, metric: str | None = None, goal: str | None = None, agg: str = "last", embed: bool = False,
+) -> Report:
     """Write the report to `out` and, unless `embed`, plotly.js beside it (once: kept while it is the same version).
+
+    `source`: the runs read whole, or `reportdata.read_report_data`'s (then
+    `metric`, `goal` and `agg` are its own).
 
     Raises:
         OSError: a file cannot be written.
+        UsageError: `metric` is not one of the sweep's.
     """
     from batchrun.atomic import write_atomic
 
+    data = report_data(source, agg, metric, goal) if isinstance(source, Results) else source
     plotly_path = None
     if embed:
-        text = build_report(results, metric, goal, agg)
+        text = build_report(data)
     else:
         version, js = plotly_js()
         plotly_path = out.parent / f"plotly-{version}.min.js"
         if not plotly_path.exists() or plotly_path.stat().st_size != len(js.encode()):
             write_atomic(plotly_path, js)
-        text = build_report(results, metric, goal, agg, plotly_src=plotly_path.name)
+        text = build_report(data, plotly_src=plotly_path.name)
     write_atomic(out, text)
     return Report(out, len(text.encode()), plotly_path)
 
 
-def build_report(results: Results, metric: str | None = None, goal: str | None = None, agg: str = "last", plotly_src: str | None = None) -> str:
-    """The report's HTML text; `metric` defaults to the gridspec's metric.name, else the first metric.
+def build_report(data: ReportData, plotly_src: str | None = None) -> str:
+    """The report's HTML text, of the metric `data` was read for.
 
     `plotly_src`: a path, relative to the report, of plotly.js; None puts
     plotly.js in the page.
     """
-    target = results.target
+    target = data.target
     if target.gridspec is None and target.runfile is None:
-        # A runs directory: the gridspec or runfile beside its runs/ names it and gives the axes.
-        target = sweep_target(target.runs_dir.path)
-        if target.gridspec is not None and results.goal_metric is None:
-            results.goal_metric, results.goal = gridspec_metric(target.gridspec)
+        target = sweep_target(target.runs_dir.path)  # a runs directory: the gridspec or runfile beside its runs/ names it and gives the axes
     title = target_title(target)
-    doc = sweep_document(results, title, target_spec(target), agg)
-    if metric is None:
-        metric, default_goal = default_metric(results)
-        goal = goal or default_goal
-    goal = goal or "min"
-    doc["metric"], doc["goal"] = metric, goal
-    data = {"doc": doc, **_extras(results, doc, agg)}
-    rows = results.rows(agg)
-    best = best_row(rows, metric, goal) if metric else None
+    metric, goal = data.metric, data.goal
+    doc = rows_document(title, data.counts, data.parameter_names, data.metric_names, (metric, goal), [dict(row) for row in data.rows], target_spec(target))
+    swept = [p["name"] for p in doc["params"] if p["kind"] != "constant"]
+    extras = _extras(data, doc, swept)
     if plotly_src is None:
         plotly_tag = f"<script>{plotly_js()[1]}</script>"
     else:
@@ -122,13 +120,14 @@ def build_report(results: Results, metric: str | None = None, goal: str | None =
         plotly_tag,
         "</head><body>",
         f"<h1>{_e(title)}</h1>",
-        f"<p class='br-note'>{_e(results.target.runs_dir.path)}</p>",
+        f"<p class='br-note'>{_e(data.target.runs_dir.path)}</p>",
         _counts_html(doc["counts"]),
-        _best_html(best, metric, goal, [p["name"] for p in doc["params"] if p["kind"] != "constant"]),
+        *([_sampled_html(data)] if data.stride > 1 else []),
+        _best_html(data.best, metric, goal, swept),
         "<div id='sweep'></div>",
-        _failed_html(results),
-        _usage_html(rows, [p["name"] for p in doc["params"] if p["kind"] != "constant"]),
-        f"<script type='application/json' id='batchrun-data'>{_json_for_script(data)}</script>",
+        _failed_html(data),
+        _usage_html(data.usage),
+        f"<script type='application/json' id='batchrun-data'>{_json_for_script({'doc': doc, **extras})}</script>",
         f"<script>{static_text('parcoords.js')}</script>",
         f"<script>{static_text('sweep.js')}</script>",
         f"<script>{_BOOT}</script></body></html>\n",
@@ -136,28 +135,32 @@ def build_report(results: Results, metric: str | None = None, goal: str | None =
     return "\n".join(parts)
 
 
-def _extras(results: Results, doc: dict[str, Any], agg: str) -> dict[str, Any]:
+def _extras(data: ReportData, doc: dict[str, Any], swept: list[str]) -> dict[str, Any]:
     """What a live page fetches, computed once: histories of the best runs, importance, groups over a seed."""
-    metrics = results.metric_names[:_HISTORY_METRICS]
     goal = doc["goal"]
-    rows = results.rows(agg)
-    runs = {run.job.job_id: run for run in results.runs}
+    rows = data.rows
     histories: dict[str, Any] = {}
     importance: dict[str, Any] = {}
     groups: dict[str, Any] = {}
-    swept = [p["name"] for p in doc["params"] if p["kind"] != "constant"]
     seed = next((name for name in swept if "seed" in name.lower()), None)
-    for metric in metrics:
+    for metric in data.metric_names[:HISTORY_METRICS]:
         metric_goal = goal if metric == doc["metric"] else "min"
-        ranked = [row for row in rows if isinstance(row.get(metric), (int, float)) and metric in runs[row["job_id"]].metrics.series and runs[row["job_id"]].metrics.series[metric].count > 1]
+        ranked = [row for row in rows if isinstance(row.get(metric), (int, float))]
         ranked.sort(key=lambda row: row[metric], reverse=metric_goal == "max")
-        curves = {row["job_id"]: curve(runs[row["job_id"]].metrics.series[metric]) for row in ranked[:_HISTORY_RUNS]}
+        curves = {}
+        for row in ranked:
+            series = data.history(row["job_id"], metric)
+            if series is not None and series.count > 1:
+                curves[row["job_id"]] = curve(series)
+                if len(curves) == _HISTORY_RUNS:
+                    break
         histories[metric] = history_axes(curves)
         importance[metric] = parameter_importance(doc["columns"], doc["rows"], doc["params"], metric, metric_goal)
         if seed is not None:
 
             def series_of(ids: list[str], metric: str = metric) -> dict[str, Any]:
-                return {job_id: runs[job_id].metrics.series[metric] for job_id in ids if metric in runs[job_id].metrics.series}
+                found = {job_id: data.history(job_id, metric) for job_id in ids}
+                return {job_id: series for job_id, series in found.items() if series is not None}
 
             groups[f"{seed}|{metric}"] = group_document(rows, [seed], swept, metric, metric_goal, series_of)
     return {"histories": histories, "importance": importance, "groups": groups}
@@ -193,25 +196,34 @@ def _command_html(command: str) -> str:
     return f"<code class='cmd-text'>{_e(command)}</code>"
 
 
-def _failed_html(results: Results) -> str:
-    failed = [run for run in results.runs if run.job.category in _FAILED_STATES]
-    if not failed:
+def _sampled_html(data: ReportData) -> str:
+    """Says plainly that the table and plots show some of the runs, which ones, and what is still of all of them."""
+    return (
+        f"<p class='br-note sampled' id='sampled'>This sweep has {data.total:,} runs: too many for one page. The table and plots show "
+        f"{len(data.rows):,} of them: every {_ordinal(data.stride)} run in runfile order, and the best {reportdata.BEST_KEPT} of each of the first "
+        f"{HISTORY_METRICS} metrics. The counts, the best run, the failed runs and what the runs used are of all {data.total:,} runs; "
+        f"<code>batchrun results {_e(data.target.given)}</code> lists every one.</p>"
+    )
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _failed_html(data: ReportData) -> str:
+    if not data.failed_count:
         return ""
-    parts = [f"<h2>Failed runs ({len(failed)})</h2>"]
-    for run in failed[:_FAILED_SHOWN]:
-        rec = run.job.record
-        status = f", exit {rec.status}" if rec is not None and rec.status is not None else ""
-        parts.append(f"<div class='failed'><p>line {_e(run.job.line)} <b>{_e(run.job.category)}</b>{_e(status)}: {_command_html(run.job.command)}</p><pre>{_e(_tail(os.path.join(run.log_dir, 'err.log')))}</pre></div>")
-    if len(failed) > _FAILED_SHOWN:
-        parts.append(f"<p>... and {len(failed) - _FAILED_SHOWN} more: batchrun status {_e(results.target.given)} --state failed</p>")
+    parts = [f"<h2>Failed runs ({data.failed_count})</h2>"]
+    for run in data.failed:
+        status = f", exit {run.status}" if run.status is not None else ""
+        parts.append(f"<div class='failed'><p>line {_e(run.line)} <b>{_e(run.category)}</b>{_e(status)}: {_command_html(run.command)}</p><pre>{_e(_tail(os.path.join(run.log_dir, 'err.log')))}</pre></div>")
+    if data.failed_count > len(data.failed):
+        parts.append(f"<p>... and {data.failed_count - len(data.failed)} more: batchrun status {_e(data.target.given)} --state failed</p>")
     return "\n".join(parts)
 
 
-def _usage_html(rows: list[dict[str, Any]], params: list[str]) -> str:
+def _usage_html(usage: list[UsageRow]) -> str:
     """What the runs used, by value of each swept parameter: which settings are expensive (most telling parameter first)."""
-    from batchrun.results.usage import usage_by_parameter
-
-    usage = usage_by_parameter(rows, params)
     if not usage:
         return ""
     parts = [

@@ -42,7 +42,7 @@ from batchrun.status.view import JobStatus, RunsStatus, load_status
 from batchrun.store.records import USAGE_FIELDS, State
 from batchrun.store.target import Target
 
-__all__ = ["COLUMNS", "Results", "Run", "best_row", "gridspec_metric", "group_key", "group_over", "note_names", "read_results", "sort_rows", "sortable", "without_gc"]
+__all__ = ["COLUMNS", "PointValues", "Results", "Run", "add_summary", "best_row", "gridspec_metric", "group_key", "group_over", "note_names", "read_results", "sort_rows", "sortable", "without_gc"]
 
 # The columns every row has, besides parameters and metrics; they win any clash of names.
 COLUMNS = ("line", "job_id", "state", "runtime", *USAGE_FIELDS, "code", "command", "log_dir")
@@ -139,7 +139,7 @@ def _read_results(target: Target, scrape: Sequence[ScrapeRule], keep_history: bo
     # A gridspec's jobs take their values from it: metadata.json's parsed flags are not needed.
     status = load_status(target, need_entries=target.gridspec is None and _quoted_flags(target))
     gridspec_names = status.parameter_names
-    points = _PointValues(target.gridspec) if target.gridspec is not None and gridspec_names is not None else None
+    points = PointValues(target.gridspec) if target.gridspec is not None and gridspec_names is not None else None
     skipped = Skipped()
     logs = str(status.runs_dir.logs)
     now = status.now
@@ -190,9 +190,12 @@ class RunReader:
 
     def run(self, job: JobStatus, skipped: Skipped, no_file: bool = False) -> Run:
         """`no_file`: the job is known to have no metrics file (it had none a moment ago): not looked for."""
+        return self.run_with(job, skipped, no_file, self.points.values(job.command) if self.points is not None else None)
+
+    def run_with(self, job: JobStatus, skipped: Skipped, no_file: bool, values: dict[str, Any] | None) -> Run:
+        """`run`, the job's gridspec values given (None: its flags), as found by an earlier walk of the points."""
         log_dir = f"{self.logs}/{job.job_id}"
         rec = job.record
-        values = self.points.values(job.command) if self.points is not None else None
         params = _parameters(job, self.names) if values is None else values
         metrics: RunMetrics | None = None
         runtime = None
@@ -229,7 +232,7 @@ def _quoted_flags(target: Target) -> bool:
     return "--" in text and ("'" in text or '"' in text or "\\" in text)
 
 
-class _PointValues:
+class PointValues:
     """Each gridspec command's values, found by walking the points in step with the runfile's lines.
 
     The runfile a gridspec wrote holds its points in order, so in the common
@@ -353,14 +356,18 @@ def group_over(rows: list[dict[str, Any]], over: Sequence[str], parameter_names:
         grouped: dict[str, Any] = {name: first.get(name) for name in kept}
         grouped["runs"] = len(members)
         for metric in metric_names:
-            values = [row[metric] for row in members if isinstance(row.get(metric), (int, float))]
-            n = len(values)
-            mean = sum(values) / n if n else None
-            grouped[metric] = mean
-            grouped[f"{metric}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 and mean is not None else (0.0 if n == 1 else None)
-            grouped[f"{metric}_n"] = n
+            add_summary(grouped, metric, [row[metric] for row in members if isinstance(row.get(metric), (int, float))])
         out.append(grouped)
     return out
+
+
+def add_summary(grouped: dict[str, Any], metric: str, values: list[Any]) -> None:
+    """A group's `metric` (the mean of its runs' values, in row order), `<metric>_std` (sample; 0 for one value) and `<metric>_n`."""
+    n = len(values)
+    mean = sum(values) / n if n else None
+    grouped[metric] = mean
+    grouped[f"{metric}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 and mean is not None else (0.0 if n == 1 else None)
+    grouped[f"{metric}_n"] = n
 
 
 def group_key(value: Any) -> Any:

@@ -9,8 +9,9 @@ each job's state byte (`store.ledger`): counts come from C-level passes, and
 `JobStatus`es are built a window at a time (`CompactStatus.windows`), each
 exactly as `read_status` builds it.
 
-Only a runfile target (not a gridspec, not a runs directory alone) is read
-this way; `usable_for` says so. Pure: no printing.
+Only a runfile target, or a gridspec whose runfile was written (not a runs
+directory alone, whose jobs are metadata.json's), is read this way;
+`usable_for` says so. Pure: no printing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from batchrun.store.resume import read_resume
 from batchrun.store.rundir import RunsDir, launch_holder
 from batchrun.store.target import Target
 
-__all__ = ["WINDOW", "CompactStatus", "entries_beside", "id_length", "read_compact", "read_jobs", "usable_for"]
+__all__ = ["WINDOW", "CompactStatus", "entries_beside", "gridspec_names", "id_length", "read_compact", "read_jobs", "usable_for"]
 
 # Jobs made into `JobStatus`es at a time: a window's objects are a few MB, while the passes over a million jobs stay as quick.
 WINDOW = 2048
@@ -44,8 +45,21 @@ _PAIRS = [(state, ignored, category_of_state(state, ignored)) for state in State
 
 
 def usable_for(target: Target) -> bool:
-    """Whether `read_compact` reads this target: a runfile (not a gridspec) that a launch ran."""
-    return target.gridspec is None and target.runfile is not None
+    """Whether `read_compact` reads this target: a runfile, or a gridspec whose runfile is there (else its jobs are the gridspec's own)."""
+    return target.runfile is not None and (target.gridspec is None or target.runfile.exists())
+
+
+def gridspec_names(target: Target) -> list[str] | None:
+    """A gridspec target's parameter names (None for a runfile), read first as `view.load_status` reads it: a broken gridspec is an error even beside its runfile.
+
+    Raises:
+        GridspecError: the gridspec cannot be read.
+    """
+    if target.gridspec is None:
+        return None
+    from batchrun.sweeps.gridspec import load_gridspec  # only for gridspecs: it pulls in YAML and the sweep rules
+
+    return load_gridspec(target.gridspec).parameter_names()
 
 
 @dataclass
@@ -135,7 +149,7 @@ def id_length(runfile: Runfile, removed_ids: list[str]) -> int:
 
 
 def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True, entries: bool = False, indexes: bool = True) -> CompactStatus:
-    """`view.load_status` of a runfile target (`usable_for`), held compactly; `usage=False`: without what each run used (None);
+    """`view.load_status` of a runfile or gridspec target (`usable_for`), held compactly; `usage=False`: without what each run used (None);
     `entries`: with each job's metadata.json entry (`load_status(need_entries=True)`), found now and read a window at a time;
     `indexes=False`: without the ids' sorted indexes, for a read that looks up few jobs by id (`store.resume.read_resume`).
 
@@ -144,6 +158,7 @@ def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True
     """
     runs_dir = target.runs_dir
     check_launched(target, need_launched=True)
+    names = gridspec_names(target)
     assert target.runfile is not None
     locks = LockTable()
     now = time.time()
@@ -164,7 +179,7 @@ def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True
     removed = [_job_from_records(job_id, records, kept, removed=True) for job_id in removed_ids]
     for job in removed:
         job.unwatched = job.job_id in settled
-    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled, entries=index)
+    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled, names, index)
 
 
 def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage: bool = True, indexes: bool = True) -> tuple[int | None, Runfile, RecordTable, Ledger]:

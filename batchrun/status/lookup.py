@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,23 @@ def short_id_length(jobs: Iterable[JobStatus]) -> int:
     return length
 
 
-def find_job(status: RunsStatus, text: str) -> JobStatus:
+def _matching(status: RunsStatus | CompactStatus, prefix: str | None = None, part: str | None = None) -> list[JobStatus]:
+    """The jobs (held, or of a compact status, made only for those that match) whose id starts with `prefix`, or whose command has `part`."""
+    def keep(job_id: str, command: str) -> bool:
+        return job_id.startswith(prefix) if prefix is not None else part is not None and part in command
+
+    if isinstance(status, RunsStatus):
+        return [job for job in status.jobs if keep(job.job_id, job.command)]
+    table = status.runfile.jobs
+    if prefix is not None:
+        found = array("q", (i for i, job_id in enumerate(table.keys.texts()) if job_id.startswith(prefix)))
+    else:
+        found = array("q", (i for i, job in enumerate(table) if keep(job.job_id, job.command)))
+    removed = [job for job in status.removed if keep(job.job_id, job.command)]
+    return [job for window in status.windows(found, removed) for job in window]
+
+
+def find_job(status: RunsStatus | CompactStatus, text: str) -> JobStatus:
     """The one job `text` names: a runfile line number, an id prefix, or part of a command.
 
     A number is a line number: a line that holds no job is an error, never
@@ -109,26 +126,33 @@ def find_job(status: RunsStatus, text: str) -> JobStatus:
         job = _job_on_line(status, int(text))
         if job is not None:
             return job
-        by_id = [job for job in status.jobs if job.job_id.startswith(text)] if len(text) >= _SHORT_ID else []
+        by_id = _matching(status, prefix=text) if len(text) >= _SHORT_ID else []
         if by_id:
             return _only(by_id, f"job id prefix {text!r}", "give more digits of the id")
         where = f"line {int(text)} of {status.runfile.path}" if status.runfile is not None else f"line {int(text)} of the runfile"
         raise UsageError(f"{where} holds no job (a blank or # line, or past the last job); see batchrun status for the jobs' lines")
     lowered = text.lower()
     if all(c in "0123456789abcdef" for c in lowered):
-        matches = [job for job in status.jobs if job.job_id.startswith(lowered)]
+        matches = _matching(status, prefix=lowered)
         if matches:
             return _only(matches, f"job id prefix {text!r}", "give more digits of the id")
-    matches = [job for job in status.jobs if text in job.command]
+    matches = _matching(status, part=text)
     if not matches:
         raise UsageError(f"no job matches {text!r} (not a line with a command, a job id prefix, or part of a command); see batchrun status")
     return _only(matches, repr(text), "give a longer part of the command, the line number or the job id")
 
 
-def _job_on_line(status: RunsStatus, lineno: int) -> JobStatus | None:
-    for job in status.jobs:
-        if job.line == lineno and not job.removed:
-            return job
+def _job_on_line(status: RunsStatus | CompactStatus, lineno: int) -> JobStatus | None:
+    if not isinstance(status, RunsStatus):
+        lines = status.runfile.jobs.columns()[2]  # the runfile's jobs' line numbers, in file order: found at C speed
+        try:
+            return next(status.windows(array("q", [lines.index(lineno)]), []))[0]
+        except ValueError:
+            pass
+    else:
+        for job in status.jobs:
+            if job.line == lineno and not job.removed:
+                return job
     if status.runfile is not None:
         # A repeated command is one job, listed at its first line.
         for _command, first, again in status.runfile.duplicates:

@@ -33,6 +33,7 @@ from pathlib import Path
 from batchrun.errors import UsageError
 from batchrun.executors import executor_of_ref, unwatched_alive
 from batchrun.launch.result import exit_code_of
+from batchrun.status.compact import CompactStatus, read_compact, usable_for
 from batchrun.status.view import RunsStatus, load_status
 from batchrun.store.fingerprint import last_launch
 from batchrun.store.journal import JOURNAL_NAME
@@ -76,7 +77,7 @@ class LaunchOutcome:
     lost: list[str] = field(default_factory=list)  # cluster jobs gone without an exit record
 
 
-def outcome_of(status: RunsStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
+def outcome_of(status: RunsStatus | CompactStatus, lost: Iterable[str] = ()) -> LaunchOutcome:
     """The exit code the records of the runfile's jobs give: the launch's own rule, `result.exit_code_of`.
 
     How the last launch ended (interrupted with no job left interrupted, a
@@ -115,8 +116,13 @@ class _Waiter:
         if pid is not None:
             self.tell(f"waiting for the launch (pid {pid})")
             return None
-        status = load_status(self.target, ask_cluster=False)
-        running = [job for job in status.jobs if job.state == State.RUNNING and job.record is not None]
+        status: RunsStatus | CompactStatus
+        if usable_for(self.target):  # a runfile's jobs held by column: a million lines in tens of MB
+            status = read_compact(self.target, ask_cluster=False, usage=False)
+            running = [job for job in status.running_jobs() if job.record is not None]
+        else:
+            status = load_status(self.target, ask_cluster=False)
+            running = [job for job in status.jobs if job.state == State.RUNNING and job.record is not None]
         # Jobs on a cluster (SLURM) are asked about here, all in one query; the
         # others status settled already (by their locks) or cannot tell about.
         cluster: dict[str, tuple[str | None, Path]] = {}

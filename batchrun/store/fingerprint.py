@@ -45,7 +45,7 @@ from typing import Any
 from batchrun.atomic import write_atomic
 from batchrun.store.jobsnapshot import drop as drop_snapshot
 from batchrun.store.jobsnapshot import new_token, write_sections
-from batchrun.store.summary import MAX_LISTED, Summary, is_count, journal_digest, summary_from_json, summary_of
+from batchrun.store.summary import MAX_LISTED, Summary, is_count, journal_digest, journal_prefix, summary_from_json, summary_of
 
 __all__ = [
     "FINGERPRINT_NAME",
@@ -57,6 +57,7 @@ __all__ = [
     "last_launch",
     "journal_digest",
     "journal_mark",
+    "journal_prefix",
     "metadata_id",
     "metadata_unchanged",
     "read_fingerprint",

@@ -10,7 +10,7 @@ the same jobs and records (the differential tests of `tests/test_quickresume.py`
 run each case both ways).
 
 Which part of the runfile is unchanged: the snapshot keeps a digest of each
-block of the text it was parsed from (blocks of about 64 KiB, cut after a
+block of the text it was parsed from (blocks of about 8 KiB, cut after a
 newline); the blocks the new text still has, from the start, hold the same
 jobs at the same lines. The text from the first changed block on is parsed,
 and its first jobs, found the same as the old ones at the same lines and
@@ -41,11 +41,15 @@ from batchrun.store.journal import JOURNAL_NAME
 from batchrun.store.records import USAGE_FIELDS
 from batchrun.store.recordtable import RecordTable
 from batchrun.store.rundir import RunsDir
+from batchrun.store.summary import JournalPrefix, journal_prefix
 
 __all__ = ["Resume", "read_resume", "snapshot_of"]
 
 # The runfile's text is compared a block of about this many bytes at a time (cut after a newline).
-_BLOCK = 64 * 1024
+# A relaunch parses its text again from the first block that changed: at 64 KiB, 100 lines
+# appended to short ones cost a parse (and a repeat check) of some 6,000 (0.13 s).
+# Blocks of earlier snapshots, of another size, still compare: their ends are in the snapshot.
+_BLOCK = 8 * 1024
 _DIGEST_SIZE = 16
 # The sections a read command may pass over (`read_resume`): metadata.json's layout, what each run used.
 _VIEW = ("view.",)
@@ -78,10 +82,20 @@ class Resume:
     journal_lines: int
     view: OldView | None  # None: not known
     fingerprint: Fingerprint
+    # The journal's first `journal_size` bytes as hashed to check the records: the launch's
+    # last digest (`summary.journal_digest`) goes on from there instead of hashing them again.
+    journal_prefix: JournalPrefix | None = None
+    # The old text's blocks the new one starts with (`_unchanged_prefix`): their ends and digests, which `snapshot_of` keeps.
+    blocks: tuple[array[int], bytes] = (array("q"), b"")
 
 
 def snapshot_of(
-    runfile: Runfile, records: RecordTable, rows: array[int], view: tuple[IdIndex, array[int], array[int]] | None, logs: str
+    runfile: Runfile,
+    records: RecordTable,
+    rows: array[int],
+    view: tuple[IdIndex, array[int], array[int]] | None,
+    logs: str,
+    resume: Resume | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The snapshot's sections and side data for a launch that ends with these; None when none may be written.
 
@@ -89,6 +103,8 @@ def snapshot_of(
     table is not the runfile's own bytes (jobs were appended while it ran),
     or when the runfile has directives (a parse of its changed part alone
     could not tell which request is in effect where it starts).
+    `resume`: what this launch started from; the blocks of the runfile it
+    found unchanged keep their digests (not hashed again).
     `view`: metadata.json's keys and layout, when every entry is one batchrun
     rendered from a record (it has a state).
     """
@@ -103,7 +119,7 @@ def snapshot_of(
     # A row of a deleted record is no job's row any more.
     present = b"\0" + bytes(records.present)
     sections["rows"] = array(rows.typecode, (row if present[row + 1] else -1 for row in rows)) if b"\0" in present[1:] else rows
-    ends, digests = _block_digests(jobs.blob)
+    ends, digests = _block_digests(jobs.blob, resume.blocks if resume is not None and resume.runfile.jobs is jobs else None)
     sections["blocks.ends"], sections["blocks.digests"] = ends, digests
     side: dict[str, Any] = {"jobs": job_side, "records": record_side, "duplicates": runfile.duplicates, "blob": len(jobs.blob), "view": None}
     if view is not None:
@@ -128,7 +144,8 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     if fingerprint is None or fingerprint.snapshot is None:
         return None
     ref = fingerprint.snapshot
-    if _journal_prefix_digest(runs_dir.path / JOURNAL_NAME, fingerprint.journal_size) != ref.journal_sha256:
+    prefix = journal_prefix(runs_dir.path / JOURNAL_NAME, fingerprint.journal_size)
+    if prefix is None or prefix.sha256.hexdigest() != ref.journal_sha256:
         return None  # rewritten (compacted, repaired) or shorter: the records are not of it
     raw = _read(runfile_path)
     if raw is None or not _clean(raw):
@@ -137,9 +154,12 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     if read is None:
         return None
     try:
-        return _restore(read[0], read[1], runfile_path, raw, fingerprint)
+        resume = _restore(read[0], read[1], runfile_path, raw, fingerprint)
     except (ValueError, KeyError, TypeError, IndexError, OverflowError):
         return None
+    if resume is not None:
+        resume.journal_prefix = prefix
+    return resume
 
 
 def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, raw: bytes, fingerprint: Fingerprint) -> Resume | None:
@@ -151,7 +171,9 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     digest = hashlib.sha256(raw).hexdigest()[:32]
     text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     old_size = side["blob"]
-    cut = _unchanged_prefix(text, old_size, sections["blocks.ends"], sections["blocks.digests"].tobytes())
+    old_ends, old_block_digests = sections["blocks.ends"], sections["blocks.digests"].tobytes()
+    cut = _unchanged_prefix(text, old_size, old_ends, old_block_digests)
+    matched = bisect_left(old_ends, cut) + 1 if cut else 0  # `cut` is the end of the last block matched
     # The new text holds the kept jobs where the old one did (the blocks before `cut` are the same bytes).
     jobs = restore_table(text, part("jobs"), side["jobs"])
     # Before the job table changes: sections read as its own (`_SAME`) become twins of its ids (`idindex.twin_of`).
@@ -187,7 +209,8 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
         if len(view_starts) == len(view_lens) == len(view_keys):
             view = OldView(view_keys, view_starts, view_lens, str(side["view"]["logs"]))
     runfile = Runfile(path, jobs, duplicates, digest)
-    return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint)
+    blocks = (old_ends[:matched], old_block_digests[: matched * _DIGEST_SIZE])
+    return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint, blocks=blocks)
 
 
 def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], text: bytes, cut: int, first_line: int) -> JobTable:
@@ -223,10 +246,21 @@ def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], te
     return new
 
 
-def _block_digests(blob: bytes) -> tuple[array[int], array[int]]:
-    """The ends of the text's blocks (each cut just after a newline, the last at its end) and their digests."""
+def _block_digests(blob: bytes, kept: tuple[array[int], bytes] | None = None) -> tuple[array[int], array[int]]:
+    """The ends of the text's blocks (each cut just after a newline, the last at its end) and their digests.
+
+    `kept`: the first blocks' ends and digests, known to be of this text's
+    first bytes. A block shorter than `_BLOCK` ended where the old text did,
+    and a walk from the start would make it longer now: it is hashed again.
+    """
     ends, digests = array("q"), bytearray()
-    start = 0
+    if kept is not None and len(kept[1]) == len(kept[0]) * _DIGEST_SIZE and (not kept[0] or kept[0][-1] <= len(blob)):
+        count = len(kept[0])
+        if count and kept[0][-1] - (kept[0][-2] if count > 1 else 0) < _BLOCK:
+            count -= 1
+        ends.extend(kept[0][:count])
+        digests += kept[1][: count * _DIGEST_SIZE]
+    start = ends[-1] if ends else 0
     while start < len(blob):
         cut = blob.find(b"\n", start + _BLOCK - 1)
         end = len(blob) if cut < 0 else cut + 1
@@ -271,20 +305,3 @@ def _clean(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _journal_prefix_digest(path: Path, size: int) -> str | None:
-    """SHA-256 of the journal's first `size` bytes; None when shorter or unreadable."""
-    digest = hashlib.sha256()
-    left = size
-    try:
-        with open(path, "rb") as f:
-            while left:
-                block = f.read(min(left, 1 << 20))
-                if not block:
-                    return None
-                digest.update(block)
-                left -= len(block)
-    except OSError:
-        return None
-    return digest.hexdigest()

@@ -9,17 +9,18 @@ writes it with the rest.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.ledger import Ledger
 from batchrun.store.records import STATES, JobRecord, State
 from batchrun.store.recordtable import RecordTable
 
-__all__ = ["MAX_LISTED", "Summary", "is_count", "journal_digest", "summary_from_json", "summary_of"]
+__all__ = ["MAX_LISTED", "JournalPrefix", "Summary", "is_count", "journal_digest", "journal_prefix", "summary_from_json", "summary_of"]
 
 # A summary names every repeated line for the warnings (past this many, a
 # launch leaves none: the full path answers), and the first this many failed
@@ -54,24 +55,74 @@ class Summary:
         return out
 
 
-def journal_digest(path: Path) -> tuple[int, str, int] | None:
-    """(size, SHA-256, lines) of a journal file; None when unreadable or not whole lines."""
+@dataclass(frozen=True)
+class JournalPrefix:
+    """A journal's first `size` bytes (whole lines), hashed once: `journal_digest` goes on from there instead of hashing them again.
+
+    A relaunch from the snapshot hashes them to check its records
+    (`resume.read_resume`); as it ends, the journal is those bytes and the
+    lines appended since, unless it was rewritten (compacted: another file).
+    """
+
+    size: int
+    lines: int
+    sha256: Any  # hashlib's state after those bytes; copied, never updated
+    file_id: tuple[int, int]  # (st_dev, st_ino) of the file they were read from
+
+
+def journal_prefix(path: Path, size: int) -> JournalPrefix | None:
+    """The journal's first `size` bytes, hashed; None when shorter, unreadable, or not ending a line."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            file_id = _file_id(f.fileno())
+            read, lines, last = _hash_blocks(f, digest, size)
+    except OSError:
+        return None
+    return JournalPrefix(size, lines, digest, file_id) if read == size and last == b"\n" else None
+
+
+def journal_digest(path: Path, prefix: JournalPrefix | None = None) -> tuple[int, str, int] | None:
+    """(size, SHA-256, lines) of a journal file; None when unreadable or not whole lines.
+
+    `prefix`: its first bytes as hashed before, taken as they are while the
+    file is the one they were read from, no shorter. Even if they were
+    changed in place since, the digest is of the bytes the caller's records
+    came from, so a later reader that hashes the file finds no match and
+    reads it whole: never records of other bytes.
+    """
     digest = hashlib.sha256()
     size = lines = 0
     last = b""
     try:
         with open(path, "rb") as f:
-            # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-                lines += block.count(b"\n")
-                last = block[-1:]
+            if prefix is not None and _file_id(f.fileno()) == prefix.file_id and os.fstat(f.fileno()).st_size >= prefix.size:
+                f.seek(prefix.size)
+                digest, size, lines, last = prefix.sha256.copy(), prefix.size, prefix.lines, b"\n"
+            read, more, tail = _hash_blocks(f, digest)
     except OSError:
         return None
-    if last != b"\n":
+    if (tail or last) != b"\n":
         return None  # empty, or a torn last line the full path would cut off
-    return size, digest.hexdigest(), lines
+    return size + read, digest.hexdigest(), lines + more
+
+
+def _hash_blocks(f: BinaryIO, digest: Any, limit: int | None = None) -> tuple[int, int, bytes]:
+    """Hash the file from where it is, to its end or `limit` bytes: (bytes read, newlines among them, the last byte)."""
+    read = lines = 0
+    last = b""
+    # In blocks: a million-line journal is 72 MB, and need not be in memory at once.
+    while block := f.read(1 << 20 if limit is None else min(limit - read, 1 << 20)):
+        digest.update(block)
+        read += len(block)
+        lines += block.count(b"\n")
+        last = block[-1:]
+    return read, lines, last
+
+
+def _file_id(fd: int) -> tuple[int, int]:
+    meta = os.fstat(fd)
+    return meta.st_dev, meta.st_ino
 
 
 def summary_of(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from batchrun.errors import BatchrunError
@@ -20,6 +21,7 @@ from batchrun.results.history import HistoryReader
 from batchrun.results.importance import parameter_importance
 from batchrun.results.plots import curve, group_document, history_axes
 from batchrun.status.lookup import job_entry
+from batchrun.store.metadata import entry_of_line
 from batchrun.ui.registry import Registry
 from batchrun.ui.watch import SweepWatch
 
@@ -117,12 +119,21 @@ class Api:
     def run(self, watch: SweepWatch, job_id: str) -> dict[str, Any]:
         """One run: its row, metadata.json entry, resources, every metric's aggregates and curve."""
         results = watch.results
-        if results is None or watch.log_dir(job_id) is None:
+        row = watch.row(job_id)
+        if row is None:
             raise ApiError(404, "no such job in this runs directory")
-        run = next((r for r in results.runs if r.job.job_id == job_id), None)
-        if run is None:
-            raise ApiError(404, "no such job in this runs directory")
-        entry = job_entry(results.status, run.job)
+        if results is not None:
+            run = next((r for r in results.runs if r.job.job_id == job_id), None)
+            if run is None:
+                raise ApiError(404, "no such job in this runs directory")
+            line, state, command, parameters = run.job.line, run.job.category, run.job.command, run.parameters
+            entry = job_entry(results.status, run.job)
+        else:
+            # A sample of a long runfile: the row the page has, and the job's metadata.json entry, found alone.
+            state_now = watch.state
+            names = [p["name"] for p in state_now.params] if state_now is not None else []
+            line, state, command, parameters = row["line"], row["state"], row["command"], {name: row.get(name) for name in names}
+            entry = _entry_in(watch.target.runs_dir.metadata, job_id)
         metrics = self._metrics(watch, job_id) or RunMetrics()
         summary = []
         curves = {}
@@ -141,10 +152,10 @@ class Api:
             "sweep": watch.sid,
             "title": watch.title,
             "job_id": job_id,
-            "line": run.job.line,
-            "state": run.job.category,
-            "command": run.job.command,
-            "parameters": {name: _plain(value) for name, value in run.parameters.items()},
+            "line": line,
+            "state": state,
+            "command": command,
+            "parameters": {name: _plain(value) for name, value in parameters.items()},
             "metrics": summary,
             "curves": curves,
             "record": {key: _plain(entry.get(key)) for key in ("status", "exit_codes", "attempts", "start", "end", "runtime", "host", "slot", "log_dir") if key in entry},
@@ -188,6 +199,20 @@ class Api:
         except BatchrunError as err:
             raise ApiError(409, str(err)) from err
         return {"pid": answer.pid, "now": now}
+
+
+def _entry_in(metadata: Path, job_id: str) -> dict[str, Any]:
+    """One job's metadata.json entry, found by reading the file a line at a time (nothing else of it held); {} when it has none."""
+    key = f'  "{job_id}": '.encode()
+    try:
+        with open(metadata, "rb") as f:
+            for line in f:
+                if line.startswith(key):
+                    found = entry_of_line(line)
+                    return found[1] if found is not None else {}
+    except OSError:
+        pass
+    return {}
 
 
 def _whole_utf8(data: bytes) -> int:

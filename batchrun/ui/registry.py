@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batchrun.results.reportdata import long_runfile
 from batchrun.results.targets import find_runs_dirs
-from batchrun.status.view import load_status
+from batchrun.status.compact import read_compact
+from batchrun.status.view import RunsStatus, load_status
 from batchrun.store.journal import JOURNAL_NAME
 from batchrun.store.rundir import launch_holder
 from batchrun.ui.watch import SweepWatch, launch_since
@@ -87,19 +89,21 @@ class Registry:
         base: dict[str, Any] = {"sid": watch.sid, "title": watch.title, "path": _relative(watch.runs_dir, self.root)}
         summary: dict[str, Any]
         try:
-            status = load_status(target, need_launched=False)
+            # A long runfile's jobs are held by column and walked a window at a time (a million would be gigabytes).
+            status: Any = read_compact(target, ask_cluster=False, usage=False) if long_runfile(target) else load_status(target, need_launched=False)
         except Exception as err:  # noqa: BLE001 - one unreadable runs directory must not hide the others
             summary = {**base, "error": str(err), "counts": {}, "total": 0, "launch": {"running": False}, "last_activity": None}
         else:
             counts = {state: count for state, count in status.counts().items() if count}
-            times = [t for job in status.jobs if job.record is not None for t in (job.record.start, job.record.end) if t is not None]
+            jobs = status.jobs if isinstance(status, RunsStatus) else (job for window in status.windows() for job in window)
+            last = max((t for job in jobs if job.record is not None for t in (job.record.start, job.record.end) if t is not None), default=None)
             pid = status.launch_pid if status.launch_running else None
             summary = {
                 **base,
                 "counts": counts,
-                "total": len(status.jobs),
+                "total": len(status.jobs) if isinstance(status, RunsStatus) else len(status),
                 "launch": {"running": status.launch_running, "pid": pid, "since": launch_since(pid) if pid else None},
-                "last_activity": max(times) if times else None,
+                "last_activity": last,
             }
         self._summaries[watch.sid] = (signature, summary)
         return summary

@@ -24,7 +24,8 @@ from typing import Any
 
 from batchrun.liveness import start_time
 from batchrun.metrics.file import METRICS_NAME
-from batchrun.results.plots import sweep_document
+from batchrun.results.plots import rows_document, sweep_document
+from batchrun.results.reportdata import long_runfile, read_report_data
 from batchrun.results.table import Results, read_results, without_gc
 from batchrun.results.targets import sweep_target, target_spec, target_title
 from batchrun.store.journal import JOURNAL_NAME
@@ -34,7 +35,7 @@ from batchrun.store.target import Target
 __all__ = ["SweepWatch", "launch_since", "sweep_id"]
 
 # The document's fields that are not rows, sent with every change.
-_HEADER = ("title", "counts", "launch", "metric", "goal")
+_HEADER = ("title", "counts", "launch", "metric", "goal", "sampled")
 
 
 def sweep_id(path: Path) -> str:
@@ -81,6 +82,8 @@ class SweepWatch:
         self.target: Target = sweep_target(runs_dir)
         self.title = target_title(self.target)
         self.results: Results | None = None
+        # A long runfile is shown by a sample of its runs (`_sampled_document`): no `results` then.
+        self.sampled = False
         self.state: _State | None = None
         self.error: str | None = None
         self.last_refresh = 0.0  # monotonic time the last refresh ended
@@ -104,7 +107,12 @@ class SweepWatch:
         target = self.target
         running: list[Any] = []
         results = self.results
-        if results is not None:
+        state = self.state
+        if self.sampled:
+            # A sample keeps no runs; its counts are of all of them: while one runs, its runtime and metrics change.
+            if state is not None and state.header.get("counts", {}).get("running"):
+                running.append(time.time())
+        elif results is not None:
             for run in results.runs:
                 if run.job.state == "running":
                     running.append(stat(Path(run.log_dir) / METRICS_NAME))
@@ -129,16 +137,22 @@ class SweepWatch:
         signature = self._files_signature()
         if not force and signature == self._signature and self.state is not None:
             return False
+        results = None
         try:
             with without_gc():
-                results = read_results(self.target)
-                doc = sweep_document(results, self.title, target_spec(self.target))
+                if long_runfile(self.target):
+                    doc = self._sampled_document()
+                    holder = signature[1]
+                else:
+                    results = read_results(self.target)
+                    doc = sweep_document(results, self.title, target_spec(self.target))
+                    holder = results.status.launch_pid if results.status.launch_running else None
         except (BatchrunError, OSError) as err:
             self.error = str(err)
             self._signature = signature
             return False
         self.error = None
-        holder = results.status.launch_pid if results.status.launch_running else None
+        self.sampled = results is None
         doc["launch"] = {"running": holder is not None, "pid": holder, "since": launch_since(holder) if holder else None}
         doc["path"] = str(self.runs_dir)
         changed = self._swap_in(doc)
@@ -147,9 +161,16 @@ class SweepWatch:
         self._signature = signature
         return changed
 
+    def _sampled_document(self) -> dict[str, Any]:
+        """A long runfile's document, read a window at a time: exact counts, the rows of a sample (`results.reportdata`)."""
+        data = read_report_data(self.target, usage=False)  # the page shows no usage
+        doc = rows_document(self.title, data.counts, data.parameter_names, data.metric_names, (data.metric, data.goal), data.rows, target_spec(self.target))
+        doc["sampled"] = {"total": data.total, "shown": len(data.rows), "every": data.stride} if data.stride > 1 else None
+        return doc
+
     def _swap_in(self, doc: dict[str, Any]) -> bool:
         old = self.state
-        header = {key: doc.get(key) for key in (*_HEADER, "path")}
+        header = {key: doc.get(key) for key in (*_HEADER, "path") if key in doc}  # "sampled" only in a sample's
         job_at = doc["columns"].index("job_id")
         rows = {row[job_at]: row for row in doc["rows"]}
         if old is None:
@@ -211,6 +232,13 @@ class SweepWatch:
             return []
         columns = state.columns
         return [dict(zip(columns, row, strict=True)) for row in state.rows.values()]
+
+    def row(self, job_id: str) -> dict[str, Any] | None:
+        """A job's row (column name -> value), for a job id of this sweep's document only."""
+        state = self.state
+        if state is None or job_id not in state.rows:
+            return None
+        return dict(zip(state.columns, state.rows[job_id], strict=True))
 
     def log_dir(self, job_id: str) -> str | None:
         """A job's log directory, for a job id of this sweep only (None for any other text)."""

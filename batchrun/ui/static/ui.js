@@ -141,7 +141,7 @@
           doc.rows.forEach(function (r, i) { index[r[at]] = i; });
           d.rows.forEach(function (r) { if (r[at] in index) doc.rows[index[r[at]]] = r; else doc.rows.push(r); });
           if (d.removed.length) { var gone = new Set(d.removed); doc.rows = doc.rows.filter(function (r) { return !gone.has(r[at]); }); }
-          ['counts', 'launch', 'params', 'metrics', 'title', 'metric', 'goal'].forEach(function (k) { if (k in d) doc[k] = d[k]; });
+          ['counts', 'launch', 'params', 'metrics', 'title', 'metric', 'goal', 'sampled'].forEach(function (k) { if (k in d) doc[k] = d[k]; });
         }
         version = d.version;
         onChange(doc, d);
@@ -181,6 +181,9 @@
     var launch = el('div', 'launch');
     launch.id = 'launch';
     app.appendChild(launch);
+    var sampled = el('p', 'br-note sampled');
+    sampled.id = 'sampled';
+    app.appendChild(sampled);
     var root = el('div');
     root.id = 'sweep';
     app.appendChild(root);
@@ -189,6 +192,11 @@
       document.title = doc.title + ' \u2013 batchrun ui';
       title.textContent = doc.title;
       path.textContent = doc.path;
+      // A long runfile is shown by a sample of its runs (the server says which); the counts are of all of them.
+      var part = doc.sampled;
+      sampled.textContent = part ? 'This sweep has ' + part.total.toLocaleString('en') + ' runs: too many for one page. The table and plots show ' +
+        part.shown.toLocaleString('en') + ' of them: one in every ' + part.every + ' in runfile order, and the best of each metric. ' +
+        'The counts are of all runs; batchrun results lists every one.' : '';
       var key = JSON.stringify(doc.launch);
       if (key !== launchKey) {
         launchKey = key;
