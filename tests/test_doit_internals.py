@@ -7,6 +7,7 @@ so an upgrade of doit says at once what to port.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,3 +102,29 @@ def test_the_list_in_doit_runner_names_each_of_these() -> None:
     doc = batchrun._doit.runner.__doc__ or ""
     for name in ('"hold on"', "TaskDispatcher.generator", "Runner.select_task", "Run._execute", "DoitMain.DOIT_CMDS", "ConsoleReporter.failures", "save_success"):
         assert name in doc, f"doit_runner's docstring no longer lists {name}"
+
+
+def test_a_job_task_made_as_a_copy_has_the_fields_doits_constructor_gives(tmp_path: Path) -> None:
+    """`JobTasks` copies the first task's fields for the others: each must equal what doit's Task constructor makes, sharing no container."""
+    from doit.task import Task as DoitTask
+
+    from batchrun._doit.backend import JobDone, RunsDirJobs
+    from batchrun._doit.jobtasks import JobTasks, job_title
+    from batchrun.runfile.file import Job
+    from batchrun.store.rundir import RunsDir
+
+    source = RunsDirJobs(RunsDir(tmp_path), None, "resume")
+    make = JobTasks(None, source)  # type: ignore[arg-type]
+    jobs = [Job(f"echo {i}  # job\n", f"{i:016x}", i + 1) for i in range(3)]
+    first, second, third = (make(job) for job in jobs)
+    made = DoitTask(jobs[1].job_id, list(second._actions), uptodate=[second.uptodate[0][0]], io={"capture": False}, title=job_title, doc=jobs[1].command)
+    made.options = {}
+    assert type(second) is DoitTask and vars(second).keys() == vars(made).keys()
+    for name, value in vars(made).items():
+        assert getattr(second, name) == value or name == "io", f"a copied job task's {name} is not what doit's constructor makes"
+    assert vars(second.io) == vars(made.io)
+    assert isinstance(second.uptodate[0][0], JobDone) and second.uptodate[0][0].job_id == jobs[1].job_id
+    for name, value in vars(second).items():
+        if isinstance(value, (list, set, dict)):
+            assert value is not getattr(third, name) and value is not getattr(first, name), f"job tasks share their {name}"
+    assert second.title() == f"{jobs[1].job_id}: echo 1  # job"

@@ -239,7 +239,7 @@ class JobDone:
     its database: True when the job is done for the mode.
     """
 
-    __slots__ = ("job_id", "last", "source")
+    __slots__ = ("job_id", "last", "ran", "source")
     # doit asks every up-to-date check for its signature, job after job: worked out once here.
     __signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("task", "values")])
 
@@ -247,6 +247,8 @@ class JobDone:
         self.source = source
         self.job_id = job_id
         self.last: JobRecord | None = None
+        # The record its task's action got from the run (`JobAction`): saved without a look-up.
+        self.ran: JobRecord | None = None
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         task.value_savers.append(self._saved_values)
@@ -254,7 +256,7 @@ class JobDone:
         return done_for_mode(self.last, self.source.mode)
 
     def _saved_values(self) -> dict[str, Any]:
-        rec = self.source.record(self.job_id)
+        rec = self.ran if self.ran is not None else self.source.record(self.job_id)
         return job_values(rec) if rec is not None else {}
 
     def __repr__(self) -> str:

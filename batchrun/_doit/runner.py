@@ -32,7 +32,9 @@ checked by tests/test_doit_internals.py, which names any that went missing):
 - `DoitMain.DOIT_CMDS`: adds that command next to doit's own;
 - `ConsoleReporter.failures`: where a silent reporter keeps failures;
 - `Dependency.save_success` setting `deps:` last (`_doit.backend` commits a task's
-  values there) and `Dependency.backend` (`doit dumpdb`).
+  values there) and `Dependency.backend` (`doit dumpdb`);
+- a `Task`'s fields as its constructor sets them, and `Task._init_doc`: a launch's
+  job tasks after the first are copies (`jobtasks.JobTasks`), not constructed.
 Replaced by extension points: `Runner._stop_running` (the pool keeps its own
 stop flag) and `task._actions` (a job task's title comes from its doc).
 """
@@ -43,24 +45,21 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from doit.action import BaseAction
 from doit.cmd_base import TaskLoader2
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.doit_cmd import DoitMain
-from doit.exceptions import TaskError
 from doit.reporter import ConsoleReporter
 from doit.runner import Runner
 from doit.task import Stream, Task
 
-from batchrun._doit.backend import JobDone, JobSource, RunsDirJobs, register_jobs, unregister_jobs
-from batchrun.errors import BatchrunError
+from batchrun._doit.backend import RunsDirJobs, register_jobs, unregister_jobs
+from batchrun._doit.jobtasks import JobAction, JobRunner, JobTasks, job_title
 from batchrun.launch.feed import QUEUE_POLL, FixedJobs, JobQueue
 
 if TYPE_CHECKING:
     from batchrun.runfile.file import Job
     from batchrun.store.journal import Journal
-    from batchrun.store.records import JobRecord
     from batchrun.store.rundir import RunsDir
 
 __all__ = ["JobAction", "JobRunner", "JobTaskLoader", "PoolRunner", "SilentReporter", "job_title", "run_job_tasks"]
@@ -77,15 +76,6 @@ FIRST_WINDOW = 64
 BACKEND_NAME = "batchrun"
 
 
-class JobRunner(Protocol):
-    """What runs jobs for doit tasks: a prepared `launch.Launch`."""
-
-    @property
-    def fatal(self) -> BatchrunError | None: ...
-
-    def run_job(self, job: Job) -> JobRecord | None: ...
-
-
 class _LaunchLike(JobRunner, Protocol):
     """The parts of a prepared launch `run_job_tasks` needs."""
 
@@ -98,57 +88,6 @@ class _LaunchLike(JobRunner, Protocol):
     def should_stop_dispatch(self) -> bool: ...
 
     def is_running(self, job_id: str) -> bool: ...
-
-
-class JobAction(BaseAction):
-    """A doit action that runs one job (under batchrun launch or plain doit)."""
-
-    def __init__(self, runner: JobRunner, job: Job) -> None:
-        self.runner = runner
-        self.job = job
-        self.task: Task | None = None
-        self.out: str | None = None
-        self.err: str | None = None
-        self.result: Any = None
-        self.values: dict[str, Any] = {}
-
-    def execute(self, out: Any = None, err: Any = None) -> TaskError | None:
-        # A job's non-zero exit is data (recorded in the journal), not a doit
-        # failure: doit's part is only to run unfinished jobs once.
-        # doit set `task` to the Task that holds this action, a reference cycle:
-        # let go of it so the Task goes by reference counting once its window is
-        # done, not in a collection that stops every thread (`next_window`).
-        self.task = None
-        try:
-            record = self.runner.run_job(self.job)
-        except BatchrunError as error:
-            return TaskError(f"batchrun: {error}")
-        # A job that ended is recorded, whatever else went wrong: a doit
-        # failure here would make doit forget it (`remove_success`).
-        if self.runner.fatal is not None and (record is None or not record.finished):
-            return TaskError(f"batchrun: {self.runner.fatal}")
-        return None
-
-    def __str__(self) -> str:
-        return f"Job: {self.job.command}"
-
-
-def job_title(task: Task) -> str:
-    """A job task's title in doit's output: its name and command (its doc)."""
-    return f"{task.name}: {task.doc}" if task.doc else str(task.name)
-
-
-def job_task(runner: JobRunner, source: JobSource, job: Job) -> Task:
-    return Task(
-        job.job_id,
-        [JobAction(runner, job)],
-        uptodate=[JobDone(source, job.job_id)],
-        # Job output goes straight to its log files; doit's capture would
-        # swap sys.stdout between threads.
-        io={"capture": False},
-        title=job_title,
-        doc=job.command,
-    )
 
 
 class SilentReporter(ConsoleReporter):
@@ -296,6 +235,7 @@ class JobTaskLoader(TaskLoader2):
         self.should_stop = should_stop
         self.queue: JobQueue = FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
         self.skip = skip or source.done
+        self._make = JobTasks(runner, source)
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"verbosity": 0}
@@ -312,7 +252,7 @@ class JobTaskLoader(TaskLoader2):
         jobs = self.queue.next_jobs(WINDOW if size is None else size, self.skip)
         if jobs is None:
             return None
-        return [job_task(self.runner, self.source, job) for job in jobs]
+        return [self._make(job) for job in jobs]
 
 
 class _LaunchCmd(Run):

@@ -217,7 +217,7 @@ class JobRunner:
             self.running[job.job_id] = STARTING
             self.on_change(job, rec)
         try:
-            ref = self.executor.start(job.job_id, job.command, log_dir, job_env(self, job, grant, log_dir, attempt), job.request)
+            ref = self.executor.start(job.job_id, job.command, log_dir, job_env(self, job, grant, log_dir, attempt, rec), job.request)
         except (OSError, BatchrunError):
             with control.lock:
                 self.running.pop(job.job_id, None)
@@ -246,7 +246,7 @@ class JobRunner:
             self.ends.forget(job.job_id)
             self.journal.record_usage(job.job_id, attempt, usage, gpu, hold=True)  # written with the end line
             how = watched_end(log_dir, attempt, returncode, self.stops.taken(job.job_id, attempt), control.interrupted)
-            rec = record_end(self.journal, job.job_id, attempt, start, end, _requeue_or_fail(self, job.job_id, how))
+            rec = record_end(self.journal, job.job_id, attempt, start, end, _requeue_or_fail(self, rec, how))
             self.ran += 1
             self.on_change(job, rec)
         if self.journal.disk_full:
@@ -304,7 +304,7 @@ class JobRunner:
             self.stops.forget(job.job_id, rec.attempts)
             end = how.end if how is not None and how.end is not None else now
             self.journal.record_usage(job.job_id, rec.attempts, usage)
-            rec = record_end(self.journal, job.job_id, rec.attempts, rec.start or end, end, _requeue_or_fail(self, job.job_id, how or _UNSEEN))
+            rec = record_end(self.journal, job.job_id, rec.attempts, rec.start or end, end, _requeue_or_fail(self, rec, how or _UNSEEN))
             self.on_change(job, rec)
         self._emit_end(job, rec, slot, self.options.retries)
         # Requeued: the caller starts it again, as a job that must run again.
@@ -320,7 +320,7 @@ def _on_failure(runner: JobRunner) -> None:
         runner.control.halt("fail-fast")
 
 
-def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: int) -> dict[str, str]:
+def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: int, rec: JobRecord | None = None) -> dict[str, str]:
     """The job's environment; CUDA_VISIBLE_DEVICES names exactly the GPUs it holds when the launch has GPUs."""
     capacity, gpus = runner.scheduler.capacity, runner.options.gpus
     if capacity is not None:
@@ -328,16 +328,15 @@ def job_env(runner: JobRunner, job: Job, grant: Grant, log_dir: str, attempt: in
     else:
         # A cluster executor: --gpus maps slot s to GPU s mod len, as it always did.
         shown = [gpus[grant.slot % len(gpus)]] if gpus else None
-    rec = runner.journal.records.get(job.job_id)
+    rec = rec if rec is not None else runner.journal.records.get(job.job_id)
     return job_environment(runner.base_env, job, grant.slot, log_dir, attempt, shown, rec.requeues if rec is not None else 0)
 
 
-def _requeue_or_fail(runner: JobRunner, job_id: str, how: AttemptEnd) -> AttemptEnd:
-    """A requeue (exit 75) past --max-requeues is a failure; any other end stays as it is."""
-    rec = runner.journal.records.get(job_id)
-    if how.state != State.REQUEUED or rec is None or rec.requeues < runner.options.max_requeues:
+def _requeue_or_fail(runner: JobRunner, rec: JobRecord, how: AttemptEnd) -> AttemptEnd:
+    """A requeue (exit 75) past --max-requeues is a failure (`rec`: the job's record); any other end stays as it is."""
+    if how.state != State.REQUEUED or rec.requeues < runner.options.max_requeues:
         return how
-    runner.requeues_spent.add(job_id)
+    runner.requeues_spent.add(rec.job_id)
     return AttemptEnd(State.FAILED, how.status, how.end, how.recorded)
 
 
