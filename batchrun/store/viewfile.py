@@ -313,10 +313,8 @@ def _move_back(snap: ViewSnapshot, undo: list[tuple[str, int, int, int]]) -> Non
     for kind, a, b, c in reversed(undo):
         if kind == "set":
             starts[a], lens[a] = b, c
-            continue
-        for lo in range(a, b, _ROWS):
-            hi = min(b, lo + _ROWS)
-            starts[lo:hi] = array("q", map(add, starts[lo:hi], repeat(-c)))
+        else:
+            _shifted(snap, starts, lens, a, b, -c)
     del starts[snap.base_count :], lens[snap.base_count :]
 
 
