@@ -20,7 +20,8 @@ real launch of the same runfile and compares `batchrun status` of the two
 `status` (its table, `--state failed`, `--json`, `--csv`, `--resources`,
 `--other-code`), `failed`, `plan`, `results` (plain, `--json`, `--csv`,
 `--sort` by a number and by a text, `--top`, `--best`), and of the gridspec
-(`status`, `failed`, `plan`, `results`, `--over`), for each `--batchrun` given.
+(`status`, `failed`, `plan`, `results`, `--over`), for each `--batchrun` given. `--runs-dir`
+names each runs directory by path instead (`RUNS_DIR_READS`: `status runs/jobs`, ...).
 
     python benchmarks/million_reads.py --lines 1000000 \\
         --batchrun 'env PYTHONPATH=/work/main python -m batchrun' --batchrun 'python -m batchrun'
@@ -77,6 +78,18 @@ GRID_READS = (
     ("results --over seed", "results", ["--over", "seed"]),
     ("results --over seed --sort loss", "results", ["--over", "seed", "--sort", "loss"]),
     ("results --over seed --over wd --json", "results", ["--over", "seed", "--over", "wd", "--json"]),
+)
+# Commands timed on a runs directory given by path (`--runs-dir`): the forms that held every job until the runfile beside it was read.
+RUNS_DIR_READS = (
+    ("status", "status", []),
+    ("status --json", "status", ["--json"]),
+    ("status --csv", "status", ["--csv"]),
+    ("failed", "failed", []),
+    ("results", "results", []),
+    ("results --csv", "results", ["--csv"]),
+    ("results --json", "results", ["--json"]),
+    ("results --sort -runtime", "results", ["--sort", "-runtime"]),
+    ("results --over seed", "results", ["--over", "seed"]),
 )
 # The seeds of the gridspec, and its values of wd: lr has as many as make the lines.
 SEEDS, WDS = 10, 100
@@ -181,13 +194,20 @@ def check(batchrun: list[str], work: Path) -> None:
     print("check: status of a built runs directory reads as a real launch's (30 lines)", flush=True)
 
 
-def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | None = None) -> list[tuple[str, str, str, float, float]]:
-    """Each read command, run by each batchrun in turn (interleaved: the machine's load falls on each alike)."""
+def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | None = None, runs_dir: bool = False) -> list[tuple[str, str, str, float, float]]:
+    """Each read command, run by each batchrun in turn (interleaved: the machine's load falls on each alike);
+    `runs_dir`: naming the runs directory (`runs/jobs`, `runs/grid`) instead of its runfile or gridspec."""
     rows = []
-    target = "grid.yml" if label == "grid" else "jobs.runfile"
-    for name, command, extra in GRID_READS if label == "grid" else READS:
+    if runs_dir:
+        target, forms = ("runs/grid" if label == "grid" else "runs/jobs"), RUNS_DIR_READS
+        label = f"{label} dir"
+    else:
+        target, forms = ("grid.yml" if label == "grid" else "jobs.runfile"), GRID_READS if label == "grid" else READS
+    for name, command, extra in forms:
         if reads is not None and name not in reads:
             continue
+        if name.endswith("--over seed") and not label.startswith("grid"):
+            continue  # only the gridspec's jobs have seeds
         for tool in tools:
             argv = [*tool, command, target, *extra]
             who = "after" if tool is tools[-1] else "before"
@@ -208,6 +228,7 @@ def main() -> int:
     parser.add_argument("--batchrun", action="append", default=[], help="a batchrun command line (repeatable; default: this tree's)")
     parser.add_argument("--only", default="pending,finished,grid", help="which runs directories: pending, finished, grid (a gridspec's)")
     parser.add_argument("--reads", default=None, help="which commands, comma separated (default: all of READS)")
+    parser.add_argument("--runs-dir", action="store_true", help="name each runs directory by path (RUNS_DIR_READS) instead of its runfile or gridspec")
     parser.add_argument("--check", action="store_true", help="first compare a small built runs directory with a real launch's")
     args = parser.parse_args()
     # The last one is "after"; any before it "before".
@@ -227,7 +248,7 @@ def main() -> int:
             else:
                 build(where, args.lines, finished=label == "finished")
             print(f"built {where} in {time.perf_counter() - began:.0f} s", flush=True)
-        results.extend(measure(tools, where, label, args.reads.split(",") if args.reads else None))
+        results.extend(measure(tools, where, label, args.reads.split(",") if args.reads else None, args.runs_dir))
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 

@@ -123,14 +123,11 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from batchrun.results.table import best_row, group_over, sort_rows
-    from batchrun.status.compact import usable_for
-
-    warned = False
     target = target_of(args)
-    if usable_for(target):
-        if streamed_results(args, target):
-            return 0
-        warned = True
+    streamed = streamed_results(args, target)
+    if streamed:
+        return 0
+    warned = streamed is False
     results = _read(args, warn=not warned)
     rows = results.rows(args.agg)
     if args.state:

@@ -27,13 +27,19 @@ __all__ = ["answer_best", "check_over", "check_sort", "json_row", "streamed_resu
 Windows = Callable[[], Iterator[list[dict[str, Any]]]]
 
 
-def streamed_results(args: argparse.Namespace, target: Target) -> bool:
-    """Print the results as `cli/results` does; False, having printed nothing but what reading skipped, when the held rows must do it."""
+def streamed_results(args: argparse.Namespace, target: Target) -> bool | None:
+    """Print the results as `cli/results` does; False, having printed nothing but what reading skipped, when the held rows must do it;
+    None, having printed nothing, when the target cannot be streamed (`status.beside.read_streamable`)."""
     from batchrun.results.order import sorted_positions
     from batchrun.results.stream import read_streamed
+    from batchrun.status.beside import read_streamable
 
     # The CSV and JSON (and --best's JSON) show what each run used; the table none of it.
-    streamed = read_streamed(target, args.scrape, usage=(args.json or args.csv) and not args.over)
+    usage = (args.json or args.csv) and not args.over
+    status = read_streamable(target, usage=usage, indexes=False)
+    if status is None:
+        return None
+    streamed = read_streamed(target, args.scrape, usage=usage, status=status)
     warn_skipped(streamed.skipped.lines())
     states = states_of(args) if args.state else []
     params, metrics = streamed.parameter_names, streamed.metric_names

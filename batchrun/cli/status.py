@@ -23,7 +23,8 @@ from batchrun.cli.statustable import Listing, sweep_of, write_csv, write_table
 from batchrun.cli.target import add_capacity_options, add_state_option, int_at_least, states_of, target_of, target_parser
 from batchrun.cli.words import count, counts_text
 from batchrun.launch.options import MODES
-from batchrun.status.compact import WINDOW, CompactStatus, read_compact, usable_for
+from batchrun.status.beside import read_streamable
+from batchrun.status.compact import WINDOW, CompactStatus
 from batchrun.status.lookup import job_entry, short_id_length
 from batchrun.status.resources import COUNTED
 from batchrun.status.view import JobStatus, RunsStatus, load_status
@@ -138,10 +139,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     # shows each id's shortest distinct prefix (which sorts every id).
     whole = args.csv or args.json or args.resources
     source: RunsStatus | CompactStatus | None = None
-    if usable_for(target):
-        # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines.
-        # Only the table looks jobs up by id: the others leave the ids' sorted indexes unread.
-        compact = read_compact(target, usage=whole, entries=args.json and not args.resources, indexes=not whole)
+    # Streamed: a window of jobs at a time (`status.compact`), for runfiles of a million lines, and runs
+    # directories whose runfile is beside them (`status.beside`). Only the table looks jobs up by id:
+    # the others leave the ids' sorted indexes unread.
+    compact = read_streamable(target, usage=whole, entries=args.json and not args.resources, indexes=not whole)
+    if compact is not None:
         # Jobs that share an id are one key of the JSON object: the held path says which wins.
         if not (args.json and compact.runfile.jobs.ids_repeat()):
             # A job's entry is a few kB as dicts: JSON's windows are smaller.
@@ -285,8 +287,8 @@ def _cmd_failed(args: argparse.Namespace) -> int:
     wanted = {State.FAILED, State.TIMEOUT, State.KILLED}
     if args.interrupted:
         wanted |= {State.INTERRUPTED, State.REQUEUED}
-    if usable_for(target):
-        status = read_compact(target, usage=False)
+    status = read_streamable(target, usage=False)
+    if status is not None:
         for window in status.windows(status.indices(sorted(wanted)), status.select_removed(sorted(wanted))):
             sys.stdout.write("".join([job.command + "\n" for job in window if job.command]))
         return 0

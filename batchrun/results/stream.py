@@ -9,7 +9,8 @@ names (as `read_results` does, the same `RunReader`, the metrics cache
 filled as it would be), and `StreamedResults.windows` makes the rows again a
 window of jobs at a time (`status.compact`), each as `read_results` makes it.
 
-A runfile target, or a gridspec's whose runfile is there (`compact.usable_for`):
+A runfile target, or a gridspec's whose runfile is there (`compact.usable_for`), or a runs
+directory whose runfile is beside it, unchanged (`status.beside`):
 a gridspec's jobs take its own values (`table.PointValues`), found by walking
 its points in step with the runfile once, then kept pickled in a temporary
 file (`_StoredPoints`) for the reads again, in order or not.
@@ -159,13 +160,15 @@ def _windows_at(status: CompactStatus, indices: array[int]) -> Iterator[tuple[li
         first += len(window)
 
 
-def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = (), usage: bool = False) -> StreamedResults:
-    """Read every job of a runfile target once for the names of its parameters and metrics (`table.read_results`' rules).
+def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = (), usage: bool = False, status: CompactStatus | None = None) -> StreamedResults:
+    """Read every job of a runfile target once for the names of its parameters and metrics (`table.read_results`' rules);
+    `status`: its jobs as read already (`status.beside.read_streamable`, which a runs directory's read needs).
 
     Raises:
         UsageError, InputError, MetadataError: as `status.view.load_status`.
     """
-    status = read_compact(target, usage=usage, indexes=False)  # `usage`: the CSV and JSON show what each run used, the table none of it
+    if status is None:
+        status = read_compact(target, usage=usage, indexes=False)  # `usage`: the CSV and JSON show what each run used, the table none of it
     skipped = Skipped()
     cache = MetricsCache(str(status.runs_dir.path))
     names = status.parameter_names  # a gridspec's, else None
