@@ -4,9 +4,9 @@ Real launches make the runs directories (finished with failures, pending
 after `--fail-fast`); the golden is the CLI in another process with the
 runfile beside never looked for (`beside.runfile_beside`), so that every
 job is held as before (`view.load_status` without a runfile: "runfile": null,
-jobs in metadata.json's line order). Directories whose view is not the
-runfile's jobs (the runfile edited since, records of removed lines, an
-entry of a line deleted before it ran) are read held, and print the same.
+jobs in metadata.json's line order). Jobs of no line (records of removed
+lines, an entry of a line deleted before it ran) are merged in by line; a
+runfile edited since its launch is not used.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _same(workdir: Path, runs: str, forms: list[list[str]]) -> None:
         assert streamed.stdout or streamed.stderr, argv
 
 
-def _streams(workdir: Path, runs: str) -> bool:
-    return read_streamable(resolve_target(workdir / runs), usage=False) is not None
+def _streams(workdir: Path, runs: str, others: bool = True) -> bool:
+    return read_streamable(resolve_target(workdir / runs), others=others, usage=False) is not None
 
 
 def test_a_runs_directory_with_its_runfile_beside_streams_what_the_held_read_prints(workdir: Path) -> None:
@@ -83,7 +83,7 @@ def test_a_runs_directory_with_its_runfile_beside_streams_what_the_held_read_pri
     assert entry_lines(workdir / "runs" / "fin" / "metadata.json") == 300
 
 
-def test_a_runs_directory_whose_view_is_not_its_runfile_is_held(workdir: Path) -> None:
+def test_a_runs_directory_with_jobs_of_no_line_or_another_runfile(workdir: Path) -> None:
     lines = [_line(n) for n in range(1, 30)]
     (workdir / "a.runfile").write_text("false --seed=0\n" + "".join(f"{line}\n" for line in lines))
     assert run_batchrun("launch", "a.runfile", "-j", "1", "--fail-fast", cwd=workdir).returncode == 1
@@ -99,7 +99,10 @@ def test_a_runs_directory_whose_view_is_not_its_runfile_is_held(workdir: Path) -
     assert run_batchrun("launch", "c.runfile", "-j", "2", cwd=workdir).returncode == 1
     # a: its runfile edited since its launch, not launched again.
     (workdir / "a.runfile").write_text("false --seed=0\n" + "".join(f"{line}\n" for line in lines[:10]))
+    # b and c: status and failed stream, the jobs of no line merged in by line; results holds them.
+    assert not _streams(workdir, "runs/a") and _streams(workdir, "runs/b") and _streams(workdir, "runs/c")
+    assert not _streams(workdir, "runs/b", others=False) and not _streams(workdir, "runs/c", others=False)
+    forms = [["status"], ["status", "--json"], ["status", "--state", "pending", "--state", "succeeded", "--csv"], ["failed", "--interrupted"], ["results", "--csv"]]
     for runs in ("runs/a", "runs/b", "runs/c"):
-        assert not _streams(workdir, runs), runs
-        _same(workdir, runs, [["status"], ["status", "--json"], ["failed"], ["results", "--csv"]])
+        _same(workdir, runs, forms)
     assert len(run_batchrun("status", "runs/b", cwd=workdir).stdout.splitlines()) == 3 + len(lines) + 1

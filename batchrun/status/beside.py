@@ -11,29 +11,85 @@ lists the runfile's jobs in the runfile's order, with the same lines and
 commands: the runfile's compact read (`compact.read_compact`) then gives
 what the held read gives, a window at a time. Otherwise None, and the caller
 holds every job as before. Pure: no printing.
+
+Jobs of the view that are not the runfile's (records of lines removed since,
+entries of lines deleted before they ran, records metadata.json lacks) are
+few: they are held (`DirStatus.others`), listed as the view lists them (by
+their entry's line, not as removed), and merged into the runfile's windows
+by line. `results` reads positions in the runfile's order, so it holds every
+job then (`read_streamable(others=False)`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchrun.runfile.file import runfile_digest
-from batchrun.status.compact import CompactStatus, read_compact, usable_for
+from batchrun.status.compact import WINDOW, CompactStatus, entries_beside, id_length, read_compact, usable_for
+from batchrun.status.view import JobStatus, _job_from_records
 from batchrun.store.fingerprint import read_fingerprint
+from batchrun.store.records import State
 from batchrun.store.target import Target
 
-__all__ = ["entry_lines", "read_streamable", "runfile_beside"]
+__all__ = ["DirStatus", "entry_lines", "read_streamable", "runfile_beside"]
 
 # metadata.json is counted a block at a time: flat memory, whatever its size.
 _BLOCK = 1 << 20
 
 
-def read_streamable(target: Target, **options: Any) -> CompactStatus | None:
+@dataclass
+class DirStatus(CompactStatus):
+    """A runs directory's own view as `CompactStatus`: the runfile's jobs, and `others` (in the view's order) merged in by line."""
+
+    others: list[JobStatus] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = self.ledger.counts(self.keys)
+        for job in self.others:
+            counts[job.category] += 1
+        return counts
+
+    def __len__(self) -> int:
+        return len(self.runfile.jobs) + len(self.others)
+
+    def select_removed(self, states: Iterable[str] | None) -> list[JobStatus]:
+        wanted = set(states or ())
+        return [job for job in self.others if not wanted or job.category in wanted]
+
+    def windows(self, indices: array[int] | None = None, removed: list[JobStatus] | None = None, size: int = WINDOW) -> Iterator[list[JobStatus]]:
+        """The runfile's jobs at `indices` and `removed` (all `others` when None), in the view's order: each other before the first job of a later line."""
+        rest = list(self.others if removed is None else removed)
+        at = 0
+        for window in super().windows(indices, [], size):
+            merged: list[JobStatus] = []
+            for job in window:
+                line = job.line or 0
+                while at < len(rest) and (other := rest[at].line) is not None and other < line:
+                    merged.append(rest[at])
+                    at += 1
+                merged.append(job)
+            yield merged
+        if at < len(rest):
+            yield rest[at:]
+
+    def running_jobs(self) -> list[JobStatus]:
+        running = [job for job in self.others if job.record is not None and job.record.state == State.RUNNING]
+        return [job for window in self.windows(self.indices([State.RUNNING]), running) for job in window]
+
+    def id_length(self) -> int:
+        return id_length(self.runfile, [job.job_id for job in self.others])
+
+
+def read_streamable(target: Target, *, others: bool = True, **options: Any) -> CompactStatus | None:
     """`read_compact(target, **options)` of a runfile or gridspec target (`usable_for`), or of a runs directory's
-    runfile beside it when that gives exactly the runs directory's own view; None: only the held read does.
+    runfile beside it when that gives the runs directory's own view (`others=False`: only its runfile's jobs);
+    None: only the held read does.
 
     Raises:
         UsageError, InputError, MetadataError: as `read_compact`.
@@ -44,7 +100,28 @@ def read_streamable(target: Target, **options: Any) -> CompactStatus | None:
     if runfile is None:
         return None
     status = read_compact(dataclasses.replace(target, runfile=runfile), **options)
-    return status if _lists_the_runfile(status) else None
+    entries = _launch_entries(status)
+    if entries < 0:
+        return None
+    if not status.removed and entries == len(status.runfile.jobs):
+        return status
+    return _with_others(status, entries) if others else None
+
+
+def _with_others(status: CompactStatus, entries: int) -> DirStatus | None:
+    """The view's jobs no line of the runfile has, as `view.read_status` lists them without a runfile; None when metadata.json
+    lacks some of the runfile's jobs (then not the launch's own file)."""
+    beside = status.beside if status.beside is not None else entries_beside(status.runs_dir, status.runfile, status.records)
+    if entries != len(status.runfile.jobs) + len(beside):
+        return None
+    records = status.records
+    ids = dict.fromkeys([*beside, *status.ledger.removed_ids()])
+    others = [_job_from_records(job_id, records, beside, removed=False) for job_id in ids]
+    others.sort(key=lambda job: (job.line is None, job.line or 0))
+    for job in others:
+        job.unwatched = job.job_id in status.settled
+    fields = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
+    return DirStatus(**{**fields, "removed": []}, others=others)
 
 
 def runfile_beside(target: Target) -> Path | None:
@@ -60,8 +137,6 @@ def runfile_beside(target: Target) -> Path | None:
     fingerprint = read_fingerprint(runs)
     if fingerprint is None or fingerprint.metadata_name != target.runs_dir.metadata_name:
         return None
-    if fingerprint.summary is not None and fingerprint.summary.removed:
-        return None  # records of jobs no line has any more: listed by line, among the runfile's jobs
     try:
         names = sorted(entry.name for entry in os.scandir(runs.parent.parent) if entry.is_file() and Path(entry.name).stem == runs.name)
     except OSError:
@@ -73,23 +148,21 @@ def runfile_beside(target: Target) -> Path | None:
     return None
 
 
-def _lists_the_runfile(status: CompactStatus) -> bool:
-    """Whether the runs directory's own view (metadata.json's entries and the journal's records) is the runfile's jobs, each once.
+def _launch_entries(status: CompactStatus) -> int:
+    """How many entries metadata.json holds when it is a launch's own file (the running launch's, or the one the
+    fingerprint vouches for); -1 when not.
 
-    Every runfile job has an entry in the file a launch writes, in the
-    runfile's order, then the jobs no line has any more: with no removed
-    record and as many entries as jobs, there are no others (a line deleted
-    before it ran leaves an entry). The file must be the launch's own: the
-    running launch's, or the one the fingerprint vouches for.
+    A launch writes an entry for every job of its runfile, in the runfile's
+    order, then those of jobs no line has any more (records of removed lines,
+    and lines deleted before they ran): with as many entries as jobs and no
+    removed record, there are no others.
     """
-    if status.removed:
-        return False
     runs_dir = status.runs_dir
     if not status.launch_running:
         fingerprint = read_fingerprint(runs_dir.path)
         if fingerprint is None or not fingerprint.vouches_for_metadata(runs_dir.path, runs_dir.metadata_name):
-            return False
-    return entry_lines(runs_dir.metadata) == len(status.runfile.jobs)
+            return -1
+    return entry_lines(runs_dir.metadata)
 
 
 def entry_lines(path: Path) -> int:

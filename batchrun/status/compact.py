@@ -81,6 +81,8 @@ class CompactStatus:
     parameter_names: list[str] | None = None
     # Each runfile job's metadata.json entry, read again a window at a time (`read_compact(entries=True)`).
     entries: EntryIndex | None = None
+    # metadata.json's entries of jobs no line of the runfile has, when it was read (None: it was not).
+    beside: dict[str, dict[str, Any]] | None = None
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each of `STATES` (`RunsStatus.counts`)."""
@@ -165,7 +167,7 @@ def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True
     launch_pid, runfile, records, ledger = read_jobs(runs_dir, target.runfile, locks, usage=usage, indexes=indexes)
     launch_running = launch_pid is not None
     removed_ids = ledger.removed_ids()
-    kept: dict[str, dict[str, Any]] = {}
+    kept: dict[str, dict[str, Any]] | None = None
     table = runfile.jobs
     index = EntryIndex(runs_dir.metadata, len(table), table.keys.text, table.index_of) if entries else None
     if entries or not len(records) or removed_ids or not _metadata_trusted(runs_dir, launch_running):
@@ -176,10 +178,10 @@ def read_compact(target: Target, ask_cluster: bool = True, *, usage: bool = True
     settled: set[str] = set()
     if not launch_running and records.running_rows():
         settled = _settle_in_flight(records, runs_dir, locks, now, ask_cluster)
-    removed = [_job_from_records(job_id, records, kept, removed=True) for job_id in removed_ids]
+    removed = [_job_from_records(job_id, records, kept or {}, removed=True) for job_id in removed_ids]
     for job in removed:
         job.unwatched = job.job_id in settled
-    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled, names, index)
+    return CompactStatus(runs_dir, runfile, records, ledger, ledger.keys(), removed, launch_running, launch_pid, now, settled, names, index, kept)
 
 
 def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage: bool = True, indexes: bool = True) -> tuple[int | None, Runfile, RecordTable, Ledger]:
