@@ -6,7 +6,8 @@ runfile beside never looked for (`beside.runfile_beside`), so that every
 job is held as before (`view.load_status` without a runfile: "runfile": null,
 jobs in metadata.json's line order). Jobs of no line (records of removed
 lines, an entry of a line deleted before it ran) are merged in by line; a
-runfile edited since its launch is not used.
+runfile with lines added since its launch is read up to them; one edited
+otherwise is not used.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def test_a_runs_directory_with_jobs_of_no_line_or_another_runfile(workdir: Path)
     assert run_batchrun("launch", "a.runfile", "-j", "1", "--fail-fast", cwd=workdir).returncode == 1
     shutil.copytree(workdir / "runs" / "a", workdir / "runs" / "b")
     shutil.copytree(workdir / "runs" / "a", workdir / "runs" / "c")
+    shutil.copytree(workdir / "runs" / "a", workdir / "runs" / "d")
+    # d: lines added to its runfile since its launch, not launched: its view is of the runfile's first lines.
+    (workdir / "d.runfile").write_text((workdir / "a.runfile").read_text() + "echo added --seed=1\necho added --seed=2\n")
     # b: a pending line deleted before it ran; the relaunch leaves its entry (no record) in metadata.json.
     (workdir / "b.runfile").write_text("false --seed=0\n" + "".join(f"{line}\n" for line in lines[:-1]))
     assert run_batchrun("launch", "b.runfile", "-j", "2", cwd=workdir).returncode == 1
@@ -100,9 +104,9 @@ def test_a_runs_directory_with_jobs_of_no_line_or_another_runfile(workdir: Path)
     # a: its runfile edited since its launch, not launched again.
     (workdir / "a.runfile").write_text("false --seed=0\n" + "".join(f"{line}\n" for line in lines[:10]))
     # b and c: status and failed stream, the jobs of no line merged in by line; results holds them.
-    assert not _streams(workdir, "runs/a") and _streams(workdir, "runs/b") and _streams(workdir, "runs/c")
+    assert not _streams(workdir, "runs/a") and _streams(workdir, "runs/b") and _streams(workdir, "runs/c") and _streams(workdir, "runs/d", others=False)
     assert not _streams(workdir, "runs/b", others=False) and not _streams(workdir, "runs/c", others=False)
     forms = [["status"], ["status", "--json"], ["status", "--state", "pending", "--state", "succeeded", "--csv"], ["failed", "--interrupted"], ["results", "--csv"]]
-    for runs in ("runs/a", "runs/b", "runs/c"):
+    for runs in ("runs/a", "runs/b", "runs/c", "runs/d"):
         _same(workdir, runs, forms)
     assert len(run_batchrun("status", "runs/b", cwd=workdir).stdout.splitlines()) == 3 + len(lines) + 1

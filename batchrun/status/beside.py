@@ -22,8 +22,11 @@ job then (`read_streamable(others=False)`).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import hashlib
 import os
+import tempfile
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,10 +40,12 @@ from batchrun.store.fingerprint import read_fingerprint
 from batchrun.store.records import State
 from batchrun.store.target import Target
 
-__all__ = ["DirStatus", "entry_lines", "read_streamable", "runfile_beside"]
+__all__ = ["MAX_OTHERS", "DirStatus", "entry_lines", "read_streamable", "runfile_beside"]
 
 # metadata.json is counted a block at a time: flat memory, whatever its size.
 _BLOCK = 1 << 20
+# A view's jobs of no line of the runfile are held (a few kB each as `JobStatus`es with their entries): past this many, all are.
+MAX_OTHERS = 50_000
 
 
 @dataclass
@@ -96,23 +101,35 @@ def read_streamable(target: Target, *, others: bool = True, **options: Any) -> C
     """
     if usable_for(target):
         return read_compact(target, **options)
-    runfile = runfile_beside(target)
-    if runfile is None:
+    found = runfile_beside(target)
+    if found is None:
         return None
-    status = read_compact(dataclasses.replace(target, runfile=runfile), **options)
+    runfile, prefix = found
+    if prefix is None:
+        status = read_compact(dataclasses.replace(target, runfile=runfile), **options)
+    else:
+        # Lines were added since the launch: the view is of the runfile's first bytes, read from a copy of them (a few MB).
+        with tempfile.TemporaryDirectory(prefix="batchrun-") as where:
+            copy = Path(where) / runfile.name
+            copy.write_bytes(prefix)
+            status = read_compact(dataclasses.replace(target, runfile=copy), **options)
     entries = _launch_entries(status)
     if entries < 0:
         return None
     if not status.removed and entries == len(status.runfile.jobs):
         return status
+    if prefix is not None and status.launch_running:
+        return None  # a launch of the longer runfile: its jobs past the first bytes would all be others
     return _with_others(status, entries) if others else None
 
 
 def _with_others(status: CompactStatus, entries: int) -> DirStatus | None:
     """The view's jobs no line of the runfile has, as `view.read_status` lists them without a runfile; None when metadata.json
     lacks some of the runfile's jobs (then not the launch's own file)."""
+    if entries - len(status.runfile.jobs) > MAX_OTHERS:
+        return None
     beside = status.beside if status.beside is not None else entries_beside(status.runs_dir, status.runfile, status.records)
-    if entries != len(status.runfile.jobs) + len(beside):
+    if entries != len(status.runfile.jobs) + len(beside) or len(status.ledger.removed_ids()) > MAX_OTHERS:
         return None
     records = status.records
     ids = dict.fromkeys([*beside, *status.ledger.removed_ids()])
@@ -124,8 +141,9 @@ def _with_others(status: CompactStatus, entries: int) -> DirStatus | None:
     return DirStatus(**{**fields, "removed": []}, others=others)
 
 
-def runfile_beside(target: Target) -> Path | None:
-    """For a runs directory given by path: the runfile beside it with the text its last launch finished with; else None.
+def runfile_beside(target: Target) -> tuple[Path, bytes | None] | None:
+    """For a runs directory given by path: the runfile beside it with the text its last launch finished with, and
+    None; or one that starts with that text (lines added since), and those first bytes; else None.
 
     Only the default layout is looked in (`runs/<stem>/` made for `<stem>.*`
     in the directory above `runs/`); a runs directory elsewhere
@@ -141,11 +159,29 @@ def runfile_beside(target: Target) -> Path | None:
         names = sorted(entry.name for entry in os.scandir(runs.parent.parent) if entry.is_file() and Path(entry.name).stem == runs.name)
     except OSError:
         return None
+    size = fingerprint.snapshot.runfile_size if fingerprint.snapshot is not None else None
     for name in names:
         path = runs.parent.parent / name
         if runfile_digest(path) == fingerprint.runfile_digest:
-            return path
+            return path, None
+        prefix = _prefix(path, size) if size else None
+        if prefix is not None and hashlib.sha256(prefix.removeprefix(codecs.BOM_UTF8)).hexdigest()[:32] == fingerprint.runfile_digest:
+            return path, prefix
     return None
+
+
+def _prefix(path: Path, size: int) -> bytes | None:
+    """The file's first `size` bytes (after a byte order mark, as `Runfile.digest` counts them), when longer and they end a line."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(codecs.BOM_UTF8))
+            data = head + f.read(size + 1 - (len(head) if head != codecs.BOM_UTF8 else 0))
+    except OSError:
+        return None
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    if len(data) <= start + size or data[start + size - 1 : start + size] != b"\n":
+        return None
+    return data[: start + size]
 
 
 def _launch_entries(status: CompactStatus) -> int:
