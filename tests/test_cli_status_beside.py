@@ -67,8 +67,8 @@ def _same(workdir: Path, runs: str, forms: list[list[str]]) -> None:
         assert streamed.stdout or streamed.stderr, argv
 
 
-def _streams(workdir: Path, runs: str, others: bool = True) -> bool:
-    return read_streamable(resolve_target(workdir / runs), others=others, usage=False) is not None
+def _streams(workdir: Path, runs: str) -> bool:
+    return read_streamable(resolve_target(workdir / runs), usage=False) is not None
 
 
 def test_a_runs_directory_with_its_runfile_beside_streams_what_the_held_read_prints(workdir: Path) -> None:
@@ -103,10 +103,12 @@ def test_a_runs_directory_with_jobs_of_no_line_or_another_runfile(workdir: Path)
     assert run_batchrun("launch", "c.runfile", "-j", "2", cwd=workdir).returncode == 1
     # a: its runfile edited since its launch, not launched again.
     (workdir / "a.runfile").write_text("false --seed=0\n" + "".join(f"{line}\n" for line in lines[:10]))
-    # b and c: status and failed stream, the jobs of no line merged in by line; results holds them.
-    assert not _streams(workdir, "runs/a") and _streams(workdir, "runs/b") and _streams(workdir, "runs/c") and _streams(workdir, "runs/d", others=False)
-    assert not _streams(workdir, "runs/b", others=False) and not _streams(workdir, "runs/c", others=False)
-    forms = [["status"], ["status", "--json"], ["status", "--state", "pending", "--state", "succeeded", "--csv"], ["failed", "--interrupted"], ["results", "--csv"]]
+    # b and c: the jobs of no line merged in by line (sorted: placed by position).
+    assert not _streams(workdir, "runs/a") and _streams(workdir, "runs/b") and _streams(workdir, "runs/c") and _streams(workdir, "runs/d")
+    forms = [
+        ["status"], ["status", "--json"], ["status", "--state", "pending", "--state", "succeeded", "--csv"], ["failed", "--interrupted"],
+        ["results", "--csv"], ["results", "--sort", "-seed"], ["results", "--sort", "command", "--json"], ["results", "--over", "seed"],
+    ]
     for runs in ("runs/a", "runs/b", "runs/c", "runs/d"):
         _same(workdir, runs, forms)
     assert len(run_batchrun("status", "runs/b", cwd=workdir).stdout.splitlines()) == 3 + len(lines) + 1

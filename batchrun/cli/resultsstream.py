@@ -36,8 +36,7 @@ def streamed_results(args: argparse.Namespace, target: Target) -> bool | None:
 
     # The CSV and JSON (and --best's JSON) show what each run used; the table none of it.
     usage = (args.json or args.csv) and not args.over
-    # Sorted and grouped by position in the runfile's order: a runs directory's jobs of no line are held with the rest.
-    status = read_streamable(target, others=False, usage=usage, indexes=False)
+    status = read_streamable(target, usage=usage, indexes=False)
     if status is None:
         return None
     streamed = read_streamed(target, args.scrape, usage=usage, status=status)

@@ -92,12 +92,9 @@ class StreamedResults:
 
     def rows_at(self, positions: Sequence[int], agg: str = "last") -> list[dict[str, Any]]:
         """The rows of the jobs at these positions (`positioned`), in that order (a window's worth)."""
-        status = self.status
-        count = len(status.runfile.jobs)
-        inside = array("q", [k for k in positions if k < count])
-        jobs = {k: job for window, first in _windows_at(status, inside) for k, job in zip(inside[first : first + len(window)], window, strict=True)}
+        jobs = self.status.jobs_at(positions)
         with without_gc():
-            return [self._row(jobs[k] if k < count else status.removed[k - count], k, agg) for k in positions]
+            return [self._row(job, k, agg) for k, job in zip(positions, jobs, strict=True)]
 
     def _row(self, job: JobStatus, k: int, agg: str) -> dict[str, Any]:
         # What reading skipped was counted once, by `read_streamed`; a file it did not find is not looked for again.
@@ -151,13 +148,6 @@ class _StoredPoints:
         base = ends[first]
         loaded: dict[str, Any] | None = pickle.loads(block[ends[k] - base : ends[k + 1] - base])
         return loaded
-
-
-def _windows_at(status: CompactStatus, indices: array[int]) -> Iterator[tuple[list[JobStatus], int]]:
-    first = 0
-    for window in status.windows(indices, []):
-        yield window, first
-        first += len(window)
 
 
 def read_streamed(target: Target, scrape: Sequence[ScrapeRule] = (), usage: bool = False, status: CompactStatus | None = None) -> StreamedResults:

@@ -16,8 +16,7 @@ Jobs of the view that are not the runfile's (records of lines removed since,
 entries of lines deleted before they ran, records metadata.json lacks) are
 few: they are held (`DirStatus.others`), listed as the view lists them (by
 their entry's line, not as removed), and merged into the runfile's windows
-by line. `results` reads positions in the runfile's order, so it holds every
-job then (`read_streamable(others=False)`).
+by line (`DirStatus.windows`, and `DirStatus.jobs_at` for a sorted read).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ import hashlib
 import os
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class DirStatus(CompactStatus):
     """A runs directory's own view as `CompactStatus`: the runfile's jobs, and `others` (in the view's order) merged in by line."""
 
     others: list[JobStatus] = field(default_factory=list)
+    _placed: array[int] | None = field(default=None, repr=False)  # each other's position in `windows()`, made by `jobs_at`
 
     def counts(self) -> dict[str, int]:
         counts = self.ledger.counts(self.keys)
@@ -83,6 +84,18 @@ class DirStatus(CompactStatus):
         if at < len(rest):
             yield rest[at:]
 
+    def jobs_at(self, positions: Sequence[int]) -> list[JobStatus]:
+        """The jobs at these positions of `windows()`: the others where the merge puts them, the runfile's between."""
+        if self._placed is None:
+            lines, count = self.runfile.jobs.columns()[2], len(self.runfile.jobs)
+            # An other goes before the first runfile job of a later line: after those of its line or before.
+            self._placed = array("q", [j + (bisect_right(lines, job.line) if job.line is not None else count) for j, job in enumerate(self.others)])
+        placed = self._placed
+        at = {k: j for j, k in enumerate(placed)}
+        inside = {k: k - bisect_left(placed, k) for k in positions if k not in at}
+        runfile_jobs = dict(zip(inside, super().jobs_at(list(inside.values())), strict=True))
+        return [self.others[at[k]] if k in at else runfile_jobs[k] for k in positions]
+
     def running_jobs(self) -> list[JobStatus]:
         running = [job for job in self.others if job.record is not None and job.record.state == State.RUNNING]
         return [job for window in self.windows(self.indices([State.RUNNING]), running) for job in window]
@@ -91,10 +104,9 @@ class DirStatus(CompactStatus):
         return id_length(self.runfile, [job.job_id for job in self.others])
 
 
-def read_streamable(target: Target, *, others: bool = True, **options: Any) -> CompactStatus | None:
+def read_streamable(target: Target, **options: Any) -> CompactStatus | None:
     """`read_compact(target, **options)` of a runfile or gridspec target (`usable_for`), or of a runs directory's
-    runfile beside it when that gives the runs directory's own view (`others=False`: only its runfile's jobs);
-    None: only the held read does.
+    runfile beside it when that gives the runs directory's own view; None: only the held read does.
 
     Raises:
         UsageError, InputError, MetadataError: as `read_compact`.
@@ -120,7 +132,7 @@ def read_streamable(target: Target, *, others: bool = True, **options: Any) -> C
         return status
     if prefix is not None and status.launch_running:
         return None  # a launch of the longer runfile: its jobs past the first bytes would all be others
-    return _with_others(status, entries) if others else None
+    return _with_others(status, entries)
 
 
 def _with_others(status: CompactStatus, entries: int) -> DirStatus | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,17 @@ class CompactStatus:
         rest = self.removed if removed is None else removed
         if rest:
             yield list(rest)
+
+    def jobs_at(self, positions: Sequence[int]) -> list[JobStatus]:
+        """The jobs at these positions of `windows()` (the runfile's jobs, then the removed ones), in that order (a window's worth)."""
+        count = len(self.runfile.jobs)
+        inside = array("q", sorted({k for k in positions if k < count}))
+        found: dict[int, JobStatus] = {}
+        first = 0
+        for window in self.windows(inside, []):
+            found.update(zip(inside[first : first + len(window)], window, strict=True))
+            first += len(window)
+        return [found[k] if k < count else self.removed[k - count] for k in positions]
 
     def running_count(self) -> int:
         """How many of the runfile's jobs are running now."""
