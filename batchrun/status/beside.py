@@ -172,11 +172,20 @@ def runfile_beside(target: Target) -> tuple[Path, bytes | None] | None:
     except OSError:
         return None
     size = fingerprint.snapshot.runfile_size if fingerprint.snapshot is not None else None
+    try:
+        # Each entry holds its job's command: a runfile is smaller than its view, and a bigger file beside is not hashed whole.
+        bound = os.stat(target.runs_dir.metadata).st_size
+    except OSError:
+        return None
     for name in names:
         path = runs.parent.parent / name
-        if runfile_digest(path) == fingerprint.runfile_digest:
+        try:
+            length = os.stat(path).st_size
+        except OSError:
+            continue
+        if length <= bound and runfile_digest(path) == fingerprint.runfile_digest:
             return path, None
-        prefix = _prefix(path, size) if size else None
+        prefix = _prefix(path, size) if size and length > size else None
         if prefix is not None and hashlib.sha256(prefix.removeprefix(codecs.BOM_UTF8)).hexdigest()[:32] == fingerprint.runfile_digest:
             return path, prefix
     return None
