@@ -1,22 +1,23 @@
-"""A runs directory given by path, read through its runfile when that is still beside it and unchanged (`status runs/x` of a million jobs).
+"""A runs directory given by path, read through its runfile beside it (`status runs/x` of a million jobs).
 
 A runs directory alone lists its jobs from metadata.json and the journal
 (`view.read_status` without a runfile: every entry held, 2-3 GB at a million).
 When the runfile the last launch finished with is still where its runs
 directory's name says (`<dir>/runs/<stem>/` beside `<dir>/<stem>.*`, with
-the text the fingerprint's digest names), and the view holds exactly the
-runfile's jobs (no record of a job no line has any more, and as many
-metadata.json entries as jobs, in the file the launch wrote), that view
-lists the runfile's jobs in the runfile's order, with the same lines and
-commands: the runfile's compact read (`compact.read_compact`) then gives
-what the held read gives, a window at a time. Otherwise None, and the caller
-holds every job as before. Pure: no printing.
+the text the fingerprint's digest names, or that text and lines added since)
+and metadata.json is the launch's own file (every job of the runfile, in its
+order, then the others), that view lists the runfile's jobs in the runfile's
+order, with the same lines and commands: the runfile's compact read
+(`compact.read_compact`) then gives what the held read gives, a window at a
+time. Otherwise None, and the caller holds every job as before. Pure: no
+printing.
 
 Jobs of the view that are not the runfile's (records of lines removed since,
 entries of lines deleted before they ran, records metadata.json lacks) are
-few: they are held (`DirStatus.others`), listed as the view lists them (by
-their entry's line, not as removed), and merged into the runfile's windows
-by line (`DirStatus.windows`, and `DirStatus.jobs_at` for a sorted read).
+few: they are held (`DirStatus.others`, up to `MAX_OTHERS`), listed as the
+view lists them (by their entry's line, not as removed), and merged into the
+runfile's windows by line (`DirStatus.windows`, and `DirStatus.jobs_at` for a
+sorted read).
 """
 
 from __future__ import annotations
