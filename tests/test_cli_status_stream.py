@@ -40,10 +40,11 @@ from batchrun.store.target import resolve_target
 
 command, given, *states = sys.argv[1:]
 if command in ("results-held", "cli-held"):  # the CLI itself, every job held
-    from batchrun.cli import plan, status as cli_status
+    from batchrun.cli import plan
     from batchrun.cli.app import main
-    from batchrun.status import compact
-    compact.usable_for = cli_status.usable_for = plan.usable_for = lambda target: False
+    from batchrun.status import beside, compact
+    compact.usable_for = beside.usable_for = plan.usable_for = lambda target: False
+    beside.runfile_beside = lambda target: None
     sys.exit(main(["results", given, *states] if command == "results-held" else states))
 target = resolve_target(Path(given), None, "metadata.json")
 status = load_status(target, need_entries=command == "json")
