@@ -95,6 +95,28 @@ def test_doit_list_and_info_show_commands(tmp_path: Path) -> None:
     assert not (tmp_path / "runs" / "exp" / "metadata.json").exists()  # listing runs nothing
 
 
+def test_a_doit_plugin_command_still_shows_and_runs_beside_batchrun_tasks(tmp_path: Path) -> None:
+    # batchrun's own launch skips doit's plugin look-ups; doit run on a user's dodo.py keeps them.
+    (tmp_path / "exp.runfile").write_text("true 1\n")
+    (tmp_path / "dodo.py").write_text(DODO)
+    (tmp_path / "hello_plugin.py").write_text(
+        "from doit.cmd_base import Command\n\n"
+        "class Hello(Command):\n"
+        "    doc_purpose = 'say hello from a plugin'\n"
+        "    def execute(self, params, args):\n"
+        "        print('hello from the plugin')\n"
+        "        return 0\n"
+    )
+    (tmp_path / "doit.cfg").write_text("[COMMAND]\nhello = hello_plugin:Hello\n")
+    helped = doit("help", cwd=tmp_path)
+    assert "say hello from a plugin" in helped.stdout, helped.stdout + helped.stderr
+    said = doit("hello", cwd=tmp_path)
+    assert said.returncode == 0 and "hello from the plugin" in said.stdout, said.stdout + said.stderr
+    ran = doit(cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert (tmp_path / "after.txt").exists()
+
+
 def test_doit_process_mode_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     (tmp_path / "exp.runfile").write_text("echo a\necho b\n")
     (tmp_path / "dodo.py").write_text(DODO)

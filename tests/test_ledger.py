@@ -37,3 +37,24 @@ def test_failed_jobs_are_made_when_asked_in_runfile_order_with_their_records() -
     assert failed[-1][0] is not None and failed[-1][0].job_id == jobs[expected[-1]].job_id
     assert [job.job_id for job, _ in failed[3:5]] == [jobs[i].job_id for i in expected[3:5]]
     assert not Ledger.of(jobs[:1], {}).failed()
+
+
+def test_removed_ids_follow_records_made_and_deleted_since_the_last_answer() -> None:
+    # A launch asks at its plan and again at its end: records its jobs made meanwhile keep the
+    # first answer, any other record made or deleted is counted anew.
+    jobs = [_job(i) for i in range(6)]
+    gone, later = _job(10), _job(11)
+    ledger = Ledger.of(jobs, {job.job_id: JobRecord(job.job_id) for job in [jobs[0], gone]})
+    records = ledger.records
+    assert ledger.removed_ids() == [gone.job_id]
+    records[jobs[3].job_id] = JobRecord(jobs[3].job_id)
+    records[jobs[4].job_id] = JobRecord(jobs[4].job_id)
+    assert ledger.removed_ids() == [gone.job_id]
+    records[later.job_id] = JobRecord(later.job_id)
+    assert ledger.removed_ids() == [gone.job_id, later.job_id]
+    del records[gone.job_id]
+    assert ledger.removed_ids() == [later.job_id]
+    records[jobs[5].job_id] = JobRecord(jobs[5].job_id)
+    del records[jobs[3].job_id]
+    assert ledger.removed_ids() == [later.job_id]
+    assert Ledger.of(jobs, dict(records.items())).removed_ids() == [later.job_id]

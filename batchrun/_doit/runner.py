@@ -30,6 +30,8 @@ checked by tests/test_doit_internals.py, which names any that went missing):
   launch command, a `run` with its own runner (doit's plugin commands
   implement `_execute` the same way);
 - `DoitMain.DOIT_CMDS`: adds that command next to doit's own;
+- `DoitMain.get_cmds`, `DoitCmdBase.get_backends`, `Run.get_reporters`: the
+  launch's own skip doit's scans of installed packages' plugin entry points;
 - `ConsoleReporter.failures`: where a silent reporter keeps failures;
 - `Dependency.save_success` setting `deps:` last (`_doit.backend` commits a task's
   values there) and `Dependency.backend` (`doit dumpdb`);
@@ -49,11 +51,12 @@ from doit.cmd_base import TaskLoader2
 from doit.cmd_run import Run
 from doit.control import TaskControl
 from doit.doit_cmd import DoitMain
+from doit.plugin import PluginDict
 from doit.reporter import ConsoleReporter
 from doit.runner import Runner
 from doit.task import Stream, Task
 
-from batchrun._doit.backend import RunsDirJobs, register_jobs, unregister_jobs
+from batchrun._doit.backend import JournalDB, RunsDirJobs, register_jobs, unregister_jobs
 from batchrun._doit.jobtasks import JobAction, JobRunner, JobTasks, job_title
 from batchrun.launch.feed import QUEUE_POLL, FixedJobs, JobQueue
 
@@ -261,6 +264,16 @@ class _LaunchCmd(Run):
     name = "batchrun-launch"
     doc_purpose = "run batchrun job tasks"
 
+    # doit's own look these up among every installed package's entry points (a scan each,
+    # about 8 ms): a launch uses only the batchrun backend and reports through `SilentReporter`.
+    def get_backends(self) -> dict[str, Any]:
+        if "backend" in self.cmdparser:
+            self.cmdparser["backend"].choices = {BACKEND_NAME: JournalDB.desc}
+        return {BACKEND_NAME: JournalDB}
+
+    def get_reporters(self) -> dict[str, Any]:
+        return {}
+
     def _execute(self, num_process: int = 1) -> int:
         loader = self.loader
         assert isinstance(loader, JobTaskLoader)
@@ -278,6 +291,14 @@ class _LaunchCmd(Run):
 
 class _BatchrunDoit(DoitMain):
     DOIT_CMDS = (*DoitMain.DOIT_CMDS, _LaunchCmd)
+
+    def get_cmds(self) -> PluginDict:
+        """doit's commands and the launch's, without doit's scan of every installed package's entry points for plugin
+        commands: a launch runs only its own (`doit` run on a user's dodo.py is doit's own `DoitMain`, plugins and all)."""
+        commands = PluginDict()
+        for command in self.DOIT_CMDS:
+            commands[command.get_name()] = command
+        return commands
 
 
 def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: int) -> int:
@@ -299,8 +320,6 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
         config_filenames=(),
         extra_config={
             "GLOBAL": {"backend": BACKEND_NAME, "dep_file": str(launch.runs_dir.path / ".doit.journal")},
-            # The entry point names it too; this keeps an uninstalled checkout working.
-            "BACKEND": {BACKEND_NAME: "batchrun._doit.backend:JournalDB"},
         },
     )
     register_jobs("", source)

@@ -25,11 +25,11 @@ from typing import Any
 
 from batchrun.liveness import LockTable
 from batchrun.runfile.file import Runfile, load_runfile
-from batchrun.runfile.idindex import short_prefix
+from batchrun.runfile.idindex import digest_of, short_prefix
 from batchrun.status.entries import EntryIndex
 from batchrun.status.view import JobStatus, _import_legacy, _job_from_records, _metadata_trusted, _settle_in_flight, check_launched, journal_records
 from batchrun.store.ledger import IGNORED_BIT, Ledger, key_table
-from batchrun.store.metadata import iter_metadata
+from batchrun.store.metascan import EntryScan
 from batchrun.store.records import REMOVED, State, category_of_state
 from batchrun.store.recordtable import STATE_CODE, RecordTable
 from batchrun.store.resume import read_resume
@@ -222,9 +222,13 @@ def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable, in
     (`view._import_legacy`), and only the entries of jobs not in the runfile are kept; `index` notes where the others are."""
     kept: dict[str, dict[str, Any]] = {}
     legacy: dict[str, dict[str, Any]] = {}
-    row_of = runfile.jobs.index_of
-    found = ((job_id, entry, row_of(job_id)) for job_id, entry in iter_metadata(runs_dir.metadata)) if index is None else index.scan()
+    scan = EntryScan(runs_dir.metadata)
+    found = _rows_beside(scan, runfile) if index is None else index.scan()
     for job_id, entry, row in found:
+        if entry is None:  # a job never run (`metascan`): a batchrun entry, wanted only for a job not in the runfile
+            if row >= 0:
+                continue
+            entry = scan.entry()
         if "state" not in entry and job_id not in records:  # in this order: batchrun's entries need no look-up
             legacy[job_id] = entry
         if row < 0:
@@ -234,3 +238,20 @@ def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable, in
             legacy.clear()
     _import_legacy(records, legacy)
     return kept
+
+
+def _rows_beside(scan: EntryScan, runfile: Runfile) -> Iterator[tuple[str, dict[str, Any] | None, int]]:
+    """Each entry with its job's index in the runfile (-1: none); the entries of a launch's file are in runfile order, so the next index is tried first."""
+    keys = runfile.jobs.keys
+    index_of, digests, n = runfile.jobs.index_of, keys.digests, len(keys)
+    plain = not keys.has_odd()
+    row = -1
+    for job_id, entry in scan:
+        row += 1
+        # A never-run entry's id is 16 lower-case hex digits already (`metascan`).
+        if not (plain and row < n and digests[row] == (int(job_id, 16) if entry is None else digest_of(job_id))):
+            row = index_of(job_id)
+        yield job_id, entry, row
+        if row < 0:
+            row = n  # no guess until an entry of the runfile's is met again
+

@@ -57,7 +57,7 @@ class Ledger:
         self._generation = jobs.generation
         self._version = -1  # the records' version the rows were last looked up at
         self._deletions = 0  # and how many records had been deleted then
-        self._removed: tuple[tuple[int, int, int, int], list[str]] | None = None
+        self._removed: tuple[tuple[int, int, int, int], list[str]] | None = None  # (what it was of, the answer)
 
     @classmethod
     def of(cls, jobs: Iterable[Job], records: Mapping[str, JobRecord]) -> Ledger:
@@ -158,10 +158,12 @@ class Ledger:
     def removed_ids(self) -> list[str]:
         """The ids of records of no job of the runfile (its line was removed), in record order."""
         rows, records = self.rows, self.records
-        state = (records.version, records.deletions, len(rows), self._generation)
+        referenced = len(rows) - rows.count(-1)
+        # Records made since the last answer, with no deletion and the same jobs, that are all jobs'
+        # own (as many unreferenced records as then: a launch's new ones) leave the answer as it was.
+        state = (records.deletions, len(rows), self._generation, len(records) - referenced)
         if self._removed is not None and self._removed[0] == state:
             return list(self._removed[1])
-        referenced = len(rows) - rows.count(-1)
         removed: list[str] = []
         if referenced != len(records):  # else every record is a job's: the jobs' rows are distinct
             present, keys = records.present, records.keys_index

@@ -33,6 +33,7 @@ from batchrun.executors import jobfiles
 from batchrun.liveness import MAX_PID, pid_alive
 from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.metadata import iter_metadata, salvage_metadata
+from batchrun.store.metascan import EntryScan
 from batchrun.store.records import AttemptEnd, JobRecord, State
 from batchrun.store.rundir import RunsDir
 
@@ -137,10 +138,10 @@ def _aside_path(path: Path) -> Path:
     return aside
 
 
-def _read_entries(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """metadata.json's entries, salvaged if damaged, without moving the file."""
+def _read_entries(path: Path) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """metadata.json's entries, salvaged if damaged, without moving the file; None for a job never run (`metascan`)."""
     try:
-        yield from iter_metadata(path)
+        yield from EntryScan(path)
         return
     except MetadataError:
         pass
@@ -163,6 +164,9 @@ def surviving_records(runs_dir: RunsDir) -> Iterator[JobRecord]:
     # The ids as integers, in an array (a set of a million id strings is 100 MB; most logs/ are smaller).
     seen = array("Q")
     for job_id, entry in _read_entries(runs_dir.metadata):
+        if entry is None:  # pending, never run: no record, and believed over any exit record
+            seen.append(int(job_id, 16))
+            continue
         if not _JOB_ID.fullmatch(job_id) or "state" not in entry:
             continue
         seen.append(int(job_id, 16))

@@ -26,15 +26,15 @@ from pathlib import Path
 from batchrun.runfile.idindex import IdIndex, digest_of
 from batchrun.store.fingerprint import journal_mark
 
-__all__ = ["KeptLines", "journal_ids_since", "read_old_view"]
+__all__ = ["KeptLines", "journal_ids_since", "let_go", "read_old_view"]
 
 # The mapped file's pages read so far count in the process's resident memory (all 450 MB of a
 # million entries, by the end of a scan) until let go: every this many bytes read, they are
-# (`_let_go`). They stay in the page cache: a later read maps them back in, without disk I/O.
+# (`let_go`). They stay in the page cache: a later read maps them back in, without disk I/O.
 _LET_GO_EVERY = 8 << 20
 
 
-def _let_go(data: mmap.mmap | bytes) -> None:
+def let_go(data: mmap.mmap | bytes) -> None:
     """Drop the mapping's resident pages (the file's bytes stay the same and readable)."""
     if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         try:
@@ -98,7 +98,7 @@ class KeptLines:
         self._read += length
         if self._read >= _LET_GO_EVERY:
             self._read = 0
-            _let_go(self.data)
+            let_go(self.data)
         return bytes(self.data[start : start + length])
 
     def close(self) -> None:
@@ -122,7 +122,7 @@ def read_old_view(path: Path) -> KeptLines | None:
     if view is None and isinstance(data, mmap.mmap):
         data.close()
     else:
-        _let_go(data)
+        let_go(data)
     return view
 
 
@@ -132,11 +132,11 @@ def _scan(data: mmap.mmap | bytes) -> KeptLines | None:
     keys, starts, lens = IdIndex(), array("q"), array("I")
     pos = 2
     size = len(data)
-    let_go = _LET_GO_EVERY
+    next_let_go = _LET_GO_EVERY
     while True:
-        if pos >= let_go:
-            _let_go(data)
-            let_go = pos + _LET_GO_EVERY
+        if pos >= next_let_go:
+            let_go(data)
+            next_let_go = pos + _LET_GO_EVERY
         end = data.find(b"\n", pos)
         if end < 0:
             return None
@@ -163,7 +163,7 @@ def _utf8(data: mmap.mmap | bytes) -> bool:
         for start in range(0, len(data), 1 << 20):
             check.decode(data[start : start + (1 << 20)])
             if start and not start % _LET_GO_EVERY:
-                _let_go(data)
+                let_go(data)
         check.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
