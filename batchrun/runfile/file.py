@@ -21,15 +21,15 @@ import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchrun.errors import RunfileError
 from batchrun.resources import NO_REQUEST, Request
 from batchrun.runfile.jobtable import Job, JobTable
-from batchrun.runfile.packed import PACK_FROM, Packer
+from batchrun.runfile.packed import PACK_FROM, PackedBytes, Packer
 from batchrun.runfile.parse import DirectiveError, parse_blocks, parse_commands
 
-__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "runfile_digest"]
+__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "read_text", "runfile_digest"]
 
 
 @dataclass(slots=True, init=False)
@@ -134,43 +134,69 @@ class _NotPlain(Exception):
 
 def _load_streamed(f: BinaryIO, path: Path) -> Runfile | None:
     """`parse_runfile_bytes` of the file's bytes read a block at a time; None at any fault (the caller reads it whole)."""
-    digest = hashlib.sha256()
-    packer = Packer()
-
-    def blocks() -> Iterator[tuple[int, bytes]]:
-        carry = rest = b""
-        head = f.read(3)
-        if head == b"\xef\xbb\xbf":
-            head = b""  # a UTF-8 byte order mark is not part of the first command
-        while True:
-            chunk = head + f.read(_READ)
-            head = b""
-            digest.update(chunk)
-            raw = carry + chunk
-            # A \r last is held back: with the next chunk's first byte it may be one \r\n.
-            carry = b"\r" if chunk and raw.endswith(b"\r") else b""
-            raw = raw[: len(raw) - len(carry)]
-            if b"\r" in raw:
-                raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            text = rest + raw
-            cut = text.rfind(b"\n") if chunk else len(text)
-            if cut < 0:
-                rest = text
-                continue
-            block, rest = text[:cut], text[cut + 1 :]
-            if b"\0" in block or not (block.isascii() or _utf8(block)):
-                raise _NotPlain
-            offset = packer.size
-            packer.feed(block + b"\n" if chunk else block)
-            yield offset, block
-            if not chunk:
-                return
-
+    digest, packer = hashlib.sha256(), Packer()
     try:
-        jobs, duplicates = parse_blocks(blocks(), os.fstat(f.fileno()).st_size, packer.finish)
+        jobs, duplicates = parse_blocks(_stream_blocks(f, digest, packer), os.fstat(f.fileno()).st_size, packer.finish)
     except (_NotPlain, DirectiveError):
         return None
     return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest.hexdigest()[:32])
+
+
+def read_text(path: Path) -> tuple[bytes | PackedBytes, str] | None:
+    """A runfile's text as `load_runfile` parses it (no byte order mark, lines ended by \\n) and its digest;
+    None when it cannot be read or is not text (`load_runfile` says why). A long one is packed as it is read."""
+    try:
+        with open(path, "rb") as f:
+            digest, packer = hashlib.sha256(), Packer()
+            if os.fstat(f.fileno()).st_size >= PACK_FROM:
+                for _ in _stream_blocks(f, digest, packer):
+                    pass
+                return packer.finish(), digest.hexdigest()[:32]
+            data = f.read()
+    except (OSError, _NotPlain):
+        return None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\0" in data or not (data.isascii() or _utf8(data)):
+        return None
+    digest.update(data)
+    return (data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data), digest.hexdigest()[:32]
+
+
+def _stream_blocks(f: BinaryIO, digest: Any, packer: Packer) -> Iterator[tuple[int, bytes]]:
+    """The file's text as `parse_blocks` takes it, read a chunk at a time: `digest` hashes the bytes
+    (after a byte order mark), `packer` packs the text (lines ended by \\n).
+
+    Raises:
+        _NotPlain: a NUL byte, or bytes that are not UTF-8.
+    """
+    carry = rest = b""
+    head = f.read(3)
+    if head == b"\xef\xbb\xbf":
+        head = b""  # a UTF-8 byte order mark is not part of the first command
+    while True:
+        chunk = head + f.read(_READ)
+        head = b""
+        digest.update(chunk)
+        raw = carry + chunk
+        # A \r last is held back: with the next chunk's first byte it may be one \r\n.
+        carry = b"\r" if chunk and raw.endswith(b"\r") else b""
+        raw = raw[: len(raw) - len(carry)]
+        if b"\r" in raw:
+            raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        text = rest + raw
+        cut = text.rfind(b"\n") if chunk else len(text)
+        if cut < 0:
+            rest = text
+            continue
+        block, rest = text[:cut], text[cut + 1 :]
+        if b"\0" in block or not (block.isascii() or _utf8(block)):
+            raise _NotPlain
+        offset = packer.size
+        packer.feed(block + b"\n" if chunk else block)
+        yield offset, block
+        if not chunk:
+            return
 
 
 def _utf8(data: bytes) -> bool:

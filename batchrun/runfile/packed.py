@@ -46,9 +46,12 @@ class PackedBytes:
     def __bytes__(self) -> bytes:
         return b"".join(self.blocks())
 
-    def blocks(self) -> Iterator[bytes]:
-        """The bytes, a block at a time, in order."""
-        return (self._block(k) for k in range(len(self._blocks)))
+    def blocks(self, end: int | None = None) -> Iterator[bytes]:
+        """The bytes (up to `end`), a block at a time, in order."""
+        end = self._size if end is None else min(max(end, 0), self._size)
+        for k in range(-(-end // BLOCK)):
+            block = self._block(k)
+            yield block if (k + 1) * BLOCK <= end else block[: end - k * BLOCK]
 
     def _block(self, k: int) -> bytes:
         last = self._last
