@@ -32,6 +32,7 @@ from typing import Any
 
 from batchrun.runfile.file import Runfile, read_text
 from batchrun.runfile.idindex import IdIndex, twin_of
+from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.packed import PackedBytes
 from batchrun.runfile.parse import parse_commands
@@ -93,7 +94,7 @@ def snapshot_of(
     runfile: Runfile,
     records: RecordTable,
     rows: array[int],
-    view: tuple[IdIndex, array[int], array[int]] | None,
+    view: tuple[IdIndex | IdPrefix, array[int], array[int]] | None,
     logs: str,
     resume: Resume | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
