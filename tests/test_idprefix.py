@@ -9,6 +9,7 @@ import pytest
 
 from batchrun.runfile.idindex import IdIndex
 from batchrun.runfile.idprefix import IdPrefix
+from batchrun.runfile.parse import parse_commands
 from batchrun.store.recordtable import RecordTable
 
 
@@ -82,16 +83,17 @@ def test_follow_takes_rows_that_are_the_jobs_nearly_in_order_and_no_others() -> 
     jobs = _jobs(ids)
     swapped = ids[:40]
     swapped[5], swapped[6] = swapped[6], swapped[5]
-    prefix = IdPrefix.follow(_jobs(swapped), jobs)
+    prefix = IdPrefix.follow(_jobs(swapped), jobs, True)
     assert prefix is not None and list(prefix.texts()) == swapped and prefix.row_of(ids[5]) == 6
-    assert IdPrefix.follow(_jobs(ids[:40] + [ids[3]]), jobs) is None  # a job's second row
-    assert IdPrefix.follow(_jobs([*ids[:10], _ids(200)[150]]), jobs) is None  # a record of no job
-    assert IdPrefix.follow(_jobs(ids + ids[:1]), jobs) is None  # more rows than jobs
+    assert IdPrefix.follow(_jobs(swapped), jobs, False) is None  # a job table whose ids repeat
+    assert IdPrefix.follow(_jobs(ids[:40] + [ids[3]]), jobs, True) is None  # a job's second row
+    assert IdPrefix.follow(_jobs([*ids[:10], _ids(200)[150]]), jobs, True) is None  # a record of no job
+    assert IdPrefix.follow(_jobs(ids + ids[:1]), jobs, True) is None  # more rows than jobs
 
 
 def test_a_record_table_that_follows_its_jobs_replays_as_one_that_does_not() -> None:
     ids = _ids(40)
-    jobs = _jobs(ids)
+    jobs, _ = parse_commands("".join(f"job {i}\n" for i in range(40)).encode())
     order = ids[:30]
     order[3], order[4] = order[4], order[3]
     tables = [RecordTable(), RecordTable()]

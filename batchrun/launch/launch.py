@@ -136,7 +136,7 @@ class Launch:
             self.journal.open()
             metadata.import_legacy()
             records = self.journal.records
-            records.follow(self.runfile.jobs.keys)  # rows added in runfile order hold no ids of their own
+            records.follow(self.runfile.jobs)  # rows added in runfile order hold no ids of their own
             # Only the records in state running are settled: a dict of those few, not a walk of every record.
             running = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
             decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())

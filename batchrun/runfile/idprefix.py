@@ -57,10 +57,11 @@ class IdPrefix:
             self._move(row, job)
 
     @classmethod
-    def follow(cls, keys: IdIndex, jobs: IdIndex) -> IdPrefix | None:
-        """An `IdPrefix` for `keys`' rows over `jobs`, when every row is a job's and nearly all are in order; else None."""
+    def follow(cls, keys: IdIndex, jobs: IdIndex, unique: bool) -> IdPrefix | None:
+        """An `IdPrefix` for `keys`' rows over `jobs` (`unique`: no two of its ids alike, as its job table
+        knows), when every row is a job's and nearly all are in order; else None."""
         n = len(keys)
-        if n > len(jobs) or keys.has_odd() or jobs.has_odd() or jobs.repeats():
+        if not unique or n > len(jobs) or keys.has_odd() or jobs.has_odd():
             return None
         ids, job_ids = keys.digests, jobs.digests
         moved: dict[int, int] = {}

@@ -127,7 +127,7 @@ class MetadataSync:
             self.old_entries = {}
             return False
         self.view.file.adopt(keys, old.starts, old.lens)
-        self.view.file.share_keys(self.runfile.jobs.keys)  # its entries are the jobs': new ones added without a copy
+        self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())  # its entries are the jobs': new ones added without a copy
         self._resumed = same
         return True
 
@@ -172,7 +172,7 @@ class MetadataSync:
         try:
             self.view.rebuild(_entries(self))
             # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
-            self.view.file.share_keys(self.runfile.jobs.keys)
+            self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}

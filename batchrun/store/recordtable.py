@@ -24,6 +24,7 @@ from typing import Any
 
 from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
+from batchrun.runfile.jobtable import JobTable
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
@@ -120,10 +121,10 @@ class _Rows(MutableMapping[str, JobRecord]):
         """The rows' ids (do not change it)."""
         return self._keys
 
-    def follow(self, jobs: IdIndex) -> bool:
+    def follow(self, jobs: JobTable) -> bool:
         """Hold the rows' ids as the runfile's jobs' (`idprefix`) while rows are added in their order: whether it does."""
         keys = self._keys
-        prefix = IdPrefix.follow(keys, jobs) if isinstance(keys, IdIndex) else None
+        prefix = IdPrefix.follow(keys, jobs.keys, not jobs.ids_repeat()) if isinstance(keys, IdIndex) else None
         if prefix is not None:
             self._keys = prefix
         return isinstance(self._keys, IdPrefix)

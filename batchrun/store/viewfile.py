@@ -113,11 +113,12 @@ class ViewFile:
             self._changed, self._dead = {}, set()
             self._count = len(lens) - lens.count(0)
 
-    def share_keys(self, keys: IdIndex) -> None:
-        """Hold the entries' keys as `keys`' first rows when they are those ids in order (`idprefix`), or as its twin (`idindex.twin_of`)."""
+    def share_keys(self, keys: IdIndex, unique: bool) -> None:
+        """Hold the entries' keys as `keys`' first rows when they are those ids in order (`idprefix`; `unique`:
+        no two of `keys` alike), or as its twin (`idindex.twin_of`)."""
         with self._lock:
             if isinstance(self._keys, IdIndex):
-                self._keys = IdPrefix.follow(self._keys, keys) or twin_of(self._keys, keys)
+                self._keys = IdPrefix.follow(self._keys, keys, unique) or twin_of(self._keys, keys)
 
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
