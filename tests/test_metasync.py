@@ -150,3 +150,23 @@ def test_a_journal_rewritten_under_the_fingerprint_keeps_nothing(tmp_path: Path)
     sync.journal.path.write_bytes(data)
     sync.read_old()
     assert sync._kept is not None, "the journal is the one the fingerprint names again"
+
+
+def test_a_flush_of_many_changes_a_batch_at_a_time_writes_what_a_rebuild_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("batchrun.store.metasync._RENDER_BATCH", 2)
+    runfile = tmp_path / "exp.runfile"
+    runfile.write_text("".join(f"echo {i}\n" for i in range(7)))
+    runs_dir = RunsDir.for_runfile(runfile, tmp_path / "acct")
+    runs_dir.create()
+    sync = MetadataSync(runs_dir, load_runfile(runfile), Journal(runs_dir.path), threading.RLock(), lambda err: None)
+    sync.build()
+    sync.journal.open()
+    for i, job in enumerate(list(sync.runfile.jobs)[:5]):
+        sync.update(job, sync.journal.record_end(job.job_id, 1, i % 2, 1.0 + i, 2.0 + i))
+    sync.flush()
+    flushed = runs_dir.metadata.read_bytes()
+    entries = json.loads(flushed)
+    assert [entries[job.job_id]["state"] for job in sync.runfile.jobs] == ["succeeded", "failed"] * 2 + ["succeeded", "pending", "pending"]
+    sync.build()  # every entry rendered again from the journal
+    sync.journal.close()
+    assert runs_dir.metadata.read_bytes() == flushed

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from batchrun.runfile import packed
-from batchrun.runfile.file import job_id_of
+from batchrun.errors import RunfileError
+from batchrun.runfile import file, packed
+from batchrun.runfile.file import job_id_of, load_runfile
 from batchrun.runfile.jobtable import Job
 from batchrun.runfile.packed import PackedBytes, packed_if_long
 from batchrun.runfile.parse import parse_commands
@@ -54,3 +56,51 @@ def test_a_packed_table_gives_the_same_jobs_and_takes_appends(monkeypatch: pytes
     table.append(new)
     plain.append(new)
     assert list(table) == list(plain) and isinstance(table.blob, bytearray)
+
+
+_TEXTS = {
+    "plain": b"".join(f"python train.py --seed {i}\n".encode() for i in range(60)),
+    "crlf, lone cr, bom, blank and comment lines": b"\xef\xbb\xbfa 1\r\n\r\nb 2\rc 3\r\n# note\n  d 4  \n\r\n" * 9 + b"e 5\r",
+    "directives, repeats, unicode, no last newline": b"".join(
+        f"# batchrun: gpus={i % 3}\nx \xe9 {i}\nx \xe9 {i}\n# batchrun: cpus=2\ny\t{i}\n\x1fz{i}\n".encode() for i in range(7)
+    )
+    + b"w",
+}
+_BAD = {
+    "a NUL byte late": (_TEXTS["plain"] * 2 + b"ok\nbad\0line\n", "binary file"),
+    "bad UTF-8, then a NUL byte": (_TEXTS["plain"] + b"bad \xff\n" + _TEXTS["plain"] + b"\0\n", "binary file"),
+    "bad UTF-8": (_TEXTS["plain"] + b"bad \xc3(\n", "not UTF-8"),
+    "a bad directive": (_TEXTS["plain"] + b"# batchrun: gpus=many\n", "gpus"),
+}
+
+
+@pytest.mark.parametrize("read", [1, 2, 7, 1 << 20])
+@pytest.mark.parametrize("name", list(_TEXTS))
+def test_a_long_runfile_read_a_block_at_a_time_is_the_one_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, read: int) -> None:
+    path = tmp_path / "jobs.runfile"
+    path.write_bytes(_TEXTS[name])
+    monkeypatch.setattr(file, "PACK_FROM", 1 << 30)
+    whole = load_runfile(path)
+    monkeypatch.setattr(file, "PACK_FROM", 1)
+    monkeypatch.setattr(file, "_READ", read)
+    monkeypatch.setattr(packed, "BLOCK", 5)
+    streamed = load_runfile(path)
+    assert isinstance(streamed.jobs.blob, PackedBytes)
+    assert bytes(streamed.jobs.blob) == bytes(whole.jobs.blob)
+    assert list(streamed.jobs) == list(whole.jobs) and len(whole.jobs) > 5
+    assert (streamed.duplicates, streamed.digest) == (whole.duplicates, whole.digest)
+
+
+@pytest.mark.parametrize("name", list(_BAD))
+def test_a_long_bad_runfile_read_a_block_at_a_time_is_refused_as_one_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    text, words = _BAD[name]
+    path = tmp_path / "jobs.runfile"
+    path.write_bytes(text)
+    monkeypatch.setattr(file, "PACK_FROM", 1 << 30)
+    with pytest.raises(RunfileError) as whole:
+        load_runfile(path)
+    monkeypatch.setattr(file, "PACK_FROM", 1)
+    monkeypatch.setattr(file, "_READ", 16)
+    with pytest.raises(RunfileError) as streamed:
+        load_runfile(path)
+    assert str(streamed.value) == str(whole.value) and words in str(whole.value)

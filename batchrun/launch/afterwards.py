@@ -15,6 +15,7 @@ from batchrun.launch.options import LaunchOptions, Mode
 from batchrun.launch.runner import LaunchControl
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idprefix import IdPrefix
 from batchrun.store.fingerprint import Fingerprint, SnapshotRef, journal_digest, summary_of, write_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.ledger import Ledger
@@ -26,7 +27,7 @@ from batchrun.store.viewcache import read_old_view
 
 __all__ = ["kept_view", "leave_fingerprint", "view_layout"]
 
-Layout = tuple[IdIndex, Any, Any]
+Layout = tuple[IdIndex | IdPrefix, Any, Any]
 
 
 class Finishing(Protocol):

@@ -136,6 +136,7 @@ class Launch:
             self.journal.open()
             metadata.import_legacy()
             records = self.journal.records
+            records.follow(self.runfile.jobs)  # rows added in runfile order hold no ids of their own
             # Only the records in state running are settled: a dict of those few, not a walk of every record.
             running = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
             decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
@@ -367,8 +368,7 @@ def _executor_of(options: LaunchOptions, runs_dir: RunsDir, cwd: str) -> Executo
     return make_executor(
         options.executor,
         ExecutorOptions(n_jobs=options.n_jobs, cwd=cwd, runs_dir=str(runs_dir.path)),
-        sbatch_args=options.sbatch_args,
-        scheduler=options.scheduler,
+        sbatch_args=options.sbatch_args, scheduler=options.scheduler,
         timeout=options.timeout,
         checkpoint_signal=options.checkpoint_signal,
     )

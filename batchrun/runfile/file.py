@@ -18,16 +18,18 @@ import codecs
 import hashlib
 import os
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from batchrun.errors import RunfileError
 from batchrun.resources import NO_REQUEST, Request
 from batchrun.runfile.jobtable import Job, JobTable
-from batchrun.runfile.parse import DirectiveError, parse_commands
+from batchrun.runfile.packed import PACK_FROM, PackedBytes, Packer
+from batchrun.runfile.parse import DirectiveError, parse_blocks, parse_commands
 
-__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "runfile_digest"]
+__all__ = ["Job", "JobTable", "Runfile", "append_commands", "job_id_of", "load_runfile", "parse_parameters", "read_text", "runfile_digest"]
 
 
 @dataclass(slots=True, init=False)
@@ -87,12 +89,21 @@ def parse_runfile_bytes(data: bytes, path: Path) -> Runfile:
 def load_runfile(path: Path) -> Runfile:
     """Read a runfile from disk.
 
+    A long one is read and parsed a block at a time, its bytes packed as they
+    come (`_load_streamed`): its whole text is never held, only its packed form.
+
     Raises:
         RunfileError: the file is missing, a directory, unreadable, binary or
             not UTF-8; the message names the path (and the line, for bad text).
     """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size >= PACK_FROM:
+                runfile = _load_streamed(f, path)
+                if runfile is not None:
+                    return runfile
+                f.seek(0)  # something is wrong with it: the whole read names what, as ever
+            data = f.read()
     except FileNotFoundError as err:
         raise RunfileError("no such runfile", path) from err
     except IsADirectoryError as err:
@@ -111,6 +122,89 @@ def load_runfile(path: Path) -> Runfile:
             lineno = data.count(b"\n", 0, err.start) + 1
             raise RunfileError("not UTF-8 text, not a runfile of commands", path, lineno) from err
     return parse_runfile_bytes(data, path)
+
+
+# Bytes read at a time by `_load_streamed`.
+_READ = 1 << 20
+
+
+class _NotPlain(Exception):
+    """`_load_streamed` met a NUL byte, bytes that are not UTF-8 or a bad directive."""
+
+
+def _load_streamed(f: BinaryIO, path: Path) -> Runfile | None:
+    """`parse_runfile_bytes` of the file's bytes read a block at a time; None at any fault (the caller reads it whole)."""
+    digest, packer = hashlib.sha256(), Packer()
+    try:
+        jobs, duplicates = parse_blocks(_stream_blocks(f, digest, packer), os.fstat(f.fileno()).st_size, packer.finish)
+    except (_NotPlain, DirectiveError):
+        return None
+    return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest.hexdigest()[:32])
+
+
+def read_text(path: Path) -> tuple[bytes | PackedBytes, str] | None:
+    """A runfile's text as `load_runfile` parses it (no byte order mark, lines ended by \\n) and its digest;
+    None when it cannot be read or is not text (`load_runfile` says why). A long one is packed as it is read."""
+    try:
+        with open(path, "rb") as f:
+            digest, packer = hashlib.sha256(), Packer()
+            if os.fstat(f.fileno()).st_size >= PACK_FROM:
+                for _ in _stream_blocks(f, digest, packer):
+                    pass
+                return packer.finish(), digest.hexdigest()[:32]
+            data = f.read()
+    except (OSError, _NotPlain):
+        return None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\0" in data or not (data.isascii() or _utf8(data)):
+        return None
+    digest.update(data)
+    return (data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data), digest.hexdigest()[:32]
+
+
+def _stream_blocks(f: BinaryIO, digest: Any, packer: Packer) -> Iterator[tuple[int, bytes]]:
+    """The file's text as `parse_blocks` takes it, read a chunk at a time: `digest` hashes the bytes
+    (after a byte order mark), `packer` packs the text (lines ended by \\n).
+
+    Raises:
+        _NotPlain: a NUL byte, or bytes that are not UTF-8.
+    """
+    carry = rest = b""
+    head = f.read(3)
+    if head == b"\xef\xbb\xbf":
+        head = b""  # a UTF-8 byte order mark is not part of the first command
+    while True:
+        chunk = head + f.read(_READ)
+        head = b""
+        digest.update(chunk)
+        raw = carry + chunk
+        # A \r last is held back: with the next chunk's first byte it may be one \r\n.
+        carry = b"\r" if chunk and raw.endswith(b"\r") else b""
+        raw = raw[: len(raw) - len(carry)]
+        if b"\r" in raw:
+            raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        text = rest + raw
+        cut = text.rfind(b"\n") if chunk else len(text)
+        if cut < 0:
+            rest = text
+            continue
+        block, rest = text[:cut], text[cut + 1 :]
+        if b"\0" in block or not (block.isascii() or _utf8(block)):
+            raise _NotPlain
+        offset = packer.size
+        packer.feed(block + b"\n" if chunk else block)
+        yield offset, block
+        if not chunk:
+            return
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def append_commands(runfile: Runfile, commands: list[str], requests: Sequence[Request] | None = None) -> list[Job]:

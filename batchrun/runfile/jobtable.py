@@ -295,7 +295,7 @@ class JobTable(Sequence[Job]):
         self.generation += 1
 
 
-def extend_table(table: JobTable, other: JobTable, blob: bytes, offset: int) -> None:
+def extend_table(table: JobTable, other: JobTable, blob: bytes | PackedBytes, offset: int) -> None:
     """Append to `table` the jobs of `other`, parsed from `blob[offset:]`; `blob` becomes its bytes.
 
     For a runfile whose text changed only from `offset` on: the caller
@@ -328,7 +328,7 @@ def dump_table(table: JobTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
     return out, {"keys": side, "ids_unique": table._ids_unique}
 
 
-def restore_table(blob: bytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
+def restore_table(blob: bytes | PackedBytes, sections: dict[str, array[Any]], side: dict[str, Any]) -> JobTable:
     """The table `dump_table` described, over the runfile's bytes (read back from disk: the caller checked them)."""
     table = JobTable()
     table._blob, table._starts, table._ends, table._lines = packed_if_long(blob), sections["starts"], sections["ends"], sections["lines"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-__all__ = ["PACK_FROM", "PackedBytes", "packed_if_long"]
+__all__ = ["PACK_FROM", "PackedBytes", "Packer", "packed_if_long"]
 
 # Bytes a block: an inflate per job asked for alone costs about this much.
 BLOCK = 1 << 16
@@ -46,9 +46,12 @@ class PackedBytes:
     def __bytes__(self) -> bytes:
         return b"".join(self.blocks())
 
-    def blocks(self) -> Iterator[bytes]:
-        """The bytes, a block at a time, in order."""
-        return (self._block(k) for k in range(len(self._blocks)))
+    def blocks(self, end: int | None = None) -> Iterator[bytes]:
+        """The bytes (up to `end`), a block at a time, in order."""
+        end = self._size if end is None else min(max(end, 0), self._size)
+        for k in range(-(-end // BLOCK)):
+            block = self._block(k)
+            yield block if (k + 1) * BLOCK <= end else block[: end - k * BLOCK]
 
     def _block(self, k: int) -> bytes:
         last = self._last
@@ -83,6 +86,33 @@ class PackedBytes:
             if found >= 0:
                 return base + found
         return -1
+
+
+class Packer:
+    """`PackedBytes` made a piece at a time, as a runfile is read: never all its bytes at once."""
+
+    def __init__(self) -> None:
+        self._blocks: list[bytes] = []
+        self._rest = bytearray()  # the bytes after the last whole block
+        self.size = 0
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        self._rest += data
+        if len(self._rest) >= BLOCK:
+            whole = len(self._rest) - len(self._rest) % BLOCK
+            view = memoryview(self._rest)
+            self._blocks.extend(zlib.compress(view[start : start + BLOCK], 1) for start in range(0, whole, BLOCK))
+            view.release()
+            del self._rest[:whole]
+
+    def finish(self) -> PackedBytes:
+        """The bytes fed, packed (the packer is spent)."""
+        if self._rest:
+            self._blocks.append(zlib.compress(self._rest, 1))
+        packed = PackedBytes(b"")
+        packed._blocks, packed._size = self._blocks, self.size
+        return packed
 
 
 def packed_if_long(data: bytes | bytearray | PackedBytes) -> bytes | bytearray | PackedBytes:

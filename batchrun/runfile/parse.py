@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate, compress, repeat
 from operator import add, methodcaller
 
 from batchrun.resources import directive_request
 from batchrun.runfile.idindex import ids_from_digests
 from batchrun.runfile.jobtable import SMALL_MAX, JobTable
-from batchrun.runfile.packed import packed_if_long
+from batchrun.runfile.packed import PackedBytes, packed_if_long
 
-__all__ = ["DirectiveError", "parse_commands"]
+__all__ = ["DirectiveError", "parse_blocks", "parse_commands"]
 
 # Bytes at a stripped line's ends that need the str path: `str.strip` also
 # strips the ASCII separators \x1c-\x1f and non-ASCII spaces (NBSP, U+3000...),
@@ -168,17 +168,21 @@ def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tup
     Raises:
         DirectiveError: a directive line that is no request.
     """
+    return parse_blocks(_blocks(data), len(data), lambda: packed_if_long(data), first_line)
+
+
+def parse_blocks(blocks: Iterable[tuple[int, bytes]], size: int, blob: Callable[[], bytes | bytearray | PackedBytes], first_line: int = 1) -> tuple[JobTable, list[tuple[str, int, int]]]:
+    """`parse_commands` of bytes given a block at a time: (offset, bytes) between the newlines
+    `_blocks` cuts at, at most `size` bytes in all; `blob()`, asked after the last, gives them whole."""
     table = JobTable()
-    table._blob = data
-    if len(data) + first_line >= SMALL_MAX:
+    if size + first_line >= SMALL_MAX:
         table._widen()
     lineno = first_line - 1
-    for offset, block in _blocks(data):
+    for offset, block in blocks:
         parse = _parse_plain if _plain(block) else _parse_lines
         lineno += parse(table, offset, block, lineno)
-    duplicates = _drop_duplicates(table)
-    table._blob = packed_if_long(data)
-    return table, duplicates
+    table._blob = blob()
+    return table, _drop_duplicates(table)
 
 
 def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:

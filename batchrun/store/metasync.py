@@ -127,6 +127,7 @@ class MetadataSync:
             self.old_entries = {}
             return False
         self.view.file.adopt(keys, old.starts, old.lens)
+        self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())  # its entries are the jobs': new ones added without a copy
         self._resumed = same
         return True
 
@@ -171,7 +172,7 @@ class MetadataSync:
         try:
             self.view.rebuild(_entries(self))
             # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
-            self.view.file.share_keys(self.runfile.jobs.keys)
+            self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}
@@ -213,17 +214,20 @@ class MetadataSync:
         self._forgotten.add(job_id)
         self.view.remove(job_id)
 
-    def _take_changed(self) -> list[tuple[str, dict[str, Any]]]:
-        """The changed jobs' entries, built from their records, and the changes cleared. Called under the launch's lock."""
-        records = self.journal.records
-        entries = [(job_id, build_entry(job, records.get(job_id), f"{self.logs}/{job_id}")) for job_id, job in self._changed.items()]
+    def _take_changed(self) -> list[tuple[str, Job]]:
+        """The changed jobs, and the changes cleared. Called under the launch's lock."""
+        changed = list(self._changed.items())
         self._changed.clear()
         self._forgotten.clear()
-        return entries
+        return changed
+
+    def _entry(self, job_id: str, job: Job) -> dict[str, Any]:
+        """A job's entry, built from its record. Called under the launch's lock."""
+        return build_entry(job, self.journal.records.get(job_id), f"{self.logs}/{job_id}")
 
     def _render_changed(self) -> None:
-        for job_id, entry in self._take_changed():
-            self.view.set(job_id, entry)
+        for job_id, job in self._take_changed():
+            self.view.set(job_id, self._entry(job_id, job))
 
     def start(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""
@@ -248,17 +252,24 @@ class MetadataSync:
             interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
 
     def flush(self) -> None:
-        # The entries are taken under the launch's lock, but encoded (most of
-        # the cost) outside it: the worker threads wait on that lock.
+        # The entries are built under the launch's lock, but encoded (most of
+        # the cost) outside it: the worker threads wait on that lock. A batch
+        # at a time: after a long write, tens of thousands of entries changed,
+        # and all of them built as dicts at once were 30 MB at a launch's peak.
         with self.lock:
             if not self.view.dirty:
                 return
-            entries = self._take_changed()
-        lines = [(job_id, render_entry(job_id, entry)) for job_id, entry in entries]
+            changed = self._take_changed()
+        for start in range(0, len(changed), _RENDER_BATCH):
+            with self.lock:
+                entries = [(job_id, self._entry(job_id, job)) for job_id, job in changed[start : start + _RENDER_BATCH]]
+            lines = [(job_id, render_entry(job_id, entry)) for job_id, entry in entries]
+            del entries
+            with self.lock:
+                for job_id, line in lines:
+                    if job_id not in self._forgotten:  # else its line left the runfile meanwhile
+                        self.view.set_rendered(job_id, line)
         with self.lock:
-            for job_id, line in lines:
-                if job_id not in self._forgotten:  # else its line left the runfile meanwhile
-                    self.view.set_rendered(job_id, line)
             parts = self.view.snapshot()
             self.view.dirty = bool(self._changed)  # changed meanwhile: rendered at the next flush
         try:
@@ -348,11 +359,18 @@ def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
     yield from sync._extras()
 
 
+# Entries built and encoded at a time by `MetadataSync.flush`.
+_RENDER_BATCH = 1024
+# Ids compared at a time by `_common_prefix`.
+_SAME_BLOCK = 1 << 16
+
+
 def _common_prefix(a: Any, b: Any, limit: int) -> int:
-    """How many first items of two arrays are equal, up to `limit` (slices compared in C, halving)."""
-    low, high = 0, limit
-    if a[:high] == b[:high]:
-        return high
+    """How many first items of two arrays are equal, up to `limit` (compared in C a block at a time, then halving)."""
+    low = 0
+    while low < limit and a[low : min(low + _SAME_BLOCK, limit)] == b[low : min(low + _SAME_BLOCK, limit)]:
+        low = min(low + _SAME_BLOCK, limit)  # whole slices of a million ids would be 16 MB at once
+    high = min(low + _SAME_BLOCK, limit)
     while low < high:  # a[:low] == b[:low], a[:high] != b[:high]
         mid = (low + high + 1) // 2
         if a[low:mid] == b[low:mid]:

@@ -1,13 +1,11 @@
 """The records of a journal kept compactly: a column per field, not an object per job.
 
-A `JobRecord` object per job costs about 400 bytes (the object, its id
-string, two floats, a list of exit codes, the dict slot): 40 MB for 100,000
-jobs, 400 MB for a million. `RecordTable` keeps each field of `records.FIELDS`
-in a column (a `bytearray` or an `array`: 60-odd bytes a job in all, half of it what each run used), finds a
-job's row through an `IdIndex` (8 bytes a job, and a sorted copy), and hands
-out `RecordView`s, `JobRecord`s that read and write their row. Values a
-column cannot hold (an exit status past 32 bits, a NaN time) go to a small
-dict beside it, so nothing a journal line can say is lost.
+A `JobRecord` object per job costs about 400 bytes: 400 MB for a million.
+`RecordTable` keeps each field of `records.FIELDS` in a column (`columns`:
+about 31 bytes a finished job in all), finds a job's row through an `IdIndex`
+(or, in a launch, the job table's: `follow`), and hands out `RecordView`s,
+`JobRecord`s that read and write their row. Values a column cannot hold go to
+a small dict beside it, so nothing a journal line can say is lost.
 
 It is a `MutableMapping[str, JobRecord]` in the order jobs first appear in
 the journal, as the dict it replaces was; the journal's line kinds change it
@@ -21,9 +19,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
+from itertools import compress
 from typing import Any
 
 from batchrun.runfile.idindex import IdIndex, twin_of
+from batchrun.runfile.idprefix import IdPrefix
+from batchrun.runfile.jobtable import JobTable
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 
@@ -37,7 +38,7 @@ class _Rows(MutableMapping[str, JobRecord]):
     """A `RecordTable`'s rows and columns: the mapping, and the rows by id and by state."""
 
     def __init__(self) -> None:
-        self._keys = IdIndex()
+        self._keys: IdIndex | IdPrefix = IdIndex()
         # 0 for a row whose record was deleted (kept as a row: views of it stay valid).
         self._present = bytearray()
         self._count = 0
@@ -72,10 +73,7 @@ class _Rows(MutableMapping[str, JobRecord]):
         return self._count
 
     def __iter__(self) -> Iterator[str]:
-        present = self._present
-        for row, job_id in enumerate(self._keys.texts()):
-            if present[row]:
-                yield job_id
+        return compress(self._keys.texts(), self._present)
 
     def __contains__(self, job_id: object) -> bool:
         return isinstance(job_id, str) and self.row_of(job_id) >= 0
@@ -87,8 +85,7 @@ class _Rows(MutableMapping[str, JobRecord]):
         return RecordView(self, row)
 
     def get(self, job_id: str, default: Any = None) -> Any:
-        row = self.row_of(job_id)
-        return RecordView(self, row) if row >= 0 else default
+        return RecordView(self, row) if (row := self.row_of(job_id)) >= 0 else default
 
     def __setitem__(self, job_id: str, rec: JobRecord) -> None:
         row = self._row_for(job_id)
@@ -120,9 +117,17 @@ class _Rows(MutableMapping[str, JobRecord]):
     # -- rows -----------------------------------------------------------------
 
     @property
-    def keys_index(self) -> IdIndex:
+    def keys_index(self) -> IdIndex | IdPrefix:
         """The rows' ids (do not change it)."""
         return self._keys
+
+    def follow(self, jobs: JobTable) -> bool:
+        """Hold the rows' ids as the runfile's jobs' (`idprefix`) while rows are added in their order: whether it does."""
+        keys = self._keys
+        prefix = IdPrefix.follow(keys, jobs.keys, not jobs.ids_repeat()) if isinstance(keys, IdIndex) else None
+        if prefix is not None:
+            self._keys = prefix
+        return isinstance(self._keys, IdPrefix)
 
     @property
     def present(self) -> bytearray:
@@ -196,7 +201,6 @@ class _Rows(MutableMapping[str, JobRecord]):
     def _stop_running(self, row: int) -> None:
         for column in self._live:
             column.values.pop(row, None)
-
 
 
 class RecordTable(_Rows):
@@ -352,8 +356,7 @@ class _Values(ValuesView[JobRecord]):
         self._table = table
 
     def __iter__(self) -> Iterator[JobRecord]:
-        table = self._table
-        return (RecordView(table, row) for row in table.rows())
+        return (RecordView(self._table, row) for row in self._table.rows())
 
 
 class _Items(ItemsView[str, JobRecord]):
@@ -362,9 +365,7 @@ class _Items(ItemsView[str, JobRecord]):
         self._table = table
 
     def __iter__(self) -> Iterator[tuple[str, JobRecord]]:
-        table = self._table
-        keys = table.keys_index
-        return ((keys.text(row), RecordView(table, row)) for row in table.rows())
+        return zip(iter(self._table), self._table.values(), strict=True)
 
 
 def _dump(table: RecordTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:

@@ -23,7 +23,6 @@ A launch that ends leaves the snapshot through `fingerprint.write_fingerprint`
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 from array import array
 from bisect import bisect_left
@@ -31,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchrun.runfile.file import Runfile
+from batchrun.runfile.file import Runfile, read_text
 from batchrun.runfile.idindex import IdIndex, twin_of
+from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.packed import PackedBytes
 from batchrun.runfile.parse import parse_commands
@@ -94,7 +94,7 @@ def snapshot_of(
     runfile: Runfile,
     records: RecordTable,
     rows: array[int],
-    view: tuple[IdIndex, array[int], array[int]] | None,
+    view: tuple[IdIndex | IdPrefix, array[int], array[int]] | None,
     logs: str,
     resume: Resume | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -148,14 +148,15 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     prefix = journal_prefix(runs_dir.path / JOURNAL_NAME, fingerprint.journal_size)
     if prefix is None or prefix.sha256.hexdigest() != ref.journal_sha256:
         return None  # rewritten (compacted, repaired) or shorter: the records are not of it
-    raw = _read(runfile_path)
-    if raw is None or not _clean(raw):
-        return None  # the full read reports what is wrong with it
-    read = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()) + (_INDEXES if not indexes else ()), same=_SAME)
+    read = read_text(runfile_path)
     if read is None:
+        return None  # the full read reports what is wrong with it
+    text, digest = read
+    snapshot = read_sections(runs_dir.path, ref.token, skip=(_VIEW if light else ()) + (_USAGE if not usage else ()) + (_INDEXES if not indexes else ()), same=_SAME)
+    if snapshot is None:
         return None
     try:
-        resume = _restore(read[0], read[1], runfile_path, raw, fingerprint)
+        resume = _restore(snapshot[0], snapshot[1], runfile_path, text, digest, fingerprint)
     except (ValueError, KeyError, TypeError, IndexError, OverflowError):
         return None
     if resume is not None:
@@ -163,14 +164,12 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
     return resume
 
 
-def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, raw: bytes, fingerprint: Fingerprint) -> Resume | None:
+def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, text: bytes | PackedBytes, digest: str, fingerprint: Fingerprint) -> Resume | None:
     def part(name: str) -> dict[str, array[Any]]:
         return {key[len(name) + 1 :]: values for key, values in sections.items() if key.startswith(f"{name}.")}
 
     assert fingerprint.snapshot is not None
     ref: SnapshotRef = fingerprint.snapshot
-    digest = hashlib.sha256(raw).hexdigest()[:32]
-    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
     old_size = side["blob"]
     old_ends, old_block_digests = sections["blocks.ends"], sections["blocks.digests"].tobytes()
     cut = _unchanged_prefix(text, old_size, old_ends, old_block_digests)
@@ -188,7 +187,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     # The jobs after them, as they were (only those are compared below; a copy of all would be the peak).
     old_digests, old_lines, old_starts = jobs.keys.digests[kept_jobs:], lines[kept_jobs:], starts[kept_jobs:]
     jobs.truncate(kept_jobs)
-    first_line = text.count(b"\n", 0, cut) + 1
+    first_line = _newlines(text, cut) + 1
     duplicates = [(str(command), int(first), int(again)) for command, first, again in side["duplicates"] if int(again) < first_line]
     new = _append_new_lines(jobs, duplicates, text, cut, first_line)
     # The first new jobs that are the old ones at the same line and place keep their index (and record row).
@@ -214,7 +213,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint, blocks=blocks)
 
 
-def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], text: bytes, cut: int, first_line: int) -> JobTable:
+def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], text: bytes | PackedBytes, cut: int, first_line: int) -> JobTable:
     """Parse the text from `cut` and add its jobs; a command the kept lines have is a repeat, as a full parse finds."""
     unique = not jobs.ids_repeat()
     new, new_repeats = parse_commands(text[cut:], first_line)
@@ -271,7 +270,7 @@ def _block_digests(blob: bytes | PackedBytes, kept: tuple[array[int], bytes] | N
     return ends, array("B", digests)
 
 
-def _unchanged_prefix(text: bytes, old_size: int, ends: array[int], digests: bytes) -> int:
+def _unchanged_prefix(text: bytes | PackedBytes, old_size: int, ends: array[int], digests: bytes) -> int:
     """How many bytes from the start of `text` are blocks of the old text, each ending with a newline."""
     cut = start = 0
     for i, end in enumerate(ends):
@@ -287,22 +286,8 @@ def _digest(command: bytes) -> int:
     return int.from_bytes(hashlib.sha256(command).digest()[:8], "big")
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return data[3:] if data.startswith(codecs.BOM_UTF8) else data
-
-
-def _clean(data: bytes) -> bool:
-    """Whether the bytes are text `load_runfile` takes (else its full read reports them)."""
-    if b"\0" in data:
-        return False
-    if data.isascii():
-        return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+def _newlines(text: bytes | PackedBytes, end: int) -> int:
+    """How many newlines `text` has before `end` (a packed one counted a block at a time)."""
+    if isinstance(text, PackedBytes):
+        return sum(block.count(b"\n") for block in text.blocks(end))
+    return text.count(b"\n", 0, end)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.runfile.idindex import IdIndex, twin_of
+from batchrun.runfile.idprefix import IdPrefix
 
 __all__ = ["ViewFile", "ViewSnapshot"]
 
@@ -59,7 +60,7 @@ class ViewFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._keys = IdIndex()
+        self._keys: IdIndex | IdPrefix = IdIndex()
         # Per position covered by the file last written: where its line starts, and its length.
         self._starts = array("q")
         self._lens = array("I")
@@ -112,10 +113,12 @@ class ViewFile:
             self._changed, self._dead = {}, set()
             self._count = len(lens) - lens.count(0)
 
-    def share_keys(self, keys: IdIndex) -> None:
-        """Hold `keys`' twin as the entries' keys when they are the same ids in the same order (`idindex.twin_of`)."""
+    def share_keys(self, keys: IdIndex, unique: bool) -> None:
+        """Hold the entries' keys as `keys`' first rows when they are those ids in order (`idprefix`; `unique`:
+        no two of `keys` alike), or as its twin (`idindex.twin_of`)."""
         with self._lock:
-            self._keys = twin_of(self._keys, keys)
+            if isinstance(self._keys, IdIndex):
+                self._keys = IdPrefix.follow(self._keys, keys, unique) or twin_of(self._keys, keys)
 
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
@@ -142,7 +145,7 @@ class ViewFile:
     # -- the file -------------------------------------------------------------
 
     @property
-    def keys(self) -> IdIndex:
+    def keys(self) -> IdIndex | IdPrefix:
         """The entries' keys by position (do not change it)."""
         return self._keys
 

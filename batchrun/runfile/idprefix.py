@@ -1,0 +1,213 @@
+"""A record table's ids held as the runfile's job indices: no ids, sorted copy or tail of its own.
+
+A launch adds a record row for each job the first time it starts, and it
+starts jobs in runfile order: row r of its record table is, but for a few
+jobs two workers started in the other order, job r of the runfile's job
+table. An `IdIndex` of the rows' own (8 bytes a row, a sorted copy of 8
+more, a tail of appended rows of up to 8 more, and a sort of every row each
+time the tail is as long as the index: about 24 MB and a 20 MB spike at a
+million jobs) then repeats what the job table's `IdIndex` holds.
+
+An `IdPrefix` holds instead how many rows there are and the few rows whose
+job is not their own number: a look-up is the job table's look-up. When the
+rows stop following the jobs (a random order, a record of no job, a second
+row for one job, the job table changed under it) it turns into the `IdIndex`
+it stands for (`own`) and hands every call on to it.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections.abc import Iterator
+from itertools import compress, islice
+from operator import ne
+from typing import Any
+
+from batchrun.runfile.idindex import IdIndex, digest_of
+
+__all__ = ["IdPrefix"]
+
+# Rows whose job is not their own number, past which an `IdIndex` of its own
+# is smaller (two dict entries, about 200 bytes, against 24 bytes a row).
+_MOVED_MIN = 1024
+_MOVED_SHARE = 16
+
+
+class IdPrefix:
+    """The ids of rows that are (nearly all) the same-numbered jobs of a job table's `IdIndex`."""
+
+    __slots__ = ("_count", "_guard", "_ids", "_job_of", "_jobs", "_own", "_row_of")
+
+    def __init__(self, jobs: IdIndex, count: int = 0, moved: dict[int, int] | None = None) -> None:
+        """Rows 0..count-1, row r holding job `moved.get(r, r)`'s id. Use `follow`, which checks that they do."""
+        self._jobs = jobs
+        # The job table's ids as they are now: it copies them before it changes them (`IdIndex._own_ids`),
+        # so these stay what the rows name; its look-ups are used only while they are its ids.
+        self._ids = jobs.digests
+        jobs._shared = True
+        self._count = count
+        self._job_of: dict[int, int] = {}  # row -> its job, where not the row's own number
+        self._row_of: dict[int, int] = {}  # job -> its row (-1: none), where not its own number below `_count`
+        self._own: IdIndex | None = None
+        self._guard = threading.RLock()
+        for row, job in (moved or {}).items():
+            self._move(row, job)
+
+    @classmethod
+    def follow(cls, keys: IdIndex, jobs: IdIndex, unique: bool) -> IdPrefix | None:
+        """An `IdPrefix` for `keys`' rows over `jobs` (`unique`: no two of its ids alike, as its job table
+        knows), when every row is a job's and nearly all are in order; else None."""
+        n = len(keys)
+        if not unique or n > len(jobs) or keys.has_odd() or jobs.has_odd():
+            return None
+        ids, job_ids = keys.digests, jobs.digests
+        moved: dict[int, int] = {}
+        step = 1 << 16
+        for start in range(0, n, step):  # rows whose id is not the same-numbered job's, found in C
+            differ = map(ne, islice(ids, start, start + step), islice(job_ids, start, start + step))
+            for row in compress(range(start, min(n, start + step)), differ):
+                job = jobs.row_of_digest(ids[row])
+                if job < 0:
+                    return None  # a record of no job of this runfile
+                moved[row] = job
+                if len(moved) > _MOVED_MIN + n // _MOVED_SHARE:
+                    return None
+        # Two rows of one job (one moved there, or moved to a row that holds its own job): not a job's rows.
+        if len(set(moved.values())) < len(moved) or any(job < n and job not in moved for job in moved.values()):
+            return None
+        return cls(jobs, n, moved)
+
+    # -- reading ------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._own) if self._own is not None else self._count
+
+    @property
+    def digests(self) -> array[int]:
+        """The ids as integers in row order (made for the caller when not the job table's own)."""
+        own = self._owned()
+        if own is not None:
+            return own.digests
+        if not self._job_of and self._count == len(self._ids):
+            return self._ids
+        return self._id_array()
+
+    def text(self, row: int) -> str:
+        own = self._owned()
+        if own is not None:
+            return own.text(row)
+        if not 0 <= row < self._count:
+            raise IndexError(row)
+        return f"{self._ids[self._job_of.get(row, row)]:016x}"
+
+    def texts(self, start: int = 0, stop: int | None = None) -> Iterator[str]:
+        own = self._owned()
+        if own is not None:
+            yield from own.texts(start, stop)
+            return
+        ids, job_of = self._ids, self._job_of
+        for row in range(start, self._count if stop is None else min(stop, self._count)):
+            yield f"{ids[job_of.get(row, row)]:016x}"
+
+    def has_odd(self) -> bool:
+        own = self._owned()
+        return own.has_odd() if own is not None else False
+
+    def row_of(self, job_id: str) -> int:
+        own = self._owned()
+        if own is not None:
+            return own.row_of(job_id)
+        digest = digest_of(job_id)
+        return -1 if digest is None else self.row_of_digest(digest)
+
+    def row_of_digest(self, digest: int) -> int:
+        """The row holding this id; -1 when none."""
+        own = self._owned()
+        if own is not None:
+            return own.row_of_digest(digest)
+        job = self._jobs.row_of_digest(digest)
+        if job < 0 or job >= len(self._ids):
+            return -1
+        row = self._row_of.get(job)
+        return row if row is not None else (job if job < self._count else -1)
+
+    def rows_of(self, job_id: str) -> list[int]:
+        own = self._owned()
+        if own is not None:
+            return own.rows_of(job_id)
+        row = self.row_of(job_id)
+        return [row] if row >= 0 else []
+
+    def rows_of_digest(self, digest: int) -> list[int]:
+        own = self._owned()
+        if own is not None:
+            return own.rows_of_digest(digest)
+        row = self.row_of_digest(digest)
+        return [row] if row >= 0 else []
+
+    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+        """As `IdIndex.dump`: the job table's own arrays when the rows are its jobs in order, else the ids without a sorted index."""
+        own = self._owned()
+        if own is not None:
+            return own.dump()
+        if not self._job_of and self._count == len(self._ids):
+            return self._jobs.dump()
+        return {"ids": self._id_array()}, {"odd": {}, "layout": [0, 64]}
+
+    # -- changing -----------------------------------------------------------
+
+    def append(self, job_id: str) -> int:
+        """Add a row with this id; its row number."""
+        own = self._owned()
+        if own is None:
+            digest = digest_of(job_id)
+            job = self._jobs.row_of_digest(digest) if digest is not None else -1
+            with self._guard:
+                if self._own is None and self._follows(job, digest):
+                    row = self._count
+                    if job != row or job in self._row_of:
+                        self._move(row, job)
+                    self._count = row + 1
+                    return row
+                own = self._own_now()
+        return own.append(job_id)
+
+    def _follows(self, job: int, digest: int | None) -> bool:
+        """Whether a new row for this job (-1: none) keeps the rows a job's each, with few out of order."""
+        if job < 0 or job >= len(self._ids) or digest is None or self.row_of_digest(digest) >= 0:
+            return False
+        return job == self._count or len(self._job_of) < _MOVED_MIN + self._count // _MOVED_SHARE
+
+    def _move(self, row: int, job: int) -> None:
+        """Note that row `row` holds job `job`, not its own number's."""
+        if row not in self._row_of:
+            self._row_of[row] = -1  # the job of that number has no row yet (it would have a moved one)
+        self._job_of[row] = job
+        self._row_of[job] = row
+
+    # -- the `IdIndex` it stands for ------------------------------------------
+
+    def _owned(self) -> IdIndex | None:
+        """The `IdIndex` of its own, made now when the job table's ids changed under it."""
+        own = self._own
+        if own is None and self._jobs.digests is not self._ids:
+            with self._guard:
+                own = self._own_now()
+        return own
+
+    def _own_now(self) -> IdIndex:
+        """(Under the guard.) Become an `IdIndex` of the rows' ids."""
+        if self._own is None:
+            self._own = IdIndex(self._id_array())
+            self._job_of, self._row_of = {}, {}
+        return self._own
+
+    def _id_array(self) -> array[int]:
+        """The rows' ids as a new array."""
+        ids = self._ids[: self._count]
+        for row, job in list(self._job_of.items()):
+            ids[row] = self._ids[job]
+        return ids

@@ -1,0 +1,110 @@
+"""`IdPrefix`: a record table's ids held as job indices answers every question as an `IdIndex` of the same rows."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idprefix import IdPrefix
+from batchrun.runfile.parse import parse_commands
+from batchrun.store.recordtable import RecordTable
+
+
+def _ids(n: int) -> list[str]:
+    return [hashlib.sha256(f"job {i}".encode()).hexdigest()[:16] for i in range(n)]
+
+
+def _jobs(ids: list[str]) -> IdIndex:
+    jobs = IdIndex()
+    for job_id in ids:
+        jobs.append(job_id)
+    return jobs
+
+
+def _same(prefix: IdPrefix, plain: IdIndex, probes: list[str]) -> None:
+    assert len(prefix) == len(plain)
+    assert list(prefix.texts()) == list(plain.texts())
+    assert list(prefix.texts(3, 9)) == list(plain.texts(3, 9))
+    assert list(prefix.digests) == list(plain.digests)
+    for job_id in probes:
+        assert prefix.row_of(job_id) == plain.row_of(job_id), job_id
+        assert prefix.rows_of(job_id) == plain.rows_of(job_id), job_id
+    for row in range(len(plain)):
+        assert prefix.text(row) == plain.text(row)
+    restored = IdIndex.restore(*prefix.dump())
+    assert list(restored.texts()) == list(plain.texts())
+    assert all(restored.row_of(job_id) == plain.row_of(job_id) for job_id in probes)
+
+
+@pytest.mark.parametrize("order", ["in order", "neighbours swapped", "random", "a job twice", "an odd id", "a job of no runfile"])
+def test_rows_added_in_any_order_read_as_an_idindex_of_the_same_rows(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)  # past 16 rows out of order (of 250): an IdIndex
+    ids = _ids(300)
+    jobs = _jobs(ids)
+    rng = random.Random(7)
+    sequence = list(ids[:250])
+    if order == "neighbours swapped":
+        for i in range(0, 240, 17):
+            sequence[i], sequence[i + 1] = sequence[i + 1], sequence[i]
+    elif order == "random":
+        rng.shuffle(sequence)
+    elif order == "a job twice":
+        sequence.insert(100, sequence[40])
+    elif order == "an odd id":
+        sequence.insert(120, "not-a-hex-id")
+    elif order == "a job of no runfile":
+        sequence.insert(60, _ids(400)[350])
+    prefix, plain = IdPrefix(jobs), IdIndex()
+    for job_id in sequence:
+        assert prefix.append(job_id) == plain.append(job_id)
+    _same(prefix, plain, ids + ["not-a-hex-id", _ids(400)[350], "0" * 16])
+    # In order, or nearly: no ids of its own; otherwise it became the index it stands for.
+    assert (prefix._own is None) == (order in ("in order", "neighbours swapped"))
+
+
+def test_a_job_table_changed_under_it_leaves_its_rows_as_they_were() -> None:
+    ids = _ids(50)
+    jobs = _jobs(ids)
+    prefix = IdPrefix(jobs)
+    for job_id in ids[:30]:
+        prefix.append(job_id)
+    jobs.truncate(10)  # a followed runfile that lost lines: the job table's ids change
+    jobs.append(_ids(60)[55])
+    assert list(prefix.texts()) == ids[:30]
+    assert prefix.row_of(ids[25]) == 25 and prefix.row_of(_ids(60)[55]) == -1
+    assert prefix.append(ids[40]) == 30 and prefix.row_of(ids[40]) == 30
+
+
+def test_follow_takes_rows_that_are_the_jobs_nearly_in_order_and_no_others() -> None:
+    ids = _ids(100)
+    jobs = _jobs(ids)
+    swapped = ids[:40]
+    swapped[5], swapped[6] = swapped[6], swapped[5]
+    prefix = IdPrefix.follow(_jobs(swapped), jobs, True)
+    assert prefix is not None and list(prefix.texts()) == swapped and prefix.row_of(ids[5]) == 6
+    assert IdPrefix.follow(_jobs(swapped), jobs, False) is None  # a job table whose ids repeat
+    assert IdPrefix.follow(_jobs(ids[:40] + [ids[3]]), jobs, True) is None  # a job's second row
+    assert IdPrefix.follow(_jobs([*ids[:10], _ids(200)[150]]), jobs, True) is None  # a record of no job
+    assert IdPrefix.follow(_jobs(ids + ids[:1]), jobs, True) is None  # more rows than jobs
+
+
+def test_a_record_table_that_follows_its_jobs_replays_as_one_that_does_not() -> None:
+    ids = _ids(40)
+    jobs, _ = parse_commands("".join(f"job {i}\n" for i in range(40)).encode())
+    order = ids[:30]
+    order[3], order[4] = order[4], order[3]
+    tables = [RecordTable(), RecordTable()]
+    assert tables[0].follow(jobs)
+    for table in tables:
+        for n, job_id in enumerate(order):
+            table.start(job_id, 1, 100.0 + n, 0, "host")
+            table.end(job_id, 1, n % 3, 100.0 + n, 101.0 + n)
+        del table[order[7]]
+        table.start(order[7], 2, 200.0, 0, "host")  # a deleted record's job starts again: a new row
+    keys = tables[0].keys_index
+    assert isinstance(keys, IdPrefix) and keys._own is not None  # a job's second row: an IdIndex of its own now
+    fields = [[(k, rec.job_id, rec.status, rec.state, rec.attempts, rec.start) for k, rec in table.items()] for table in tables]
+    assert fields[0] == fields[1] and len(fields[0]) == 30
