@@ -136,7 +136,6 @@ class Launch:
             self.journal.open()
             metadata.import_legacy()
             records = self.journal.records
-            records.follow(self.runfile.jobs)  # rows added in runfile order hold no ids of their own
             # Only the records in state running are settled: a dict of those few, not a walk of every record.
             running = {rec.job_id: rec for rec in map(records.view, records.running_rows())}
             decisions = settle_in_flight(running, self.runs_dir.log_dir, functools.partial(_still_running, self.executor, self.runs_dir), time.time())
@@ -323,6 +322,7 @@ def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[Ol
         launch.journal.load(resume.records, resume.journal_size, resume.journal_lines)
     else:
         launch.journal.load()
+    launch.journal.records.follow(launch.runfile.jobs)  # rows added in runfile order hold no ids of their own
     stamp_ok = metadata.unchanged()
     kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)
     resumed = kept is not None and resume is not None and metadata.resume_view(kept[0], resume.kept)

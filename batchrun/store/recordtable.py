@@ -123,10 +123,8 @@ class _Rows(MutableMapping[str, JobRecord]):
 
     def follow(self, jobs: JobTable) -> bool:
         """Hold the rows' ids as the runfile's jobs' (`idprefix`) while rows are added in their order: whether it does."""
-        keys = self._keys
-        prefix = IdPrefix.follow(keys, jobs.keys, not jobs.ids_repeat()) if isinstance(keys, IdIndex) else None
-        if prefix is not None:
-            self._keys = prefix
+        if isinstance(self._keys, IdIndex):
+            self._keys = IdPrefix.follow(self._keys, jobs.keys, not jobs.ids_repeat()) or self._keys
         return isinstance(self._keys, IdPrefix)
 
     @property
