@@ -108,3 +108,28 @@ def test_a_record_table_that_follows_its_jobs_replays_as_one_that_does_not() -> 
     assert isinstance(keys, IdPrefix) and keys._own is not None  # a job's second row: an IdIndex of its own now
     fields = [[(k, rec.job_id, rec.status, rec.state, rec.attempts, rec.start) for k, rec in table.items()] for table in tables]
     assert fields[0] == fields[1] and len(fields[0]) == 30
+
+
+class _ChangingJobs(IdIndex):
+    """A job table that changes (as a followed runfile's does) in the middle of a look-up."""
+
+    __slots__ = ("change",)
+
+    def row_of_digest(self, digest: int) -> int:
+        row = super().row_of_digest(digest)
+        change, self.change = getattr(self, "change", None), None
+        if change is not None:
+            change()
+        return row
+
+
+def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> None:
+    ids = _ids(6)
+    jobs = _ChangingJobs()
+    for job_id in ids:
+        jobs.append(job_id)
+    prefix = IdPrefix.follow(_jobs([ids[1], ids[0], ids[2]]), jobs, True)
+    assert prefix is not None and prefix.row_of(ids[0]) == 1
+    jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
+    assert prefix.row_of(ids[0]) == 1 and prefix.row_of(ids[1]) == 0 and prefix.row_of(ids[4]) == -1
+    assert prefix.append(ids[4]) == 3 and list(prefix.texts()) == [ids[1], ids[0], ids[2], ids[4]]

@@ -82,98 +82,113 @@ class IdPrefix:
 
     # -- reading ------------------------------------------------------------
 
+    # Every answer is taken under the guard: a launch adds rows from its worker threads while others look up,
+    # and a row added, or the turn into an `IdIndex`, changes more than one field.
+
     def __len__(self) -> int:
-        return len(self._own) if self._own is not None else self._count
+        with self._guard:
+            return len(self._own) if self._own is not None else self._count
 
     @property
     def digests(self) -> array[int]:
         """The ids as integers in row order (made for the caller when not the job table's own)."""
-        own = self._owned()
-        if own is not None:
-            return own.digests
-        if not self._job_of and self._count == len(self._ids):
-            return self._ids
-        return self._id_array()
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.digests
+            return self._ids if not self._job_of and self._count == len(self._ids) else self._id_array()
 
     def text(self, row: int) -> str:
-        own = self._owned()
-        if own is not None:
-            return own.text(row)
-        if not 0 <= row < self._count:
-            raise IndexError(row)
-        return f"{self._ids[self._job_of.get(row, row)]:016x}"
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.text(row)
+            if not 0 <= row < self._count:
+                raise IndexError(row)
+            return f"{self._ids[self._job_of.get(row, row)]:016x}"
 
     def texts(self, start: int = 0, stop: int | None = None) -> Iterator[str]:
-        own = self._owned()
+        with self._guard:
+            own = self._owned()
+            # Rows already there never change: read without the guard, up to the count as it is now.
+            ids, job_of, count = self._ids, self._job_of, self._count
         if own is not None:
             yield from own.texts(start, stop)
             return
-        ids, job_of = self._ids, self._job_of
-        for row in range(start, self._count if stop is None else min(stop, self._count)):
+        for row in range(start, count if stop is None else min(stop, count)):
             yield f"{ids[job_of.get(row, row)]:016x}"
 
     def has_odd(self) -> bool:
-        own = self._owned()
-        return own.has_odd() if own is not None else False
+        with self._guard:
+            own = self._owned()
+            return own.has_odd() if own is not None else False
 
     def row_of(self, job_id: str) -> int:
-        own = self._owned()
-        if own is not None:
-            return own.row_of(job_id)
         digest = digest_of(job_id)
-        return -1 if digest is None else self.row_of_digest(digest)
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.row_of(job_id)
+            return -1 if digest is None else self.row_of_digest(digest)
 
     def row_of_digest(self, digest: int) -> int:
         """The row holding this id; -1 when none."""
-        own = self._owned()
-        if own is not None:
-            return own.row_of_digest(digest)
-        job = self._jobs.row_of_digest(digest)
-        if job < 0 or job >= len(self._ids):
-            return -1
-        row = self._row_of.get(job)
-        return row if row is not None else (job if job < self._count else -1)
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.row_of_digest(digest)
+            job = self._jobs.row_of_digest(digest)
+            if self._jobs.digests is not self._ids:  # the job table changed meanwhile: its answer may be of other rows
+                return self._own_now().row_of_digest(digest)
+            if job < 0:
+                return -1
+            row = self._row_of.get(job)
+            return row if row is not None else (job if job < self._count else -1)
 
     def rows_of(self, job_id: str) -> list[int]:
-        own = self._owned()
-        if own is not None:
-            return own.rows_of(job_id)
-        row = self.row_of(job_id)
-        return [row] if row >= 0 else []
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.rows_of(job_id)
+            row = self.row_of(job_id)
+            return [row] if row >= 0 else []
 
     def rows_of_digest(self, digest: int) -> list[int]:
-        own = self._owned()
-        if own is not None:
-            return own.rows_of_digest(digest)
-        row = self.row_of_digest(digest)
-        return [row] if row >= 0 else []
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.rows_of_digest(digest)
+            row = self.row_of_digest(digest)
+            return [row] if row >= 0 else []
 
     def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
         """As `IdIndex.dump`: the job table's own arrays when the rows are its jobs in order, else the ids without a sorted index."""
-        own = self._owned()
-        if own is not None:
-            return own.dump()
-        if not self._job_of and self._count == len(self._ids):
-            return self._jobs.dump()
-        return {"ids": self._id_array()}, {"odd": {}, "layout": [0, 64]}
+        with self._guard:
+            own = self._owned()
+            if own is not None:
+                return own.dump()
+            if not self._job_of and self._count == len(self._ids):
+                return self._jobs.dump()
+            return {"ids": self._id_array()}, {"odd": {}, "layout": [0, 64]}
 
     # -- changing -----------------------------------------------------------
 
     def append(self, job_id: str) -> int:
         """Add a row with this id; its row number."""
-        own = self._owned()
-        if own is None:
-            digest = digest_of(job_id)
-            job = self._jobs.row_of_digest(digest) if digest is not None else -1
-            with self._guard:
-                if self._own is None and self._follows(job, digest):
+        digest = digest_of(job_id)
+        with self._guard:
+            own = self._owned()
+            if own is None:
+                job = self._jobs.row_of_digest(digest) if digest is not None else -1
+                # The job table may have changed meanwhile (then it is an `IdIndex` now, and `job` of other rows).
+                if self._owned() is None and self._follows(job, digest) and self._own is None:
                     row = self._count
                     if job != row or job in self._row_of:
                         self._move(row, job)
                     self._count = row + 1
                     return row
                 own = self._own_now()
-        return own.append(job_id)
+            return own.append(job_id)
 
     def _follows(self, job: int, digest: int | None) -> bool:
         """Whether a new row for this job (-1: none) keeps the rows a job's each, with few out of order."""
@@ -191,12 +206,10 @@ class IdPrefix:
     # -- the `IdIndex` it stands for ------------------------------------------
 
     def _owned(self) -> IdIndex | None:
-        """The `IdIndex` of its own, made now when the job table's ids changed under it."""
-        own = self._own
-        if own is None and self._jobs.digests is not self._ids:
-            with self._guard:
-                own = self._own_now()
-        return own
+        """(Under the guard.) The `IdIndex` of its own, made now when the job table's ids changed under it."""
+        if self._own is None and self._jobs.digests is not self._ids:
+            return self._own_now()
+        return self._own
 
     def _own_now(self) -> IdIndex:
         """(Under the guard.) Become an `IdIndex` of the rows' ids."""

@@ -123,8 +123,8 @@ class _Rows(MutableMapping[str, JobRecord]):
 
     def follow(self, jobs: JobTable) -> bool:
         """Hold the rows' ids as the runfile's jobs' (`idprefix`) while rows are added in their order: whether it does."""
-        if isinstance(self._keys, IdIndex):
-            self._keys = IdPrefix.follow(self._keys, jobs.keys, not jobs.ids_repeat()) or self._keys
+        prefix = IdPrefix.follow(self._keys, jobs.keys, not jobs.ids_repeat()) if isinstance(self._keys, IdIndex) else None
+        self._keys = prefix if prefix is not None else self._keys  # (an empty one is false: no `or`)
         return isinstance(self._keys, IdPrefix)
 
     @property

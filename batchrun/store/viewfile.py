@@ -118,7 +118,8 @@ class ViewFile:
         no two of `keys` alike), or as its twin (`idindex.twin_of`)."""
         with self._lock:
             if isinstance(self._keys, IdIndex):
-                self._keys = IdPrefix.follow(self._keys, keys, unique) or twin_of(self._keys, keys)
+                prefix = IdPrefix.follow(self._keys, keys, unique)
+                self._keys = prefix if prefix is not None else twin_of(self._keys, keys)
 
     def _append(self, key: str, line: bytes) -> None:
         pos = self._keys.append(key)
