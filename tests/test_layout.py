@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "batchrun"
 # From the top down, as README's "Layout" lists them.
 FOLDERS = ["cli", "ui", "_doit", "results", "status", "launch", "store", "runfile", "executors", "sweeps", "metrics"]
 # Modules at the top, which any folder may import.
-TOP = {"errors", "_signals", "atomic", "liveness", "resources", "__init__"}
+TOP = {"errors", "_signals", "_memory", "atomic", "liveness", "resources", "__init__"}
 # Most doit and nox modules are under this; past it a module is split.
 MAX_LINES = 400
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,15 @@ def test_a_long_bad_runfile_read_a_block_at_a_time_is_refused_as_one_read_whole(
     with pytest.raises(RunfileError) as streamed:
         load_runfile(path)
     assert str(streamed.value) == str(whole.value) and words in str(whole.value)
+
+
+def test_a_long_runfile_keeps_big_arrays_in_memory_maps_of_their_own(tmp_path: Path) -> None:
+    """Read in a fresh process: glibc's threshold for a block of its own is fixed from then on (`_memory`)."""
+    path = tmp_path / "long.runfile"
+    path.write_bytes(b"".join(b"python train.py --seed %d\n" % i for i in range(400_000)))  # past PACK_FROM
+    code = (
+        "import sys; from pathlib import Path; import batchrun._memory as m; from batchrun.runfile.file import load_runfile\n"
+        "assert not m._done; jobs = load_runfile(Path(sys.argv[1])).jobs; print(len(jobs), m._done, m.big_arrays_mapped())"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["400000", "True", "True"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from batchrun._memory import big_arrays_mapped
 from batchrun.errors import RunfileError
 from batchrun.resources import NO_REQUEST, Request
 from batchrun.runfile.jobtable import Job, JobTable
@@ -99,6 +100,7 @@ def load_runfile(path: Path) -> Runfile:
     try:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size >= PACK_FROM:
+                big_arrays_mapped()
                 runfile = _load_streamed(f, path)
                 if runfile is not None:
                     return runfile
@@ -149,6 +151,7 @@ def read_text(path: Path) -> tuple[bytes | PackedBytes, str] | None:
         with open(path, "rb") as f:
             digest, packer = hashlib.sha256(), Packer()
             if os.fstat(f.fileno()).st_size >= PACK_FROM:
+                big_arrays_mapped()
                 for _ in _stream_blocks(f, digest, packer):
                     pass
                 return packer.finish(), digest.hexdigest()[:32]
