@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import random
+from array import array
+from pathlib import Path
 
 import pytest
 
 from batchrun.runfile.idindex import IdIndex
-from batchrun.runfile.idprefix import IdPrefix
+from batchrun.runfile.idprefix import IdPrefix, PatchedIds
 from batchrun.runfile.parse import parse_commands
+from batchrun.store.jobsnapshot import read_sections, write_sections
 from batchrun.store.recordtable import RecordTable
 
 
@@ -34,7 +37,8 @@ def _same(prefix: IdPrefix, plain: IdIndex, probes: list[str]) -> None:
         assert prefix.rows_of(job_id) == plain.rows_of(job_id), job_id
     for row in range(len(plain)):
         assert prefix.text(row) == plain.text(row)
-    restored = IdIndex.restore(*prefix.dump())
+    sections, side = prefix.dump()
+    restored = IdIndex.restore({name: values.array() if isinstance(values, PatchedIds) else values for name, values in sections.items()}, side)
     assert list(restored.texts()) == list(plain.texts())
     assert all(restored.row_of(job_id) == plain.row_of(job_id) for job_id in probes)
 
@@ -133,3 +137,22 @@ def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> Non
     jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
     assert prefix.row_of(ids[0]) == 1 and prefix.row_of(ids[1]) == 0 and prefix.row_of(ids[4]) == -1
     assert prefix.append(ids[4]) == 3 and list(prefix.texts()) == [ids[1], ids[0], ids[2], ids[4]]
+
+
+def test_rows_out_of_order_are_written_to_the_snapshot_a_block_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PatchedIds, "_BLOCK", 7)  # moved rows in several blocks, and at their edges
+    ids = _ids(50)
+    order = ids[:45]
+    for i in (0, 6, 13, 20, 43):
+        order[i], order[i + 1] = order[i + 1], order[i]
+    prefix = IdPrefix(_jobs(ids))
+    for job_id in order:
+        prefix.append(job_id)
+    sections, side = prefix.dump()
+    assert isinstance(sections["ids"], PatchedIds)
+    assert write_sections(tmp_path, "token", {"before": array("B", b"xyz"), "keys.ids": sections["ids"], "after": array("q", [5, -6])}, side)
+    read = read_sections(tmp_path, "token")
+    assert read is not None
+    assert [f"{digest:016x}" for digest in read[0]["keys.ids"]] == order
+    assert read[0]["before"].tobytes() == b"xyz" and list(read[0]["after"]) == [5, -6]
+    assert list(IdIndex.restore({"ids": read[0]["keys.ids"]}, read[1]).texts()) == order

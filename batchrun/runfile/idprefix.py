@@ -28,7 +28,7 @@ from typing import Any
 
 from batchrun.runfile.idindex import IdIndex, digest_of
 
-__all__ = ["IdPrefix"]
+__all__ = ["IdPrefix", "PatchedIds"]
 
 # Rows whose job is not their own number, past which an `IdIndex` of its own
 # is smaller (two dict entries, about 200 bytes, against 24 bytes a row).
@@ -161,7 +161,7 @@ class IdPrefix:
             row = self.row_of_digest(digest)
             return [row] if row >= 0 else []
 
-    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+    def dump(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """As `IdIndex.dump`: the job table's own arrays when the rows are its jobs in order, else the ids without a sorted index."""
         with self._guard:
             own = self._owned()
@@ -169,7 +169,9 @@ class IdPrefix:
                 return own.dump()
             if not self._job_of and self._count == len(self._ids):
                 return self._jobs.dump()
-            return {"ids": self._id_array()}, {"odd": {}, "layout": [0, 64]}
+            # Written a block at a time from the job table's ids (`jobsnapshot.write_sections`): a copy of
+            # them all would be 8 MB at a million jobs, at the very end of a launch, its peak.
+            return {"ids": PatchedIds(self._ids, self._count, dict(self._job_of))}, {"odd": {}, "layout": [0, 64]}
 
     # -- changing -----------------------------------------------------------
 
@@ -224,3 +226,35 @@ class IdPrefix:
         for row, job in list(self._job_of.items()):
             ids[row] = self._ids[job]
         return ids
+
+
+class PatchedIds:
+    """The first `count` ids of `ids` with some rows' ids those of other rows (`moved`: row -> job), as an
+    array section `jobsnapshot.write_sections` writes a block at a time (`typecode`, `len`, `chunks`)."""
+
+    typecode = "Q"
+    _BLOCK = 1 << 16
+
+    def __init__(self, ids: array[int], count: int, moved: dict[int, int]) -> None:
+        self._ids, self._count, self._moved = ids, count, moved
+
+    def __len__(self) -> int:
+        return self._count
+
+    def chunks(self) -> Iterator[array[int]]:
+        """The ids, a block of rows at a time, in row order."""
+        ids, moved, moved_rows = self._ids, self._moved, sorted(self._moved)
+        at = 0
+        for start in range(0, self._count, self._BLOCK):
+            block = ids[start : min(start + self._BLOCK, self._count)]
+            while at < len(moved_rows) and moved_rows[at] < start + len(block):
+                block[moved_rows[at] - start] = ids[moved[moved_rows[at]]]
+                at += 1
+            yield block
+
+    def array(self) -> array[int]:
+        """The ids as one array (for a caller that holds them anyway)."""
+        whole = array("Q")
+        for block in self.chunks():
+            whole.extend(block)
+        return whole
