@@ -72,19 +72,25 @@ def parse_runfile_text(text: str, path: Path) -> Runfile:
 
 def parse_runfile_bytes(data: bytes, path: Path) -> Runfile:
     """Parse runfile bytes (valid UTF-8) into jobs; a repeated command is one job."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte order mark is not part of the first command
-    digest = hashlib.sha256(data).hexdigest()[:32]
-    # Lines end at \n, \r\n or \r only, as the original batchrun read them
-    # (Python's universal newlines); str.splitlines would also split at form
-    # feeds, vertical tabs and Unicode separators inside a command.
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data, digest = _text_of(data)
     try:
         jobs, duplicates = parse_commands(data)
     except DirectiveError as err:
         raise RunfileError(str(err), path, err.lineno) from None
     return Runfile(path=path, jobs=jobs, duplicates=duplicates, digest=digest)
+
+
+def _text_of(data: bytes) -> tuple[bytes, str]:
+    """Runfile bytes as parsed (no byte order mark, lines ended by \\n), and the runfile's digest (`Runfile.digest`)."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]  # a UTF-8 byte order mark is not part of the first command
+    return _lf(data), hashlib.sha256(data).hexdigest()[:32]
+
+
+def _lf(data: bytes) -> bytes:
+    """Lines end at \\n, \\r\\n or \\r only, as the original batchrun read them (Python's universal
+    newlines); str.splitlines would also split at form feeds, vertical tabs and Unicode separators inside a command."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
 
 
 def load_runfile(path: Path) -> Runfile:
@@ -131,7 +137,7 @@ _READ = 1 << 20
 
 
 class _NotPlain(Exception):
-    """`_load_streamed` met a NUL byte, bytes that are not UTF-8 or a bad directive."""
+    """`_stream_blocks` met a NUL byte or bytes that are not UTF-8."""
 
 
 def _load_streamed(f: BinaryIO, path: Path) -> Runfile | None:
@@ -149,21 +155,18 @@ def read_text(path: Path) -> tuple[bytes | PackedBytes, str] | None:
     None when it cannot be read or is not text (`load_runfile` says why). A long one is packed as it is read."""
     try:
         with open(path, "rb") as f:
-            digest, packer = hashlib.sha256(), Packer()
             if os.fstat(f.fileno()).st_size >= PACK_FROM:
                 big_arrays_mapped()
+                digest, packer = hashlib.sha256(), Packer()
                 for _ in _stream_blocks(f, digest, packer):
                     pass
                 return packer.finish(), digest.hexdigest()[:32]
             data = f.read()
     except (OSError, _NotPlain):
         return None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
     if b"\0" in data or not (data.isascii() or _utf8(data)):
         return None
-    digest.update(data)
-    return (data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data), digest.hexdigest()[:32]
+    return _text_of(data)
 
 
 def _stream_blocks(f: BinaryIO, digest: Any, packer: Packer) -> Iterator[tuple[int, bytes]]:
@@ -174,8 +177,8 @@ def _stream_blocks(f: BinaryIO, digest: Any, packer: Packer) -> Iterator[tuple[i
         _NotPlain: a NUL byte, or bytes that are not UTF-8.
     """
     carry = rest = b""
-    head = f.read(3)
-    if head == b"\xef\xbb\xbf":
+    head = f.read(len(codecs.BOM_UTF8))
+    if head == codecs.BOM_UTF8:
         head = b""  # a UTF-8 byte order mark is not part of the first command
     while True:
         chunk = head + f.read(_READ)
@@ -184,10 +187,7 @@ def _stream_blocks(f: BinaryIO, digest: Any, packer: Packer) -> Iterator[tuple[i
         raw = carry + chunk
         # A \r last is held back: with the next chunk's first byte it may be one \r\n.
         carry = b"\r" if chunk and raw.endswith(b"\r") else b""
-        raw = raw[: len(raw) - len(carry)]
-        if b"\r" in raw:
-            raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        text = rest + raw
+        text = rest + _lf(raw[: len(raw) - len(carry)])
         cut = text.rfind(b"\n") if chunk else len(text)
         if cut < 0:
             rest = text

@@ -221,11 +221,8 @@ class IdPrefix:
         return self._own
 
     def _id_array(self) -> array[int]:
-        """The rows' ids as a new array."""
-        ids = self._ids[: self._count]
-        for row, job in list(self._job_of.items()):
-            ids[row] = self._ids[job]
-        return ids
+        """(Under the guard.) The rows' ids as a new array."""
+        return PatchedIds(self._ids, self._count, self._job_of).array()
 
 
 class PatchedIds:
@@ -253,7 +250,7 @@ class PatchedIds:
             yield block
 
     def array(self) -> array[int]:
-        """The ids as one array (for a caller that holds them anyway)."""
+        """The ids as one array (an `IdPrefix` that becomes an `IdIndex` holds them anyway)."""
         whole = array("Q")
         for block in self.chunks():
             whole.extend(block)
