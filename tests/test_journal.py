@@ -203,3 +203,21 @@ def test_requeues_usage_and_code_version_are_the_same_written_replayed_compacted
     assert (compacted.records[c].holds, compacted.records[c].slot) == ("gpu=1", 2)
     restored = RecordTable.restore(*compacted.records.dump())
     assert {job_id: _fields(rec) for job_id, rec in restored.items()} == kept
+
+
+def test_a_remembered_row_is_never_a_deleted_record_or_another_jobs() -> None:
+    """`row_of` remembers the rows it found: a record deleted and made again answers with its new row, a deleted one with none."""
+    table = RecordTable()
+    ids = [f"{n:016x}" for n in range(3000)]  # more than it remembers: the memory is cleared on the way
+    for n, job_id in enumerate(ids):
+        table.start(job_id, 1, 1.0 + n, 0, "h")
+    assert all(table.row_of(job_id) == n for n, job_id in enumerate(ids))
+    first = ids[2999]
+    assert table.row_of(first) == 2999  # remembered now
+    del table[first]
+    assert table.row_of(first) == -1 and first not in table
+    table.start(first, 2, 5.0, 1, "h")  # a new record: a new row at the end
+    assert table.row_of(first) == 3000 and table[first].attempts == 2
+    assert table.row_of(ids[0]) == 0 and table[ids[0]].job_id == ids[0]
+    table.clear()
+    assert table.row_of(ids[0]) == -1 and len(table) == 0

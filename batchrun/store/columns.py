@@ -14,15 +14,19 @@ from collections.abc import Iterable
 from itertools import compress, repeat
 from math import copysign
 from operator import eq
-from typing import Any
+from typing import Any, TypeAlias
 
 from batchrun.store.records import State
 
-__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Flags", "Floats", "Ints", "Live", "Millis", "Names", "States", "Unread"]
+__all__ = ["COLUMN_OF_KIND", "PENDING_CODE", "RUNNING_CODE", "STATE_CODE", "Codes", "Sections", "Flags", "Floats", "Ints", "Live", "Millis", "Names", "States", "Unread"]
 
 # A state's code in the state column, and back.
 STATE_CODE: dict[str, int] = {str(state): code for code, state in enumerate(State.ALL)}
 _STATE_OF = State.ALL
+# A column's arrays by name, as `dump` gives them: its own, not copies (the
+# snapshot writes any buffer as it is); byte columns are bytearrays there and
+# read back as arrays of "B".
+Sections: TypeAlias = "dict[str, array[Any] | bytearray]"
 RUNNING_CODE = STATE_CODE[State.RUNNING]
 PENDING_CODE = STATE_CODE[State.PENDING]
 # The int columns' marker for "None, or a value kept in the column's dict": the narrowest value of each type.
@@ -59,7 +63,7 @@ class Ints:
         value = self.values[row]
         return value if value != self.none else self.odd.get(row)
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         return {"": self.values}, {str(row): value for row, value in self.odd.items()}
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
@@ -120,7 +124,7 @@ class Millis:
         millis = self.ints.get(row)
         return millis / 1000 if millis is not None else self.odd.get(row)
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         ints, odd = self.ints.dump()
         return ints, {"ints": odd, "odd": {str(row): value for row, value in self.odd.items()}}
 
@@ -162,7 +166,7 @@ class Floats:
         value = self.values[row]
         return value if value == value else self.odd.get(row)
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         return {"": self.values}, {str(row): value for row, value in self.odd.items()}
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
@@ -197,7 +201,7 @@ class Names:
     def get(self, row: int) -> str | None:
         return self.names[self.values[row]]
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         return {"": self.values}, self.names[1:]
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
@@ -249,7 +253,7 @@ class Unread:
         if value is not None or self.count < 0:
             self._real().set(row, value)
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         return self._real().dump()
 
 
@@ -273,7 +277,7 @@ class Live:
         else:
             self.values[row] = value
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         return {}, [[row, value] for row, value in self.values.items()]
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
@@ -310,12 +314,12 @@ class Codes:
         if len(codes) > 1:
             self.longer[row] = codes
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
+    def dump(self) -> tuple[Sections, Any]:
         last, odd = self.last.dump()
-        return {"count": array("B", self.count), "last": last[""]}, {"last": odd, "longer": {str(row): codes for row, codes in self.longer.items()}}
+        return {"count": self.count, "last": last[""]}, {"last": odd, "longer": {str(row): codes for row, codes in self.longer.items()}}
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
-        self.count = bytearray(sections["count"].tobytes())
+        self.count = bytearray(sections["count"])
         self.last.load({"": sections["last"]}, side["last"])
         self.longer = {int(row): list(codes) for row, codes in side["longer"].items()}
 
@@ -348,11 +352,11 @@ class Flags:
     def set(self, row: int, value: bool) -> None:
         self.values[row] = 1 if value else 0
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
-        return {"": array("B", self.values)}, None
+    def dump(self) -> tuple[Sections, Any]:
+        return {"": self.values}, None
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
-        self.values = bytearray(sections[""].tobytes())
+        self.values = bytearray(sections[""])
 
 
 class States:
@@ -372,13 +376,13 @@ class States:
     def set(self, row: int, value: str) -> None:
         self.values[row] = STATE_CODE[value]
 
-    def dump(self) -> tuple[dict[str, array[Any]], Any]:
-        return {"": array("B", self.values)}, [str(state) for state in _STATE_OF]
+    def dump(self) -> tuple[Sections, Any]:
+        return {"": self.values}, [str(state) for state in _STATE_OF]
 
     def load(self, sections: dict[str, array[Any]], side: Any) -> None:
         if side != [str(state) for state in _STATE_OF]:
             raise ValueError("the states are not this version's")
-        self.values = bytearray(sections[""].tobytes())
+        self.values = bytearray(sections[""])
 
 
 COLUMN_OF_KIND: dict[str, Any] = {"state": States, "int": Ints, "float": Floats, "millis": Millis, "name": Names, "live": Live, "codes": Codes, "flag": Flags}

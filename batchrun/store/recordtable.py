@@ -25,10 +25,14 @@ from typing import Any
 from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable
-from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Unread
+from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Sections, Unread
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
+from batchrun.store.recordview import RecordView
 
 __all__ = ["KEEP", "STATE_CODE", "RecordTable", "RecordView"]
+
+# How many ids `_Rows.row_of` remembers rows of: far more than jobs run at once.
+_RECENT = 1024
 
 # Sentinel: an end line that does not name a host (or a code version) leaves it as it was.
 KEEP: Any = object()
@@ -41,6 +45,12 @@ class _Rows(MutableMapping[str, JobRecord]):
         self._keys: IdIndex | IdPrefix = IdIndex()
         # 0 for a row whose record was deleted (kept as a row: views of it stay valid).
         self._present = bytearray()
+        # Rows of the jobs looked up last, by id: a running job's record is
+        # looked up about ten times between its start and end lines, and the
+        # id's lookup (hex to integer, a search of a million ids) was the
+        # launch's largest cost per job. Sound because a row never changes
+        # its id and at most one present row holds an id (`_row_for`).
+        self._recent: dict[str, int] = {}
         self._count = 0
         # Count up when a row is added or a record deleted: a `ledger.Ledger` looks rows up again then.
         self.version = 0
@@ -149,11 +159,19 @@ class _Rows(MutableMapping[str, JobRecord]):
 
     def row_of(self, job_id: str) -> int:
         """The row of a job's record; -1 when it has none."""
-        row = self._keys.row_of(job_id)
-        if row < 0 or self._present[row]:
+        recent = self._recent
+        row = recent.get(job_id, -1)
+        if row >= 0 and self._present[row]:
             return row
-        # A deleted record's row: the job may have a later one.
-        return next((row for row in self._keys.rows_of(job_id) if self._present[row]), -1)
+        row = self._keys.row_of(job_id)
+        if row >= 0 and not self._present[row]:
+            # A deleted record's row: the job may have a later one.
+            row = next((row for row in self._keys.rows_of(job_id) if self._present[row]), -1)
+        if row >= 0:
+            if len(recent) >= _RECENT:
+                recent.clear()
+            recent[job_id] = row
+        return row
 
     def row_of_digest(self, digest: int) -> int:
         """The row of the record of the job whose id is this integer; -1 when none."""
@@ -206,7 +224,7 @@ class RecordTable(_Rows):
 
     # -- on disk (`fingerprint`'s snapshot) -----------------------------------------
 
-    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+    def dump(self) -> tuple[Sections, dict[str, Any]]:
         """The arrays, by name, and the rest (JSON-able) that `restore` takes back."""
         return _dump(self)
 
@@ -311,43 +329,6 @@ class RecordTable(_Rows):
         return row
 
 
-class RecordView(JobRecord):
-    """A record of a `RecordTable`: reading a field reads its row, setting it writes the row.
-
-    `exit_codes` reads as a new list: assign it (`rec.exit_codes = [...]`), do
-    not append to it.
-    """
-
-    __slots__ = ("_row", "_table")
-
-    def __init__(self, table: _Rows, row: int) -> None:  # noqa: B903 - not JobRecord's fields
-        self._table = table
-        self._row = row
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RecordView):
-            return self._table is other._table and self._row == other._row
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash((id(self._table), self._row))
-
-
-def _view_property(name: str) -> property:
-    def get(self: RecordView) -> Any:
-        return self._table.columns[name].get(self._row)
-
-    def put(self: RecordView, value: Any) -> None:
-        self._table.columns[name].set(self._row, value)
-
-    return property(get, put, doc=f"The row's `{name}`.")
-
-
-for _field in FIELDS:
-    setattr(RecordView, _field.name, _view_property(_field.name))
-RecordView.job_id = property(lambda self: self._table._keys.text(self._row), doc="The row's job id.")  # type: ignore[assignment]
-
-
 class _Values(ValuesView[JobRecord]):
     def __init__(self, table: _Rows) -> None:
         super().__init__(table)
@@ -366,11 +347,11 @@ class _Items(ItemsView[str, JobRecord]):
         return zip(iter(self._table), self._table.values(), strict=True)
 
 
-def _dump(table: RecordTable) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+def _dump(table: RecordTable) -> tuple[Sections, dict[str, Any]]:
     """`RecordTable.dump`: its keys, presence and columns."""
     sections, keys_side = table._keys.dump()
-    out: dict[str, array[Any]] = {f"keys.{name}": column for name, column in sections.items()}
-    out["present"] = array("B", table._present)
+    out: Sections = {f"keys.{name}": column for name, column in sections.items()}
+    out["present"] = table._present  # its bytes as they are: the snapshot writer takes any buffer (a copy is 1 MB at a million)
     side: dict[str, Any] = {"keys": keys_side, "fields": [field.name for field in FIELDS], "columns": {}}
     for name, column in table.columns.items():
         parts, extra = column.dump()
@@ -385,7 +366,7 @@ def _load(table: RecordTable, sections: dict[str, array[Any]], side: dict[str, A
         raise ValueError("the record fields are not this version's")
     keys = IdIndex.restore({name[5:]: column for name, column in sections.items() if name.startswith("keys.")}, side["keys"])
     table._keys = twin_of(keys, twin) if twin is not None else keys
-    table._present = bytearray(sections["present"].tobytes())
+    table._present = bytearray(sections["present"])
     rows = len(table._keys)
     for name, column in table.columns.items():
         parts = {key[len(name) + 1 :] if key != name else "": values for key, values in sections.items() if key == name or key.startswith(f"{name}.")}

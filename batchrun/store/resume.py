@@ -118,8 +118,8 @@ def snapshot_of(
     record_sections, record_side = records.dump()
     sections.update({f"records.{name}": values for name, values in record_sections.items()})
     # A row of a deleted record is no job's row any more.
-    present = b"\0" + bytes(records.present)
-    sections["rows"] = array(rows.typecode, (row if present[row + 1] else -1 for row in rows)) if b"\0" in present[1:] else rows
+    present = records.present
+    sections["rows"] = array(rows.typecode, (row if row >= 0 and present[row] else -1 for row in rows)) if 0 in present else rows
     ends, digests = _block_digests(jobs.blob, resume.blocks if resume is not None and resume.runfile.jobs is jobs else None)
     sections["blocks.ends"], sections["blocks.digests"] = ends, digests
     side: dict[str, Any] = {"jobs": job_side, "records": record_side, "duplicates": runfile.duplicates, "blob": len(jobs.blob), "view": None}
