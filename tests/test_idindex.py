@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from batchrun.runfile import idindex
+from batchrun.runfile import idindex, idsort
 from batchrun.runfile.idindex import IdIndex
 
 
@@ -40,7 +40,7 @@ def test_a_row_appended_while_another_thread_builds_the_index_is_not_lost(monkey
         keys.append(job_id)  # the tail grows past 1,024 + the index: the next look-up builds again
     late = _ids(5000, 1)[0]
     appender = threading.Thread(target=keys.append, args=(late,))
-    layout = idindex._layout
+    layout = idsort.layout
 
     def append_during_the_build(n: int) -> tuple[int, int]:
         # The fault at the exact instant: the append comes while the build has counted its rows.
@@ -48,10 +48,10 @@ def test_a_row_appended_while_another_thread_builds_the_index_is_not_lost(monkey
         appender.join(0.3)  # it waits for the build, if the build keeps it out
         return layout(n)
 
-    monkeypatch.setattr(idindex, "_layout", append_during_the_build)
+    monkeypatch.setattr(idsort, "layout", append_during_the_build)
     assert keys.row_of(ids[1]) == 1  # this look-up builds
     appender.join()
-    monkeypatch.setattr(idindex, "_layout", layout)
+    monkeypatch.setattr(idsort, "layout", layout)
     assert keys.row_of(late) == 1300
     assert [keys.row_of(job_id) for job_id in ids] == list(range(1300))
 
@@ -59,7 +59,7 @@ def test_a_row_appended_while_another_thread_builds_the_index_is_not_lost(monkey
 def test_the_index_sorted_a_part_at_a_time_is_the_whole_sort_with_repeats_and_odd_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     # A small part size, so that a few thousand rows sort in 16 parts; ids
     # repeated and odd (text) ids included, as a journal can have them.
-    monkeypatch.setattr(idindex, "_PART_ROWS_LOG", 8)
+    monkeypatch.setattr(idsort, "_PART_ROWS_LOG", 8)
     ids = _ids(0, 5000) + _ids(0, 200) + ["legacy-key"]
     keys = IdIndex()
     for job_id in ids:
@@ -95,3 +95,40 @@ def test_a_twin_shares_the_ids_until_either_changes_them() -> None:
     assert [twin.row_of(job_id) for job_id in ids[:3] + new[:2] + new[600:602]] == [0, 1, 2, -1, -1, 3000, 3001]
     keys.truncate(10)
     assert len(keys) == 10 and len(twin) == 3600 and twin.row_of(ids[2999]) == 2999
+
+
+@pytest.mark.parametrize("dropped", [0, 1, 37, 900, 4999])
+def test_truncate_leaves_the_index_a_fresh_build_would_have(dropped: int) -> None:
+    """A few rows dropped are found by bisection, many filtered out: either way the index is the kept rows' own, repeats and odd ids included."""
+    ids = _ids(0, 4000) + _ids(0, 500) + ["legacy-key"] + _ids(9000, 499)
+    keys = IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+    assert keys.row_of(ids[1]) == 1  # the index is built
+    count = len(ids) - dropped
+    keys.truncate(count)
+    fresh = IdIndex()
+    for job_id in ids[:count]:
+        fresh.append(job_id)
+    index, bits, shift, _ = keys._state()
+    if (bits, shift) == fresh._state()[1:3]:  # the same layout (not after most rows went): the same entries
+        assert list(index) == list(fresh._state()[0])
+    assert sorted(int(entry) & ((1 << bits) - 1) for entry in index) == list(range(count))
+    assert [keys.row_of(job_id) for job_id in ids] == [fresh.row_of(job_id) for job_id in ids]
+    assert keys.row_of(ids[-1]) == (-1 if dropped else len(ids) - 1)
+
+
+def test_rows_of_ids_appended_again_after_the_build_are_every_row_in_order() -> None:
+    """An id appended several times after the index was built (a relaunch's entries set again) has all its rows found, through the tail's links."""
+    keys = IdIndex()
+    base = _ids(0, 3000)
+    for job_id in base:
+        keys.append(job_id)
+    assert keys.row_of(base[0]) == 0  # built: what follows goes to the tail
+    again = [base[5], *_ids(5000, 40), base[5], *_ids(5000, 3), base[2999], *_ids(5001, 2), "legacy-key", base[5]]
+    for job_id in again:
+        keys.append(job_id)
+    everything = base + again
+    for job_id in set(everything):
+        assert keys.rows_of(job_id) == [row for row, other in enumerate(everything) if other == job_id], job_id
+    assert keys.row_of(_ids(5001, 1)[0]) == 3001 + 1

@@ -25,9 +25,10 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from itertools import compress, islice, repeat
 from math import fmod
-from operator import eq, floordiv, gt, lshift, or_, rshift
+from operator import eq, floordiv, gt
 from typing import Any
 
+from batchrun.runfile import idsort
 from batchrun.runfile.idtail import Tail
 
 __all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix", "twin_of"]
@@ -152,8 +153,7 @@ class IdIndex:
             if ids[packed & ((1 << bits) - 1)] == digest:
                 found.append(packed & ((1 << bits) - 1))
             pos += 1
-        if tail.find(digest, ids) >= 0:
-            found.extend(row for row in range(len(index), len(ids)) if ids[row] == digest)
+        found.extend(tail.rows(digest, ids))
         return sorted(found)
 
     def groups(self) -> list[list[int]]:
@@ -255,16 +255,19 @@ class IdIndex:
         return keys
 
     def truncate(self, count: int) -> None:
-        """Keep the first `count` rows only; the sorted index keeps its entries of those (filtered in C, no sort)."""
+        """Keep the first `count` rows only; the sorted index keeps its entries of those (no sort: a few dropped found by bisection, many filtered out in C)."""
         if count >= len(self._ids):
             return
+        index = self._index
+        kept = None if index is None else idsort.without_rows(index, self._ids, range(count, len(index)), self._bits, self._shift)
         del self._own_ids()[count:]
         self._odd = {row: text for row, text in self._odd.items() if row < count}
-        index = self._index
         if index is not None:
-            # An entry's row is its low bits.
-            rows = map(fmod, index, repeat(float(1 << self._bits)))
-            self._adopt(array("d", compress(index, map(gt, repeat(float(count)), rows))), self._bits, self._shift)
+            if kept is None:
+                # An entry's row is its low bits.
+                rows = map(fmod, index, repeat(float(1 << self._bits)))
+                kept = array("d", compress(index, map(gt, repeat(float(count)), rows)))
+            self._adopt(kept, self._bits, self._shift)
 
     def _adopt(self, index: array[float], bits: int, shift: int) -> None:
         """Use a sorted index of the first len(index) rows; the rows after it go to the tail."""
@@ -294,8 +297,8 @@ class IdIndex:
         """
         with self._guard:
             n = len(self._ids)
-            bits, shift = _layout(n)
-            index = _sorted_entries(self._ids, bits, shift)
+            bits, shift = idsort.layout(n)
+            index = idsort.sorted_entries(self._ids, bits, shift)
             tail = Tail()
             self._index, self._bits, self._shift, self._tail, self._near_cache = index, bits, shift, tail, None
             self._sorted = state = (index, bits, shift, tail)
@@ -362,39 +365,3 @@ def short_prefix(keys: IdIndex) -> int:
             for b in run[i + 1 :]:
                 length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)
     return min(16, length)
-
-
-def _sorted_entries(ids: array[int], bits: int, shift: int) -> array[float]:
-    """The index entries of these ids, sorted: a part at a time, by the ids' first bits.
-
-    `sorted` holds a list of float objects, 32 bytes an entry: 32 MB at a
-    million rows, at the peak of whatever command builds an index. Entries
-    whose ids differ in their first bits sort apart, so sorting each part
-    (the ids starting with 000, 001, ...) and laying the parts end to end is
-    the whole sort, holding one part at a time. Each part costs two passes
-    over every row, in C; SHA-256 ids spread evenly over the parts.
-    """
-    n = len(ids)
-    part_bits = min(_PART_BITS_MAX, (n >> _PART_ROWS_LOG).bit_length(), 64 - shift)
-    if part_bits <= 0:
-        packed = map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))
-        return array("d", sorted(map(float, packed)))
-    entries = array("d", map(float, map(or_, map(lshift, map(rshift, ids, repeat(shift)), repeat(bits)), range(n))))
-    firsts = bytes(map(rshift, ids, repeat(64 - part_bits)))
-    index = array("d")
-    for part in range(1 << part_bits):
-        index.fromlist(sorted(compress(entries, firsts.translate(_PICK[part]))))
-    return index
-
-
-# `_sorted_entries` sorts parts of about 2**17 rows (4 MB of floats at a time), in at most 2**4 parts.
-_PART_ROWS_LOG = 17
-_PART_BITS_MAX = 4
-# A `bytes.translate` table per first-bits value: that byte to 1, every other to 0.
-_PICK = [bytes(int(byte == part) for byte in range(256)) for part in range(1 << _PART_BITS_MAX)]
-
-
-def _layout(n: int) -> tuple[int, int]:
-    """(row bits, id shift) of an index of n rows: row and id's high part fill 53 bits."""
-    bits = max(1, (n - 1).bit_length())
-    return bits, 64 - max(0, 53 - bits)

@@ -18,11 +18,14 @@ class Tail:
     appended during a launch: 55 MB); this costs 8 to 16 bytes.
     """
 
-    __slots__ = ("_count", "_slots")
+    __slots__ = ("_count", "_more", "_slots")
 
     def __init__(self) -> None:
         self._slots = array("q")  # a row, or -1; the size a power of two, at most half full
         self._count = 0
+        # A row -> the next appended row with its id, for ids appended again (few):
+        # `rows` follows them instead of scanning every appended row.
+        self._more: dict[int, int] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -40,8 +43,17 @@ class Tail:
             pos = (pos + 1) & mask
         return -1
 
+    def rows(self, digest: int, ids: array[int]) -> list[int]:
+        """Every appended row whose id is this integer, in order."""
+        row = self.find(digest, ids)
+        found = []
+        while row >= 0:
+            found.append(row)
+            row = self._more.get(row, -1)
+        return found
+
     def add(self, digest: int, row: int, ids: array[int]) -> None:
-        """Note an appended row (kept only if no earlier appended row has its id)."""
+        """Note an appended row (the table keeps the first row of an id, `_more` the later ones), rows in increasing order."""
         if 2 * (self._count + 1) > len(self._slots):
             # Filled whole before it replaces the old: a look-up in another thread meets one table or the other.
             slots = array("q", [-1]) * max(64, 4 * len(self._slots))
@@ -49,17 +61,23 @@ class Tail:
                 if r >= 0:
                     _put(slots, ids[r], r, ids)
             self._slots = slots
-        if _put(self._slots, digest, row, ids):
+        first = _put(self._slots, digest, row, ids)
+        if first < 0:
             self._count += 1
+            return
+        more = self._more
+        while (later := more.get(first, -1)) >= 0:
+            first = later
+        more[first] = row
 
 
-def _put(slots: array[int], digest: int, row: int, ids: array[int]) -> bool:
-    """Put a row in an open-addressing table; False when a row with its id is there already."""
+def _put(slots: array[int], digest: int, row: int, ids: array[int]) -> int:
+    """Put a row in an open-addressing table; -1 when put, else the row with its id that is there already."""
     mask = len(slots) - 1
     pos = digest & mask
     while (other := slots[pos]) >= 0:
         if ids[other] == digest:
-            return False
+            return other
         pos = (pos + 1) & mask
     slots[pos] = row
-    return True
+    return -1

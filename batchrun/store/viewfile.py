@@ -127,8 +127,7 @@ class ViewFile:
         self._count += 1
 
     def _position(self, key: str) -> int:
-        # The key's first position, unless removed: `rows_of` scans every position appended since the
-        # keys' sorted index was built (a relaunch's new jobs, each set several times).
+        # The key's first position, unless removed; else its next one not removed.
         first = self._keys.row_of(key)
         if first < 0 or first not in self._dead:
             return first
