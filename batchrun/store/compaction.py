@@ -29,37 +29,47 @@ def blocks(lines: Iterable[str], counts: list[int]) -> Iterator[str]:
 
 def compacted_lines(records: Iterable[JobRecord], dropped: list[str]) -> Iterator[str]:
     """The lines of a compacted journal; the ids of records it keeps no line for go to `dropped`."""
+    finished, running = State.FINISHED, State.RUNNING
     for rec in records:
+        # Each field read once: a record of a `RecordTable` reads its row's column at every access.
+        job_id, state, attempts, start, end, ignored = rec.job_id, rec.state, rec.attempts, rec.start, rec.end, rec.ignored
         lines: list[str] = []
+        timed = start is not None and end is not None
         # Earlier attempts keep their exit codes (their times are not kept).
-        if rec.start is not None and rec.end is not None:
-            for n, code in enumerate(rec.exit_codes[:-1], start=rec.attempts - len(rec.exit_codes) + 1):
+        if timed:
+            codes = rec.exit_codes
+            for n, code in enumerate(codes[:-1], start=attempts - len(codes) + 1):
                 if code is None or code == REQUEUE_STATUS:
                     # A 75 was (almost always) a requeue: kept as one, so the requeue count survives.
                     unfinished = State.INTERRUPTED if code is None else State.REQUEUED
-                    lines.append(f"I {rec.job_id} {n} {rec.start:.6f} {rec.end:.6f} {unfinished}\n")
+                    lines.append(f"I {job_id} {n} {start:.6f} {end:.6f} {unfinished}\n")
                 else:
-                    lines.append(f"E {rec.job_id} {n} {code} {rec.start:.6f} {rec.end:.6f}\n")
-        if rec.max_rss_kb is not None and rec.user_cpu_s is not None and rec.sys_cpu_s is not None and rec.state != State.RUNNING:
-            gpu = "" if rec.max_gpu_mem_mb is None else f" {rec.max_gpu_mem_mb}"
-            lines.append(f"U {rec.job_id} {rec.attempts} {rec.max_rss_kb} {rec.user_cpu_s:.3f} {rec.sys_cpu_s:.3f}{gpu}\n")
-        if rec.state in State.FINISHED and rec.start is not None and rec.end is not None and rec.status is not None:
+                    lines.append(f"E {job_id} {n} {code} {start:.6f} {end:.6f}\n")
+        rss, user, system = rec.max_rss_kb, rec.user_cpu_s, rec.sys_cpu_s
+        if rss is not None and user is not None and system is not None and state != running:
+            gpu_mb = rec.max_gpu_mem_mb
+            gpu = "" if gpu_mb is None else f" {gpu_mb}"
+            lines.append(f"U {job_id} {attempts} {rss} {user:.3f} {system:.3f}{gpu}\n")
+        status = rec.status if state in finished else None
+        if timed and status is not None:
             # The state and host ride along: the S line that held the host goes.
-            extra = f" {rec.state} {rec.host}" if rec.host else (f" {rec.state}" if rec.state == State.TIMEOUT else "")
-            if rec.code is not None and rec.host:
-                extra += f" {rec.code}"
-            lines.append(f"E {rec.job_id} {rec.attempts} {rec.status} {rec.start:.6f} {rec.end:.6f}{extra}\n")
-        elif rec.state == State.RUNNING and rec.start is not None:
+            host = rec.host
+            extra = f" {state} {host}" if host else (f" {state}" if state == State.TIMEOUT else "")
+            if host and (code_version := rec.code) is not None:
+                extra += f" {code_version}"
+            lines.append(f"E {job_id} {attempts} {status} {start:.6f} {end:.6f}{extra}\n")
+        elif state == running and start is not None:
             # Left running on purpose (detached): keep what adoption needs.
-            lines.append(f"S {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.slot} {rec.host}{start_extras(rec.holds, rec.code)}\n")
-            if rec.ref is not None:
-                lines.append(f"P {rec.job_id} {rec.attempts} {rec.ref} 0\n")
-        elif rec.start is not None and rec.end is not None:
-            lines.append(f"I {rec.job_id} {rec.attempts} {rec.start:.6f} {rec.end:.6f} {rec.state}{'' if rec.code is None else ' ' + rec.code}\n")
-        elif not rec.ignored:
-            dropped.append(rec.job_id)  # forgotten and not run since: no line, as if never named
-        if rec.ignored:
-            lines.append(f"X {rec.job_id}\n")
+            lines.append(f"S {job_id} {attempts} {start:.6f} {rec.slot} {rec.host}{start_extras(rec.holds, rec.code)}\n")
+            if (ref := rec.ref) is not None:
+                lines.append(f"P {job_id} {attempts} {ref} 0\n")
+        elif timed:
+            code_version = rec.code
+            lines.append(f"I {job_id} {attempts} {start:.6f} {end:.6f} {state}{'' if code_version is None else ' ' + code_version}\n")
+        elif not ignored:
+            dropped.append(job_id)  # forgotten and not run since: no line, as if never named
+        if ignored:
+            lines.append(f"X {job_id}\n")
         yield from lines
 
 
