@@ -15,10 +15,10 @@ Pure: no I/O.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import compress, islice, repeat
-from operator import add, mul, ne, or_, sub
+from itertools import compress, repeat
+from operator import add, mul, or_
 from typing import overload
 
 from batchrun.runfile.jobtable import Job, JobTable
@@ -205,18 +205,18 @@ class JobsWithRecords(Sequence[tuple[Job, JobRecord]]):
 def _missing(rows: array[int], count: int) -> list[int]:
     """The numbers in [0, count) that `rows` (distinct, and -1 for none) does not hold, in order.
 
-    The rows sorted, in C; a gap shows where a row is more than its place ahead of the one before.
+    Marked in a byte a number, in C: sorting the rows (a list of a million
+    ints, and two more of the gaps) put 80 MB on `status` of a million-line
+    runs directory with removed lines.
     """
-    ordered = sorted(rows)
-    ordered = ordered[bisect_left(ordered, 0) :]
-    if not ordered:
-        return list(range(count))
-    ahead = list(map(sub, ordered, range(len(ordered))))  # how many rows are missing before each
-    missing = list(range(ordered[0]))
-    for i in compress(range(len(ahead) - 1), map(ne, ahead, islice(ahead, 1, None))):
-        missing.extend(range(ordered[i] + 1, ordered[i + 1]))
-    missing.extend(range(ordered[-1] + 1, count))
-    return missing
+    held = bytearray(count)
+    deque(map(held.__setitem__, filter(_NONE.__ne__, rows), repeat(1)), maxlen=0)
+    return list(compress(range(count), held.translate(_NOT)))
+
+
+# -1: a job without a record; `_NOT` turns each byte 0 to 1 and 1 to 0.
+_NONE = -1
+_NOT = bytes([1, 0]) + bytes(254)
 
 
 def _find(rows: array[int], value: int, start: int) -> int:
