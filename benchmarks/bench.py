@@ -61,6 +61,7 @@ from harness import (
     check_ran,
     count_lines,
     detect_peers,
+    log_dirs_cost,
     parallel_env,
     progress,
     run_measured,
@@ -84,6 +85,9 @@ def bench_throughput(bench: Bench) -> None:
         run = run_measured(["sh", "-c", loop], work)
         bench.record("job_alone", "sh", Run(run.seconds / alone, run.rss_mb, run.cpu_seconds / alone, ""))
         progress(f"throughput {rep}/{bench.sizes.repeat}: job alone {run.seconds / alone * 1e3:.2f} ms")
+        files = log_dirs_cost(bench.fresh_dir("log-dirs"))
+        bench.record("log_dirs", "python", files)
+        progress(f"throughput {rep}/{bench.sizes.repeat}: a log directory and two files {files.seconds * 1e3:.3f} ms")
         for measure, workers in (("throughput", WORKERS), ("throughput_wide", WIDE_WORKERS)):
             for tool in ("batchrun", "parallel", "xargs"):
                 if tool == "batchrun" or tool in bench.peers:
