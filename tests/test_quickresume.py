@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -564,3 +565,29 @@ def test_a_relaunch_from_the_snapshot_leaves_the_snapshot_a_full_launch_would(bi
     assert (sections[0]["blocks.ends"], sections[0]["blocks.digests"]) == _block_digests((big / "exp.runfile").read_bytes())
     # The digest it went on from the old journal's own: the journal's, as hashed whole.
     assert journal_digest(runs.path / "jobs.journal") == (fingerprint.journal_size, fingerprint.summary.journal_sha256, fingerprint.summary.journal_lines)
+
+
+# Runs batchrun with every relaunch's entries after the change written streaming (`metasync._HELD_RENDERS`).
+_STREAMED = "import sys, batchrun.store.metasync as m; m._HELD_RENDERS = 0; from batchrun.__main__ import main; sys.exit(main())"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", [1000, 1100, 2201])
+def test_a_relaunch_with_many_entries_to_render_writes_them_streaming_as_the_full_path_does(big: Path, at: int) -> None:
+    """Past `_HELD_RENDERS` entries after the change, the relaunch from the snapshot writes metadata.json anew, streaming: the same file."""
+    _edit_runfile(big, lambda lines: [*lines[:at], "echo inserted", *lines[at:]])
+    saved = big.parent / "saved"
+    shutil.copytree(big, saved, symlinks=True)
+    assert read_resume(RunsDir(big / "runs" / "exp"), big / "exp.runfile") is not None
+    done = subprocess.run([sys.executable, "-c", _STREAMED, "launch", "exp.runfile", "-j", "1"], cwd=big, capture_output=True, text=True, timeout=120, check=False)
+    streamed = done.returncode, re.sub(r"\d+\.\d\ds", "T", done.stdout), done.stderr
+    streamed_states, streamed_view = _states(big), _view(big)
+    lines = (big / "runs" / "exp" / "metadata.json").read_bytes().count(b"\n")
+    # The full path, from the same directory at the same place.
+    shutil.rmtree(big)
+    shutil.copytree(saved, big, symlinks=True)
+    (big / "runs" / "exp" / FINGERPRINT_NAME).unlink()
+    assert streamed == _launch(big)
+    assert streamed_states == _states(big)
+    assert streamed_view == _view(big)
+    assert lines == (big / "runs" / "exp" / "metadata.json").read_bytes().count(b"\n")

@@ -36,6 +36,9 @@ __all__ = ["MetadataSync"]
 _METADATA_INTERVAL = 1.0
 # The wait between flushes is at least this many times the last flush's duration.
 _FLUSH_SHARE = 5.0
+# A relaunch renders at most this many entries after its runfile's change into memory (about 450
+# bytes each until written); more, and metadata.json is written anew, streaming (`build`).
+_HELD_RENDERS = 1 << 15
 
 
 class MetadataSync:
@@ -139,6 +142,13 @@ class MetadataSync:
         """
         assert self._resumed is not None
         same, view, jobs, records, logs = self._resumed, self.view, self.runfile.jobs, self.journal.records, self.logs
+        if len(jobs) - same > _HELD_RENDERS:
+            # Many entries after the change (lines removed or inserted early in a long runfile: every
+            # later entry's line moves): rendered here, each would be held until the write (600 MB for
+            # half a million); `build` streams them, the same file.
+            self._resumed = None
+            self.build()
+            return
         for job_id in touched:
             i = jobs.index_of(job_id)
             if 0 <= i < same:
