@@ -105,6 +105,24 @@ def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marke
     assert len(pool._idle) == 1
 
 
+def test_warmed_helpers_serve_the_first_jobs_and_none_more_is_started(pool: HelperPool, tmp_path: Path, marker: str) -> None:
+    """`warm` starts the slots' helpers ahead (while the launch loads doit); the jobs then use them, and a dead one is replaced."""
+    pool.warm(2)
+    warmed = {helper.proc.pid for helper in pool._idle}
+    assert len(warmed) == 2
+    pool.warm(1)  # as many idle already: nothing started
+    assert {helper.proc.pid for helper in pool._idle} == warmed
+    first, second = tmp_path / "a", tmp_path / "b"
+    a = pool.start(JOB_ID, "sleep 0.2", str(first), _env(first, marker))
+    b = pool.start(JOB_ID, "exit 3", str(second), _env(second, marker))
+    assert {helper.proc.pid for helper in pool._busy.values()} == warmed
+    assert pool.wait(b) is not None and pool.wait(a) is not None
+    os.kill(pool._idle[-1].proc.pid, signal.SIGKILL)  # died idle, before its first request
+    pool._idle[-1].proc.wait()
+    third = tmp_path / "c"
+    assert _run(pool, third, "exit 4", _env(third, marker)) == 4
+
+
 def test_the_helper_says_whether_the_job_left_a_metrics_file(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     log_dir = tmp_path / "log"
     env = _env(log_dir, marker, BATCHRUN_METRICS=str(log_dir / "metrics.jsonl"))

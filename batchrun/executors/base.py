@@ -100,6 +100,9 @@ class Executor(abc.ABC):
     def open(self) -> None:  # noqa: B027 - an optional hook; most executors need none
         """Connect or check the environment before the first job (may raise ExecutorError)."""
 
+    def warm(self, slots: int) -> None:  # noqa: B027 - an optional hook
+        """Get ready to start jobs in this many slots at once, while the launch still sets up (the local executor starts its slot helpers)."""
+
     @abc.abstractmethod
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         """Start a job; return a reference for the journal (no spaces).

@@ -173,9 +173,9 @@ class Launch:
             submit_detached(self.runner, list(plan.to_run))
             return
         self.start(plan)
+        self.executor.warm(min(self.options.n_jobs, len(plan.to_run)))  # its slots' helpers start while doit loads
         try:
-            # One `Job` at a time from the plan's indices, as doit's windows take them.
-            jobs = itertools.chain(plan.adopt, plan.to_run)
+            jobs = itertools.chain(plan.adopt, plan.to_run)  # a `Job` at a time from the plan's indices, as doit's windows take them
             source: JobQueue
             if self.options.follow:
                 follower = self.follower or Follow.of_runfile(self.runfile, None, None)

@@ -56,6 +56,9 @@ class LocalExecutor(Executor):
         # A job whose helper dies is reparented here, to be reaped and recorded (`helpers`).
         become_subreaper()
 
+    def warm(self, slots: int) -> None:
+        self._slots.warm(slots)
+
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         return str(self._slots.start(job_id, command, log_dir, env))
 
