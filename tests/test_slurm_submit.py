@@ -121,6 +121,9 @@ def test_remove_spent_keeps_what_queued_tasks_still_read(tmp_path: Path) -> None
     assert len(list(tmp_path.iterdir())) == 5
     remove_spent(tmp_path, lambda: {"12_0": ("RUNNING", f"/x/batchrun-task.sh {tmp_path / 'a.manifest'}")})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["12.out", "13.out", "a.manifest", "submitted"]
+    # A task completing (its script ended) reads its manifest no more; its output file stays while it is shown.
+    remove_spent(tmp_path, lambda: {"12_0": ("COMPLETING", f"/x/batchrun-task.sh {tmp_path / 'a.manifest'}")})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["12.out", "13.out", "submitted"]
 
 
 def test_a_time_limit_is_whole_minutes_rounded_up_and_a_jobs_own_time_wins_over_the_timeout() -> None:

@@ -256,7 +256,9 @@ def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]
     tasks = active() if files else None
     if tasks is None:
         return
-    commands = [command for _, command in tasks.values()]
+    # A completing task's script has ended: it reads its manifest no more (a launch that just saw
+    # its last jobs end often finds them so).
+    commands = [command for state, command in tasks.values() if state != "COMPLETING"]
     outputs = {slurm_dir / f"{ref.split('_')[0]}.out" for ref in tasks}
     for path in files:
         in_use = path in outputs or any(command.endswith(f" {path}") for command in commands)
