@@ -140,10 +140,14 @@ def log_dirs_cost(root: Path, count: int = 1_000) -> Run:
     """What this file system charges for the files batchrun makes per job: a directory and two files in it.
 
     Measured in this process (wall and CPU, mostly the kernel's), a thousand
-    of them in a fresh directory, removed after. Every throughput figure of
-    batchrun carries this cost (xargs' carries none), and it varies more from
-    one machine or moment to the next than anything batchrun does: the same
-    2-core machine charged 0.02 ms on tmpfs and 0.3-0.9 ms on its ext4 disk.
+    of them in a fresh directory, left in place: deleted, they would make the
+    next runner's files dearer (ext4 without a journal passes over inodes
+    freed in the last minute or more, reading each one's deletion time:
+    `recently_deleted`). Every throughput figure of batchrun carries this
+    cost (xargs' carries none), and it varies more from one machine or
+    moment to the next than anything batchrun does: the same 2-core machine
+    charged 0.02 ms on tmpfs, 0.06-0.08 ms on its ext4 disk, 0.3-0.9 ms
+    there right after files were deleted.
     """
     work = root / "log-dirs"
     work.mkdir()
@@ -155,7 +159,6 @@ def log_dirs_cost(root: Path, count: int = 1_000) -> Run:
         for name in ("out.log", "err.log"):
             os.close(os.open(folder / name, flags, 0o644))
     seconds, after = time.perf_counter() - start, os.times()
-    shutil.rmtree(work)
     cpu = (after.user - before.user) + (after.system - before.system)
     return Run(seconds / count, 0.0, cpu / count, "")
 

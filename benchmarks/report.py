@@ -201,7 +201,7 @@ def overhead_rows(bench: Bench) -> list[Row]:
         bench.notes.append(
             f"Item 6: a log directory with two files in it, as batchrun makes for each job, cost this file system "
             f"{files.median(lambda run: run.seconds) * 1e3:.3f} ms wall and {files.median(lambda run: run.cpu_seconds) * 1e3:.3f} ms CPU "
-            "(median, 1,000 of them in a fresh directory before each repetition): part of batchrun's overhead above, none of xargs'.")
+            "(median, 1,000 of them in a fresh directory before each repetition, left in place): part of batchrun's overhead above, none of xargs'.")
     noop, partial = bench.results.get("noop", {}), bench.results.get("partial", {})
     marginal = {}
     for tool in TOOLS:
