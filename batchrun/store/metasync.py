@@ -138,15 +138,14 @@ class MetadataSync:
         """After `resume_view`: render the kept entries of jobs the journal named since, then everything after them.
 
         The result is the file `build` writes, byte for byte (the entries
-        after the kept ones are dropped and added again in `build`'s order).
+        after the kept ones are dropped and added again in `build`'s order);
+        past `_HELD_RENDERS` of them (an early edit moves every later line),
+        `build` itself writes it, streaming, rather than hold them rendered.
         """
         assert self._resumed is not None
         same, view, jobs, records, logs = self._resumed, self.view, self.runfile.jobs, self.journal.records, self.logs
+        self._resumed = None
         if len(jobs) - same > _HELD_RENDERS:
-            # Many entries after the change (lines removed or inserted early in a long runfile: every
-            # later entry's line moves): rendered here, each would be held until the write (600 MB for
-            # half a million); `build` streams them, the same file.
-            self._resumed = None
             self.build()
             return
         for job_id in touched:
@@ -158,10 +157,9 @@ class MetadataSync:
             view.remove(job_id)
         for job in jobs.jobs_at(range(same, len(jobs))):
             view.set(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}"))
-        for job_id, line in self._extras():
+        for job_id, line in _extras(self):
             view.set_rendered(job_id, line)
         self.old_entries = {}
-        self._resumed = None
 
     def import_legacy(self) -> None:
         """Entries the original batchrun wrote count as finished: journal them."""
@@ -187,19 +185,6 @@ class MetadataSync:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}
             self._drop_kept()
-
-    def _extras(self) -> Iterator[tuple[str, bytes]]:
-        """The entries of jobs no longer in the runfile, after the runfile's: from their records, else as the old file had them."""
-        records, logs = self.journal.records, self.logs
-        for job_id, entry in self.old_entries.items():
-            if not self._in_runfile(job_id):
-                rec = records.get(job_id)
-                if rec is not None and "command" in entry:
-                    job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
-                    entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
-                elif "state" not in entry:
-                    self.stateless = True  # an entry of the original batchrun, kept as it was
-                yield job_id, render_entry(job_id, entry)
 
     def _drop_kept(self) -> None:
         if self._kept is not None:
@@ -366,7 +351,21 @@ def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
                 yield job_id, line
                 continue
         yield job_id, render_entry(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
-    yield from sync._extras()
+    yield from _extras(sync)
+
+
+def _extras(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
+    """The entries of jobs no longer in the runfile, after the runfile's: from their records, else as the old file had them."""
+    records, logs = sync.journal.records, sync.logs
+    for job_id, entry in sync.old_entries.items():
+        if not sync._in_runfile(job_id):
+            rec = records.get(job_id)
+            if rec is not None and "command" in entry:
+                job = Job(str(entry["command"]), job_id, entry.get("line") or 0)
+                entry = build_entry(job, rec, f"{logs}/{job_id}", entry)
+            elif "state" not in entry:
+                sync.stateless = True  # an entry of the original batchrun, kept as it was
+            yield job_id, render_entry(job_id, entry)
 
 
 # Entries built and encoded at a time by `MetadataSync.flush`.
