@@ -132,3 +132,59 @@ def test_rows_of_ids_appended_again_after_the_build_are_every_row_in_order() -> 
     for job_id in set(everything):
         assert keys.rows_of(job_id) == [row for row, other in enumerate(everything) if other == job_id], job_id
     assert keys.row_of(_ids(5001, 1)[0]) == 3001 + 1
+
+
+@pytest.mark.parametrize("added", [0, 5, 1024, 1025, 3000])
+def test_an_index_extended_by_another_finds_every_row_as_appending_them_one_by_one_does(added: int) -> None:
+    """A few rows go to the tail, many drop the sorted index (sorted again when asked): either way every row
+    is found, repeats of earlier rows and odd ids included, and the extended rows' ids are their own copy."""
+    base = _ids(0, 3000)
+    keys = IdIndex()
+    for job_id in base:
+        keys.append(job_id)
+    twin = idindex.twin_of(IdIndex(keys.digests), keys)
+    assert keys.row_of(base[0]) == 0  # built
+    more = (["legacy-key", base[7], *_ids(7000, added)] if added else [])[:added]
+    other = IdIndex()
+    for job_id in more:
+        other.append(job_id)
+    keys.extend(other)
+    one_by_one = IdIndex()
+    for job_id in base + more:
+        one_by_one.append(job_id)
+    assert len(keys) == len(base) + len(more) and len(twin) == len(base)
+    assert (keys._index is not None) == (added <= 1024)  # max(1024, rows // 16) here
+    for job_id in set(base + more + _ids(9000, 3)):
+        assert keys.rows_of(job_id) == one_by_one.rows_of(job_id), job_id
+    assert [keys.text(row) for row in range(len(keys))] == base + more
+
+
+def test_a_dump_without_a_sort_holds_the_index_only_when_one_is_built_and_restores_the_same_look_ups() -> None:
+    ids = _ids(0, 2000) + ["legacy-key"]
+    keys = IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+    sections, side = keys.dump(sort=False)
+    assert "index" not in sections and keys._index is None  # nothing sorted for it
+    restored = IdIndex.restore(sections, side)
+    assert [restored.row_of(job_id) for job_id in ids] == list(range(len(ids)))
+    assert keys.row_of(ids[3]) == 3  # now built: dumped with or without a sort, the same index
+    assert keys.dump(sort=False)[0]["index"] is keys.dump()[0]["index"]
+    for job_id in _ids(5000, 1100):  # a tail longer than a restore puts back: dumped without it, unsorted
+        keys.append(job_id)
+    assert "index" not in keys.dump(sort=False)[0] and "index" in keys.dump()[0]
+
+
+def test_an_unsorted_twin_finds_every_row_and_neither_sees_the_other_change() -> None:
+    ids = _ids(0, 3000) + ["legacy-key"]
+    keys = IdIndex()
+    for job_id in ids:
+        keys.append(job_id)
+    assert keys.row_of(ids[0]) == 0  # sorted
+    twin = keys.unsorted()
+    assert twin._index is None and twin.digests is keys.digests
+    keys.append(_ids(5000, 1)[0])
+    twin.append("other-key")
+    assert [twin.row_of(job_id) for job_id in ids] == list(range(len(ids))) == [keys.row_of(job_id) for job_id in ids]
+    assert keys.row_of("other-key") == -1 and twin.row_of(_ids(5000, 1)[0]) == -1
+    assert keys.row_of(_ids(5000, 1)[0]) == twin.row_of("other-key") == len(ids)

@@ -211,8 +211,8 @@ def test_directives_survive_dropped_repeats_and_a_table_extended_from_new_bytes(
     assert repeats == [("echo a", 1, 4)]
     # The new lines parsed alone, then appended: the directive in effect goes on, a new one takes over.
     more = b"echo d\n# batchrun: cpus=3\necho e\n"
-    new, _ = parse_commands(more, first_line=6)
-    extend_table(table, new, text + more, len(text))
+    new, _ = parse_commands(text + more, first_line=6, start=len(text))
+    extend_table(table, new, len(text))
     assert table == parse_commands(text + more)[0]
     assert [job.request for job in table][3:] == [parse_request("cpus=2"), parse_request("cpus=3")]
     table.truncate(2)

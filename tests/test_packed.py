@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import RunfileError
-from batchrun.runfile import file, packed
+from batchrun.runfile import file, packed, parse
 from batchrun.runfile.file import job_id_of, load_runfile
 from batchrun.runfile.jobtable import Job
 from batchrun.runfile.packed import PackedBytes, packed_if_long
@@ -58,6 +58,26 @@ def test_a_packed_table_gives_the_same_jobs_and_takes_appends(monkeypatch: pytes
     table.append(new)
     plain.append(new)
     assert list(table) == list(plain) and isinstance(table.blob, bytearray)
+
+
+def test_the_part_of_a_packed_text_after_a_point_parses_in_place_as_its_copy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A relaunch parses a runfile's changed part in place (`start`): the same jobs as a parse of a copy
+    # of that part, placed by the whole text and over its bytes (no copy held), even when blocks
+    # of the parse (`parse._BLOCK`) and of the packing (`packed.BLOCK`) cut lines anywhere.
+    data = "".join(f"echo {i} {'y' * (i % 13)}\n" + ("# note\n\n" if i % 7 == 0 else "") for i in range(500)).encode() + b"echo 3 yyy\necho 4"
+    monkeypatch.setattr(packed, "PACK_FROM", 0)
+    monkeypatch.setattr(packed, "BLOCK", 29)
+    monkeypatch.setattr(parse, "_BLOCK", 41)
+    text = packed_if_long(data)
+    assert isinstance(text, PackedBytes)
+    for cut in (0, data.index(b"\n") + 1, data.index(b"echo 250"), data.rindex(b"echo 3 yyy"), len(data) - len(b"echo 4"), len(data)):
+        first_line = data.count(b"\n", 0, cut) + 1
+        table, repeats = parse_commands(text, first_line, start=cut)
+        alone, alone_repeats = parse_commands(data[cut:], first_line)
+        assert table.blob is text and repeats == alone_repeats
+        assert list(table) == list(alone)
+        (starts, ends, _), (alone_starts, alone_ends, _) = table.columns(), alone.columns()
+        assert [start - cut for start in starts] == list(alone_starts) and [end - cut for end in ends] == list(alone_ends)
 
 
 _TEXTS = {

@@ -567,14 +567,14 @@ def test_a_relaunch_from_the_snapshot_leaves_the_snapshot_a_full_launch_would(bi
     assert journal_digest(runs.path / "jobs.journal") == (fingerprint.journal_size, fingerprint.summary.journal_sha256, fingerprint.summary.journal_lines)
 
 
-# Runs batchrun with every relaunch's entries after the change written streaming (`metasync._HELD_RENDERS`).
-_STREAMED = "import sys, batchrun.store.metasync as m; m._HELD_RENDERS = 0; from batchrun.__main__ import main; sys.exit(main())"
+# Runs batchrun with every relaunch's entries after the change written streaming (`resume.HELD_RENDERS`).
+_STREAMED = "import sys, batchrun.store.resume as r; r.HELD_RENDERS = 0; from batchrun.__main__ import main; sys.exit(main())"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("at", [1000, 1100, 2201])
 def test_a_relaunch_with_many_entries_to_render_writes_them_streaming_as_the_full_path_does(big: Path, at: int) -> None:
-    """Past `_HELD_RENDERS` entries after the change, the relaunch from the snapshot writes metadata.json anew, streaming: the same file."""
+    """Past `HELD_RENDERS` entries after the change, the relaunch from the snapshot writes metadata.json anew, streaming: the same file."""
     _edit_runfile(big, lambda lines: [*lines[:at], "echo inserted", *lines[at:]])
     saved = big.parent / "saved"
     shutil.copytree(big, saved, symlinks=True)

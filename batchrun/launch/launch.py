@@ -45,7 +45,7 @@ from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import repair_runs_dir
-from batchrun.store.resume import OldView, Resume
+from batchrun.store.resume import Resume
 from batchrun.store.rundir import RunsDir
 from batchrun.store.viewcache import journal_ids_since
 
@@ -146,7 +146,7 @@ class Launch:
             recovered = sum(1 for d in decisions if d.outcome == Outcome.COLLECTED)
             self.plan = _plan(self, adopt_ids, recovered, resume)
             if not stamp_ok or recovered or not self.plan.nothing_to_do or self.mode == Mode.OVERWRITE:
-                _rebuild_view(metadata, self.journal.path, stamp_ok, kept if resumed else None)
+                _rebuild_view(metadata, self.journal.path, stamp_ok, kept)
         except BaseException:
             self.journal.close()
             hold.release()
@@ -308,27 +308,25 @@ class Launch:
         )
 
 
-def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[OldView, tuple[int, str]] | None, bool]:
+def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[int, str] | None, bool]:
     """`prepare`'s reading: the journal (from the snapshot's records, when it holds), and metadata.json's old entries when needed.
 
-    metadata.json is only read and rebuilt when something changed since the
-    last launch wrote it: a no-op resume stays cheap, and one whose runfile
-    only grew keeps the file and adds to it. Returns whether the stamp
-    matched, the snapshot's view of the file, and whether it was taken.
+    metadata.json is only read and rebuilt when something changed since the last launch wrote it: a no-op resume
+    stays cheap, and one whose runfile only grew keeps the file and adds to it. Returns whether the stamp
+    matched, the journal mark of the snapshot's view of the file when it was taken, and whether it was.
     """
     metadata = launch.metadata
-    if resume is not None:
-        # The records as of the snapshot, and only the journal's lines since.
-        launch.journal.load(resume.records, resume.journal_size, resume.journal_lines)
-    else:
-        launch.journal.load()
+    # The records as of the snapshot, and only the journal's lines since (else all of it).
+    launch.journal.load(resume.records, resume.journal_size, resume.journal_lines) if resume is not None else launch.journal.load()
     launch.journal.records.follow(launch.runfile.jobs)  # rows added in runfile order hold no ids of their own
     stamp_ok = metadata.unchanged()
     kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)
     resumed = kept is not None and resume is not None and metadata.resume_view(kept[0], resume.kept)
-    if not stamp_ok and not resumed:
+    if resumed and resume is not None:  # the view holds the old layout now: held here too, it outlived a rebuild (28 MB a million)
+        resume.view = None
+    elif not stamp_ok:
         metadata.read_old()
-    return stamp_ok, kept, resumed
+    return stamp_ok, kept[1] if kept is not None and resumed else None, resumed
 
 
 def _plan(launch: Launch, adopt_ids: set[str], recovered: int, resume: Resume | None) -> Plan:
@@ -344,13 +342,13 @@ def _plan(launch: Launch, adopt_ids: set[str], recovered: int, resume: Resume | 
     return plan
 
 
-def _rebuild_view(metadata: MetadataSync, journal: Path, stamp_ok: bool, resumed: tuple[OldView, tuple[int, str]] | None) -> None:
-    """metadata.json after the plan: only what the journal named since the snapshot, when its view was taken; else rebuilt."""
-    touched = journal_ids_since(journal, resumed[1]) if resumed is not None else None
+def _rebuild_view(metadata: MetadataSync, journal: Path, stamp_ok: bool, mark: tuple[int, str] | None) -> None:
+    """metadata.json after the plan: only what the journal named since the snapshot (`mark`), when its view was taken; else rebuilt."""
+    touched = journal_ids_since(journal, mark) if mark is not None else None
     if touched is not None:
         metadata.finish_resumed_view(touched)
         return
-    if stamp_ok or resumed is not None:
+    if stamp_ok or mark is not None:
         metadata.read_old()
     metadata.build()
 

@@ -162,7 +162,7 @@ class IdIndex:
         bits = self._bits
         # Neighbours with equal high parts are among those sharing the first 32 bits.
         same = [pos for pos in near if int(index[pos]) >> bits == int(index[pos + 1]) >> bits]
-        return _runs(index, same, bits)
+        return idsort.runs(index, same, bits)
 
     def _near(self) -> tuple[array[float], list[int]]:
         """The sorted index, and the positions p where entries p and p + 1 share an id's first 32 bits (or the
@@ -210,6 +210,28 @@ class IdIndex:
                     self._tail.add(digest, row, self._ids)
         return row
 
+    def extend(self, other: IdIndex) -> None:
+        """Add the rows of `other` (odd ids too) after these.
+
+        A few go to the tail; more (a relaunch after an early edit parses
+        half a million lines again) are added in C and drop the sorted index,
+        sorted again once when next asked: each appended row's tail slot
+        cost more time and memory (16 MB at half a million) than that sort.
+        """
+        if self._index is not None and len(other) <= _short_tail(len(self._ids) + len(other)):
+            for row, digest in enumerate(other._ids):
+                if other._odd and row in other._odd:
+                    self.append(other._odd[row])
+                else:
+                    self.append_digest(digest)
+            return
+        with self._guard:
+            base = len(self._ids)
+            self._own_ids().extend(other._ids)
+            self._odd.update((base + row, text) for row, text in other._odd.items())
+            self._index = self._sorted = None
+            self._near_cache = None
+
     def extend_digests(self, digests: Iterable[int]) -> None:
         """Add rows with these integer ids (no odd ids); the index is built again when next asked."""
         self._own_ids().extend(digests)
@@ -220,6 +242,14 @@ class IdIndex:
         if self._shared:
             self._ids, self._shared = array("Q", self._ids), False
         return self._ids
+
+    def unsorted(self) -> IdIndex:
+        """A twin of these ids (`twin_of`) without the sorted index: sorted when first asked, for ids seldom looked up."""
+        with self._guard:
+            twin = IdIndex(self._ids)
+            twin._odd = dict(self._odd)
+            twin._shared = self._shared = True
+        return twin
 
     def take(self, rows: Iterable[int]) -> IdIndex:
         """A new index of these rows' ids, in this order."""
@@ -233,14 +263,16 @@ class IdIndex:
     def clear(self) -> None:
         self._ids, self._odd, self._index, self._sorted, self._tail, self._near_cache = array("Q"), {}, None, None, Tail(), None
 
-    def dump(self) -> tuple[dict[str, array[Any]], dict[str, Any]]:
-        """The arrays and the rest (JSON-able) that `restore` takes back: the ids and, when built, the sorted index."""
+    def dump(self, sort: bool = True) -> tuple[dict[str, array[Any]], dict[str, Any]]:
+        """The arrays and the rest (JSON-able) that `restore` takes back: the ids and the sorted index
+        (`sort=False`: only one built already, with a short tail; `restore` sorts when first asked)."""
         sections: dict[str, array[Any]] = {"ids": self._ids}
-        if self._index is None or len(self._tail) > max(1024, len(self._ids) // 16):
-            self._build()  # sorted once now, so that the next launch need not; a short tail is put back by `restore`
-        assert self._index is not None
-        sections["index"] = self._index
-        return sections, {"odd": {str(row): text for row, text in self._odd.items()}, "layout": [self._bits, self._shift]}
+        index, bits, shift = self._index, self._bits, self._shift
+        if sort and (index is None or len(self._tail) > _short_tail(len(self._ids))):
+            index, bits, shift, _ = self._build()  # sorted once now, so that the next launch need not; a short tail is put back by `restore`
+        if index is not None and len(self._tail) <= _short_tail(len(self._ids)):
+            sections["index"] = index
+        return sections, {"odd": {str(row): text for row, text in self._odd.items()}, "layout": [bits, shift]}
 
     @classmethod
     def restore(cls, sections: dict[str, array[Any]], side: dict[str, Any]) -> IdIndex:
@@ -260,7 +292,10 @@ class IdIndex:
             return
         index = self._index
         kept = None if index is None else idsort.without_rows(index, self._ids, range(count, len(index)), self._bits, self._shift)
-        del self._own_ids()[count:]
+        if self._shared:  # a copy of the kept rows only, not of all before the cut
+            self._ids, self._shared = self._ids[:count], False
+        else:
+            del self._ids[count:]
         self._odd = {row: text for row, text in self._odd.items() if row < count}
         if index is not None:
             if kept is None:
@@ -305,6 +340,11 @@ class IdIndex:
         return state
 
 
+def _short_tail(rows: int) -> int:
+    """The most rows a sorted index of `rows` keeps in its tail when written (`dump`) or extended by (`extend`)."""
+    return max(1024, rows // 16)
+
+
 def twin_of(keys: IdIndex, other: IdIndex) -> IdIndex:
     """`other`'s twin when `keys` holds the same ids in the same rows, else `keys`: one copy of them held, not two.
 
@@ -331,20 +371,6 @@ def twin_of(keys: IdIndex, other: IdIndex) -> IdIndex:
     return twin
 
 
-def _runs(index: array[float], positions: list[int], bits: int) -> list[list[int]]:
-    """The rows of runs of neighbouring index entries (`bits` low bits: the row): position p joins entry p + 1 to entry p's run."""
-    mask = (1 << bits) - 1
-    runs: list[list[int]] = []
-    last = -2
-    for pos in positions:
-        if pos == last + 1:
-            runs[-1].append(int(index[pos + 1]) & mask)
-        else:
-            runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
-        last = pos
-    return runs
-
-
 def short_prefix(keys: IdIndex) -> int:
     """The shortest id prefix, from 8 hex digits up, that tells every row's id of `keys` apart (16 when two are equal)."""
     if keys._odd:
@@ -360,7 +386,7 @@ def short_prefix(keys: IdIndex) -> int:
     # neighbours in sorted order: compare those whole.
     ids = keys._ids
     length = _SHORT_MIN
-    for run in _runs(index, near, keys._bits):
+    for run in idsort.runs(index, near, keys._bits):
         for i, a in enumerate(run):
             for b in run[i + 1 :]:
                 length = max(length, (64 - (ids[a] ^ ids[b]).bit_length()) // 4 + 1)

@@ -161,12 +161,12 @@ class IdPrefix:
             row = self.row_of_digest(digest)
             return [row] if row >= 0 else []
 
-    def dump(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def dump(self, sort: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """As `IdIndex.dump`: the job table's own arrays when the rows are its jobs in order, else the ids without a sorted index."""
         with self._guard:
             own = self._owned()
             if own is not None:
-                return own.dump()
+                return own.dump(sort)
             if not self._job_of and self._count == len(self._ids):
                 return self._jobs.dump()
             # Written a block at a time from the job table's ids (`jobsnapshot.write_sections`): a copy of

@@ -12,7 +12,7 @@ from bisect import bisect_left
 from itertools import compress, repeat
 from operator import lshift, or_, rshift
 
-__all__ = ["layout", "sorted_entries", "without_rows"]
+__all__ = ["layout", "runs", "sorted_entries", "without_rows"]
 
 
 def sorted_entries(ids: array[int], bits: int, shift: int) -> array[float]:
@@ -61,6 +61,20 @@ def without_rows(index: array[float], ids: array[int], rows: range, bits: int, s
         start = position + 1
     kept.extend(index[start:])
     return kept
+
+
+def runs(index: array[float], positions: list[int], bits: int) -> list[list[int]]:
+    """The rows of runs of neighbouring index entries (`bits` low bits: the row): position p joins entry p + 1 to entry p's run."""
+    mask = (1 << bits) - 1
+    runs: list[list[int]] = []
+    last = -2
+    for pos in positions:
+        if pos == last + 1:
+            runs[-1].append(int(index[pos + 1]) & mask)
+        else:
+            runs.append([int(index[pos]) & mask, int(index[pos + 1]) & mask])
+        last = pos
+    return runs
 
 
 # `sorted_entries` sorts parts of about 2**17 rows (4 MB of floats at a time), in at most 2**4 parts.

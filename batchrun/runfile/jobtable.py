@@ -26,8 +26,6 @@ import hashlib
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import add
 from typing import Any, overload
 
 from batchrun.resources import Request
@@ -295,27 +293,22 @@ class JobTable(Sequence[Job]):
         self.generation += 1
 
 
-def extend_table(table: JobTable, other: JobTable, blob: bytes | PackedBytes, offset: int) -> None:
-    """Append to `table` the jobs of `other`, parsed from `blob[offset:]`; `blob` becomes its bytes.
+def extend_table(table: JobTable, other: JobTable, offset: int) -> None:
+    """Append to `table` the jobs of `other`, parsed from its bytes from `offset` on
+    (`parse_commands(blob, start=offset)`); those bytes become the table's.
 
     For a runfile whose text changed only from `offset` on: the caller
-    vouches that `blob[:offset]` holds the table's commands where they were.
+    vouches that the bytes before `offset` hold the table's commands where they were.
     """
     table._ids_unique = None
     if len(table) and table._ends[-1] > offset:
         raise ValueError("extend_table: a kept job ends past the new bytes' start")
-    if offset + len(other._blob) >= SMALL_MAX:
+    if len(other._blob) >= SMALL_MAX:
         table._widen()
-    table._blob = packed_if_long(blob)
-    table._starts.extend(map(add, other._starts, repeat(offset)))
-    table._ends.extend(map(add, other._ends, repeat(offset)))
-    table._lines.extend(other._lines)
-    odd = other._keys.has_odd()
-    for row, digest in enumerate(other._keys.digests):
-        if odd:
-            table._keys.append(other._keys.text(row))
-        else:
-            table._keys.append_digest(digest)
+    table._blob = other._blob
+    for column, values in ((table._starts, other._starts), (table._ends, other._ends), (table._lines, other._lines)):
+        column.extend(values if values.typecode == column.typecode else iter(values))  # arrays of one kind only
+    table._keys.extend(other._keys)
     # The runs of `other` go on from where the table's last one is still in effect, as in a parse of the whole text.
     table.requests.extend(other.requests, len(table) - len(other))
 

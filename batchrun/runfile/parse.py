@@ -41,12 +41,12 @@ class DirectiveError(ValueError):
         self.lineno = lineno
 
 
-def _blocks(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(offset, bytes) of `data` in blocks of whole lines, about `_BLOCK` bytes each.
+def _blocks(data: bytes | PackedBytes, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of `data[start:]` in blocks of whole lines, about `_BLOCK` bytes each.
 
-    Splitting each block at `\n` gives `data.split(b"\n")`, a block at a time.
+    Splitting each block at `\n` gives `data[start:].split(b"\n")`, a block at a time.
     """
-    pos = 0
+    pos = start
     while True:
         cut = data.find(b"\n", pos + _BLOCK)
         if cut < 0:
@@ -155,7 +155,7 @@ def _directive(table: JobTable, line: bytes, lineno: int) -> None:
         table.requests.note(len(table), request)
 
 
-def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tuple[str, int, int]]]:
+def parse_commands(data: bytes | PackedBytes, first_line: int = 1, start: int = 0) -> tuple[JobTable, list[tuple[str, int, int]]]:
     """The jobs of runfile bytes and its repeated commands (command, first line, repeated line).
 
     `data` is valid UTF-8 without a byte order mark, its lines ended by
@@ -164,11 +164,15 @@ def parse_commands(data: bytes, first_line: int = 1) -> tuple[JobTable, list[tup
     before is no second job. A directive line (`# batchrun: gpus=2`) sets the
     request of the jobs after it (`table.requests`). `first_line`: the line
     number of data's first line (the new lines of a runfile that grew).
+    `start`: parse only `data[start:]` (just after a newline), whose first
+    line is `first_line`; the jobs' places still count from data's start and
+    the table's bytes are `data` itself: a relaunch parses a changed part
+    without a copy of it (`jobtable.extend_table` adds it to the kept jobs).
 
     Raises:
         DirectiveError: a directive line that is no request.
     """
-    return parse_blocks(_blocks(data), len(data), lambda: packed_if_long(data), first_line)
+    return parse_blocks(_blocks(data, start), len(data), lambda: packed_if_long(data), first_line)
 
 
 def parse_blocks(blocks: Iterable[tuple[int, bytes]], size: int, blob: Callable[[], bytes | bytearray | PackedBytes], first_line: int = 1) -> tuple[JobTable, list[tuple[str, int, int]]]:

@@ -26,7 +26,7 @@ from batchrun.store.journal import Journal
 from batchrun.store.metadata import MetadataView, build_entry, legacy_record, render_entry
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
-from batchrun.store.resume import OldView
+from batchrun.store.resume import OldView, streams_view
 from batchrun.store.rundir import RunsDir
 from batchrun.store.viewcache import KeptLines, journal_ids_since, read_old_view
 
@@ -36,9 +36,6 @@ __all__ = ["MetadataSync"]
 _METADATA_INTERVAL = 1.0
 # The wait between flushes is at least this many times the last flush's duration.
 _FLUSH_SHARE = 5.0
-# A relaunch renders at most this many entries after its runfile's change into memory (about 450
-# bytes each until written); more, and metadata.json is written anew, streaming (`build`).
-_HELD_RENDERS = 1 << 15
 
 
 class MetadataSync:
@@ -139,13 +136,14 @@ class MetadataSync:
 
         The result is the file `build` writes, byte for byte (the entries
         after the kept ones are dropped and added again in `build`'s order);
-        past `_HELD_RENDERS` of them (an early edit moves every later line),
+        past `resume.HELD_RENDERS` of them (an early edit moves every later line),
         `build` itself writes it, streaming, rather than hold them rendered.
         """
         assert self._resumed is not None
         same, view, jobs, records, logs = self._resumed, self.view, self.runfile.jobs, self.journal.records, self.logs
         self._resumed = None
-        if len(jobs) - same > _HELD_RENDERS:
+        if streams_view(len(jobs), same):
+            view.file.forget()  # the old layout: `build` needs none of it (28 MB at a million entries)
             self.build()
             return
         for job_id in touched:

@@ -44,7 +44,7 @@ from batchrun.store.recordtable import RecordTable
 from batchrun.store.rundir import RunsDir
 from batchrun.store.summary import JournalPrefix, journal_prefix
 
-__all__ = ["Resume", "read_resume", "snapshot_of"]
+__all__ = ["HELD_RENDERS", "Resume", "read_resume", "snapshot_of", "streams_view"]
 
 # The runfile's text is compared a block of about this many bytes at a time (cut after a newline).
 # A relaunch parses its text again from the first block that changed: at 64 KiB, 100 lines
@@ -59,6 +59,11 @@ _USAGE = tuple(f"records.{name}" for name in USAGE_FIELDS)
 # Sections often the same bytes as the job table's (every job ran in runfile order; metadata.json's first
 # entries are the jobs'): read as that one array (`read_sections`), held once (`idindex.twin_of`).
 _SAME = {f"{part}.keys.{name}": f"jobs.keys.{name}" for part in ("records", "view") for name in ("ids", "index")}
+
+
+# A relaunch renders at most this many entries after its runfile's change into memory (about 450
+# bytes each until written); more, and metadata.json is written anew, streaming (`MetadataSync.build`).
+HELD_RENDERS = 1 << 15
 
 
 @dataclass
@@ -124,7 +129,8 @@ def snapshot_of(
     sections["blocks.ends"], sections["blocks.digests"] = ends, digests
     side: dict[str, Any] = {"jobs": job_side, "records": record_side, "duplicates": runfile.duplicates, "blob": len(jobs.blob), "view": None}
     if view is not None:
-        view_sections, view_side = view[0].dump()
+        # Without a sort of its own at the end (8 MB at a million): entries that are not the jobs in order are looked up seldom.
+        view_sections, view_side = view[0].dump(sort=False)
         sections.update({f"view.keys.{name}": values for name, values in view_sections.items()})
         sections["view.starts"], sections["view.lens"] = view[1], view[2]
         side["view"] = {"keys": view_side, "logs": logs}
@@ -166,7 +172,8 @@ def read_resume(runs_dir: RunsDir, runfile_path: Path, *, light: bool = False, u
 
 def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, text: bytes | PackedBytes, digest: str, fingerprint: Fingerprint) -> Resume | None:
     def part(name: str) -> dict[str, array[Any]]:
-        return {key[len(name) + 1 :]: values for key, values in sections.items() if key.startswith(f"{name}.")}
+        # Taken out of `sections`: a table's arrays are then its own to let go (the old ids and sorted index of a truncated job table).
+        return {key[len(name) + 1 :]: sections.pop(key) for key in [key for key in sections if key.startswith(f"{name}.")]}
 
     assert fingerprint.snapshot is not None
     ref: SnapshotRef = fingerprint.snapshot
@@ -184,6 +191,10 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     if len(old_rows) != len(jobs) or ref.runfile_size != old_size:
         return None
     kept_jobs = bisect_left(starts, cut)  # jobs wholly in the unchanged blocks
+    if view_keys is not None and streams_view(len(jobs), kept_jobs):
+        # More old entries after the change than a relaunch holds rendered: metadata.json is most likely written anew, its old
+        # entries not looked up by id (else sorted when first asked), and their sorted index (8 MB a million) would outlive the job table's.
+        view_keys = view_keys.unsorted()
     # The jobs after them, as they were (only those are compared below; a copy of all would be the peak).
     old_digests, old_lines, old_starts = jobs.keys.digests[kept_jobs:], lines[kept_jobs:], starts[kept_jobs:]
     jobs.truncate(kept_jobs)
@@ -198,7 +209,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
         and kept - kept_jobs < len(new)
         and new.keys.digests[kept - kept_jobs] == old_digests[kept - kept_jobs]
         and new_lines[kept - kept_jobs] == old_lines[kept - kept_jobs]
-        and new_starts[kept - kept_jobs] + cut == old_starts[kept - kept_jobs]
+        and new_starts[kept - kept_jobs] == old_starts[kept - kept_jobs]
     ):
         kept += 1
     # The old rows themselves when every job is kept (a read's common case): a copy would be the read's peak.
@@ -213,13 +224,18 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     return Resume(runfile, kept, records, rows, fingerprint.journal_size, ref.journal_lines, view, fingerprint, blocks=blocks)
 
 
+def streams_view(jobs: int, same: int) -> bool:
+    """Whether a relaunch writes metadata.json anew, streaming, when its first `same` of `jobs` entries stay as they are."""
+    return jobs - same > HELD_RENDERS
+
+
 def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], text: bytes | PackedBytes, cut: int, first_line: int) -> JobTable:
     """Parse the text from `cut` and add its jobs; a command the kept lines have is a repeat, as a full parse finds."""
     unique = not jobs.ids_repeat()
-    new, new_repeats = parse_commands(text[cut:], first_line)
+    new, new_repeats = parse_commands(text, first_line, start=cut)
     keys = jobs.keys
     old_lines = jobs.columns()[2]
-    kept: list[int] = []
+    dropped: set[int] = set()  # new jobs that repeat a kept line's command (a list of every kept one was 18 MB at 500,000)
     repeats: list[tuple[str, int, int]] = []
     for command_text, first, again in new_repeats:
         # Repeated among the new lines, and maybe of a kept line first.
@@ -234,13 +250,13 @@ def _append_new_lines(jobs: JobTable, duplicates: list[tuple[str, int, int]], te
             first_row = next((row for row in matches if jobs.command_bytes(row) == command), None)
             if first_row is not None:
                 repeats.append((command.decode(), old_lines[first_row], new_lines[i]))
+                dropped.add(i)
                 continue
             unique = False
-        kept.append(i)
-    if len(kept) < len(new):
-        new._keep(kept)
+    if dropped:
+        new._keep([i for i in range(len(new)) if i not in dropped])
     unique = unique and not new.ids_repeat()
-    extend_table(jobs, new, text, cut)
+    extend_table(jobs, new, cut)
     jobs._ids_unique = unique
     duplicates.extend(sorted(repeats, key=lambda repeat: repeat[2]))
     return new

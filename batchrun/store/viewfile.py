@@ -113,6 +113,10 @@ class ViewFile:
             self._changed, self._dead = {}, set()
             self._count = len(lens) - lens.count(0)
 
+    def forget(self) -> None:
+        """Hold no entry, as before the file was first read or written: for a caller about to write it anew (`rebuild`)."""
+        self.adopt(IdIndex(), array("q"), array("I"))
+
     def share_keys(self, keys: IdIndex, unique: bool) -> None:
         """Hold the entries' keys as `keys`' first rows when they are those ids in order (`idprefix`; `unique`:
         no two of `keys` alike), or as its twin (`idindex.twin_of`)."""
