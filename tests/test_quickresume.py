@@ -583,6 +583,7 @@ def test_a_relaunch_with_many_entries_to_render_writes_them_streaming_as_the_ful
     streamed = done.returncode, re.sub(r"\d+\.\d\ds", "T", done.stdout), done.stderr
     streamed_states, streamed_view = _states(big), _view(big)
     lines = (big / "runs" / "exp" / "metadata.json").read_bytes().count(b"\n")
+    streamed_lines = _lines_but(big, job_id_of("echo inserted"))
     # The full path, from the same directory at the same place.
     shutil.rmtree(big)
     shutil.copytree(saved, big, symlinks=True)
@@ -591,3 +592,10 @@ def test_a_relaunch_with_many_entries_to_render_writes_them_streaming_as_the_ful
     assert streamed_states == _states(big)
     assert streamed_view == _view(big)
     assert lines == (big / "runs" / "exp" / "metadata.json").read_bytes().count(b"\n")
+    # Byte for byte, but for the job that ran in each (its times): the old lines kept, their line numbers set, are the renderings.
+    assert streamed_lines == _lines_but(big, job_id_of("echo inserted"))
+
+
+def _lines_but(work: Path, job_id: str) -> list[bytes]:
+    """metadata.json's lines in order, without the one of `job_id`."""
+    return [line for line in (work / "runs" / "exp" / "metadata.json").read_bytes().splitlines() if not line.startswith(f'  "{job_id}"'.encode())]

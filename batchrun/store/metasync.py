@@ -28,7 +28,7 @@ from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
 from batchrun.store.resume import OldView, streams_view
 from batchrun.store.rundir import RunsDir
-from batchrun.store.viewcache import KeptLines, journal_ids_since, read_old_view
+from batchrun.store.viewcache import KeptLines, journal_ids_since, lines_in_order, read_old_view
 
 __all__ = ["MetadataSync"]
 
@@ -144,7 +144,7 @@ class MetadataSync:
         self._resumed = None
         if streams_view(len(jobs), same):
             view.file.forget()  # the old layout: `build` needs none of it (28 MB at a million entries)
-            self.build()
+            self.build(touched)
             return
         for job_id in touched:
             i = jobs.index_of(job_id)
@@ -173,10 +173,10 @@ class MetadataSync:
         """Jobs no longer in the runfile, with the commands the old metadata.json gives them."""
         return [Job(str(entry.get("command", "")), job_id, 0) for job_id, entry in self.old_entries.items() if not self._in_runfile(job_id)]
 
-    def build(self) -> None:
-        """Write every entry from the journal (and what only the old file knew), streaming."""
+    def build(self, stale: set[str] | None = None) -> None:
+        """Write every entry from the journal (and what only the old file knew), streaming (`stale`: see `_entries`)."""
         try:
-            self.view.rebuild(_entries(self))
+            self.view.rebuild(_entries(self, stale))
             # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
             self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())
         finally:
@@ -328,12 +328,18 @@ def _read_kept(sync: MetadataSync) -> bool:
     return True
 
 
-def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
-    """Every entry `MetadataSync.build` writes: a kept line where it still holds, else rendered from the journal."""
-    records = sync.journal.records
-    old = sync.old_entries
-    logs = sync.logs
-    kept = sync._kept
+def _entries(sync: MetadataSync, stale: set[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    """Every entry `MetadataSync.build` writes: a kept line where it still holds, else rendered from the journal.
+    `stale`: after `resume_view` (the old file unread), the jobs the journal named since: old lines taken in order (`lines_in_order`)."""
+    records, old, logs, kept = sync.journal.records, sync.old_entries, sync.logs, sync._kept
+
+    def render(job: Job) -> bytes:
+        return render_entry(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}", old.get(job.job_id)))
+
+    if stale is not None:
+        yield from lines_in_order(sync.runs_dir.metadata, sync.runfile.jobs, old, stale, logs, render)
+        yield from _extras(sync)
+        return
     # Jobs the journal named since the old file was written: their lines are stale.
     touched = journal_ids_since(sync.journal.path, sync._mark) if sync._mark is not None else None
     if touched is None:
@@ -348,7 +354,7 @@ def _entries(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
             if line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}') and b', "line": %d, "attempts": ' % job.lineno in line:
                 yield job_id, line
                 continue
-        yield job_id, render_entry(job_id, build_entry(job, records.get(job_id), f"{logs}/{job_id}", old.get(job_id)))
+        yield job_id, render(job)
     yield from _extras(sync)
 
 
