@@ -71,7 +71,7 @@ def test_the_index_sorted_a_part_at_a_time_is_the_whole_sort_with_repeats_and_od
     assert [keys.row_of(job_id) for job_id in ids[:5000]] == list(range(5000))
     assert keys.rows_of(ids[7]) == [7, 5007]
     assert keys.row_of("legacy-key") == len(ids) - 1
-    assert keys.repeats()
+    assert idindex.has_repeats(keys)
 
 
 def test_a_twin_shares_the_ids_until_either_changes_them() -> None:
@@ -181,7 +181,7 @@ def test_an_unsorted_twin_finds_every_row_and_neither_sees_the_other_change() ->
     for job_id in ids:
         keys.append(job_id)
     assert keys.row_of(ids[0]) == 0  # sorted
-    twin = keys.unsorted()
+    twin = idindex.unsorted_twin(keys)
     assert twin._index is None and twin.digests is keys.digests
     keys.append(_ids(5000, 1)[0])
     twin.append("other-key")

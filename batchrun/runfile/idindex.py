@@ -31,7 +31,7 @@ from typing import Any
 from batchrun.runfile import idsort
 from batchrun.runfile.idtail import Tail
 
-__all__ = ["IdIndex", "digest_of", "ids_from_digests", "short_prefix", "twin_of"]
+__all__ = ["IdIndex", "digest_of", "groups_of", "has_repeats", "ids_from_digests", "short_prefix", "twin_of", "unsorted_twin"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
 _SHORT_MIN = 8
@@ -156,14 +156,6 @@ class IdIndex:
         found.extend(tail.rows(digest, ids))
         return sorted(found)
 
-    def groups(self) -> list[list[int]]:
-        """Rows whose ids share an index entry's high part (where any repeated id is), in groups; [] when none do."""
-        index, near = self._near()
-        bits = self._bits
-        # Neighbours with equal high parts are among those sharing the first 32 bits.
-        same = [pos for pos in near if int(index[pos]) >> bits == int(index[pos + 1]) >> bits]
-        return idsort.runs(index, same, bits)
-
     def _near(self) -> tuple[array[float], list[int]]:
         """The sorted index, and the positions p where entries p and p + 1 share an id's first 32 bits (or the
         whole high part, when shorter): one C pass, kept until the index changes."""
@@ -179,13 +171,6 @@ class IdIndex:
                 near.extend(compress(range(a, a + len(keys) - 1), map(eq, keys, islice(keys, 1, None))))
             self._near_cache = near
         return index, self._near_cache
-
-    def repeats(self) -> bool:
-        """Whether two rows share an id (different commands whose SHA-256 start alike, or appended twice)."""
-        if len(set(self._odd.values())) < len(self._odd):
-            return True
-        ids, odd = self._ids, self._odd
-        return any(len({ids[row] for row in group if row not in odd}) < len([row for row in group if row not in odd]) for group in self.groups())
 
     # -- changing -----------------------------------------------------------
 
@@ -211,26 +196,17 @@ class IdIndex:
         return row
 
     def extend(self, other: IdIndex) -> None:
-        """Add the rows of `other` (odd ids too) after these.
-
-        A few go to the tail; more (a relaunch after an early edit parses
-        half a million lines again) are added in C and drop the sorted index,
-        sorted again once when next asked: each appended row's tail slot
-        cost more time and memory (16 MB at half a million) than that sort.
-        """
-        if self._index is not None and len(other) <= _short_tail(len(self._ids) + len(other)):
-            for row, digest in enumerate(other._ids):
-                if other._odd and row in other._odd:
-                    self.append(other._odd[row])
-                else:
-                    self.append_digest(digest)
+        """Add the rows of `other` (odd ids too) after these: a few to the tail; more (an early edit's relaunch parses half a million lines
+        again) in C, the sorted index dropped (sorted once when next asked: a tail slot a row cost more, 16 MB at half a million)."""
+        if self._index is None or len(other) > _short_tail(len(self._ids) + len(other)):
+            self._odd.update((len(self._ids) + row, text) for row, text in other._odd.items())
+            self.extend_digests(other._ids)  # an odd id's row holds 0, as `append` leaves it
             return
-        with self._guard:
-            base = len(self._ids)
-            self._own_ids().extend(other._ids)
-            self._odd.update((base + row, text) for row, text in other._odd.items())
-            self._index = self._sorted = None
-            self._near_cache = None
+        for row, digest in enumerate(other._ids):
+            if row in other._odd:
+                self.append(other._odd[row])
+            else:
+                self.append_digest(digest)
 
     def extend_digests(self, digests: Iterable[int]) -> None:
         """Add rows with these integer ids (no odd ids); the index is built again when next asked."""
@@ -242,14 +218,6 @@ class IdIndex:
         if self._shared:
             self._ids, self._shared = array("Q", self._ids), False
         return self._ids
-
-    def unsorted(self) -> IdIndex:
-        """A twin of these ids (`twin_of`) without the sorted index: sorted when first asked, for ids seldom looked up."""
-        with self._guard:
-            twin = IdIndex(self._ids)
-            twin._odd = dict(self._odd)
-            twin._shared = self._shared = True
-        return twin
 
     def take(self, rows: Iterable[int]) -> IdIndex:
         """A new index of these rows' ids, in this order."""
@@ -343,6 +311,32 @@ class IdIndex:
 def _short_tail(rows: int) -> int:
     """The most rows a sorted index of `rows` keeps in its tail when written (`dump`) or extended by (`extend`)."""
     return max(1024, rows // 16)
+
+
+def unsorted_twin(keys: IdIndex) -> IdIndex:
+    """A twin of the ids (`twin_of`) without their sorted index: sorted when first asked, for ids seldom looked up."""
+    with keys._guard:
+        twin = IdIndex(keys._ids)
+        twin._odd = dict(keys._odd)
+        twin._shared = keys._shared = True
+    return twin
+
+
+def groups_of(keys: IdIndex) -> list[list[int]]:
+    """Rows whose ids share an index entry's high part (where any repeated id is), in groups; [] when none do."""
+    index, near = keys._near()
+    bits = keys._bits
+    # Neighbours with equal high parts are among those sharing the first 32 bits.
+    same = [pos for pos in near if int(index[pos]) >> bits == int(index[pos + 1]) >> bits]
+    return idsort.runs(index, same, bits)
+
+
+def has_repeats(keys: IdIndex) -> bool:
+    """Whether two rows share an id (different commands whose SHA-256 start alike, or appended twice)."""
+    ids, odd = keys._ids, keys._odd
+    if len(set(odd.values())) < len(odd):
+        return True
+    return any(len({ids[row] for row in group if row not in odd}) < len([row for row in group if row not in odd]) for group in groups_of(keys))
 
 
 def twin_of(keys: IdIndex, other: IdIndex) -> IdIndex:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from batchrun.resources import Request
-from batchrun.runfile.idindex import IdIndex
+from batchrun.runfile.idindex import IdIndex, has_repeats
 from batchrun.runfile.packed import PackedBytes, packed_if_long
 from batchrun.runfile.requestruns import RequestRuns
 
@@ -149,7 +149,7 @@ class JobTable(Sequence[Job]):
         """Whether two jobs share an id (different commands whose SHA-256 start alike, or appended twice)."""
         if self._ids_unique is not None:
             return not self._ids_unique
-        return self._keys.repeats()
+        return has_repeats(self._keys)
 
     def ids_missing(self, keys: Collection[str]) -> list[str]:
         """The keys (in their order) that are no job's id: the records of jobs no longer in a runfile.

@@ -18,7 +18,7 @@ from itertools import accumulate, compress, repeat
 from operator import add, methodcaller
 
 from batchrun.resources import directive_request
-from batchrun.runfile.idindex import ids_from_digests
+from batchrun.runfile.idindex import groups_of, ids_from_digests
 from batchrun.runfile.jobtable import SMALL_MAX, JobTable
 from batchrun.runfile.packed import PackedBytes, packed_if_long
 
@@ -192,7 +192,7 @@ def parse_blocks(blocks: Iterable[tuple[int, bytes]], size: int, blob: Callable[
 def _drop_duplicates(table: JobTable) -> list[tuple[str, int, int]]:
     """Remove repeated commands from `table`; what was removed, in line order."""
     keys = table._keys
-    groups = keys.groups()
+    groups = groups_of(keys)
     table._ids_unique = not groups
     if not groups:
         return []

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.runfile.file import Runfile, read_text
-from batchrun.runfile.idindex import IdIndex, twin_of
+from batchrun.runfile.idindex import IdIndex, twin_of, unsorted_twin
 from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable, dump_table, extend_table, restore_table
 from batchrun.runfile.packed import PackedBytes
@@ -194,7 +194,7 @@ def _restore(sections: dict[str, array[Any]], side: dict[str, Any], path: Path, 
     if view_keys is not None and streams_view(len(jobs), kept_jobs):
         # More old entries after the change than a relaunch holds rendered: metadata.json is most likely written anew, its old
         # entries not looked up by id (else sorted when first asked), and their sorted index (8 MB a million) would outlive the job table's.
-        view_keys = view_keys.unsorted()
+        view_keys = unsorted_twin(view_keys)
     # The jobs after them, as they were (only those are compared below; a copy of all would be the peak).
     old_digests, old_lines, old_starts = jobs.keys.digests[kept_jobs:], lines[kept_jobs:], starts[kept_jobs:]
     jobs.truncate(kept_jobs)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from batchrun.runfile.file import Job
-from batchrun.runfile.idindex import IdIndex, digest_of
+from batchrun.runfile.idindex import IdIndex, digest_of, has_repeats
 from batchrun.store.fingerprint import journal_mark
 
 __all__ = ["KeptLines", "journal_ids_since", "let_go", "lines_in_order", "read_old_view"]
@@ -155,7 +155,7 @@ def _scan(data: mmap.mmap | bytes) -> KeptLines | None:
         starts.append(pos)
         lens.append(cut - pos)
         pos = end + 1
-    if not len(keys) or keys.repeats():
+    if not len(keys) or has_repeats(keys):
         return None
     return KeptLines(data, keys, starts, lens)
 
