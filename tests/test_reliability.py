@@ -506,7 +506,9 @@ def test_the_lock_message_names_the_live_launch_not_the_last_one(make_runfile: M
     fd = os.open(lock_path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        writer = threading.Timer(0.3, lambda: os.pwrite(fd, f"{os.getpid()}\n".encode(), 0))
+        # As `acquire_lock` does: the file cut first, or a shorter pid leaves the end of a longer earlier one,
+        # "331\n5\n", which names no pid (it failed so once in CI, where the test's worker was pid 331).
+        writer = threading.Timer(0.3, lambda: (os.ftruncate(fd, 0), os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)))
         writer.start()
         rival = run_batchrun("launch", "exp.runfile", cwd=workdir)
         writer.join()
