@@ -28,7 +28,7 @@ from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
 from batchrun.store.resume import OldView, streams_view
 from batchrun.store.rundir import RunsDir
-from batchrun.store.viewcache import KeptLines, journal_ids_since, lines_in_order, read_old_view
+from batchrun.store.viewcache import KeptLines, journal_ids_since, lines_in_order, log_dir_json, names_log_dir, read_old_view
 
 __all__ = ["MetadataSync"]
 
@@ -344,14 +344,14 @@ def _entries(sync: MetadataSync, stale: set[str] | None = None) -> Iterator[tupl
     touched = journal_ids_since(sync.journal.path, sync._mark) if sync._mark is not None else None
     if touched is None:
         kept, touched = None, set()
-    logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
+    logs_json = log_dir_json(logs)
     for job in sync.runfile.jobs:
         job_id = job.job_id
         pos = kept.keys.row_of(job_id) if kept is not None and job_id not in touched and job_id not in old else -1
         if pos >= 0:
             assert kept is not None
             line = kept.line(pos)
-            if line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}') and b', "line": %d, "attempts": ' % job.lineno in line:
+            if names_log_dir(line, logs_json, job_id) and b', "line": %d, "attempts": ' % job.lineno in line:
                 yield job_id, line
                 continue
         yield job_id, render(job)

@@ -30,7 +30,7 @@ from batchrun.runfile.file import Job
 from batchrun.runfile.idindex import IdIndex, digest_of, has_repeats
 from batchrun.store.fingerprint import journal_mark
 
-__all__ = ["KeptLines", "journal_ids_since", "let_go", "lines_in_order", "read_old_view"]
+__all__ = ["KeptLines", "journal_ids_since", "let_go", "lines_in_order", "log_dir_json", "names_log_dir", "read_old_view"]
 
 # The mapped file's pages read so far count in the process's resident memory (all 450 MB of a
 # million entries, by the end of a scan) until let go: every this many bytes read, they are
@@ -187,7 +187,7 @@ def lines_in_order(path: Path, jobs: Iterable[Job], gone: Container[str], stale:
     line is not of this runs directory's logs. Jobs out of the old order (moved,
     added) are rendered; so is every job after a line of another shape.
     """
-    logs_json = json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
+    logs_json = log_dir_json(logs)
     with open(path, "rb") as f:
         old = _old_lines(f)
         ahead = next(old, None)
@@ -199,12 +199,23 @@ def lines_in_order(path: Path, jobs: Iterable[Job], gone: Container[str], stale:
             if ahead is not None and ahead[0] == job_id:
                 line = ahead[1]
                 ahead = next(old, None)
-            if line is not None and job_id not in stale and line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}'):
+            if line is not None and job_id not in stale and names_log_dir(line, logs_json, job_id):
                 kept = _with_line_number(line, job.lineno)
                 if kept is not None:
                     yield job_id, kept
                     continue
             yield job_id, render(job)
+
+
+def log_dir_json(logs: str) -> bytes:
+    """How an entry's log_dir under `logs` starts, rendered (JSON, `<logs>/` without the closing quote)."""
+    return json.dumps(f"{logs}/", ensure_ascii=False)[:-1].encode()
+
+
+def names_log_dir(line: bytes, logs_json: bytes, job_id: str) -> bool:
+    """Whether a rendered line ends with its job's log directory under these logs (`log_dir_json`): a line
+    of a runs directory since moved names another, and is rendered again."""
+    return line.endswith(b', "log_dir": ' + logs_json + job_id.encode() + b'"}')
 
 
 def _old_lines(f: BinaryIO) -> Iterator[tuple[str, bytes]]:
