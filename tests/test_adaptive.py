@@ -35,7 +35,6 @@ class FakeLaunch:
         self.runfile = load_runfile(path)
         self.journal = SimpleNamespace(records={})
         self.control = SimpleNamespace(lock=threading.RLock(), fail=self.fail)
-        self.metadata = SimpleNamespace(jobs_by_id={})
         self.options = SimpleNamespace(n_jobs=n_jobs)
         self.runs_dir = SimpleNamespace(logs=tmp_path / "logs")
         self.errors: list[BatchrunError] = []

@@ -153,7 +153,7 @@ def test_a_journal_rewritten_under_the_fingerprint_keeps_nothing(tmp_path: Path)
 
 
 def test_a_flush_of_many_changes_a_batch_at_a_time_writes_what_a_rebuild_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchrun.store.metasync._RENDER_BATCH", 2)
+    monkeypatch.setattr("batchrun.store.viewfile._RENDER_ROWS", 2)
     runfile = tmp_path / "exp.runfile"
     runfile.write_text("".join(f"echo {i}\n" for i in range(7)))
     runs_dir = RunsDir.for_runfile(runfile, tmp_path / "acct")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.store import viewfile
+from batchrun.store import viewfile, viewwrite
 from batchrun.store.metadata import MetadataView
 from batchrun.store.viewfile import ViewFile
 
@@ -26,7 +26,7 @@ def dict_file(rendered: dict[str, bytes]) -> bytes:
 def test_same_bytes_as_a_dict_through_puts_removes_re_adds_and_rewrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
     # A rewrite shifts and scans the unchanged runs a block of positions at a time (bounded memory at a
     # million entries): blocks of 3 put block edges inside every run, and runs that start or end without lines.
-    monkeypatch.setattr(viewfile, "_ROWS", rows)
+    monkeypatch.setattr(viewwrite, "_ROWS", rows)
     rng = random.Random(7)
     path = tmp_path / "metadata.json"
     model: dict[str, bytes] = {}
@@ -92,7 +92,7 @@ def test_view_writes_the_file_and_snapshots_stay_as_taken(tmp_path: Path) -> Non
 def test_a_failed_write_leaves_the_positions_those_of_the_file_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int | None) -> None:
     # A write moves the position arrays in place as it goes; when it fails (a full disk) they are moved back,
     # so the next write still copies the right bytes of the file that stayed.
-    monkeypatch.setattr(viewfile, "_ROWS", 3)
+    monkeypatch.setattr(viewwrite, "_ROWS", 3)
     rng = random.Random(fail_at)
     path = tmp_path / "metadata.json"
     view = ViewFile(path)
@@ -124,3 +124,80 @@ def test_a_failed_write_leaves_the_positions_those_of_the_file_on_disk(tmp_path:
         view.write()
         assert path.read_bytes() == dict_file(model)
         assert all(view.line(key) == model.get(key) for key in keys)
+
+
+def test_marked_entries_are_rendered_as_written_with_changes_made_while_it_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A launch marks changed entries and its rewrite renders them from the records as it reaches them (a batch at a
+    # time), while workers go on marking and removing: the file is what a dict of the lines at render time writes,
+    # a mark set after the snapshot (even on an entry the write rendered) is the next write's, and an entry removed
+    # and added again while the write renders is written once, at the end.
+    monkeypatch.setattr(viewfile, "_RENDER_ROWS", 4)
+    rng = random.Random(11)
+    path = tmp_path / "metadata.json"
+    model: dict[str, bytes] = {}
+    during: list[tuple[str, str]] = []  # what the "other thread" does at the next render: ("mark" | "remove", key)
+    batches: list[int] = []
+
+    def render(keys: list[str]) -> list[bytes]:
+        batches.append(len(keys))
+        lines = [model.get(key, b"") for key in keys]
+        while during:
+            what, key = during.pop()
+            if what == "remove":
+                view.remove(key)
+                model.pop(key, None)
+            else:
+                model[key] = f'  "{key}": {{"again": {len(batches)}}}'.encode()
+                view.mark(key)
+        return lines
+
+    view = ViewFile(path, render)
+    keys = [f"{rng.getrandbits(64):016x}" for _ in range(60)]
+    for step in range(400):
+        key = rng.choice(keys)
+        if rng.random() < 0.15:
+            view.remove(key)
+            model.pop(key, None)
+        elif rng.random() < 0.5:
+            model[key] = f'  "{key}": {json.dumps({"step": step})}'.encode()
+            view.put(key, model[key])
+        else:
+            model[key] = f'  "{key}": {json.dumps({"marked": step})}'.encode()
+            view.mark(key)
+        assert len(view) == len(model)
+        if step % 37 == 36:
+            marked = [k for k in keys if isinstance(view._changed.get(view.keys.row_of(k)), viewwrite.Unrendered)]
+            if marked:
+                during.append(("mark", marked[0]))  # the render reads its line, then it changes again
+                during.append(("remove", rng.choice(keys)))
+            view.write()
+            assert not during
+            json.loads(path.read_bytes())  # the snapshot's entries, some rendered later than it was taken
+            view.write()  # what changed while it wrote
+            assert path.read_bytes() == dict_file(model)
+            assert all(view.line(k) == model.get(k) for k in keys)
+    assert batches and max(batches) <= 4
+
+
+def test_a_marked_entry_removed_and_added_again_while_rendered_is_written_once(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.json"
+    model = {key: f'  "{key}": {{"n": 0}}'.encode() for key in ("a" * 16, "b" * 16, "c" * 16)}
+    renders: list[list[str]] = []
+
+    def render(keys: list[str]) -> list[bytes]:
+        renders.append(keys)
+        if len(renders) == 1:  # while the write is on its way: "a" leaves the runfile, and comes back
+            view.remove("a" * 16)
+            model["a" * 16] = b'  "aaaaaaaaaaaaaaaa": {"n": 1}'
+            view.mark("a" * 16)
+        return [model[key] for key in keys]
+
+    view = ViewFile(path, render)
+    view.rebuild(model.items())
+    view.mark("a" * 16)
+    view.mark("c" * 16)
+    view.write()
+    assert renders[0] == ["a" * 16, "c" * 16]
+    assert path.read_bytes() == b'{\n  "bbbbbbbbbbbbbbbb": {"n": 0},\n  "cccccccccccccccc": {"n": 0}\n}\n'
+    view.write()
+    assert path.read_bytes() == dict_file({"b" * 16: model["b" * 16], "c" * 16: model["c" * 16], "a" * 16: model["a" * 16]})

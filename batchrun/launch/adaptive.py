@@ -160,7 +160,6 @@ class _FeedLaunch(Protocol):
     runfile: Runfile
     journal: Any
     control: Any
-    metadata: Any
 
     @property
     def options(self) -> Any: ...
@@ -238,10 +237,7 @@ class BayesFeed:
         commands = [command for command, _point in points]
         requests = [resources.request_of(point) for _command, point in points] if resources is not None else None
         with launch.control.lock:
-            jobs = runfiles.append_commands(launch.runfile, commands, requests)
-            for job in jobs:
-                launch.metadata.jobs_by_id[job.job_id] = job
-        return jobs
+            return runfiles.append_commands(launch.runfile, commands, requests)
 
     def _metrics(self, job: Job, rec: JobRecord | None) -> RunMetrics | None:
         if rec is None or str(rec.state) not in _ENDED:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -258,9 +258,10 @@ class MetadataView:
     copies the unchanged lines from the file as it was.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, render: Callable[[list[str]], list[bytes]] | None = None) -> None:
+        """`render`: the lines of marked entries (`mark`), by job id, when written (`ViewFile`)."""
         self.path = path
-        self.file = ViewFile(path)
+        self.file = ViewFile(path, render)
         self.dirty = False
 
     def __len__(self) -> int:
@@ -280,6 +281,11 @@ class MetadataView:
             self.file.append_new(job_id, data)
         else:
             self.file.put(job_id, data)
+        self.dirty = True
+
+    def mark(self, job_id: str) -> None:
+        """Note that one job's entry changed: rendered as the next write reaches it."""
+        self.file.mark(job_id)
         self.dirty = True
 
     def remove(self, job_id: str) -> None:

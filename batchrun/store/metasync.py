@@ -45,12 +45,10 @@ class MetadataSync:
         self.runs_dir = runs_dir
         self.runfile = runfile
         self.journal = journal
-        self.view = MetadataView(runs_dir.metadata)
+        self.view = MetadataView(runs_dir.metadata, self._render)
         self.lock = lock  # the launch's lock over the journal and the records
         self.on_error = on_error
         self.logs = str(runs_dir.logs)
-        # Built only when a bayes sweep asks (see `jobs_by_id`).
-        self._by_id: dict[str, Job] | None = None
         self.old_entries: dict[str, dict[str, Any]] = {}
         # The old file's rendered lines, when they may be kept (see `_read_kept`),
         # and the journal mark they reflect.
@@ -61,18 +59,10 @@ class MetadataSync:
         # How many first entries `resume_view` kept; whether an entry without a state was written.
         self._resumed: int | None = None
         self.stateless = False
-        # Jobs whose entry changed since the last flush; those forgotten while a flush renders.
-        self._changed: dict[str, Job] = {}
-        self._forgotten: set[str] = set()
+        # Jobs whose entry is marked that are not in the runfile (adopted from a line since removed).
+        self._outside: dict[str, Job] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def jobs_by_id(self) -> dict[str, Job]:
-        """The runfile's jobs by id, for a caller that keeps its own map (a bayes sweep's few points)."""
-        if self._by_id is None:
-            self._by_id = {job.job_id: job for job in self.runfile.jobs}
-        return self._by_id
 
     def _in_runfile(self, job_id: str) -> bool:
         return self.runfile.jobs.has_id(job_id)
@@ -192,35 +182,36 @@ class MetadataSync:
     # -- while jobs run ------------------------------------------------------
 
     def update(self, job: Job, rec: JobRecord) -> None:
-        """Note that a job's entry changed; it is rendered at the next flush.
+        """Note that a job's entry changed; it is rendered when the next write reaches it.
 
-        Rendering lazily, once per flush, turns a job's start, pid and end
+        Rendering lazily, once per write, turns a job's start, pid and end
         (often within one second) into one JSON encoding instead of three,
-        off the worker threads' path. Called under the launch's lock.
+        off the worker threads' path; and what waits for a rewrite is a mark,
+        not a rendered line (`ViewFile.mark`). Called under the launch's lock.
         """
-        self._changed[job.job_id] = job
-        self.view.dirty = True
+        if not self._in_runfile(job.job_id):
+            self._outside[job.job_id] = job
+        self.view.mark(job.job_id)
 
     def forget(self, job_id: str) -> None:
         """A pending job left the followed runfile: no entry for it. Called under the launch's lock."""
-        self._changed.pop(job_id, None)
-        self._forgotten.add(job_id)
+        self._outside.pop(job_id, None)
         self.view.remove(job_id)
 
-    def _take_changed(self) -> list[tuple[str, Job]]:
-        """The changed jobs, and the changes cleared. Called under the launch's lock."""
-        changed = list(self._changed.items())
-        self._changed.clear()
-        self._forgotten.clear()
-        return changed
+    def _render(self, job_ids: list[str]) -> list[bytes]:
+        """The marked entries' lines, from the records now (b"": a job no longer known, whose entry was removed).
 
-    def _entry(self, job_id: str, job: Job) -> dict[str, Any]:
-        """A job's entry, built from its record. Called under the launch's lock."""
-        return build_entry(job, self.journal.records.get(job_id), f"{self.logs}/{job_id}")
-
-    def _render_changed(self) -> None:
-        for job_id, job in self._take_changed():
-            self.view.set(job_id, self._entry(job_id, job))
+        Built under the launch's lock, but encoded (most of the cost)
+        outside it: the worker threads wait on that lock.
+        """
+        jobs, records, logs = self.runfile.jobs, self.journal.records, self.logs
+        with self.lock:
+            entries = []
+            for job_id in job_ids:
+                row = jobs.index_of(job_id)
+                job = jobs[row] if row >= 0 else self._outside.get(job_id)
+                entries.append(None if job is None else build_entry(job, records.get(job_id), f"{logs}/{job_id}"))
+        return [b"" if entry is None else render_entry(job_id, entry) for job_id, entry in zip(job_ids, entries, strict=True)]
 
     def start(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""
@@ -245,26 +236,12 @@ class MetadataSync:
             interval = max(_METADATA_INTERVAL, _FLUSH_SHARE * (time.monotonic() - began))
 
     def flush(self) -> None:
-        # The entries are built under the launch's lock, but encoded (most of
-        # the cost) outside it: the worker threads wait on that lock. A batch
-        # at a time: after a long write, tens of thousands of entries changed,
-        # and all of them built as dicts at once were 30 MB at a launch's peak.
+        """Write metadata.json if anything changed: the snapshot under the launch's lock, the write (and its rendering) outside it."""
         with self.lock:
             if not self.view.dirty:
                 return
-            changed = self._take_changed()
-        for start in range(0, len(changed), _RENDER_BATCH):
-            with self.lock:
-                entries = [(job_id, self._entry(job_id, job)) for job_id, job in changed[start : start + _RENDER_BATCH]]
-            lines = [(job_id, render_entry(job_id, entry)) for job_id, entry in entries]
-            del entries
-            with self.lock:
-                for job_id, line in lines:
-                    if job_id not in self._forgotten:  # else its line left the runfile meanwhile
-                        self.view.set_rendered(job_id, line)
-        with self.lock:
             parts = self.view.snapshot()
-            self.view.dirty = bool(self._changed)  # changed meanwhile: rendered at the next flush
+            self.view.dirty = False  # a mark from now on is the next write's
         try:
             self.view.write(parts)
         except MetadataError as err:
@@ -273,15 +250,12 @@ class MetadataSync:
 
     def write_final(self) -> MetadataError | None:
         """The last write, as the launch ends; the error, if it failed."""
-        with self.lock:
-            self._render_changed()
         if self.view.dirty or (len(self.view) and not self.view.path.exists()):
             try:
                 self.view.write()
             except MetadataError as err:
                 return err
         return None
-
 
 
 def _read_kept(sync: MetadataSync) -> bool:
@@ -372,8 +346,6 @@ def _extras(sync: MetadataSync) -> Iterator[tuple[str, bytes]]:
             yield job_id, render_entry(job_id, entry)
 
 
-# Entries built and encoded at a time by `MetadataSync.flush`.
-_RENDER_BATCH = 1024
 # Ids compared at a time by `_common_prefix`.
 _SAME_BLOCK = 1 << 16
 

@@ -10,6 +10,11 @@ and only the lines changed since, rendered. A rewrite copies the runs of
 unchanged lines from the old file (its open descriptor survives the rename)
 and writes the changed ones between them.
 
+A changed entry may also be held as a mark (`mark`), rendered by the
+view's `render` only as the rewrite reaches it, a batch at a time: a line
+held rendered until written is about half a KB, and a million-entry file
+takes seconds to rewrite, while tens of thousands of jobs end.
+
 The file is the one batchrun writes: `{`, one entry a line (`  "<id>": {...}`)
 joined by `,\\n`, `}` (or `{}` when empty), which any JSON reader loads. An
 entry removed leaves its position with no line (length 0); a key set again
@@ -20,52 +25,36 @@ Nothing here renders entries or knows jobs (`metadata`, `metasync` do).
 
 from __future__ import annotations
 
-import os
 import threading
 from array import array
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from itertools import repeat
-from operator import add
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from batchrun.atomic import write_atomic
 from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
+from batchrun.store.viewwrite import Unrendered, ViewSnapshot, all_changed, fresh_pieces, move_back, pieces
 
 __all__ = ["ViewFile", "ViewSnapshot"]
 
-# Between entries, as in the file.
-_SEP = b",\n"
-# Bytes copied from the old file per read.
-_CHUNK = 1 << 20
-# Positions shifted or scanned at a time (`_shifted`, `_present_span`).
-_ROWS = 1 << 16
-
-
-@dataclass(frozen=True)
-class ViewSnapshot:
-    """What one rewrite writes: taken under the caller's lock, written without it."""
-
-    count: int  # positions
-    base_count: int  # positions the file last written covers
-    starts: array[int]
-    lens: array[int]
-    changed: dict[int, bytes]  # position -> its line (b"": none)
-    generation: int = -1  # the view's writes before it: a write of the latest snapshot updates the arrays in place
+# Marked entries rendered at a time by a rewrite.
+_RENDER_ROWS = 1024
 
 
 class ViewFile:
     """The entries of one metadata.json, by job id, in insertion order."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, render: Callable[[list[str]], list[bytes]] | None = None) -> None:
+        """`render`: the lines of marked keys, in their order (b"" for a key that has no entry any more)."""
         self.path = path
+        self._render = render
         self._keys: IdIndex | IdPrefix = IdIndex()
         # Per position covered by the file last written: where its line starts, and its length.
         self._starts = array("q")
         self._lens = array("I")
         self._base_count = 0
-        self._changed: dict[int, bytes] = {}
+        self._changed: dict[int, bytes | Unrendered] = {}
+        self._mark = Unrendered()
         self._dead: set[int] = set()  # positions removed: a key set again goes to the end
         self._count = 0
         self._lock = threading.Lock()
@@ -80,13 +69,27 @@ class ViewFile:
     def put(self, key: str, line: bytes) -> None:
         """Add or replace a key's line; a new key goes at the end."""
         with self._lock:
-            pos = self._position(key)
-            if pos < 0:
-                self._append(key, line)
-            else:
-                if not self._has_line(pos):
-                    self._count += 1
-                self._changed[pos] = line
+            self._set(key, line)
+
+    def mark(self, key: str) -> None:
+        """Note that a key's entry changed, to be rendered by `render` when next written; a new key goes at the end.
+
+        A mark is a dict slot where a rendered line held until the write
+        was about half a KB: a million-entry file takes seconds to rewrite,
+        and tens of thousands of entries change meanwhile.
+        """
+        assert self._render is not None, "a view of marks renders them"
+        with self._lock:
+            self._set(key, self._mark)
+
+    def _set(self, key: str, line: bytes | Unrendered) -> None:
+        pos = self._position(key)
+        if pos < 0:
+            self._append(key, line)
+        else:
+            if not self._has_line(pos):
+                self._count += 1
+            self._changed[pos] = line
 
     def append_new(self, key: str, line: bytes) -> None:
         """Add a key the caller knows is not here: no look-up."""
@@ -125,7 +128,7 @@ class ViewFile:
                 prefix = IdPrefix.follow(self._keys, keys, unique)
                 self._keys = prefix if prefix is not None else twin_of(self._keys, keys)
 
-    def _append(self, key: str, line: bytes) -> None:
+    def _append(self, key: str, line: bytes | Unrendered) -> None:
         pos = self._keys.append(key)
         self._changed[pos] = line
         self._count += 1
@@ -164,13 +167,13 @@ class ViewFile:
         """A key's line as the view holds it now (None: no line)."""
         with self._lock:
             pos = self._position(key)
-            if pos < 0:
-                return None
-            line = self._changed.get(pos)
-            if line is not None:
-                return line or None
-            if pos >= self._base_count or not self._lens[pos]:
-                return None
+            line = self._changed.get(pos) if pos >= 0 else b""
+            if line is None and (pos >= self._base_count or not self._lens[pos]):
+                line = b""
+        if isinstance(line, Unrendered):
+            line = self._rendered([pos])[0]
+        if line is not None:
+            return line or None
         with self._writing, open(self.path, "rb") as f:  # not while a write moves the positions
             with self._lock:
                 start, length = self._starts[pos], self._lens[pos]
@@ -180,7 +183,9 @@ class ViewFile:
     def snapshot(self) -> ViewSnapshot:
         """The view now, for `write` (its changes are its own; its arrays are the view's, moved by the next write)."""
         with self._lock:
-            return ViewSnapshot(len(self._keys), self._base_count, self._starts, self._lens, dict(self._changed), self._generation)
+            snap = ViewSnapshot(len(self._keys), self._base_count, self._starts, self._lens, dict(self._changed), self._generation)
+            self._mark = Unrendered()  # marks set from now on are not this snapshot's
+            return snap
 
     def write(self, snap: ViewSnapshot | None = None) -> None:
         """Write metadata.json atomically from a snapshot (by default, of the view now).
@@ -204,17 +209,40 @@ class ViewFile:
             else:
                 starts, lens = array("q", [0]) * snap.count, array("I", [0]) * snap.count
             undo: list[tuple[str, int, int, int]] | None = [] if in_place else None
-            source = open(self.path, "rb") if snap.base_count and not _all_changed(snap) else None  # noqa: SIM115 - closed below
+            source = open(self.path, "rb") if snap.base_count and not all_changed(snap) else None  # noqa: SIM115 - closed below
             try:
-                write_atomic(self.path, _pieces(snap, source, starts, lens, undo))
+                write_atomic(self.path, pieces(snap, self._in_order(snap), source, starts, lens, undo))
             except BaseException:
                 if undo is not None:
-                    _move_back(snap, undo)
+                    move_back(snap, undo)
                 raise
             finally:
                 if source is not None:
                     source.close()
             self._written(snap, starts, lens)
+
+    def _in_order(self, snap: ViewSnapshot) -> Iterator[tuple[int, bytes]]:
+        """The snapshot's changed positions in order, with their lines: the marked ones rendered a batch at a time."""
+        order = sorted(snap.changed)
+        for a in range(0, len(order), _RENDER_ROWS):
+            block = order[a : a + _RENDER_ROWS]
+            marked = [pos for pos in block if isinstance(snap.changed[pos], Unrendered)]
+            rendered = dict(zip(marked, self._rendered(marked), strict=True))
+            for pos in block:
+                line = rendered[pos] if pos in rendered else snap.changed[pos]
+                assert isinstance(line, bytes)
+                yield pos, line
+
+    def _rendered(self, positions: list[int]) -> list[bytes]:
+        """The lines of marked positions, from `render`; none for a position removed meanwhile (set again, its key went to the end)."""
+        if not positions:
+            return []
+        assert self._render is not None
+        with self._lock:
+            keys = [self._keys.text(pos) for pos in positions]
+        lines = self._render(keys)
+        with self._lock:  # after the render: a removal before it is seen here
+            return [b"" if pos in self._dead else line for pos, line in zip(positions, lines, strict=True)]
 
     def _written(self, snap: ViewSnapshot, starts: array[int], lens: array[int]) -> None:
         with self._lock:
@@ -232,131 +260,5 @@ class ViewFile:
         """
         keys = IdIndex()
         starts, lens = array("q"), array("I")
-        write_atomic(self.path, _fresh_pieces(entries, keys, starts, lens))
+        write_atomic(self.path, fresh_pieces(entries, keys, starts, lens))
         self.adopt(keys, starts, lens)
-
-
-def _all_changed(snap: ViewSnapshot) -> bool:
-    return len(snap.changed) >= snap.base_count and all(pos in snap.changed for pos in range(snap.base_count))
-
-
-def _fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex, starts: array[int], lens: array[int]) -> Iterator[bytes]:
-    out = 0
-    batch: list[bytes] = []
-    size = 0
-    for key, line in entries:
-        keys.append(key)
-        out += 2  # "{\n" before the first line, the separator before the others
-        starts.append(out)
-        lens.append(len(line))
-        out += len(line)
-        batch.append(line)
-        size += len(line)
-        if size >= _CHUNK:
-            yield (b"{\n" if len(batch) == len(keys) else _SEP) + _SEP.join(batch)
-            batch, size = [], 0
-    if batch:
-        yield (b"{\n" if len(batch) == len(keys) else _SEP) + _SEP.join(batch)
-    yield b"\n}\n" if len(keys) else b"{}\n"
-
-
-def _pieces(snap: ViewSnapshot, source: object, starts: array[int], lens: array[int], undo: list[tuple[str, int, int, int]] | None) -> Iterator[bytes]:
-    """The new file's bytes: runs of unchanged lines copied from the old file, changed lines between; fills starts and lens.
-
-    Given `undo` (starts and lens are the snapshot's own), it notes each
-    change to a position the old file had, for `_move_back`.
-    """
-    out = 0  # bytes yielded so far
-    first = True
-    pos = 0
-    for stop in [*sorted(snap.changed), snap.count]:
-        end = min(stop, snap.base_count)
-        if pos < end:
-            run = _present_span(snap.lens, pos, end)
-            if run is not None:
-                lo, hi = run
-                src_start, src_end = snap.starts[lo], snap.starts[hi] + snap.lens[hi]
-                head = b"{\n" if first else _SEP
-                yield head
-                out += len(head)
-                # The run's lines keep their places relative to each other: one shift for all.
-                if undo is not None:
-                    undo.append(("shift", pos, end, out - src_start))
-                _shifted(snap, starts, lens, pos, end, out - src_start)
-                yield from _read(source, src_start, src_end)
-                out += src_end - src_start
-                first = False
-        if stop == snap.count:
-            break
-        line = snap.changed[stop]
-        if undo is not None and stop < snap.base_count:
-            undo.append(("set", stop, starts[stop], lens[stop]))
-        starts[stop], lens[stop] = 0, 0  # no line
-        if line:
-            head = b"{\n" if first else _SEP
-            yield head
-            out += len(head)
-            starts[stop], lens[stop] = out, len(line)
-            yield line
-            out += len(line)
-            first = False
-        pos = stop + 1
-    yield b"{}\n" if first else b"\n}\n"
-
-
-def _shifted(snap: ViewSnapshot, starts: array[int], lens: array[int], lo: int, hi: int, shift: int) -> None:
-    """Positions [lo, hi) of the new arrays: the old lines' places, moved by `shift`.
-
-    A block of rows at a time: a run is most of the file, and whole-run
-    slices and their shifted copies would be 20 bytes a job at the write's
-    peak (20 MB at a million), beside the new arrays themselves.
-    """
-    for a in range(lo, hi, _ROWS):
-        b = min(hi, a + _ROWS)
-        if shift or starts is not snap.starts:
-            starts[a:b] = array("q", map(add, snap.starts[a:b], repeat(shift)))
-        if lens is not snap.lens:
-            lens[a:b] = snap.lens[a:b]
-
-
-def _move_back(snap: ViewSnapshot, undo: list[tuple[str, int, int, int]]) -> None:
-    """Undo what a failed in-place write did to the snapshot's arrays (`_pieces`' notes): they describe the old file again."""
-    starts, lens = snap.starts, snap.lens
-    for kind, a, b, c in reversed(undo):
-        if kind == "set":
-            starts[a], lens[a] = b, c
-        else:
-            _shifted(snap, starts, lens, a, b, -c)
-    del starts[snap.base_count :], lens[snap.base_count :]
-
-
-def _present_span(lens: array[int], lo: int, hi: int) -> tuple[int, int] | None:
-    """The first and last positions in [lo, hi) that have a line; None when none has (found in C, a block at a time)."""
-    size = lens.itemsize
-    first = None
-    for a in range(lo, hi, _ROWS):
-        data = lens[a : min(hi, a + _ROWS)].tobytes()
-        left = len(data) - len(data.lstrip(b"\0"))
-        if left < len(data):
-            first = a + left // size
-            break
-    if first is None:
-        return None
-    for b in range(hi, first, -_ROWS):
-        a = max(first, b - _ROWS)
-        right = len(lens[a:b].tobytes().rstrip(b"\0"))
-        if right:
-            return first, a + (right - 1) // size
-    return first, first  # not reached: the block holding `first` has a line
-
-
-def _read(source: object, start: int, end: int) -> Iterator[bytes]:
-    """Bytes [start, end) of the old file, a chunk at a time."""
-    assert source is not None
-    fd = source.fileno()  # type: ignore[attr-defined]
-    while start < end:
-        data = os.pread(fd, min(_CHUNK, end - start), start)
-        if not data:
-            raise OSError(f"{getattr(source, 'name', 'metadata.json')}: changed while being copied (shorter than written)")
-        yield data
-        start += len(data)
