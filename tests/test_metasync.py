@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.runfile.file import load_runfile
+from batchrun.runfile.file import Job, job_id_of, load_runfile
 from batchrun.store.fingerprint import FINGERPRINT_NAME, Fingerprint, read_fingerprint, write_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.rundir import RunsDir
+from batchrun.store.viewwrite import Unrendered
 
 
 def _leave_fingerprint(sync: MetadataSync) -> None:
@@ -170,3 +171,23 @@ def test_a_flush_of_many_changes_a_batch_at_a_time_writes_what_a_rebuild_writes(
     sync.build()  # every entry rendered again from the journal
     sync.journal.close()
     assert runs_dir.metadata.read_bytes() == flushed
+
+
+def test_a_changed_entry_waits_as_a_mark_and_is_rendered_from_the_record_as_written(tmp_path: Path) -> None:
+    # Between two rewrites of a big file tens of thousands of entries change: each waits as a mark (no job, no
+    # line held), rendered from the record as the write reaches it; a job adopted from a line no longer in the
+    # runfile (not in the job table) is rendered from the job it ran as.
+    sync = _sync(tmp_path)
+    sync.build()
+    first, gone = sync.runfile.jobs[0], Job("echo gone", job_id_of("echo gone"), 7)
+    sync.journal.open()
+    sync.update(first, sync.journal.record_start(first.job_id, 1, 1.0, 0, "h"))
+    sync.update(gone, sync.journal.record_start(gone.job_id, 1, 1.0, 1, "h"))
+    assert all(isinstance(value, Unrendered) for value in sync.view.file._changed.values())
+    sync.journal.record_end(first.job_id, 1, 0, 1.0, 2.0)  # after the mark: the write renders the record as it is then
+    sync.flush()
+    sync.journal.close()
+    entries = json.loads(sync.runs_dir.metadata.read_text())
+    assert entries[first.job_id]["state"] == "succeeded"
+    assert (entries[gone.job_id]["command"], entries[gone.job_id]["line"], entries[gone.job_id]["state"]) == ("echo gone", 7, "running")
+    assert not sync.view.file._changed and sync.view.file.layout() is not None
