@@ -156,3 +156,31 @@ def test_rows_out_of_order_are_written_to_the_snapshot_a_block_at_a_time(tmp_pat
     assert [f"{digest:016x}" for digest in read[0]["keys.ids"]] == order
     assert read[0]["before"].tobytes() == b"xyz" and list(read[0]["after"]) == [5, -6]
     assert list(IdIndex.restore({"ids": read[0]["keys.ids"]}, read[1]).texts()) == order
+
+
+@pytest.mark.parametrize("far", [False, True], ids=["near", "some-far"])
+def test_rows_a_few_places_out_of_order_cost_no_dict_entries(far: bool) -> None:
+    # At -j 8 a tenth of the rows hold a neighbour's job (workers race to their start lines): each is a byte
+    # per row and per job, not two dict entries, and never turns the prefix into an index of its own.
+    # Jobs further than a byte reaches (a retry, an adopted job) take dict entries, and still read the same.
+    ids = _ids(3000)
+    jobs = _jobs(ids)
+    rng = random.Random(3)
+    sequence = list(ids[:2800])
+    for i in range(0, 2790, 3):
+        j = i + rng.randrange(8)
+        sequence[i], sequence[j] = sequence[j], sequence[i]
+    if far:
+        sequence.insert(2500, sequence.pop(10))  # job 10's row is the 2,500th
+        sequence.insert(5, sequence.pop(1500))  # job 1,500's row is the 6th
+        sequence.append(ids[2990])  # a job beyond the rows, far from its row
+    prefix, plain = IdPrefix(jobs), IdIndex()
+    for job_id in sequence:
+        assert prefix.append(job_id) == plain.append(job_id)
+    assert prefix._own is None and len(prefix._job_of) == (3 if far else 0)
+    assert sum(a != b for a, b in zip(sequence, ids, strict=False)) > len(sequence) // 3
+    probes = ids + ["0" * 16]
+    _same(prefix, plain, probes)
+    follows = IdPrefix.follow(plain, jobs, True)
+    assert follows is not None and len(follows._job_of) == (3 if far else 0)
+    _same(follows, plain, probes)
