@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -134,7 +135,43 @@ def test_a_long_runfile_keeps_big_arrays_in_memory_maps_of_their_own(tmp_path: P
     path.write_bytes(b"".join(b"python train.py --seed %d\n" % i for i in range(400_000)))  # past PACK_FROM
     code = (
         "import sys; from pathlib import Path; import batchrun._memory as m; from batchrun.runfile.file import load_runfile\n"
-        "assert not m._done; jobs = load_runfile(Path(sys.argv[1])).jobs; print(len(jobs), m._done, m.big_arrays_mapped())"
+        "assert not m._done; jobs = load_runfile(Path(sys.argv[1])).jobs; print(len(jobs), m._done, m.compact_heap())"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["400000", "True", "True"]
+
+
+_THREADS_ALLOCATE = """
+import ctypes, sys, threading
+from pathlib import Path
+from batchrun.runfile.file import load_runfile
+if sys.argv[1] != "-":
+    load_runfile(Path(sys.argv[1]))
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()  # all at once: each new thread's first malloc takes a heap
+    held = [bytearray(4096 + i) for i in range(2000)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per heap, on stderr
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""), reason="glibc's allocator only")
+@pytest.mark.parametrize("env", [None, "4"], ids=["capped", "the-user's-cap"])
+def test_a_long_runfile_shares_two_heaps_among_a_launch_s_threads(tmp_path: Path, env: str | None) -> None:
+    # A thread per job slot: at -j 8, a heap each held 15-20 MB of free holes at a million-line launch's peak.
+    path = tmp_path / "long.runfile"
+    path.write_bytes(b"".join(b"python train.py --seed %d\n" % i for i in range(400_000)))  # past PACK_FROM
+    environ = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    if env is not None:
+        environ["MALLOC_ARENA_MAX"] = env
+
+    def heaps(target: str) -> int:
+        err = subprocess.run([sys.executable, "-c", _THREADS_ALLOCATE, target], capture_output=True, text=True, check=True, env=environ).stderr
+        return err.count("Arena ")
+
+    assert heaps("-") > 2, "a short runfile (or none): glibc's own setting, a heap per thread"
+    assert heaps(str(path)) == (2 if env is None else 4)

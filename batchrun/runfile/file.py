@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from batchrun._memory import big_arrays_mapped
+from batchrun._memory import compact_heap
 from batchrun.errors import RunfileError
 from batchrun.resources import NO_REQUEST, Request
 from batchrun.runfile.jobtable import Job, JobTable
@@ -106,7 +106,7 @@ def load_runfile(path: Path) -> Runfile:
     try:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size >= PACK_FROM:
-                big_arrays_mapped()
+                compact_heap()
                 runfile = _load_streamed(f, path)
                 if runfile is not None:
                     return runfile
@@ -156,7 +156,7 @@ def read_text(path: Path) -> tuple[bytes | PackedBytes, str] | None:
     try:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size >= PACK_FROM:
-                big_arrays_mapped()
+                compact_heap()
                 digest, packer = hashlib.sha256(), Packer()
                 for _ in _stream_blocks(f, digest, packer):
                     pass
