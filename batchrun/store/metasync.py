@@ -130,7 +130,7 @@ class MetadataSync:
         `build` itself writes it, streaming, rather than hold them rendered.
         """
         assert self._resumed is not None
-        same, view, jobs, records, logs = self._resumed, self.view, self.runfile.jobs, self.journal.records, self.logs
+        same, view, jobs = self._resumed, self.view, self.runfile.jobs
         self._resumed = None
         if streams_view(len(jobs), same):
             view.file.forget()  # the old layout: `build` needs none of it (28 MB at a million entries)
@@ -139,12 +139,12 @@ class MetadataSync:
         for job_id in touched:
             i = jobs.index_of(job_id)
             if 0 <= i < same:
-                view.set(job_id, build_entry(jobs[i], records.get(job_id), f"{logs}/{job_id}"))
+                view.set(job_id, self._entry(jobs[i]))
         keys = view.file.keys
         for job_id in list(keys.texts(same)):
             view.remove(job_id)
         for job in jobs.jobs_at(range(same, len(jobs))):
-            view.set(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}"))
+            view.set(job.job_id, self._entry(job))
         for job_id, line in _extras(self):
             view.set_rendered(job_id, line)
         self.old_entries = {}
@@ -204,14 +204,18 @@ class MetadataSync:
         Built under the launch's lock, but encoded (most of the cost)
         outside it: the worker threads wait on that lock.
         """
-        jobs, records, logs = self.runfile.jobs, self.journal.records, self.logs
+        jobs = self.runfile.jobs
         with self.lock:
             entries = []
             for job_id in job_ids:
                 row = jobs.index_of(job_id)
                 job = jobs[row] if row >= 0 else self._outside.get(job_id)
-                entries.append(None if job is None else build_entry(job, records.get(job_id), f"{logs}/{job_id}"))
+                entries.append(None if job is None else self._entry(job))
         return [b"" if entry is None else render_entry(job_id, entry) for job_id, entry in zip(job_ids, entries, strict=True)]
+
+    def _entry(self, job: Job) -> dict[str, Any]:
+        """A job's entry from its record now. Called under the launch's lock."""
+        return build_entry(job, self.journal.records.get(job.job_id), f"{self.logs}/{job.job_id}")
 
     def start(self) -> None:
         """Start keeping metadata.json up to date while jobs run."""
