@@ -98,6 +98,49 @@ def test_signals_batchrun_was_started_ignoring_are_not_ignored_by_its_jobs(tmp_p
         slots.close()
 
 
+def test_signals_batchrun_was_started_with_blocked_are_unblocked_in_the_helper_and_its_jobs(tmp_path: Path, marker: str) -> None:
+    """Under `perf` or a process manager that blocks signals: the helper clears the mask once, so it never needs a fork per job to clear it in each."""
+    slots = HelperPool()
+    log_dir = tmp_path / "log"
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2, signal.SIGWINCH})
+    try:
+        pid = slots.start(JOB_ID, "grep SigBlk /proc/self/status", str(log_dir), _env(log_dir, marker))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        helper = slots._busy[pid]
+        assert slots.wait(pid) is not None
+        assert (log_dir / "out.log").read_text() == "SigBlk:\t0000000000000000\n"
+        status = Path(f"/proc/{helper.proc.pid}/status").read_text()
+        assert "SigBlk:\t0000000000000000\n" in status
+    finally:
+        slots.close()
+
+
+def test_a_helper_sets_jobs_variables_without_growing(tmp_path: Path) -> None:
+    """glibc's setenv keeps every value it was given: the helper's own environment must not grow with the jobs it runs (about 200 bytes a job)."""
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from batchrun.executors.local import _slot_helper as h
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+env = {{}}
+h._apply(env, [b"STABLE=1", b"BATCHRUN_JOB_ID=0"])
+before = rss()
+for i in range(200_000):
+    h._apply(env, [b"BATCHRUN_JOB_ID=%016x" % i, b"BATCHRUN_LOG_DIR=/runs/exp/logs/%016x" % i, b"GONE=%d" % i, b"GONE"])
+assert h._own_env
+print(rss() - before)
+print(os.popen("echo $BATCHRUN_JOB_ID $STABLE ${{GONE-unset}}").read().strip())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr
+    grown_kb, seen = done.stdout.splitlines()
+    assert seen == "0000000000030d3f 1 unset"  # the last job's value, the kept one, the removed one
+    assert int(grown_kb) < 4096, f"the helper grew {grown_kb} kB over 200,000 jobs"
+
+
 def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     for i in range(5):
         log_dir = tmp_path / str(i)
