@@ -114,6 +114,14 @@ def build_rows(bench: Bench, full_size: bool) -> list[Row]:
         xargs = results.get(measure, {}).get("xargs")
         return None if xargs is None else (lambda mine: mine >= share * xargs.median(rate))
 
+    def vs_xargs_and_parallel(measure: str, share: float, times: float) -> Callable[[float], bool] | None:
+        """At least `share` of xargs' rate and `times` GNU parallel's (each only where it ran)."""
+        xargs, parallel = vs_xargs(measure, share), results.get(measure, {}).get("parallel")
+        if xargs is None and parallel is None:
+            return None
+        peer = None if parallel is None else parallel.median(rate)
+        return lambda mine: (xargs is None or xargs(mine)) and (peer is None or mine >= times * peer)
+
     def vs_parallel(measure: str, times: float) -> Callable[[float], bool]:
         parallel = results.get(measure, {}).get("parallel")
         peer = parallel.median(_seconds) if parallel else float("inf")
@@ -121,7 +129,7 @@ def build_rows(bench: Bench, full_size: bool) -> list[Row]:
 
     has_xargs = "xargs" in results.get("throughput", {})
     add("throughput", f"1. throughput, {s.jobs:,} trivial jobs at -j {WORKERS}, fresh directory (jobs/s)", rate,
-        ",.0f", _higher_faster, "≥ 1.0x xargs", vs_xargs("throughput", 1.0))
+        ",.0f", _higher_faster, "≥ 0.7x xargs and ≥ 3x parallel", vs_xargs_and_parallel("throughput", 0.7, 3.0))
     add("throughput", "   peak RSS of that run (MB)", _rss, ".0f")
     add("deleted", f"1. throughput, {s.jobs:,} trivial jobs at -j {WORKERS}, right after a runs directory "
         "was deleted (jobs/s)", rate, ",.0f", _higher_faster, "≥ 0.8x xargs", vs_xargs("deleted", 0.8))
