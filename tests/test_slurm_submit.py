@@ -23,7 +23,7 @@ from batchrun.executors.slurm.submit import (
     remove_spent,
     submitted_arrays,
 )
-from batchrun.executors.slurm.text import request_args, signal_args, task_script
+from batchrun.executors.slurm.text import manifest_line, request_args, signal_args, task_script
 from batchrun.resources import Request
 
 JOBS = [f"{i:016x}" for i in range(5)]
@@ -124,6 +124,32 @@ def test_remove_spent_keeps_what_queued_tasks_still_read(tmp_path: Path) -> None
     # A task completing (its script ended) reads its manifest no more; its output file stays while it is shown.
     remove_spent(tmp_path, lambda: {"12_0": ("COMPLETING", f"/x/batchrun-task.sh {tmp_path / 'a.manifest'}")})
     assert sorted(path.name for path in tmp_path.iterdir()) == ["12.out", "13.out", "submitted"]
+
+
+def test_a_task_shown_running_after_its_job_was_recorded_is_waited_for_a_moment_then_its_manifest_goes(tmp_path: Path) -> None:
+    """squeue may show a task running for a moment after its job's exit record: the launch's last cleanup asks again (a CI run met it)."""
+    slurm_dir = tmp_path / "slurm"
+    slurm_dir.mkdir()
+    ended, running = "0123456789abcdef", "fedcba9876543210"
+    manifest = slurm_dir / "a.manifest"
+    manifest.write_text(manifest_line(ended, "true", {}, {}) + manifest_line(running, "sleep 9", {}, {}))
+    for job_id in (ended, running):
+        (tmp_path / "logs" / job_id).mkdir(parents=True)
+    (tmp_path / "logs" / ended / "exit").write_text("0 1\n")
+    task = f"/x/batchrun-task.sh {manifest}"
+    answers = [{"12_0": ("RUNNING", task)}, {"12_0": ("RUNNING", task)}, {}]
+    remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
+    assert answers == [] and not manifest.exists()
+    # A task still running its job (no record) is not waited for: the manifest stays, and one answer did.
+    manifest.write_text(manifest_line(ended, "true", {}, {}) + manifest_line(running, "sleep 9", {}, {}))
+    answers = [{"12_1": ("RUNNING", task)}, {}]
+    remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
+    assert answers == [{}] and manifest.exists()
+    # A record older than the manifest is an earlier attempt's: not waited for either.
+    os.utime(tmp_path / "logs" / ended / "exit", (manifest.stat().st_mtime - 60,) * 2)
+    answers = [{"12_0": ("RUNNING", task)}, {}]
+    remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
+    assert answers == [{}] and manifest.exists()
 
 
 def test_a_time_limit_is_whole_minutes_rounded_up_and_a_jobs_own_time_wins_over_the_timeout() -> None:

@@ -209,7 +209,7 @@ class SlurmExecutor(Executor):
             thread.join()
         if self._threads:
             self._threads = []
-            remove_spent(self.slurm_dir, lambda: self._commands.squeue_user(all_states=False))
+            remove_spent(self.slurm_dir, lambda: self._commands.squeue_user(all_states=False), patience=3.0)
 
     # -- submitting ---------------------------------------------------------
 

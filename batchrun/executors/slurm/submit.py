@@ -27,6 +27,7 @@ from pathlib import Path
 from batchrun.atomic import write_atomic
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
+from batchrun.executors.jobfiles import read_exit_record
 from batchrun.executors.slurm.commands import SlurmCommands
 from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.text import (
@@ -244,20 +245,26 @@ def write_task_script(slurm_dir: Path, cwd: str, forward: int | None = None, lau
         write_atomic(script, data, mode=0o755)
 
 
-def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]] | None]) -> None:
+def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]] | None], patience: float = 0.0) -> None:
     """Remove manifests no queued or running task will read, and empty SLURM output files.
 
     `active` gives squeue's queued and running tasks (None: SLURM did not answer, remove nothing).
+    `patience`: a task whose job's exit record is written has only its script's end left, yet
+    squeue may show it running for a moment more (a launch that just saw its last jobs end
+    often finds them so); for up to this many seconds, ask again until SLURM lets go of them.
     """
     try:
         files = [path for path in slurm_dir.iterdir() if path.suffix in (".manifest", ".out")]
     except OSError:
         return
     tasks = active() if files else None
+    deadline = time.monotonic() + patience
+    while tasks is not None and time.monotonic() < deadline and any(_ending(slurm_dir, ref, state, command) for ref, (state, command) in tasks.items()):
+        time.sleep(0.1)
+        tasks = active()
     if tasks is None:
         return
-    # A completing task's script has ended: it reads its manifest no more (a launch that just saw
-    # its last jobs end often finds them so).
+    # A completing task's script has ended: it reads its manifest no more.
     commands = [command for state, command in tasks.values() if state != "COMPLETING"]
     outputs = {slurm_dir / f"{ref.split('_')[0]}.out" for ref in tasks}
     for path in files:
@@ -265,6 +272,21 @@ def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]
         with contextlib.suppress(OSError):
             if not in_use and (path.suffix == ".manifest" or path.stat().st_size == 0):
                 path.unlink()
+
+
+def _ending(slurm_dir: Path, ref: str, state: str, command: str) -> bool:
+    """Whether squeue shows this task running although its job's exit record is written (newer than its manifest)."""
+    if state != "RUNNING" or "_" not in ref or not command.endswith(".manifest"):
+        return False
+    manifest = Path(command.rsplit(" ", 1)[-1])
+    try:
+        lines = manifest.read_bytes().split(b"\n")
+        job_id = manifest_job_id(lines[int(ref.split("_")[1])])
+        since = manifest.stat().st_mtime
+    except (OSError, ValueError, IndexError):
+        return False
+    found = None if job_id is None else read_exit_record(slurm_dir.parent / "logs" / job_id)
+    return found is not None and found[1] >= since
 
 
 def index_manifests(slurm_dir: Path) -> dict[str, tuple[str, int]]:
