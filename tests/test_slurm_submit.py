@@ -150,6 +150,14 @@ def test_a_task_shown_running_after_its_job_was_recorded_is_waited_for_a_moment_
     answers = [{"12_0": ("RUNNING", task)}, {}]
     remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
     assert answers == [{}] and manifest.exists()
+    # Another runs directory's task, whatever its job ids, is not waited for.
+    other = tmp_path / "other" / "slurm" / "a.manifest"
+    other.parent.mkdir(parents=True)
+    other.write_text(manifest.read_text())
+    os.utime(tmp_path / "logs" / ended / "exit", (other.stat().st_mtime + 1,) * 2)
+    answers = [{"14_0": ("RUNNING", f"/x/batchrun-task.sh {other}")}, {}]
+    remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
+    assert answers == [{}] and not manifest.exists() and other.exists()  # ours unused: it goes
 
 
 def test_a_time_limit_is_whole_minutes_rounded_up_and_a_jobs_own_time_wins_over_the_timeout() -> None:

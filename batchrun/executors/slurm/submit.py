@@ -279,6 +279,8 @@ def _ending(slurm_dir: Path, ref: str, state: str, command: str) -> bool:
     if state != "RUNNING" or "_" not in ref or not command.endswith(".manifest"):
         return False
     manifest = Path(command.rsplit(" ", 1)[-1])
+    if manifest.parent != slurm_dir:
+        return False  # another runs directory's task: its jobs are not this one's
     try:
         lines = manifest.read_bytes().split(b"\n")
         job_id = manifest_job_id(lines[int(ref.split("_")[1])])
