@@ -191,8 +191,8 @@ _c: tuple[Any, Any] | None = None
 def _putenv(key: bytes, change: bytes, sep: bytes) -> bool:
     """Set (`KEY=VALUE`) or remove (a bare `KEY`) one variable of this process's environment; False if this cannot be done here."""
     global _c  # noqa: PLW0603 - one per process
-    if not key or b"=" in key:
-        return False  # a name exec would mangle: `env` itself goes to Popen, which says why
+    if not key:
+        return False  # no name (`=VALUE`): `env` itself goes to Popen, which says why
     if _c is None:
         try:
             import ctypes  # noqa: PLC0415 - see `_c`

@@ -259,7 +259,8 @@ def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]
         return
     tasks = active() if files else None
     deadline = time.monotonic() + patience
-    while tasks is not None and time.monotonic() < deadline and any(_ending(slurm_dir, ref, state, command) for ref, (state, command) in tasks.items()):
+    read: dict[Path, tuple[list[bytes], float] | None] = {}  # each manifest read once, however often squeue is asked
+    while tasks is not None and time.monotonic() < deadline and any(_ending(slurm_dir, read, ref, state, command) for ref, (state, command) in tasks.items()):
         time.sleep(0.1)
         tasks = active()
     if tasks is None:
@@ -274,18 +275,24 @@ def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]
                 path.unlink()
 
 
-def _ending(slurm_dir: Path, ref: str, state: str, command: str) -> bool:
-    """Whether squeue shows this task running although its job's exit record is written (newer than its manifest)."""
+def _ending(slurm_dir: Path, read: dict[Path, tuple[list[bytes], float] | None], ref: str, state: str, command: str) -> bool:
+    """Whether squeue shows this task running although its job's exit record is written (newer than its manifest, `read` holds those read)."""
     if state != "RUNNING" or "_" not in ref or not command.endswith(".manifest"):
         return False
     manifest = Path(command.rsplit(" ", 1)[-1])
     if manifest.parent != slurm_dir:
         return False  # another runs directory's task: its jobs are not this one's
+    if manifest not in read:
+        try:
+            read[manifest] = (manifest.read_bytes().split(b"\n"), manifest.stat().st_mtime)
+        except OSError:
+            read[manifest] = None
+    if (known := read[manifest]) is None:
+        return False
+    lines, since = known
     try:
-        lines = manifest.read_bytes().split(b"\n")
         job_id = manifest_job_id(lines[int(ref.split("_")[1])])
-        since = manifest.stat().st_mtime
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return False
     found = None if job_id is None else read_exit_record(slurm_dir.parent / "logs" / job_id)
     return found is not None and found[1] >= since
