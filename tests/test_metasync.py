@@ -191,3 +191,20 @@ def test_a_changed_entry_waits_as_a_mark_and_is_rendered_from_the_record_as_writ
     assert entries[first.job_id]["state"] == "succeeded"
     assert (entries[gone.job_id]["command"], entries[gone.job_id]["line"], entries[gone.job_id]["state"]) == ("echo gone", 7, "running")
     assert not sync.view.file._changed and sync.view.file.layout() is not None
+
+
+def test_a_running_job_whose_line_left_the_runfile_keeps_its_entry(tmp_path: Path) -> None:
+    # Whether a job is the runfile's is remembered from its start to its end (three look-ups a job), for the
+    # job table as it was: once a followed runfile loses the job's line, its entry comes from the job it ran as.
+    sync = _sync(tmp_path)
+    sync.build()
+    job = sync.runfile.jobs[1]
+    sync.journal.open()
+    sync.update(job, sync.journal.record_start(job.job_id, 1, 1.0, 0, "h"))
+    sync.update(job, sync.journal.record_start(job.job_id, 1, 1.0, 0, "h"))  # remembered as the runfile's now
+    sync.runfile.jobs.remove_ids([job.job_id])
+    sync.update(job, sync.journal.record_end(job.job_id, 1, 0, 1.0, 2.0))
+    sync.flush()
+    sync.journal.close()
+    entries = json.loads(sync.runs_dir.metadata.read_text())
+    assert (entries[job.job_id]["command"], entries[job.job_id]["state"]) == ("echo b", "succeeded")

@@ -75,6 +75,21 @@ def test_rebuild_streams_the_entries_and_later_writes_copy_them(tmp_path: Path) 
     assert path.read_bytes() == b"{}\n"
 
 
+def test_a_rebuild_in_another_order_moves_the_positions_the_last_changes_were_at(tmp_path: Path) -> None:
+    # A key's position is remembered once it was changed (a running job's entry changes at its start, pid
+    # and end); a rebuild lays the entries out anew, so a change after it goes where the key is now.
+    path = tmp_path / "metadata.json"
+    view = ViewFile(path)
+    lines = {key: f'  "{key}": {{"n": {n}}}'.encode() for n, key in enumerate(("a", "b", "c"))}
+    for key, line in lines.items():
+        view.put(key, line)
+        view.put(key, line)  # the second finds the position remembered
+    view.rebuild([("c", lines["c"]), ("a", lines["a"])])
+    view.put("a", b'  "a": {"n": "changed"}')
+    view.write()
+    assert path.read_bytes() == dict_file({"c": lines["c"], "a": b'  "a": {"n": "changed"}'})
+
+
 def test_view_writes_the_file_and_snapshots_stay_as_taken(tmp_path: Path) -> None:
     view = MetadataView(tmp_path / "metadata.json")
     view.write()

@@ -24,6 +24,7 @@ from batchrun.runfile.file import Job, Runfile
 from batchrun.store.fingerprint import read_fingerprint
 from batchrun.store.journal import Journal
 from batchrun.store.metadata import MetadataView, build_entry, legacy_record, render_entry
+from batchrun.store.recent import RecentRows
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
 from batchrun.store.resume import OldView, streams_view
@@ -61,11 +62,25 @@ class MetadataSync:
         self.stateless = False
         # Jobs whose entry is marked that are not in the runfile (adopted from a line since removed).
         self._outside: dict[str, Job] = {}
+        # Jobs found in the runfile lately (each is asked after at its start, pid and end),
+        # for the job table they were found in, as it was (`JobTable.generation`: no job removed since).
+        self._known = RecentRows()
+        self._known_in: tuple[object, int] | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _in_runfile(self, job_id: str) -> bool:
-        return self.runfile.jobs.has_id(job_id)
+        jobs = self.runfile.jobs
+        known_in = self._known_in
+        if known_in is None or known_in[0] is not jobs or known_in[1] != jobs.generation:
+            self._known.clear()
+            self._known_in = (jobs, jobs.generation)
+        elif self._known.get(job_id) >= 0:
+            return True
+        row = jobs.index_of(job_id)
+        if row >= 0:
+            self._known.note(job_id, row)
+        return row >= 0
 
     def unchanged(self) -> bool:
         """Whether metadata.json, the journal's size and the runfile are those the last launch's fingerprint names."""

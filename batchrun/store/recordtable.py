@@ -26,13 +26,11 @@ from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Sections, Unread
+from batchrun.store.recent import RecentRows
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 from batchrun.store.recordview import RecordView
 
 __all__ = ["KEEP", "STATE_CODE", "RecordTable", "RecordView"]
-
-# How many ids `_Rows.row_of` remembers rows of: far more than jobs run at once.
-_RECENT = 1024
 
 # Sentinel: an end line that does not name a host (or a code version) leaves it as it was.
 KEEP: Any = object()
@@ -46,11 +44,10 @@ class _Rows(MutableMapping[str, JobRecord]):
         # 0 for a row whose record was deleted (kept as a row: views of it stay valid).
         self._present = bytearray()
         # Rows of the jobs looked up last, by id: a running job's record is
-        # looked up about ten times between its start and end lines, and the
-        # id's lookup (hex to integer, a search of a million ids) was the
-        # launch's largest cost per job. Sound because a row never changes
-        # its id and at most one present row holds an id (`_row_for`).
-        self._recent: dict[str, int] = {}
+        # looked up about ten times between its start and end lines. Sound
+        # because a row never changes its id and at most one present row
+        # holds an id (`_row_for`).
+        self._recent = RecentRows()
         self._count = 0
         # Count up when a row is added or a record deleted: a `ledger.Ledger` looks rows up again then.
         self.version = 0
@@ -159,8 +156,7 @@ class _Rows(MutableMapping[str, JobRecord]):
 
     def row_of(self, job_id: str) -> int:
         """The row of a job's record; -1 when it has none."""
-        recent = self._recent
-        row = recent.get(job_id, -1)
+        row = self._recent.get(job_id)
         if row >= 0 and self._present[row]:
             return row
         row = self._keys.row_of(job_id)
@@ -168,9 +164,7 @@ class _Rows(MutableMapping[str, JobRecord]):
             # A deleted record's row: the job may have a later one.
             row = next((row for row in self._keys.rows_of(job_id) if self._present[row]), -1)
         if row >= 0:
-            if len(recent) >= _RECENT:
-                recent.clear()
-            recent[job_id] = row
+            self._recent.note(job_id, row)
         return row
 
     def row_of_digest(self, digest: int) -> int:
@@ -208,6 +202,7 @@ class _Rows(MutableMapping[str, JobRecord]):
             column.append()
         self._count += 1
         self.version += 1
+        self._recent.note(job_id, row)  # a job's start line makes its row: the lines after it find it at once
         return row
 
     def _clear_row(self, row: int) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from batchrun.atomic import write_atomic
 from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
+from batchrun.store.recent import RecentRows
 from batchrun.store.viewwrite import Unrendered, ViewSnapshot, all_changed, fresh_pieces, move_back, pieces
 
 __all__ = ["ViewFile", "ViewSnapshot"]
@@ -56,6 +57,8 @@ class ViewFile:
         self._changed: dict[int, bytes | Unrendered] = {}
         self._mark = Unrendered()
         self._dead: set[int] = set()  # positions removed: a key set again goes to the end
+        # Positions of the keys marked last: a running job's entry is marked at its start, pid and end.
+        self._recent = RecentRows()
         self._count = 0
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one write at a time: it may change the position arrays in place
@@ -114,6 +117,7 @@ class ViewFile:
             self._generation += 1
             self._base_count = len(keys)
             self._changed, self._dead = {}, set()
+            self._recent.clear()
             self._count = len(lens) - lens.count(0)
 
     def forget(self) -> None:
@@ -132,16 +136,20 @@ class ViewFile:
         pos = self._keys.append(key)
         self._changed[pos] = line
         self._count += 1
+        self._recent.note(key, pos)
 
     def _position(self, key: str) -> int:
         # The key's first position, unless removed; else its next one not removed.
-        first = self._keys.row_of(key)
-        if first < 0 or first not in self._dead:
-            return first
-        for pos in self._keys.rows_of(key):
-            if pos not in self._dead:
-                return pos
-        return -1
+        # A remembered one is that, unless removed since.
+        pos = self._recent.get(key)
+        if pos >= 0 and pos not in self._dead:
+            return pos
+        pos = self._keys.row_of(key)
+        if pos >= 0 and pos in self._dead:
+            pos = next((later for later in self._keys.rows_of(key) if later not in self._dead), -1)
+        if pos >= 0:
+            self._recent.note(key, pos)
+        return pos
 
     def _has_line(self, pos: int) -> bool:
         line = self._changed.get(pos)

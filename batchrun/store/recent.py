@@ -1,0 +1,44 @@
+"""The rows of the ids looked up last, in front of an id index whose look-up is a search.
+
+A running job's record and its metadata.json entry are each looked up by id
+several times between its start and its end (its start, pid, usage and end
+lines; their marks). Each look-up through an `IdIndex` or `IdPrefix` turns
+the hex id into an integer and searches a sorted array: on a launch's worker
+threads, the largest cost per job after the spawn itself. What a job was
+looked up as a moment ago is almost always what it is looked up as next.
+
+Sound only for an index whose rows never change their ids while remembered:
+the owner forgets them (`clear`) whenever it replaces or cuts its index, and
+checks a remembered row is still in use (not deleted or removed) itself.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RecentRows"]
+
+# How many ids are remembered: far more than jobs run at once, few enough to stay a small dict.
+RECENT = 1024
+
+
+class RecentRows:
+    """A bounded map of id -> row: when full, it starts again (running jobs are soon looked up anew)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}
+
+    def get(self, key: str) -> int:
+        """The row remembered for `key`; -1 when none is."""
+        return self._rows.get(key, -1)
+
+    def note(self, key: str, row: int) -> None:
+        rows = self._rows
+        if len(rows) >= RECENT:
+            rows.clear()
+        rows[key] = row
+
+    def clear(self) -> None:
+        self._rows.clear()
