@@ -3,9 +3,10 @@
 A running job's record and its metadata.json entry are each looked up by id
 several times between its start and its end (its start, pid, usage and end
 lines; their marks). Each look-up through an `IdIndex` or `IdPrefix` turns
-the hex id into an integer and searches a sorted array: on a launch's worker
-threads, the largest cost per job after the spawn itself. What a job was
-looked up as a moment ago is almost always what it is looked up as next.
+the hex id into an integer and searches a sorted array: together about a
+sixth of a launch's own Python time per job (py-spy), on its worker threads.
+What a job was looked up as a moment ago is almost always what it is looked
+up as next.
 
 Sound only for an index whose rows never change their ids while remembered:
 the owner forgets them (`clear`) whenever it replaces or cuts its index, and
