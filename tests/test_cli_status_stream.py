@@ -209,6 +209,27 @@ def test_streamed_reads_are_the_held_reads_to_the_byte(workdir: Path, sweep: boo
     assert (workdir / "runs" / "exp" / "jobs.journal").read_bytes() == journal, "a read command wrote to the journal"
 
 
+def test_a_table_past_the_metrics_limit_counts_every_listed_job(workdir: Path) -> None:
+    # Past `STATUS_METRICS_LIMIT` started jobs no metric column shows: an unfiltered table stops its
+    # first pass there, a filtered one still counts every job it lists ("showing N jobs").
+    from batchrun.results.best_so_far import STATUS_METRICS_LIMIT
+
+    count = 6 * WINDOW  # windows past the one that passes the limit are still counted
+    lines = [f"echo job {n}" if n % 3 else f"sh -c 'exit {n % 256}' {n}" for n in range(count)]
+    _build(workdir, lines, [])
+    _with_metrics(workdir, lines)
+    started = ("succeeded", "failed", "timeout", "interrupted", "requeued", "killed", "stopped", "running")
+    filtered = [word for state in started for word in ("--state", state)]
+    listed = run_batchrun("status", "exp.runfile", *filtered, cwd=workdir)
+    assert (listed.returncode, listed.stdout, listed.stderr) == _held(workdir, "table", *started)
+    shown = int(listed.stdout.split("showing ", 1)[1].split(" ", 1)[0])
+    header = next(line for line in listed.stdout.splitlines() if line.startswith("LINE"))
+    assert shown > STATUS_METRICS_LIMIT and header.split()[-1] == "COMMAND" and "loss" not in header
+    whole = run_batchrun("status", "exp.runfile", cwd=workdir)
+    assert (whole.returncode, whole.stdout, whole.stderr) == _held(workdir, "table")
+    assert len(whole.stdout.splitlines()) == count + 3
+
+
 _SPACE = "metric: {name: loss, goal: minimize}\nparameters:\n  lr: {values: [0.1, 1e-3, 0.5]}\n  opt: {values: [adam, sgd, '007']}\n  seed: {values: [%s]}\n"
 _SPECS = {
     "grid": "program: train.py\n" + _SPACE % ", ".join(map(str, range(1, 61))),

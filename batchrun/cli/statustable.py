@@ -137,6 +137,8 @@ def write_table(out: IO[str], listing: Listing, states: Sequence[str], show_comm
         listed += len(window)
         if len(started) <= STATUS_METRICS_LIMIT:
             started.extend(job.job_id for job in window if job.record is not None)
+        elif not states:
+            break  # no metric columns past the limit, and only a filtered table says how many it lists: this pass is done
     if states:
         out.write(f"showing {count(listed, 'job')}: {' or '.join(states)}\n")
     if not listed:

@@ -107,16 +107,18 @@ class CompactStatus:
         """The jobs at `indices` (all when None), then `removed` (all removed jobs when None), as `JobStatus`es, a window at a time."""
         table = self.runfile.jobs
         total = len(table) if indices is None else len(indices)
-        record, settled = self.ledger.record, self.settled
-        texts = table.keys.text
+        settled, ledger = self.settled, self.ledger
         entry = self.entries.get if self.entries is not None else lambda i, job_id: None
         for first in range(0, total, size):
             chosen = range(first, min(total, first + size)) if indices is None else indices[first : first + size]
+            # `Ledger.record`'s look-up, a window at a time rather than a job at a time.
+            rows, view = ledger.rows, ledger.records.view
             window = []
             for i, job in zip(chosen, table.jobs_at(chosen), strict=True):
-                job_id = texts(i)
-                status = JobStatus(job_id, job.command, job.lineno, record(i), entry(i, job_id), False)
-                if settled and status.job_id in settled:
+                job_id = job.job_id
+                row = rows[i]
+                status = JobStatus(job_id, job.command, job.lineno, view(row) if row >= 0 else None, entry(i, job_id), False)
+                if settled and job_id in settled:
                     status.unwatched = True
                 window.append(status)
             yield window
