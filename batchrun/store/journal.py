@@ -49,7 +49,7 @@ _RESERVE_NAME = ".journal.reserve"
 _RESERVE_BYTES = 64 * 1024
 
 # How much of the journal is read (and held) at a time when it is loaded.
-_READ_BLOCK = 8 << 20
+_READ_BLOCK = 2 << 20
 
 # How often the group-commit thread flushes the journal to stable storage.
 _SYNC_INTERVAL = 1.0
