@@ -62,20 +62,16 @@ class MetadataSync:
         self.stateless = False
         # Jobs whose entry is marked that are not in the runfile (adopted from a line since removed).
         self._outside: dict[str, Job] = {}
-        # Jobs found in the runfile lately (each is asked after at its start, pid and end),
-        # for the job table they were found in, as it was (`JobTable.generation`: no job removed since).
+        # Jobs found in the runfile lately, at which index (each is asked after at its start, pid and end).
         self._known = RecentRows()
-        self._known_in: tuple[object, int] | None = None
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _in_runfile(self, job_id: str) -> bool:
         jobs = self.runfile.jobs
-        known_in = self._known_in
-        if known_in is None or known_in[0] is not jobs or known_in[1] != jobs.generation:
-            self._known.clear()
-            self._known_in = (jobs, jobs.generation)
-        elif self._known.get(job_id) >= 0:
+        # A remembered index holds the job still unless the runfile lost lines since: asked, not trusted.
+        row = self._known.get(job_id)
+        if 0 <= row < len(jobs) and jobs.keys.text(row) == job_id:
             return True
         row = jobs.index_of(job_id)
         if row >= 0:
