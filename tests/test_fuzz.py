@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import GridspecError, RunfileError
-from batchrun.runfile.file import Runfile, load_runfile, parse_runfile_text
+from batchrun.runfile.file import Job, Runfile, load_runfile, parse_runfile_text
+from batchrun.store.metadata import build_entry, render_entry, render_pending
 
 RunCli = Callable[..., tuple[int, str, str]]
 
@@ -108,6 +109,17 @@ def _check_runfile(runfile: Runfile, text: str) -> None:
 @example(text="\ufeffecho bom\n")
 def test_parse_runfile_text_properties(text: str) -> None:
     _check_runfile(parse_runfile_text(text, Path("fuzz.runfile")), text)
+
+
+@_fuzz_settings(300)
+@given(command=_line, lineno=st.integers(1, 10**7), logs=st.text(_CHARS, max_size=12))
+@example(command="python t.py --lr=0.1 --name='é ü' --flag", lineno=3, logs="runs/x/logs")
+def test_a_pending_entry_renders_as_build_entry_does(command: str, lineno: int, logs: str) -> None:
+    # metadata.json's fresh build renders a pending job from a template (`render_pending`): the same bytes.
+    job_id = hashlib.sha256(command.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    job = Job(command, job_id, lineno)
+    log_dir = f"{logs}/{job_id}"
+    assert render_pending(job, log_dir) == render_entry(job_id, build_entry(job, None, log_dir))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.store.metadata import load_metadata, salvage_metadata
+from batchrun.runfile.file import Job
+from batchrun.store.metadata import build_entry, load_metadata, render_entry, render_pending, salvage_metadata
 from batchrun.store.rundir import RunsDir, read_lock_owner
 
 A, B, C = "a" * 16, "b" * 16, "c" * 16
@@ -62,3 +63,21 @@ def test_a_non_utf8_metadata_json_is_corrupt_and_names_the_repair(tmp_path: Path
 def test_a_damaged_lock_file_names_no_owner(tmp_path: Path, content: bytes, owner: int | None) -> None:
     (tmp_path / ".lock").write_bytes(content)
     assert read_lock_owner(RunsDir(tmp_path)) == owner
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "true 1",
+        "python train.py --lr 0.01 --seed 3",
+        "python t.py --lr=0.1 --name='é ü' --flag --lr=0.2",
+        'echo "a\\"b" \u2603 \x01 \x7f --k=\u2028 --=x --',
+        "unbalanced 'quote --a=1",
+        "tab\there --x=\"y z\"",
+    ],
+)
+def test_a_pending_entry_from_its_template_is_the_entry_build_entry_renders(command: str) -> None:
+    # The fresh build renders pending jobs from a template: byte for byte the general path's line.
+    for job_id, log_dir in [("0123456789abcdef", "/runs/a/logs/0123456789abcdef"), ("0123456789abcdef", 'C:\\ré "x"\n/0123456789abcdef')]:
+        job = Job(command, job_id, 12)
+        assert render_pending(job, log_dir) == render_entry(job_id, build_entry(job, None, log_dir))

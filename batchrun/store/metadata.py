@@ -315,6 +315,57 @@ class MetadataView:
         self.dirty = False
 
 
+# `json.dumps(..., ensure_ascii=False)` makes an encoder at every call, a
+# third of the cost of encoding an entry: one serves every call (it keeps no
+# state between them).
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def render_entry(job_id: str, entry: dict[str, Any]) -> bytes:
     """One entry's line in metadata.json: `  "<job id>": {...}`."""
-    return f"  {json.dumps(job_id)}: {json.dumps(entry, ensure_ascii=False)}".encode()
+    return f"  {json.dumps(job_id)}: {_JSON.encode(entry)}".encode()
+
+
+def _pending_template() -> tuple[bytes, ...]:
+    """`render_entry(build_entry(job, None, log_dir))` cut at its four per-job values, from those functions themselves.
+
+    A job with no record and no old entry (every job of a fresh launch) has
+    the same entry but for its command, parameters, line and log directory:
+    joining the pieces around those spares building and encoding the whole
+    dict, most of a fresh build's time (`render_pending`).
+    """
+    command, params, line, log_dir = "\x00command\x00", "\x00parameters\x00", 987_654_321, "\x00log_dir\x00"
+    entry = build_entry(Job(command, "0" * 16, line), None, log_dir)
+    entry["parameters"] = params
+    text = render_entry("\x00id\x00", entry)
+    pieces = []
+    for mark in ["\x00id\x00", command, params, line, log_dir]:
+        head, found, text = text.partition(json.dumps(mark).encode())
+        assert found, f"metadata.json's entry no longer holds its {mark!r} as given"
+        pieces.append(head)
+    return (*pieces, text)
+
+
+_PENDING = _pending_template()
+_encode_string = json.encoder.encode_basestring  # json.dumps of a str, ensure_ascii=False
+_encode_ascii = json.encoder.encode_basestring_ascii  # json.dumps of a str
+
+
+def _params_json(params: dict[str, str | bool]) -> str:
+    """`_JSON.encode(params)` for `parse_parameters`' dicts (str keys; str or True values), without the encoder's set-up per call."""
+    enc = _encode_string
+    return "{" + ", ".join(f"{enc(key)}: {enc(value) if isinstance(value, str) else 'true'}" for key, value in params.items()) + "}"
+
+
+def render_pending(job: Job, log_dir: str) -> bytes:
+    """The line `render_entry(job.job_id, build_entry(job, None, log_dir))` gives, byte for byte, at a fraction of its cost."""
+    params = parse_parameters(job.command)
+    head, after_id, after_command, after_params, after_line, after_log_dir = _PENDING
+    return b"".join((
+        head, _encode_ascii(job.job_id).encode(),
+        after_id, _encode_string(job.command).encode(),
+        after_command, _params_json(params).encode(),
+        after_params, b"%d" % job.lineno,
+        after_line, _encode_string(log_dir).encode(),
+        after_log_dir,
+    ))

@@ -23,7 +23,7 @@ from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.fingerprint import read_fingerprint
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import MetadataView, build_entry, legacy_record, render_entry
+from batchrun.store.metadata import MetadataView, build_entry, legacy_record, render_entry, render_pending
 from batchrun.store.recent import RecentRows
 from batchrun.store.records import JobRecord
 from batchrun.store.repair import iter_metadata_repairing
@@ -323,7 +323,14 @@ def _entries(sync: MetadataSync, stale: set[str] | None = None) -> Iterator[tupl
     records, old, logs, kept = sync.journal.records, sync.old_entries, sync.logs, sync._kept
 
     def render(job: Job) -> bytes:
-        return render_entry(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}", old.get(job.job_id)))
+        job_id = job.job_id
+        # No record (asked only of a table that holds any: a fresh launch's is
+        # empty) and no old entry: a pending job's line, from its template.
+        rec = records.get(job_id) if len(records) else None
+        entry = old.get(job_id)
+        if rec is None and entry is None:
+            return render_pending(job, f"{logs}/{job_id}")
+        return render_entry(job_id, build_entry(job, rec, f"{logs}/{job_id}", entry))
 
     if stale is not None:
         yield from lines_in_order(sync.runs_dir.metadata, sync.runfile.jobs, old, stale, logs, render)
