@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from batchrun.runfile.file import Job, job_id_of, load_runfile
+from batchrun.runfile.idprefix import IdPrefix
 from batchrun.store.fingerprint import FINGERPRINT_NAME, Fingerprint, read_fingerprint, write_fingerprint
 from batchrun.store.journal import Journal
-from batchrun.store.metasync import MetadataSync
+from batchrun.store.metasync import MetadataSync, _entries
 from batchrun.store.rundir import RunsDir
 from batchrun.store.viewwrite import Unrendered
 
@@ -208,3 +209,38 @@ def test_a_running_job_whose_line_left_the_runfile_keeps_its_entry(tmp_path: Pat
     sync.journal.close()
     entries = json.loads(sync.runs_dir.metadata.read_text())
     assert (entries[job.job_id]["command"], entries[job.job_id]["state"]) == ("echo b", "succeeded")
+
+
+@pytest.mark.parametrize("lines", ["echo a\necho b\necho c\n", "echo a\necho b\necho a\n", ""])
+def test_a_fresh_build_holding_the_job_tables_ids_writes_and_marks_as_one_gathering_its_own(tmp_path: Path, lines: str) -> None:
+    # A fresh build of a runfile's jobs alone holds the job table's ids, no index of its own:
+    # the same file as the general path (keys gathered, then found the job table's), the same positions.
+    written = []
+    for general in (False, True):
+        where = tmp_path / ("general" if general else "held")
+        where.mkdir()
+        runfile = where / "exp.runfile"
+        runfile.write_text(lines)
+        runs_dir = RunsDir.for_runfile(runfile, where / "acct")
+        runs_dir.create()
+        sync = MetadataSync(runs_dir, load_runfile(runfile), Journal(runs_dir.path), threading.RLock(), lambda err: None)
+        jobs = sync.runfile.jobs
+        if general:
+            sync.view.rebuild(_entries(sync))
+            sync.view.file.share_keys(jobs.keys, not jobs.ids_repeat())
+        else:
+            sync.build()
+            if not jobs.ids_repeat():
+                assert isinstance(sync.view.file.keys, IdPrefix)
+        first = runs_dir.metadata.read_bytes()
+        assert len(sync.view) == len(set(lines.splitlines()))
+        sync.journal.open()
+        for job in list(jobs)[1::2]:  # the others' lines are copied from the file as built
+            sync.update(job, sync.journal.record_end(job.job_id, 1, 0, 1.0, 2.0))
+        sync.journal.close()
+        sync.flush()
+        written.append((first.replace(bytes(where), b""), runs_dir.metadata.read_bytes().replace(bytes(where), b"")))
+    assert written[0] == written[1]
+    entries = json.loads(written[0][1])
+    assert len(entries) == len(set(lines.splitlines()))
+    assert [entry["state"] for entry in entries.values()] == ["pending", "succeeded", "pending"][: len(entries)]

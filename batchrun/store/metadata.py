@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from batchrun.errors import MetadataError
 from batchrun.runfile.file import Job, parse_parameters
+from batchrun.runfile.idindex import IdIndex
 from batchrun.store.records import JobRecord, State
 from batchrun.store.viewfile import ViewFile, ViewSnapshot
 
@@ -306,10 +307,10 @@ class MetadataView:
         if parts is None:
             self.dirty = False
 
-    def rebuild(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        """Write metadata.json anew from (job id, rendered line) pairs, in order, never all in memory."""
+    def rebuild(self, entries: Iterable[tuple[str, bytes]], jobs: IdIndex | None = None) -> None:
+        """Write metadata.json anew from (job id, rendered line) pairs, in order, never all in memory (`jobs`: see `ViewFile.rebuild`)."""
         try:
-            self.file.rebuild(entries)
+            self.file.rebuild(entries, jobs)
         except OSError as err:
             raise MetadataError(f"{self.path}: cannot write metadata: {err.strerror or err}") from err
         self.dirty = False

@@ -176,10 +176,16 @@ class MetadataSync:
 
     def build(self, stale: set[str] | None = None) -> None:
         """Write every entry from the journal (and what only the old file knew), streaming (`stale`: see `_entries`)."""
+        jobs = self.runfile.jobs
         try:
+            unique = not jobs.ids_repeat()
+            if stale is None and not self.old_entries and unique:
+                # The runfile's jobs in order and nothing after them: their ids are the job table's.
+                self.view.rebuild(_entries(self, stale), jobs.keys)
+                return
             self.view.rebuild(_entries(self, stale))
             # A first build writes the runfile's jobs in order: their ids are the job table's, held once.
-            self.view.file.share_keys(self.runfile.jobs.keys, not self.runfile.jobs.ids_repeat())
+            self.view.file.share_keys(jobs.keys, unique)
         finally:
             # Written now; the parsed file would only hold memory from here on.
             self.old_entries = {}

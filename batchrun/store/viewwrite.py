@@ -54,13 +54,16 @@ def all_changed(snap: ViewSnapshot) -> bool:
     return len(snap.changed) >= snap.base_count and all(pos in snap.changed for pos in range(snap.base_count))
 
 
-def fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex, starts: array[int], lens: array[int]) -> Iterator[bytes]:
-    """A whole file's bytes from (key, line) pairs, about a chunk at a time; fills keys, starts and lens as it goes."""
+def fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex | None, starts: array[int], lens: array[int]) -> Iterator[bytes]:
+    """A whole file's bytes from (key, line) pairs, about a chunk at a time; fills keys (unless None: the caller holds them), starts and lens as it goes."""
     out = 0
     batch: list[bytes] = []
     size = 0
+    count = 0
     for key, line in entries:
-        keys.append(key)
+        if keys is not None:
+            keys.append(key)
+        count += 1
         out += 2  # "{\n" before the first line, the separator before the others
         starts.append(out)
         lens.append(len(line))
@@ -68,11 +71,11 @@ def fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex, starts: ar
         batch.append(line)
         size += len(line)
         if size >= _CHUNK:
-            yield (b"{\n" if len(batch) == len(keys) else _SEP) + _SEP.join(batch)
+            yield (b"{\n" if len(batch) == count else _SEP) + _SEP.join(batch)
             batch, size = [], 0
     if batch:
-        yield (b"{\n" if len(batch) == len(keys) else _SEP) + _SEP.join(batch)
-    yield b"\n}\n" if len(keys) else b"{}\n"
+        yield (b"{\n" if len(batch) == count else _SEP) + _SEP.join(batch)
+    yield b"\n}\n" if count else b"{}\n"
 
 
 def pieces(
