@@ -8,6 +8,9 @@ runfile of `true N` lines (every 7th line `false N`), and one of a gridspec:
 * `finished/`: every job ended (succeeded, or failed for the `false` lines),
   a few with a metrics file, as a launch leaves it (with the fingerprint's
   summary and its snapshot, `.fingerprint.jobs`);
+* `killed/`: the same records as a launch killed by kill -9 leaves them: the
+  journal's every line (not compacted) and no fingerprint, so no summary and
+  no snapshot: each read replays the whole journal;
 * `grid/`: `grid.yml`, lr x wd x seed (10 seeds), its runfile written by
   `sweeps.gridspec.write_runfile` and every job ended (every 7th failed), as
   `finished/`; its reads name `grid.yml` (`GRID_READS`: `results --over seed`).
@@ -118,8 +121,9 @@ def build_grid(work: Path, lines: int) -> Path:
     return build(work, lines, finished=True, name="grid")
 
 
-def build(work: Path, lines: int, finished: bool, name: str = "jobs") -> Path:
-    """A runfile `name`.runfile in `work` (`jobs.runfile`: written here) and its runs directory `runs/name`, every job pending or every job ended."""
+def build(work: Path, lines: int, finished: bool, name: str = "jobs", fingerprint: bool = True) -> Path:
+    """A runfile `name`.runfile in `work` (`jobs.runfile`: written here) and its runs directory `runs/name`, every job pending or every job ended;
+    without `fingerprint`, as a launch killed by kill -9 leaves it (nothing vouches for the records: no summary, no snapshot)."""
     work.mkdir(parents=True, exist_ok=True)
     runfile_path = work / f"{name}.runfile"
     if not runfile_path.exists():
@@ -149,6 +153,8 @@ def build(work: Path, lines: int, finished: bool, name: str = "jobs") -> Path:
     MetadataView(runs.metadata).rebuild(
         (job.job_id, render_entry(job.job_id, build_entry(job, records.get(job.job_id), f"{logs}/{job.job_id}"))) for job in runfile.jobs
     )
+    if not fingerprint:
+        return runfile_path
     # As `launch.afterwards.leave_fingerprint` leaves it: the summary and the snapshot, when the journal is whole lines.
     ledger = Ledger(runfile.jobs, records)
     digest = journal_digest(journal.path)
@@ -157,11 +163,11 @@ def build(work: Path, lines: int, finished: bool, name: str = "jobs") -> Path:
         summary = summary_of(runfile, records, ledger.counts(), ledger.failed(), journal.path, journal.size, ledger, digest)
         snapshot = snapshot_of(runfile, records, ledger.rows, None, str(runs.logs))
         ref = SnapshotRef(token="", runfile_size=len(runfile.jobs.blob), journal_sha256=digest[1], journal_lines=digest[2])
-    fingerprint = Fingerprint.take(
+    taken = Fingerprint.take(
         runs.path, journal.path, runs.metadata_name, runfile.digest, interrupted=not finished, summary=summary, snapshot=ref
     )
-    assert fingerprint is not None
-    write_fingerprint(runs.path, fingerprint, snapshot)
+    assert taken is not None
+    write_fingerprint(runs.path, taken, snapshot)
     return runfile_path
 
 
@@ -226,7 +232,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/million-reads"))
     parser.add_argument("--batchrun", action="append", default=[], help="a batchrun command line (repeatable; default: this tree's)")
-    parser.add_argument("--only", default="pending,finished,grid", help="which runs directories: pending, finished, grid (a gridspec's)")
+    parser.add_argument("--only", default="pending,finished,killed,grid", help="which runs directories: pending, finished, killed (finished, no fingerprint), grid (a gridspec's)")
     parser.add_argument("--reads", default=None, help="which commands, comma separated (default: all of READS)")
     parser.add_argument("--runs-dir", action="store_true", help="name each runs directory by path (RUNS_DIR_READS) instead of its runfile or gridspec")
     parser.add_argument("--check", action="store_true", help="first compare a small built runs directory with a real launch's")
@@ -246,7 +252,7 @@ def main() -> int:
             if label == "grid":
                 build_grid(where, args.lines)
             else:
-                build(where, args.lines, finished=label == "finished")
+                build(where, args.lines, finished=label != "pending", fingerprint=label != "killed")
             print(f"built {where} in {time.perf_counter() - began:.0f} s", flush=True)
         results.extend(measure(tools, where, label, args.reads.split(",") if args.reads else None, args.runs_dir))
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
