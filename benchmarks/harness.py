@@ -29,7 +29,7 @@ FLAT_MEMORY_MB = 20.0
 # The job alone is timed over at most this many serial `sh -c` runs: enough for a stable mean.
 JOB_ALONE_MAX = 2_000
 
-# Set by bench.main(): whether measured commands run as grandchildren (see run_measured).
+# Whether measured commands run as grandchildren (see run_measured, which sets it at its first call).
 SUBREAPER = False
 
 
@@ -170,6 +170,14 @@ def run_measured(argv: Sequence[str], cwd: Path, stdin: Path | None = None,
     Raises:
         BenchError: the command exited non-zero.
     """
+    global SUBREAPER  # noqa: PLW0603 - one per process
+    if not SUBREAPER:
+        # Started as our own child, a command's peak RSS would be at least this
+        # process's own: an exec keeps the high-water mark of the memory it
+        # replaces (with vfork, this very process's), so a script that built a
+        # million-job runs directory before measuring saw every command at its
+        # own 159 MB. A grandchild forked by a small /bin/sh starts from sh's.
+        SUBREAPER = become_subreaper()
     out_path, err_path = cwd / "_bench.stdout", cwd / "_bench.stderr"
     stdin_path = str(stdin or os.devnull)
     if SUBREAPER:
