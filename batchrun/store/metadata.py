@@ -365,7 +365,7 @@ def render_pending(job: Job, log_dir: str) -> bytes:
     return b"".join((
         head, _encode_ascii(job.job_id).encode(),
         after_id, _encode_string(job.command).encode(),
-        after_command, _params_json(params).encode(),
+        after_command, _params_json(params).encode() if params else b"{}",
         after_params, b"%d" % job.lineno,
         after_line, _encode_string(log_dir).encode(),
         after_log_dir,
