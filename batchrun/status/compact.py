@@ -111,13 +111,10 @@ class CompactStatus:
         entry = self.entries.get if self.entries is not None else lambda i, job_id: None
         for first in range(0, total, size):
             chosen = range(first, min(total, first + size)) if indices is None else indices[first : first + size]
-            # `Ledger.record`'s look-up, a window at a time rather than a job at a time.
-            rows, view = ledger.rows, ledger.records.view
             window = []
-            for i, job in zip(chosen, table.jobs_at(chosen), strict=True):
+            for i, job, rec in zip(chosen, table.jobs_at(chosen), ledger.records_at(chosen), strict=True):
                 job_id = job.job_id
-                row = rows[i]
-                status = JobStatus(job_id, job.command, job.lineno, view(row) if row >= 0 else None, entry(i, job_id), False)
+                status = JobStatus(job_id, job.command, job.lineno, rec, entry(i, job_id), False)
                 if settled and job_id in settled:
                     status.unwatched = True
                 window.append(status)

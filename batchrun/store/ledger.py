@@ -115,8 +115,12 @@ class Ledger:
 
     def record(self, i: int) -> JobRecord | None:
         """Job i's record, None when it has none."""
-        row = self.rows[i]
-        return self.records.view(row) if row >= 0 else None
+        return self.records_at((i,))[0]
+
+    def records_at(self, indices: Iterable[int]) -> list[JobRecord | None]:
+        """The records of the jobs at `indices` (None: none), the rows brought up to date once for all of them."""
+        rows, view = self.rows, self.records.view
+        return [view(row) if (row := rows[i]) >= 0 else None for i in indices]
 
     def keys(self) -> bytes:
         """One byte a job: its record's state code, plus `IGNORED_BIT` when ignored (pending for none)."""
