@@ -30,8 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import harness
-from harness import WORKERS, become_subreaper, progress, run_measured, runfile_text, trivial_jobs
+from harness import WORKERS, progress, run_measured, runfile_text, trivial_jobs
 
 
 def main() -> int:
@@ -44,7 +43,6 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.old / "batchrun" / "__init__.py").is_file():
         parser.error(f"--old {args.old}: no batchrun package there")
-    harness.SUBREAPER = become_subreaper()
     text = runfile_text(trivial_jobs(1, args.jobs))
     old_env = dict(os.environ, PYTHONPATH=str(args.old.resolve()))
     tools = {
