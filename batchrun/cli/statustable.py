@@ -28,6 +28,7 @@ from batchrun.results.tables import format_duration, format_text_cells
 from batchrun.status.lookup import job_parameters
 from batchrun.status.view import JobStatus
 from batchrun.store.records import USAGE_FIELDS, JobRecord, State
+from batchrun.store.rundir import RunsDir
 
 __all__ = ["Listing", "Sweep", "sweep_of", "write_columns", "write_csv", "write_table"]
 
@@ -170,7 +171,7 @@ class _Columns:
         if sweep is not None:
             self.header += sweep.names
         # As `batchrun results` orders and formats them: parameters, then metrics (the last value of each).
-        self.metrics, self.found = ([], {}) if not started or len(started) > STATUS_METRICS_LIMIT else metric_lookup(listing.runs_dir / "logs", started)
+        self.metrics, self.found = ([], {}) if not started or len(started) > STATUS_METRICS_LIMIT else metric_lookup(RunsDir(listing.runs_dir).logs, started)
         self.header += self.metrics
         if sweep is None:
             self.header.append("COMMAND")

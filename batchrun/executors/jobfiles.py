@@ -33,6 +33,7 @@ from batchrun.liveness import LockTable, lock_held
 __all__ = [
     "EXIT_NAME",
     "LOCK_NAME",
+    "LOGS_NAME",
     "OUT_NAME",
     "STOP_NAME",
     "STOP_STATES",
@@ -41,6 +42,7 @@ __all__ = [
     "exit_time",
     "job_alive",
     "job_lock_held",
+    "log_dir_of",
     "note_stop",
     "read_exit_record",
     "read_usage",
@@ -49,6 +51,15 @@ __all__ = [
     "wait_unwatched",
 ]
 
+# A runs directory's folder of job log directories: `<runs dir>/logs/<job id>/`, the original tool's
+# layout. Named here, below every folder that needs it (the runs directory, the executors that find a
+# job's files from their own folder, the read commands), so that none spells it again.
+LOGS_NAME = "logs"
+
+
+def log_dir_of(runs_dir: Path, job_id: str) -> Path:
+    """A job's log directory in a runs directory."""
+    return runs_dir / LOGS_NAME / job_id
 
 
 class Unrecorded(enum.IntEnum):

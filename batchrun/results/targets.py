@@ -37,7 +37,7 @@ _RUNFILE_SUFFIXES = (".runfile", ".txt", "")
 
 def _is_runs_dir(path: Path) -> bool:
     # The original batchrun wrote metadata.json and logs/ only; a metadata.json alone is anyone's (a browser's caches have one).
-    return (path / JOURNAL_NAME).is_file() or ((path / DEFAULT_METADATA_NAME).is_file() and (path / "logs").is_dir())
+    return (path / JOURNAL_NAME).is_file() or ((path / DEFAULT_METADATA_NAME).is_file() and RunsDir(path).logs.is_dir())
 
 
 def find_runs_dirs(root: Path, max_depth: int = MAX_DEPTH) -> list[Path]:

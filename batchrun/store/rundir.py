@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchrun.errors import LockedError, MetadataError
+from batchrun.executors.jobfiles import LOGS_NAME, log_dir_of
 from batchrun.liveness import MAX_PID, LockTable, pid_alive
 
 __all__ = ["DEFAULT_METADATA_NAME", "DEFAULT_RUNS_ROOT", "LaunchLock", "RunsDir", "acquire_lock", "read_lock_owner"]
@@ -40,14 +41,14 @@ class RunsDir:
 
     @property
     def logs(self) -> Path:
-        return self.path / "logs"
+        return self.path / LOGS_NAME
 
     @property
     def metadata(self) -> Path:
         return self.path / self.metadata_name
 
     def log_dir(self, job_id: str) -> Path:
-        return self.path / "logs" / job_id
+        return log_dir_of(self.path, job_id)
 
     def create(self) -> None:
         """Create the runs directory and check that it is writable."""

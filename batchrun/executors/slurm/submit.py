@@ -27,7 +27,7 @@ from pathlib import Path
 from batchrun.atomic import write_atomic
 from batchrun.errors import ExecutorError
 from batchrun.executors.base import ExecutorOptions
-from batchrun.executors.jobfiles import read_exit_record
+from batchrun.executors.jobfiles import log_dir_of, read_exit_record
 from batchrun.executors.slurm.commands import SlurmCommands
 from batchrun.executors.slurm.settings import SlurmSettings
 from batchrun.executors.slurm.text import (
@@ -294,7 +294,7 @@ def _ending(slurm_dir: Path, read: dict[Path, tuple[list[bytes], float] | None],
         job_id = manifest_job_id(lines[int(ref.split("_")[1])])
     except (ValueError, IndexError):
         return False
-    found = None if job_id is None else read_exit_record(slurm_dir.parent / "logs" / job_id)
+    found = None if job_id is None else read_exit_record(log_dir_of(slurm_dir.parent, job_id))
     return found is not None and found[1] >= since
 
 
