@@ -69,6 +69,35 @@ def test_rows_added_in_any_order_read_as_an_idindex_of_the_same_rows(order: str,
     assert (prefix._own is None) == (order in ("in order", "neighbours swapped"))
 
 
+@pytest.mark.parametrize("order", ["in order", "neighbours swapped", "random", "a job twice", "an odd id", "a job of no runfile"])
+def test_row_or_append_finds_or_adds_the_row_row_of_then_append_would(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)
+    ids = _ids(300)
+    jobs = _jobs(ids)
+    sequence = list(ids[:250])
+    if order == "neighbours swapped":
+        for i in range(0, 240, 17):
+            sequence[i], sequence[i + 1] = sequence[i + 1], sequence[i]
+    elif order == "random":
+        random.Random(7).shuffle(sequence)
+    elif order == "a job twice":
+        sequence.insert(100, sequence[40])
+    elif order == "an odd id":
+        sequence.insert(120, "not-a-hex-id")
+    elif order == "a job of no runfile":
+        sequence.insert(60, _ids(400)[350])
+    # Each id asked for twice, the second time at once or a little later: found, not added again.
+    asked = [job_id for i, job_id in enumerate(sequence) for job_id in ([job_id, job_id] if i % 3 == 0 else [job_id, sequence[i // 2]])]
+    prefix, plain, twice = IdPrefix(jobs), IdIndex(), IdIndex()
+    for job_id in asked:
+        expected = (row, False) if (row := plain.row_of(job_id)) >= 0 else (plain.append(job_id), True)
+        assert prefix.row_or_append(job_id) == expected, job_id
+        assert twice.row_or_append(job_id) == expected, job_id
+    _same(prefix, plain, ids + ["not-a-hex-id", _ids(400)[350], "0" * 16])
+    assert list(twice.texts()) == list(plain.texts())
+    assert (prefix._own is None) == (order in ("in order", "neighbours swapped", "a job twice"))
+
+
 def test_a_job_table_changed_under_it_leaves_its_rows_as_they_were() -> None:
     ids = _ids(50)
     jobs = _jobs(ids)
@@ -137,6 +166,22 @@ def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> Non
     jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
     assert prefix.row_of(ids[0]) == 1 and prefix.row_of(ids[1]) == 0 and prefix.row_of(ids[4]) == -1
     assert prefix.append(ids[4]) == 3 and list(prefix.texts()) == [ids[1], ids[0], ids[2], ids[4]]
+
+
+def test_a_job_table_changed_during_row_or_append_gives_the_rows_own_answer() -> None:
+    ids = _ids(6)
+    jobs = _ChangingJobs()
+    for job_id in ids:
+        jobs.append(job_id)
+    prefix = IdPrefix.follow(_jobs([ids[1], ids[0], ids[2]]), jobs, True)
+    assert prefix is not None
+    # The search answers for the job table as it was (ids[0] is its job 0, held by row 1); the rows'
+    # own index, made once the change is seen, answers instead.
+    jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
+    assert prefix.row_or_append(ids[0]) == (1, False)
+    jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in ids])
+    assert prefix.row_or_append(ids[5]) == (3, True)
+    assert prefix.row_or_append(ids[5]) == (3, False) and list(prefix.texts()) == [ids[1], ids[0], ids[2], ids[5]]
 
 
 def test_rows_out_of_order_are_written_to_the_snapshot_a_block_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

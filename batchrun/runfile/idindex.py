@@ -184,6 +184,11 @@ class IdIndex:
         self.append_digest(digest)
         return row
 
+    def row_or_append(self, job_id: str) -> tuple[int, bool]:
+        """The first row with this id, else a new row made for it; and whether the row is new (as `IdPrefix.row_or_append`)."""
+        row = self.row_of(job_id)
+        return (row, False) if row >= 0 else (self.append(job_id), True)
+
     def append_digest(self, digest: int) -> int:
         with self._guard:
             row = len(self._ids)

@@ -154,12 +154,16 @@ class IdPrefix:
             job = self._jobs.row_of_digest(digest)
             if self._jobs.digests is not self._ids:  # the job table changed meanwhile: its answer may be of other rows
                 return self._own_now().row_of_digest(digest)
-            if job < 0 or job >= len(self._job_delta):
-                return -1
-            delta = self._job_delta[job]
-            if not delta:
-                return job if job < self._count else -1
-            return -1 if delta == _NONE else self._row_of[job] if delta == _FAR else job + delta
+            return self._row_of_job(job)
+
+    def _row_of_job(self, job: int) -> int:
+        """(Under the guard, the job table unchanged.) The row holding the id of the job table's row `job` (-1: no job); -1 when none does."""
+        if job < 0 or job >= len(self._job_delta):
+            return -1
+        delta = self._job_delta[job]
+        if not delta:
+            return job if job < self._count else -1
+        return -1 if delta == _NONE else self._row_of[job] if delta == _FAR else job + delta
 
     def rows_of(self, job_id: str) -> list[int]:
         with self._guard:
@@ -200,20 +204,46 @@ class IdPrefix:
                 job = self._jobs.row_of_digest(digest) if digest is not None else -1
                 # The job table may have changed meanwhile (then it is an `IdIndex` now, and `job` of other rows).
                 if self._owned() is None and self._follows(job, digest) and self._own is None:
-                    row = self._count
-                    self._row_delta.append(0)
-                    if len(self._job_delta) <= row:
-                        self._job_delta.append(0)
-                    if job != row:
-                        self._move(row, job)
-                    self._count = row + 1
-                    return row
+                    return self._append_job(job)
                 own = self._own_now()
             return own.append(job_id)
 
+    def row_or_append(self, job_id: str) -> tuple[int, bool]:
+        """The first row holding this id, else a new row made for it; and whether the row is new.
+
+        A job's first record (its start line, at a launch or a replay) takes
+        one search of the job table here, where `row_of` and then `append`
+        would take three.
+        """
+        digest = digest_of(job_id)
+        with self._guard:
+            if digest is not None and self._owned() is None:
+                job = self._jobs.row_of_digest(digest)
+                if self._owned() is None:  # the search saw the job table these rows follow (see `append`)
+                    row = self._row_of_job(job)
+                    if row >= 0:
+                        return row, False
+                    if self._follows(job, digest):
+                        return self._append_job(job), True
+            row = self.row_of(job_id)
+            return (row, False) if row >= 0 else (self.append(job_id), True)
+
+    def _append_job(self, job: int) -> int:
+        """(Under the guard, `_follows(job, ...)` true.) Add the row of the job table's row `job`; its row number."""
+        row = self._count
+        self._row_delta.append(0)
+        if len(self._job_delta) <= row:
+            self._job_delta.append(0)
+        if job != row:
+            self._move(row, job)
+        self._count = row + 1
+        return row
+
     def _follows(self, job: int, digest: int | None) -> bool:
         """Whether a new row for this job (-1: none) keeps the rows a job's each, with few out of order."""
-        if job < 0 or job >= len(self._ids) or digest is None or self.row_of_digest(digest) >= 0:
+        # `job` is the job table's answer for `digest`, taken under the guard with the table unchanged:
+        # whether a row holds it already is read from the distances, without a second search.
+        if job < 0 or job >= len(self._ids) or digest is None or self._row_of_job(job) >= 0:
             return False
         return job == self._count or len(self._job_of) < _MOVED_MIN + self._count // _MOVED_SHARE
 

@@ -193,10 +193,22 @@ class _Rows(MutableMapping[str, JobRecord]):
         A new record takes a new row at the end, as a new key goes last in a
         dict, even when the job had a record once (deleted by compaction).
         """
-        row = self.row_of(job_id)
-        if row >= 0:
+        row = self._recent.get(job_id)
+        if row >= 0 and self._present[row]:
             return row
-        row = self._keys.append(job_id)
+        row, new = self._keys.row_or_append(job_id)
+        if not new:
+            if not self._present[row]:
+                # A deleted record's row: the job may have a later one; else a new row, as below.
+                row = self.row_of(job_id)
+                if row < 0:
+                    return self._new_row(job_id, self._keys.append(job_id))
+            self._recent.note(job_id, row)
+            return row
+        return self._new_row(job_id, row)
+
+    def _new_row(self, job_id: str, row: int) -> int:
+        """Make the columns' entries of a row just added to the ids (pending); its number."""
         self._present.append(1)
         for column in self.columns.values():
             column.append()
