@@ -44,6 +44,7 @@ from batchrun.store.journal import Journal
 from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
+from batchrun.store.recordtable import RecordTable
 from batchrun.store.repair import repair_runs_dir
 from batchrun.store.resume import Resume
 from batchrun.store.rundir import RunsDir
@@ -316,8 +317,8 @@ def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[in
     matched, the journal mark of the snapshot's view of the file when it was taken, and whether it was.
     """
     metadata = launch.metadata
-    # The records as of the snapshot, and only the journal's lines since (else all of it).
-    launch.journal.load(resume.records, resume.journal_size, resume.journal_lines) if resume is not None else launch.journal.load()
+    # The records as of the snapshot, and only the journal's lines since; else all of it, into rows that follow the runfile from the first.
+    launch.journal.load(*((resume.records, resume.journal_size, resume.journal_lines) if resume else (RecordTable.following(launch.runfile.jobs),)))
     launch.journal.records.follow(launch.runfile.jobs)  # rows added in runfile order hold no ids of their own
     stamp_ok = metadata.unchanged()
     kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)

@@ -212,12 +212,7 @@ def read_jobs(runs_dir: RunsDir, runfile_path: Path, locks: LockTable, *, usage:
         records = journal_records(runs_dir, resume.records, resume.journal_size, resume.journal_lines)
         return launch_pid, resume.runfile, records, Ledger(resume.runfile.jobs, records, resume.rows)
     runfile = load_runfile(runfile_path)
-    # Rows are replayed nearly in runfile order, as a launch started them: held as the jobs' indices
-    # (`RecordTable.follow`), not as ids with a sorted index of their own (its sorts peaked at about
-    # 40 MB more at a million records).
-    records = RecordTable()
-    records.follow(runfile.jobs)
-    records = journal_records(runs_dir, records)
+    records = journal_records(runs_dir, RecordTable.following(runfile.jobs))
     return launch_pid, runfile, records, Ledger(runfile.jobs, records)
 
 
