@@ -164,11 +164,11 @@ def log_dirs_cost(root: Path, count: int = 1_000) -> Run:
 
 
 def run_measured(argv: Sequence[str], cwd: Path, stdin: Path | None = None,
-                 env: dict[str, str] | None = None) -> Run:
+                 env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> Run:
     """Run argv in cwd; return its wall time, peak RSS and CPU time.
 
     Raises:
-        BenchError: the command exited non-zero.
+        BenchError: the command exited with a code not in `ok`.
     """
     global SUBREAPER  # noqa: PLW0603 - one per process
     if not SUBREAPER:
@@ -205,7 +205,7 @@ def run_measured(argv: Sequence[str], cwd: Path, stdin: Path | None = None,
     seconds = time.perf_counter() - start
     _reap_strays()
     code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    if code not in ok:
         tail = err_path.read_text(errors="replace")[-2000:]
         raise BenchError(f"{shlex.join(argv)} (in {cwd}) exited {code}:\n{tail}")
     # ru_maxrss is in KiB on Linux, in bytes on macOS.

@@ -10,7 +10,8 @@ runfile of `true N` lines (every 7th line `false N`), and one of a gridspec:
   summary and its snapshot, `.fingerprint.jobs`);
 * `killed/`: the same records as a launch killed by kill -9 leaves them: the
   journal's every line (not compacted) and no fingerprint, so no summary and
-  no snapshot: each read replays the whole journal;
+  no snapshot: each read replays the whole journal; and the relaunch that
+  follows a kill (`relaunch`, in a copy: it leaves a fingerprint);
 * `grid/`: `grid.yml`, lr x wd x seed (10 seeds), its runfile written by
   `sweeps.gridspec.write_runfile` and every job ended (every 7th failed), as
   `finished/`; its reads name `grid.yml` (`GRID_READS`: `results --over seed`).
@@ -209,6 +210,8 @@ def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | N
         label = f"{label} dir"
     else:
         target, forms = ("grid.yml" if label == "grid" else "jobs.runfile"), GRID_READS if label == "grid" else READS
+    if label == "killed" and (reads is None or "relaunch" in reads):
+        rows.extend(_relaunch(tools, work))
     for name, command, extra in forms:
         if reads is not None and name not in reads:
             continue
@@ -224,6 +227,27 @@ def measure(tools: list[list[str]], work: Path, label: str, reads: list[str] | N
                 continue
             print(f"  {label:<9} {name:<28} {who:<6} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
             rows.append((label, name, shlex.join(tool), run.seconds, run.rss_mb))
+    return rows
+
+
+def _relaunch(tools: list[list[str]], work: Path) -> list[tuple[str, str, str, float, float]]:
+    """A relaunch after the kill -9 (`launch -q`: nothing left to run, every 7th job failed: exit 1), in a copy of the
+    runs directory for each batchrun: it leaves a fingerprint and a compacted journal, which the reads must not find."""
+    rows = []
+    for tool in tools:
+        who = "after" if tool is tools[-1] else "before"
+        copy = work.with_name(work.name + "-relaunched")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(work, copy, symlinks=True)
+        try:
+            run = run_measured([*tool, "launch", "jobs.runfile", "-q"], copy, ok=(0, 1))
+        except BenchError as err:
+            print(f"  {'killed':<9} {'relaunch':<28} {who:<6} failed: {str(err).splitlines()[0]}", flush=True)
+            continue
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+        print(f"  {'killed':<9} {'relaunch':<28} {who:<6} {run.seconds:8.2f} s {run.rss_mb:8.0f} MB", flush=True)
+        rows.append(("killed", "relaunch", shlex.join(tool), run.seconds, run.rss_mb))
     return rows
 
 
