@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import itertools
+import json
+import math
 import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,6 +28,8 @@ from hypothesis import strategies as st
 from batchrun.errors import GridspecError, RunfileError
 from batchrun.runfile.file import Job, Runfile, load_runfile, parse_runfile_text
 from batchrun.store.metadata import build_entry, render_entry, render_pending
+from batchrun.store.metascan import _RAN
+from batchrun.store.records import JobRecord
 
 RunCli = Callable[..., tuple[int, str, str]]
 
@@ -120,6 +125,41 @@ def test_a_pending_entry_renders_as_build_entry_does(command: str, lineno: int, 
     job = Job(command, job_id, lineno)
     log_dir = f"{logs}/{job_id}"
     assert render_pending(job, log_dir) == render_entry(job_id, build_entry(job, None, log_dir))
+
+
+_number = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 2e9), st.integers(-(2**70), 2**70).map(float))
+_count = st.one_of(st.none(), st.integers(-(2**70), 2**70))
+_text = st.one_of(st.none(), st.text(_CHARS, max_size=12), st.from_regex(r"[ -~]{0,12}", fullmatch=True))
+
+
+@_fuzz_settings(400)
+@given(
+    command=_line, state=st.sampled_from(["succeeded", "failed", "running", "interrupted", "timeout", "pending", "sta\"te"]),
+    status=_count, start=_number, end=_number, attempts=st.integers(0, 10**6), exit_codes=st.lists(st.one_of(st.none(), st.integers(-300, 300)), max_size=4),
+    host=_text, ref=_text, holds=_text, code=_text, slot=_count, rss=_count, user=_number, system=_number, gpu=_count, logs=st.text(_CHARS, max_size=12),
+)
+def test_a_line_metascan_passes_over_undecoded_is_json_with_a_state_of_its_own(**values: Any) -> None:
+    # `EntryScan(ran=True)` gives a line `_RAN` matches as undecoded, taken for batchrun's entry of a job that ran:
+    # such a line must decode, to the entry rendered, with a `state` at its top level; and a plain one must match.
+    command, logs = values.pop("command"), values.pop("logs")
+    job_id = hashlib.sha256(command.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    rec = JobRecord(job_id)
+    for name, field in [("state", "state"), ("status", "status"), ("start", "start"), ("end", "end"), ("attempts", "attempts"), ("exit_codes", "exit_codes"),
+                        ("host", "host"), ("ref", "ref"), ("holds", "holds"), ("code", "code"), ("slot", "slot"), ("rss", "max_rss_kb"),
+                        ("user", "user_cpu_s"), ("system", "sys_cpu_s"), ("gpu", "max_gpu_mem_mb")]:
+        setattr(rec, field, values[name])
+    entry = build_entry(Job(command, job_id, 7), rec, f"{logs}/{job_id}")
+    line = render_entry(job_id, entry)
+    found = _RAN.match(b"\n" + line + b",\n")
+    if found is not None:
+        assert found.end() == len(line) + 2  # the whole line, its comma
+        assert found.group(1).decode() == job_id
+        decoded = json.loads(b"{" + line + b"}")[job_id]
+        assert "state" in decoded and decoded == json.loads(json.dumps(entry))
+    plain = all(isinstance(v, str) and v.isascii() and v.isprintable() and '"' not in v and "\\" not in v for v in (command, logs, rec.state, rec.host or "", rec.ref or "", rec.holds or "", rec.code or ""))
+    finite = all(v is None or math.isfinite(v) for v in (rec.start, rec.end, rec.user_cpu_s, rec.sys_cpu_s))
+    if plain and finite and None not in rec.exit_codes and not entry["parameters"]:
+        assert found is not None, line
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from batchrun.errors import MetadataError
-from batchrun.store.metadata import iter_metadata
+from batchrun.runfile.file import Job
+from batchrun.store.metadata import build_entry, iter_metadata
 from batchrun.store.metascan import EntryScan
+from batchrun.store.records import JobRecord
 
 
 def _pending(command: str, line: int, parameters: dict[str, Any] | None = None, attempts: int = 0) -> dict[str, Any]:
@@ -35,6 +37,32 @@ ENTRIES: list[tuple[str, dict[str, Any]]] = [
     ("0" * 15 + "a", {**_pending("true 10", 10), "parameters": {"nested": {"a": 1}}}),
 ]
 NEVER_RUN = {"0" * 15 + "1", "0" * 15 + "2", "0" * 15 + "5"}
+
+
+def _ran(n: int, command: str, **values: Any) -> tuple[str, dict[str, Any]]:
+    """A job with a record, its entry as `build_entry` makes it."""
+    job_id = f"{n:016x}"
+    rec = JobRecord(job_id)
+    for name, value in values.items():
+        setattr(rec, name, value)
+    return job_id, build_entry(Job(command, job_id, n), rec, f"/runs/x/logs/{job_id}")
+
+
+_DONE = {"status": 0, "start": 1796394738.930863, "end": 1796394738.935863, "attempts": 1, "exit_codes": [0], "host": "node1"}
+RAN = [
+    _ran(21, "true 21", state="succeeded", **_DONE, code="3f2a9c1", max_rss_kb=1800, user_cpu_s=0.001, sys_cpu_s=1e-05),
+    _ran(22, "python3 t.py --lr=0.1", state="failed", **{**_DONE, "status": 2, "attempts": 3, "exit_codes": [1, -9, 2]}, requeues=1, max_gpu_mem_mb=512),
+    _ran(23, "sleep 100", state="running", start=5.0, attempts=1, slot=1, host="gpu-box", ref="12345", holds="gpu=0,1;cpus=8"),
+    _ran(24, "sleep 100", state="running", start=5.0, attempts=2, slot=0, host="c1", ref="4711_3", exit_codes=[1]),
+    _ran(25, "true 25", state="interrupted", start=-0.0, end=2.5e20, attempts=1, exit_codes=[130], status=130),
+]
+# Records rendered otherwise than `_RAN` takes (decoded, as before).
+DECODED = [
+    _ran(31, "true 31", state="succeeded", **{**_DONE, "host": "nöde"}),  # not ASCII
+    _ran(32, "true 32", state="failed", **{**_DONE, "exit_codes": [None, 1]}),  # an exit code not known
+    _ran(33, "true 33", state="succeeded", **{**_DONE, "start": float("inf")}),  # not JSON (Python reads it)
+    _ran(34, 'echo "x"', state="succeeded", **_DONE),  # an escape in the command
+]
 
 
 def _layout(entries: list[tuple[str, dict[str, Any]]]) -> str:
@@ -64,6 +92,17 @@ def test_the_entries_are_iter_metadatas_with_only_never_run_lines_undecoded(tmp_
     assert _read(EntryScan(path)) == list(iter_metadata(path)) == ENTRIES
 
 
+def test_with_ran_the_entries_of_jobs_that_ran_in_batchruns_rendering_are_given_undecoded_too(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.json"
+    path.write_text(_layout([*ENTRIES, *RAN, *DECODED]))
+    # Of `ENTRIES`, the --rerun-all not yet run (6) and the finished one (7) are batchrun's renderings too.
+    ran = {"0" * 15 + "6", "0" * 15 + "7"} | {job_id for job_id, _ in RAN}
+    assert {job_id for job_id, entry in EntryScan(path, ran=True) if entry is None} == NEVER_RUN | ran
+    assert {job_id for job_id, entry in EntryScan(path) if entry is None} == NEVER_RUN
+    assert _read(EntryScan(path, ran=True)) == list(iter_metadata(path)) == [*ENTRIES, *RAN, *DECODED]
+
+
+@pytest.mark.parametrize("ran", [False, True], ids=["never-run", "ran"])
 @pytest.mark.parametrize(
     "text",
     [
@@ -78,12 +117,14 @@ def test_the_entries_are_iter_metadatas_with_only_never_run_lines_undecoded(tmp_
         "{}\n",
         "",
         "{\n}\n",
+        _layout(RAN).replace('"line": 21,', '"line": 021,'),  # a line of a job that ran, but not JSON
+        _layout(RAN).replace('"attempts": 3', '"attempts": 3, "attempts": 4'),  # not batchrun's rendering
     ],
 )
-def test_a_damaged_or_other_file_reads_and_fails_as_iter_metadata(tmp_path: Path, text: str) -> None:
+def test_a_damaged_or_other_file_reads_and_fails_as_iter_metadata(tmp_path: Path, text: str, ran: bool) -> None:
     path = tmp_path / "metadata.json"
     path.write_text(text)
-    scanned, read = _outcome(EntryScan(path)), _outcome(iter_metadata(path))
+    scanned, read = _outcome(EntryScan(path, ran)), _outcome(iter_metadata(path))
     assert scanned == read
 
 

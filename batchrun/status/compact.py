@@ -221,10 +221,10 @@ def entries_beside(runs_dir: RunsDir, runfile: Runfile, records: RecordTable, in
     (`view._import_legacy`), and only the entries of jobs not in the runfile are kept; `index` notes where the others are."""
     kept: dict[str, dict[str, Any]] = {}
     legacy: dict[str, dict[str, Any]] = {}
-    scan = EntryScan(runs_dir.metadata)
+    scan = EntryScan(runs_dir.metadata, ran=True)
     found = _rows_beside(scan, runfile) if index is None else index.scan()
     for job_id, entry, row in found:
-        if entry is None:  # a job never run (`metascan`): a batchrun entry, wanted only for a job not in the runfile
+        if entry is None:  # batchrun's entry, not decoded (`metascan`): its job's record is the journal's; wanted only for a job not in the runfile
             if row >= 0:
                 continue
             entry = scan.entry()

@@ -9,6 +9,10 @@ tells either of them nothing but its id: such a line, matched whole by
 `_NEVER_RUN` (which accepts only valid JSON, so the line decodes, and only
 one rendering, so the state and attempts seen are the entry's own), is given
 as its id and None. `EntryScan.entry` decodes it when a reader does want it.
+A reader that needs no entry of a job that ran either (`status`: the journal
+holds their records) asks for those the same way (`ran=True`): a line matched
+whole by `_RAN`, the one rendering batchrun gives a job with a record, valid
+JSON with a `state` of its own, is given as its id and None as well.
 
 Anything else is `metadata.iter_metadata`'s: every other line is decoded by
 its rule (`entry_of_line`), and a file not in batchrun's line layout, or a
@@ -42,15 +46,37 @@ _NEVER_RUN = re.compile(
     rb'"host": null, "pid": null, "job_ref": null, "slot": null, "max_rss_kb": null, "user_cpu_s": null, '
     rb'"sys_cpu_s": null, "code": null, "log_dir": ' + _TEXT + rb"\},?(?=\n)"
 )
+_INT = rb"-?(?:0|[1-9][0-9]*)"
+_NUMBER = _INT + rb"(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+
+
+def _or_null(value: bytes) -> bytes:
+    return rb"(?:" + value + rb"|null)"
+
+
+# The line `build_entry` renders for a job with a record (any state), whatever its values, as `_NEVER_RUN`'s.
+_RAN = re.compile(
+    rb'\n  "([0-9a-f]{16})": \{"command": ' + _TEXT + rb', "status": ' + _or_null(_INT) + rb', "start": ' + _or_null(_NUMBER)
+    + rb', "runtime": ' + _or_null(_NUMBER) + rb', "parameters": \{(?:' + _PAIR + rb"(?:, " + _PAIR + rb")*)?"
+    + rb'\}, "state": ' + _TEXT + rb', "end": ' + _or_null(_NUMBER) + rb', "line": ' + _INT + rb', "attempts": ' + _INT
+    + rb', "exit_codes": \[(?:' + _INT + rb"(?:, " + _INT + rb')*)?\], "host": ' + _or_null(_TEXT) + rb', "pid": ' + _or_null(_INT)
+    + rb', "job_ref": ' + _or_null(_TEXT) + rb', "slot": ' + _or_null(_INT) + rb', "max_rss_kb": ' + _or_null(_INT)
+    + rb', "user_cpu_s": ' + _or_null(_NUMBER) + rb', "sys_cpu_s": ' + _or_null(_NUMBER) + rb'(?:, "max_gpu_mem_mb": ' + _INT
+    + rb')?, "code": ' + _or_null(_TEXT) + rb', "log_dir": ' + _TEXT + rb'(?:, "holds": ' + _TEXT + rb")?\},?(?=\n)"
+)
 # The mapped file's pages are let go every this many bytes read (`viewcache.let_go`).
 _LET_GO_EVERY = 8 << 20
 
 
 class EntryScan:
-    """metadata.json's entries as (job id, entry) pairs, in file order; None as the entry: a job never run (`entry` gives it)."""
+    """metadata.json's entries as (job id, entry) pairs, in file order; None as the entry: a job never run (`entry` gives it).
 
-    def __init__(self, path: Path) -> None:
+    `ran`: None also for a job that ran, in the one rendering batchrun gives it (`_RAN`).
+    """
+
+    def __init__(self, path: Path, ran: bool = False) -> None:
         self.path = path
+        self._ran = _RAN.match if ran else None
         self._data: mmap.mmap | None = None
         self._last: re.Match[bytes] | None = None  # the never-run line last given
 
@@ -86,13 +112,15 @@ class EntryScan:
 
     def _lines(self, data: mmap.mmap) -> Generator[tuple[str, dict[str, Any] | None], None, int]:
         """The entries up to the closing brace (returns -1), or to a line not taken (returns how many were given)."""
-        match, size = _NEVER_RUN.match, len(data)
+        match, ran, size = _NEVER_RUN.match, self._ran, len(data)
         pos, given, next_let_go = 1, 0, _LET_GO_EVERY  # at the newline before each line
         while True:
             if pos >= next_let_go:
                 let_go(data)
                 next_let_go = pos + _LET_GO_EVERY
             found = match(data, pos)
+            if found is None and ran is not None:
+                found = ran(data, pos)
             if found is not None:
                 self._last = found
                 given += 1
