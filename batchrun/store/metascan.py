@@ -54,7 +54,8 @@ def _or_null(value: bytes) -> bytes:
     return rb"(?:" + value + rb"|null)"
 
 
-# The line `build_entry` renders for a job with a record (any state), whatever its values, as `_NEVER_RUN`'s.
+# The line `build_entry` renders for a job with a record (any state) whose texts are plain ASCII and numbers
+# finite: as `_NEVER_RUN`, only valid JSON and only that rendering, so the `state` it holds is the entry's own.
 _RAN = re.compile(
     rb'\n  "([0-9a-f]{16})": \{"command": ' + _TEXT + rb', "status": ' + _or_null(_INT) + rb', "start": ' + _or_null(_NUMBER)
     + rb', "runtime": ' + _or_null(_NUMBER) + rb', "parameters": \{(?:' + _PAIR + rb"(?:, " + _PAIR + rb")*)?"
@@ -78,13 +79,13 @@ class EntryScan:
         self.path = path
         self._ran = _RAN.match if ran else None
         self._data: mmap.mmap | None = None
-        self._last: re.Match[bytes] | None = None  # the never-run line last given
+        self._last: re.Match[bytes] | None = None  # the line last given undecoded
 
     def entry(self) -> dict[str, Any]:
         """The entry last given as None, decoded."""
         assert self._data is not None and self._last is not None, "only while the scan runs, after a None"
         found = entry_of_line(self._data[self._last.start() + 1 : self._last.end()])
-        assert found is not None  # `_NEVER_RUN` matches JSON only
+        assert found is not None  # `_NEVER_RUN` and `_RAN` match JSON only
         return found[1]
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any] | None]]:
