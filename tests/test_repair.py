@@ -7,8 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
-from batchrun.store.records import State
+from batchrun.store.metadata import build_entry, render_entry
+from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
 from batchrun.store.rundir import RunsDir
 
@@ -99,3 +101,49 @@ def test_a_readable_view_is_read_as_is(tmp_path: Path) -> None:
     notices: list[str] = []
     assert dict(iter_metadata_repairing(runs, notices)) == {A: {"command": "a"}}
     assert notices == [] and runs.metadata.exists()
+
+
+def _batchrun_line(job_id: str, state: str, line: int) -> str:
+    """An entry as batchrun renders it (`build_entry`): the one rendering `metascan` passes over undecoded."""
+    rec = JobRecord(job_id)
+    rec.state, rec.attempts = state, 0 if state == State.PENDING else 1
+    if state != State.PENDING:
+        rec.status, rec.start, rec.end, rec.exit_codes, rec.host = 0, 1.5, 2.5, [0], "node1"
+    return render_entry(job_id, build_entry(Job(f"true {line}", job_id, line), rec, f"/r/logs/{job_id}")).decode()
+
+
+def _view(runs: RunsDir, lines: list[str]) -> None:
+    runs.metadata.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def test_wanted_decodes_only_the_batchrun_entries_asked_for_and_gives_every_other_as_before(tmp_path: Path) -> None:
+    runs = RunsDir(tmp_path)
+    runs.logs.mkdir()
+    lines = [
+        _batchrun_line(A, State.SUCCEEDED, 1),
+        _batchrun_line(B, State.PENDING, 2),
+        _batchrun_line(C, State.FAILED, 3),
+        f'  "{D}": {{"command": "d", "status": 0}}',  # the original batchrun's: no state
+        f'  "{E}": {{"command": "é", "state": "succeeded"}}',  # not batchrun's rendering: decoded
+    ]
+    _view(runs, lines)
+    every = dict(iter_metadata_repairing(runs, []))
+    assert set(every) == {A, B, C, D, E}
+    asked: list[str] = []
+    wanted = dict(iter_metadata_repairing(runs, [], wanted=lambda job_id: asked.append(job_id) or job_id == C))
+    assert asked == [A, B, C]  # only batchrun's own lines are asked about
+    assert wanted == {C: every[C], D: every[D], E: every[E]}
+
+
+def test_wanted_salvages_a_damaged_view_as_without(tmp_path: Path) -> None:
+    text = "{\n" + _batchrun_line(A, State.SUCCEEDED, 1) + ",\n" + _batchrun_line(B, State.FAILED, 2)[:-30] + "\n}\n"
+    found = []
+    for wanted in (None, lambda job_id: True):
+        where = tmp_path / ("with" if wanted else "without")
+        where.mkdir()
+        runs = RunsDir(where)
+        runs.metadata.write_text(text)
+        notices: list[str] = []
+        found.append((dict(iter_metadata_repairing(runs, notices, wanted)), [n.split(";")[0].replace(str(where), "") for n in notices]))
+        assert not runs.metadata.exists() and len(list(where.glob("metadata.json.damaged-*"))) == 1
+    assert found[0] == found[1] and list(found[0][0]) == [A] and len(found[0][1]) == 1

@@ -96,7 +96,8 @@ class MetadataSync:
         self._drop_kept()
         if _read_kept(self):
             return
-        for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices):
+        # batchrun's entries of the runfile's jobs are not even decoded: each has a state, and the journal's record.
+        for job_id, entry in iter_metadata_repairing(self.runs_dir, self.notices, wanted=lambda job_id: not self._in_runfile(job_id)):
             if "state" not in entry or not self._in_runfile(job_id):
                 self.old_entries[job_id] = entry
 

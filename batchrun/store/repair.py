@@ -24,7 +24,7 @@ import os
 import re
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,12 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str], wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """The entries of metadata.json; a damaged file is set aside and salvaged.
+
+    `wanted`: batchrun's own entries in its one rendering (`metascan`: of a
+    job never run or one that ran, each with a `state`) are decoded and given
+    only for the ids it wants; every other entry is given, as without it.
 
     What the damaged file held whole (entries of the original batchrun,
     of removed lines) is yielded as if read; the launch then writes a fresh
@@ -109,7 +113,16 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str]) -> Iterator[t
     """
     path = runs_dir.metadata
     try:
-        yield from iter_metadata(path)
+        if wanted is None:
+            yield from iter_metadata(path)
+            return
+        scan = EntryScan(path, ran=True)  # fails as `iter_metadata` does, on the same bytes
+        for job_id, entry in scan:
+            if entry is None:
+                if not wanted(job_id):
+                    continue
+                entry = scan.entry()
+            yield job_id, entry
         return
     except MetadataError as err:
         damage = err
