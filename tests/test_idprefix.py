@@ -43,40 +43,14 @@ def _same(prefix: IdPrefix, plain: IdIndex, probes: list[str]) -> None:
     assert all(restored.row_of(job_id) == plain.row_of(job_id) for job_id in probes)
 
 
-@pytest.mark.parametrize("order", ["in order", "neighbours swapped", "random", "a job twice", "an odd id", "a job of no runfile"])
-def test_rows_added_in_any_order_read_as_an_idindex_of_the_same_rows(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)  # past 16 rows out of order (of 250): an IdIndex
-    ids = _ids(300)
-    jobs = _jobs(ids)
-    rng = random.Random(7)
-    sequence = list(ids[:250])
-    if order == "neighbours swapped":
-        for i in range(0, 240, 17):
-            sequence[i], sequence[i + 1] = sequence[i + 1], sequence[i]
-    elif order == "random":
-        rng.shuffle(sequence)
-    elif order == "a job twice":
-        sequence.insert(100, sequence[40])
-    elif order == "an odd id":
-        sequence.insert(120, "not-a-hex-id")
-    elif order == "a job of no runfile":
-        sequence.insert(60, _ids(400)[350])
-    prefix, plain = IdPrefix(jobs), IdIndex()
-    for job_id in sequence:
-        assert prefix.append(job_id) == plain.append(job_id)
-    _same(prefix, plain, ids + ["not-a-hex-id", _ids(400)[350], "0" * 16])
-    # In order, or nearly: no ids of its own; otherwise it became the index it stands for.
-    assert (prefix._own is None) == (order in ("in order", "neighbours swapped"))
+ORDERS = ["in order", "neighbours swapped", "random", "a job twice", "an odd id", "a job of no runfile"]
 
 
-@pytest.mark.parametrize("order", ["in order", "neighbours swapped", "random", "a job twice", "an odd id", "a job of no runfile"])
-def test_row_or_append_finds_or_adds_the_row_row_of_then_append_would(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)
-    ids = _ids(300)
-    jobs = _jobs(ids)
-    sequence = list(ids[:250])
+def _in_order(ids: list[str], order: str) -> list[str]:
+    """`ids` as a journal may add them (one of `ORDERS`)."""
+    sequence = list(ids)
     if order == "neighbours swapped":
-        for i in range(0, 240, 17):
+        for i in range(0, len(ids) - 10, 17):
             sequence[i], sequence[i + 1] = sequence[i + 1], sequence[i]
     elif order == "random":
         random.Random(7).shuffle(sequence)
@@ -86,6 +60,29 @@ def test_row_or_append_finds_or_adds_the_row_row_of_then_append_would(order: str
         sequence.insert(120, "not-a-hex-id")
     elif order == "a job of no runfile":
         sequence.insert(60, _ids(400)[350])
+    return sequence
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_rows_added_in_any_order_read_as_an_idindex_of_the_same_rows(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)  # past 16 rows out of order (of 250): an IdIndex
+    ids = _ids(300)
+    jobs = _jobs(ids)
+    sequence = _in_order(ids[:250], order)
+    prefix, plain = IdPrefix(jobs), IdIndex()
+    for job_id in sequence:
+        assert prefix.append(job_id) == plain.append(job_id)
+    _same(prefix, plain, ids + ["not-a-hex-id", _ids(400)[350], "0" * 16])
+    # In order, or nearly: no ids of its own; otherwise it became the index it stands for.
+    assert (prefix._own is None) == (order in ("in order", "neighbours swapped"))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_row_or_append_finds_or_adds_the_row_row_of_then_append_would(order: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("batchrun.runfile.idprefix._MOVED_MIN", 16)
+    ids = _ids(300)
+    jobs = _jobs(ids)
+    sequence = _in_order(ids[:250], order)
     # Each id asked for twice, the second time at once or a little later: found, not added again.
     asked = [job_id for i, job_id in enumerate(sequence) for job_id in ([job_id, job_id] if i % 3 == 0 else [job_id, sequence[i // 2]])]
     prefix, plain, twice = IdPrefix(jobs), IdIndex(), IdIndex()
