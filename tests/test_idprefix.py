@@ -153,13 +153,20 @@ class _ChangingJobs(IdIndex):
         return row
 
 
-def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> None:
-    ids = _ids(6)
+def _changing(ids: list[str]) -> tuple[_ChangingJobs, IdPrefix]:
+    """A job table of `ids` that can change mid-search, and rows of its jobs 1, 0, 2 following it."""
     jobs = _ChangingJobs()
     for job_id in ids:
         jobs.append(job_id)
     prefix = IdPrefix.follow(_jobs([ids[1], ids[0], ids[2]]), jobs, True)
-    assert prefix is not None and prefix.row_of(ids[0]) == 1
+    assert prefix is not None
+    return jobs, prefix
+
+
+def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> None:
+    ids = _ids(6)
+    jobs, prefix = _changing(ids)
+    assert prefix.row_of(ids[0]) == 1
     jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
     assert prefix.row_of(ids[0]) == 1 and prefix.row_of(ids[1]) == 0 and prefix.row_of(ids[4]) == -1
     assert prefix.append(ids[4]) == 3 and list(prefix.texts()) == [ids[1], ids[0], ids[2], ids[4]]
@@ -167,11 +174,7 @@ def test_a_job_table_changed_during_a_look_up_gives_the_rows_own_answer() -> Non
 
 def test_a_job_table_changed_during_row_or_append_gives_the_rows_own_answer() -> None:
     ids = _ids(6)
-    jobs = _ChangingJobs()
-    for job_id in ids:
-        jobs.append(job_id)
-    prefix = IdPrefix.follow(_jobs([ids[1], ids[0], ids[2]]), jobs, True)
-    assert prefix is not None
+    jobs, prefix = _changing(ids)
     # The search answers for the job table as it was (ids[0] is its job 0, held by row 1); the rows'
     # own index, made once the change is seen, answers instead.
     jobs.change = lambda: (jobs.truncate(0), [jobs.append(job_id) for job_id in reversed(ids)])
