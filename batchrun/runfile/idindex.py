@@ -26,12 +26,12 @@ from collections.abc import Iterable, Iterator
 from itertools import compress, islice, repeat
 from math import fmod
 from operator import eq, floordiv, gt
-from typing import Any
+from typing import Any, Protocol
 
 from batchrun.runfile import idsort
 from batchrun.runfile.idtail import Tail
 
-__all__ = ["IdIndex", "digest_of", "groups_of", "has_repeats", "ids_from_digests", "short_prefix", "twin_of", "unsorted_twin"]
+__all__ = ["IdIndex", "digest_of", "groups_of", "has_repeats", "ids_from_digests", "row_or_append", "short_prefix", "twin_of", "unsorted_twin"]
 
 # Shortest id prefix `short_prefix` ever answers: as many digits as `batchrun status` shows.
 _SHORT_MIN = 8
@@ -56,6 +56,17 @@ def ids_from_digests(digests: bytes, stride: int = 1) -> array[int]:
     if sys.byteorder == "little":
         ids.byteswap()
     return ids
+
+
+class _Ids(Protocol):
+    def row_of(self, job_id: str) -> int: ...
+    def append(self, job_id: str) -> int: ...
+
+
+def row_or_append(ids: _Ids, job_id: str) -> tuple[int, bool]:
+    """The first row with this id, else a new row made for it, and whether it is new (`IdIndex`'s; `IdPrefix`'s fallback)."""
+    row = ids.row_of(job_id)
+    return (row, False) if row >= 0 else (ids.append(job_id), True)
 
 
 class IdIndex:
@@ -184,10 +195,7 @@ class IdIndex:
         self.append_digest(digest)
         return row
 
-    def row_or_append(self, job_id: str) -> tuple[int, bool]:
-        """The first row with this id, else a new row made for it; and whether the row is new (as `IdPrefix.row_or_append`)."""
-        row = self.row_of(job_id)
-        return (row, False) if row >= 0 else (self.append(job_id), True)
+    row_or_append = row_or_append
 
     def append_digest(self, digest: int) -> int:
         with self._guard:

@@ -30,7 +30,7 @@ from itertools import compress, islice
 from operator import ne
 from typing import Any
 
-from batchrun.runfile.idindex import IdIndex, digest_of
+from batchrun.runfile.idindex import IdIndex, digest_of, row_or_append
 
 __all__ = ["IdPrefix", "PatchedIds"]
 
@@ -225,8 +225,7 @@ class IdPrefix:
                         return row, False
                     if self._follows(job, digest):
                         return self._append_job(job), True
-            row = self.row_of(job_id)
-            return (row, False) if row >= 0 else (self.append(job_id), True)
+            return row_or_append(self, job_id)
 
     def _append_job(self, job: int) -> int:
         """(Under the guard, `_follows(job, ...)` true.) Add the row of the job table's row `job`; its row number."""
