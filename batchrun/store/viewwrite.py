@@ -59,11 +59,9 @@ def fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex | None, sta
     out = 0
     batch: list[bytes] = []
     size = 0
-    count = 0
     for key, line in entries:
         if keys is not None:
             keys.append(key)
-        count += 1
         out += 2  # "{\n" before the first line, the separator before the others
         starts.append(out)
         lens.append(len(line))
@@ -71,11 +69,11 @@ def fresh_pieces(entries: Iterable[tuple[str, bytes]], keys: IdIndex | None, sta
         batch.append(line)
         size += len(line)
         if size >= _CHUNK:
-            yield (b"{\n" if len(batch) == count else _SEP) + _SEP.join(batch)
+            yield (b"{\n" if len(batch) == len(lens) else _SEP) + _SEP.join(batch)
             batch, size = [], 0
     if batch:
-        yield (b"{\n" if len(batch) == count else _SEP) + _SEP.join(batch)
-    yield b"\n}\n" if count else b"{}\n"
+        yield (b"{\n" if len(batch) == len(lens) else _SEP) + _SEP.join(batch)
+    yield b"\n}\n" if lens else b"{}\n"
 
 
 def pieces(
