@@ -9,7 +9,7 @@ from pathlib import Path
 
 from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
-from batchrun.store.metadata import build_entry, render_entry
+from batchrun.store.metadata import build_entry, iter_metadata, render_entry
 from batchrun.store.records import JobRecord, State
 from batchrun.store.repair import iter_metadata_repairing, rebuild_lost_journal, remove_dead_temp_files, surviving_records
 from batchrun.store.rundir import RunsDir
@@ -128,18 +128,18 @@ def test_wanted_decodes_only_the_batchrun_entries_asked_for_and_gives_every_othe
     ]
     _view(runs, lines)
     every = dict(iter_metadata_repairing(runs, []))
-    assert set(every) == {A, B, C, D, E}
+    assert every == dict(iter_metadata(runs.metadata)) and set(every) == {A, B, C, D, E}
     asked: list[str] = []
     wanted = dict(iter_metadata_repairing(runs, [], wanted=lambda job_id: asked.append(job_id) or job_id == C))
     assert asked == [A, B, C]  # only batchrun's own lines are asked about
     assert wanted == {C: every[C], D: every[D], E: every[E]}
 
 
-def test_wanted_salvages_a_damaged_view_as_without(tmp_path: Path) -> None:
+def test_a_damaged_view_is_salvaged_whatever_is_wanted(tmp_path: Path) -> None:
     text = "{\n" + _batchrun_line(A, State.SUCCEEDED, 1) + ",\n" + _batchrun_line(B, State.FAILED, 2)[:-30] + "\n}\n"
     found = []
-    for wanted in (None, lambda job_id: True):
-        where = tmp_path / ("with" if wanted else "without")
+    for name, wanted in (("none", lambda job_id: False), ("all", lambda job_id: True)):
+        where = tmp_path / name
         where.mkdir()
         runs = RunsDir(where)
         runs.metadata.write_text(text)

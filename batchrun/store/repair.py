@@ -32,7 +32,7 @@ from batchrun.errors import MetadataError
 from batchrun.executors import jobfiles
 from batchrun.liveness import MAX_PID, pid_alive
 from batchrun.store.journal import JOURNAL_NAME, Journal
-from batchrun.store.metadata import iter_metadata, salvage_metadata
+from batchrun.store.metadata import salvage_metadata
 from batchrun.store.metascan import EntryScan
 from batchrun.store.records import AttemptEnd, JobRecord, State
 from batchrun.store.rundir import RunsDir
@@ -95,12 +95,12 @@ def remove_dead_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str], wanted: Callable[[str], bool] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str], wanted: Callable[[str], bool] = lambda job_id: True) -> Iterator[tuple[str, dict[str, Any]]]:
     """The entries of metadata.json; a damaged file is set aside and salvaged.
 
     `wanted`: batchrun's own entries in its one rendering (`metascan`: of a
     job never run or one that ran, each with a `state`) are decoded and given
-    only for the ids it wants; every other entry is given, as without it.
+    only for the ids it wants; every other entry is given (`iter_metadata`'s).
 
     What the damaged file held whole (entries of the original batchrun,
     of removed lines) is yielded as if read; the launch then writes a fresh
@@ -113,9 +113,6 @@ def iter_metadata_repairing(runs_dir: RunsDir, notices: list[str], wanted: Calla
     """
     path = runs_dir.metadata
     try:
-        if wanted is None:
-            yield from iter_metadata(path)
-            return
         scan = EntryScan(path, ran=True)  # fails as `iter_metadata` does, on the same bytes
         for job_id, entry in scan:
             if entry is None:
