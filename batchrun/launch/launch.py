@@ -318,7 +318,8 @@ def _load_records(launch: Launch, resume: Resume | None) -> tuple[bool, tuple[in
     """
     metadata = launch.metadata
     # The records as of the snapshot, and only the journal's lines since; else all of it, into rows that follow the runfile from the first.
-    launch.journal.load(*((resume.records, resume.journal_size, resume.journal_lines) if resume else (RecordTable.following(launch.runfile.jobs),)))
+    records, start, lines = (resume.records, resume.journal_size, resume.journal_lines) if resume else (RecordTable.following(launch.runfile.jobs), 0, 0)
+    launch.journal.load(records, start, lines)
     launch.journal.records.follow(launch.runfile.jobs)  # rows added in runfile order hold no ids of their own
     stamp_ok = metadata.unchanged()
     kept = kept_view(launch.resume, launch.mode, launch.runs_dir, metadata.notices)
