@@ -103,6 +103,7 @@ class _Launch:
         self.runs_dir = RunsDir(tmp_path)
         self.journal = Journal(tmp_path)
         self.options = type("Options", (), {"mode": "resume"})()
+        self.runner = type("Runner", (), {"spare_workers": 0})()
         self.fatal = None
         self.ran: list[str] = []
 

@@ -43,7 +43,7 @@ def test_an_unknown_executor_is_a_usage_error() -> None:
 
 
 def test_the_common_options_are_what_every_executor_needs_and_each_keeps_its_own_settings(tmp_path: Path) -> None:
-    assert list(ExecutorOptions.__dataclass_fields__) == ["n_jobs", "cwd", "runs_dir"]
+    assert list(ExecutorOptions.__dataclass_fields__) == ["n_jobs", "cwd", "runs_dir", "journal"]
     values = {"sbatch_args": ["--partition=x"], "scheduler": "tcp://10.0.0.5:8786"}
     slurm = make_executor("slurm", ExecutorOptions(runs_dir=str(tmp_path)), **values)
     assert slurm.settings == SlurmSettings(sbatch_args=["--partition=x"])

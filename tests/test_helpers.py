@@ -19,7 +19,7 @@ from batchrun.executors import ExecutorOptions, jobfiles
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.local.executor import LocalExecutor
-from batchrun.executors.local.helpers import HelperPool
+from batchrun.executors.local.pool import HelperPool
 from batchrun.executors.supervisor import become_subreaper
 
 JOB_ID = "0123456789abcdef"
@@ -89,7 +89,7 @@ def test_signals_batchrun_was_started_ignoring_are_not_ignored_by_its_jobs(tmp_p
         assert ended is not None and ended[0] == -signal.SIGUSR1
         assert (log_dir / "out.log").read_text() == "SigIgn:\t0000000000000000\n"
         # The helper itself still ignores them: a stray SIGINT or SIGHUP must not kill the record's writer.
-        helper = slots._idle[0]
+        helper = slots._slots[0]
         for signum in (signal.SIGINT, signal.SIGHUP):
             helper.proc.send_signal(signum)
         assert _run(slots, log_dir, "exit 3", _env(log_dir, marker)) == 3
@@ -108,7 +108,7 @@ def test_signals_batchrun_was_started_with_blocked_are_unblocked_in_the_helper_a
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
-        helper = slots._busy[pid]
+        helper = slots._busy[pid][0]
         assert slots.wait(pid) is not None
         assert (log_dir / "out.log").read_text() == "SigBlk:\t0000000000000000\n"
         status = Path(f"/proc/{helper.proc.pid}/status").read_text()
@@ -145,23 +145,23 @@ def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marke
     for i in range(5):
         log_dir = tmp_path / str(i)
         assert _run(pool, log_dir, f"exit {i}", _env(log_dir, marker)) == i
-    assert len(pool._idle) == 1
+    assert len(pool._slots) == 1
 
 
 def test_warmed_helpers_serve_the_first_jobs_and_none_more_is_started(pool: HelperPool, tmp_path: Path, marker: str) -> None:
     """`warm` starts the slots' helpers ahead (while the launch loads doit); the jobs then use them, and a dead one is replaced."""
     pool.warm(2)
-    warmed = {helper.proc.pid for helper in pool._idle}
+    warmed = {helper.proc.pid for helper in pool._slots.values()}
     assert len(warmed) == 2
     pool.warm(1)  # as many idle already: nothing started
-    assert {helper.proc.pid for helper in pool._idle} == warmed
+    assert {helper.proc.pid for helper in pool._slots.values()} == warmed
     first, second = tmp_path / "a", tmp_path / "b"
     a = pool.start(JOB_ID, "sleep 0.2", str(first), _env(first, marker))
     b = pool.start(JOB_ID, "exit 3", str(second), _env(second, marker))
-    assert {helper.proc.pid for helper in pool._busy.values()} == warmed
+    assert {helper.proc.pid for helper, _ticket in pool._busy.values()} == warmed
     assert pool.wait(b) is not None and pool.wait(a) is not None
-    os.kill(pool._idle[-1].proc.pid, signal.SIGKILL)  # died idle, before its first request
-    pool._idle[-1].proc.wait()
+    os.kill(pool._slots[0].proc.pid, signal.SIGKILL)  # died idle, before its next request
+    pool._slots[0].proc.wait()
     third = tmp_path / "c"
     assert _run(pool, third, "exit 4", _env(third, marker)) == 4
 
@@ -197,7 +197,7 @@ def test_a_job_that_cannot_start_raises_and_the_helper_stays_usable(pool: Helper
     ok = tmp_path / "ok"
     assert _run(pool, ok, 'echo "[${BAD-unset}]"; exit 3', _env(ok, marker)) == 3
     assert (ok / "out.log").read_text() == "[unset]\n"
-    assert len(pool._idle) == 1, "a job that could not start cost its helper"
+    assert len(pool._slots) == 1, "a job that could not start cost its helper"
 
 
 def test_a_job_killed_by_a_signal_gets_no_record(pool: HelperPool, tmp_path: Path, marker: str) -> None:
@@ -232,7 +232,7 @@ def test_closing_the_pipe_lets_the_helper_finish_and_record_its_job(tmp_path: Pa
     pool = HelperPool()
     log_dir, gate = tmp_path / "log", tmp_path / "gate"
     pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 6", str(log_dir), _env(log_dir, marker))
-    helper = next(iter(pool._busy.values()))
+    helper = next(iter(pool._busy.values()))[0]
     pool.close()
     assert job_lock_held(log_dir)
     gate.touch()
@@ -246,7 +246,7 @@ def test_a_sigkilled_helper_leaves_its_job_running_and_the_waiter_follows_its_lo
     # Launches run in this test process (cli.main) made it a subreaper: it would then reap the job itself.
     become_subreaper(False)
     pid = pool.start(JOB_ID, f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done", str(log_dir), _env(log_dir, marker))
-    helper = pool._busy[pid]
+    helper = pool._busy[pid][0]
     helper.proc.kill()
     helper.proc.wait()
     assert pool.wait(pid, timeout=0.2) is None, "the job still runs: the wait must time out"

@@ -84,6 +84,7 @@ class _LaunchLike(JobRunner, Protocol):
 
     runs_dir: RunsDir
     journal: Journal
+    runner: Any  # its `spare_workers`
 
     @property
     def options(self) -> Any: ...
@@ -239,6 +240,9 @@ class JobTaskLoader(TaskLoader2):
         self.queue: JobQueue = FixedJobs(jobs) if isinstance(jobs, Sequence) else jobs
         self.skip = skip or source.done
         self._make = JobTasks(runner, source)
+        # Worker threads beyond -j: threads of jobs that wait in a slot's helper behind the job there, one a slot
+        # (`Scheduler.take`), so that a slot's next job starts the moment its last one ends.
+        self.spare = 0
 
     def load_doit_config(self) -> dict[str, Any]:
         return {"verbosity": 0}
@@ -282,7 +286,7 @@ class _LaunchCmd(Run):
         runner = PoolRunner(
             self.dep_manager,
             SilentReporter(None, {}),
-            num_process=max(1, num_process),
+            num_process=max(1, num_process) + loader.spare,
             next_window=loader.next_window,
             should_stop=loader.should_stop,
         )
@@ -315,6 +319,7 @@ def run_job_tasks(launch: _LaunchLike, jobs: Sequence[Job] | JobQueue, n_jobs: i
         return done(job_id) or launch.is_running(job_id)
 
     loader = JobTaskLoader(launch, source, jobs, launch.should_stop_dispatch, skip)
+    loader.spare = launch.runner.spare_workers
     main = _BatchrunDoit(
         loader,
         config_filenames=(),

@@ -44,6 +44,8 @@ class ExecutorOptions:
     n_jobs: int = 1
     cwd: str = "."
     runs_dir: str = "."
+    # The runs directory's journal, when the executor may append jobs' start lines to it itself (`start_noted`).
+    journal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,25 @@ class Executor(abc.ABC):
         executor asks its cluster for it; locally the launch's scheduler has
         placed the job already.
         """
+
+    # True when `start_noted` is offered: the executor appends each job's start
+    # line to the journal itself, right before the job starts, so that a job
+    # can wait behind a slot's running one and be nothing in any record until
+    # it starts (the local executor's slot helpers).
+    notes_starts: bool = False
+    # A job may wait behind a slot's job that started less than this long ago (seconds; 0: never).
+    queue_young: float = 0.0
+
+    def start_noted(
+        self, job_id: str, command: str, log_dir: str, env: dict[str, str], slot: int, line: tuple[str, str], give_up: Callable[[], bool]
+    ) -> tuple[str, str | None] | None:
+        """Start a job and append its start line (`line`: the text before and after its start time) to the journal right before; its reference and that start time's text (None: unknown, its helper died before it said).
+
+        The slot's last job may still run: the job then waits behind it for a
+        short while, and None says it was given back without starting (or
+        withdrawn once `give_up` said so).
+        """
+        raise NotImplementedError
 
     def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
         """Start many jobs at once (--detach), each (job_id, command, log_dir, env) asking for its `requests` entry; their references, in order.

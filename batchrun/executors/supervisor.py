@@ -64,32 +64,9 @@ else:
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
     import exitrecord
 
-__all__ = [
-    "COMMAND_FILE",
-    "ERR_NAME",
-    "EXIT_NAME",
-    "LOCK_NAME",
-    "MAX_ARG_STRLEN",
-    "OUT_NAME",
-    "STOP_NAME",
-    "USAGE_NAME",
-    "Ended",
-    "Job",
-    "become_subreaper",
-    "clear_job_files",
-    "command_argv",
-    "ended",
-    "finish",
-    "forward_signal",
-    "main",
-    "note_stop",
-    "prctl",
-    "read_exit_record",
-    "record_end",
-    "record_usage",
-    "shield_signals",
-    "start",
-]
+__all__ = ["COMMAND_FILE", "ERR_NAME", "EXIT_NAME", "LOCK_NAME", "MAX_ARG_STRLEN", "OUT_NAME", "STOP_NAME", "USAGE_NAME", "Ended", "Job",
+    "become_subreaper", "clear_job_files", "command_argv", "ended", "finish", "forward_signal", "main", "note_stop", "prctl", "read_exit_record",
+    "record_end", "record_usage", "shield_signals", "start"]
 
 OUT_NAME = "out.log"
 ERR_NAME = "err.log"
@@ -246,8 +223,12 @@ class Ended:
         self.recorded = recorded
 
 
-def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes] | None, attempt: bytes, fresh: bool = True, append: bool = False) -> Job:
+def start(
+    command: bytes, log_dir: bytes, env: Mapping[bytes, bytes] | None, attempt: bytes, fresh: bool = True, append: bool = False, locked: Callable[[], None] | None = None
+) -> Job:
     """Open the logs, take the lock and start `/bin/sh -c LINE` in a session of its own (`env` None: this process's environment); `finish` must follow.
+
+    `locked` is called once out.log's lock is held, before the fork.
 
     Raises:
         OSError: the log files cannot be created, or the shell cannot start.
@@ -255,6 +236,8 @@ def start(command: bytes, log_dir: bytes, env: Mapping[bytes, bytes] | None, att
     """
     out_fd, err_fd = _open_logs(log_dir, fresh, append)
     try:
+        if locked is not None:
+            locked()
         # Signals this process blocks (a Dask supervisor around its start) must
         # not stay blocked in the job; a preexec function costs a plain fork, so only then.
         blocked = bool(signal.pthread_sigmask(signal.SIG_BLOCK, ()))

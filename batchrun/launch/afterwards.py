@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from batchrun.executors.exitlog import FOLDER, drop_all
+from batchrun.launch.launchcontrol import LaunchControl
 from batchrun.launch.options import LaunchOptions, Mode
-from batchrun.launch.runner import LaunchControl
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.idindex import IdIndex
 from batchrun.runfile.idprefix import IdPrefix

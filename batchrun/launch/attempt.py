@@ -6,8 +6,9 @@ import os
 
 from batchrun.metrics.file import METRICS_NAME
 from batchrun.runfile.file import Job
+from batchrun.store.records import JobRecord
 
-__all__ = ["job_environment", "keep_old_logs", "shell_status"]
+__all__ = ["attempt_after", "job_environment", "keep_old_logs", "shell_status"]
 
 _MIB = 1 << 20
 
@@ -15,6 +16,14 @@ _MIB = 1 << 20
 def shell_status(returncode: int) -> int:
     """A job's shell killed by a signal: the shell's convention, 128 + signal number."""
     return returncode if returncode >= 0 else 128 - returncode
+
+
+def attempt_after(prev: JobRecord | None, log_dir: str) -> int:
+    """The attempt a job starts after its record `prev`; an earlier attempt's logs are kept under their number."""
+    attempt = (prev.attempts if prev is not None else 0) + 1
+    if attempt > 1:
+        keep_old_logs(log_dir, attempt - 1)
+    return attempt
 
 
 def keep_old_logs(log_dir: str, attempt: int) -> None:

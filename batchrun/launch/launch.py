@@ -30,17 +30,18 @@ from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.feed import FixedJobs, JobQueue
 from batchrun.launch.gpumem import sample_gpu_memory
 from batchrun.launch.hold import RunsDirHold
+from batchrun.launch.launchcontrol import LaunchControl
 from batchrun.launch.livequeue import Follow, Follower
 from batchrun.launch.options import MODES, LaunchOptions, Mode, Order, check_options
 from batchrun.launch.plan import Plan, done_for_mode, make_plan
 from batchrun.launch.result import LaunchResult
-from batchrun.launch.runner import JobRunner, LaunchControl, settle_unwatched
+from batchrun.launch.runner import JobRunner, settle_unwatched
 from batchrun.launch.settle import Outcome, carried_stops, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.codeversion import CodeVersion, capture, snapshot_of_cwd
 from batchrun.store.fingerprint import drop_summary
-from batchrun.store.journal import Journal
+from batchrun.store.journal import JOURNAL_NAME, Journal
 from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
@@ -131,10 +132,11 @@ class Launch:
             # `batchrun stop` and `kill` reach this launch from now on (one noted before is acted on now).
             hold.answer_with(functools.partial(_on_control_stop, self), functools.partial(self.stop_jobs, state=State.KILLED))
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
-            metadata.notices[:] = repair_runs_dir(self.runs_dir)
-            resume = self.resume if not metadata.notices else None
-            stamp_ok, kept, resumed = _load_records(self, resume)
-            self.journal.open()
+            with self.journal.excluding_writers():  # a dead launch's helper adds no start line while the journal is read
+                metadata.notices[:] = repair_runs_dir(self.runs_dir)
+                resume = self.resume if not metadata.notices else None
+                stamp_ok, kept, resumed = _load_records(self, resume)
+                self.journal.open()
             metadata.import_legacy()
             records = self.journal.records
             # Only the records in state running are settled: a dict of those few, not a walk of every record.
@@ -267,7 +269,7 @@ class Launch:
             if self._stopper is not None:
                 control.stop_now.set()
                 return
-            control.stopping.set()
+            control.stopping.set()  # the stopper withdraws the jobs waiting to start first (`cancel_queued`), off this signal handler
             control.interrupted = True
             self._stopper = GroupStopper(self.executor, self.options.grace, self.runner.stop_targets, control.stop_now, self.runner.stops.signal_stop)
             self._stopper.start()
@@ -367,10 +369,8 @@ def _executor_of(options: LaunchOptions, runs_dir: RunsDir, cwd: str) -> Executo
     """The launch's executor, its jobs run in `cwd`; each keeps those of the options that are its own settings."""
     return make_executor(
         options.executor,
-        ExecutorOptions(n_jobs=options.n_jobs, cwd=cwd, runs_dir=str(runs_dir.path)),
-        sbatch_args=options.sbatch_args, scheduler=options.scheduler,
-        timeout=options.timeout,
-        checkpoint_signal=options.checkpoint_signal,
+        ExecutorOptions(options.n_jobs, cwd, str(runs_dir.path), None if options.detach else str(runs_dir.path / JOURNAL_NAME)),  # not --detach's one helper
+        sbatch_args=options.sbatch_args, scheduler=options.scheduler, timeout=options.timeout, checkpoint_signal=options.checkpoint_signal,
     )
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from batchrun.launch.events import EventKind
 from batchrun.launch.feed import JobFeed
-from batchrun.launch.runner import JobRunner, LaunchControl
+from batchrun.launch.launchcontrol import LaunchControl
+from batchrun.launch.runner import JobRunner
 from batchrun.runfile.file import Job, Runfile
 from batchrun.runfile.follow import FollowChange, RunfileFollower
 from batchrun.runfile.follow_gridspec import GridspecFollower

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.executors import Executor, jobfiles
-from batchrun.launch.attempt import job_environment, keep_old_logs
+from batchrun.launch.attempt import attempt_after, job_environment
 from batchrun.launch.capacity import Capacity
 from batchrun.launch.events import EventKind, JobEvent
 from batchrun.launch.gpumem import GpuMemory
+from batchrun.launch.launchcontrol import LaunchControl
 from batchrun.launch.options import LaunchOptions
 from batchrun.launch.plan import done_for_mode
 from batchrun.launch.scheduler import Grant, Scheduler
@@ -36,39 +36,7 @@ from batchrun.runfile.file import Job
 from batchrun.store.journal import Journal
 from batchrun.store.records import JobRecord, State
 
-__all__ = ["JobRunner", "LaunchControl", "job_env", "next_attempt", "settle_unwatched"]
-
-
-class LaunchControl:
-    """What every part of a launch reads and sets: stop flags, the first fatal error, why it halted."""
-
-    def __init__(self) -> None:
-        # Guards the journal, the running jobs and these fields across threads.
-        self.lock = threading.RLock()
-        self.stopping = threading.Event()  # start nothing new
-        self.stop_now = threading.Event()  # stop waiting, skip the grace
-        self.fatal: BatchrunError | None = None
-        self.halted: str | None = None  # "fail-fast" or "halt-now"
-        self.interrupted = False
-        self.drained = False  # `batchrun stop`: no new job, running ones finish
-
-    def drain(self) -> None:
-        """`batchrun stop`: start nothing new; running jobs end as they would (not an interruption)."""
-        with self.lock:
-            self.drained = True
-        self.stopping.set()
-
-    def fail(self, error: BatchrunError) -> None:
-        """A storage or environment fault: start nothing more, let jobs end."""
-        with self.lock:
-            if self.fatal is None:
-                self.fatal = error
-        self.stopping.set()
-
-    def halt(self, reason: str) -> None:
-        with self.lock:
-            self.halted = self.halted or reason
-        self.stopping.set()
+__all__ = ["JobRunner", "job_env", "next_attempt", "settle_unwatched"]
 
 
 class JobRunner:
@@ -83,6 +51,7 @@ class JobRunner:
         self.journal = journal
         self.executor = executor
         self.control = control
+        control.on_stopping = executor.cancel_queued  # no job waiting in a slot starts once the launch stops starting jobs
         self.logs = logs
         self.host = host
         self.base_env = base_env
@@ -90,7 +59,11 @@ class JobRunner:
         self.request_stop = request_stop
         self.on_event: Callable[[JobEvent], None] = _ignore_event
         # Slots for -j and, for local jobs, the machine's resources (None: a cluster places jobs).
-        self.scheduler = Scheduler(options.n_jobs, capacity)
+        # A job asking only for a slot may wait in its helper behind the slot's job, to start as that one ends (on a thread
+        # of its own: `spare_workers`); not where each end must be seen first (-j 1's order, --fail-fast, --halt-now, --follow).
+        queue = executor.queue_young if options.n_jobs > 1 and not (options.fail_fast or options.halt_now or options.follow) else 0.0
+        self.scheduler = Scheduler(options.n_jobs, capacity, queue)
+        self.spare_workers = options.n_jobs if queue else 0
         # One warning line for the launch (a metrics path that is no regular file, the first time).
         self.on_warning: Callable[[str], None] = _ignore_warning
         self._metrics_skipped = Skipped()
@@ -164,20 +137,25 @@ class JobRunner:
         control = self.control
         if control.stopping.is_set():
             return None
-        try:
-            grant = self.scheduler.take(job.job_id, job.request, control.stopping.is_set)
-        except BatchrunError as error:
-            control.fail(error)
-            return None
+        adopt = job.job_id in self.adopt_ids
+        grant = self._take(job, queue=not adopt)
         if grant is None:
             return None
         try:
             retries_left = self.options.retries
-            rec = self._adopt(job, grant.slot) if job.job_id in self.adopt_ids else None
+            rec = self._adopt(job, grant.slot) if adopt else None
             fresh = once and rec is None
             while True:
                 if rec is None:
                     rec = self._start_and_wait(job, grant, retries_left, fresh)
+                    if rec is WITHDRAWN:  # it waited behind a slot's job long enough: it waits for a slot anew
+                        self.scheduler.give(grant)
+                        grant = None
+                        grant = self._take(job, queue=True)
+                        if grant is None:
+                            return None
+                        rec = None
+                        continue
                     fresh = False
                 if rec is not None and rec.state == State.REQUEUED and not control.stopping.is_set():
                     rec = None  # it asked to run again: not a failure, no retry spent
@@ -196,7 +174,16 @@ class JobRunner:
             control.fail(MetadataError(f"{self.logs}/{job.job_id}: cannot start job: {error.strerror}"))
             return None
         finally:
-            self.scheduler.give(grant)
+            if grant is not None:
+                self.scheduler.give(grant)
+
+    def _take(self, job: Job, queue: bool) -> Grant | None:
+        """A slot (and what the job asks) from the scheduler; None when the launch stops (or cannot place the job, a fatal error)."""
+        try:
+            return self.scheduler.take(job.job_id, job.request, self.control.stopping.is_set, queue)
+        except BatchrunError as error:
+            self.control.fail(error)
+            return None
 
     def _start_and_wait(self, job: Job, grant: Grant, retries_left: int = 0, once: bool = False) -> JobRecord | None:
         control = self.control
@@ -204,8 +191,10 @@ class JobRunner:
         with control.lock:
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-        attempt = next_attempt(self, job, log_dir)
+        prev = self.journal.records.get(job.job_id)
+        attempt = attempt_after(prev, log_dir)
         start = time.time()
+        noted = self.executor.notes_starts
         with control.lock:
             # Checked under the lock the stopper reads `running` with: a job
             # either sees the stop and never starts, or is visible to it.
@@ -213,19 +202,36 @@ class JobRunner:
                 return None
             if once and (job.job_id in self.running or done_for_mode(self.journal.records.get(job.job_id), self.options.mode)):
                 return None
-            rec = self.journal.record_start(job.job_id, attempt, start, grant.slot, self.host, grant.holds(), self.code)
+            rec = prev if noted else self.journal.record_start(job.job_id, attempt, start, grant.slot, self.host, grant.holds(), self.code)
             self.running[job.job_id] = STARTING
-            self.on_change(job, rec)
+            if not noted:
+                self.on_change(job, rec)
+        env = job_env(self, job, grant, log_dir, attempt, rec)
         try:
-            ref = self.executor.start(job.job_id, job.command, log_dir, job_env(self, job, grant, log_dir, attempt, rec), job.request)
+            if noted:
+                # The executor appends the start line right before the job starts (it may first wait behind the slot's job).
+                line = self.journal.start_line(job.job_id, attempt, grant.slot, self.host, grant.holds(), self.code)
+                started = self.executor.start_noted(job.job_id, job.command, log_dir, env, grant.slot, line, control.stopping.is_set)
+                if started is None:
+                    with control.lock:
+                        self.running.pop(job.job_id, None)
+                    return WITHDRAWN
+                ref, start_text = started
+            else:
+                ref = self.executor.start(job.job_id, job.command, log_dir, env, job.request)
         except (OSError, BatchrunError):
             with control.lock:
                 self.running.pop(job.job_id, None)
                 self.journal.record_unfinished(job.job_id, attempt, start, time.time())
             raise
         with control.lock:
+            if noted:
+                # Its helper's clock: the line's time (or, had the helper died before it said, about then).
+                rec = self.journal.note_start(job.job_id, attempt, start_text or f"{time.time():.6f}", grant.slot, self.host, grant.holds(), self.code)
+                start = rec.start or start
             self.journal.record_ref(job.job_id, attempt, ref)
             self.running[job.job_id] = ref
+            assert rec is not None
             self.on_change(job, rec)
         slot = grant.slot
         self.emit(EventKind.START, job, rec, slot)
@@ -311,6 +317,9 @@ class JobRunner:
         return rec if (how is not None and rec.state != State.REQUEUED) or control.stopping.is_set() else None
 
 
+WITHDRAWN = JobRecord("")  # `_start_and_wait`'s answer for a job given back unstarted by the slot it waited behind
+
+
 def _on_failure(runner: JobRunner) -> None:
     """A job failed for good: --fail-fast and --halt-now stop the launch."""
     if runner.options.halt_now:
@@ -342,11 +351,7 @@ def _requeue_or_fail(runner: JobRunner, rec: JobRecord, how: AttemptEnd) -> Atte
 
 def next_attempt(runner: JobRunner, job: Job, log_dir: str) -> int:
     """The attempt a job starts now; an earlier attempt's logs are kept under their number."""
-    prev = runner.journal.records.get(job.job_id)
-    attempt = (prev.attempts if prev is not None else 0) + 1
-    if attempt > 1:
-        keep_old_logs(log_dir, attempt - 1)
-    return attempt
+    return attempt_after(runner.journal.records.get(job.job_id), log_dir)
 
 
 def settle_unwatched(runner: JobRunner) -> None:

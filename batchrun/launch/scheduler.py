@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,6 +56,8 @@ class Grant:
     gpus: tuple[tuple[str, Fraction], ...] = ()
     cpus: int = 0
     mem: int = 0
+    # Taken while the slot's job still runs: the job waits behind it (`Scheduler.take`).
+    queued: bool = False
 
     @property
     def gpu_ids(self) -> list[str]:
@@ -104,8 +108,15 @@ class Scheduler:
     hands out slots only, as the slot pool before it did.
     """
 
-    def __init__(self, slots: int, capacity: Capacity | None = None) -> None:
+    def __init__(self, slots: int, capacity: Capacity | None = None, queue_young: float = 0.0) -> None:
         self._slots = list(range(slots))
+        # A job that asks only for a slot may queue behind a busy slot's job that
+        # started less than this long ago (seconds; 0: never), and at most one
+        # per slot: its executor starts it the moment that one ends (`queued`).
+        self._queue_young = queue_young
+        self._since: dict[int, float] = {}  # busy slot -> when its job took it (monotonic)
+        self._queued: set[int] = set()  # busy slots with a job queued behind
+        self._line: deque[object] = deque()  # a turn for each job waiting for a slot only, in the order they came
         self._cond = threading.Condition()
         self.capacity = capacity
         self._cpus = capacity.cpus if capacity else 0
@@ -133,8 +144,11 @@ class Scheduler:
 
     # -- taking and giving ----------------------------------------------------
 
-    def take(self, job_id: str, request: Request | None, stop: Callable[[], bool] = _never) -> Grant | None:
+    def take(self, job_id: str, request: Request | None, stop: Callable[[], bool] = _never, queue: bool = False) -> Grant | None:
         """A slot and what `request` asks, once they fit (an adopted job: a slot, beside what it holds); None once `stop` says so.
+
+        `queue`: with no slot free, a job that asks nothing else may take a
+        slot whose job started just now, queued behind it (`Grant.queued`).
 
         Raises:
             UsageError: the request can never fit (a line added while the launch ran).
@@ -145,13 +159,26 @@ class Scheduler:
             # The common case first: a job that asks nothing of a launch without GPUs needs only a slot.
             need = None if capacity is None or (request is None and not capacity.gpus) else capacity.need(request)
             if held is not None or need is None or need.empty:
-                while not self._slots:
-                    if stop():
-                        if held is not None:
-                            self._held[job_id] = held
-                        return None
-                    self._cond.wait(_STOP_POLL)
-                slot = heapq.heappop(self._slots)
+                # First come, first served: a job given back by the slot it waited behind keeps its turn.
+                line, turn = self._line, object()
+                line.append(turn)
+                try:
+                    while line[0] is not turn or not self._slots:
+                        if stop():
+                            if held is not None:
+                                self._held[job_id] = held
+                            return None
+                        behind = self._young_slot() if queue and held is None and line[0] is turn else None
+                        if behind is not None:
+                            self._queued.add(behind)
+                            return Grant(behind, queued=True)
+                        self._cond.wait(_STOP_POLL)
+                    slot = heapq.heappop(self._slots)
+                finally:
+                    line.remove(turn)
+                    if line:
+                        self._cond.notify_all()
+                self._since[slot] = time.monotonic()
                 return Grant(slot, held.gpus, held.cpus, held.mem) if held is not None else Grant(slot)
             assert capacity is not None
             refusal = capacity.refusal(request)
@@ -170,11 +197,28 @@ class Scheduler:
                 self._cond.notify_all()  # the reservation may have moved on
 
     def give(self, grant: Grant) -> None:
-        """A job ended: its slot and resources are free."""
+        """A job ended (or a queued one was given back): its slot and resources are free, or its slot is the other holder's.
+
+        A slot with a job queued behind has two holders; whichever gives it
+        back first leaves it to the other, whatever their order (the queued
+        job started as the first ended, or was given back unstarted).
+        """
         with self._cond:
-            heapq.heappush(self._slots, grant.slot)
             self._apply(grant, +1)
+            if grant.slot in self._queued:
+                self._queued.discard(grant.slot)
+                self._since[grant.slot] = time.monotonic()
+            else:
+                self._since.pop(grant.slot, None)
+                heapq.heappush(self._slots, grant.slot)
             self._cond.notify_all()
+
+    def _young_slot(self) -> int | None:
+        """The busy slot with no job queued behind whose job started last, if less than `queue_young` ago."""
+        if not self._queue_young:
+            return None
+        since, slot = max(((t, s) for s, t in self._since.items() if s not in self._queued), default=(0.0, None))
+        return slot if slot is not None and time.monotonic() - since < self._queue_young else None
 
     def _apply(self, grant: Grant, sign: int) -> None:
         self._cpus += sign * grant.cpus
@@ -203,6 +247,7 @@ class Scheduler:
             if after < before:
                 return None
         heapq.heappop(self._slots)
+        self._since[slot] = time.monotonic()
         self._apply(grant, -1)
         return grant
 

@@ -26,15 +26,18 @@ This module knows nothing of doit, processes or metadata.json.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError
+from batchrun.executors.appendlock import append_locked, guard
 from batchrun.store.compaction import blocks, compacted_lines, compaction_due
 from batchrun.store.records import JobRecord, State, canonical_time, known_state, start_extras, start_fields
 from batchrun.store.recordtable import KEEP, RecordTable
@@ -169,19 +172,40 @@ class Journal:
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
-        """One write on O_APPEND: atomic to other writers, durable against this process's death.
+        """One write on O_APPEND under the journal's flock (`appendlock`): atomic to other writers (the slot
+        helpers append start lines), durable against this process's death; a short one is cut off again."""
+        append_locked(fd, data)
 
-        A short write (the disk filled mid-line) is cut off again, so no torn line stays."""
-        written = os.write(fd, data)
-        if written != len(data):
-            os.ftruncate(fd, os.fstat(fd).st_size - written)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    @staticmethod
+    def start_line(job_id: str, attempt: int, slot: int, host: str, holds: str | None = None, code: str | None = None) -> tuple[str, str]:
+        """A job's start line, as the text before and after its start time (`%.6f`): whoever starts the job writes it, right before."""
+        return f"S {job_id} {attempt} ", f" {slot} {host}{start_extras(holds, code)}\n"
 
     def record_start(self, job_id: str, attempt: int, start: float, slot: int, host: str, holds: str | None = None, code: str | None = None) -> JobRecord:
         """Record that a job is about to start (before its process exists), what it holds beside its slot, and its code version if known."""
         start = canonical_time(start)
-        self._append(f"S {job_id} {attempt} {start:.6f} {slot} {host}{start_extras(holds, code)}\n")
+        before, after = self.start_line(job_id, attempt, slot, host, holds, code)
+        self._append(f"{before}{start:.6f}{after}")
         return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds, code))
+
+    def note_start(self, job_id: str, attempt: int, start: str, slot: int, host: str, holds: str | None = None, code: str | None = None) -> JobRecord:
+        """Take in the start line another process (the job's slot helper) appended, at start time `start` (its text), as if written here."""
+        before, after = self.start_line(job_id, attempt, slot, host, holds, code)
+        self._dirty = True
+        self._lines += 1
+        self.size += len(before) + len(start) + len(after)
+        return self.records.view(self.records.start(job_id, attempt, float(start), slot, host, holds, code))
+
+    @contextlib.contextmanager
+    def excluding_writers(self) -> Iterator[None]:
+        """Hold the guard of the start lines while the journal is read and opened: a slot helper of a launch that
+        died appends none meanwhile (it takes the guard, then finds its launch gone; `appendlock`, `_slot_helper`)."""
+        fd = guard(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # lets go of the lock
 
     def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None, hold: bool = False) -> None:
         """Record what an attempt used (`jobfiles.read_usage`, its peak GPU memory if known) before its end; nothing when unknown; `hold`: in one write with the next line."""

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from batchrun.executors.base import Executor, ExecutorName, ExecutorOptions
 from batchrun.executors.jobfiles import attempt_of, job_lock_held, wait_for_job_lock, wait_unwatched
-from batchrun.executors.local.helpers import Dispatcher, HelperPool
+from batchrun.executors.local.helpers import QUEUE_HOLD, Dispatcher, queues_starts
+from batchrun.executors.local.pool import HelperPool
 from batchrun.executors.processes import find_job_processes, group_alive, kill_group
 from batchrun.executors.supervisor import become_subreaper
 from batchrun.resources import Request
@@ -40,7 +41,10 @@ class LocalExecutor(Executor):
 
     def __init__(self, options: ExecutorOptions, settings: object = None) -> None:
         super().__init__(options, settings)
-        self._slots = HelperPool(options.cwd, self.launch)
+        # With the journal named, the helpers append the start lines (`start_noted`), where they can hold a queued job.
+        self.notes_starts = options.journal is not None and queues_starts()
+        self.queue_young = QUEUE_HOLD if self.notes_starts else 0.0
+        self._slots = HelperPool(options.cwd, self.launch, options.journal if self.notes_starts else None)
         # ref (pid) -> (log directory, attempt), for detached jobs this launch started and has not waited for.
         self._detached: dict[str, tuple[str, int | None]] = {}
         # refs of ended jobs whose helper saw no metrics file (`left_no_metrics`).
@@ -61,6 +65,12 @@ class LocalExecutor(Executor):
 
     def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str], request: Request | None = None) -> str:
         return str(self._slots.start(job_id, command, log_dir, env))
+
+    def start_noted(
+        self, job_id: str, command: str, log_dir: str, env: dict[str, str], slot: int, line: tuple[str, str], give_up: Callable[[], bool]
+    ) -> tuple[str, str | None] | None:
+        started = self._slots.start_in(slot, job_id, command, log_dir, env, line, give_up)
+        return None if started is None else (str(started[0]), started[1])
 
     def start_many(self, jobs: Sequence[tuple[str, str, str, dict[str, str]]], requests: Sequence[Request | None] | None = None) -> list[str]:
         """--detach: every job started and supervised by one helper that outlives batchrun (a Python per job would cost 20 ms and 1.5 MB each)."""
@@ -124,6 +134,9 @@ class LocalExecutor(Executor):
 
     def wait_adopted(self, job_id: str, ref: str | None, log_dir: str, should_stop: Callable[[], bool], attempt: int | None = None) -> None:
         wait_for_job_lock(Path(log_dir), should_stop)
+
+    def cancel_queued(self) -> None:
+        self._slots.cancel_queued()
 
     def close(self) -> None:
         """Let the helpers go: each exits once its job, if any, ended and is recorded."""

@@ -9,6 +9,15 @@ that records it. See `_slot_helper` for the protocol and `supervisor` for the
 order that keeps it crash-safe. `--detach` uses one helper in its detach mode
 for all its jobs (`Dispatcher`).
 
+A slot's next job may be sent while the slot's job still runs: the helper
+holds it and starts it the moment that job ends, with no round trip through
+batchrun between the two (on two cores, that round trip left each core a
+fifth idle). The helper then writes the job's start line to the journal
+itself, so a job that waits is nothing in any record; it gives the job back
+(`W`) once it waited `QUEUE_HOLD`, so that no job waits behind a long one,
+or once the launch cancels it (a stop). `pool.HelperPool` keeps a helper
+per slot; the launch's scheduler decides which job may wait where.
+
 A helper that dies (SIGKILL) leaves its job running in the job's own
 session. The launch is a child subreaper (`supervisor.become_subreaper`),
 so the job is reparented to it: the job's thread reaps it, learning its real
@@ -29,21 +38,31 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
-import weakref
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.executors.jobfiles import job_lock_held, wait_unwatched
 from batchrun.executors.processes import job_processes, reap_strays
 from batchrun.executors.supervisor import record_end
 
-__all__ = ["HELPER_PATH", "Dispatcher", "HelperGone", "HelperPool", "SlotHelper"]
+__all__ = ["HELPER_PATH", "QUEUE_HOLD", "Dispatcher", "HelperGone", "SlotHelper", "StartLine", "Ticket", "queues_starts"]
 
 HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
 # How often the job of a dead helper is looked at.
 _ORPHAN_POLL = 0.05
 # How long a helper whose pipe closed may take to be gone (it was killed: milliseconds).
 _HELPER_EXIT = 5.0
+# How often a job queued in a helper looks whether the launch withdraws it (a stop).
+_GIVE_UP_POLL = 0.05
+# How long a helper holds a job queued behind the one it runs before it gives it
+# back (`W`), so that no job waits long behind a long one: a slot's jobs then
+# run back to back only when they are short.
+QUEUE_HOLD = 0.02
+# A start line for the journal: the text before and after its start time (`Journal.start_line`).
+StartLine = tuple[str, str]
 
 
 class HelperGone(OSError):
@@ -54,14 +73,62 @@ class HelperGone(OSError):
         self.sent = sent
 
 
-class SlotHelper:
-    """One helper process and the job it runs now, if any. Used by one thread at a time."""
+def queues_starts() -> bool:
+    """Whether helpers here can hold a job queued behind the one they run: they watch the running job through a pidfd (Linux 5.3)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
-    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = (), launch: str | None = None) -> None:
+
+class Ticket:
+    """One request sent to a helper, and what the helper answered so far."""
+
+    __slots__ = ("answer", "attempt", "cancelled", "ended", "job_id", "log_dir", "pid", "queued", "start", "waiting", "woken")
+
+    def __init__(self, job_id: str, log_dir: str, attempt: int, queued: bool) -> None:
+        # Released to tell its waiting thread to look again: an answer came, or the pipe has no reader now.
+        self.woken = threading.Lock()
+        self.woken.acquire()
+        self.waiting = False  # its thread is (about to be) blocked on `woken`
+        self.job_id = job_id
+        self.log_dir = log_dir
+        self.attempt = attempt
+        self.queued = queued  # sent while another job of the helper was in flight
+        self.cancelled = False
+        self.answer: tuple[bytes, bytes] | None = None  # S, X or W, and the rest of the line
+        self.ended: bytes | None = None  # the rest of the E line
+        self.pid = 0
+        self.start: str | None = None  # the start time its start line gives, if the helper wrote it
+
+    def wake(self) -> None:
+        if not self.waiting:
+            return  # it looks before it blocks (`SlotHelper._await`): nobody to wake
+        try:
+            self.woken.release()
+        except RuntimeError:
+            pass  # woken already
+
+
+class SlotHelper:
+    """One helper process and the jobs sent to it: one running, and at most one queued behind it.
+
+    Threads share it: the one waiting for a running job's end and the one
+    whose job is queued. Answers come in order per kind (`S`, `X`, `W` in
+    the order of the requests; `E` in the order of the starts); whichever
+    thread waits reads the pipe for all of them (`_await`), and wakes the
+    thread an answer is for. Plain locks, not a `threading.Condition`: its
+    waits and notifications, written in Python, cost more than the overlap
+    of two jobs of a slot wins.
+    """
+
+    def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = (), launch: str | None = None, journal: str | None = None) -> None:
         self.launch = launch
+        options = [*(("--launch", launch) if launch else ()), *(("--journal", journal, "--hold", str(QUEUE_HOLD)) if journal else ())]
         self.proc = subprocess.Popen(
             # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
-            [sys.executable, "-I", "-S", HELPER_PATH, *mode, *(("--launch", launch) if launch else ())],
+            [sys.executable, "-I", "-S", HELPER_PATH, *mode, *options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
             start_new_session=True, cwd=cwd, bufsize=0,
@@ -72,43 +139,86 @@ class SlotHelper:
         self._buf = b""
         self._env: dict[str, str] = {}
         self.gone = False
-        # The running job: pid, log directory, attempt.
-        self.job: tuple[int, str, int] | None = None
-        # The last job that ended left no metrics file (its helper looked).
-        self.no_metrics = False
-        # What the last job that ended used, as its helper said: (max_rss_kb, user_cpu_s, sys_cpu_s).
-        self.usage: tuple[int, float, float] | None = None
+        self._lock = threading.Lock()  # the writes, and the queues of tickets
+        self._reader = threading.Lock()  # held by the one thread reading the pipe
+        self._starting: deque[Ticket] = deque()  # sent, not yet answered S, X or W
+        self._running: deque[Ticket] = deque()  # answered S, not yet E
+        self._ends = not mode  # a detached helper answers no E
 
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
-        """Start a job; its pid (also its process group and session).
+    @property
+    def busy(self) -> bool:
+        """Whether a job of it is queued or running."""
+        return bool(self._starting or self._running)
+
+    def send(self, job_id: str, command: str, log_dir: str, env: dict[str, str], line: StartLine | None = None) -> Ticket:
+        """Send a job's request (`line`: the helper appends the job's start line to the journal); its ticket.
 
         Raises:
-            HelperGone: the helper died before it answered.
-            OSError: the helper could not create the log files or fork.
+            HelperGone: the helper died before it got the request.
         """
         old = self._env
         changes = [f"{k}={v}" for k, v in env.items() - old.items()]
         changes += [k for k in old.keys() - env.keys()]
         attempt = env.get("BATCHRUN_ATTEMPT", "")
-        payload = "\0".join([job_id, log_dir, attempt, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
-        self._write(b"%d\n%s" % (len(payload), payload))
-        self._env = env
+        before, after = line or ("", "")
+        payload = "\0".join([job_id, log_dir, attempt, before, after, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
+        with self._lock:
+            ticket = Ticket(job_id, log_dir, int(attempt) if attempt.isdigit() else 0, self.busy)
+            self._write(b"%d\n%s" % (len(payload), payload))
+            self._env = env
+            self._starting.append(ticket)
+        return ticket
+
+    def started(self, ticket: Ticket, give_up: Callable[[], bool] | None = None) -> int | None:
+        """The pid of the ticket's job (also its process group and session) once it runs; None when withdrawn.
+
+        A queued job is withdrawn by its helper when it waited `QUEUE_HOLD`, or
+        by a cancel once `give_up` says so; it then never starts.
+
+        Raises:
+            HelperGone: the helper died and the job did not start (`sent` False), or cannot be found.
+            OSError: the helper could not create the log files or fork.
+        """
         try:
-            kind, rest = self._answer()
+            give_up = give_up if ticket.queued else None
+            while not self._await(ticket, False, None if give_up is None else _GIVE_UP_POLL):
+                assert give_up is not None
+                if give_up():
+                    self.cancel_queued()
         except HelperGone:
             # It died after it read the request: did the job start? (Its answer may not have been written yet.)
-            found = self._started_unanswered(job_id, log_dir)
+            found = self._started_unanswered(ticket)
             if found is None:
-                raise HelperGone(sent=False) from None  # it did not: another helper starts it
-            kind, rest = b"S", b"%d" % found
+                raise HelperGone(sent=False) from None  # it did not
+            ticket.answer = (b"S", b"%d" % found)
+            self._running.append(ticket)
+        assert ticket.answer is not None
+        kind, rest = ticket.answer
+        if kind == b"W":
+            return None
         if kind == b"X":
             code, _, message = rest.partition(b" ")
             raise OSError(int(code), message.decode(errors="replace"))
-        pid = int(rest)
-        self.job = (pid, log_dir, int(attempt) if attempt.isdigit() else 0)
+        pid, _, start = rest.partition(b" ")
+        ticket.pid = int(pid)
+        ticket.start = start.decode() or None
+        return ticket.pid
+
+    def cancel_queued(self) -> None:
+        """Withdraw the job queued behind the running one, if any: the helper answers `W` (or `S`, had it started it first)."""
+        with self._lock:
+            for ticket in self._starting:
+                if ticket.queued and not ticket.cancelled and not self.gone:
+                    ticket.cancelled = True
+                    self._write(b"-\n")
+
+    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
+        """Start a job (`send` and `started`): its pid."""
+        pid = self.started(self.send(job_id, command, log_dir, env))
+        assert pid is not None  # nothing withdraws a job that was not queued
         return pid
 
-    def _started_unanswered(self, job_id: str, log_dir: str) -> int | None:
+    def _started_unanswered(self, ticket: Ticket) -> int | None:
         """After the helper died mid-start: the pid of the job's shell if the job runs, None if it never started.
 
         Its out.log lock is held from before the fork until the last process
@@ -125,8 +235,8 @@ class SlotHelper:
         except subprocess.TimeoutExpired:
             pass
         deadline = time.monotonic() + _HELPER_EXIT
-        while job_lock_held(log_dir):
-            for pid, group in job_processes(job_id, log_dir):
+        while job_lock_held(ticket.log_dir):
+            for pid, group in job_processes(ticket.job_id, ticket.log_dir):
                 if pid == group:
                     return pid
             if time.monotonic() >= deadline:
@@ -134,35 +244,25 @@ class SlotHelper:
             time.sleep(_ORPHAN_POLL)
         return None
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Block until the running job ended and its record is written; its returncode (-N: signal N), None on timeout."""
-        assert self.job is not None
-        if not self.gone and b"\n" not in self._buf and timeout is not None:
-            ready, _, _ = select.select([self._in], [], [], timeout)
-            if not ready:
-                return None
+    def wait(self, ticket: Ticket, timeout: float | None = None) -> tuple[int, bool, tuple[int, float, float] | None] | None:
+        """Block until the ticket's job ended and its record is written: its returncode (-N: signal N), whether it surely left no metrics file, and what it used if the helper said; None on timeout."""
         try:
-            _kind, rest = self._answer()
-            code, wrote, *used = rest.split(b" ")
-            returncode: int | None = int(code)
-            self.no_metrics = wrote == b"0"
-            self.usage = (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
+            if not self._await(ticket, True, timeout):
+                return None
+            assert ticket.ended is not None
+            code, wrote, *used = ticket.ended.split(b" ")
+            return int(code), wrote == b"0", (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
         except HelperGone:
-            self.no_metrics = False
-            self.usage = None
-            returncode = self._wait_orphan(timeout)
-        if returncode is not None:
-            self.job = None
-        return returncode
+            returncode = self._wait_orphan(ticket, timeout)
+            return None if returncode is None else (returncode, False, None)
 
-    def _wait_orphan(self, timeout: float | None) -> int | None:
+    def _wait_orphan(self, ticket: Ticket, timeout: float | None) -> int | None:
         """The helper died while its job ran: reap the job, reparented to this subreaper, and record it; None on timeout.
 
         A job that is no child of ours (see the module docstring) is waited
         for by its lock, and its record read.
         """
-        assert self.job is not None
-        pid, log_dir, attempt = self.job
+        pid, log_dir, attempt = ticket.pid, ticket.log_dir, ticket.attempt
         deadline = None if timeout is None else time.monotonic() + timeout
         # Its pipes close before the kernel reparents its children: once it is
         # reaped, the job is ours (or nobody's we can reach).
@@ -185,6 +285,58 @@ class SlotHelper:
                 return None
             time.sleep(_ORPHAN_POLL)
 
+    def _await(self, ticket: Ticket, end: bool, timeout: float | None) -> bool:
+        """Read answers until the ticket has its start answer (`end`: its end), True, or `timeout` passed, False.
+
+        Raises:
+            HelperGone: the helper's pipe closed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (ticket.ended if end else ticket.answer) is None:
+            if self.gone:
+                raise HelperGone()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if not self._reader.acquire(blocking=False):
+                ticket.waiting = True
+                if (ticket.ended if end else ticket.answer) is None and self._reader.locked():
+                    ticket.woken.acquire(timeout=-1 if left is None else left)  # the reader wakes it
+                ticket.waiting = False
+                continue
+            try:
+                if (ticket.ended if end else ticket.answer) is None:
+                    data = None if left is not None and not select.select([self._in], [], [], left)[0] else os.read(self._in, 4096)
+                    if data == b"":
+                        self._lost()
+                    elif data is not None:
+                        self._take(data)
+            finally:
+                self._reader.release()
+                # Whoever still waits looks again: one of them reads next.
+                with self._lock:
+                    others = [other for other in (*self._starting, *self._running) if other is not ticket]
+                for other in others:
+                    other.wake()
+        return True
+
+    def _take(self, data: bytes) -> None:
+        """Hand each whole answer line to its ticket (the reader)."""
+        self._buf += data
+        while b"\n" in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            kind, _, rest = line.partition(b" ")
+            with self._lock:
+                if kind == b"E":
+                    ticket = self._running.popleft()
+                    ticket.ended = rest
+                else:
+                    ticket = self._starting.popleft()
+                    ticket.answer = (kind, rest)
+                    if kind == b"S" and self._ends:
+                        self._running.append(ticket)
+            ticket.wake()
+
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         try:
@@ -193,17 +345,6 @@ class SlotHelper:
         except OSError:
             self._lost()
             raise HelperGone(sent=False) from None
-
-    def _answer(self) -> tuple[bytes, bytes]:
-        while b"\n" not in self._buf:
-            data = b"" if self.gone else os.read(self._in, 4096)
-            if not data:
-                self._lost()
-                raise HelperGone()
-            self._buf += data
-        line, _, self._buf = self._buf.partition(b"\n")
-        kind, _, rest = line.partition(b" ")
-        return kind, rest
 
     def _lost(self) -> None:
         if not self.gone:
@@ -215,7 +356,7 @@ class SlotHelper:
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None and not stream.closed:
                 stream.close()
-        if self.job is None:
+        if not self.busy:
             self.proc.wait()
 
 
@@ -227,67 +368,3 @@ class Dispatcher(SlotHelper):
         # It forks at once and the process started here exits: the one that
         # serves (and outlives batchrun) is no child of batchrun's to reap.
         self.proc.wait()
-
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
-        pid = super().start(job_id, command, log_dir, env)
-        self.job = None  # the helper, not this side, waits for it
-        return pid
-
-
-class HelperPool:
-    """The launch's helpers: an idle one serves each start, a new one is made when none is idle."""
-
-    def __init__(self, cwd: str | None = None, launch: str | None = None) -> None:
-        self.cwd = cwd
-        self.launch = launch  # the exit log its helpers append to (`exitlog`)
-        self._idle: list[SlotHelper] = []
-        # pid of a running job -> its helper
-        self._busy: dict[int, SlotHelper] = {}
-        # A pool dropped without `close` (a test's executor, a launch that
-        # failed early) still lets its helpers go.
-        weakref.finalize(self, _close_all, self._idle, self._busy)
-
-    def warm(self, count: int) -> None:
-        """Have `count` helpers idle: their interpreters start while the launch loads doit (about 20 ms each, off the first jobs' way)."""
-        while len(self._idle) < count:
-            self._idle.append(SlotHelper(self.cwd, launch=self.launch))
-
-    def start(self, job_id: str, command: str, log_dir: str, env: dict[str, str]) -> int:
-        """Start a job in an idle helper (or a new one); its pid."""
-        while True:
-            try:
-                helper = self._idle.pop()
-            except IndexError:
-                helper = SlotHelper(self.cwd, launch=self.launch)
-            try:
-                pid = helper.start(job_id, command, log_dir, env)
-            except HelperGone as gone:
-                if not gone.sent:
-                    continue  # it died idle, before the request: another helper takes it
-                raise
-            except OSError:
-                self._idle.append(helper)
-                raise
-            self._busy[pid] = helper
-            return pid
-
-    def wait(self, pid: int, timeout: float | None = None) -> tuple[int, bool, tuple[int, float, float] | None] | None:
-        """The job's returncode, whether it surely left no metrics file, and what it used if its helper said; None on timeout."""
-        helper = self._busy[pid]
-        returncode = helper.wait(timeout)
-        if returncode is None:
-            return None
-        del self._busy[pid]
-        if not helper.gone:
-            self._idle.append(helper)
-        return returncode, helper.no_metrics, helper.usage
-
-    def close(self) -> None:
-        """End every helper; busy ones exit once their jobs are recorded (a stop that gave up on a job)."""
-        _close_all(self._idle, self._busy)
-
-
-def _close_all(idle: list[SlotHelper], busy: dict[int, SlotHelper]) -> None:
-    for helper in [*idle, *busy.values()]:
-        helper.close()
-    idle.clear()

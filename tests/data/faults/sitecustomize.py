@@ -7,7 +7,11 @@ there. Nothing here is imported unless a test asks for it.
 
     BRFAULT_KILL_SPAWN=N         SIGKILL itself on the N-th job start (`LocalExecutor.start`
                                  or, for --detach, `LocalExecutor.start_detached`: after the
-                                 start record, before the process exists)
+                                 start record, before the process exists; for `start_noted`,
+                                 whose helper writes the start record, the helper kills the
+                                 launch and itself there)
+    BRFAULT_QUEUE_HOLD=S         a job may wait S s in a slot's helper behind the job there
+                                 (`helpers.QUEUE_HOLD`), so that a test can act while it waits
     BRFAULT_KILL_RETRY_SPAWN=1   SIGKILL itself on spawning a job's retry (`out.1.log` exists)
     BRFAULT_KILL_EXIT_READ=N     SIGKILL itself on the N-th `jobfiles.read_exit_record`, the one
                                  reader of exit records outside the executors (settlement:
@@ -30,6 +34,8 @@ there. Nothing here is imported unless a test asks for it.
     BRFAULT_SLOW_END=S|GATE      once the first watched job's wait returned (its shell ended and
                                  its record is written), sleep S s (or wait until the file GATE
                                  exists) before the launch records it
+    BRFAULT_SLOW_ENDS=1          with BRFAULT_SLOW_END: every watched job's end is held so, not
+                                 only the first
     BRFAULT_SLOW_FINAL_WRITE=S|GATE
                                  sleep S s (or wait until the file GATE exists) before the
                                  launch's last write of metadata.json
@@ -118,6 +124,26 @@ def _install() -> None:
             return start(self, job_id, command, log_dir, env, request)
 
         local.LocalExecutor.start = start_job  # type: ignore[method-assign]
+        start_noted = local.LocalExecutor.start_noted
+
+        def start_noted_job(self: local.LocalExecutor, job_id: str, command: str, log_dir: str, env: dict[str, str], *rest: Any) -> Any:
+            with lock:
+                calls["spawn"] += 1
+                n = calls["spawn"]
+            if n == nth or calls.get("armed") or (retry and os.path.exists(f"{log_dir}/out.1.log")):
+                env = {**env, "BATCHRUN_TEST_HELPER_KILL_AFTER_START_LINE": "1"}
+                started = start_noted(self, job_id, command, log_dir, env, *rest)
+                # A job given back unstarted (it waited behind a long one) passes the fault on to the next start.
+                calls["armed"] = started is None
+                return started
+            return start_noted(self, job_id, command, log_dir, env, *rest)
+
+        local.LocalExecutor.start_noted = start_noted_job  # type: ignore[method-assign]
+
+    if "BRFAULT_QUEUE_HOLD" in env:
+        from batchrun.executors.local import helpers
+
+        helpers.QUEUE_HOLD = local.QUEUE_HOLD = float(env["BRFAULT_QUEUE_HOLD"])
 
     if "BRFAULT_KILL_EXIT_READ" in env or "BRFAULT_SLOW_EXIT_READ" in env:
         nth = int(env.get("BRFAULT_KILL_EXIT_READ", "0"))
@@ -195,12 +221,13 @@ def _install() -> None:
         from batchrun.launch import runner
 
         end_hold = env["BRFAULT_SLOW_END"]
+        every = env.get("BRFAULT_SLOW_ENDS") == "1"
         # The runner's wait for a job it watches (with its checkpoint signal, if any).
         wait_job = runner.wait_job_warned
 
         def slow_wait_job(*args: object, **kwargs: object) -> int | None:
             returncode = wait_job(*args, **kwargs)  # type: ignore[arg-type]
-            if returncode is not None and not once.get("slow_end"):
+            if returncode is not None and (not once.get("slow_end") or every):
                 once["slow_end"] = True
                 _hold(end_hold)
             return returncode
