@@ -27,7 +27,7 @@ from batchrun.executors import appendlock
 from batchrun.executors.jobfiles import job_lock_held
 from batchrun.executors.local import helpers
 from batchrun.executors.local._slot_helper import DIE_AFTER_LINE_HOOK, KILL_BEFORE_CHECK_HOOK, KILL_IN_LOCK_HOOK
-from batchrun.executors.local.helpers import SlotHelper
+from batchrun.executors.local.helpers import SlotHelper, Ticket
 from batchrun.executors.local.pool import HelperPool
 from batchrun.launch.scheduler import Scheduler
 from batchrun.resources import parse_request
@@ -61,6 +61,17 @@ def _line(job_id: str) -> tuple[str, str]:
     return Journal.start_line(job_id, 1, 0, "host")
 
 
+def _start_in(pool: HelperPool, runs: Path, name: str, command: str, env: dict[str, str], give_up: Callable[[], bool] | None = None) -> tuple[int, str | None] | None:
+    """Job `name` (its id the letter 16 times) started in slot 0 with its start line, behind the job there if one runs."""
+    job_id = name * 16
+    return pool.start_in(0, job_id, command, str(runs / "logs" / name), env, _line(job_id), give_up)
+
+
+def _send(helper: SlotHelper, runs: Path, name: str, command: str, env: dict[str, str]) -> Ticket:
+    """`_start_in`'s request, sent to one helper."""
+    return helper.send(name * 16, command, str(runs / "logs" / name), env, _line(name * 16))
+
+
 def _gated(gate: Path, then: str = "true") -> str:
     return f"n=0; while [ ! -e {gate} ] && [ $n -lt 1200 ]; do sleep 0.02; n=$((n+1)); done; {then}"
 
@@ -77,10 +88,10 @@ def test_a_queued_job_starts_as_the_one_before_it_ends_and_its_helper_writes_its
     pool = HelperPool(journal=str(runs / JOURNAL_NAME))
     gate = runs / "gate"
     try:
-        first = pool.start_in(0, "a" * 16, _gated(gate), str(runs / "logs" / "a"), _env(marker), _line("a" * 16))
+        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
         assert first is not None
         got: list[tuple[int, str | None] | None] = []
-        waiter = threading.Thread(target=lambda: got.append(pool.start_in(0, "b" * 16, "echo b", str(runs / "logs" / "b"), _env(marker), _line("b" * 16), lambda: False)))
+        waiter = threading.Thread(target=lambda: got.append(_start_in(pool, runs, "b", "echo b", _env(marker), lambda: False)))
         waiter.start()
         waiter.join(0.5)
         assert waiter.is_alive(), "the second job started while the first ran"
@@ -102,16 +113,16 @@ def test_a_job_queued_behind_a_long_one_is_given_back_unstarted_and_its_environm
     pool = HelperPool(journal=str(runs / JOURNAL_NAME))
     gate = runs / "gate"
     try:
-        first = pool.start_in(0, "a" * 16, _gated(gate), str(runs / "logs" / "a"), _env(marker, X="a"), _line("a" * 16))
+        first = _start_in(pool, runs, "a", _gated(gate), _env(marker, X="a"))
         assert first is not None
         began = time.monotonic()
-        assert pool.start_in(0, "b" * 16, "echo b", str(runs / "logs" / "b"), _env(marker, X="b", Y="1"), _line("b" * 16), lambda: False) is None
+        assert _start_in(pool, runs, "b", "echo b", _env(marker, X="b", Y="1"), lambda: False) is None
         assert time.monotonic() - began < 20 and job_lock_held(runs / "logs" / "a"), "it was not given back while the first job ran"
         assert not (runs / "logs" / "b").exists() and len(_journal_lines(runs)) == 1
         gate.touch()
         assert pool.wait(first[0]) is not None
         # Sent as a change from the given-back job's environment: nothing changes, so the helper must hold X=b Y=1.
-        third = pool.start_in(0, "c" * 16, 'echo "$X $Y"', str(runs / "logs" / "c"), _env(marker, X="b", Y="1"), _line("c" * 16), lambda: False)
+        third = _start_in(pool, runs, "c", 'echo "$X $Y"', _env(marker, X="b", Y="1"), lambda: False)
         assert third is not None and pool.wait(third[0]) is not None
         assert (runs / "logs" / "c" / "out.log").read_text() == "b 1\n"
     finally:
@@ -124,10 +135,10 @@ def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(runs: Path
     gate = runs / "gate"
     stop = threading.Event()
     try:
-        first = pool.start_in(0, "a" * 16, _gated(gate), str(runs / "logs" / "a"), _env(marker), _line("a" * 16))
+        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
         assert first is not None
         threading.Timer(0.3, stop.set).start()
-        assert pool.start_in(0, "b" * 16, "echo b", str(runs / "logs" / "b"), _env(marker), _line("b" * 16), stop.is_set) is None
+        assert _start_in(pool, runs, "b", "echo b", _env(marker), stop.is_set) is None
         assert job_lock_held(runs / "logs" / "a"), "the cancel waited for the running job's end"
         gate.touch()
         assert pool.wait(first[0]) is not None
@@ -139,11 +150,11 @@ def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(runs: Path
 def test_a_cancel_that_came_after_its_job_started_is_passed_over(runs: Path, marker: str) -> None:
     helper = SlotHelper(journal=str(runs / JOURNAL_NAME))
     try:
-        ticket = helper.send("a" * 16, "sleep 0.2", str(runs / "logs" / "a"), _env(marker), _line("a" * 16))
+        ticket = _send(helper, runs, "a", "sleep 0.2", _env(marker))
         assert helper.started(ticket) is not None
         helper._write(b"-\n")  # the launch's cancel, too late: the job runs
         assert helper.wait(ticket) is not None
-        ticket = helper.send("b" * 16, "echo b", str(runs / "logs" / "b"), _env(marker), _line("b" * 16))
+        ticket = _send(helper, runs, "b", "echo b", _env(marker))
         assert helper.started(ticket) is not None, "a stale cancel withdrew the next job"
         assert helper.wait(ticket) is not None
         assert (runs / "logs" / "b" / "out.log").read_text() == "b\n"
@@ -156,9 +167,9 @@ def test_a_helper_whose_pipe_is_closed_starts_no_queued_job(runs: Path, marker: 
     monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
     helper = SlotHelper(journal=str(runs / JOURNAL_NAME))
     gate = runs / "gate"
-    first = helper.send("a" * 16, _gated(gate, "exit 4"), str(runs / "logs" / "a"), _env(marker), _line("a" * 16))
+    first = _send(helper, runs, "a", _gated(gate, "exit 4"), _env(marker))
     assert helper.started(first) is not None
-    helper.send("b" * 16, "echo b", str(runs / "logs" / "b"), _env(marker), _line("b" * 16))
+    _send(helper, runs, "b", "echo b", _env(marker))
     time.sleep(0.2)
     for stream in (helper.proc.stdin, helper.proc.stdout):
         assert stream is not None
