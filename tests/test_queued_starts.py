@@ -243,7 +243,7 @@ def test_a_start_line_another_process_wrote_is_counted_as_if_written_here(runs: 
         fd = os.open(journal.path, os.O_WRONLY | os.O_APPEND)
         appendlock.append_locked(fd, f"{before}1796666563.221244{after}".encode())
         os.close(fd)
-        rec = journal.note_start("a" * 16, 1, "1796666563.221244", 3, "host", "cpus=2", "v1")
+        rec = journal.note_start((before, after), "a" * 16, 1, "1796666563.221244", 3, "host", "cpus=2", "v1")
         assert journal.size == journal.path.stat().st_size
         running = Journal(runs)
         running.load()

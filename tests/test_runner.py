@@ -11,8 +11,9 @@ from batchrun.errors import MetadataError, UsageError
 from batchrun.executors import ExecutorOptions
 from batchrun.executors.local.executor import LocalExecutor
 from batchrun.launch.launchcontrol import LaunchControl
+from batchrun.launch.oneattempt import job_env
 from batchrun.launch.options import LaunchOptions
-from batchrun.launch.runner import JobRunner, job_env, settle_unwatched
+from batchrun.launch.runner import JobRunner, settle_unwatched
 from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.runfile.file import Job, job_id_of
 from batchrun.store.journal import Journal

@@ -7,7 +7,8 @@ from fractions import Fraction
 
 from batchrun.errors import BatchrunError, MetadataError
 from batchrun.launch.events import EventKind
-from batchrun.launch.runner import JobRunner, job_env, next_attempt
+from batchrun.launch.oneattempt import job_env
+from batchrun.launch.runner import JobRunner, next_attempt
 from batchrun.launch.scheduler import Grant
 from batchrun.runfile.file import Job
 

@@ -188,9 +188,14 @@ class Journal:
         self._append(f"{before}{start:.6f}{after}")
         return self.records.view(self.records.start(job_id, attempt, start, slot, host, holds, code))
 
-    def note_start(self, job_id: str, attempt: int, start: str, slot: int, host: str, holds: str | None = None, code: str | None = None) -> JobRecord:
-        """Take in the start line another process (the job's slot helper) appended, at start time `start` (its text), as if written here."""
-        before, after = self.start_line(job_id, attempt, slot, host, holds, code)
+    def note_start(
+        self, line: tuple[str, str], job_id: str, attempt: int, start: str, slot: int, host: str, holds: str | None = None, code: str | None = None
+    ) -> JobRecord:
+        """Take in the start line another process (the job's slot helper) appended, at start time `start` (its text), as if written here.
+
+        `line` is the `start_line` of the same job, attempt, slot, host, holds and code, as sent to that process.
+        """
+        before, after = line
         self._dirty = True
         self._lines += 1
         self.size += len(before) + len(start) + len(after)

@@ -218,12 +218,12 @@ def _install() -> None:
         local.LocalExecutor.signal = end_then_signal  # type: ignore[method-assign]
 
     if "BRFAULT_SLOW_END" in env:
-        from batchrun.launch import runner
+        from batchrun.launch import oneattempt
 
         end_hold = env["BRFAULT_SLOW_END"]
         every = env.get("BRFAULT_SLOW_ENDS") == "1"
         # The runner's wait for a job it watches (with its checkpoint signal, if any).
-        wait_job = runner.wait_job_warned
+        wait_job = oneattempt.wait_job_warned
 
         def slow_wait_job(*args: object, **kwargs: object) -> int | None:
             returncode = wait_job(*args, **kwargs)  # type: ignore[arg-type]
@@ -232,7 +232,7 @@ def _install() -> None:
                 _hold(end_hold)
             return returncode
 
-        runner.wait_job_warned = slow_wait_job  # type: ignore[assignment]
+        oneattempt.wait_job_warned = slow_wait_job  # type: ignore[assignment]
 
     if "BRFAULT_SLOW_FINAL_WRITE" in env:
         from batchrun.store import metasync
