@@ -108,6 +108,28 @@ def test_a_queued_job_starts_as_the_one_before_it_ends_and_its_helper_writes_its
         pool.close()
 
 
+def test_a_jobs_end_read_before_its_start_waits_for_it_and_the_other_threads_read_their_own_answers(runs: Path, marker: str) -> None:
+    # The end answers come on a pipe of their own: a thread waiting for a job's end may read it
+    # before the job's start answer is read from the other pipe; it goes to the job once that is.
+    helper = SlotHelper(journal=str(runs / JOURNAL_NAME))
+    try:
+        ticket = _send(helper, runs, "a", "exit 3", _env(marker))
+        wait_for(lambda: exit_text(runs / "logs" / "a") == "3 1\n", what="the job to end and be recorded")
+        wait_for(lambda: not helper._await(ticket, True, 0.05) and bool(helper._early), what="the end answer to be read, its start answer not")
+        assert ticket.ended is None and ticket.answer is None and helper.busy
+        pid = helper.started(ticket)
+        assert pid is not None and ticket.ended is not None, "the end read first did not go to its job with its start"
+        assert helper.wait(ticket, 0) is not None and helper.wait(ticket, 0)[0] == 3  # type: ignore[index]
+        assert not helper.busy
+        # And the next job's answers come as ever.
+        again = _send(helper, runs, "b", "exit 4", _env(marker))
+        assert helper.started(again) is not None
+        ended = helper.wait(again, 30)
+        assert ended is not None and ended[0] == 4
+    finally:
+        helper.close()
+
+
 def test_a_job_queued_behind_a_long_one_is_given_back_unstarted_and_its_environment_counts_as_sent(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(helpers, "QUEUE_HOLD", 0.05)
     pool = HelperPool(journal=str(runs / JOURNAL_NAME))

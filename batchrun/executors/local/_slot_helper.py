@@ -15,7 +15,8 @@ it jobs on its stdin; it answers on its stdout. Each message is one `write`:
 - cancel: `-\\n`, of the request before it, if that job has not started;
 - answers: `S <pid> [<start>]\\n` once the job runs (`start`: the time
   its start line gives), `W\\n` for a request cancelled before its job
-  started, `E <returncode> <m>\\n` once it
+  started, `E <returncode> <m>\\n` (on the pipe `--ends FD` names, if
+  given: batchrun's threads read the two kinds apart) once it
   ended and its record is written (returncode as `subprocess` gives it, -N
   for a signal; `m` 1 if the job's metrics file, `$BATCHRUN_METRICS`,
   exists then, else 0: batchrun then skips reading it), followed by what
@@ -127,12 +128,14 @@ _launch_pid = 0
 # How long a request may wait behind the running job before it is given back
 # (`--hold`, seconds); 0: requests are read between jobs only.
 _hold = 0.0
+# Where end answers go (`--ends FD`, a pipe of their own; else stdout with the others).
+_ends = 1
 
 
-def _reply(text: bytes) -> bool:
-    """Send one answer; False when batchrun is gone."""
+def _reply(text: bytes, fd: int = 1) -> bool:
+    """Send one answer (an end answer to `_ends`); False when batchrun is gone."""
     try:
-        os.write(1, text)
+        os.write(fd, text)
     except OSError:
         return False
     return True
@@ -211,7 +214,7 @@ def run_one(
     wrote = b"1" if metrics is None or os.path.lexists(metrics) else b"0"
     _apply(env, deferred)
     usage = ended.rusage
-    return _reply(b"E %d %s %d %.3f %.3f\n" % (ended.returncode, wrote, usage.ru_maxrss, usage.ru_utime, usage.ru_stime)) and alive
+    return _reply(b"E %d %s %d %.3f %.3f\n" % (ended.returncode, wrote, usage.ru_maxrss, usage.ru_utime, usage.ru_stime), _ends) and alive
 
 
 def _watch(job: supervisor.Job, requests: Requests, deferred: list[bytes]) -> bool:
@@ -358,10 +361,11 @@ def main(argv: list[str]) -> int:
     # this process (about 0.2 ms) instead of a vfork: unblock them here once.
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     os.environb.clear()  # the jobs' environment is what batchrun sends (`_apply`)
-    global _journal, _guard, _launch_pid, _hold  # noqa: PLW0603 - one per process
+    global _journal, _guard, _launch_pid, _hold, _ends  # noqa: PLW0603 - one per process
     _launch_pid = os.getppid()
     pairs = argv[1:] if argv[:1] == ["--detach"] else argv
     options = dict(zip(pairs[::2], pairs[1::2], strict=True))  # `--name value` pairs
+    _ends = int(options.get("--ends", 1))
     if "--launch" in options:
         exitrecord.set_launch(options["--launch"])  # its jobs' records go to the launch's exit log
     if "--journal" in options:

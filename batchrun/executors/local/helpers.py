@@ -45,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from batchrun.executors.jobfiles import job_lock_held, wait_unwatched
+from batchrun.executors.local.tickets import Answers, Ticket
 from batchrun.executors.processes import job_processes, reap_strays
 from batchrun.executors.supervisor import record_end
 
@@ -82,68 +83,53 @@ def queues_starts() -> bool:
     return True
 
 
-class Ticket:
-    """One request sent to a helper, and what the helper answered so far."""
-
-    __slots__ = ("answer", "attempt", "cancelled", "ended", "job_id", "log_dir", "pid", "queued", "start", "waiting", "woken")
-
-    def __init__(self, job_id: str, log_dir: str, attempt: int, queued: bool) -> None:
-        # Released to tell its waiting thread to look again: an answer came, or the pipe has no reader now.
-        self.woken = threading.Lock()
-        self.woken.acquire()
-        self.waiting = False  # its thread is (about to be) blocked on `woken`
-        self.job_id = job_id
-        self.log_dir = log_dir
-        self.attempt = attempt
-        self.queued = queued  # sent while another job of the helper was in flight
-        self.cancelled = False
-        self.answer: tuple[bytes, bytes] | None = None  # S, X or W, and the rest of the line
-        self.ended: bytes | None = None  # the rest of the E line
-        self.pid = 0
-        self.start: str | None = None  # the start time its start line gives, if the helper wrote it
-
-    def wake(self) -> None:
-        if not self.waiting:
-            return  # it looks before it blocks (`SlotHelper._await`): nobody to wake
-        try:
-            self.woken.release()
-        except RuntimeError:
-            pass  # woken already
-
-
 class SlotHelper:
     """One helper process and the jobs sent to it: one running, and at most one queued behind it.
 
     Threads share it: the one waiting for a running job's end and the one
     whose job is queued. Answers come in order per kind (`S`, `X`, `W` in
-    the order of the requests; `E` in the order of the starts); whichever
-    thread waits reads the pipe for all of them (`_await`), and wakes the
-    thread an answer is for. Plain locks, not a `threading.Condition`: its
+    the order of the requests, on the helper's stdout; `E` in the order of
+    the starts, on a pipe of their own, so those two threads each read their
+    own: one pipe for both woke one of them per job, a third of the launch's
+    context switches). Whichever thread waits on a pipe reads it for all
+    answers there (`_await`), and wakes the thread an answer is for. A job's
+    `E` may be read before its `S` (from the other pipe): it waits in
+    `_early` until the `S` is. Plain locks, not a `threading.Condition`: its
     waits and notifications, written in Python, cost more than the overlap
     of two jobs of a slot wins.
     """
 
     def __init__(self, cwd: str | None = None, mode: tuple[str, ...] = (), launch: str | None = None, journal: str | None = None) -> None:
         self.launch = launch
+        self._ends = not mode  # a detached helper answers no E
         options = [*(("--launch", launch) if launch else ()), *(("--journal", journal, "--hold", str(QUEUE_HOLD)) if journal else ())]
-        self.proc = subprocess.Popen(
-            # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
-            [sys.executable, "-I", "-S", HELPER_PATH, *mode, *options],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
-            start_new_session=True, cwd=cwd, bufsize=0,
-        )
+        # End answers come on a pipe of their own: the thread waiting for its job's end and the one whose
+        # job waits behind it each read their own answers, and neither is woken to hand the other one its.
+        ends = os.pipe() if self._ends else None
+        try:
+            self.proc = subprocess.Popen(
+                # -I -S: standard library only, no site-packages scan, nothing from PYTHON* variables.
+                [sys.executable, "-I", "-S", HELPER_PATH, *mode, *options, *(("--ends", str(ends[1])) if ends else ())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                # Its own session: Ctrl-C on batchrun's terminal and a kill of batchrun's group pass it by.
+                start_new_session=True, cwd=cwd, bufsize=0, pass_fds=ends[1:] if ends else (),
+            )
+        except BaseException:
+            for fd in ends or ():
+                os.close(fd)
+            raise
+        if ends:
+            os.close(ends[1])  # the helper's alone: its death closes the pipe
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._out = self.proc.stdin.fileno()
-        self._in = self.proc.stdout.fileno()
-        self._buf = b""
+        self._starts_in = Answers(self.proc.stdout.fileno())  # S, X, W
+        self._ends_in = Answers(ends[0]) if ends else self._starts_in  # E
         self._env: dict[str, str] = {}
         self.gone = False
         self._lock = threading.Lock()  # the writes, and the queues of tickets
-        self._reader = threading.Lock()  # held by the one thread reading the pipe
         self._starting: deque[Ticket] = deque()  # sent, not yet answered S, X or W
         self._running: deque[Ticket] = deque()  # answered S, not yet E
-        self._ends = not mode  # a detached helper answers no E
+        self._early: deque[bytes] = deque()  # E answers read before their job's S answer (the other pipe's)
 
     @property
     def busy(self) -> bool:
@@ -292,50 +278,59 @@ class SlotHelper:
             HelperGone: the helper's pipe closed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        pipe = self._ends_in if end else self._starts_in
         while (ticket.ended if end else ticket.answer) is None:
             if self.gone:
                 raise HelperGone()
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            if not self._reader.acquire(blocking=False):
+            if not pipe.reader.acquire(blocking=False):
                 ticket.waiting = True
-                if (ticket.ended if end else ticket.answer) is None and self._reader.locked():
+                if (ticket.ended if end else ticket.answer) is None and pipe.reader.locked():
                     ticket.woken.acquire(timeout=-1 if left is None else left)  # the reader wakes it
                 ticket.waiting = False
                 continue
             try:
                 if (ticket.ended if end else ticket.answer) is None:
-                    data = None if left is not None and not select.select([self._in], [], [], left)[0] else os.read(self._in, 4096)
+                    data = None if left is not None and not select.select([pipe.fd], [], [], left)[0] else os.read(pipe.fd, 4096)
                     if data == b"":
                         self._lost()
                     elif data is not None:
-                        self._take(data)
+                        self._take(pipe, data)
             finally:
-                self._reader.release()
-                # Whoever still waits looks again: one of them reads next.
+                pipe.reader.release()
+                # Whoever still waits on this pipe looks again: one of them reads next.
                 with self._lock:
-                    others = [other for other in (*self._starting, *self._running) if other is not ticket]
+                    waiting = (*self._starting, *self._running) if self._ends_in is self._starts_in else self._running if end else self._starting
+                    others = [other for other in waiting if other is not ticket]
                 for other in others:
                     other.wake()
         return True
 
-    def _take(self, data: bytes) -> None:
-        """Hand each whole answer line to its ticket (the reader)."""
-        self._buf += data
-        while b"\n" in self._buf:
-            line, _, self._buf = self._buf.partition(b"\n")
+    def _take(self, pipe: Answers, data: bytes) -> None:
+        """Hand each whole answer line to its ticket (the reader): `S`, `X` and `W` to the requests in order, `E` to the starts in order."""
+        pipe.buf += data
+        while b"\n" in pipe.buf:
+            line, _, pipe.buf = pipe.buf.partition(b"\n")
             kind, _, rest = line.partition(b" ")
+            answered = []
             with self._lock:
                 if kind == b"E":
-                    ticket = self._running.popleft()
-                    ticket.ended = rest
+                    self._early.append(rest)
                 else:
                     ticket = self._starting.popleft()
                     ticket.answer = (kind, rest)
+                    answered.append(ticket)
                     if kind == b"S" and self._ends:
                         self._running.append(ticket)
-            ticket.wake()
+                # A job's end, written after its start, may still be read first, from the other pipe.
+                while self._early and self._running:
+                    ticket = self._running.popleft()
+                    ticket.ended = self._early.popleft()
+                    answered.append(ticket)
+            for ticket in answered:
+                ticket.wake()
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -349,15 +344,23 @@ class SlotHelper:
     def _lost(self) -> None:
         if not self.gone:
             self.gone = True
-            self.close()
+            self._let_go()
 
-    def close(self) -> None:
-        """End the helper: it exits once its job (if any) ended and is recorded."""
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None and not stream.closed:
-                stream.close()
+    def _let_go(self) -> None:
+        """Close the helper's stdin (it exits once its job, if any, ended and is recorded), and reap it if it has no job."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
         if not self.busy:
             self.proc.wait()
+
+    def close(self) -> None:
+        """End the helper, and close its answer pipes (a dead helper's stay open until then: a thread may be about to read one)."""
+        self._let_go()
+        if self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        if self._ends_in is not self._starts_in and self._ends_in.fd >= 0:
+            os.close(self._ends_in.fd)
+            self._ends_in.fd = -1
 
 
 class Dispatcher(SlotHelper):
