@@ -151,6 +151,38 @@ def test_a_job_queued_behind_a_long_one_is_given_back_unstarted_and_its_environm
         pool.close()
 
 
+def test_a_slot_whose_helper_was_sigkilled_starts_no_job_until_its_orphaned_job_ends(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dead helper's job runs on (reparented, or followed by its lock): a job sent to the slot meanwhile
+    # would start at once in a new helper, two jobs in one slot. It is given back until that job ends.
+    monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
+    pool = HelperPool(journal=str(runs / JOURNAL_NAME))
+    gate = runs / "gate"
+    try:
+        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
+        assert first is not None
+        helper = pool._slots[0]
+        got: list[tuple[int, str | None] | None] = []
+        queued = threading.Thread(target=lambda: got.append(_start_in(pool, runs, "b", "echo b", _env(marker), lambda: False)))
+        queued.start()
+        wait_for(lambda: bool(helper._starting), what="the second job to wait in the helper")
+        os.kill(helper.proc.pid, signal.SIGKILL)
+        queued.join(30)
+        assert got == [None], "the job waiting in the killed helper was not given back"
+        ended: list[object] = []
+        waiter = threading.Thread(target=lambda: ended.append(pool.wait(first[0], 60)))
+        waiter.start()
+        assert _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False) is None, "a job started beside the orphaned one"
+        assert not (runs / "logs" / "c").exists() and not (runs / "logs" / "b").exists()
+        gate.touch()
+        waiter.join(30)
+        assert ended and ended[0] is not None
+        third = _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False)
+        assert third is not None and pool.wait(third[0]) is not None
+        assert exit_text(runs / "logs" / "c") == "0 1\n"
+    finally:
+        pool.close()
+
+
 def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
     pool = HelperPool(journal=str(runs / JOURNAL_NAME))

@@ -174,10 +174,13 @@ class SlotHelper:
         except HelperGone:
             # It died after it read the request: did the job start? (Its answer may not have been written yet.)
             found = self._started_unanswered(ticket)
+            with self._lock:
+                self._starting.remove(ticket)  # answered here, or never: the helper is busy with no request of it
+                if found is not None:
+                    ticket.answer = (b"S", b"%d" % found)
+                    self._running.append(ticket)
             if found is None:
                 raise HelperGone(sent=False) from None  # it did not
-            ticket.answer = (b"S", b"%d" % found)
-            self._running.append(ticket)
         assert ticket.answer is not None
         kind, rest = ticket.answer
         if kind == b"W":
@@ -240,7 +243,11 @@ class SlotHelper:
             return int(code), wrote == b"0", (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
         except HelperGone:
             returncode = self._wait_orphan(ticket, timeout)
-            return None if returncode is None else (returncode, False, None)
+            if returncode is None:
+                return None
+            with self._lock:
+                self._running.remove(ticket)  # it ended: the dead helper's slot is free (`HelperPool`)
+            return returncode, False, None
 
     def _wait_orphan(self, ticket: Ticket, timeout: float | None) -> int | None:
         """The helper died while its job ran: reap the job, reparented to this subreaper, and record it; None on timeout.

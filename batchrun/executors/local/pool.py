@@ -31,14 +31,22 @@ class HelperPool:
         for slot in range(count):
             self._helper(slot)
 
-    def _helper(self, slot: int | None) -> SlotHelper:
-        """The slot's helper (a new one for a slot without a live one); without a slot, an idle one."""
+    def _helper(self, slot: int | None) -> SlotHelper | None:
+        """The slot's helper (a new one for a slot without a live one); without a slot, an idle one.
+
+        None while the slot's helper is dead and its job still runs (reparented here and waited
+        for, `SlotHelper.wait`): a job sent to a new helper would start at once, one beyond -j.
+        """
         with self._lock:
             if slot is None:
                 idle = [s for s, helper in sorted(self._slots.items()) if not helper.busy and not helper.gone]
                 slot = idle[0] if idle else max(self._slots, default=-1) + 1
             helper = self._slots.get(slot)
+            if helper is not None and helper.gone and helper.busy:
+                return None
             if helper is None or helper.gone:
+                if helper is not None:
+                    helper.close()  # nothing of it is waited for any more: its pipes go
                 helper = self._slots[slot] = SlotHelper(self.cwd, launch=self.launch, journal=self.journal)
             return helper
 
@@ -55,6 +63,8 @@ class HelperPool:
         start line; its pid and that line's start time; None when withdrawn unstarted (see `SlotHelper.started`)."""
         while True:
             helper = self._helper(slot)
+            if helper is None:
+                return None  # it waits for the slot anew, as a job given back
             ticket = None
             try:
                 ticket = helper.send(job_id, command, log_dir, env, line)
