@@ -53,6 +53,15 @@ def runs(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture()
+def holding_pool(runs: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HelperPool]:
+    """Helpers that append the start lines to `runs`' journal and hold a queued job as long as a test needs."""
+    monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
+    pool = HelperPool(journal=str(runs / JOURNAL_NAME))
+    yield pool
+    pool.close()
+
+
 def _env(marker: str, **extra: str) -> dict[str, str]:
     return dict(os.environ, BATCHRUN_ATTEMPT="1", **{marker: "1"}, **extra)
 
@@ -76,6 +85,16 @@ def _gated(gate: Path, then: str = "true") -> str:
     return f"n=0; while [ ! -e {gate} ] && [ $n -lt 1200 ]; do sleep 0.02; n=$((n+1)); done; {then}"
 
 
+def _one_behind_a_gated_job(pool: HelperPool, runs: Path, gate: Path, marker: str) -> tuple[tuple[int, str | None], threading.Thread, list[tuple[int, str | None] | None]]:
+    """Job `a` started in slot 0, running until `gate` exists; a thread starting job `b` in slot 0 behind it, and what that start gives."""
+    first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
+    assert first is not None
+    got: list[tuple[int, str | None] | None] = []
+    waiter = threading.Thread(target=lambda: got.append(_start_in(pool, runs, "b", "echo b", _env(marker), lambda: False)))
+    waiter.start()
+    return first, waiter, got
+
+
 def _journal_lines(runs: Path) -> list[str]:
     return (runs / JOURNAL_NAME).read_text().splitlines()
 
@@ -83,29 +102,21 @@ def _journal_lines(runs: Path) -> list[str]:
 # -- the helper: a job waits behind the one before it, and is given back ----------------
 
 
-def test_a_queued_job_starts_as_the_one_before_it_ends_and_its_helper_writes_its_start_line(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
-    pool = HelperPool(journal=str(runs / JOURNAL_NAME))
+def test_a_queued_job_starts_as_the_one_before_it_ends_and_its_helper_writes_its_start_line(holding_pool: HelperPool, runs: Path, marker: str) -> None:
+    pool = holding_pool
     gate = runs / "gate"
-    try:
-        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
-        assert first is not None
-        got: list[tuple[int, str | None] | None] = []
-        waiter = threading.Thread(target=lambda: got.append(_start_in(pool, runs, "b", "echo b", _env(marker), lambda: False)))
-        waiter.start()
-        waiter.join(0.5)
-        assert waiter.is_alive(), "the second job started while the first ran"
-        assert not (runs / "logs" / "b").exists() and len(_journal_lines(runs)) == 1, "a waiting job left a trace"
-        gate.touch()
-        waiter.join(30)
-        (second,) = got
-        assert second is not None
-        assert pool.wait(first[0]) is not None and pool.wait(second[0]) is not None
-        assert _journal_lines(runs) == [f"S {'a' * 16} 1 {first[1]} 0 host", f"S {'b' * 16} 1 {second[1]} 0 host"]
-        assert float(second[1] or 0) >= float(first[1] or 0)
-        assert exit_text(runs / "logs" / "b") == "0 1\n"
-    finally:
-        pool.close()
+    first, waiter, got = _one_behind_a_gated_job(pool, runs, gate, marker)
+    waiter.join(0.5)
+    assert waiter.is_alive(), "the second job started while the first ran"
+    assert not (runs / "logs" / "b").exists() and len(_journal_lines(runs)) == 1, "a waiting job left a trace"
+    gate.touch()
+    waiter.join(30)
+    (second,) = got
+    assert second is not None
+    assert pool.wait(first[0]) is not None and pool.wait(second[0]) is not None
+    assert _journal_lines(runs) == [f"S {'a' * 16} 1 {first[1]} 0 host", f"S {'b' * 16} 1 {second[1]} 0 host"]
+    assert float(second[1] or 0) >= float(first[1] or 0)
+    assert exit_text(runs / "logs" / "b") == "0 1\n"
 
 
 def test_a_jobs_end_read_before_its_start_waits_for_it_and_the_other_threads_read_their_own_answers(runs: Path, marker: str) -> None:
@@ -151,36 +162,28 @@ def test_a_job_queued_behind_a_long_one_is_given_back_unstarted_and_its_environm
         pool.close()
 
 
-def test_a_slot_whose_helper_was_sigkilled_starts_no_job_until_its_orphaned_job_ends(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slot_whose_helper_was_sigkilled_starts_no_job_until_its_orphaned_job_ends(holding_pool: HelperPool, runs: Path, marker: str) -> None:
     # The dead helper's job runs on (reparented, or followed by its lock): a job sent to the slot meanwhile
     # would start at once in a new helper, two jobs in one slot. It is given back until that job ends.
-    monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
-    pool = HelperPool(journal=str(runs / JOURNAL_NAME))
+    pool = holding_pool
     gate = runs / "gate"
-    try:
-        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
-        assert first is not None
-        helper = pool._slots[0]
-        got: list[tuple[int, str | None] | None] = []
-        queued = threading.Thread(target=lambda: got.append(_start_in(pool, runs, "b", "echo b", _env(marker), lambda: False)))
-        queued.start()
-        wait_for(lambda: bool(helper._starting), what="the second job to wait in the helper")
-        os.kill(helper.proc.pid, signal.SIGKILL)
-        queued.join(30)
-        assert got == [None], "the job waiting in the killed helper was not given back"
-        ended: list[object] = []
-        waiter = threading.Thread(target=lambda: ended.append(pool.wait(first[0], 60)))
-        waiter.start()
-        assert _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False) is None, "a job started beside the orphaned one"
-        assert not (runs / "logs" / "c").exists() and not (runs / "logs" / "b").exists()
-        gate.touch()
-        waiter.join(30)
-        assert ended and ended[0] is not None
-        third = _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False)
-        assert third is not None and pool.wait(third[0]) is not None
-        assert exit_text(runs / "logs" / "c") == "0 1\n"
-    finally:
-        pool.close()
+    first, queued, got = _one_behind_a_gated_job(pool, runs, gate, marker)
+    helper = pool._slots[0]
+    wait_for(lambda: bool(helper._starting), what="the second job to wait in the helper")
+    os.kill(helper.proc.pid, signal.SIGKILL)
+    queued.join(30)
+    assert got == [None], "the job waiting in the killed helper was not given back"
+    ended: list[object] = []
+    waiter = threading.Thread(target=lambda: ended.append(pool.wait(first[0], 60)))
+    waiter.start()
+    assert _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False) is None, "a job started beside the orphaned one"
+    assert not (runs / "logs" / "c").exists() and not (runs / "logs" / "b").exists()
+    gate.touch()
+    waiter.join(30)
+    assert ended and ended[0] is not None
+    third = _start_in(pool, runs, "c", "echo c", _env(marker), lambda: False)
+    assert third is not None and pool.wait(third[0]) is not None
+    assert exit_text(runs / "logs" / "c") == "0 1\n"
 
 
 def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
