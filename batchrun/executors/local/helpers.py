@@ -33,7 +33,6 @@ launch finds no record and runs the job once more (an accepted limit).
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import subprocess
@@ -44,18 +43,12 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrun.executors.jobfiles import job_lock_held, wait_unwatched
-from batchrun.executors.local.tickets import Answers, Ticket
-from batchrun.executors.processes import job_processes, reap_strays
-from batchrun.executors.supervisor import record_end
+from batchrun.executors.local.deadhelper import started_unanswered, wait_orphan
+from batchrun.executors.local.tickets import Answers, HelperGone, Ticket
 
 __all__ = ["HELPER_PATH", "QUEUE_HOLD", "Dispatcher", "HelperGone", "SlotHelper", "StartLine", "Ticket", "queues_starts"]
 
 HELPER_PATH = str(Path(__file__).with_name("_slot_helper.py"))
-# How often the job of a dead helper is looked at.
-_ORPHAN_POLL = 0.05
-# How long a helper whose pipe closed may take to be gone (it was killed: milliseconds).
-_HELPER_EXIT = 5.0
 # How often a job queued in a helper looks whether the launch withdraws it (a stop).
 _GIVE_UP_POLL = 0.05
 # How long a helper holds a job queued behind the one it runs before it gives it
@@ -64,14 +57,6 @@ _GIVE_UP_POLL = 0.05
 QUEUE_HOLD = 0.02
 # A start line for the journal: the text before and after its start time (`Journal.start_line`).
 StartLine = tuple[str, str]
-
-
-class HelperGone(OSError):
-    """The helper process died (its pipe closed); `sent`: after it may have read a request."""
-
-    def __init__(self, sent: bool = True) -> None:
-        super().__init__(errno.EPIPE, "the job's helper process died")
-        self.sent = sent
 
 
 def queues_starts() -> bool:
@@ -173,7 +158,7 @@ class SlotHelper:
                     self.cancel_queued()
         except HelperGone:
             # It died after it read the request: did the job start? (Its answer may not have been written yet.)
-            found = self._started_unanswered(ticket)
+            found = started_unanswered(self.proc, ticket)
             with self._lock:
                 self._starting.remove(ticket)  # answered here, or never: the helper is busy with no request of it
                 if found is not None:
@@ -207,32 +192,6 @@ class SlotHelper:
         assert pid is not None  # nothing withdraws a job that was not queued
         return pid
 
-    def _started_unanswered(self, ticket: Ticket) -> int | None:
-        """After the helper died mid-start: the pid of the job's shell if the job runs, None if it never started.
-
-        Its out.log lock is held from before the fork until the last process
-        of the job ends, so a free lock (once the helper is gone) means no
-        process of this start exists; a held one, that the job's shell (the
-        leader of its own group, its environment naming the job) is there,
-        or about to exec.
-
-        Raises:
-            HelperGone: the lock is held but the shell cannot be found.
-        """
-        try:
-            self.proc.wait(_HELPER_EXIT)
-        except subprocess.TimeoutExpired:
-            pass
-        deadline = time.monotonic() + _HELPER_EXIT
-        while job_lock_held(ticket.log_dir):
-            for pid, group in job_processes(ticket.job_id, ticket.log_dir):
-                if pid == group:
-                    return pid
-            if time.monotonic() >= deadline:
-                raise HelperGone()
-            time.sleep(_ORPHAN_POLL)
-        return None
-
     def wait(self, ticket: Ticket, timeout: float | None = None) -> tuple[int, bool, tuple[int, float, float] | None] | None:
         """Block until the ticket's job ended and its record is written: its returncode (-N: signal N), whether it surely left no metrics file, and what it used if the helper said; None on timeout."""
         try:
@@ -242,41 +201,12 @@ class SlotHelper:
             code, wrote, *used = ticket.ended.split(b" ")
             return int(code), wrote == b"0", (int(used[0]), float(used[1]), float(used[2])) if len(used) == 3 else None
         except HelperGone:
-            returncode = self._wait_orphan(ticket, timeout)
+            returncode = wait_orphan(self.proc, ticket, self.launch, timeout)
             if returncode is None:
                 return None
             with self._lock:
                 self._running.remove(ticket)  # it ended: the dead helper's slot is free (`HelperPool`)
             return returncode, False, None
-
-    def _wait_orphan(self, ticket: Ticket, timeout: float | None) -> int | None:
-        """The helper died while its job ran: reap the job, reparented to this subreaper, and record it; None on timeout.
-
-        A job that is no child of ours (see the module docstring) is waited
-        for by its lock, and its record read.
-        """
-        pid, log_dir, attempt = ticket.pid, ticket.log_dir, ticket.attempt
-        deadline = None if timeout is None else time.monotonic() + timeout
-        # Its pipes close before the kernel reparents its children: once it is
-        # reaped, the job is ours (or nobody's we can reach).
-        try:
-            self.proc.wait(_HELPER_EXIT)
-        except subprocess.TimeoutExpired:
-            pass
-        while True:
-            try:
-                reaped, wait_status, _ = os.wait4(pid, os.WNOHANG)
-            except ChildProcessError:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return wait_unwatched(log_dir, attempt or None, left, _ORPHAN_POLL)
-            if reaped == pid:
-                returncode = os.waitstatus_to_exitcode(wait_status)
-                record_end(os.fsencode(log_dir), returncode, str(attempt or ""), launch=self.launch)
-                reap_strays(pid)
-                return returncode
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(_ORPHAN_POLL)
 
     def _await(self, ticket: Ticket, end: bool, timeout: float | None) -> bool:
         """Read answers until the ticket has its start answer (`end`: its end), True, or `timeout` passed, False.

@@ -10,9 +10,10 @@ waiting there, and wakes the one an answer is for (plain locks: see
 
 from __future__ import annotations
 
+import errno
 import threading
 
-__all__ = ["Answers", "Ticket"]
+__all__ = ["Answers", "HelperGone", "Ticket"]
 
 
 class Ticket:
@@ -53,3 +54,11 @@ class Answers:
         self.fd = fd
         self.buf = b""
         self.reader = threading.Lock()  # held by the one thread reading the pipe
+
+
+class HelperGone(OSError):
+    """The helper process died (its pipe closed); `sent`: after it may have read a request."""
+
+    def __init__(self, sent: bool = True) -> None:
+        super().__init__(errno.EPIPE, "the job's helper process died")
+        self.sent = sent
