@@ -6,6 +6,13 @@ it: the job's thread reaps it, learning its real status, and writes its exit
 record as the helper would have. Where it cannot (no subreaper, or the helper
 died between reaping the job and recording it) the thread waits for
 out.log's lock and takes the exit record if there is one (`helpers`).
+
+A known limit: a helper that died after starting its job and before saying
+so leaves the launch to find the job by its lock (`started_unanswered`); a
+job that already ended by then (a short job, a loaded launch slow to look)
+holds no lock and counts as never started, so it runs again. Its shell is
+then a zombie child of the launch, whose status could be taken instead, but
+nothing ties that zombie to its job yet (its environment is gone).
 """
 
 from __future__ import annotations
