@@ -52,9 +52,13 @@ def name(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _active_tasks(stem: str) -> dict[str, tuple[str, str]]:
-    """This test's array tasks that are queued or running."""
+    """This test's array tasks that are queued or running.
+
+    Not those COMPLETING: their script has ended and SLURM is cleaning up after
+    it, for a moment or (on a loaded machine) a few seconds after batchrun saw it end.
+    """
     answer = subprocess.run(["squeue", "-h", "-r", "-n", f"batchrun-{stem}", "-o", "%i %T %o"], capture_output=True, text=True, check=True)
-    return parse_squeue(answer.stdout)
+    return {task: seen for task, seen in parse_squeue(answer.stdout).items() if seen[0] != "COMPLETING"}
 
 
 def _slurm(*args: str) -> list[str]:
