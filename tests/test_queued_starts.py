@@ -29,7 +29,7 @@ from batchrun.executors.local import helpers
 from batchrun.executors.local._slot_helper import DIE_AFTER_LINE_HOOK, KILL_BEFORE_CHECK_HOOK, KILL_IN_LOCK_HOOK
 from batchrun.executors.local.helpers import SlotHelper, Ticket
 from batchrun.executors.local.pool import HelperPool
-from batchrun.launch.scheduler import Scheduler
+from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.resources import parse_request
 from batchrun.runfile.file import job_id_of
 from batchrun.store.journal import JOURNAL_NAME, Journal
@@ -265,6 +265,48 @@ def test_a_job_queues_behind_the_youngest_busy_slot_one_a_slot_and_either_holder
     scheduler.give(again)
     scheduler.give(b)
     assert (g := scheduler.take("g", None)) is not None and g.slot == b.slot
+
+
+def test_a_queued_job_given_back_leaves_its_slot_as_old_as_the_job_running_there() -> None:
+    """Given back, a queued job must not make the long job it waited behind look
+    young: the next job in line would queue behind it anew, be given back, and
+    so on while the long job runs (on a launch of long jobs, about 70 give-backs
+    a second for two slots)."""
+    scheduler = Scheduler(1, None, queue_young=0.2)
+    assert scheduler.take("long", None) is not None
+    queued = scheduler.take("b", None, queue=True)
+    assert queued is not None and queued.queued
+    time.sleep(0.3)  # the long job is no longer young
+    scheduler.give(queued)  # b waited its hold out, unstarted
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert scheduler.take("c", None, stop.is_set, queue=True) is None, "a job queued behind the long one again"
+
+
+def test_a_job_given_back_by_the_slot_it_queued_behind_keeps_its_turn_ahead_of_later_jobs() -> None:
+    """A job queues only from the head of the line; given back unstarted, it goes
+    back to the head: a job that came while it waited must not start first (a
+    runfile's jobs would start out of order, and a job could be passed over
+    again and again)."""
+    scheduler = Scheduler(1, None, queue_young=0.2)
+    first = scheduler.take("a", None)
+    queued = scheduler.take("b", None, queue=True)
+    assert first is not None and queued is not None and queued.queued
+    got: dict[str, Grant | None] = {}
+    later = threading.Thread(target=lambda: got.update(c=scheduler.take("c", None)), daemon=True)
+    later.start()
+    wait_for(lambda: len(scheduler._line) == 1, timeout=10, what="c to wait in line")
+    time.sleep(0.3)  # a is no longer young: b, given back, waits in line
+    scheduler.give(queued)
+    again = threading.Thread(target=lambda: got.update(b=scheduler.take("b", None, queue=True, again=True)), daemon=True)
+    again.start()
+    wait_for(lambda: len(scheduler._line) == 2, timeout=10, what="b to wait in line again")
+    scheduler.give(first)
+    again.join(10)
+    assert got.get("b") is not None and "c" not in got, "a later job took the slot before the job given back"
+    scheduler.give(got["b"])  # type: ignore[arg-type]
+    later.join(10)
+    assert got.get("c") is not None
 
 
 def test_a_job_queues_only_behind_a_job_that_started_just_now_and_only_when_it_asks_nothing_but_a_slot() -> None:

@@ -141,7 +141,7 @@ class JobRunner(AttemptRunner):
                     if rec is WITHDRAWN:  # it waited behind a slot's job long enough: it waits for a slot anew
                         self.scheduler.give(grant)
                         grant = None
-                        grant = self._take(job, queue=True)
+                        grant = self._take(job, queue=True, again=True)
                         if grant is None:
                             return None
                         rec = None
@@ -167,10 +167,10 @@ class JobRunner(AttemptRunner):
             if grant is not None:
                 self.scheduler.give(grant)
 
-    def _take(self, job: Job, queue: bool) -> Grant | None:
-        """A slot (and what the job asks) from the scheduler; None when the launch stops (or cannot place the job, a fatal error)."""
+    def _take(self, job: Job, queue: bool, again: bool = False) -> Grant | None:
+        """A slot (and what the job asks) from the scheduler (`again`: the job was given back, and keeps its turn); None when the launch stops (or cannot place the job, a fatal error)."""
         try:
-            return self.scheduler.take(job.job_id, job.request, self.control.stopping.is_set, queue)
+            return self.scheduler.take(job.job_id, job.request, self.control.stopping.is_set, queue, again)
         except BatchrunError as error:
             self.control.fail(error)
             return None

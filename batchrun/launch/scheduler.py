@@ -144,11 +144,14 @@ class Scheduler:
 
     # -- taking and giving ----------------------------------------------------
 
-    def take(self, job_id: str, request: Request | None, stop: Callable[[], bool] = _never, queue: bool = False) -> Grant | None:
+    def take(self, job_id: str, request: Request | None, stop: Callable[[], bool] = _never, queue: bool = False, again: bool = False) -> Grant | None:
         """A slot and what `request` asks, once they fit (an adopted job: a slot, beside what it holds); None once `stop` says so.
 
         `queue`: with no slot free, a job that asks nothing else may take a
         slot whose job started just now, queued behind it (`Grant.queued`).
+        `again`: the job was given back unstarted by the slot it queued
+        behind; it queued from the head of the line, and goes back there,
+        ahead of every job that came since.
 
         Raises:
             UsageError: the request can never fit (a line added while the launch ran).
@@ -161,7 +164,10 @@ class Scheduler:
             if held is not None or need is None or need.empty:
                 # First come, first served: a job given back by the slot it waited behind keeps its turn.
                 line, turn = self._line, object()
-                line.append(turn)
+                if again:
+                    line.appendleft(turn)
+                else:
+                    line.append(turn)
                 try:
                     while line[0] is not turn or not self._slots:
                         if stop():
@@ -201,13 +207,18 @@ class Scheduler:
 
         A slot with a job queued behind has two holders; whichever gives it
         back first leaves it to the other, whatever their order (the queued
-        job started as the first ended, or was given back unstarted).
+        job started as the first ended, or was given back unstarted). The
+        slot's job is young again only when the first holder leaves: a queued
+        job given back leaves the running job's age as it was, or the next job
+        in line would queue behind a long job anew, and be given back, again
+        and again while it runs.
         """
         with self._cond:
             self._apply(grant, +1)
             if grant.slot in self._queued:
                 self._queued.discard(grant.slot)
-                self._since[grant.slot] = time.monotonic()
+                if not grant.queued:
+                    self._since[grant.slot] = time.monotonic()  # the queued job took over the slot as this one ended
             else:
                 self._since.pop(grant.slot, None)
                 heapq.heappush(self._slots, grant.slot)
