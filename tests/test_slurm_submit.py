@@ -140,6 +140,12 @@ def test_a_task_shown_running_after_its_job_was_recorded_is_waited_for_a_moment_
     answers = [{"12_0": ("RUNNING", task)}, {"12_0": ("RUNNING", task)}, {}]
     remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
     assert answers == [] and not manifest.exists()
+    # A task completing (its script ended, SLURM cleaning up) is waited for too: then its empty output file goes.
+    manifest.write_text(manifest_line(ended, "true", {}, {}))
+    (slurm_dir / "12.out").write_text("")
+    answers = [{"12_0": ("COMPLETING", task)}, {"12_0": ("COMPLETING", task)}, {}]
+    remove_spent(slurm_dir, lambda: answers.pop(0), patience=10.0)
+    assert answers == [] and not manifest.exists() and not (slurm_dir / "12.out").exists()
     # A task still running its job (no record) is not waited for: the manifest stays, and one answer did.
     manifest.write_text(manifest_line(ended, "true", {}, {}) + manifest_line(running, "sleep 9", {}, {}))
     answers = [{"12_1": ("RUNNING", task)}, {}]

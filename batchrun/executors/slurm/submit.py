@@ -276,12 +276,14 @@ def remove_spent(slurm_dir: Path, active: Callable[[], dict[str, tuple[str, str]
 
 
 def _ending(slurm_dir: Path, read: dict[Path, tuple[list[bytes], float] | None], ref: str, state: str, command: str) -> bool:
-    """Whether squeue shows this task running although its job's exit record is written (newer than its manifest, `read` holds those read)."""
-    if state != "RUNNING" or "_" not in ref or not command.endswith(".manifest"):
+    """Whether squeue shows this runs directory's task ending: completing (its script ended, SLURM cleaning up), or running although its job's exit record is written (newer than its manifest, `read` holds those read)."""
+    if state not in ("RUNNING", "COMPLETING") or "_" not in ref or not command.endswith(".manifest"):
         return False
     manifest = Path(command.rsplit(" ", 1)[-1])
     if manifest.parent != slurm_dir:
         return False  # another runs directory's task: its jobs are not this one's
+    if state == "COMPLETING":
+        return True  # gone from squeue in a moment, and its empty output file with it
     if manifest not in read:
         try:
             read[manifest] = (manifest.read_bytes().split(b"\n"), manifest.stat().st_mtime)
