@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from batchrun.executors import ExecutorOptions, jobfiles
 from batchrun.executors.jobfiles import job_lock_held, read_exit_record
 from batchrun.executors.local._slot_helper import KILL_HOOK, MAX_ARG_STRLEN
 from batchrun.executors.local.executor import LocalExecutor
+from batchrun.executors.local.helpers import SlotHelper, Ticket
 from batchrun.executors.local.pool import HelperPool
 from batchrun.executors.supervisor import become_subreaper
 
@@ -139,6 +141,53 @@ print(os.popen("echo $BATCHRUN_JOB_ID $STABLE ${{GONE-unset}}").read().strip())
     grown_kb, seen = done.stdout.splitlines()
     assert seen == "0000000000030d3f 1 unset"  # the last job's value, the kept one, the removed one
     assert int(grown_kb) < 4096, f"the helper grew {grown_kb} kB over 200,000 jobs"
+
+
+def test_two_jobs_sent_to_one_helper_at_once_each_run_with_their_own_variables(tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job queued behind one just sent to the same helper: the second request's
+    environment changes were computed from what the helper had before the first
+    (outside the lock), so the second job ran with the first one's BATCHRUN_JOB_ID
+    and metrics path (a job given back and sent again to the helper it had been
+    sent to: an empty change). The fault is placed exactly: the first sender is
+    held in its write while the second one sends."""
+    helper = SlotHelper()
+    writing, go_on = threading.Event(), threading.Event()
+    real_write = SlotHelper._write
+
+    def held_write(self: SlotHelper, data: bytes) -> None:
+        if threading.current_thread().name == "first":
+            writing.set()
+            go_on.wait(10)
+        real_write(self, data)
+
+    monkeypatch.setattr(SlotHelper, "_write", held_write)
+    dirs = {name: tmp_path / name for name in ("a", "b")}
+    command = 'echo "$BATCHRUN_JOB_ID"'
+    tickets: dict[str, Ticket] = {}
+
+    def send(name: str) -> None:
+        tickets[name] = helper.send(name * 16, command, str(dirs[name]), {**_env(dirs[name], marker), "BATCHRUN_JOB_ID": name * 16})
+
+    try:
+        # The helper last ran a job with b's variables: b's request, from that stale base, changes nothing.
+        send("b")
+        assert helper.started(tickets["b"]) is not None and helper.wait(tickets["b"], 30) is not None
+        first = threading.Thread(target=send, args=("a",), name="first")
+        first.start()
+        assert writing.wait(10)
+        second = threading.Thread(target=send, args=("b",), name="second")
+        second.start()
+        second.join(0.3)  # it computes its changes now (before the fix), or waits for the lock
+        go_on.set()
+        first.join(10)
+        second.join(10)
+        for name in ("a", "b"):
+            assert helper.started(tickets[name]) is not None
+            assert helper.wait(tickets[name], 30) is not None
+        assert {name: (dirs[name] / "out.log").read_text() for name in dirs} == {"a": "a" * 16 + "\n", "b": "b" * 16 + "\n"}
+    finally:
+        go_on.set()
+        helper.close()
 
 
 def test_one_helper_serves_job_after_job(pool: HelperPool, tmp_path: Path, marker: str) -> None:

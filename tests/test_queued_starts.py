@@ -534,3 +534,19 @@ def test_ctrl_c_withdraws_a_job_waiting_in_a_helper(make_runfile: MakeRunfile, w
     again = _launch(workdir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "b" in (workdir / "side").read_text().split()
+
+
+def test_every_job_runs_with_its_own_variables_while_jobs_queue_and_are_given_back(make_runfile: MakeRunfile, workdir: Path) -> None:
+    """Jobs of 10-90 ms at -j 3 queue behind young slots and are given back about
+    every other start, and a job given back is sent again at once, often to the
+    helper it had been sent to while another job is sent there: each job must see
+    its own BATCHRUN_JOB_ID and metrics path (a race in the helper's environment
+    changes ran one or two jobs of 200 with the previous job's, in 4 runs of 5)."""
+    lines = [f'sleep 0.0{i % 9 + 1}; echo "$BATCHRUN_JOB_ID" > "$BATCHRUN_METRICS"; echo "$BATCHRUN_JOB_ID" > own.{i} # {i}' for i in range(200)]
+    make_runfile(lines)
+    done = _launch(workdir, "-j", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = workdir / "runs" / "exp" / "logs"
+    seen = {job_id_of(line): ((logs / job_id_of(line) / "metrics.jsonl").read_text().strip(), (workdir / f"own.{i}").read_text().strip()) for i, line in enumerate(lines)}
+    wrong = {job_id: ids for job_id, ids in seen.items() if ids != (job_id, job_id)}
+    assert wrong == {}, "jobs ran with another job's variables"

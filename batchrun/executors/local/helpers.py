@@ -127,13 +127,16 @@ class SlotHelper:
         Raises:
             HelperGone: the helper died before it got the request.
         """
-        old = self._env
-        changes = [f"{k}={v}" for k, v in env.items() - old.items()]
-        changes += [k for k in old.keys() - env.keys()]
         attempt = env.get("BATCHRUN_ATTEMPT", "")
         before, after = line or ("", "")
-        payload = "\0".join([job_id, log_dir, attempt, before, after, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
+        # Under the lock from the diff to the write: two threads may send to one helper at once (a job
+        # queued behind one just sent), and a diff from an environment the other's request has changed
+        # ran that job with the other job's variables (its BATCHRUN_JOB_ID, its metrics file).
         with self._lock:
+            old = self._env
+            changes = [f"{k}={v}" for k, v in env.items() - old.items()]
+            changes += [k for k in old.keys() - env.keys()]
+            payload = "\0".join([job_id, log_dir, attempt, before, after, str(len(changes)), *changes, command]).encode("utf-8", "surrogateescape")
             ticket = Ticket(job_id, log_dir, int(attempt) if attempt.isdigit() else 0, self.busy)
             self._write(b"%d\n%s" % (len(payload), payload))
             self._env = env
