@@ -253,7 +253,7 @@ def test_a_job_queues_behind_the_youngest_busy_slot_one_a_slot_and_either_holder
     threading.Timer(0.3, stop.set).start()
     assert scheduler.take("e", None, stop.is_set, queue=True) is None, "two jobs queued behind one slot"
     # c was given back unstarted: b keeps its slot, and c may queue again behind it.
-    scheduler.give(c)
+    scheduler.give(c, withdrawn=True)
     again = scheduler.take("c", None, queue=True)
     assert again is not None and again.queued and again.slot == b.slot
     # a ends first: d holds the slot; when d ends, the slot is free.
@@ -277,10 +277,30 @@ def test_a_queued_job_given_back_leaves_its_slot_as_old_as_the_job_running_there
     queued = scheduler.take("b", None, queue=True)
     assert queued is not None and queued.queued
     time.sleep(0.3)  # the long job is no longer young
-    scheduler.give(queued)  # b waited its hold out, unstarted
+    scheduler.give(queued, withdrawn=True)  # b waited its hold out, unstarted
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     assert scheduler.take("c", None, stop.is_set, queue=True) is None, "a job queued behind the long one again"
+
+
+def test_a_queued_job_that_ran_leaves_its_slot_young_for_the_one_queued_behind_it() -> None:
+    """Jobs run back to back in one slot, each queued behind the last: the one
+    that took over a moment ago is young, so the next may queue behind it (a
+    job that ran as a queued one, ending, once left the slot as old as the
+    first job: 300 of 5,000 trivial jobs went through the launch instead)."""
+    scheduler = Scheduler(1, None, queue_young=0.2)
+    first = scheduler.take("a", None)
+    second = scheduler.take("b", None, queue=True)
+    assert first is not None and second is not None and second.queued
+    scheduler.give(first)  # a ended: b started
+    third = scheduler.take("c", None, queue=True)
+    assert third is not None and third.queued
+    time.sleep(0.3)  # b has run long
+    scheduler.give(second)  # b ended: c started just now
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    fourth = scheduler.take("d", None, stop.is_set, queue=True)
+    assert fourth is not None and fourth.queued, "no job may queue behind the one that just took over"
 
 
 def test_a_job_given_back_by_the_slot_it_queued_behind_keeps_its_turn_ahead_of_later_jobs() -> None:
@@ -297,7 +317,7 @@ def test_a_job_given_back_by_the_slot_it_queued_behind_keeps_its_turn_ahead_of_l
     later.start()
     wait_for(lambda: len(scheduler._line) == 1, timeout=10, what="c to wait in line")
     time.sleep(0.3)  # a is no longer young: b, given back, waits in line
-    scheduler.give(queued)
+    scheduler.give(queued, withdrawn=True)
     again = threading.Thread(target=lambda: got.update(b=scheduler.take("b", None, queue=True, again=True)), daemon=True)
     again.start()
     wait_for(lambda: len(scheduler._line) == 2, timeout=10, what="b to wait in line again")

@@ -139,7 +139,7 @@ class JobRunner(AttemptRunner):
                 if rec is None:
                     rec = self._start_and_wait(job, grant, retries_left, fresh)
                     if rec is WITHDRAWN:  # it waited behind a slot's job long enough: it waits for a slot anew
-                        self.scheduler.give(grant)
+                        self.scheduler.give(grant, withdrawn=True)
                         grant = None
                         grant = self._take(job, queue=True, again=True)
                         if grant is None:

@@ -202,22 +202,23 @@ class Scheduler:
                 self._waiting.remove(need)
                 self._cond.notify_all()  # the reservation may have moved on
 
-    def give(self, grant: Grant) -> None:
+    def give(self, grant: Grant, withdrawn: bool = False) -> None:
         """A job ended (or a queued one was given back): its slot and resources are free, or its slot is the other holder's.
 
         A slot with a job queued behind has two holders; whichever gives it
         back first leaves it to the other, whatever their order (the queued
         job started as the first ended, or was given back unstarted). The
-        slot's job is young again only when the first holder leaves: a queued
-        job given back leaves the running job's age as it was, or the next job
-        in line would queue behind a long job anew, and be given back, again
-        and again while it runs.
+        slot's job is young again when a job that ran leaves (the queued one
+        took over); a queued job `withdrawn` (given back unstarted) leaves the
+        running job's age as it was, or the next job in line would queue
+        behind a long job anew, and be given back, again and again while it
+        runs.
         """
         with self._cond:
             self._apply(grant, +1)
             if grant.slot in self._queued:
                 self._queued.discard(grant.slot)
-                if not grant.queued:
+                if not withdrawn:
                     self._since[grant.slot] = time.monotonic()  # the queued job took over the slot as this one ended
             else:
                 self._since.pop(grant.slot, None)
