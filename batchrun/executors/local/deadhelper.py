@@ -46,10 +46,7 @@ def started_unanswered(proc: subprocess.Popen[bytes], ticket: Ticket) -> int | N
     Raises:
         HelperGone: the lock is held but the shell cannot be found.
     """
-    try:
-        proc.wait(HELPER_EXIT)
-    except subprocess.TimeoutExpired:
-        pass
+    _reap(proc)
     deadline = time.monotonic() + HELPER_EXIT
     while job_lock_held(ticket.log_dir):
         for pid, group in job_processes(ticket.job_id, ticket.log_dir):
@@ -69,12 +66,7 @@ def wait_orphan(proc: subprocess.Popen[bytes], ticket: Ticket, launch: str | Non
     """
     pid, log_dir, attempt = ticket.pid, ticket.log_dir, ticket.attempt
     deadline = None if timeout is None else time.monotonic() + timeout
-    # Its pipes close before the kernel reparents its children: once it is
-    # reaped, the job is ours (or nobody's we can reach).
-    try:
-        proc.wait(HELPER_EXIT)
-    except subprocess.TimeoutExpired:
-        pass
+    _reap(proc)
     while True:
         try:
             reaped, wait_status, _ = os.wait4(pid, os.WNOHANG)
@@ -89,3 +81,13 @@ def wait_orphan(proc: subprocess.Popen[bytes], ticket: Ticket, launch: str | Non
         if deadline is not None and time.monotonic() >= deadline:
             return None
         time.sleep(ORPHAN_POLL)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait (up to `HELPER_EXIT`) for the dead helper to be gone: its pipes close before the kernel
+    reparents its children and releases what it held, so only then is its job ours to reap, or its
+    lock the job's alone."""
+    try:
+        proc.wait(HELPER_EXIT)
+    except subprocess.TimeoutExpired:
+        pass
