@@ -99,6 +99,13 @@ def _journal_lines(runs: Path) -> list[str]:
     return (runs / JOURNAL_NAME).read_text().splitlines()
 
 
+def _stop_after(seconds: float = 0.3) -> Callable[[], bool]:
+    """A `stop` (or `give_up`) that says so once `seconds` have passed: a take or start that must not succeed gives up then."""
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop.is_set
+
+
 # -- the helper: a job waits behind the one before it, and is given back ----------------
 
 
@@ -186,22 +193,16 @@ def test_a_slot_whose_helper_was_sigkilled_starts_no_job_until_its_orphaned_job_
     assert exit_text(runs / "logs" / "c") == "0 1\n"
 
 
-def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(runs: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(helpers, "QUEUE_HOLD", 60.0)
-    pool = HelperPool(journal=str(runs / JOURNAL_NAME))
+def test_a_cancel_withdraws_a_queued_job_while_the_one_before_it_runs(holding_pool: HelperPool, runs: Path, marker: str) -> None:
+    pool = holding_pool
     gate = runs / "gate"
-    stop = threading.Event()
-    try:
-        first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
-        assert first is not None
-        threading.Timer(0.3, stop.set).start()
-        assert _start_in(pool, runs, "b", "echo b", _env(marker), stop.is_set) is None
-        assert job_lock_held(runs / "logs" / "a"), "the cancel waited for the running job's end"
-        gate.touch()
-        assert pool.wait(first[0]) is not None
-        assert not (runs / "logs" / "b").exists() and len(_journal_lines(runs)) == 1
-    finally:
-        pool.close()
+    first = _start_in(pool, runs, "a", _gated(gate), _env(marker))
+    assert first is not None
+    assert _start_in(pool, runs, "b", "echo b", _env(marker), _stop_after()) is None
+    assert job_lock_held(runs / "logs" / "a"), "the cancel waited for the running job's end"
+    gate.touch()
+    assert pool.wait(first[0]) is not None
+    assert not (runs / "logs" / "b").exists() and len(_journal_lines(runs)) == 1
 
 
 def test_a_cancel_that_came_after_its_job_started_is_passed_over(runs: Path, marker: str) -> None:
@@ -249,9 +250,7 @@ def test_a_job_queues_behind_the_youngest_busy_slot_one_a_slot_and_either_holder
     assert c is not None and c.queued and c.slot == b.slot, "not behind the slot whose job started last"
     d = scheduler.take("d", None, queue=True)
     assert d is not None and d.queued and d.slot == a.slot
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    assert scheduler.take("e", None, stop.is_set, queue=True) is None, "two jobs queued behind one slot"
+    assert scheduler.take("e", None, _stop_after(), queue=True) is None, "two jobs queued behind one slot"
     # c was given back unstarted: b keeps its slot, and c may queue again behind it.
     scheduler.give(c, withdrawn=True)
     again = scheduler.take("c", None, queue=True)
@@ -278,9 +277,7 @@ def test_a_queued_job_given_back_leaves_its_slot_as_old_as_the_job_running_there
     assert queued is not None and queued.queued
     time.sleep(0.3)  # the long job is no longer young
     scheduler.give(queued, withdrawn=True)  # b waited its hold out, unstarted
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    assert scheduler.take("c", None, stop.is_set, queue=True) is None, "a job queued behind the long one again"
+    assert scheduler.take("c", None, _stop_after(), queue=True) is None, "a job queued behind the long one again"
 
 
 def test_a_queued_job_that_ran_leaves_its_slot_young_for_the_one_queued_behind_it() -> None:
@@ -297,9 +294,7 @@ def test_a_queued_job_that_ran_leaves_its_slot_young_for_the_one_queued_behind_i
     assert third is not None and third.queued
     time.sleep(0.3)  # b has run long
     scheduler.give(second)  # b ended: c started just now
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    fourth = scheduler.take("d", None, stop.is_set, queue=True)
+    fourth = scheduler.take("d", None, _stop_after(), queue=True)
     assert fourth is not None and fourth.queued, "no job may queue behind the one that just took over"
 
 
@@ -333,21 +328,15 @@ def test_a_job_queues_only_behind_a_job_that_started_just_now_and_only_when_it_a
     scheduler = Scheduler(1, None, queue_young=0.05)
     assert scheduler.take("a", None) is not None
     time.sleep(0.1)
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    assert scheduler.take("b", None, stop.is_set, queue=True) is None, "queued behind a job that has run long"
+    assert scheduler.take("b", None, _stop_after(), queue=True) is None, "queued behind a job that has run long"
     plain = Scheduler(1, None, queue_young=60.0)
     assert plain.take("a", None) is not None
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    assert plain.take("b", None, stop.is_set, queue=False) is None
+    assert plain.take("b", None, _stop_after(), queue=False) is None
     from batchrun.launch.capacity import Capacity
 
     sized = Scheduler(1, Capacity(cpus=4, mem=1 << 30), queue_young=60.0)
     assert sized.take("a", None) is not None
-    stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
-    assert sized.take("b", parse_request("cpus=1"), stop.is_set, queue=True) is None, "a job asking for CPUs was queued"
+    assert sized.take("b", parse_request("cpus=1"), _stop_after(), queue=True) is None, "a job asking for CPUs was queued"
 
 
 # -- the journal: lines another process wrote, and the guard -----------------------------
