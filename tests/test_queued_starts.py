@@ -32,7 +32,7 @@ from batchrun.executors.local.pool import HelperPool
 from batchrun.launch.scheduler import Grant, Scheduler
 from batchrun.resources import parse_request
 from batchrun.runfile.file import job_id_of
-from batchrun.store.journal import JOURNAL_NAME, Journal
+from batchrun.store.journal import JOURNAL_NAME, Journal, excluding_writers
 from batchrun.store.records import FIELDS
 
 MakeRunfile = Callable[..., Path]
@@ -372,7 +372,7 @@ def test_reading_the_journal_excludes_helpers_that_check_their_launch_and_write_
     release = threading.Event()
 
     def read() -> None:
-        with journal.excluding_writers():
+        with excluding_writers(journal.path):
             held.set()
             release.wait(10)
 

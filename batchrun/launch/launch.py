@@ -41,7 +41,7 @@ from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
 from batchrun.store.codeversion import CodeVersion, capture, snapshot_of_cwd
 from batchrun.store.fingerprint import drop_summary
-from batchrun.store.journal import JOURNAL_NAME, Journal
+from batchrun.store.journal import JOURNAL_NAME, Journal, excluding_writers
 from batchrun.store.ledger import Ledger
 from batchrun.store.metasync import MetadataSync
 from batchrun.store.records import JobRecord, State
@@ -132,7 +132,7 @@ class Launch:
             # `batchrun stop` and `kill` reach this launch from now on (one noted before is acted on now).
             hold.answer_with(functools.partial(_on_control_stop, self), functools.partial(self.stop_jobs, state=State.KILLED))
             drop_summary(self.runs_dir.path)  # the records may change: it vouches for them no more
-            with self.journal.excluding_writers():  # a dead launch's helper adds no start line while the journal is read
+            with excluding_writers(self.journal.path):  # a dead launch's helper adds no start line while the journal is read
                 metadata.notices[:] = repair_runs_dir(self.runs_dir)
                 resume = self.resume if not metadata.notices else None
                 stamp_ok, kept, resumed = _load_records(self, resume)

@@ -31,7 +31,7 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,7 +42,7 @@ from batchrun.store.compaction import blocks, compacted_lines, compaction_due
 from batchrun.store.records import JobRecord, State, canonical_time, known_state, start_extras, start_fields
 from batchrun.store.recordtable import KEEP, RecordTable
 
-__all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "replay"]
+__all__ = ["JOURNAL_NAME", "Journal", "compaction_due", "excluding_writers", "replay"]
 
 JOURNAL_NAME = "jobs.journal"
 
@@ -201,17 +201,6 @@ class Journal:
         self.size += len(before) + len(start) + len(after)
         return self.records.view(self.records.start(job_id, attempt, float(start), slot, host, holds, code))
 
-    @contextlib.contextmanager
-    def excluding_writers(self) -> Iterator[None]:
-        """Hold the guard of the start lines while the journal is read and opened: a slot helper of a launch that
-        died appends none meanwhile (it takes the guard, then finds its launch gone; `appendlock`, `_slot_helper`)."""
-        fd = guard(self.path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # lets go of the lock
-
     def record_usage(self, job_id: str, attempt: int, usage: tuple[int, float, float] | None, gpu_mb: int | None = None, hold: bool = False) -> None:
         """Record what an attempt used (`jobfiles.read_usage`, its peak GPU memory if known) before its end; nothing when unknown; `hold`: in one write with the next line."""
         if usage is None:
@@ -245,21 +234,20 @@ class Journal:
 
     def record_reset(self, job_ids: Iterable[str]) -> None:
         """Forget jobs (--rerun-all): the next launch runs them again."""
-        job_ids = list(job_ids)
-        for start in range(0, len(job_ids), 4096):
-            chunk = job_ids[start : start + 4096]
-            self._append("".join(f"R {job_id}\n" for job_id in chunk), count=len(chunk))
-        for job_id in job_ids:
-            self.records.reset(job_id)
+        self._mark("R", job_ids, self.records.reset)
 
     def record_ignore(self, job_ids: Iterable[str]) -> None:
         """Mark jobs ignored (doit ignore): skipped until forgotten."""
+        self._mark("X", job_ids, self.records.ignore)
+
+    def _mark(self, kind: str, job_ids: Iterable[str], apply: Callable[[str], object]) -> None:
+        """Append a `kind` line for each job, 4,096 in a write, then apply it to their records."""
         job_ids = list(job_ids)
         for start in range(0, len(job_ids), 4096):
             chunk = job_ids[start : start + 4096]
-            self._append("".join(f"X {job_id}\n" for job_id in chunk), count=len(chunk))
+            self._append("".join(f"{kind} {job_id}\n" for job_id in chunk), count=len(chunk))
         for job_id in job_ids:
-            self.records.ignore(job_id)
+            apply(job_id)
 
     def _sync_loop(self) -> None:
         while not self._closed.wait(_SYNC_INTERVAL):
@@ -316,6 +304,18 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+@contextlib.contextmanager
+def excluding_writers(journal: Path) -> Iterator[None]:
+    """Hold the guard of the start lines while the journal is read and opened: a slot helper of a launch that
+    died appends none meanwhile (it takes the guard, then finds its launch gone; `appendlock`, `_slot_helper`)."""
+    fd = guard(journal)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 class _Reserve:
