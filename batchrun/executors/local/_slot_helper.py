@@ -146,9 +146,8 @@ def _kill_hook(env: dict[bytes, bytes], hook: str = KILL_HOOK) -> None:
         return
     pid = os.getppid()
     if pid != _launch_pid:
-        # batchrun is dead already (another helper's hook killed it, in the same instant): this process's
-        # parent is now a subreaper or init, which no kill ends, and the wait below would spin for ever
-        # (holding the start lines' guard, so the next launch waited on it for ever).
+        # batchrun is dead already (another helper's hook killed it): the parent is now init or a subreaper, and
+        # the wait below would spin for ever, holding the start lines' guard (the next launch then waits for ever).
         return
     try:
         os.kill(pid, signal.SIGKILL)
