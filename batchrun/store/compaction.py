@@ -73,6 +73,12 @@ def compacted_lines(records: Iterable[JobRecord], dropped: list[str]) -> Iterato
         yield from lines
 
 
+# Lines a job's one attempt leaves (S, P, U, E): a journal of a single launch is not rewritten. The rewrite would
+# halve it, but cost every fresh launch at its end (27 ms of a 3 s, 5,000-job launch; fsyncs on a disk) while only
+# a replay without the resume snapshot reads the longer file (52 ms instead of 37 at 5,000 jobs).
+_LINES_PER_ATTEMPT = 4
+
+
 def compaction_due(lines: int, records: int) -> bool:
-    """Whether a journal of this many lines for this many records is due a rewrite (`Journal.compact`)."""
-    return lines > 2 * max(records, 1) + 1000
+    """Whether a journal of this many lines for this many records is due a rewrite (`Journal.compact`): more than an attempt's lines a job."""
+    return lines > _LINES_PER_ATTEMPT * max(records, 1) + 1000
