@@ -20,7 +20,7 @@ import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
 import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
-from batchrun.cli.allocator import fix_mmap_threshold
+from batchrun.cli.allocator import fix_mmap_threshold, quiet_collector
 from batchrun.errors import BatchrunError, UsageError
 
 __all__ = ["main"]
@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _signals.install():
         _signals.take_pending()  # left from an earlier in-process call
     try:
-        return _main(argv)
+        with quiet_collector():
+            return _main(argv)
     finally:
         _signals.restore()
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import batchrun.cli.queue as cli_queue
 from batchrun import _signals
+from batchrun.cli.allocator import freeze_heap
 from batchrun.cli.target import add_capacity_options, duration, int_at_least
 from batchrun.errors import RunfileError, UsageError
 
@@ -339,6 +340,8 @@ def _run(state: LaunchState, args: argparse.Namespace) -> int | None:
     # Signals noted while preparing: stop now, as if they came just after.
     for _ in _signals.take_pending()[:2]:
         stopper.request_stop()
+    if launch is not None:
+        freeze_heap()  # what is loaded now stays to the end: no collection need walk it again
     try:
         progress.start()
         try:
