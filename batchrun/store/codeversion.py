@@ -65,8 +65,10 @@ def _git(cwd: str | Path, *args: str) -> bytes | None:
 def current_version(cwd: str | Path) -> CodeVersion | None:
     """The code of `cwd` now; None outside a git repository (or without git, or before a first commit)."""
     top = _git(cwd, "rev-parse", "--show-toplevel")
+    if top is None:
+        return None  # not in a repository: asked once, not once per question
     commit = _git(cwd, "rev-parse", "--verify", "HEAD")
-    if top is None or commit is None:
+    if commit is None:
         return None
     diff = _git(cwd, "diff", "HEAD", "--binary", "--no-ext-diff", "--no-color")
     if diff is None:
