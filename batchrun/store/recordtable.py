@@ -26,7 +26,7 @@ from batchrun.runfile.idindex import IdIndex, twin_of
 from batchrun.runfile.idprefix import IdPrefix
 from batchrun.runfile.jobtable import JobTable
 from batchrun.store.columns import COLUMN_OF_KIND, RUNNING_CODE, STATE_CODE, Codes, Floats, Ints, Live, Names, Sections, Unread
-from batchrun.store.recent import RecentRows
+from batchrun.store.recent import ABSENT, RecentRows
 from batchrun.store.records import FIELDS, REQUEUE_STATUS, USAGE_FIELDS, JobRecord, State
 from batchrun.store.recordview import RecordView
 
@@ -43,10 +43,8 @@ class _Rows(MutableMapping[str, JobRecord]):
         self._keys: IdIndex | IdPrefix = IdIndex()
         # 0 for a row whose record was deleted (kept as a row: views of it stay valid).
         self._present = bytearray()
-        # Rows of the jobs looked up last, by id: a running job's record is
-        # looked up about ten times between its start and end lines. Sound
-        # because a row never changes its id and at most one present row
-        # holds an id (`_row_for`).
+        # Rows of the jobs looked up last, by id (a running job's record: ten times between its start and end
+        # lines). Sound: a row never changes its id, one present row at most holds an id, rows are only added.
         self._recent = RecentRows()
         self._count = 0
         # Count up when a row is added or a record deleted: a `ledger.Ledger` looks rows up again then.
@@ -156,15 +154,17 @@ class _Rows(MutableMapping[str, JobRecord]):
 
     def row_of(self, job_id: str) -> int:
         """The row of a job's record; -1 when it has none."""
-        row = self._recent.get(job_id)
+        rows = len(self._present)  # before the search: a row added meanwhile (maybe this job's) voids an absence it finds
+        row = self._recent.get(job_id, rows)
         if row >= 0 and self._present[row]:
             return row
+        if row == ABSENT:
+            return -1  # a job about to start is looked up four times (doit's checks, its attempt): one search
         row = self._keys.row_of(job_id)
         if row >= 0 and not self._present[row]:
             # A deleted record's row: the job may have a later one.
             row = next((row for row in self._keys.rows_of(job_id) if self._present[row]), -1)
-        if row >= 0:
-            self._recent.note(job_id, row)
+        self._recent.note(job_id, row, rows)
         return row
 
     def row_of_digest(self, digest: int) -> int:
