@@ -20,7 +20,8 @@ import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
 import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
-from batchrun.cli.allocator import fix_mmap_threshold, quiet_collector
+from batchrun._memory import quiet_collector
+from batchrun.cli.allocator import fix_mmap_threshold
 from batchrun.errors import BatchrunError, UsageError
 
 __all__ = ["main"]

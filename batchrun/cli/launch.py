@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import batchrun.cli.queue as cli_queue
 from batchrun import _signals
-from batchrun.cli.allocator import freeze_heap
+from batchrun._memory import freeze_heap
 from batchrun.cli.target import add_capacity_options, duration, int_at_least
 from batchrun.errors import RunfileError, UsageError
 
