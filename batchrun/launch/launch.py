@@ -39,7 +39,7 @@ from batchrun.launch.runner import JobRunner, settle_unwatched
 from batchrun.launch.settle import Outcome, carried_stops, journal_decisions, settle_in_flight
 from batchrun.launch.stopper import GroupStopper
 from batchrun.runfile.file import Job, Runfile
-from batchrun.store.codeversion import CodeVersion, capture, snapshot_of_cwd
+from batchrun.store.codeversion import capture, name_of, snapshot_of_cwd
 from batchrun.store.fingerprint import drop_summary
 from batchrun.store.journal import JOURNAL_NAME, Journal, excluding_writers
 from batchrun.store.ledger import Ledger
@@ -89,14 +89,13 @@ class Launch:
         # Locally, what the jobs are packed into (None: a cluster places them); -j, unless given, as many as fit.
         self.capacity = launch_capacity(options, runfile.jobs.requests)
         code, cwd = snapshot_of_cwd(self.runs_dir.path) if options.snapshot else (None, os.getcwd())  # --snapshot: a copy made before any job starts
-        self.code: CodeVersion | None = code
         self.executor = _executor_of(options, self.runs_dir, cwd)
         host = socket.gethostname().split(".")[0] or "localhost"
         self.runner = JobRunner(
             options, self.journal, self.executor, self.control, str(self.runs_dir.logs), host, base_env, self.metadata.update, self.request_stop,
             self.capacity,
         )
-        self.runner.code = self.code.name if self.code is not None else None
+        self.runner.code = name_of(code)
         if on_event is not None:
             self.on_event = on_event
 
@@ -168,9 +167,8 @@ class Launch:
         """
         if plan.nothing_to_do and not self.options.follow and queue is None:
             return
-        if self.code is None:  # which code the jobs run under: asked only of a launch that runs some
-            self.code = capture(os.getcwd(), self.runs_dir.path)
-            self.runner.code = self.code.name if self.code is not None else None
+        if self.runner.code is None:  # which code the jobs run under: asked only of a launch that runs some
+            self.runner.code = name_of(capture(os.getcwd(), self.runs_dir.path))
         if self.options.detach:
             self.executor.open()
             submit_detached(self.runner, list(plan.to_run))

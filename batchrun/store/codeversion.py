@@ -26,7 +26,7 @@ from pathlib import Path
 from batchrun.atomic import write_atomic
 from batchrun.errors import MetadataError, UsageError
 
-__all__ = ["CODE_DIR", "CodeVersion", "capture", "current_version", "snapshot", "snapshot_of_cwd"]
+__all__ = ["CODE_DIR", "CodeVersion", "capture", "current_version", "name_of", "snapshot", "snapshot_of_cwd"]
 
 CODE_DIR = "code"
 # Untracked names listed in a version's record, at most (a build directory can hold thousands).
@@ -52,6 +52,11 @@ class CodeVersion:
         if not self.diff:
             return self.commit[:12]
         return f"{self.commit[:12]}-{hashlib.sha256(self.diff).hexdigest()[:12]}"
+
+
+def name_of(version: CodeVersion | None) -> str | None:
+    """The name a version goes by in the jobs' start lines; None for none (outside git)."""
+    return version.name if version is not None else None
 
 
 def _git(cwd: str | Path, *args: str) -> bytes | None:
