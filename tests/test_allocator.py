@@ -1,4 +1,4 @@
-"""The CLI fixes glibc's mmap threshold, so growing arrays get mappings of their own (`cli.allocator`)."""
+"""The CLI fixes glibc's mmap threshold, so growing arrays get mappings of their own (`_memory`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 _PROBE = textwrap.dedent(
     """
     import ctypes, sys
-    from batchrun.cli.allocator import fix_mmap_threshold
+    from batchrun._memory import fix_mmap_threshold
 
     class Info(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in

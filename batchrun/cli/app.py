@@ -20,8 +20,7 @@ import batchrun.cli.run as cli_run
 import batchrun.cli.status as cli_status
 import batchrun.cli.ui as cli_ui
 from batchrun import __version__, _signals
-from batchrun._memory import quiet_collector
-from batchrun.cli.allocator import fix_mmap_threshold
+from batchrun._memory import fix_mmap_threshold, quiet_collector
 from batchrun.errors import BatchrunError, UsageError
 
 __all__ = ["main"]
