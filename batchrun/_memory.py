@@ -39,6 +39,7 @@ undoes both when it returns (`quiet_collector`): a program that calls
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import sys
@@ -77,8 +78,9 @@ def compact_heap() -> bool:
     return _done
 
 
+@functools.cache
 def _glibc() -> Any:
-    """The C library, when it is glibc (musl and others have no such settings, nor `gnu_get_libc_version`)."""
+    """The C library, when it is glibc (musl and others have no such settings, nor `gnu_get_libc_version`); looked up once."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes  # only here: about 1.5 ms, for a command that sets these

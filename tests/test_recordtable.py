@@ -74,7 +74,7 @@ def test_a_deleted_record_stays_absent_and_a_new_one_for_the_id_is_found(table: 
     assert table.row_of(A) == row and table[A].start == 2.0
 
 
-def test_many_absent_ids_then_their_records(table: Any) -> None:
+def test_many_absent_ids_then_their_records(table: RecordTable) -> None:
     ids = [f"{n:016x}" for n in range(3000)]  # more than the remembered rows hold
     assert all(table.get(job_id) is None for job_id in ids)
     rows = [table.start(job_id, 1, 1.0, 0, "h") for job_id in ids]
